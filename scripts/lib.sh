@@ -1,0 +1,89 @@
+# Shared helpers for fbuild's test-environment scripts. Sourced, never run.
+#
+# Everything here is about *our* processes: a pid counts as ours only when the
+# process is alive AND its command line mentions our state folder, so a stale
+# pid file whose number was reused by an unrelated process is never touched.
+
+# shellcheck shell=bash
+
+FBUILD_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FBUILD_BUILDKIT_VERSION=v0.32.2
+FBUILD_TOOLS="$FBUILD_REPO/.tools/bin"
+FBUILD_STATE=${FBUILD_TESTENV_DIR:-$FBUILD_REPO/.testenv}
+
+# A short, stable tag for this state folder: it keeps ports, sockets and the
+# rootless daemon of two checkouts (say the work tree and a CI clone) apart.
+fbuild_state_tag() {
+    printf '%s' "$FBUILD_STATE" | cksum | cut -d' ' -f1
+}
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+die() {
+    printf '[testenv] error: %s\n' "$*" >&2
+    exit 1
+}
+
+# pid_of FILE [MARK]: print the pid recorded in FILE when that process is
+# alive and is one of ours (its command line contains MARK, by default our
+# state folder followed by a slash, so /x/.testenv never matches /x/.testenv2).
+pid_of() {
+    local file=$1 mark=${2:-$FBUILD_STATE/} pid
+    [[ -s $file ]] || return 1
+    pid=$(<"$file")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$mark" || return 1
+    printf '%s\n' "$pid"
+}
+
+# stop_pid FILE NAME [MARK]: SIGTERM our recorded process, wait up to 15 s,
+# then SIGKILL it. Only ever signals that one pid.
+stop_pid() {
+    local file=$1 name=$2 mark=${3:-$FBUILD_STATE/} pid i
+    if pid=$(pid_of "$file" "$mark"); then
+        log "stopping $name (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 150; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$file"
+}
+
+# port_listening PORT: true when something accepts TCP connections on it.
+port_listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: retry COMMAND every 0.2 s.
+wait_for() {
+    local secs=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# apt packages, installed only when missing. `apt-get update` runs at most once.
+FBUILD_APT_UPDATED=
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    [[ $(id -u) == 0 ]] || die "missing Debian packages: ${missing[*]} (run as root, or apt-get install them)"
+    log "installing Debian packages: ${missing[*]}"
+    if [[ -z $FBUILD_APT_UPDATED ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        FBUILD_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}

@@ -1,0 +1,136 @@
+//! The command line: global flags, the subcommand list, and the shared
+//! [`Context`] every command receives. One command per file, each with the
+//! same shape: `pub struct Args` (clap) and `pub async fn run(args, ctx)`
+//! returning an exit code. Errors bubble up to `main`, which renders them
+//! once (see [`crate::error`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::connect::{ConnectOptions, TlsOptions};
+use crate::printer::{Printer, Verbosity};
+
+pub mod daemon;
+pub mod du;
+pub mod info;
+pub mod prune;
+pub mod solve;
+pub mod workers;
+
+/// A native BuildKit client: build Dockerfile projects, move build cache,
+/// watch progress and manage the daemon's cache.
+#[derive(Debug, Parser)]
+#[command(name = "fbuild", version, propagate_version = true, max_term_width = 110)]
+#[command(after_help = "The daemon address comes from --addr, else $BUILDKIT_HOST, else the default socket\n\
+(/run/buildkit/buildkitd.sock for root, $XDG_RUNTIME_DIR/buildkit/buildkitd.sock otherwise).\n\
+No daemon yet? `fbuild daemon start` runs one for you.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts (the same names as buildctl's).
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// buildkitd address: unix:///path/to.sock or tcp://host:port
+    #[arg(long, global = true, env = "BUILDKIT_HOST", value_name = "ADDR")]
+    pub addr: Option<String>,
+    /// CA certificate to verify the daemon's certificate (enables TLS)
+    #[arg(long = "tlscacert", global = true, value_name = "FILE")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// Client certificate for mutual TLS
+    #[arg(long = "tlscert", global = true, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key for mutual TLS
+    #[arg(long = "tlskey", global = true, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Server name expected in the daemon's certificate (default: the address' host)
+    #[arg(long = "tlsservername", global = true, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Print only results and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail, and debug logs with RUST_LOG
+    #[arg(short = 'v', long = "verbose", global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a Dockerfile project (alias: build)
+    #[command(alias = "build")]
+    Solve(Box<solve::Args>),
+    /// Show the daemon's version
+    Info(info::Args),
+    /// List the daemon's workers and their platforms
+    Workers(workers::Args),
+    /// Show what the build cache holds (cache statistics)
+    Du(du::Args),
+    /// Remove build cache
+    Prune(prune::Args),
+    /// Run a local buildkitd for this machine
+    #[command(subcommand)]
+    Daemon(daemon::Command),
+}
+
+/// What every command gets: how to reach the daemon, and where to print.
+pub struct Context {
+    pub connect: ConnectOptions,
+    pub printer: Printer,
+}
+
+impl Context {
+    pub fn new(global: &GlobalArgs) -> Self {
+        let verbosity = if global.quiet {
+            Verbosity::Quiet
+        } else if global.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Context {
+            connect: ConnectOptions {
+                addr: global.addr.clone().filter(|a| !a.is_empty()),
+                tls: TlsOptions {
+                    ca_cert: global.tls_ca_cert.clone(),
+                    cert: global.tls_cert.clone(),
+                    key: global.tls_key.clone(),
+                    server_name: global.tls_server_name.clone(),
+                },
+            },
+            printer: Printer::new(verbosity),
+        }
+    }
+
+    /// Opens a channel to the daemon (only connecting has a deadline).
+    pub async fn connect(&self) -> anyhow::Result<tonic::transport::Channel> {
+        Ok(crate::connect::connect(&self.connect).await?)
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context::new(&cli.global);
+    match cli.command {
+        Command::Solve(args) => solve::run(*args, &ctx).await,
+        Command::Info(args) => info::run(args, &ctx).await,
+        Command::Workers(args) => workers::run(args, &ctx).await,
+        Command::Du(args) => du::run(args, &ctx).await,
+        Command::Prune(args) => prune::run(args, &ctx).await,
+        Command::Daemon(command) => daemon::run(command, &ctx).await,
+    }
+}
+
+/// `--format` for commands that print data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people
+    #[default]
+    Table,
+    /// JSON for machines
+    Json,
+}

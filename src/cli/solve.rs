@@ -1,0 +1,9 @@
+//! `fbuild solve` (being written).
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub async fn run(_args: Args, _ctx: &crate::cli::Context) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`fbuild solve` is not implemented yet")
+}

@@ -1,0 +1,115 @@
+//! Rendering of errors for people: `error: …`, one `Caused by: …` line per
+//! cause, then `hint: …` lines. Library modules own `thiserror` enums whose
+//! message names the failed operation and whose `#[source]` holds the cause;
+//! this module is the only place that turns a chain into text.
+
+use std::io::Write;
+
+/// An error that knows what the user can do about it.
+///
+/// Wrap any error with [`Hinted`] (or `.hint(...)` via [`HintExt`]); the
+/// renderer prints the hint after the cause chain.
+#[derive(Debug)]
+pub struct Hinted {
+    pub error: anyhow::Error,
+    pub hints: Vec<String>,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+/// Attach a hint to any result.
+pub trait HintExt<T> {
+    fn hint(self, hint: impl Into<String>) -> Result<T, anyhow::Error>;
+}
+
+impl<T, E: Into<anyhow::Error>> HintExt<T> for Result<T, E> {
+    fn hint(self, hint: impl Into<String>) -> Result<T, anyhow::Error> {
+        self.map_err(|e| {
+            let error: anyhow::Error = e.into();
+            anyhow::Error::new(Hinted { error, hints: vec![hint.into()] })
+        })
+    }
+}
+
+/// Writes `error:`, `Caused by:` and `hint:` lines for `err`.
+pub fn render(err: &anyhow::Error, out: &mut dyn Write) {
+    let mut hints = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        if let Some(hinted) = cause.downcast_ref::<Hinted>() {
+            // The wrapper displays as its inner error, and the inner error's
+            // causes follow it in the chain, so it needs no line of its own.
+            hints.extend(hinted.hints.iter().cloned());
+        }
+        let text = cause.to_string();
+        // tonic and hyper often repeat their cause inside their own message;
+        // skip a cause whose text the previous line already carries.
+        if lines.last().is_some_and(|prev| prev.contains(&text)) {
+            continue;
+        }
+        lines.push(text);
+    }
+    if lines.is_empty() {
+        lines.push(err.to_string());
+    }
+    let _ = writeln!(out, "error: {}", lines[0]);
+    for cause in &lines[1..] {
+        let _ = writeln!(out, "  Caused by: {cause}");
+    }
+    for hint in hints {
+        let _ = writeln!(out, "hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_chain_and_hints() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let err: anyhow::Error = Err::<(), _>(io)
+            .map_err(anyhow::Error::from)
+            .map_err(|e| e.context("cannot connect to buildkitd at unix:///run/buildkit/buildkitd.sock"))
+            .hint("start one with `fbuild daemon start`")
+            .unwrap_err();
+        let mut out = Vec::new();
+        render(&err, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "error: cannot connect to buildkitd at unix:///run/buildkit/buildkitd.sock\n  Caused by: connection refused\nhint: start one with `fbuild daemon start`\n"
+        );
+    }
+}
+
+/// The build or command was cancelled by the user (Ctrl-C); exits 130 like a shell.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+/// True when the chain holds a closed-pipe write error (stdout closed by `head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code for a failed run: 130 when cancelled, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> std::process::ExitCode {
+    if err.chain().any(|cause| cause.is::<Cancelled>()) {
+        std::process::ExitCode::from(130)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}

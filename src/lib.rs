@@ -1,0 +1,14 @@
+//! fbuild: a native BuildKit client.
+//!
+//! The modules follow the data flow of a build (see `docs/ARCHITECTURE.md`):
+//! the CLI turns flags into a solve request, [`connect`] opens a channel to
+//! buildkitd, [`control`] wraps the Control service, [`session`] serves the
+//! daemon's callbacks (file sync, outputs, auth, secrets, SSH), and
+//! [`progress`] renders the daemon's status stream.
+
+pub mod cli;
+pub mod connect;
+pub mod error;
+pub mod logging;
+pub mod printer;
+pub mod proto;
