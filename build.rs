@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let descriptors = protox::compile(&files, [&proto_root])?;
+    write_service_methods(&descriptors)?;
     tonic_prost_build::configure()
         .btree_map(".")
         .bytes(".")
@@ -27,6 +28,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(descriptors)?;
     Ok(())
+}
+
+/// Writes `SERVICE_METHODS`: each service's full name and its method names.
+///
+/// A session must tell the daemon every gRPC method it serves
+/// (`X-Docker-Expose-Session-Grpc-Method`). tonic's generated servers only
+/// know their service name, so the method list comes from the schema itself:
+/// a session built from its registered services can never expose a method it
+/// does not serve, nor forget one it does.
+fn write_service_methods(descriptors: &prost_types::FileDescriptorSet) -> std::io::Result<()> {
+    let mut out = String::from("/// (service full name, method names) for every service in `proto/`.\n");
+    out.push_str("pub const SERVICE_METHODS: &[(&str, &[&str])] = &[\n");
+    for file in &descriptors.file {
+        let package = file.package();
+        for service in &file.service {
+            let full_name = if package.is_empty() { service.name().to_string() } else { format!("{package}.{}", service.name()) };
+            let methods: Vec<String> = service.method.iter().map(|m| format!("{:?}", m.name())).collect();
+            out.push_str(&format!("    ({full_name:?}, &[{}]),\n", methods.join(", ")));
+        }
+    }
+    out.push_str("];\n");
+    let path = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fbuild_service_methods.rs");
+    std::fs::write(path, out)
 }
 
 /// Every `.proto` below `dir`, as a path relative to `root` (the import root).

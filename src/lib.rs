@@ -8,7 +8,10 @@
 
 pub mod cli;
 pub mod connect;
+pub mod control;
 pub mod error;
 pub mod logging;
 pub mod printer;
 pub mod proto;
+pub mod session;
+pub mod units;

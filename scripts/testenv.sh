@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# fbuild's test environment: a root buildkitd (OCI worker) on a unix socket and
+# a loopback TCP port, a loopback registry, and a busybox base image in it.
+#
+#   scripts/testenv.sh up [--with-debian]   install what is missing, start, write the env file
+#   scripts/testenv.sh down                 stop the processes this script started (by pid)
+#   scripts/testenv.sh env                  print the env file (`source <(scripts/testenv.sh env)`)
+#   scripts/testenv.sh status               say what is running
+#
+# State lives in $FBUILD_TESTENV_DIR (default: .testenv/ in the repo, git-ignored);
+# binaries in .tools/bin/ (git-ignored). `up` is idempotent: when our daemons are
+# alive and answering it only rewrites the env file, which takes well under a second.
+#
+# Ports: each state folder gets its own pair, derived from a hash of its path, so a
+# CI clone's environment runs beside the work tree's. When the preferred port is
+# taken by someone else the next free slot is used; the choice is recorded in
+# STATE/ports and in the env file. FBUILD_TESTENV_REGISTRY_PORT and
+# FBUILD_TESTENV_BUILDKITD_PORT pin them (then a busy port is an error).
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STATE=$FBUILD_STATE
+TOOLS=$FBUILD_TOOLS
+VERSION=$FBUILD_BUILDKIT_VERSION
+BUILDKITD="$TOOLS/buildkitd"
+BUILDCTL="$TOOLS/buildctl"
+ENV_FILE="$STATE/env"
+
+# A unix socket path must fit in sun_path (108 bytes); deep checkouts get a
+# socket under /run instead of the state folder.
+SOCK="$STATE/buildkitd.sock"
+if ((${#SOCK} > 100)); then
+    SOCK="/run/fbuild-test-$(fbuild_state_tag)/buildkitd.sock"
+fi
+
+# --- installing ---------------------------------------------------------------
+
+ensure_debian_packages() {
+    apt_install runc docker-registry busybox-static rootlesskit uidmap debootstrap curl ca-certificates
+}
+
+has_buildkit() {
+    [[ -x $BUILDKITD && -x $BUILDCTL ]] &&
+        "$BUILDKITD" --version 2>/dev/null | grep -qw -- "$VERSION" &&
+        "$BUILDCTL" --version 2>/dev/null | grep -qw -- "$VERSION"
+}
+
+# buildkitd and buildctl, pinned, built from source through the Go module proxy.
+#
+# `go install github.com/moby/buildkit/cmd/...@v0.32.2` does not work: go install
+# refuses a module whose go.mod has `exclude` (or `replace`) directives, and
+# buildkit's has. So we fetch the module into Go's module cache and build inside
+# it with -mod=mod, stamping the version the way buildkit's own build does.
+# GOCACHE and GOMODCACHE stay at Go's defaults (outside the repo), so a fresh
+# clone on a warm machine only relinks (about a minute) instead of compiling.
+ensure_buildkit() {
+    if has_buildkit; then
+        return 0
+    fi
+    local go dir tmp
+    go=$(command -v go || true)
+    [[ -n $go ]] || { [[ -x /usr/local/go/bin/go ]] && go=/usr/local/go/bin/go; }
+    [[ -n $go ]] || die "Go is needed to build buildkitd $VERSION and is not on PATH"
+    log "building buildkitd and buildctl $VERSION into $TOOLS (first time on this checkout)"
+    mkdir -p "$TOOLS"
+    # Outside any module, so no go.mod of ours (now or later) gets involved.
+    dir=$(cd / && GOFLAGS= "$go" mod download -json "github.com/moby/buildkit@$VERSION" |
+        grep -o '"Dir": *"[^"]*"' | sed 's/^"Dir": *"//; s/"$//')
+    [[ -n $dir && -d $dir ]] || die "go mod download github.com/moby/buildkit@$VERSION gave no module folder"
+    tmp=$(mktemp -d "$TOOLS/.build.XXXXXX")
+    if ! (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" "$go" build -trimpath \
+        -ldflags "-X github.com/moby/buildkit/version.Version=$VERSION" \
+        -o "$tmp/" ./cmd/buildkitd ./cmd/buildctl); then
+        rm -rf "$tmp"
+        die "building buildkit $VERSION failed (see the Go output above)"
+    fi
+    mv -f "$tmp/buildkitd" "$BUILDKITD"
+    mv -f "$tmp/buildctl" "$BUILDCTL"
+    rmdir "$tmp"
+    has_buildkit || die "the freshly built $BUILDKITD does not report version $VERSION"
+}
+
+# --- ports --------------------------------------------------------------------
+
+REGISTRY_PORT=
+BUILDKITD_PORT=
+
+# pick_port PINNED RECORDED PREFERRED OURS NAME: the port to use for NAME.
+# OURS=1 means our own process already listens on RECORDED.
+pick_port() {
+    local pinned=$1 recorded=$2 preferred=$3 ours=$4 name=$5 p i
+    if [[ -n $pinned ]]; then
+        if [[ $ours == 1 && $pinned == "$recorded" ]] || ! port_listening "$pinned"; then
+            echo "$pinned"
+            return
+        fi
+        die "port $pinned (pinned for the $name) is in use by another process; free it or choose another"
+    fi
+    if [[ $ours == 1 && -n $recorded ]]; then
+        echo "$recorded"
+        return
+    fi
+    p=${recorded:-$preferred}
+    for ((i = 0; i < 64; i++)); do
+        if ! port_listening "$p"; then
+            echo "$p"
+            return
+        fi
+        log "port $p for the $name is taken by another process; trying the next one"
+        p=$((p + 4))
+        ((p < 65000)) || p=20000
+    done
+    die "found no free loopback port for the $name"
+}
+
+choose_ports() {
+    local rec_reg= rec_bk= tag base reg_ours=0 bk_ours=0
+    if [[ -s $STATE/ports ]]; then
+        rec_reg=$(sed -n 's/^REGISTRY_PORT=//p' "$STATE/ports")
+        rec_bk=$(sed -n 's/^BUILDKITD_PORT=//p' "$STATE/ports")
+    fi
+    tag=$(fbuild_state_tag)
+    base=$((20000 + (tag % 1900) * 4)) # 20000..27596: below Linux's ephemeral range
+    pid_of "$STATE/registry.pid" >/dev/null && reg_ours=1
+    pid_of "$STATE/buildkitd.pid" >/dev/null && bk_ours=1
+    REGISTRY_PORT=$(pick_port "${FBUILD_TESTENV_REGISTRY_PORT:-}" "$rec_reg" "$base" "$reg_ours" registry)
+    BUILDKITD_PORT=$(pick_port "${FBUILD_TESTENV_BUILDKITD_PORT:-}" "$rec_bk" "$((base + 1))" "$bk_ours" "buildkitd TCP listener")
+    printf 'REGISTRY_PORT=%s\nBUILDKITD_PORT=%s\n' "$REGISTRY_PORT" "$BUILDKITD_PORT" >"$STATE/ports"
+}
+
+# --- registry -----------------------------------------------------------------
+
+registry_answers() {
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/"
+}
+
+ensure_registry() {
+    mkdir -p "$STATE/registry"
+    cat >"$STATE/registry.yml.new" <<EOF
+# Written by scripts/testenv.sh; rewritten on every \`up\`.
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+EOF
+    local changed=0
+    cmp -s "$STATE/registry.yml.new" "$STATE/registry.yml" || changed=1
+    mv -f "$STATE/registry.yml.new" "$STATE/registry.yml"
+    if pid_of "$STATE/registry.pid" >/dev/null; then
+        if [[ $changed == 0 ]] && registry_answers; then
+            return 0
+        fi
+        stop_pid "$STATE/registry.pid" registry
+    fi
+    log "starting the registry on 127.0.0.1:$REGISTRY_PORT"
+    # setsid: the daemon outlives this script and the terminal's signals.
+    setsid docker-registry serve "$STATE/registry.yml" >>"$STATE/registry.log" 2>&1 </dev/null &
+    echo $! >"$STATE/registry.pid"
+    if ! wait_for 20 registry registry_answers; then
+        tail -n 30 "$STATE/registry.log" >&2 || true
+        die "the registry did not answer on 127.0.0.1:$REGISTRY_PORT within 20 s (log: $STATE/registry.log)"
+    fi
+}
+
+# --- buildkitd ----------------------------------------------------------------
+
+buildkitd_answers() {
+    "$BUILDCTL" --addr "unix://$SOCK" debug workers
+}
+
+ensure_buildkitd() {
+    mkdir -p "$STATE/buildkitd-root" "$(dirname "$SOCK")"
+    cat >"$STATE/buildkitd.toml.new" <<EOF
+# Written by scripts/testenv.sh; rewritten on every \`up\`.
+# The loopback test registry speaks plain HTTP.
+[registry."127.0.0.1:$REGISTRY_PORT"]
+  http = true
+  insecure = true
+EOF
+    local changed=0 pid
+    cmp -s "$STATE/buildkitd.toml.new" "$STATE/buildkitd.toml" || changed=1
+    mv -f "$STATE/buildkitd.toml.new" "$STATE/buildkitd.toml"
+    if pid=$(pid_of "$STATE/buildkitd.pid"); then
+        if [[ $changed == 0 ]] &&
+            tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "tcp://127.0.0.1:$BUILDKITD_PORT " &&
+            buildkitd_answers >/dev/null 2>&1; then
+            return 0
+        fi
+        stop_pid "$STATE/buildkitd.pid" buildkitd
+    fi
+    [[ $(id -u) == 0 ]] || die "the test buildkitd runs as root (OCI worker, overlayfs); run this as root"
+    rm -f "$SOCK"
+    log "starting buildkitd $VERSION (unix://$SOCK, tcp://127.0.0.1:$BUILDKITD_PORT)"
+    # --oci-worker-net=host: RUN steps share the host's network, so apt and pip
+    # reach the package registries; the default (auto) would pick CNI whenever
+    # /etc/buildkit/cni.json happens to exist.
+    setsid "$BUILDKITD" \
+        --config "$STATE/buildkitd.toml" \
+        --root "$STATE/buildkitd-root" \
+        --addr "unix://$SOCK" \
+        --addr "tcp://127.0.0.1:$BUILDKITD_PORT" \
+        --oci-worker=true --containerd-worker=false \
+        --oci-worker-snapshotter=overlayfs \
+        --oci-worker-net=host \
+        --allow-insecure-entitlement network.host \
+        >>"$STATE/buildkitd.log" 2>&1 </dev/null &
+    echo $! >"$STATE/buildkitd.pid"
+    if ! wait_for 30 buildkitd buildkitd_answers; then
+        tail -n 40 "$STATE/buildkitd.log" >&2 || true
+        die "buildkitd did not answer on unix://$SOCK within 30 s (log: $STATE/buildkitd.log)"
+    fi
+}
+
+# --- base images --------------------------------------------------------------
+
+MANIFEST_ACCEPT="application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+
+# registry_has REPO TAG
+registry_has() {
+    curl -fs -o /dev/null --max-time 5 -H "Accept: $MANIFEST_ACCEPT" \
+        "http://127.0.0.1:$REGISTRY_PORT/v2/$1/manifests/$2"
+}
+
+# The busybox base: Debian's static busybox and one symlink per applet. The
+# binary itself is not in the list, or its symlink would replace the binary.
+ensure_busybox() {
+    if registry_has busybox latest; then
+        return 0
+    fi
+    local dir="$STATE/images/busybox" bb applet
+    bb=$(dpkg -L busybox-static | grep -E '/s?bin/busybox$' | head -n 1)
+    [[ -x $bb ]] || die "busybox-static's binary was not found"
+    log "building and pushing 127.0.0.1:$REGISTRY_PORT/busybox:latest"
+    rm -rf "$dir"
+    mkdir -p "$dir/rootfs/bin" "$dir/rootfs/tmp" "$dir/rootfs/etc"
+    chmod 1777 "$dir/rootfs/tmp"
+    cp "$bb" "$dir/rootfs/bin/busybox"
+    for applet in $("$bb" --list); do
+        [[ $applet == busybox ]] && continue
+        ln -s busybox "$dir/rootfs/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$dir/rootfs/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/rootfs/etc/group"
+    printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\n' >"$dir/Dockerfile"
+    # SOURCE_DATE_EPOCH=0 + rewrite-timestamp: the same busybox gives the same digest.
+    "$BUILDCTL" --addr "unix://$SOCK" build --progress=plain \
+        --frontend dockerfile.v0 --local "context=$dir" --local "dockerfile=$dir" \
+        --opt build-arg:SOURCE_DATE_EPOCH=0 \
+        --output "type=image,name=127.0.0.1:$REGISTRY_PORT/busybox:latest,push=true,registry.insecure=true,rewrite-timestamp=true" \
+        >"$STATE/images/busybox.log" 2>&1 || {
+        tail -n 30 "$STATE/images/busybox.log" >&2
+        die "building the busybox image failed (log: $STATE/images/busybox.log)"
+    }
+    registry_has busybox latest || die "the registry does not list busybox:latest after the push"
+}
+
+# --- env file -----------------------------------------------------------------
+
+write_env() {
+    local reg="127.0.0.1:$REGISTRY_PORT" debian=
+    if registry_has debian-python bookworm; then
+        debian="$reg/debian-python:bookworm"
+    fi
+    cat >"$ENV_FILE.new" <<EOF
+# fbuild test environment, written by scripts/testenv.sh up. Source it.
+export FBUILD_TEST_ROOT='$STATE'
+export FBUILD_TEST_ADDR='unix://$SOCK'
+export FBUILD_TEST_TCP_ADDR='tcp://127.0.0.1:$BUILDKITD_PORT'
+export FBUILD_TEST_REGISTRY='$reg'
+export FBUILD_TEST_BUSYBOX='$reg/busybox:latest'
+export FBUILD_TEST_DEBIAN='$debian'
+export FBUILD_BUILDCTL='$BUILDCTL'
+export FBUILD_BUILDKITD='$BUILDKITD'
+export BUILDKIT_HOST='unix://$SOCK'
+export PATH="$TOOLS:\$PATH"
+EOF
+    mv -f "$ENV_FILE.new" "$ENV_FILE"
+}
+
+# --- commands -----------------------------------------------------------------
+
+cmd_up() {
+    local with_debian=0 arg start=$SECONDS
+    for arg in "$@"; do
+        case $arg in
+        --with-debian) with_debian=1 ;;
+        *) die "unknown option for up: $arg" ;;
+        esac
+    done
+    mkdir -p "$STATE"
+    # One `up` at a time per state folder (tests run in parallel may call it).
+    exec 9>"$STATE/.lock"
+    flock 9
+    ensure_debian_packages
+    ensure_buildkit
+    choose_ports
+    ensure_registry
+    ensure_buildkitd
+    ensure_busybox
+    if [[ $with_debian == 1 ]]; then
+        "$FBUILD_REPO/scripts/debian-base.sh"
+    fi
+    write_env
+    log "ready in $((SECONDS - start)) s: source $ENV_FILE (or: source <(scripts/testenv.sh env))"
+}
+
+cmd_down() {
+    [[ -d $STATE ]] || return 0
+    if [[ -s $STATE/rootless.pid ]]; then
+        "$FBUILD_REPO/scripts/rootless.sh" down
+    fi
+    stop_pid "$STATE/buildkitd.pid" buildkitd
+    stop_pid "$STATE/registry.pid" registry
+    rm -f "$SOCK" "$ENV_FILE"
+}
+
+cmd_env() {
+    [[ -s $ENV_FILE ]] || die "no environment yet: run scripts/testenv.sh up"
+    cat "$ENV_FILE"
+}
+
+cmd_status() {
+    local name pid
+    for name in registry buildkitd rootless; do
+        if pid=$(pid_of "$STATE/$name.pid"); then
+            echo "$name: running (pid $pid)"
+        else
+            echo "$name: stopped"
+        fi
+    done
+}
+
+case ${1:-} in
+up) shift && cmd_up "$@" ;;
+down) cmd_down ;;
+env) cmd_env ;;
+status) cmd_status ;;
+*)
+    echo "usage: $0 up [--with-debian] | down | env | status" >&2
+    exit 2
+    ;;
+esac

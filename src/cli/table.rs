@@ -1,0 +1,145 @@
+//! Plain-text layouts for command output: aligned columns ([`Table`]) and
+//! `Key: value` blocks ([`Fields`]). Both render into any `io::Write`, so
+//! tests snapshot them from a `Vec<u8>`.
+//!
+//! Unlike buildctl's tabwriter output, columns are padded with spaces (tabs
+//! shift with the terminal's tab stops) and no line ends in whitespace.
+
+use std::io::{self, Write};
+
+/// Columns separated by this many spaces.
+const GAP: usize = 3;
+
+/// Rows of cells under upper-case headers, each column as wide as its widest cell.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub(crate) fn new<const N: usize>(headers: [&str; N]) -> Self {
+        Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
+    }
+
+    /// Adds a row; missing cells are blank, extra cells are kept as extra columns.
+    pub(crate) fn row(&mut self, cells: impl IntoIterator<Item = String>) {
+        self.rows.push(cells.into_iter().collect());
+    }
+
+    pub(crate) fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        let columns = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
+        let mut widths = vec![0; columns];
+        for line in std::iter::once(&self.headers).chain(&self.rows) {
+            for (width, cell) in widths.iter_mut().zip(line) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        for line in std::iter::once(&self.headers).chain(&self.rows) {
+            let mut text = String::new();
+            for (index, width) in widths.iter().enumerate() {
+                let cell = line.get(index).map_or("", String::as_str);
+                text.push_str(cell);
+                let pad = width - cell.chars().count() + GAP;
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+            writeln!(out, "{}", text.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// `Key: value` lines with the values aligned; a key may hold nested lines
+/// (indented by two spaces), as in `fbuild workers --verbose`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fields {
+    lines: Vec<(usize, String, String)>,
+}
+
+impl Fields {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn field(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        self.lines.push((0, format!("{key}:"), value.to_string()));
+        self
+    }
+
+    /// A field one level in, under the previous heading.
+    pub(crate) fn nested(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        self.lines.push((1, format!("{key}:"), value.to_string()));
+        self
+    }
+
+    /// A line that opens a group of nested fields.
+    pub(crate) fn heading(&mut self, key: &str) -> &mut Self {
+        self.lines.push((0, format!("{key}:"), String::new()));
+        self
+    }
+
+    pub(crate) fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        // Align each level on its own: nested keys (label names) are often
+        // much longer than top-level ones.
+        let width = |level| {
+            self.lines
+                .iter()
+                .filter(|(l, _, value)| *l == level && !value.is_empty())
+                .map(|(_, key, _)| key.chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let widths = [width(0), width(1)];
+        for (level, key, value) in &self.lines {
+            let indent = "  ".repeat(*level);
+            if value.is_empty() {
+                writeln!(out, "{indent}{key}")?;
+            } else {
+                writeln!(out, "{indent}{key:<width$} {value}", width = widths[*level])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        write(&mut out).expect("writing to a Vec cannot fail");
+        String::from_utf8(out).expect("tables are UTF-8")
+    }
+
+    #[test]
+    fn table_aligns_columns_without_trailing_spaces() {
+        let mut table = Table::new(["ID", "PLATFORMS"]);
+        table.row(["w1".to_owned(), "linux/amd64,linux/386".to_owned()]);
+        table.row(["worker-two".to_owned(), "linux/arm64".to_owned()]);
+        table.row(["µ".to_owned()]);
+        let text = render(|out| table.write_to(out));
+        insta::assert_snapshot!(text, @r"
+        ID           PLATFORMS
+        w1           linux/amd64,linux/386
+        worker-two   linux/arm64
+        µ
+        ");
+    }
+
+    #[test]
+    fn fields_align_per_level() {
+        let mut fields = Fields::new();
+        fields.field("ID", "w1").field("Platforms", "linux/amd64").heading("Labels");
+        fields.nested("org.mobyproject.buildkit.worker.executor", "oci");
+        fields.nested("short", "x");
+        let text = render(|out| fields.write_to(out));
+        insta::assert_snapshot!(text, @r"
+        ID:        w1
+        Platforms: linux/amd64
+        Labels:
+          org.mobyproject.buildkit.worker.executor: oci
+          short:                                    x
+        ");
+    }
+}

@@ -1,0 +1,247 @@
+//! The session: the channel on which the daemon calls back into fbuild.
+//!
+//! `Control.Session` is a bidirectional stream of `BytesMessage`s that carries
+//! raw HTTP/2. On it the daemon is the gRPC *client* and fbuild the *server*:
+//! it asks for the build context (FileSync), hands over outputs (FileSend),
+//! asks for registry credentials (Auth), secrets and SSH agents, and polls
+//! `grpc.health.v1.Health/Check` to know we are alive.
+//!
+//! [`tunnel`] turns the stream into an in-memory byte pipe that tonic's
+//! server reads like a socket, so no HTTP/2 or gRPC framing is written here.
+//! This module only assembles the services (a [`SessionBuilder`]), tells the
+//! daemon which methods they serve, and runs and stops the whole thing.
+//! The services themselves live next to the data they move (`fsync`,
+//! `output`, `services`).
+
+mod tunnel;
+
+use std::convert::Infallible;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::Channel;
+
+use crate::proto::moby::buildkit::v1::control_client::ControlClient;
+
+/// The largest gRPC message either side may send (buildkitd's own limit).
+pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
+
+/// Failures of the session itself (not of the services it carries).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the daemon refused to open a session")]
+    Open(#[source] tonic::Status),
+    #[error("service {0} has no methods in proto/: cannot expose it to the daemon")]
+    UnknownService(&'static str),
+    #[error("the session's server failed")]
+    Serve(#[source] tonic::transport::Error),
+    #[error("the session task panicked or was aborted")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// Collects the services one build exposes to the daemon.
+pub struct SessionBuilder {
+    name: String,
+    shared_key: String,
+    routes: tonic::service::RoutesBuilder,
+    methods: Vec<String>,
+}
+
+impl SessionBuilder {
+    /// A session with the health service already registered.
+    ///
+    /// `shared_key` lets the daemon reuse what an earlier session uploaded for
+    /// the same local folder: it must be stable for a given context folder.
+    pub fn new(name: impl Into<String>, shared_key: impl Into<String>) -> Self {
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let mut builder = SessionBuilder {
+            name: name.into(),
+            shared_key: shared_key.into(),
+            routes: Routes::builder(),
+            methods: Vec::new(),
+        };
+        builder.routes.add_service(health);
+        // The health service is not in proto/ (tonic-health ships it).
+        builder.methods.extend(["/grpc.health.v1.Health/Check".to_string(), "/grpc.health.v1.Health/Watch".to_string()]);
+        builder
+    }
+
+    /// Registers a tonic server (already configured with [`MAX_MESSAGE_SIZE`]).
+    pub fn add_service<S>(&mut self, service: S) -> Result<&mut Self, SessionError>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let methods = crate::proto::methods::SERVICE_METHODS
+            .iter()
+            .find(|(name, _)| *name == S::NAME)
+            .map(|(_, methods)| *methods)
+            .ok_or(SessionError::UnknownService(S::NAME))?;
+        self.methods.extend(methods.iter().map(|method| format!("/{}/{method}", S::NAME)));
+        self.routes.add_service(service);
+        Ok(self)
+    }
+
+    /// The full gRPC method names the session exposes.
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
+    /// Opens `Control.Session` and serves the registered services on it
+    /// until [`RunningSession::close`] or until the daemon hangs up.
+    pub async fn start(self, control: &ControlClient<Channel>) -> Result<RunningSession, SessionError> {
+        let id = new_id();
+        let headers = SessionHeaders {
+            id: id.clone(),
+            name: self.name,
+            shared_key: self.shared_key,
+            methods: self.methods,
+        };
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let (io, ours) = tunnel::pipe();
+        let routes = self.routes.routes();
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                // Outputs flow daemon → us on this connection; a large window
+                // keeps a tar export from stalling on flow control.
+                .initial_stream_window_size(Some(8 << 20))
+                .initial_connection_window_size(Some(16 << 20))
+                .max_frame_size(Some((1 << 20) - 1))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(tokio_stream::once(Ok::<_, std::io::Error>(io)), async {
+                    let _ = shutdown_rx.await;
+                })
+                .await
+                .map_err(SessionError::Serve)
+        });
+        // The server runs before the call opens, so its preface is waiting.
+        let session = RunningSession { id, task, shutdown: Some(shutdown_tx) };
+        tunnel::connect(control, &headers, ours).await?;
+        Ok(session)
+    }
+}
+
+/// What the daemon needs to know about a session, sent as request metadata
+/// on `Control.Session`.
+pub(crate) struct SessionHeaders {
+    pub id: String,
+    pub name: String,
+    pub shared_key: String,
+    pub methods: Vec<String>,
+}
+
+/// A session being served. Its id goes into `SolveRequest.session`.
+pub struct RunningSession {
+    id: String,
+    task: JoinHandle<Result<(), SessionError>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl RunningSession {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Stops serving and waits for the server to wind down.
+    pub async fn close(mut self) -> Result<(), SessionError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        // Graceful shutdown waits for in-flight calls; the daemon ends them
+        // when the solve is over, but never wait forever on a peer.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.task).await {
+            Ok(joined) => joined.map_err(SessionError::Join)?,
+            Err(_elapsed) => {
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for RunningSession {
+    fn drop(&mut self) {
+        // A cancelled build drops the session: stop serving at once.
+        self.task.abort();
+    }
+}
+
+/// A fresh random id for a session or a build, never reused (25 lowercase
+/// alphanumerics, the shape of BuildKit's `identity.NewID`).
+pub(crate) fn new_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..25).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// A stable shared key for a set of local folders: the daemon keys its copy of
+/// an uploaded folder by it, so the same folder gets the same key every build
+/// and only changed files are sent again.
+pub fn shared_key_for(paths: &[&std::path::Path]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"fbuild-session-v1\0");
+    if let Ok(host) = nix::unistd::gethostname() {
+        hasher.update(host.as_encoded_bytes());
+    }
+    for path in paths {
+        hasher.update(b"\0");
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        hasher.update(path.as_os_str().as_encoded_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_fresh() {
+        let a = new_id();
+        let b = new_id();
+        assert_eq!(a.len(), 25);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn shared_key_is_stable_per_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(shared_key_for(&[dir.path()]), shared_key_for(&[dir.path()]));
+        assert_ne!(shared_key_for(&[dir.path()]), shared_key_for(&[other.path()]));
+    }
+
+    #[test]
+    fn methods_come_from_registered_services() {
+        use crate::proto::moby::buildkit::secrets::v1::secrets_server::{Secrets, SecretsServer};
+        use crate::proto::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
+        #[derive(Clone)]
+        struct NoSecrets;
+        #[tonic::async_trait]
+        impl Secrets for NoSecrets {
+            async fn get_secret(
+                &self,
+                _: tonic::Request<GetSecretRequest>,
+            ) -> Result<tonic::Response<GetSecretResponse>, tonic::Status> {
+                Err(tonic::Status::not_found("none"))
+            }
+        }
+        let mut builder = SessionBuilder::new("test", "key");
+        builder.add_service(SecretsServer::new(NoSecrets)).unwrap();
+        assert_eq!(
+            builder.methods(),
+            ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/moby.buildkit.secrets.v1.Secrets/GetSecret"]
+        );
+    }
+}

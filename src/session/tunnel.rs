@@ -1,0 +1,87 @@
+//! The byte pipe under the session: `Control.Session`'s message stream on one
+//! side, an in-memory duplex that tonic's server treats as a socket on the
+//! other. Two pump tasks copy bytes each way; neither looks inside them.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use super::{SessionError, SessionHeaders, MAX_MESSAGE_SIZE};
+use crate::proto::moby::buildkit::v1::control_client::ControlClient;
+use crate::proto::moby::buildkit::v1::BytesMessage;
+
+/// Bytes buffered in the in-memory pipe, each way. Large enough that a
+/// transfer's HTTP/2 frames don't queue behind each other, small enough to
+/// keep memory flat.
+pub(crate) const PIPE_BUFFER: usize = 4 << 20;
+
+/// Largest chunk put into one `BytesMessage`.
+const CHUNK: usize = 1 << 20;
+
+/// Creates the pipe: the returned half is for the gRPC server, the other half
+/// for [`connect`].
+pub(crate) fn pipe() -> (DuplexStream, DuplexStream) {
+    tokio::io::duplex(PIPE_BUFFER)
+}
+
+/// Opens `Control.Session` with the session's headers and pumps bytes between
+/// the call and `ours` until either side closes.
+pub(crate) async fn connect(
+    control: &ControlClient<Channel>,
+    headers: &SessionHeaders,
+    ours: DuplexStream,
+) -> Result<(), SessionError> {
+    let mut control =
+        control.clone().max_decoding_message_size(MAX_MESSAGE_SIZE).max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let (mut from_server, mut to_server) = tokio::io::split(ours);
+    let (outbound_tx, outbound_rx) = mpsc::channel::<BytesMessage>(16);
+
+    // Server → daemon. Started before the call so the server's HTTP/2
+    // preface is already queued when the daemon starts talking.
+    tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        loop {
+            buf.reserve(CHUNK);
+            match from_server.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let data = buf.split().freeze();
+                    if outbound_tx.send(BytesMessage { data }).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping the sender ends the request stream: the daemon sees EOF.
+    });
+
+    let mut request = tonic::Request::new(ReceiverStream::new(outbound_rx));
+    let metadata = request.metadata_mut();
+    let ascii = |value: &str| MetadataValue::try_from(value).map_err(|_| invalid_header(value));
+    metadata.insert("x-docker-expose-session-uuid", ascii(&headers.id)?);
+    metadata.insert("x-docker-expose-session-name", ascii(&headers.name)?);
+    metadata.insert("x-docker-expose-session-sharedkey", ascii(&headers.shared_key)?);
+    for method in &headers.methods {
+        metadata.append("x-docker-expose-session-grpc-method", ascii(method)?);
+    }
+
+    let mut inbound = control.session(request).await.map_err(SessionError::Open)?.into_inner();
+
+    // Daemon → server.
+    tokio::spawn(async move {
+        while let Ok(Some(message)) = inbound.message().await {
+            if to_server.write_all(&message.data).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_server.shutdown().await;
+    });
+    Ok(())
+}
+
+fn invalid_header(value: &str) -> SessionError {
+    SessionError::Open(tonic::Status::invalid_argument(format!("session header value is not ASCII: {value:?}")))
+}

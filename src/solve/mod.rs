@@ -1,0 +1,124 @@
+//! Running one build: the plan's session, its solve request, its progress,
+//! and what the daemon answers.
+//!
+//! ```text
+//! SolvePlan ──> session (FileSync, FileSend, Auth, Secrets, SSH) ──┐
+//!          ──> Control.Solve(SolveRequest) ─────────────────────────┤ concurrently
+//!          ──> Control.Status(ref) ──> progress renderer ──────────┘
+//! ```
+//! Ctrl-C drops the solve call, which cancels it on the daemon, closes the
+//! session, and ends with [`crate::error::Cancelled`] (exit code 130).
+
+pub mod metadata;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+use tonic::transport::Channel;
+
+use crate::printer::Printer;
+use crate::proto::moby::buildkit::v1 as control_pb;
+use crate::proto::moby::buildkit::v1::control_client::ControlClient;
+use crate::session::{SessionBuilder, MAX_MESSAGE_SIZE};
+use plan::SolvePlan;
+
+/// What a finished build reports.
+#[derive(Debug)]
+pub struct SolveOutcome {
+    pub exporter_response: BTreeMap<String, String>,
+}
+
+/// The failure of the build itself, as the daemon tells it.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    #[error("the build failed: {}", .0.message())]
+    Build(tonic::Status),
+    #[error("cannot follow the build's progress")]
+    Status(#[source] tonic::Status),
+}
+
+/// Runs `plan` against the daemon behind `channel`.
+pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> anyhow::Result<SolveOutcome> {
+    let control =
+        ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE).max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let build_ref = crate::session::new_id();
+
+    let local_paths: Vec<&Path> = plan.locals.values().map(|p| p.as_path()).collect();
+    let mut session = SessionBuilder::new("fbuild", crate::session::shared_key_for(&local_paths));
+    crate::services::register(&mut session, &plan)?;
+    let session = session.start(&control).await.context("cannot open a session with the daemon")?;
+
+    let request = solve_request(&plan, &build_ref, session.id());
+    tracing::debug!(build_ref, session = session.id(), "solving");
+
+    let status_stream = control
+        .clone()
+        .status(control_pb::StatusRequest { r#ref: build_ref.clone() })
+        .await
+        .map_err(SolveError::Status)?
+        .into_inner();
+    let progress = crate::progress::spawn(plan.progress, status_stream, printer, plan.dockerfile_context());
+
+    let mut solve_client = control.clone();
+    let solve = solve_client.solve(request);
+    tokio::pin!(solve);
+    let result = tokio::select! {
+        result = &mut solve => result,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the call cancels it on the daemon; the session goes with it.
+            drop(session);
+            let _ = progress.abort_and_report_cancelled().await;
+            return Err(crate::error::Cancelled.into());
+        }
+    };
+    let close = session.close().await;
+    let response = match result {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            progress.finish(Some(&status)).await;
+            return Err(SolveError::Build(status).into());
+        }
+    };
+    progress.finish(None).await;
+    close.context("the session did not close cleanly")?;
+
+    if let Some(path) = &plan.metadata_file {
+        metadata::write(path, &response.exporter_response)?;
+    }
+    crate::output::after_solve(&plan.exports, &response.exporter_response, printer)?;
+    Ok(SolveOutcome { exporter_response: response.exporter_response })
+}
+
+fn solve_request(plan: &SolvePlan, build_ref: &str, session_id: &str) -> control_pb::SolveRequest {
+    let mut frontend_attrs = plan.frontend_attrs.clone();
+    let entry = |c: &plan::CacheEntry| control_pb::CacheOptionsEntry { r#type: c.kind.clone(), attrs: c.attrs.clone() };
+    let imports: Vec<_> = plan.cache_imports.iter().map(entry).collect();
+    if !imports.is_empty() {
+        // The Dockerfile frontend reads its cache imports from this attribute
+        // (as client/solve.go sends it: JSON with Go's field names).
+        let json: Vec<serde_json::Value> =
+            plan.cache_imports.iter().map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs})).collect();
+        frontend_attrs.insert("cache-imports".into(), serde_json::Value::Array(json).to_string());
+    }
+    let exporters: Vec<control_pb::Exporter> = plan
+        .exports
+        .iter()
+        .map(|e| control_pb::Exporter { r#type: e.exporter_type().to_string(), attrs: e.attrs.clone() })
+        .collect();
+    control_pb::SolveRequest {
+        r#ref: build_ref.to_string(),
+        session: session_id.to_string(),
+        frontend: plan.frontend.clone(),
+        frontend_attrs,
+        entitlements: plan.entitlements.clone(),
+        cache: Some(control_pb::CacheOptions {
+            exports: plan.cache_exports.iter().map(entry).collect(),
+            imports,
+            ..Default::default()
+        }),
+        exporters,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,446 @@
+//! From `fbuild solve` flags to a [`SolvePlan`]: every path checked, every
+//! option parsed, before anything is sent to the daemon. The frontend
+//! attributes are the ones buildx and buildctl send to `dockerfile.v0`
+//! (keys read from the pinned `frontend/dockerui/config.go`).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::cli::solve::Args;
+
+/// The environment the plan reads (`--build-arg K`, `SOURCE_DATE_EPOCH`);
+/// a trait so tests don't touch the process environment.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+/// A flag value that cannot be used, named with its flag.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("build context {path:?} does not exist or is not a folder")]
+    MissingContext { path: PathBuf },
+    #[error("Dockerfile {path:?} not found (--file)")]
+    MissingDockerfile { path: PathBuf },
+    #[error("cannot read the Dockerfile from stdin (--file -)")]
+    Stdin(#[source] std::io::Error),
+    #[error("invalid {flag} value {value:?}: {reason}")]
+    InvalidFlag { flag: &'static str, value: String, reason: String },
+    #[error("--build-context {name}: folder {path:?} does not exist")]
+    MissingNamedContext { name: String, path: PathBuf },
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+}
+
+fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> PlanError {
+    PlanError::InvalidFlag { flag, value: value.to_string(), reason: reason.into() }
+}
+
+/// Where the Dockerfile comes from. A Dockerfile read from stdin is written
+/// into a private temporary folder, which lives as long as the plan.
+#[derive(Debug)]
+pub struct DockerfileSource {
+    /// The folder sent to the daemon as the `dockerfile` local.
+    pub dir: PathBuf,
+    /// The file's name inside `dir` (the `filename` frontend attribute).
+    pub name: String,
+    /// Its text, for showing the lines around an error.
+    pub text: String,
+    _stdin_dir: Option<tempfile::TempDir>,
+}
+
+/// One cache import or export, as the daemon takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub kind: String,
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// Everything one solve needs, checked.
+#[derive(Debug)]
+pub struct SolvePlan {
+    pub context_dir: PathBuf,
+    pub dockerfile: DockerfileSource,
+    pub frontend: String,
+    pub frontend_attrs: BTreeMap<String, String>,
+    /// Folders the daemon may ask for, by local name (`context`, `dockerfile`, named contexts).
+    pub locals: BTreeMap<String, PathBuf>,
+    pub entitlements: Vec<String>,
+    pub exports: Vec<crate::output::ExportEntry>,
+    pub cache_imports: Vec<CacheEntry>,
+    pub cache_exports: Vec<CacheEntry>,
+    pub secrets: Vec<crate::services::secrets::SecretSource>,
+    pub ssh: Vec<crate::services::ssh::AgentSpec>,
+    pub metadata_file: Option<PathBuf>,
+    pub progress: crate::progress::ProgressMode,
+}
+
+impl SolvePlan {
+    pub fn from_args(args: &Args, env: &dyn Env) -> Result<SolvePlan, PlanError> {
+        let context_dir = args.context.clone();
+        if !context_dir.is_dir() {
+            return Err(PlanError::MissingContext { path: context_dir });
+        }
+        let dockerfile = dockerfile_source(&context_dir, args.file.as_deref())?;
+
+        let mut attrs = BTreeMap::new();
+        attrs.insert("filename".to_string(), dockerfile.name.clone());
+        if let Some(target) = &args.target {
+            attrs.insert("target".into(), target.clone());
+        }
+        // SOURCE_DATE_EPOCH is passed on like buildctl and buildx do; an
+        // explicit --build-arg wins because it is inserted afterwards.
+        if let Some(epoch) = env.var("SOURCE_DATE_EPOCH") {
+            attrs.insert("build-arg:SOURCE_DATE_EPOCH".into(), epoch);
+        }
+        for arg in &args.build_args {
+            let (key, value) = match arg.split_once('=') {
+                Some((key, value)) => (key, Some(value.to_string())),
+                None => (arg.as_str(), env.var(arg)),
+            };
+            if key.is_empty() {
+                return Err(invalid("--build-arg", arg, "expected K=V or K"));
+            }
+            // `--build-arg K` with K unset is skipped, as in buildx.
+            if let Some(value) = value {
+                attrs.insert(format!("build-arg:{key}"), value);
+            }
+        }
+        for label in &args.labels {
+            let (key, value) = label.split_once('=').ok_or_else(|| invalid("--label", label, "expected K=V"))?;
+            if key.is_empty() {
+                return Err(invalid("--label", label, "the key is empty"));
+            }
+            attrs.insert(format!("label:{key}"), value.to_string());
+        }
+        let platforms: Vec<&str> =
+            args.platforms.iter().flat_map(|p| p.split(',')).map(str::trim).filter(|p| !p.is_empty()).collect();
+        for platform in &platforms {
+            validate_platform(platform)?;
+        }
+        if !platforms.is_empty() {
+            attrs.insert("platform".into(), platforms.join(","));
+        }
+        if args.no_cache {
+            attrs.insert("no-cache".into(), String::new());
+        } else if !args.no_cache_filter.is_empty() {
+            attrs.insert("no-cache".into(), args.no_cache_filter.join(","));
+        }
+        if args.pull {
+            attrs.insert("image-resolve-mode".into(), "pull".into());
+        }
+        let mut entitlements: Vec<String> = Vec::new();
+        for entitlement in &args.allow {
+            match entitlement.as_str() {
+                "network.host" | "security.insecure" | "device" => entitlements.push(entitlement.clone()),
+                _ => {
+                    return Err(invalid("--allow", entitlement, "known entitlements are network.host, security.insecure"))
+                }
+            }
+        }
+        if let Some(network) = &args.network {
+            match network.as_str() {
+                "default" => {}
+                "none" => {
+                    attrs.insert("force-network-mode".into(), "none".into());
+                }
+                "host" => {
+                    attrs.insert("force-network-mode".into(), "host".into());
+                    // buildx grants the entitlement that --network=host needs.
+                    if !entitlements.iter().any(|e| e == "network.host") {
+                        entitlements.push("network.host".into());
+                    }
+                }
+                _ => return Err(invalid("--network", network, "expected default, none or host")),
+            }
+        }
+        if !args.add_hosts.is_empty() {
+            let mut hosts = Vec::new();
+            for entry in &args.add_hosts {
+                // buildx accepts host:ip and host=ip; IPv6 addresses contain ':' themselves.
+                let (host, ip) = entry
+                    .split_once('=')
+                    .or_else(|| entry.split_once(':'))
+                    .ok_or_else(|| invalid("--add-host", entry, "expected HOST:IP"))?;
+                if host.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
+                    return Err(invalid("--add-host", entry, "expected HOST:IP with a valid IP address"));
+                }
+                hosts.push(format!("{host}={ip}"));
+            }
+            attrs.insert("add-hosts".into(), hosts.join(","));
+        }
+
+        let mut locals = BTreeMap::new();
+        locals.insert("context".to_string(), context_dir.clone());
+        locals.insert("dockerfile".to_string(), dockerfile.dir.clone());
+        for spec in &args.build_contexts {
+            let (name, value) = spec
+                .split_once('=')
+                .filter(|(name, value)| !name.is_empty() && !value.is_empty())
+                .ok_or_else(|| invalid("--build-context", spec, "expected NAME=PATH or NAME=docker-image://REF"))?;
+            if value.contains("://") || value.starts_with("target:") || value.starts_with("oci-layout:") {
+                // Sources the daemon resolves itself pass through unchanged.
+                attrs.insert(format!("context:{name}"), value.to_string());
+            } else {
+                let path = PathBuf::from(value);
+                if !path.is_dir() {
+                    return Err(PlanError::MissingNamedContext { name: name.to_string(), path });
+                }
+                attrs.insert(format!("context:{name}"), format!("local:{name}"));
+                locals.insert(name.to_string(), path);
+            }
+        }
+        for opt in &args.frontend_opts {
+            let (key, value) = opt.split_once('=').ok_or_else(|| invalid("--opt", opt, "expected K=V"))?;
+            attrs.insert(key.to_string(), value.to_string());
+        }
+
+        let exports = crate::output::plan_exports(&args.outputs, &args.tags, args.push)?;
+        let cache_imports =
+            args.cache_from.iter().map(|spec| parse_cache_spec("--cache-from", spec)).collect::<Result<Vec<_>, _>>()?;
+        let cache_exports =
+            args.cache_to.iter().map(|spec| parse_cache_spec("--cache-to", spec)).collect::<Result<Vec<_>, _>>()?;
+        let secrets = args
+            .secrets
+            .iter()
+            .map(|spec| crate::services::secrets::SecretSource::parse(spec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("--secret", &e.value().to_string(), e.to_string()))?;
+        let ssh = args
+            .ssh
+            .iter()
+            .map(|spec| crate::services::ssh::AgentSpec::parse(spec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("--ssh", &e.value().to_string(), e.to_string()))?;
+        let progress: crate::progress::ProgressMode =
+            args.progress.parse().map_err(|e: crate::progress::ParseModeError| invalid("--progress", &args.progress, e.to_string()))?;
+
+        Ok(SolvePlan {
+            context_dir,
+            dockerfile,
+            frontend: args.frontend.clone(),
+            frontend_attrs: attrs,
+            locals,
+            entitlements,
+            exports,
+            cache_imports,
+            cache_exports,
+            secrets,
+            ssh,
+            metadata_file: args.metadata_file.clone(),
+            progress,
+        })
+    }
+}
+
+impl SolvePlan {
+    /// The Dockerfile's name and text, for showing the lines around an error.
+    pub fn dockerfile_context(&self) -> Option<(String, String)> {
+        Some((self.dockerfile.name.clone(), self.dockerfile.text.clone()))
+    }
+}
+
+fn dockerfile_source(context: &Path, file: Option<&Path>) -> Result<DockerfileSource, PlanError> {
+    match file {
+        Some(path) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(PlanError::Stdin)?;
+            let dir = tempfile::Builder::new().prefix("fbuild-dockerfile-").tempdir().map_err(PlanError::Stdin)?;
+            fs_err::write(dir.path().join("Dockerfile"), &text).map_err(PlanError::Stdin)?;
+            Ok(DockerfileSource {
+                dir: dir.path().to_path_buf(),
+                name: "Dockerfile".into(),
+                text,
+                _stdin_dir: Some(dir),
+            })
+        }
+        _ => {
+            let path = match file {
+                Some(path) => path.to_path_buf(),
+                None => context.join("Dockerfile"),
+            };
+            let text = match fs_err::read_to_string(&path) {
+                Ok(text) => text,
+                Err(_) => return Err(PlanError::MissingDockerfile { path }),
+            };
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let dir = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            Ok(DockerfileSource { dir, name, text, _stdin_dir: None })
+        }
+    }
+}
+
+fn validate_platform(platform: &str) -> Result<(), PlanError> {
+    let parts: Vec<&str> = platform.split('/').collect();
+    let valid = (2..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty())
+        || parts.len() == 1 && parts[0] == "local";
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid("--platform", platform, "expected OS/ARCH[/VARIANT], e.g. linux/amd64"))
+    }
+}
+
+/// buildx's cache syntax: CSV `type=...,key=value`; a bare value is a registry ref.
+pub fn parse_cache_spec(flag: &'static str, spec: &str) -> Result<CacheEntry, PlanError> {
+    let fields = crate::output::csv_fields(spec).map_err(|reason| invalid(flag, spec, reason))?;
+    if fields.len() == 1 && !fields[0].contains('=') {
+        let mut attrs = BTreeMap::new();
+        attrs.insert("ref".to_string(), fields[0].clone());
+        return Ok(CacheEntry { kind: "registry".into(), attrs });
+    }
+    let mut kind = None;
+    let mut attrs = BTreeMap::new();
+    for field in fields {
+        let (key, value) = field.split_once('=').ok_or_else(|| invalid(flag, spec, format!("{field:?} is not KEY=VALUE")))?;
+        if key == "type" {
+            kind = Some(value.to_string());
+        } else {
+            attrs.insert(key.to_string(), value.to_string());
+        }
+    }
+    let kind = kind.ok_or_else(|| invalid(flag, spec, "type= is missing"))?;
+    match kind.as_str() {
+        "registry" if !attrs.contains_key("ref") => Err(invalid(flag, spec, "type=registry needs ref=")),
+        "local" if flag == "--cache-to" && !attrs.contains_key("dest") => Err(invalid(flag, spec, "type=local needs dest=")),
+        "local" if flag == "--cache-from" && !attrs.contains_key("src") => Err(invalid(flag, spec, "type=local needs src=")),
+        "registry" | "local" | "inline" | "gha" | "s3" | "azblob" => Ok(CacheEntry { kind, attrs }),
+        _ => Err(invalid(flag, spec, "unknown cache type (registry, local, inline, gha, s3, azblob)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn project() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        dir
+    }
+
+    fn plan(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<SolvePlan, PlanError> {
+        let mut argv = vec!["solve".to_string(), dir.display().to_string()];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let args = Wrapper::try_parse_from(argv).unwrap().args;
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        SolvePlan::from_args(&args, &env)
+    }
+
+    #[test]
+    fn frontend_attrs_match_buildx() {
+        let dir = project();
+        let plan = plan(
+            dir.path(),
+            &[
+                "--target", "deps", "--build-arg", "A=1", "--build-arg", "FROM_ENV", "--build-arg", "UNSET",
+                "--label", "org.x=y", "--platform", "linux/amd64,linux/arm64", "--pull", "--no-cache-filter", "deps",
+                "--add-host", "db:10.0.0.2", "--network", "host", "--progress", "plain",
+            ],
+            &[("FROM_ENV", "env-value"), ("SOURCE_DATE_EPOCH", "0")],
+        )
+        .unwrap();
+        let attrs: Vec<(String, String)> = plan.frontend_attrs.into_iter().collect();
+        let expected: Vec<(String, String)> = [
+            ("add-hosts", "db=10.0.0.2"),
+            ("build-arg:A", "1"),
+            ("build-arg:FROM_ENV", "env-value"),
+            ("build-arg:SOURCE_DATE_EPOCH", "0"),
+            ("filename", "Dockerfile"),
+            ("force-network-mode", "host"),
+            ("image-resolve-mode", "pull"),
+            ("label:org.x", "y"),
+            ("no-cache", "deps"),
+            ("platform", "linux/amd64,linux/arm64"),
+            ("target", "deps"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(attrs, expected);
+        assert_eq!(plan.entitlements, ["network.host"]);
+        assert_eq!(plan.locals.keys().collect::<Vec<_>>(), ["context", "dockerfile"]);
+    }
+
+    #[test]
+    fn named_contexts_become_locals() {
+        let dir = project();
+        let other = tempfile::tempdir().unwrap();
+        let spec = format!("assets={}", other.path().display());
+        let plan = plan(dir.path(), &["--build-context", &spec, "--build-context", "base=docker-image://busybox"], &[])
+            .unwrap();
+        assert_eq!(plan.frontend_attrs["context:assets"], "local:assets");
+        assert_eq!(plan.frontend_attrs["context:base"], "docker-image://busybox");
+        assert_eq!(plan.locals["assets"], other.path());
+    }
+
+    #[test]
+    fn bad_input_names_the_flag() {
+        let dir = project();
+        let cases: &[(&[&str], &str)] = &[
+            (&["--label", "novalue"], "--label"),
+            (&["--platform", "linux"], "--platform"),
+            (&["--network", "bridge0"], "--network"),
+            (&["--add-host", "db:notanip"], "--add-host"),
+            (&["--allow", "root"], "--allow"),
+            (&["--build-context", "x"], "--build-context"),
+            (&["--cache-to", "type=local"], "--cache-to"),
+            (&["--cache-from", "type=nope,ref=x"], "--cache-from"),
+        ];
+        for (extra, flag) in cases {
+            let err = plan(dir.path(), extra, &[]).unwrap_err().to_string();
+            assert!(err.contains(flag), "{extra:?}: {err}");
+        }
+        let missing = dir.path().join("nope");
+        let err = plan(&missing, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = plan(dir.path(), &["-f", "/nonexistent/Dockerfile.x"], &[]).unwrap_err().to_string();
+        assert!(err.contains("Dockerfile.x"), "{err}");
+    }
+
+    #[test]
+    fn dockerfile_elsewhere_is_its_own_local() {
+        let dir = project();
+        let other = tempfile::tempdir().unwrap();
+        let file = other.path().join("app.Dockerfile");
+        std::fs::write(&file, "FROM scratch\n").unwrap();
+        let plan = plan(dir.path(), &["-f", file.to_str().unwrap()], &[]).unwrap();
+        assert_eq!(plan.frontend_attrs["filename"], "app.Dockerfile");
+        assert_eq!(plan.locals["dockerfile"], other.path());
+    }
+
+    #[test]
+    fn cache_specs_follow_buildx() {
+        let bare = parse_cache_spec("--cache-from", "registry:5000/app:cache").unwrap();
+        assert_eq!(bare.kind, "registry");
+        assert_eq!(bare.attrs["ref"], "registry:5000/app:cache");
+        let local = parse_cache_spec("--cache-to", "type=local,dest=/tmp/c,mode=max").unwrap();
+        assert_eq!(local.kind, "local");
+        assert_eq!(local.attrs["mode"], "max");
+    }
+}
