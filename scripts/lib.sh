@@ -17,6 +17,16 @@ fbuild_state_tag() {
     printf '%s' "$FBUILD_STATE" | cksum | cut -d' ' -f1
 }
 
+# The root daemon's socket. A unix socket path must fit in sun_path (108 bytes);
+# deep checkouts get a socket under /run instead of the state folder.
+fbuild_sock() {
+    local sock="$FBUILD_STATE/buildkitd.sock"
+    if ((${#sock} > 100)); then
+        sock="/run/fbuild-test-$(fbuild_state_tag)/buildkitd.sock"
+    fi
+    printf '%s\n' "$sock"
+}
+
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() {
     printf '[testenv] error: %s\n' "$*" >&2

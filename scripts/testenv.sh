@@ -28,12 +28,7 @@ BUILDKITD="$TOOLS/buildkitd"
 BUILDCTL="$TOOLS/buildctl"
 ENV_FILE="$STATE/env"
 
-# A unix socket path must fit in sun_path (108 bytes); deep checkouts get a
-# socket under /run instead of the state folder.
-SOCK="$STATE/buildkitd.sock"
-if ((${#SOCK} > 100)); then
-    SOCK="/run/fbuild-test-$(fbuild_state_tag)/buildkitd.sock"
-fi
+SOCK=$(fbuild_sock)
 
 # --- installing ---------------------------------------------------------------
 
@@ -164,7 +159,7 @@ EOF
     fi
     log "starting the registry on 127.0.0.1:$REGISTRY_PORT"
     # setsid: the daemon outlives this script and the terminal's signals.
-    setsid docker-registry serve "$STATE/registry.yml" >>"$STATE/registry.log" 2>&1 </dev/null &
+    setsid docker-registry serve "$STATE/registry.yml" >>"$STATE/registry.log" 2>&1 </dev/null 9>&- &
     echo $! >"$STATE/registry.pid"
     if ! wait_for 20 registry registry_answers; then
         tail -n 30 "$STATE/registry.log" >&2 || true
@@ -187,12 +182,32 @@ ensure_buildkitd() {
   http = true
   insecure = true
 EOF
-    local changed=0 pid
+    local changed=0 pid args
     cmp -s "$STATE/buildkitd.toml.new" "$STATE/buildkitd.toml" || changed=1
     mv -f "$STATE/buildkitd.toml.new" "$STATE/buildkitd.toml"
+    # --oci-worker-net=host: RUN steps share the host's network, so apt and pip
+    # reach the package registries; the default (auto) would pick CNI whenever
+    # /etc/buildkit/cni.json happens to exist. --otel-socket-path: the default,
+    # /run/buildkit/otel-grpc.sock, is machine-wide, and a second checkout's
+    # daemon would take it over.
+    args=(
+        "$BUILDKITD"
+        --config "$STATE/buildkitd.toml"
+        --root "$STATE/buildkitd-root"
+        --addr "unix://$SOCK"
+        --addr "tcp://127.0.0.1:$BUILDKITD_PORT"
+        --oci-worker=true --containerd-worker=false
+        --oci-worker-snapshotter=overlayfs
+        --oci-worker-net=host
+        --allow-insecure-entitlement network.host
+        --otel-socket-path "$(dirname "$SOCK")/otel-grpc.sock"
+    )
     if pid=$(pid_of "$STATE/buildkitd.pid"); then
+        # Keep a running daemon only when it is this binary (not one replaced
+        # by a rebuild since), started with these flags and this config.
         if [[ $changed == 0 ]] &&
-            tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "tcp://127.0.0.1:$BUILDKITD_PORT " &&
+            [[ $(readlink "/proc/$pid/exe") == "$BUILDKITD" ]] &&
+            [[ $(tr '\0' '\n' <"/proc/$pid/cmdline") == "$(printf '%s\n' "${args[@]}")" ]] &&
             buildkitd_answers >/dev/null 2>&1; then
             return 0
         fi
@@ -201,19 +216,7 @@ EOF
     [[ $(id -u) == 0 ]] || die "the test buildkitd runs as root (OCI worker, overlayfs); run this as root"
     rm -f "$SOCK"
     log "starting buildkitd $VERSION (unix://$SOCK, tcp://127.0.0.1:$BUILDKITD_PORT)"
-    # --oci-worker-net=host: RUN steps share the host's network, so apt and pip
-    # reach the package registries; the default (auto) would pick CNI whenever
-    # /etc/buildkit/cni.json happens to exist.
-    setsid "$BUILDKITD" \
-        --config "$STATE/buildkitd.toml" \
-        --root "$STATE/buildkitd-root" \
-        --addr "unix://$SOCK" \
-        --addr "tcp://127.0.0.1:$BUILDKITD_PORT" \
-        --oci-worker=true --containerd-worker=false \
-        --oci-worker-snapshotter=overlayfs \
-        --oci-worker-net=host \
-        --allow-insecure-entitlement network.host \
-        >>"$STATE/buildkitd.log" 2>&1 </dev/null &
+    setsid "${args[@]}" >>"$STATE/buildkitd.log" 2>&1 </dev/null 9>&- &
     echo $! >"$STATE/buildkitd.pid"
     if ! wait_for 30 buildkitd buildkitd_answers; then
         tail -n 40 "$STATE/buildkitd.log" >&2 || true
@@ -308,7 +311,7 @@ cmd_up() {
     ensure_buildkitd
     ensure_busybox
     if [[ $with_debian == 1 ]]; then
-        "$FBUILD_REPO/scripts/debian-base.sh"
+        bash "$FBUILD_REPO/scripts/debian-base.sh"
     fi
     write_env
     log "ready in $((SECONDS - start)) s: source $ENV_FILE (or: source <(scripts/testenv.sh env))"
@@ -317,7 +320,7 @@ cmd_up() {
 cmd_down() {
     [[ -d $STATE ]] || return 0
     if [[ -s $STATE/rootless.pid ]]; then
-        "$FBUILD_REPO/scripts/rootless.sh" down
+        bash "$FBUILD_REPO/scripts/rootless.sh" down
     fi
     stop_pid "$STATE/buildkitd.pid" buildkitd
     stop_pid "$STATE/registry.pid" registry
@@ -330,9 +333,12 @@ cmd_env() {
 }
 
 cmd_status() {
-    local name pid
+    local name pid mark
     for name in registry buildkitd rootless; do
-        if pid=$(pid_of "$STATE/$name.pid"); then
+        mark="$STATE/"
+        # The rootless daemon's command line names its root, not our state folder.
+        [[ $name == rootless ]] && mark="fbuild-buildkit-$(fbuild_state_tag)"
+        if pid=$(pid_of "$STATE/$name.pid" "$mark"); then
             echo "$name: running (pid $pid)"
         else
             echo "$name: stopped"

@@ -38,7 +38,10 @@ pub struct ControlError {
 
 impl ControlError {
     fn new(call: &'static str, status: tonic::Status) -> Self {
-        Self { call, source: DaemonStatus(status) }
+        Self {
+            call,
+            source: DaemonStatus(status),
+        }
     }
 
     /// Names `call` as the source of an error read from one of its streams
@@ -148,7 +151,10 @@ impl Control {
     }
 
     /// The daemon's workers, optionally narrowed by containerd-style filters.
-    pub async fn list_workers(&self, filters: Vec<String>) -> Result<Vec<WorkerRecord>, ControlError> {
+    pub async fn list_workers(
+        &self,
+        filters: Vec<String>,
+    ) -> Result<Vec<WorkerRecord>, ControlError> {
         let response = self
             .client
             .clone()
@@ -181,7 +187,10 @@ impl Control {
     /// Starts a prune; the stream yields each record as the daemon deletes it.
     /// Errors on the stream are `tonic::Status`; wrap them with
     /// [`ControlError::stream`] to name the call.
-    pub async fn prune(&self, options: PruneOptions) -> Result<Streaming<api::UsageRecord>, ControlError> {
+    pub async fn prune(
+        &self,
+        options: PruneOptions,
+    ) -> Result<Streaming<api::UsageRecord>, ControlError> {
         let response = self
             .client
             .clone()
@@ -193,7 +202,10 @@ impl Control {
 
     /// Runs a build to its end. Dropping the future cancels the call, and the
     /// daemon then stops the build.
-    pub async fn solve(&self, request: api::SolveRequest) -> Result<api::SolveResponse, ControlError> {
+    pub async fn solve(
+        &self,
+        request: api::SolveRequest,
+    ) -> Result<api::SolveResponse, ControlError> {
         let response = self
             .client
             .clone()
@@ -205,11 +217,16 @@ impl Control {
 
     /// The progress stream of the solve whose `Ref` is `build_ref`. It may be
     /// opened before the solve starts; it ends when the solve does.
-    pub async fn status(&self, build_ref: &str) -> Result<Streaming<api::StatusResponse>, ControlError> {
+    pub async fn status(
+        &self,
+        build_ref: &str,
+    ) -> Result<Streaming<api::StatusResponse>, ControlError> {
         let response = self
             .client
             .clone()
-            .status(api::StatusRequest { r#ref: build_ref.to_owned() })
+            .status(api::StatusRequest {
+                r#ref: build_ref.to_owned(),
+            })
             .await
             .map_err(|status| ControlError::new("Status", status))?;
         Ok(response.into_inner())
@@ -247,7 +264,10 @@ impl Control {
     }
 
     /// Pins, deletes or finalizes one build history record.
-    pub async fn update_history(&self, request: api::UpdateBuildHistoryRequest) -> Result<(), ControlError> {
+    pub async fn update_history(
+        &self,
+        request: api::UpdateBuildHistoryRequest,
+    ) -> Result<(), ControlError> {
         self.client
             .clone()
             .update_build_history(request)
@@ -295,7 +315,10 @@ mod tests {
 
     #[test]
     fn error_names_the_call_and_keeps_the_message_once() {
-        let err = ControlError::new("DiskUsage", tonic::Status::permission_denied("no access to the socket"));
+        let err = ControlError::new(
+            "DiskUsage",
+            tonic::Status::permission_denied("no access to the socket"),
+        );
         assert_eq!(err.to_string(), "buildkitd's Control.DiskUsage call failed");
         let cause = err.source().expect("the status is the source");
         assert_eq!(cause.to_string(), "no access to the socket");

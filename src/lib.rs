@@ -9,9 +9,14 @@
 pub mod cli;
 pub mod connect;
 pub mod control;
+pub mod daemon;
 pub mod error;
+pub mod fsync;
 pub mod logging;
+pub mod output;
 pub mod printer;
+pub mod progress;
 pub mod proto;
+pub mod services;
 pub mod session;
 pub mod units;

@@ -17,6 +17,7 @@ pub mod du;
 pub mod info;
 pub mod prune;
 pub mod solve;
+pub(crate) mod table;
 pub mod workers;
 
 /// A native BuildKit client: build Dockerfile projects, move build cache,

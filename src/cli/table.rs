@@ -1,5 +1,5 @@
-//! Plain-text layouts for command output: aligned columns ([`Table`]) and
-//! `Key: value` blocks ([`Fields`]). Both render into any `io::Write`, so
+//! Layouts for command output: aligned columns ([`Table`]), `Key: value`
+//! blocks ([`Fields`]) and one-line JSON ([`write_json`]). Both render into any `io::Write`, so
 //! tests snapshot them from a `Vec<u8>`.
 //!
 //! Unlike buildctl's tabwriter output, columns are padded with spaces (tabs
@@ -19,7 +19,10 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new<const N: usize>(headers: [&str; N]) -> Self {
-        Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
+        Self {
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row; missing cells are blank, extra cells are kept as extra columns.
@@ -28,7 +31,13 @@ impl Table {
     }
 
     pub(crate) fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
+        let columns = self
+            .rows
+            .iter()
+            .map(Vec::len)
+            .chain([self.headers.len()])
+            .max()
+            .unwrap_or(0);
         let mut widths = vec![0; columns];
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             for (width, cell) in widths.iter_mut().zip(line) {
@@ -79,27 +88,53 @@ impl Fields {
     }
 
     pub(crate) fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
-        // Align each level on its own: nested keys (label names) are often
-        // much longer than top-level ones.
-        let width = |level| {
-            self.lines
+        let key_width = |lines: &[(usize, String, String)]| {
+            lines
                 .iter()
-                .filter(|(l, _, value)| *l == level && !value.is_empty())
+                .filter(|(_, _, value)| !value.is_empty())
                 .map(|(_, key, _)| key.chars().count())
                 .max()
-                .unwrap_or(0)
         };
-        let widths = [width(0), width(1)];
-        for (level, key, value) in &self.lines {
-            let indent = "  ".repeat(*level);
-            if value.is_empty() {
-                writeln!(out, "{indent}{key}")?;
+        // Top-level keys align across the block; nested keys align within
+        // their group only (label names are much longer than GC rule keys).
+        let top: Vec<_> = self
+            .lines
+            .iter()
+            .filter(|(level, ..)| *level == 0)
+            .cloned()
+            .collect();
+        let top_width = key_width(&top).unwrap_or(0);
+        let mut index = 0;
+        while index < self.lines.len() {
+            let level = self.lines[index].0;
+            let run = self.lines[index..]
+                .iter()
+                .take_while(|(l, ..)| *l == level)
+                .count();
+            let group = &self.lines[index..index + run];
+            let width = if level == 0 {
+                top_width
             } else {
-                writeln!(out, "{indent}{key:<width$} {value}", width = widths[*level])?;
+                key_width(group).unwrap_or(0)
+            };
+            let indent = "  ".repeat(level);
+            for (_, key, value) in group {
+                if value.is_empty() {
+                    writeln!(out, "{indent}{key}")?;
+                } else {
+                    writeln!(out, "{indent}{key:<width$} {value}")?;
+                }
             }
+            index += run;
         }
         Ok(())
     }
+}
+
+/// One JSON document on one line (compact, like buildctl's `{{json .}}`).
+pub(crate) fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)
 }
 
 #[cfg(test)]
@@ -130,7 +165,10 @@ mod tests {
     #[test]
     fn fields_align_per_level() {
         let mut fields = Fields::new();
-        fields.field("ID", "w1").field("Platforms", "linux/amd64").heading("Labels");
+        fields
+            .field("ID", "w1")
+            .field("Platforms", "linux/amd64")
+            .heading("Labels");
         fields.nested("org.mobyproject.buildkit.worker.executor", "oci");
         fields.nested("short", "x");
         let text = render(|out| fields.write_to(out));

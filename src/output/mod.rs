@@ -16,10 +16,11 @@ pub mod sink;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 pub use filesend::FileSendService;
-pub use parse::{exports_from_flags, parse_output, OutputError};
+pub use parse::{csv_fields, exports_from_flags, parse_output, OutputError, OutputProblem, TagProblem};
 
 use crate::proto::moby::buildkit::v1::Exporter;
 
@@ -81,6 +82,11 @@ pub struct ExportEntry {
 }
 
 impl ExportEntry {
+    /// The exporter, as the daemon names it.
+    pub fn exporter_type(&self) -> ExporterType {
+        self.exporter
+    }
+
     /// The entry as the daemon receives it in `SolveRequest.exporters`.
     pub fn to_exporter(&self) -> Exporter {
         Exporter { r#type: self.exporter.as_str().to_owned(), attrs: self.attrs.clone() }
@@ -92,6 +98,48 @@ impl ExportEntry {
 /// the same indexes to destinations, so build both from one list.
 pub fn solve_exporters(entries: &[ExportEntry]) -> Vec<Exporter> {
     entries.iter().map(ExportEntry::to_exporter).collect()
+}
+
+/// The exports of `fbuild solve`'s `-o`, `-t` and `--push` flags, checked
+/// against the file system and this process's standard output (see
+/// [`exports_from_flags`]).
+pub fn plan_exports(outputs: &[String], tags: &[String], push: bool) -> Result<Vec<ExportEntry>, OutputError> {
+    use std::io::IsTerminal;
+    exports_from_flags(outputs, tags, push, std::io::stdout().is_terminal())
+}
+
+/// Tells the user where the outputs went, once the daemon has finished:
+/// files and folders written, images named and pushed (with the digest the
+/// daemon reports in `containerimage.digest`). Messages go to stderr, so a
+/// tarball on stdout stays clean.
+pub fn after_solve(
+    exports: &[ExportEntry],
+    exporter_response: &BTreeMap<String, String>,
+    printer: crate::printer::Printer,
+) -> std::io::Result<()> {
+    let mut err = printer.stderr();
+    let digest = exporter_response.get("containerimage.digest");
+    for export in exports {
+        match (&export.destination, export.exporter) {
+            (Some(OutputDest::File(path)), exporter) => {
+                writeln!(err, "wrote the {exporter} output to {}", path.display())?
+            }
+            (Some(OutputDest::Dir(path)), _) => writeln!(err, "wrote the build result to {}", path.display())?,
+            (Some(OutputDest::Stdout), exporter) => writeln!(err, "wrote the {exporter} output to standard output")?,
+            (None, ExporterType::Image) => {
+                let Some(names) = export.attrs.get("name").filter(|names| !names.is_empty()) else { continue };
+                let pushed =
+                    export.attrs.get("push").is_some_and(|v| v.is_empty() || parse::parse_go_bool(v) == Some(true));
+                let verb = if pushed { "pushed" } else { "stored" };
+                match digest {
+                    Some(digest) => writeln!(err, "{verb} {names} ({digest})")?,
+                    None => writeln!(err, "{verb} {names}")?,
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# THE test command (README "Tests", and what CI runs through .ci/run):
+# sets up the test environment, then runs every test target of the crate.
+#
+#   scripts/test.sh [cargo test args...]     e.g. scripts/test.sh -- --test-threads=1
+#
+# Integration tests need the root and rootless test daemons and the loopback
+# registry; scripts/testenv.sh and scripts/rootless.sh install and start them
+# (quickly, when they already run). Under CI=true the daemons started for this
+# run are stopped again at the end, since CI's clone is thrown away.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# CI runs with the machine's environment, which may lack the login PATH.
+for dir in "${HOME:-/root}/.cargo/bin" /usr/local/go/bin; do
+    if [[ -d $dir && :$PATH: != *:$dir:* ]]; then
+        PATH="$dir:$PATH"
+    fi
+done
+export PATH
+
+state=${FBUILD_TESTENV_DIR:-$PWD/.testenv}
+if [[ ${CI:-} == true ]]; then
+    trap 'bash scripts/testenv.sh down || true' EXIT
+fi
+
+bash scripts/testenv.sh up
+bash scripts/rootless.sh up
+# shellcheck source=/dev/null
+source "$state/env"
+# shellcheck source=/dev/null
+source "$state/rootless.env"
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/fbuild/target}
+echo "[test] cargo test --all-targets $* (target dir: $CARGO_TARGET_DIR)" >&2
+status=0
+cargo test --all-targets "$@" </dev/null || status=$?
+exit "$status"

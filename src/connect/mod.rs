@@ -1,0 +1,658 @@
+//! Connections to buildkitd: which address to use, how to reach it (unix
+//! socket, h2c over TCP, TLS and mutual TLS), and what to tell the user when
+//! that fails.
+//!
+//! [`connect`] hands back a tonic [`Channel`] that the rest of fbuild (the
+//! Control wrapper, the session, the gateway) shares. Only connecting has a
+//! deadline ([`CONNECT_TIMEOUT`]); calls on the channel have none, because
+//! solves and status streams run for hours. Connecting is eager and ends with
+//! one cheap call (`Control.Info`), so a dead daemon, a wrong certificate or a
+//! refused client certificate is reported at once, not at the first real call.
+//!
+//! - [`address`]: parsing `unix://` and `tcp://`, the default sockets.
+//! - [`tls`]: loading the TLS flags, classifying handshake failures.
+//! - `transport`: the connector that dials and records what went wrong.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Hinted;
+use crate::proto::moby::buildkit::v1::control_client::ControlClient;
+use crate::proto::moby::buildkit::v1::{InfoRequest, InfoResponse};
+
+pub mod address;
+pub mod tls;
+mod transport;
+
+pub use address::{default_address, Address, AddressError};
+pub use tls::{TlsConfigError, TlsProblem};
+
+pub use transport::Stage;
+use transport::{DialError, Dialer, SharedJournal};
+
+/// How long connecting may take, from the first syscall to the answer of the
+/// first call.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// HTTP/2 pings while calls are open. grpc-go servers (buildkitd sets no
+/// keepalive policy) drop clients that ping more often than every 5 minutes,
+/// so stay above that; the pings exist to notice a vanished daemon during a
+/// long, silent solve.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6 * 60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// TLS flags, with buildctl's names and meaning.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// CA certificate(s) to verify the daemon with (`--tlscacert`).
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate for mutual TLS (`--tlscert`).
+    pub cert: Option<PathBuf>,
+    /// Client private key for mutual TLS (`--tlskey`).
+    pub key: Option<PathBuf>,
+    /// Name expected in the daemon's certificate (`--tlsservername`);
+    /// defaults to the address' host.
+    pub server_name: Option<String>,
+}
+
+/// Where the daemon is and how to talk to it.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `--addr` or `BUILDKIT_HOST`; `None` for the default socket.
+    pub addr: Option<String>,
+    pub tls: TlsOptions,
+}
+
+impl ConnectOptions {
+    /// The address to use: the given one, parsed, or the default socket.
+    pub fn address(&self) -> Result<Address, ConnectError> {
+        match &self.addr {
+            Some(text) => text.parse().map_err(|source| ConnectError::Address {
+                addr: text.clone(),
+                source,
+            }),
+            None => Ok(default_address()),
+        }
+    }
+}
+
+/// A connected channel, with what the daemon said about itself.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub channel: Channel,
+    pub address: Address,
+    /// The daemon's answer to `Control.Info` (its version).
+    pub info: InfoResponse,
+}
+
+/// Why fbuild could not connect to buildkitd.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid buildkitd address `{addr}` (from --addr or BUILDKIT_HOST)")]
+    Address {
+        addr: String,
+        #[source]
+        source: AddressError,
+    },
+    #[error("invalid TLS settings")]
+    TlsConfig(#[from] TlsConfigError),
+    #[error("cannot connect to buildkitd at {addr}")]
+    Connect {
+        addr: Address,
+        /// True when no address was given and fbuild tried the default socket.
+        defaulted: bool,
+        #[source]
+        source: Box<ConnectFailure>,
+    },
+}
+
+/// What went wrong while connecting, from the socket up to the first call.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailure {
+    #[error("no socket at {path}")]
+    NoSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no permission to use the socket {path}")]
+    SocketPermission {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("nothing listens on the socket {path} (left behind by a daemon that stopped?)")]
+    StaleSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot resolve the host `{host}`")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("nothing accepts connections at {target}")]
+    Refused {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open a connection to {target}")]
+    Dial {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS: {problem}")]
+    Tls {
+        problem: TlsProblem,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("the daemon closed the connection during the TLS handshake; it may not serve TLS at this address")]
+    TlsClosed {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no answer within {}s {}", .after.as_secs(), stage_text(.stage))]
+    Timeout { after: Duration, stage: Stage },
+    #[error("cannot set up the gRPC connection")]
+    Transport(#[source] tonic::transport::Error),
+    #[error("the daemon did not answer the first call (Control.Info)")]
+    FirstCall(#[source] StatusError),
+}
+
+fn stage_text(stage: &Stage) -> &'static str {
+    match stage {
+        Stage::Dialing => "while opening the connection",
+        Stage::Handshaking => "during the TLS handshake",
+        Stage::Connected => "to the first call (Control.Info); is this a buildkitd address?",
+    }
+}
+
+/// A gRPC status, printed for people: `unavailable: message`, with the
+/// status' own cause (hyper's, h2's) as the source.
+#[derive(Debug)]
+pub struct StatusError(pub tonic::Status);
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = format!("{:?}", self.0.code()).to_lowercase();
+        if self.0.message().is_empty() {
+            write!(f, "{code}")
+        } else {
+            write!(f, "{code}: {}", self.0.message())
+        }
+    }
+}
+
+impl std::error::Error for StatusError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl ConnectError {
+    /// What failed while connecting (not for address or TLS setting errors).
+    pub fn failure(&self) -> Option<&ConnectFailure> {
+        match self {
+            ConnectError::Connect { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Which part of the TLS setup the daemon or fbuild rejected, if that was the failure.
+    pub fn tls_problem(&self) -> Option<&TlsProblem> {
+        match self.failure() {
+            Some(ConnectFailure::Tls { problem, .. }) => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// What the user can do about it, most useful first.
+    pub fn hints(&self) -> Vec<String> {
+        let mut hints = Vec::new();
+        match self {
+            ConnectError::Address { addr, source } => {
+                if matches!(source, AddressError::MissingScheme { .. })
+                    && addr.trim().starts_with('/')
+                {
+                    hints.push(format!("for a unix socket, write unix://{}", addr.trim()));
+                }
+            }
+            ConnectError::TlsConfig(_) => {}
+            ConnectError::Connect {
+                addr,
+                defaulted,
+                source,
+            } => {
+                let source = source.as_ref();
+                let no_daemon = matches!(
+                    source,
+                    ConnectFailure::NoSocket { .. }
+                        | ConnectFailure::StaleSocket { .. }
+                        | ConnectFailure::Refused { .. }
+                        | ConnectFailure::Timeout {
+                            stage: Stage::Dialing,
+                            ..
+                        }
+                );
+                match source {
+                    ConnectFailure::Tls { problem, .. } => hints.extend(problem.hint()),
+                    ConnectFailure::TlsClosed { .. } => {
+                        hints.push("if the daemon serves plain gRPC, drop the --tls* flags".into())
+                    }
+                    ConnectFailure::SocketPermission { .. } => hints.push(
+                        "the socket belongs to another user: run fbuild as that user (for a root daemon, with sudo), \
+                         or run your own daemon with `fbuild daemon start`"
+                            .into(),
+                    ),
+                    ConnectFailure::Transport(_)
+                    | ConnectFailure::FirstCall(_)
+                    | ConnectFailure::Timeout { stage: Stage::Connected, .. }
+                        if matches!(addr, Address::Tcp { .. }) =>
+                    {
+                        hints.push(
+                            "if the daemon serves TLS at this address, pass --tlscacert (and --tlscert/--tlskey for \
+                             mutual TLS)"
+                                .into(),
+                        )
+                    }
+                    _ => {}
+                }
+                if let ConnectFailure::FirstCall(StatusError(status)) = source {
+                    if status.code() == tonic::Code::Unimplemented {
+                        hints.push(format!(
+                            "is a buildkitd (v0.11 or newer) listening at {addr}?"
+                        ));
+                    }
+                }
+                if no_daemon {
+                    hints.push(
+                        "is buildkitd running? `fbuild daemon start` runs one for this user".into(),
+                    );
+                    if *defaulted {
+                        hints.push(format!(
+                            "no --addr or BUILDKIT_HOST was given, so fbuild tried the default {addr}; point it at \
+                             another daemon with --addr or BUILDKIT_HOST"
+                        ));
+                    } else {
+                        hints.push(
+                            "or point fbuild at another daemon with --addr or BUILDKIT_HOST".into(),
+                        );
+                    }
+                }
+            }
+        }
+        hints
+    }
+
+    /// Wraps the error with its hints, for the CLI's error renderer.
+    pub fn into_hinted(self) -> anyhow::Error {
+        let hints = self.hints();
+        if hints.is_empty() {
+            anyhow::Error::new(self)
+        } else {
+            anyhow::Error::new(Hinted {
+                error: anyhow::Error::new(self),
+                hints,
+            })
+        }
+    }
+}
+
+/// The [`ConnectError`] inside an error returned by [`connect`], if any.
+pub fn find_connect_error(err: &anyhow::Error) -> Option<&ConnectError> {
+    if let Some(found) = err.downcast_ref::<ConnectError>() {
+        return Some(found);
+    }
+    err.chain()
+        .find_map(|cause| match cause.downcast_ref::<Hinted>() {
+            Some(hinted) => hinted.error.downcast_ref::<ConnectError>(),
+            None => cause.downcast_ref::<ConnectError>(),
+        })
+}
+
+/// Connects to the daemon `opts` names, within [`CONNECT_TIMEOUT`].
+///
+/// The error is a [`ConnectError`] carrying hints for the CLI's renderer; use
+/// [`find_connect_error`] to inspect it.
+pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<Channel> {
+    Ok(connect_info(opts).await?.channel)
+}
+
+/// Like [`connect`], and also returns the address used and the daemon's info.
+pub async fn connect_info(opts: &ConnectOptions) -> anyhow::Result<Connection> {
+    open(opts, CONNECT_TIMEOUT)
+        .await
+        .map_err(ConnectError::into_hinted)
+}
+
+/// Connects with a deadline of `timeout`, returning the structured error.
+pub async fn open(opts: &ConnectOptions, timeout: Duration) -> Result<Connection, ConnectError> {
+    let address = opts.address()?;
+    let tls = tls::load(&opts.tls, address.host())?;
+    let journal = SharedJournal::default();
+    let dialer = Dialer {
+        address: address.clone(),
+        tls: tls.clone(),
+        journal: journal.clone(),
+    };
+    let fail = |source| ConnectError::Connect {
+        addr: address.clone(),
+        defaulted: opts.addr.is_none(),
+        source: Box::new(source),
+    };
+
+    // The URI only names the :authority; the connector decides where bytes go.
+    let uri = match &address {
+        Address::Unix(_) => "http://localhost".to_owned(),
+        Address::Tcp { .. } => format!("http://{}", address.target()),
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|err| fail(ConnectFailure::Transport(err)))?
+        // Applies to reconnects too (tonic reconnects a dropped channel lazily).
+        .connect_timeout(timeout)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(false);
+
+    let attempt = async {
+        let connector = tower::service_fn(move |_: http::Uri| dialer.clone().dial());
+        let channel = match endpoint.connect_with_connector(connector).await {
+            Ok(channel) => channel,
+            Err(err) => return Err(dial_failure(&journal, &address, tls.as_ref(), err)),
+        };
+        // Every buildkitd since v0.11 serves Info. Any other answer, even
+        // `unimplemented`, means something else listens there: tonic reads a
+        // plain HTTP 404 as `unimplemented`.
+        match ControlClient::new(channel.clone())
+            .info(InfoRequest {})
+            .await
+        {
+            Ok(response) => Ok((channel, response.into_inner())),
+            Err(status) => Err(call_failure(&journal, tls.as_ref(), status)),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok((channel, info))) => Ok(Connection {
+            channel,
+            address: address.clone(),
+            info,
+        }),
+        Ok(Err(failure)) => Err(fail(failure)),
+        Err(_elapsed) => {
+            let stage = lock(&journal).stage;
+            Err(fail(ConnectFailure::Timeout {
+                after: timeout,
+                stage,
+            }))
+        }
+    }
+}
+
+fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, transport::Journal> {
+    journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why the connector (or tonic's HTTP/2 setup) failed.
+fn dial_failure(
+    journal: &SharedJournal,
+    address: &Address,
+    tls: Option<&tls::TlsSettings>,
+    err: tonic::transport::Error,
+) -> ConnectFailure {
+    let Some(dial_error) = lock(journal).dial_error.take() else {
+        return ConnectFailure::Transport(err);
+    };
+    classify_dial(dial_error, address, tls)
+}
+
+fn classify_dial(
+    err: DialError,
+    address: &Address,
+    tls: Option<&tls::TlsSettings>,
+) -> ConnectFailure {
+    use std::io::ErrorKind;
+    match (err, address) {
+        (DialError::Tls(source), _) => match tls {
+            Some(tls) => ConnectFailure::Tls {
+                problem: tls::classify(&source, tls),
+                source,
+            },
+            None => ConnectFailure::Tls {
+                problem: TlsProblem::Other,
+                source,
+            },
+        },
+        (DialError::TlsClosed(source), _) => ConnectFailure::TlsClosed { source },
+        (DialError::Resolve(source), Address::Tcp { host, .. }) => ConnectFailure::Resolve {
+            host: host.clone(),
+            source,
+        },
+        (DialError::Io(source) | DialError::Resolve(source), Address::Unix(path)) => {
+            let path = path.clone();
+            match source.kind() {
+                ErrorKind::NotFound => ConnectFailure::NoSocket { path, source },
+                ErrorKind::PermissionDenied => ConnectFailure::SocketPermission { path, source },
+                ErrorKind::ConnectionRefused => ConnectFailure::StaleSocket { path, source },
+                _ => ConnectFailure::Dial {
+                    target: path.display().to_string(),
+                    source,
+                },
+            }
+        }
+        (DialError::Io(source), Address::Tcp { .. }) => match source.kind() {
+            ErrorKind::ConnectionRefused => ConnectFailure::Refused {
+                target: address.target(),
+                source,
+            },
+            _ => ConnectFailure::Dial {
+                target: address.target(),
+                source,
+            },
+        },
+    }
+}
+
+/// Why the first call failed: a TLS alert seen on the stream (a refused
+/// client certificate, with TLS 1.3), or the call's own status.
+fn call_failure(
+    journal: &SharedJournal,
+    tls: Option<&tls::TlsSettings>,
+    status: tonic::Status,
+) -> ConnectFailure {
+    let stream_error = lock(journal).stream_tls_error.take();
+    match (stream_error, tls) {
+        (Some(source), Some(tls)) => ConnectFailure::Tls {
+            problem: tls::classify(&source, tls),
+            source,
+        },
+        _ => ConnectFailure::FirstCall(StatusError(status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(err: anyhow::Error) -> String {
+        let mut out = Vec::new();
+        crate::error::render(&err, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_reported_with_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("nothing.sock");
+        let opts = ConnectOptions {
+            addr: Some(format!("unix://{}", sock.display())),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let err = connect(&opts).await.unwrap_err();
+        assert!(started.elapsed() < CONNECT_TIMEOUT);
+        let found = find_connect_error(&err).unwrap();
+        assert!(matches!(
+            found,
+            ConnectError::Connect {
+                defaulted: false,
+                ..
+            }
+        ));
+        assert!(
+            matches!(found.failure(), Some(ConnectFailure::NoSocket { .. })),
+            "{found:?}"
+        );
+        let text = render(err);
+        assert!(
+            text.starts_with(&format!(
+                "error: cannot connect to buildkitd at unix://{}\n",
+                sock.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Caused by: no socket at {}", sock.display())),
+            "{text}"
+        );
+        assert!(
+            text.contains("hint: is buildkitd running? `fbuild daemon start`"),
+            "{text}"
+        );
+        assert!(text.contains("--addr or BUILDKIT_HOST"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn stale_socket_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("stale.sock");
+        // Bind and close: the file stays, nobody listens.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let opts = ConnectOptions {
+            addr: Some(format!("unix://{}", sock.display())),
+            ..Default::default()
+        };
+        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
+        assert!(
+            matches!(err.failure(), Some(ConnectFailure::StaleSocket { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_tcp_port_is_named() {
+        // Bind a port and free it, so that (very likely) nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = ConnectOptions {
+            addr: Some(format!("tcp://127.0.0.1:{port}")),
+            ..Default::default()
+        };
+        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
+        assert!(
+            matches!(err.failure(), Some(ConnectFailure::Refused { .. })),
+            "{err:?}"
+        );
+        assert!(err
+            .source()
+            .unwrap()
+            .to_string()
+            .contains(&format!("127.0.0.1:{port}")));
+    }
+
+    #[tokio::test]
+    async fn silent_listener_times_out_at_the_deadline() {
+        // Accepts TCP but never speaks HTTP/2: the first call cannot finish.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let opts = ConnectOptions {
+            addr: Some(format!("tcp://127.0.0.1:{port}")),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let err = open(&opts, Duration::from_millis(500)).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(
+            matches!(
+                err.failure(),
+                Some(ConnectFailure::Timeout {
+                    stage: Stage::Connected,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        assert!(err.hints().iter().any(|h| h.contains("--tlscacert")));
+    }
+
+    #[tokio::test]
+    async fn bad_address_fails_before_dialing() {
+        let opts = ConnectOptions {
+            addr: Some("/run/buildkit/buildkitd.sock".into()),
+            ..Default::default()
+        };
+        let text = render(connect(&opts).await.unwrap_err());
+        assert!(
+            text.contains("invalid buildkitd address `/run/buildkit/buildkitd.sock`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hint: for a unix socket, write unix:///run/buildkit/buildkitd.sock"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_on_a_unix_socket_is_refused() {
+        let opts = ConnectOptions {
+            addr: Some("unix:///tmp/x.sock".into()),
+            tls: TlsOptions {
+                ca_cert: Some("/tmp/ca.pem".into()),
+                ..Default::default()
+            },
+        };
+        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
+        assert!(
+            matches!(err, ConnectError::TlsConfig(TlsConfigError::UnixWithTls)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn defaulted_address_says_so() {
+        let err = ConnectError::Connect {
+            addr: "unix:///run/buildkit/buildkitd.sock".parse().unwrap(),
+            defaulted: true,
+            source: Box::new(ConnectFailure::NoSocket {
+                path: "/run/buildkit/buildkitd.sock".into(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }),
+        };
+        let hints = err.hints();
+        assert!(
+            hints
+                .iter()
+                .any(|h| h.contains("no --addr or BUILDKIT_HOST was given")),
+            "{hints:?}"
+        );
+    }
+
+    use std::error::Error as _;
+}

@@ -1,0 +1,975 @@
+//! The DiffCopy receiver: writes a tree the daemon streams to us (the local
+//! exporter, `-o type=local,dest=DIR`) into a destination folder.
+//!
+//! Here the daemon is the sender and cannot be trusted with the local file
+//! system, so every record is checked before anything is created:
+//! - paths must be clean and relative (no `/` prefix, no `.` or `..`
+//!   element) and arrive in fsutil's order: depth-first, names strictly
+//!   increasing within a directory, each entry's parent a directory received
+//!   earlier. That rules out duplicates and any path below a symlink or a
+//!   file, so nothing can be written through a link;
+//! - a hard link must name a regular file received earlier;
+//! - symlinks are created as links (their targets are data, never
+//!   followed); device nodes are not created (counted as skipped);
+//!   setuid, setgid and sticky bits are dropped; nothing is chowned, so the
+//!   files belong to the user running fbuild; only `user.*` xattrs are kept.
+//!
+//! Everything is written into a staging folder and moved into place only
+//! after the sender's `FIN`: a new destination is the staging folder
+//! renamed; an existing one receives the staged entries merged over its
+//! own (entries not in the output are kept, as buildctl does). The staging
+//! folder sits beside a new destination and inside an existing one, so the
+//! final renames never cross file systems (the destination may be a mount).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use futures::{Stream, StreamExt};
+use nix::sys::stat::{Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::patterns::clean_path;
+use super::send::error_chain;
+use super::walk::file_mode;
+use crate::proto::fsutil::types::packet::PacketType;
+use crate::proto::fsutil::types::{Packet, Stat};
+
+/// Files requested at once. Kept below fsutil's sender queue (128) so its
+/// request loop never blocks, and bounds the files we hold open.
+const REQUEST_WINDOW: usize = 64;
+
+/// Incoming packets buffered for the writer thread.
+const INCOMING_QUEUE: usize = 256;
+
+/// What a completed transfer wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiveStats {
+    /// Regular files written (hard links not included).
+    pub files: u64,
+    /// Directories created or merged.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Hard links created.
+    pub hardlinks: u64,
+    /// Named pipes created.
+    pub fifos: u64,
+    /// Device nodes and other special files left out.
+    pub skipped_special: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// Why a transfer was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// A path that is empty, `.`, not in clean form, or holds a NUL byte.
+    #[error("refusing path {path:?}: not a clean relative path")]
+    UncleanPath {
+        /// The path as sent.
+        path: String,
+    },
+    /// An absolute path.
+    #[error("refusing absolute path {path:?}")]
+    AbsolutePath {
+        /// The path as sent.
+        path: String,
+    },
+    /// A path leaving the destination through `..`.
+    #[error("refusing path {path:?}: it leaves the destination")]
+    EscapingPath {
+        /// The path as sent.
+        path: String,
+    },
+    /// An entry whose parent is not the directory being filled.
+    #[error("refusing {path:?}: its parent {parent:?} {reason}")]
+    BadParent {
+        /// The path as sent.
+        path: String,
+        /// Its parent directory.
+        parent: String,
+        /// What is wrong with the parent.
+        reason: &'static str,
+    },
+    /// An entry that does not sort after its predecessor.
+    #[error("refusing {path:?}: out of order after {previous:?}")]
+    OutOfOrder {
+        /// The path as sent.
+        path: String,
+        /// The entry before it in the same directory.
+        previous: String,
+    },
+    /// A hard link to a path that was not received as a regular file.
+    #[error("refusing hard link {path:?} to {target:?}: not a file received before it")]
+    BadHardlink {
+        /// The link.
+        path: String,
+        /// What it points to.
+        target: String,
+    },
+    /// A symlink without a target.
+    #[error("refusing symlink {path:?} without a target")]
+    EmptySymlink {
+        /// The link.
+        path: String,
+    },
+    /// Content for a file that was not requested (or already complete).
+    #[error("the sender sent data for unrequested file id {id}")]
+    UnexpectedData {
+        /// The id.
+        id: u32,
+    },
+    /// A packet the sender must not send (`REQ`, unknown types, STATs after
+    /// the end of the listing, `FIN` before ours).
+    #[error("the sender broke the protocol: {0}")]
+    Protocol(&'static str),
+    /// The sender reported an error.
+    #[error("error from sender: {0}")]
+    Sender(String),
+    /// The sender's stream ended before the transfer finished.
+    #[error("the sender closed the stream before the transfer finished")]
+    SenderClosed,
+    /// The sender's stream failed.
+    #[error("receiving from the sender failed")]
+    Stream(#[source] Status),
+    /// Nobody reads our packets any more.
+    #[error("the sender stopped reading")]
+    OutputClosed,
+    /// The destination exists and is not a directory.
+    #[error("destination {} exists and is not a directory", path.display())]
+    DestinationNotDirectory {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// Creating the staging folder failed.
+    #[error("failed to create a staging folder for {}", path.display())]
+    Staging {
+        /// The destination.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing an entry into the staging folder failed.
+    #[error("failed to write {path}")]
+    Write {
+        /// The entry, relative to the destination.
+        path: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Moving the staged tree into the destination failed.
+    #[error("failed to move the output into {}", path.display())]
+    Finish {
+        /// The path being placed.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The writer thread died.
+    #[error("the receiving task stopped unexpectedly")]
+    TaskFailed,
+}
+
+/// Receives one DiffCopy transfer into `dest`: reads the sender's packets
+/// from `stream_in`, sends our requests and `FIN` into `stream_out`, and
+/// returns once the sender confirmed the end and the output is in place.
+///
+/// On error, the sender is told why with an `ERR` packet (when it still
+/// listens) and `dest` is left as it was.
+pub async fn receive_diffcopy<S>(
+    mut stream_in: S,
+    stream_out: mpsc::Sender<Packet>,
+    dest: &Path,
+) -> Result<ReceiveStats, ReceiveError>
+where
+    S: Stream<Item = Result<Packet, Status>> + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(INCOMING_QUEUE);
+    let pump = tokio::spawn(async move {
+        while let Some(item) = stream_in.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    let dest = dest.to_owned();
+    let out = stream_out.clone();
+    let result = tokio::task::spawn_blocking(move || receive_blocking(rx, out, &dest))
+        .await
+        .unwrap_or(Err(ReceiveError::TaskFailed));
+    pump.abort();
+    if let Err(err) = &result {
+        let packet = Packet {
+            r#type: PacketType::PacketErr as i32,
+            data: error_chain(err).into_bytes().into(),
+            ..Packet::default()
+        };
+        let _ = stream_out.try_send(packet);
+    }
+    result
+}
+
+fn receive_blocking(
+    rx: mpsc::Receiver<Result<Packet, Status>>,
+    out: mpsc::Sender<Packet>,
+    dest: &Path,
+) -> Result<ReceiveStats, ReceiveError> {
+    let staging = Staging::create(dest)?;
+    let mut writer = Writer::new(staging.path.clone(), out);
+    writer.run(rx)?;
+    staging.finish(dest, &writer.dirs, &mut writer.stats)?;
+    Ok(writer.stats)
+}
+
+/// The staging folder; removed on drop unless moved into place.
+struct Staging {
+    path: PathBuf,
+    /// Whether the destination existed (then `path` is inside it).
+    merge: bool,
+    armed: bool,
+}
+
+impl Staging {
+    fn create(dest: &Path) -> Result<Self, ReceiveError> {
+        let staging_err = |source| ReceiveError::Staging { path: dest.to_owned(), source };
+        let name = format!(".fbuild-receive-{}", uuid::Uuid::new_v4().simple());
+        let (path, merge) = match fs::metadata(dest) {
+            Ok(meta) if meta.is_dir() => (dest.join(&name), true),
+            Ok(_) => return Err(ReceiveError::DestinationNotDirectory { path: dest.to_owned() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = match dest.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                    _ => PathBuf::from("."),
+                };
+                fs::create_dir_all(&parent).map_err(staging_err)?;
+                (parent.join(&name), false)
+            }
+            Err(e) => return Err(staging_err(e)),
+        };
+        // 0o777 less the umask, like mkdir(1): this becomes a new destination.
+        fs::DirBuilder::new().mode(0o777).create(&path).map_err(staging_err)?;
+        Ok(Self { path, merge, armed: true })
+    }
+
+    /// Moves the staged tree into `dest`, then applies the directories'
+    /// permissions and times (last, so read-only directories do not get in
+    /// the way and their times stay as sent).
+    fn finish(
+        mut self,
+        dest: &Path,
+        dirs: &[DirMeta],
+        stats: &mut ReceiveStats,
+    ) -> Result<(), ReceiveError> {
+        let finish_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ReceiveError::Finish { path, source }
+        };
+        if self.merge {
+            merge_into(&self.path, dest).map_err(|(path, source)| ReceiveError::Finish {
+                path,
+                source,
+            })?;
+            fs::remove_dir(&self.path).map_err(finish_err(&self.path))?;
+        } else {
+            fs::rename(&self.path, dest).map_err(finish_err(dest))?;
+        }
+        self.armed = false;
+        for dir in dirs.iter().rev() {
+            let path = dest.join(&dir.path);
+            apply_dir_meta(&path, dir).map_err(finish_err(&path))?;
+        }
+        stats.dirs = dirs.len() as u64;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Moves every entry of `src` into `dst`, merging directories that exist
+/// on both sides and replacing anything else.
+fn merge_into(src: &Path, dst: &Path) -> Result<(), (PathBuf, io::Error)> {
+    let entries = fs::read_dir(src).map_err(|e| (src.to_owned(), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| (src.to_owned(), e))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let from_is_dir = entry.file_type().map_err(|e| (from.clone(), e))?.is_dir();
+        match fs::symlink_metadata(&to) {
+            // Never descend into (or through) a symlink of the destination.
+            Ok(existing) if existing.is_dir() && from_is_dir => {
+                merge_into(&from, &to)?;
+                fs::remove_dir(&from).map_err(|e| (from.clone(), e))?;
+                continue;
+            }
+            Ok(existing) if existing.is_dir() => {
+                fs::remove_dir_all(&to).map_err(|e| (to.clone(), e))?;
+            }
+            Ok(_) if from_is_dir => fs::remove_file(&to).map_err(|e| (to.clone(), e))?,
+            // A file over a file: rename replaces it atomically.
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err((to, e)),
+        }
+        fs::rename(&from, &to).map_err(|e| (to.clone(), e))?;
+    }
+    Ok(())
+}
+
+fn apply_dir_meta(path: &Path, dir: &DirMeta) -> io::Result<()> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = File::from(fd);
+    set_user_xattrs(&file, &dir.xattrs);
+    nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(dir.perm))?;
+    let time = timespec(dir.mod_time);
+    nix::sys::stat::futimens(&file, &time, &time)?;
+    Ok(())
+}
+
+/// A received directory's metadata, applied after its contents are placed.
+struct DirMeta {
+    path: String,
+    perm: libc::mode_t,
+    mod_time: i64,
+    xattrs: Vec<(String, bytes::Bytes)>,
+}
+
+/// A regular file waiting for (or receiving) its content.
+struct PendingFile {
+    path: String,
+    perm: libc::mode_t,
+    mod_time: i64,
+    xattrs: Vec<(String, bytes::Bytes)>,
+}
+
+/// fsutil's ordering rule: each path's parent is a directory on the chain
+/// currently being filled, and names increase within a directory.
+#[derive(Default)]
+struct OrderValidator {
+    /// (directory, last name seen in it); the first is the root, `""`.
+    stack: Vec<(String, String)>,
+}
+
+impl OrderValidator {
+    fn check(
+        &mut self,
+        path: &str,
+        is_dir: bool,
+        non_dir_kind: impl Fn(&str) -> Option<&'static str>,
+    ) -> Result<(), ReceiveError> {
+        if path.starts_with('/') {
+            return Err(ReceiveError::AbsolutePath { path: path.to_owned() });
+        }
+        if path.is_empty() || path == "." || path.contains('\0') || clean_path(path) != path {
+            return Err(ReceiveError::UncleanPath { path: path.to_owned() });
+        }
+        if path == ".." || path.starts_with("../") {
+            return Err(ReceiveError::EscapingPath { path: path.to_owned() });
+        }
+        if self.stack.is_empty() {
+            self.stack.push((String::new(), String::new()));
+        }
+        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+        while self.stack.len() > 1 && self.stack.last().is_some_and(|(d, _)| d != dir) {
+            self.stack.pop();
+        }
+        let Some((current, last)) = self.stack.last_mut() else {
+            return Err(ReceiveError::Protocol("validator lost its root"));
+        };
+        if current != dir {
+            let reason = match non_dir_kind(dir) {
+                Some(kind) => kind,
+                None => "was not received as a directory just before (out of order or missing)",
+            };
+            return Err(ReceiveError::BadParent {
+                path: path.to_owned(),
+                parent: dir.to_owned(),
+                reason,
+            });
+        }
+        if base <= last.as_str() {
+            let previous = if dir.is_empty() { last.clone() } else { format!("{dir}/{last}") };
+            return Err(ReceiveError::OutOfOrder { path: path.to_owned(), previous });
+        }
+        *last = base.to_owned();
+        if is_dir {
+            self.stack.push((path.to_owned(), String::new()));
+        }
+        Ok(())
+    }
+}
+
+/// The writer's state; runs on a blocking thread.
+struct Writer {
+    root: PathBuf,
+    out: mpsc::Sender<Packet>,
+    validator: OrderValidator,
+    /// Regular files received (valid hard-link targets).
+    regular: HashSet<String>,
+    /// Other non-directories, for clear errors about bad parents.
+    others: HashMap<String, &'static str>,
+    next_id: u32,
+    listing_done: bool,
+    fin_sent: bool,
+    waiting: VecDeque<(u32, PendingFile)>,
+    open: HashMap<u32, (File, PendingFile)>,
+    dirs: Vec<DirMeta>,
+    stats: ReceiveStats,
+}
+
+impl Writer {
+    fn new(root: PathBuf, out: mpsc::Sender<Packet>) -> Self {
+        Self {
+            root,
+            out,
+            validator: OrderValidator::default(),
+            regular: HashSet::new(),
+            others: HashMap::new(),
+            next_id: 0,
+            listing_done: false,
+            fin_sent: false,
+            waiting: VecDeque::new(),
+            open: HashMap::new(),
+            dirs: Vec::new(),
+            stats: ReceiveStats::default(),
+        }
+    }
+
+    fn run(&mut self, mut rx: mpsc::Receiver<Result<Packet, Status>>) -> Result<(), ReceiveError> {
+        loop {
+            let packet = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
+            let packet = packet.map_err(ReceiveError::Stream)?;
+            match PacketType::try_from(packet.r#type) {
+                Ok(PacketType::PacketStat) => {
+                    if self.listing_done {
+                        return Err(ReceiveError::Protocol("STAT after the end of the listing"));
+                    }
+                    match packet.stat {
+                        None => self.listing_done = true,
+                        Some(stat) => self.add_entry(stat)?,
+                    }
+                }
+                Ok(PacketType::PacketData) => self.add_data(packet.id, &packet.data)?,
+                Ok(PacketType::PacketFin) if self.fin_sent => return Ok(()),
+                Ok(PacketType::PacketFin) => {
+                    return Err(ReceiveError::Protocol("FIN before the transfer was complete"));
+                }
+                Ok(PacketType::PacketErr) => {
+                    return Err(ReceiveError::Sender(
+                        String::from_utf8_lossy(&packet.data).into_owned(),
+                    ));
+                }
+                Ok(PacketType::PacketReq) => {
+                    return Err(ReceiveError::Protocol("REQ sent to the receiver"));
+                }
+                Err(_) => return Err(ReceiveError::Protocol("unknown packet type")),
+            }
+            self.request_more()?;
+            if self.listing_done && self.waiting.is_empty() && self.open.is_empty() && !self.fin_sent
+            {
+                self.send(Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() })?;
+                self.fin_sent = true;
+            }
+        }
+    }
+
+    fn send(&self, packet: Packet) -> Result<(), ReceiveError> {
+        self.out.blocking_send(packet).map_err(|_| ReceiveError::OutputClosed)
+    }
+
+    fn add_entry(&mut self, stat: Stat) -> Result<(), ReceiveError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let mode = stat.mode;
+        let is_dir = mode & file_mode::DIR != 0;
+        let others = &self.others;
+        let regular = &self.regular;
+        self.validator.check(&stat.path, is_dir, |parent| {
+            others.get(parent).copied().or_else(|| regular.contains(parent).then_some("is a file"))
+        })?;
+
+        let path = stat.path;
+        let target = self.root.join(&path);
+        let write_err = |source| ReceiveError::Write { path: path.clone(), source };
+        let perm = (mode & file_mode::PERM) as libc::mode_t;
+        let xattrs: Vec<(String, bytes::Bytes)> =
+            stat.xattrs.into_iter().filter(|(k, _)| k.starts_with("user.")).collect();
+
+        if is_dir {
+            // Owner-writable while filling; the sent mode is applied at the end.
+            fs::DirBuilder::new().mode(0o700).create(&target).map_err(write_err)?;
+            self.dirs.push(DirMeta { path, perm, mod_time: stat.mod_time, xattrs });
+        } else if mode & file_mode::SYMLINK != 0 {
+            if stat.linkname.is_empty() {
+                return Err(ReceiveError::EmptySymlink { path });
+            }
+            std::os::unix::fs::symlink(&stat.linkname, &target).map_err(write_err)?;
+            set_times_nofollow(&target, stat.mod_time).map_err(write_err)?;
+            self.others.insert(path, "is a symlink");
+            self.stats.symlinks += 1;
+        } else if mode & file_mode::NAMED_PIPE != 0 {
+            nix::unistd::mkfifo(&target, Mode::from_bits_truncate(perm))
+                .map_err(|e| write_err(e.into()))?;
+            set_times_nofollow(&target, stat.mod_time).map_err(write_err)?;
+            self.others.insert(path, "is a named pipe");
+            self.stats.fifos += 1;
+        } else if !file_mode::can_request_data(mode) {
+            // Devices, sockets and unknown types: never created.
+            self.others.insert(path, "is a special file");
+            self.stats.skipped_special += 1;
+        } else if !stat.linkname.is_empty() {
+            if !self.regular.contains(&stat.linkname) {
+                return Err(ReceiveError::BadHardlink { path, target: stat.linkname });
+            }
+            fs::hard_link(self.root.join(&stat.linkname), &target).map_err(write_err)?;
+            self.others.insert(path, "is a file");
+            self.stats.hardlinks += 1;
+        } else {
+            // Created now so hard links can point at it; filled on request.
+            create_file(&target).map_err(write_err)?;
+            self.regular.insert(path.clone());
+            self.stats.files += 1;
+            self.waiting.push_back((id, PendingFile { path, perm, mod_time: stat.mod_time, xattrs }));
+        }
+        Ok(())
+    }
+
+    fn request_more(&mut self) -> Result<(), ReceiveError> {
+        while self.open.len() < REQUEST_WINDOW {
+            let Some((id, pending)) = self.waiting.pop_front() else { break };
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(self.root.join(&pending.path))
+                .map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
+            self.open.insert(id, (file, pending));
+            self.send(Packet { r#type: PacketType::PacketReq as i32, id, ..Packet::default() })?;
+        }
+        Ok(())
+    }
+
+    fn add_data(&mut self, id: u32, data: &[u8]) -> Result<(), ReceiveError> {
+        if !data.is_empty() {
+            let Some((file, pending)) = self.open.get_mut(&id) else {
+                return Err(ReceiveError::UnexpectedData { id });
+            };
+            file.write_all(data)
+                .map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
+            self.stats.bytes += data.len() as u64;
+            return Ok(());
+        }
+        let Some((file, pending)) = self.open.remove(&id) else {
+            return Err(ReceiveError::UnexpectedData { id });
+        };
+        let finish = || -> io::Result<()> {
+            set_user_xattrs(&file, &pending.xattrs);
+            nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(pending.perm))?;
+            let time = timespec(pending.mod_time);
+            nix::sys::stat::futimens(&file, &time, &time)?;
+            Ok(())
+        };
+        finish().map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })
+    }
+}
+
+/// Creates a new, empty, owner-only file (never through a symlink).
+fn create_file(path: &Path) -> io::Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map(drop)
+}
+
+/// Applies `user.*` extended attributes; failures (file systems without
+/// xattrs) are ignored, as fsutil ignores them.
+fn set_user_xattrs(file: &File, xattrs: &[(String, bytes::Bytes)]) {
+    use xattr::FileExt;
+    for (key, value) in xattrs {
+        let _ = file.set_xattr(key, value);
+    }
+}
+
+fn set_times_nofollow(path: &Path, mod_time: i64) -> io::Result<()> {
+    let time = timespec(mod_time);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &time,
+        &time,
+        UtimensatFlags::NoFollowSymlink,
+    )?;
+    Ok(())
+}
+
+/// Nanoseconds since the epoch as a `timespec` (atime and mtime both get it,
+/// as fsutil does).
+fn timespec(nanos: i64) -> TimeSpec {
+    TimeSpec::new(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsync::send::{send_diffcopy, SendError, TransferProgress, CHUNK_SIZE};
+    use crate::fsync::walk::{FilterOptions, Walker};
+    use std::collections::BTreeMap;
+    use std::ops::ControlFlow;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::sync::Arc;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    fn write(root: &Path, rel: &str, content: &[u8]) {
+        let path = root.join(rel);
+        fs_err::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
+        fs_err::write(path, content).expect("write");
+    }
+
+    /// Sender and receiver connected in-process.
+    async fn transfer(
+        src: &Path,
+        dest: &Path,
+    ) -> (Result<(), SendError>, Result<ReceiveStats, ReceiveError>, u64) {
+        let walker = Walker::new(src, &FilterOptions::default()).expect("walker");
+        let (to_receiver, from_sender) = mpsc::channel(16);
+        let (to_sender, from_receiver) = mpsc::channel(16);
+        let progress = Arc::new(TransferProgress::default());
+        let sender = tokio::spawn(send_diffcopy(
+            walker,
+            ReceiverStream::new(from_receiver).map(Ok),
+            to_receiver,
+            Arc::clone(&progress),
+        ));
+        let received =
+            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, dest).await;
+        let sent = sender.await.expect("sender task");
+        (sent, received, progress.bytes())
+    }
+
+    /// Everything the walker reports about a tree, keyed by path, with
+    /// file contents; the fields the receiver deliberately changes are
+    /// normalised.
+    fn snapshot(root: &Path) -> BTreeMap<String, (Stat, Vec<u8>)> {
+        let walker = Walker::new(root, &FilterOptions::default()).expect("walker");
+        let mut out = BTreeMap::new();
+        walker
+            .walk(&mut |mut stat| {
+                let content = if stat.mode & file_mode::TYPE == 0 && stat.linkname.is_empty() {
+                    fs_err::read(root.join(&stat.path)).expect("read")
+                } else {
+                    Vec::new()
+                };
+                stat.mode &= !(file_mode::SETUID | file_mode::SETGID | file_mode::STICKY);
+                stat.xattrs.retain(|k, _| k.starts_with("user."));
+                out.insert(stat.path.clone(), (stat, content));
+                ControlFlow::Continue(())
+            })
+            .expect("walk");
+        out
+    }
+
+    fn build_tree(root: &Path) {
+        write(root, "a/b/deep.txt", b"deep");
+        write(root, "a-b", b"dash");
+        write(root, "empty", b"");
+        let big: Vec<u8> = (0..CHUNK_SIZE * 3 + 7).map(|i| (i % 251) as u8).collect();
+        write(root, "big.bin", &big);
+        for i in 0..150 {
+            // More files than the request window.
+            write(root, &format!("many/{i:03}"), format!("file {i}").as_bytes());
+        }
+        fs_err::create_dir_all(root.join("emptydir")).expect("mkdir");
+        symlink("a/b/deep.txt", root.join("rel-link")).expect("symlink");
+        symlink("/etc/passwd", root.join("abs-link")).expect("symlink");
+        symlink("nowhere", root.join("dangling")).expect("symlink");
+        std::fs::hard_link(root.join("a/b/deep.txt"), root.join("hard")).expect("link");
+        std::fs::hard_link(root.join("a/b/deep.txt"), root.join("many/hard")).expect("link");
+        nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        write(root, "suid", b"s");
+        std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o4755))
+            .expect("chmod");
+        write(root, "ro/inside", b"r");
+        std::fs::set_permissions(root.join("ro/inside"), std::fs::Permissions::from_mode(0o444))
+            .expect("chmod");
+        std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o555))
+            .expect("chmod");
+        let _ = xattr::set(root.join("empty"), "user.note", b"kept");
+    }
+
+    fn staging_leftovers(dir: &Path) -> Vec<String> {
+        fs_err::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".fbuild-receive-"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn round_trip_copies_the_tree() {
+        let src = tempfile::tempdir().expect("tempdir");
+        build_tree(src.path());
+        let out = tempfile::tempdir().expect("tempdir");
+        let dest = out.path().join("dest");
+
+        let (sent, received, bytes) = transfer(src.path(), &dest).await;
+        sent.expect("sender succeeds");
+        let stats = received.expect("receiver succeeds");
+
+        let want = snapshot(src.path());
+        let got = snapshot(&dest);
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        for (path, (want_stat, want_content)) in &want {
+            let (got_stat, got_content) = &got[path];
+            assert_eq!(got_stat, want_stat, "metadata of {path}");
+            assert_eq!(got_content, want_content, "content of {path}");
+        }
+        // The setuid bit is dropped.
+        let suid = fs_err::metadata(dest.join("suid")).expect("stat");
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&suid.permissions()) & 0o7777, 0o755);
+        assert_eq!(
+            stats,
+            ReceiveStats {
+                // big.bin, deep.txt, a-b, empty, suid, ro/inside and 150 more.
+                files: 156,
+                // a, a/b, emptydir, many, ro.
+                dirs: 5,
+                symlinks: 3,
+                hardlinks: 2,
+                fifos: 1,
+                skipped_special: 0,
+                bytes: (CHUNK_SIZE * 3 + 7 + 4 + 4 + 1 + 1) as u64
+                    + (0..150).map(|i| format!("file {i}").len() as u64).sum::<u64>(),
+            }
+        );
+        assert!(bytes > stats.bytes, "progress counts STATs and DATA");
+        assert!(staging_leftovers(out.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn merges_into_an_existing_destination() {
+        let src = tempfile::tempdir().expect("tempdir");
+        write(src.path(), "a/new", b"new");
+        write(src.path(), "f", b"file now");
+        write(src.path(), "d/inside", b"in");
+        write(src.path(), "same", b"replaced");
+
+        let outside = tempfile::tempdir().expect("tempdir");
+        let dest = tempfile::tempdir().expect("tempdir");
+        write(dest.path(), "keep", b"untouched");
+        write(dest.path(), "a/old", b"old");
+        write(dest.path(), "f/was-a-dir", b"x");
+        write(dest.path(), "same", b"before");
+        // A symlink where the output has a directory must be replaced, not
+        // followed.
+        symlink(outside.path(), dest.path().join("d")).expect("symlink");
+
+        let (sent, received, _) = transfer(src.path(), dest.path()).await;
+        sent.expect("sender succeeds");
+        received.expect("receiver succeeds");
+
+        let read = |rel: &str| fs_err::read(dest.path().join(rel)).expect("read");
+        assert_eq!(read("keep"), b"untouched");
+        assert_eq!(read("a/old"), b"old");
+        assert_eq!(read("a/new"), b"new");
+        assert_eq!(read("f"), b"file now");
+        assert_eq!(read("same"), b"replaced");
+        assert_eq!(read("d/inside"), b"in");
+        assert!(fs_err::symlink_metadata(dest.path().join("d")).expect("stat").is_dir());
+        assert_eq!(fs_err::read_dir(outside.path()).expect("read dir").count(), 0);
+        assert!(staging_leftovers(dest.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn refuses_a_file_as_destination() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "file", b"x");
+        let (to_receiver, from_sender) = mpsc::channel(1);
+        drop(to_receiver);
+        let (to_sender, _from_receiver) = mpsc::channel(4);
+        let result = receive_diffcopy(
+            ReceiverStream::new(from_sender).map(Ok),
+            to_sender,
+            &dir.path().join("file"),
+        )
+        .await;
+        assert!(matches!(result, Err(ReceiveError::DestinationNotDirectory { .. })), "{result:?}");
+    }
+
+    fn stat(path: &str, mode: u32) -> Stat {
+        Stat { path: path.to_owned(), mode, ..Stat::default() }
+    }
+
+    fn dir(path: &str) -> Stat {
+        stat(path, file_mode::DIR | 0o755)
+    }
+
+    fn file(path: &str) -> Stat {
+        stat(path, 0o644)
+    }
+
+    fn link(path: &str, target: &str) -> Stat {
+        Stat { linkname: target.to_owned(), ..stat(path, file_mode::SYMLINK | 0o777) }
+    }
+
+    fn stat_packet(stat: Stat) -> Packet {
+        Packet { r#type: PacketType::PacketStat as i32, stat: Some(stat), ..Packet::default() }
+    }
+
+    /// A scripted (possibly hostile) sender: sends `stats`, then answers
+    /// every request with `content` and the final FIN.
+    async fn receive_from(stats: Vec<Stat>, content: &'static [u8]) -> (Result<ReceiveStats, ReceiveError>, tempfile::TempDir, tempfile::TempDir) {
+        let out = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let dest = out.path().join("dest");
+        let (to_receiver, from_sender) = mpsc::channel(stats.len() + 8);
+        let (to_sender, mut from_receiver) = mpsc::channel::<Packet>(256);
+        for stat in stats {
+            to_receiver.send(stat_packet(stat)).await.expect("queue");
+        }
+        to_receiver.send(stat_packet_end()).await.expect("queue");
+        let responder = tokio::spawn(async move {
+            while let Some(packet) = from_receiver.recv().await {
+                let reply = match PacketType::try_from(packet.r#type) {
+                    Ok(PacketType::PacketReq) => vec![
+                        Packet { r#type: PacketType::PacketData as i32, id: packet.id, data: content.into(), ..Packet::default() },
+                        Packet { r#type: PacketType::PacketData as i32, id: packet.id, ..Packet::default() },
+                    ],
+                    Ok(PacketType::PacketFin) => {
+                        vec![Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() }]
+                    }
+                    _ => return,
+                };
+                for p in reply {
+                    if to_receiver.send(p).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let result = receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await;
+        responder.abort();
+        if result.is_err() {
+            assert!(!dest.exists(), "a refused transfer leaves no destination");
+        }
+        assert!(staging_leftovers(out.path()).is_empty(), "staging folder removed");
+        (result, out, outside)
+    }
+
+    fn stat_packet_end() -> Packet {
+        Packet { r#type: PacketType::PacketStat as i32, ..Packet::default() }
+    }
+
+    #[tokio::test]
+    async fn hostile_paths_are_refused() {
+        let cases: Vec<(Vec<Stat>, &str)> = vec![
+            (vec![file("/etc/passwd")], "AbsolutePath"),
+            (vec![file("..")], "EscapingPath"),
+            (vec![file("../x")], "EscapingPath"),
+            (vec![dir("a"), file("a/../../x")], "UncleanPath"),
+            (vec![file(".")], "UncleanPath"),
+            (vec![file("")], "UncleanPath"),
+            (vec![file("a//b")], "UncleanPath"),
+            (vec![file("a/")], "UncleanPath"),
+            (vec![file("a\0b")], "UncleanPath"),
+            (vec![link("l", "/tmp"), file("l/x")], "BadParent"),
+            (vec![file("f"), file("f/x")], "BadParent"),
+            (vec![file("a/b")], "BadParent"),
+            (vec![dir("a"), file("b"), file("a/c")], "BadParent"),
+            (vec![file("b"), file("a")], "OutOfOrder"),
+            (vec![file("a"), file("a")], "OutOfOrder"),
+            (vec![dir("a"), dir("a")], "OutOfOrder"),
+            (vec![Stat { linkname: "missing".into(), ..file("h") }], "BadHardlink"),
+            (vec![dir("d"), Stat { linkname: "d".into(), ..file("h") }], "BadHardlink"),
+            (vec![link("l", "x"), Stat { linkname: "l".into(), ..file("m") }], "BadHardlink"),
+            (vec![Stat { linkname: "../../etc/passwd".into(), ..file("h") }], "BadHardlink"),
+            (vec![link("l", "")], "EmptySymlink"),
+        ];
+        for (stats, want) in cases {
+            let paths: Vec<String> = stats.iter().map(|s| s.path.clone()).collect();
+            let (result, _out, _outside) = receive_from(stats, b"").await;
+            let err = result.expect_err("must be refused");
+            let got = format!("{err:?}");
+            assert!(got.starts_with(want), "{paths:?}: expected {want}, got {got} ({err})");
+        }
+    }
+
+    #[tokio::test]
+    async fn refusal_messages_say_what_is_wrong() {
+        let (result, _o, _x) = receive_from(vec![link("l", "/tmp"), file("l/x")], b"").await;
+        assert_eq!(
+            result.expect_err("refused").to_string(),
+            "refusing \"l/x\": its parent \"l\" is a symlink"
+        );
+        let (result, _o, _x) = receive_from(vec![file("b"), file("a")], b"").await;
+        assert_eq!(result.expect_err("refused").to_string(), "refusing \"a\": out of order after \"b\"");
+    }
+
+    #[tokio::test]
+    async fn special_bits_and_devices_are_not_created() {
+        let stats = vec![
+            stat("dev", file_mode::DEVICE | file_mode::CHAR_DEVICE | 0o666),
+            stat("sticky", file_mode::DIR | file_mode::STICKY | 0o777),
+            stat("suid", file_mode::SETUID | file_mode::SETGID | 0o755),
+        ];
+        let (result, out, _outside) = receive_from(stats, b"payload").await;
+        let stats = result.expect("accepted");
+        assert_eq!((stats.files, stats.skipped_special, stats.dirs), (1, 1, 1));
+        let dest = out.path().join("dest");
+        assert!(!dest.join("dev").exists());
+        let mode = |rel: &str| fs_err::metadata(dest.join(rel)).expect("stat").permissions().mode();
+        assert_eq!(mode("suid") & 0o7777, 0o755);
+        assert_eq!(mode("sticky") & 0o7777, 0o777);
+        assert_eq!(fs_err::read(dest.join("suid")).expect("read"), b"payload");
+    }
+
+    #[tokio::test]
+    async fn protocol_violations_are_errors() {
+        async fn run(packets: Vec<Packet>) -> ReceiveError {
+            let out = tempfile::tempdir().expect("tempdir");
+            let (to_receiver, from_sender) = mpsc::channel(packets.len() + 1);
+            let (to_sender, _from_receiver) = mpsc::channel::<Packet>(256);
+            for p in packets {
+                to_receiver.send(p).await.expect("queue");
+            }
+            drop(to_receiver);
+            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &out.path().join("d"))
+                .await
+                .expect_err("must fail")
+        }
+        let data = |id| Packet { r#type: PacketType::PacketData as i32, id, data: b"x"[..].into(), ..Packet::default() };
+        assert!(matches!(run(vec![stat_packet(file("f")), data(7)]).await, ReceiveError::UnexpectedData { id: 7 }));
+        assert!(matches!(run(vec![stat_packet_end(), stat_packet(file("f"))]).await, ReceiveError::Protocol(_)));
+        assert!(matches!(
+            run(vec![Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() }]).await,
+            ReceiveError::Protocol(_)
+        ));
+        assert!(matches!(
+            run(vec![Packet { r#type: PacketType::PacketErr as i32, data: b"boom"[..].into(), ..Packet::default() }]).await,
+            ReceiveError::Sender(msg) if msg == "boom"
+        ));
+        assert!(matches!(run(vec![stat_packet(file("f"))]).await, ReceiveError::SenderClosed));
+    }
+}

@@ -1,0 +1,341 @@
+//! The session's `moby.filesync.v1.FileSend` service: the daemon hands each
+//! file or folder output back to us through `FileSend/DiffCopy`, one call per
+//! output.
+//!
+//! Which output a call carries comes in the request metadata
+//! `buildkit-attachable-exporter-id`: the output's index in
+//! `SolveRequest.exporters` (the daemon resolves exporter `i` with id `i`,
+//! `control/control.go`). As in Go's `filesync.SyncTarget`, a missing or
+//! unreadable id means 0.
+//!
+//! One method, two wire formats: tar, oci and docker exporters stream
+//! `BytesMessage` chunks of the file; the local exporter speaks fsutil's
+//! packet protocol (`fsutil.types.Packet`) on the same method. Go picks the
+//! message type per call; so does this hand-written service (a generated
+//! server is bound to the schema's `BytesMessage` and would fail to decode
+//! packets): it looks at the exporter id before choosing the codec.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::body::Body;
+use tonic::codegen::Body as HttpBody;
+use tonic::server::{Grpc, NamedService};
+use tonic::{Request, Response, Status, Streaming};
+use tonic_prost::ProstCodec;
+
+use super::sink::{FileSink, Sink};
+use super::{ExportEntry, OutputDest};
+use crate::proto::fsutil::types::Packet;
+use crate::proto::moby::filesync::v1::BytesMessage;
+
+/// The gRPC service name.
+pub const SERVICE_NAME: &str = "moby.filesync.v1.FileSend";
+const DIFF_COPY: &str = "/moby.filesync.v1.FileSend/DiffCopy";
+/// Request metadata naming the output a call carries.
+pub const EXPORTER_ID_KEY: &str = "buildkit-attachable-exporter-id";
+
+/// Receives the outputs of one build.
+#[derive(Clone, Debug)]
+pub struct FileSendService {
+    targets: Arc<BTreeMap<usize, OutputDest>>,
+}
+
+impl FileSendService {
+    /// A service for `exports`, which must be the list sent as
+    /// `SolveRequest.exporters`, in the same order.
+    pub fn new(exports: &[ExportEntry]) -> FileSendService {
+        let targets = exports
+            .iter()
+            .enumerate()
+            .filter_map(|(id, export)| export.destination.clone().map(|dest| (id, dest)))
+            .collect();
+        FileSendService { targets: Arc::new(targets) }
+    }
+
+    /// Whether no output comes back to us (then the service need not be
+    /// registered at all).
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The full gRPC method names this service serves.
+    pub fn methods() -> &'static [&'static str] {
+        &[DIFF_COPY]
+    }
+
+    async fn diff_copy<B>(self, request: http::Request<B>) -> http::Response<Body>
+    where
+        B: HttpBody + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
+        let id = exporter_id(request.headers());
+        match self.targets.get(&id).cloned() {
+            Some(OutputDest::Dir(dir)) => {
+                let service = tower::service_fn(move |call: Request<Streaming<Packet>>| {
+                    let dir = dir.clone();
+                    async move { Ok::<_, Status>(Response::new(receive_dir(dir, call.into_inner()))) }
+                });
+                grpc::<Packet>().streaming(service, request).await
+            }
+            Some(file_dest) => {
+                let service = tower::service_fn(move |call: Request<Streaming<BytesMessage>>| {
+                    let dest = file_dest.clone();
+                    async move {
+                        receive_file(dest, call.into_inner()).await?;
+                        Ok::<_, Status>(Response::new(tokio_stream::empty::<Result<BytesMessage, Status>>()))
+                    }
+                });
+                grpc::<BytesMessage>().streaming(service, request).await
+            }
+            None => {
+                let status = Status::not_found(format!("exporter {id} not found: no output of this build comes back"));
+                status.into_http()
+            }
+        }
+    }
+}
+
+/// The codec for one call, with the session's message limits.
+fn grpc<M>() -> Grpc<ProstCodec<M, M>>
+where
+    M: prost::Message + Default + Send + 'static,
+{
+    let limit = Some(crate::session::MAX_MESSAGE_SIZE);
+    Grpc::new(ProstCodec::default()).apply_max_message_size_config(limit, limit)
+}
+
+fn exporter_id(headers: &http::HeaderMap) -> usize {
+    headers.get(EXPORTER_ID_KEY).and_then(|value| value.to_str().ok()).and_then(|id| id.parse().ok()).unwrap_or(0)
+}
+
+/// Receives a tar/oci/docker output. Errors drop the sink, which removes
+/// the partial file.
+async fn receive_file(dest: OutputDest, mut inbound: Streaming<BytesMessage>) -> Result<(), Status> {
+    let mut sink = match &dest {
+        OutputDest::Stdout => Sink::Stdout(tokio::io::stdout()),
+        OutputDest::File(path) => Sink::File(FileSink::create(path).map_err(|err| internal(&err))?),
+        OutputDest::Dir(_) => unreachable!("folders are received as fsutil packets"),
+    };
+    let mut received: u64 = 0;
+    while let Some(message) = inbound.message().await? {
+        received += message.data.len() as u64;
+        sink.write(&message.data).await.map_err(|err| internal(&err))?;
+    }
+    sink.commit().await.map_err(|err| internal(&err))?;
+    tracing::debug!(?dest, bytes = received, "received a file output");
+    Ok(())
+}
+
+/// Receives a local (folder) output over fsutil's packet protocol with
+/// `crate::fsync`'s receiver, which stages the tree and moves it into `dir`
+/// only once complete. Returns the packets we send back (requests for file
+/// data, our FIN), ending with an error status if the transfer failed (the
+/// receiver has then told the sender why in an ERR packet too).
+fn receive_dir(dir: PathBuf, inbound: Streaming<Packet>) -> PacketStream {
+    let (tx, rx) = mpsc::channel(64);
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let result = crate::fsync::receive_diffcopy(inbound, tx, &dir).await;
+        match &result {
+            Ok(stats) => tracing::debug!(dir = %dir.display(), ?stats, "received a folder output"),
+            Err(err) => tracing::debug!(dir = %dir.display(), error = %err, "receiving a folder output failed"),
+        }
+        let _ = done_tx.send(result.map(|_| ()));
+    });
+    let outcome = futures::stream::once(done_rx).filter_map(|done| async move {
+        match done {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(Err(internal(&err))),
+            Err(_) => Some(Err(Status::internal("the folder receiver stopped unexpectedly"))),
+        }
+    });
+    Box::pin(ReceiverStream::new(rx).map(Ok).chain(outcome))
+}
+
+type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send + 'static>>;
+
+/// A status carrying the whole error chain: the daemon shows it to the user.
+fn internal(err: &dyn std::error::Error) -> Status {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Status::internal(message)
+}
+
+impl NamedService for FileSendService {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<B> tower::Service<http::Request<B>> for FileSendService
+where
+    B: HttpBody + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            if request.uri().path() == DIFF_COPY {
+                Ok(service.diff_copy(request).await)
+            } else {
+                Ok(Status::unimplemented(format!("{} is not served", request.uri().path())).into_http())
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic::transport::Channel;
+
+    use super::*;
+    use crate::output::parse_output;
+    use crate::proto::moby::filesync::v1::file_send_client::FileSendClient;
+
+    async fn channel(exports: &[ExportEntry]) -> Channel {
+        crate::services::serve_in_memory(FileSendService::new(exports)).await
+    }
+
+    fn export(spec: &str) -> ExportEntry {
+        parse_output(spec).unwrap()
+    }
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// Sends `chunks` as the daemon's tar exporter does, naming output `id`.
+    async fn send_file(channel: Channel, id: Option<&str>, chunks: Vec<&'static [u8]>) -> Result<(), Status> {
+        let messages = tokio_stream::iter(chunks.into_iter().map(|c| BytesMessage { data: c.into() }));
+        let mut request = Request::new(messages);
+        if let Some(id) = id {
+            request.metadata_mut().insert(EXPORTER_ID_KEY, id.parse().unwrap());
+        }
+        let mut replies = FileSendClient::new(channel).diff_copy(request).await?.into_inner();
+        while replies.message().await?.is_some() {}
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn file_outputs_land_by_exporter_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first.tar");
+        let second = dir.path().join("second.tar");
+        let exports = [
+            export("type=image,name=r/a"),
+            export(&format!("type=tar,dest={}", first.display())),
+            export(&format!("type=oci,dest={}", second.display())),
+        ];
+        let channel = channel(&exports).await;
+        send_file(channel.clone(), Some("2"), vec![b"oci ", b"layout"]).await.unwrap();
+        send_file(channel.clone(), Some("1"), vec![b"tar bytes"]).await.unwrap();
+        assert_eq!(std::fs::read(&first).unwrap(), b"tar bytes");
+        assert_eq!(std::fs::read(&second).unwrap(), b"oci layout");
+        assert_eq!(names(dir.path()), ["first.tar", "second.tar"]);
+
+        // No id means 0, the image, which sends nothing back.
+        let err = send_file(channel, None, vec![b"x"]).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        assert!(err.message().contains("exporter 0 not found"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn interrupted_transfer_leaves_nothing_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        std::fs::write(&dest, b"previous").unwrap();
+        let channel = channel(&[export(&format!("type=tar,dest={}", dest.display()))]).await;
+
+        // One chunk, then the daemon goes silent and the call is dropped.
+        let (tx, rx) = mpsc::channel::<BytesMessage>(1);
+        tx.send(BytesMessage { data: vec![1u8; 1 << 20].into() }).await.unwrap();
+        let call = tokio::spawn(async move {
+            let mut request = Request::new(ReceiverStream::new(rx));
+            request.metadata_mut().insert(EXPORTER_ID_KEY, "0".parse().unwrap());
+            FileSendClient::new(channel).diff_copy(request).await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        call.abort();
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(std::fs::read(&dest).unwrap(), b"previous");
+        assert_eq!(names(dir.path()), ["out.tar"]);
+    }
+
+    #[tokio::test]
+    async fn file_output_refuses_a_link_at_dest() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let dest = dir.path().join("out.tar");
+        let channel = channel(&[export(&format!("type=tar,dest={}", dest.display()))]).await;
+        std::os::unix::fs::symlink(&target, &dest).unwrap();
+        let err = send_file(channel, Some("0"), vec![b"payload"]).await.unwrap_err();
+        assert!(err.message().contains("symbolic link"), "{}", err.message());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert_eq!(names(dir.path()), ["out.tar", "target"]);
+    }
+
+    #[tokio::test]
+    async fn folder_outputs_are_received_as_fsutil_packets() {
+        let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_test_writer().try_init();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("sub")).unwrap();
+        std::fs::write(src.path().join("sub/hello.txt"), b"hello").unwrap();
+        std::fs::write(src.path().join("top"), b"top file").unwrap();
+        std::os::unix::fs::symlink("sub/hello.txt", src.path().join("link")).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("result");
+        let channel = channel(&[export("type=image,name=r/a"), export(&format!("type=local,dest={}", dest.display()))])
+            .await;
+
+        // The daemon's side: fsync's sender over the Packet codec.
+        let (tx, rx) = mpsc::channel::<Packet>(64);
+        let mut request = Request::new(ReceiverStream::new(rx));
+        request.metadata_mut().insert(EXPORTER_ID_KEY, "1".parse().unwrap());
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static(DIFF_COPY);
+        let replies = grpc.streaming(request, path, ProstCodec::<Packet, Packet>::default()).await.unwrap().into_inner();
+        let walker = crate::fsync::Walker::new(src.path(), &Default::default()).unwrap();
+        crate::fsync::send_diffcopy(walker, replies, tx, Default::default()).await.unwrap();
+
+        // The receiver moves the tree into place right after the FIN.
+        for _ in 0..50 {
+            if dest.join("top").exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("{:?} {:?}", names(out.path()), std::fs::read_dir(&dest).map(|d| d.map(|e| e.unwrap().path()).collect::<Vec<_>>()));
+        assert_eq!(std::fs::read(dest.join("sub/hello.txt")).unwrap(), b"hello");
+        assert_eq!(std::fs::read(dest.join("top")).unwrap(), b"top file");
+        assert_eq!(std::fs::read_link(dest.join("link")).unwrap(), std::path::Path::new("sub/hello.txt"));
+        assert_eq!(names(out.path()), ["result"], "no staging folder left");
+    }
+}

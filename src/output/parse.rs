@@ -1,0 +1,676 @@
+//! `-o/--output`, `-t/--tag` and `--push`, parsed the way buildx parses them.
+//!
+//! An output is a CSV list of `key=value` fields (quote a field that holds a
+//! comma: `type=local,"dest=a,b"`), keys case-insensitive. `type=registry` is
+//! `type=image,push=true`. A bare value is a shorthand: `-o DIR` is
+//! `type=local,dest=DIR` and `-o -` is `type=tar,dest=-`. tar, oci and docker
+//! outputs without `dest` (or with `dest=-`) go to standard output, which is
+//! refused when it is a terminal.
+//!
+//! Everything is checked here, before anything is sent to the daemon: the
+//! exporter type, the fields, the boolean and compression attributes the
+//! daemon would reject later, the tags, and the destinations on disk.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use super::{ExportEntry, ExporterType, OutputDest};
+
+/// A flag value that cannot become an output. Each message names the flag and
+/// its value and says what is wrong, on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("invalid --output {value:?}: {problem}")]
+    Output { value: String, problem: OutputProblem },
+    #[error("invalid --tag {value:?}: {problem}")]
+    Tag { value: String, problem: TagProblem },
+    #[error("--push needs an image name: pass -t/--tag or name=<ref> in --output")]
+    PushWithoutName,
+    #[error("invalid --output {value:?}: cannot inspect {}", path.display())]
+    Inspect {
+        value: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What is wrong with one `--output` value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputProblem {
+    #[error("the value is empty")]
+    Empty,
+    #[error("malformed CSV: {0}")]
+    Csv(String),
+    #[error("the value spans several lines")]
+    MultipleLines,
+    #[error("field {0:?} is not a key=value pair")]
+    NotKeyValue(String),
+    #[error("field {0:?} has an empty key")]
+    EmptyKey(String),
+    #[error("type=<type> is missing")]
+    MissingType,
+    #[error("unknown output type {0:?} (expected image, registry, local, tar, oci or docker)")]
+    UnknownType(String),
+    #[error("output= is not an option; did you mean dest={0}?")]
+    OutputKey(String),
+    #[error("type=local needs dest=<folder>")]
+    MissingDir,
+    #[error("type=local writes a folder, not standard output; use type=tar,dest=- for a tarball on stdout")]
+    LocalToStdout,
+    #[error("type={0} sends nothing back, so dest= does not apply")]
+    DestNotSupported(ExporterType),
+    #[error("{key}={value} is not a boolean (use true or false)")]
+    NotBool { key: String, value: String },
+    #[error("{key}={value} is not an integer")]
+    NotInteger { key: String, value: String },
+    #[error("compression={0} is not one of uncompressed, gzip, estargz, zstd")]
+    Compression(String),
+    #[error("tar=false (an OCI layout folder) is not supported yet; write a tarball with dest=FILE")]
+    LayoutFolder,
+    #[error("mode={0} is not supported; the local output copies files into dest (mode=copy)")]
+    LocalMode(String),
+    #[error(
+        "standard output is a terminal; refusing to write the {0} tarball to it (pass dest=FILE or redirect stdout)"
+    )]
+    StdoutIsTerminal(ExporterType),
+    #[error("another output already writes to standard output")]
+    StdoutTwice,
+    #[error("dest={} is a folder, but type={exporter} writes a file", .path.display())]
+    DestIsDir { path: PathBuf, exporter: ExporterType },
+    #[error("dest={} exists and is not a folder", .0.display())]
+    DestNotDir(PathBuf),
+    #[error("dest={} is a symbolic link; fbuild does not write through links, so name the target itself", .0.display())]
+    DestIsSymlink(PathBuf),
+    #[error("the folder of dest={} does not exist", .0.display())]
+    ParentMissing(PathBuf),
+}
+
+/// Callers that fold a problem into their own error text (e.g. the cache
+/// flags, which share the CSV syntax) take it as a string.
+impl From<OutputProblem> for String {
+    fn from(problem: OutputProblem) -> String {
+        problem.to_string()
+    }
+}
+
+/// What is wrong with one `-t/--tag` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TagProblem {
+    #[error("repository names must be lowercase")]
+    Uppercase,
+    #[error("the name is longer than 255 characters")]
+    TooLong,
+    #[error("not an image reference (expected [registry/]name[:tag][@digest])")]
+    Malformed,
+}
+
+/// Parses one `-o/--output` value. Pure: destinations on disk and the
+/// terminal are checked by [`exports_from_flags`].
+pub fn parse_output(value: &str) -> Result<ExportEntry, OutputError> {
+    let fail = |problem| OutputError::Output { value: value.to_owned(), problem };
+    let fields = csv_fields(value).map_err(fail)?;
+
+    // The shorthands: one field that is not a key=value pair.
+    if let [only] = fields.as_slice() {
+        if only == value && !only.contains('=') {
+            let (exporter, destination) = if only == "-" {
+                (ExporterType::Tar, OutputDest::Stdout)
+            } else {
+                (ExporterType::Local, OutputDest::Dir(PathBuf::from(only)))
+            };
+            return Ok(ExportEntry { exporter, attrs: BTreeMap::new(), destination: Some(destination) });
+        }
+    }
+
+    let mut kind = None;
+    let mut attrs = BTreeMap::new();
+    for field in &fields {
+        let Some((key, val)) = field.split_once('=') else {
+            return Err(fail(OutputProblem::NotKeyValue(field.clone())));
+        };
+        let key = key.trim().to_ascii_lowercase();
+        if key.is_empty() {
+            return Err(fail(OutputProblem::EmptyKey(field.clone())));
+        }
+        if key == "type" {
+            kind = Some(val.to_owned());
+        } else {
+            attrs.insert(key, val.to_owned());
+        }
+    }
+    let kind = kind.filter(|kind| !kind.is_empty()).ok_or_else(|| fail(OutputProblem::MissingType))?;
+    if let Some(dest) = attrs.get("output") {
+        return Err(fail(OutputProblem::OutputKey(dest.clone())));
+    }
+    let exporter = match kind.as_str() {
+        "image" => ExporterType::Image,
+        "registry" => {
+            attrs.entry("push".to_owned()).or_insert_with(|| "true".to_owned());
+            ExporterType::Image
+        }
+        "local" => ExporterType::Local,
+        "tar" => ExporterType::Tar,
+        "oci" => ExporterType::Oci,
+        "docker" => ExporterType::Docker,
+        _ => return Err(fail(OutputProblem::UnknownType(kind))),
+    };
+    check_attrs(exporter, &attrs).map_err(fail)?;
+
+    let dest = attrs.remove("dest");
+    let destination = match exporter {
+        ExporterType::Local => match dest.as_deref() {
+            None | Some("") => return Err(fail(OutputProblem::MissingDir)),
+            Some("-") => return Err(fail(OutputProblem::LocalToStdout)),
+            Some(dir) => Some(OutputDest::Dir(PathBuf::from(dir))),
+        },
+        ExporterType::Tar | ExporterType::Oci | ExporterType::Docker => match dest.as_deref() {
+            None | Some("") | Some("-") => Some(OutputDest::Stdout),
+            Some(file) => Some(OutputDest::File(PathBuf::from(file))),
+        },
+        ExporterType::Image => {
+            if dest.is_some() {
+                return Err(fail(OutputProblem::DestNotSupported(exporter)));
+            }
+            None
+        }
+    };
+    Ok(ExportEntry { exporter, attrs, destination })
+}
+
+/// Turns the output flags of a build into its exports, the way buildx does:
+///
+/// - `--push` sets `push=true` on every image output, or adds an image output
+///   when there is none;
+/// - `-t/--tag` values (validated, in order) become the `name=` of every
+///   image, oci and docker output, replacing a `name=` given in `--output`;
+/// - an image output that pushes needs a name.
+///
+/// Tags without any output export nothing, as with buildx: the result stays
+/// in the daemon's cache. Then the destinations are checked on disk
+/// (existing folders, symbolic links) and standard output against
+/// `stdout_is_terminal`.
+pub fn exports_from_flags(
+    outputs: &[String],
+    tags: &[String],
+    push: bool,
+    stdout_is_terminal: bool,
+) -> Result<Vec<ExportEntry>, OutputError> {
+    let mut entries = Vec::with_capacity(outputs.len() + 1);
+    for value in outputs {
+        entries.push((value.clone(), parse_output(value)?));
+    }
+
+    if push {
+        let mut pushed = false;
+        for (_, entry) in entries.iter_mut().filter(|(_, entry)| entry.exporter == ExporterType::Image) {
+            entry.attrs.insert("push".to_owned(), "true".to_owned());
+            pushed = true;
+        }
+        if !pushed {
+            let entry = ExportEntry {
+                exporter: ExporterType::Image,
+                attrs: [("push".to_owned(), "true".to_owned())].into(),
+                destination: None,
+            };
+            entries.push(("--push".to_owned(), entry));
+        }
+    }
+
+    if !tags.is_empty() {
+        for tag in tags {
+            check_tag(tag).map_err(|problem| OutputError::Tag { value: tag.clone(), problem })?;
+        }
+        let names = tags.join(",");
+        for (_, entry) in &mut entries {
+            if matches!(entry.exporter, ExporterType::Image | ExporterType::Oci | ExporterType::Docker) {
+                entry.attrs.insert("name".to_owned(), names.clone());
+            }
+        }
+    }
+
+    for (_, entry) in &entries {
+        let pushes = entry.attrs.get("push").is_some_and(|v| v.is_empty() || parse_go_bool(v) == Some(true));
+        let named = entry.attrs.get("name").is_some_and(|name| !name.is_empty());
+        if entry.exporter == ExporterType::Image && pushes && !named {
+            return Err(OutputError::PushWithoutName);
+        }
+    }
+
+    let mut stdout_taken = false;
+    for (value, entry) in &entries {
+        let fail = |problem| OutputError::Output { value: value.clone(), problem };
+        match &entry.destination {
+            Some(OutputDest::Stdout) => {
+                if stdout_taken {
+                    return Err(fail(OutputProblem::StdoutTwice));
+                }
+                stdout_taken = true;
+                if stdout_is_terminal {
+                    return Err(fail(OutputProblem::StdoutIsTerminal(entry.exporter)));
+                }
+            }
+            Some(OutputDest::File(path)) => check_file_dest(value, path, entry.exporter)?,
+            Some(OutputDest::Dir(path)) => check_dir_dest(value, path)?,
+            None => {}
+        }
+    }
+    Ok(entries.into_iter().map(|(_, entry)| entry).collect())
+}
+
+/// A file destination must not be a folder or a symbolic link, and its
+/// folder must exist.
+fn check_file_dest(value: &str, path: &Path, exporter: ExporterType) -> Result<(), OutputError> {
+    let fail = |problem| OutputError::Output { value: value.to_owned(), problem };
+    let inspect = |path: &Path, source| OutputError::Inspect { value: value.to_owned(), path: path.to_owned(), source };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(fail(OutputProblem::DestIsSymlink(path.to_owned()))),
+        Ok(meta) if meta.is_dir() => return Err(fail(OutputProblem::DestIsDir { path: path.to_owned(), exporter })),
+        Ok(_) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(inspect(path, err)),
+    }
+    let parent = super::sink::parent_dir(path);
+    match std::fs::metadata(parent) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(fail(OutputProblem::ParentMissing(path.to_owned()))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(fail(OutputProblem::ParentMissing(path.to_owned()))),
+        Err(err) => Err(inspect(parent, err)),
+    }
+}
+
+/// A folder destination may be missing (it is created) or a folder, or a
+/// link to one (the user named it), but not a file.
+fn check_dir_dest(value: &str, path: &Path) -> Result<(), OutputError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => {
+            Err(OutputError::Output { value: value.to_owned(), problem: OutputProblem::DestNotDir(path.to_owned()) })
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(OutputError::Inspect { value: value.to_owned(), path: path.to_owned(), source }),
+    }
+}
+
+/// Attributes the daemon would reject once the build has run: checked now.
+/// Others pass through untouched (exporters keep unknown keys as metadata).
+fn check_attrs(exporter: ExporterType, attrs: &BTreeMap<String, String>) -> Result<(), OutputProblem> {
+    // Booleans where the daemon reads an empty value as true.
+    const BOOL_OR_EMPTY: &[&str] = &[
+        "push",
+        "push-by-digest",
+        "registry.insecure",
+        "unpack",
+        "store",
+        "name-canonical",
+        "force-compression",
+        "tar",
+    ];
+    // Booleans parsed strictly.
+    const BOOL: &[&str] =
+        &["oci-mediatypes", "oci-artifact", "attestation-inline", "prefer-nondist-layers", "rewrite-timestamp"];
+    for (key, value) in attrs {
+        let key = key.as_str();
+        let bool_ok = parse_go_bool(value).is_some();
+        if (BOOL_OR_EMPTY.contains(&key) && !(value.is_empty() || bool_ok)) || (BOOL.contains(&key) && !bool_ok) {
+            return Err(OutputProblem::NotBool { key: key.to_owned(), value: value.clone() });
+        }
+        match key {
+            "compression" if !matches!(value.as_str(), "uncompressed" | "gzip" | "estargz" | "zstd") => {
+                return Err(OutputProblem::Compression(value.clone()));
+            }
+            "compression-level" if value.parse::<i64>().is_err() => {
+                return Err(OutputProblem::NotInteger { key: key.to_owned(), value: value.clone() });
+            }
+            _ => {}
+        }
+    }
+    if matches!(exporter, ExporterType::Oci | ExporterType::Docker)
+        && attrs.get("tar").is_some_and(|v| parse_go_bool(v) == Some(false))
+    {
+        return Err(OutputProblem::LayoutFolder);
+    }
+    if exporter == ExporterType::Local {
+        if let Some(mode) = attrs.get("mode").filter(|mode| !mode.is_empty() && *mode != "copy") {
+            return Err(OutputProblem::LocalMode(mode.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Splits one CSV record into its fields (quotes as in RFC 4180, as buildx).
+pub fn csv_fields(value: &str) -> Result<Vec<String>, OutputProblem> {
+    if value.is_empty() {
+        return Err(OutputProblem::Empty);
+    }
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(value.as_bytes());
+    let mut records = reader.records();
+    let first = match records.next() {
+        None => return Err(OutputProblem::Empty),
+        Some(Err(err)) => return Err(OutputProblem::Csv(err.to_string())),
+        Some(Ok(record)) => record,
+    };
+    if records.next().is_some() {
+        return Err(OutputProblem::MultipleLines);
+    }
+    Ok(first.iter().map(str::to_owned).collect())
+}
+
+/// Go's `strconv.ParseBool`, which the daemon uses for its attributes.
+pub(crate) fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Checks an image reference against the distribution reference grammar
+/// (what buildx's `reference.Parse` accepts): `[domain[:port]/]path[:tag][@digest]`.
+fn check_tag(tag: &str) -> Result<(), TagProblem> {
+    static REFERENCE: OnceLock<Regex> = OnceLock::new();
+    let reference = REFERENCE.get_or_init(|| {
+        let alnum = "[a-z0-9]+";
+        let separator = "(?:[_.]|__|[-]+)";
+        let component = format!("{alnum}(?:{separator}{alnum})*");
+        let domain_component = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+        let host = format!(r"(?:{domain_component}(?:\.{domain_component})*|\[[a-fA-F0-9:]+\])");
+        let domain = format!("{host}(?::[0-9]+)?");
+        let name = format!("(?:{domain}/)?{component}(?:/{component})*");
+        let tag = r"[\w][\w.-]{0,127}";
+        let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+        Regex::new(&format!("^({name})(?::{tag})?(?:@{digest})?$")).expect("the reference grammar is a valid regex")
+    });
+    match reference.captures(tag) {
+        Some(captures) => {
+            if captures.get(1).map_or(0, |name| name.len()) > 255 {
+                return Err(TagProblem::TooLong);
+            }
+            Ok(())
+        }
+        None if reference.is_match(&tag.to_ascii_lowercase()) => Err(TagProblem::Uppercase),
+        None => Err(TagProblem::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn problem(value: &str) -> OutputProblem {
+        match parse_output(value) {
+            Err(OutputError::Output { value: got, problem }) => {
+                assert_eq!(got, value, "the error names the flag's value");
+                problem
+            }
+            other => panic!("expected an --output error for {value:?}, got {other:?}"),
+        }
+    }
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[test]
+    fn bare_path_is_a_local_folder() {
+        let entry = parse_output("out/dir").unwrap();
+        assert_eq!(entry.exporter, ExporterType::Local);
+        assert_eq!(entry.destination, Some(OutputDest::Dir("out/dir".into())));
+        assert!(entry.attrs.is_empty());
+    }
+
+    #[test]
+    fn dash_is_a_tarball_on_stdout() {
+        let entry = parse_output("-").unwrap();
+        assert_eq!(entry.exporter, ExporterType::Tar);
+        assert_eq!(entry.destination, Some(OutputDest::Stdout));
+    }
+
+    #[test]
+    fn file_outputs_take_dest_out_of_the_attrs() {
+        for (value, exporter) in [
+            ("type=tar,dest=out.tar", ExporterType::Tar),
+            ("type=oci,dest=out.tar,name=reg/app:1", ExporterType::Oci),
+            ("TYPE=docker,DEST=out.tar", ExporterType::Docker),
+        ] {
+            let entry = parse_output(value).unwrap();
+            assert_eq!(entry.exporter, exporter, "{value}");
+            assert_eq!(entry.destination, Some(OutputDest::File("out.tar".into())), "{value}");
+            assert!(!entry.attrs.contains_key("dest"), "{value}");
+        }
+        assert_eq!(parse_output("type=oci,dest=o.tar,name=reg/app:1").unwrap().attrs, attrs(&[("name", "reg/app:1")]));
+    }
+
+    #[test]
+    fn file_outputs_without_dest_go_to_stdout() {
+        assert_eq!(parse_output("type=oci").unwrap().destination, Some(OutputDest::Stdout));
+        assert_eq!(parse_output("type=docker,dest=-").unwrap().destination, Some(OutputDest::Stdout));
+    }
+
+    #[test]
+    fn image_attrs_pass_through() {
+        let entry = parse_output(
+            "type=image,name=r/a:1,push=true,registry.insecure=true,compression=zstd,oci-mediatypes=true,rewrite-timestamp=true,annotation.org.x=y",
+        )
+        .unwrap();
+        assert_eq!(entry.exporter, ExporterType::Image);
+        assert_eq!(entry.destination, None);
+        assert_eq!(
+            entry.attrs,
+            attrs(&[
+                ("name", "r/a:1"),
+                ("push", "true"),
+                ("registry.insecure", "true"),
+                ("compression", "zstd"),
+                ("oci-mediatypes", "true"),
+                ("rewrite-timestamp", "true"),
+                ("annotation.org.x", "y"),
+            ])
+        );
+    }
+
+    #[test]
+    fn registry_is_an_image_that_pushes() {
+        let entry = parse_output("type=registry,name=r/a").unwrap();
+        assert_eq!(entry.exporter, ExporterType::Image);
+        assert_eq!(entry.attrs, attrs(&[("name", "r/a"), ("push", "true")]));
+        // An explicit push= wins.
+        assert_eq!(parse_output("type=registry,name=r/a,push=false").unwrap().attrs["push"], "false");
+    }
+
+    #[test]
+    fn quoted_fields_keep_their_commas() {
+        let entry = parse_output(r#"type=image,"name=r/a:1,r/a:2",push=true"#).unwrap();
+        assert_eq!(entry.attrs["name"], "r/a:1,r/a:2");
+        let entry = parse_output(r#"type=local,"dest=a,b""#).unwrap();
+        assert_eq!(entry.destination, Some(OutputDest::Dir("a,b".into())));
+    }
+
+    #[test]
+    fn malformed_values_name_the_problem() {
+        assert_eq!(problem(""), OutputProblem::Empty);
+        assert_eq!(problem("type=local,dest"), OutputProblem::NotKeyValue("dest".into()));
+        assert_eq!(problem("type=tar,=x"), OutputProblem::EmptyKey("=x".into()));
+        assert_eq!(problem("dest=out"), OutputProblem::MissingType);
+        assert_eq!(problem("type=,dest=out"), OutputProblem::MissingType);
+        assert_eq!(problem("type=zip,dest=out"), OutputProblem::UnknownType("zip".into()));
+        assert_eq!(problem("type=tar,output=x.tar"), OutputProblem::OutputKey("x.tar".into()));
+        assert_eq!(problem("type=local"), OutputProblem::MissingDir);
+        assert_eq!(problem("type=local,dest=-"), OutputProblem::LocalToStdout);
+        assert_eq!(problem("type=image,name=a,dest=x"), OutputProblem::DestNotSupported(ExporterType::Image));
+        assert_eq!(problem("type=image,push=yes"), OutputProblem::NotBool { key: "push".into(), value: "yes".into() });
+        assert_eq!(
+            problem("type=oci,dest=x,oci-mediatypes="),
+            OutputProblem::NotBool { key: "oci-mediatypes".into(), value: String::new() }
+        );
+        assert_eq!(problem("type=image,compression=lz4"), OutputProblem::Compression("lz4".into()));
+        assert_eq!(
+            problem("type=image,compression-level=high"),
+            OutputProblem::NotInteger { key: "compression-level".into(), value: "high".into() }
+        );
+        assert_eq!(problem("type=oci,dest=d,tar=false"), OutputProblem::LayoutFolder);
+        assert_eq!(problem("type=local,dest=d,mode=delete"), OutputProblem::LocalMode("delete".into()));
+        assert_eq!(problem("type=tar\ntype=oci"), OutputProblem::MultipleLines);
+    }
+
+    #[test]
+    fn error_text_names_flag_value_and_problem() {
+        let err = parse_output("type=zip,dest=out").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid --output "type=zip,dest=out": unknown output type "zip" (expected image, registry, local, tar, oci or docker)"#
+        );
+        let err = parse_output("type=local").unwrap_err();
+        assert_eq!(err.to_string(), r#"invalid --output "type=local": type=local needs dest=<folder>"#);
+    }
+
+    #[test]
+    fn empty_bool_means_true_where_the_daemon_says_so() {
+        assert!(parse_output("type=image,name=a,push=").is_ok());
+        assert!(parse_output("type=image,name=a,push=1").is_ok());
+        assert!(parse_output("type=image,name=a,push=False").is_ok());
+    }
+
+    #[test]
+    fn push_sets_push_on_image_outputs_or_adds_one() {
+        let entries = exports_from_flags(&strings(&["type=image,name=r/a"]), &[], true, false).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].attrs["push"], "true");
+
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out").display().to_string();
+        let entries = exports_from_flags(&[out], &strings(&["r/a:1"]), true, false).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].exporter, ExporterType::Local);
+        assert!(!entries[0].attrs.contains_key("name"), "tags name image outputs only");
+        assert_eq!(entries[1].exporter, ExporterType::Image);
+        assert_eq!(entries[1].attrs, attrs(&[("name", "r/a:1"), ("push", "true")]));
+    }
+
+    #[test]
+    fn tags_name_image_oci_and_docker_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let oci = format!("type=oci,dest={}", dir.path().join("o.tar").display());
+        let entries = exports_from_flags(
+            &[oci, "type=image,name=old".into()],
+            &strings(&["reg.local:5000/app:1", "app:latest"]),
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(entries[0].attrs["name"], "reg.local:5000/app:1,app:latest");
+        assert_eq!(entries[1].attrs["name"], "reg.local:5000/app:1,app:latest", "tags replace name=, as in buildx");
+    }
+
+    #[test]
+    fn tags_alone_export_nothing() {
+        assert!(exports_from_flags(&[], &strings(&["app:1"]), false, false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn push_needs_a_name() {
+        let err = exports_from_flags(&[], &[], true, false).unwrap_err();
+        assert!(matches!(err, OutputError::PushWithoutName));
+        let err = exports_from_flags(&strings(&["type=registry"]), &[], false, false).unwrap_err();
+        assert!(matches!(err, OutputError::PushWithoutName));
+        assert!(exports_from_flags(&strings(&["type=image,push=false"]), &[], false, false).is_ok());
+    }
+
+    #[test]
+    fn bad_tags_are_refused() {
+        for (tag, expected) in [
+            ("App:1", TagProblem::Uppercase),
+            ("app:", TagProblem::Malformed),
+            ("a b", TagProblem::Malformed),
+            ("-app", TagProblem::Malformed),
+            ("app:1:2", TagProblem::Malformed),
+        ] {
+            match exports_from_flags(&[], &strings(&[tag]), true, false) {
+                Err(OutputError::Tag { value, problem }) => {
+                    assert_eq!(value, tag);
+                    assert_eq!(problem, expected, "{tag}");
+                }
+                other => panic!("{tag}: expected a tag error, got {other:?}"),
+            }
+        }
+        let long = format!("{}:1", "a".repeat(256));
+        assert_eq!(check_tag(&long), Err(TagProblem::TooLong));
+        let err = exports_from_flags(&[], &strings(&["App"]), true, false).unwrap_err();
+        assert_eq!(err.to_string(), r#"invalid --tag "App": repository names must be lowercase"#);
+    }
+
+    #[test]
+    fn good_tags_are_accepted() {
+        for tag in [
+            "app",
+            "library/app:1.0",
+            "127.0.0.1:5000/busybox:latest",
+            "localhost/a/b/c",
+            "reg.example.com/team/app_x:v1-rc.2",
+            "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "[::1]:5000/app:1",
+        ] {
+            assert_eq!(check_tag(tag), Ok(()), "{tag}");
+        }
+    }
+
+    #[test]
+    fn stdout_is_refused_on_a_terminal_and_taken_once() {
+        let err = exports_from_flags(&strings(&["-"]), &[], false, true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid --output "-": standard output is a terminal; refusing to write the tar tarball to it (pass dest=FILE or redirect stdout)"#
+        );
+        assert!(exports_from_flags(&strings(&["type=oci,dest=-"]), &[], false, false).is_ok());
+        let err = exports_from_flags(&strings(&["-", "type=oci"]), &[], false, false).unwrap_err();
+        assert!(
+            matches!(err, OutputError::Output { problem: OutputProblem::StdoutTwice, ref value } if value == "type=oci")
+        );
+    }
+
+    #[test]
+    fn file_destinations_are_checked_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.tar");
+        std::fs::write(&target, b"x").unwrap();
+        let link = dir.path().join("link.tar");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let check = |dest: &Path| {
+            let value = format!("type=tar,dest={}", dest.display());
+            exports_from_flags(&[value], &[], false, false).map_err(|err| match err {
+                OutputError::Output { problem, .. } => problem,
+                other => panic!("unexpected {other:?}"),
+            })
+        };
+        assert!(check(&target).is_ok(), "an existing file is replaced");
+        assert!(check(&dir.path().join("new.tar")).is_ok());
+        assert_eq!(check(&link).unwrap_err(), OutputProblem::DestIsSymlink(link.clone()));
+        assert_eq!(
+            check(dir.path()).unwrap_err(),
+            OutputProblem::DestIsDir { path: dir.path().to_owned(), exporter: ExporterType::Tar }
+        );
+        let orphan = dir.path().join("missing/out.tar");
+        assert_eq!(check(&orphan).unwrap_err(), OutputProblem::ParentMissing(orphan.clone()));
+    }
+
+    #[test]
+    fn folder_destinations_are_checked_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let value = format!("type=local,dest={}", file.display());
+        let err = exports_from_flags(&[value], &[], false, false).unwrap_err();
+        assert!(matches!(err, OutputError::Output { problem: OutputProblem::DestNotDir(_), .. }));
+        let value = format!("type=local,dest={}", dir.path().join("new").display());
+        assert!(exports_from_flags(&[value], &[], false, false).is_ok());
+    }
+}

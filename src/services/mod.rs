@@ -1,0 +1,132 @@
+//! The session services that answer the daemon's questions during a build:
+//! registry credentials ([`auth`]), build secrets ([`secrets`]) and SSH
+//! agents ([`ssh`]); plus [`register`], which puts them and the outputs'
+//! `FileSend` service (`crate::output`) on a session. The context upload
+//! (`FileSync`) belongs to `crate::fsync`.
+//!
+//! Each service is a tonic server built by `into_server()` with the
+//! session's message limits, and lists its full gRPC method names in
+//! `methods()`.
+
+pub mod auth;
+pub mod secrets;
+pub mod ssh;
+
+use crate::output::{ExportEntry, FileSendService};
+use crate::session::{SessionBuilder, SessionError};
+
+pub use auth::{AuthService, DockerConfig};
+pub use secrets::{SecretSource, SecretsService};
+pub use ssh::{AgentSpec, SshService};
+
+/// A service that cannot be set up; nothing has been sent yet.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("cannot load registry credentials")]
+    Auth(#[source] auth::AuthError),
+    #[error("invalid --ssh value {:?}: {}", .0.value(), .0)]
+    Ssh(ssh::SshError),
+    #[error("cannot register a session service")]
+    Session(#[source] SessionError),
+}
+
+/// Registers the build's services on `session`: `FileSend` when an output
+/// comes back to us, `Auth` always (pulls and pushes may need it), `Secrets`
+/// always (a build without `--secret` answers NotFound, which
+/// `required=false` mounts accept), and `SSH` when `--ssh` was given (without
+/// it the daemon reports the missing agent by its id).
+///
+/// `exports` must be the list sent as `SolveRequest.exporters`, in order.
+pub fn register(
+    session: &mut SessionBuilder,
+    exports: &[ExportEntry],
+    secrets: &[SecretSource],
+    agents: &[AgentSpec],
+) -> Result<(), ServicesError> {
+    let file_send = FileSendService::new(exports);
+    if !file_send.is_empty() {
+        session.add_service(file_send).map_err(ServicesError::Session)?;
+    }
+    let config = DockerConfig::load().map_err(ServicesError::Auth)?;
+    session.add_service(AuthService::new(config).into_server()).map_err(ServicesError::Session)?;
+    session.add_service(SecretsService::new(secrets).into_server()).map_err(ServicesError::Session)?;
+    if !agents.is_empty() {
+        let ssh = SshService::new(agents).map_err(ServicesError::Ssh)?;
+        session.add_service(ssh.into_server()).map_err(ServicesError::Session)?;
+    }
+    Ok(())
+}
+
+/// Test support: serves one service over an in-memory connection, the way
+/// the session serves them over its tunnel.
+#[cfg(test)]
+pub(crate) async fn serve_in_memory<S>(service: S) -> tonic::transport::Channel
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (client_io, server_io) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))
+            .await
+    });
+    let mut client_io = Some(client_io);
+    tonic::transport::Endpoint::from_static("http://session")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let io = client_io.take();
+            async move { io.map(hyper_util::rt::TokioIo::new).ok_or_else(|| std::io::Error::other("one connection only")) }
+        }))
+        .await
+        .expect("an in-memory connection does not fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::parse_output;
+
+    /// Every method a service claims to serve is in the schema, and the
+    /// other way round, so the session exposes exactly what is served.
+    #[test]
+    fn method_lists_match_the_schema() {
+        let schema = |service: &str| -> Vec<String> {
+            let (_, methods) = crate::proto::methods::SERVICE_METHODS
+                .iter()
+                .find(|(name, _)| *name == service)
+                .unwrap_or_else(|| panic!("{service} is not in proto/"));
+            methods.iter().map(|method| format!("/{service}/{method}")).collect()
+        };
+        let ours = |methods: &[&str]| methods.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert_eq!(ours(AuthService::methods()), schema("moby.filesync.v1.Auth"));
+        assert_eq!(ours(SecretsService::methods()), schema("moby.buildkit.secrets.v1.Secrets"));
+        assert_eq!(ours(SshService::methods()), schema("moby.sshforward.v1.SSH"));
+        assert_eq!(ours(FileSendService::methods()), schema("moby.filesync.v1.FileSend"));
+    }
+
+    #[test]
+    fn register_adds_file_send_only_for_outputs_that_come_back() {
+        let image = parse_output("type=image,name=r/a").unwrap();
+        let mut session = SessionBuilder::new("test", "key");
+        register(&mut session, std::slice::from_ref(&image), &[], &[]).unwrap();
+        let methods = session.methods().join(" ");
+        assert!(methods.contains("/moby.filesync.v1.Auth/Credentials"));
+        assert!(methods.contains("/moby.buildkit.secrets.v1.Secrets/GetSecret"));
+        assert!(!methods.contains("FileSend"), "{methods}");
+        assert!(!methods.contains("SSH"), "{methods}");
+
+        let tar = parse_output("type=tar,dest=out.tar").unwrap();
+        let mut session = SessionBuilder::new("test", "key");
+        register(&mut session, &[image, tar], &[], &[]).unwrap();
+        assert!(session.methods().iter().any(|m| m == "/moby.filesync.v1.FileSend/DiffCopy"));
+    }
+}

@@ -1,0 +1,7 @@
+mod util;
+
+mod testenv;
+mod connect_tls;
+mod daemon_cmd;
+mod rootless;
+mod cache_commands;

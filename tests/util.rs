@@ -1,0 +1,314 @@
+//! Shared helpers for the integration tests: where the test daemon and
+//! registry are, commands pointed at them, and temp folders.
+//!
+//! The environment comes from `scripts/testenv.sh up` (and `scripts/rootless.sh
+//! up` for the rootless daemon), through the variables it writes to
+//! `.testenv/env`. When a variable is not set in the process environment it is
+//! read from that file, so `cargo test` works without sourcing anything.
+//! A missing or silent daemon fails the test that asked for it: these tests
+//! exist to talk to a real buildkitd, and one that passes without it proves
+//! nothing.
+#![allow(dead_code)] // each test module uses a different subset
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The test environment's addresses and binaries.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// `unix://…/buildkitd.sock` of the root daemon.
+    pub addr: String,
+    /// `tcp://127.0.0.1:PORT` of the same daemon (plain h2c).
+    pub tcp_addr: String,
+    /// `127.0.0.1:PORT` of the loopback registry (plain HTTP).
+    pub registry: String,
+    /// `REGISTRY/busybox:latest`.
+    pub busybox: String,
+    /// `REGISTRY/debian-python:bookworm` when `scripts/debian-base.sh` has run.
+    pub debian: Option<String>,
+    pub buildctl: PathBuf,
+    pub buildkitd: PathBuf,
+    /// The state folder (`.testenv/` by default).
+    pub root: PathBuf,
+}
+
+/// The rootless daemon (`scripts/rootless.sh up`).
+#[derive(Debug, Clone)]
+pub struct RootlessEnv {
+    pub user: String,
+    pub uid: u32,
+    pub home: PathBuf,
+    /// The user's XDG_RUNTIME_DIR; the daemon listens on `XDG/buildkit/buildkitd.sock`.
+    pub xdg: PathBuf,
+    pub addr: String,
+    /// A buildctl the user can execute.
+    pub buildctl: PathBuf,
+}
+
+const HINT: &str = "start it with `scripts/testenv.sh up` (the README's test command, scripts/test.sh, does it for you)";
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `export K='V'` lines of an env file written by our scripts.
+fn parse_env_file(path: &Path) -> BTreeMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+/// The state folder: `$FBUILD_TESTENV_DIR`, else `.testenv/` in the repo.
+fn state_dir() -> PathBuf {
+    match std::env::var_os("FBUILD_TESTENV_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => manifest_dir().join(".testenv"),
+    }
+}
+
+/// A variable from the process environment, else from the env file.
+fn lookup(file: &BTreeMap<String, String>, key: &str) -> Option<String> {
+    std::env::var(key)
+        .ok()
+        .or_else(|| file.get(key).cloned())
+        .filter(|v| !v.is_empty())
+}
+
+fn require(file: &BTreeMap<String, String>, key: &str, env_file: &Path) -> String {
+    lookup(file, key).unwrap_or_else(|| {
+        panic!(
+            "the test environment is not set up: {key} is neither set nor in {}; {HINT}",
+            env_file.display()
+        )
+    })
+}
+
+/// The root test daemon and registry. Panics with instructions when they are
+/// not configured or the daemon does not answer; the check runs once per test
+/// binary.
+pub fn testenv() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let env_file = state_dir().join("env");
+        let file = parse_env_file(&env_file);
+        let env = TestEnv {
+            addr: require(&file, "FBUILD_TEST_ADDR", &env_file),
+            tcp_addr: require(&file, "FBUILD_TEST_TCP_ADDR", &env_file),
+            registry: require(&file, "FBUILD_TEST_REGISTRY", &env_file),
+            busybox: require(&file, "FBUILD_TEST_BUSYBOX", &env_file),
+            debian: lookup(&file, "FBUILD_TEST_DEBIAN"),
+            buildctl: require(&file, "FBUILD_BUILDCTL", &env_file).into(),
+            buildkitd: require(&file, "FBUILD_BUILDKITD", &env_file).into(),
+            root: require(&file, "FBUILD_TEST_ROOT", &env_file).into(),
+        };
+        let out = std::process::Command::new(&env.buildctl)
+            .args(["--addr", &env.addr, "debug", "workers"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {HINT}", env.buildctl.display()));
+        if !out.status.success() {
+            let ci = if std::env::var("CI").as_deref() == Ok("true") {
+                " (CI=true)"
+            } else {
+                ""
+            };
+            panic!(
+                "the test buildkitd at {} does not answer{ci}: {}; {HINT}",
+                env.addr,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        env
+    })
+}
+
+/// The rootless test daemon. Panics with instructions when `scripts/rootless.sh
+/// up` has not run.
+pub fn rootless() -> &'static RootlessEnv {
+    static ENV: OnceLock<RootlessEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let env_file = state_dir().join("rootless.env");
+        let file = parse_env_file(&env_file);
+        let hint = "start it with `scripts/rootless.sh up` (scripts/test.sh does it for you)";
+        let get = |key: &str| {
+            lookup(&file, key).unwrap_or_else(|| {
+                panic!(
+                    "the rootless daemon is not set up: {key} is not in {}; {hint}",
+                    env_file.display()
+                )
+            })
+        };
+        RootlessEnv {
+            user: get("FBUILD_TEST_ROOTLESS_USER"),
+            uid: get("FBUILD_TEST_ROOTLESS_UID")
+                .parse()
+                .expect("FBUILD_TEST_ROOTLESS_UID is a number"),
+            home: get("FBUILD_TEST_ROOTLESS_HOME").into(),
+            xdg: get("FBUILD_TEST_ROOTLESS_XDG").into(),
+            addr: get("FBUILD_TEST_ROOTLESS_ADDR"),
+            buildctl: get("FBUILD_TEST_ROOTLESS_BUILDCTL").into(),
+        }
+    })
+}
+
+impl RootlessEnv {
+    /// `program args…` run as the rootless user, with a clean environment:
+    /// HOME, USER, PATH and the user's XDG_RUNTIME_DIR (no BUILDKIT_HOST).
+    /// The program must be executable by that user; see [`RootlessEnv::fbuild`].
+    pub fn command(&self, program: impl AsRef<Path>) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", self.user))
+            .arg(format!("--regid={}", self.user))
+            .arg("--init-groups")
+            .arg("env")
+            .arg("-i")
+            .arg(format!("HOME={}", self.home.display()))
+            .arg(format!("USER={}", self.user))
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .arg(format!("XDG_RUNTIME_DIR={}", self.xdg.display()))
+            .arg(program.as_ref());
+        cmd
+    }
+
+    /// fbuild run as the rootless user. The test binary's fbuild lives in a
+    /// target folder the user cannot read, so a copy goes into the user's
+    /// XDG_RUNTIME_DIR first.
+    pub fn fbuild(&self) -> assert_cmd::Command {
+        let dest = self.xdg.join("bin").join("fbuild");
+        static COPIED: OnceLock<()> = OnceLock::new();
+        COPIED.get_or_init(|| {
+            let dir = dest.parent().expect("a bin folder");
+            std::fs::create_dir_all(dir).expect("create the rootless user's bin folder");
+            std::os::unix::fs::chown(dir, Some(self.uid), Some(self.uid))
+                .expect("chown the bin folder");
+            let tmp = dir.join(".fbuild.tmp");
+            std::fs::copy(fbuild_binary(), &tmp).expect("copy fbuild for the rootless user");
+            std::fs::rename(&tmp, &dest).expect("move fbuild into place");
+        });
+        self.command(dest)
+    }
+
+    /// A temp folder owned by the rootless user, inside its XDG_RUNTIME_DIR.
+    pub fn tempdir(&self) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("t-")
+            .tempdir_in(&self.xdg)
+            .expect("create a temp folder for the rootless user");
+        std::os::unix::fs::chown(dir.path(), Some(self.uid), Some(self.uid))
+            .expect("chown the temp folder");
+        dir
+    }
+}
+
+/// Path of the fbuild binary under test.
+pub fn fbuild_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fbuild"))
+}
+
+/// Path of the buildkitd the test environment installed (for tests that start
+/// their own daemon).
+pub fn buildkitd_binary() -> PathBuf {
+    testenv().buildkitd.clone()
+}
+
+/// fbuild, pointed at the test daemon through BUILDKIT_HOST, with its progress
+/// output plain (no terminal codes) and no colour.
+pub fn fbuild() -> assert_cmd::Command {
+    let env = testenv();
+    let mut cmd = assert_cmd::Command::new(fbuild_binary());
+    cmd.env("BUILDKIT_HOST", &env.addr)
+        .env("BUILDKIT_PROGRESS", "plain")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// buildctl with `--addr` set to the test daemon; add the subcommand.
+pub fn buildctl() -> assert_cmd::Command {
+    let env = testenv();
+    let mut cmd = assert_cmd::Command::new(&env.buildctl);
+    cmd.arg("--addr").arg(&env.addr);
+    cmd
+}
+
+/// A fresh temp folder, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("fbuild-test-")
+        .tempdir()
+        .expect("create a temp folder")
+}
+
+/// Write `files` (relative path, contents) under `dir`, creating folders.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (rel, contents) in files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create a folder for a test file");
+        }
+        std::fs::write(&path, contents).expect("write a test file");
+    }
+}
+
+/// Media types a manifest request accepts: image indexes and single manifests,
+/// OCI and Docker.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// The manifest (or index) of `repo:tag` in the test registry, or None when
+/// the registry answers 404. Panics on any other answer or a broken registry.
+pub fn registry_manifest(repo: &str, tag: &str) -> Option<serde_json::Value> {
+    let (status, body) = registry_get(&format!("/v2/{repo}/manifests/{tag}"), MANIFEST_ACCEPT);
+    match status {
+        200 => Some(serde_json::from_slice(&body).expect("the registry's manifest is JSON")),
+        404 => None,
+        other => panic!(
+            "the test registry answered {other} for {repo}:{tag}: {}",
+            String::from_utf8_lossy(&body)
+        ),
+    }
+}
+
+/// A plain HTTP/1.0 GET against the test registry (so no chunked encoding):
+/// the status code and the body.
+pub fn registry_get(path: &str, accept: &str) -> (u16, Vec<u8>) {
+    let registry = &testenv().registry;
+    let mut stream = TcpStream::connect(registry).unwrap_or_else(|e| {
+        panic!("cannot connect to the test registry at {registry}: {e}; {HINT}")
+    });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the registry's answer");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the registry's answer has a header");
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("the registry's answer has a status code");
+    (status, response[split + 4..].to_vec())
+}
