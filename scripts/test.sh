@@ -6,7 +6,8 @@
 #
 # Integration tests need the root and rootless test daemons and the loopback
 # registry; scripts/testenv.sh and scripts/rootless.sh install and start them
-# (quickly, when they already run). Under CI=true the daemons started for this
+# (quickly, when they already run). --no-fail-fast: one failing test binary does
+# not hide the results of the others. Under CI=true the daemons started for this
 # run are stopped again at the end, since CI's clone is thrown away.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,7 +33,7 @@ source "$state/env"
 source "$state/rootless.env"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/fbuild/target}
-echo "[test] cargo test --all-targets $* (target dir: $CARGO_TARGET_DIR)" >&2
+echo "[test] cargo test --all-targets --no-fail-fast $* (target dir: $CARGO_TARGET_DIR)" >&2
 status=0
-cargo test --all-targets "$@" </dev/null || status=$?
+cargo test --all-targets --no-fail-fast "$@" </dev/null || status=$?
 exit "$status"

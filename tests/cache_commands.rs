@@ -226,7 +226,10 @@ impl PrivateDaemon {
             if current == previous {
                 return current;
             }
-            assert!(Instant::now() < deadline, "the daemon's records keep changing: {current:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the daemon's records keep changing: {current:?}"
+            );
             previous = current;
         }
     }

@@ -5,3 +5,5 @@ mod connect_tls;
 mod daemon_cmd;
 mod rootless;
 mod cache_commands;
+mod solve;
+mod progress;

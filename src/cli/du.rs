@@ -22,12 +22,13 @@ use crate::units::{human_duration, human_size, rfc3339_nano};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Filters use the daemon's syntax, e.g. `type==exec.cachemount`, `id==ID`,\n\
-`description~=regex`; record types: regular, source.local, source.git.checkout,\n\
-exec.cachemount, frontend, internal. --verbose shows every field of each record."
+    after_help = "Filters use the daemon's syntax: `type==exec.cachemount`, `id==ID`,\n\
+`description~=regex`; commas join conditions that must all hold. Record types:\n\
+regular, source.local, source.git.checkout, exec.cachemount, frontend, internal.\n\
+--verbose shows every field of each record."
 )]
 pub struct Args {
-    /// Only records matching a filter; repeatable (all must match)
+    /// Only records matching a filter; repeatable (a record may match any)
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub filter: Vec<String>,
     /// Output format

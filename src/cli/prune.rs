@@ -37,7 +37,7 @@ pub struct Args {
     /// Delete until the daemon's disk has this much free
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub free_storage: Option<i64>,
-    /// Only records matching a filter (daemon syntax, e.g. type==exec.cachemount); repeatable
+    /// Only records matching a filter (daemon syntax, e.g. type==exec.cachemount); repeatable, any may match
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub filter: Vec<String>,
     /// Output format

@@ -20,7 +20,7 @@ use crate::units::{go_duration, human_size_short};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only workers matching a containerd-style filter (e.g.
-    /// `labels."org.mobyproject.buildkit.worker.executor"==oci`); repeatable
+    /// `labels."org.mobyproject.buildkit.worker.executor"==oci`); repeatable, any may match
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub filter: Vec<String>,
     /// Output format

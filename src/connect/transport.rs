@@ -4,9 +4,11 @@
 //! tonic and hyper flatten transport failures into generic "transport error"
 //! texts, and h2 hides the I/O error it saw from the error source chain. So
 //! the connector keeps its own [`Journal`]: how far dialing got, the dial
-//! error itself, and the first TLS error seen on the stream (with TLS 1.3 the
-//! daemon's refusal of a client certificate arrives only after the handshake,
-//! on the first read). [`super::connect`] reads the journal to say what failed.
+//! error itself, and the first TLS error seen on the stream afterwards. With
+//! TLS 1.3 the daemon's refusal of a client certificate arrives only after
+//! the handshake, so the dialer also waits for the daemon's first record
+//! before handing the stream over. [`super::connect`] reads the journal to say
+//! what failed.
 
 use std::io;
 use std::pin::Pin;
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::address::Address;
@@ -124,22 +126,49 @@ impl Dialer {
         };
         with_journal(&self.journal, |j| j.stage = Stage::Handshaking);
         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-        match connector.connect(tls.server_name.clone(), inner).await {
-            Ok(stream) => Ok(Stream::tls(stream, self.journal.clone())),
-            Err(err) => Err(match rustls_error(&err) {
-                Some(tls_err) => DialError::Tls(tls_err.clone()),
-                None if matches!(
-                    err.kind(),
-                    io::ErrorKind::UnexpectedEof
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::BrokenPipe
-                ) =>
-                {
-                    DialError::TlsClosed(err)
-                }
-                None => DialError::Io(err),
-            }),
+        let mut stream = connector
+            .connect(tls.server_name.clone(), inner)
+            .await
+            .map_err(tls_dial_error)?;
+        // With TLS 1.3 the client's handshake ends before the daemon has
+        // looked at our certificate; its verdict comes as the first record.
+        // Wait for that record here (grpc-go servers speak first: their
+        // SETTINGS frame), so a refusal is an alert read now, not a broken
+        // pipe on some later write that hides it.
+        let mut first = vec![0; FIRST_READ_BUF];
+        let prefix = match tokio::time::timeout(FIRST_READ_WAIT, stream.read(&mut first)).await {
+            Ok(Ok(0)) => {
+                return Err(DialError::TlsClosed(io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(Ok(n)) => {
+                first.truncate(n);
+                first
+            }
+            Ok(Err(err)) => return Err(tls_dial_error(err)),
+            // A server that waits for the client to speak first: carry on.
+            Err(_elapsed) => Vec::new(),
+        };
+        Ok(Stream::tls(stream, prefix, self.journal.clone()))
+    }
+}
+
+/// How long to wait for the daemon's first TLS record after the handshake.
+const FIRST_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const FIRST_READ_BUF: usize = 16 * 1024;
+
+fn tls_dial_error(err: io::Error) -> DialError {
+    match rustls_error(&err) {
+        Some(tls_err) => DialError::Tls(tls_err.clone()),
+        None if matches!(
+            err.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+        ) =>
+        {
+            DialError::TlsClosed(err)
         }
+        None => DialError::Io(err),
     }
 }
 
@@ -159,6 +188,8 @@ enum StreamKind {
     Tcp(TcpStream),
     Tls {
         stream: Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        /// Bytes read while waiting for the daemon's first record, replayed first.
+        prefix: Vec<u8>,
         journal: SharedJournal,
     },
 }
@@ -174,10 +205,15 @@ impl Stream {
             kind: StreamKind::Tcp(stream),
         }
     }
-    fn tls(stream: tokio_rustls::client::TlsStream<TcpStream>, journal: SharedJournal) -> Self {
+    fn tls(
+        stream: tokio_rustls::client::TlsStream<TcpStream>,
+        prefix: Vec<u8>,
+        journal: SharedJournal,
+    ) -> Self {
         Stream {
             kind: StreamKind::Tls {
                 stream: Box::new(stream),
+                prefix,
                 journal,
             },
         }
@@ -205,7 +241,17 @@ impl AsyncRead for Stream {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_read(cx, buf),
             StreamKind::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            StreamKind::Tls { stream, journal } => {
+            StreamKind::Tls {
+                stream,
+                prefix,
+                journal,
+            } => {
+                if !prefix.is_empty() {
+                    let n = prefix.len().min(buf.remaining());
+                    buf.put_slice(&prefix[..n]);
+                    prefix.drain(..n);
+                    return Poll::Ready(Ok(()));
+                }
                 let poll = Pin::new(stream.as_mut()).poll_read(cx, buf);
                 note_tls(journal, poll)
             }
@@ -222,7 +268,9 @@ impl AsyncWrite for Stream {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_write(cx, buf),
             StreamKind::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            StreamKind::Tls { stream, journal } => {
+            StreamKind::Tls {
+                stream, journal, ..
+            } => {
                 let poll = Pin::new(stream.as_mut()).poll_write(cx, buf);
                 note_tls(journal, poll)
             }
@@ -237,7 +285,9 @@ impl AsyncWrite for Stream {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             StreamKind::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            StreamKind::Tls { stream, journal } => {
+            StreamKind::Tls {
+                stream, journal, ..
+            } => {
                 let poll = Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs);
                 note_tls(journal, poll)
             }
@@ -256,7 +306,9 @@ impl AsyncWrite for Stream {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_flush(cx),
             StreamKind::Tcp(s) => Pin::new(s).poll_flush(cx),
-            StreamKind::Tls { stream, journal } => {
+            StreamKind::Tls {
+                stream, journal, ..
+            } => {
                 let poll = Pin::new(stream.as_mut()).poll_flush(cx);
                 note_tls(journal, poll)
             }

@@ -85,9 +85,16 @@ impl PatternMatcher {
             // Go validates the syntax by matching the pattern against ".".
             go_match(&cleaned, ".")?;
             let matcher = compile(&cleaned);
-            out.push(Pattern { cleaned, exclusion, matcher });
+            out.push(Pattern {
+                cleaned,
+                exclusion,
+                matcher,
+            });
         }
-        Ok(Self { patterns: out, exclusions })
+        Ok(Self {
+            patterns: out,
+            exclusions,
+        })
     }
 
     /// Whether any pattern is an exception (`!`).
@@ -142,7 +149,9 @@ impl PatternMatcher {
             ));
         }
         let mut matched = false;
-        let mut info = MatchInfo { parent_matched: vec![false; self.patterns.len()] };
+        let mut info = MatchInfo {
+            parent_matched: vec![false; self.patterns.len()],
+        };
         for (i, pattern) in self.patterns.iter().enumerate() {
             let mut hit = parent_matched.get(i).copied().unwrap_or(false);
             if !hit {
@@ -628,7 +637,8 @@ mod tests {
 
     fn single(pattern: &str, path: &str) -> bool {
         let pm = PatternMatcher::new(&[pattern]).expect("valid pattern");
-        pm.matches_or_parent_matches(path).expect("matching succeeds")
+        pm.matches_or_parent_matches(path)
+            .expect("matching succeeds")
     }
 
     /// Runs all three ways of matching (direct with parents, reusing parent
@@ -636,19 +646,33 @@ mod tests {
     /// they agree with `want`.
     fn check_all(patterns: &[&str], path: &str, want: bool) {
         let pm = PatternMatcher::new(patterns).expect("valid patterns");
-        let direct = pm.matches_or_parent_matches(path).expect("matching succeeds");
-        assert_eq!(direct, want, "matches_or_parent_matches({patterns:?}, {path:?})");
+        let direct = pm
+            .matches_or_parent_matches(path)
+            .expect("matching succeeds");
+        assert_eq!(
+            direct, want,
+            "matches_or_parent_matches({patterns:?}, {path:?})"
+        );
 
         let mut info = MatchInfo::default();
         for parent in parent_prefixes(path) {
-            info = pm.matches_using_parent_results(&parent, &info).expect("matching succeeds").1;
+            info = pm
+                .matches_using_parent_results(&parent, &info)
+                .expect("matching succeeds")
+                .1;
         }
-        let (descended, _) = pm.matches_using_parent_results(path, &info).expect("matching succeeds");
+        let (descended, _) = pm
+            .matches_using_parent_results(path, &info)
+            .expect("matching succeeds");
         assert_eq!(descended, want, "descending match ({patterns:?}, {path:?})");
 
-        let (cold, _) =
-            pm.matches_using_parent_results(path, &MatchInfo::default()).expect("matching succeeds");
-        assert_eq!(cold, want, "match without parent info ({patterns:?}, {path:?})");
+        let (cold, _) = pm
+            .matches_using_parent_results(path, &MatchInfo::default())
+            .expect("matching succeeds");
+        assert_eq!(
+            cold, want,
+            "match without parent info ({patterns:?}, {path:?})"
+        );
     }
 
     #[test]
@@ -719,7 +743,11 @@ mod tests {
             ("a(b)c/def", "a(b)c/def", true),
             ("a(b)c/def", "a(b)c/xyz", false),
             ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
-            ("dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
+            (
+                "dist/*.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
             ("a\\*b", "a*b", true),
             // A directory pattern covers everything below it.
             ("docs", "docs/README.md", true),
@@ -735,8 +763,16 @@ mod tests {
     fn exceptions_apply_in_order() {
         let cases: &[(&[&str], &str, bool)] = &[
             (&["**", "!util/docker/web"], "util/docker/web/foo", false),
-            (&["**", "!util/docker/web", "util/docker/web/foo"], "util/docker/web/foo", true),
-            (&["**", "!dist/*.whl"], "dist/a-1.0+x-py3-none-any.whl", false),
+            (
+                &["**", "!util/docker/web", "util/docker/web/foo"],
+                "util/docker/web/foo",
+                true,
+            ),
+            (
+                &["**", "!dist/*.whl"],
+                "dist/a-1.0+x-py3-none-any.whl",
+                false,
+            ),
             (&["!fileutils.go", "*.go"], "fileutils.go", true),
             (&["*.go", "!fileutils.go"], "fileutils.go", false),
             (&["docs", "!docs/README.md"], "docs/README.md", false),
@@ -794,13 +830,23 @@ mod tests {
             ("*x", "xxx", true),
         ];
         for &(pattern, name, want) in ok {
-            assert_eq!(go_match(pattern, name), Ok(want), "go_match({pattern:?}, {name:?})");
+            assert_eq!(
+                go_match(pattern, name),
+                Ok(want),
+                "go_match({pattern:?}, {name:?})"
+            );
         }
-        for bad in
-            ["[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a[", "ab[", "a[b"]
-        {
-            assert!(go_match(bad, "a").is_err(), "{bad:?} must be a syntax error");
-            assert!(PatternMatcher::new(&[bad]).is_err(), "{bad:?} must be refused");
+        for bad in [
+            "[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a[", "ab[", "a[b",
+        ] {
+            assert!(
+                go_match(bad, "a").is_err(),
+                "{bad:?} must be a syntax error"
+            );
+            assert!(
+                PatternMatcher::new(&[bad]).is_err(),
+                "{bad:?} must be refused"
+            );
         }
     }
 
@@ -864,7 +910,10 @@ mod tests {
         assert_eq!(pm.patterns()[0].as_str(), "a/c");
         assert!(pm.matches_or_parent_matches("a/c/d").expect("matches"));
 
-        assert_eq!(PatternMatcher::new(&["!"]).unwrap_err(), PatternError::IllegalExclusion);
+        assert_eq!(
+            PatternMatcher::new(&["!"]).unwrap_err(),
+            PatternError::IllegalExclusion
+        );
     }
 
     #[test]
@@ -872,7 +921,10 @@ mod tests {
         // Passes Go's shell-syntax check, but `l-O` is a reversed range.
         let pm = PatternMatcher::new(&["[Local-Only]/"]).expect("syntax check passes");
         for _ in 0..2 {
-            assert!(matches!(pm.matches_or_parent_matches("x"), Err(PatternError::BadPattern(_))));
+            assert!(matches!(
+                pm.matches_or_parent_matches("x"),
+                Err(PatternError::BadPattern(_))
+            ));
         }
     }
 

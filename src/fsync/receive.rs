@@ -14,9 +14,11 @@
 //!   setuid, setgid and sticky bits are dropped; nothing is chowned, so the
 //!   files belong to the user running fbuild; only `user.*` xattrs are kept.
 //!
-//! Everything is written into a staging folder and moved into place only
-//! after the sender's `FIN`: a new destination is the staging folder
-//! renamed; an existing one receives the staged entries merged over its
+//! Everything is written into a staging folder and moved into place once
+//! the listing and every file's content have arrived, before we send `FIN`
+//! (fsutil too has the files on disk before its `FIN`, so the daemon's
+//! export, and the solve, end only after the output is in place): a new
+//! destination is the staging folder renamed; an existing one receives the staged entries merged over its
 //! own (entries not in the output are kept, as buildctl does). The staging
 //! folder sits beside a new destination and inside an existing one, so the
 //! final renames never cross file systems (the destination may be a mount).
@@ -180,7 +182,8 @@ pub enum ReceiveError {
 
 /// Receives one DiffCopy transfer into `dest`: reads the sender's packets
 /// from `stream_in`, sends our requests and `FIN` into `stream_out`, and
-/// returns once the sender confirmed the end and the output is in place.
+/// returns once the output is in place and the sender confirmed the end.
+/// Needs a tokio runtime with blocking threads (file writes run on one).
 ///
 /// On error, the sender is told why with an `ERR` packet (when it still
 /// listens) and `dest` is left as it was.
@@ -224,8 +227,16 @@ fn receive_blocking(
 ) -> Result<ReceiveStats, ReceiveError> {
     let staging = Staging::create(dest)?;
     let mut writer = Writer::new(staging.path.clone(), out);
-    writer.run(rx)?;
+    let mut rx = rx;
+    writer.receive_tree(&mut rx)?;
+    // Like fsutil, have everything in place before sending FIN: the
+    // daemon's export (and so the solve) completes only after our FIN.
     staging.finish(dest, &writer.dirs, &mut writer.stats)?;
+    writer.send(Packet {
+        r#type: PacketType::PacketFin as i32,
+        ..Packet::default()
+    })?;
+    writer.await_fin(&mut rx)?;
     Ok(writer.stats)
 }
 
@@ -239,11 +250,18 @@ struct Staging {
 
 impl Staging {
     fn create(dest: &Path) -> Result<Self, ReceiveError> {
-        let staging_err = |source| ReceiveError::Staging { path: dest.to_owned(), source };
+        let staging_err = |source| ReceiveError::Staging {
+            path: dest.to_owned(),
+            source,
+        };
         let name = format!(".fbuild-receive-{}", uuid::Uuid::new_v4().simple());
         let (path, merge) = match fs::metadata(dest) {
             Ok(meta) if meta.is_dir() => (dest.join(&name), true),
-            Ok(_) => return Err(ReceiveError::DestinationNotDirectory { path: dest.to_owned() }),
+            Ok(_) => {
+                return Err(ReceiveError::DestinationNotDirectory {
+                    path: dest.to_owned(),
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let parent = match dest.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -255,8 +273,15 @@ impl Staging {
             Err(e) => return Err(staging_err(e)),
         };
         // 0o777 less the umask, like mkdir(1): this becomes a new destination.
-        fs::DirBuilder::new().mode(0o777).create(&path).map_err(staging_err)?;
-        Ok(Self { path, merge, armed: true })
+        fs::DirBuilder::new()
+            .mode(0o777)
+            .create(&path)
+            .map_err(staging_err)?;
+        Ok(Self {
+            path,
+            merge,
+            armed: true,
+        })
     }
 
     /// Moves the staged tree into `dest`, then applies the directories'
@@ -273,10 +298,8 @@ impl Staging {
             move |source| ReceiveError::Finish { path, source }
         };
         if self.merge {
-            merge_into(&self.path, dest).map_err(|(path, source)| ReceiveError::Finish {
-                path,
-                source,
-            })?;
+            merge_into(&self.path, dest)
+                .map_err(|(path, source)| ReceiveError::Finish { path, source })?;
             fs::remove_dir(&self.path).map_err(finish_err(&self.path))?;
         } else {
             fs::rename(&self.path, dest).map_err(finish_err(dest))?;
@@ -378,13 +401,19 @@ impl OrderValidator {
         non_dir_kind: impl Fn(&str) -> Option<&'static str>,
     ) -> Result<(), ReceiveError> {
         if path.starts_with('/') {
-            return Err(ReceiveError::AbsolutePath { path: path.to_owned() });
+            return Err(ReceiveError::AbsolutePath {
+                path: path.to_owned(),
+            });
         }
         if path.is_empty() || path == "." || path.contains('\0') || clean_path(path) != path {
-            return Err(ReceiveError::UncleanPath { path: path.to_owned() });
+            return Err(ReceiveError::UncleanPath {
+                path: path.to_owned(),
+            });
         }
         if path == ".." || path.starts_with("../") {
-            return Err(ReceiveError::EscapingPath { path: path.to_owned() });
+            return Err(ReceiveError::EscapingPath {
+                path: path.to_owned(),
+            });
         }
         if self.stack.is_empty() {
             self.stack.push((String::new(), String::new()));
@@ -397,10 +426,8 @@ impl OrderValidator {
             return Err(ReceiveError::Protocol("validator lost its root"));
         };
         if current != dir {
-            let reason = match non_dir_kind(dir) {
-                Some(kind) => kind,
-                None => "was not received as a directory just before (out of order or missing)",
-            };
+            let reason = non_dir_kind(dir)
+                .unwrap_or("was not received as a directory just before (out of order or missing)");
             return Err(ReceiveError::BadParent {
                 path: path.to_owned(),
                 parent: dir.to_owned(),
@@ -408,8 +435,15 @@ impl OrderValidator {
             });
         }
         if base <= last.as_str() {
-            let previous = if dir.is_empty() { last.clone() } else { format!("{dir}/{last}") };
-            return Err(ReceiveError::OutOfOrder { path: path.to_owned(), previous });
+            let previous = if dir.is_empty() {
+                last.clone()
+            } else {
+                format!("{dir}/{last}")
+            };
+            return Err(ReceiveError::OutOfOrder {
+                path: path.to_owned(),
+                previous,
+            });
         }
         *last = base.to_owned();
         if is_dir {
@@ -430,7 +464,6 @@ struct Writer {
     others: HashMap<String, &'static str>,
     next_id: u32,
     listing_done: bool,
-    fin_sent: bool,
     waiting: VecDeque<(u32, PendingFile)>,
     open: HashMap<u32, (File, PendingFile)>,
     dirs: Vec<DirMeta>,
@@ -447,7 +480,6 @@ impl Writer {
             others: HashMap::new(),
             next_id: 0,
             listing_done: false,
-            fin_sent: false,
             waiting: VecDeque::new(),
             open: HashMap::new(),
             dirs: Vec::new(),
@@ -455,8 +487,16 @@ impl Writer {
         }
     }
 
-    fn run(&mut self, mut rx: mpsc::Receiver<Result<Packet, Status>>) -> Result<(), ReceiveError> {
+    /// Receives the listing and the content of every file; returns when
+    /// the tree is complete in the staging folder.
+    fn receive_tree(
+        &mut self,
+        rx: &mut mpsc::Receiver<Result<Packet, Status>>,
+    ) -> Result<(), ReceiveError> {
         loop {
+            if self.listing_done && self.waiting.is_empty() && self.open.is_empty() {
+                return Ok(());
+            }
             let packet = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
             let packet = packet.map_err(ReceiveError::Stream)?;
             match PacketType::try_from(packet.r#type) {
@@ -470,31 +510,32 @@ impl Writer {
                     }
                 }
                 Ok(PacketType::PacketData) => self.add_data(packet.id, &packet.data)?,
-                Ok(PacketType::PacketFin) if self.fin_sent => return Ok(()),
-                Ok(PacketType::PacketFin) => {
-                    return Err(ReceiveError::Protocol("FIN before the transfer was complete"));
-                }
-                Ok(PacketType::PacketErr) => {
-                    return Err(ReceiveError::Sender(
-                        String::from_utf8_lossy(&packet.data).into_owned(),
-                    ));
-                }
-                Ok(PacketType::PacketReq) => {
-                    return Err(ReceiveError::Protocol("REQ sent to the receiver"));
-                }
-                Err(_) => return Err(ReceiveError::Protocol("unknown packet type")),
+                other => return Err(unexpected(other, &packet)),
             }
             self.request_more()?;
-            if self.listing_done && self.waiting.is_empty() && self.open.is_empty() && !self.fin_sent
-            {
-                self.send(Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() })?;
-                self.fin_sent = true;
-            }
+        }
+    }
+
+    /// Waits for the sender's `FIN` answering ours.
+    fn await_fin(
+        &mut self,
+        rx: &mut mpsc::Receiver<Result<Packet, Status>>,
+    ) -> Result<(), ReceiveError> {
+        let packet = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
+        let packet = packet.map_err(ReceiveError::Stream)?;
+        match PacketType::try_from(packet.r#type) {
+            Ok(PacketType::PacketFin) => Ok(()),
+            Ok(PacketType::PacketStat | PacketType::PacketData) => Err(ReceiveError::Protocol(
+                "packets after the transfer was complete",
+            )),
+            other => Err(unexpected(other, &packet)),
         }
     }
 
     fn send(&self, packet: Packet) -> Result<(), ReceiveError> {
-        self.out.blocking_send(packet).map_err(|_| ReceiveError::OutputClosed)
+        self.out
+            .blocking_send(packet)
+            .map_err(|_| ReceiveError::OutputClosed)
     }
 
     fn add_entry(&mut self, stat: Stat) -> Result<(), ReceiveError> {
@@ -505,20 +546,37 @@ impl Writer {
         let others = &self.others;
         let regular = &self.regular;
         self.validator.check(&stat.path, is_dir, |parent| {
-            others.get(parent).copied().or_else(|| regular.contains(parent).then_some("is a file"))
+            others
+                .get(parent)
+                .copied()
+                .or_else(|| regular.contains(parent).then_some("is a file"))
         })?;
 
         let path = stat.path;
         let target = self.root.join(&path);
-        let write_err = |source| ReceiveError::Write { path: path.clone(), source };
+        let write_err = |source| ReceiveError::Write {
+            path: path.clone(),
+            source,
+        };
         let perm = (mode & file_mode::PERM) as libc::mode_t;
-        let xattrs: Vec<(String, bytes::Bytes)> =
-            stat.xattrs.into_iter().filter(|(k, _)| k.starts_with("user.")).collect();
+        let xattrs: Vec<(String, bytes::Bytes)> = stat
+            .xattrs
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("user."))
+            .collect();
 
         if is_dir {
             // Owner-writable while filling; the sent mode is applied at the end.
-            fs::DirBuilder::new().mode(0o700).create(&target).map_err(write_err)?;
-            self.dirs.push(DirMeta { path, perm, mod_time: stat.mod_time, xattrs });
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&target)
+                .map_err(write_err)?;
+            self.dirs.push(DirMeta {
+                path,
+                perm,
+                mod_time: stat.mod_time,
+                xattrs,
+            });
         } else if mode & file_mode::SYMLINK != 0 {
             if stat.linkname.is_empty() {
                 return Err(ReceiveError::EmptySymlink { path });
@@ -539,7 +597,10 @@ impl Writer {
             self.stats.skipped_special += 1;
         } else if !stat.linkname.is_empty() {
             if !self.regular.contains(&stat.linkname) {
-                return Err(ReceiveError::BadHardlink { path, target: stat.linkname });
+                return Err(ReceiveError::BadHardlink {
+                    path,
+                    target: stat.linkname,
+                });
             }
             fs::hard_link(self.root.join(&stat.linkname), &target).map_err(write_err)?;
             self.others.insert(path, "is a file");
@@ -549,21 +610,38 @@ impl Writer {
             create_file(&target).map_err(write_err)?;
             self.regular.insert(path.clone());
             self.stats.files += 1;
-            self.waiting.push_back((id, PendingFile { path, perm, mod_time: stat.mod_time, xattrs }));
+            self.waiting.push_back((
+                id,
+                PendingFile {
+                    path,
+                    perm,
+                    mod_time: stat.mod_time,
+                    xattrs,
+                },
+            ));
         }
         Ok(())
     }
 
     fn request_more(&mut self) -> Result<(), ReceiveError> {
         while self.open.len() < REQUEST_WINDOW {
-            let Some((id, pending)) = self.waiting.pop_front() else { break };
+            let Some((id, pending)) = self.waiting.pop_front() else {
+                break;
+            };
             let file = fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(self.root.join(&pending.path))
-                .map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
+                .map_err(|source| ReceiveError::Write {
+                    path: pending.path.clone(),
+                    source,
+                })?;
             self.open.insert(id, (file, pending));
-            self.send(Packet { r#type: PacketType::PacketReq as i32, id, ..Packet::default() })?;
+            self.send(Packet {
+                r#type: PacketType::PacketReq as i32,
+                id,
+                ..Packet::default()
+            })?;
         }
         Ok(())
     }
@@ -573,8 +651,10 @@ impl Writer {
             let Some((file, pending)) = self.open.get_mut(&id) else {
                 return Err(ReceiveError::UnexpectedData { id });
             };
-            file.write_all(data)
-                .map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
+            file.write_all(data).map_err(|source| ReceiveError::Write {
+                path: pending.path.clone(),
+                source,
+            })?;
             self.stats.bytes += data.len() as u64;
             return Ok(());
         }
@@ -588,7 +668,25 @@ impl Writer {
             nix::sys::stat::futimens(&file, &time, &time)?;
             Ok(())
         };
-        finish().map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })
+        finish().map_err(|source| ReceiveError::Write {
+            path: pending.path.clone(),
+            source,
+        })
+    }
+}
+
+/// The error for a packet type that is wrong where it arrived.
+fn unexpected(kind: Result<PacketType, prost::UnknownEnumValue>, packet: &Packet) -> ReceiveError {
+    match kind {
+        Ok(PacketType::PacketErr) => {
+            ReceiveError::Sender(String::from_utf8_lossy(&packet.data).into_owned())
+        }
+        Ok(PacketType::PacketFin) => ReceiveError::Protocol("FIN before the transfer was complete"),
+        Ok(PacketType::PacketReq) => ReceiveError::Protocol("REQ sent to the receiver"),
+        Ok(PacketType::PacketStat | PacketType::PacketData) => {
+            ReceiveError::Protocol("packets after the transfer was complete")
+        }
+        Err(_) => ReceiveError::Protocol("unknown packet type"),
     }
 }
 
@@ -627,7 +725,10 @@ fn set_times_nofollow(path: &Path, mod_time: i64) -> io::Result<()> {
 /// Nanoseconds since the epoch as a `timespec` (atime and mtime both get it,
 /// as fsutil does).
 fn timespec(nanos: i64) -> TimeSpec {
-    TimeSpec::new(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000))
+    TimeSpec::new(
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000),
+    )
 }
 
 #[cfg(test)]
@@ -651,7 +752,11 @@ mod tests {
     async fn transfer(
         src: &Path,
         dest: &Path,
-    ) -> (Result<(), SendError>, Result<ReceiveStats, ReceiveError>, u64) {
+    ) -> (
+        Result<(), SendError>,
+        Result<ReceiveStats, ReceiveError>,
+        u64,
+    ) {
         let walker = Walker::new(src, &FilterOptions::default()).expect("walker");
         let (to_receiver, from_sender) = mpsc::channel(16);
         let (to_sender, from_receiver) = mpsc::channel(16);
@@ -698,7 +803,11 @@ mod tests {
         write(root, "big.bin", &big);
         for i in 0..150 {
             // More files than the request window.
-            write(root, &format!("many/{i:03}"), format!("file {i}").as_bytes());
+            write(
+                root,
+                &format!("many/{i:03}"),
+                format!("file {i}").as_bytes(),
+            );
         }
         fs_err::create_dir_all(root.join("emptydir")).expect("mkdir");
         symlink("a/b/deep.txt", root.join("rel-link")).expect("symlink");
@@ -711,8 +820,11 @@ mod tests {
         std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o4755))
             .expect("chmod");
         write(root, "ro/inside", b"r");
-        std::fs::set_permissions(root.join("ro/inside"), std::fs::Permissions::from_mode(0o444))
-            .expect("chmod");
+        std::fs::set_permissions(
+            root.join("ro/inside"),
+            std::fs::Permissions::from_mode(0o444),
+        )
+        .expect("chmod");
         std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o555))
             .expect("chmod");
         let _ = xattr::set(root.join("empty"), "user.note", b"kept");
@@ -740,7 +852,10 @@ mod tests {
 
         let want = snapshot(src.path());
         let got = snapshot(&dest);
-        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
         for (path, (want_stat, want_content)) in &want {
             let (got_stat, got_content) = &got[path];
             assert_eq!(got_stat, want_stat, "metadata of {path}");
@@ -748,7 +863,10 @@ mod tests {
         }
         // The setuid bit is dropped.
         let suid = fs_err::metadata(dest.join("suid")).expect("stat");
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&suid.permissions()) & 0o7777, 0o755);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&suid.permissions()) & 0o7777,
+            0o755
+        );
         assert_eq!(
             stats,
             ReceiveStats {
@@ -761,7 +879,9 @@ mod tests {
                 fifos: 1,
                 skipped_special: 0,
                 bytes: (CHUNK_SIZE * 3 + 7 + 4 + 4 + 1 + 1) as u64
-                    + (0..150).map(|i| format!("file {i}").len() as u64).sum::<u64>(),
+                    + (0..150)
+                        .map(|i| format!("file {i}").len() as u64)
+                        .sum::<u64>(),
             }
         );
         assert!(bytes > stats.bytes, "progress counts STATs and DATA");
@@ -797,8 +917,13 @@ mod tests {
         assert_eq!(read("f"), b"file now");
         assert_eq!(read("same"), b"replaced");
         assert_eq!(read("d/inside"), b"in");
-        assert!(fs_err::symlink_metadata(dest.path().join("d")).expect("stat").is_dir());
-        assert_eq!(fs_err::read_dir(outside.path()).expect("read dir").count(), 0);
+        assert!(fs_err::symlink_metadata(dest.path().join("d"))
+            .expect("stat")
+            .is_dir());
+        assert_eq!(
+            fs_err::read_dir(outside.path()).expect("read dir").count(),
+            0
+        );
         assert!(staging_leftovers(dest.path()).is_empty());
     }
 
@@ -815,11 +940,18 @@ mod tests {
             &dir.path().join("file"),
         )
         .await;
-        assert!(matches!(result, Err(ReceiveError::DestinationNotDirectory { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(ReceiveError::DestinationNotDirectory { .. })),
+            "{result:?}"
+        );
     }
 
     fn stat(path: &str, mode: u32) -> Stat {
-        Stat { path: path.to_owned(), mode, ..Stat::default() }
+        Stat {
+            path: path.to_owned(),
+            mode,
+            ..Stat::default()
+        }
     }
 
     fn dir(path: &str) -> Stat {
@@ -831,16 +963,30 @@ mod tests {
     }
 
     fn link(path: &str, target: &str) -> Stat {
-        Stat { linkname: target.to_owned(), ..stat(path, file_mode::SYMLINK | 0o777) }
+        Stat {
+            linkname: target.to_owned(),
+            ..stat(path, file_mode::SYMLINK | 0o777)
+        }
     }
 
     fn stat_packet(stat: Stat) -> Packet {
-        Packet { r#type: PacketType::PacketStat as i32, stat: Some(stat), ..Packet::default() }
+        Packet {
+            r#type: PacketType::PacketStat as i32,
+            stat: Some(stat),
+            ..Packet::default()
+        }
     }
 
     /// A scripted (possibly hostile) sender: sends `stats`, then answers
     /// every request with `content` and the final FIN.
-    async fn receive_from(stats: Vec<Stat>, content: &'static [u8]) -> (Result<ReceiveStats, ReceiveError>, tempfile::TempDir, tempfile::TempDir) {
+    async fn receive_from(
+        stats: Vec<Stat>,
+        content: &'static [u8],
+    ) -> (
+        Result<ReceiveStats, ReceiveError>,
+        tempfile::TempDir,
+        tempfile::TempDir,
+    ) {
         let out = tempfile::tempdir().expect("tempdir");
         let outside = tempfile::tempdir().expect("tempdir");
         let dest = out.path().join("dest");
@@ -854,11 +1000,23 @@ mod tests {
             while let Some(packet) = from_receiver.recv().await {
                 let reply = match PacketType::try_from(packet.r#type) {
                     Ok(PacketType::PacketReq) => vec![
-                        Packet { r#type: PacketType::PacketData as i32, id: packet.id, data: content.into(), ..Packet::default() },
-                        Packet { r#type: PacketType::PacketData as i32, id: packet.id, ..Packet::default() },
+                        Packet {
+                            r#type: PacketType::PacketData as i32,
+                            id: packet.id,
+                            data: content.into(),
+                            ..Packet::default()
+                        },
+                        Packet {
+                            r#type: PacketType::PacketData as i32,
+                            id: packet.id,
+                            ..Packet::default()
+                        },
                     ],
                     Ok(PacketType::PacketFin) => {
-                        vec![Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() }]
+                        vec![Packet {
+                            r#type: PacketType::PacketFin as i32,
+                            ..Packet::default()
+                        }]
                     }
                     _ => return,
                 };
@@ -869,17 +1027,24 @@ mod tests {
                 }
             }
         });
-        let result = receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await;
+        let result =
+            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await;
         responder.abort();
         if result.is_err() {
             assert!(!dest.exists(), "a refused transfer leaves no destination");
         }
-        assert!(staging_leftovers(out.path()).is_empty(), "staging folder removed");
+        assert!(
+            staging_leftovers(out.path()).is_empty(),
+            "staging folder removed"
+        );
         (result, out, outside)
     }
 
     fn stat_packet_end() -> Packet {
-        Packet { r#type: PacketType::PacketStat as i32, ..Packet::default() }
+        Packet {
+            r#type: PacketType::PacketStat as i32,
+            ..Packet::default()
+        }
     }
 
     #[tokio::test]
@@ -901,10 +1066,40 @@ mod tests {
             (vec![file("b"), file("a")], "OutOfOrder"),
             (vec![file("a"), file("a")], "OutOfOrder"),
             (vec![dir("a"), dir("a")], "OutOfOrder"),
-            (vec![Stat { linkname: "missing".into(), ..file("h") }], "BadHardlink"),
-            (vec![dir("d"), Stat { linkname: "d".into(), ..file("h") }], "BadHardlink"),
-            (vec![link("l", "x"), Stat { linkname: "l".into(), ..file("m") }], "BadHardlink"),
-            (vec![Stat { linkname: "../../etc/passwd".into(), ..file("h") }], "BadHardlink"),
+            (
+                vec![Stat {
+                    linkname: "missing".into(),
+                    ..file("h")
+                }],
+                "BadHardlink",
+            ),
+            (
+                vec![
+                    dir("d"),
+                    Stat {
+                        linkname: "d".into(),
+                        ..file("h")
+                    },
+                ],
+                "BadHardlink",
+            ),
+            (
+                vec![
+                    link("l", "x"),
+                    Stat {
+                        linkname: "l".into(),
+                        ..file("m")
+                    },
+                ],
+                "BadHardlink",
+            ),
+            (
+                vec![Stat {
+                    linkname: "../../etc/passwd".into(),
+                    ..file("h")
+                }],
+                "BadHardlink",
+            ),
             (vec![link("l", "")], "EmptySymlink"),
         ];
         for (stats, want) in cases {
@@ -912,7 +1107,10 @@ mod tests {
             let (result, _out, _outside) = receive_from(stats, b"").await;
             let err = result.expect_err("must be refused");
             let got = format!("{err:?}");
-            assert!(got.starts_with(want), "{paths:?}: expected {want}, got {got} ({err})");
+            assert!(
+                got.starts_with(want),
+                "{paths:?}: expected {want}, got {got} ({err})"
+            );
         }
     }
 
@@ -924,7 +1122,10 @@ mod tests {
             "refusing \"l/x\": its parent \"l\" is a symlink"
         );
         let (result, _o, _x) = receive_from(vec![file("b"), file("a")], b"").await;
-        assert_eq!(result.expect_err("refused").to_string(), "refusing \"a\": out of order after \"b\"");
+        assert_eq!(
+            result.expect_err("refused").to_string(),
+            "refusing \"a\": out of order after \"b\""
+        );
     }
 
     #[tokio::test]
@@ -939,7 +1140,12 @@ mod tests {
         assert_eq!((stats.files, stats.skipped_special, stats.dirs), (1, 1, 1));
         let dest = out.path().join("dest");
         assert!(!dest.join("dev").exists());
-        let mode = |rel: &str| fs_err::metadata(dest.join(rel)).expect("stat").permissions().mode();
+        let mode = |rel: &str| {
+            fs_err::metadata(dest.join(rel))
+                .expect("stat")
+                .permissions()
+                .mode()
+        };
         assert_eq!(mode("suid") & 0o7777, 0o755);
         assert_eq!(mode("sticky") & 0o7777, 0o777);
         assert_eq!(fs_err::read(dest.join("suid")).expect("read"), b"payload");
@@ -955,21 +1161,171 @@ mod tests {
                 to_receiver.send(p).await.expect("queue");
             }
             drop(to_receiver);
-            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &out.path().join("d"))
-                .await
-                .expect_err("must fail")
+            receive_diffcopy(
+                ReceiverStream::new(from_sender).map(Ok),
+                to_sender,
+                &out.path().join("d"),
+            )
+            .await
+            .expect_err("must fail")
         }
-        let data = |id| Packet { r#type: PacketType::PacketData as i32, id, data: b"x"[..].into(), ..Packet::default() };
-        assert!(matches!(run(vec![stat_packet(file("f")), data(7)]).await, ReceiveError::UnexpectedData { id: 7 }));
-        assert!(matches!(run(vec![stat_packet_end(), stat_packet(file("f"))]).await, ReceiveError::Protocol(_)));
+        let data = |id| Packet {
+            r#type: PacketType::PacketData as i32,
+            id,
+            data: b"x"[..].into(),
+            ..Packet::default()
+        };
         assert!(matches!(
-            run(vec![Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() }]).await,
+            run(vec![stat_packet(file("f")), data(7)]).await,
+            ReceiveError::UnexpectedData { id: 7 }
+        ));
+        assert!(matches!(
+            run(vec![stat_packet_end(), stat_packet(file("f"))]).await,
+            ReceiveError::Protocol(_)
+        ));
+        assert!(matches!(
+            run(vec![Packet {
+                r#type: PacketType::PacketFin as i32,
+                ..Packet::default()
+            }])
+            .await,
             ReceiveError::Protocol(_)
         ));
         assert!(matches!(
             run(vec![Packet { r#type: PacketType::PacketErr as i32, data: b"boom"[..].into(), ..Packet::default() }]).await,
             ReceiveError::Sender(msg) if msg == "boom"
         ));
-        assert!(matches!(run(vec![stat_packet(file("f"))]).await, ReceiveError::SenderClosed));
+        assert!(matches!(
+            run(vec![stat_packet(file("f"))]).await,
+            ReceiveError::SenderClosed
+        ));
+    }
+
+    /// A `FileSend` service shaped like the one the output module needs: the
+    /// method is declared with `BytesMessage`, but for a local-directory
+    /// target the daemon sends fsutil packets, so the codec is chosen per
+    /// call (a real service looks up `buildkit-attachable-exporter-id`).
+    #[derive(Clone)]
+    struct LocalExportTarget {
+        dest: PathBuf,
+        done: Arc<std::sync::Mutex<Option<DoneSender>>>,
+    }
+
+    type DoneSender = tokio::sync::oneshot::Sender<Result<ReceiveStats, String>>;
+
+    impl tonic::server::NamedService for LocalExportTarget {
+        const NAME: &'static str = "moby.filesync.v1.FileSend";
+    }
+
+    impl tower::Service<http::Request<tonic::body::Body>> for LocalExportTarget {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+        >;
+
+        fn poll_ready(
+            &mut self,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+            let target = self.clone();
+            Box::pin(async move {
+                assert_eq!(req.uri().path(), "/moby.filesync.v1.FileSend/DiffCopy");
+                assert_eq!(
+                    req.headers()
+                        .get("buildkit-attachable-exporter-id")
+                        .map(|v| v.as_bytes()),
+                    Some(&b"0"[..])
+                );
+                let codec = tonic_prost::ProstCodec::<Packet, Packet>::default();
+                let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
+                    Some(crate::fsync::send::MAX_MESSAGE_SIZE),
+                    Some(crate::fsync::send::MAX_MESSAGE_SIZE),
+                );
+                Ok(grpc.streaming(target, req).await)
+            })
+        }
+    }
+
+    type PacketResponse = std::pin::Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
+
+    impl tonic::server::StreamingService<Packet> for LocalExportTarget {
+        type Response = Packet;
+        type ResponseStream = PacketResponse;
+        type Future = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<tonic::Response<PacketResponse>, Status>>
+                    + Send,
+            >,
+        >;
+
+        fn call(&mut self, request: tonic::Request<tonic::Streaming<Packet>>) -> Self::Future {
+            let (tx, rx) = mpsc::channel(16);
+            let dest = self.dest.clone();
+            let done = self.done.lock().expect("lock").take();
+            tokio::spawn(async move {
+                let result = receive_diffcopy(request.into_inner(), tx, &dest).await;
+                if let Some(done) = done {
+                    let _ = done.send(result.map_err(|e| error_chain(&e)));
+                }
+            });
+            let stream: PacketResponse = Box::pin(ReceiverStream::new(rx).map(Ok));
+            Box::pin(async move { Ok(tonic::Response::new(stream)) })
+        }
+    }
+
+    #[tokio::test]
+    async fn filesend_packets_over_grpc() {
+        let src = tempfile::tempdir().expect("tempdir");
+        build_tree(src.path());
+        let out = tempfile::tempdir().expect("tempdir");
+        let dest = out.path().join("dest");
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let target = LocalExportTarget {
+            dest: dest.clone(),
+            done: Arc::new(std::sync::Mutex::new(Some(done_tx))),
+        };
+        let channel = crate::fsync::test_support::serve_in_memory(
+            tonic::transport::Server::builder().add_service(target),
+        )
+        .await;
+
+        // The daemon's side: fsutil packets on FileSend.DiffCopy.
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.expect("ready");
+        let (tx, rx) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        request.metadata_mut().insert(
+            "buildkit-attachable-exporter-id",
+            "0".parse().expect("value"),
+        );
+        let response = grpc
+            .streaming(
+                request,
+                http::uri::PathAndQuery::from_static("/moby.filesync.v1.FileSend/DiffCopy"),
+                tonic_prost::ProstCodec::<Packet, Packet>::default(),
+            )
+            .await
+            .expect("call");
+        let walker = Walker::new(src.path(), &FilterOptions::default()).expect("walker");
+        // Keep the call open until the receiver is done: dropping a tonic
+        // client's response resets the HTTP/2 stream, which could discard
+        // our queued FIN (grpc-go writes it out before returning).
+        let mut incoming = response.into_inner();
+        send_diffcopy(walker, &mut incoming, tx, Arc::default())
+            .await
+            .expect("send");
+
+        let stats = done_rx
+            .await
+            .expect("receiver finished")
+            .expect("receiver succeeded");
+        drop(incoming);
+        assert_eq!(stats.files, 156);
+        assert_eq!(snapshot(&dest), snapshot(src.path()));
     }
 }

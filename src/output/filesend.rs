@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -87,10 +88,13 @@ impl FileSendService {
                 grpc::<Packet>().streaming(service, request).await
             }
             Some(file_dest) => {
+                let reset = Arc::new(AtomicBool::new(false));
+                let request = request.map(|body| WatchedBody { inner: Box::pin(body), reset: Arc::clone(&reset) });
                 let service = tower::service_fn(move |call: Request<Streaming<BytesMessage>>| {
                     let dest = file_dest.clone();
+                    let reset = Arc::clone(&reset);
                     async move {
-                        receive_file(dest, call.into_inner()).await?;
+                        receive_file(dest, call.into_inner(), &reset).await?;
                         Ok::<_, Status>(Response::new(tokio_stream::empty::<Result<BytesMessage, Status>>()))
                     }
                 });
@@ -119,7 +123,16 @@ fn exporter_id(headers: &http::HeaderMap) -> usize {
 
 /// Receives a tar/oci/docker output. Errors drop the sink, which removes
 /// the partial file.
-async fn receive_file(dest: OutputDest, mut inbound: Streaming<BytesMessage>) -> Result<(), Status> {
+///
+/// The daemon ends a complete output by closing its side of the stream; a
+/// cancelled export resets the stream instead. tonic's server reports a
+/// reset request stream as a clean end, so `reset` (set by [`WatchedBody`])
+/// tells the two apart: a reset output is never committed.
+async fn receive_file(
+    dest: OutputDest,
+    mut inbound: Streaming<BytesMessage>,
+    reset: &AtomicBool,
+) -> Result<(), Status> {
     let mut sink = match &dest {
         OutputDest::Stdout => Sink::Stdout(tokio::io::stdout()),
         OutputDest::File(path) => Sink::File(FileSink::create(path).map_err(|err| internal(&err))?),
@@ -129,6 +142,9 @@ async fn receive_file(dest: OutputDest, mut inbound: Streaming<BytesMessage>) ->
     while let Some(message) = inbound.message().await? {
         received += message.data.len() as u64;
         sink.write(&message.data).await.map_err(|err| internal(&err))?;
+    }
+    if reset.load(Ordering::SeqCst) {
+        return Err(Status::cancelled(format!("the daemon cancelled the output after {received} bytes")));
     }
     sink.commit().await.map_err(|err| internal(&err))?;
     tracing::debug!(?dest, bytes = received, "received a file output");
@@ -162,6 +178,38 @@ fn receive_dir(dir: PathBuf, inbound: Streaming<Packet>) -> PacketStream {
 }
 
 type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send + 'static>>;
+
+/// A request body that remembers whether it ended in an error (a reset
+/// stream) rather than a clean end of stream.
+struct WatchedBody<B> {
+    inner: Pin<Box<B>>,
+    reset: Arc<AtomicBool>,
+}
+
+impl<B: HttpBody> HttpBody for WatchedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            this.reset.store(true, Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A status carrying the whole error chain: the daemon shows it to the user.
 fn internal(err: &dyn std::error::Error) -> Status {
@@ -271,7 +319,9 @@ mod tests {
         std::fs::write(&dest, b"previous").unwrap();
         let channel = channel(&[export(&format!("type=tar,dest={}", dest.display()))]).await;
 
-        // One chunk, then the daemon goes silent and the call is dropped.
+        // One chunk, then the daemon goes silent and cancels the call
+        // (its stream is reset, never ended cleanly: an ended stream is a
+        // complete output).
         let (tx, rx) = mpsc::channel::<BytesMessage>(1);
         tx.send(BytesMessage { data: vec![1u8; 1 << 20].into() }).await.unwrap();
         let call = tokio::spawn(async move {
@@ -281,10 +331,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         call.abort();
-        drop(tx);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(std::fs::read(&dest).unwrap(), b"previous");
+        assert!(std::fs::read(&dest).unwrap() == b"previous", "the old output is untouched");
         assert_eq!(names(dir.path()), ["out.tar"]);
+        drop(tx);
     }
 
     #[tokio::test]
@@ -303,7 +353,6 @@ mod tests {
 
     #[tokio::test]
     async fn folder_outputs_are_received_as_fsutil_packets() {
-        let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_test_writer().try_init();
         let src = tempfile::tempdir().unwrap();
         std::fs::create_dir(src.path().join("sub")).unwrap();
         std::fs::write(src.path().join("sub/hello.txt"), b"hello").unwrap();
@@ -311,8 +360,8 @@ mod tests {
         std::os::unix::fs::symlink("sub/hello.txt", src.path().join("link")).unwrap();
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("result");
-        let channel = channel(&[export("type=image,name=r/a"), export(&format!("type=local,dest={}", dest.display()))])
-            .await;
+        let channel =
+            channel(&[export("type=image,name=r/a"), export(&format!("type=local,dest={}", dest.display()))]).await;
 
         // The daemon's side: fsync's sender over the Packet codec.
         let (tx, rx) = mpsc::channel::<Packet>(64);
@@ -321,18 +370,21 @@ mod tests {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.unwrap();
         let path = http::uri::PathAndQuery::from_static(DIFF_COPY);
-        let replies = grpc.streaming(request, path, ProstCodec::<Packet, Packet>::default()).await.unwrap().into_inner();
-        let walker = crate::fsync::Walker::new(src.path(), &Default::default()).unwrap();
-        crate::fsync::send_diffcopy(walker, replies, tx, Default::default()).await.unwrap();
-
-        // The receiver moves the tree into place right after the FIN.
-        for _ in 0..50 {
-            if dest.join("top").exists() {
-                break;
+        let mut replies =
+            grpc.streaming(request, path, ProstCodec::<Packet, Packet>::default()).await.unwrap().into_inner();
+        // Like Go's client, keep reading the call to its end after the
+        // sender is done (dropping it early would reset the stream).
+        let (reply_tx, reply_rx) = mpsc::channel(64);
+        let call = tokio::spawn(async move {
+            while let Some(packet) = replies.message().await? {
+                let _ = reply_tx.send(Ok(packet)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        eprintln!("{:?} {:?}", names(out.path()), std::fs::read_dir(&dest).map(|d| d.map(|e| e.unwrap().path()).collect::<Vec<_>>()));
+            Ok::<_, Status>(())
+        });
+        let walker = crate::fsync::Walker::new(src.path(), &Default::default()).unwrap();
+        crate::fsync::send_diffcopy(walker, ReceiverStream::new(reply_rx), tx, Default::default()).await.unwrap();
+        call.await.unwrap().expect("the call ends with OK once the output is in place");
+
         assert_eq!(std::fs::read(dest.join("sub/hello.txt")).unwrap(), b"hello");
         assert_eq!(std::fs::read(dest.join("top")).unwrap(), b"top file");
         assert_eq!(std::fs::read_link(dest.join("link")).unwrap(), std::path::Path::new("sub/hello.txt"));

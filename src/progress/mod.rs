@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::{Stream, StreamExt};
 
 pub use failure::{write_source_context, BuildFailure, LineRange, SourceFile, SourceSnippet};
+pub use rawjson::RawJsonError;
 pub use summary::Summary;
 
 use crate::proto::moby::buildkit::v1::StatusResponse;
@@ -56,8 +57,13 @@ pub enum ProgressMode {
     Quiet,
 }
 
+/// A `--progress` value that is not a mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown progress mode {0:?} (expected auto, tty, plain, rawjson, quiet or none)")]
+pub struct ParseModeError(String);
+
 impl FromStr for ProgressMode {
-    type Err = ProgressError;
+    type Err = ParseModeError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -66,7 +72,7 @@ impl FromStr for ProgressMode {
             "plain" => Ok(ProgressMode::Plain),
             "rawjson" => Ok(ProgressMode::RawJson),
             "quiet" | "none" => Ok(ProgressMode::Quiet),
-            _ => Err(ProgressError::UnknownMode(s.to_string())),
+            _ => Err(ParseModeError(s.to_string())),
         }
     }
 }
@@ -85,7 +91,7 @@ impl fmt::Display for ProgressMode {
 
 impl ProgressMode {
     /// The default mode: `BUILDKIT_PROGRESS` when set, else `auto`.
-    pub fn from_env() -> Result<ProgressMode, ProgressError> {
+    pub fn from_env() -> Result<ProgressMode, ParseModeError> {
         match std::env::var("BUILDKIT_PROGRESS") {
             Ok(value) => value.parse(),
             Err(_) => Ok(ProgressMode::Auto),
@@ -112,8 +118,6 @@ pub fn color_enabled() -> bool {
 pub enum ProgressError {
     #[error("the daemon's build status stream failed")]
     Stream(#[source] tonic::Status),
-    #[error("unknown progress mode {0:?} (expected auto, tty, plain, rawjson, quiet or none)")]
-    UnknownMode(String),
 }
 
 /// The renderer chosen for the mode.
@@ -248,14 +252,18 @@ impl<W: Write> ProgressWriter<W> {
         self.note(result);
     }
 
-    /// Lets the tty view advance its timers between status messages; call it
-    /// about every 100 ms (see [`ProgressWriter::follow`]).
+    /// Lets the tty view advance its timers and the plain printer print what
+    /// it has gathered; call it about every 100 ms (see [`ProgressWriter::follow`]).
     pub fn tick(&mut self) {
-        if let Renderer::Tty(_) = self.renderer {
-            self.dirty = true;
-            let result = self.redraw_if_due();
-            self.note(result);
-        }
+        let result = match &mut self.renderer {
+            Renderer::Tty(_) => {
+                self.dirty = true;
+                self.redraw_if_due()
+            }
+            Renderer::Plain(printer) => printer.tick(&self.model, &mut self.out).and_then(|()| self.out.flush()),
+            Renderer::RawJson | Renderer::Quiet => Ok(()),
+        };
+        self.note(result);
     }
 
     /// Feeds the status stream in until it ends, redrawing the tty view on
@@ -268,7 +276,7 @@ impl<W: Write> ProgressWriter<W> {
         let mut stream = std::pin::pin!(stream);
         let mut ticker = tokio::time::interval(REDRAW_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let live = matches!(self.renderer, Renderer::Tty(_));
+        let live = matches!(self.renderer, Renderer::Tty(_) | Renderer::Plain(_));
         loop {
             tokio::select! {
                 item = stream.next() => match item {
@@ -292,6 +300,17 @@ impl<W: Write> ProgressWriter<W> {
             return summary;
         }
         let result = self.write_end(failure, &summary);
+        self.note(result);
+        summary
+    }
+
+    /// Ends the output of a build the user cancelled.
+    pub fn finish_cancelled(&mut self) -> Summary {
+        let summary = Summary { canceled: true, ..Summary::from_model(&self.model, true) };
+        if std::mem::replace(&mut self.finished, true) {
+            return summary;
+        }
+        let result = self.write_end(None, &summary);
         self.note(result);
         summary
     }
@@ -368,21 +387,22 @@ fn local_nanos() -> i64 {
 }
 
 /// Shows the status stream on `out` in `mode` until it ends and returns the
-/// summary. Without the solve's error in hand, a build counts as failed when
-/// a step failed or was cancelled, and the failure is told from the steps.
+/// summary. `dockerfile` is the build file's (name, text). Without the
+/// solve's error in hand, a build counts as failed when a step failed or was
+/// cancelled, and the failure is told from the steps.
 pub async fn drive<S, W>(
     mode: ProgressMode,
     stream: S,
     out: W,
-    dockerfile: Option<SourceFile>,
+    dockerfile: Option<(String, String)>,
 ) -> Result<Summary, ProgressError>
 where
     S: Stream<Item = Result<StatusResponse, tonic::Status>>,
     W: Write + Send,
 {
     let mut writer = ProgressWriter::new(mode, out);
-    if let Some(file) = dockerfile {
-        writer = writer.with_dockerfile(file);
+    if let Some((name, text)) = dockerfile {
+        writer = writer.with_dockerfile(SourceFile::new(name, text));
     }
     let followed = writer.follow(stream).await;
     let failed = writer
@@ -397,6 +417,130 @@ where
     };
     let summary = writer.finish(&outcome);
     followed.map(|()| summary)
+}
+
+/// How long the status stream may stay silent once the solve has returned
+/// before we stop waiting for its end (client/solve.go waits as long).
+const STATUS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the build ended, sent to the progress task.
+#[derive(Debug)]
+enum Ending {
+    Solved(Result<(), BuildFailure>),
+    Cancelled,
+}
+
+/// Follows a build's status stream on stderr in a task of its own; see [`spawn`].
+#[derive(Debug)]
+pub struct ProgressHandle {
+    ending: Option<tokio::sync::oneshot::Sender<Ending>>,
+    task: tokio::task::JoinHandle<Summary>,
+}
+
+/// Starts showing `stream` (the daemon's `Control.Status` for the build) on
+/// stderr, in `mode` (`--quiet` makes it quiet), while the caller runs the
+/// solve. `dockerfile` is the build file's (name, text), for the lines around
+/// a failure. End it with [`ProgressHandle::finish`].
+pub fn spawn<S>(
+    mode: ProgressMode,
+    stream: S,
+    printer: crate::printer::Printer,
+    dockerfile: Option<(String, String)>,
+) -> ProgressHandle
+where
+    S: Stream<Item = Result<StatusResponse, tonic::Status>> + Send + 'static,
+{
+    let mode = if printer.verbosity == crate::printer::Verbosity::Quiet { ProgressMode::Quiet } else { mode };
+    // Buffered so a frame or a batch of lines reaches the terminal in one
+    // write; the writer flushes after each.
+    let mut writer = ProgressWriter::new(mode, io::BufWriter::new(io::stderr()));
+    if let Some((name, text)) = dockerfile {
+        writer = writer.with_dockerfile(SourceFile::new(name, text));
+    }
+    let (ending_tx, ending_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run(writer, stream, ending_rx));
+    ProgressHandle { ending: Some(ending_tx), task }
+}
+
+impl ProgressHandle {
+    /// Ends the progress with the solve's result (`Some` is the error the
+    /// `Solve` call returned): waits for the status stream to drain, then
+    /// prints the final view, the failure report and the summary line.
+    pub async fn finish(self, error: Option<&tonic::Status>) -> Option<Summary> {
+        let outcome = match error {
+            Some(status) => Err(BuildFailure::from_status(status)),
+            None => Ok(()),
+        };
+        self.finish_with(outcome).await
+    }
+
+    /// Like [`ProgressHandle::finish`], for a failure known in another form
+    /// (a gateway `Return` of a client-side frontend).
+    pub async fn finish_with(mut self, outcome: Result<(), BuildFailure>) -> Option<Summary> {
+        if let Some(tx) = self.ending.take() {
+            let _ = tx.send(Ending::Solved(outcome));
+        }
+        self.task.await.ok()
+    }
+
+    /// Ends the progress at once after Ctrl-C: the view as it stands and a
+    /// `Build cancelled` summary.
+    pub async fn abort_and_report_cancelled(mut self) -> Option<Summary> {
+        if let Some(tx) = self.ending.take() {
+            let _ = tx.send(Ending::Cancelled);
+        }
+        self.task.await.ok()
+    }
+}
+
+async fn run<S, W>(mut writer: ProgressWriter<W>, stream: S, ending: tokio::sync::oneshot::Receiver<Ending>) -> Summary
+where
+    S: Stream<Item = Result<StatusResponse, tonic::Status>>,
+    W: Write,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut ending = std::pin::pin!(ending);
+    let mut ticker = tokio::time::interval(REDRAW_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ended: Option<Ending> = None;
+    let mut stream_open = true;
+    // Armed once the build has ended; until then the branch is disabled.
+    let drain = tokio::time::sleep(STATUS_DRAIN_TIMEOUT);
+    tokio::pin!(drain);
+    loop {
+        tokio::select! {
+            item = stream.next(), if stream_open => match item {
+                Some(Ok(status)) => {
+                    writer.update(&status);
+                    if ended.is_some() {
+                        drain.as_mut().reset(tokio::time::Instant::now() + STATUS_DRAIN_TIMEOUT);
+                    }
+                }
+                // The stream's own failure is not the build's: the solve's
+                // result says how the build went.
+                Some(Err(status)) => {
+                    tracing::debug!(%status, "the status stream failed");
+                    stream_open = false;
+                }
+                None => stream_open = false,
+            },
+            end = &mut ending, if ended.is_none() => {
+                let end = end.unwrap_or(Ending::Cancelled);
+                let wait = if matches!(end, Ending::Cancelled) { Duration::ZERO } else { STATUS_DRAIN_TIMEOUT };
+                drain.as_mut().reset(tokio::time::Instant::now() + wait);
+                ended = Some(end);
+            }
+            _ = &mut drain, if ended.is_some() => break,
+            _ = ticker.tick() => writer.tick(),
+        }
+        if !stream_open && ended.is_some() {
+            break;
+        }
+    }
+    match ended.unwrap_or(Ending::Cancelled) {
+        Ending::Solved(outcome) => writer.finish(&outcome),
+        Ending::Cancelled => writer.finish_cancelled(),
+    }
 }
 
 #[cfg(test)]

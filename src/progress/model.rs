@@ -721,7 +721,7 @@ pub(crate) mod tests {
         m.apply(&log(1500, "ial\nnext\n"));
         let lines: Vec<String> = m.vertexes[0].logs.tail(10).iter().map(|l| l.render()).collect();
         assert_eq!(lines, vec!["0.047 one", "0.047 two", "0.047 partial", "1.500 next"]);
-        assert_eq!(m.vertexes[0].logs.bytes, 22);
+        assert_eq!(m.vertexes[0].logs.bytes, 21);
     }
 
     #[test]

@@ -32,6 +32,9 @@ const MIN_TIME_DELTA: Duration = Duration::from_secs(5);
 const ANTI_FLICKER: Duration = Duration::from_secs(5);
 /// No vertex waits longer than this for its output to be shown.
 const MAX_DELAY: Duration = Duration::from_secs(10);
+/// News is gathered for this long before printing, as buildctl does, so a
+/// transfer that starts and finishes at once prints one line, not three.
+const BATCH: Duration = Duration::from_millis(100);
 
 /// What the printer still owes one vertex.
 #[derive(Debug, Default)]
@@ -66,6 +69,9 @@ pub(crate) struct PlainPrinter {
     last_transfer: HashMap<String, (i64, Ts)>,
     /// Cut names to 72 characters (`PROGRESS_NO_TRUNC=0`, as in buildctl).
     truncate_names: bool,
+    /// Daemon time of the last print; `None` while no time is known.
+    last_print: Option<Ts>,
+    printed_any_batch: bool,
 }
 
 impl PlainPrinter {
@@ -79,6 +85,8 @@ impl PlainPrinter {
             updated: Vec::new(),
             last_transfer: HashMap::new(),
             truncate_names,
+            last_print: None,
+            printed_any_batch: false,
         }
     }
 
@@ -115,6 +123,31 @@ impl PlainPrinter {
                 self.updated.push(vertex);
             }
         }
+        // Batch by the daemon's clock so a replayed stream prints the same
+        // way every time; `tick` prints what waits when the stream is live.
+        match (self.printed_any_batch, self.last_print, model.latest()) {
+            (false, _, latest) => self.last_print = latest,
+            // The first print came before any time was known: the batch
+            // starts at the first time the daemon mentions.
+            (true, None, latest) => {
+                self.last_print = latest;
+                return Ok(());
+            }
+            (true, Some(last), _) if now.since(last) < BATCH => return Ok(()),
+            (true, Some(_), _) => self.last_print = Some(now),
+        }
+        self.printed_any_batch = true;
+        self.print(model, now, out)
+    }
+
+    /// Prints news that has waited for a batch to fill; called on a timer.
+    pub(crate) fn tick(&mut self, model: &Model, out: &mut dyn Write) -> io::Result<()> {
+        if self.updated.is_empty() {
+            return Ok(());
+        }
+        let now = model.latest().unwrap_or(Ts(0));
+        self.last_print = model.latest();
+        self.printed_any_batch = true;
         self.print(model, now, out)
     }
 

@@ -30,6 +30,8 @@ pub struct Summary {
     pub cached: usize,
     /// The build failed (cancelled builds count as failed).
     pub failed: bool,
+    /// The user cancelled the build.
+    pub canceled: bool,
     /// From the first step's start to the last step's end, by the daemon's clock.
     pub duration: Duration,
     /// Warnings the frontend reported.
@@ -43,6 +45,7 @@ impl Summary {
             steps: steps.len(),
             cached: steps.iter().filter(|(_, v)| v.cached).count(),
             failed,
+            canceled: false,
             duration: model.elapsed(),
             warnings: model.warnings.len(),
         }
@@ -57,7 +60,9 @@ impl Summary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.duration.as_secs_f64();
-        if self.failed {
+        if self.canceled {
+            write!(f, "Build cancelled after {secs:.1}s: ")?;
+        } else if self.failed {
             write!(f, "Build failed after {secs:.1}s: ")?;
         } else {
             write!(f, "Built in {secs:.1}s: ")?;
@@ -186,7 +191,7 @@ mod tests {
     use super::*;
 
     fn summary(steps: usize, cached: usize, failed: bool, ms: u64) -> Summary {
-        Summary { steps, cached, failed, duration: Duration::from_millis(ms), warnings: 0 }
+        Summary { steps, cached, failed, canceled: false, duration: Duration::from_millis(ms), warnings: 0 }
     }
 
     #[test]
@@ -195,6 +200,8 @@ mod tests {
         assert_eq!(summary(1, 1, false, 40).to_string(), "Built in 0.0s: 1 step, 1 cached (100%)");
         assert_eq!(summary(3, 0, true, 2_000).to_string(), "Build failed after 2.0s: 3 steps, 0 cached (0%)");
         assert_eq!(summary(0, 0, false, 0).to_string(), "Built in 0.0s: 0 steps, 0 cached");
+        let canceled = Summary { canceled: true, ..summary(2, 1, true, 1_000) };
+        assert_eq!(canceled.to_string(), "Build cancelled after 1.0s: 2 steps, 1 cached (50%)");
         assert_eq!(summary(3, 2, false, 0).cache_hit_percent(), Some(67));
     }
 

@@ -144,7 +144,7 @@ fn render(mode: ProgressMode, messages: &[StatusResponse], outcome: &Result<(), 
 fn plain_synthetic_failure() {
     let (out, summary) = render(ProgressMode::Plain, &synthetic_build(), &Err(make_failure()));
     insta::assert_snapshot!("plain_synthetic_failure", out);
-    assert_eq!(summary, Summary { steps: 4, cached: 1, failed: true, duration: Duration::from_millis(3450), warnings: 1 });
+    assert_eq!(summary, Summary { steps: 4, cached: 1, failed: true, canceled: false, duration: Duration::from_millis(3450), warnings: 1 });
     assert!(out.ends_with("Build failed after 3.5s: 4 steps, 1 cached (25%)\n"));
 }
 
@@ -232,7 +232,7 @@ fn progress_modes_parse_like_buildx() {
     assert_eq!("rawjson".parse::<ProgressMode>().unwrap(), ProgressMode::RawJson);
     assert_eq!("quiet".parse::<ProgressMode>().unwrap(), ProgressMode::Quiet);
     assert_eq!("none".parse::<ProgressMode>().unwrap(), ProgressMode::Quiet);
-    let err = "fancy".parse::<ProgressMode>().unwrap_err();
+    let err: ParseModeError = "fancy".parse::<ProgressMode>().unwrap_err();
     assert_eq!(err.to_string(), "unknown progress mode \"fancy\" (expected auto, tty, plain, rawjson, quiet or none)");
     assert_eq!(ProgressMode::Auto.resolve(true), ProgressMode::Tty);
     assert_eq!(ProgressMode::Auto.resolve(false), ProgressMode::Plain);
@@ -284,7 +284,7 @@ fn plain_recorded_failure_matches_buildctl() {
 fn plain_recorded_success() {
     let (out, summary) = render(ProgressMode::Plain, &recorded(RECORDED_SUCCESS), &Ok(()));
     insta::assert_snapshot!("plain_recorded_success", out);
-    assert_eq!((summary.steps, summary.cached, summary.failed), (4, 3, false));
+    assert_eq!((summary.steps, summary.cached, summary.failed), (4, 2, false));
 }
 
 #[test]
@@ -303,7 +303,7 @@ async fn drive_reads_a_stream_to_its_end() {
     let messages = synthetic_build();
     let stream = futures::stream::iter(messages.into_iter().map(Ok));
     let mut out = Vec::new();
-    let summary = drive(ProgressMode::Plain, stream, &mut out, Some(SourceFile::new("Dockerfile", DOCKERFILE)))
+    let summary = drive(ProgressMode::Plain, stream, &mut out, Some(("Dockerfile".to_string(), DOCKERFILE.to_string())))
         .await
         .expect("stream ends cleanly");
     assert!(summary.failed, "a failed step fails the build");
@@ -340,4 +340,29 @@ fn closed_output_does_not_stop_the_build() {
     let summary = writer.finish(&Ok(()));
     assert_eq!(summary.steps, 4);
     assert_eq!(writer.write_error().map(|e| e.kind()), Some(io::ErrorKind::BrokenPipe));
+}
+
+#[tokio::test]
+async fn spawned_progress_waits_for_the_stream_then_reports_the_outcome() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let messages = synthetic_build();
+    let writer = ProgressWriter::new(ProgressMode::Plain, Vec::new());
+    let task = tokio::spawn(run(writer, futures::stream::iter(messages.into_iter().map(Ok)), rx));
+    let _ = tx.send(Ending::Solved(Err(make_failure())));
+    let summary = task.await.unwrap();
+    assert!(summary.failed && !summary.canceled);
+    assert_eq!(summary.steps, 4);
+}
+
+#[tokio::test]
+async fn cancel_does_not_wait_for_a_silent_stream() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let first = synthetic_build().remove(1);
+    let stream = futures::stream::iter(vec![Ok(first)]).chain(futures::stream::pending());
+    let writer = ProgressWriter::new(ProgressMode::Plain, Vec::new());
+    let task = tokio::spawn(run(writer, stream, rx));
+    let _ = tx.send(Ending::Cancelled);
+    let summary = tokio::time::timeout(Duration::from_secs(2), task).await.expect("ends at once").unwrap();
+    assert!(summary.canceled);
+    assert_eq!(summary.to_string(), "Build cancelled after 0.0s: 0 steps, 0 cached");
 }

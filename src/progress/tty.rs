@@ -274,10 +274,10 @@ mod tests {
     #[test]
     fn job_line_puts_the_timer_flush_right() {
         let line = job_line(" => ", "[1/2] FROM busybox", "", Some(1.234), 40).unwrap();
-        assert_eq!(line, " => [1/2] FROM busybox              1.2s");
+        assert_eq!(line, " => [1/2] FROM busybox             1.2s");
         assert_eq!(line.chars().count(), 39);
         let short = job_line(" => ", "a very long step name that will not fit", "", Some(0.01), 40).unwrap();
-        assert_eq!(short, " => a very long step name that wil  0.0s");
+        assert_eq!(short, " => a very long step name that wi  0.0s");
         assert_eq!(job_line(" => ", "x", "", Some(1.0), 15), None);
     }
 
@@ -285,6 +285,7 @@ mod tests {
     fn status_goes_after_the_name() {
         let line = job_line(" => => ", "sha256:abc", "1.20MB / 3.40MB", Some(0.5), 60).unwrap();
         assert_eq!(line, " => => sha256:abc 1.20MB / 3.40MB                      0.5s");
+        assert_eq!(line.chars().count(), 59);
     }
 
     #[test]

@@ -1,0 +1,117 @@
+//! fbuild's progress renderers against buildctl's on a live daemon: the same
+//! build is run with buildctl's `--progress rawjson` and `--progress plain`;
+//! every rawjson line must re-encode byte for byte through our encoder, and
+//! the stream replayed through our plain printer must say, step by step, what
+//! buildctl's plain printer said (times aside).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fbuild::progress::{drive, rawjson, ProgressMode};
+
+use crate::util::{self, testenv};
+
+/// A build with logs, a partial line, a warning (lint rule) and a failure.
+fn failing_project(dir: &Path, token: &str) -> String {
+    let dockerfile = format!(
+        "FROM {} as base\n\
+         RUN echo {token} && echo to-stderr >&2\n\
+         COPY hello.txt /hello.txt\n\
+         RUN for i in 1 2 3; do echo line $i; done; printf 'partial'; sleep 0.2; echo ' done'\n\
+         RUN cat /hello.txt && echo \"bad things\" && exit 3\n",
+        testenv().busybox
+    );
+    util::write_files(dir, &[("Dockerfile", &dockerfile), ("hello.txt", "hi\n")]);
+    dockerfile
+}
+
+/// buildctl's stderr for one `--no-cache` build of `dir` in `mode`.
+fn buildctl_build(dir: &Path, mode: &str) -> String {
+    let out = util::buildctl()
+        .args(["build", "--frontend", "dockerfile.v0", "--no-cache", "--progress", mode])
+        .arg("--local")
+        .arg(format!("context={}", dir.display()))
+        .arg("--local")
+        .arg(format!("dockerfile={}", dir.display()))
+        .output()
+        .expect("run buildctl");
+    assert!(!out.status.success(), "the project is meant to fail");
+    String::from_utf8(out.stderr).expect("buildctl writes UTF-8")
+}
+
+/// Each step's lines with times, log stamps and sizes blanked, keyed by step
+/// name: parallel steps may interleave differently from run to run, but each
+/// step must tell the same story.
+fn steps(plain: &str) -> BTreeMap<String, Vec<String>> {
+    let stamp = regex::Regex::new(r"^\d+\.\d+ ").unwrap();
+    let secs = regex::Regex::new(r" \d+\.\d+s\b").unwrap();
+    let size = regex::Regex::new(r"\b\d+(\.\d+)?[kMG]?B\b").unwrap();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut steps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in plain.lines() {
+        let Some(rest) = line.strip_prefix('#') else { continue };
+        let Some((number, text)) = rest.split_once(' ') else { continue };
+        if number.parse::<u32>().is_err() || text == "..." {
+            continue;
+        }
+        let Some(name) = names.get(number).cloned() else {
+            names.insert(number.to_string(), text.to_string());
+            steps.entry(text.to_string()).or_default();
+            continue;
+        };
+        if text == name {
+            continue; // the block reopened
+        }
+        let text = stamp.replace(text, "T ");
+        let text = secs.replace_all(&text, " Xs");
+        let text = size.replace_all(&text, "N");
+        steps.entry(name).or_default().push(text.into_owned());
+    }
+    steps
+}
+
+#[tokio::test]
+async fn plain_replay_of_buildctls_stream_matches_buildctls_plain_output() {
+    let project = util::tempdir();
+    let token = format!("progress-{}", std::process::id());
+    let dockerfile = failing_project(project.path(), &token);
+
+    let raw = buildctl_build(project.path(), "rawjson");
+    let json_lines: Vec<&str> = raw.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(json_lines.len() > 20, "buildctl wrote {} status lines:\n{raw}", json_lines.len());
+    let mut messages = Vec::new();
+    for line in &json_lines {
+        let status = rawjson::decode_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(&rawjson::encode_line(&status), line, "re-encoding changed the line");
+        messages.push(Ok(status));
+    }
+
+    let mut ours = Vec::new();
+    let summary = drive(
+        ProgressMode::Plain,
+        futures::stream::iter(messages),
+        &mut ours,
+        Some(("Dockerfile".to_string(), dockerfile)),
+    )
+    .await
+    .expect("the replayed stream ends cleanly");
+    let ours = String::from_utf8(ours).unwrap();
+    assert!(summary.failed, "{ours}");
+    assert_eq!(summary.steps, 5, "{ours}");
+    assert!(ours.contains(&format!(" {token}\n")), "the step's log line is shown: {ours}");
+
+    let theirs = buildctl_build(project.path(), "plain");
+    assert_eq!(steps(&ours), steps(&theirs), "ours:\n{ours}\nbuildctl's:\n{theirs}");
+
+    // The failure block: same step, same last lines.
+    let block = |text: &str| -> Vec<String> {
+        let stamp = regex::Regex::new(r"^\d+\.\d+ ").unwrap();
+        text.lines()
+            .skip_while(|l| *l != "------")
+            .take_while(|l| !l.starts_with("Dockerfile:") && !l.starts_with("error:") && !l.starts_with("Build "))
+            .map(|l| stamp.replace(l, "T ").into_owned())
+            .collect()
+    };
+    assert_eq!(block(&ours), block(&theirs), "ours:\n{ours}\nbuildctl's:\n{theirs}");
+    assert!(block(&ours).iter().any(|l| l.ends_with("bad things")), "{ours}");
+}
