@@ -19,4 +19,5 @@ pub mod progress;
 pub mod proto;
 pub mod services;
 pub mod session;
+pub mod solve;
 pub mod units;

@@ -41,13 +41,14 @@ fn buildctl_build(dir: &Path, mode: &str) -> String {
 
 /// Each step's lines with times, log stamps and sizes blanked, keyed by step
 /// name: parallel steps may interleave differently from run to run, but each
-/// step must tell the same story.
-fn steps(plain: &str) -> BTreeMap<String, Vec<String>> {
+/// step must tell the same story. A step's stdout and stderr race each other
+/// inside the daemon, so its log lines are compared as a sorted set.
+fn steps(plain: &str) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
     let stamp = regex::Regex::new(r"^\d+\.\d+ ").unwrap();
     let secs = regex::Regex::new(r" \d+\.\d+s\b").unwrap();
     let size = regex::Regex::new(r"\b\d+(\.\d+)?[kMG]?B\b").unwrap();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let mut steps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut steps: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
     for line in plain.lines() {
         let Some(rest) = line.strip_prefix('#') else { continue };
         let Some((number, text)) = rest.split_once(' ') else { continue };
@@ -62,10 +63,14 @@ fn steps(plain: &str) -> BTreeMap<String, Vec<String>> {
         if text == name {
             continue; // the block reopened
         }
-        let text = stamp.replace(text, "T ");
-        let text = secs.replace_all(&text, " Xs");
-        let text = size.replace_all(&text, "N");
-        steps.entry(name).or_default().push(text.into_owned());
+        let step = steps.entry(name).or_default();
+        if stamp.is_match(text) {
+            step.1.push(stamp.replace(text, "").into_owned());
+            step.1.sort();
+        } else {
+            let text = secs.replace_all(text, " Xs");
+            step.0.push(size.replace_all(&text, "N").into_owned());
+        }
     }
     steps
 }
@@ -106,11 +111,14 @@ async fn plain_replay_of_buildctls_stream_matches_buildctls_plain_output() {
     // The failure block: same step, same last lines.
     let block = |text: &str| -> Vec<String> {
         let stamp = regex::Regex::new(r"^\d+\.\d+ ").unwrap();
-        text.lines()
+        let mut lines: Vec<String> = text
+            .lines()
             .skip_while(|l| *l != "------")
             .take_while(|l| !l.starts_with("Dockerfile:") && !l.starts_with("error:") && !l.starts_with("Build "))
             .map(|l| stamp.replace(l, "T ").into_owned())
-            .collect()
+            .collect();
+        lines.sort();
+        lines
     };
     assert_eq!(block(&ours), block(&theirs), "ours:\n{ours}\nbuildctl's:\n{theirs}");
     assert!(block(&ours).iter().any(|l| l.ends_with("bad things")), "{ours}");

@@ -7,3 +7,5 @@ mod rootless;
 mod cache_commands;
 mod solve;
 mod progress;
+mod outputs;
+mod secrets;

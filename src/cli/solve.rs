@@ -114,13 +114,6 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let _ = (&args, ctx);
-    anyhow::bail!("`fbuild solve` is being wired")
-}
-
-#[allow(dead_code)]
-#[cfg(any())]
-async fn run_wired(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // Everything the user typed is checked before the daemon hears of it.
     let plan = crate::solve::plan::SolvePlan::from_args(&args, &crate::solve::plan::ProcessEnv)?;
     let channel = ctx.connect().await?;

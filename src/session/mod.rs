@@ -108,6 +108,10 @@ impl SessionBuilder {
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let (io, ours) = tunnel::pipe();
         let routes = self.routes.routes();
+        let incoming = futures::StreamExt::chain(
+            futures::stream::once(async { Ok::<_, std::io::Error>(io) }),
+            futures::stream::pending(),
+        );
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 // Outputs flow daemon → us on this connection; a large window
@@ -116,7 +120,10 @@ impl SessionBuilder {
                 .initial_connection_window_size(Some(16 << 20))
                 .max_frame_size(Some((1 << 20) - 1))
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(tokio_stream::once(Ok::<_, std::io::Error>(io)), async {
+                // tonic shuts a server down gracefully (GOAWAY) as soon as
+                // its incoming stream ends: the one connection is followed by
+                // a stream that never ends, and the shutdown signal stops it.
+                .serve_with_incoming_shutdown(incoming, async {
                     let _ = shutdown_rx.await;
                 })
                 .await

@@ -47,7 +47,13 @@ pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> any
 
     let local_paths: Vec<&Path> = plan.locals.values().map(|p| p.as_path()).collect();
     let mut session = SessionBuilder::new("fbuild", crate::session::shared_key_for(&local_paths));
-    crate::services::register(&mut session, &plan)?;
+    let dirs = plan
+        .locals
+        .iter()
+        .map(|(name, path)| (name.clone(), crate::fsync::send::LocalDir { path: path.clone(), shared_key: None }))
+        .collect();
+    session.add_service(crate::fsync::send::FileSyncService::new(dirs).into_server())?;
+    crate::services::register(&mut session, &plan.exports, &plan.secrets, &plan.ssh)?;
     let session = session.start(&control).await.context("cannot open a session with the daemon")?;
 
     let request = solve_request(&plan, &build_ref, session.id());
@@ -102,11 +108,9 @@ fn solve_request(plan: &SolvePlan, build_ref: &str, session_id: &str) -> control
             plan.cache_imports.iter().map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs})).collect();
         frontend_attrs.insert("cache-imports".into(), serde_json::Value::Array(json).to_string());
     }
-    let exporters: Vec<control_pb::Exporter> = plan
-        .exports
-        .iter()
-        .map(|e| control_pb::Exporter { r#type: e.exporter_type().to_string(), attrs: e.attrs.clone() })
-        .collect();
+    // The same list, in the same order, feeds FileSend: the daemon names
+    // each output it sends back by its index here.
+    let exporters = crate::output::solve_exporters(&plan.exports);
     control_pb::SolveRequest {
         r#ref: build_ref.to_string(),
         session: session_id.to_string(),
