@@ -87,25 +87,34 @@ impl FileSendService {
                 });
                 grpc::<Packet>().streaming(service, request).await
             }
-            Some(file_dest) => {
-                let reset = Arc::new(AtomicBool::new(false));
-                let request = request.map(|body| WatchedBody { inner: Box::pin(body), reset: Arc::clone(&reset) });
-                let service = tower::service_fn(move |call: Request<Streaming<BytesMessage>>| {
-                    let dest = file_dest.clone();
-                    let reset = Arc::clone(&reset);
-                    async move {
-                        receive_file(dest, call.into_inner(), &reset).await?;
-                        Ok::<_, Status>(Response::new(tokio_stream::empty::<Result<BytesMessage, Status>>()))
-                    }
-                });
-                grpc::<BytesMessage>().streaming(service, request).await
-            }
+            Some(OutputDest::File(path)) => serve_file(request, Some(path)).await,
+            Some(OutputDest::Stdout) => serve_file(request, None).await,
             None => {
                 let status = Status::not_found(format!("exporter {id} not found: no output of this build comes back"));
                 status.into_http()
             }
         }
     }
+}
+
+/// Serves one tar/oci/docker output call: into the file at `path`, or to
+/// stdout when `None`.
+async fn serve_file<B>(request: http::Request<B>, path: Option<PathBuf>) -> http::Response<Body>
+where
+    B: HttpBody + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    let reset = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| WatchedBody { inner: Box::pin(body), reset: Arc::clone(&reset) });
+    let service = tower::service_fn(move |call: Request<Streaming<BytesMessage>>| {
+        let path = path.clone();
+        let reset = Arc::clone(&reset);
+        async move {
+            receive_file(path, call.into_inner(), &reset).await?;
+            Ok::<_, Status>(Response::new(tokio_stream::empty::<Result<BytesMessage, Status>>()))
+        }
+    });
+    grpc::<BytesMessage>().streaming(service, request).await
 }
 
 /// The codec for one call, with the session's message limits.
@@ -121,7 +130,7 @@ fn exporter_id(headers: &http::HeaderMap) -> usize {
     headers.get(EXPORTER_ID_KEY).and_then(|value| value.to_str().ok()).and_then(|id| id.parse().ok()).unwrap_or(0)
 }
 
-/// Receives a tar/oci/docker output. Errors drop the sink, which removes
+/// Receives a tar/oci/docker output (`None`: to stdout). Errors drop the sink, which removes
 /// the partial file.
 ///
 /// The daemon ends a complete output by closing its side of the stream; a
@@ -129,14 +138,13 @@ fn exporter_id(headers: &http::HeaderMap) -> usize {
 /// reset request stream as a clean end, so `reset` (set by [`WatchedBody`])
 /// tells the two apart: a reset output is never committed.
 async fn receive_file(
-    dest: OutputDest,
+    path: Option<PathBuf>,
     mut inbound: Streaming<BytesMessage>,
     reset: &AtomicBool,
 ) -> Result<(), Status> {
-    let mut sink = match &dest {
-        OutputDest::Stdout => Sink::Stdout(tokio::io::stdout()),
-        OutputDest::File(path) => Sink::File(FileSink::create(path).map_err(|err| internal(&err))?),
-        OutputDest::Dir(_) => unreachable!("folders are received as fsutil packets"),
+    let mut sink = match &path {
+        None => Sink::Stdout(tokio::io::stdout()),
+        Some(path) => Sink::File(FileSink::create(path).map_err(|err| internal(&err))?),
     };
     let mut received: u64 = 0;
     while let Some(message) = inbound.message().await? {
@@ -147,7 +155,7 @@ async fn receive_file(
         return Err(Status::cancelled(format!("the daemon cancelled the output after {received} bytes")));
     }
     sink.commit().await.map_err(|err| internal(&err))?;
-    tracing::debug!(?dest, bytes = received, "received a file output");
+    tracing::debug!(?path, bytes = received, "received a file output");
     Ok(())
 }
 
@@ -213,6 +221,12 @@ impl<B: HttpBody> HttpBody for WatchedBody<B> {
 
 /// A status carrying the whole error chain: the daemon shows it to the user.
 fn internal(err: &dyn std::error::Error) -> Status {
+    Status::internal(error_chain(err))
+}
+
+/// An error and its causes on one line, `: `-separated (for statuses the
+/// daemon shows, and for log lines).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -220,7 +234,7 @@ fn internal(err: &dyn std::error::Error) -> Status {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    Status::internal(message)
+    message
 }
 
 impl NamedService for FileSendService {

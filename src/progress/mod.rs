@@ -159,10 +159,12 @@ impl<W: Write> ProgressWriter<W> {
     pub fn new(mode: ProgressMode, out: W) -> Self {
         let mode = mode.resolve(io::stderr().is_terminal());
         let renderer = match mode {
-            ProgressMode::Tty | ProgressMode::Auto => Renderer::Tty(TtyDisplay::new(color_enabled())),
-            ProgressMode::Plain => {
-                Renderer::Plain(PlainPrinter::new(std::env::var("PROGRESS_NO_TRUNC").is_ok_and(|v| v == "0")))
+            ProgressMode::Tty | ProgressMode::Auto => {
+                Renderer::Tty(TtyDisplay::new(color_enabled()))
             }
+            ProgressMode::Plain => Renderer::Plain(PlainPrinter::new(
+                std::env::var("PROGRESS_NO_TRUNC").is_ok_and(|v| v == "0"),
+            )),
             ProgressMode::RawJson => Renderer::RawJson,
             ProgressMode::Quiet => Renderer::Quiet,
         };
@@ -240,10 +242,12 @@ impl<W: Write> ProgressWriter<W> {
         }
         let result = match &mut self.renderer {
             Renderer::Quiet => Ok(()),
-            Renderer::RawJson => rawjson::write_line(&mut self.out, status).and_then(|()| self.out.flush()),
-            Renderer::Plain(printer) => {
-                printer.update(&self.model, &changes, &mut self.out).and_then(|()| self.out.flush())
+            Renderer::RawJson => {
+                rawjson::write_line(&mut self.out, status).and_then(|()| self.out.flush())
             }
+            Renderer::Plain(printer) => printer
+                .update(&self.model, &changes, &mut self.out)
+                .and_then(|()| self.out.flush()),
             Renderer::Tty(_) => {
                 self.dirty = true;
                 self.redraw_if_due()
@@ -260,7 +264,9 @@ impl<W: Write> ProgressWriter<W> {
                 self.dirty = true;
                 self.redraw_if_due()
             }
-            Renderer::Plain(printer) => printer.tick(&self.model, &mut self.out).and_then(|()| self.out.flush()),
+            Renderer::Plain(printer) => printer
+                .tick(&self.model, &mut self.out)
+                .and_then(|()| self.out.flush()),
             Renderer::RawJson | Renderer::Quiet => Ok(()),
         };
         self.note(result);
@@ -306,7 +312,10 @@ impl<W: Write> ProgressWriter<W> {
 
     /// Ends the output of a build the user cancelled.
     pub fn finish_cancelled(&mut self) -> Summary {
-        let summary = Summary { canceled: true, ..Summary::from_model(&self.model, true) };
+        let summary = Summary {
+            canceled: true,
+            ..Summary::from_model(&self.model, true)
+        };
         if std::mem::replace(&mut self.finished, true) {
             return summary;
         }
@@ -338,22 +347,36 @@ impl<W: Write> ProgressWriter<W> {
     fn frame_size(&self, height: Option<usize>) -> FrameSize {
         let width = match self.size {
             Some((width, _)) => width,
-            None => crossterm::terminal::size().map(|(w, _)| usize::from(w)).unwrap_or(80),
+            None => crossterm::terminal::size()
+                .map(|(w, _)| usize::from(w))
+                .unwrap_or(80),
         };
-        FrameSize { width, height, log_lines: self.log_lines }
+        FrameSize {
+            width,
+            height,
+            log_lines: self.log_lines,
+        }
     }
 
     fn redraw_if_due(&mut self) -> io::Result<()> {
-        if !self.dirty || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_INTERVAL) {
+        if !self.dirty
+            || self
+                .last_draw
+                .is_some_and(|t| t.elapsed() < REDRAW_INTERVAL)
+        {
             return Ok(());
         }
         let height = match self.size {
             Some((_, height)) => height,
-            None => crossterm::terminal::size().map(|(_, h)| usize::from(h)).unwrap_or(24),
+            None => crossterm::terminal::size()
+                .map(|(_, h)| usize::from(h))
+                .unwrap_or(24),
         };
         let size = self.frame_size(Some(height));
         let now = self.daemon_now();
-        let Renderer::Tty(display) = &mut self.renderer else { return Ok(()) };
+        let Renderer::Tty(display) = &mut self.renderer else {
+            return Ok(());
+        };
         let lines = tty::frame(&self.model, now, size, false);
         self.last_draw = Some(Instant::now());
         self.dirty = false;
@@ -409,7 +432,11 @@ where
         .model
         .shown()
         .find(|(_, v)| !v.error.is_empty())
-        .map(|(_, v)| BuildFailure { message: v.error.clone(), vertex: Some(v.digest.clone()), sources: Vec::new() });
+        .map(|(_, v)| BuildFailure {
+            message: v.error.clone(),
+            vertex: Some(v.digest.clone()),
+            sources: Vec::new(),
+        });
     let outcome = match (failed, &followed) {
         (Some(failure), _) => Err(failure),
         (None, Err(e)) => Err(BuildFailure::new(e.to_string())),
@@ -450,7 +477,11 @@ pub fn spawn<S>(
 where
     S: Stream<Item = Result<StatusResponse, tonic::Status>> + Send + 'static,
 {
-    let mode = if printer.verbosity == crate::printer::Verbosity::Quiet { ProgressMode::Quiet } else { mode };
+    let mode = if printer.verbosity == crate::printer::Verbosity::Quiet {
+        ProgressMode::Quiet
+    } else {
+        mode
+    };
     // Buffered so a frame or a batch of lines reaches the terminal in one
     // write; the writer flushes after each.
     let mut writer = ProgressWriter::new(mode, io::BufWriter::new(io::stderr()));
@@ -459,7 +490,10 @@ where
     }
     let (ending_tx, ending_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run(writer, stream, ending_rx));
-    ProgressHandle { ending: Some(ending_tx), task }
+    ProgressHandle {
+        ending: Some(ending_tx),
+        task,
+    }
 }
 
 impl ProgressHandle {
@@ -493,7 +527,11 @@ impl ProgressHandle {
     }
 }
 
-async fn run<S, W>(mut writer: ProgressWriter<W>, stream: S, ending: tokio::sync::oneshot::Receiver<Ending>) -> Summary
+async fn run<S, W>(
+    mut writer: ProgressWriter<W>,
+    stream: S,
+    ending: tokio::sync::oneshot::Receiver<Ending>,
+) -> Summary
 where
     S: Stream<Item = Result<StatusResponse, tonic::Status>>,
     W: Write,

@@ -196,6 +196,17 @@ impl DockerConfig {
         }
     }
 
+    /// A config without any credentials.
+    pub fn empty() -> DockerConfig {
+        DockerConfig {
+            auths: BTreeMap::new(),
+            creds_store: String::new(),
+            cred_helpers: BTreeMap::new(),
+            env_auths: BTreeMap::new(),
+            helper_path: None,
+        }
+    }
+
     /// Loads the user's docker config and `$DOCKER_AUTH_CONFIG`. A missing
     /// config file is an empty config.
     pub fn load() -> Result<DockerConfig, AuthError> {
@@ -428,7 +439,8 @@ impl AuthService {
 impl Auth for AuthService {
     async fn credentials(&self, request: Request<CredentialsRequest>) -> Result<Response<CredentialsResponse>, Status> {
         let host = &request.get_ref().host;
-        let credential = self.lookup(host).await.map_err(|err| Status::internal(error_chain(&err)))?;
+        let credential =
+            self.lookup(host).await.map_err(|err| Status::internal(crate::output::filesend::error_chain(&err)))?;
         if credential.secret.is_empty() {
             tracing::debug!(host = host.as_str(), "no credentials for registry");
         } else {
@@ -454,17 +466,6 @@ impl Auth for AuthService {
     ) -> Result<Response<VerifyTokenAuthorityResponse>, Status> {
         Err(Status::unimplemented("fbuild has no token authority"))
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -22,8 +22,6 @@ pub use ssh::{AgentSpec, SshService};
 /// A service that cannot be set up; nothing has been sent yet.
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
-    #[error("cannot load registry credentials")]
-    Auth(#[source] auth::AuthError),
     #[error("invalid --ssh value {:?}: {}", .0.value(), .0)]
     Ssh(ssh::SshError),
     #[error("cannot register a session service")]
@@ -31,7 +29,8 @@ pub enum ServicesError {
 }
 
 /// Registers the build's services on `session`: `FileSend` when an output
-/// comes back to us, `Auth` always (pulls and pushes may need it), `Secrets`
+/// comes back to us, `Auth` always (pulls and pushes may need it; an
+/// unreadable docker config is a warning, as with docker), `Secrets`
 /// always (a build without `--secret` answers NotFound, which
 /// `required=false` mounts accept), and `SSH` when `--ssh` was given (without
 /// it the daemon reports the missing agent by its id).
@@ -47,7 +46,12 @@ pub fn register(
     if !file_send.is_empty() {
         session.add_service(file_send).map_err(ServicesError::Session)?;
     }
-    let config = DockerConfig::load().map_err(ServicesError::Auth)?;
+    // Like docker, a broken config is a warning, not a failed build: the
+    // build may not need a login at all, and a push that does fails clearly.
+    let config = DockerConfig::load().unwrap_or_else(|err| {
+        tracing::warn!("{}; continuing without registry credentials", crate::output::filesend::error_chain(&err));
+        DockerConfig::empty()
+    });
     session.add_service(AuthService::new(config).into_server()).map_err(ServicesError::Session)?;
     session.add_service(SecretsService::new(secrets).into_server()).map_err(ServicesError::Session)?;
     if !agents.is_empty() {

@@ -15,6 +15,8 @@ pub mod plan;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use tonic::transport::Channel;
 
@@ -52,7 +54,9 @@ pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> any
         .iter()
         .map(|(name, path)| (name.clone(), crate::fsync::send::LocalDir { path: path.clone(), shared_key: None }))
         .collect();
-    session.add_service(crate::fsync::send::FileSyncService::new(dirs).into_server())?;
+    let file_sync = crate::fsync::send::FileSyncService::new(dirs);
+    let transfer = file_sync.progress();
+    session.add_service(file_sync.into_server())?;
     crate::services::register(&mut session, &plan.exports, &plan.secrets, &plan.ssh)?;
     let session = session.start(&control).await.context("cannot open a session with the daemon")?;
 
@@ -89,6 +93,14 @@ pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> any
     };
     progress.finish(None).await;
     close.context("the session did not close cleanly")?;
+    // The daemon keeps earlier uploads: say how much this build really sent.
+    let files = transfer.files();
+    let _ = writeln!(
+        printer.stderr(),
+        "context: {files} file{} sent, {} transferred",
+        if files == 1 { "" } else { "s" },
+        crate::units::human_size(transfer.bytes() as i64)
+    );
 
     if let Some(path) = &plan.metadata_file {
         metadata::write(path, &response.exporter_response)?;
