@@ -159,3 +159,47 @@ async fn plain_replay_of_buildctls_stream_matches_buildctls_plain_output() {
         "{ours}"
     );
 }
+
+/// `fbuild solve --progress plain` tells each step's story the way
+/// `buildctl build --progress plain` does for the same build, and ends with
+/// the failing step's logs, the Dockerfile excerpt buildctl prints, and the
+/// summary line.
+#[test]
+fn fbuild_plain_progress_matches_buildctls() {
+    let project = util::tempdir();
+    let token = format!("fbuild-progress-{}", std::process::id());
+    failing_project(project.path(), &token);
+
+    let out = util::fbuild()
+        .args(["solve", "--no-cache", "--progress", "plain"])
+        .arg(project.path())
+        .output()
+        .expect("run fbuild");
+    assert!(!out.status.success(), "the project is meant to fail");
+    let ours = String::from_utf8(out.stderr).expect("fbuild writes UTF-8");
+    let theirs = buildctl_build(project.path(), "plain");
+    assert_eq!(
+        steps(&ours),
+        steps(&theirs),
+        "fbuild:\n{ours}\nbuildctl:\n{theirs}"
+    );
+
+    // buildctl's excerpt of the failing instruction, verbatim.
+    let excerpt: String = theirs
+        .lines()
+        .skip_while(|l| !l.starts_with("Dockerfile:"))
+        .take_while(|l| !l.starts_with("error:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(excerpt.starts_with("Dockerfile:5\n"), "{theirs}");
+    assert!(
+        ours.contains(&excerpt),
+        "fbuild:\n{ours}\nbuildctl:\n{theirs}"
+    );
+    assert!(
+        ours.contains("Build failed after "),
+        "the summary line is printed: {ours}"
+    );
+    // FROM (cached) and four instructions; the last one fails.
+    assert!(ours.contains(": 5 steps, 1 cached (20%)\n"), "{ours}");
+}

@@ -9,3 +9,4 @@ mod solve;
 mod progress;
 mod outputs;
 mod secrets;
+mod fsync;

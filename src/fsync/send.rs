@@ -774,6 +774,7 @@ mod tests {
     /// `cargo test --release --lib chunk_size_benchmark -- --ignored --nocapture`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "benchmark, takes a minute"]
+    #[allow(clippy::print_stderr)] // the measurements are the output
     async fn chunk_size_benchmark() {
         let base = if Path::new("/dev/shm").is_dir() {
             Path::new("/dev/shm")

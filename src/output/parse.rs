@@ -3,7 +3,9 @@
 //! An output is a CSV list of `key=value` fields (quote a field that holds a
 //! comma: `type=local,"dest=a,b"`), keys case-insensitive. `type=registry` is
 //! `type=image,push=true`. A bare value is a shorthand: `-o DIR` is
-//! `type=local,dest=DIR` and `-o -` is `type=tar,dest=-`. tar, oci and docker
+//! `type=local,dest=DIR` and `-o -` is `type=tar,dest=-` (unlike buildx, a
+//! bare value holding `=`, such as `dest=out`, is read as CSV and so asks for
+//! a type, rather than naming a folder called `dest=out`). tar, oci and docker
 //! outputs without `dest` (or with `dest=-`) go to standard output, which is
 //! refused when it is a terminal.
 //!

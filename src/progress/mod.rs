@@ -1,13 +1,13 @@
 //! The build's live progress: turns the daemon's `Control.Status` stream into
 //! what people (or tools) read while a build runs, and the summary after it.
 //!
-//! - [`model`] folds `StatusResponse`s into the build's state (vertexes in
+//! - `model` folds `StatusResponse`s into the build's state (vertexes in
 //!   start order, their runs, transfers, last log lines, warnings, errors).
 //!   It does no I/O and reads no clock.
-//! - Renderers draw the model into any [`Write`]: [`plain`] (buildctl's `#N`
-//!   lines), [`tty`] (a live view redrawn in place), [`rawjson`] (buildctl's
+//! - Renderers draw the model into any [`Write`]: `plain` (buildctl's `#N`
+//!   lines), `tty` (a live view redrawn in place), [`rawjson`] (buildctl's
 //!   JSON lines); `quiet` draws nothing.
-//! - [`summary`] writes the end: the failed steps' last log lines, the
+//! - `summary` writes the end: the failed steps' last log lines, the
 //!   Dockerfile lines around the failure (from the solve error's
 //!   [`BuildFailure`] details or an LLB definition's source map), the
 //!   warnings, and one summary line (`Built in 12.3s: 14 steps, 9 cached (64%)`).
@@ -344,13 +344,22 @@ impl<W: Write> ProgressWriter<W> {
         self.out.flush()
     }
 
+    /// The terminal's (width, height): the fixed size, else asked anew at
+    /// each frame so a resized window redraws to fit, else 80x24.
+    fn terminal_size(&self) -> (usize, usize) {
+        if let Some(size) = self.size {
+            return size;
+        }
+        // `window_size`, unlike `size`, never falls back to running `tput`:
+        // no process is spawned ten times a second.
+        match crossterm::terminal::window_size() {
+            Ok(w) if w.columns > 0 && w.rows > 0 => (usize::from(w.columns), usize::from(w.rows)),
+            _ => (80, 24),
+        }
+    }
+
     fn frame_size(&self, height: Option<usize>) -> FrameSize {
-        let width = match self.size {
-            Some((width, _)) => width,
-            None => crossterm::terminal::size()
-                .map(|(w, _)| usize::from(w))
-                .unwrap_or(80),
-        };
+        let (width, _) = self.terminal_size();
         FrameSize {
             width,
             height,
@@ -366,12 +375,7 @@ impl<W: Write> ProgressWriter<W> {
         {
             return Ok(());
         }
-        let height = match self.size {
-            Some((_, height)) => height,
-            None => crossterm::terminal::size()
-                .map(|(_, h)| usize::from(h))
-                .unwrap_or(24),
-        };
+        let (_, height) = self.terminal_size();
         let size = self.frame_size(Some(height));
         let now = self.daemon_now();
         let Renderer::Tty(display) = &mut self.renderer else {

@@ -121,12 +121,12 @@ struct GoTime(prost_types::Timestamp);
 
 impl GoTime {
     fn from_proto(t: Option<&prost_types::Timestamp>) -> Option<GoTime> {
-        t.map(|t| GoTime(t.clone()))
+        t.copied().map(GoTime)
     }
 
     /// Go's `AsTime` of a missing protobuf timestamp is the Unix epoch.
     fn or_epoch(t: Option<&prost_types::Timestamp>) -> GoTime {
-        GoTime(t.cloned().unwrap_or_default())
+        GoTime(t.copied().unwrap_or_default())
     }
 }
 

@@ -577,3 +577,46 @@ async fn cancel_does_not_wait_for_a_silent_stream() {
         "Build cancelled after 0.0s: 0 steps, 0 cached"
     );
 }
+
+#[test]
+fn definition_source_map_locates_a_failed_step_without_error_details() {
+    let source = pb::Source {
+        locations: [(
+            "sha256:d5".to_string(),
+            pb::Locations {
+                locations: vec![pb::Location {
+                    source_index: 0,
+                    ranges: vec![pb::Range {
+                        start: Some(pb::Position {
+                            line: 4,
+                            character: 0,
+                        }),
+                        end: Some(pb::Position {
+                            line: 4,
+                            character: 8,
+                        }),
+                    }],
+                }],
+            },
+        )]
+        .into_iter()
+        .collect(),
+        // The text is left out: the writer's copy of the Dockerfile fills it in.
+        infos: vec![pb::SourceInfo {
+            filename: "Dockerfile".into(),
+            ..Default::default()
+        }],
+    };
+    let mut writer = ProgressWriter::new(ProgressMode::Plain, Vec::new())
+        .with_dockerfile(SourceFile::new("Dockerfile", DOCKERFILE))
+        .with_definition_source(&source);
+    for m in synthetic_build() {
+        writer.update(&m);
+    }
+    writer.finish(&Err::<(), _>(BuildFailure::new("exit code: 2")));
+    let out = String::from_utf8(writer.into_inner()).unwrap();
+    assert!(
+        out.contains("------\nDockerfile:4\n--------------------\n   2 |     RUN echo one\n   3 |     COPY app /app\n   4 | >>> RUN make\n   5 |     \n--------------------\n"),
+        "{out}"
+    );
+}

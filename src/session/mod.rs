@@ -17,7 +17,6 @@ mod tunnel;
 
 use std::convert::Infallible;
 
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::body::Body;
 use tonic::server::NamedService;
@@ -105,7 +104,6 @@ impl SessionBuilder {
             shared_key: self.shared_key,
             methods: self.methods,
         };
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let (io, ours) = tunnel::pipe();
         let routes = self.routes.routes();
         let incoming = futures::StreamExt::chain(
@@ -122,15 +120,13 @@ impl SessionBuilder {
                 .add_routes(routes)
                 // tonic shuts a server down gracefully (GOAWAY) as soon as
                 // its incoming stream ends: the one connection is followed by
-                // a stream that never ends, and the shutdown signal stops it.
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = shutdown_rx.await;
-                })
+                // a stream that never ends; `close` stops the task instead.
+                .serve_with_incoming(incoming)
                 .await
                 .map_err(SessionError::Serve)
         });
         // The server runs before the call opens, so its preface is waiting.
-        let session = RunningSession { id, task, shutdown: Some(shutdown_tx) };
+        let session = RunningSession { id, task };
         tunnel::connect(control, &headers, ours).await?;
         Ok(session)
     }
@@ -149,7 +145,6 @@ pub(crate) struct SessionHeaders {
 pub struct RunningSession {
     id: String,
     task: JoinHandle<Result<(), SessionError>>,
-    shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl RunningSession {
@@ -157,20 +152,19 @@ impl RunningSession {
         &self.id
     }
 
-    /// Stops serving and waits for the server to wind down.
+    /// Stops serving. Called once the solve has returned: by then the
+    /// daemon has everything it asked for and every output has landed, so
+    /// there is nothing to drain. (A graceful HTTP/2 shutdown would wait for
+    /// the daemon to close its end, which it does not do promptly: that wait
+    /// cost two seconds per build.) Ending the server drops its end of the
+    /// pipe, the pumps see EOF, and the `Control.Session` call ends.
     pub async fn close(mut self) -> Result<(), SessionError> {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        if self.task.is_finished() {
+            // The server stopped on its own: report how.
+            return (&mut self.task).await.map_err(SessionError::Join)?;
         }
-        // Graceful shutdown waits for in-flight calls; the daemon ends them
-        // when the solve is over, but never wait forever on a peer.
-        match tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.task).await {
-            Ok(joined) => joined.map_err(SessionError::Join)?,
-            Err(_elapsed) => {
-                self.task.abort();
-                Ok(())
-            }
-        }
+        self.task.abort();
+        Ok(())
     }
 }
 
