@@ -9,13 +9,17 @@ Three scenarios on a generated context (default 20,000 files, 200 MB):
 Runs alternate between the clients (A B A B ...) because timings on small
 machines drift run to run; each figure is the median of --rounds runs.
 Client CPU time and peak RSS come from wait4()'s rusage of the client process
-alone (the daemon's work is the same for both and not counted).
+alone (the daemon's work is the same for both and not counted). "xfer" is the
+daemon's own timing of the context transfer (the "[internal] load build
+context" step, from rawjson progress): the part of the build a client can
+speed up; the rest of the wall time is the daemon writing and copying files.
 
 Usage: scripts/bench.py [--files N] [--mb M] [--rounds R] [--fbuild PATH]
 The test environment must be up (scripts/testenv.sh up); its env file is read.
 """
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -53,8 +57,31 @@ def make_context(root: Path, files: int, total_mb: int):
     (root / "Dockerfile").write_text("FROM scratch\nCOPY . /ctx\n")
 
 
+def transfer_seconds(rawjson: str) -> float:
+    """How long the daemon spent receiving the context ("load build context"),
+    from rawjson progress; 0 when the step did not run (cached)."""
+    from datetime import datetime
+
+    def parse(ts):
+        # RFC 3339 with up to nanoseconds; Python takes microseconds.
+        head, _, frac = ts.rstrip("Z").partition(".")
+        return datetime.fromisoformat(head).timestamp() + float("0." + (frac or "0"))
+
+    started = completed = None
+    for line in rawjson.splitlines():
+        if not line.startswith("{"):
+            continue
+        for vertex in json.loads(line).get("vertexes") or []:
+            if vertex.get("name") == "[internal] load build context":
+                if vertex.get("started"):
+                    started = parse(vertex["started"])
+                if vertex.get("completed"):
+                    completed = parse(vertex["completed"])
+    return completed - started if started and completed else 0.0
+
+
 def run_measured(cmd, env=None):
-    """Runs cmd; returns (wall seconds, client CPU seconds, peak RSS MB)."""
+    """Runs cmd; returns (wall s, client CPU s, peak RSS MB, context transfer s)."""
     with tempfile.TemporaryFile() as log:
         start = time.monotonic()
         # stderr to a file, not a pipe: a full pipe would stall the client.
@@ -65,7 +92,7 @@ def run_measured(cmd, env=None):
         stderr = log.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"error: {' '.join(map(str, cmd))} failed:\n{stderr[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, transfer_seconds(stderr)
 
 
 def main():
@@ -90,9 +117,9 @@ def main():
     make_context(ctx, args.files, args.mb)
 
     clients = {
-        "fbuild": [fbuild, "--addr", addr, "solve", str(ctx), "--progress", "plain"],
+        "fbuild": [fbuild, "--addr", addr, "solve", str(ctx), "--progress", "rawjson"],
         "buildctl": [buildctl, "--addr", addr, "build", "--frontend", "dockerfile.v0",
-                     "--local", f"context={ctx}", "--local", f"dockerfile={ctx}", "--progress", "plain"],
+                     "--local", f"context={ctx}", "--local", f"dockerfile={ctx}", "--progress", "rawjson"],
     }
 
     def prune():
@@ -113,19 +140,20 @@ def main():
 
     print(f"\ncontext: {args.files} files, {args.mb} MB; median of {args.rounds} alternating rounds; "
           f"daemon {addr}\n")
-    header = f"{'scenario':<8} {'client':<9} {'wall s':>8} {'cpu s':>8} {'rss MB':>8}"
+    header = f"{'scenario':<8} {'client':<9} {'wall s':>8} {'cpu s':>8} {'rss MB':>8} {'xfer s':>8}"
     print(header)
     print("-" * len(header))
     for scenario in ("full", "one", "cached"):
         med = {}
         for client in clients:
             runs = results[(scenario, client)]
-            med[client] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
-            wall, cpu, rss = med[client]
-            print(f"{scenario:<8} {client:<9} {wall:>8.2f} {cpu:>8.2f} {rss:>8.1f}")
+            med[client] = tuple(statistics.median(r[i] for r in runs) for i in range(4))
+            wall, cpu, rss, xfer = med[client]
+            print(f"{scenario:<8} {client:<9} {wall:>8.2f} {cpu:>8.2f} {rss:>8.1f} {xfer:>8.2f}")
         f, b = med["fbuild"], med["buildctl"]
         ratio = lambda i: f[i] / b[i] if b[i] else float("nan")
-        print(f"{scenario:<8} {'ratio':<9} {ratio(0):>7.2f}x {ratio(1):>7.2f}x {ratio(2):>7.2f}x   (fbuild / buildctl)")
+        print(f"{scenario:<8} {'ratio':<9} {ratio(0):>7.2f}x {ratio(1):>7.2f}x {ratio(2):>7.2f}x {ratio(3):>7.2f}x"
+              "   (fbuild / buildctl)")
     shutil.rmtree(work, ignore_errors=True)
 
 

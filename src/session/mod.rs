@@ -21,18 +21,16 @@ use tokio::task::JoinHandle;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use tonic::transport::Channel;
-
-use crate::proto::moby::buildkit::v1::control_client::ControlClient;
-
-/// The largest gRPC message either side may send (buildkitd's own limit).
-pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
+use crate::control::Control;
+pub use crate::control::MAX_MESSAGE_SIZE;
 
 /// Failures of the session itself (not of the services it carries).
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("the daemon refused to open a session")]
-    Open(#[source] tonic::Status),
+    Open(#[source] crate::control::ControlError),
+    #[error("session header value is not ASCII: {0:?}")]
+    InvalidHeader(String),
     #[error("service {0} has no methods in proto/: cannot expose it to the daemon")]
     UnknownService(&'static str),
     #[error("the session's server failed")]
@@ -96,7 +94,7 @@ impl SessionBuilder {
 
     /// Opens `Control.Session` and serves the registered services on it
     /// until [`RunningSession::close`] or until the daemon hangs up.
-    pub async fn start(self, control: &ControlClient<Channel>) -> Result<RunningSession, SessionError> {
+    pub async fn start(self, control: &Control) -> Result<RunningSession, SessionError> {
         let id = new_id();
         let headers = SessionHeaders {
             id: id.clone(),

@@ -7,10 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
-
-use super::{SessionError, SessionHeaders, MAX_MESSAGE_SIZE};
-use crate::proto::moby::buildkit::v1::control_client::ControlClient;
+use super::{SessionError, SessionHeaders};
+use crate::control::Control;
 use crate::proto::moby::buildkit::v1::BytesMessage;
 
 /// Bytes buffered in the in-memory pipe, each way. Large enough that a
@@ -30,12 +28,10 @@ pub(crate) fn pipe() -> (DuplexStream, DuplexStream) {
 /// Opens `Control.Session` with the session's headers and pumps bytes between
 /// the call and `ours` until either side closes.
 pub(crate) async fn connect(
-    control: &ControlClient<Channel>,
+    control: &Control,
     headers: &SessionHeaders,
     ours: DuplexStream,
 ) -> Result<(), SessionError> {
-    let mut control =
-        control.clone().max_decoding_message_size(MAX_MESSAGE_SIZE).max_encoding_message_size(MAX_MESSAGE_SIZE);
     let (mut from_server, mut to_server) = tokio::io::split(ours);
     let (outbound_tx, outbound_rx) = mpsc::channel::<BytesMessage>(16);
 
@@ -48,6 +44,16 @@ pub(crate) async fn connect(
             match from_server.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    // Take what else the server has already written, without
+                    // waiting: one message for many small HTTP/2 frames
+                    // means fewer messages and wake-ups on the way out.
+                    while buf.len() < CHUNK {
+                        buf.reserve(CHUNK - buf.len());
+                        match futures::FutureExt::now_or_never(from_server.read_buf(&mut buf)) {
+                            Some(Ok(n)) if n > 0 => {}
+                            _ => break,
+                        }
+                    }
                     let data = buf.split().freeze();
                     if outbound_tx.send(BytesMessage { data }).await.is_err() {
                         break;
@@ -60,7 +66,7 @@ pub(crate) async fn connect(
 
     let mut request = tonic::Request::new(ReceiverStream::new(outbound_rx));
     let metadata = request.metadata_mut();
-    let ascii = |value: &str| MetadataValue::try_from(value).map_err(|_| invalid_header(value));
+    let ascii = |value: &str| MetadataValue::try_from(value).map_err(|_| SessionError::InvalidHeader(value.into()));
     metadata.insert("x-docker-expose-session-uuid", ascii(&headers.id)?);
     metadata.insert("x-docker-expose-session-name", ascii(&headers.name)?);
     metadata.insert("x-docker-expose-session-sharedkey", ascii(&headers.shared_key)?);
@@ -68,7 +74,7 @@ pub(crate) async fn connect(
         metadata.append("x-docker-expose-session-grpc-method", ascii(method)?);
     }
 
-    let mut inbound = control.session(request).await.map_err(SessionError::Open)?.into_inner();
+    let mut inbound = control.session(request).await.map_err(SessionError::Open)?;
 
     // Daemon → server.
     tokio::spawn(async move {
@@ -80,8 +86,4 @@ pub(crate) async fn connect(
         let _ = to_server.shutdown().await;
     });
     Ok(())
-}
-
-fn invalid_header(value: &str) -> SessionError {
-    SessionError::Open(tonic::Status::invalid_argument(format!("session header value is not ASCII: {value:?}")))
 }

@@ -20,10 +20,10 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use tonic::transport::Channel;
 
+use crate::control::Control;
 use crate::printer::Printer;
 use crate::proto::moby::buildkit::v1 as control_pb;
-use crate::proto::moby::buildkit::v1::control_client::ControlClient;
-use crate::session::{SessionBuilder, MAX_MESSAGE_SIZE};
+use crate::session::SessionBuilder;
 use plan::SolvePlan;
 
 /// What a finished build reports.
@@ -35,16 +35,13 @@ pub struct SolveOutcome {
 /// The failure of the build itself, as the daemon tells it.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
-    #[error("the build failed: {}", .0.message())]
-    Build(tonic::Status),
-    #[error("cannot follow the build's progress")]
-    Status(#[source] tonic::Status),
+    #[error("the build failed: {}", .0.status().message())]
+    Build(crate::control::ControlError),
 }
 
 /// Runs `plan` against the daemon behind `channel`.
 pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> anyhow::Result<SolveOutcome> {
-    let control =
-        ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE).max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let control = Control::new(channel);
     let build_ref = crate::session::new_id();
 
     let local_paths: Vec<&Path> = plan.locals.values().map(|p| p.as_path()).collect();
@@ -63,16 +60,10 @@ pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> any
     let request = solve_request(&plan, &build_ref, session.id());
     tracing::debug!(build_ref, session = session.id(), "solving");
 
-    let status_stream = control
-        .clone()
-        .status(control_pb::StatusRequest { r#ref: build_ref.clone() })
-        .await
-        .map_err(SolveError::Status)?
-        .into_inner();
+    let status_stream = control.status(&build_ref).await.context("cannot follow the build's progress")?;
     let progress = crate::progress::spawn(plan.progress, status_stream, printer, plan.dockerfile_context());
 
-    let mut solve_client = control.clone();
-    let solve = solve_client.solve(request);
+    let solve = control.solve(request);
     tokio::pin!(solve);
     let result = tokio::select! {
         result = &mut solve => result,
@@ -85,10 +76,10 @@ pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> any
     };
     let close = session.close().await;
     let response = match result {
-        Ok(response) => response.into_inner(),
-        Err(status) => {
-            progress.finish(Some(&status)).await;
-            return Err(SolveError::Build(status).into());
+        Ok(response) => response,
+        Err(error) => {
+            progress.finish(Some(error.status())).await;
+            return Err(SolveError::Build(error).into());
         }
     };
     progress.finish(None).await;
