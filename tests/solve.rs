@@ -285,3 +285,61 @@ fn bad_input_is_refused_before_connecting() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn dockerfile_from_stdin() {
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("greeting.txt", "hello from the context\n")]);
+    let out = util::tempdir();
+    util::fbuild()
+        .arg("solve")
+        .arg(project.path())
+        .args(["-f", "-", "-o"])
+        .arg(format!("type=local,dest={}", out.path().display()))
+        .write_stdin("FROM scratch\nCOPY greeting.txt /\n")
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(out.path().join("greeting.txt")).unwrap(), "hello from the context\n");
+}
+
+#[test]
+fn build_error_shows_the_dockerfile_line() {
+    let project = util::tempdir();
+    util::write_files(
+        project.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN echo before\nRUN echo failing-step && exit 3\n", testenv().busybox))],
+    );
+    let output = util::fbuild().arg("solve").arg(project.path()).arg("--no-cache").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failing-step"), "the failing step's log: {stderr}");
+    assert!(stderr.contains("exit code: 3"), "the daemon's message: {stderr}");
+    assert!(stderr.contains(">>> RUN echo failing-step"), "the Dockerfile line, marked: {stderr}");
+    assert!(stderr.contains("Dockerfile:3"), "file:line of the error: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn registry_cache_export_and_import() {
+    let project = util::tempdir();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let unique = format!("{}-{nanos}", std::process::id());
+    util::write_files(
+        project.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN echo {unique} > /stamp\n", testenv().busybox))],
+    );
+    let tag = format!("cache-{}", std::process::id());
+    let cache_ref = format!("{}/fbuild-test/cache:{tag}", testenv().registry);
+    util::fbuild()
+        .arg("solve")
+        .arg(project.path())
+        .arg("--cache-to")
+        .arg(format!("type=registry,ref={cache_ref},mode=max"))
+        .assert()
+        .success();
+    let manifest = util::registry_manifest("fbuild-test/cache", &tag).expect("the cache manifest was pushed");
+    let layers = manifest["layers"].as_array().or_else(|| manifest["manifests"].as_array());
+    assert!(layers.is_some_and(|l| !l.is_empty()), "the cache holds layers: {manifest}");
+    // Importing it is accepted (a bare value means type=registry,ref=VALUE).
+    util::fbuild().arg("solve").arg(project.path()).arg("--cache-from").arg(&cache_ref).assert().success();
+}

@@ -320,9 +320,10 @@ pub fn parse_cache_spec(flag: &'static str, spec: &str) -> Result<CacheEntry, Pl
     let kind = kind.ok_or_else(|| invalid(flag, spec, "type= is missing"))?;
     match kind.as_str() {
         "registry" if !attrs.contains_key("ref") => Err(invalid(flag, spec, "type=registry needs ref=")),
-        "local" if flag == "--cache-to" && !attrs.contains_key("dest") => Err(invalid(flag, spec, "type=local needs dest=")),
-        "local" if flag == "--cache-from" && !attrs.contains_key("src") => Err(invalid(flag, spec, "type=local needs src=")),
-        "registry" | "local" | "inline" | "gha" | "s3" | "azblob" => Ok(CacheEntry { kind, attrs }),
+        // A local cache folder is read and written through a content store
+        // served on the session, which fbuild does not serve yet.
+        "local" => Err(invalid(flag, spec, "type=local cache is not supported yet; use type=registry or type=inline")),
+        "registry" | "inline" | "gha" | "s3" | "azblob" => Ok(CacheEntry { kind, attrs }),
         _ => Err(invalid(flag, spec, "unknown cache type (registry, local, inline, gha, s3, azblob)")),
     }
 }
@@ -409,7 +410,8 @@ mod tests {
             (&["--add-host", "db:notanip"], "--add-host"),
             (&["--allow", "root"], "--allow"),
             (&["--build-context", "x"], "--build-context"),
-            (&["--cache-to", "type=local"], "--cache-to"),
+            (&["--cache-to", "type=local,dest=/tmp/c"], "--cache-to"),
+            (&["--cache-to", "type=registry"], "--cache-to"),
             (&["--cache-from", "type=nope,ref=x"], "--cache-from"),
         ];
         for (extra, flag) in cases {
@@ -439,8 +441,8 @@ mod tests {
         let bare = parse_cache_spec("--cache-from", "registry:5000/app:cache").unwrap();
         assert_eq!(bare.kind, "registry");
         assert_eq!(bare.attrs["ref"], "registry:5000/app:cache");
-        let local = parse_cache_spec("--cache-to", "type=local,dest=/tmp/c,mode=max").unwrap();
-        assert_eq!(local.kind, "local");
-        assert_eq!(local.attrs["mode"], "max");
+        let registry = parse_cache_spec("--cache-to", "type=registry,ref=r/app:cache,mode=max").unwrap();
+        assert_eq!(registry.kind, "registry");
+        assert_eq!(registry.attrs["mode"], "max");
     }
 }
