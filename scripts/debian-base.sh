@@ -23,7 +23,6 @@ DIR="$STATE/images/debian-python"
 [[ $(id -u) == 0 ]] || die "debootstrap needs root"
 [[ -s $STATE/ports ]] || die "no test environment: run scripts/testenv.sh up first"
 REGISTRY="127.0.0.1:$(sed -n 's/^REGISTRY_PORT=//p' "$STATE/ports")"
-SOCK=$(fbuild_sock)
 REF="$REGISTRY/debian-python:bookworm"
 
 apt_install debootstrap
@@ -51,14 +50,7 @@ if [[ ! -e $DIR/.complete ]]; then
 fi
 
 log "building and pushing $REF"
-"$FBUILD_TOOLS/buildctl" --addr "unix://$SOCK" build --progress=plain \
-    --frontend dockerfile.v0 --local "context=$DIR" --local "dockerfile=$DIR" \
-    --opt build-arg:SOURCE_DATE_EPOCH=0 \
-    --output "type=image,name=$REF,push=true,registry.insecure=true,rewrite-timestamp=true" \
-    >"$STATE/images/debian-python-build.log" 2>&1 || {
-    tail -n 30 "$STATE/images/debian-python-build.log" >&2
-    die "building $REF failed (log: $STATE/images/debian-python-build.log)"
-}
+push_image "$DIR" "$REF" "$STATE/images/debian-python-build.log" "$REF"
 # Make the new image visible to whoever sources the env file now.
 if [[ -s $ENV_FILE ]]; then
     sed -i "s|^export FBUILD_TEST_DEBIAN=.*|export FBUILD_TEST_DEBIAN='$REF'|" "$ENV_FILE"

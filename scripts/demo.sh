@@ -11,12 +11,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-for dir in "${HOME:-/root}/.cargo/bin" /usr/local/go/bin; do
-    if [[ -d $dir && :$PATH: != *:$dir:* ]]; then
-        PATH="$dir:$PATH"
-    fi
-done
-export PATH
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+fbuild_add_tool_paths
 
 debian=0
 for arg in "$@"; do

@@ -27,6 +27,19 @@ fbuild_sock() {
     printf '%s\n' "$sock"
 }
 
+# fbuild_add_tool_paths: put cargo's and Go's bin folders on PATH when they
+# exist and are missing (CI runs with the machine's environment, which may lack
+# the login PATH).
+fbuild_add_tool_paths() {
+    local dir
+    for dir in "${HOME:-/root}/.cargo/bin" /usr/local/go/bin; do
+        if [[ -d $dir && :$PATH: != *:$dir:* ]]; then
+            PATH="$dir:$PATH"
+        fi
+    done
+    export PATH
+}
+
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() {
     printf '[testenv] error: %s\n' "$*" >&2
@@ -96,4 +109,20 @@ apt_install() {
         FBUILD_APT_UPDATED=1
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# push_image DIR REF LOGFILE WHAT: build the Dockerfile in DIR with the root
+# test daemon and push it to REF in the loopback registry. SOURCE_DATE_EPOCH=0
+# and rewrite-timestamp: the same files give the same digest. On failure, the
+# log's tail and `building WHAT failed`.
+push_image() {
+    local dir=$1 ref=$2 logfile=$3 what=$4
+    "$FBUILD_TOOLS/buildctl" --addr "unix://$(fbuild_sock)" build --progress=plain \
+        --frontend dockerfile.v0 --local "context=$dir" --local "dockerfile=$dir" \
+        --opt build-arg:SOURCE_DATE_EPOCH=0 \
+        --output "type=image,name=$ref,push=true,registry.insecure=true,rewrite-timestamp=true" \
+        >"$logfile" 2>&1 || {
+        tail -n 30 "$logfile" >&2
+        die "building $what failed (log: $logfile)"
+    }
 }

@@ -12,13 +12,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# CI runs with the machine's environment, which may lack the login PATH.
-for dir in "${HOME:-/root}/.cargo/bin" /usr/local/go/bin; do
-    if [[ -d $dir && :$PATH: != *:$dir:* ]]; then
-        PATH="$dir:$PATH"
-    fi
-done
-export PATH
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+fbuild_add_tool_paths
 
 state=${FBUILD_TESTENV_DIR:-$PWD/.testenv}
 if [[ ${CI:-} == true ]]; then

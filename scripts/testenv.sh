@@ -259,15 +259,8 @@ ensure_busybox() {
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$dir/rootfs/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/rootfs/etc/group"
     printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\n' >"$dir/Dockerfile"
-    # SOURCE_DATE_EPOCH=0 + rewrite-timestamp: the same busybox gives the same digest.
-    "$BUILDCTL" --addr "unix://$SOCK" build --progress=plain \
-        --frontend dockerfile.v0 --local "context=$dir" --local "dockerfile=$dir" \
-        --opt build-arg:SOURCE_DATE_EPOCH=0 \
-        --output "type=image,name=127.0.0.1:$REGISTRY_PORT/busybox:latest,push=true,registry.insecure=true,rewrite-timestamp=true" \
-        >"$STATE/images/busybox.log" 2>&1 || {
-        tail -n 30 "$STATE/images/busybox.log" >&2
-        die "building the busybox image failed (log: $STATE/images/busybox.log)"
-    }
+    # Reproducible (see push_image): the same busybox gives the same digest.
+    push_image "$dir" "127.0.0.1:$REGISTRY_PORT/busybox:latest" "$STATE/images/busybox.log" "the busybox image"
     registry_has busybox latest || die "the registry does not list busybox:latest after the push"
 }
 

@@ -255,14 +255,7 @@ impl DaemonError {
     /// Wraps the error with its hints, for the CLI's error renderer.
     pub fn into_hinted(self) -> anyhow::Error {
         let hints = self.hints();
-        if hints.is_empty() {
-            anyhow::Error::new(self)
-        } else {
-            anyhow::Error::new(Hinted {
-                error: anyhow::Error::new(self),
-                hints,
-            })
-        }
+        Hinted::wrap(self, hints)
     }
 }
 

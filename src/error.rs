@@ -15,6 +15,18 @@ pub struct Hinted {
     pub hints: Vec<String>,
 }
 
+impl Hinted {
+    /// `error` with `hints` for the renderer, or `error` alone when there are none.
+    pub fn wrap(error: impl Into<anyhow::Error>, hints: Vec<String>) -> anyhow::Error {
+        let error = error.into();
+        if hints.is_empty() {
+            error
+        } else {
+            anyhow::Error::new(Hinted { error, hints })
+        }
+    }
+}
+
 impl std::fmt::Display for Hinted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.error.fmt(f)

@@ -6,13 +6,13 @@
 //! delete, so they run against a private buildkitd started here (its own
 //! root, socket and OTEL socket; the test environment's registry config).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util;
+use crate::util::{self, PrivateDaemon};
 
 fn stdout(cmd: &mut assert_cmd::Command) -> String {
     let output = cmd.output().expect("the command runs");
@@ -106,97 +106,14 @@ fn workers_lists_the_worker_and_platforms() {
     );
 }
 
-/// A buildkitd of our own; stopped (SIGTERM, then SIGKILL) and reaped on drop.
-struct PrivateDaemon {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-    // Dropped after the daemon stops: it holds the daemon's state.
-    _dir: tempfile::TempDir,
+/// A private buildkitd with the shared daemon's config (the loopback
+/// registry speaks HTTP).
+fn start_daemon() -> PrivateDaemon {
+    let config = util::testenv().root.join("buildkitd.toml");
+    PrivateDaemon::start([OsStr::new("--config"), config.as_os_str()])
 }
 
 impl PrivateDaemon {
-    fn start() -> Self {
-        let env = util::testenv();
-        let dir = util::tempdir();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        let addr = format!("unix://{}", dir.path().join("buildkitd.sock").display());
-        let log = dir.path().join("buildkitd.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&env.buildkitd)
-            .arg("--root")
-            .arg(&root)
-            .args(["--addr", &addr])
-            .arg("--otel-socket-path")
-            .arg(dir.path().join("otel.sock"))
-            // The shared daemon's config: the loopback registry speaks HTTP.
-            .arg("--config")
-            .arg(env.root.join("buildkitd.toml"))
-            .args([
-                "--oci-worker=true",
-                "--containerd-worker=false",
-                "--oci-worker-net=host",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("cannot start buildkitd");
-        let mut daemon = PrivateDaemon {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        };
-        daemon.wait_until_up();
-        daemon
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn wait_until_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the private buildkitd exited ({status}); its log:\n{}",
-                    self.log_tail()
-                );
-            }
-            let answered = self
-                .buildctl()
-                .args(["debug", "workers"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if answered {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the private buildkitd did not answer in 30 s:\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn buildctl(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::new(&util::testenv().buildctl);
-        cmd.args(["--addr", &self.addr]);
-        cmd
-    }
-
-    fn fbuild(&self) -> assert_cmd::Command {
-        let mut cmd = util::fbuild();
-        cmd.args(["--addr", &self.addr]);
-        cmd
-    }
-
     /// Builds `dockerfile` with buildctl (no output): fills the cache.
     fn build(&self, context: &Path, dockerfile: &str) {
         util::write_files(context, &[("Dockerfile", dockerfile)]);
@@ -246,22 +163,6 @@ impl PrivateDaemon {
     }
 }
 
-impl Drop for PrivateDaemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The value after `key:` in `Key: value` summary lines.
 fn summary(text: &str, key: &str) -> String {
     text.lines()
@@ -272,7 +173,7 @@ fn summary(text: &str, key: &str) -> String {
 
 #[test]
 fn du_and_prune_agree_with_buildctl() {
-    let daemon = PrivateDaemon::start();
+    let daemon = start_daemon();
     let context = util::tempdir();
     util::write_files(context.path(), &[("data.txt", &"cache me\n".repeat(2000))]);
     let busybox = &util::testenv().busybox;

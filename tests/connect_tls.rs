@@ -3,13 +3,12 @@
 //! failing clearly with a wrong CA, no client certificate, a client
 //! certificate from another CA, and a wrong server name.
 //!
-//! The second daemon runs beside the test environment's: its own `--root`, its
-//! own TCP port and no unix socket, and its own OTEL socket (buildkitd
-//! otherwise listens on /run/buildkit/otel-grpc.sock, which a second root
-//! daemon would take over from the first).
+//! The second daemon is a [`PrivateDaemon`] beside the test environment's, on
+//! its own TCP port and no unix socket.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fbuild::connect::{self, ConnectError, ConnectOptions, TlsOptions, TlsProblem};
@@ -18,7 +17,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-use crate::util;
+use crate::util::{self, PrivateDaemon};
 
 /// A CA and what it signed, written as PEM files into a folder.
 struct Pki {
@@ -74,36 +73,6 @@ fn make_pki(dir: &Path, label: &str) -> Pki {
     }
 }
 
-/// A buildkitd started by a test; stopped (SIGTERM, then SIGKILL) and reaped on drop.
-struct DaemonGuard {
-    child: Child,
-    log: PathBuf,
-}
-
-impl DaemonGuard {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for DaemonGuard {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -113,35 +82,18 @@ fn free_port() -> u16 {
 }
 
 /// Starts a buildkitd with mutual TLS on a loopback port.
-fn start_tls_daemon(dir: &Path, pki: &Pki, port: u16) -> DaemonGuard {
-    let root = dir.join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let log = dir.join("buildkitd.log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(util::buildkitd_binary())
-        .arg("--root")
-        .arg(&root)
-        .arg("--addr")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--otel-socket-path")
-        .arg(dir.join("otel.sock"))
-        .arg("--tlscacert")
-        .arg(&pki.ca)
-        .arg("--tlscert")
-        .arg(&pki.server_cert)
-        .arg("--tlskey")
-        .arg(&pki.server_key)
-        .args([
-            "--oci-worker=true",
-            "--containerd-worker=false",
-            "--oci-worker-net=host",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("cannot start buildkitd");
-    DaemonGuard { child, log }
+fn start_tls_daemon(pki: &Pki, port: u16) -> PrivateDaemon {
+    PrivateDaemon::spawn_at(
+        format!("tcp://127.0.0.1:{port}"),
+        [
+            OsStr::new("--tlscacert"),
+            pki.ca.as_os_str(),
+            OsStr::new("--tlscert"),
+            pki.server_cert.as_os_str(),
+            OsStr::new("--tlskey"),
+            pki.server_key.as_os_str(),
+        ],
+    )
 }
 
 fn options(
@@ -162,26 +114,18 @@ fn options(
 }
 
 /// Waits until the daemon answers with the right certificates.
-fn wait_until_up(rt: &tokio::runtime::Runtime, daemon: &mut DaemonGuard, opts: &ConnectOptions) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            panic!(
-                "the TLS buildkitd exited ({status}); its log:\n{}",
-                daemon.log_tail()
-            );
-        }
-        match rt.block_on(connect::open(opts, Duration::from_secs(2))) {
-            Ok(_) => return,
-            Err(err) if Instant::now() > deadline => {
-                panic!(
-                    "the TLS buildkitd did not answer within 30 s: {err:#?}\nits log:\n{}",
-                    daemon.log_tail()
-                )
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+fn wait_until_up(rt: &tokio::runtime::Runtime, daemon: &mut PrivateDaemon, opts: &ConnectOptions) {
+    daemon.wait_until_up(|_| {
+        rt.block_on(connect::open(opts, Duration::from_secs(2)))
+            .map(drop)
+            .map_err(|err| format!("{err:#?}"))
+    });
+}
+
+/// The error of a connection the daemon (or the client) refuses.
+fn refused(rt: &tokio::runtime::Runtime, opts: &ConnectOptions) -> ConnectError {
+    rt.block_on(connect::open(opts, connect::CONNECT_TIMEOUT))
+        .expect_err("the connection is refused")
 }
 
 /// The error as the CLI prints it.
@@ -201,7 +145,7 @@ fn mutual_tls_right_and_wrong_certificates() {
     let pki = make_pki(&tmp.path().join("pki"), "A");
     let other = make_pki(&tmp.path().join("other-pki"), "B");
     let port = free_port();
-    let mut daemon = start_tls_daemon(&tmp.path().join("daemon"), &pki, port);
+    let mut daemon = start_tls_daemon(&pki, port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
 
@@ -230,12 +174,7 @@ fn mutual_tls_right_and_wrong_certificates() {
         "the TLS daemon lists no worker"
     );
     // A CA that did not sign the daemon's certificate.
-    let err = rt
-        .block_on(connect::open(
-            &options(port, &other.ca, client, None),
-            connect::CONNECT_TIMEOUT,
-        ))
-        .unwrap_err();
+    let err = refused(&rt, &options(port, &other.ca, client, None));
     assert!(
         matches!(tls_problem(&err), Some(TlsProblem::UnknownCa { .. })),
         "{err:?}"
@@ -248,12 +187,7 @@ fn mutual_tls_right_and_wrong_certificates() {
     assert!(text.contains(&other.ca.display().to_string()), "{text}");
 
     // No client certificate: the daemon requires one.
-    let err = rt
-        .block_on(connect::open(
-            &options(port, &pki.ca, None, None),
-            connect::CONNECT_TIMEOUT,
-        ))
-        .unwrap_err();
+    let err = refused(&rt, &options(port, &pki.ca, None, None));
     assert!(
         matches!(tls_problem(&err), Some(TlsProblem::ClientCertRequired)),
         "{err:?}"
@@ -264,12 +198,7 @@ fn mutual_tls_right_and_wrong_certificates() {
 
     // A client certificate from a CA the daemon does not trust.
     let foreign = Some((other.client_cert.as_path(), other.client_key.as_path()));
-    let err = rt
-        .block_on(connect::open(
-            &options(port, &pki.ca, foreign, None),
-            connect::CONNECT_TIMEOUT,
-        ))
-        .unwrap_err();
+    let err = refused(&rt, &options(port, &pki.ca, foreign, None));
     assert!(
         matches!(
             tls_problem(&err),
@@ -288,9 +217,7 @@ fn mutual_tls_right_and_wrong_certificates() {
 
     // A server name the certificate is not valid for.
     let named = options(port, &pki.ca, client, Some("build.example"));
-    let err = rt
-        .block_on(connect::open(&named, connect::CONNECT_TIMEOUT))
-        .unwrap_err();
+    let err = refused(&rt, &named);
     assert!(
         matches!(tls_problem(&err), Some(TlsProblem::WrongName { .. })),
         "{err:?}"
@@ -308,9 +235,7 @@ fn mutual_tls_right_and_wrong_certificates() {
         tls: TlsOptions::default(),
     };
     let started = Instant::now();
-    let err = rt
-        .block_on(connect::open(&plain, connect::CONNECT_TIMEOUT))
-        .unwrap_err();
+    let err = refused(&rt, &plain);
     assert!(started.elapsed() <= connect::CONNECT_TIMEOUT + Duration::from_secs(1));
     assert!(
         err.hints().iter().any(|h| h.contains("--tlscacert")),

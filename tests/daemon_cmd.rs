@@ -2,11 +2,11 @@
 //! folder of the test's own, so it never meets the test environment's daemon
 //! or the machine's standard socket.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::util;
+use crate::util::{self, text, OnDrop};
 
 /// Runs fbuild with the daemon address of this test and no BUILDKIT_HOST.
 fn fbuild(addr: &str, args: &[&str]) -> Output {
@@ -18,22 +18,19 @@ fn fbuild(addr: &str, args: &[&str]) -> Output {
         .expect("cannot run fbuild")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// `fbuild daemon start --root ROOT --buildkitd BUILDKITD EXTRA…`.
+fn daemon_start(addr: &str, root: &str, buildkitd: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["daemon", "start", "--root", root, "--buildkitd", buildkitd];
+    args.extend_from_slice(extra);
+    fbuild(addr, &args)
 }
 
 /// Stops the test's daemon (by its pid file, through `fbuild daemon stop`)
 /// even when an assertion failed half-way.
-struct StopOnDrop {
-    addr: String,
-    root: PathBuf,
-}
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let root = self.root.to_string_lossy().into_owned();
-        let _ = fbuild(&self.addr, &["daemon", "stop", "--root", &root]);
-    }
+fn stop_on_drop<'a>(addr: &'a str, root: &'a str) -> OnDrop<impl FnMut() + 'a> {
+    OnDrop(move || {
+        let _ = fbuild(addr, &["daemon", "stop", "--root", root]);
+    })
 }
 
 fn pid_from(root: &Path) -> u32 {
@@ -71,22 +68,9 @@ fn start_info_status_stop() {
         text(&out.stderr)
     );
 
-    let _guard = StopOnDrop {
-        addr: addr.clone(),
-        root: root.clone(),
-    };
+    let _guard = stop_on_drop(&addr, &root_arg);
     let started = std::time::Instant::now();
-    let out = fbuild(
-        &addr,
-        &[
-            "daemon",
-            "start",
-            "--root",
-            &root_arg,
-            "--buildkitd",
-            &buildkitd,
-        ],
-    );
+    let out = daemon_start(&addr, &root_arg, &buildkitd, &[]);
     assert!(
         out.status.success(),
         "daemon start failed: {}",
@@ -119,17 +103,7 @@ fn start_info_status_stop() {
     assert_eq!(status["address"], addr.as_str(), "{status}");
 
     // A second start at the same address is refused, and names the running one.
-    let out = fbuild(
-        &addr,
-        &[
-            "daemon",
-            "start",
-            "--root",
-            &root_arg,
-            "--buildkitd",
-            &buildkitd,
-        ],
-    );
+    let out = daemon_start(&addr, &root_arg, &buildkitd, &[]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("already answers at"), "{stderr}");
@@ -171,24 +145,9 @@ fn start_reports_a_daemon_that_exits() {
     let addr = format!("unix://{}", tmp.path().join("buildkitd.sock").display());
     let root = tmp.path().join("daemon").to_string_lossy().into_owned();
     let buildkitd = util::buildkitd_binary().to_string_lossy().into_owned();
-    let _guard = StopOnDrop {
-        addr: addr.clone(),
-        root: root.clone().into(),
-    };
+    let _guard = stop_on_drop(&addr, &root);
 
-    let out = fbuild(
-        &addr,
-        &[
-            "daemon",
-            "start",
-            "--root",
-            &root,
-            "--buildkitd",
-            &buildkitd,
-            "--",
-            "--no-such-flag",
-        ],
-    );
+    let out = daemon_start(&addr, &root, &buildkitd, &["--", "--no-such-flag"]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(

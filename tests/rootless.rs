@@ -10,16 +10,12 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::util::{self, RootlessEnv};
+use crate::util::{self, text, OnDrop, RootlessEnv};
 
 /// Runs an `assert_cmd` command to completion.
 fn run(mut cmd: assert_cmd::Command) -> Output {
     cmd.output()
         .expect("cannot run a command as the rootless user")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The worker ids in `buildctl debug workers` / `fbuild workers` table output.
@@ -104,23 +100,6 @@ fn fbuild_as(env: &RootlessEnv, fbuild: &Path, args: &[&str]) -> Output {
     run(cmd)
 }
 
-/// Stops the user's test daemon through `fbuild daemon stop` even when an assertion failed.
-struct StopOnDrop<'a> {
-    env: &'a RootlessEnv,
-    fbuild: &'a Path,
-    root: String,
-}
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = fbuild_as(
-            self.env,
-            self.fbuild,
-            &["daemon", "stop", "--root", &self.root],
-        );
-    }
-}
-
 #[test]
 fn daemon_start_runs_rootless_for_a_user() {
     let shared = util::rootless();
@@ -143,11 +122,10 @@ fn daemon_start_runs_rootless_for_a_user() {
     };
     let xdg = env.xdg.to_string_lossy().into_owned();
     let root = format!("{xdg}/daemon");
-    let _guard = StopOnDrop {
-        env: &env,
-        fbuild: &fbuild,
-        root: root.clone(),
-    };
+    // Stops the user's test daemon even when an assertion failed.
+    let _guard = OnDrop(|| {
+        let _ = fbuild_as(&env, &fbuild, &["daemon", "stop", "--root", &root]);
+    });
 
     let started = std::time::Instant::now();
     let out = fbuild_as(

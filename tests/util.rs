@@ -11,12 +11,13 @@
 #![allow(dead_code)] // each test module uses a different subset
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The test environment's addresses and binaries.
 #[derive(Debug, Clone)]
@@ -219,6 +220,165 @@ pub fn fbuild_binary() -> PathBuf {
 /// their own daemon).
 pub fn buildkitd_binary() -> PathBuf {
     testenv().buildkitd.clone()
+}
+
+/// A buildkitd of a test's own, beside the test environment's: its own
+/// `--root`, address and OTEL socket (buildkitd otherwise listens on
+/// /run/buildkit/otel-grpc.sock, which a second root daemon would take over
+/// from the first), all in a temp folder. Stopped (SIGTERM, then SIGKILL) and
+/// reaped on drop, even when an assertion failed half-way.
+pub struct PrivateDaemon {
+    child: Child,
+    /// The address it listens on.
+    pub addr: String,
+    /// Its `--root` state folder.
+    pub root: PathBuf,
+    log: PathBuf,
+    // Dropped after the daemon stops: it holds the daemon's state.
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateDaemon {
+    /// Starts one on a unix socket in its folder with `extra_args` added, and
+    /// waits until it answers `buildctl debug workers`.
+    pub fn start<I>(extra_args: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<OsStr>,
+    {
+        let dir = tempdir();
+        let addr = format!("unix://{}", dir.path().join("buildkitd.sock").display());
+        let mut daemon = Self::spawn(dir, addr, extra_args);
+        daemon.wait_until_up(|daemon| {
+            let out = daemon.buildctl().args(["debug", "workers"]).output();
+            match out {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        daemon
+    }
+
+    /// Starts one listening at `addr` with `extra_args` added, without
+    /// waiting: for daemons that buildctl cannot reach as it is (TLS); call
+    /// [`PrivateDaemon::wait_until_up`] with a check of the caller's own.
+    pub fn spawn_at<I>(addr: String, extra_args: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<OsStr>,
+    {
+        Self::spawn(tempdir(), addr, extra_args)
+    }
+
+    fn spawn<I>(dir: tempfile::TempDir, addr: String, extra_args: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<OsStr>,
+    {
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).expect("create the private daemon's root");
+        let log = dir.path().join("buildkitd.log");
+        let log_file = std::fs::File::create(&log).expect("create the private daemon's log");
+        let child = Command::new(buildkitd_binary())
+            .arg("--root")
+            .arg(&root)
+            .args(["--addr", &addr])
+            .arg("--otel-socket-path")
+            .arg(dir.path().join("otel.sock"))
+            .args([
+                "--oci-worker=true",
+                "--containerd-worker=false",
+                "--oci-worker-net=host",
+            ])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("share the log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("cannot start buildkitd");
+        PrivateDaemon {
+            child,
+            addr,
+            root,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The last 30 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Retries `answers` every 200 ms until it is Ok; panics with the log's
+    /// tail when the daemon exits or 30 s pass.
+    pub fn wait_until_up(&mut self, mut answers: impl FnMut(&Self) -> Result<(), String>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the private buildkitd exited ({status}); its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            match answers(self) {
+                Ok(()) => return,
+                Err(why) if Instant::now() > deadline => panic!(
+                    "the private buildkitd did not answer within 30 s: {why}\nits log:\n{}",
+                    self.log_tail()
+                ),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// buildctl with `--addr` set to this daemon.
+    pub fn buildctl(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new(&testenv().buildctl);
+        cmd.args(["--addr", &self.addr]);
+        cmd
+    }
+
+    /// [`fbuild`] with `--addr` set to this daemon.
+    pub fn fbuild(&self) -> assert_cmd::Command {
+        let mut cmd = fbuild();
+        cmd.args(["--addr", &self.addr]);
+        cmd
+    }
+}
+
+impl Drop for PrivateDaemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a closure when dropped: cleanup that must happen even when an
+/// assertion fails half-way (stopping a daemon a test started).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+/// Bytes of a command's output as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// fbuild, pointed at the test daemon through BUILDKIT_HOST, with its progress

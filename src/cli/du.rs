@@ -318,12 +318,6 @@ pub(crate) mod tests {
         records
     }
 
-    fn text(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
-        let mut out = Vec::new();
-        write(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
     #[test]
     fn sorts_by_size_then_id() {
         let mut records = records();
@@ -359,7 +353,7 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(
-            text(|out| totals.write_to(out)),
+            table::rendered(|out| totals.write_to(out)),
             "Reclaimable: 5.10MB\nTotal:       5.10MB\n"
         );
 
@@ -381,7 +375,7 @@ pub(crate) mod tests {
                 shared: 2_011_136
             }
         );
-        insta::assert_snapshot!(text(|out| totals.write_to(out)), @r"
+        insta::assert_snapshot!(table::rendered(|out| totals.write_to(out)), @r"
         Shared:      2.01MB
         Private:     3.09MB
         Reclaimable: 2.02MB
@@ -391,7 +385,7 @@ pub(crate) mod tests {
 
     #[test]
     fn table_shows_every_record() {
-        insta::assert_snapshot!(text(|out| render_table(&sorted_records(), now(), out)), @r"
+        insta::assert_snapshot!(table::rendered(|out| render_table(&sorted_records(), now(), out)), @r"
         ID                          TYPE           SIZE     RECLAIMABLE   SHARED   LAST USED     USAGE   DESCRIPTION
         waqyd1g3w3zmdxjiy0z7mdelu   source.local   4.10kB   yes           no       2 hours ago   1       local source for context
         pbu4t059ydrkzo6hkvhlefep9   source.local   8.19kB   yes           no       2 hours ago   1       local source for dockerfile
@@ -405,7 +399,7 @@ pub(crate) mod tests {
         let mut records = sorted_records();
         records.truncate(1);
         records[0].parents = vec!["p1".into(), "p2".into()];
-        insta::assert_snapshot!(text(|out| render_verbose(&records, now(), out)), @r"
+        insta::assert_snapshot!(table::rendered(|out| render_verbose(&records, now(), out)), @r"
         ID:          waqyd1g3w3zmdxjiy0z7mdelu
         Parents:     p1;p2
         Type:        source.local
@@ -428,7 +422,7 @@ pub(crate) mod tests {
         let mut records = sorted_records();
         records.truncate(1);
         assert_eq!(
-            text(|out| write_json(&records, out)),
+            table::rendered(|out| write_json(&records, out)),
             format!("{buildctl}\n")
         );
     }

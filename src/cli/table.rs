@@ -137,15 +137,17 @@ pub(crate) fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> 
     writeln!(out)
 }
 
+/// What `write` renders, as text: for the commands' snapshot tests.
+#[cfg(test)]
+pub(crate) fn rendered(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
+    let mut out = Vec::new();
+    write(&mut out).expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("tables are UTF-8")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn render(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
-        let mut out = Vec::new();
-        write(&mut out).expect("writing to a Vec cannot fail");
-        String::from_utf8(out).expect("tables are UTF-8")
-    }
 
     #[test]
     fn table_aligns_columns_without_trailing_spaces() {
@@ -153,7 +155,7 @@ mod tests {
         table.row(["w1".to_owned(), "linux/amd64,linux/386".to_owned()]);
         table.row(["worker-two".to_owned(), "linux/arm64".to_owned()]);
         table.row(["µ".to_owned()]);
-        let text = render(|out| table.write_to(out));
+        let text = rendered(|out| table.write_to(out));
         insta::assert_snapshot!(text, @r"
         ID           PLATFORMS
         w1           linux/amd64,linux/386
@@ -171,7 +173,7 @@ mod tests {
             .heading("Labels");
         fields.nested("org.mobyproject.buildkit.worker.executor", "oci");
         fields.nested("short", "x");
-        let text = render(|out| fields.write_to(out));
+        let text = rendered(|out| fields.write_to(out));
         insta::assert_snapshot!(text, @r"
         ID:        w1
         Platforms: linux/amd64

@@ -352,9 +352,7 @@ mod tests {
     }
 
     fn rendered(render: fn(&[WorkerRecord], &mut dyn Write) -> std::io::Result<()>) -> String {
-        let mut out = Vec::new();
-        render(&[oci_worker()], &mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        table::rendered(|out| render(&[oci_worker()], out))
     }
 
     #[test]

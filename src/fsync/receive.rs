@@ -735,18 +735,13 @@ fn timespec(nanos: i64) -> TimeSpec {
 mod tests {
     use super::*;
     use crate::fsync::send::{send_diffcopy, SendError, TransferProgress, CHUNK_SIZE};
+    use crate::fsync::test_support::write;
     use crate::fsync::walk::{FilterOptions, Walker};
     use std::collections::BTreeMap;
     use std::ops::ControlFlow;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::sync::Arc;
     use tokio_stream::wrappers::ReceiverStream;
-
-    fn write(root: &Path, rel: &str, content: &[u8]) {
-        let path = root.join(rel);
-        fs_err::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
-        fs_err::write(path, content).expect("write");
-    }
 
     /// Sender and receiver connected in-process.
     async fn transfer(

@@ -568,19 +568,13 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use crate::fsync::receive::receive_diffcopy;
-    use crate::fsync::test_support::serve_in_memory;
+    use crate::fsync::test_support::{serve_in_memory, write};
     use crate::proto::moby::filesync::v1::file_sync_client::FileSyncClient;
     use std::path::Path;
     use std::time::{Duration, Instant};
     use tokio_stream::wrappers::ReceiverStream;
     use tonic::metadata::MetadataValue;
     use tonic::transport::Server;
-
-    fn write(root: &Path, rel: &str, content: &[u8]) {
-        let path = root.join(rel);
-        fs_err::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
-        fs_err::write(path, content).expect("write");
-    }
 
     /// Plays the daemon: calls DiffCopy with `metadata` and receives into
     /// `dest` with our receiver.

@@ -1,7 +1,8 @@
 //! Test helpers: a tonic server and channel joined by an in-memory pipe,
-//! the same shape as the session tunnel.
+//! the same shape as the session tunnel, and test files written into a tree.
 
 use std::io;
+use std::path::Path;
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::server::Router;
@@ -25,4 +26,11 @@ pub(crate) async fn serve_in_memory(router: Router) -> Channel {
         }))
         .await
         .expect("in-memory channel")
+}
+
+/// Writes `content` to `root/rel`, creating its folders.
+pub(crate) fn write(root: &Path, rel: &str, content: &[u8]) {
+    let path = root.join(rel);
+    fs_err::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
+    fs_err::write(path, content).expect("write");
 }

@@ -289,6 +289,7 @@ pub fn write_source_context(out: &mut dyn Write, snippet: &SourceSnippet) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::model::tests::range;
 
     const DOCKERFILE: &str = "FROM busybox\nRUN one\nCOPY a b\nRUN four\nRUN cat /x && exit 3\n";
 
@@ -390,16 +391,7 @@ mod tests {
                 data: DOCKERFILE.into(),
                 ..Default::default()
             }),
-            ranges: vec![pb::Range {
-                start: Some(pb::Position {
-                    line: 2,
-                    character: 0,
-                }),
-                end: Some(pb::Position {
-                    line: 2,
-                    character: 7,
-                }),
-            }],
+            ranges: vec![range(2, 0, 7)],
         };
         let rpc = RpcStatus {
             code: 2,

@@ -554,7 +554,9 @@ where
             item = stream.next(), if stream_open => match item {
                 Some(Ok(status)) => {
                     writer.update(&status);
-                    if ended.is_some() {
+                    // After a finished build, more status means more is
+                    // coming: wait for it. A cancelled build ends at once.
+                    if matches!(ended, Some(Ending::Solved(_))) {
                         drain.as_mut().reset(tokio::time::Instant::now() + STATUS_DRAIN_TIMEOUT);
                     }
                 }

@@ -690,6 +690,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::proto::pb::ProgressGroup;
 
+    /// A timestamp `ms` milliseconds after a fixed instant.
     pub(crate) fn ts(ms: i64) -> Option<prost_types::Timestamp> {
         Some(prost_types::Timestamp {
             seconds: 1_700_000_000 + ms / 1000,
@@ -697,7 +698,13 @@ pub(crate) mod tests {
         })
     }
 
-    fn vertex(digest: &str, name: &str, started: Option<i64>, completed: Option<i64>) -> Vertex {
+    /// A vertex started and completed at `ts(ms)` times.
+    pub(crate) fn vertex(
+        digest: &str,
+        name: &str,
+        started: Option<i64>,
+        completed: Option<i64>,
+    ) -> Vertex {
         Vertex {
             digest: digest.into(),
             name: name.into(),
@@ -707,10 +714,25 @@ pub(crate) mod tests {
         }
     }
 
-    fn with_vertexes(vertexes: Vec<Vertex>) -> StatusResponse {
+    pub(crate) fn with_vertexes(vertexes: Vec<Vertex>) -> StatusResponse {
         StatusResponse {
             vertexes,
             ..Default::default()
+        }
+    }
+
+    /// A source range on one line, from character `from` to `to`.
+    pub(crate) fn range(line: i32, from: i32, to: i32) -> crate::proto::pb::Range {
+        use crate::proto::pb::{Position, Range};
+        Range {
+            start: Some(Position {
+                line,
+                character: from,
+            }),
+            end: Some(Position {
+                line,
+                character: to,
+            }),
         }
     }
 

@@ -650,6 +650,7 @@ impl JRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::model::tests::range;
 
     const SUCCESS: &str = include_str!("testdata/buildctl-success.jsonl");
     const FAILURE: &str = include_str!("testdata/buildctl-failure.jsonl");
@@ -723,16 +724,7 @@ mod tests {
                     data: b"FROM x\n".to_vec().into(),
                     ..Default::default()
                 }),
-                ranges: vec![pb::Range {
-                    start: Some(pb::Position {
-                        line: 1,
-                        character: 0,
-                    }),
-                    end: Some(pb::Position {
-                        line: 1,
-                        character: 6,
-                    }),
-                }],
+                ranges: vec![range(1, 0, 6)],
             }],
         };
         let line = encode_line(&status);

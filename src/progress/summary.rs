@@ -208,6 +208,7 @@ pub(crate) fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::model::tests::range;
 
     fn summary(steps: usize, cached: usize, failed: bool, ms: u64) -> Summary {
         Summary {
@@ -270,16 +271,7 @@ mod tests {
                 pb::Locations {
                     locations: vec![pb::Location {
                         source_index: 0,
-                        ranges: vec![pb::Range {
-                            start: Some(pb::Position {
-                                line: 2,
-                                character: 0,
-                            }),
-                            end: Some(pb::Position {
-                                line: 2,
-                                character: 0,
-                            }),
-                        }],
+                        ranges: vec![range(2, 0, 0)],
                     }],
                 },
             )]

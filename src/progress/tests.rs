@@ -3,38 +3,13 @@
 //! context) with fixed timestamps, and streams recorded from buildctl
 //! against buildkitd v0.32.2 (`testdata/`).
 
+use super::model::tests::{range, ts, vertex, with_vertexes as vertexes};
 use super::model::Ts;
 use super::tty::{frame, plain_text, FrameSize};
 use super::*;
-use crate::proto::moby::buildkit::v1::{Vertex, VertexLog, VertexStatus, VertexWarning};
+use crate::proto::moby::buildkit::v1::{VertexLog, VertexStatus, VertexWarning};
 
 const DOCKERFILE: &str = "FROM busybox as base\nRUN echo one\nCOPY app /app\nRUN make\n";
-const T0: i64 = 1_700_000_000;
-
-fn ts(ms: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: T0 + ms / 1000,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    })
-}
-
-fn vertex(digest: &str, name: &str, started: Option<i64>, completed: Option<i64>) -> Vertex {
-    Vertex {
-        digest: digest.into(),
-        name: name.into(),
-        started: started.and_then(ts),
-        completed: completed.and_then(ts),
-        ..Default::default()
-    }
-}
-
-fn vertexes(list: Vec<Vertex>) -> StatusResponse {
-    StatusResponse {
-        vertexes: list,
-        ..Default::default()
-    }
-}
-
 fn log(digest: &str, ms: i64, stream: i64, text: &str) -> StatusResponse {
     StatusResponse {
         logs: vec![VertexLog {
@@ -123,16 +98,7 @@ fn synthetic_build() -> Vec<StatusResponse> {
                     language: "Dockerfile".into(),
                     ..Default::default()
                 }),
-                ranges: vec![pb::Range {
-                    start: Some(pb::Position {
-                        line: 1,
-                        character: 0,
-                    }),
-                    end: Some(pb::Position {
-                        line: 1,
-                        character: 0,
-                    }),
-                }],
+                ranges: vec![range(1, 0, 0)],
             }],
             ..Default::default()
         },
@@ -586,16 +552,7 @@ fn definition_source_map_locates_a_failed_step_without_error_details() {
             pb::Locations {
                 locations: vec![pb::Location {
                     source_index: 0,
-                    ranges: vec![pb::Range {
-                        start: Some(pb::Position {
-                            line: 4,
-                            character: 0,
-                        }),
-                        end: Some(pb::Position {
-                            line: 4,
-                            character: 8,
-                        }),
-                    }],
+                    ranges: vec![range(4, 0, 8)],
                 }],
             },
         )]
