@@ -90,8 +90,7 @@ mod tests {
     #[test]
     fn renders_chain_and_hints() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        let err: anyhow::Error = Err::<(), _>(io)
-            .map_err(anyhow::Error::from)
+        let err: anyhow::Error = Err::<(), _>(anyhow::Error::from(io))
             .map_err(|e| e.context("cannot connect to buildkitd at unix:///run/buildkit/buildkitd.sock"))
             .hint("start one with `fbuild daemon start`")
             .unwrap_err();

@@ -220,13 +220,13 @@ impl SolvePlan {
             .iter()
             .map(|spec| crate::services::secrets::SecretSource::parse(spec))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("--secret", &e.value().to_string(), e.to_string()))?;
+            .map_err(|e| invalid("--secret", e.value(), e.to_string()))?;
         let ssh = args
             .ssh
             .iter()
             .map(|spec| crate::services::ssh::AgentSpec::parse(spec))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("--ssh", &e.value().to_string(), e.to_string()))?;
+            .map_err(|e| invalid("--ssh", e.value(), e.to_string()))?;
         let progress: crate::progress::ProgressMode =
             args.progress.parse().map_err(|e: crate::progress::ParseModeError| invalid("--progress", &args.progress, e.to_string()))?;
 
