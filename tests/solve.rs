@@ -170,8 +170,20 @@ fn rebuild_sends_only_the_changed_file() {
 
 #[test]
 fn ctrl_c_cancels_the_build() {
+    cancel_with(nix::sys::signal::Signal::SIGINT, "int");
+}
+
+#[test]
+fn sigterm_cancels_the_build() {
+    // CI runners stop a job with SIGTERM.
+    cancel_with(nix::sys::signal::Signal::SIGTERM, "term");
+}
+
+/// Sends `signal` to fbuild during a long RUN: it exits 130 within 2 s and
+/// the daemon stops the step.
+fn cancel_with(signal: nix::sys::signal::Signal, name: &str) {
     let project = util::tempdir();
-    let marker = format!("fbuild-cancel-{}", std::process::id());
+    let marker = format!("fbuild-cancel-{name}-{}", std::process::id());
     util::write_files(
         project.path(),
         &[("Dockerfile", &format!("FROM {}\nRUN echo {marker} && sleep 120\n", testenv().busybox))],
@@ -201,7 +213,7 @@ fn ctrl_c_cancels_the_build() {
         }
     }
     let interrupted = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;

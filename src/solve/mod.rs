@@ -67,7 +67,7 @@ pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> any
     tokio::pin!(solve);
     let result = tokio::select! {
         result = &mut solve => result,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted() => {
             // Dropping the call cancels it on the daemon; the session goes with it.
             drop(session);
             let _ = progress.abort_and_report_cancelled().await;
@@ -86,18 +86,36 @@ pub async fn execute(plan: SolvePlan, channel: Channel, printer: Printer) -> any
     close.context("the session did not close cleanly")?;
     // The daemon keeps earlier uploads: say how much this build really sent.
     let files = transfer.files();
-    let _ = writeln!(
-        printer.stderr(),
-        "context: {files} file{} sent, {} transferred",
-        if files == 1 { "" } else { "s" },
-        crate::units::human_size(transfer.bytes() as i64)
-    );
+    if plan.progress != crate::progress::ProgressMode::Quiet {
+        let _ = writeln!(
+            printer.stderr(),
+            "context: {files} file{} sent, {} transferred",
+            if files == 1 { "" } else { "s" },
+            crate::units::human_size(transfer.bytes() as i64)
+        );
+    }
 
     if let Some(path) = &plan.metadata_file {
         metadata::write(path, &response.exporter_response)?;
     }
     crate::output::after_solve(&plan.exports, &response.exporter_response, printer)?;
     Ok(SolveOutcome { exporter_response: response.exporter_response })
+}
+
+/// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 fn solve_request(plan: &SolvePlan, build_ref: &str, session_id: &str) -> control_pb::SolveRequest {
@@ -127,5 +145,36 @@ fn solve_request(plan: &SolvePlan, build_ref: &str, session_id: &str) -> control
         }),
         exporters,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: crate::cli::solve::Args,
+    }
+
+    #[test]
+    fn request_carries_cache_imports_for_the_frontend() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let argv = ["solve", dir.path().to_str().unwrap(), "--cache-from", "r/app:cache", "--cache-to", "type=inline",
+            "--progress", "plain"];
+        let args = Wrapper::try_parse_from(argv).unwrap().args;
+        let plan = SolvePlan::from_args(&args, &BTreeMap::new()).unwrap();
+        let request = solve_request(&plan, "ref1", "session1");
+        assert_eq!(request.r#ref, "ref1");
+        assert_eq!(request.session, "session1");
+        assert_eq!(request.frontend, "dockerfile.v0");
+        let cache = request.cache.unwrap();
+        assert_eq!(cache.imports.len(), 1);
+        assert_eq!(cache.imports[0].r#type, "registry");
+        assert_eq!(cache.exports[0].r#type, "inline");
+        assert_eq!(request.frontend_attrs["cache-imports"], r#"[{"Attrs":{"ref":"r/app:cache"},"Type":"registry"}]"#);
     }
 }
