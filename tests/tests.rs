@@ -10,3 +10,4 @@ mod progress;
 mod outputs;
 mod secrets;
 mod fsync;
+mod cli_help;

@@ -36,6 +36,7 @@ pub struct Cli {
 
 /// Flags every command accepts (the same names as buildctl's).
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// buildkitd address: unix:///path/to.sock or tcp://host:port
     #[arg(long, global = true, env = "BUILDKIT_HOST", value_name = "ADDR")]

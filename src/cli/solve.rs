@@ -88,11 +88,11 @@ pub struct Args {
     #[arg(long)]
     pub push: bool,
 
-    /// Import build cache (`type=registry,ref=...`, `type=local,src=DIR`, or a bare ref)
+    /// Import build cache (`type=registry,ref=...`, or a bare registry ref)
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
 
-    /// Export build cache (`type=registry,ref=...`, `type=inline`, `type=local,dest=DIR`)
+    /// Export build cache (`type=registry,ref=...[,mode=max]`, `type=inline`)
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
 
