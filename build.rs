@@ -43,7 +43,8 @@ fn write_service_methods(descriptors: &prost_types::FileDescriptorSet) -> std::i
     for file in &descriptors.file {
         let package = file.package();
         for service in &file.service {
-            let full_name = if package.is_empty() { service.name().to_string() } else { format!("{package}.{}", service.name()) };
+            let full_name =
+                if package.is_empty() { service.name().to_string() } else { format!("{package}.{}", service.name()) };
             let methods: Vec<String> = service.method.iter().map(|m| format!("{:?}", m.name())).collect();
             out.push_str(&format!("    ({full_name:?}, &[{}]),\n", methods.join(", ")));
         }

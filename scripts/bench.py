@@ -125,6 +125,14 @@ def main():
     def prune():
         subprocess.run([buildctl, "--addr", addr, "prune", "--all"], check=True, capture_output=True)
 
+    def settle():
+        """Same starting line for every run: the daemon's earlier writes on
+        disk (not flushing during the next run), the context in the page cache."""
+        os.sync()
+        for path in ctx.rglob("*"):
+            if path.is_file():
+                path.read_bytes()
+
     results = {(scenario, client): [] for scenario in ("full", "one", "cached") for client in clients}
     changed = ctx / "d0000" / "f000000.bin"
     for round_no in range(args.rounds):
@@ -132,9 +140,12 @@ def main():
         for client in order:
             cmd = clients[client]
             prune()
+            settle()
             results[("full", client)].append(run_measured(cmd))
             changed.write_bytes(os.urandom(1000) + changed.read_bytes()[1000:])
+            settle()
             results[("one", client)].append(run_measured(cmd))
+            settle()
             results[("cached", client)].append(run_measured(cmd))
         print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
 

@@ -38,10 +38,7 @@ pub struct ControlError {
 
 impl ControlError {
     fn new(call: &'static str, status: tonic::Status) -> Self {
-        Self {
-            call,
-            source: DaemonStatus(status),
-        }
+        Self { call, source: DaemonStatus(status) }
     }
 
     /// Names `call` as the source of an error read from one of its streams
@@ -141,20 +138,13 @@ impl Control {
 
     /// The daemon's version.
     pub async fn info(&self) -> Result<BuildkitVersion, ControlError> {
-        let response = self
-            .client
-            .clone()
-            .info(api::InfoRequest {})
-            .await
-            .map_err(|status| ControlError::new("Info", status))?;
+        let response =
+            self.client.clone().info(api::InfoRequest {}).await.map_err(|status| ControlError::new("Info", status))?;
         Ok(response.into_inner().buildkit_version.unwrap_or_default())
     }
 
     /// The daemon's workers, optionally narrowed by containerd-style filters.
-    pub async fn list_workers(
-        &self,
-        filters: Vec<String>,
-    ) -> Result<Vec<WorkerRecord>, ControlError> {
+    pub async fn list_workers(&self, filters: Vec<String>) -> Result<Vec<WorkerRecord>, ControlError> {
         let response = self
             .client
             .clone()
@@ -171,26 +161,16 @@ impl Control {
         filters: Vec<String>,
         unused_for: Option<Duration>,
     ) -> Result<Vec<api::UsageRecord>, ControlError> {
-        let request = api::DiskUsageRequest {
-            filter: filters,
-            age_limit: unused_for.map_or(0, duration_nanos),
-        };
-        let response = self
-            .client
-            .clone()
-            .disk_usage(request)
-            .await
-            .map_err(|status| ControlError::new("DiskUsage", status))?;
+        let request = api::DiskUsageRequest { filter: filters, age_limit: unused_for.map_or(0, duration_nanos) };
+        let response =
+            self.client.clone().disk_usage(request).await.map_err(|status| ControlError::new("DiskUsage", status))?;
         Ok(response.into_inner().record)
     }
 
     /// Starts a prune; the stream yields each record as the daemon deletes it.
     /// Errors on the stream are `tonic::Status`; wrap them with
     /// [`ControlError::stream`] to name the call.
-    pub async fn prune(
-        &self,
-        options: PruneOptions,
-    ) -> Result<Streaming<api::UsageRecord>, ControlError> {
+    pub async fn prune(&self, options: PruneOptions) -> Result<Streaming<api::UsageRecord>, ControlError> {
         let response = self
             .client
             .clone()
@@ -202,31 +182,18 @@ impl Control {
 
     /// Runs a build to its end. Dropping the future cancels the call, and the
     /// daemon then stops the build.
-    pub async fn solve(
-        &self,
-        request: api::SolveRequest,
-    ) -> Result<api::SolveResponse, ControlError> {
-        let response = self
-            .client
-            .clone()
-            .solve(request)
-            .await
-            .map_err(|status| ControlError::new("Solve", status))?;
+    pub async fn solve(&self, request: api::SolveRequest) -> Result<api::SolveResponse, ControlError> {
+        let response = self.client.clone().solve(request).await.map_err(|status| ControlError::new("Solve", status))?;
         Ok(response.into_inner())
     }
 
     /// The progress stream of the solve whose `Ref` is `build_ref`. It may be
     /// opened before the solve starts; it ends when the solve does.
-    pub async fn status(
-        &self,
-        build_ref: &str,
-    ) -> Result<Streaming<api::StatusResponse>, ControlError> {
+    pub async fn status(&self, build_ref: &str) -> Result<Streaming<api::StatusResponse>, ControlError> {
         let response = self
             .client
             .clone()
-            .status(api::StatusRequest {
-                r#ref: build_ref.to_owned(),
-            })
+            .status(api::StatusRequest { r#ref: build_ref.to_owned() })
             .await
             .map_err(|status| ControlError::new("Status", status))?;
         Ok(response.into_inner())
@@ -239,12 +206,8 @@ impl Control {
         &self,
         outgoing: impl tonic::IntoStreamingRequest<Message = api::BytesMessage>,
     ) -> Result<Streaming<api::BytesMessage>, ControlError> {
-        let response = self
-            .client
-            .clone()
-            .session(outgoing)
-            .await
-            .map_err(|status| ControlError::new("Session", status))?;
+        let response =
+            self.client.clone().session(outgoing).await.map_err(|status| ControlError::new("Session", status))?;
         Ok(response.into_inner())
     }
 
@@ -264,10 +227,7 @@ impl Control {
     }
 
     /// Pins, deletes or finalizes one build history record.
-    pub async fn update_history(
-        &self,
-        request: api::UpdateBuildHistoryRequest,
-    ) -> Result<(), ControlError> {
+    pub async fn update_history(&self, request: api::UpdateBuildHistoryRequest) -> Result<(), ControlError> {
         self.client
             .clone()
             .update_build_history(request)
@@ -315,19 +275,13 @@ mod tests {
 
     #[test]
     fn error_names_the_call_and_keeps_the_message_once() {
-        let err = ControlError::new(
-            "DiskUsage",
-            tonic::Status::permission_denied("no access to the socket"),
-        );
+        let err = ControlError::new("DiskUsage", tonic::Status::permission_denied("no access to the socket"));
         assert_eq!(err.to_string(), "buildkitd's Control.DiskUsage call failed");
         let cause = err.source().expect("the status is the source");
         assert_eq!(cause.to_string(), "no access to the socket");
         assert_eq!(err.status().code(), tonic::Code::PermissionDenied);
 
         let empty = ControlError::new("Info", tonic::Status::new(tonic::Code::Unavailable, ""));
-        assert_eq!(
-            empty.source().map(ToString::to_string).as_deref(),
-            Some("The service is currently unavailable")
-        );
+        assert_eq!(empty.source().map(ToString::to_string).as_deref(), Some("The service is currently unavailable"));
     }
 }

@@ -104,15 +104,10 @@ pub fn default_dir() -> Result<PathBuf, DaemonError> {
     if nix::unistd::geteuid().is_root() {
         return Ok(PathBuf::from("/var/lib/fbuild/daemon"));
     }
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute());
+    let data_home = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
     let data_home = match data_home {
         Some(dir) => dir,
-        None => match std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-        {
+        None => match std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
             Some(home) => home.join(".local").join("share"),
             None => return Err(DaemonError::NoHome),
         },
@@ -133,24 +128,14 @@ pub enum DaemonError {
     NoSubids { user: String, file: PathBuf },
     #[error("the runtime folder {path} does not exist (XDG_RUNTIME_DIR is {})", .xdg.as_deref().unwrap_or("unset"))]
     NoRuntimeDir { path: PathBuf, xdg: Option<String> },
-    #[error(
-        "the socket path {path} is longer than {MAX_SOCKET_PATH} bytes, which buildkitd refuses"
-    )]
+    #[error("the socket path {path} is longer than {MAX_SOCKET_PATH} bytes, which buildkitd refuses")]
     SocketPathTooLong { path: PathBuf },
     #[error(transparent)]
     Address(Box<ConnectError>),
     #[error("a buildkitd {version} already answers at {addr}{}", pid_note(.pid))]
-    AlreadyRunning {
-        addr: Address,
-        version: String,
-        pid: Option<u32>,
-    },
+    AlreadyRunning { addr: Address, version: String, pid: Option<u32> },
     #[error("the buildkitd started from {} runs already (pid {pid}) but does not answer at {addr}", .dir.display())]
-    AlreadyStarted {
-        dir: PathBuf,
-        pid: u32,
-        addr: String,
-    },
+    AlreadyStarted { dir: PathBuf, pid: u32, addr: String },
     #[error("another `fbuild daemon start` is starting a daemon in {}", .dir.display())]
     StartRunning { dir: PathBuf },
     #[error("cannot create {}", .path.display())]
@@ -172,11 +157,7 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     #[error("buildkitd exited during startup ({status}); the end of its log ({}):\n{tail}", .log.display())]
-    Exited {
-        status: String,
-        log: PathBuf,
-        tail: String,
-    },
+    Exited { status: String, log: PathBuf, tail: String },
     #[error(
         "buildkitd did not answer at {addr} within {}s and was stopped; the end of its log ({}):\n{tail}",
         START_TIMEOUT.as_secs(),
@@ -216,13 +197,14 @@ impl DaemonError {
     /// What the user can do about it.
     pub fn hints(&self) -> Vec<String> {
         match self {
-            DaemonError::NotOnPath { name: "buildkitd" } => vec![
-                "install BuildKit (the buildkitd binary from https://github.com/moby/buildkit/releases), or pass \
+            DaemonError::NotOnPath { name: "buildkitd" } => {
+                vec!["install BuildKit (the buildkitd binary from https://github.com/moby/buildkit/releases), or pass \
                  --buildkitd PATH"
-                    .into(),
-            ],
+                    .into()]
+            }
             DaemonError::NotOnPath { name: "rootlesskit" } => {
-                vec!["a rootless daemon needs rootlesskit: `sudo apt-get install rootlesskit` on Debian and Ubuntu".into()]
+                vec!["a rootless daemon needs rootlesskit: `sudo apt-get install rootlesskit` on Debian and Ubuntu"
+                    .into()]
             }
             DaemonError::NotOnPath { .. } => vec![
                 "a rootless daemon needs newuidmap and newgidmap: `sudo apt-get install uidmap` on Debian and Ubuntu"
@@ -242,7 +224,8 @@ impl DaemonError {
                 vec!["`fbuild daemon stop` stops it; `fbuild daemon status` shows it".into()]
             }
             DaemonError::AlreadyRunning { pid: None, .. } => {
-                vec!["it was not started by `fbuild daemon start`; use it as it is, or listen elsewhere with --addr".into()]
+                vec!["it was not started by `fbuild daemon start`; use it as it is, or listen elsewhere with --addr"
+                    .into()]
             }
             DaemonError::AlreadyStarted { .. } => vec!["stop it first with `fbuild daemon stop`".into()],
             DaemonError::Exited { .. } | DaemonError::NotAnswering { .. } => {
@@ -275,10 +258,7 @@ pub async fn start(opts: &DaemonOptions) -> Result<Started, DaemonError> {
         Some(dir) => absolute(dir),
         None => default_dir()?,
     });
-    let address = opts
-        .connect
-        .address()
-        .map_err(|err| DaemonError::Address(Box::new(err)))?;
+    let address = opts.connect.address().map_err(|err| DaemonError::Address(Box::new(err)))?;
     let rootless = !nix::unistd::geteuid().is_root();
     let buildkitd = match &opts.buildkitd {
         Some(path) => executable(path)?,
@@ -286,40 +266,24 @@ pub async fn start(opts: &DaemonOptions) -> Result<Started, DaemonError> {
     };
     if let Some(socket) = address.socket_path() {
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(DaemonError::SocketPathTooLong {
-                path: socket.to_owned(),
-            });
+            return Err(DaemonError::SocketPathTooLong { path: socket.to_owned() });
         }
     }
-    let rootlesskit = if rootless {
-        Some(check_rootless(&address)?)
-    } else {
-        None
-    };
+    let rootlesskit = if rootless { Some(check_rootless(&address)?) } else { None };
 
     create_dir(&layout.dir)?;
     let _lock = lock_folder(&layout)?;
     // Never start a second daemon on top of one that works, or of ours.
     if let Ok(conn) = connect::open(&opts.connect, PROBE_TIMEOUT).await {
-        let pid = read_state(&layout)
-            .map(|state| state.pid)
-            .filter(|pid| is_ours(*pid, &layout));
+        let pid = read_state(&layout).map(|state| state.pid).filter(|pid| is_ours(*pid, &layout));
         return Err(DaemonError::AlreadyRunning {
             addr: conn.address,
-            version: conn
-                .info
-                .buildkit_version
-                .map(|v| v.version)
-                .unwrap_or_default(),
+            version: conn.info.buildkit_version.map(|v| v.version).unwrap_or_default(),
             pid,
         });
     }
     if let Some(state) = read_state(&layout).filter(|state| is_ours(state.pid, &layout)) {
-        return Err(DaemonError::AlreadyStarted {
-            dir: layout.dir.clone(),
-            pid: state.pid,
-            addr: state.address,
-        });
+        return Err(DaemonError::AlreadyStarted { dir: layout.dir.clone(), pid: state.pid, addr: state.address });
     }
     create_dir(&layout.buildkit_root)?;
     if rootless {
@@ -328,17 +292,10 @@ pub async fn start(opts: &DaemonOptions) -> Result<Started, DaemonError> {
         let _ = std::fs::remove_dir_all(&layout.rootlesskit_dir);
     }
 
-    let mut buildkitd_args: Vec<OsString> = vec![
-        "--root".into(),
-        layout.buildkit_root.clone().into(),
-        "--addr".into(),
-        address.to_string().into(),
-    ];
+    let mut buildkitd_args: Vec<OsString> =
+        vec!["--root".into(), layout.buildkit_root.clone().into(), "--addr".into(), address.to_string().into()];
     if layout.otel_socket.as_os_str().len() <= MAX_SOCKET_PATH {
-        buildkitd_args.extend([
-            "--otel-socket-path".into(),
-            layout.otel_socket.clone().into(),
-        ]);
+        buildkitd_args.extend(["--otel-socket-path".into(), layout.otel_socket.clone().into()]);
     }
     if rootless {
         // Without a process sandbox (PID namespace per step): rootless
@@ -369,42 +326,20 @@ pub async fn start(opts: &DaemonOptions) -> Result<Started, DaemonError> {
         "--- fbuild daemon start, {}: {} {}",
         chrono::Local::now().to_rfc3339(),
         program.display(),
-        args.iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
+        args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
     );
-    let log_err = log.try_clone().map_err(|source| DaemonError::OpenLog {
-        path: layout.log_file.clone(),
-        source,
-    })?;
+    let log_err = log.try_clone().map_err(|source| DaemonError::OpenLog { path: layout.log_file.clone(), source })?;
     let mut command = Command::new(&program);
-    command
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .current_dir(&layout.dir);
+    command.args(&args).stdin(Stdio::null()).stdout(log).stderr(log_err).current_dir(&layout.dir);
     // SAFETY: between fork and exec only setsid(2) runs, which is
     // async-signal-safe. It detaches the daemon from our session and
     // terminal, so it outlives this process and ignores a Ctrl-C meant for us.
     unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
-    let mut child = command.spawn().map_err(|source| DaemonError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let mut child = command.spawn().map_err(|source| DaemonError::Spawn { program: program.clone(), source })?;
     let pid = child.id();
-    let state = DaemonState {
-        pid,
-        address: address.to_string(),
-        rootless,
-    };
+    let state = DaemonState { pid, address: address.to_string(), rootless };
     write_state(&layout, &state)?;
 
     let deadline = Instant::now() + START_TIMEOUT;
@@ -565,32 +500,19 @@ fn check_rootless(address: &Address) -> Result<PathBuf, DaemonError> {
     on_path("newuidmap")?;
     on_path("newgidmap")?;
     let uid = nix::unistd::geteuid();
-    let user = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string());
+    let user = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
     for file in ["/etc/subuid", "/etc/subgid"] {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if !has_subid_range(&text, &user, uid.as_raw()) {
-            return Err(DaemonError::NoSubids {
-                user,
-                file: file.into(),
-            });
+            return Err(DaemonError::NoSubids { user, file: file.into() });
         }
     }
     // The socket's folder is made by buildkitd, but its parent (the runtime
     // folder) must exist and belong to the user.
     if let Some(socket) = address.socket_path() {
-        let runtime = connect::address::user_runtime_dir(
-            uid.as_raw(),
-            std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
-        );
+        let runtime = connect::address::user_runtime_dir(uid.as_raw(), std::env::var_os("XDG_RUNTIME_DIR").as_deref());
         if socket.starts_with(&runtime) && !runtime.is_dir() {
-            return Err(DaemonError::NoRuntimeDir {
-                path: runtime,
-                xdg: std::env::var("XDG_RUNTIME_DIR").ok(),
-            });
+            return Err(DaemonError::NoRuntimeDir { path: runtime, xdg: std::env::var("XDG_RUNTIME_DIR").ok() });
         }
     }
     Ok(rootlesskit)
@@ -602,8 +524,7 @@ pub(crate) fn has_subid_range(text: &str, user: &str, uid: u32) -> bool {
     let uid = uid.to_string();
     text.lines().any(|line| {
         let mut parts = line.trim().split(':');
-        let (Some(name), Some(_start), Some(count)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(name), Some(_start), Some(count)) = (parts.next(), parts.next(), parts.next()) else {
             return false;
         };
         (name == user || name == uid) && count.trim().parse::<u64>().is_ok_and(|n| n > 0)
@@ -624,16 +545,13 @@ fn executable(path: &Path) -> Result<PathBuf, DaemonError> {
     if is_executable(path) {
         Ok(absolute(path))
     } else {
-        Err(DaemonError::NotExecutable {
-            path: path.to_owned(),
-        })
+        Err(DaemonError::NotExecutable { path: path.to_owned() })
     }
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// Takes the folder's start lock; released when the returned file is dropped.
@@ -643,22 +561,13 @@ fn lock_folder(layout: &Layout) -> Result<nix::fcntl::Flock<std::fs::File>, Daem
         .truncate(false)
         .write(true)
         .open(&layout.lock_file)
-        .map_err(|source| DaemonError::CreateDir {
-            path: layout.lock_file.clone(),
-            source,
-        })?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-        DaemonError::StartRunning {
-            dir: layout.dir.clone(),
-        }
-    })
+        .map_err(|source| DaemonError::CreateDir { path: layout.lock_file.clone(), source })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| DaemonError::StartRunning { dir: layout.dir.clone() })
 }
 
 fn create_dir(path: &Path) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(path).map_err(|source| DaemonError::CreateDir {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::create_dir_all(path).map_err(|source| DaemonError::CreateDir { path: path.to_owned(), source })
 }
 
 /// Opens the log for appending; returns it and its length before this run.
@@ -667,10 +576,7 @@ fn open_log(path: &Path) -> Result<(std::fs::File, u64), DaemonError> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| DaemonError::OpenLog {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| DaemonError::OpenLog { path: path.to_owned(), source })?;
     let start = file.metadata().map(|meta| meta.len()).unwrap_or(0);
     Ok((file, start))
 }
@@ -688,10 +594,7 @@ fn log_tail(path: &Path, start: u64) -> String {
     if tail.is_empty() {
         return "  (empty)".into();
     }
-    tail.iter()
-        .map(|line| format!("  {line}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    tail.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
 }
 
 fn read_state(layout: &Layout) -> Option<DaemonState> {
@@ -705,10 +608,7 @@ fn write_state(layout: &Layout, state: &DaemonState) -> Result<(), DaemonError> 
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| DaemonError::WriteState {
-                path: path.to_owned(),
-                source,
-            })
+            .map_err(|source| DaemonError::WriteState { path: path.to_owned(), source })
     };
     let json = serde_json::to_string_pretty(state).unwrap_or_default();
     write(&layout.state_file, json + "\n")?;
@@ -743,17 +643,12 @@ fn is_alive(pid: u32) -> bool {
         return false;
     };
     // The state follows the parenthesised command name, which may hold spaces.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
     !matches!(state, None | Some("Z") | Some("X"))
 }
 
 fn signal(pid: u32, signal: Signal) -> Result<(), DaemonError> {
-    let raw = i32::try_from(pid).map_err(|_| DaemonError::Signal {
-        pid,
-        source: nix::Error::EINVAL,
-    })?;
+    let raw = i32::try_from(pid).map_err(|_| DaemonError::Signal { pid, source: nix::Error::EINVAL })?;
     match kill(Pid::from_raw(raw), signal) {
         Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
         Err(source) => Err(DaemonError::Signal { pid, source }),
@@ -823,26 +718,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A stale record naming our own pid must not make us signal ourselves.
         let layout = Layout::new(dir.path().to_owned());
-        write_state(
-            &layout,
-            &DaemonState {
-                pid: std::process::id(),
-                address: "unix:///x".into(),
-                rootless: false,
-            },
-        )
-        .unwrap();
-        let opts = DaemonOptions {
-            root: Some(dir.path().to_owned()),
-            ..Default::default()
-        };
+        write_state(&layout, &DaemonState { pid: std::process::id(), address: "unix:///x".into(), rootless: false })
+            .unwrap();
+        let opts = DaemonOptions { root: Some(dir.path().to_owned()), ..Default::default() };
         let stopped = stop(&opts).await.unwrap();
-        assert_eq!(
-            stopped,
-            Stopped::NotRunning {
-                dir: dir.path().to_owned()
-            }
-        );
+        assert_eq!(stopped, Stopped::NotRunning { dir: dir.path().to_owned() });
         assert!(!layout.pid_file.exists());
     }
 }

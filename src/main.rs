@@ -10,7 +10,10 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
-            fbuild::error::render(&anyhow::Error::new(err).context("cannot start the async runtime"), &mut std::io::stderr());
+            fbuild::error::render(
+                &anyhow::Error::new(err).context("cannot start the async runtime"),
+                &mut std::io::stderr(),
+            );
             return ExitCode::FAILURE;
         }
     };

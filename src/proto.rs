@@ -25,11 +25,7 @@ mod tests {
                 identifier: "docker-image://docker.io/library/busybox:latest".into(),
                 attrs: Default::default(),
             })),
-            platform: Some(pb::Platform {
-                architecture: "amd64".into(),
-                os: "linux".into(),
-                ..Default::default()
-            }),
+            platform: Some(pb::Platform { architecture: "amd64".into(), os: "linux".into(), ..Default::default() }),
             ..Default::default()
         }
     }
@@ -51,10 +47,7 @@ mod tests {
 
     #[test]
     fn mount_options_use_high_field_numbers() {
-        let mount = pb::Mount {
-            tmpfs_opt: Some(pb::TmpfsOpt { size: 1 }),
-            ..Default::default()
-        };
+        let mount = pb::Mount { tmpfs_opt: Some(pb::TmpfsOpt { size: 1 }), ..Default::default() };
         // Mount.TmpfsOpt is field 19: tag (19 << 3) | 2 = 154, a two-byte
         // varint. Numbers above 15 are where hand-written schemas drift.
         assert_eq!(mount.encode_to_vec(), vec![0x9a, 0x01, 0x02, 0x08, 0x01]);
@@ -64,17 +57,8 @@ mod tests {
     fn definition_round_trips_with_metadata() {
         let op = image_source_op().encode_to_vec();
         let digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-        let mut definition = pb::Definition {
-            def: vec![op.clone().into()],
-            ..Default::default()
-        };
-        definition.metadata.insert(
-            digest.to_owned(),
-            pb::OpMetadata {
-                ignore_cache: true,
-                ..Default::default()
-            },
-        );
+        let mut definition = pb::Definition { def: vec![op.clone().into()], ..Default::default() };
+        definition.metadata.insert(digest.to_owned(), pb::OpMetadata { ignore_cache: true, ..Default::default() });
         let bytes = definition.encode_to_vec();
         // Definition.def is field 1, so the op's bytes come first, verbatim.
         assert_eq!(bytes[0], 0x0a);
@@ -123,14 +107,8 @@ mod tests {
             http::Uri::from_static("http://buildkitd"),
         );
         assert!(client.info(control::InfoRequest {}).await.is_err());
-        assert!(client
-            .solve(control::SolveRequest::default())
-            .await
-            .is_err());
-        assert!(client
-            .disk_usage(control::DiskUsageRequest::default())
-            .await
-            .is_err());
+        assert!(client.solve(control::SolveRequest::default()).await.is_err());
+        assert!(client.disk_usage(control::DiskUsageRequest::default()).await.is_err());
         let seen = seen.lock().expect("no test thread panicked").clone();
         assert_eq!(
             seen,
@@ -150,14 +128,8 @@ mod tests {
             http::Uri::from_static("http://buildkitd"),
         );
         assert!(client.ping(gateway::PingRequest {}).await.is_err());
-        assert!(client
-            .resolve_image_config(gateway::ResolveImageConfigRequest::default())
-            .await
-            .is_err());
-        assert!(client
-            .r#return(gateway::ReturnRequest::default())
-            .await
-            .is_err());
+        assert!(client.resolve_image_config(gateway::ResolveImageConfigRequest::default()).await.is_err());
+        assert!(client.r#return(gateway::ReturnRequest::default()).await.is_err());
         let seen = seen.lock().expect("no test thread panicked").clone();
         assert_eq!(
             seen,
@@ -171,14 +143,8 @@ mod tests {
 
     #[test]
     fn server_names_match_buildkit() {
-        assert_eq!(
-            control::control_server::SERVICE_NAME,
-            "moby.buildkit.v1.Control"
-        );
-        assert_eq!(
-            gateway::llb_bridge_server::SERVICE_NAME,
-            "moby.buildkit.v1.frontend.LLBBridge"
-        );
+        assert_eq!(control::control_server::SERVICE_NAME, "moby.buildkit.v1.Control");
+        assert_eq!(gateway::llb_bridge_server::SERVICE_NAME, "moby.buildkit.v1.frontend.LLBBridge");
     }
 }
 

@@ -62,13 +62,9 @@ pub struct SizeError {
 /// `KiB`, `MiB`, `GiB`, `TiB` are powers of 1024. Letters are
 /// case-insensitive, fractions are allowed (`1.5GB`).
 pub fn parse_size(input: &str) -> Result<i64, SizeError> {
-    let error = || SizeError {
-        input: input.to_owned(),
-    };
+    let error = || SizeError { input: input.to_owned() };
     let text = input.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().map_err(|_| error())?;
     let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -110,10 +106,8 @@ pub fn go_duration(duration: Duration) -> String {
     }
     let total_secs = duration.as_secs();
     let (hours, minutes) = (total_secs / 3600, total_secs / 60 % 60);
-    let seconds = decimal(
-        u128::from(total_secs % 60) * 1_000_000_000 + u128::from(duration.subsec_nanos()),
-        1_000_000_000,
-    );
+    let seconds =
+        decimal(u128::from(total_secs % 60) * 1_000_000_000 + u128::from(duration.subsec_nanos()), 1_000_000_000);
     match (hours, minutes) {
         (0, 0) => format!("{seconds}s"),
         (0, m) => format!("{m}m{seconds}s"),
@@ -260,25 +254,15 @@ mod tests {
             (800 * 86400, "2 years"),
         ];
         for (seconds, expected) in cases {
-            assert_eq!(
-                human_duration(Duration::from_secs(seconds)),
-                expected,
-                "{seconds}s"
-            );
+            assert_eq!(human_duration(Duration::from_secs(seconds)), expected, "{seconds}s");
         }
     }
 
     #[test]
     fn timestamps_read_like_go_json() {
         let at = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
-        assert_eq!(
-            rfc3339_nano(&at(1_795_556_924, 264_159_257)),
-            "2026-11-24T21:48:44.264159257Z"
-        );
-        assert_eq!(
-            rfc3339_nano(&at(1_795_556_924, 481_240_000)),
-            "2026-11-24T21:48:44.48124Z"
-        );
+        assert_eq!(rfc3339_nano(&at(1_795_556_924, 264_159_257)), "2026-11-24T21:48:44.264159257Z");
+        assert_eq!(rfc3339_nano(&at(1_795_556_924, 481_240_000)), "2026-11-24T21:48:44.48124Z");
         assert_eq!(rfc3339_nano(&at(0, 0)), "1970-01-01T00:00:00Z");
     }
 }

@@ -37,60 +37,30 @@ fn info_shows_the_daemon_version() {
 
     let ours = json(&stdout(util::fbuild().args(["info", "--format", "json"])));
     assert_eq!(ours["buildkitVersion"]["version"], "v0.32.2");
-    let theirs = json(&stdout(util::buildctl().args([
-        "debug",
-        "info",
-        "--format",
-        "{{json .}}",
-    ])));
+    let theirs = json(&stdout(util::buildctl().args(["debug", "info", "--format", "{{json .}}"])));
     assert_eq!(ours, theirs);
 }
 
 #[test]
 fn workers_lists_the_worker_and_platforms() {
-    let theirs = json(&stdout(util::buildctl().args([
-        "debug",
-        "workers",
-        "--format",
-        "{{json .}}",
-    ])));
-    let ids: Vec<&str> = theirs
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter_map(|w| w["id"].as_str())
-        .collect();
+    let theirs = json(&stdout(util::buildctl().args(["debug", "workers", "--format", "{{json .}}"])));
+    let ids: Vec<&str> = theirs.as_array().expect("a list").iter().filter_map(|w| w["id"].as_str()).collect();
     assert!(!ids.is_empty(), "buildctl lists no worker: {theirs}");
 
     let table = stdout(util::fbuild().arg("workers"));
     let mut lines = table.lines();
-    assert_eq!(
-        lines
-            .next()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
-        Some(vec!["ID", "PLATFORMS"])
-    );
+    assert_eq!(lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["ID", "PLATFORMS"]));
     for id in &ids {
-        let row = table
-            .lines()
-            .find(|line| line.starts_with(id))
-            .unwrap_or_else(|| panic!("{id} missing:\n{table}"));
+        let row = table.lines().find(|line| line.starts_with(id)).unwrap_or_else(|| panic!("{id} missing:\n{table}"));
         assert!(row.contains("linux/amd64"), "{row}");
     }
 
     // The JSON form is buildctl's, value for value.
-    let ours = json(&stdout(
-        util::fbuild().args(["workers", "--format", "json"]),
-    ));
+    let ours = json(&stdout(util::fbuild().args(["workers", "--format", "json"])));
     assert_eq!(ours, theirs);
 
     let verbose = stdout(util::fbuild().args(["workers", "--verbose"]));
-    for expected in [
-        "Labels:",
-        "org.mobyproject.buildkit.worker.executor:",
-        "GC Policy rule#0:",
-        "Keep duration:",
-    ] {
+    for expected in ["Labels:", "org.mobyproject.buildkit.worker.executor:", "GC Policy rule#0:", "Keep duration:"] {
         assert!(verbose.contains(expected), "no {expected:?} in:\n{verbose}");
     }
 
@@ -98,12 +68,7 @@ fn workers_lists_the_worker_and_platforms() {
     let oci = r#"labels."org.mobyproject.buildkit.worker.executor"==oci"#;
     assert!(stdout(util::fbuild().args(["workers", "--filter", oci])).contains(ids[0]));
     let none = r#"labels."org.mobyproject.buildkit.worker.executor"==no-such-executor"#;
-    assert_eq!(
-        stdout(util::fbuild().args(["workers", "--filter", none]))
-            .lines()
-            .count(),
-        1
-    );
+    assert_eq!(stdout(util::fbuild().args(["workers", "--filter", none])).lines().count(), 1);
 }
 
 /// A private buildkitd with the shared daemon's config (the loopback
@@ -143,10 +108,7 @@ impl PrivateDaemon {
             if current == previous {
                 return current;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon's records keep changing: {current:?}"
-            );
+            assert!(Instant::now() < deadline, "the daemon's records keep changing: {current:?}");
             previous = current;
         }
     }
@@ -186,10 +148,7 @@ fn du_and_prune_agree_with_buildctl() {
         ),
     );
     let before = daemon.settled_records();
-    assert!(
-        before.iter().any(|r| r["recordType"] == "exec.cachemount"),
-        "the build left no cache mount: {before:?}"
-    );
+    assert!(before.iter().any(|r| r["recordType"] == "exec.cachemount"), "the build left no cache mount: {before:?}");
 
     // Same records, same totals.
     let ours = json(&stdout(daemon.fbuild().args(["du", "--format", "json"])));
@@ -197,84 +156,45 @@ fn du_and_prune_agree_with_buildctl() {
     let buildctl_du = stdout(daemon.buildctl().arg("du"));
     let fbuild_du = stdout(daemon.fbuild().arg("du"));
     assert_eq!(summary(&fbuild_du, "Total"), summary(&buildctl_du, "Total"));
-    assert_eq!(
-        summary(&fbuild_du, "Reclaimable"),
-        summary(&buildctl_du, "Reclaimable")
-    );
+    assert_eq!(summary(&fbuild_du, "Reclaimable"), summary(&buildctl_du, "Reclaimable"));
     assert_ne!(summary(&fbuild_du, "Total"), "0B");
     for record in &before {
         let id = record["id"].as_str().unwrap();
-        assert!(
-            fbuild_du.lines().any(|line| line.starts_with(id)),
-            "{id} missing:\n{fbuild_du}"
-        );
+        assert!(fbuild_du.lines().any(|line| line.starts_with(id)), "{id} missing:\n{fbuild_du}");
     }
 
     // A filter reaches the daemon.
-    let mounts = json(&stdout(daemon.fbuild().args([
-        "du",
-        "--filter",
-        "type==exec.cachemount",
-        "--format",
-        "json",
-    ])));
+    let mounts = json(&stdout(daemon.fbuild().args(["du", "--filter", "type==exec.cachemount", "--format", "json"])));
     let mounts = mounts.as_array().expect("a list");
     assert!(!mounts.is_empty());
-    assert!(
-        mounts.iter().all(|r| r["recordType"] == "exec.cachemount"),
-        "{mounts:?}"
-    );
+    assert!(mounts.iter().all(|r| r["recordType"] == "exec.cachemount"), "{mounts:?}");
 
     // Pruning only the cache mounts keeps the rest.
-    let pruned = stdout(
-        daemon
-            .fbuild()
-            .args(["prune", "--filter", "type==exec.cachemount"]),
-    );
+    let pruned = stdout(daemon.fbuild().args(["prune", "--filter", "type==exec.cachemount"]));
     for mount in mounts {
         assert!(pruned.contains(mount["id"].as_str().unwrap()), "{pruned}");
     }
     let after_mounts = daemon.settled_records();
-    assert!(
-        after_mounts
-            .iter()
-            .all(|r| r["recordType"] != "exec.cachemount"),
-        "{after_mounts:?}"
-    );
-    assert!(
-        !after_mounts.is_empty(),
-        "a filtered prune deleted everything"
-    );
+    assert!(after_mounts.iter().all(|r| r["recordType"] != "exec.cachemount"), "{after_mounts:?}");
+    assert!(!after_mounts.is_empty(), "a filtered prune deleted everything");
 
     // prune --all streams every record it deletes and the total; afterwards
     // buildctl sees nothing reclaimable.
     let reclaimable_before = summary(&stdout(daemon.buildctl().arg("du")), "Reclaimable");
     let pruned = stdout(daemon.fbuild().args(["prune", "--all"]));
     for record in after_mounts.iter().filter(|r| r["inUse"] == false) {
-        assert!(
-            pruned.contains(record["id"].as_str().unwrap()),
-            "{record} not reported:\n{pruned}"
-        );
+        assert!(pruned.contains(record["id"].as_str().unwrap()), "{record} not reported:\n{pruned}");
     }
     assert_eq!(summary(&pruned, "Total"), reclaimable_before, "{pruned}");
     let after = stdout(daemon.buildctl().arg("du"));
     assert_eq!(summary(&after, "Reclaimable"), "0B", "{after}");
-    assert!(
-        daemon.records().iter().all(|r| r["inUse"] == true),
-        "{after}"
-    );
+    assert!(daemon.records().iter().all(|r| r["inUse"] == true), "{after}");
 }
 
 #[test]
 fn prune_rejects_bad_sizes_before_connecting() {
     let output = util::fbuild()
-        .args([
-            "--addr",
-            "unix:///nonexistent/buildkitd.sock",
-            "prune",
-            "--keep-storage",
-            "ten",
-        ])
+        .args(["--addr", "unix:///nonexistent/buildkitd.sock", "prune", "--keep-storage", "ten"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

@@ -34,8 +34,7 @@ fn stop_on_drop<'a>(addr: &'a str, root: &'a str) -> OnDrop<impl FnMut() + 'a> {
 }
 
 fn pid_from(root: &Path) -> u32 {
-    let text =
-        std::fs::read_to_string(root.join("buildkitd.pid")).expect("no pid file after start");
+    let text = std::fs::read_to_string(root.join("buildkitd.pid")).expect("no pid file after start");
     text.trim().parse().expect("pid file holds no number")
 }
 
@@ -43,10 +42,7 @@ fn process_alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped by whoever adopted it) counts as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .is_some_and(|zombie| !zombie)
 }
 
@@ -62,29 +58,18 @@ fn start_info_status_stop() {
     // Nothing there yet: `info` fails, and says how to get a daemon.
     let out = fbuild(&addr, &["info"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("fbuild daemon start"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("fbuild daemon start"), "{}", text(&out.stderr));
 
     let _guard = stop_on_drop(&addr, &root_arg);
     let started = std::time::Instant::now();
     let out = daemon_start(&addr, &root_arg, &buildkitd, &[]);
-    assert!(
-        out.status.success(),
-        "daemon start failed: {}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "daemon start failed: {}", text(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(30));
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("at {addr}")), "{stderr}");
     let pid = pid_from(&root);
     assert!(process_alive(pid));
-    assert!(
-        root.join("buildkit").is_dir(),
-        "buildkitd's state is not in the daemon folder"
-    );
+    assert!(root.join("buildkit").is_dir(), "buildkitd's state is not in the daemon folder");
     assert!(root.join("buildkitd.log").is_file());
 
     // `start` returned only once the daemon answers.
@@ -92,10 +77,7 @@ fn start_info_status_stop() {
     assert!(out.status.success(), "info failed: {}", text(&out.stderr));
     assert!(text(&out.stdout).contains("v0.32"), "{}", text(&out.stdout));
 
-    let out = fbuild(
-        &addr,
-        &["daemon", "status", "--root", &root_arg, "--format", "json"],
-    );
+    let out = fbuild(&addr, &["daemon", "status", "--root", &root_arg, "--format", "json"]);
     assert!(out.status.success(), "status failed: {}", text(&out.stderr));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["running"], true, "{status}");
@@ -111,32 +93,17 @@ fn start_info_status_stop() {
 
     let out = fbuild(&addr, &["daemon", "stop", "--root", &root_arg]);
     assert!(out.status.success(), "stop failed: {}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains(&format!("stopped buildkitd (pid {pid})")),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        !process_alive(pid),
-        "buildkitd (pid {pid}) still runs after stop"
-    );
+    assert!(text(&out.stderr).contains(&format!("stopped buildkitd (pid {pid})")), "{}", text(&out.stderr));
+    assert!(!process_alive(pid), "buildkitd (pid {pid}) still runs after stop");
     assert!(!root.join("buildkitd.pid").exists());
 
     // Stopped: status says so with exit code 3, and stop again is harmless.
     let out = fbuild(&addr, &["daemon", "status", "--root", &root_arg]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stdout).contains("not running"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).contains("not running"), "{}", text(&out.stdout));
     let out = fbuild(&addr, &["daemon", "stop", "--root", &root_arg]);
     assert!(out.status.success());
-    assert!(
-        text(&out.stderr).contains("no buildkitd started from"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("no buildkitd started from"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -150,10 +117,7 @@ fn start_reports_a_daemon_that_exits() {
     let out = daemon_start(&addr, &root, &buildkitd, &["--", "--no-such-flag"]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("buildkitd exited during startup"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("buildkitd exited during startup"), "{stderr}");
     // The log's tail is shown: buildkitd's own complaint about the flag.
     assert!(stderr.contains("no-such-flag"), "{stderr}");
     assert!(!Path::new(&root).join("buildkitd.pid").exists());

@@ -20,10 +20,7 @@ fn awkward_context(dir: &Path) {
         dir,
         &[
             ("Dockerfile", "FROM scratch\nCOPY . /\n"),
-            (
-                ".dockerignore",
-                "**/*.log\n!keep/important.log\nnode_modules\n!node_modules/kept\n",
-            ),
+            (".dockerignore", "**/*.log\n!keep/important.log\nnode_modules\n!node_modules/kept\n"),
             ("a/b/deep.txt", "deep\n"),
             ("a-b", "dash\n"),
             ("a.b", "dot\n"),
@@ -38,21 +35,16 @@ fn awkward_context(dir: &Path) {
         ],
     );
     std::fs::create_dir(dir.join("empty-dir")).expect("create a folder");
-    std::fs::set_permissions(dir.join("run.sh"), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
-    std::fs::set_permissions(dir.join("a.b"), std::fs::Permissions::from_mode(0o600))
-        .expect("chmod");
-    let big: Vec<u8> = (0..700_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    std::fs::set_permissions(dir.join("run.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(dir.join("a.b"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     std::fs::write(dir.join("big.bin"), big).expect("write a big file");
     std::os::unix::fs::symlink("a/b/deep.txt", dir.join("rel-link")).expect("symlink");
     std::os::unix::fs::symlink("/etc/passwd", dir.join("abs-link")).expect("symlink");
     std::os::unix::fs::symlink("nowhere", dir.join("dangling")).expect("symlink");
     std::os::unix::fs::symlink("a", dir.join("dir-link")).expect("symlink");
     std::fs::hard_link(dir.join("a/b/deep.txt"), dir.join("hard-link")).expect("hard link");
-    let old =
-        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(1_000_000_000, 123_456_789);
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(1_000_000_000, 123_456_789);
     std::fs::File::options()
         .write(true)
         .open(dir.join("a-b"))
@@ -68,30 +60,16 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let entry = entry.expect("walk the output");
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .expect("below root")
-            .to_string_lossy()
-            .into_owned();
+        let rel = entry.path().strip_prefix(root).expect("below root").to_string_lossy().into_owned();
         let meta = entry.path().symlink_metadata().expect("lstat");
         let what = if meta.file_type().is_symlink() {
-            format!(
-                "link -> {}",
-                std::fs::read_link(entry.path())
-                    .expect("readlink")
-                    .display()
-            )
+            format!("link -> {}", std::fs::read_link(entry.path()).expect("readlink").display())
         } else if meta.is_dir() {
             "dir".to_owned()
         } else {
             inodes.entry(meta.ino()).or_default().push(rel.clone());
             let content = std::fs::read(entry.path()).expect("read");
-            format!(
-                "file {} bytes, sum {}",
-                content.len(),
-                content.iter().map(|&b| u64::from(b)).sum::<u64>()
-            )
+            format!("file {} bytes, sum {}", content.len(), content.iter().map(|&b| u64::from(b)).sum::<u64>())
         };
         let mtime = if meta.is_dir() {
             // Folder times change as the exporter fills them; not compared.
@@ -99,10 +77,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
         } else {
             format!(" mtime {}.{:09}", meta.mtime(), meta.mtime_nsec())
         };
-        out.insert(
-            rel,
-            format!("{what} mode {:o}{mtime}", meta.mode() & 0o7777),
-        );
+        out.insert(rel, format!("{what} mode {:o}{mtime}", meta.mode() & 0o7777));
     }
     for paths in inodes.values().filter(|p| p.len() > 1) {
         for path in paths {
@@ -173,23 +148,13 @@ fn local_output_of_an_awkward_context_matches_buildctl() {
             "ünïcödé/ñ.txt",
         ]
     );
-    assert!(
-        ours_tree["hard-link"].contains("linked with"),
-        "{}",
-        ours_tree["hard-link"]
-    );
-    assert!(
-        ours_tree["a-b"].ends_with("mtime 1000000000.123456789"),
-        "{}",
-        ours_tree["a-b"]
-    );
+    assert!(ours_tree["hard-link"].contains("linked with"), "{}", ours_tree["hard-link"]);
+    assert!(ours_tree["a-b"].ends_with("mtime 1000000000.123456789"), "{}", ours_tree["a-b"]);
     assert_eq!(
         std::fs::read(ours.join("big.bin")).expect("read"),
         std::fs::read(project.path().join("big.bin")).expect("read")
     );
-    let leftovers: Vec<_> = std::fs::read_dir(out.path())
-        .expect("list the output folder")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(out.path()).expect("list the output folder").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no staging folder left: {leftovers:?}");
 }

@@ -28,14 +28,7 @@ fn failing_project(dir: &Path, token: &str) -> String {
 /// buildctl's stderr for one `--no-cache` build of `dir` in `mode`.
 fn buildctl_build(dir: &Path, mode: &str) -> String {
     let out = util::buildctl()
-        .args([
-            "build",
-            "--frontend",
-            "dockerfile.v0",
-            "--no-cache",
-            "--progress",
-            mode,
-        ])
+        .args(["build", "--frontend", "dockerfile.v0", "--no-cache", "--progress", mode])
         .arg("--local")
         .arg(format!("context={}", dir.display()))
         .arg("--local")
@@ -95,19 +88,11 @@ async fn plain_replay_of_buildctls_stream_matches_buildctls_plain_output() {
 
     let raw = buildctl_build(project.path(), "rawjson");
     let json_lines: Vec<&str> = raw.lines().filter(|l| l.starts_with('{')).collect();
-    assert!(
-        json_lines.len() > 20,
-        "buildctl wrote {} status lines:\n{raw}",
-        json_lines.len()
-    );
+    assert!(json_lines.len() > 20, "buildctl wrote {} status lines:\n{raw}", json_lines.len());
     let mut messages = Vec::new();
     for line in &json_lines {
         let status = rawjson::decode_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert_eq!(
-            &rawjson::encode_line(&status),
-            line,
-            "re-encoding changed the line"
-        );
+        assert_eq!(&rawjson::encode_line(&status), line, "re-encoding changed the line");
         messages.push(Ok(status));
     }
 
@@ -123,17 +108,10 @@ async fn plain_replay_of_buildctls_stream_matches_buildctls_plain_output() {
     let ours = String::from_utf8(ours).unwrap();
     assert!(summary.failed, "{ours}");
     assert_eq!(summary.steps, 5, "{ours}");
-    assert!(
-        ours.contains(&format!(" {token}\n")),
-        "the step's log line is shown: {ours}"
-    );
+    assert!(ours.contains(&format!(" {token}\n")), "the step's log line is shown: {ours}");
 
     let theirs = buildctl_build(project.path(), "plain");
-    assert_eq!(
-        steps(&ours),
-        steps(&theirs),
-        "ours:\n{ours}\nbuildctl's:\n{theirs}"
-    );
+    assert_eq!(steps(&ours), steps(&theirs), "ours:\n{ours}\nbuildctl's:\n{theirs}");
 
     // The failure block: same step, same last lines.
     let block = |text: &str| -> Vec<String> {
@@ -149,15 +127,8 @@ async fn plain_replay_of_buildctls_stream_matches_buildctls_plain_output() {
         lines.sort();
         lines
     };
-    assert_eq!(
-        block(&ours),
-        block(&theirs),
-        "ours:\n{ours}\nbuildctl's:\n{theirs}"
-    );
-    assert!(
-        block(&ours).iter().any(|l| l.ends_with("bad things")),
-        "{ours}"
-    );
+    assert_eq!(block(&ours), block(&theirs), "ours:\n{ours}\nbuildctl's:\n{theirs}");
+    assert!(block(&ours).iter().any(|l| l.ends_with("bad things")), "{ours}");
 }
 
 /// `fbuild solve --progress plain` tells each step's story the way
@@ -178,11 +149,7 @@ fn fbuild_plain_progress_matches_buildctls() {
     assert!(!out.status.success(), "the project is meant to fail");
     let ours = String::from_utf8(out.stderr).expect("fbuild writes UTF-8");
     let theirs = buildctl_build(project.path(), "plain");
-    assert_eq!(
-        steps(&ours),
-        steps(&theirs),
-        "fbuild:\n{ours}\nbuildctl:\n{theirs}"
-    );
+    assert_eq!(steps(&ours), steps(&theirs), "fbuild:\n{ours}\nbuildctl:\n{theirs}");
 
     // buildctl's excerpt of the failing instruction, verbatim.
     let excerpt: String = theirs
@@ -192,14 +159,8 @@ fn fbuild_plain_progress_matches_buildctls() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(excerpt.starts_with("Dockerfile:5\n"), "{theirs}");
-    assert!(
-        ours.contains(&excerpt),
-        "fbuild:\n{ours}\nbuildctl:\n{theirs}"
-    );
-    assert!(
-        ours.contains("Build failed after "),
-        "the summary line is printed: {ours}"
-    );
+    assert!(ours.contains(&excerpt), "fbuild:\n{ours}\nbuildctl:\n{theirs}");
+    assert!(ours.contains("Build failed after "), "the summary line is printed: {ours}");
     // FROM (cached) and four instructions; the last one fails.
     assert!(ours.contains(": 5 steps, 1 cached (20%)\n"), "{ours}");
 }

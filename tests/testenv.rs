@@ -10,22 +10,10 @@ fn daemon_answers_and_registry_has_busybox() {
 
     // Both listeners of the root daemon answer and report a worker.
     for addr in [&env.addr, &env.tcp_addr] {
-        let out = util::buildctl()
-            .arg("--addr")
-            .arg(addr)
-            .args(["debug", "workers"])
-            .output()
-            .unwrap();
+        let out = util::buildctl().arg("--addr").arg(addr).args(["debug", "workers"]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "buildctl debug workers at {addr}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains("linux/amd64"),
-            "no linux/amd64 worker at {addr}: {stdout}"
-        );
+        assert!(out.status.success(), "buildctl debug workers at {addr}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("linux/amd64"), "no linux/amd64 worker at {addr}: {stdout}");
     }
 
     // The busybox base image the tests build FROM is pushed and readable.
@@ -46,16 +34,8 @@ fn daemon_answers_and_registry_has_busybox() {
 #[test]
 fn rootless_daemon_answers_its_user() {
     let rootless = util::rootless();
-    let out = rootless
-        .command(&rootless.buildctl)
-        .args(["--addr", &rootless.addr, "debug", "workers"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "buildctl as {}: {}",
-        rootless.user,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        rootless.command(&rootless.buildctl).args(["--addr", &rootless.addr, "debug", "workers"]).output().unwrap();
+    assert!(out.status.success(), "buildctl as {}: {}", rootless.user, String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("linux/amd64"));
 }

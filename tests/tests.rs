@@ -1,13 +1,13 @@
 mod util;
 
-mod testenv;
+mod cache_commands;
+mod cli_help;
 mod connect_tls;
 mod daemon_cmd;
-mod rootless;
-mod cache_commands;
-mod solve;
-mod progress;
-mod outputs;
-mod secrets;
 mod fsync;
-mod cli_help;
+mod outputs;
+mod progress;
+mod rootless;
+mod secrets;
+mod solve;
+mod testenv;

@@ -51,7 +51,8 @@ pub struct RootlessEnv {
     pub buildctl: PathBuf,
 }
 
-const HINT: &str = "start it with `scripts/testenv.sh up` (the README's test command, scripts/test.sh, does it for you)";
+const HINT: &str =
+    "start it with `scripts/testenv.sh up` (the README's test command, scripts/test.sh, does it for you)";
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -79,18 +80,12 @@ fn state_dir() -> PathBuf {
 
 /// A variable from the process environment, else from the env file.
 fn lookup(file: &BTreeMap<String, String>, key: &str) -> Option<String> {
-    std::env::var(key)
-        .ok()
-        .or_else(|| file.get(key).cloned())
-        .filter(|v| !v.is_empty())
+    std::env::var(key).ok().or_else(|| file.get(key).cloned()).filter(|v| !v.is_empty())
 }
 
 fn require(file: &BTreeMap<String, String>, key: &str, env_file: &Path) -> String {
     lookup(file, key).unwrap_or_else(|| {
-        panic!(
-            "the test environment is not set up: {key} is neither set nor in {}; {HINT}",
-            env_file.display()
-        )
+        panic!("the test environment is not set up: {key} is neither set nor in {}; {HINT}", env_file.display())
     })
 }
 
@@ -118,11 +113,7 @@ pub fn testenv() -> &'static TestEnv {
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}; {HINT}", env.buildctl.display()));
         if !out.status.success() {
-            let ci = if std::env::var("CI").as_deref() == Ok("true") {
-                " (CI=true)"
-            } else {
-                ""
-            };
+            let ci = if std::env::var("CI").as_deref() == Ok("true") { " (CI=true)" } else { "" };
             panic!(
                 "the test buildkitd at {} does not answer{ci}: {}; {HINT}",
                 env.addr,
@@ -143,17 +134,12 @@ pub fn rootless() -> &'static RootlessEnv {
         let hint = "start it with `scripts/rootless.sh up` (scripts/test.sh does it for you)";
         let get = |key: &str| {
             lookup(&file, key).unwrap_or_else(|| {
-                panic!(
-                    "the rootless daemon is not set up: {key} is not in {}; {hint}",
-                    env_file.display()
-                )
+                panic!("the rootless daemon is not set up: {key} is not in {}; {hint}", env_file.display())
             })
         };
         RootlessEnv {
             user: get("FBUILD_TEST_ROOTLESS_USER"),
-            uid: get("FBUILD_TEST_ROOTLESS_UID")
-                .parse()
-                .expect("FBUILD_TEST_ROOTLESS_UID is a number"),
+            uid: get("FBUILD_TEST_ROOTLESS_UID").parse().expect("FBUILD_TEST_ROOTLESS_UID is a number"),
             home: get("FBUILD_TEST_ROOTLESS_HOME").into(),
             xdg: get("FBUILD_TEST_ROOTLESS_XDG").into(),
             addr: get("FBUILD_TEST_ROOTLESS_ADDR"),
@@ -190,8 +176,7 @@ impl RootlessEnv {
         COPIED.get_or_init(|| {
             let dir = dest.parent().expect("a bin folder");
             std::fs::create_dir_all(dir).expect("create the rootless user's bin folder");
-            std::os::unix::fs::chown(dir, Some(self.uid), Some(self.uid))
-                .expect("chown the bin folder");
+            std::os::unix::fs::chown(dir, Some(self.uid), Some(self.uid)).expect("chown the bin folder");
             let tmp = dir.join(".fbuild.tmp");
             std::fs::copy(fbuild_binary(), &tmp).expect("copy fbuild for the rootless user");
             std::fs::rename(&tmp, &dest).expect("move fbuild into place");
@@ -205,8 +190,7 @@ impl RootlessEnv {
             .prefix("t-")
             .tempdir_in(&self.xdg)
             .expect("create a temp folder for the rootless user");
-        std::os::unix::fs::chown(dir.path(), Some(self.uid), Some(self.uid))
-            .expect("chown the temp folder");
+        std::os::unix::fs::chown(dir.path(), Some(self.uid), Some(self.uid)).expect("chown the temp folder");
         dir
     }
 }
@@ -286,24 +270,14 @@ impl PrivateDaemon {
             .args(["--addr", &addr])
             .arg("--otel-socket-path")
             .arg(dir.path().join("otel.sock"))
-            .args([
-                "--oci-worker=true",
-                "--containerd-worker=false",
-                "--oci-worker-net=host",
-            ])
+            .args(["--oci-worker=true", "--containerd-worker=false", "--oci-worker-net=host"])
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("share the log file"))
             .stderr(log_file)
             .spawn()
             .expect("cannot start buildkitd");
-        PrivateDaemon {
-            child,
-            addr,
-            root,
-            log,
-            _dir: dir,
-        }
+        PrivateDaemon { child, addr, root, log, _dir: dir }
     }
 
     /// The last 30 lines of its log.
@@ -319,17 +293,13 @@ impl PrivateDaemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the private buildkitd exited ({status}); its log:\n{}",
-                    self.log_tail()
-                );
+                panic!("the private buildkitd exited ({status}); its log:\n{}", self.log_tail());
             }
             match answers(self) {
                 Ok(()) => return,
-                Err(why) if Instant::now() > deadline => panic!(
-                    "the private buildkitd did not answer within 30 s: {why}\nits log:\n{}",
-                    self.log_tail()
-                ),
+                Err(why) if Instant::now() > deadline => {
+                    panic!("the private buildkitd did not answer within 30 s: {why}\nits log:\n{}", self.log_tail())
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
@@ -386,10 +356,7 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn fbuild() -> assert_cmd::Command {
     let env = testenv();
     let mut cmd = assert_cmd::Command::new(fbuild_binary());
-    cmd.env("BUILDKIT_HOST", &env.addr)
-        .env("BUILDKIT_PROGRESS", "plain")
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG");
+    cmd.env("BUILDKIT_HOST", &env.addr).env("BUILDKIT_PROGRESS", "plain").env("NO_COLOR", "1").env_remove("RUST_LOG");
     cmd
 }
 
@@ -403,10 +370,7 @@ pub fn buildctl() -> assert_cmd::Command {
 
 /// A fresh temp folder, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("fbuild-test-")
-        .tempdir()
-        .expect("create a temp folder")
+    tempfile::Builder::new().prefix("fbuild-test-").tempdir().expect("create a temp folder")
 }
 
 /// Write `files` (relative path, contents) under `dir`, creating folders.
@@ -434,10 +398,7 @@ pub fn registry_manifest(repo: &str, tag: &str) -> Option<serde_json::Value> {
     match status {
         200 => Some(serde_json::from_slice(&body).expect("the registry's manifest is JSON")),
         404 => None,
-        other => panic!(
-            "the test registry answered {other} for {repo}:{tag}: {}",
-            String::from_utf8_lossy(&body)
-        ),
+        other => panic!("the test registry answered {other} for {repo}:{tag}: {}", String::from_utf8_lossy(&body)),
     }
 }
 
@@ -445,30 +406,15 @@ pub fn registry_manifest(repo: &str, tag: &str) -> Option<serde_json::Value> {
 /// the status code and the body.
 pub fn registry_get(path: &str, accept: &str) -> (u16, Vec<u8>) {
     let registry = &testenv().registry;
-    let mut stream = TcpStream::connect(registry).unwrap_or_else(|e| {
-        panic!("cannot connect to the test registry at {registry}: {e}; {HINT}")
-    });
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {accept}\r\n\r\n"
-    )
-    .expect("send the request");
+    let mut stream = TcpStream::connect(registry)
+        .unwrap_or_else(|e| panic!("cannot connect to the test registry at {registry}: {e}; {HINT}"));
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("set a read timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {accept}\r\n\r\n").expect("send the request");
     let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read the registry's answer");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("the registry's answer has a header");
+    stream.read_to_end(&mut response).expect("read the registry's answer");
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("the registry's answer has a header");
     let head = String::from_utf8_lossy(&response[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("the registry's answer has a status code");
+    let status =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("the registry's answer has a status code");
     (status, response[split + 4..].to_vec())
 }

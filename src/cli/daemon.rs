@@ -77,14 +77,8 @@ pub async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     match command {
         Command::Start(args) => {
-            let opts = DaemonOptions {
-                buildkitd: args.buildkitd,
-                extra_args: args.extra,
-                ..options(args.folder.root)
-            };
-            let started = daemon::start(&opts)
-                .await
-                .map_err(daemon::DaemonError::into_hinted)?;
+            let opts = DaemonOptions { buildkitd: args.buildkitd, extra_args: args.extra, ..options(args.folder.root) };
+            let started = daemon::start(&opts).await.map_err(daemon::DaemonError::into_hinted)?;
             let mode = if started.rootless { "rootless " } else { "" };
             let _ = writeln!(
                 ctx.printer.stderr(),
@@ -97,9 +91,7 @@ pub async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop(args) => {
-            let stopped = daemon::stop(&options(args.root))
-                .await
-                .map_err(daemon::DaemonError::into_hinted)?;
+            let stopped = daemon::stop(&options(args.root)).await.map_err(daemon::DaemonError::into_hinted)?;
             let message = match stopped {
                 Stopped::Terminated { pid } => format!("stopped buildkitd (pid {pid})"),
                 Stopped::Killed { pid } => {
@@ -113,52 +105,32 @@ pub async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
-            let status = daemon::status(&options(args.folder.root))
-                .await
-                .map_err(daemon::DaemonError::into_hinted)?;
+            let status = daemon::status(&options(args.folder.root)).await.map_err(daemon::DaemonError::into_hinted)?;
             let mut out = ctx.printer.stdout();
             match args.format {
                 Format::Table => render_status(&status, &mut out)?,
                 Format::Json => write_json(&mut out, &StatusJson::from(&status))?,
             }
             // 3, like an LSB init script's "program is not running".
-            Ok(if status.is_running() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            })
+            Ok(if status.is_running() { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
     }
 }
 
 fn render_status(status: &daemon::Status, out: &mut dyn Write) -> std::io::Result<()> {
     let mut fields = Fields::new();
-    fields.field(
-        "Status",
-        if status.is_running() {
-            "running"
-        } else {
-            "not running"
-        },
-    );
+    fields.field("Status", if status.is_running() { "running" } else { "not running" });
     fields.field("Address", &status.address);
     if let Some(version) = &status.version {
-        fields.field(
-            "Version",
-            format!("{} {}", version.version, version.revision).trim_end(),
-        );
+        fields.field("Version", format!("{} {}", version.version, version.revision).trim_end());
     }
     if let Some(error) = &status.error {
         fields.field("Error", error);
     }
     match (status.pid, status.rootless) {
-        (Some(pid), Some(true)) => {
-            fields.field("Pid", format!("{pid} (rootlesskit; started by fbuild)"))
-        }
+        (Some(pid), Some(true)) => fields.field("Pid", format!("{pid} (rootlesskit; started by fbuild)")),
         (Some(pid), _) => fields.field("Pid", format!("{pid} (started by fbuild)")),
-        (None, _) if status.is_running() => {
-            fields.field("Pid", "- (not started by `fbuild daemon start`)")
-        }
+        (None, _) if status.is_running() => fields.field("Pid", "- (not started by `fbuild daemon start`)"),
         (None, _) => fields.field("Pid", "-"),
     };
     fields.field("Folder", status.layout.dir.display());

@@ -21,12 +21,10 @@ use crate::proto::moby::buildkit::v1::UsageRecord;
 use crate::units::{human_duration, human_size, rfc3339_nano};
 
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Filters use the daemon's syntax: `type==exec.cachemount`, `id==ID`,\n\
+#[command(after_help = "Filters use the daemon's syntax: `type==exec.cachemount`, `id==ID`,\n\
 `description~=regex`; commas join conditions that must all hold. Record types:\n\
 regular, source.local, source.git.checkout, exec.cachemount, frontend, internal.\n\
---verbose shows every field of each record."
-)]
+--verbose shows every field of each record.")]
 pub struct Args {
     /// Only records matching a filter; repeatable (a record may match any)
     #[arg(long, short = 'f', value_name = "FILTER")]
@@ -119,21 +117,8 @@ fn last_used(record: &UsageRecord, now: SystemTime) -> String {
     format!("{} ago", human_duration(ago).to_lowercase())
 }
 
-fn render_table(
-    records: &[UsageRecord],
-    now: SystemTime,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    let mut table = Table::new([
-        "ID",
-        "TYPE",
-        "SIZE",
-        "RECLAIMABLE",
-        "SHARED",
-        "LAST USED",
-        "USAGE",
-        "DESCRIPTION",
-    ]);
+fn render_table(records: &[UsageRecord], now: SystemTime, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut table = Table::new(["ID", "TYPE", "SIZE", "RECLAIMABLE", "SHARED", "LAST USED", "USAGE", "DESCRIPTION"]);
     for record in records {
         table.row([
             record.id.clone(),
@@ -186,19 +171,12 @@ pub(crate) fn record_fields(record: &UsageRecord, now: SystemTime) -> Fields {
     }
     fields.field("Usage count", record.usage_count);
     if let Some(used) = &record.last_used_at {
-        fields.field(
-            "Last used",
-            format!("{} ({})", rfc3339_nano(used), last_used(record, now)),
-        );
+        fields.field("Last used", format!("{} ({})", rfc3339_nano(used), last_used(record, now)));
     }
     fields
 }
 
-fn render_verbose(
-    records: &[UsageRecord],
-    now: SystemTime,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
+fn render_verbose(records: &[UsageRecord], now: SystemTime, out: &mut dyn Write) -> std::io::Result<()> {
     for record in records {
         record_fields(record, now).write_to(out)?;
         writeln!(out)?;
@@ -256,10 +234,7 @@ pub(crate) mod tests {
 
     /// 2026-11-24T21:48:44Z plus `nanos`.
     fn at(nanos: i32) -> Option<Timestamp> {
-        Some(Timestamp {
-            seconds: 1_795_556_924,
-            nanos,
-        })
+        Some(Timestamp { seconds: 1_795_556_924, nanos })
     }
 
     pub(crate) fn now() -> SystemTime {
@@ -281,34 +256,10 @@ pub(crate) mod tests {
             ..Default::default()
         };
         vec![
-            record(
-                "wyx6wmen4e6teqve7n17qfwlx",
-                false,
-                3_075_665,
-                "[1/1] COPY rootfs/ /",
-                "regular",
-            ),
-            record(
-                "39cgn7gm7mkt0zqm37uldl2s9",
-                true,
-                2_011_136,
-                "local source for context",
-                "source.local",
-            ),
-            record(
-                "pbu4t059ydrkzo6hkvhlefep9",
-                true,
-                8192,
-                "local source for dockerfile",
-                "source.local",
-            ),
-            record(
-                "waqyd1g3w3zmdxjiy0z7mdelu",
-                true,
-                4096,
-                "local source for context",
-                "source.local",
-            ),
+            record("wyx6wmen4e6teqve7n17qfwlx", false, 3_075_665, "[1/1] COPY rootfs/ /", "regular"),
+            record("39cgn7gm7mkt0zqm37uldl2s9", true, 2_011_136, "local source for context", "source.local"),
+            record("pbu4t059ydrkzo6hkvhlefep9", true, 8192, "local source for dockerfile", "source.local"),
+            record("waqyd1g3w3zmdxjiy0z7mdelu", true, 4096, "local source for context", "source.local"),
         ]
     }
 
@@ -321,11 +272,7 @@ pub(crate) mod tests {
     #[test]
     fn sorts_by_size_then_id() {
         let mut records = records();
-        records.push(UsageRecord {
-            id: "aaa".into(),
-            size: 4096,
-            ..Default::default()
-        });
+        records.push(UsageRecord { id: "aaa".into(), size: 4096, ..Default::default() });
         sort_records(&mut records);
         let ids: Vec<_> = records.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
@@ -344,37 +291,16 @@ pub(crate) mod tests {
     fn totals_are_summed_like_buildctl() {
         // buildctl printed Reclaimable 5.10MB, Total 5.10MB for these.
         let totals = Totals::of(&records());
-        assert_eq!(
-            totals,
-            Totals {
-                total: 5_099_089,
-                reclaimable: 5_099_089,
-                shared: 0
-            }
-        );
-        assert_eq!(
-            table::rendered(|out| totals.write_to(out)),
-            "Reclaimable: 5.10MB\nTotal:       5.10MB\n"
-        );
+        assert_eq!(totals, Totals { total: 5_099_089, reclaimable: 5_099_089, shared: 0 });
+        assert_eq!(table::rendered(|out| totals.write_to(out)), "Reclaimable: 5.10MB\nTotal:       5.10MB\n");
 
         let mut records = records();
         records[0].in_use = true;
         records[1].shared = true;
         // Unknown sizes (-1) count nowhere, even when not in use.
-        records.push(UsageRecord {
-            id: "unknown".into(),
-            size: -1,
-            ..Default::default()
-        });
+        records.push(UsageRecord { id: "unknown".into(), size: -1, ..Default::default() });
         let totals = Totals::of(&records);
-        assert_eq!(
-            totals,
-            Totals {
-                total: 5_099_089,
-                reclaimable: 2_023_424,
-                shared: 2_011_136
-            }
-        );
+        assert_eq!(totals, Totals { total: 5_099_089, reclaimable: 2_023_424, shared: 2_011_136 });
         insta::assert_snapshot!(table::rendered(|out| totals.write_to(out)), @r"
         Shared:      2.01MB
         Private:     3.09MB
@@ -421,22 +347,13 @@ pub(crate) mod tests {
         let buildctl = r#"[{"id":"waqyd1g3w3zmdxjiy0z7mdelu","mutable":true,"inUse":false,"size":4096,"createdAt":"2026-11-24T21:48:44.264159257Z","lastUsedAt":"2026-11-24T21:48:44.48124Z","usageCount":1,"parents":null,"description":"local source for context","recordType":"source.local","shared":false}]"#;
         let mut records = sorted_records();
         records.truncate(1);
-        assert_eq!(
-            table::rendered(|out| write_json(&records, out)),
-            format!("{buildctl}\n")
-        );
+        assert_eq!(table::rendered(|out| write_json(&records, out)), format!("{buildctl}\n"));
     }
 
     #[test]
     fn long_descriptions_are_clipped_to_one_line() {
-        assert_eq!(
-            clip_description("[1/1] COPY rootfs/ /"),
-            "[1/1] COPY rootfs/ /"
-        );
-        let heredoc = format!(
-            "mount / from exec /bin/sh -c <<EOF\n{}\nEOF",
-            "echo é; ".repeat(20)
-        );
+        assert_eq!(clip_description("[1/1] COPY rootfs/ /"), "[1/1] COPY rootfs/ /");
+        let heredoc = format!("mount / from exec /bin/sh -c <<EOF\n{}\nEOF", "echo é; ".repeat(20));
         let clipped = clip_description(&heredoc);
         assert_eq!(clipped.chars().count(), DESCRIPTION_WIDTH);
         assert!(clipped.ends_with('…'), "{clipped}");

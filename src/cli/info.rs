@@ -74,12 +74,7 @@ fn write_json(version: &BuildkitVersion, out: &mut dyn Write) -> std::io::Result
     struct InfoJson<'a> {
         buildkit_version: VersionJson<'a>,
     }
-    table::write_json(
-        out,
-        &InfoJson {
-            buildkit_version: version.into(),
-        },
-    )
+    table::write_json(out, &InfoJson { buildkit_version: version.into() })
 }
 
 #[cfg(test)]
@@ -117,10 +112,7 @@ mod tests {
         };
         assert_eq!(json(&daemon_version()), format!("{buildctl}\n"));
 
-        let without_frontend = BuildkitVersion {
-            dockerfile_version: String::new(),
-            ..daemon_version()
-        };
+        let without_frontend = BuildkitVersion { dockerfile_version: String::new(), ..daemon_version() };
         assert!(!json(&without_frontend).contains("dockerfileVersion"));
     }
 }

@@ -17,10 +17,8 @@ use crate::proto::moby::buildkit::v1::UsageRecord;
 use crate::units::{human_size, parse_size};
 
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "With no limits every matching record that is not in use is deleted.\n\
-Sizes: a bare number is megabytes (as in buildctl), or give a unit: 500MB, 10GB, 2GiB."
-)]
+#[command(after_help = "With no limits every matching record that is not in use is deleted.\n\
+Sizes: a bare number is megabytes (as in buildctl), or give a unit: 500MB, 10GB, 2GiB.")]
 pub struct Args {
     /// Also delete internal and frontend records
     #[arg(long)]
@@ -63,11 +61,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut deleted = control.prune(args.options()).await?;
     let mut printer = PrunePrinter::new(args.format, ctx.printer.is_verbose());
     let mut out = ctx.printer.stdout();
-    while let Some(record) = deleted
-        .message()
-        .await
-        .map_err(|status| ControlError::stream("Prune", status))?
-    {
+    while let Some(record) = deleted.message().await.map_err(|status| ControlError::stream("Prune", status))? {
         printer.record(&record, SystemTime::now(), &mut out)?;
     }
     printer.finish(&mut out)?;
@@ -85,20 +79,10 @@ struct PrunePrinter {
 
 impl PrunePrinter {
     fn new(format: Format, verbose: bool) -> Self {
-        Self {
-            format,
-            verbose,
-            count: 0,
-            reclaimed: 0,
-        }
+        Self { format, verbose, count: 0, reclaimed: 0 }
     }
 
-    fn record(
-        &mut self,
-        record: &UsageRecord,
-        now: SystemTime,
-        out: &mut dyn Write,
-    ) -> std::io::Result<()> {
+    fn record(&mut self, record: &UsageRecord, now: SystemTime, out: &mut dyn Write) -> std::io::Result<()> {
         self.count += 1;
         // Unknown sizes are negative; they free nothing we can count.
         self.reclaimed += record.size.max(0);
@@ -110,11 +94,7 @@ impl PrunePrinter {
             }
             Format::Table => {
                 if self.count == 1 {
-                    writeln!(
-                        out,
-                        "{:<25}   {:>10}   {:<19}   DESCRIPTION",
-                        "ID", "SIZE", "TYPE"
-                    )?;
+                    writeln!(out, "{:<25}   {:>10}   {:<19}   DESCRIPTION", "ID", "SIZE", "TYPE")?;
                 }
                 let line = format!(
                     "{:<25}   {:>10}   {:<19}   {}",
@@ -157,8 +137,7 @@ mod tests {
     }
 
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
-        Cli::try_parse_from(std::iter::once("prune").chain(argv.iter().copied()))
-            .map(|cli| cli.args)
+        Cli::try_parse_from(std::iter::once("prune").chain(argv.iter().copied())).map(|cli| cli.args)
     }
 
     #[test]
@@ -203,11 +182,7 @@ mod tests {
         let mut printer = PrunePrinter::new(format, verbose);
         let mut out = Vec::new();
         let mut records = records();
-        records.push(UsageRecord {
-            id: "unknownsize".into(),
-            size: -1,
-            ..Default::default()
-        });
+        records.push(UsageRecord { id: "unknownsize".into(), size: -1, ..Default::default() });
         for record in &records {
             printer.record(record, now(), &mut out).unwrap();
         }
@@ -231,10 +206,8 @@ mod tests {
     #[test]
     fn json_is_one_record_per_line() {
         let text = printed(Format::Json, false);
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("each line is JSON"))
-            .collect();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect();
         assert_eq!(lines.len(), 5);
         assert_eq!(lines[0]["id"], "wyx6wmen4e6teqve7n17qfwlx");
         assert_eq!(lines[0]["size"], 3_075_665);

@@ -19,10 +19,7 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new<const N: usize>(headers: [&str; N]) -> Self {
-        Self {
-            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
-            rows: Vec::new(),
-        }
+        Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
     /// Adds a row; missing cells are blank, extra cells are kept as extra columns.
@@ -31,13 +28,7 @@ impl Table {
     }
 
     pub(crate) fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns = self
-            .rows
-            .iter()
-            .map(Vec::len)
-            .chain([self.headers.len()])
-            .max()
-            .unwrap_or(0);
+        let columns = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
         let mut widths = vec![0; columns];
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             for (width, cell) in widths.iter_mut().zip(line) {
@@ -89,34 +80,18 @@ impl Fields {
 
     pub(crate) fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
         let key_width = |lines: &[(usize, String, String)]| {
-            lines
-                .iter()
-                .filter(|(_, _, value)| !value.is_empty())
-                .map(|(_, key, _)| key.chars().count())
-                .max()
+            lines.iter().filter(|(_, _, value)| !value.is_empty()).map(|(_, key, _)| key.chars().count()).max()
         };
         // Top-level keys align across the block; nested keys align within
         // their group only (label names are much longer than GC rule keys).
-        let top: Vec<_> = self
-            .lines
-            .iter()
-            .filter(|(level, ..)| *level == 0)
-            .cloned()
-            .collect();
+        let top: Vec<_> = self.lines.iter().filter(|(level, ..)| *level == 0).cloned().collect();
         let top_width = key_width(&top).unwrap_or(0);
         let mut index = 0;
         while index < self.lines.len() {
             let level = self.lines[index].0;
-            let run = self.lines[index..]
-                .iter()
-                .take_while(|(l, ..)| *l == level)
-                .count();
+            let run = self.lines[index..].iter().take_while(|(l, ..)| *l == level).count();
             let group = &self.lines[index..index + run];
-            let width = if level == 0 {
-                top_width
-            } else {
-                key_width(group).unwrap_or(0)
-            };
+            let width = if level == 0 { top_width } else { key_width(group).unwrap_or(0) };
             let indent = "  ".repeat(level);
             for (_, key, value) in group {
                 if value.is_empty() {
@@ -167,10 +142,7 @@ mod tests {
     #[test]
     fn fields_align_per_level() {
         let mut fields = Fields::new();
-        fields
-            .field("ID", "w1")
-            .field("Platforms", "linux/amd64")
-            .heading("Labels");
+        fields.field("ID", "w1").field("Platforms", "linux/amd64").heading("Labels");
         fields.nested("org.mobyproject.buildkit.worker.executor", "oci");
         fields.nested("short", "x");
         let text = rendered(|out| fields.write_to(out));

@@ -49,11 +49,7 @@ pub(crate) fn format_platform(platform: &Platform) -> String {
         os => os,
     };
     let (arch, variant) = normalize_arch(&platform.architecture, &platform.variant);
-    [os, arch, variant]
-        .into_iter()
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
+    [os, arch, variant].into_iter().filter(|part| !part.is_empty()).collect::<Vec<_>>().join("/")
 }
 
 /// containerd's architecture aliases and default variants.
@@ -62,9 +58,7 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
     let owned = |a: &str, v: &str| (a.to_owned(), v.to_owned());
     match arch.as_str() {
         "i386" => owned("386", ""),
-        "x86_64" | "x86-64" | "amd64" => {
-            owned("amd64", if variant == "v1" { "" } else { &variant })
-        }
+        "x86_64" | "x86-64" | "amd64" => owned("amd64", if variant == "v1" { "" } else { &variant }),
         "aarch64" | "arm64" => match variant.as_str() {
             "8" | "v8" | "v8.0" => owned("arm64", ""),
             "9" | "9.0" | "v9.0" => owned("arm64", "v9"),
@@ -82,12 +76,7 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
 }
 
 fn platforms(worker: &WorkerRecord) -> String {
-    worker
-        .platforms
-        .iter()
-        .map(format_platform)
-        .collect::<Vec<_>>()
-        .join(",")
+    worker.platforms.iter().map(format_platform).collect::<Vec<_>>().join(",")
 }
 
 fn render_table(workers: &[WorkerRecord], out: &mut dyn Write) -> std::io::Result<()> {
@@ -104,18 +93,10 @@ fn render_verbose(workers: &[WorkerRecord], out: &mut dyn Write) -> std::io::Res
             writeln!(out)?;
         }
         let mut fields = Fields::new();
-        fields
-            .field("ID", &worker.id)
-            .field("Platforms", platforms(worker));
+        fields.field("ID", &worker.id).field("Platforms", platforms(worker));
         if let Some(version) = &worker.buildkit_version {
-            fields.field(
-                "BuildKit",
-                format!(
-                    "{} {} {}",
-                    version.package, version.version, version.revision
-                )
-                .trim_end(),
-            );
+            fields
+                .field("BuildKit", format!("{} {} {}", version.package, version.version, version.revision).trim_end());
             if !version.dockerfile_version.is_empty() {
                 fields.field("Dockerfile", &version.dockerfile_version);
             }
@@ -250,11 +231,7 @@ fn worker_json(worker: &WorkerRecord) -> WorkerJson<'_> {
                 min_free_space: rule.min_free_space,
             })
             .collect(),
-        buildkit_version: worker
-            .buildkit_version
-            .as_ref()
-            .map(VersionJson::from)
-            .unwrap_or_default(),
+        buildkit_version: worker.buildkit_version.as_ref().map(VersionJson::from).unwrap_or_default(),
         cdi_devices: (!worker.cdi_devices.is_empty()).then(|| {
             worker
                 .cdi_devices
@@ -281,12 +258,7 @@ mod tests {
     use crate::proto::moby::buildkit::v1::types::BuildkitVersion;
 
     fn platform(os: &str, architecture: &str, variant: &str) -> Platform {
-        Platform {
-            os: os.into(),
-            architecture: architecture.into(),
-            variant: variant.into(),
-            ..Default::default()
-        }
+        Platform { os: os.into(), architecture: architecture.into(), variant: variant.into(), ..Default::default() }
     }
 
     /// The worker of the test daemon (buildkitd v0.32.2, OCI worker), as
@@ -296,10 +268,7 @@ mod tests {
             ("org.mobyproject.buildkit.worker.executor", "oci"),
             ("org.mobyproject.buildkit.worker.hostname", "vm"),
             ("org.mobyproject.buildkit.worker.network", "host"),
-            (
-                "org.mobyproject.buildkit.worker.oci.process-mode",
-                "sandbox",
-            ),
+            ("org.mobyproject.buildkit.worker.oci.process-mode", "sandbox"),
             ("org.mobyproject.buildkit.worker.selinux.enabled", "false"),
             ("org.mobyproject.buildkit.worker.snapshotter", "overlayfs"),
         ];
@@ -312,10 +281,7 @@ mod tests {
         };
         WorkerRecord {
             id: "gdxweitklo4pubcj8rgr7f40y".into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
+            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
             platforms: vec![
                 platform("linux", "amd64", ""),
                 platform("linux", "amd64", "v2"),
@@ -336,10 +302,7 @@ mod tests {
                 },
                 limits(1440),
                 limits(0),
-                GcPolicy {
-                    all: true,
-                    ..limits(0)
-                },
+                GcPolicy { all: true, ..limits(0) },
             ],
             buildkit_version: Some(BuildkitVersion {
                 package: "github.com/moby/buildkit".into(),
@@ -357,38 +320,14 @@ mod tests {
 
     #[test]
     fn platforms_are_normalized_like_containerd() {
-        assert_eq!(
-            format_platform(&platform("linux", "amd64", "")),
-            "linux/amd64"
-        );
-        assert_eq!(
-            format_platform(&platform("Linux", "x86_64", "v1")),
-            "linux/amd64"
-        );
-        assert_eq!(
-            format_platform(&platform("linux", "aarch64", "v8")),
-            "linux/arm64"
-        );
-        assert_eq!(
-            format_platform(&platform("linux", "arm", "")),
-            "linux/arm/v7"
-        );
-        assert_eq!(
-            format_platform(&platform("linux", "arm", "6")),
-            "linux/arm/v6"
-        );
-        assert_eq!(
-            format_platform(&platform("linux", "armel", "")),
-            "linux/arm/v6"
-        );
-        assert_eq!(
-            format_platform(&platform("windows", "i386", "x")),
-            "windows/386"
-        );
-        assert_eq!(
-            format_platform(&platform("linux", "riscv64", "")),
-            "linux/riscv64"
-        );
+        assert_eq!(format_platform(&platform("linux", "amd64", "")), "linux/amd64");
+        assert_eq!(format_platform(&platform("Linux", "x86_64", "v1")), "linux/amd64");
+        assert_eq!(format_platform(&platform("linux", "aarch64", "v8")), "linux/arm64");
+        assert_eq!(format_platform(&platform("linux", "arm", "")), "linux/arm/v7");
+        assert_eq!(format_platform(&platform("linux", "arm", "6")), "linux/arm/v6");
+        assert_eq!(format_platform(&platform("linux", "armel", "")), "linux/arm/v6");
+        assert_eq!(format_platform(&platform("windows", "i386", "x")), "windows/386");
+        assert_eq!(format_platform(&platform("linux", "riscv64", "")), "linux/riscv64");
     }
 
     #[test]

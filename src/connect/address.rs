@@ -40,9 +40,7 @@ pub enum AddressError {
     ConnectionHelper { scheme: String },
     #[error("the unix:// address has no socket path")]
     EmptyPath,
-    #[error(
-        "the socket path `{path}` is relative; write unix:///absolute/path.sock (three slashes)"
-    )]
+    #[error("the socket path `{path}` is relative; write unix:///absolute/path.sock (three slashes)")]
     RelativePath { path: String },
     #[error("the tcp:// address has no host; write tcp://host:port")]
     MissingHost,
@@ -58,14 +56,8 @@ pub enum AddressError {
 
 /// Schemes of buildctl's connection helpers: they run `docker exec`, `kubectl
 /// exec`, `ssh`, ... to reach a daemon, which fbuild deliberately does not.
-const CONNECTION_HELPERS: &[&str] = &[
-    "docker-container",
-    "podman-container",
-    "nerdctl-container",
-    "kube-pod",
-    "ssh",
-    "npipe",
-];
+const CONNECTION_HELPERS: &[&str] =
+    &["docker-container", "podman-container", "nerdctl-container", "kube-pod", "ssh", "npipe"];
 
 impl FromStr for Address {
     type Err = AddressError;
@@ -76,24 +68,16 @@ impl FromStr for Address {
             return Err(AddressError::Empty);
         }
         let Some((scheme, rest)) = value.split_once("://") else {
-            return Err(AddressError::MissingScheme {
-                value: value.to_owned(),
-            });
+            return Err(AddressError::MissingScheme { value: value.to_owned() });
         };
         // URL schemes are case-insensitive (Go's url.Parse lowercases them too).
         let scheme_lower = scheme.to_ascii_lowercase();
         match scheme_lower.as_str() {
             "unix" => parse_unix(rest),
             "tcp" => parse_tcp(rest),
-            "" => Err(AddressError::MissingScheme {
-                value: value.to_owned(),
-            }),
-            s if CONNECTION_HELPERS.contains(&s) => Err(AddressError::ConnectionHelper {
-                scheme: scheme.to_owned(),
-            }),
-            _ => Err(AddressError::UnknownScheme {
-                scheme: scheme.to_owned(),
-            }),
+            "" => Err(AddressError::MissingScheme { value: value.to_owned() }),
+            s if CONNECTION_HELPERS.contains(&s) => Err(AddressError::ConnectionHelper { scheme: scheme.to_owned() }),
+            _ => Err(AddressError::UnknownScheme { scheme: scheme.to_owned() }),
         }
     }
 }
@@ -103,9 +87,7 @@ fn parse_unix(rest: &str) -> Result<Address, AddressError> {
         return Err(AddressError::EmptyPath);
     }
     if !rest.starts_with('/') {
-        return Err(AddressError::RelativePath {
-            path: rest.to_owned(),
-        });
+        return Err(AddressError::RelativePath { path: rest.to_owned() });
     }
     Ok(Address::Unix(PathBuf::from(rest)))
 }
@@ -117,14 +99,10 @@ fn parse_tcp(rest: &str) -> Result<Address, AddressError> {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, junk) = rest.split_at(authority_end);
     if !junk.is_empty() {
-        return Err(AddressError::TrailingJunk {
-            rest: junk.to_owned(),
-        });
+        return Err(AddressError::TrailingJunk { rest: junk.to_owned() });
     }
     if authority.contains('@') {
-        return Err(AddressError::TrailingJunk {
-            rest: authority.to_owned(),
-        });
+        return Err(AddressError::TrailingJunk { rest: authority.to_owned() });
     }
     if authority.is_empty() {
         return Err(AddressError::MissingHost);
@@ -132,81 +110,48 @@ fn parse_tcp(rest: &str) -> Result<Address, AddressError> {
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         // IPv6: [addr]:port
         let Some((host, after)) = bracketed.split_once(']') else {
-            return Err(AddressError::BadHost {
-                host: authority.to_owned(),
-            });
+            return Err(AddressError::BadHost { host: authority.to_owned() });
         };
         if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(AddressError::BadHost {
-                host: format!("[{host}]"),
-            });
+            return Err(AddressError::BadHost { host: format!("[{host}]") });
         }
         match after.strip_prefix(':') {
             Some(port) => (host, port),
-            None if after.is_empty() => {
-                return Err(AddressError::MissingPort {
-                    authority: authority.to_owned(),
-                })
-            }
-            None => {
-                return Err(AddressError::TrailingJunk {
-                    rest: after.to_owned(),
-                })
-            }
+            None if after.is_empty() => return Err(AddressError::MissingPort { authority: authority.to_owned() }),
+            None => return Err(AddressError::TrailingJunk { rest: after.to_owned() }),
         }
     } else {
         match authority.rsplit_once(':') {
             Some((host, _)) if host.contains(':') => {
                 // More than one colon without brackets: an IPv6 literal written
                 // the way URLs don't allow.
-                return Err(AddressError::BadHost {
-                    host: authority.to_owned(),
-                });
+                return Err(AddressError::BadHost { host: authority.to_owned() });
             }
             Some((host, port)) => (host, port),
-            None => {
-                return Err(AddressError::MissingPort {
-                    authority: authority.to_owned(),
-                })
-            }
+            None => return Err(AddressError::MissingPort { authority: authority.to_owned() }),
         }
     };
     if host.is_empty() {
         return Err(AddressError::MissingHost);
     }
     if !host.contains(':') && !is_host_name(host) {
-        return Err(AddressError::BadHost {
-            host: host.to_owned(),
-        });
+        return Err(AddressError::BadHost { host: host.to_owned() });
     }
     if port.is_empty() {
-        return Err(AddressError::MissingPort {
-            authority: host_display(host),
-        });
+        return Err(AddressError::MissingPort { authority: host_display(host) });
     }
     // All digits: u16's parser would also take a leading `+`.
     let number = match port.parse::<u16>() {
         Ok(number) if number != 0 && port.bytes().all(|b| b.is_ascii_digit()) => number,
-        _ => {
-            return Err(AddressError::BadPort {
-                port: port.to_owned(),
-            })
-        }
+        _ => return Err(AddressError::BadPort { port: port.to_owned() }),
     };
-    Ok(Address::Tcp {
-        host: host.to_owned(),
-        port: number,
-    })
+    Ok(Address::Tcp { host: host.to_owned(), port: number })
 }
 
 /// Letters, digits, `-`, `_` and dots: DNS names and IPv4 literals.
 fn is_host_name(host: &str) -> bool {
-    host.split('.').all(|label| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+    host.split('.')
+        .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 fn host_display(host: &str) -> String {
@@ -264,11 +209,7 @@ pub(crate) fn default_address_for(euid: u32, xdg_runtime_dir: Option<&OsStr>) ->
     if euid == 0 {
         return Address::Unix(PathBuf::from(ROOT_SOCKET));
     }
-    Address::Unix(
-        user_runtime_dir(euid, xdg_runtime_dir)
-            .join("buildkit")
-            .join("buildkitd.sock"),
-    )
+    Address::Unix(user_runtime_dir(euid, xdg_runtime_dir).join("buildkit").join("buildkitd.sock"))
 }
 
 /// The user's runtime folder: the first entry of `XDG_RUNTIME_DIR` (BuildKit
@@ -299,42 +240,19 @@ mod tests {
             parse("unix:///run/buildkit/buildkitd.sock"),
             Ok(Address::Unix("/run/buildkit/buildkitd.sock".into()))
         );
-        assert_eq!(
-            parse("  UNIX:///tmp/x.sock "),
-            Ok(Address::Unix("/tmp/x.sock".into()))
-        );
+        assert_eq!(parse("  UNIX:///tmp/x.sock "), Ok(Address::Unix("/tmp/x.sock".into())));
         assert_eq!(parse("unix://"), Err(AddressError::EmptyPath));
-        assert_eq!(
-            parse("unix://run/x.sock"),
-            Err(AddressError::RelativePath {
-                path: "run/x.sock".into()
-            })
-        );
+        assert_eq!(parse("unix://run/x.sock"), Err(AddressError::RelativePath { path: "run/x.sock".into() }));
     }
 
     #[test]
     fn parses_tcp() {
-        assert_eq!(
-            parse("tcp://127.0.0.1:1234"),
-            Ok(Address::Tcp {
-                host: "127.0.0.1".into(),
-                port: 1234
-            })
-        );
+        assert_eq!(parse("tcp://127.0.0.1:1234"), Ok(Address::Tcp { host: "127.0.0.1".into(), port: 1234 }));
         assert_eq!(
             parse("tcp://build-host.example:1234/"),
-            Ok(Address::Tcp {
-                host: "build-host.example".into(),
-                port: 1234
-            })
+            Ok(Address::Tcp { host: "build-host.example".into(), port: 1234 })
         );
-        assert_eq!(
-            parse("tcp://[::1]:8080"),
-            Ok(Address::Tcp {
-                host: "::1".into(),
-                port: 8080
-            })
-        );
+        assert_eq!(parse("tcp://[::1]:8080"), Ok(Address::Tcp { host: "::1".into(), port: 8080 }));
     }
 
     #[test]
@@ -342,107 +260,32 @@ mod tests {
         assert_eq!(parse(""), Err(AddressError::Empty));
         assert_eq!(
             parse("/run/buildkit/buildkitd.sock"),
-            Err(AddressError::MissingScheme {
-                value: "/run/buildkit/buildkitd.sock".into()
-            })
+            Err(AddressError::MissingScheme { value: "/run/buildkit/buildkitd.sock".into() })
         );
-        assert_eq!(
-            parse("localhost:1234"),
-            Err(AddressError::MissingScheme {
-                value: "localhost:1234".into()
-            })
-        );
-        assert_eq!(
-            parse("foo://bar"),
-            Err(AddressError::UnknownScheme {
-                scheme: "foo".into()
-            })
-        );
-        assert_eq!(
-            parse("https://host:1234"),
-            Err(AddressError::UnknownScheme {
-                scheme: "https".into()
-            })
-        );
+        assert_eq!(parse("localhost:1234"), Err(AddressError::MissingScheme { value: "localhost:1234".into() }));
+        assert_eq!(parse("foo://bar"), Err(AddressError::UnknownScheme { scheme: "foo".into() }));
+        assert_eq!(parse("https://host:1234"), Err(AddressError::UnknownScheme { scheme: "https".into() }));
         assert_eq!(
             parse("docker-container://buildx_buildkit_default"),
-            Err(AddressError::ConnectionHelper {
-                scheme: "docker-container".into()
-            })
+            Err(AddressError::ConnectionHelper { scheme: "docker-container".into() })
         );
         assert_eq!(parse("tcp://"), Err(AddressError::MissingHost));
         assert_eq!(parse("tcp://:1234"), Err(AddressError::MissingHost));
-        assert_eq!(
-            parse("tcp://localhost"),
-            Err(AddressError::MissingPort {
-                authority: "localhost".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://localhost:"),
-            Err(AddressError::MissingPort {
-                authority: "localhost".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://[::1]"),
-            Err(AddressError::MissingPort {
-                authority: "[::1]".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://localhost:http"),
-            Err(AddressError::BadPort {
-                port: "http".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://localhost:0"),
-            Err(AddressError::BadPort { port: "0".into() })
-        );
-        assert_eq!(
-            parse("tcp://localhost:70000"),
-            Err(AddressError::BadPort {
-                port: "70000".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://localhost:+80"),
-            Err(AddressError::BadPort { port: "+80".into() })
-        );
-        assert_eq!(
-            parse("tcp://::1:80"),
-            Err(AddressError::BadHost {
-                host: "::1:80".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://[zz]:80"),
-            Err(AddressError::BadHost {
-                host: "[zz]".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://bad host:80"),
-            Err(AddressError::BadHost {
-                host: "bad host".into()
-            })
-        );
-        assert_eq!(
-            parse("tcp://localhost:1234/x"),
-            Err(AddressError::TrailingJunk { rest: "/x".into() })
-        );
-        assert_eq!(
-            parse("tcp://localhost:1234?a=b"),
-            Err(AddressError::TrailingJunk {
-                rest: "?a=b".into()
-            })
-        );
+        assert_eq!(parse("tcp://localhost"), Err(AddressError::MissingPort { authority: "localhost".into() }));
+        assert_eq!(parse("tcp://localhost:"), Err(AddressError::MissingPort { authority: "localhost".into() }));
+        assert_eq!(parse("tcp://[::1]"), Err(AddressError::MissingPort { authority: "[::1]".into() }));
+        assert_eq!(parse("tcp://localhost:http"), Err(AddressError::BadPort { port: "http".into() }));
+        assert_eq!(parse("tcp://localhost:0"), Err(AddressError::BadPort { port: "0".into() }));
+        assert_eq!(parse("tcp://localhost:70000"), Err(AddressError::BadPort { port: "70000".into() }));
+        assert_eq!(parse("tcp://localhost:+80"), Err(AddressError::BadPort { port: "+80".into() }));
+        assert_eq!(parse("tcp://::1:80"), Err(AddressError::BadHost { host: "::1:80".into() }));
+        assert_eq!(parse("tcp://[zz]:80"), Err(AddressError::BadHost { host: "[zz]".into() }));
+        assert_eq!(parse("tcp://bad host:80"), Err(AddressError::BadHost { host: "bad host".into() }));
+        assert_eq!(parse("tcp://localhost:1234/x"), Err(AddressError::TrailingJunk { rest: "/x".into() }));
+        assert_eq!(parse("tcp://localhost:1234?a=b"), Err(AddressError::TrailingJunk { rest: "?a=b".into() }));
         assert_eq!(
             parse("tcp://user@localhost:1234"),
-            Err(AddressError::TrailingJunk {
-                rest: "user@localhost:1234".into()
-            })
+            Err(AddressError::TrailingJunk { rest: "user@localhost:1234".into() })
         );
     }
 
@@ -458,26 +301,17 @@ mod tests {
 
     #[test]
     fn prints_back_what_it_parsed() {
-        for text in [
-            "unix:///run/buildkit/buildkitd.sock",
-            "tcp://127.0.0.1:1234",
-            "tcp://[::1]:80",
-            "tcp://example.com:9",
-        ] {
+        for text in
+            ["unix:///run/buildkit/buildkitd.sock", "tcp://127.0.0.1:1234", "tcp://[::1]:80", "tcp://example.com:9"]
+        {
             assert_eq!(parse(text).unwrap().to_string(), text);
         }
     }
 
     #[test]
     fn default_for_root_is_the_system_socket() {
-        assert_eq!(
-            default_address_for(0, Some(OsStr::new("/run/user/0"))),
-            Address::Unix(ROOT_SOCKET.into())
-        );
-        assert_eq!(
-            default_address_for(0, None),
-            Address::Unix(ROOT_SOCKET.into())
-        );
+        assert_eq!(default_address_for(0, Some(OsStr::new("/run/user/0"))), Address::Unix(ROOT_SOCKET.into()));
+        assert_eq!(default_address_for(0, None), Address::Unix(ROOT_SOCKET.into()));
     }
 
     #[test]
@@ -491,10 +325,7 @@ mod tests {
             default_address_for(1000, Some(OsStr::new("/tmp/xdg:/other"))),
             Address::Unix("/tmp/xdg/buildkit/buildkitd.sock".into())
         );
-        assert_eq!(
-            default_address_for(1001, None),
-            Address::Unix("/run/user/1001/buildkit/buildkitd.sock".into())
-        );
+        assert_eq!(default_address_for(1001, None), Address::Unix("/run/user/1001/buildkit/buildkitd.sock".into()));
         assert_eq!(
             default_address_for(1001, Some(OsStr::new("relative"))),
             Address::Unix("/run/user/1001/buildkit/buildkitd.sock".into())

@@ -69,10 +69,7 @@ impl ConnectOptions {
     /// The address to use: the given one, parsed, or the default socket.
     pub fn address(&self) -> Result<Address, ConnectError> {
         match &self.addr {
-            Some(text) => text.parse().map_err(|source| ConnectError::Address {
-                addr: text.clone(),
-                source,
-            }),
+            Some(text) => text.parse().map_err(|source| ConnectError::Address { addr: text.clone(), source }),
             None => Ok(default_address()),
         }
     }
@@ -218,28 +215,19 @@ impl ConnectError {
         let mut hints = Vec::new();
         match self {
             ConnectError::Address { addr, source } => {
-                if matches!(source, AddressError::MissingScheme { .. })
-                    && addr.trim().starts_with('/')
-                {
+                if matches!(source, AddressError::MissingScheme { .. }) && addr.trim().starts_with('/') {
                     hints.push(format!("for a unix socket, write unix://{}", addr.trim()));
                 }
             }
             ConnectError::TlsConfig(_) => {}
-            ConnectError::Connect {
-                addr,
-                defaulted,
-                source,
-            } => {
+            ConnectError::Connect { addr, defaulted, source } => {
                 let source = source.as_ref();
                 let no_daemon = matches!(
                     source,
                     ConnectFailure::NoSocket { .. }
                         | ConnectFailure::StaleSocket { .. }
                         | ConnectFailure::Refused { .. }
-                        | ConnectFailure::Timeout {
-                            stage: Stage::Dialing,
-                            ..
-                        }
+                        | ConnectFailure::Timeout { stage: Stage::Dialing, .. }
                 );
                 match source {
                     ConnectFailure::Tls { problem, .. } => hints.extend(problem.hint()),
@@ -266,24 +254,18 @@ impl ConnectError {
                 }
                 if let ConnectFailure::FirstCall(StatusError(status)) = source {
                     if status.code() == tonic::Code::Unimplemented {
-                        hints.push(format!(
-                            "is a buildkitd (v0.11 or newer) listening at {addr}?"
-                        ));
+                        hints.push(format!("is a buildkitd (v0.11 or newer) listening at {addr}?"));
                     }
                 }
                 if no_daemon {
-                    hints.push(
-                        "is buildkitd running? `fbuild daemon start` runs one for this user".into(),
-                    );
+                    hints.push("is buildkitd running? `fbuild daemon start` runs one for this user".into());
                     if *defaulted {
                         hints.push(format!(
                             "no --addr or BUILDKIT_HOST was given, so fbuild tried the default {addr}; point it at \
                              another daemon with --addr or BUILDKIT_HOST"
                         ));
                     } else {
-                        hints.push(
-                            "or point fbuild at another daemon with --addr or BUILDKIT_HOST".into(),
-                        );
+                        hints.push("or point fbuild at another daemon with --addr or BUILDKIT_HOST".into());
                     }
                 }
             }
@@ -303,11 +285,10 @@ pub fn find_connect_error(err: &anyhow::Error) -> Option<&ConnectError> {
     if let Some(found) = err.downcast_ref::<ConnectError>() {
         return Some(found);
     }
-    err.chain()
-        .find_map(|cause| match cause.downcast_ref::<Hinted>() {
-            Some(hinted) => hinted.error.downcast_ref::<ConnectError>(),
-            None => cause.downcast_ref::<ConnectError>(),
-        })
+    err.chain().find_map(|cause| match cause.downcast_ref::<Hinted>() {
+        Some(hinted) => hinted.error.downcast_ref::<ConnectError>(),
+        None => cause.downcast_ref::<ConnectError>(),
+    })
 }
 
 /// Connects to the daemon `opts` names, within [`CONNECT_TIMEOUT`].
@@ -320,9 +301,7 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<Channel> {
 
 /// Like [`connect`], and also returns the address used and the daemon's info.
 pub async fn connect_info(opts: &ConnectOptions) -> anyhow::Result<Connection> {
-    open(opts, CONNECT_TIMEOUT)
-        .await
-        .map_err(ConnectError::into_hinted)
+    open(opts, CONNECT_TIMEOUT).await.map_err(ConnectError::into_hinted)
 }
 
 /// Connects with a deadline of `timeout`, returning the structured error.
@@ -330,11 +309,7 @@ pub async fn open(opts: &ConnectOptions, timeout: Duration) -> Result<Connection
     let address = opts.address()?;
     let tls = tls::load(&opts.tls, address.host())?;
     let journal = SharedJournal::default();
-    let dialer = Dialer {
-        address: address.clone(),
-        tls: tls.clone(),
-        journal: journal.clone(),
-    };
+    let dialer = Dialer { address: address.clone(), tls: tls.clone(), journal: journal.clone() };
     let fail = |source| ConnectError::Connect {
         addr: address.clone(),
         defaulted: opts.addr.is_none(),
@@ -363,35 +338,23 @@ pub async fn open(opts: &ConnectOptions, timeout: Duration) -> Result<Connection
         // Every buildkitd since v0.11 serves Info. Any other answer, even
         // `unimplemented`, means something else listens there: tonic reads a
         // plain HTTP 404 as `unimplemented`.
-        match ControlClient::new(channel.clone())
-            .info(InfoRequest {})
-            .await
-        {
+        match ControlClient::new(channel.clone()).info(InfoRequest {}).await {
             Ok(response) => Ok((channel, response.into_inner())),
             Err(status) => Err(call_failure(&journal, tls.as_ref(), status)),
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok((channel, info))) => Ok(Connection {
-            channel,
-            address: address.clone(),
-            info,
-        }),
+        Ok(Ok((channel, info))) => Ok(Connection { channel, address: address.clone(), info }),
         Ok(Err(failure)) => Err(fail(failure)),
         Err(_elapsed) => {
             let stage = lock(&journal).stage;
-            Err(fail(ConnectFailure::Timeout {
-                after: timeout,
-                stage,
-            }))
+            Err(fail(ConnectFailure::Timeout { after: timeout, stage }))
         }
     }
 }
 
 fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, transport::Journal> {
-    journal
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Why the connector (or tonic's HTTP/2 setup) failed.
@@ -407,66 +370,39 @@ fn dial_failure(
     classify_dial(dial_error, address, tls)
 }
 
-fn classify_dial(
-    err: DialError,
-    address: &Address,
-    tls: Option<&tls::TlsSettings>,
-) -> ConnectFailure {
+fn classify_dial(err: DialError, address: &Address, tls: Option<&tls::TlsSettings>) -> ConnectFailure {
     use std::io::ErrorKind;
     match (err, address) {
         (DialError::Tls(source), _) => match tls {
-            Some(tls) => ConnectFailure::Tls {
-                problem: tls::classify(&source, tls),
-                source,
-            },
-            None => ConnectFailure::Tls {
-                problem: TlsProblem::Other,
-                source,
-            },
+            Some(tls) => ConnectFailure::Tls { problem: tls::classify(&source, tls), source },
+            None => ConnectFailure::Tls { problem: TlsProblem::Other, source },
         },
         (DialError::TlsClosed(source), _) => ConnectFailure::TlsClosed { source },
-        (DialError::Resolve(source), Address::Tcp { host, .. }) => ConnectFailure::Resolve {
-            host: host.clone(),
-            source,
-        },
+        (DialError::Resolve(source), Address::Tcp { host, .. }) => {
+            ConnectFailure::Resolve { host: host.clone(), source }
+        }
         (DialError::Io(source) | DialError::Resolve(source), Address::Unix(path)) => {
             let path = path.clone();
             match source.kind() {
                 ErrorKind::NotFound => ConnectFailure::NoSocket { path, source },
                 ErrorKind::PermissionDenied => ConnectFailure::SocketPermission { path, source },
                 ErrorKind::ConnectionRefused => ConnectFailure::StaleSocket { path, source },
-                _ => ConnectFailure::Dial {
-                    target: path.display().to_string(),
-                    source,
-                },
+                _ => ConnectFailure::Dial { target: path.display().to_string(), source },
             }
         }
         (DialError::Io(source), Address::Tcp { .. }) => match source.kind() {
-            ErrorKind::ConnectionRefused => ConnectFailure::Refused {
-                target: address.target(),
-                source,
-            },
-            _ => ConnectFailure::Dial {
-                target: address.target(),
-                source,
-            },
+            ErrorKind::ConnectionRefused => ConnectFailure::Refused { target: address.target(), source },
+            _ => ConnectFailure::Dial { target: address.target(), source },
         },
     }
 }
 
 /// Why the first call failed: a TLS alert seen on the stream (a refused
 /// client certificate, with TLS 1.3), or the call's own status.
-fn call_failure(
-    journal: &SharedJournal,
-    tls: Option<&tls::TlsSettings>,
-    status: tonic::Status,
-) -> ConnectFailure {
+fn call_failure(journal: &SharedJournal, tls: Option<&tls::TlsSettings>, status: tonic::Status) -> ConnectFailure {
     let stream_error = lock(journal).stream_tls_error.take();
     match (stream_error, tls) {
-        (Some(source), Some(tls)) => ConnectFailure::Tls {
-            problem: tls::classify(&source, tls),
-            source,
-        },
+        (Some(source), Some(tls)) => ConnectFailure::Tls { problem: tls::classify(&source, tls), source },
         _ => ConnectFailure::FirstCall(StatusError(status)),
     }
 }
@@ -485,41 +421,20 @@ mod tests {
     async fn missing_socket_is_reported_with_hints() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("nothing.sock");
-        let opts = ConnectOptions {
-            addr: Some(format!("unix://{}", sock.display())),
-            ..Default::default()
-        };
+        let opts = ConnectOptions { addr: Some(format!("unix://{}", sock.display())), ..Default::default() };
         let started = std::time::Instant::now();
         let err = connect(&opts).await.unwrap_err();
         assert!(started.elapsed() < CONNECT_TIMEOUT);
         let found = find_connect_error(&err).unwrap();
-        assert!(matches!(
-            found,
-            ConnectError::Connect {
-                defaulted: false,
-                ..
-            }
-        ));
-        assert!(
-            matches!(found.failure(), Some(ConnectFailure::NoSocket { .. })),
-            "{found:?}"
-        );
+        assert!(matches!(found, ConnectError::Connect { defaulted: false, .. }));
+        assert!(matches!(found.failure(), Some(ConnectFailure::NoSocket { .. })), "{found:?}");
         let text = render(err);
         assert!(
-            text.starts_with(&format!(
-                "error: cannot connect to buildkitd at unix://{}\n",
-                sock.display()
-            )),
+            text.starts_with(&format!("error: cannot connect to buildkitd at unix://{}\n", sock.display())),
             "{text}"
         );
-        assert!(
-            text.contains(&format!("Caused by: no socket at {}", sock.display())),
-            "{text}"
-        );
-        assert!(
-            text.contains("hint: is buildkitd running? `fbuild daemon start`"),
-            "{text}"
-        );
+        assert!(text.contains(&format!("Caused by: no socket at {}", sock.display())), "{text}");
+        assert!(text.contains("hint: is buildkitd running? `fbuild daemon start`"), "{text}");
         assert!(text.contains("--addr or BUILDKIT_HOST"), "{text}");
     }
 
@@ -529,39 +444,19 @@ mod tests {
         let sock = dir.path().join("stale.sock");
         // Bind and close: the file stays, nobody listens.
         drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-        let opts = ConnectOptions {
-            addr: Some(format!("unix://{}", sock.display())),
-            ..Default::default()
-        };
+        let opts = ConnectOptions { addr: Some(format!("unix://{}", sock.display())), ..Default::default() };
         let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
-        assert!(
-            matches!(err.failure(), Some(ConnectFailure::StaleSocket { .. })),
-            "{err:?}"
-        );
+        assert!(matches!(err.failure(), Some(ConnectFailure::StaleSocket { .. })), "{err:?}");
     }
 
     #[tokio::test]
     async fn refused_tcp_port_is_named() {
         // Bind a port and free it, so that (very likely) nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let opts = ConnectOptions {
-            addr: Some(format!("tcp://127.0.0.1:{port}")),
-            ..Default::default()
-        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let opts = ConnectOptions { addr: Some(format!("tcp://127.0.0.1:{port}")), ..Default::default() };
         let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
-        assert!(
-            matches!(err.failure(), Some(ConnectFailure::Refused { .. })),
-            "{err:?}"
-        );
-        assert!(err
-            .source()
-            .unwrap()
-            .to_string()
-            .contains(&format!("127.0.0.1:{port}")));
+        assert!(matches!(err.failure(), Some(ConnectFailure::Refused { .. })), "{err:?}");
+        assert!(err.source().unwrap().to_string().contains(&format!("127.0.0.1:{port}")));
     }
 
     #[tokio::test]
@@ -575,57 +470,30 @@ mod tests {
                 held.push(socket);
             }
         });
-        let opts = ConnectOptions {
-            addr: Some(format!("tcp://127.0.0.1:{port}")),
-            ..Default::default()
-        };
+        let opts = ConnectOptions { addr: Some(format!("tcp://127.0.0.1:{port}")), ..Default::default() };
         let started = std::time::Instant::now();
         let err = open(&opts, Duration::from_millis(500)).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3));
-        assert!(
-            matches!(
-                err.failure(),
-                Some(ConnectFailure::Timeout {
-                    stage: Stage::Connected,
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err.failure(), Some(ConnectFailure::Timeout { stage: Stage::Connected, .. })), "{err:?}");
         assert!(err.hints().iter().any(|h| h.contains("--tlscacert")));
     }
 
     #[tokio::test]
     async fn bad_address_fails_before_dialing() {
-        let opts = ConnectOptions {
-            addr: Some("/run/buildkit/buildkitd.sock".into()),
-            ..Default::default()
-        };
+        let opts = ConnectOptions { addr: Some("/run/buildkit/buildkitd.sock".into()), ..Default::default() };
         let text = render(connect(&opts).await.unwrap_err());
-        assert!(
-            text.contains("invalid buildkitd address `/run/buildkit/buildkitd.sock`"),
-            "{text}"
-        );
-        assert!(
-            text.contains("hint: for a unix socket, write unix:///run/buildkit/buildkitd.sock"),
-            "{text}"
-        );
+        assert!(text.contains("invalid buildkitd address `/run/buildkit/buildkitd.sock`"), "{text}");
+        assert!(text.contains("hint: for a unix socket, write unix:///run/buildkit/buildkitd.sock"), "{text}");
     }
 
     #[tokio::test]
     async fn tls_on_a_unix_socket_is_refused() {
         let opts = ConnectOptions {
             addr: Some("unix:///tmp/x.sock".into()),
-            tls: TlsOptions {
-                ca_cert: Some("/tmp/ca.pem".into()),
-                ..Default::default()
-            },
+            tls: TlsOptions { ca_cert: Some("/tmp/ca.pem".into()), ..Default::default() },
         };
         let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
-        assert!(
-            matches!(err, ConnectError::TlsConfig(TlsConfigError::UnixWithTls)),
-            "{err:?}"
-        );
+        assert!(matches!(err, ConnectError::TlsConfig(TlsConfigError::UnixWithTls)), "{err:?}");
     }
 
     #[test]
@@ -639,12 +507,7 @@ mod tests {
             }),
         };
         let hints = err.hints();
-        assert!(
-            hints
-                .iter()
-                .any(|h| h.contains("no --addr or BUILDKIT_HOST was given")),
-            "{hints:?}"
-        );
+        assert!(hints.iter().any(|h| h.contains("no --addr or BUILDKIT_HOST was given")), "{hints:?}");
     }
 
     use std::error::Error as _;

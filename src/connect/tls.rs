@@ -82,15 +82,10 @@ impl TlsOptions {
 
 /// Loads the TLS settings for a daemon at `host` (None for a unix socket).
 /// Returns `None` when no TLS flag was given (plain h2c).
-pub(crate) fn load(
-    opts: &TlsOptions,
-    host: Option<&str>,
-) -> Result<Option<TlsSettings>, TlsConfigError> {
+pub(crate) fn load(opts: &TlsOptions, host: Option<&str>) -> Result<Option<TlsSettings>, TlsConfigError> {
     if !opts.is_enabled() {
         if opts.server_name.is_some() {
-            return Err(TlsConfigError::MissingCa {
-                flag: "--tlsservername",
-            });
+            return Err(TlsConfigError::MissingCa { flag: "--tlsservername" });
         }
         return Ok(None);
     }
@@ -103,15 +98,11 @@ pub(crate) fn load(
         (None, None, _) => return Err(TlsConfigError::MissingCa { flag: "--tlskey" }),
     };
     let name = opts.server_name.clone().unwrap_or_else(|| host.to_owned());
-    let server_name =
-        ServerName::try_from(name.clone()).map_err(|_| TlsConfigError::BadServerName { name })?;
+    let server_name = ServerName::try_from(name.clone()).map_err(|_| TlsConfigError::BadServerName { name })?;
 
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certificates("--tlscacert", ca_path)? {
-        roots.add(cert).map_err(|source| TlsConfigError::BadCa {
-            path: ca_path.clone(),
-            source,
-        })?;
+        roots.add(cert).map_err(|source| TlsConfigError::BadCa { path: ca_path.clone(), source })?;
     }
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -126,13 +117,11 @@ pub(crate) fn load(
         (Some(cert_path), Some(key_path)) => {
             let chain = read_certificates("--tlscert", cert_path)?;
             let key = read_key(key_path)?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|source| TlsConfigError::KeyMismatch {
-                    cert: cert_path.clone(),
-                    key: key_path.clone(),
-                    source,
-                })?
+            builder.with_client_auth_cert(chain, key).map_err(|source| TlsConfigError::KeyMismatch {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+                source,
+            })?
         }
     };
     // gRPC servers (grpc-go since 1.67) insist on ALPN `h2`.
@@ -147,30 +136,16 @@ pub(crate) fn load(
 
 fn read_file(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsConfigError> {
     // std::fs here: the error names the path through our own variant.
-    std::fs::read(path).map_err(|source| TlsConfigError::Read {
-        flag,
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TlsConfigError::Read { flag, path: path.to_owned(), source })
 }
 
-fn read_certificates(
-    flag: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+fn read_certificates(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let pem = read_file(flag, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsConfigError::Pem {
-            flag,
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| TlsConfigError::Pem { flag, path: path.to_owned(), source })?;
     if certs.is_empty() {
-        return Err(TlsConfigError::NoCertificate {
-            flag,
-            path: path.to_owned(),
-        });
+        return Err(TlsConfigError::NoCertificate { flag, path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -178,14 +153,8 @@ fn read_certificates(
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
     let pem = read_file("--tlskey", path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|err| match err {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsConfigError::NoKey {
-            path: path.to_owned(),
-        },
-        source => TlsConfigError::Pem {
-            flag: "--tlskey",
-            path: path.to_owned(),
-            source,
-        },
+        rustls::pki_types::pem::Error::NoItemsFound => TlsConfigError::NoKey { path: path.to_owned() },
+        source => TlsConfigError::Pem { flag: "--tlskey", path: path.to_owned(), source },
     })
 }
 
@@ -195,10 +164,7 @@ pub enum TlsProblem {
     /// The daemon's certificate does not chain to the CA given with --tlscacert.
     UnknownCa { ca_cert: PathBuf },
     /// The daemon's certificate is not valid for the expected server name.
-    WrongName {
-        name: String,
-        presented: Vec<String>,
-    },
+    WrongName { name: String, presented: Vec<String> },
     /// The daemon's certificate is outside its validity period.
     ServerCertExpired,
     /// The daemon's certificate was rejected for another reason.
@@ -206,10 +172,7 @@ pub enum TlsProblem {
     /// The daemon requires mutual TLS and no client certificate was given.
     ClientCertRequired,
     /// The daemon refused the client certificate given with --tlscert.
-    ClientCertRefused {
-        client_cert: PathBuf,
-        why: &'static str,
-    },
+    ClientCertRefused { client_cert: PathBuf, why: &'static str },
     /// What came back is not TLS: the daemon likely serves plain h2c there.
     NotTls,
     /// Anything else; the rustls error says what.
@@ -219,11 +182,9 @@ pub enum TlsProblem {
 impl std::fmt::Display for TlsProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TlsProblem::UnknownCa { ca_cert } => write!(
-                f,
-                "the daemon's certificate is not signed by the CA in --tlscacert ({})",
-                ca_cert.display()
-            ),
+            TlsProblem::UnknownCa { ca_cert } => {
+                write!(f, "the daemon's certificate is not signed by the CA in --tlscacert ({})", ca_cert.display())
+            }
             TlsProblem::WrongName { name, presented } if presented.is_empty() => {
                 write!(f, "the daemon's certificate is not valid for the server name `{name}`")
             }
@@ -240,7 +201,9 @@ impl std::fmt::Display for TlsProblem {
             TlsProblem::ClientCertRefused { client_cert, why } => {
                 write!(f, "the daemon refused the client certificate {} ({why})", client_cert.display())
             }
-            TlsProblem::NotTls => write!(f, "the daemon did not answer with TLS; it may serve plain gRPC at this address"),
+            TlsProblem::NotTls => {
+                write!(f, "the daemon did not answer with TLS; it may serve plain gRPC at this address")
+            }
             TlsProblem::Other => write!(f, "the TLS handshake failed"),
         }
     }
@@ -275,18 +238,12 @@ pub(crate) fn classify(err: &rustls::Error, tls: &TlsSettings) -> TlsProblem {
     match err {
         rustls::Error::InvalidCertificate(cert_err) => match cert_err {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-                TlsProblem::UnknownCa {
-                    ca_cert: tls.ca_cert.clone(),
-                }
+                TlsProblem::UnknownCa { ca_cert: tls.ca_cert.clone() }
             }
-            CertificateError::NotValidForName => TlsProblem::WrongName {
-                name: server_name_text(&tls.server_name),
-                presented: Vec::new(),
-            },
-            CertificateError::NotValidForNameContext {
-                expected,
-                presented,
-            } => TlsProblem::WrongName {
+            CertificateError::NotValidForName => {
+                TlsProblem::WrongName { name: server_name_text(&tls.server_name), presented: Vec::new() }
+            }
+            CertificateError::NotValidForNameContext { expected, presented } => TlsProblem::WrongName {
                 name: server_name_text(expected),
                 presented: presented.iter().map(|name| presented_name(name)).collect(),
             },
@@ -322,17 +279,12 @@ pub(crate) fn classify(err: &rustls::Error, tls: &TlsSettings) -> TlsProblem {
                         AlertDescription::CertificateRequired => "it was not accepted",
                         _ => "the daemon could not verify it",
                     };
-                    TlsProblem::ClientCertRefused {
-                        client_cert: client_cert.clone(),
-                        why,
-                    }
+                    TlsProblem::ClientCertRefused { client_cert: client_cert.clone(), why }
                 }
                 (_, false) => TlsProblem::Other,
             }
         }
-        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-            TlsProblem::NotTls
-        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => TlsProblem::NotTls,
         _ => TlsProblem::Other,
     }
 }
@@ -378,12 +330,7 @@ mod tests {
     fn unknown_issuer_blames_the_ca() {
         let err = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
         let problem = classify(&err, &settings(None));
-        assert_eq!(
-            problem,
-            TlsProblem::UnknownCa {
-                ca_cert: "/certs/ca.pem".into()
-            }
-        );
+        assert_eq!(problem, TlsProblem::UnknownCa { ca_cert: "/certs/ca.pem".into() });
         assert!(problem.to_string().contains("--tlscacert (/certs/ca.pem)"));
     }
 
@@ -399,44 +346,25 @@ mod tests {
         assert!(text.contains("(it is valid for localhost)"), "{text}");
         assert!(problem.hint().unwrap().contains("--tlsservername"));
 
-        let bare = classify(
-            &rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
-            &settings(None),
-        );
-        assert_eq!(
-            bare,
-            TlsProblem::WrongName {
-                name: "127.0.0.1".into(),
-                presented: vec![]
-            }
-        );
+        let bare = classify(&rustls::Error::InvalidCertificate(CertificateError::NotValidForName), &settings(None));
+        assert_eq!(bare, TlsProblem::WrongName { name: "127.0.0.1".into(), presented: vec![] });
     }
 
     #[test]
     fn alerts_blame_the_client_certificate() {
         let required = rustls::Error::AlertReceived(AlertDescription::CertificateRequired);
-        assert_eq!(
-            classify(&required, &settings(None)),
-            TlsProblem::ClientCertRequired
-        );
+        assert_eq!(classify(&required, &settings(None)), TlsProblem::ClientCertRequired);
         // TLS 1.2 servers say bad_certificate when none was sent.
         let bad = rustls::Error::AlertReceived(AlertDescription::BadCertificate);
-        assert_eq!(
-            classify(&bad, &settings(None)),
-            TlsProblem::ClientCertRequired
-        );
+        assert_eq!(classify(&bad, &settings(None)), TlsProblem::ClientCertRequired);
 
         let unknown_ca = rustls::Error::AlertReceived(AlertDescription::UnknownCA);
         let problem = classify(&unknown_ca, &settings(Some("/certs/client.pem")));
         assert!(
             matches!(problem, TlsProblem::ClientCertRefused { ref client_cert, .. } if client_cert == Path::new("/certs/client.pem"))
         );
-        assert!(problem
-            .to_string()
-            .contains("client certificate /certs/client.pem"));
-        assert!(problem
-            .to_string()
-            .contains("not signed by a CA the daemon trusts"));
+        assert!(problem.to_string().contains("client certificate /certs/client.pem"));
+        assert!(problem.to_string().contains("not signed by a CA the daemon trusts"));
         assert!(problem.hint().unwrap().contains("--tlscacert"));
     }
 
@@ -445,10 +373,7 @@ mod tests {
         let alert = rustls::Error::AlertReceived(AlertDescription::ProtocolVersion);
         assert_eq!(classify(&alert, &settings(None)), TlsProblem::Other);
         let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
-        assert_eq!(
-            classify(&expired, &settings(None)),
-            TlsProblem::ServerCertExpired
-        );
+        assert_eq!(classify(&expired, &settings(None)), TlsProblem::ServerCertExpired);
         let junk = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
         assert_eq!(classify(&junk, &settings(None)), TlsProblem::NotTls);
     }
@@ -456,43 +381,16 @@ mod tests {
     #[test]
     fn flags_are_checked_before_files() {
         let load_with = |opts: TlsOptions, host| load(&opts, host).map(|s| s.is_some());
-        assert!(matches!(
-            load_with(TlsOptions::default(), Some("h")),
-            Ok(false)
-        ));
-        let only_name = TlsOptions {
-            server_name: Some("x".into()),
-            ..Default::default()
-        };
-        assert!(matches!(
-            load_with(only_name, Some("h")),
-            Err(TlsConfigError::MissingCa {
-                flag: "--tlsservername"
-            })
-        ));
-        let only_cert = TlsOptions {
-            cert: Some("/c".into()),
-            key: Some("/k".into()),
-            ..Default::default()
-        };
-        assert!(matches!(
-            load_with(only_cert, Some("h")),
-            Err(TlsConfigError::MissingCa { flag: "--tlscert" })
-        ));
-        let ca = TlsOptions {
-            ca_cert: Some("/nonexistent/ca.pem".into()),
-            ..Default::default()
-        };
-        assert!(matches!(
-            load_with(ca.clone(), None),
-            Err(TlsConfigError::UnixWithTls)
-        ));
+        assert!(matches!(load_with(TlsOptions::default(), Some("h")), Ok(false)));
+        let only_name = TlsOptions { server_name: Some("x".into()), ..Default::default() };
+        assert!(matches!(load_with(only_name, Some("h")), Err(TlsConfigError::MissingCa { flag: "--tlsservername" })));
+        let only_cert = TlsOptions { cert: Some("/c".into()), key: Some("/k".into()), ..Default::default() };
+        assert!(matches!(load_with(only_cert, Some("h")), Err(TlsConfigError::MissingCa { flag: "--tlscert" })));
+        let ca = TlsOptions { ca_cert: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        assert!(matches!(load_with(ca.clone(), None), Err(TlsConfigError::UnixWithTls)));
         match load(&ca, Some("h")) {
             Err(err @ TlsConfigError::Read { .. }) => {
-                assert_eq!(
-                    err.to_string(),
-                    "cannot read the --tlscacert file /nonexistent/ca.pem"
-                )
+                assert_eq!(err.to_string(), "cannot read the --tlscacert file /nonexistent/ca.pem")
             }
             other => panic!("expected a read error, got {other:?}"),
         }
@@ -503,21 +401,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate\n").unwrap();
-        let opts = TlsOptions {
-            ca_cert: Some(junk.clone()),
-            ..Default::default()
-        };
+        let opts = TlsOptions { ca_cert: Some(junk.clone()), ..Default::default() };
         let err = load(&opts, Some("127.0.0.1")).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TlsConfigError::NoCertificate {
-                    flag: "--tlscacert",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, TlsConfigError::NoCertificate { flag: "--tlscacert", .. }), "{err:?}");
         assert!(err.to_string().contains(&junk.display().to_string()));
     }
 }

@@ -60,9 +60,7 @@ pub(crate) type SharedJournal = Arc<Mutex<Journal>>;
 fn with_journal(journal: &SharedJournal, f: impl FnOnce(&mut Journal)) {
     // A poisoned lock only means another thread panicked while recording;
     // the diagnostics are best effort, so carry on with what is there.
-    let mut guard = journal
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     f(&mut guard);
 }
 
@@ -101,21 +99,12 @@ impl Dialer {
 
     async fn open(&self) -> Result<Stream, DialError> {
         let inner = match &self.address {
-            Address::Unix(path) => {
-                return UnixStream::connect(path)
-                    .await
-                    .map(Stream::unix)
-                    .map_err(DialError::Io)
-            }
+            Address::Unix(path) => return UnixStream::connect(path).await.map(Stream::unix).map_err(DialError::Io),
             Address::Tcp { host, port } => {
                 // Resolve first, so a bad name is told apart from a closed port.
-                let targets: Vec<_> = tokio::net::lookup_host((host.as_str(), *port))
-                    .await
-                    .map_err(DialError::Resolve)?
-                    .collect();
-                let tcp = TcpStream::connect(targets.as_slice())
-                    .await
-                    .map_err(DialError::Io)?;
+                let targets: Vec<_> =
+                    tokio::net::lookup_host((host.as_str(), *port)).await.map_err(DialError::Resolve)?.collect();
+                let tcp = TcpStream::connect(targets.as_slice()).await.map_err(DialError::Io)?;
                 // gRPC's small frames (Status updates, session pings) must not wait for Nagle.
                 let _ = tcp.set_nodelay(true);
                 tcp
@@ -126,10 +115,7 @@ impl Dialer {
         };
         with_journal(&self.journal, |j| j.stage = Stage::Handshaking);
         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-        let mut stream = connector
-            .connect(tls.server_name.clone(), inner)
-            .await
-            .map_err(tls_dial_error)?;
+        let mut stream = connector.connect(tls.server_name.clone(), inner).await.map_err(tls_dial_error)?;
         // With TLS 1.3 the client's handshake ends before the daemon has
         // looked at our certificate; its verdict comes as the first record.
         // Wait for that record here (grpc-go servers speak first: their
@@ -161,9 +147,7 @@ fn tls_dial_error(err: io::Error) -> DialError {
         Some(tls_err) => DialError::Tls(tls_err.clone()),
         None if matches!(
             err.kind(),
-            io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::BrokenPipe
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
         ) =>
         {
             DialError::TlsClosed(err)
@@ -174,8 +158,7 @@ fn tls_dial_error(err: io::Error) -> DialError {
 
 /// The rustls error inside an I/O error from tokio-rustls, if any.
 pub(crate) fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
 /// One connection's byte stream.
@@ -196,27 +179,13 @@ enum StreamKind {
 
 impl Stream {
     fn unix(stream: UnixStream) -> Self {
-        Stream {
-            kind: StreamKind::Unix(stream),
-        }
+        Stream { kind: StreamKind::Unix(stream) }
     }
     fn tcp(stream: TcpStream) -> Self {
-        Stream {
-            kind: StreamKind::Tcp(stream),
-        }
+        Stream { kind: StreamKind::Tcp(stream) }
     }
-    fn tls(
-        stream: tokio_rustls::client::TlsStream<TcpStream>,
-        prefix: Vec<u8>,
-        journal: SharedJournal,
-    ) -> Self {
-        Stream {
-            kind: StreamKind::Tls {
-                stream: Box::new(stream),
-                prefix,
-                journal,
-            },
-        }
+    fn tls(stream: tokio_rustls::client::TlsStream<TcpStream>, prefix: Vec<u8>, journal: SharedJournal) -> Self {
+        Stream { kind: StreamKind::Tls { stream: Box::new(stream), prefix, journal } }
     }
 }
 
@@ -233,19 +202,11 @@ fn note_tls<T>(journal: &SharedJournal, poll: Poll<io::Result<T>>) -> Poll<io::R
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_read(cx, buf),
             StreamKind::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            StreamKind::Tls {
-                stream,
-                prefix,
-                journal,
-            } => {
+            StreamKind::Tls { stream, prefix, journal } => {
                 if !prefix.is_empty() {
                     let n = prefix.len().min(buf.remaining());
                     buf.put_slice(&prefix[..n]);
@@ -260,17 +221,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_write(cx, buf),
             StreamKind::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            StreamKind::Tls {
-                stream, journal, ..
-            } => {
+            StreamKind::Tls { stream, journal, .. } => {
                 let poll = Pin::new(stream.as_mut()).poll_write(cx, buf);
                 note_tls(journal, poll)
             }
@@ -285,9 +240,7 @@ impl AsyncWrite for Stream {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             StreamKind::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            StreamKind::Tls {
-                stream, journal, ..
-            } => {
+            StreamKind::Tls { stream, journal, .. } => {
                 let poll = Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs);
                 note_tls(journal, poll)
             }
@@ -306,9 +259,7 @@ impl AsyncWrite for Stream {
         match &mut self.kind {
             StreamKind::Unix(s) => Pin::new(s).poll_flush(cx),
             StreamKind::Tcp(s) => Pin::new(s).poll_flush(cx),
-            StreamKind::Tls {
-                stream, journal, ..
-            } => {
+            StreamKind::Tls { stream, journal, .. } => {
                 let poll = Pin::new(stream.as_mut()).poll_flush(cx);
                 note_tls(journal, poll)
             }

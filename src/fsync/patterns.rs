@@ -85,16 +85,9 @@ impl PatternMatcher {
             // Go validates the syntax by matching the pattern against ".".
             go_match(&cleaned, ".")?;
             let matcher = compile(&cleaned);
-            out.push(Pattern {
-                cleaned,
-                exclusion,
-                matcher,
-            });
+            out.push(Pattern { cleaned, exclusion, matcher });
         }
-        Ok(Self {
-            patterns: out,
-            exclusions,
-        })
+        Ok(Self { patterns: out, exclusions })
     }
 
     /// Whether any pattern is an exception (`!`).
@@ -144,14 +137,10 @@ impl PatternMatcher {
     ) -> Result<(bool, MatchInfo), PatternError> {
         let parent_matched = &parent.parent_matched;
         if !parent_matched.is_empty() && parent_matched.len() != self.patterns.len() {
-            return Err(PatternError::BadPattern(
-                "parent match results for a different pattern list".to_owned(),
-            ));
+            return Err(PatternError::BadPattern("parent match results for a different pattern list".to_owned()));
         }
         let mut matched = false;
-        let mut info = MatchInfo {
-            parent_matched: vec![false; self.patterns.len()],
-        };
+        let mut info = MatchInfo { parent_matched: vec![false; self.patterns.len()] };
         for (i, pattern) in self.patterns.iter().enumerate() {
             let mut hit = parent_matched.get(i).copied().unwrap_or(false);
             if !hit {
@@ -196,8 +185,7 @@ impl Pattern {
             Ok(Matcher::Prefix(prefix)) => Ok(path.starts_with(prefix.as_str())),
             Ok(Matcher::Suffix(suffix)) => {
                 // `**/foo` also matches `foo` itself.
-                Ok(path.ends_with(suffix.as_str())
-                    || suffix.strip_prefix('/').is_some_and(|rest| path == rest))
+                Ok(path.ends_with(suffix.as_str()) || suffix.strip_prefix('/').is_some_and(|rest| path == rest))
             }
             Ok(Matcher::Regex(re)) => Ok(re.is_match(path)),
         }
@@ -637,8 +625,7 @@ mod tests {
 
     fn single(pattern: &str, path: &str) -> bool {
         let pm = PatternMatcher::new(&[pattern]).expect("valid pattern");
-        pm.matches_or_parent_matches(path)
-            .expect("matching succeeds")
+        pm.matches_or_parent_matches(path).expect("matching succeeds")
     }
 
     /// Runs all three ways of matching (direct with parents, reusing parent
@@ -646,33 +633,18 @@ mod tests {
     /// they agree with `want`.
     fn check_all(patterns: &[&str], path: &str, want: bool) {
         let pm = PatternMatcher::new(patterns).expect("valid patterns");
-        let direct = pm
-            .matches_or_parent_matches(path)
-            .expect("matching succeeds");
-        assert_eq!(
-            direct, want,
-            "matches_or_parent_matches({patterns:?}, {path:?})"
-        );
+        let direct = pm.matches_or_parent_matches(path).expect("matching succeeds");
+        assert_eq!(direct, want, "matches_or_parent_matches({patterns:?}, {path:?})");
 
         let mut info = MatchInfo::default();
         for parent in parent_prefixes(path) {
-            info = pm
-                .matches_using_parent_results(&parent, &info)
-                .expect("matching succeeds")
-                .1;
+            info = pm.matches_using_parent_results(&parent, &info).expect("matching succeeds").1;
         }
-        let (descended, _) = pm
-            .matches_using_parent_results(path, &info)
-            .expect("matching succeeds");
+        let (descended, _) = pm.matches_using_parent_results(path, &info).expect("matching succeeds");
         assert_eq!(descended, want, "descending match ({patterns:?}, {path:?})");
 
-        let (cold, _) = pm
-            .matches_using_parent_results(path, &MatchInfo::default())
-            .expect("matching succeeds");
-        assert_eq!(
-            cold, want,
-            "match without parent info ({patterns:?}, {path:?})"
-        );
+        let (cold, _) = pm.matches_using_parent_results(path, &MatchInfo::default()).expect("matching succeeds");
+        assert_eq!(cold, want, "match without parent info ({patterns:?}, {path:?})");
     }
 
     #[test]
@@ -743,11 +715,7 @@ mod tests {
             ("a(b)c/def", "a(b)c/def", true),
             ("a(b)c/def", "a(b)c/xyz", false),
             ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
-            (
-                "dist/*.whl",
-                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
-                true,
-            ),
+            ("dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
             ("a\\*b", "a*b", true),
             // A directory pattern covers everything below it.
             ("docs", "docs/README.md", true),
@@ -763,16 +731,8 @@ mod tests {
     fn exceptions_apply_in_order() {
         let cases: &[(&[&str], &str, bool)] = &[
             (&["**", "!util/docker/web"], "util/docker/web/foo", false),
-            (
-                &["**", "!util/docker/web", "util/docker/web/foo"],
-                "util/docker/web/foo",
-                true,
-            ),
-            (
-                &["**", "!dist/*.whl"],
-                "dist/a-1.0+x-py3-none-any.whl",
-                false,
-            ),
+            (&["**", "!util/docker/web", "util/docker/web/foo"], "util/docker/web/foo", true),
+            (&["**", "!dist/*.whl"], "dist/a-1.0+x-py3-none-any.whl", false),
             (&["!fileutils.go", "*.go"], "fileutils.go", true),
             (&["*.go", "!fileutils.go"], "fileutils.go", false),
             (&["docs", "!docs/README.md"], "docs/README.md", false),
@@ -830,23 +790,11 @@ mod tests {
             ("*x", "xxx", true),
         ];
         for &(pattern, name, want) in ok {
-            assert_eq!(
-                go_match(pattern, name),
-                Ok(want),
-                "go_match({pattern:?}, {name:?})"
-            );
+            assert_eq!(go_match(pattern, name), Ok(want), "go_match({pattern:?}, {name:?})");
         }
-        for bad in [
-            "[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a[", "ab[", "a[b",
-        ] {
-            assert!(
-                go_match(bad, "a").is_err(),
-                "{bad:?} must be a syntax error"
-            );
-            assert!(
-                PatternMatcher::new(&[bad]).is_err(),
-                "{bad:?} must be refused"
-            );
+        for bad in ["[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a[", "ab[", "a[b"] {
+            assert!(go_match(bad, "a").is_err(), "{bad:?} must be a syntax error");
+            assert!(PatternMatcher::new(&[bad]).is_err(), "{bad:?} must be refused");
         }
     }
 
@@ -910,10 +858,7 @@ mod tests {
         assert_eq!(pm.patterns()[0].as_str(), "a/c");
         assert!(pm.matches_or_parent_matches("a/c/d").expect("matches"));
 
-        assert_eq!(
-            PatternMatcher::new(&["!"]).unwrap_err(),
-            PatternError::IllegalExclusion
-        );
+        assert_eq!(PatternMatcher::new(&["!"]).unwrap_err(), PatternError::IllegalExclusion);
     }
 
     #[test]
@@ -921,10 +866,7 @@ mod tests {
         // Passes Go's shell-syntax check, but `l-O` is a reversed range.
         let pm = PatternMatcher::new(&["[Local-Only]/"]).expect("syntax check passes");
         for _ in 0..2 {
-            assert!(matches!(
-                pm.matches_or_parent_matches("x"),
-                Err(PatternError::BadPattern(_))
-            ));
+            assert!(matches!(pm.matches_or_parent_matches("x"), Err(PatternError::BadPattern(_))));
         }
     }
 
@@ -970,17 +912,7 @@ mod tests {
         let text = b"\xEF\xBB\xBF# comment\n\n  node_modules  \r\n/abs/path\n!/keep/../keep.txt\n  # not a comment\n!\n/\n*.log\n! spaced\nlast";
         assert_eq!(
             parse_dockerignore(text),
-            vec![
-                "node_modules",
-                "abs/path",
-                "!keep.txt",
-                "# not a comment",
-                "!",
-                "/",
-                "*.log",
-                "!spaced",
-                "last",
-            ]
+            vec!["node_modules", "abs/path", "!keep.txt", "# not a comment", "!", "/", "*.log", "!spaced", "last",]
         );
         // A lone `!` is kept and then refused by the matcher, as in Go.
         assert!(PatternMatcher::new(&parse_dockerignore(b"!\n")).is_err());

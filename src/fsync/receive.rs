@@ -232,10 +232,7 @@ fn receive_blocking(
     // Like fsutil, have everything in place before sending FIN: the
     // daemon's export (and so the solve) completes only after our FIN.
     staging.finish(dest, &writer.dirs, &mut writer.stats)?;
-    writer.send(Packet {
-        r#type: PacketType::PacketFin as i32,
-        ..Packet::default()
-    })?;
+    writer.send(Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() })?;
     writer.await_fin(&mut rx)?;
     Ok(writer.stats)
 }
@@ -250,18 +247,11 @@ struct Staging {
 
 impl Staging {
     fn create(dest: &Path) -> Result<Self, ReceiveError> {
-        let staging_err = |source| ReceiveError::Staging {
-            path: dest.to_owned(),
-            source,
-        };
+        let staging_err = |source| ReceiveError::Staging { path: dest.to_owned(), source };
         let name = format!(".fbuild-receive-{}", uuid::Uuid::new_v4().simple());
         let (path, merge) = match fs::metadata(dest) {
             Ok(meta) if meta.is_dir() => (dest.join(&name), true),
-            Ok(_) => {
-                return Err(ReceiveError::DestinationNotDirectory {
-                    path: dest.to_owned(),
-                })
-            }
+            Ok(_) => return Err(ReceiveError::DestinationNotDirectory { path: dest.to_owned() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let parent = match dest.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -273,33 +263,20 @@ impl Staging {
             Err(e) => return Err(staging_err(e)),
         };
         // 0o777 less the umask, like mkdir(1): this becomes a new destination.
-        fs::DirBuilder::new()
-            .mode(0o777)
-            .create(&path)
-            .map_err(staging_err)?;
-        Ok(Self {
-            path,
-            merge,
-            armed: true,
-        })
+        fs::DirBuilder::new().mode(0o777).create(&path).map_err(staging_err)?;
+        Ok(Self { path, merge, armed: true })
     }
 
     /// Moves the staged tree into `dest`, then applies the directories'
     /// permissions and times (last, so read-only directories do not get in
     /// the way and their times stay as sent).
-    fn finish(
-        mut self,
-        dest: &Path,
-        dirs: &[DirMeta],
-        stats: &mut ReceiveStats,
-    ) -> Result<(), ReceiveError> {
+    fn finish(mut self, dest: &Path, dirs: &[DirMeta], stats: &mut ReceiveStats) -> Result<(), ReceiveError> {
         let finish_err = |path: &Path| {
             let path = path.to_owned();
             move |source| ReceiveError::Finish { path, source }
         };
         if self.merge {
-            merge_into(&self.path, dest)
-                .map_err(|(path, source)| ReceiveError::Finish { path, source })?;
+            merge_into(&self.path, dest).map_err(|(path, source)| ReceiveError::Finish { path, source })?;
             fs::remove_dir(&self.path).map_err(finish_err(&self.path))?;
         } else {
             fs::rename(&self.path, dest).map_err(finish_err(dest))?;
@@ -401,19 +378,13 @@ impl OrderValidator {
         non_dir_kind: impl Fn(&str) -> Option<&'static str>,
     ) -> Result<(), ReceiveError> {
         if path.starts_with('/') {
-            return Err(ReceiveError::AbsolutePath {
-                path: path.to_owned(),
-            });
+            return Err(ReceiveError::AbsolutePath { path: path.to_owned() });
         }
         if path.is_empty() || path == "." || path.contains('\0') || clean_path(path) != path {
-            return Err(ReceiveError::UncleanPath {
-                path: path.to_owned(),
-            });
+            return Err(ReceiveError::UncleanPath { path: path.to_owned() });
         }
         if path == ".." || path.starts_with("../") {
-            return Err(ReceiveError::EscapingPath {
-                path: path.to_owned(),
-            });
+            return Err(ReceiveError::EscapingPath { path: path.to_owned() });
         }
         if self.stack.is_empty() {
             self.stack.push((String::new(), String::new()));
@@ -426,24 +397,13 @@ impl OrderValidator {
             return Err(ReceiveError::Protocol("validator lost its root"));
         };
         if current != dir {
-            let reason = non_dir_kind(dir)
-                .unwrap_or("was not received as a directory just before (out of order or missing)");
-            return Err(ReceiveError::BadParent {
-                path: path.to_owned(),
-                parent: dir.to_owned(),
-                reason,
-            });
+            let reason =
+                non_dir_kind(dir).unwrap_or("was not received as a directory just before (out of order or missing)");
+            return Err(ReceiveError::BadParent { path: path.to_owned(), parent: dir.to_owned(), reason });
         }
         if base <= last.as_str() {
-            let previous = if dir.is_empty() {
-                last.clone()
-            } else {
-                format!("{dir}/{last}")
-            };
-            return Err(ReceiveError::OutOfOrder {
-                path: path.to_owned(),
-                previous,
-            });
+            let previous = if dir.is_empty() { last.clone() } else { format!("{dir}/{last}") };
+            return Err(ReceiveError::OutOfOrder { path: path.to_owned(), previous });
         }
         *last = base.to_owned();
         if is_dir {
@@ -489,10 +449,7 @@ impl Writer {
 
     /// Receives the listing and the content of every file; returns when
     /// the tree is complete in the staging folder.
-    fn receive_tree(
-        &mut self,
-        rx: &mut mpsc::Receiver<Result<Packet, Status>>,
-    ) -> Result<(), ReceiveError> {
+    fn receive_tree(&mut self, rx: &mut mpsc::Receiver<Result<Packet, Status>>) -> Result<(), ReceiveError> {
         loop {
             if self.listing_done && self.waiting.is_empty() && self.open.is_empty() {
                 return Ok(());
@@ -517,25 +474,20 @@ impl Writer {
     }
 
     /// Waits for the sender's `FIN` answering ours.
-    fn await_fin(
-        &mut self,
-        rx: &mut mpsc::Receiver<Result<Packet, Status>>,
-    ) -> Result<(), ReceiveError> {
+    fn await_fin(&mut self, rx: &mut mpsc::Receiver<Result<Packet, Status>>) -> Result<(), ReceiveError> {
         let packet = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
         let packet = packet.map_err(ReceiveError::Stream)?;
         match PacketType::try_from(packet.r#type) {
             Ok(PacketType::PacketFin) => Ok(()),
-            Ok(PacketType::PacketStat | PacketType::PacketData) => Err(ReceiveError::Protocol(
-                "packets after the transfer was complete",
-            )),
+            Ok(PacketType::PacketStat | PacketType::PacketData) => {
+                Err(ReceiveError::Protocol("packets after the transfer was complete"))
+            }
             other => Err(unexpected(other, &packet)),
         }
     }
 
     fn send(&self, packet: Packet) -> Result<(), ReceiveError> {
-        self.out
-            .blocking_send(packet)
-            .map_err(|_| ReceiveError::OutputClosed)
+        self.out.blocking_send(packet).map_err(|_| ReceiveError::OutputClosed)
     }
 
     fn add_entry(&mut self, stat: Stat) -> Result<(), ReceiveError> {
@@ -546,37 +498,20 @@ impl Writer {
         let others = &self.others;
         let regular = &self.regular;
         self.validator.check(&stat.path, is_dir, |parent| {
-            others
-                .get(parent)
-                .copied()
-                .or_else(|| regular.contains(parent).then_some("is a file"))
+            others.get(parent).copied().or_else(|| regular.contains(parent).then_some("is a file"))
         })?;
 
         let path = stat.path;
         let target = self.root.join(&path);
-        let write_err = |source| ReceiveError::Write {
-            path: path.clone(),
-            source,
-        };
+        let write_err = |source| ReceiveError::Write { path: path.clone(), source };
         let perm = (mode & file_mode::PERM) as libc::mode_t;
-        let xattrs: Vec<(String, bytes::Bytes)> = stat
-            .xattrs
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("user."))
-            .collect();
+        let xattrs: Vec<(String, bytes::Bytes)> =
+            stat.xattrs.into_iter().filter(|(k, _)| k.starts_with("user.")).collect();
 
         if is_dir {
             // Owner-writable while filling; the sent mode is applied at the end.
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&target)
-                .map_err(write_err)?;
-            self.dirs.push(DirMeta {
-                path,
-                perm,
-                mod_time: stat.mod_time,
-                xattrs,
-            });
+            fs::DirBuilder::new().mode(0o700).create(&target).map_err(write_err)?;
+            self.dirs.push(DirMeta { path, perm, mod_time: stat.mod_time, xattrs });
         } else if mode & file_mode::SYMLINK != 0 {
             if stat.linkname.is_empty() {
                 return Err(ReceiveError::EmptySymlink { path });
@@ -586,8 +521,7 @@ impl Writer {
             self.others.insert(path, "is a symlink");
             self.stats.symlinks += 1;
         } else if mode & file_mode::NAMED_PIPE != 0 {
-            nix::unistd::mkfifo(&target, Mode::from_bits_truncate(perm))
-                .map_err(|e| write_err(e.into()))?;
+            nix::unistd::mkfifo(&target, Mode::from_bits_truncate(perm)).map_err(|e| write_err(e.into()))?;
             set_times_nofollow(&target, stat.mod_time).map_err(write_err)?;
             self.others.insert(path, "is a named pipe");
             self.stats.fifos += 1;
@@ -597,10 +531,7 @@ impl Writer {
             self.stats.skipped_special += 1;
         } else if !stat.linkname.is_empty() {
             if !self.regular.contains(&stat.linkname) {
-                return Err(ReceiveError::BadHardlink {
-                    path,
-                    target: stat.linkname,
-                });
+                return Err(ReceiveError::BadHardlink { path, target: stat.linkname });
             }
             fs::hard_link(self.root.join(&stat.linkname), &target).map_err(write_err)?;
             self.others.insert(path, "is a file");
@@ -610,15 +541,7 @@ impl Writer {
             create_file(&target).map_err(write_err)?;
             self.regular.insert(path.clone());
             self.stats.files += 1;
-            self.waiting.push_back((
-                id,
-                PendingFile {
-                    path,
-                    perm,
-                    mod_time: stat.mod_time,
-                    xattrs,
-                },
-            ));
+            self.waiting.push_back((id, PendingFile { path, perm, mod_time: stat.mod_time, xattrs }));
         }
         Ok(())
     }
@@ -632,16 +555,9 @@ impl Writer {
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(self.root.join(&pending.path))
-                .map_err(|source| ReceiveError::Write {
-                    path: pending.path.clone(),
-                    source,
-                })?;
+                .map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
             self.open.insert(id, (file, pending));
-            self.send(Packet {
-                r#type: PacketType::PacketReq as i32,
-                id,
-                ..Packet::default()
-            })?;
+            self.send(Packet { r#type: PacketType::PacketReq as i32, id, ..Packet::default() })?;
         }
         Ok(())
     }
@@ -651,10 +567,7 @@ impl Writer {
             let Some((file, pending)) = self.open.get_mut(&id) else {
                 return Err(ReceiveError::UnexpectedData { id });
             };
-            file.write_all(data).map_err(|source| ReceiveError::Write {
-                path: pending.path.clone(),
-                source,
-            })?;
+            file.write_all(data).map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
             self.stats.bytes += data.len() as u64;
             return Ok(());
         }
@@ -668,19 +581,14 @@ impl Writer {
             nix::sys::stat::futimens(&file, &time, &time)?;
             Ok(())
         };
-        finish().map_err(|source| ReceiveError::Write {
-            path: pending.path.clone(),
-            source,
-        })
+        finish().map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })
     }
 }
 
 /// The error for a packet type that is wrong where it arrived.
 fn unexpected(kind: Result<PacketType, prost::UnknownEnumValue>, packet: &Packet) -> ReceiveError {
     match kind {
-        Ok(PacketType::PacketErr) => {
-            ReceiveError::Sender(String::from_utf8_lossy(&packet.data).into_owned())
-        }
+        Ok(PacketType::PacketErr) => ReceiveError::Sender(String::from_utf8_lossy(&packet.data).into_owned()),
         Ok(PacketType::PacketFin) => ReceiveError::Protocol("FIN before the transfer was complete"),
         Ok(PacketType::PacketReq) => ReceiveError::Protocol("REQ sent to the receiver"),
         Ok(PacketType::PacketStat | PacketType::PacketData) => {
@@ -712,23 +620,14 @@ fn set_user_xattrs(file: &File, xattrs: &[(String, bytes::Bytes)]) {
 
 fn set_times_nofollow(path: &Path, mod_time: i64) -> io::Result<()> {
     let time = timespec(mod_time);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &time,
-        &time,
-        UtimensatFlags::NoFollowSymlink,
-    )?;
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &time, &time, UtimensatFlags::NoFollowSymlink)?;
     Ok(())
 }
 
 /// Nanoseconds since the epoch as a `timespec` (atime and mtime both get it,
 /// as fsutil does).
 fn timespec(nanos: i64) -> TimeSpec {
-    TimeSpec::new(
-        nanos.div_euclid(1_000_000_000),
-        nanos.rem_euclid(1_000_000_000),
-    )
+    TimeSpec::new(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000))
 }
 
 #[cfg(test)]
@@ -744,14 +643,7 @@ mod tests {
     use tokio_stream::wrappers::ReceiverStream;
 
     /// Sender and receiver connected in-process.
-    async fn transfer(
-        src: &Path,
-        dest: &Path,
-    ) -> (
-        Result<(), SendError>,
-        Result<ReceiveStats, ReceiveError>,
-        u64,
-    ) {
+    async fn transfer(src: &Path, dest: &Path) -> (Result<(), SendError>, Result<ReceiveStats, ReceiveError>, u64) {
         let walker = Walker::new(src, &FilterOptions::default()).expect("walker");
         let (to_receiver, from_sender) = mpsc::channel(16);
         let (to_sender, from_receiver) = mpsc::channel(16);
@@ -762,8 +654,7 @@ mod tests {
             to_receiver,
             Arc::clone(&progress),
         ));
-        let received =
-            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, dest).await;
+        let received = receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, dest).await;
         let sent = sender.await.expect("sender task");
         (sent, received, progress.bytes())
     }
@@ -798,11 +689,7 @@ mod tests {
         write(root, "big.bin", &big);
         for i in 0..150 {
             // More files than the request window.
-            write(
-                root,
-                &format!("many/{i:03}"),
-                format!("file {i}").as_bytes(),
-            );
+            write(root, &format!("many/{i:03}"), format!("file {i}").as_bytes());
         }
         fs_err::create_dir_all(root.join("emptydir")).expect("mkdir");
         symlink("a/b/deep.txt", root.join("rel-link")).expect("symlink");
@@ -812,16 +699,10 @@ mod tests {
         std::fs::hard_link(root.join("a/b/deep.txt"), root.join("many/hard")).expect("link");
         nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o600)).expect("mkfifo");
         write(root, "suid", b"s");
-        std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o4755))
-            .expect("chmod");
+        std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o4755)).expect("chmod");
         write(root, "ro/inside", b"r");
-        std::fs::set_permissions(
-            root.join("ro/inside"),
-            std::fs::Permissions::from_mode(0o444),
-        )
-        .expect("chmod");
-        std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o555))
-            .expect("chmod");
+        std::fs::set_permissions(root.join("ro/inside"), std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o555)).expect("chmod");
         let _ = xattr::set(root.join("empty"), "user.note", b"kept");
     }
 
@@ -847,10 +728,7 @@ mod tests {
 
         let want = snapshot(src.path());
         let got = snapshot(&dest);
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>()
-        );
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
         for (path, (want_stat, want_content)) in &want {
             let (got_stat, got_content) = &got[path];
             assert_eq!(got_stat, want_stat, "metadata of {path}");
@@ -858,10 +736,7 @@ mod tests {
         }
         // The setuid bit is dropped.
         let suid = fs_err::metadata(dest.join("suid")).expect("stat");
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&suid.permissions()) & 0o7777,
-            0o755
-        );
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&suid.permissions()) & 0o7777, 0o755);
         assert_eq!(
             stats,
             ReceiveStats {
@@ -874,9 +749,7 @@ mod tests {
                 fifos: 1,
                 skipped_special: 0,
                 bytes: (CHUNK_SIZE * 3 + 7 + 4 + 4 + 1 + 1) as u64
-                    + (0..150)
-                        .map(|i| format!("file {i}").len() as u64)
-                        .sum::<u64>(),
+                    + (0..150).map(|i| format!("file {i}").len() as u64).sum::<u64>(),
             }
         );
         assert!(bytes > stats.bytes, "progress counts STATs and DATA");
@@ -912,13 +785,8 @@ mod tests {
         assert_eq!(read("f"), b"file now");
         assert_eq!(read("same"), b"replaced");
         assert_eq!(read("d/inside"), b"in");
-        assert!(fs_err::symlink_metadata(dest.path().join("d"))
-            .expect("stat")
-            .is_dir());
-        assert_eq!(
-            fs_err::read_dir(outside.path()).expect("read dir").count(),
-            0
-        );
+        assert!(fs_err::symlink_metadata(dest.path().join("d")).expect("stat").is_dir());
+        assert_eq!(fs_err::read_dir(outside.path()).expect("read dir").count(), 0);
         assert!(staging_leftovers(dest.path()).is_empty());
     }
 
@@ -929,24 +797,13 @@ mod tests {
         let (to_receiver, from_sender) = mpsc::channel(1);
         drop(to_receiver);
         let (to_sender, _from_receiver) = mpsc::channel(4);
-        let result = receive_diffcopy(
-            ReceiverStream::new(from_sender).map(Ok),
-            to_sender,
-            &dir.path().join("file"),
-        )
-        .await;
-        assert!(
-            matches!(result, Err(ReceiveError::DestinationNotDirectory { .. })),
-            "{result:?}"
-        );
+        let result =
+            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dir.path().join("file")).await;
+        assert!(matches!(result, Err(ReceiveError::DestinationNotDirectory { .. })), "{result:?}");
     }
 
     fn stat(path: &str, mode: u32) -> Stat {
-        Stat {
-            path: path.to_owned(),
-            mode,
-            ..Stat::default()
-        }
+        Stat { path: path.to_owned(), mode, ..Stat::default() }
     }
 
     fn dir(path: &str) -> Stat {
@@ -958,18 +815,11 @@ mod tests {
     }
 
     fn link(path: &str, target: &str) -> Stat {
-        Stat {
-            linkname: target.to_owned(),
-            ..stat(path, file_mode::SYMLINK | 0o777)
-        }
+        Stat { linkname: target.to_owned(), ..stat(path, file_mode::SYMLINK | 0o777) }
     }
 
     fn stat_packet(stat: Stat) -> Packet {
-        Packet {
-            r#type: PacketType::PacketStat as i32,
-            stat: Some(stat),
-            ..Packet::default()
-        }
+        Packet { r#type: PacketType::PacketStat as i32, stat: Some(stat), ..Packet::default() }
     }
 
     /// A scripted (possibly hostile) sender: sends `stats`, then answers
@@ -977,11 +827,7 @@ mod tests {
     async fn receive_from(
         stats: Vec<Stat>,
         content: &'static [u8],
-    ) -> (
-        Result<ReceiveStats, ReceiveError>,
-        tempfile::TempDir,
-        tempfile::TempDir,
-    ) {
+    ) -> (Result<ReceiveStats, ReceiveError>, tempfile::TempDir, tempfile::TempDir) {
         let out = tempfile::tempdir().expect("tempdir");
         let outside = tempfile::tempdir().expect("tempdir");
         let dest = out.path().join("dest");
@@ -1001,17 +847,10 @@ mod tests {
                             data: content.into(),
                             ..Packet::default()
                         },
-                        Packet {
-                            r#type: PacketType::PacketData as i32,
-                            id: packet.id,
-                            ..Packet::default()
-                        },
+                        Packet { r#type: PacketType::PacketData as i32, id: packet.id, ..Packet::default() },
                     ],
                     Ok(PacketType::PacketFin) => {
-                        vec![Packet {
-                            r#type: PacketType::PacketFin as i32,
-                            ..Packet::default()
-                        }]
+                        vec![Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() }]
                     }
                     _ => return,
                 };
@@ -1022,24 +861,17 @@ mod tests {
                 }
             }
         });
-        let result =
-            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await;
+        let result = receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await;
         responder.abort();
         if result.is_err() {
             assert!(!dest.exists(), "a refused transfer leaves no destination");
         }
-        assert!(
-            staging_leftovers(out.path()).is_empty(),
-            "staging folder removed"
-        );
+        assert!(staging_leftovers(out.path()).is_empty(), "staging folder removed");
         (result, out, outside)
     }
 
     fn stat_packet_end() -> Packet {
-        Packet {
-            r#type: PacketType::PacketStat as i32,
-            ..Packet::default()
-        }
+        Packet { r#type: PacketType::PacketStat as i32, ..Packet::default() }
     }
 
     #[tokio::test]
@@ -1061,40 +893,10 @@ mod tests {
             (vec![file("b"), file("a")], "OutOfOrder"),
             (vec![file("a"), file("a")], "OutOfOrder"),
             (vec![dir("a"), dir("a")], "OutOfOrder"),
-            (
-                vec![Stat {
-                    linkname: "missing".into(),
-                    ..file("h")
-                }],
-                "BadHardlink",
-            ),
-            (
-                vec![
-                    dir("d"),
-                    Stat {
-                        linkname: "d".into(),
-                        ..file("h")
-                    },
-                ],
-                "BadHardlink",
-            ),
-            (
-                vec![
-                    link("l", "x"),
-                    Stat {
-                        linkname: "l".into(),
-                        ..file("m")
-                    },
-                ],
-                "BadHardlink",
-            ),
-            (
-                vec![Stat {
-                    linkname: "../../etc/passwd".into(),
-                    ..file("h")
-                }],
-                "BadHardlink",
-            ),
+            (vec![Stat { linkname: "missing".into(), ..file("h") }], "BadHardlink"),
+            (vec![dir("d"), Stat { linkname: "d".into(), ..file("h") }], "BadHardlink"),
+            (vec![link("l", "x"), Stat { linkname: "l".into(), ..file("m") }], "BadHardlink"),
+            (vec![Stat { linkname: "../../etc/passwd".into(), ..file("h") }], "BadHardlink"),
             (vec![link("l", "")], "EmptySymlink"),
         ];
         for (stats, want) in cases {
@@ -1102,25 +904,16 @@ mod tests {
             let (result, _out, _outside) = receive_from(stats, b"").await;
             let err = result.expect_err("must be refused");
             let got = format!("{err:?}");
-            assert!(
-                got.starts_with(want),
-                "{paths:?}: expected {want}, got {got} ({err})"
-            );
+            assert!(got.starts_with(want), "{paths:?}: expected {want}, got {got} ({err})");
         }
     }
 
     #[tokio::test]
     async fn refusal_messages_say_what_is_wrong() {
         let (result, _o, _x) = receive_from(vec![link("l", "/tmp"), file("l/x")], b"").await;
-        assert_eq!(
-            result.expect_err("refused").to_string(),
-            "refusing \"l/x\": its parent \"l\" is a symlink"
-        );
+        assert_eq!(result.expect_err("refused").to_string(), "refusing \"l/x\": its parent \"l\" is a symlink");
         let (result, _o, _x) = receive_from(vec![file("b"), file("a")], b"").await;
-        assert_eq!(
-            result.expect_err("refused").to_string(),
-            "refusing \"a\": out of order after \"b\""
-        );
+        assert_eq!(result.expect_err("refused").to_string(), "refusing \"a\": out of order after \"b\"");
     }
 
     #[tokio::test]
@@ -1135,12 +928,7 @@ mod tests {
         assert_eq!((stats.files, stats.skipped_special, stats.dirs), (1, 1, 1));
         let dest = out.path().join("dest");
         assert!(!dest.join("dev").exists());
-        let mode = |rel: &str| {
-            fs_err::metadata(dest.join(rel))
-                .expect("stat")
-                .permissions()
-                .mode()
-        };
+        let mode = |rel: &str| fs_err::metadata(dest.join(rel)).expect("stat").permissions().mode();
         assert_eq!(mode("suid") & 0o7777, 0o755);
         assert_eq!(mode("sticky") & 0o7777, 0o777);
         assert_eq!(fs_err::read(dest.join("suid")).expect("read"), b"payload");
@@ -1156,44 +944,23 @@ mod tests {
                 to_receiver.send(p).await.expect("queue");
             }
             drop(to_receiver);
-            receive_diffcopy(
-                ReceiverStream::new(from_sender).map(Ok),
-                to_sender,
-                &out.path().join("d"),
-            )
-            .await
-            .expect_err("must fail")
+            receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &out.path().join("d"))
+                .await
+                .expect_err("must fail")
         }
-        let data = |id| Packet {
-            r#type: PacketType::PacketData as i32,
-            id,
-            data: b"x"[..].into(),
-            ..Packet::default()
-        };
+        let data =
+            |id| Packet { r#type: PacketType::PacketData as i32, id, data: b"x"[..].into(), ..Packet::default() };
+        assert!(matches!(run(vec![stat_packet(file("f")), data(7)]).await, ReceiveError::UnexpectedData { id: 7 }));
+        assert!(matches!(run(vec![stat_packet_end(), stat_packet(file("f"))]).await, ReceiveError::Protocol(_)));
         assert!(matches!(
-            run(vec![stat_packet(file("f")), data(7)]).await,
-            ReceiveError::UnexpectedData { id: 7 }
-        ));
-        assert!(matches!(
-            run(vec![stat_packet_end(), stat_packet(file("f"))]).await,
-            ReceiveError::Protocol(_)
-        ));
-        assert!(matches!(
-            run(vec![Packet {
-                r#type: PacketType::PacketFin as i32,
-                ..Packet::default()
-            }])
-            .await,
+            run(vec![Packet { r#type: PacketType::PacketFin as i32, ..Packet::default() }]).await,
             ReceiveError::Protocol(_)
         ));
         assert!(matches!(
             run(vec![Packet { r#type: PacketType::PacketErr as i32, data: b"boom"[..].into(), ..Packet::default() }]).await,
             ReceiveError::Sender(msg) if msg == "boom"
         ));
-        assert!(matches!(
-            run(vec![stat_packet(file("f"))]).await,
-            ReceiveError::SenderClosed
-        ));
+        assert!(matches!(run(vec![stat_packet(file("f"))]).await, ReceiveError::SenderClosed));
     }
 
     /// A `FileSend` service shaped like the one the output module needs: the
@@ -1215,14 +982,9 @@ mod tests {
     impl tower::Service<http::Request<tonic::body::Body>> for LocalExportTarget {
         type Response = http::Response<tonic::body::Body>;
         type Error = std::convert::Infallible;
-        type Future = std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-        >;
+        type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-        fn poll_ready(
-            &mut self,
-            _cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
+        fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
             std::task::Poll::Ready(Ok(()))
         }
 
@@ -1230,12 +992,7 @@ mod tests {
             let target = self.clone();
             Box::pin(async move {
                 assert_eq!(req.uri().path(), "/moby.filesync.v1.FileSend/DiffCopy");
-                assert_eq!(
-                    req.headers()
-                        .get("buildkit-attachable-exporter-id")
-                        .map(|v| v.as_bytes()),
-                    Some(&b"0"[..])
-                );
+                assert_eq!(req.headers().get("buildkit-attachable-exporter-id").map(|v| v.as_bytes()), Some(&b"0"[..]));
                 let codec = tonic_prost::ProstCodec::<Packet, Packet>::default();
                 let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
                     Some(crate::fsync::send::MAX_MESSAGE_SIZE),
@@ -1252,10 +1009,7 @@ mod tests {
         type Response = Packet;
         type ResponseStream = PacketResponse;
         type Future = std::pin::Pin<
-            Box<
-                dyn std::future::Future<Output = Result<tonic::Response<PacketResponse>, Status>>
-                    + Send,
-            >,
+            Box<dyn std::future::Future<Output = Result<tonic::Response<PacketResponse>, Status>> + Send>,
         >;
 
         fn call(&mut self, request: tonic::Request<tonic::Streaming<Packet>>) -> Self::Future {
@@ -1280,24 +1034,16 @@ mod tests {
         let out = tempfile::tempdir().expect("tempdir");
         let dest = out.path().join("dest");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let target = LocalExportTarget {
-            dest: dest.clone(),
-            done: Arc::new(std::sync::Mutex::new(Some(done_tx))),
-        };
-        let channel = crate::fsync::test_support::serve_in_memory(
-            tonic::transport::Server::builder().add_service(target),
-        )
-        .await;
+        let target = LocalExportTarget { dest: dest.clone(), done: Arc::new(std::sync::Mutex::new(Some(done_tx))) };
+        let channel =
+            crate::fsync::test_support::serve_in_memory(tonic::transport::Server::builder().add_service(target)).await;
 
         // The daemon's side: fsutil packets on FileSend.DiffCopy.
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.expect("ready");
         let (tx, rx) = mpsc::channel(16);
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        request.metadata_mut().insert(
-            "buildkit-attachable-exporter-id",
-            "0".parse().expect("value"),
-        );
+        request.metadata_mut().insert("buildkit-attachable-exporter-id", "0".parse().expect("value"));
         let response = grpc
             .streaming(
                 request,
@@ -1311,14 +1057,9 @@ mod tests {
         // client's response resets the HTTP/2 stream, which could discard
         // our queued FIN (grpc-go writes it out before returning).
         let mut incoming = response.into_inner();
-        send_diffcopy(walker, &mut incoming, tx, Arc::default())
-            .await
-            .expect("send");
+        send_diffcopy(walker, &mut incoming, tx, Arc::default()).await.expect("send");
 
-        let stats = done_rx
-            .await
-            .expect("receiver finished")
-            .expect("receiver succeeded");
+        let stats = done_rx.await.expect("receiver finished").expect("receiver succeeded");
         drop(incoming);
         assert_eq!(stats.files, 156);
         assert_eq!(snapshot(&dest), snapshot(src.path()));

@@ -124,8 +124,7 @@ impl TransferProgress {
     }
 
     fn add_packet(&self, packet: &Packet) {
-        self.bytes
-            .fetch_add(packet.encoded_len() as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(packet.encoded_len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -151,11 +150,7 @@ pub struct FileSyncService {
 impl FileSyncService {
     /// A service serving `dirs`, keyed by the `dir-name` the daemon asks for.
     pub fn new(dirs: BTreeMap<String, LocalDir>) -> Self {
-        Self {
-            dirs: Arc::new(dirs),
-            progress: Arc::default(),
-            chunk_size: CHUNK_SIZE,
-        }
+        Self { dirs: Arc::new(dirs), progress: Arc::default(), chunk_size: CHUNK_SIZE }
     }
 
     /// Overrides the DATA chunk size (for measurements).
@@ -190,15 +185,10 @@ impl FileSync for FileSyncService {
     type DiffCopyStream = PacketStream;
     type TarStreamStream = PacketStream;
 
-    async fn diff_copy(
-        &self,
-        request: Request<Streaming<Packet>>,
-    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+    async fn diff_copy(&self, request: Request<Streaming<Packet>>) -> Result<Response<Self::DiffCopyStream>, Status> {
         let (dir_name, filter) = request_options(request.metadata());
         let Some(dir) = self.dirs.get(&dir_name) else {
-            return Err(Status::not_found(format!(
-                "no access allowed to dir {dir_name:?}"
-            )));
+            return Err(Status::not_found(format!("no access allowed to dir {dir_name:?}")));
         };
         let path = dir.path.clone();
         let walker = tokio::task::spawn_blocking(move || Walker::new(&path, &filter))
@@ -235,9 +225,7 @@ impl FileSync for FileSyncService {
     ) -> Result<Response<Self::TarStreamStream>, Status> {
         // buildkitd only uses DiffCopy; fsutil's client never negotiates
         // the tar protocol.
-        Err(Status::unimplemented(
-            "TarStream is not supported; use DiffCopy",
-        ))
+        Err(Status::unimplemented("TarStream is not supported; use DiffCopy"))
     }
 }
 
@@ -246,22 +234,14 @@ impl FileSync for FileSyncService {
 /// URL-escaped when `<key>-encoded` is true).
 pub(crate) fn request_options(md: &MetadataMap) -> (String, FilterOptions) {
     let values = |key: &str| -> Vec<String> {
-        let raw: Vec<String> = md
-            .get_all(key)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        let encoded = md
-            .get(format!("{key}-encoded"))
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(parse_go_bool);
+        let raw: Vec<String> =
+            md.get_all(key).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+        let encoded = md.get(format!("{key}-encoded")).and_then(|v| v.to_str().ok()).is_some_and(parse_go_bool);
         if !encoded {
             return raw;
         }
         // Go keeps an empty string for a value that fails to decode.
-        raw.iter()
-            .map(|v| query_unescape(v).unwrap_or_default())
-            .collect()
+        raw.iter().map(|v| query_unescape(v).unwrap_or_default()).collect()
     };
     let dir_name = values("dir-name").into_iter().next().unwrap_or_default();
     let filter = FilterOptions {
@@ -352,12 +332,10 @@ where
     {
         let walker = Arc::clone(&walker);
         tokio::task::spawn_blocking(move || {
-            let result = walker.walk(
-                &mut |stat| match stat_tx.blocking_send(WalkMsg::Entry(stat)) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(_) => ControlFlow::Break(()),
-                },
-            );
+            let result = walker.walk(&mut |stat| match stat_tx.blocking_send(WalkMsg::Entry(stat)) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            });
             let _ = stat_tx.blocking_send(match result {
                 Ok(()) => WalkMsg::Done,
                 Err(err) => WalkMsg::Failed(err),
@@ -502,10 +480,7 @@ impl FileReader {
     /// at most the size its STAT announced: the receiver was promised that
     /// much, and knowing it saves a read per file to find the end.
     fn send_file(&self, id: u32, path: &str, size: u64) -> Result<(), SendError> {
-        let read_err = |source| SendError::ReadFile {
-            path: path.to_owned(),
-            source,
-        };
+        let read_err = |source| SendError::ReadFile { path: path.to_owned(), source };
         match self.walker.root().open_file(path) {
             Ok(mut file) => {
                 let mut remaining = size;
@@ -520,16 +495,10 @@ impl FileReader {
                     }
                     buf.truncate(n);
                     remaining -= n as u64;
-                    let packet = Packet {
-                        r#type: PacketType::PacketData as i32,
-                        id,
-                        data: buf.into(),
-                        ..Packet::default()
-                    };
+                    let packet =
+                        Packet { r#type: PacketType::PacketData as i32, id, data: buf.into(), ..Packet::default() };
                     self.progress.add_packet(&packet);
-                    self.out
-                        .blocking_send(packet)
-                        .map_err(|_| SendError::OutputClosed)?;
+                    self.out.blocking_send(packet).map_err(|_| SendError::OutputClosed)?;
                 }
             }
             // A socket is walked as an empty regular file (fsutil clears its
@@ -538,14 +507,8 @@ impl FileReader {
             Err(e) => return Err(read_err(e)),
         }
         self.progress.files.fetch_add(1, Ordering::Relaxed);
-        let eof = Packet {
-            r#type: PacketType::PacketData as i32,
-            id,
-            ..Packet::default()
-        };
-        self.out
-            .blocking_send(eof)
-            .map_err(|_| SendError::OutputClosed)
+        let eof = Packet { r#type: PacketType::PacketData as i32, id, ..Packet::default() };
+        self.out.blocking_send(eof).map_err(|_| SendError::OutputClosed)
     }
 }
 
@@ -593,38 +556,20 @@ mod tests {
             let value: MetadataValue<_> = value.parse().expect("ascii metadata");
             request.metadata_mut().append(*key, value);
         }
-        let response = client
-            .diff_copy(request)
-            .await
-            .map_err(|s| s.message().to_owned())?;
-        receive_diffcopy(response.into_inner(), tx, dest)
-            .await
-            .map_err(|e| error_chain(&e))
+        let response = client.diff_copy(request).await.map_err(|s| s.message().to_owned())?;
+        receive_diffcopy(response.into_inner(), tx, dest).await.map_err(|e| error_chain(&e))
     }
 
     fn service_for(root: &Path) -> FileSyncService {
         let mut dirs = BTreeMap::new();
-        dirs.insert(
-            "context".to_owned(),
-            LocalDir {
-                path: root.to_owned(),
-                shared_key: None,
-            },
-        );
+        dirs.insert("context".to_owned(), LocalDir { path: root.to_owned(), shared_key: None });
         FileSyncService::new(dirs)
     }
 
     #[tokio::test]
     async fn diff_copy_over_grpc_honours_the_request_metadata() {
         let src = tempfile::tempdir().expect("tempdir");
-        for rel in [
-            "keep.txt",
-            "debug.log",
-            "skip/x",
-            "node_modules/a/b",
-            "node_modules/keep/k",
-            "ünï.txt",
-        ] {
+        for rel in ["keep.txt", "debug.log", "skip/x", "node_modules/a/b", "node_modules/keep/k", "ünï.txt"] {
             write(src.path(), rel, rel.as_bytes());
         }
         let out = tempfile::tempdir().expect("tempdir");
@@ -650,29 +595,11 @@ mod tests {
         let mut got: Vec<String> = walkdir::WalkDir::new(&dest)
             .min_depth(1)
             .into_iter()
-            .map(|e| {
-                e.expect("entry")
-                    .path()
-                    .strip_prefix(&dest)
-                    .expect("below")
-                    .display()
-                    .to_string()
-            })
+            .map(|e| e.expect("entry").path().strip_prefix(&dest).expect("below").display().to_string())
             .collect();
         got.sort();
-        assert_eq!(
-            got,
-            [
-                "keep.txt",
-                "node_modules",
-                "node_modules/keep",
-                "node_modules/keep/k"
-            ]
-        );
-        assert_eq!(
-            fs_err::read(dest.join("node_modules/keep/k")).expect("read"),
-            b"node_modules/keep/k"
-        );
+        assert_eq!(got, ["keep.txt", "node_modules", "node_modules/keep", "node_modules/keep/k"]);
+        assert_eq!(fs_err::read(dest.join("node_modules/keep/k")).expect("read"), b"node_modules/keep/k");
         assert_eq!(stats.files, 2);
         assert!(progress.bytes() > 0);
         assert_eq!(progress.files(), 2);
@@ -682,25 +609,15 @@ mod tests {
     async fn unknown_dir_names_are_not_found() {
         let src = tempfile::tempdir().expect("tempdir");
         let out = tempfile::tempdir().expect("tempdir");
-        let err = pull(
-            service_for(src.path()),
-            &[("dir-name", "secret")],
-            &out.path().join("d"),
-        )
-        .await
-        .expect_err("must fail");
+        let err = pull(service_for(src.path()), &[("dir-name", "secret")], &out.path().join("d"))
+            .await
+            .expect_err("must fail");
         assert_eq!(err, "no access allowed to dir \"secret\"");
-        let err = pull(
-            service_for(src.path()),
-            &[("dir-name", "context"), ("exclude-patterns", "!")],
-            &out.path().join("d"),
-        )
-        .await
-        .expect_err("must fail");
-        assert_eq!(
-            err,
-            "invalid exclude patterns: illegal exclusion pattern: \"!\""
-        );
+        let err =
+            pull(service_for(src.path()), &[("dir-name", "context"), ("exclude-patterns", "!")], &out.path().join("d"))
+                .await
+                .expect_err("must fail");
+        assert_eq!(err, "invalid exclude patterns: illegal exclusion pattern: \"!\"");
     }
 
     #[tokio::test]
@@ -720,18 +637,11 @@ mod tests {
                 Arc::default(),
             ));
             to_sender
-                .send(Packet {
-                    r#type: PacketType::PacketReq as i32,
-                    id: bad_id,
-                    ..Packet::default()
-                })
+                .send(Packet { r#type: PacketType::PacketReq as i32, id: bad_id, ..Packet::default() })
                 .await
                 .expect("send");
             let result = sender.await.expect("task");
-            assert!(
-                matches!(result, Err(SendError::InvalidFileId(id)) if id == bad_id),
-                "{result:?}"
-            );
+            assert!(matches!(result, Err(SendError::InvalidFileId(id)) if id == bad_id), "{result:?}");
             // No DATA was produced for it.
             while let Ok(p) = from_sender.try_recv() {
                 assert_ne!(p.r#type, PacketType::PacketData as i32);
@@ -753,17 +663,10 @@ mod tests {
             Arc::default(),
         ));
         for _ in 0..2 {
-            let req = Packet {
-                r#type: PacketType::PacketReq as i32,
-                id: 0,
-                ..Packet::default()
-            };
+            let req = Packet { r#type: PacketType::PacketReq as i32, id: 0, ..Packet::default() };
             to_sender.send(req).await.expect("send");
         }
-        assert!(matches!(
-            sender.await.expect("task"),
-            Err(SendError::InvalidFileId(0))
-        ));
+        assert!(matches!(sender.await.expect("task"), Err(SendError::InvalidFileId(0))));
     }
 
     #[test]
@@ -778,11 +681,7 @@ mod tests {
         let (dir, filter) = request_options(&md);
         assert_eq!(dir, "dockerfile");
         assert_eq!(filter.include_patterns, ["a b/c", ""]);
-        assert_eq!(
-            filter.follow_paths,
-            ["a+b"],
-            "not decoded without the -encoded flag"
-        );
+        assert_eq!(filter.follow_paths, ["a+b"], "not decoded without the -encoded flag");
         assert!(filter.exclude_patterns.is_empty());
         assert_eq!(query_unescape("%41%"), None);
         assert_eq!(query_unescape("%e2%98%ba"), Some("☺".to_owned()));
@@ -794,11 +693,7 @@ mod tests {
     #[ignore = "benchmark, takes a minute"]
     #[allow(clippy::print_stderr)] // the measurements are the output
     async fn chunk_size_benchmark() {
-        let base = if Path::new("/dev/shm").is_dir() {
-            Path::new("/dev/shm")
-        } else {
-            Path::new("/tmp")
-        };
+        let base = if Path::new("/dev/shm").is_dir() { Path::new("/dev/shm") } else { Path::new("/tmp") };
         let src = tempfile::tempdir_in(base).expect("tempdir");
         let mut total = 0;
         let mut seed = 0x9e3779b97f4a7c15u64;
@@ -814,11 +709,7 @@ mod tests {
         };
         for (count, size) in [(100, 1 << 20), (1000, 64 << 10), (9000, 4 << 10)] {
             for i in 0..count {
-                write(
-                    src.path(),
-                    &format!("s{size}/{}/{i}", i % 50),
-                    &content(size),
-                );
+                write(src.path(), &format!("s{size}/{}/{i}", i % 50), &content(size));
                 total += size;
             }
         }
@@ -829,13 +720,9 @@ mod tests {
             for &size in &sizes {
                 let out = tempfile::tempdir_in(base).expect("tempdir");
                 let start = Instant::now();
-                pull(
-                    service_for(src.path()).with_chunk_size(size),
-                    &[("dir-name", "context")],
-                    &out.path().join("d"),
-                )
-                .await
-                .expect("transfer");
+                pull(service_for(src.path()).with_chunk_size(size), &[("dir-name", "context")], &out.path().join("d"))
+                    .await
+                    .expect("transfer");
                 let took = start.elapsed();
                 eprintln!("round {round} chunk {:>4} KiB: {took:.2?}", size >> 10);
                 times.entry(size).or_default().push(took);

@@ -19,10 +19,7 @@ pub(crate) async fn serve_in_memory(router: Router) -> Channel {
     Endpoint::from_static("http://in-memory.invalid")
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
             let io = client_io.take();
-            async move {
-                io.map(TokioIo::new)
-                    .ok_or_else(|| io::Error::other("connection already used"))
-            }
+            async move { io.map(TokioIo::new).ok_or_else(|| io::Error::other("connection already used")) }
         }))
         .await
         .expect("in-memory channel")

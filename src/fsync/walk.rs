@@ -171,10 +171,7 @@ pub struct Root {
 impl Root {
     /// Opens `path` (resolving symlinks in `path` itself, as fsutil does).
     pub fn open(path: &Path) -> Result<Self, WalkError> {
-        let open_err = |source| WalkError::OpenRoot {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = |source| WalkError::OpenRoot { path: path.to_owned(), source };
         let resolved = std::fs::canonicalize(path).map_err(open_err)?;
         let fd = nix::fcntl::open(
             &resolved,
@@ -184,9 +181,7 @@ impl Root {
         .map_err(|e| open_err(e.into()))?;
         let st = nix::sys::stat::fstat(&fd).map_err(|e| open_err(e.into()))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-            return Err(WalkError::NotADirectory {
-                path: path.to_owned(),
-            });
+            return Err(WalkError::NotADirectory { path: path.to_owned() });
         }
         Ok(Self { fd, path: resolved })
     }
@@ -209,11 +204,7 @@ impl Root {
         let fd = nix::fcntl::openat(
             parent,
             name,
-            OFlag::O_RDONLY
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC
-                | OFlag::O_NOCTTY
-                | OFlag::O_NONBLOCK,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
             Mode::empty(),
         )?;
         let st = nix::sys::stat::fstat(&fd)?;
@@ -266,12 +257,7 @@ impl Root {
         };
         let names = read_names(fd)?;
         // Names that are not UTF-8 cannot be matched by (string) patterns.
-        Ok(Some(
-            names
-                .into_iter()
-                .filter_map(|n| n.into_string().ok())
-                .collect(),
-        ))
+        Ok(Some(names.into_iter().filter_map(|n| n.into_string().ok()).collect()))
     }
 }
 
@@ -314,10 +300,7 @@ fn read_names(fd: OwnedFd) -> io::Result<Vec<OsString>> {
 /// Vanished entries (or parents replaced by files or symlinks) are skipped,
 /// as fsutil skips them.
 fn is_not_found(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
-    )
+    matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP))
 }
 
 /// A prepared walk: the folder plus compiled filters.
@@ -374,30 +357,16 @@ impl Walker {
         };
         let exclude = match opts.exclude_patterns.is_empty() {
             true => None,
-            false => Some(
-                PatternMatcher::new(&opts.exclude_patterns).map_err(WalkError::ExcludePatterns)?,
-            ),
+            false => Some(PatternMatcher::new(&opts.exclude_patterns).map_err(WalkError::ExcludePatterns)?),
         };
         // When the relevant patterns are plain paths, a directory can be
         // skipped unless one of them points inside it.
         let plain = |p: &str| !without_trailing_glob(p).contains(['*', '[', ']', '?', '^', '\\']);
-        let only_prefix_includes = include.as_ref().is_none_or(|m| {
-            m.patterns()
-                .iter()
-                .all(|p| p.exclusion() || plain(p.as_str()))
-        });
-        let only_prefix_exclude_exceptions = exclude.as_ref().is_none_or(|m| {
-            m.patterns()
-                .iter()
-                .all(|p| !p.exclusion() || plain(p.as_str()))
-        });
-        Ok(Self {
-            root,
-            include,
-            exclude,
-            only_prefix_includes,
-            only_prefix_exclude_exceptions,
-        })
+        let only_prefix_includes =
+            include.as_ref().is_none_or(|m| m.patterns().iter().all(|p| p.exclusion() || plain(p.as_str())));
+        let only_prefix_exclude_exceptions =
+            exclude.as_ref().is_none_or(|m| m.patterns().iter().all(|p| !p.exclusion() || plain(p.as_str())));
+        Ok(Self { root, include, exclude, only_prefix_includes, only_prefix_exclude_exceptions })
     }
 
     /// The opened folder.
@@ -408,16 +377,8 @@ impl Walker {
     /// Walks the folder, calling `emit` with each entry to send, in order.
     /// `emit` returns `Break` to stop early (then the walk returns `Ok`).
     pub fn walk(&self, emit: &mut dyn FnMut(Stat) -> ControlFlow<()>) -> Result<(), WalkError> {
-        let mut state = WalkState {
-            frames: Vec::new(),
-            hardlinks: HashMap::new(),
-            emit,
-            stopped: false,
-        };
-        let root = self.root.fd.try_clone().map_err(|source| WalkError::Io {
-            path: ".".to_owned(),
-            source,
-        })?;
+        let mut state = WalkState { frames: Vec::new(), hardlinks: HashMap::new(), emit, stopped: false };
+        let root = self.root.fd.try_clone().map_err(|source| WalkError::Io { path: ".".to_owned(), source })?;
         let names = read_names(root.try_clone().map_err(io_at("."))?).map_err(io_at("."))?;
         self.walk_dir(&root, "", names, &mut state)
     }
@@ -434,24 +395,13 @@ impl Walker {
                 return Ok(());
             }
             let Some(name_str) = name.to_str() else {
-                return Err(WalkError::NonUtf8 {
-                    path: join_rel(rel, &name.to_string_lossy()),
-                });
+                return Err(WalkError::NonUtf8 { path: join_rel(rel, &name.to_string_lossy()) });
             };
             let path = join_rel(rel, name_str);
-            let lst = match nix::sys::stat::fstatat(
-                dir,
-                name.as_os_str(),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
+            let lst = match nix::sys::stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(e) if is_not_found(&e.into()) => continue,
-                Err(e) => {
-                    return Err(WalkError::Io {
-                        path,
-                        source: e.into(),
-                    })
-                }
+                Err(e) => return Err(WalkError::Io { path, source: e.into() }),
             };
             let is_dir = lst.st_mode & libc::S_IFMT == libc::S_IFDIR;
 
@@ -494,12 +444,7 @@ impl Walker {
                     exclude_info,
                 });
             } else {
-                state.frames.push(Frame {
-                    stat,
-                    sent: false,
-                    include_info,
-                    exclude_info,
-                });
+                state.frames.push(Frame { stat, sent: false, include_info, exclude_info });
             }
 
             // Only directories reach this point, with their frame pushed.
@@ -528,10 +473,7 @@ impl Walker {
             // An unreadable directory that is only walked through (its own
             // entry is not sent) is ignored, as fsutil does.
             Err(e) if !sent && e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
-            Err(source) => Err(WalkError::Io {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => Err(WalkError::Io { path: path.to_owned(), source }),
         }
     }
 
@@ -547,24 +489,17 @@ impl Walker {
         let mut include_info = MatchInfo::default();
         let mut exclude_info = MatchInfo::default();
         let dir_slash = format!("{path}/");
-        let match_err = |source| WalkError::Match {
-            path: path.to_owned(),
-            source,
-        };
+        let match_err = |source| WalkError::Match { path: path.to_owned(), source };
 
         if let Some(include) = &self.include {
             let empty = MatchInfo::default();
             let parent_info = parent.map_or(&empty, |f| &f.include_info);
-            let (matched, info) = include
-                .matches_using_parent_results(path, parent_info)
-                .map_err(match_err)?;
+            let (matched, info) = include.matches_using_parent_results(path, parent_info).map_err(match_err)?;
             include_info = info;
             if !matched {
                 if is_dir && self.only_prefix_includes {
                     let inside = include.patterns().iter().any(|p| {
-                        !p.exclusion()
-                            && format!("{}/", without_trailing_glob(p.as_str()))
-                                .starts_with(&dir_slash)
+                        !p.exclusion() && format!("{}/", without_trailing_glob(p.as_str())).starts_with(&dir_slash)
                     });
                     if !inside {
                         return Ok((Decision::SkipDir, include_info, exclude_info));
@@ -577,17 +512,13 @@ impl Walker {
         if let Some(exclude) = &self.exclude {
             let empty = MatchInfo::default();
             let parent_info = parent.map_or(&empty, |f| &f.exclude_info);
-            let (matched, info) = exclude
-                .matches_using_parent_results(path, parent_info)
-                .map_err(match_err)?;
+            let (matched, info) = exclude.matches_using_parent_results(path, parent_info).map_err(match_err)?;
             exclude_info = info;
             if matched {
                 if is_dir && self.only_prefix_exclude_exceptions {
                     let inside = exclude.exclusions()
                         && exclude.patterns().iter().any(|p| {
-                            p.exclusion()
-                                && format!("{}/", without_trailing_glob(p.as_str()))
-                                    .starts_with(&dir_slash)
+                            p.exclusion() && format!("{}/", without_trailing_glob(p.as_str())).starts_with(&dir_slash)
                         });
                     if !inside {
                         return Ok((Decision::SkipDir, include_info, exclude_info));
@@ -597,20 +528,13 @@ impl Walker {
             }
         }
 
-        let decision = if skip {
-            Decision::WalkThrough
-        } else {
-            Decision::Send
-        };
+        let decision = if skip { Decision::WalkThrough } else { Decision::Send };
         Ok((decision, include_info, exclude_info))
     }
 }
 
 fn io_at(path: &str) -> impl Fn(io::Error) -> WalkError + '_ {
-    move |source| WalkError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| WalkError::Io { path: path.to_owned(), source }
 }
 
 fn join_rel(dir: &str, name: &str) -> String {
@@ -637,10 +561,7 @@ fn build_stat(
     st: &FileStat,
     hardlinks: &mut HashMap<(u64, u64), String>,
 ) -> Result<Stat, WalkError> {
-    let io_err = |source: io::Error| WalkError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source: io::Error| WalkError::Io { path: path.to_owned(), source };
     let st_mode = st.st_mode;
     let kind = st_mode & libc::S_IFMT;
     let mut stat = Stat {
@@ -650,10 +571,7 @@ fn build_stat(
         uid: 0,
         gid: 0,
         size: 0,
-        mod_time: st
-            .st_mtime
-            .saturating_mul(1_000_000_000)
-            .saturating_add(st.st_mtime_nsec),
+        mod_time: st.st_mtime.saturating_mul(1_000_000_000).saturating_add(st.st_mtime_nsec),
         linkname: String::new(),
         devmajor: 0,
         devminor: 0,
@@ -676,9 +594,8 @@ fn build_stat(
         }
         if kind == libc::S_IFLNK {
             let target = nix::fcntl::readlinkat(dir, name).map_err(|e| io_err(e.into()))?;
-            stat.linkname = target.into_string().map_err(|_| WalkError::NonUtf8 {
-                path: format!("{path} (symlink target)"),
-            })?;
+            stat.linkname =
+                target.into_string().map_err(|_| WalkError::NonUtf8 { path: format!("{path} (symlink target)") })?;
         }
     }
     stat.xattrs = read_xattrs(dir, name).map_err(io_err)?;
@@ -721,10 +638,7 @@ fn read_xattrs(dir: &OwnedFd, name: &OsStr) -> io::Result<BTreeMap<String, bytes
 /// symlinks and their targets as include patterns. `None` means one of them
 /// is the root, so there is no include filter at all.
 fn follow_links(root: &Root, paths: &[String]) -> Result<Option<Vec<String>>, WalkError> {
-    let mut resolver = Resolver {
-        root,
-        resolved: BTreeSet::new(),
-    };
+    let mut resolver = Resolver { root, resolved: BTreeSet::new() };
     for p in paths {
         resolver.append(p, 0)?;
     }
@@ -774,15 +688,8 @@ impl Resolver<'_> {
 
     /// The root-relative targets of the symlink(s) at `p` (absolute paths,
     /// `/` meaning the root); `None` if `p` is not a symlink.
-    fn read_symlink(
-        &self,
-        p: &str,
-        allow_wildcard: bool,
-    ) -> Result<Option<Vec<String>>, WalkError> {
-        let io_err = |source| WalkError::Io {
-            path: p.to_owned(),
-            source,
-        };
+    fn read_symlink(&self, p: &str, allow_wildcard: bool) -> Result<Option<Vec<String>>, WalkError> {
+        let io_err = |source| WalkError::Io { path: p.to_owned(), source };
         let (dir, base) = p.rsplit_once('/').unwrap_or((".", p));
         if allow_wildcard && contains_wildcards(base) {
             let Some(names) = self.root.read_dir(dir).map_err(io_err)? else {
@@ -807,12 +714,9 @@ impl Resolver<'_> {
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
             return Ok(None);
         }
-        let target =
-            nix::fcntl::readlinkat(&dir_fd, name.as_str()).map_err(|e| io_err(e.into()))?;
+        let target = nix::fcntl::readlinkat(&dir_fd, name.as_str()).map_err(|e| io_err(e.into()))?;
         let Ok(target) = target.into_string() else {
-            return Err(WalkError::NonUtf8 {
-                path: format!("{p} (symlink target)"),
-            });
+            return Err(WalkError::NonUtf8 { path: format!("{p} (symlink target)") });
         };
         let link = clean_path(&target);
         if link.starts_with('/') {
@@ -884,17 +788,11 @@ mod tests {
     }
 
     fn excluding(patterns: &[&str]) -> FilterOptions {
-        FilterOptions {
-            exclude_patterns: patterns.iter().map(|p| p.to_string()).collect(),
-            ..FilterOptions::default()
-        }
+        FilterOptions { exclude_patterns: patterns.iter().map(|p| p.to_string()).collect(), ..FilterOptions::default() }
     }
 
     fn including(patterns: &[&str]) -> FilterOptions {
-        FilterOptions {
-            include_patterns: patterns.iter().map(|p| p.to_string()).collect(),
-            ..FilterOptions::default()
-        }
+        FilterOptions { include_patterns: patterns.iter().map(|p| p.to_string()).collect(), ..FilterOptions::default() }
     }
 
     #[test]
@@ -905,10 +803,7 @@ mod tests {
         }
         let stats = walk_with(dir.path(), &FilterOptions::default());
         // `a/...` before `a b` and `a-b`, although '/' sorts after ' ' and '-'.
-        assert_eq!(
-            paths(&stats),
-            ["B", "a", "a/b", "a/c", "a/c/d", "a b", "a-b", "a.b", "a0"]
-        );
+        assert_eq!(paths(&stats), ["B", "a", "a/b", "a/c", "a/c/d", "a b", "a-b", "a.b", "a0"]);
     }
 
     #[test]
@@ -920,10 +815,7 @@ mod tests {
         assert_eq!(from_unix(libc::S_IFIFO | 0o600), NAMED_PIPE | 0o600);
         assert_eq!(from_unix(libc::S_IFSOCK | 0o755), SOCKET | 0o755);
         assert_eq!(from_unix(libc::S_IFBLK | 0o660), DEVICE | 0o660);
-        assert_eq!(
-            from_unix(libc::S_IFCHR | 0o666),
-            DEVICE | CHAR_DEVICE | 0o666
-        );
+        assert_eq!(from_unix(libc::S_IFCHR | 0o666), DEVICE | CHAR_DEVICE | 0o666);
         assert_eq!(from_unix(libc::S_IFREG | 0o4755), SETUID | 0o755);
         assert_eq!(from_unix(libc::S_IFDIR | 0o2775), DIR | SETGID | 0o775);
         assert_eq!(from_unix(libc::S_IFDIR | 0o1777), DIR | STICKY | 0o777);
@@ -943,16 +835,10 @@ mod tests {
         std::fs::hard_link(root.join("file"), root.join("zlink")).expect("hard link");
         nix::unistd::mkfifo(&root.join("pipe"), Mode::from_bits_truncate(0o640)).expect("mkfifo");
         write(root, "suid", "s");
-        std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o4755))
-            .expect("chmod");
-        std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(root.join("sticky"))
-            .expect("mkdir");
-        std::fs::set_permissions(root.join("sticky"), std::fs::Permissions::from_mode(0o1777))
-            .expect("chmod");
-        let _listener =
-            std::os::unix::net::UnixListener::bind(root.join("sock")).expect("bind socket");
+        std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+        std::fs::DirBuilder::new().mode(0o755).create(root.join("sticky")).expect("mkdir");
+        std::fs::set_permissions(root.join("sticky"), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let _listener = std::os::unix::net::UnixListener::bind(root.join("sock")).expect("bind socket");
         let time = nix::sys::time::TimeSpec::new(1_000_000_000, 123_456_789);
         nix::sys::stat::utimensat(
             nix::fcntl::AT_FDCWD,
@@ -965,43 +851,25 @@ mod tests {
         let has_xattrs = xattr::set(root.join("empty"), "user.test", b"v").is_ok();
 
         let stats = walk_with(root, &FilterOptions::default());
-        assert_eq!(
-            paths(&stats),
-            ["empty", "file", "link", "pipe", "sock", "sticky", "suid", "zlink"]
-        );
+        assert_eq!(paths(&stats), ["empty", "file", "link", "pipe", "sock", "sticky", "suid", "zlink"]);
         let by_path: HashMap<&str, &Stat> = stats.iter().map(|s| (s.path.as_str(), s)).collect();
 
         let file = by_path["file"];
-        assert_eq!(
-            (file.mode, file.size, file.uid, file.gid),
-            (0o644 & !umask(), 5, 0, 0)
-        );
+        assert_eq!((file.mode, file.size, file.uid, file.gid), (0o644 & !umask(), 5, 0, 0));
         assert_eq!(file.mod_time, 1_000_000_000_123_456_789);
         assert_eq!(file.linkname, "");
         // The second path of a hard-linked inode names the first, full size.
-        assert_eq!(
-            (by_path["zlink"].linkname.as_str(), by_path["zlink"].size),
-            ("file", 5)
-        );
+        assert_eq!((by_path["zlink"].linkname.as_str(), by_path["zlink"].size), ("file", 5));
         let link = by_path["link"];
-        assert_eq!(
-            (link.mode & !file_mode::PERM, link.linkname.as_str()),
-            (file_mode::SYMLINK, "file")
-        );
+        assert_eq!((link.mode & !file_mode::PERM, link.linkname.as_str()), (file_mode::SYMLINK, "file"));
         assert_eq!(by_path["pipe"].mode, file_mode::NAMED_PIPE | 0o640);
         // Sockets lose their type bit, as in fsutil: they look like empty files.
         assert_eq!(by_path["sock"].mode & file_mode::TYPE, 0);
         assert_eq!(by_path["suid"].mode, file_mode::SETUID | 0o755);
-        assert_eq!(
-            by_path["sticky"].mode,
-            file_mode::DIR | file_mode::STICKY | 0o777
-        );
+        assert_eq!(by_path["sticky"].mode, file_mode::DIR | file_mode::STICKY | 0o777);
         assert_eq!(by_path["sticky"].size, 0);
         if has_xattrs {
-            assert_eq!(
-                by_path["empty"].xattrs.get("user.test").map(|v| &v[..]),
-                Some(&b"v"[..])
-            );
+            assert_eq!(by_path["empty"].xattrs.get("user.test").map(|v| &v[..]), Some(&b"v"[..]));
         }
     }
 
@@ -1010,9 +878,7 @@ mod tests {
         std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Umask:"))
-                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+                s.lines().find_map(|l| l.strip_prefix("Umask:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
             })
             .unwrap_or(0o022)
     }
@@ -1020,14 +886,7 @@ mod tests {
     #[test]
     fn excluded_dirs_are_skipped_unless_an_exception_reaches_inside() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for rel in [
-            "bar",
-            "foo/bar2",
-            "foo/other",
-            "foo2",
-            "node_modules/keep/k",
-            "node_modules/drop/d",
-        ] {
+        for rel in ["bar", "foo/bar2", "foo/other", "foo2", "node_modules/keep/k", "node_modules/drop/d"] {
             write(dir.path(), rel, "x");
         }
         let stats = walk_with(dir.path(), &excluding(&["foo*", "!foo/bar2"]));
@@ -1045,30 +904,15 @@ mod tests {
             ]
         );
 
-        let stats = walk_with(
-            dir.path(),
-            &excluding(&["node_modules", "!node_modules/keep"]),
-        );
+        let stats = walk_with(dir.path(), &excluding(&["node_modules", "!node_modules/keep"]));
         assert_eq!(
             paths(&stats),
-            [
-                "bar",
-                "foo",
-                "foo/bar2",
-                "foo/other",
-                "foo2",
-                "node_modules",
-                "node_modules/keep",
-                "node_modules/keep/k"
-            ]
+            ["bar", "foo", "foo/bar2", "foo/other", "foo2", "node_modules", "node_modules/keep", "node_modules/keep/k"]
         );
 
         // A wildcard exception can match anywhere: walk through everything.
         let stats = walk_with(dir.path(), &excluding(&["**", "!**/k"]));
-        assert_eq!(
-            paths(&stats),
-            ["node_modules", "node_modules/keep", "node_modules/keep/k"]
-        );
+        assert_eq!(paths(&stats), ["node_modules", "node_modules/keep", "node_modules/keep/k"]);
     }
 
     #[test]
@@ -1077,23 +921,11 @@ mod tests {
         for rel in ["bar/foo", "foo2", "x/a.txt", "y/b.txt", "y/c.md"] {
             write(dir.path(), rel, "x");
         }
-        assert_eq!(
-            paths(&walk_with(dir.path(), &including(&["bar"]))),
-            ["bar", "bar/foo"]
-        );
-        assert_eq!(
-            paths(&walk_with(dir.path(), &including(&["bar/foo"]))),
-            ["bar", "bar/foo"]
-        );
-        assert_eq!(
-            paths(&walk_with(dir.path(), &including(&["b*/"]))),
-            ["bar", "bar/foo"]
-        );
+        assert_eq!(paths(&walk_with(dir.path(), &including(&["bar"]))), ["bar", "bar/foo"]);
+        assert_eq!(paths(&walk_with(dir.path(), &including(&["bar/foo"]))), ["bar", "bar/foo"]);
+        assert_eq!(paths(&walk_with(dir.path(), &including(&["b*/"]))), ["bar", "bar/foo"]);
         assert!(walk_with(dir.path(), &including(&["bar/g*"])).is_empty());
-        assert_eq!(
-            paths(&walk_with(dir.path(), &including(&["**/*.txt"]))),
-            ["x", "x/a.txt", "y", "y/b.txt"]
-        );
+        assert_eq!(paths(&walk_with(dir.path(), &including(&["**/*.txt"]))), ["x", "x/a.txt", "y", "y/b.txt"]);
     }
 
     #[test]
@@ -1104,10 +936,7 @@ mod tests {
         std::fs::hard_link(dir.path().join("a/h1"), dir.path().join("z")).expect("link");
         let stats = walk_with(dir.path(), &excluding(&["a/h1"]));
         assert_eq!(paths(&stats), ["a", "a/h2", "z"]);
-        assert_eq!(
-            stats[1].linkname, "",
-            "first sent path becomes the link target"
-        );
+        assert_eq!(stats[1].linkname, "", "first sent path becomes the link target");
         assert_eq!(stats[2].linkname, "a/h2");
     }
 
@@ -1122,10 +951,7 @@ mod tests {
         symlink("/baz/one", root.join("foo/l1")).expect("symlink");
         symlink("/baz/two", root.join("foo/l2")).expect("symlink");
         symlink("../bax", root.join("baz/two")).expect("symlink");
-        let opts = FilterOptions {
-            follow_paths: vec!["foo/l*".into(), "bar".into()],
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { follow_paths: vec!["foo/l*".into(), "bar".into()], ..FilterOptions::default() };
         assert_eq!(
             paths(&walk_with(root, &opts)),
             ["bar", "bax", "baz", "baz/one", "baz/two", "foo", "foo/l1", "foo/l2"]
@@ -1133,17 +959,11 @@ mod tests {
 
         // A link to the root means no include filter at all.
         symlink(".", root.join("self")).expect("symlink");
-        let opts = FilterOptions {
-            follow_paths: vec!["self".into()],
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { follow_paths: vec!["self".into()], ..FilterOptions::default() };
         assert_eq!(walk_with(root, &opts).len(), 10);
 
         // Targets outside the root resolve to nothing.
-        let opts = FilterOptions {
-            follow_paths: vec!["../etc".into()],
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { follow_paths: vec!["../etc".into()], ..FilterOptions::default() };
         assert!(walk_with(root, &opts).is_empty());
     }
 
@@ -1172,13 +992,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "real/f", "x");
         symlink(dir.path().join("real"), dir.path().join("alias")).expect("symlink");
-        assert_eq!(
-            paths(&walk_with(
-                &dir.path().join("alias"),
-                &FilterOptions::default()
-            )),
-            ["f"]
-        );
+        assert_eq!(paths(&walk_with(&dir.path().join("alias"), &FilterOptions::default())), ["f"]);
         assert!(matches!(
             Walker::new(&dir.path().join("real/f"), &FilterOptions::default()),
             Err(WalkError::NotADirectory { .. })

@@ -57,10 +57,7 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile {
-            name: name.into(),
-            text: text.into(),
-        }
+        SourceFile { name: name.into(), text: text.into() }
     }
 }
 
@@ -78,10 +75,7 @@ pub struct BuildFailure {
 impl BuildFailure {
     /// A failure known only by its message (e.g. the connection broke).
     pub fn new(message: impl Into<String>) -> Self {
-        BuildFailure {
-            message: message.into(),
-            ..Default::default()
-        }
+        BuildFailure { message: message.into(), ..Default::default() }
     }
 
     /// Reads the message and typed details of the status a failed `Solve` returned.
@@ -175,11 +169,7 @@ fn decode_source(value: &[u8], json: bool) -> Option<SourceSnippet> {
         return Some(SourceSnippet {
             filename: info.filename,
             text: String::from_utf8_lossy(&info.data).into_owned(),
-            ranges: source
-                .ranges
-                .iter()
-                .filter_map(LineRange::from_proto)
-                .collect(),
+            ranges: source.ranges.iter().filter_map(LineRange::from_proto).collect(),
         });
     }
     let source: JsonSource = serde_json::from_slice(value).ok()?;
@@ -193,41 +183,24 @@ fn decode_source(value: &[u8], json: bool) -> Option<SourceSnippet> {
         .iter()
         .filter_map(|r| {
             let start = r.start.as_ref()?.line;
-            Some(LineRange {
-                start,
-                end: r.end.as_ref().map_or(start, |e| e.line),
-            })
+            Some(LineRange { start, end: r.end.as_ref().map_or(start, |e| e.line) })
         })
         .collect();
-    Some(SourceSnippet {
-        filename: info.filename,
-        text: String::from_utf8_lossy(&data).into_owned(),
-        ranges,
-    })
+    Some(SourceSnippet { filename: info.filename, text: String::from_utf8_lossy(&data).into_owned(), ranges })
 }
 
 /// Fills in a snippet's text from the caller's copy of the file when the
 /// daemon left it out.
-pub(crate) fn with_text(
-    snippet: &SourceSnippet,
-    fallback: Option<&SourceFile>,
-) -> Option<SourceSnippet> {
+pub(crate) fn with_text(snippet: &SourceSnippet, fallback: Option<&SourceFile>) -> Option<SourceSnippet> {
     if !snippet.text.is_empty() {
         return Some(snippet.clone());
     }
     let file = fallback?;
     let same_file = snippet.filename.is_empty()
         || snippet.filename == file.name
-        || std::path::Path::new(&file.name)
-            .file_name()
-            .and_then(|n| n.to_str())
-            == Some(snippet.filename.as_str());
+        || std::path::Path::new(&file.name).file_name().and_then(|n| n.to_str()) == Some(snippet.filename.as_str());
     same_file.then(|| SourceSnippet {
-        filename: if snippet.filename.is_empty() {
-            file.name.clone()
-        } else {
-            snippet.filename.clone()
-        },
+        filename: if snippet.filename.is_empty() { file.name.clone() } else { snippet.filename.clone() },
         text: file.text.clone(),
         ranges: snippet.ranges.clone(),
     })
@@ -242,12 +215,7 @@ pub fn write_source_context(out: &mut dyn Write, snippet: &SourceSnippet) -> io:
     let Some(first) = snippet.ranges.iter().map(|r| r.start).min() else {
         return Ok(());
     };
-    let last = snippet
-        .ranges
-        .iter()
-        .map(LineRange::last)
-        .max()
-        .unwrap_or(first);
+    let last = snippet.ranges.iter().map(LineRange::last).max().unwrap_or(first);
     let count = lines.len();
     let (Ok(mut start), Ok(end)) = (usize::try_from(first), usize::try_from(last)) else {
         return Ok(());
@@ -276,10 +244,8 @@ pub fn write_source_context(out: &mut dyn Write, snippet: &SourceSnippet) -> io:
     writeln!(out, "{}:{}", snippet.filename, reported)?;
     writeln!(out, "--------------------")?;
     for number in start..=end {
-        let marked = snippet
-            .ranges
-            .iter()
-            .any(|r| i64::from(r.start) <= number as i64 && i64::from(r.last()) >= number as i64);
+        let marked =
+            snippet.ranges.iter().any(|r| i64::from(r.start) <= number as i64 && i64::from(r.last()) >= number as i64);
         let prefix = if marked { ">>>" } else { "   " };
         writeln!(out, " {number:>3} | {prefix} {}", lines[number - 1])?;
     }
@@ -294,11 +260,7 @@ mod tests {
     const DOCKERFILE: &str = "FROM busybox\nRUN one\nCOPY a b\nRUN four\nRUN cat /x && exit 3\n";
 
     fn context(ranges: Vec<LineRange>) -> String {
-        let snippet = SourceSnippet {
-            filename: "Dockerfile".into(),
-            text: DOCKERFILE.into(),
-            ranges,
-        };
+        let snippet = SourceSnippet { filename: "Dockerfile".into(), text: DOCKERFILE.into(), ranges };
         let mut out = Vec::new();
         write_source_context(&mut out, &snippet).unwrap();
         String::from_utf8(out).unwrap()
@@ -337,10 +299,7 @@ mod tests {
     }
 
     fn any(type_url: &str, value: Vec<u8>) -> prost_types::Any {
-        prost_types::Any {
-            type_url: type_url.into(),
-            value,
-        }
+        prost_types::Any { type_url: type_url.into(), value }
     }
 
     #[test]
@@ -354,14 +313,8 @@ mod tests {
             message: "process did not complete successfully: exit code: 3".into(),
             details: vec![
                 any("github.com/moby/buildkit/stack.Stack+json", b"{}".to_vec()),
-                any(
-                    "github.com/moby/buildkit/errdefs.Vertex+json",
-                    br#"{"digest":"sha256:abc"}"#.to_vec(),
-                ),
-                any(
-                    "github.com/moby/buildkit/errdefs.Source+json",
-                    source.into_bytes(),
-                ),
+                any("github.com/moby/buildkit/errdefs.Vertex+json", br#"{"digest":"sha256:abc"}"#.to_vec()),
+                any("github.com/moby/buildkit/errdefs.Source+json", source.into_bytes()),
             ],
         };
         let status = tonic::Status::with_details(
@@ -370,70 +323,40 @@ mod tests {
             bytes::Bytes::from(rpc.encode_to_vec()),
         );
         let failure = BuildFailure::from_status(&status);
-        assert_eq!(
-            failure.message,
-            "process did not complete successfully: exit code: 3"
-        );
+        assert_eq!(failure.message, "process did not complete successfully: exit code: 3");
         assert_eq!(failure.vertex.as_deref(), Some("sha256:abc"));
         assert_eq!(failure.sources.len(), 1);
         assert_eq!(failure.sources[0].text, DOCKERFILE);
-        assert_eq!(
-            failure.sources[0].ranges,
-            vec![LineRange { start: 5, end: 5 }]
-        );
+        assert_eq!(failure.sources[0].ranges, vec![LineRange { start: 5, end: 5 }]);
     }
 
     #[test]
     fn decodes_protobuf_details_too() {
         let source = crate::proto::errdefs::Source {
-            info: Some(pb::SourceInfo {
-                filename: "Dockerfile".into(),
-                data: DOCKERFILE.into(),
-                ..Default::default()
-            }),
+            info: Some(pb::SourceInfo { filename: "Dockerfile".into(), data: DOCKERFILE.into(), ..Default::default() }),
             ranges: vec![range(2, 0, 7)],
         };
         let rpc = RpcStatus {
             code: 2,
             message: "boom".into(),
-            details: vec![any(
-                "type.googleapis.com/errdefs.Source",
-                source.encode_to_vec(),
-            )],
+            details: vec![any("type.googleapis.com/errdefs.Source", source.encode_to_vec())],
         };
         let failure = BuildFailure::from_rpc_status(&rpc);
-        assert_eq!(
-            failure.sources[0].ranges,
-            vec![LineRange { start: 2, end: 2 }]
-        );
+        assert_eq!(failure.sources[0].ranges, vec![LineRange { start: 2, end: 2 }]);
         assert_eq!(failure.vertex, None);
     }
 
     #[test]
     fn garbage_details_leave_the_message() {
-        let status = tonic::Status::with_details(
-            tonic::Code::Unknown,
-            "boom",
-            bytes::Bytes::from_static(b"\xff\xff"),
-        );
-        assert_eq!(
-            BuildFailure::from_status(&status),
-            BuildFailure::new("boom")
-        );
+        let status = tonic::Status::with_details(tonic::Code::Unknown, "boom", bytes::Bytes::from_static(b"\xff\xff"));
+        assert_eq!(BuildFailure::from_status(&status), BuildFailure::new("boom"));
     }
 
     #[test]
     fn fills_missing_text_from_the_callers_file() {
-        let snippet = SourceSnippet {
-            filename: "Dockerfile".into(),
-            text: String::new(),
-            ranges: vec![],
-        };
+        let snippet = SourceSnippet { filename: "Dockerfile".into(), text: String::new(), ranges: vec![] };
         let file = SourceFile::new("ctx/Dockerfile", "FROM x\n");
-        assert_eq!(
-            with_text(&snippet, Some(&file)).map(|s| s.text),
-            Some("FROM x\n".to_string())
-        );
+        assert_eq!(with_text(&snippet, Some(&file)).map(|s| s.text), Some("FROM x\n".to_string()));
         let other = SourceFile::new("Other.Dockerfile", "FROM y\n");
         assert_eq!(with_text(&snippet, Some(&other)), None);
     }

@@ -159,12 +159,10 @@ impl<W: Write> ProgressWriter<W> {
     pub fn new(mode: ProgressMode, out: W) -> Self {
         let mode = mode.resolve(io::stderr().is_terminal());
         let renderer = match mode {
-            ProgressMode::Tty | ProgressMode::Auto => {
-                Renderer::Tty(TtyDisplay::new(color_enabled()))
+            ProgressMode::Tty | ProgressMode::Auto => Renderer::Tty(TtyDisplay::new(color_enabled())),
+            ProgressMode::Plain => {
+                Renderer::Plain(PlainPrinter::new(std::env::var("PROGRESS_NO_TRUNC").is_ok_and(|v| v == "0")))
             }
-            ProgressMode::Plain => Renderer::Plain(PlainPrinter::new(
-                std::env::var("PROGRESS_NO_TRUNC").is_ok_and(|v| v == "0"),
-            )),
             ProgressMode::RawJson => Renderer::RawJson,
             ProgressMode::Quiet => Renderer::Quiet,
         };
@@ -242,12 +240,10 @@ impl<W: Write> ProgressWriter<W> {
         }
         let result = match &mut self.renderer {
             Renderer::Quiet => Ok(()),
-            Renderer::RawJson => {
-                rawjson::write_line(&mut self.out, status).and_then(|()| self.out.flush())
+            Renderer::RawJson => rawjson::write_line(&mut self.out, status).and_then(|()| self.out.flush()),
+            Renderer::Plain(printer) => {
+                printer.update(&self.model, &changes, &mut self.out).and_then(|()| self.out.flush())
             }
-            Renderer::Plain(printer) => printer
-                .update(&self.model, &changes, &mut self.out)
-                .and_then(|()| self.out.flush()),
             Renderer::Tty(_) => {
                 self.dirty = true;
                 self.redraw_if_due()
@@ -264,9 +260,7 @@ impl<W: Write> ProgressWriter<W> {
                 self.dirty = true;
                 self.redraw_if_due()
             }
-            Renderer::Plain(printer) => printer
-                .tick(&self.model, &mut self.out)
-                .and_then(|()| self.out.flush()),
+            Renderer::Plain(printer) => printer.tick(&self.model, &mut self.out).and_then(|()| self.out.flush()),
             Renderer::RawJson | Renderer::Quiet => Ok(()),
         };
         self.note(result);
@@ -312,10 +306,7 @@ impl<W: Write> ProgressWriter<W> {
 
     /// Ends the output of a build the user cancelled.
     pub fn finish_cancelled(&mut self) -> Summary {
-        let summary = Summary {
-            canceled: true,
-            ..Summary::from_model(&self.model, true)
-        };
+        let summary = Summary { canceled: true, ..Summary::from_model(&self.model, true) };
         if std::mem::replace(&mut self.finished, true) {
             return summary;
         }
@@ -360,19 +351,11 @@ impl<W: Write> ProgressWriter<W> {
 
     fn frame_size(&self, height: Option<usize>) -> FrameSize {
         let (width, _) = self.terminal_size();
-        FrameSize {
-            width,
-            height,
-            log_lines: self.log_lines,
-        }
+        FrameSize { width, height, log_lines: self.log_lines }
     }
 
     fn redraw_if_due(&mut self) -> io::Result<()> {
-        if !self.dirty
-            || self
-                .last_draw
-                .is_some_and(|t| t.elapsed() < REDRAW_INTERVAL)
-        {
+        if !self.dirty || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_INTERVAL) {
             return Ok(());
         }
         let (_, height) = self.terminal_size();
@@ -407,10 +390,7 @@ impl<W: Write> ProgressWriter<W> {
 }
 
 fn local_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// Shows the status stream on `out` in `mode` until it ends and returns the
@@ -432,15 +412,11 @@ where
         writer = writer.with_dockerfile(SourceFile::new(name, text));
     }
     let followed = writer.follow(stream).await;
-    let failed = writer
-        .model
-        .shown()
-        .find(|(_, v)| !v.error.is_empty())
-        .map(|(_, v)| BuildFailure {
-            message: v.error.clone(),
-            vertex: Some(v.digest.clone()),
-            sources: Vec::new(),
-        });
+    let failed = writer.model.shown().find(|(_, v)| !v.error.is_empty()).map(|(_, v)| BuildFailure {
+        message: v.error.clone(),
+        vertex: Some(v.digest.clone()),
+        sources: Vec::new(),
+    });
     let outcome = match (failed, &followed) {
         (Some(failure), _) => Err(failure),
         (None, Err(e)) => Err(BuildFailure::new(e.to_string())),
@@ -481,11 +457,7 @@ pub fn spawn<S>(
 where
     S: Stream<Item = Result<StatusResponse, tonic::Status>> + Send + 'static,
 {
-    let mode = if printer.verbosity == crate::printer::Verbosity::Quiet {
-        ProgressMode::Quiet
-    } else {
-        mode
-    };
+    let mode = if printer.verbosity == crate::printer::Verbosity::Quiet { ProgressMode::Quiet } else { mode };
     // Buffered so a frame or a batch of lines reaches the terminal in one
     // write; the writer flushes after each.
     let mut writer = ProgressWriter::new(mode, io::BufWriter::new(io::stderr()));
@@ -494,10 +466,7 @@ where
     }
     let (ending_tx, ending_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run(writer, stream, ending_rx));
-    ProgressHandle {
-        ending: Some(ending_tx),
-        task,
-    }
+    ProgressHandle { ending: Some(ending_tx), task }
 }
 
 impl ProgressHandle {
@@ -531,11 +500,7 @@ impl ProgressHandle {
     }
 }
 
-async fn run<S, W>(
-    mut writer: ProgressWriter<W>,
-    stream: S,
-    ending: tokio::sync::oneshot::Receiver<Ending>,
-) -> Summary
+async fn run<S, W>(mut writer: ProgressWriter<W>, stream: S, ending: tokio::sync::oneshot::Receiver<Ending>) -> Summary
 where
     S: Stream<Item = Result<StatusResponse, tonic::Status>>,
     W: Write,

@@ -16,9 +16,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::proto::moby::buildkit::v1::{
-    StatusResponse, Vertex, VertexLog, VertexStatus, VertexWarning,
-};
+use crate::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog, VertexStatus, VertexWarning};
 
 use super::failure::{LineRange, SourceSnippet};
 
@@ -32,9 +30,7 @@ pub(crate) struct Ts(pub(crate) i64);
 
 impl Ts {
     pub(crate) fn from_proto(t: &prost_types::Timestamp) -> Ts {
-        Ts(t.seconds
-            .saturating_mul(1_000_000_000)
-            .saturating_add(i64::from(t.nanos)))
+        Ts(t.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(t.nanos)))
     }
 
     fn from_opt(t: Option<&prost_types::Timestamp>) -> Option<Ts> {
@@ -109,11 +105,7 @@ pub(crate) struct LogLine {
 impl LogLine {
     /// The line as buildctl prints it: `0.123 text`.
     pub(crate) fn render(&self) -> String {
-        format!(
-            "{} {}",
-            format_log_offset(self.offset_nanos),
-            String::from_utf8_lossy(&self.text)
-        )
+        format!("{} {}", format_log_offset(self.offset_nanos), String::from_utf8_lossy(&self.text))
     }
 }
 
@@ -298,9 +290,7 @@ pub(crate) enum Change {
 impl Change {
     pub(crate) fn vertex(&self) -> usize {
         match self {
-            Change::Vertex(v)
-            | Change::Transfer { vertex: v, .. }
-            | Change::Warning { vertex: v, .. } => *v,
+            Change::Vertex(v) | Change::Transfer { vertex: v, .. } | Change::Warning { vertex: v, .. } => *v,
             Change::Log(piece) => piece.vertex,
         }
     }
@@ -329,10 +319,7 @@ impl Model {
 
     /// Started vertexes (and revealed groups) in start order.
     pub(crate) fn shown(&self) -> impl Iterator<Item = (usize, &VertexState)> {
-        self.started
-            .iter()
-            .map(|&i| (i, &self.vertexes[i]))
-            .filter(|(_, v)| !v.hidden)
+        self.started.iter().map(|&i| (i, &self.vertexes[i])).filter(|(_, v)| !v.hidden)
     }
 
     pub(crate) fn vertex_index(&self, digest: &str) -> Option<usize> {
@@ -355,10 +342,7 @@ impl Model {
     }
 
     pub(crate) fn count_completed(&self) -> usize {
-        self.vertexes
-            .iter()
-            .filter(|v| !v.hidden && v.is_completed())
-            .count()
+        self.vertexes.iter().filter(|v| !v.hidden && v.is_completed()).count()
     }
 
     /// From the first start to the last stop (or the latest time seen while
@@ -367,13 +351,7 @@ impl Model {
         let Some(first) = self.first_start else {
             return Duration::ZERO;
         };
-        let end = self
-            .vertexes
-            .iter()
-            .filter_map(|v| v.latest_stop())
-            .chain(self.latest)
-            .max()
-            .unwrap_or(first);
+        let end = self.vertexes.iter().filter_map(|v| v.latest_stop()).chain(self.latest).max().unwrap_or(first);
         end.since(first)
     }
 
@@ -451,13 +429,8 @@ impl Model {
                 i
             }
         };
-        let record = VertexRecord {
-            name: v.name.clone(),
-            started,
-            completed,
-            cached: v.cached,
-            error: v.error.clone(),
-        };
+        let record =
+            VertexRecord { name: v.name.clone(), started, completed, cached: v.cached, error: v.error.clone() };
         let state = &self.vertexes[index];
         let was_started = state.is_started();
         // Like buildctl, only a record with a start time counts as an event;
@@ -589,10 +562,7 @@ impl Model {
             Some(existing) => *existing = transfer,
             None => transfers.push(transfer),
         }
-        Some(Change::Transfer {
-            vertex: index,
-            id: s.id.clone(),
-        })
+        Some(Change::Transfer { vertex: index, id: s.id.clone() })
     }
 
     fn apply_warning(&mut self, w: &VertexWarning) -> Option<Change> {
@@ -606,11 +576,7 @@ impl Model {
             vertex,
             level: w.level,
             short: String::from_utf8_lossy(&w.short).into_owned(),
-            detail: w
-                .detail
-                .iter()
-                .map(|d| String::from_utf8_lossy(d).into_owned())
-                .collect(),
+            detail: w.detail.iter().map(|d| String::from_utf8_lossy(d).into_owned()).collect(),
             url: w.url.clone(),
             source,
         });
@@ -654,11 +620,7 @@ impl Model {
                     line
                 }
                 None => {
-                    let line = LogLine {
-                        seq: buffer.next_seq,
-                        offset_nanos,
-                        text: text.to_vec(),
-                    };
+                    let line = LogLine { seq: buffer.next_seq, offset_nanos, text: text.to_vec() };
                     buffer.next_seq += 1;
                     pieces.push(LogPiece {
                         vertex: index,
@@ -692,19 +654,11 @@ pub(crate) mod tests {
 
     /// A timestamp `ms` milliseconds after a fixed instant.
     pub(crate) fn ts(ms: i64) -> Option<prost_types::Timestamp> {
-        Some(prost_types::Timestamp {
-            seconds: 1_700_000_000 + ms / 1000,
-            nanos: ((ms % 1000) * 1_000_000) as i32,
-        })
+        Some(prost_types::Timestamp { seconds: 1_700_000_000 + ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 })
     }
 
     /// A vertex started and completed at `ts(ms)` times.
-    pub(crate) fn vertex(
-        digest: &str,
-        name: &str,
-        started: Option<i64>,
-        completed: Option<i64>,
-    ) -> Vertex {
+    pub(crate) fn vertex(digest: &str, name: &str, started: Option<i64>, completed: Option<i64>) -> Vertex {
         Vertex {
             digest: digest.into(),
             name: name.into(),
@@ -715,41 +669,23 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn with_vertexes(vertexes: Vec<Vertex>) -> StatusResponse {
-        StatusResponse {
-            vertexes,
-            ..Default::default()
-        }
+        StatusResponse { vertexes, ..Default::default() }
     }
 
     /// A source range on one line, from character `from` to `to`.
     pub(crate) fn range(line: i32, from: i32, to: i32) -> crate::proto::pb::Range {
         use crate::proto::pb::{Position, Range};
-        Range {
-            start: Some(Position {
-                line,
-                character: from,
-            }),
-            end: Some(Position {
-                line,
-                character: to,
-            }),
-        }
+        Range { start: Some(Position { line, character: from }), end: Some(Position { line, character: to }) }
     }
 
     #[test]
     fn numbers_vertexes_in_start_order_not_first_seen_order() {
         let mut m = Model::new();
-        m.apply(&with_vertexes(vec![
-            vertex("a", "A", None, None),
-            vertex("b", "B", None, None),
-        ]));
+        m.apply(&with_vertexes(vec![vertex("a", "A", None, None), vertex("b", "B", None, None)]));
         m.apply(&with_vertexes(vec![vertex("b", "B", Some(0), None)]));
         m.apply(&with_vertexes(vec![vertex("a", "A", Some(5), None)]));
         let shown: Vec<_> = m.shown().map(|(_, v)| (v.name.clone(), v.number)).collect();
-        assert_eq!(
-            shown,
-            vec![("B".to_string(), Some(1)), ("A".to_string(), Some(2))]
-        );
+        assert_eq!(shown, vec![("B".to_string(), Some(1)), ("A".to_string(), Some(2))]);
         assert_eq!(m.count_total(), 2);
         assert_eq!(m.count_completed(), 0);
     }
@@ -775,25 +711,10 @@ pub(crate) mod tests {
         let merged = merge_intervals(&intervals);
         assert_eq!(
             merged,
-            vec![
-                Interval {
-                    start: Ts(0),
-                    stop: Some(Ts(20))
-                },
-                Interval {
-                    start: Ts(30),
-                    stop: Some(Ts(40))
-                }
-            ]
+            vec![Interval { start: Ts(0), stop: Some(Ts(20)) }, Interval { start: Ts(30), stop: Some(Ts(40)) }]
         );
         intervals.insert(Ts(15), None);
-        assert_eq!(
-            merge_intervals(&intervals),
-            vec![Interval {
-                start: Ts(0),
-                stop: None
-            }]
-        );
+        assert_eq!(merge_intervals(&intervals), vec![Interval { start: Ts(0), stop: None }]);
     }
 
     #[test]
@@ -812,16 +733,8 @@ pub(crate) mod tests {
         let changes = m.apply(&log(47, "one\ntwo\npart"));
         assert_eq!(changes.len(), 3);
         m.apply(&log(1500, "ial\nnext\n"));
-        let lines: Vec<String> = m.vertexes[0]
-            .logs
-            .tail(10)
-            .iter()
-            .map(|l| l.render())
-            .collect();
-        assert_eq!(
-            lines,
-            vec!["0.047 one", "0.047 two", "0.047 partial", "1.500 next"]
-        );
+        let lines: Vec<String> = m.vertexes[0].logs.tail(10).iter().map(|l| l.render()).collect();
+        assert_eq!(lines, vec!["0.047 one", "0.047 two", "0.047 partial", "1.500 next"]);
         assert_eq!(m.vertexes[0].logs.bytes, 21);
     }
 
@@ -831,12 +744,7 @@ pub(crate) mod tests {
         m.apply(&with_vertexes(vec![vertex("a", "A", Some(0), None)]));
         let text: String = (0..50).map(|i| format!("line {i}\n")).collect();
         m.apply(&StatusResponse {
-            logs: vec![VertexLog {
-                vertex: "a".into(),
-                timestamp: ts(1),
-                stream: 1,
-                msg: text.into_bytes().into(),
-            }],
+            logs: vec![VertexLog { vertex: "a".into(), timestamp: ts(1), stream: 1, msg: text.into_bytes().into() }],
             ..Default::default()
         });
         let tail = m.vertexes[0].logs.tail(100);
@@ -854,32 +762,13 @@ pub(crate) mod tests {
             started: s.and_then(ts),
             completed: c.and_then(ts),
             cached,
-            progress_group: Some(ProgressGroup {
-                id: "g1".into(),
-                name: "COPY --link".into(),
-                weak,
-            }),
+            progress_group: Some(ProgressGroup { id: "g1".into(), name: "COPY --link".into(), weak }),
             ..Default::default()
         };
-        let changes = m.apply(&with_vertexes(vec![member(
-            "x",
-            true,
-            Some(0),
-            Some(10),
-            true,
-        )]));
-        assert!(
-            changes.is_empty(),
-            "a weak member alone keeps the group hidden"
-        );
+        let changes = m.apply(&with_vertexes(vec![member("x", true, Some(0), Some(10), true)]));
+        assert!(changes.is_empty(), "a weak member alone keeps the group hidden");
         assert_eq!(m.shown().count(), 0);
-        let changes = m.apply(&with_vertexes(vec![member(
-            "y",
-            false,
-            Some(10),
-            Some(30),
-            true,
-        )]));
+        let changes = m.apply(&with_vertexes(vec![member("y", false, Some(10), Some(30), true)]));
         assert_eq!(changes, vec![Change::Vertex(0)]);
         let (_, group) = m.shown().next().expect("group shown");
         assert_eq!(group.name, "COPY --link");
@@ -903,16 +792,8 @@ pub(crate) mod tests {
                 ..Default::default()
             }],
             warnings: vec![
-                VertexWarning {
-                    vertex: "a".into(),
-                    short: b"careful".to_vec().into(),
-                    ..Default::default()
-                },
-                VertexWarning {
-                    vertex: "unknown".into(),
-                    short: b"orphan".to_vec().into(),
-                    ..Default::default()
-                },
+                VertexWarning { vertex: "a".into(), short: b"careful".to_vec().into(), ..Default::default() },
+                VertexWarning { vertex: "unknown".into(), short: b"orphan".to_vec().into(), ..Default::default() },
             ],
             ..Default::default()
         });

@@ -91,12 +91,7 @@ impl PlainPrinter {
     }
 
     /// Takes in what one status message changed and prints what is due.
-    pub(crate) fn update(
-        &mut self,
-        model: &Model,
-        changes: &[Change],
-        out: &mut dyn Write,
-    ) -> io::Result<()> {
+    pub(crate) fn update(&mut self, model: &Model, changes: &[Change], out: &mut dyn Write) -> io::Result<()> {
         let now = model.latest().unwrap_or(Ts(0));
         for change in changes {
             let vertex = change.vertex();
@@ -114,8 +109,7 @@ impl PlainPrinter {
                             last.extend_from_slice(&piece.text);
                         }
                     } else {
-                        let mut line =
-                            super::model::format_log_offset(piece.offset_nanos).into_bytes();
+                        let mut line = super::model::format_log_offset(piece.offset_nanos).into_bytes();
                         line.push(b' ');
                         line.extend_from_slice(&piece.text);
                         pending.logs.push(line);
@@ -180,20 +174,10 @@ impl PlainPrinter {
 
     fn print(&mut self, model: &Model, now: Ts, out: &mut dyn Write) -> io::Result<()> {
         let visible = |i: &usize| !model.vertexes[*i].hidden;
-        let mut completed: Vec<usize> = self
-            .updated
-            .iter()
-            .copied()
-            .filter(visible)
-            .filter(|&i| model.vertexes[i].is_completed())
-            .collect();
-        let rest: Vec<usize> = self
-            .updated
-            .iter()
-            .copied()
-            .filter(visible)
-            .filter(|&i| !model.vertexes[i].is_completed())
-            .collect();
+        let mut completed: Vec<usize> =
+            self.updated.iter().copied().filter(visible).filter(|&i| model.vertexes[i].is_completed()).collect();
+        let rest: Vec<usize> =
+            self.updated.iter().copied().filter(visible).filter(|&i| !model.vertexes[i].is_completed()).collect();
         self.updated.retain(|i| visible(i));
 
         // Finished vertexes first, the open block before the others.
@@ -216,10 +200,7 @@ impl PlainPrinter {
                 }
             }
             // Let a running vertex hold the output so its next news continues its block.
-            let open = model
-                .shown()
-                .find(|(_, v)| v.is_started() && !v.is_completed())
-                .map(|(i, _)| i);
+            let open = model.shown().find(|(_, v)| v.is_started() && !v.is_completed()).map(|(i, _)| i);
             if let Some(open) = open {
                 self.print_vertex(model, open, out)?;
             }
@@ -229,8 +210,7 @@ impl PlainPrinter {
         if let Some(c) = self.current.filter(|c| rest.contains(c)) {
             self.print_vertex(model, c, out)?;
         }
-        let waited =
-            |p: &Pending, limit: Duration| p.waiting_since.is_some_and(|t| now.since(t) > limit);
+        let waited = |p: &Pending, limit: Duration| p.waiting_since.is_some_and(|t| now.since(t) > limit);
         let candidate = rest
             .iter()
             .copied()
@@ -242,15 +222,9 @@ impl PlainPrinter {
         let switch = match self.current {
             None => true,
             Some(c) => {
-                let quiet = self
-                    .pending
-                    .get(&c)
-                    .is_none_or(|p| p.last_news.is_none_or(|t| now.since(t) >= ANTI_FLICKER));
-                quiet
-                    || self
-                        .pending
-                        .get(&candidate)
-                        .is_some_and(|p| waited(p, MAX_DELAY))
+                let quiet =
+                    self.pending.get(&c).is_none_or(|p| p.last_news.is_none_or(|t| now.since(t) >= ANTI_FLICKER));
+                quiet || self.pending.get(&candidate).is_some_and(|p| waited(p, MAX_DELAY))
             }
         };
         if switch {
@@ -303,20 +277,13 @@ impl PlainPrinter {
             if !pending.transfers.contains(&t.id) {
                 continue;
             }
-            if let (Some(&(last_current, last_time)), None) =
-                (self.last_transfer.get(&t.id), t.completed)
-            {
-                let progress = if t.total > 0 {
-                    (t.current - last_current) as f64 / t.total as f64
-                } else {
-                    0.0
-                };
+            if let (Some(&(last_current, last_time)), None) = (self.last_transfer.get(&t.id), t.completed) {
+                let progress = if t.total > 0 { (t.current - last_current) as f64 / t.total as f64 } else { 0.0 };
                 if progress < MIN_PROGRESS_DELTA && t.timestamp.since(last_time) < MIN_TIME_DELTA {
                     continue;
                 }
             }
-            self.last_transfer
-                .insert(t.id.clone(), (t.current, t.timestamp));
+            self.last_transfer.insert(t.id.clone(), (t.current, t.timestamp));
             let bytes = if t.total != 0 {
                 format!(" {} / {}", format_bytes(t.current), format_bytes(t.total))
             } else if t.current != 0 {
@@ -326,11 +293,7 @@ impl PlainPrinter {
             };
             let mut time = String::new();
             if let Some(started) = t.started {
-                let secs = t
-                    .completed
-                    .unwrap_or(t.timestamp)
-                    .since(started)
-                    .as_secs_f64();
+                let secs = t.completed.unwrap_or(t.timestamp).since(started).as_secs_f64();
                 if secs > 0.01 {
                     time = format!(" {secs:.1}s");
                 }

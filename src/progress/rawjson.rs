@@ -20,9 +20,7 @@ use std::io::{self, Write};
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::proto::moby::buildkit::v1::{
-    StatusResponse, Vertex, VertexLog, VertexStatus, VertexWarning,
-};
+use crate::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog, VertexStatus, VertexWarning};
 use crate::proto::pb;
 
 /// A line that is not a status object in buildctl's rawjson format.
@@ -41,17 +39,13 @@ pub fn write_line(out: &mut dyn Write, status: &StatusResponse) -> io::Result<()
 pub fn encode_line(status: &StatusResponse) -> String {
     // Serializing owned, well-formed values into memory cannot fail; the
     // fallback only keeps this function total.
-    encode(status)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    encode(status).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 fn encode(status: &StatusResponse) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, GoFormatter);
-    JStatus::from_proto(status)
-        .serialize(&mut ser)
-        .map_err(io::Error::other)?;
+    JStatus::from_proto(status).serialize(&mut ser).map_err(io::Error::other)?;
     Ok(buf)
 }
 
@@ -66,11 +60,7 @@ pub fn decode_line(line: &str) -> Result<StatusResponse, RawJsonError> {
 struct GoFormatter;
 
 impl serde_json::ser::Formatter for GoFormatter {
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             let escaped = match c {
@@ -108,10 +98,7 @@ impl Serialize for B64 {
 impl<'de> Deserialize<'de> for B64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = Option::<String>::deserialize(d)?.unwrap_or_default();
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map(B64)
-            .map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD.decode(text).map(B64).map_err(serde::de::Error::custom)
     }
 }
 
@@ -194,11 +181,7 @@ struct JVertex {
     cached: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     error: String,
-    #[serde(
-        default,
-        rename = "progressGroup",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "progressGroup", skip_serializing_if = "Option::is_none")]
     progress_group: Option<JProgressGroup>,
 }
 
@@ -255,11 +238,7 @@ struct JVertexWarning {
     detail: Vec<B64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     url: String,
-    #[serde(
-        default,
-        rename = "sourceInfo",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "sourceInfo", skip_serializing_if = "Option::is_none")]
     source_info: Option<JSourceInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     range: Vec<JRange>,
@@ -482,19 +461,11 @@ impl JStatus {
 
 impl JProgressGroup {
     fn from_proto(g: &pb::ProgressGroup) -> Self {
-        JProgressGroup {
-            id: g.id.clone(),
-            name: g.name.clone(),
-            weak: g.weak,
-        }
+        JProgressGroup { id: g.id.clone(), name: g.name.clone(), weak: g.weak }
     }
 
     fn into_proto(self) -> pb::ProgressGroup {
-        pb::ProgressGroup {
-            id: self.id,
-            name: self.name,
-            weak: self.weak,
-        }
+        pb::ProgressGroup { id: self.id, name: self.name, weak: self.weak }
     }
 }
 
@@ -522,11 +493,7 @@ impl JDefinition {
     fn from_proto(d: &pb::Definition) -> Self {
         JDefinition {
             def: d.def.iter().map(|op| B64(op.to_vec())).collect(),
-            metadata: d
-                .metadata
-                .iter()
-                .map(|(k, m)| (k.clone(), JOpMetadata::from_proto(m)))
-                .collect(),
+            metadata: d.metadata.iter().map(|(k, m)| (k.clone(), JOpMetadata::from_proto(m))).collect(),
             source: d.source.as_ref().map(|s| JSource {
                 locations: s
                     .locations
@@ -551,11 +518,7 @@ impl JDefinition {
     fn into_proto(self) -> pb::Definition {
         pb::Definition {
             def: self.def.into_iter().map(|op| op.0.into()).collect(),
-            metadata: self
-                .metadata
-                .into_iter()
-                .map(|(k, m)| (k, m.into_proto()))
-                .collect(),
+            metadata: self.metadata.into_iter().map(|(k, m)| (k, m.into_proto())).collect(),
             source: self.source.map(|s| pb::Source {
                 locations: s
                     .locations
@@ -583,10 +546,7 @@ impl JOpMetadata {
         JOpMetadata {
             ignore_cache: m.ignore_cache,
             description: m.description.clone(),
-            export_cache: m
-                .export_cache
-                .as_ref()
-                .map(|e| JExportCache { value: e.value }),
+            export_cache: m.export_cache.as_ref().map(|e| JExportCache { value: e.value }),
             caps: m.caps.clone(),
             progress_group: m.progress_group.as_ref().map(JProgressGroup::from_proto),
             linux_resources: m.linux_resources.as_ref().map(|r| JLinuxResources {
@@ -605,9 +565,7 @@ impl JOpMetadata {
         pb::OpMetadata {
             ignore_cache: self.ignore_cache,
             description: self.description,
-            export_cache: self
-                .export_cache
-                .map(|e| pb::ExportCache { value: e.value }),
+            export_cache: self.export_cache.map(|e| pb::ExportCache { value: e.value }),
             caps: self.caps,
             progress_group: self.progress_group.map(JProgressGroup::into_proto),
             linux_resources: self.linux_resources.map(|r| pb::LinuxResources {
@@ -625,25 +583,13 @@ impl JOpMetadata {
 
 impl JRange {
     fn from_proto(r: &pb::Range) -> Self {
-        let pos = |p: &pb::Position| JPosition {
-            line: p.line,
-            character: p.character,
-        };
-        JRange {
-            start: r.start.as_ref().map(pos),
-            end: r.end.as_ref().map(pos),
-        }
+        let pos = |p: &pb::Position| JPosition { line: p.line, character: p.character };
+        JRange { start: r.start.as_ref().map(pos), end: r.end.as_ref().map(pos) }
     }
 
     fn into_proto(self) -> pb::Range {
-        let pos = |p: JPosition| pb::Position {
-            line: p.line,
-            character: p.character,
-        };
-        pb::Range {
-            start: self.start.map(pos),
-            end: self.end.map(pos),
-        }
+        let pos = |p: JPosition| pb::Position { line: p.line, character: p.character };
+        pb::Range { start: self.start.map(pos), end: self.end.map(pos) }
     }
 }
 
@@ -672,12 +618,7 @@ mod tests {
 
     #[test]
     fn lines_carry_buildctls_field_names() {
-        let t = |s: i64, n: i32| {
-            Some(prost_types::Timestamp {
-                seconds: s,
-                nanos: n,
-            })
-        };
+        let t = |s: i64, n: i32| Some(prost_types::Timestamp { seconds: s, nanos: n });
         let status = StatusResponse {
             vertexes: vec![Vertex {
                 digest: "sha256:v".into(),
@@ -700,18 +641,8 @@ mod tests {
                 completed: None,
             }],
             logs: vec![
-                VertexLog {
-                    vertex: "sha256:v".into(),
-                    timestamp: None,
-                    stream: 2,
-                    msg: b"hi\n".to_vec().into(),
-                },
-                VertexLog {
-                    vertex: "sha256:v".into(),
-                    timestamp: t(1, 0),
-                    stream: 1,
-                    msg: Default::default(),
-                },
+                VertexLog { vertex: "sha256:v".into(), timestamp: None, stream: 2, msg: b"hi\n".to_vec().into() },
+                VertexLog { vertex: "sha256:v".into(), timestamp: t(1, 0), stream: 1, msg: Default::default() },
             ],
             warnings: vec![VertexWarning {
                 vertex: "sha256:v".into(),
@@ -731,33 +662,14 @@ mod tests {
         assert!(!line.contains('\n'));
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         let v = &value["vertexes"][0];
-        for key in [
-            "digest",
-            "inputs",
-            "name",
-            "started",
-            "completed",
-            "cached",
-            "error",
-        ] {
+        for key in ["digest", "inputs", "name", "started", "completed", "cached", "error"] {
             assert!(v.get(key).is_some(), "vertex lacks {key}: {line}");
         }
         assert_eq!(v["started"], "2023-11-14T22:13:20.12Z");
         assert_eq!(v["completed"], "2023-11-14T22:13:21Z");
-        assert!(
-            line.contains(r#""name":"RUN a \u003e b \u0026\u0026 c""#),
-            "{line}"
-        );
+        assert!(line.contains(r#""name":"RUN a \u003e b \u0026\u0026 c""#), "{line}");
         let s = &value["statuses"][0];
-        for key in [
-            "id",
-            "vertex",
-            "name",
-            "total",
-            "current",
-            "timestamp",
-            "started",
-        ] {
+        for key in ["id", "vertex", "name", "total", "current", "timestamp", "started"] {
             assert!(s.get(key).is_some(), "status lacks {key}: {line}");
         }
         assert_eq!(s["timestamp"], "2023-11-14T22:13:20.000000005Z");
@@ -767,33 +679,16 @@ mod tests {
         assert_eq!(logs[0]["timestamp"], "1970-01-01T00:00:00Z");
         assert!(logs[1]["data"].is_null());
         let w = &value["warnings"][0];
-        for key in [
-            "vertex",
-            "level",
-            "short",
-            "detail",
-            "url",
-            "sourceInfo",
-            "range",
-        ] {
+        for key in ["vertex", "level", "short", "detail", "url", "sourceInfo", "range"] {
             assert!(w.get(key).is_some(), "warning lacks {key}: {line}");
         }
         assert_eq!(w["short"], "c2hvcnQ=");
         assert_eq!(w["sourceInfo"]["data"], "RlJPTSB4Cg==");
-        assert_eq!(
-            w["range"][0],
-            serde_json::json!({"start": {"line": 1}, "end": {"line": 1, "character": 6}})
-        );
+        assert_eq!(w["range"][0], serde_json::json!({"start": {"line": 1}, "end": {"line": 1, "character": 6}}));
         assert_eq!(
             decode_line(&line).unwrap(),
             StatusResponse {
-                logs: vec![
-                    VertexLog {
-                        timestamp: t(0, 0),
-                        ..status.logs[0].clone()
-                    },
-                    status.logs[1].clone(),
-                ],
+                logs: vec![VertexLog { timestamp: t(0, 0), ..status.logs[0].clone() }, status.logs[1].clone(),],
                 ..status
             }
         );
@@ -807,8 +702,6 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_status() {
         assert!(decode_line("not json").is_err());
-        assert!(
-            decode_line(r#"{"logs":[{"data":"***","timestamp":"2020-01-01T00:00:00Z"}]}"#).is_err()
-        );
+        assert!(decode_line(r#"{"logs":[{"data":"***","timestamp":"2020-01-01T00:00:00Z"}]}"#).is_err());
     }
 }

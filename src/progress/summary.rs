@@ -13,9 +13,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::failure::{
-    with_text, write_source_context, BuildFailure, LineRange, SourceFile, SourceSnippet,
-};
+use super::failure::{with_text, write_source_context, BuildFailure, LineRange, SourceFile, SourceSnippet};
 use super::model::Model;
 use crate::proto::pb;
 
@@ -42,10 +40,7 @@ pub struct Summary {
 
 impl Summary {
     pub(crate) fn from_model(model: &Model, failed: bool) -> Summary {
-        let steps: Vec<_> = model
-            .shown()
-            .filter(|(_, v)| is_build_step(&v.name))
-            .collect();
+        let steps: Vec<_> = model.shown().filter(|(_, v)| is_build_step(&v.name)).collect();
         Summary {
             steps: steps.len(),
             cached: steps.iter().filter(|(_, v)| v.cached).count(),
@@ -111,24 +106,14 @@ impl SourceContext {
     pub(crate) fn add_definition_source(&mut self, source: &pb::Source) {
         for (digest, locations) in &source.locations {
             for location in &locations.locations {
-                let Some(info) = usize::try_from(location.source_index)
-                    .ok()
-                    .and_then(|i| source.infos.get(i))
-                else {
+                let Some(info) = usize::try_from(location.source_index).ok().and_then(|i| source.infos.get(i)) else {
                     continue;
                 };
-                self.locations
-                    .entry(digest.clone())
-                    .or_default()
-                    .push(SourceSnippet {
-                        filename: info.filename.clone(),
-                        text: String::from_utf8_lossy(&info.data).into_owned(),
-                        ranges: location
-                            .ranges
-                            .iter()
-                            .filter_map(LineRange::from_proto)
-                            .collect(),
-                    });
+                self.locations.entry(digest.clone()).or_default().push(SourceSnippet {
+                    filename: info.filename.clone(),
+                    text: String::from_utf8_lossy(&info.data).into_owned(),
+                    ranges: location.ranges.iter().filter_map(LineRange::from_proto).collect(),
+                });
             }
         }
     }
@@ -161,9 +146,7 @@ pub(crate) fn write_report(
         // The solve error's source belongs to this step when it names this
         // step or names none (the daemon then reports the first failure).
         let owns_failure = failure.is_some_and(|f| {
-            f.vertex
-                .as_deref()
-                .is_none_or(|d| model.vertex_index(d) == model.vertex_index(&v.digest))
+            f.vertex.as_deref().is_none_or(|d| model.vertex_index(d) == model.vertex_index(&v.digest))
         });
         match failure.filter(|f| owns_failure && !f.sources.is_empty() && !failure_sources_shown) {
             Some(f) => {
@@ -211,55 +194,26 @@ mod tests {
     use crate::progress::model::tests::range;
 
     fn summary(steps: usize, cached: usize, failed: bool, ms: u64) -> Summary {
-        Summary {
-            steps,
-            cached,
-            failed,
-            canceled: false,
-            duration: Duration::from_millis(ms),
-            warnings: 0,
-        }
+        Summary { steps, cached, failed, canceled: false, duration: Duration::from_millis(ms), warnings: 0 }
     }
 
     #[test]
     fn summary_line() {
-        assert_eq!(
-            summary(14, 9, false, 12_340).to_string(),
-            "Built in 12.3s: 14 steps, 9 cached (64%)"
-        );
-        assert_eq!(
-            summary(1, 1, false, 40).to_string(),
-            "Built in 0.0s: 1 step, 1 cached (100%)"
-        );
-        assert_eq!(
-            summary(3, 0, true, 2_000).to_string(),
-            "Build failed after 2.0s: 3 steps, 0 cached (0%)"
-        );
-        assert_eq!(
-            summary(0, 0, false, 0).to_string(),
-            "Built in 0.0s: 0 steps, 0 cached"
-        );
-        let canceled = Summary {
-            canceled: true,
-            ..summary(2, 1, true, 1_000)
-        };
-        assert_eq!(
-            canceled.to_string(),
-            "Build cancelled after 1.0s: 2 steps, 1 cached (50%)"
-        );
+        assert_eq!(summary(14, 9, false, 12_340).to_string(), "Built in 12.3s: 14 steps, 9 cached (64%)");
+        assert_eq!(summary(1, 1, false, 40).to_string(), "Built in 0.0s: 1 step, 1 cached (100%)");
+        assert_eq!(summary(3, 0, true, 2_000).to_string(), "Build failed after 2.0s: 3 steps, 0 cached (0%)");
+        assert_eq!(summary(0, 0, false, 0).to_string(), "Built in 0.0s: 0 steps, 0 cached");
+        let canceled = Summary { canceled: true, ..summary(2, 1, true, 1_000) };
+        assert_eq!(canceled.to_string(), "Build cancelled after 1.0s: 2 steps, 1 cached (50%)");
         assert_eq!(summary(3, 2, false, 0).cache_hit_percent(), Some(67));
     }
 
     #[test]
     fn bookkeeping_vertexes_are_not_steps() {
-        assert!(!is_build_step(
-            "[internal] load build definition from Dockerfile"
-        ));
+        assert!(!is_build_step("[internal] load build definition from Dockerfile"));
         assert!(!is_build_step("exporting to image"));
         assert!(is_build_step("[2/4] RUN echo hi"));
-        assert!(is_build_step(
-            "[stage-1 1/2] FROM docker.io/library/busybox"
-        ));
+        assert!(is_build_step("[stage-1 1/2] FROM docker.io/library/busybox"));
     }
 
     #[test]
@@ -268,12 +222,7 @@ mod tests {
         let source = pb::Source {
             locations: [(
                 "sha256:op".to_string(),
-                pb::Locations {
-                    locations: vec![pb::Location {
-                        source_index: 0,
-                        ranges: vec![range(2, 0, 0)],
-                    }],
-                },
+                pb::Locations { locations: vec![pb::Location { source_index: 0, ranges: vec![range(2, 0, 0)] }] },
             )]
             .into_iter()
             .collect(),

@@ -22,14 +22,7 @@ fn log(digest: &str, ms: i64, stream: i64, text: &str) -> StatusResponse {
     }
 }
 
-fn transfer(
-    digest: &str,
-    id: &str,
-    current: i64,
-    total: i64,
-    ms: i64,
-    done: bool,
-) -> StatusResponse {
+fn transfer(digest: &str, id: &str, current: i64, total: i64, ms: i64, done: bool) -> StatusResponse {
     StatusResponse {
         statuses: vec![VertexStatus {
             id: id.into(),
@@ -52,24 +45,13 @@ const LAYER: &str = "sha256:9c0abc9c5bd3a7854141800ba1f4a227baa88b11b49d8207eadc
 /// the definition load warns, and `RUN make` fails after some output.
 fn synthetic_build() -> Vec<StatusResponse> {
     let mut failing = vertex("sha256:d5", "[4/4] RUN make", Some(1200), Some(3450));
-    failing.error =
-        "process \"/bin/sh -c make\" did not complete successfully: exit code: 2".into();
+    failing.error = "process \"/bin/sh -c make\" did not complete successfully: exit code: 2".into();
     let mut cached = vertex("sha256:d3", "[2/4] RUN echo one", Some(1000), Some(1000));
     cached.cached = true;
     cached.inputs = vec!["sha256:d2".into()];
     vec![
-        vertexes(vec![vertex(
-            "sha256:d1",
-            "[internal] load build definition from Dockerfile",
-            None,
-            None,
-        )]),
-        vertexes(vec![vertex(
-            "sha256:d1",
-            "[internal] load build definition from Dockerfile",
-            Some(0),
-            None,
-        )]),
+        vertexes(vec![vertex("sha256:d1", "[internal] load build definition from Dockerfile", None, None)]),
+        vertexes(vec![vertex("sha256:d1", "[internal] load build definition from Dockerfile", Some(0), None)]),
         StatusResponse {
             statuses: vec![VertexStatus {
                 id: "transferring dockerfile:".into(),
@@ -83,14 +65,8 @@ fn synthetic_build() -> Vec<StatusResponse> {
             warnings: vec![VertexWarning {
                 vertex: "sha256:d1".into(),
                 level: 1,
-                short: b"FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"
-                    .to_vec()
-                    .into(),
-                detail: vec![
-                    b"The 'as' keyword should match the case of the 'from' keyword"
-                        .to_vec()
-                        .into(),
-                ],
+                short: b"FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)".to_vec().into(),
+                detail: vec![b"The 'as' keyword should match the case of the 'from' keyword".to_vec().into()],
                 url: "https://docs.docker.com/go/dockerfile/rule/from-as-casing/".into(),
                 info: Some(pb::SourceInfo {
                     filename: "Dockerfile".into(),
@@ -102,12 +78,7 @@ fn synthetic_build() -> Vec<StatusResponse> {
             }],
             ..Default::default()
         },
-        vertexes(vec![vertex(
-            "sha256:d1",
-            "[internal] load build definition from Dockerfile",
-            Some(0),
-            Some(20),
-        )]),
+        vertexes(vec![vertex("sha256:d1", "[internal] load build definition from Dockerfile", Some(0), Some(20))]),
         vertexes(vec![
             vertex("sha256:d5", "[4/4] RUN make", None, None),
             vertex("sha256:d4", "[3/4] COPY app /app", None, None),
@@ -119,36 +90,13 @@ fn synthetic_build() -> Vec<StatusResponse> {
         transfer("sha256:d2", LAYER, 1_100_000, 2_150_000, 400, false),
         transfer("sha256:d2", LAYER, 2_150_000, 2_150_000, 900, true),
         vertexes(vec![vertex("sha256:d2", FROM, Some(30), Some(1000))]),
-        vertexes(vec![
-            cached,
-            vertex("sha256:d4", "[3/4] COPY app /app", Some(1000), None),
-        ]),
-        vertexes(vec![vertex(
-            "sha256:d4",
-            "[3/4] COPY app /app",
-            Some(1000),
-            Some(1200),
-        )]),
-        vertexes(vec![vertex(
-            "sha256:d5",
-            "[4/4] RUN make",
-            Some(1200),
-            None,
-        )]),
+        vertexes(vec![cached, vertex("sha256:d4", "[3/4] COPY app /app", Some(1000), None)]),
+        vertexes(vec![vertex("sha256:d4", "[3/4] COPY app /app", Some(1000), Some(1200))]),
+        vertexes(vec![vertex("sha256:d5", "[4/4] RUN make", Some(1200), None)]),
         log("sha256:d5", 1250, 1, "cc -o app main.c\n"),
-        log(
-            "sha256:d5",
-            1300,
-            2,
-            "main.c:3: warning: unused variable\nlinking",
-        ),
+        log("sha256:d5", 1300, 2, "main.c:3: warning: unused variable\nlinking"),
         log("sha256:d5", 2100, 2, "...\n"),
-        log(
-            "sha256:d5",
-            3400,
-            2,
-            "ld: cannot find -lfoo\nmake: *** [app] Error 2\n",
-        ),
+        log("sha256:d5", 3400, 2, "ld: cannot find -lfoo\nmake: *** [app] Error 2\n"),
         vertexes(vec![failing]),
     ]
 }
@@ -165,32 +113,19 @@ fn make_failure() -> BuildFailure {
     }
 }
 
-fn render(
-    mode: ProgressMode,
-    messages: &[StatusResponse],
-    outcome: &Result<(), BuildFailure>,
-) -> (String, Summary) {
-    let mut writer = ProgressWriter::new(mode, Vec::new())
-        .with_color(false)
-        .with_terminal_size(100, 30);
+fn render(mode: ProgressMode, messages: &[StatusResponse], outcome: &Result<(), BuildFailure>) -> (String, Summary) {
+    let mut writer = ProgressWriter::new(mode, Vec::new()).with_color(false).with_terminal_size(100, 30);
     for m in messages {
         writer.update(m);
     }
     let summary = writer.finish(outcome);
     assert!(writer.write_error().is_none());
-    (
-        String::from_utf8(writer.into_inner()).expect("utf-8 output"),
-        summary,
-    )
+    (String::from_utf8(writer.into_inner()).expect("utf-8 output"), summary)
 }
 
 #[test]
 fn plain_synthetic_failure() {
-    let (out, summary) = render(
-        ProgressMode::Plain,
-        &synthetic_build(),
-        &Err(make_failure()),
-    );
+    let (out, summary) = render(ProgressMode::Plain, &synthetic_build(), &Err(make_failure()));
     insta::assert_snapshot!("plain_synthetic_failure", out);
     assert_eq!(
         summary,
@@ -212,14 +147,9 @@ fn rawjson_synthetic_failure() {
     let (out, _) = render(ProgressMode::RawJson, &messages, &Err(make_failure()));
     insta::assert_snapshot!("rawjson_synthetic_failure", out);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(
-        lines.len(),
-        messages.len() + 1,
-        "one line per message and the summary"
-    );
+    assert_eq!(lines.len(), messages.len() + 1, "one line per message and the summary");
     for (line, message) in lines.iter().zip(&messages) {
-        let value: serde_json::Value =
-            serde_json::from_str(line).expect("each progress line is JSON");
+        let value: serde_json::Value = serde_json::from_str(line).expect("each progress line is JSON");
         assert!(value.is_object());
         assert_eq!(&rawjson::decode_line(line).expect("decodes"), message);
     }
@@ -229,43 +159,21 @@ fn rawjson_synthetic_failure() {
 fn tty_frames_synthetic_failure() {
     let messages = synthetic_build();
     let mut model = model::Model::new();
-    let size = FrameSize {
-        width: 100,
-        height: Some(12),
-        log_lines: 3,
-    };
+    let size = FrameSize { width: 100, height: Some(12), log_lines: 3 };
     // Mid-build: the pull half done, then `RUN make` running with output.
     for m in &messages[..7] {
         model.apply(m);
     }
-    let pulling = plain_text(&frame(
-        &model,
-        Ts::from_proto(&ts(350).unwrap()),
-        size,
-        false,
-    ));
+    let pulling = plain_text(&frame(&model, Ts::from_proto(&ts(350).unwrap()), size, false));
     for m in &messages[7..16] {
         model.apply(m);
     }
-    let running = plain_text(&frame(
-        &model,
-        Ts::from_proto(&ts(2500).unwrap()),
-        size,
-        false,
-    ));
+    let running = plain_text(&frame(&model, Ts::from_proto(&ts(2500).unwrap()), size, false));
     for m in &messages[16..] {
         model.apply(m);
     }
     let end = model.latest().unwrap();
-    let last = plain_text(&frame(
-        &model,
-        end,
-        FrameSize {
-            height: None,
-            ..size
-        },
-        true,
-    ));
+    let last = plain_text(&frame(&model, end, FrameSize { height: None, ..size }, true));
     insta::assert_snapshot!("tty_frame_pulling", pulling);
     insta::assert_snapshot!("tty_frame_running", running);
     insta::assert_snapshot!("tty_frame_final", last);
@@ -287,19 +195,12 @@ fn tty_height_keeps_running_steps() {
     for m in &messages[..16] {
         model.apply(m);
     }
-    let tiny = FrameSize {
-        width: 60,
-        height: Some(5),
-        log_lines: 6,
-    };
+    let tiny = FrameSize { width: 60, height: Some(5), log_lines: 6 };
     let lines = frame(&model, Ts::from_proto(&ts(2500).unwrap()), tiny, false);
     let text = plain_text(&lines);
     assert_eq!(lines.len(), 4, "{text}");
     assert!(text.starts_with("[+] Building 2.5s (4/5)\n"), "{text}");
-    assert!(
-        text.contains(" => [4/4] RUN make"),
-        "the running step survives: {text}"
-    );
+    assert!(text.contains(" => [4/4] RUN make"), "the running step survives: {text}");
     assert!(lines.iter().all(|l| l.text.chars().count() < 60), "{text}");
 }
 
@@ -307,12 +208,7 @@ fn tty_height_keeps_running_steps() {
 fn success_summary_and_quiet_silence() {
     let mut messages = synthetic_build();
     messages.truncate(12);
-    messages.push(vertexes(vec![vertex(
-        "sha256:d5",
-        "[4/4] RUN make",
-        Some(1200),
-        Some(1500),
-    )]));
+    messages.push(vertexes(vec![vertex("sha256:d5", "[4/4] RUN make", Some(1200), Some(1500))]));
     let (out, summary) = render(ProgressMode::Plain, &messages, &Ok(()));
     assert!(out.ends_with("#5 DONE 0.3s\n1 warning found:\n - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)\n   The 'as' keyword should match the case of the 'from' keyword\n   More info: https://docs.docker.com/go/dockerfile/rule/from-as-casing/\nDockerfile:1\n--------------------\n   1 | >>> FROM busybox as base\n   2 |     RUN echo one\n   3 |     COPY app /app\n--------------------\nBuilt in 1.5s: 4 steps, 1 cached (25%)\n"), "{out}");
     assert!(!summary.failed);
@@ -325,24 +221,12 @@ fn success_summary_and_quiet_silence() {
 fn progress_modes_parse_like_buildx() {
     assert_eq!("auto".parse::<ProgressMode>().unwrap(), ProgressMode::Auto);
     assert_eq!("TTY".parse::<ProgressMode>().unwrap(), ProgressMode::Tty);
-    assert_eq!(
-        "plain".parse::<ProgressMode>().unwrap(),
-        ProgressMode::Plain
-    );
-    assert_eq!(
-        "rawjson".parse::<ProgressMode>().unwrap(),
-        ProgressMode::RawJson
-    );
-    assert_eq!(
-        "quiet".parse::<ProgressMode>().unwrap(),
-        ProgressMode::Quiet
-    );
+    assert_eq!("plain".parse::<ProgressMode>().unwrap(), ProgressMode::Plain);
+    assert_eq!("rawjson".parse::<ProgressMode>().unwrap(), ProgressMode::RawJson);
+    assert_eq!("quiet".parse::<ProgressMode>().unwrap(), ProgressMode::Quiet);
     assert_eq!("none".parse::<ProgressMode>().unwrap(), ProgressMode::Quiet);
     let err: ParseModeError = "fancy".parse::<ProgressMode>().unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unknown progress mode \"fancy\" (expected auto, tty, plain, rawjson, quiet or none)"
-    );
+    assert_eq!(err.to_string(), "unknown progress mode \"fancy\" (expected auto, tty, plain, rawjson, quiet or none)");
     assert_eq!(ProgressMode::Auto.resolve(true), ProgressMode::Tty);
     assert_eq!(ProgressMode::Auto.resolve(false), ProgressMode::Plain);
     assert_eq!(ProgressMode::RawJson.resolve(true), ProgressMode::RawJson);
@@ -356,18 +240,12 @@ const RECORDED_FAILURE_STDERR: &str = include_str!("testdata/buildctl-failure.st
 const RECORDED_SUCCESS: &str = include_str!("testdata/buildctl-success.jsonl");
 
 fn recorded(text: &str) -> Vec<StatusResponse> {
-    text.lines()
-        .map(|l| rawjson::decode_line(l).expect("recorded line decodes"))
-        .collect()
+    text.lines().map(|l| rawjson::decode_line(l).expect("recorded line decodes")).collect()
 }
 
 /// The Dockerfile the failure fixture built, as its warning carries it.
 fn recorded_dockerfile(messages: &[StatusResponse]) -> String {
-    let info = messages
-        .iter()
-        .flat_map(|m| &m.warnings)
-        .find_map(|w| w.info.as_ref())
-        .expect("a warning with source");
+    let info = messages.iter().flat_map(|m| &m.warnings).find_map(|w| w.info.as_ref()).expect("a warning with source");
     String::from_utf8(info.data.to_vec()).unwrap()
 }
 
@@ -381,8 +259,8 @@ fn plain_recorded_failure_matches_buildctl() {
         vertex: None,
         sources: vec![SourceSnippet { filename: "Dockerfile".into(), text: String::new(), ranges: vec![LineRange { start: 5, end: 5 }] }],
     };
-    let mut writer = ProgressWriter::new(ProgressMode::Plain, Vec::new())
-        .with_dockerfile(SourceFile::new("Dockerfile", dockerfile));
+    let mut writer =
+        ProgressWriter::new(ProgressMode::Plain, Vec::new()).with_dockerfile(SourceFile::new("Dockerfile", dockerfile));
     for m in &messages {
         writer.update(m);
     }
@@ -390,27 +268,18 @@ fn plain_recorded_failure_matches_buildctl() {
     let out = String::from_utf8(writer.into_inner()).unwrap();
     insta::assert_snapshot!("plain_recorded_failure", out);
     // buildctl printed the same Dockerfile excerpt (its stderr, minus its own error line).
-    let excerpt: String = RECORDED_FAILURE_STDERR
-        .lines()
-        .take_while(|l| !l.starts_with("error:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let excerpt: String =
+        RECORDED_FAILURE_STDERR.lines().take_while(|l| !l.starts_with("error:")).map(|l| format!("{l}\n")).collect();
     assert!(excerpt.starts_with("Dockerfile:5\n"), "{excerpt}");
     assert!(out.contains(&excerpt), "{out}");
-    assert_eq!(
-        (summary.steps, summary.cached, summary.failed),
-        (5, 1, true)
-    );
+    assert_eq!((summary.steps, summary.cached, summary.failed), (5, 1, true));
 }
 
 #[test]
 fn plain_recorded_success() {
     let (out, summary) = render(ProgressMode::Plain, &recorded(RECORDED_SUCCESS), &Ok(()));
     insta::assert_snapshot!("plain_recorded_success", out);
-    assert_eq!(
-        (summary.steps, summary.cached, summary.failed),
-        (4, 2, false)
-    );
+    assert_eq!((summary.steps, summary.cached, summary.failed), (4, 2, false));
 }
 
 #[test]
@@ -420,16 +289,7 @@ fn tty_recorded_success_final_frame() {
         model.apply(&m);
     }
     let end = model.latest().unwrap();
-    let text = plain_text(&frame(
-        &model,
-        end,
-        FrameSize {
-            width: 120,
-            height: None,
-            log_lines: 6,
-        },
-        true,
-    ));
+    let text = plain_text(&frame(&model, end, FrameSize { width: 120, height: None, log_lines: 6 }, true));
     insta::assert_snapshot!("tty_recorded_success", text);
 }
 
@@ -438,52 +298,27 @@ async fn drive_reads_a_stream_to_its_end() {
     let messages = synthetic_build();
     let stream = futures::stream::iter(messages.into_iter().map(Ok));
     let mut out = Vec::new();
-    let summary = drive(
-        ProgressMode::Plain,
-        stream,
-        &mut out,
-        Some(("Dockerfile".to_string(), DOCKERFILE.to_string())),
-    )
-    .await
-    .expect("stream ends cleanly");
+    let summary =
+        drive(ProgressMode::Plain, stream, &mut out, Some(("Dockerfile".to_string(), DOCKERFILE.to_string())))
+            .await
+            .expect("stream ends cleanly");
     assert!(summary.failed, "a failed step fails the build");
     let text = String::from_utf8(out).unwrap();
     assert!(
-        text.contains(
-            "#5 ERROR: process \"/bin/sh -c make\" did not complete successfully: exit code: 2\n"
-        ),
+        text.contains("#5 ERROR: process \"/bin/sh -c make\" did not complete successfully: exit code: 2\n"),
         "{text}"
     );
-    assert!(
-        text.ends_with("Build failed after 3.5s: 4 steps, 1 cached (25%)\n"),
-        "{text}"
-    );
+    assert!(text.ends_with("Build failed after 3.5s: 4 steps, 1 cached (25%)\n"), "{text}");
 }
 
 #[tokio::test]
 async fn drive_reports_a_broken_stream() {
-    let items = vec![
-        Ok(synthetic_build().remove(1)),
-        Err(tonic::Status::unavailable("daemon went away")),
-    ];
+    let items = vec![Ok(synthetic_build().remove(1)), Err(tonic::Status::unavailable("daemon went away"))];
     let mut out = Vec::new();
-    let err = drive(
-        ProgressMode::Plain,
-        futures::stream::iter(items),
-        &mut out,
-        None,
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(err, ProgressError::Stream(ref s) if s.code() == tonic::Code::Unavailable),
-        "{err:?}"
-    );
+    let err = drive(ProgressMode::Plain, futures::stream::iter(items), &mut out, None).await.unwrap_err();
+    assert!(matches!(err, ProgressError::Stream(ref s) if s.code() == tonic::Code::Unavailable), "{err:?}");
     let text = String::from_utf8(out).unwrap();
-    assert!(
-        text.contains("Build failed after"),
-        "the summary still ends the output: {text}"
-    );
+    assert!(text.contains("Build failed after"), "the summary still ends the output: {text}");
 }
 
 #[test]
@@ -503,10 +338,7 @@ fn closed_output_does_not_stop_the_build() {
     }
     let summary = writer.finish(&Ok(()));
     assert_eq!(summary.steps, 4);
-    assert_eq!(
-        writer.write_error().map(|e| e.kind()),
-        Some(io::ErrorKind::BrokenPipe)
-    );
+    assert_eq!(writer.write_error().map(|e| e.kind()), Some(io::ErrorKind::BrokenPipe));
 }
 
 #[tokio::test]
@@ -514,11 +346,7 @@ async fn spawned_progress_waits_for_the_stream_then_reports_the_outcome() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let messages = synthetic_build();
     let writer = ProgressWriter::new(ProgressMode::Plain, Vec::new());
-    let task = tokio::spawn(run(
-        writer,
-        futures::stream::iter(messages.into_iter().map(Ok)),
-        rx,
-    ));
+    let task = tokio::spawn(run(writer, futures::stream::iter(messages.into_iter().map(Ok)), rx));
     let _ = tx.send(Ending::Solved(Err(make_failure())));
     let summary = task.await.unwrap();
     assert!(summary.failed && !summary.canceled);
@@ -533,15 +361,9 @@ async fn cancel_does_not_wait_for_a_silent_stream() {
     let writer = ProgressWriter::new(ProgressMode::Plain, Vec::new());
     let task = tokio::spawn(run(writer, stream, rx));
     let _ = tx.send(Ending::Cancelled);
-    let summary = tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .expect("ends at once")
-        .unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(2), task).await.expect("ends at once").unwrap();
     assert!(summary.canceled);
-    assert_eq!(
-        summary.to_string(),
-        "Build cancelled after 0.0s: 0 steps, 0 cached"
-    );
+    assert_eq!(summary.to_string(), "Build cancelled after 0.0s: 0 steps, 0 cached");
 }
 
 #[test]
@@ -549,20 +371,12 @@ fn definition_source_map_locates_a_failed_step_without_error_details() {
     let source = pb::Source {
         locations: [(
             "sha256:d5".to_string(),
-            pb::Locations {
-                locations: vec![pb::Location {
-                    source_index: 0,
-                    ranges: vec![range(4, 0, 8)],
-                }],
-            },
+            pb::Locations { locations: vec![pb::Location { source_index: 0, ranges: vec![range(4, 0, 8)] }] },
         )]
         .into_iter()
         .collect(),
         // The text is left out: the writer's copy of the Dockerfile fills it in.
-        infos: vec![pb::SourceInfo {
-            filename: "Dockerfile".into(),
-            ..Default::default()
-        }],
+        infos: vec![pb::SourceInfo { filename: "Dockerfile".into(), ..Default::default() }],
     };
     let mut writer = ProgressWriter::new(ProgressMode::Plain, Vec::new())
         .with_dockerfile(SourceFile::new("Dockerfile", DOCKERFILE))

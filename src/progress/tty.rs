@@ -63,10 +63,7 @@ struct Block {
 /// last frame of the build.
 pub(crate) fn frame(model: &Model, now: Ts, size: FrameSize, finished: bool) -> Vec<Line> {
     let width = size.width.max(20);
-    let elapsed = model
-        .first_start()
-        .map(|start| now.since(start).as_secs_f64())
-        .unwrap_or(0.0);
+    let elapsed = model.first_start().map(|start| now.since(start).as_secs_f64()).unwrap_or(0.0);
     let (done, total) = (model.count_completed(), model.count_total());
     let mut header = format!("[+] Building {elapsed:.1}s ({done}/{total})");
     if finished && done > 0 && done == total {
@@ -94,14 +91,7 @@ pub(crate) fn frame(model: &Model, now: Ts, size: FrameSize, finished: bool) -> 
         };
         let mut lines = Vec::new();
         lines.extend(
-            job_line(
-                " => ",
-                &name,
-                "",
-                Some(v.duration(now).as_secs_f64()),
-                width,
-            )
-            .map(|text| Line { text, tone }),
+            job_line(" => ", &name, "", Some(v.duration(now).as_secs_f64()), width).map(|text| Line { text, tone }),
         );
         for t in v.transfers.iter().filter(|t| t.started.is_some()) {
             let status = if t.total != 0 {
@@ -111,24 +101,13 @@ pub(crate) fn frame(model: &Model, now: Ts, size: FrameSize, finished: bool) -> 
             } else {
                 String::new()
             };
-            let secs = t
-                .started
-                .map(|s| t.completed.unwrap_or(now).since(s).as_secs_f64());
-            let tone = if t.completed.is_some() {
-                Tone::Done
-            } else {
-                Tone::Normal
-            };
-            lines.extend(
-                job_line(" => => ", &t.id, &status, secs, width).map(|text| Line { text, tone }),
-            );
+            let secs = t.started.map(|s| t.completed.unwrap_or(now).since(s).as_secs_f64());
+            let tone = if t.completed.is_some() { Tone::Done } else { Tone::Normal };
+            lines.extend(job_line(" => => ", &t.id, &status, secs, width).map(|text| Line { text, tone }));
         }
         for &w in &v.warnings {
             let text = format!("WARN: {}", model.warnings[w].short);
-            lines.extend(job_line(" => ", &text, "", None, width).map(|text| Line {
-                text,
-                tone: Tone::Warning,
-            }));
+            lines.extend(job_line(" => ", &text, "", None, width).map(|text| Line { text, tone: Tone::Warning }));
         }
         let running = v.is_started() && !v.is_completed();
         let logs = if running {
@@ -143,16 +122,9 @@ pub(crate) fn frame(model: &Model, now: Ts, size: FrameSize, finished: bool) -> 
         } else {
             Vec::new()
         };
-        blocks.push(Block {
-            lines,
-            logs,
-            running,
-        });
+        blocks.push(Block { lines, logs, running });
     }
-    let mut out = vec![Line {
-        text: cut(&header, width - 1),
-        tone: Tone::Normal,
-    }];
+    let mut out = vec![Line { text: cut(&header, width - 1), tone: Tone::Normal }];
     match size.height {
         None => {
             for block in blocks {
@@ -168,12 +140,7 @@ pub(crate) fn frame(model: &Model, now: Ts, size: FrameSize, finished: bool) -> 
 /// Shrinks the blocks to `limit` lines: first finished steps go (oldest
 /// first), then log tails, then whatever is oldest.
 fn fit(mut blocks: Vec<Block>, limit: usize) -> Vec<Line> {
-    let count = |blocks: &[Block]| {
-        blocks
-            .iter()
-            .map(|b| b.lines.len() + b.logs.len())
-            .sum::<usize>()
-    };
+    let count = |blocks: &[Block]| blocks.iter().map(|b| b.lines.len() + b.logs.len()).sum::<usize>();
     let mut i = 0;
     while count(&blocks) > limit && i < blocks.len() {
         if blocks[i].running {
@@ -188,10 +155,7 @@ fn fit(mut blocks: Vec<Block>, limit: usize) -> Vec<Line> {
         };
         block.logs.remove(0);
     }
-    let mut lines: Vec<Line> = blocks
-        .into_iter()
-        .flat_map(|b| b.lines.into_iter().chain(b.logs))
-        .collect();
+    let mut lines: Vec<Line> = blocks.into_iter().flat_map(|b| b.lines.into_iter().chain(b.logs)).collect();
     if lines.len() > limit {
         lines.drain(..lines.len() - limit);
     }
@@ -200,13 +164,7 @@ fn fit(mut blocks: Vec<Block>, limit: usize) -> Vec<Line> {
 
 /// A job line: prefix and name on the left, status after the name, the
 /// timer flush right; `None` when the terminal is too narrow to say anything.
-fn job_line(
-    prefix: &str,
-    name: &str,
-    status: &str,
-    secs: Option<f64>,
-    width: usize,
-) -> Option<String> {
+fn job_line(prefix: &str, name: &str, status: &str, secs: Option<f64>, width: usize) -> Option<String> {
     let timer = match secs {
         Some(secs) => format!(" {:.1}s", if secs < 0.05 { 0.0 } else { secs }),
         None => String::new(),
@@ -313,10 +271,7 @@ fn styled(line: &Line, color: bool) -> String {
 /// The lines as text, without colour or trailing blanks.
 #[cfg(test)]
 pub(crate) fn plain_text(lines: &[Line]) -> String {
-    lines
-        .iter()
-        .map(|l| format!("{}\n", l.text.trim_end()))
-        .collect()
+    lines.iter().map(|l| format!("{}\n", l.text.trim_end())).collect()
 }
 
 #[cfg(test)]
@@ -328,14 +283,7 @@ mod tests {
         let line = job_line(" => ", "[1/2] FROM busybox", "", Some(1.234), 40).unwrap();
         assert_eq!(line, " => [1/2] FROM busybox             1.2s");
         assert_eq!(line.chars().count(), 39);
-        let short = job_line(
-            " => ",
-            "a very long step name that will not fit",
-            "",
-            Some(0.01),
-            40,
-        )
-        .unwrap();
+        let short = job_line(" => ", "a very long step name that will not fit", "", Some(0.01), 40).unwrap();
         assert_eq!(short, " => a very long step name that wi  0.0s");
         assert_eq!(job_line(" => ", "x", "", Some(1.0), 15), None);
     }
@@ -343,10 +291,7 @@ mod tests {
     #[test]
     fn status_goes_after_the_name() {
         let line = job_line(" => => ", "sha256:abc", "1.20MB / 3.40MB", Some(0.5), 60).unwrap();
-        assert_eq!(
-            line,
-            " => => sha256:abc 1.20MB / 3.40MB                      0.5s"
-        );
+        assert_eq!(line, " => => sha256:abc 1.20MB / 3.40MB                      0.5s");
         assert_eq!(line.chars().count(), 59);
     }
 
@@ -360,16 +305,7 @@ mod tests {
     fn draw_overwrites_the_previous_frame() {
         let mut display = TtyDisplay::new(true);
         let mut out = Vec::new();
-        let lines = vec![
-            Line {
-                text: "a".into(),
-                tone: Tone::Normal,
-            },
-            Line {
-                text: "b".into(),
-                tone: Tone::Done,
-            },
-        ];
+        let lines = vec![Line { text: "a".into(), tone: Tone::Normal }, Line { text: "b".into(), tone: Tone::Done }];
         display.draw(&mut out, &lines).unwrap();
         display.draw(&mut out, &lines[..1]).unwrap();
         let text = String::from_utf8(out).unwrap();

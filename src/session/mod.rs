@@ -17,12 +17,12 @@ mod tunnel;
 
 use std::convert::Infallible;
 
+use crate::control::Control;
+pub use crate::control::MAX_MESSAGE_SIZE;
 use tokio::task::JoinHandle;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use crate::control::Control;
-pub use crate::control::MAX_MESSAGE_SIZE;
 
 /// Failures of the session itself (not of the services it carries).
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,9 @@ impl SessionBuilder {
         };
         builder.routes.add_service(health);
         // The health service is not in proto/ (tonic-health ships it).
-        builder.methods.extend(["/grpc.health.v1.Health/Check".to_string(), "/grpc.health.v1.Health/Watch".to_string()]);
+        builder
+            .methods
+            .extend(["/grpc.health.v1.Health/Check".to_string(), "/grpc.health.v1.Health/Watch".to_string()]);
         builder
     }
 
@@ -96,12 +98,8 @@ impl SessionBuilder {
     /// until [`RunningSession::close`] or until the daemon hangs up.
     pub async fn start(self, control: &Control) -> Result<RunningSession, SessionError> {
         let id = new_id();
-        let headers = SessionHeaders {
-            id: id.clone(),
-            name: self.name,
-            shared_key: self.shared_key,
-            methods: self.methods,
-        };
+        let headers =
+            SessionHeaders { id: id.clone(), name: self.name, shared_key: self.shared_key, methods: self.methods };
         let (io, ours) = tunnel::pipe();
         let routes = self.routes.routes();
         let incoming = futures::StreamExt::chain(
@@ -240,7 +238,11 @@ mod tests {
         builder.add_service(SecretsServer::new(NoSecrets)).unwrap();
         assert_eq!(
             builder.methods(),
-            ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/moby.buildkit.secrets.v1.Secrets/GetSecret"]
+            [
+                "/grpc.health.v1.Health/Check",
+                "/grpc.health.v1.Health/Watch",
+                "/moby.buildkit.secrets.v1.Secrets/GetSecret"
+            ]
         );
     }
 }

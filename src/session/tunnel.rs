@@ -2,14 +2,14 @@
 //! side, an in-memory duplex that tonic's server treats as a socket on the
 //! other. Two pump tasks copy bytes each way; neither looks inside them.
 
+use super::{SessionError, SessionHeaders};
+use crate::control::Control;
+use crate::proto::moby::buildkit::v1::BytesMessage;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
-use super::{SessionError, SessionHeaders};
-use crate::control::Control;
-use crate::proto::moby::buildkit::v1::BytesMessage;
 
 /// Bytes buffered in the in-memory pipe, each way. Large enough that a
 /// transfer's HTTP/2 frames don't queue behind each other, small enough to

@@ -163,8 +163,16 @@ mod tests {
     fn request_carries_cache_imports_for_the_frontend() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        let argv = ["solve", dir.path().to_str().unwrap(), "--cache-from", "r/app:cache", "--cache-to", "type=inline",
-            "--progress", "plain"];
+        let argv = [
+            "solve",
+            dir.path().to_str().unwrap(),
+            "--cache-from",
+            "r/app:cache",
+            "--cache-to",
+            "type=inline",
+            "--progress",
+            "plain",
+        ];
         let args = Wrapper::try_parse_from(argv).unwrap().args;
         let plan = SolvePlan::from_args(&args, &BTreeMap::new()).unwrap();
         let request = solve_request(&plan, "ref1", "session1");

@@ -149,7 +149,11 @@ impl SolvePlan {
             match entitlement.as_str() {
                 "network.host" | "security.insecure" | "device" => entitlements.push(entitlement.clone()),
                 _ => {
-                    return Err(invalid("--allow", entitlement, "known entitlements are network.host, security.insecure"))
+                    return Err(invalid(
+                        "--allow",
+                        entitlement,
+                        "known entitlements are network.host, security.insecure",
+                    ))
                 }
             }
         }
@@ -227,8 +231,10 @@ impl SolvePlan {
             .map(|spec| crate::services::ssh::AgentSpec::parse(spec))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("--ssh", e.value(), e.to_string()))?;
-        let progress: crate::progress::ProgressMode =
-            args.progress.parse().map_err(|e: crate::progress::ParseModeError| invalid("--progress", &args.progress, e.to_string()))?;
+        let progress: crate::progress::ProgressMode = args
+            .progress
+            .parse()
+            .map_err(|e: crate::progress::ParseModeError| invalid("--progress", &args.progress, e.to_string()))?;
 
         Ok(SolvePlan {
             context_dir,
@@ -310,7 +316,8 @@ pub fn parse_cache_spec(flag: &'static str, spec: &str) -> Result<CacheEntry, Pl
     let mut kind = None;
     let mut attrs = BTreeMap::new();
     for field in fields {
-        let (key, value) = field.split_once('=').ok_or_else(|| invalid(flag, spec, format!("{field:?} is not KEY=VALUE")))?;
+        let (key, value) =
+            field.split_once('=').ok_or_else(|| invalid(flag, spec, format!("{field:?} is not KEY=VALUE")))?;
         if key == "type" {
             kind = Some(value.to_string());
         } else {
@@ -359,9 +366,27 @@ mod tests {
         let plan = plan(
             dir.path(),
             &[
-                "--target", "deps", "--build-arg", "A=1", "--build-arg", "FROM_ENV", "--build-arg", "UNSET",
-                "--label", "org.x=y", "--platform", "linux/amd64,linux/arm64", "--pull", "--no-cache-filter", "deps",
-                "--add-host", "db:10.0.0.2", "--network", "host", "--progress", "plain",
+                "--target",
+                "deps",
+                "--build-arg",
+                "A=1",
+                "--build-arg",
+                "FROM_ENV",
+                "--build-arg",
+                "UNSET",
+                "--label",
+                "org.x=y",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--pull",
+                "--no-cache-filter",
+                "deps",
+                "--add-host",
+                "db:10.0.0.2",
+                "--network",
+                "host",
+                "--progress",
+                "plain",
             ],
             &[("FROM_ENV", "env-value"), ("SOURCE_DATE_EPOCH", "0")],
         )
