@@ -35,8 +35,14 @@ impl Env for BTreeMap<String, String> {
 pub enum PlanError {
     #[error("build context {path:?} does not exist or is not a folder")]
     MissingContext { path: PathBuf },
-    #[error("Dockerfile {path:?} not found (--file)")]
-    MissingDockerfile { path: PathBuf },
+    #[error("cannot read the Dockerfile {path:?}{}", if *.from_flag { " (--file)" } else { "" })]
+    MissingDockerfile {
+        path: PathBuf,
+        /// The path came from `--file` (rather than being PATH/Dockerfile).
+        from_flag: bool,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read the Dockerfile from stdin (--file -)")]
     Stdin(#[source] std::io::Error),
     #[error("invalid {flag} value {value:?}: {reason}")]
@@ -91,6 +97,11 @@ pub struct SolvePlan {
 }
 
 impl SolvePlan {
+    /// The Dockerfile's name and text, for showing the lines around an error.
+    pub fn dockerfile_context(&self) -> Option<(String, String)> {
+        Some((self.dockerfile.name.clone(), self.dockerfile.text.clone()))
+    }
+
     pub fn from_args(args: &Args, env: &dyn Env) -> Result<SolvePlan, PlanError> {
         let context_dir = args.context.clone();
         if !context_dir.is_dir() {
@@ -254,13 +265,6 @@ impl SolvePlan {
     }
 }
 
-impl SolvePlan {
-    /// The Dockerfile's name and text, for showing the lines around an error.
-    pub fn dockerfile_context(&self) -> Option<(String, String)> {
-        Some((self.dockerfile.name.clone(), self.dockerfile.text.clone()))
-    }
-}
-
 fn dockerfile_source(context: &Path, file: Option<&Path>) -> Result<DockerfileSource, PlanError> {
     match file {
         Some(path) if path == Path::new("-") => {
@@ -280,10 +284,8 @@ fn dockerfile_source(context: &Path, file: Option<&Path>) -> Result<DockerfileSo
                 Some(path) => path.to_path_buf(),
                 None => context.join("Dockerfile"),
             };
-            let text = match fs_err::read_to_string(&path) {
-                Ok(text) => text,
-                Err(_) => return Err(PlanError::MissingDockerfile { path }),
-            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| PlanError::MissingDockerfile { path: path.clone(), from_flag: file.is_some(), source })?;
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let dir = match path.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
