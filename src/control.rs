@@ -37,14 +37,10 @@ pub struct ControlError {
 }
 
 impl ControlError {
-    fn new(call: &'static str, status: tonic::Status) -> Self {
+    /// Names `call` as the source of `status`; also for an error read from
+    /// one of its streams (the streams themselves yield bare `tonic::Status`).
+    pub fn new(call: &'static str, status: tonic::Status) -> Self {
         Self { call, source: DaemonStatus(status) }
-    }
-
-    /// Names `call` as the source of an error read from one of its streams
-    /// (the streams themselves yield bare `tonic::Status`).
-    pub fn stream(call: &'static str, status: tonic::Status) -> Self {
-        Self::new(call, status)
     }
 
     /// The gRPC status, for callers that branch on the code (e.g. `Cancelled`).
@@ -169,7 +165,7 @@ impl Control {
 
     /// Starts a prune; the stream yields each record as the daemon deletes it.
     /// Errors on the stream are `tonic::Status`; wrap them with
-    /// [`ControlError::stream`] to name the call.
+    /// [`ControlError::new`] to name the call.
     pub async fn prune(&self, options: PruneOptions) -> Result<Streaming<api::UsageRecord>, ControlError> {
         let response = self
             .client

@@ -61,11 +61,15 @@ pub struct DaemonOptions {
 /// The files of one daemon folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// The daemon folder itself.
     pub dir: PathBuf,
     /// buildkitd's `--root`.
     pub buildkit_root: PathBuf,
+    /// The daemon's pid as plain text, for people and scripts.
     pub pid_file: PathBuf,
+    /// buildkitd's output, appended to by every start.
     pub log_file: PathBuf,
+    /// [`DaemonState`] as JSON.
     pub state_file: PathBuf,
     /// Held (flock) while `start` runs, so two starts cannot race for the folder.
     pub lock_file: PathBuf,
@@ -77,6 +81,7 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The files of the daemon folder `dir`.
     pub fn new(dir: PathBuf) -> Self {
         Layout {
             buildkit_root: dir.join("buildkit"),
@@ -94,8 +99,11 @@ impl Layout {
 /// What `start` records for `status` and `stop`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DaemonState {
+    /// The process started: buildkitd, or rootlesskit around it.
     pub pid: u32,
+    /// Where buildkitd listens.
     pub address: String,
+    /// Started inside rootlesskit.
     pub rootless: bool,
 }
 
@@ -245,19 +253,21 @@ impl DaemonError {
 /// A daemon `start` brought up.
 #[derive(Debug, Clone)]
 pub struct Started {
+    /// The process started (rootlesskit's pid for a rootless daemon).
     pub pid: u32,
+    /// Where it answers.
     pub address: Address,
+    /// What it said it is.
     pub version: BuildkitVersion,
+    /// Runs inside rootlesskit.
     pub rootless: bool,
+    /// Its folder.
     pub layout: Layout,
 }
 
 /// Starts a buildkitd in the background and waits until it answers.
 pub async fn start(opts: &DaemonOptions) -> Result<Started, DaemonError> {
-    let layout = Layout::new(match &opts.root {
-        Some(dir) => absolute(dir),
-        None => default_dir()?,
-    });
+    let layout = layout_for(opts)?;
     let address = opts.connect.address().map_err(|err| DaemonError::Address(Box::new(err)))?;
     let rootless = !nix::unistd::geteuid().is_root();
     let buildkitd = match &opts.buildkitd {
@@ -402,10 +412,7 @@ pub enum Stopped {
 /// [`STOP_TIMEOUT`]. Only ever signals the recorded pid, and only when that
 /// process is ours.
 pub async fn stop(opts: &DaemonOptions) -> Result<Stopped, DaemonError> {
-    let layout = Layout::new(match &opts.root {
-        Some(dir) => absolute(dir),
-        None => default_dir()?,
-    });
+    let layout = layout_for(opts)?;
     let Some(state) = read_state(&layout).filter(|state| is_ours(state.pid, &layout)) else {
         remove_state(&layout);
         return Ok(Stopped::NotRunning { dir: layout.dir });
@@ -435,11 +442,14 @@ pub struct Status {
     pub error: Option<String>,
     /// The pid of the daemon started from the folder, if it is alive.
     pub pid: Option<u32>,
+    /// Whether that daemon runs inside rootlesskit (known only with `pid`).
     pub rootless: Option<bool>,
+    /// The daemon folder looked at.
     pub layout: Layout,
 }
 
 impl Status {
+    /// A daemon answered at the address.
     pub fn is_running(&self) -> bool {
         self.version.is_some()
     }
@@ -447,10 +457,7 @@ impl Status {
 
 /// Tells whether a daemon answers, and whether fbuild started it.
 pub async fn status(opts: &DaemonOptions) -> Result<Status, DaemonError> {
-    let layout = Layout::new(match &opts.root {
-        Some(dir) => absolute(dir),
-        None => default_dir()?,
-    });
+    let layout = layout_for(opts)?;
     let state = read_state(&layout);
     let alive = state.as_ref().filter(|state| is_ours(state.pid, &layout));
     let mut probe = opts.connect.clone();
@@ -488,6 +495,15 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The folder `--root` names, else the user's default one.
+fn layout_for(opts: &DaemonOptions) -> Result<Layout, DaemonError> {
+    let dir = match &opts.root {
+        Some(dir) => absolute(dir),
+        None => default_dir()?,
+    };
+    Ok(Layout::new(dir))
 }
 
 fn absolute(dir: &Path) -> PathBuf {

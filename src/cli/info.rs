@@ -29,10 +29,15 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `BuildKit: <package> <version> <revision>`, then the Dockerfile frontend's
-/// version when the daemon has one built in.
 fn render(version: &BuildkitVersion, out: &mut dyn Write) -> std::io::Result<()> {
     let mut fields = Fields::new();
+    version_fields(version, &mut fields);
+    fields.write_to(out)
+}
+
+/// `BuildKit: <package> <version> <revision>`, then the Dockerfile frontend's
+/// version when the daemon has one built in (also in `fbuild workers -v`).
+pub(crate) fn version_fields(version: &BuildkitVersion, fields: &mut Fields) {
     let buildkit = [&version.package, &version.version, &version.revision]
         .iter()
         .filter(|part| !part.is_empty())
@@ -43,7 +48,6 @@ fn render(version: &BuildkitVersion, out: &mut dyn Write) -> std::io::Result<()>
     if !version.dockerfile_version.is_empty() {
         fields.field("Dockerfile", &version.dockerfile_version);
     }
-    fields.write_to(out)
 }
 
 /// buildctl's `client.BuildkitVersion` as JSON, fields in its order.

@@ -61,7 +61,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut deleted = control.prune(args.options()).await?;
     let mut printer = PrunePrinter::new(args.format, ctx.printer.is_verbose());
     let mut out = ctx.printer.stdout();
-    while let Some(record) = deleted.message().await.map_err(|status| ControlError::stream("Prune", status))? {
+    while let Some(record) = deleted.message().await.map_err(|status| ControlError::new("Prune", status))? {
         printer.record(&record, SystemTime::now(), &mut out)?;
     }
     printer.finish(&mut out)?;

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::info::VersionJson;
+use crate::cli::info::{version_fields, VersionJson};
 use crate::cli::table::{self, Fields, Table};
 use crate::cli::{Context, Format};
 use crate::control::Control;
@@ -95,11 +95,7 @@ fn render_verbose(workers: &[WorkerRecord], out: &mut dyn Write) -> std::io::Res
         let mut fields = Fields::new();
         fields.field("ID", &worker.id).field("Platforms", platforms(worker));
         if let Some(version) = &worker.buildkit_version {
-            fields
-                .field("BuildKit", format!("{} {} {}", version.package, version.version, version.revision).trim_end());
-            if !version.dockerfile_version.is_empty() {
-                fields.field("Dockerfile", &version.dockerfile_version);
-            }
+            version_fields(version, &mut fields);
         }
         fields.heading("Labels");
         for (key, value) in &worker.labels {

@@ -30,7 +30,7 @@ pub use address::{default_address, Address, AddressError};
 pub use tls::{TlsConfigError, TlsProblem};
 
 pub use transport::Stage;
-use transport::{DialError, Dialer, SharedJournal};
+use transport::{lock, DialError, Dialer, SharedJournal};
 
 /// How long connecting may take, from the first syscall to the answer of the
 /// first call.
@@ -62,6 +62,7 @@ pub struct TlsOptions {
 pub struct ConnectOptions {
     /// `--addr` or `BUILDKIT_HOST`; `None` for the default socket.
     pub addr: Option<String>,
+    /// The `--tls*` flags.
     pub tls: TlsOptions,
 }
 
@@ -78,7 +79,9 @@ impl ConnectOptions {
 /// A connected channel, with what the daemon said about itself.
 #[derive(Debug, Clone)]
 pub struct Connection {
+    /// The channel every service on this daemon shares.
     pub channel: Channel,
+    /// The address it connected to.
     pub address: Address,
     /// The daemon's answer to `Control.Info` (its version).
     pub info: InfoResponse,
@@ -282,9 +285,8 @@ impl ConnectError {
 
 /// The [`ConnectError`] inside an error returned by [`connect`], if any.
 pub fn find_connect_error(err: &anyhow::Error) -> Option<&ConnectError> {
-    if let Some(found) = err.downcast_ref::<ConnectError>() {
-        return Some(found);
-    }
+    // The chain starts with `err` itself. A [`Hinted`] wrapper displays as
+    // its inner error but lists only that error's causes, so look inside it.
     err.chain().find_map(|cause| match cause.downcast_ref::<Hinted>() {
         Some(hinted) => hinted.error.downcast_ref::<ConnectError>(),
         None => cause.downcast_ref::<ConnectError>(),
@@ -351,10 +353,6 @@ pub async fn open(opts: &ConnectOptions, timeout: Duration) -> Result<Connection
             Err(fail(ConnectFailure::Timeout { after: timeout, stage }))
         }
     }
-}
-
-fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, transport::Journal> {
-    journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Why the connector (or tonic's HTTP/2 setup) failed.

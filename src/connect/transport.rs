@@ -57,11 +57,15 @@ pub(crate) struct Journal {
 
 pub(crate) type SharedJournal = Arc<Mutex<Journal>>;
 
+/// Locks the journal. A poisoned lock only means another thread panicked
+/// while recording; the diagnostics are best effort, so carry on with what
+/// is there.
+pub(crate) fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, Journal> {
+    journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn with_journal(journal: &SharedJournal, f: impl FnOnce(&mut Journal)) {
-    // A poisoned lock only means another thread panicked while recording;
-    // the diagnostics are best effort, so carry on with what is there.
-    let mut guard = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    f(&mut guard);
+    f(&mut lock(journal));
 }
 
 /// The error tonic receives from the connector. The real cause is in the

@@ -221,13 +221,12 @@ where
 }
 
 fn receive_blocking(
-    rx: mpsc::Receiver<Result<Packet, Status>>,
+    mut rx: mpsc::Receiver<Result<Packet, Status>>,
     out: mpsc::Sender<Packet>,
     dest: &Path,
 ) -> Result<ReceiveStats, ReceiveError> {
     let staging = Staging::create(dest)?;
     let mut writer = Writer::new(staging.path.clone(), out);
-    let mut rx = rx;
     writer.receive_tree(&mut rx)?;
     // Like fsutil, have everything in place before sending FIN: the
     // daemon's export (and so the solve) completes only after our FIN.
@@ -270,7 +269,7 @@ impl Staging {
     /// Moves the staged tree into `dest`, then applies the directories'
     /// permissions and times (last, so read-only directories do not get in
     /// the way and their times stay as sent).
-    fn finish(mut self, dest: &Path, dirs: &[DirMeta], stats: &mut ReceiveStats) -> Result<(), ReceiveError> {
+    fn finish(mut self, dest: &Path, dirs: &[EntryMeta], stats: &mut ReceiveStats) -> Result<(), ReceiveError> {
         let finish_err = |path: &Path| {
             let path = path.to_owned();
             move |source| ReceiveError::Finish { path, source }
@@ -284,7 +283,7 @@ impl Staging {
         self.armed = false;
         for dir in dirs.iter().rev() {
             let path = dest.join(&dir.path);
-            apply_dir_meta(&path, dir).map_err(finish_err(&path))?;
+            open_dir_nofollow(&path).and_then(|dir_file| dir.apply(&dir_file)).map_err(finish_err(&path))?;
         }
         stats.dirs = dirs.len() as u64;
         Ok(())
@@ -329,37 +328,30 @@ fn merge_into(src: &Path, dst: &Path) -> Result<(), (PathBuf, io::Error)> {
     Ok(())
 }
 
-fn apply_dir_meta(path: &Path, dir: &DirMeta) -> io::Result<()> {
-    let fd = nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_DIRECTORY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let file = File::from(fd);
-    set_user_xattrs(&file, &dir.xattrs);
-    nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(dir.perm))?;
-    let time = timespec(dir.mod_time);
-    nix::sys::stat::futimens(&file, &time, &time)?;
-    Ok(())
+fn open_dir_nofollow(path: &Path) -> io::Result<File> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    Ok(File::from(nix::fcntl::open(path, flags, Mode::empty())?))
 }
 
-/// A received directory's metadata, applied after its contents are placed.
-struct DirMeta {
+/// The metadata of a received directory or regular file, applied once its
+/// content is complete (a directory's after the whole tree is in place).
+struct EntryMeta {
     path: String,
     perm: libc::mode_t,
     mod_time: i64,
     xattrs: Vec<(String, bytes::Bytes)>,
 }
 
-/// A regular file waiting for (or receiving) its content.
-struct PendingFile {
-    path: String,
-    perm: libc::mode_t,
-    mod_time: i64,
-    xattrs: Vec<(String, bytes::Bytes)>,
+impl EntryMeta {
+    /// Sets the `user.*` xattrs, permissions and times on the open entry.
+    fn apply(&self, file: &File) -> io::Result<()> {
+        set_user_xattrs(file, &self.xattrs);
+        nix::sys::stat::fchmod(file, Mode::from_bits_truncate(self.perm))?;
+        let time = timespec(self.mod_time);
+        nix::sys::stat::futimens(file, &time, &time)?;
+        Ok(())
+    }
 }
 
 /// fsutil's ordering rule: each path's parent is a directory on the chain
@@ -424,9 +416,10 @@ struct Writer {
     others: HashMap<String, &'static str>,
     next_id: u32,
     listing_done: bool,
-    waiting: VecDeque<(u32, PendingFile)>,
-    open: HashMap<u32, (File, PendingFile)>,
-    dirs: Vec<DirMeta>,
+    /// Regular files waiting to be requested, and those being received.
+    waiting: VecDeque<(u32, EntryMeta)>,
+    open: HashMap<u32, (File, EntryMeta)>,
+    dirs: Vec<EntryMeta>,
     stats: ReceiveStats,
 }
 
@@ -505,13 +498,13 @@ impl Writer {
         let target = self.root.join(&path);
         let write_err = |source| ReceiveError::Write { path: path.clone(), source };
         let perm = (mode & file_mode::PERM) as libc::mode_t;
-        let xattrs: Vec<(String, bytes::Bytes)> =
-            stat.xattrs.into_iter().filter(|(k, _)| k.starts_with("user.")).collect();
+        let xattrs = stat.xattrs.into_iter().filter(|(k, _)| k.starts_with("user.")).collect();
+        let meta = |path| EntryMeta { path, perm, mod_time: stat.mod_time, xattrs };
 
         if is_dir {
             // Owner-writable while filling; the sent mode is applied at the end.
             fs::DirBuilder::new().mode(0o700).create(&target).map_err(write_err)?;
-            self.dirs.push(DirMeta { path, perm, mod_time: stat.mod_time, xattrs });
+            self.dirs.push(meta(path));
         } else if mode & file_mode::SYMLINK != 0 {
             if stat.linkname.is_empty() {
                 return Err(ReceiveError::EmptySymlink { path });
@@ -541,7 +534,7 @@ impl Writer {
             create_file(&target).map_err(write_err)?;
             self.regular.insert(path.clone());
             self.stats.files += 1;
-            self.waiting.push_back((id, PendingFile { path, perm, mod_time: stat.mod_time, xattrs }));
+            self.waiting.push_back((id, meta(path)));
         }
         Ok(())
     }
@@ -574,14 +567,7 @@ impl Writer {
         let Some((file, pending)) = self.open.remove(&id) else {
             return Err(ReceiveError::UnexpectedData { id });
         };
-        let finish = || -> io::Result<()> {
-            set_user_xattrs(&file, &pending.xattrs);
-            nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(pending.perm))?;
-            let time = timespec(pending.mod_time);
-            nix::sys::stat::futimens(&file, &time, &time)?;
-            Ok(())
-        };
-        finish().map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })
+        pending.apply(&file).map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })
     }
 }
 
@@ -995,8 +981,8 @@ mod tests {
                 assert_eq!(req.headers().get("buildkit-attachable-exporter-id").map(|v| v.as_bytes()), Some(&b"0"[..]));
                 let codec = tonic_prost::ProstCodec::<Packet, Packet>::default();
                 let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
-                    Some(crate::fsync::send::MAX_MESSAGE_SIZE),
-                    Some(crate::fsync::send::MAX_MESSAGE_SIZE),
+                    Some(crate::session::MAX_MESSAGE_SIZE),
+                    Some(crate::session::MAX_MESSAGE_SIZE),
                 );
                 Ok(grpc.streaming(target, req).await)
             })

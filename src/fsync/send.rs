@@ -29,10 +29,11 @@ use tokio::task::JoinSet;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::walk::{file_mode, FilterOptions, WalkError, Walker};
+use super::walk::{file_mode, DirCache, FilterOptions, WalkError, Walker};
 use crate::proto::fsutil::types::packet::PacketType;
 use crate::proto::fsutil::types::{Packet, Stat};
 use crate::proto::moby::filesync::v1::file_sync_server::{FileSync, FileSyncServer};
+use crate::session::MAX_MESSAGE_SIZE;
 
 /// Bytes of file content per `DATA` packet.
 ///
@@ -64,9 +65,6 @@ const OUT_QUEUE: usize = 64;
 
 /// STAT records the walk may run ahead of the network.
 const STAT_QUEUE: usize = 1024;
-
-/// buildkitd accepts messages up to 16 MiB; tonic's default is 4 MiB.
-pub(crate) const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
 /// Errors that end a DiffCopy transfer.
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +234,10 @@ pub(crate) fn request_options(md: &MetadataMap) -> (String, FilterOptions) {
     let values = |key: &str| -> Vec<String> {
         let raw: Vec<String> =
             md.get_all(key).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
-        let encoded = md.get(format!("{key}-encoded")).and_then(|v| v.to_str().ok()).is_some_and(parse_go_bool);
+        let encoded = md
+            .get(format!("{key}-encoded"))
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| crate::output::parse::parse_go_bool(v) == Some(true));
         if !encoded {
             return raw;
         }
@@ -250,11 +251,6 @@ pub(crate) fn request_options(md: &MetadataMap) -> (String, FilterOptions) {
         follow_paths: values("followpaths"),
     };
     (dir_name, filter)
-}
-
-/// Go's `strconv.ParseBool`, true side.
-fn parse_go_bool(s: &str) -> bool {
-    matches!(s, "1" | "t" | "T" | "TRUE" | "true" | "True")
 }
 
 /// Go's `url.QueryUnescape`: `+` is a space, `%XX` a byte; a malformed
@@ -284,7 +280,9 @@ fn query_unescape(s: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// An error and its causes on one line, for gRPC status messages.
+/// An error and its causes on one line, `: `-separated (for gRPC status
+/// messages the daemon shows, ERR packets and log lines). The output and
+/// session services use it too.
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
@@ -364,12 +362,15 @@ where
             chunk_size,
         };
         let requests = Arc::clone(&request_rx);
-        readers.spawn_blocking(move || loop {
-            // The lock is held only while waiting for the next request.
-            let next = requests.lock().map_err(|_| SendError::TaskFailed)?.recv();
-            match next {
-                Ok((id, path, size)) => reader.send_file(id, &path, size)?,
-                Err(_) => return Ok(()), // the queue is closed: the transfer is over
+        readers.spawn_blocking(move || {
+            let mut dirs = DirCache::default();
+            loop {
+                // The lock is held only while waiting for the next request.
+                let next = requests.lock().map_err(|_| SendError::TaskFailed)?.recv();
+                match next {
+                    Ok((id, path, size)) => reader.send_file(id, &path, size, &mut dirs)?,
+                    Err(_) => return Ok(()), // the queue is closed: the transfer is over
+                }
             }
         });
     }
@@ -479,9 +480,9 @@ impl FileReader {
     /// Sends the file's content as DATA packets, then an empty DATA. Reads
     /// at most the size its STAT announced: the receiver was promised that
     /// much, and knowing it saves a read per file to find the end.
-    fn send_file(&self, id: u32, path: &str, size: u64) -> Result<(), SendError> {
+    fn send_file(&self, id: u32, path: &str, size: u64, dirs: &mut DirCache) -> Result<(), SendError> {
         let read_err = |source| SendError::ReadFile { path: path.to_owned(), source };
-        match self.walker.root().open_file(path) {
+        match self.walker.root().open_file_cached(path, dirs) {
             Ok(mut file) => {
                 let mut remaining = size;
                 while remaining > 0 {

@@ -194,12 +194,27 @@ impl Root {
     /// Opens the regular file at `rel` (a clean relative path) for reading,
     /// without following any symlink on the way.
     pub fn open_file(&self, rel: &str) -> io::Result<File> {
-        let (dir, name) = match rel.rsplit_once('/') {
-            Some((dir, name)) => (Some(self.open_dir(dir)?), name),
-            None => (None, rel),
-        };
+        self.open_file_cached(rel, &mut DirCache::default())
+    }
+
+    /// [`Self::open_file`], reusing the parent directory of the previous
+    /// file opened with the same `cache`: files are requested in walk order,
+    /// so most share their directory with the one before, and re-opening
+    /// every component per file would cost a syscall per level.
+    pub(crate) fn open_file_cached(&self, rel: &str, cache: &mut DirCache) -> io::Result<File> {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         check_component(name)?;
-        let parent = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
+        let parent = if dir.is_empty() {
+            self.fd.as_fd()
+        } else {
+            if cache.0.as_ref().is_none_or(|(cached, _)| cached != dir) {
+                cache.0 = Some((dir.to_owned(), self.open_dir(dir)?));
+            }
+            match &cache.0 {
+                Some((_, fd)) => fd.as_fd(),
+                None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            }
+        };
         // O_NONBLOCK: if a FIFO was swapped in, opening must not hang.
         let fd = nix::fcntl::openat(
             parent,
@@ -261,6 +276,11 @@ impl Root {
     }
 }
 
+/// The directory (relative path and descriptor, opened like
+/// [`Root::open_dir`]) of the last file a reader opened.
+#[derive(Debug, Default)]
+pub(crate) struct DirCache(Option<(String, OwnedFd)>);
+
 /// Refuses path components that would leave the directory: seen from
 /// inside the root, nothing exists there (fsutil's `followpaths` resolution
 /// likewise finds nothing to include outside the root).
@@ -315,8 +335,9 @@ pub struct Walker {
 
 /// A directory on the path from the root to the current entry.
 struct Frame {
-    stat: Stat,
-    sent: bool,
+    /// The directory's record while it has only been walked through; sent
+    /// (and taken) before its first sent descendant.
+    unsent: Option<Stat>,
     include_info: MatchInfo,
     exclude_info: MatchInfo,
 }
@@ -416,36 +437,24 @@ impl Walker {
                 Decision::Send => true,
             };
             let stat = build_stat(dir, &name, &path, &lst, &mut state.hardlinks)?;
-            if send {
+            let unsent = if send {
                 // Directories walked through so far are sent before their
                 // first sent descendant.
-                for i in 0..state.frames.len() {
-                    if !state.frames[i].sent {
-                        state.frames[i].sent = true;
-                        let parent = state.frames[i].stat.clone();
-                        if (state.emit)(parent).is_break() {
-                            state.stopped = true;
-                            return Ok(());
-                        }
+                let parents = state.frames.iter_mut().filter_map(|frame| frame.unsent.take());
+                for record in parents.chain(std::iter::once(stat)) {
+                    if (state.emit)(record).is_break() {
+                        state.stopped = true;
+                        return Ok(());
                     }
-                }
-                let frame_stat = if is_dir { Some(stat.clone()) } else { None };
-                if (state.emit)(stat).is_break() {
-                    state.stopped = true;
-                    return Ok(());
                 }
                 if !is_dir {
                     continue;
                 }
-                state.frames.push(Frame {
-                    stat: frame_stat.unwrap_or_default(),
-                    sent: true,
-                    include_info,
-                    exclude_info,
-                });
+                None
             } else {
-                state.frames.push(Frame { stat, sent: false, include_info, exclude_info });
-            }
+                Some(stat)
+            };
+            state.frames.push(Frame { unsent, include_info, exclude_info });
 
             // Only directories reach this point, with their frame pushed.
             let result = self.descend(dir, &name, &path, send, state);
@@ -488,7 +497,6 @@ impl Walker {
         let mut skip = false;
         let mut include_info = MatchInfo::default();
         let mut exclude_info = MatchInfo::default();
-        let dir_slash = format!("{path}/");
         let match_err = |source| WalkError::Match { path: path.to_owned(), source };
 
         if let Some(include) = &self.include {
@@ -497,13 +505,8 @@ impl Walker {
             let (matched, info) = include.matches_using_parent_results(path, parent_info).map_err(match_err)?;
             include_info = info;
             if !matched {
-                if is_dir && self.only_prefix_includes {
-                    let inside = include.patterns().iter().any(|p| {
-                        !p.exclusion() && format!("{}/", without_trailing_glob(p.as_str())).starts_with(&dir_slash)
-                    });
-                    if !inside {
-                        return Ok((Decision::SkipDir, include_info, exclude_info));
-                    }
+                if is_dir && self.only_prefix_includes && !reaches_into(include, false, path) {
+                    return Ok((Decision::SkipDir, include_info, exclude_info));
                 }
                 skip = true;
             }
@@ -515,14 +518,8 @@ impl Walker {
             let (matched, info) = exclude.matches_using_parent_results(path, parent_info).map_err(match_err)?;
             exclude_info = info;
             if matched {
-                if is_dir && self.only_prefix_exclude_exceptions {
-                    let inside = exclude.exclusions()
-                        && exclude.patterns().iter().any(|p| {
-                            p.exclusion() && format!("{}/", without_trailing_glob(p.as_str())).starts_with(&dir_slash)
-                        });
-                    if !inside {
-                        return Ok((Decision::SkipDir, include_info, exclude_info));
-                    }
+                if is_dir && self.only_prefix_exclude_exceptions && !reaches_into(exclude, true, path) {
+                    return Ok((Decision::SkipDir, include_info, exclude_info));
                 }
                 skip = true;
             }
@@ -543,6 +540,17 @@ fn join_rel(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+/// Whether one of `matcher`'s plain patterns (its exceptions when
+/// `exceptions`, else its inclusions) names `dir` or a path below it, so
+/// the directory must be walked.
+fn reaches_into(matcher: &PatternMatcher, exceptions: bool, dir: &str) -> bool {
+    matcher.patterns().iter().any(|p| {
+        // `{pattern}/` starts with `{dir}/`, without building either string.
+        let rest = without_trailing_glob(p.as_str()).strip_prefix(dir);
+        p.exclusion() == exceptions && rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// A pattern without a trailing `/**` or `/*`, as fsutil compares it.
@@ -985,6 +993,17 @@ mod tests {
         for bad in ["secret", "out/secret", "../secret", "d/../d/f", "d", ""] {
             assert!(root.open_file(bad).is_err(), "{bad:?} must not open");
         }
+
+        // A reader's directory cache changes nothing about what opens.
+        write(dir.path(), "d/g", "g");
+        let mut cache = DirCache::default();
+        for (rel, ok) in [("d/f", true), ("d/g", true), ("out/secret", false), ("d/f", true), ("secret", false)] {
+            assert_eq!(root.open_file_cached(rel, &mut cache).is_ok(), ok, "{rel:?}");
+        }
+        let mut content = String::new();
+        io::Read::read_to_string(&mut root.open_file_cached("d/g", &mut cache).expect("open"), &mut content)
+            .expect("read");
+        assert_eq!(content, "g");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use tonic_prost::ProstCodec;
 
 use super::sink::{FileSink, Sink};
 use super::{ExportEntry, OutputDest};
+use crate::fsync::send::error_chain;
 use crate::proto::fsutil::types::Packet;
 use crate::proto::moby::filesync::v1::BytesMessage;
 
@@ -222,19 +223,6 @@ impl<B: HttpBody> HttpBody for WatchedBody<B> {
 /// A status carrying the whole error chain: the daemon shows it to the user.
 fn internal(err: &dyn std::error::Error) -> Status {
     Status::internal(error_chain(err))
-}
-
-/// An error and its causes on one line, `: `-separated (for statuses the
-/// daemon shows, and for log lines).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 impl NamedService for FileSendService {

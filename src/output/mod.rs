@@ -74,17 +74,21 @@ pub enum OutputDest {
 /// that send their result back to us, where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportEntry {
+    /// The exporter that runs in the daemon.
     pub exporter: ExporterType,
     /// The exporter's attributes as the daemon reads them (`dest` removed:
     /// it is ours, not the daemon's).
     pub attrs: BTreeMap<String, String>,
+    /// Where the output lands on our side; `None` for an image, which stays
+    /// in the daemon or goes to a registry.
     pub destination: Option<OutputDest>,
 }
 
 impl ExportEntry {
-    /// The exporter, as the daemon names it.
-    pub fn exporter_type(&self) -> ExporterType {
-        self.exporter
+    /// Whether the entry pushes: `push` set to a true value, or empty, which
+    /// the image exporter reads as true.
+    pub fn pushes(&self) -> bool {
+        self.attrs.get("push").is_some_and(|v| v.is_empty() || parse::parse_go_bool(v) == Some(true))
     }
 
     /// The entry as the daemon receives it in `SolveRequest.exporters`.
@@ -128,9 +132,7 @@ pub fn after_solve(
             (Some(OutputDest::Stdout), exporter) => writeln!(err, "wrote the {exporter} output to standard output")?,
             (None, ExporterType::Image) => {
                 let Some(names) = export.attrs.get("name").filter(|names| !names.is_empty()) else { continue };
-                let pushed =
-                    export.attrs.get("push").is_some_and(|v| v.is_empty() || parse::parse_go_bool(v) == Some(true));
-                let verb = if pushed { "pushed" } else { "stored" };
+                let verb = if export.pushes() { "pushed" } else { "stored" };
                 match digest {
                     Some(digest) => writeln!(err, "{verb} {names} ({digest})")?,
                     None => writeln!(err, "{verb} {names}")?,

@@ -236,9 +236,8 @@ pub fn exports_from_flags(
     }
 
     for (_, entry) in &entries {
-        let pushes = entry.attrs.get("push").is_some_and(|v| v.is_empty() || parse_go_bool(v) == Some(true));
         let named = entry.attrs.get("name").is_some_and(|name| !name.is_empty());
-        if entry.exporter == ExporterType::Image && pushes && !named {
+        if entry.exporter == ExporterType::Image && entry.pushes() && !named {
             return Err(OutputError::PushWithoutName);
         }
     }

@@ -64,7 +64,9 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 
 /// A single-file output being received.
 pub enum Sink {
+    /// A file, renamed into place on commit.
     File(FileSink),
+    /// Our standard output, written as the bytes arrive.
     Stdout(tokio::io::Stdout),
 }
 
@@ -128,6 +130,7 @@ impl FileSink {
         })
     }
 
+    /// Appends `data` to the temporary file.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
         self.writer.write_all(data).await.map_err(|source| SinkError::Write { dest: self.dest.clone(), source })
     }

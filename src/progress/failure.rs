@@ -21,7 +21,9 @@ use crate::proto::pb;
 /// A range of 1-based lines in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineRange {
+    /// The first line.
     pub start: i32,
+    /// The last line (the same as `start` for one line).
     pub end: i32,
 }
 
@@ -41,21 +43,38 @@ impl LineRange {
 /// A place in a source file: the file's name and text, and the lines meant.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SourceSnippet {
+    /// The file's name as the frontend gave it (`Dockerfile`).
     pub filename: String,
     /// The whole file; empty when the daemon did not send it.
     pub text: String,
+    /// The lines meant.
     pub ranges: Vec<LineRange>,
+}
+
+impl SourceSnippet {
+    /// A snippet from BuildKit's protobuf source info and ranges, the form
+    /// error details, warnings and LLB source maps all carry.
+    pub(crate) fn from_proto(info: &pb::SourceInfo, ranges: &[pb::Range]) -> Self {
+        SourceSnippet {
+            filename: info.filename.clone(),
+            text: String::from_utf8_lossy(&info.data).into_owned(),
+            ranges: ranges.iter().filter_map(LineRange::from_proto).collect(),
+        }
+    }
 }
 
 /// A build file the caller read itself, used when the daemon's source
 /// information names a file but omits its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
+    /// The path the caller read it from.
     pub name: String,
+    /// The whole file.
     pub text: String,
 }
 
 impl SourceFile {
+    /// A build file by its path and text.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         SourceFile { name: name.into(), text: text.into() }
     }
@@ -165,12 +184,7 @@ fn decode_vertex(value: &[u8], json: bool) -> Option<String> {
 fn decode_source(value: &[u8], json: bool) -> Option<SourceSnippet> {
     if !json {
         let source = crate::proto::errdefs::Source::decode(value).ok()?;
-        let info = source.info?;
-        return Some(SourceSnippet {
-            filename: info.filename,
-            text: String::from_utf8_lossy(&info.data).into_owned(),
-            ranges: source.ranges.iter().filter_map(LineRange::from_proto).collect(),
-        });
+        return Some(SourceSnippet::from_proto(source.info.as_ref()?, &source.ranges));
     }
     let source: JsonSource = serde_json::from_slice(value).ok()?;
     let info = source.info?;

@@ -51,9 +51,13 @@ pub enum ProgressMode {
     /// `tty` when stderr is a terminal, else `plain`.
     #[default]
     Auto,
+    /// A live view redrawn in place.
     Tty,
+    /// buildctl's numbered `#N` lines.
     Plain,
+    /// buildctl's JSON lines, one status message each.
     RawJson,
+    /// Nothing (`quiet` or `none`).
     Quiet,
 }
 
@@ -114,6 +118,7 @@ pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Why following the status stream stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum ProgressError {
     #[error("the daemon's build status stream failed")]
@@ -226,6 +231,7 @@ impl<W: Write> ProgressWriter<W> {
         self.write_error.as_ref()
     }
 
+    /// The output, back from the writer.
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -317,7 +323,7 @@ impl<W: Write> ProgressWriter<W> {
 
     fn write_end(&mut self, failure: Option<&BuildFailure>, summary: &Summary) -> io::Result<()> {
         let end = self.model.latest().unwrap_or(Ts(0));
-        let size = self.frame_size(None);
+        let size = self.frame_size(false);
         match &mut self.renderer {
             Renderer::Quiet => return Ok(()),
             Renderer::RawJson => {
@@ -349,17 +355,18 @@ impl<W: Write> ProgressWriter<W> {
         }
     }
 
-    fn frame_size(&self, height: Option<usize>) -> FrameSize {
-        let (width, _) = self.terminal_size();
-        FrameSize { width, height, log_lines: self.log_lines }
+    /// The size of a frame: a live one is cut to the terminal's height, the
+    /// final one is drawn whole.
+    fn frame_size(&self, live: bool) -> FrameSize {
+        let (width, height) = self.terminal_size();
+        FrameSize { width, height: live.then_some(height), log_lines: self.log_lines }
     }
 
     fn redraw_if_due(&mut self) -> io::Result<()> {
         if !self.dirty || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_INTERVAL) {
             return Ok(());
         }
-        let (_, height) = self.terminal_size();
-        let size = self.frame_size(Some(height));
+        let size = self.frame_size(true);
         let now = self.daemon_now();
         let Renderer::Tty(display) = &mut self.renderer else {
             return Ok(());

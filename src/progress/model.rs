@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog, VertexStatus, VertexWarning};
 
-use super::failure::{LineRange, SourceSnippet};
+use super::failure::SourceSnippet;
 
 /// How many complete log lines each vertex keeps (for the tty's live tail and
 /// the failure report). The daemon clips logs itself; this bounds our memory.
@@ -135,8 +135,8 @@ pub(crate) struct LogBuffer {
 impl LogBuffer {
     /// The last `n` lines, the unfinished one included.
     pub(crate) fn tail(&self, n: usize) -> Vec<&LogLine> {
-        let all: Vec<&LogLine> = self.lines.iter().chain(self.partial.as_ref()).collect();
-        all[all.len().saturating_sub(n)..].to_vec()
+        let len = self.lines.len() + usize::from(self.partial.is_some());
+        self.lines.iter().chain(self.partial.as_ref()).skip(len.saturating_sub(n)).collect()
     }
 
     fn push_complete(&mut self, line: LogLine) {
@@ -567,11 +567,7 @@ impl Model {
 
     fn apply_warning(&mut self, w: &VertexWarning) -> Option<Change> {
         let vertex = self.vertex_index(&w.vertex);
-        let source = w.info.as_ref().map(|info| SourceSnippet {
-            filename: info.filename.clone(),
-            text: String::from_utf8_lossy(&info.data).into_owned(),
-            ranges: w.ranges.iter().filter_map(LineRange::from_proto).collect(),
-        });
+        let source = w.info.as_ref().map(|info| SourceSnippet::from_proto(info, &w.ranges));
         self.warnings.push(Warning {
             vertex,
             level: w.level,

@@ -13,7 +13,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::failure::{with_text, write_source_context, BuildFailure, LineRange, SourceFile, SourceSnippet};
+use super::failure::{with_text, write_source_context, BuildFailure, SourceFile, SourceSnippet};
 use super::model::Model;
 use crate::proto::pb;
 
@@ -109,11 +109,10 @@ impl SourceContext {
                 let Some(info) = usize::try_from(location.source_index).ok().and_then(|i| source.infos.get(i)) else {
                     continue;
                 };
-                self.locations.entry(digest.clone()).or_default().push(SourceSnippet {
-                    filename: info.filename.clone(),
-                    text: String::from_utf8_lossy(&info.data).into_owned(),
-                    ranges: location.ranges.iter().filter_map(LineRange::from_proto).collect(),
-                });
+                self.locations
+                    .entry(digest.clone())
+                    .or_default()
+                    .push(SourceSnippet::from_proto(info, &location.ranges));
             }
         }
     }
@@ -191,6 +190,7 @@ pub(crate) fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::failure::LineRange;
     use crate::progress::model::tests::range;
 
     fn summary(steps: usize, cached: usize, failed: bool, ms: u64) -> Summary {

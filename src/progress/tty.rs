@@ -140,20 +140,24 @@ pub(crate) fn frame(model: &Model, now: Ts, size: FrameSize, finished: bool) -> 
 /// Shrinks the blocks to `limit` lines: first finished steps go (oldest
 /// first), then log tails, then whatever is oldest.
 fn fit(mut blocks: Vec<Block>, limit: usize) -> Vec<Line> {
-    let count = |blocks: &[Block]| blocks.iter().map(|b| b.lines.len() + b.logs.len()).sum::<usize>();
-    let mut i = 0;
-    while count(&blocks) > limit && i < blocks.len() {
-        if blocks[i].running {
-            i += 1;
-        } else {
-            blocks.remove(i);
+    // One pass per rule with a running count: a long build has hundreds of
+    // finished steps and this runs ten times a second.
+    let size = |b: &Block| b.lines.len() + b.logs.len();
+    let mut count: usize = blocks.iter().map(size).sum();
+    blocks.retain(|b| {
+        if count <= limit || b.running {
+            return true;
         }
-    }
-    while count(&blocks) > limit {
-        let Some(block) = blocks.iter_mut().find(|b| !b.logs.is_empty()) else {
+        count -= size(b);
+        false
+    });
+    for block in &mut blocks {
+        if count <= limit {
             break;
-        };
-        block.logs.remove(0);
+        }
+        let cut = (count - limit).min(block.logs.len());
+        block.logs.drain(..cut);
+        count -= cut;
     }
     let mut lines: Vec<Line> = blocks.into_iter().flat_map(|b| b.lines.into_iter().chain(b.logs)).collect();
     if lines.len() > limit {
@@ -299,6 +303,29 @@ mod tests {
     fn log_text_is_what_a_terminal_would_show() {
         assert_eq!(clean_log_text(b"10%\r50%\r100%"), "100%");
         assert_eq!(clean_log_text(b"\x1b[31mred\x1b[0m\tok\r"), "red    ok");
+    }
+
+    #[test]
+    fn fit_drops_finished_steps_then_oldest_log_lines() {
+        let line = |t: &str| Line { text: t.into(), tone: Tone::Normal };
+        let block = |name: &str, logs: &[&str], running| Block {
+            lines: vec![line(name)],
+            logs: logs.iter().map(|l| line(l)).collect(),
+            running,
+        };
+        let blocks = || {
+            vec![
+                block("done1", &[], false),
+                block("run1", &["a1", "a2"], true),
+                block("done2", &[], false),
+                block("run2", &["b1", "b2"], true),
+            ]
+        };
+        let texts = |lines: Vec<Line>| lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        assert_eq!(texts(fit(blocks(), 7)), ["run1", "a1", "a2", "done2", "run2", "b1", "b2"]);
+        assert_eq!(texts(fit(blocks(), 5)), ["run1", "a2", "run2", "b1", "b2"]);
+        assert_eq!(texts(fit(blocks(), 2)), ["run1", "run2"]);
+        assert_eq!(texts(fit(blocks(), 1)), ["run2"]);
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub enum AuthError {
 /// A username and its secret (a password or an identity token).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credential {
+    /// Empty for an identity token.
     pub username: String,
+    /// The password or identity token (redacted in `Debug`).
     pub secret: String,
 }
 
@@ -400,6 +402,7 @@ impl fmt::Debug for AuthService {
 }
 
 impl AuthService {
+    /// A service answering from `config`.
     pub fn new(config: DockerConfig) -> AuthService {
         AuthService { inner: Arc::new(AuthInner { config, cache: Default::default() }) }
     }
@@ -440,7 +443,7 @@ impl Auth for AuthService {
     async fn credentials(&self, request: Request<CredentialsRequest>) -> Result<Response<CredentialsResponse>, Status> {
         let host = &request.get_ref().host;
         let credential =
-            self.lookup(host).await.map_err(|err| Status::internal(crate::output::filesend::error_chain(&err)))?;
+            self.lookup(host).await.map_err(|err| Status::internal(crate::fsync::send::error_chain(&err)))?;
         if credential.secret.is_empty() {
             tracing::debug!(host = host.as_str(), "no credentials for registry");
         } else {

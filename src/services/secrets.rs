@@ -39,6 +39,7 @@ impl SecretError {
         &self.value
     }
 
+    /// What is wrong with it.
     pub fn problem(&self) -> &SecretProblem {
         &self.problem
     }
@@ -73,6 +74,7 @@ pub enum SecretProblem {
 pub struct SecretValue(Vec<u8>);
 
 impl SecretValue {
+    /// The secret's bytes, for the daemon only.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -87,14 +89,18 @@ impl fmt::Debug for SecretValue {
 /// Where a secret came from (for messages; never its content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretOrigin {
+    /// A file, read when the flag was parsed.
     File(PathBuf),
+    /// An environment variable.
     Env(String),
 }
 
 /// One parsed `--secret`: its id, origin and value.
 #[derive(Debug, Clone)]
 pub struct SecretSource {
+    /// The id a `RUN --mount=type=secret,id=...` asks for.
     pub id: String,
+    /// Where the value was read from.
     pub origin: SecretOrigin,
     value: SecretValue,
 }
@@ -130,10 +136,8 @@ impl SecretSource {
         if kind.as_deref() == Some("env") && env_name.is_none() {
             env_name = src.take();
         }
-        if src.is_some() && env_name.is_some() {
-            return Err(fail(SecretProblem::FileAndEnv));
-        }
         let origin = match (src, env_name, &id) {
+            (Some(_), Some(_), _) => return Err(fail(SecretProblem::FileAndEnv)),
             (Some(path), None, _) => SecretOrigin::File(PathBuf::from(path)),
             (None, Some(name), _) => SecretOrigin::Env(name),
             (None, None, Some(id)) => match kind.as_deref() {
@@ -143,7 +147,6 @@ impl SecretSource {
                 _ => SecretOrigin::File(PathBuf::from(id)),
             },
             (None, None, None) => return Err(fail(SecretProblem::MissingId)),
-            (Some(_), Some(_), _) => unreachable!("refused above"),
         };
         let id = match (id, &origin) {
             (Some(id), _) => id,
@@ -168,6 +171,7 @@ impl SecretSource {
         Ok(SecretSource { id, origin, value: SecretValue(value) })
     }
 
+    /// The secret's value (redacted in `Debug`).
     pub fn value(&self) -> &SecretValue {
         &self.value
     }
@@ -195,6 +199,7 @@ pub struct SecretsService {
 }
 
 impl SecretsService {
+    /// A service answering with `sources`.
     pub fn new(sources: &[SecretSource]) -> SecretsService {
         let secrets = sources.iter().map(|source| (source.id.clone(), source.value.clone())).collect();
         SecretsService { secrets: Arc::new(secrets) }

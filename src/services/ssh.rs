@@ -56,6 +56,7 @@ impl SshError {
         &self.value
     }
 
+    /// What is wrong with it.
     pub fn problem(&self) -> &SshProblem {
         &self.problem
     }
@@ -82,7 +83,9 @@ pub enum SshProblem {
 /// One `--ssh` value: an id and the agent socket it forwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSpec {
+    /// The id a `RUN --mount=type=ssh,id=...` asks for.
     pub id: String,
+    /// The agent's unix socket.
     pub socket: PathBuf,
     /// Forward bytes untouched instead of as a read-only SSH agent.
     pub raw: bool,
