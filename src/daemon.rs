@@ -470,7 +470,7 @@ pub async fn status(opts: &DaemonOptions) -> Result<Status, DaemonError> {
     };
     let (version, error) = match connect::open(&probe, PROBE_TIMEOUT).await {
         Ok(conn) => (Some(conn.info.buildkit_version.unwrap_or_default()), None),
-        Err(err) => (None, Some(error_chain(&err))),
+        Err(err) => (None, Some(crate::error::error_chain(&err))),
     };
     Ok(Status {
         address,
@@ -480,21 +480,6 @@ pub async fn status(opts: &DaemonOptions) -> Result<Status, DaemonError> {
         rootless: alive.map(|state| state.rootless),
         layout,
     })
-}
-
-/// `a: b: c` for an error and its causes.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The folder `--root` names, else the user's default one.

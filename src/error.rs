@@ -104,6 +104,24 @@ mod tests {
     }
 }
 
+/// An error and its causes on one line (`what failed: why: why`), for the
+/// places that hand an error to someone else as text: a gRPC status sent to
+/// the daemon, a log line. A cause whose text is already there is skipped
+/// (tonic and hyper often repeat their cause in their own message).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The build or command was cancelled by the user (Ctrl-C); exits 130 like a shell.
 #[derive(Debug, thiserror::Error)]
 #[error("cancelled")]

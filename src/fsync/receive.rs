@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::patterns::clean_path;
-use super::send::error_chain;
+use crate::error::error_chain;
 use super::walk::file_mode;
 use crate::proto::fsutil::types::packet::PacketType;
 use crate::proto::fsutil::types::{Packet, Stat};

@@ -192,7 +192,7 @@ impl FileSync for FileSyncService {
         let walker = tokio::task::spawn_blocking(move || Walker::new(&path, &filter))
             .await
             .map_err(|_| Status::internal("preparing the walk failed"))?
-            .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+            .map_err(|e| Status::invalid_argument(crate::error::error_chain(&e)))?;
 
         let incoming = request.into_inner();
         let (tx, mut rx) = mpsc::channel(OUT_QUEUE);
@@ -202,7 +202,7 @@ impl FileSync for FileSyncService {
         tokio::spawn(async move {
             let result = run_sender(walker, incoming, tx, progress, chunk_size).await;
             if let Err(err) = &result {
-                tracing::debug!(dir = %dir_name, error = %error_chain(err), "DiffCopy failed");
+                tracing::debug!(dir = %dir_name, error = %crate::error::error_chain(err), "DiffCopy failed");
             }
             let _ = done_tx.send(result);
         });
@@ -211,7 +211,7 @@ impl FileSync for FileSyncService {
                 yield Ok(packet);
             }
             if let Ok(Err(err)) = done_rx.await {
-                yield Err(Status::unknown(error_chain(&err)));
+                yield Err(Status::unknown(crate::error::error_chain(&err)));
             }
         };
         Ok(Response::new(Box::pin(stream)))
@@ -278,20 +278,6 @@ fn query_unescape(s: &str) -> Option<String> {
         }
     }
     Some(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// An error and its causes on one line, `: `-separated (for gRPC status
-/// messages the daemon shows, ERR packets and log lines). The output and
-/// session services use it too.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 enum WalkMsg {
@@ -404,7 +390,7 @@ where
                     // Tell the receiver why, as fsutil does, then fail.
                     let packet = Packet {
                         r#type: PacketType::PacketErr as i32,
-                        data: error_chain(&err).into_bytes().into(),
+                        data: crate::error::error_chain(&err).into_bytes().into(),
                         ..Packet::default()
                     };
                     let _ = out.send(packet).await;
@@ -558,7 +544,7 @@ mod tests {
             request.metadata_mut().append(*key, value);
         }
         let response = client.diff_copy(request).await.map_err(|s| s.message().to_owned())?;
-        receive_diffcopy(response.into_inner(), tx, dest).await.map_err(|e| error_chain(&e))
+        receive_diffcopy(response.into_inner(), tx, dest).await.map_err(|e| crate::error::error_chain(&e))
     }
 
     fn service_for(root: &Path) -> FileSyncService {

@@ -35,7 +35,7 @@ use tonic_prost::ProstCodec;
 
 use super::sink::{FileSink, Sink};
 use super::{ExportEntry, OutputDest};
-use crate::fsync::send::error_chain;
+use crate::error::error_chain;
 use crate::proto::fsutil::types::Packet;
 use crate::proto::moby::filesync::v1::BytesMessage;
 

@@ -443,7 +443,7 @@ impl Auth for AuthService {
     async fn credentials(&self, request: Request<CredentialsRequest>) -> Result<Response<CredentialsResponse>, Status> {
         let host = &request.get_ref().host;
         let credential =
-            self.lookup(host).await.map_err(|err| Status::internal(crate::fsync::send::error_chain(&err)))?;
+            self.lookup(host).await.map_err(|err| Status::internal(crate::error::error_chain(&err)))?;
         if credential.secret.is_empty() {
             tracing::debug!(host = host.as_str(), "no credentials for registry");
         } else {

@@ -49,7 +49,7 @@ pub fn register(
     // Like docker, a broken config is a warning, not a failed build: the
     // build may not need a login at all, and a push that does fails clearly.
     let config = DockerConfig::load().unwrap_or_else(|err| {
-        tracing::warn!("{}; continuing without registry credentials", crate::fsync::send::error_chain(&err));
+        tracing::warn!("{}; continuing without registry credentials", crate::error::error_chain(&err));
         DockerConfig::empty()
     });
     session.add_service(AuthService::new(config).into_server()).map_err(ServicesError::Session)?;
