@@ -361,6 +361,7 @@ where
         });
     }
 
+    let mut dirs = DirCache::default();
     let result = loop {
         tokio::select! {
             msg = stat_rx.recv(), if walking => match msg {
@@ -403,6 +404,16 @@ where
                 Some(Err(status)) => break Err(SendError::Stream(status)),
                 Some(Ok(packet)) => match PacketType::try_from(packet.r#type) {
                     Ok(PacketType::PacketReq) => match files.remove(&packet.id) {
+                        // A file of at most one chunk is read right here: a
+                        // page-cached read of a few KiB costs less than
+                        // handing the file to a reader thread and its packets
+                        // back (two thread wake-ups per file).
+                        Some((path, size)) if size <= chunk_size as u64 => {
+                            let sent = send_small_file(walker.root(), packet.id, &path, size, &mut dirs, &out, &progress).await;
+                            if let Err(err) = sent {
+                                break Err(err);
+                            }
+                        }
                         Some((path, size)) => {
                             let queue = request_tx.as_ref().ok_or(SendError::TaskFailed);
                             if queue.and_then(|q| q.send((packet.id, path, size)).map_err(|_| SendError::TaskFailed)).is_err() {
@@ -460,6 +471,42 @@ struct FileReader {
     progress: Arc<TransferProgress>,
     stop: Arc<AtomicBool>,
     chunk_size: usize,
+}
+
+/// Sends a file of at most one chunk: its DATA packet (none when empty), then
+/// the empty DATA that ends it.
+async fn send_small_file(
+    root: &super::walk::Root,
+    id: u32,
+    path: &str,
+    size: u64,
+    dirs: &mut DirCache,
+    out: &mpsc::Sender<Packet>,
+    progress: &TransferProgress,
+) -> Result<(), SendError> {
+    let read_err = |source| SendError::ReadFile { path: path.to_owned(), source };
+    let data = match root.open_file_cached(path, dirs) {
+        Ok(mut file) => {
+            let mut buf = vec![0u8; size as usize];
+            let n = read_full(&mut file, &mut buf).map_err(read_err)?;
+            buf.truncate(n); // the file may have shrunk since the walk
+            buf
+        }
+        // A socket is walked as an empty regular file and cannot be opened.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Vec::new(),
+        Err(e) => return Err(read_err(e)),
+    };
+    let mut packets = Vec::with_capacity(2);
+    if !data.is_empty() {
+        packets.push(Packet { r#type: PacketType::PacketData as i32, id, data: data.into(), ..Packet::default() });
+    }
+    packets.push(Packet { r#type: PacketType::PacketData as i32, id, ..Packet::default() });
+    for packet in packets {
+        progress.add_packet(&packet);
+        out.send(packet).await.map_err(|_| SendError::OutputClosed)?;
+    }
+    progress.files.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 impl FileReader {
