@@ -7,8 +7,8 @@ use std::io::Write;
 
 /// An error that knows what the user can do about it.
 ///
-/// Wrap any error with [`Hinted`] (or `.hint(...)` via [`HintExt`]); the
-/// renderer prints the hint after the cause chain.
+/// Wrap any error with [`Hinted::wrap`]; the renderer prints the hints
+/// after the cause chain.
 #[derive(Debug)]
 pub struct Hinted {
     pub error: anyhow::Error,
@@ -36,20 +36,6 @@ impl std::fmt::Display for Hinted {
 impl std::error::Error for Hinted {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.error.source()
-    }
-}
-
-/// Attach a hint to any result.
-pub trait HintExt<T> {
-    fn hint(self, hint: impl Into<String>) -> Result<T, anyhow::Error>;
-}
-
-impl<T, E: Into<anyhow::Error>> HintExt<T> for Result<T, E> {
-    fn hint(self, hint: impl Into<String>) -> Result<T, anyhow::Error> {
-        self.map_err(|e| {
-            let error: anyhow::Error = e.into();
-            anyhow::Error::new(Hinted { error, hints: vec![hint.into()] })
-        })
     }
 }
 
@@ -90,10 +76,10 @@ mod tests {
     #[test]
     fn renders_chain_and_hints() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        let err: anyhow::Error = Err::<(), _>(anyhow::Error::from(io))
-            .map_err(|e| e.context("cannot connect to buildkitd at unix:///run/buildkit/buildkitd.sock"))
-            .hint("start one with `fbuild daemon start`")
-            .unwrap_err();
+        let err = Hinted::wrap(
+            anyhow::Error::from(io).context("cannot connect to buildkitd at unix:///run/buildkit/buildkitd.sock"),
+            vec!["start one with `fbuild daemon start`".into()],
+        );
         let mut out = Vec::new();
         render(&err, &mut out);
         let text = String::from_utf8(out).unwrap();
@@ -127,10 +113,23 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[error("cancelled")]
 pub struct Cancelled;
 
-/// True when the chain holds a closed-pipe write error (stdout closed by `head`).
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+/// A write to our own standard output failed because the reader went away
+/// (`fbuild du | head`). Only [`crate::printer::Printer::stdout`] makes it,
+/// so a broken pipe anywhere else (a daemon closing its connection) is
+/// still an error.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// True when the chain holds a write to our standard output that failed
+/// because the reader closed it.
+pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.is::<StdoutClosed>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<StdoutClosed>())
     })
 }
 

@@ -24,9 +24,12 @@ impl Printer {
         Self { verbosity }
     }
 
-    /// The data sink. Data is printed even with `--quiet`: it is what was asked for.
-    pub fn stdout(&self) -> io::StdoutLock<'static> {
-        io::stdout().lock()
+    /// The data sink. Data is printed even with `--quiet`: it is what was
+    /// asked for. A write that fails because the reader closed the pipe
+    /// carries [`crate::error::StdoutClosed`], so `main` can tell it from
+    /// any other broken pipe.
+    pub fn stdout(&self) -> Stdout {
+        Stdout(io::stdout().lock())
     }
 
     /// The message sink; swallows everything in quiet mode.
@@ -39,5 +42,26 @@ impl Printer {
 
     pub fn is_verbose(&self) -> bool {
         self.verbosity == Verbosity::Verbose
+    }
+}
+
+/// Our standard output, marking a closed pipe as [`crate::error::StdoutClosed`].
+pub struct Stdout(io::StdoutLock<'static>);
+
+fn mark_closed(error: io::Error) -> io::Error {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        io::Error::new(io::ErrorKind::BrokenPipe, crate::error::StdoutClosed)
+    } else {
+        error
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(mark_closed)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(mark_closed)
     }
 }

@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let control = Control::new(ctx.connect().await?);
+    let control = Control::new(ctx.connect().await?.channel);
     let mut records = control.disk_usage(args.filter, None).await?;
     sort_records(&mut records);
     let mut out = ctx.printer.stdout();

@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let control = Control::new(ctx.connect().await?);
+    let control = Control::new(ctx.connect().await?.channel);
     let version = control.info().await?;
     let mut out = ctx.printer.stdout();
     match args.format {

@@ -12,13 +12,14 @@ use clap::{Parser, Subcommand};
 use crate::connect::{ConnectOptions, TlsOptions};
 use crate::printer::{Printer, Verbosity};
 
-pub mod daemon;
-pub mod du;
-pub mod info;
-pub mod prune;
-pub mod solve;
+pub(crate) mod connect;
+mod daemon;
+mod du;
+mod info;
+mod prune;
+mod solve;
 pub(crate) mod table;
-pub mod workers;
+mod workers;
 
 /// A native BuildKit client: build Dockerfile projects, move build cache,
 /// watch progress and manage the daemon's cache.
@@ -108,9 +109,41 @@ impl Context {
         }
     }
 
-    /// Opens a channel to the daemon (only connecting has a deadline).
-    pub async fn connect(&self) -> anyhow::Result<tonic::transport::Channel> {
-        crate::connect::connect(&self.connect).await
+    /// Connects to the daemon (only connecting has a deadline); a failure
+    /// carries hints naming the flags.
+    pub async fn connect(&self) -> anyhow::Result<crate::connect::Connection> {
+        crate::connect::connect(&self.connect).await.map_err(connect::into_hinted)
+    }
+}
+
+/// The whole program: parse, run, render errors, map to exit codes
+/// (0 success, 1 a failed build or request, 130 cancelled).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            crate::error::render(
+                &anyhow::Error::new(err).context("cannot start the async runtime"),
+                &mut std::io::stderr(),
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Don't wait for background tasks (session pumps, signal handlers) to notice the end.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if crate::error::is_stdout_closed(&err) {
+                // `fbuild du | head` closing stdout early is not a failure.
+                return ExitCode::SUCCESS;
+            }
+            crate::error::render(&err, &mut std::io::stderr());
+            crate::error::exit_code(&err)
+        }
     }
 }
 
@@ -125,6 +158,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Daemon(command) => daemon::run(command, &ctx).await,
     }
+}
+
+/// A connection failure as the CLI prints it, hints included (for the
+/// integration tests of TLS failures).
+#[doc(hidden)]
+pub fn render_connect_error(err: crate::connect::ConnectError) -> String {
+    let mut out = Vec::new();
+    crate::error::render(&connect::into_hinted(err), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `--format` for commands that print data.

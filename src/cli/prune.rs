@@ -57,7 +57,7 @@ impl Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let control = Control::new(ctx.connect().await?);
+    let control = Control::new(ctx.connect().await?.channel);
     let mut deleted = control.prune(args.options()).await?;
     let mut printer = PrunePrinter::new(args.format, ctx.printer.is_verbose());
     let mut out = ctx.printer.stdout();

@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let control = Control::new(ctx.connect().await?);
+    let control = Control::new(ctx.connect().await?.channel);
     let workers = control.list_workers(args.filter).await?;
     let mut out = ctx.printer.stdout();
     match args.format {

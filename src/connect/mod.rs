@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::Hinted;
 use crate::proto::moby::buildkit::v1::control_client::ControlClient;
 use crate::proto::moby::buildkit::v1::{InfoRequest, InfoResponse};
 
@@ -90,7 +89,7 @@ pub struct Connection {
 /// Why fbuild could not connect to buildkitd.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("invalid buildkitd address `{addr}` (from --addr or BUILDKIT_HOST)")]
+    #[error("invalid buildkitd address `{addr}`")]
     Address {
         addr: String,
         #[source]
@@ -212,98 +211,11 @@ impl ConnectError {
             _ => None,
         }
     }
-
-    /// What the user can do about it, most useful first.
-    pub fn hints(&self) -> Vec<String> {
-        let mut hints = Vec::new();
-        match self {
-            ConnectError::Address { addr, source } => {
-                if matches!(source, AddressError::MissingScheme { .. }) && addr.trim().starts_with('/') {
-                    hints.push(format!("for a unix socket, write unix://{}", addr.trim()));
-                }
-            }
-            ConnectError::TlsConfig(_) => {}
-            ConnectError::Connect { addr, defaulted, source } => {
-                let source = source.as_ref();
-                let no_daemon = matches!(
-                    source,
-                    ConnectFailure::NoSocket { .. }
-                        | ConnectFailure::StaleSocket { .. }
-                        | ConnectFailure::Refused { .. }
-                        | ConnectFailure::Timeout { stage: Stage::Dialing, .. }
-                );
-                match source {
-                    ConnectFailure::Tls { problem, .. } => hints.extend(problem.hint()),
-                    ConnectFailure::TlsClosed { .. } => {
-                        hints.push("if the daemon serves plain gRPC, drop the --tls* flags".into())
-                    }
-                    ConnectFailure::SocketPermission { .. } => hints.push(
-                        "the socket belongs to another user: run fbuild as that user (for a root daemon, with sudo), \
-                         or run your own daemon with `fbuild daemon start`"
-                            .into(),
-                    ),
-                    ConnectFailure::Transport(_)
-                    | ConnectFailure::FirstCall(_)
-                    | ConnectFailure::Timeout { stage: Stage::Connected, .. }
-                        if matches!(addr, Address::Tcp { .. }) =>
-                    {
-                        hints.push(
-                            "if the daemon serves TLS at this address, pass --tlscacert (and --tlscert/--tlskey for \
-                             mutual TLS)"
-                                .into(),
-                        )
-                    }
-                    _ => {}
-                }
-                if let ConnectFailure::FirstCall(StatusError(status)) = source {
-                    if status.code() == tonic::Code::Unimplemented {
-                        hints.push(format!("is a buildkitd (v0.11 or newer) listening at {addr}?"));
-                    }
-                }
-                if no_daemon {
-                    hints.push("is buildkitd running? `fbuild daemon start` runs one for this user".into());
-                    if *defaulted {
-                        hints.push(format!(
-                            "no --addr or BUILDKIT_HOST was given, so fbuild tried the default {addr}; point it at \
-                             another daemon with --addr or BUILDKIT_HOST"
-                        ));
-                    } else {
-                        hints.push("or point fbuild at another daemon with --addr or BUILDKIT_HOST".into());
-                    }
-                }
-            }
-        }
-        hints
-    }
-
-    /// Wraps the error with its hints, for the CLI's error renderer.
-    pub fn into_hinted(self) -> anyhow::Error {
-        let hints = self.hints();
-        Hinted::wrap(self, hints)
-    }
-}
-
-/// The [`ConnectError`] inside an error returned by [`connect`], if any.
-pub fn find_connect_error(err: &anyhow::Error) -> Option<&ConnectError> {
-    // The chain starts with `err` itself. A [`Hinted`] wrapper displays as
-    // its inner error but lists only that error's causes, so look inside it.
-    err.chain().find_map(|cause| match cause.downcast_ref::<Hinted>() {
-        Some(hinted) => hinted.error.downcast_ref::<ConnectError>(),
-        None => cause.downcast_ref::<ConnectError>(),
-    })
 }
 
 /// Connects to the daemon `opts` names, within [`CONNECT_TIMEOUT`].
-///
-/// The error is a [`ConnectError`] carrying hints for the CLI's renderer; use
-/// [`find_connect_error`] to inspect it.
-pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<Channel> {
-    Ok(connect_info(opts).await?.channel)
-}
-
-/// Like [`connect`], and also returns the address used and the daemon's info.
-pub async fn connect_info(opts: &ConnectOptions) -> anyhow::Result<Connection> {
-    open(opts, CONNECT_TIMEOUT).await.map_err(ConnectError::into_hinted)
+pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ConnectError> {
+    open(opts, CONNECT_TIMEOUT).await
 }
 
 /// Connects with a deadline of `timeout`, returning the structured error.
@@ -403,110 +315,4 @@ fn call_failure(journal: &SharedJournal, tls: Option<&tls::TlsSettings>, status:
         (Some(source), Some(tls)) => ConnectFailure::Tls { problem: tls::classify(&source, tls), source },
         _ => ConnectFailure::FirstCall(StatusError(status)),
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn render(err: anyhow::Error) -> String {
-        let mut out = Vec::new();
-        crate::error::render(&err, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[tokio::test]
-    async fn missing_socket_is_reported_with_hints() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("nothing.sock");
-        let opts = ConnectOptions { addr: Some(format!("unix://{}", sock.display())), ..Default::default() };
-        let started = std::time::Instant::now();
-        let err = connect(&opts).await.unwrap_err();
-        assert!(started.elapsed() < CONNECT_TIMEOUT);
-        let found = find_connect_error(&err).unwrap();
-        assert!(matches!(found, ConnectError::Connect { defaulted: false, .. }));
-        assert!(matches!(found.failure(), Some(ConnectFailure::NoSocket { .. })), "{found:?}");
-        let text = render(err);
-        assert!(
-            text.starts_with(&format!("error: cannot connect to buildkitd at unix://{}\n", sock.display())),
-            "{text}"
-        );
-        assert!(text.contains(&format!("Caused by: no socket at {}", sock.display())), "{text}");
-        assert!(text.contains("hint: is buildkitd running? `fbuild daemon start`"), "{text}");
-        assert!(text.contains("--addr or BUILDKIT_HOST"), "{text}");
-    }
-
-    #[tokio::test]
-    async fn stale_socket_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("stale.sock");
-        // Bind and close: the file stays, nobody listens.
-        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-        let opts = ConnectOptions { addr: Some(format!("unix://{}", sock.display())), ..Default::default() };
-        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
-        assert!(matches!(err.failure(), Some(ConnectFailure::StaleSocket { .. })), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn refused_tcp_port_is_named() {
-        // Bind a port and free it, so that (very likely) nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let opts = ConnectOptions { addr: Some(format!("tcp://127.0.0.1:{port}")), ..Default::default() };
-        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
-        assert!(matches!(err.failure(), Some(ConnectFailure::Refused { .. })), "{err:?}");
-        assert!(err.source().unwrap().to_string().contains(&format!("127.0.0.1:{port}")));
-    }
-
-    #[tokio::test]
-    async fn silent_listener_times_out_at_the_deadline() {
-        // Accepts TCP but never speaks HTTP/2: the first call cannot finish.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _keep = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let opts = ConnectOptions { addr: Some(format!("tcp://127.0.0.1:{port}")), ..Default::default() };
-        let started = std::time::Instant::now();
-        let err = open(&opts, Duration::from_millis(500)).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3));
-        assert!(matches!(err.failure(), Some(ConnectFailure::Timeout { stage: Stage::Connected, .. })), "{err:?}");
-        assert!(err.hints().iter().any(|h| h.contains("--tlscacert")));
-    }
-
-    #[tokio::test]
-    async fn bad_address_fails_before_dialing() {
-        let opts = ConnectOptions { addr: Some("/run/buildkit/buildkitd.sock".into()), ..Default::default() };
-        let text = render(connect(&opts).await.unwrap_err());
-        assert!(text.contains("invalid buildkitd address `/run/buildkit/buildkitd.sock`"), "{text}");
-        assert!(text.contains("hint: for a unix socket, write unix:///run/buildkit/buildkitd.sock"), "{text}");
-    }
-
-    #[tokio::test]
-    async fn tls_on_a_unix_socket_is_refused() {
-        let opts = ConnectOptions {
-            addr: Some("unix:///tmp/x.sock".into()),
-            tls: TlsOptions { ca_cert: Some("/tmp/ca.pem".into()), ..Default::default() },
-        };
-        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
-        assert!(matches!(err, ConnectError::TlsConfig(TlsConfigError::UnixWithTls)), "{err:?}");
-    }
-
-    #[test]
-    fn defaulted_address_says_so() {
-        let err = ConnectError::Connect {
-            addr: "unix:///run/buildkit/buildkitd.sock".parse().unwrap(),
-            defaulted: true,
-            source: Box::new(ConnectFailure::NoSocket {
-                path: "/run/buildkit/buildkitd.sock".into(),
-                source: std::io::ErrorKind::NotFound.into(),
-            }),
-        };
-        let hints = err.hints();
-        assert!(hints.iter().any(|h| h.contains("no --addr or BUILDKIT_HOST was given")), "{hints:?}");
-    }
-
-    use std::error::Error as _;
 }

@@ -26,14 +26,9 @@
 //! local-directory target); see the `filesend_packets_over_grpc` test in
 //! [`receive`] for a working shape.
 
-pub mod patterns;
-pub mod receive;
-pub mod send;
+pub(crate) mod patterns;
+pub(crate) mod receive;
+pub(crate) mod send;
 #[cfg(test)]
 mod test_support;
-pub mod walk;
-
-pub use patterns::{parse_dockerignore, PatternError, PatternMatcher};
-pub use receive::{receive_diffcopy, ReceiveError, ReceiveStats};
-pub use send::{send_diffcopy, FileSyncService, LocalDir, SendError, TransferProgress};
-pub use walk::{FilterOptions, WalkError, Walker};
+pub(crate) mod walk;

@@ -36,8 +36,8 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::patterns::clean_path;
-use crate::error::error_chain;
 use super::walk::file_mode;
+use crate::error::error_chain;
 use crate::proto::fsutil::types::packet::PacketType;
 use crate::proto::fsutil::types::{Packet, Stat};
 

@@ -163,11 +163,6 @@ impl FileSyncService {
         Arc::clone(&self.progress)
     }
 
-    /// The folders served.
-    pub fn dirs(&self) -> &BTreeMap<String, LocalDir> {
-        &self.dirs
-    }
-
     /// The tonic server, with BuildKit's message limits.
     pub fn into_server(self) -> FileSyncServer<Self> {
         FileSyncServer::new(self)
@@ -289,7 +284,8 @@ enum WalkMsg {
 /// Runs the sender side of one DiffCopy exchange: walks `walker`'s folder,
 /// streams its STATs into `out` and serves the requests arriving on
 /// `incoming`, until the receiver's `FIN` (answered with `FIN`).
-pub async fn send_diffcopy<S>(
+#[cfg(test)]
+pub(crate) async fn send_diffcopy<S>(
     walker: Walker,
     incoming: S,
     out: mpsc::Sender<Packet>,
@@ -579,7 +575,7 @@ mod tests {
         service: FileSyncService,
         metadata: &[(&'static str, &str)],
         dest: &Path,
-    ) -> Result<crate::fsync::ReceiveStats, String> {
+    ) -> Result<crate::fsync::receive::ReceiveStats, String> {
         let channel = serve_in_memory(Server::builder().add_service(service.into_server())).await;
         let mut client = FileSyncClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)

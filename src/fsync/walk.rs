@@ -17,7 +17,7 @@
 //! Safety: every directory is opened relative to its parent's descriptor
 //! with `O_NOFOLLOW`, so a symlink (even one swapped in during the walk)
 //! never leads outside the root; symlinks are reported, not followed.
-//! [`Root::open_file`] reads files the same way.
+//! `Root::open_file_cached` reads files the same way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -165,7 +165,6 @@ pub struct FilterOptions {
 #[derive(Debug)]
 pub struct Root {
     fd: OwnedFd,
-    path: PathBuf,
 }
 
 impl Root {
@@ -183,21 +182,11 @@ impl Root {
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return Err(WalkError::NotADirectory { path: path.to_owned() });
         }
-        Ok(Self { fd, path: resolved })
-    }
-
-    /// The resolved folder path.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { fd })
     }
 
     /// Opens the regular file at `rel` (a clean relative path) for reading,
-    /// without following any symlink on the way.
-    pub fn open_file(&self, rel: &str) -> io::Result<File> {
-        self.open_file_cached(rel, &mut DirCache::default())
-    }
-
-    /// [`Self::open_file`], reusing the parent directory of the previous
+    /// without following any symlink on the way, reusing the parent directory of the previous
     /// file opened with the same `cache`: files are requested in walk order,
     /// so most share their directory with the one before, and re-opening
     /// every component per file would cost a syscall per level.
@@ -989,9 +978,9 @@ mod tests {
 
         let walker = Walker::new(dir.path(), &FilterOptions::default()).expect("walker");
         let root = walker.root();
-        assert!(root.open_file("d/f").is_ok());
+        assert!(root.open_file_cached("d/f", &mut DirCache::default()).is_ok());
         for bad in ["secret", "out/secret", "../secret", "d/../d/f", "d", ""] {
-            assert!(root.open_file(bad).is_err(), "{bad:?} must not open");
+            assert!(root.open_file_cached(bad, &mut DirCache::default()).is_err(), "{bad:?} must not open");
         }
 
         // A reader's directory cache changes nothing about what opens.

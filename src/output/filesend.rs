@@ -169,7 +169,7 @@ fn receive_dir(dir: PathBuf, inbound: Streaming<Packet>) -> PacketStream {
     let (tx, rx) = mpsc::channel(64);
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let result = crate::fsync::receive_diffcopy(inbound, tx, &dir).await;
+        let result = crate::fsync::receive::receive_diffcopy(inbound, tx, &dir).await;
         match &result {
             Ok(stats) => tracing::debug!(dir = %dir.display(), ?stats, "received a folder output"),
             Err(err) => tracing::debug!(dir = %dir.display(), error = %err, "receiving a folder output failed"),
@@ -383,8 +383,8 @@ mod tests {
             }
             Ok::<_, Status>(())
         });
-        let walker = crate::fsync::Walker::new(src.path(), &Default::default()).unwrap();
-        crate::fsync::send_diffcopy(walker, ReceiverStream::new(reply_rx), tx, Default::default()).await.unwrap();
+        let walker = crate::fsync::walk::Walker::new(src.path(), &Default::default()).unwrap();
+        crate::fsync::send::send_diffcopy(walker, ReceiverStream::new(reply_rx), tx, Default::default()).await.unwrap();
         call.await.unwrap().expect("the call ends with OK once the output is in place");
 
         assert_eq!(std::fs::read(dest.join("sub/hello.txt")).unwrap(), b"hello");

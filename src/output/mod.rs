@@ -16,7 +16,6 @@ pub mod sink;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 pub use filesend::FileSendService;
@@ -102,46 +101,6 @@ impl ExportEntry {
 /// the same indexes to destinations, so build both from one list.
 pub fn solve_exporters(entries: &[ExportEntry]) -> Vec<Exporter> {
     entries.iter().map(ExportEntry::to_exporter).collect()
-}
-
-/// The exports of `fbuild solve`'s `-o`, `-t` and `--push` flags, checked
-/// against the file system and this process's standard output (see
-/// [`exports_from_flags`]).
-pub fn plan_exports(outputs: &[String], tags: &[String], push: bool) -> Result<Vec<ExportEntry>, OutputError> {
-    use std::io::IsTerminal;
-    exports_from_flags(outputs, tags, push, std::io::stdout().is_terminal())
-}
-
-/// Tells the user where the outputs went, once the daemon has finished:
-/// files and folders written, images named and pushed (with the digest the
-/// daemon reports in `containerimage.digest`). Messages go to stderr, so a
-/// tarball on stdout stays clean.
-pub fn after_solve(
-    exports: &[ExportEntry],
-    exporter_response: &BTreeMap<String, String>,
-    printer: crate::printer::Printer,
-) -> std::io::Result<()> {
-    let mut err = printer.stderr();
-    let digest = exporter_response.get("containerimage.digest");
-    for export in exports {
-        match (&export.destination, export.exporter) {
-            (Some(OutputDest::File(path)), exporter) => {
-                writeln!(err, "wrote the {exporter} output to {}", path.display())?
-            }
-            (Some(OutputDest::Dir(path)), _) => writeln!(err, "wrote the build result to {}", path.display())?,
-            (Some(OutputDest::Stdout), exporter) => writeln!(err, "wrote the {exporter} output to standard output")?,
-            (None, ExporterType::Image) => {
-                let Some(names) = export.attrs.get("name").filter(|names| !names.is_empty()) else { continue };
-                let verb = if export.pushes() { "pushed" } else { "stored" };
-                match digest {
-                    Some(digest) => writeln!(err, "{verb} {names} ({digest})")?,
-                    None => writeln!(err, "{verb} {names}")?,
-                }
-            }
-            (None, _) => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

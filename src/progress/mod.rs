@@ -12,15 +12,16 @@
 //!   [`BuildFailure`] details or an LLB definition's source map), the
 //!   warnings, and one summary line (`Built in 12.3s: 14 steps, 9 cached (64%)`).
 //!
-//! [`ProgressWriter`] ties these together; the solve command feeds it the
-//! status stream ([`ProgressWriter::follow`]) while the `Solve` call runs,
-//! then hands it the solve's outcome ([`ProgressWriter::finish`]). [`drive`]
-//! does both for callers that have only the stream.
+//! [`ProgressWriter`] ties these together. A build reports to a
+//! [`ProgressSink`] (the trait in `sink`): [`ProgressWriter`] is the sink
+//! that draws for people; a program can implement the trait to collect the
+//! status messages instead. [`drive`] follows a recorded stream to its end.
 
 mod failure;
 mod model;
 mod plain;
 pub mod rawjson;
+mod sink;
 mod summary;
 mod tty;
 
@@ -33,6 +34,8 @@ use futures::{Stream, StreamExt};
 
 pub use failure::{write_source_context, BuildFailure, LineRange, SourceFile, SourceSnippet};
 pub use rawjson::RawJsonError;
+pub(crate) use sink::StepTracker;
+pub use sink::{BuildEnd, NoProgress, ProgressSink};
 pub use summary::Summary;
 
 use crate::proto::moby::buildkit::v1::StatusResponse;
@@ -431,132 +434,6 @@ where
     };
     let summary = writer.finish(&outcome);
     followed.map(|()| summary)
-}
-
-/// How long the status stream may stay silent once the solve has returned
-/// before we stop waiting for its end (client/solve.go waits as long).
-const STATUS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How the build ended, sent to the progress task.
-#[derive(Debug)]
-enum Ending {
-    Solved(Result<(), BuildFailure>),
-    Cancelled,
-}
-
-/// Follows a build's status stream on stderr in a task of its own; see [`spawn`].
-#[derive(Debug)]
-pub struct ProgressHandle {
-    ending: Option<tokio::sync::oneshot::Sender<Ending>>,
-    task: tokio::task::JoinHandle<Summary>,
-}
-
-/// Starts showing `stream` (the daemon's `Control.Status` for the build) on
-/// stderr, in `mode` (`--quiet` makes it quiet), while the caller runs the
-/// solve. `dockerfile` is the build file's (name, text), for the lines around
-/// a failure. End it with [`ProgressHandle::finish`].
-pub fn spawn<S>(
-    mode: ProgressMode,
-    stream: S,
-    printer: crate::printer::Printer,
-    dockerfile: Option<(String, String)>,
-) -> ProgressHandle
-where
-    S: Stream<Item = Result<StatusResponse, tonic::Status>> + Send + 'static,
-{
-    let mode = if printer.verbosity == crate::printer::Verbosity::Quiet { ProgressMode::Quiet } else { mode };
-    // Buffered so a frame or a batch of lines reaches the terminal in one
-    // write; the writer flushes after each.
-    let mut writer = ProgressWriter::new(mode, io::BufWriter::new(io::stderr()));
-    if let Some((name, text)) = dockerfile {
-        writer = writer.with_dockerfile(SourceFile::new(name, text));
-    }
-    let (ending_tx, ending_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run(writer, stream, ending_rx));
-    ProgressHandle { ending: Some(ending_tx), task }
-}
-
-impl ProgressHandle {
-    /// Ends the progress with the solve's result (`Some` is the error the
-    /// `Solve` call returned): waits for the status stream to drain, then
-    /// prints the final view, the failure report and the summary line.
-    pub async fn finish(self, error: Option<&tonic::Status>) -> Option<Summary> {
-        let outcome = match error {
-            Some(status) => Err(BuildFailure::from_status(status)),
-            None => Ok(()),
-        };
-        self.finish_with(outcome).await
-    }
-
-    /// Like [`ProgressHandle::finish`], for a failure known in another form
-    /// (a gateway `Return` of a client-side frontend).
-    pub async fn finish_with(mut self, outcome: Result<(), BuildFailure>) -> Option<Summary> {
-        if let Some(tx) = self.ending.take() {
-            let _ = tx.send(Ending::Solved(outcome));
-        }
-        self.task.await.ok()
-    }
-
-    /// Ends the progress at once after Ctrl-C: the view as it stands and a
-    /// `Build cancelled` summary.
-    pub async fn abort_and_report_cancelled(mut self) -> Option<Summary> {
-        if let Some(tx) = self.ending.take() {
-            let _ = tx.send(Ending::Cancelled);
-        }
-        self.task.await.ok()
-    }
-}
-
-async fn run<S, W>(mut writer: ProgressWriter<W>, stream: S, ending: tokio::sync::oneshot::Receiver<Ending>) -> Summary
-where
-    S: Stream<Item = Result<StatusResponse, tonic::Status>>,
-    W: Write,
-{
-    let mut stream = std::pin::pin!(stream);
-    let mut ending = std::pin::pin!(ending);
-    let mut ticker = tokio::time::interval(REDRAW_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut ended: Option<Ending> = None;
-    let mut stream_open = true;
-    // Armed once the build has ended; until then the branch is disabled.
-    let drain = tokio::time::sleep(STATUS_DRAIN_TIMEOUT);
-    tokio::pin!(drain);
-    loop {
-        tokio::select! {
-            item = stream.next(), if stream_open => match item {
-                Some(Ok(status)) => {
-                    writer.update(&status);
-                    // After a finished build, more status means more is
-                    // coming: wait for it. A cancelled build ends at once.
-                    if matches!(ended, Some(Ending::Solved(_))) {
-                        drain.as_mut().reset(tokio::time::Instant::now() + STATUS_DRAIN_TIMEOUT);
-                    }
-                }
-                // The stream's own failure is not the build's: the solve's
-                // result says how the build went.
-                Some(Err(status)) => {
-                    tracing::debug!(%status, "the status stream failed");
-                    stream_open = false;
-                }
-                None => stream_open = false,
-            },
-            end = &mut ending, if ended.is_none() => {
-                let end = end.unwrap_or(Ending::Cancelled);
-                let wait = if matches!(end, Ending::Cancelled) { Duration::ZERO } else { STATUS_DRAIN_TIMEOUT };
-                drain.as_mut().reset(tokio::time::Instant::now() + wait);
-                ended = Some(end);
-            }
-            _ = &mut drain, if ended.is_some() => break,
-            _ = ticker.tick() => writer.tick(),
-        }
-        if !stream_open && ended.is_some() {
-            break;
-        }
-    }
-    match ended.unwrap_or(Ending::Cancelled) {
-        Ending::Solved(outcome) => writer.finish(&outcome),
-        Ending::Cancelled => writer.finish_cancelled(),
-    }
 }
 
 #[cfg(test)]

@@ -341,31 +341,6 @@ fn closed_output_does_not_stop_the_build() {
     assert_eq!(writer.write_error().map(|e| e.kind()), Some(io::ErrorKind::BrokenPipe));
 }
 
-#[tokio::test]
-async fn spawned_progress_waits_for_the_stream_then_reports_the_outcome() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let messages = synthetic_build();
-    let writer = ProgressWriter::new(ProgressMode::Plain, Vec::new());
-    let task = tokio::spawn(run(writer, futures::stream::iter(messages.into_iter().map(Ok)), rx));
-    let _ = tx.send(Ending::Solved(Err(make_failure())));
-    let summary = task.await.unwrap();
-    assert!(summary.failed && !summary.canceled);
-    assert_eq!(summary.steps, 4);
-}
-
-#[tokio::test]
-async fn cancel_does_not_wait_for_a_silent_stream() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let first = synthetic_build().remove(1);
-    let stream = futures::stream::iter(vec![Ok(first)]).chain(futures::stream::pending());
-    let writer = ProgressWriter::new(ProgressMode::Plain, Vec::new());
-    let task = tokio::spawn(run(writer, stream, rx));
-    let _ = tx.send(Ending::Cancelled);
-    let summary = tokio::time::timeout(Duration::from_secs(2), task).await.expect("ends at once").unwrap();
-    assert!(summary.canceled);
-    assert_eq!(summary.to_string(), "Build cancelled after 0.0s: 0 steps, 0 cached");
-}
-
 #[test]
 fn definition_source_map_locates_a_failed_step_without_error_details() {
     let source = pb::Source {

@@ -442,8 +442,7 @@ impl AuthService {
 impl Auth for AuthService {
     async fn credentials(&self, request: Request<CredentialsRequest>) -> Result<Response<CredentialsResponse>, Status> {
         let host = &request.get_ref().host;
-        let credential =
-            self.lookup(host).await.map_err(|err| Status::internal(crate::error::error_chain(&err)))?;
+        let credential = self.lookup(host).await.map_err(|err| Status::internal(crate::error::error_chain(&err)))?;
         if credential.secret.is_empty() {
             tracing::debug!(host = host.as_str(), "no credentials for registry");
         } else {

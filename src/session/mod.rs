@@ -122,7 +122,7 @@ impl SessionBuilder {
                 .map_err(SessionError::Serve)
         });
         // The server runs before the call opens, so its preface is waiting.
-        let session = RunningSession { id, task };
+        let session = RunningSession { id, task: Some(task) };
         tunnel::connect(control, &headers, ours).await?;
         Ok(session)
     }
@@ -140,7 +140,8 @@ pub(crate) struct SessionHeaders {
 /// A session being served. Its id goes into `SolveRequest.session`.
 pub struct RunningSession {
     id: String,
-    task: JoinHandle<Result<(), SessionError>>,
+    /// `None` once stopped.
+    task: Option<JoinHandle<Result<(), SessionError>>>,
 }
 
 impl RunningSession {
@@ -155,11 +156,22 @@ impl RunningSession {
     /// cost two seconds per build.) Ending the server drops its end of the
     /// pipe, the pumps see EOF, and the `Control.Session` call ends.
     pub async fn close(mut self) -> Result<(), SessionError> {
-        if self.task.is_finished() {
+        self.stop().await
+    }
+
+    /// [`RunningSession::close`] for a session that is kept (e.g. in a
+    /// struct field); later calls do nothing.
+    pub async fn stop(&mut self) -> Result<(), SessionError> {
+        let Some(task) = self.task.take() else { return Ok(()) };
+        if task.is_finished() {
             // The server stopped on its own: report how.
-            return (&mut self.task).await.map_err(SessionError::Join)?;
+            return match task.await {
+                Ok(result) => result,
+                Err(error) if error.is_cancelled() => Ok(()),
+                Err(error) => Err(SessionError::Join(error)),
+            };
         }
-        self.task.abort();
+        task.abort();
         Ok(())
     }
 }
@@ -167,7 +179,9 @@ impl RunningSession {
 impl Drop for RunningSession {
     fn drop(&mut self) {
         // A cancelled build drops the session: stop serving at once.
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -180,21 +194,20 @@ pub(crate) fn new_id() -> String {
     (0..25).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
-/// A stable shared key for a set of local folders: the daemon keys its copy of
-/// an uploaded folder by it, so the same folder gets the same key every build
-/// and only changed files are sent again.
-pub fn shared_key_for(paths: &[&std::path::Path]) -> String {
+/// The shared key of a local folder: the daemon keeps its copy of an
+/// uploaded folder under it, so the same folder gets the same key on every
+/// build and only changed files are sent again, whatever else the build
+/// reads. Derived from this machine's name and the folder's absolute path.
+pub(crate) fn shared_key_for(folder: &std::path::Path) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    hasher.update(b"fbuild-session-v1\0");
+    hasher.update(b"fbuild-local-v2\0");
     if let Ok(host) = nix::unistd::gethostname() {
         hasher.update(host.as_encoded_bytes());
     }
-    for path in paths {
-        hasher.update(b"\0");
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        hasher.update(path.as_os_str().as_encoded_bytes());
-    }
+    hasher.update(b"\0");
+    let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+    hasher.update(folder.as_os_str().as_encoded_bytes());
     hex::encode(&hasher.finalize()[..16])
 }
 
@@ -215,8 +228,8 @@ mod tests {
     fn shared_key_is_stable_per_folder() {
         let dir = tempfile::tempdir().unwrap();
         let other = tempfile::tempdir().unwrap();
-        assert_eq!(shared_key_for(&[dir.path()]), shared_key_for(&[dir.path()]));
-        assert_ne!(shared_key_for(&[dir.path()]), shared_key_for(&[other.path()]));
+        assert_eq!(shared_key_for(dir.path()), shared_key_for(dir.path()));
+        assert_ne!(shared_key_for(dir.path()), shared_key_for(other.path()));
     }
 
     #[test]

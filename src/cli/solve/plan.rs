@@ -1,13 +1,18 @@
-//! From `fbuild solve` flags to a [`SolvePlan`]: every path checked, every
-//! option parsed, before anything is sent to the daemon. The frontend
-//! attributes are the ones buildx and buildctl send to `dockerfile.v0`
-//! (keys read from the pinned `frontend/dockerui/config.go`).
+//! From `fbuild solve` flags to a [`SolvePlan`]: the library's
+//! [`BuildRequest`] plus what only the command line cares about (the
+//! Dockerfile's text for error context, `--metadata-file`, `--progress`).
+//! Every path is checked and every option parsed before anything is sent to
+//! the daemon; errors name the flag. The frontend attributes are the ones
+//! buildx and buildctl send to `dockerfile.v0` (keys read from the pinned
+//! `frontend/dockerui/config.go`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::cli::solve::Args;
+use super::Args;
+use crate::build::{BuildRequest, Frontend};
+use crate::cache::CacheEntry;
 
 /// The environment the plan reads (`--build-arg K`, `SOURCE_DATE_EPOCH`);
 /// a trait so tests don't touch the process environment.
@@ -70,38 +75,17 @@ pub struct DockerfileSource {
     _stdin_dir: Option<tempfile::TempDir>,
 }
 
-/// One cache import or export, as the daemon takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheEntry {
-    pub kind: String,
-    pub attrs: BTreeMap<String, String>,
-}
-
-/// Everything one solve needs, checked.
+/// Everything one `fbuild solve` needs, checked.
 #[derive(Debug)]
 pub struct SolvePlan {
-    pub context_dir: PathBuf,
+    /// The build, as the library runs it.
+    pub request: BuildRequest,
     pub dockerfile: DockerfileSource,
-    pub frontend: String,
-    pub frontend_attrs: BTreeMap<String, String>,
-    /// Folders the daemon may ask for, by local name (`context`, `dockerfile`, named contexts).
-    pub locals: BTreeMap<String, PathBuf>,
-    pub entitlements: Vec<String>,
-    pub exports: Vec<crate::output::ExportEntry>,
-    pub cache_imports: Vec<CacheEntry>,
-    pub cache_exports: Vec<CacheEntry>,
-    pub secrets: Vec<crate::services::secrets::SecretSource>,
-    pub ssh: Vec<crate::services::ssh::AgentSpec>,
     pub metadata_file: Option<PathBuf>,
     pub progress: crate::progress::ProgressMode,
 }
 
 impl SolvePlan {
-    /// The Dockerfile's name and text, for showing the lines around an error.
-    pub fn dockerfile_context(&self) -> Option<(String, String)> {
-        Some((self.dockerfile.name.clone(), self.dockerfile.text.clone()))
-    }
-
     pub fn from_args(args: &Args, env: &dyn Env) -> Result<SolvePlan, PlanError> {
         let context_dir = args.context.clone();
         if !context_dir.is_dir() {
@@ -201,7 +185,7 @@ impl SolvePlan {
         }
 
         let mut locals = BTreeMap::new();
-        locals.insert("context".to_string(), context_dir.clone());
+        locals.insert("context".to_string(), context_dir);
         locals.insert("dockerfile".to_string(), dockerfile.dir.clone());
         for spec in &args.build_contexts {
             let (name, value) = spec
@@ -225,11 +209,13 @@ impl SolvePlan {
             attrs.insert(key.to_string(), value.to_string());
         }
 
-        let exports = crate::output::plan_exports(&args.outputs, &args.tags, args.push)?;
+        // `-o -` to a terminal is refused here, where the terminal is known.
+        let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let exports = crate::output::exports_from_flags(&args.outputs, &args.tags, args.push, stdout_is_terminal)?;
         let cache_imports =
-            args.cache_from.iter().map(|spec| parse_cache_spec("--cache-from", spec)).collect::<Result<Vec<_>, _>>()?;
+            args.cache_from.iter().map(|spec| cache_entry("--cache-from", spec)).collect::<Result<Vec<_>, _>>()?;
         let cache_exports =
-            args.cache_to.iter().map(|spec| parse_cache_spec("--cache-to", spec)).collect::<Result<Vec<_>, _>>()?;
+            args.cache_to.iter().map(|spec| cache_entry("--cache-to", spec)).collect::<Result<Vec<_>, _>>()?;
         let secrets = args
             .secrets
             .iter()
@@ -248,20 +234,29 @@ impl SolvePlan {
             .map_err(|e: crate::progress::ParseModeError| invalid("--progress", &args.progress, e.to_string()))?;
 
         Ok(SolvePlan {
-            context_dir,
+            request: BuildRequest {
+                frontend: Frontend::Daemon { name: args.frontend.clone(), attrs },
+                locals,
+                exports,
+                cache_imports,
+                cache_exports,
+                secrets,
+                ssh,
+                entitlements,
+            },
             dockerfile,
-            frontend: args.frontend.clone(),
-            frontend_attrs: attrs,
-            locals,
-            entitlements,
-            exports,
-            cache_imports,
-            cache_exports,
-            secrets,
-            ssh,
             metadata_file: args.metadata_file.clone(),
             progress,
         })
+    }
+
+    /// The daemon frontend's attributes.
+    #[cfg(test)]
+    fn frontend_attrs(&self) -> &BTreeMap<String, String> {
+        match &self.request.frontend {
+            Frontend::Daemon { attrs, .. } => attrs,
+            other => panic!("not a daemon frontend: {other:?}"),
+        }
     }
 }
 
@@ -284,8 +279,11 @@ fn dockerfile_source(context: &Path, file: Option<&Path>) -> Result<DockerfileSo
                 Some(path) => path.to_path_buf(),
                 None => context.join("Dockerfile"),
             };
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| PlanError::MissingDockerfile { path: path.clone(), from_flag: file.is_some(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| PlanError::MissingDockerfile {
+                path: path.clone(),
+                from_flag: file.is_some(),
+                source,
+            })?;
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let dir = match path.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -307,34 +305,9 @@ fn validate_platform(platform: &str) -> Result<(), PlanError> {
     }
 }
 
-/// buildx's cache syntax: CSV `type=...,key=value`; a bare value is a registry ref.
-pub fn parse_cache_spec(flag: &'static str, spec: &str) -> Result<CacheEntry, PlanError> {
-    let fields = crate::output::csv_fields(spec).map_err(|reason| invalid(flag, spec, reason))?;
-    if fields.len() == 1 && !fields[0].contains('=') {
-        let mut attrs = BTreeMap::new();
-        attrs.insert("ref".to_string(), fields[0].clone());
-        return Ok(CacheEntry { kind: "registry".into(), attrs });
-    }
-    let mut kind = None;
-    let mut attrs = BTreeMap::new();
-    for field in fields {
-        let (key, value) =
-            field.split_once('=').ok_or_else(|| invalid(flag, spec, format!("{field:?} is not KEY=VALUE")))?;
-        if key == "type" {
-            kind = Some(value.to_string());
-        } else {
-            attrs.insert(key.to_string(), value.to_string());
-        }
-    }
-    let kind = kind.ok_or_else(|| invalid(flag, spec, "type= is missing"))?;
-    match kind.as_str() {
-        "registry" if !attrs.contains_key("ref") => Err(invalid(flag, spec, "type=registry needs ref=")),
-        // A local cache folder is read and written through a content store
-        // served on the session, which fbuild does not serve yet.
-        "local" => Err(invalid(flag, spec, "type=local cache is not supported yet; use type=registry or type=inline")),
-        "registry" | "inline" | "gha" | "s3" | "azblob" => Ok(CacheEntry { kind, attrs }),
-        _ => Err(invalid(flag, spec, "unknown cache type (registry, local, inline, gha, s3, azblob)")),
-    }
+/// A `--cache-from`/`--cache-to` value (buildx's syntax), named with its flag.
+fn cache_entry(flag: &'static str, spec: &str) -> Result<CacheEntry, PlanError> {
+    CacheEntry::parse(spec).map_err(|e| invalid(flag, spec, e.problem))
 }
 
 #[cfg(test)]
@@ -393,7 +366,7 @@ mod tests {
             &[("FROM_ENV", "env-value"), ("SOURCE_DATE_EPOCH", "0")],
         )
         .unwrap();
-        let attrs: Vec<(String, String)> = plan.frontend_attrs.into_iter().collect();
+        let attrs: Vec<(String, String)> = plan.frontend_attrs().clone().into_iter().collect();
         let expected: Vec<(String, String)> = [
             ("add-hosts", "db=10.0.0.2"),
             ("build-arg:A", "1"),
@@ -411,8 +384,8 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(attrs, expected);
-        assert_eq!(plan.entitlements, ["network.host"]);
-        assert_eq!(plan.locals.keys().collect::<Vec<_>>(), ["context", "dockerfile"]);
+        assert_eq!(plan.request.entitlements, ["network.host"]);
+        assert_eq!(plan.request.locals.keys().collect::<Vec<_>>(), ["context", "dockerfile"]);
     }
 
     #[test]
@@ -422,9 +395,9 @@ mod tests {
         let spec = format!("assets={}", other.path().display());
         let plan = plan(dir.path(), &["--build-context", &spec, "--build-context", "base=docker-image://busybox"], &[])
             .unwrap();
-        assert_eq!(plan.frontend_attrs["context:assets"], "local:assets");
-        assert_eq!(plan.frontend_attrs["context:base"], "docker-image://busybox");
-        assert_eq!(plan.locals["assets"], other.path());
+        assert_eq!(plan.frontend_attrs()["context:assets"], "local:assets");
+        assert_eq!(plan.frontend_attrs()["context:base"], "docker-image://busybox");
+        assert_eq!(plan.request.locals["assets"], other.path());
     }
 
     #[test]
@@ -459,17 +432,7 @@ mod tests {
         let file = other.path().join("app.Dockerfile");
         std::fs::write(&file, "FROM scratch\n").unwrap();
         let plan = plan(dir.path(), &["-f", file.to_str().unwrap()], &[]).unwrap();
-        assert_eq!(plan.frontend_attrs["filename"], "app.Dockerfile");
-        assert_eq!(plan.locals["dockerfile"], other.path());
-    }
-
-    #[test]
-    fn cache_specs_follow_buildx() {
-        let bare = parse_cache_spec("--cache-from", "registry:5000/app:cache").unwrap();
-        assert_eq!(bare.kind, "registry");
-        assert_eq!(bare.attrs["ref"], "registry:5000/app:cache");
-        let registry = parse_cache_spec("--cache-to", "type=registry,ref=r/app:cache,mode=max").unwrap();
-        assert_eq!(registry.kind, "registry");
-        assert_eq!(registry.attrs["mode"], "max");
+        assert_eq!(plan.frontend_attrs()["filename"], "app.Dockerfile");
+        assert_eq!(plan.request.locals["dockerfile"], other.path());
     }
 }

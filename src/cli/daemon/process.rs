@@ -227,7 +227,7 @@ impl DaemonError {
                     .into(),
             ],
             DaemonError::SocketPathTooLong { .. } => vec!["pass a shorter unix:// path with --addr".into()],
-            DaemonError::Address(err) => err.hints(),
+            DaemonError::Address(err) => crate::cli::connect::hints(err),
             DaemonError::AlreadyRunning { pid: Some(_), .. } => {
                 vec!["`fbuild daemon stop` stops it; `fbuild daemon status` shows it".into()]
             }

@@ -1,5 +1,5 @@
 //! `fbuild daemon start|stop|status`: a local buildkitd for this machine's
-//! user. The work is in [`crate::daemon`]; this file holds the flags and the
+//! user. The work is in [`process`]; this file holds the flags and the
 //! printing.
 
 use std::ffi::OsString;
@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use crate::cli::table::{write_json, Fields};
 use crate::cli::{Context, Format};
-use crate::daemon::{self, DaemonOptions, Stopped};
+pub(crate) mod process;
+
+use process::{self as daemon, DaemonOptions, Stopped};
 
 /// Where `fbuild daemon` keeps a daemon, and what it needs for rootless mode.
 const DAEMON_HELP: &str = "\

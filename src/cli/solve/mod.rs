@@ -1,12 +1,22 @@
 //! `fbuild solve` (alias `build`): build a Dockerfile project through the
 //! daemon. The flags are buildx's, so a `docker buildx build` line works with
-//! `fbuild solve` in its place. Turning flags into a plan lives in
-//! [`crate::solve::plan`]; running it in [`crate::solve`].
+//! `fbuild solve` in its place. Turning flags into a build request lives in
+//! [`plan`]; the build itself is the library's [`crate::build::build`]. This
+//! command adds what belongs to a terminal: the progress renderer, Ctrl-C and
+//! SIGTERM, the lines saying where outputs went, and `--metadata-file`.
 
+mod metadata;
+mod plan;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::build::{BuildError, CancellationToken};
 use crate::cli::Context;
+use crate::output::{ExportEntry, ExporterType, OutputDest};
+use crate::progress::{ProgressMode, ProgressWriter, SourceFile};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -115,8 +125,92 @@ pub struct Args {
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // Everything the user typed is checked before the daemon hears of it.
-    let plan = crate::solve::plan::SolvePlan::from_args(&args, &crate::solve::plan::ProcessEnv)?;
-    let channel = ctx.connect().await?;
-    crate::solve::execute(plan, channel, ctx.printer).await?;
+    let plan = plan::SolvePlan::from_args(&args, &plan::ProcessEnv)?;
+    let connection = ctx.connect().await?;
+
+    let mode =
+        if ctx.printer.verbosity == crate::printer::Verbosity::Quiet { ProgressMode::Quiet } else { plan.progress };
+    // Buffered so a frame or a batch of lines reaches the terminal in one
+    // write; the writer flushes after each.
+    let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))
+        .with_dockerfile(SourceFile::new(plan.dockerfile.name.clone(), plan.dockerfile.text.clone()));
+    let cancel = CancellationToken::new();
+    let on_signal = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            interrupted().await;
+            cancel.cancel();
+        }
+    });
+    let exports = plan.request.exports.clone();
+    let result = crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await;
+    on_signal.abort();
+    let report = match result {
+        Ok(report) => report,
+        Err(BuildError::Cancelled) => return Err(crate::error::Cancelled.into()),
+        Err(error) => return Err(error.into()),
+    };
+    // The daemon keeps earlier uploads: say how much this build really sent.
+    if mode != ProgressMode::Quiet {
+        let files = report.transfer.files;
+        let _ = writeln!(
+            ctx.printer.stderr(),
+            "context: {files} file{} sent, {} transferred",
+            if files == 1 { "" } else { "s" },
+            crate::units::human_size(report.transfer.bytes as i64)
+        );
+    }
+    if let Some(path) = &plan.metadata_file {
+        metadata::write(path, &report.exporter_response)?;
+    }
+    tell_where_outputs_went(&exports, &report.exporter_response, ctx.printer)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// Tells the user where the outputs went: files and folders written, images
+/// named and pushed (with the digest the daemon reports in
+/// `containerimage.digest`). Messages go to stderr, so a tarball on stdout
+/// stays clean.
+fn tell_where_outputs_went(
+    exports: &[ExportEntry],
+    exporter_response: &BTreeMap<String, String>,
+    printer: crate::printer::Printer,
+) -> std::io::Result<()> {
+    let mut err = printer.stderr();
+    let digest = exporter_response.get("containerimage.digest");
+    for export in exports {
+        match (&export.destination, export.exporter) {
+            (Some(OutputDest::File(path)), exporter) => {
+                writeln!(err, "wrote the {exporter} output to {}", path.display())?
+            }
+            (Some(OutputDest::Dir(path)), _) => writeln!(err, "wrote the build result to {}", path.display())?,
+            (Some(OutputDest::Stdout), exporter) => writeln!(err, "wrote the {exporter} output to standard output")?,
+            (None, ExporterType::Image) => {
+                let Some(names) = export.attrs.get("name").filter(|names| !names.is_empty()) else { continue };
+                let verb = if export.pushes() { "pushed" } else { "stored" };
+                match digest {
+                    Some(digest) => writeln!(err, "{verb} {names} ({digest})")?,
+                    None => writeln!(err, "{verb} {names}")?,
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(())
 }

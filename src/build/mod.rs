@@ -1,0 +1,34 @@
+//! A build as a library: a [`BuildRequest`] (plain data) run on a connection
+//! with a progress sink and a cancellation token, ending in a [`BuildReport`]
+//! or a typed [`BuildError`].
+//!
+//! ```text
+//! BuildRequest ──> sessions: one per local folder (FileSync) + one for the
+//!      │             build (FileSend, Auth, Secrets, SSH) ───────────────┐
+//!      ├──> Control.Solve(SolveRequest) ─────────────────────────────────┤ concurrently
+//!      ├──> Control.Status(ref) ──> ProgressSink ────────────────────────┤
+//!      └──> (client-side frontend) LLBBridge on the same channel ────────┘
+//! ```
+//!
+//! Everything a person sees (flags, printing, signals, `--metadata-file`)
+//! belongs to the caller: the CLI is one client of [`build`], bake and other
+//! Rust programs are others. Several builds may run at once on one channel.
+//!
+//! Each local folder is served by a session of its own whose shared key is
+//! derived from the folder's absolute path (see `session::shared_key_for`):
+//! the daemon keeps the previous upload of each folder under that key, so
+//! adding a folder to a build, or building another target from the same
+//! folder, does not send an unchanged folder again.
+
+mod error;
+mod report;
+mod request;
+mod run;
+
+pub use error::{BuildError, FailedBuild};
+pub use report::{BuildReport, TransferStats};
+pub use request::{BuildRequest, Frontend};
+pub use run::build;
+
+pub use crate::progress::{BuildEnd, NoProgress, ProgressSink};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,185 @@
+//! What the command line adds to a connection failure: hints naming the
+//! flags and environment variables (`--addr`, `BUILDKIT_HOST`, `--tls*`) and
+//! `fbuild daemon start`. The library's [`ConnectError`] says what failed in
+//! terms of the address and certificates; only here do flags appear.
+
+use crate::connect::{Address, AddressError, ConnectError, ConnectFailure, Stage, StatusError};
+use crate::error::Hinted;
+
+/// The error with its hints, for the CLI's error renderer.
+pub(crate) fn into_hinted(err: ConnectError) -> anyhow::Error {
+    let hints = hints(&err);
+    Hinted::wrap(err, hints)
+}
+
+/// What the user can do about it, most useful first.
+pub(crate) fn hints(err: &ConnectError) -> Vec<String> {
+    let mut hints = Vec::new();
+    match err {
+        ConnectError::Address { addr, source } => {
+            if matches!(source, AddressError::MissingScheme { .. }) && addr.trim().starts_with('/') {
+                hints.push(format!("for a unix socket, write unix://{}", addr.trim()));
+            }
+            hints.push("the address comes from --addr, else BUILDKIT_HOST".into());
+        }
+        ConnectError::TlsConfig(_) => {}
+        ConnectError::Connect { addr, defaulted, source } => {
+            let source = source.as_ref();
+            let no_daemon = matches!(
+                source,
+                ConnectFailure::NoSocket { .. }
+                    | ConnectFailure::StaleSocket { .. }
+                    | ConnectFailure::Refused { .. }
+                    | ConnectFailure::Timeout { stage: Stage::Dialing, .. }
+            );
+            match source {
+                ConnectFailure::Tls { problem, .. } => hints.extend(problem.hint()),
+                ConnectFailure::TlsClosed { .. } => {
+                    hints.push("if the daemon serves plain gRPC, drop the --tls* flags".into())
+                }
+                ConnectFailure::SocketPermission { .. } => hints.push(
+                    "the socket belongs to another user: run fbuild as that user (for a root daemon, with sudo), \
+                     or run your own daemon with `fbuild daemon start`"
+                        .into(),
+                ),
+                ConnectFailure::Transport(_)
+                | ConnectFailure::FirstCall(_)
+                | ConnectFailure::Timeout { stage: Stage::Connected, .. }
+                    if matches!(addr, Address::Tcp { .. }) =>
+                {
+                    hints.push(
+                        "if the daemon serves TLS at this address, pass --tlscacert (and --tlscert/--tlskey for \
+                         mutual TLS)"
+                            .into(),
+                    )
+                }
+                _ => {}
+            }
+            if let ConnectFailure::FirstCall(StatusError(status)) = source {
+                if status.code() == tonic::Code::Unimplemented {
+                    hints.push(format!("is a buildkitd (v0.11 or newer) listening at {addr}?"));
+                }
+            }
+            if no_daemon {
+                hints.push("is buildkitd running? `fbuild daemon start` runs one for this user".into());
+                if *defaulted {
+                    hints.push(format!(
+                        "no --addr or BUILDKIT_HOST was given, so fbuild tried the default {addr}; point it at \
+                         another daemon with --addr or BUILDKIT_HOST"
+                    ));
+                } else {
+                    hints.push("or point fbuild at another daemon with --addr or BUILDKIT_HOST".into());
+                }
+            }
+        }
+    }
+    hints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect::{connect, open, ConnectOptions, TlsConfigError, TlsOptions, CONNECT_TIMEOUT};
+    use std::time::Duration;
+
+    fn render(err: anyhow::Error) -> String {
+        let mut out = Vec::new();
+        crate::error::render(&err, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_reported_with_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("nothing.sock");
+        let opts = ConnectOptions { addr: Some(format!("unix://{}", sock.display())), ..Default::default() };
+        let started = std::time::Instant::now();
+        let err = into_hinted(connect(&opts).await.unwrap_err());
+        assert!(started.elapsed() < CONNECT_TIMEOUT);
+        let found = err.downcast_ref::<Hinted>().and_then(|h| h.error.downcast_ref::<ConnectError>()).unwrap();
+        assert!(matches!(found, ConnectError::Connect { defaulted: false, .. }));
+        assert!(matches!(found.failure(), Some(ConnectFailure::NoSocket { .. })), "{found:?}");
+        let text = render(err);
+        assert!(
+            text.starts_with(&format!("error: cannot connect to buildkitd at unix://{}\n", sock.display())),
+            "{text}"
+        );
+        assert!(text.contains(&format!("Caused by: no socket at {}", sock.display())), "{text}");
+        assert!(text.contains("hint: is buildkitd running? `fbuild daemon start`"), "{text}");
+        assert!(text.contains("--addr or BUILDKIT_HOST"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn stale_socket_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("stale.sock");
+        // Bind and close: the file stays, nobody listens.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let opts = ConnectOptions { addr: Some(format!("unix://{}", sock.display())), ..Default::default() };
+        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
+        assert!(matches!(err.failure(), Some(ConnectFailure::StaleSocket { .. })), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn refused_tcp_port_is_named() {
+        // Bind a port and free it, so that (very likely) nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let opts = ConnectOptions { addr: Some(format!("tcp://127.0.0.1:{port}")), ..Default::default() };
+        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
+        assert!(matches!(err.failure(), Some(ConnectFailure::Refused { .. })), "{err:?}");
+        assert!(err.source().unwrap().to_string().contains(&format!("127.0.0.1:{port}")));
+    }
+
+    #[tokio::test]
+    async fn silent_listener_times_out_at_the_deadline() {
+        // Accepts TCP but never speaks HTTP/2: the first call cannot finish.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let opts = ConnectOptions { addr: Some(format!("tcp://127.0.0.1:{port}")), ..Default::default() };
+        let started = std::time::Instant::now();
+        let err = open(&opts, Duration::from_millis(500)).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(matches!(err.failure(), Some(ConnectFailure::Timeout { stage: Stage::Connected, .. })), "{err:?}");
+        assert!(hints(&err).iter().any(|h| h.contains("--tlscacert")));
+    }
+
+    #[tokio::test]
+    async fn bad_address_fails_before_dialing() {
+        let opts = ConnectOptions { addr: Some("/run/buildkit/buildkitd.sock".into()), ..Default::default() };
+        let text = render(into_hinted(connect(&opts).await.unwrap_err()));
+        assert!(text.contains("invalid buildkitd address `/run/buildkit/buildkitd.sock`"), "{text}");
+        assert!(text.contains("hint: for a unix socket, write unix:///run/buildkit/buildkitd.sock"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn tls_on_a_unix_socket_is_refused() {
+        let opts = ConnectOptions {
+            addr: Some("unix:///tmp/x.sock".into()),
+            tls: TlsOptions { ca_cert: Some("/tmp/ca.pem".into()), ..Default::default() },
+        };
+        let err = open(&opts, CONNECT_TIMEOUT).await.unwrap_err();
+        assert!(matches!(err, ConnectError::TlsConfig(TlsConfigError::UnixWithTls)), "{err:?}");
+    }
+
+    #[test]
+    fn defaulted_address_says_so() {
+        let err = ConnectError::Connect {
+            addr: "unix:///run/buildkit/buildkitd.sock".parse().unwrap(),
+            defaulted: true,
+            source: Box::new(ConnectFailure::NoSocket {
+                path: "/run/buildkit/buildkitd.sock".into(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }),
+        };
+        let hints = hints(&err);
+        assert!(hints.iter().any(|h| h.contains("no --addr or BUILDKIT_HOST was given")), "{hints:?}");
+    }
+
+    use std::error::Error as _;
+}
