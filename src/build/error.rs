@@ -58,8 +58,9 @@ impl BuildError {
     }
 
     /// Sorts the error of a `Solve` call that returned one. `step_failed` is
-    /// whether the status stream showed a failed step.
-    pub(crate) fn from_solve(error: ControlError, step_failed: bool) -> BuildError {
+    /// whether the status stream showed a failed step, `started` whether it
+    /// showed any step at all.
+    pub(crate) fn from_solve(error: ControlError, step_failed: bool, started: bool) -> BuildError {
         use tonic::Code;
         let status = error.status();
         let failure = BuildFailure::from_status(status);
@@ -75,6 +76,9 @@ impl BuildError {
             Code::InvalidArgument | Code::Unimplemented | Code::PermissionDenied | Code::FailedPrecondition => {
                 BuildError::Rejected(error)
             }
+            // Nothing ran and nothing points at a step or a line: the daemon
+            // turned the request down (`invalid frontend: ...`).
+            _ if !started => BuildError::Rejected(error),
             _ => BuildError::Failed(Box::new(FailedBuild { failure, step: None, log: Vec::new() })),
         }
     }
@@ -111,18 +115,26 @@ mod tests {
 
     #[test]
     fn errors_are_sorted_by_what_the_caller_can_do() {
-        let lost = BuildError::from_solve(solve_error(tonic::Status::unavailable("connection reset")), false);
+        let lost = BuildError::from_solve(solve_error(tonic::Status::unavailable("connection reset")), false, true);
         assert!(matches!(lost, BuildError::DaemonLost(_)), "{lost:?}");
-        let refused =
-            BuildError::from_solve(solve_error(tonic::Status::invalid_argument("network.host is not allowed")), false);
+        let refused = BuildError::from_solve(
+            solve_error(tonic::Status::invalid_argument("network.host is not allowed")),
+            false,
+            false,
+        );
         assert!(matches!(refused, BuildError::Rejected(_)), "{refused:?}");
         let failed = BuildError::from_solve(
             solve_error(tonic::Status::unknown("process \"/bin/sh -c exit 3\" did not complete successfully")),
             true,
+            true,
         );
         assert!(matches!(&failed, BuildError::Failed(f) if f.failure.message.contains("exit 3")), "{failed:?}");
         assert_eq!(failed.to_string(), "the build failed: process \"/bin/sh -c exit 3\" did not complete successfully");
-        let cancelled = BuildError::from_solve(solve_error(tonic::Status::cancelled("context canceled")), false);
+        let cancelled = BuildError::from_solve(solve_error(tonic::Status::cancelled("context canceled")), false, true);
+        assert!(matches!(cancelled, BuildError::Cancelled));
+        let unknown_frontend =
+            BuildError::from_solve(solve_error(tonic::Status::unknown("invalid frontend: x.v9")), false, false);
+        assert!(matches!(unknown_frontend, BuildError::Rejected(_)), "{unknown_frontend:?}");
         assert!(matches!(cancelled, BuildError::Cancelled));
     }
 }

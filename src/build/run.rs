@@ -74,7 +74,7 @@ pub async fn build(
             })
         }
         Err(error) => {
-            let mut error = BuildError::from_solve(error, tracker.any_failed());
+            let mut error = BuildError::from_solve(error, tracker.any_failed(), tracker.any_started());
             let failure = match &mut error {
                 BuildError::Failed(failed) => {
                     if let Some((step, log)) = tracker.failed_step(failed.failure.vertex.as_deref()) {

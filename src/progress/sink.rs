@@ -116,6 +116,11 @@ impl StepTracker {
         Summary::from_model(&self.model, failed)
     }
 
+    /// Whether any vertex was reported at all.
+    pub(crate) fn any_started(&self) -> bool {
+        self.model.shown().next().is_some()
+    }
+
     /// Whether a step has failed (a cancelled step does not count).
     pub(crate) fn any_failed(&self) -> bool {
         self.model.shown().any(|(_, v)| v.has_failed())
