@@ -333,25 +333,48 @@ fn build_error_shows_the_dockerfile_line() {
 
 #[test]
 fn registry_cache_export_and_import() {
+    // A daemon of the test's own: the import must find nothing in the daemon's
+    // cache, and pruning the shared daemon would break the tests running beside.
+    let daemon = util::PrivateDaemon::start([
+        std::ffi::OsStr::new("--config"),
+        testenv().root.join("buildkitd.toml").as_os_str(),
+    ]);
     let project = util::tempdir();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let unique = format!("{}-{nanos}", std::process::id());
+    let unique = util::unique();
     util::write_files(
         project.path(),
         &[("Dockerfile", &format!("FROM {}\nRUN echo {unique} > /stamp\n", testenv().busybox))],
     );
-    let tag = format!("cache-{}", std::process::id());
+    let tag = format!("cache-{unique}");
     let cache_ref = format!("{}/fbuild-test/cache:{tag}", testenv().registry);
-    util::fbuild()
-        .arg("solve")
-        .arg(project.path())
-        .arg("--cache-to")
-        .arg(format!("type=registry,ref={cache_ref},mode=max"))
-        .assert()
-        .success();
+    let step = format!("RUN echo {unique}");
+    let build = |args: &[&str]| {
+        let output = daemon
+            .fbuild()
+            .arg("solve")
+            .arg(project.path())
+            .args(["--progress", "rawjson"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = util::text(&output.stderr);
+        assert!(output.status.success(), "fbuild solve {args:?} failed:\n{stderr}");
+        stderr
+    };
+    let first = build(&["--cache-to", &format!("type=registry,ref={cache_ref},mode=max")]);
+    assert_eq!(util::rawjson_step_cached(&first, &step), Some(false), "the first build runs the step:\n{first}");
     let manifest = util::registry_manifest("fbuild-test/cache", &tag).expect("the cache manifest was pushed");
     let layers = manifest["layers"].as_array().or_else(|| manifest["manifests"].as_array());
     assert!(layers.is_some_and(|l| !l.is_empty()), "the cache holds layers: {manifest}");
-    // Importing it is accepted (a bare value means type=registry,ref=VALUE).
-    util::fbuild().arg("solve").arg(project.path()).arg("--cache-from").arg(&cache_ref).assert().success();
+
+    // Nothing of the first build is left in the daemon...
+    daemon.fbuild().args(["prune", "--all"]).assert().success();
+    // ...so a cached step can only come from the registry (a bare value means
+    // type=registry,ref=VALUE).
+    let second = build(&["--cache-from", &cache_ref]);
+    assert_eq!(
+        util::rawjson_step_cached(&second, &step),
+        Some(true),
+        "the step comes from the imported cache:\n{second}"
+    );
 }

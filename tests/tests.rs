@@ -4,6 +4,7 @@ mod cache_commands;
 mod cli_help;
 mod connect_tls;
 mod daemon_cmd;
+mod flags;
 mod fsync;
 mod library;
 mod outputs;

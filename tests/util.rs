@@ -418,3 +418,29 @@ pub fn registry_get(path: &str, accept: &str) -> (u16, Vec<u8>) {
         head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("the registry's answer has a status code");
     (status, response[split + 4..].to_vec())
 }
+
+/// A name no other test run uses: the process id and the current time in
+/// nanoseconds.
+pub fn unique() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Whether the build step whose name contains `needle` was cached, from
+/// `--progress rawjson` output: Some(true) when any update of that vertex
+/// says `"cached":true`, Some(false) when it ran, None when no vertex has
+/// that name.
+pub fn rawjson_step_cached(rawjson: &str, needle: &str) -> Option<bool> {
+    let mut found = None;
+    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("a rawjson line that is not JSON ({e}): {line}"));
+        for vertex in value["vertexes"].as_array().into_iter().flatten() {
+            if vertex["name"].as_str().is_some_and(|name| name.contains(needle)) {
+                let cached = vertex["cached"].as_bool().unwrap_or(false);
+                found = Some(found.unwrap_or(false) || cached);
+            }
+        }
+    }
+    found
+}
