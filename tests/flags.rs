@@ -115,7 +115,6 @@ fn build_context_from_a_folder() {
 // dockerfile: open Dockerfile: no such file or directory". buildx names these
 // two locals `_dockerfile` and `_context` to keep them apart.
 #[test]
-#[ignore = "fbuild bug: --build-context dockerfile=DIR or context=DIR replaces the main local of that name"]
 fn build_context_named_like_a_main_local() {
     let project = util::tempdir();
     util::write_files(

@@ -200,8 +200,11 @@ impl SolvePlan {
                 if !path.is_dir() {
                     return Err(PlanError::MissingNamedContext { name: name.to_string(), path });
                 }
-                attrs.insert(format!("context:{name}"), format!("local:{name}"));
-                locals.insert(name.to_string(), path);
+                // A local of its own name, so a context named `context` or
+                // `dockerfile` does not replace the main folders.
+                let local = format!("named-{name}");
+                attrs.insert(format!("context:{name}"), format!("local:{local}"));
+                locals.insert(local, path);
             }
         }
         for opt in &args.frontend_opts {
@@ -395,9 +398,9 @@ mod tests {
         let spec = format!("assets={}", other.path().display());
         let plan = plan(dir.path(), &["--build-context", &spec, "--build-context", "base=docker-image://busybox"], &[])
             .unwrap();
-        assert_eq!(plan.frontend_attrs()["context:assets"], "local:assets");
+        assert_eq!(plan.frontend_attrs()["context:assets"], "local:named-assets");
         assert_eq!(plan.frontend_attrs()["context:base"], "docker-image://busybox");
-        assert_eq!(plan.request.locals["assets"], other.path());
+        assert_eq!(plan.request.locals["named-assets"], other.path());
     }
 
     #[test]
