@@ -6,7 +6,7 @@
 //! deadlines: a solve, its status stream and its session live as long as the
 //! build, which may be hours. Connecting (and its deadline) belongs to
 //! [`crate::connect`]; what the daemon calls back over the session belongs to
-//! [`crate::session`].
+//! `session`.
 //!
 //! Every method takes `&self` and works on a clone of the underlying client,
 //! so one [`Control`] serves a solve, its status stream and its session at

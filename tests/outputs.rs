@@ -9,6 +9,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os};
+
 use crate::util::{self, testenv};
 
 /// A project whose result has a file with an unusual mode, a symlink and a
@@ -63,12 +65,12 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 /// The blob a descriptor points at, checked against its digest and size.
-fn blob<'a>(entries: &'a BTreeMap<String, (tar::Header, Vec<u8>)>, descriptor: &serde_json::Value) -> &'a [u8] {
-    let digest = descriptor["digest"].as_str().expect("a descriptor has a digest");
+fn blob<'a>(entries: &'a BTreeMap<String, (tar::Header, Vec<u8>)>, descriptor: &Descriptor) -> &'a [u8] {
+    let digest = descriptor.digest().to_string();
     let hex = digest.strip_prefix("sha256:").expect("sha256 digests");
     let (_, content) = entries.get(&format!("blobs/sha256/{hex}")).unwrap_or_else(|| panic!("blob {digest} missing"));
     assert_eq!(hex::encode(Sha256::digest(content)), hex, "blob {digest} has other content");
-    assert_eq!(descriptor["size"].as_u64(), Some(content.len() as u64), "blob {digest} has another size");
+    assert_eq!(descriptor.size(), content.len() as u64, "blob {digest} has another size");
     content
 }
 
@@ -95,21 +97,21 @@ fn oci_output_is_a_valid_oci_layout() {
     assert_eq!(names(out.path()), ["image.tar"], "only the finished tarball is left");
 
     let entries = tar_entries(&std::fs::read(&dest).unwrap());
-    let layout: serde_json::Value = serde_json::from_slice(&entries["oci-layout"].1).unwrap();
-    assert_eq!(layout["imageLayoutVersion"], "1.0.0");
-    let index: serde_json::Value = serde_json::from_slice(&entries["index.json"].1).unwrap();
-    assert_eq!(index["schemaVersion"], 2);
-    let manifests = index["manifests"].as_array().expect("index.json lists manifests");
-    assert_eq!(manifests.len(), 1, "{index}");
-    assert_eq!(manifests[0]["annotations"]["org.opencontainers.image.ref.name"], "oci", "the tag names the image");
+    let layout = OciLayout::from_reader(&entries["oci-layout"].1[..]).expect("a valid oci-layout file");
+    assert_eq!(layout.image_layout_version(), "1.0.0");
+    let index = ImageIndex::from_reader(&entries["index.json"].1[..]).expect("a valid index.json");
+    assert_eq!(index.schema_version(), 2);
+    let manifests = index.manifests();
+    assert_eq!(manifests.len(), 1, "{index:?}");
+    let ref_name = manifests[0].annotations().as_ref().and_then(|a| a.get("org.opencontainers.image.ref.name"));
+    assert_eq!(ref_name.map(String::as_str), Some("oci"), "the tag names the image");
 
-    let manifest: serde_json::Value = serde_json::from_slice(blob(&entries, &manifests[0])).unwrap();
-    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    let config: serde_json::Value = serde_json::from_slice(blob(&entries, &manifest["config"])).unwrap();
-    assert_eq!(config["os"], "linux");
-    let layers = manifest["layers"].as_array().expect("the manifest lists layers");
-    assert_eq!(layers.len(), config["rootfs"]["diff_ids"].as_array().unwrap().len());
-    for layer in layers {
+    let manifest = ImageManifest::from_reader(blob(&entries, &manifests[0])).expect("a valid image manifest");
+    assert_eq!(manifest.media_type(), &Some(MediaType::ImageManifest));
+    let config = ImageConfiguration::from_reader(blob(&entries, manifest.config())).expect("a valid image config");
+    assert_eq!(config.os(), &Os::Linux);
+    assert_eq!(manifest.layers().len(), config.rootfs().diff_ids().len());
+    for layer in manifest.layers() {
         blob(&entries, layer);
     }
 }

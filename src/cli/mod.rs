@@ -1,8 +1,11 @@
-//! The command line: global flags, the subcommand list, and the shared
-//! [`Context`] every command receives. One command per file, each with the
-//! same shape: `pub struct Args` (clap) and `pub async fn run(args, ctx)`
-//! returning an exit code. Errors bubble up to `main`, which renders them
-//! once (see [`crate::error`]).
+//! The command line, one thin client of the library: global flags, the
+//! subcommand list, and the shared `Context` every command receives. One
+//! command per file, each with the same shape: `pub struct Args` (clap) and
+//! `pub async fn run(args, ctx)` returning an exit code. Flags become library
+//! requests here (`solve/plan.rs`); printing, signals and exit codes stay
+//! here. Errors bubble up to [`main`], which renders them once (`error:`,
+//! `Caused by:`, `hint:`) and maps them to exit codes: 0 success, 1 a failed
+//! build or request, 130 cancelled.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
