@@ -3,7 +3,7 @@
 //! command per file, each with the same shape: `pub struct Args` (clap) and
 //! `pub async fn run(args, ctx)` returning an exit code. Flags become library
 //! requests here (`solve/plan.rs`); printing, signals and exit codes stay
-//! here. Errors bubble up to [`main`], which renders them once (`error:`,
+//! here. Errors bubble up to `main()`, which renders them once (`error:`,
 //! `Caused by:`, `hint:`) and maps them to exit codes: 0 success, 1 a failed
 //! build or request, 130 cancelled.
 
