@@ -29,6 +29,18 @@ source "$state/env"
 source "$state/rootless.env"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/fbuild/target}
+# The library's first client after the CLI: an example program builds the
+# example project into an OCI tarball on the test daemon.
+echo "[test] cargo run --example build_oci_tarball (the library against the test daemon)" >&2
+example_out=$(mktemp -d)
+digest=$(BUILDKIT_HOST=$FBUILD_TEST_ADDR cargo run --quiet --example build_oci_tarball -- \
+    examples/python-service "$example_out/app.tar" "BASE=$FBUILD_TEST_BUSYBOX" </dev/null)
+if [[ $digest != sha256:* || ! -s $example_out/app.tar ]]; then
+    echo "[test] the example did not build an image (digest: '$digest')" >&2
+    exit 1
+fi
+rm -rf "$example_out"
+
 echo "[test] cargo test --all-targets --no-fail-fast $* (target dir: $CARGO_TARGET_DIR)" >&2
 status=0
 cargo test --all-targets --no-fail-fast "$@" </dev/null || status=$?
