@@ -41,6 +41,9 @@ if [[ $digest != sha256:* || ! -s $example_out/app.tar ]]; then
 fi
 rm -rf "$example_out"
 
+echo "[test] cargo doc --no-deps (no warnings)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
 echo "[test] cargo test --all-targets --no-fail-fast $* (target dir: $CARGO_TARGET_DIR)" >&2
 status=0
 cargo test --all-targets --no-fail-fast "$@" </dev/null || status=$?
