@@ -55,8 +55,8 @@ impl ProgressSink for Events {
             step.name.clone_from(&vertex.name);
             step.cached |= vertex.cached;
             if let (Some(started), Some(completed)) = (&vertex.started, &vertex.completed) {
-                let nanos = (completed.seconds - started.seconds) * 1_000_000_000
-                    + i64::from(completed.nanos - started.nanos);
+                let nanos =
+                    (completed.seconds - started.seconds) * 1_000_000_000 + i64::from(completed.nanos - started.nanos);
                 step.ran_for = Some(Duration::from_nanos(nanos.max(0) as u64));
             }
             if !vertex.error.is_empty() {

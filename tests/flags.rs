@@ -229,7 +229,6 @@ fn two_platforms_make_an_image_index() {
 // leaving one platform's folder behind. buildctl writes both. Into a folder
 // that exists already both trees are merged and the build succeeds.
 #[test]
-#[ignore = "fbuild bug: a multi-platform local output into a new folder fails with ENOTEMPTY"]
 fn two_platforms_into_a_new_local_folder() {
     let project = util::tempdir();
     let unique = util::unique();

@@ -277,8 +277,16 @@ impl Staging {
         if self.merge {
             merge_into(&self.path, dest).map_err(|(path, source)| ReceiveError::Finish { path, source })?;
             fs::remove_dir(&self.path).map_err(finish_err(&self.path))?;
-        } else {
-            fs::rename(&self.path, dest).map_err(finish_err(dest))?;
+        } else if let Err(error) = fs::rename(&self.path, dest) {
+            // Another receiver of the same build (the daemon sends one stream
+            // per platform of a multi-platform build) created the destination
+            // meanwhile: merge into it, as if it had been there from the start.
+            let taken = matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST));
+            if !(taken && fs::symlink_metadata(dest).is_ok_and(|meta| meta.is_dir())) {
+                return Err(finish_err(dest)(error));
+            }
+            merge_into(&self.path, dest).map_err(|(path, source)| ReceiveError::Finish { path, source })?;
+            fs::remove_dir(&self.path).map_err(finish_err(&self.path))?;
         }
         self.armed = false;
         for dir in dirs.iter().rev() {
