@@ -12,6 +12,8 @@ pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod fsync;
+pub mod gateway;
+pub mod llb;
 pub mod logging;
 pub mod output;
 pub mod printer;
