@@ -5,6 +5,7 @@ mod cli_help;
 mod connect_tls;
 mod daemon_cmd;
 mod fsync;
+mod gateway;
 mod outputs;
 mod progress;
 mod rootless;

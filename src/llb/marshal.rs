@@ -130,7 +130,6 @@ pub(crate) fn marshal(state: &State, options: &MarshalOptions) -> Result<pb::Def
         metadata: BTreeMap::new(),
     };
     walk.visit(output)?;
-    let op_digests: Vec<String> = walk.seen.iter().cloned().collect();
 
     let terminal = encode_op(&pb::Op { inputs: vec![walk.marshaller.input(output)?], ..Default::default() });
     let terminal_digest = digest_of(&terminal);
@@ -150,14 +149,19 @@ pub(crate) fn marshal(state: &State, options: &MarshalOptions) -> Result<pb::Def
     walk.metadata.entry(terminal_digest).or_default().caps.extend(caps);
     walk.def.push(terminal.into());
 
-    // Go's source map lists every op it walked (not the terminal one), with
-    // no locations until ops carry source ranges; the daemon ignores empty
-    // entries, but the definition then matches Go's.
-    let locations = op_digests.into_iter().map(|digest| (digest, pb::Locations::default())).collect();
     Ok(pb::Definition {
         def: walk.def,
         metadata: walk.metadata,
-        source: Some(pb::Source { locations, infos: Vec::new() }),
+        // Go's source map also lists every op it walked with an empty
+        // `Locations`. Those entries must not be copied: prost leaves an
+        // empty message out of a map entry (Go writes it as zero bytes), the
+        // daemon then decodes the entry's value as nil, and buildkitd v0.32.2
+        // dereferences it when an op with such an entry fails (`wrapError` in
+        // solver/llbsolver/result.go) and crashes. Without the entry it finds
+        // nothing, which is what an empty entry means anyway. Likewise every
+        // metadata value above holds at least one capability, so none is
+        // ever an empty message.
+        source: Some(pb::Source::default()),
     })
 }
 

@@ -62,7 +62,9 @@ fn golden_graphs() -> Vec<(&'static str, State)> {
 
 /// The same summary of a definition as `tests/golden/llb/main.go` prints:
 /// every op's digest in definition order (which pins op bytes and order),
-/// then per digest its metadata and source-map entry. Definition bytes are
+/// then per digest its metadata and source-map entry (when it has locations:
+/// Go lists every op, fbuild only those with locations, see `marshal.rs`).
+/// Definition bytes are
 /// not compared: Go writes maps in random order (vtprotobuf) and writes
 /// empty message values in map entries, which prost leaves out; both decode
 /// to the same definition.
@@ -82,7 +84,7 @@ fn summary(def: &pb::Definition) -> String {
         );
     }
     if let Some(source) = &def.source {
-        for (digest, locations) in &source.locations {
+        for (digest, locations) in source.locations.iter().filter(|(_, l)| !l.locations.is_empty()) {
             out += &format!("source {digest} locations={}\n", locations.locations.len());
         }
         out += &format!("source infos={}\n", source.infos.len());
@@ -101,32 +103,32 @@ const GOLDEN: &[(&str, &str, &str)] = &[
     (
         "image",
         "sha256:e1432b8e2054abb034451c15f0a8ad49d07f5892ca266016226fec77e95d20a0",
-        "sha256:b394f046e370963a6381cb1bc486ef800a6dbc648ade800190578b91bd9f950e",
+        "sha256:412dd114b4d9a520caf89c41a4930262a7ce08b4279977bbb98465d2d16c1945",
     ),
     (
         "mkfile",
         "sha256:df08320c34f2609aa6666ca0b351b2e6aaefb3e421c4894d64c8aa2742438351",
-        "sha256:6392513c32ae33dfd7e8a56e8448390d323baa3a68d34f5200015e659f1f3382",
+        "sha256:4fb2e462088b1fed99da184872641768872a92d07a3053c5a629ac3afc038242",
     ),
     (
         "run",
         "sha256:eba4f5552c9bd8ee26f9d2bb8922e879ea23dca491874d611d1b2962ddf2be9a",
-        "sha256:2a30000e81e66ee9b17d20125c87329b99a0ea4f2a115311f23fd48636786eb3",
+        "sha256:89c9e52c609f67c835b33efe960c1f481dc537eb85c29b6964bf13c0ec99335e",
     ),
     (
         "copy",
         "sha256:b254d18284f1001333b59e8f5f63daaecf78569a8332569207ba6a87e578cf9a",
-        "sha256:8a449855c42dad1fab119dde7b7ac8f13231ff5059301e3e3a5b186782c35b40",
+        "sha256:adc4390a90054cb9b55a02363a30df40b4d62a054e1131be87ff4fb9a8a6b08f",
     ),
     (
         "mounts",
         "sha256:868e926fcf5076f7510de33d85c8e98fdb1a78519a938653bf7eb08bfab10a00",
-        "sha256:5d23f8edb68e8070df1f526ed8302c1198d6d7b488a6756d3082083496c0bf1b",
+        "sha256:704786eb51e19914abccef9bb4466b6aeb2f1dd064947ad9ea69de928d98fdb4",
     ),
     (
         "local",
         "sha256:f21ce6feff06ab05e850825189037f5f1f0fd24074aca4780688ac9bb7398574",
-        "sha256:a70ab04348a1ede8a3fc69b7dc3c238f47cc71952e712dc378a4c291ab603d9a",
+        "sha256:ed5c7b70ee5219016400ce725abff800ddde5319c8e4b4826864654ce0fee7aa",
     ),
 ];
 
@@ -172,6 +174,23 @@ fn digests_are_sha256_of_op_bytes_and_inputs_come_first() {
             earlier.push(digest);
         }
         assert_eq!(def.metadata.len(), def.def.len(), "{name}: one metadata entry per op");
+    }
+}
+
+/// prost leaves empty message values out of map entries; Go then decodes
+/// them as nil, and buildkitd v0.32.2 crashes on a nil source-map entry when
+/// the op it names fails. No map value we send may be an empty message.
+#[test]
+fn no_map_value_is_an_empty_message() {
+    for (name, state) in golden_graphs() {
+        let def = marshal(&state);
+        for (digest, metadata) in &def.metadata {
+            assert_ne!(*metadata, pb::OpMetadata::default(), "{name}: metadata of {digest}");
+        }
+        let source = def.source.expect("a source map");
+        for (digest, locations) in &source.locations {
+            assert_ne!(*locations, pb::Locations::default(), "{name}: source locations of {digest}");
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //
 // The summary lists the digest of every op in definition order (so op bytes
 // and order are pinned), then per op digest its metadata (capabilities,
-// descriptions, ignore-cache) and its source-map entry. Definition bytes
+// descriptions, ignore-cache) and its source-map entry when it has locations. Definition bytes
 // themselves cannot be compared: Go's Definition.Marshal (vtprotobuf) writes
 // maps in random order, and protobuf-go and prost disagree on whether an
 // empty message value in a map entry is written, while both decode alike.
@@ -41,7 +41,11 @@ func summary(def *pb.Definition) string {
 	}
 	if def.Source != nil {
 		for _, dgst := range slices.Sorted(maps.Keys(def.Source.Locations)) {
-			fmt.Fprintf(&b, "source %s locations=%d\n", dgst, len(def.Source.Locations[dgst].Locations))
+			// Go lists every op with no locations; fbuild leaves those out
+			// (see src/llb/marshal.rs for why), and they mean nothing.
+			if n := len(def.Source.Locations[dgst].Locations); n > 0 {
+				fmt.Fprintf(&b, "source %s locations=%d\n", dgst, n)
+			}
 		}
 		fmt.Fprintf(&b, "source infos=%d\n", len(def.Source.Infos))
 	}
