@@ -29,34 +29,52 @@ use crate::control::DaemonStatus;
 /// A gateway call or a frontend run that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The build ref is not a valid header value (not visible ASCII).
     #[error("build ref {build_ref:?} cannot be sent as gRPC metadata")]
     InvalidBuildRef {
+        /// The ref as given.
         build_ref: String,
+        /// Why it is not a header value.
         #[source]
         source: tonic::metadata::errors::InvalidMetadataValue,
     },
+    /// An LLBBridge call the daemon (or the transport) failed.
     #[error("buildkitd's LLBBridge.{call} call failed")]
     Call {
         /// The RPC method, e.g. `Solve` or `ReadFile`.
         call: &'static str,
+        /// The daemon's status.
         #[source]
         source: DaemonStatus,
     },
+    /// The daemon never knew the build: its `Control.Solve` did not reach
+    /// the daemon, or failed before the daemon waited for a frontend.
     #[error("buildkitd did not register build {build_ref} with its gateway in {waited:?}")]
     NotRegistered {
+        /// The build's ref.
         build_ref: String,
+        /// How long we asked.
         waited: std::time::Duration,
+        /// The daemon's last answer ("no such job").
         #[source]
         source: DaemonStatus,
     },
+    /// The daemon's gateway is too old for this client.
     #[error("buildkitd's gateway lacks the {0:?} capability")]
     MissingCapability(&'static str),
+    /// A definition uses an LLB feature the daemon does not have.
     #[error("the graph needs the LLB capability {0:?}, which buildkitd lacks")]
     MissingLlbCapability(String),
+    /// A solve answered with a result per platform.
     #[error("LLBBridge.Solve returned one result per platform; only single results are supported")]
     MultiPlatformResult,
+    /// A read from the result of solving scratch.
     #[error("cannot read {path:?} from an empty result (a solve of scratch)")]
-    EmptyReference { path: String },
+    EmptyReference {
+        /// The path asked for.
+        path: String,
+    },
+    /// The frontend returned an error (and the build failed with it).
     #[error("the client-side frontend failed")]
     Frontend(#[source] FrontendError),
 }

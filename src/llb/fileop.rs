@@ -18,14 +18,18 @@ use super::MarshalError;
 /// filesystem the action writes to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserOpt {
+    /// A numeric uid or gid.
     Id(u32),
+    /// A name from the target filesystem's `/etc/passwd` or `/etc/group`.
     Name(String),
 }
 
 /// Ownership for created or copied files (Go's `ChownOpt`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Chown {
+    /// The owner; `None` keeps the default (root, or the source's for copies).
     pub user: Option<UserOpt>,
+    /// The group; `None` keeps the default.
     pub group: Option<UserOpt>,
 }
 
@@ -60,26 +64,31 @@ impl Chown {
 /// Creates a directory (Go's `Mkdir`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mkdir {
+    /// Where; relative to the working directory of the state the op runs on.
     pub path: String,
     /// Permission bits (the file type bits are dropped).
     pub mode: u32,
     /// Create missing parents too (`mkdir -p`).
     pub make_parents: bool,
+    /// Owner of the directory (and of parents it creates).
     pub owner: Option<Chown>,
-    /// Modification time, in nanoseconds since the epoch; default: now.
+    /// Modification time, in nanoseconds since the epoch; default: when the op runs.
     pub created: Option<i64>,
 }
 
 impl Mkdir {
+    /// A directory at `path` with permissions `mode`.
     pub fn new(path: impl Into<String>, mode: u32) -> Self {
         Mkdir { path: path.into(), mode, make_parents: false, owner: None, created: None }
     }
 
+    /// Also create missing parents.
     pub fn make_parents(mut self, make_parents: bool) -> Self {
         self.make_parents = make_parents;
         self
     }
 
+    /// Sets the owner.
     pub fn owner(mut self, owner: Chown) -> Self {
         self.owner = Some(owner);
         self
@@ -89,20 +98,25 @@ impl Mkdir {
 /// Creates a file with the given contents (Go's `Mkfile`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mkfile {
+    /// Where; relative to the working directory of the state the op runs on.
     pub path: String,
     /// Permission bits (the file type bits are dropped).
     pub mode: u32,
+    /// The file's contents.
     pub data: Vec<u8>,
+    /// Owner of the file.
     pub owner: Option<Chown>,
-    /// Modification time, in nanoseconds since the epoch; default: now.
+    /// Modification time, in nanoseconds since the epoch; default: when the op runs.
     pub created: Option<i64>,
 }
 
 impl Mkfile {
+    /// A file at `path` with permissions `mode` holding `data`.
     pub fn new(path: impl Into<String>, mode: u32, data: impl Into<Vec<u8>>) -> Self {
         Mkfile { path: path.into(), mode, data: data.into(), owner: None, created: None }
     }
 
+    /// Sets the owner.
     pub fn owner(mut self, owner: Chown) -> Self {
         self.owner = Some(owner);
         self
@@ -112,16 +126,21 @@ impl Mkfile {
 /// Removes a path (Go's `Rm`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rm {
+    /// What; relative to the working directory of the state the op runs on.
     pub path: String,
+    /// Succeed when there is nothing at `path`.
     pub allow_not_found: bool,
+    /// Treat `path` as a glob.
     pub allow_wildcard: bool,
 }
 
 impl Rm {
+    /// Removes `path`, which must exist.
     pub fn new(path: impl Into<String>) -> Self {
         Rm { path: path.into(), allow_not_found: false, allow_wildcard: false }
     }
 
+    /// Succeed when there is nothing to remove.
     pub fn allow_not_found(mut self, allow: bool) -> Self {
         self.allow_not_found = allow;
         self
@@ -131,12 +150,18 @@ impl Rm {
 /// Copies a path from another state's filesystem (Go's `Copy`).
 #[derive(Debug, Clone)]
 pub struct Copy {
+    /// The filesystem to copy from.
     pub source: State,
+    /// The path in `source`; relative to `source`'s working directory.
     pub src: String,
+    /// Where to; relative to the working directory of the state the op runs
+    /// on. A trailing `/` means "into this directory".
     pub dest: String,
     /// Permission bits for the copied files; default: keep the source's.
     pub mode: Option<u32>,
+    /// Owner of the copied files; default: root.
     pub owner: Option<Chown>,
+    /// Copy what a symlink at `src` points to rather than the link.
     pub follow_symlinks: bool,
     /// Copy a directory's contents rather than the directory itself.
     pub dir_contents_only: bool,
@@ -144,15 +169,20 @@ pub struct Copy {
     pub attempt_unpack: bool,
     /// Create missing parents of the destination.
     pub create_dest_path: bool,
+    /// Treat `src` as a glob.
     pub allow_wildcard: bool,
+    /// With `allow_wildcard`, succeed when the glob matches nothing.
     pub allow_empty_wildcard: bool,
+    /// Copy only paths below `src` matching these patterns.
     pub include_patterns: Vec<String>,
+    /// Leave out paths below `src` matching these patterns.
     pub exclude_patterns: Vec<String>,
     /// Modification time, in nanoseconds since the epoch; default: the source's.
     pub created: Option<i64>,
 }
 
 impl Copy {
+    /// Copies `src` of `source` to `dest`.
     pub fn new(source: &State, src: impl Into<String>, dest: impl Into<String>) -> Self {
         Copy {
             source: source.clone(),
@@ -172,31 +202,37 @@ impl Copy {
         }
     }
 
+    /// Create missing parents of the destination.
     pub fn create_dest_path(mut self, create: bool) -> Self {
         self.create_dest_path = create;
         self
     }
 
+    /// Copy a directory's contents rather than the directory.
     pub fn dir_contents_only(mut self, only: bool) -> Self {
         self.dir_contents_only = only;
         self
     }
 
+    /// Treat `src` as a glob.
     pub fn allow_wildcard(mut self, allow: bool) -> Self {
         self.allow_wildcard = allow;
         self
     }
 
+    /// Copy what a symlink at `src` points to.
     pub fn follow_symlinks(mut self, follow: bool) -> Self {
         self.follow_symlinks = follow;
         self
     }
 
+    /// Sets the owner.
     pub fn owner(mut self, owner: Chown) -> Self {
         self.owner = Some(owner);
         self
     }
 
+    /// Permission bits for the copied files.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode);
         self
@@ -255,7 +291,7 @@ one_action!(Mkdir, Mkfile, Rm, Copy);
 
 impl FileAction {
     /// This action list followed by `next`'s: a [`Mkdir`], [`Mkfile`],
-    /// [`Rm`] or [`Copy`] with its options set, or another list.
+    /// [`Rm`] or [`Copy`](struct@Copy) with its options set, or another list.
     pub fn then(mut self, next: impl Into<FileAction>) -> Self {
         self.actions.extend(next.into().actions);
         self
@@ -292,7 +328,7 @@ pub fn mkfile(path: &str, mode: u32, data: impl Into<Vec<u8>>) -> FileAction {
     Mkfile::new(path, mode, data).into()
 }
 
-/// Copies `src` of `source` to `dest` (see [`Copy`] for options).
+/// Copies `src` of `source` to `dest` (see [`Copy`](struct@Copy) for options).
 pub fn copy(source: &State, src: &str, dest: &str) -> FileAction {
     Copy::new(source, src, dest).into()
 }

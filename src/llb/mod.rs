@@ -45,18 +45,29 @@ pub use state::{default_platform, OpOptions, State};
 /// when the graph is marshalled, naming the op that holds them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MarshalError {
+    /// An [`image`] reference that does not parse.
     #[error("invalid image reference {reference:?}")]
     ImageReference {
+        /// The reference as given.
         reference: String,
+        /// What is wrong with it.
         #[source]
         source: ReferenceError,
     },
+    /// A source op without an identifier.
     #[error("a source op needs an identifier")]
     EmptySource,
+    /// A [`Run`] without a command.
     #[error("an exec op needs at least one argument")]
     NoArgs,
+    /// A mount that cannot work as given.
     #[error("exec mount {target:?}: {reason}")]
-    InvalidMount { target: String, reason: &'static str },
+    InvalidMount {
+        /// The mount's target path.
+        target: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 #[cfg(test)]

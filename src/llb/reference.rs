@@ -20,16 +20,22 @@ const MAX_PATH_LEN: usize = 255;
 /// Why an image reference is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
+    /// Nothing to parse.
     #[error("repository name must have at least one component")]
     Empty,
+    /// A bare image id, which is not a name.
     #[error("invalid repository name ({0}), cannot specify 64-byte hexadecimal strings")]
     Identifier(String),
+    /// Capitals in the repository path.
     #[error("repository name ({0}) must be lowercase")]
     Uppercase(String),
+    /// Not `[host[:port]/]path[:tag][@digest]`.
     #[error("invalid reference format")]
     Format,
+    /// A path over 255 characters.
     #[error("repository name must not be more than 255 characters")]
     TooLong,
+    /// A digest of an unknown algorithm or the wrong length.
     #[error("invalid digest {0:?}")]
     Digest(String),
 }
