@@ -28,6 +28,8 @@ pub mod build;
 pub mod cache;
 pub mod connect;
 pub mod control;
+pub mod gateway;
+pub mod llb;
 pub mod output;
 pub mod progress;
 pub mod proto;

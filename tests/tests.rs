@@ -6,6 +6,7 @@ mod connect_tls;
 mod daemon_cmd;
 mod flags;
 mod fsync;
+mod gateway;
 mod library;
 mod outputs;
 mod progress;

@@ -3,7 +3,9 @@
 //! secrets, SSH agents and entitlements it may use.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::cache::CacheEntry;
 use crate::output::ExportEntry;
@@ -11,7 +13,7 @@ use crate::proto::pb;
 use crate::services::{AgentSpec, SecretSource};
 
 /// What turns the build's inputs into a build graph.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Frontend {
     /// A frontend that runs in the daemon, by name (`dockerfile.v0`), with its
     /// attributes (for the Dockerfile frontend: `filename`, `target`,
@@ -22,9 +24,28 @@ pub enum Frontend {
         /// The frontend's options.
         attrs: BTreeMap<String, String>,
     },
-    /// A build graph made by the caller (see [`crate::proto::pb::Definition`]).
-    /// Its local sources are served by the build's main session.
+    /// A build graph made by the caller (see [`crate::llb`]). Its local
+    /// sources are served by the build's main session.
     Definition(pb::Definition),
+    /// A frontend that runs in this process and drives the build through
+    /// the daemon's LLBBridge gateway (see [`crate::gateway::ClientFrontend`]),
+    /// as Go's `client.Build` does. Local sources it makes should name the
+    /// gateway's `session_id()`.
+    Client(Arc<dyn crate::gateway::ClientFrontend>),
+}
+
+impl fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frontend::Daemon { name, attrs } => {
+                f.debug_struct("Daemon").field("name", name).field("attrs", attrs).finish()
+            }
+            Frontend::Definition(definition) => {
+                f.debug_tuple("Definition").field(&format_args!("{} ops", definition.def.len())).finish()
+            }
+            Frontend::Client(_) => f.write_str("Client"),
+        }
+    }
 }
 
 /// One build, as plain data. Build it by hand or start from

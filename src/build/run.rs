@@ -49,7 +49,11 @@ pub async fn build(
     let solve_request = solve_request(&request, &build_ref, sessions.main.id(), &sessions.per_local);
     tracing::debug!(build_ref, session = sessions.main.id(), "solving");
     let status = control.status(&build_ref).await.map_err(BuildError::from_call)?;
-    let solve = control.solve(solve_request);
+    let frontend = match &request.frontend {
+        Frontend::Client(frontend) => Some(frontend.as_ref()),
+        _ => None,
+    };
+    let solve = solve_with(&control, solve_request, frontend, &build_ref, sessions.main.id());
 
     let mut tracker = StepTracker::default();
     let outcome = follow(solve, status, &mut tracker, progress, cancel).await;
@@ -74,7 +78,10 @@ pub async fn build(
             })
         }
         Err(error) => {
-            let mut error = BuildError::from_solve(error, tracker.any_failed(), tracker.any_started());
+            // A client-side frontend's failure (a Dockerfile error) is the
+            // build's, even when no step ran.
+            let started_or_client = tracker.any_started() || matches!(request.frontend, Frontend::Client(_));
+            let mut error = BuildError::from_solve(error, tracker.any_failed(), started_or_client);
             let failure = match &mut error {
                 BuildError::Failed(failed) => {
                     if let Some((step, log)) = tracker.failed_step(failed.failure.vertex.as_deref()) {
@@ -90,6 +97,41 @@ pub async fn build(
         }
     }
 }
+
+/// The `Solve` call, and for a client-side frontend the frontend running
+/// beside it on the same connection. A frontend's own failure is handed to
+/// the daemon (`Return`), which then fails the solve with its message; if
+/// the solve does not end within [`FRONTEND_ABANDON_TIMEOUT`] after the
+/// frontend gave up (it never reached the daemon), its error is the solve's.
+async fn solve_with(
+    control: &Control,
+    request: control_pb::SolveRequest,
+    frontend: Option<&dyn crate::gateway::ClientFrontend>,
+    build_ref: &str,
+    session_id: &str,
+) -> Result<control_pb::SolveResponse, ControlError> {
+    let solve = control.solve(request);
+    let Some(frontend) = frontend else { return solve.await };
+    let mut solve = std::pin::pin!(solve);
+    let run = crate::gateway::run_client_frontend(control, build_ref, session_id, frontend);
+    tokio::select! {
+        result = &mut solve => result,
+        outcome = run => match outcome {
+            Ok(()) => solve.await,
+            Err(error) => match tokio::time::timeout(FRONTEND_ABANDON_TIMEOUT, &mut solve).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let message = crate::error::error_chain(&error);
+                    Err(ControlError::new("Solve", tonic::Status::aborted(message)))
+                }
+            },
+        },
+    }
+}
+
+/// How long the solve may outlive a client-side frontend that failed
+/// (client/build.go waits as long).
+const FRONTEND_ABANDON_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Feeds the status stream to `progress` (and `tracker`) while `solve`
 /// runs, then until the stream ends or stays silent for
@@ -281,6 +323,8 @@ fn solve_request(
             (name.clone(), attrs, None)
         }
         Frontend::Definition(definition) => (String::new(), BTreeMap::new(), Some(definition.clone())),
+        // No frontend and no definition: the daemon waits for the gateway.
+        Frontend::Client(_) => (String::new(), BTreeMap::new(), None),
     };
     control_pb::SolveRequest {
         r#ref: build_ref.to_string(),

@@ -1,0 +1,377 @@
+//! Exec ops: a command run in a container whose root filesystem is a state
+//! (Go's `exec.go`).
+//!
+//! [`Run`] describes the command and its mounts up front (Go adds mounts to a
+//! live op; here the op is immutable once built, so they are declared first).
+//! Mounts are ordered by target, as Go sorts them, so the output index of each
+//! writable mount is stable: the root's output, then one per writable bind
+//! mount in target order.
+
+use std::sync::Arc;
+
+use crate::proto::pb;
+
+use super::marshal::Marshaller;
+use super::path;
+use super::state::{OpOptions, Output, State, Vertex};
+use super::MarshalError;
+
+/// The command of an exec op and how it runs; pass it to [`State::run`].
+#[derive(Debug, Clone)]
+pub struct Run {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<String>,
+    user: Option<String>,
+    mounts: Vec<Mount>,
+    readonly_root: bool,
+    network: pb::NetMode,
+    options: OpOptions,
+}
+
+impl Run {
+    /// Runs `args` (the first is the program) as is, without a shell.
+    pub fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Run {
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            mounts: Vec::new(),
+            readonly_root: false,
+            network: pb::NetMode::Unset,
+            options: OpOptions::default(),
+        }
+    }
+
+    /// Runs `command` with `/bin/sh -c`, as Dockerfile's shell form of `RUN` does.
+    pub fn shell(command: impl Into<String>) -> Self {
+        Run::new(["/bin/sh".to_owned(), "-c".to_owned(), command.into()])
+    }
+
+    /// Sets an environment variable for this command only (the state's
+    /// environment stays as it is for later ops).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The working directory for this command; relative to the state's.
+    pub fn cwd(mut self, dir: &str) -> Self {
+        self.cwd = Some(dir.to_owned());
+        self
+    }
+
+    /// The user for this command.
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = Some(user.to_owned());
+        self
+    }
+
+    /// Adds a mount; see [`ExecState::mount`] for its output.
+    pub fn mount(mut self, mount: Mount) -> Self {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Mounts the root filesystem read-only; the exec then has no root output
+    /// and its root state is the input's.
+    pub fn readonly_root(mut self) -> Self {
+        self.readonly_root = true;
+        self
+    }
+
+    /// The network mode (`Unset` is the daemon's sandbox).
+    pub fn network(mut self, network: pb::NetMode) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Progress name and cache settings of the op.
+    pub fn options(mut self, options: OpOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+/// What a mount attaches at its target.
+#[derive(Debug, Clone)]
+enum MountKind {
+    /// A state's filesystem (or an empty one for scratch).
+    Bind { source: Box<State>, readonly: bool, selector: String },
+    /// A persistent cache directory shared between builds by id.
+    Cache { id: String, sharing: pb::CacheSharingOpt },
+    /// An in-memory filesystem; `size` in bytes, 0 for the default.
+    Tmpfs { size: i64 },
+}
+
+/// An extra mount of an exec op.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    target: String,
+    kind: MountKind,
+}
+
+impl Mount {
+    /// `source`'s filesystem at `target`, writable (its result is an output
+    /// of the exec).
+    pub fn bind(target: &str, source: &State) -> Self {
+        Mount {
+            target: target.to_owned(),
+            kind: MountKind::Bind { source: Box::new(source.clone()), readonly: false, selector: String::new() },
+        }
+    }
+
+    /// A cache mount (`RUN --mount=type=cache`), shared by `id`.
+    pub fn cache(target: &str, id: &str, sharing: pb::CacheSharingOpt) -> Self {
+        Mount { target: target.to_owned(), kind: MountKind::Cache { id: id.to_owned(), sharing } }
+    }
+
+    /// A tmpfs of `size` bytes (0: the daemon's default).
+    pub fn tmpfs(target: &str, size: i64) -> Self {
+        Mount { target: target.to_owned(), kind: MountKind::Tmpfs { size } }
+    }
+
+    /// A bind mount made read-only; it then has no output.
+    pub fn readonly(mut self) -> Self {
+        if let MountKind::Bind { readonly, .. } = &mut self.kind {
+            *readonly = true;
+        }
+        self
+    }
+
+    /// Mounts only `path` of the bind source (Go's `SourcePath`).
+    pub fn source_path(mut self, path: &str) -> Self {
+        if let MountKind::Bind { selector, .. } = &mut self.kind {
+            *selector = path.to_owned();
+        }
+        self
+    }
+
+    /// Whether the mount's result is an output of the exec.
+    fn has_output(&self) -> bool {
+        matches!(self.kind, MountKind::Bind { readonly: false, .. })
+    }
+
+    fn source(&self) -> Option<&Output> {
+        match &self.kind {
+            MountKind::Bind { source, .. } => source.output.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// The result of [`State::run`]: the root filesystem after the command, and
+/// the outputs of its writable mounts.
+#[derive(Debug, Clone)]
+pub struct ExecState {
+    root: State,
+    op: Arc<ExecOp>,
+}
+
+impl ExecState {
+    /// The root filesystem after the command (with the settings of the state
+    /// the command ran on).
+    pub fn root(&self) -> State {
+        self.root.clone()
+    }
+
+    /// The filesystem of the mount at `target` after the command: `None` if
+    /// there is no such mount or it is a cache or tmpfs (those have no
+    /// output); a read-only mount gives its unchanged source. The state keeps
+    /// the mount source's settings.
+    pub fn mount(&self, target: &str) -> Option<State> {
+        let (position, mount) = self.op.mounts.iter().enumerate().find(|(_, m)| m.target == target)?;
+        let MountKind::Bind { source, readonly, .. } = &mount.kind else { return None };
+        if *readonly {
+            // Nothing can change a read-only mount: it is its source (as in Go).
+            return Some(State::clone(source));
+        }
+        let index = self.op.output_index(position)?;
+        let vertex: Arc<dyn Vertex> = self.op.clone();
+        Some(source.with_output(Some(Output::new(vertex, index))))
+    }
+}
+
+impl From<ExecState> for State {
+    fn from(exec: ExecState) -> State {
+        exec.root
+    }
+}
+
+/// An exec op with everything it reads from its base state resolved.
+#[derive(Debug)]
+pub(crate) struct ExecOp {
+    meta: pb::Meta,
+    /// Sorted by target; the root mount (`/`) is among them.
+    mounts: Vec<Mount>,
+    network: pb::NetMode,
+    /// The base state's platform, if it set one.
+    platform: Option<pb::Platform>,
+    options: OpOptions,
+}
+
+impl ExecOp {
+    pub(crate) fn build(base: &State, run: Run) -> ExecState {
+        let mut env = base.env.clone();
+        for (key, value) in run.env {
+            env.retain(|(k, _)| *k != key);
+            env.push((key, value));
+        }
+        let cwd = match &run.cwd {
+            Some(dir) if dir.starts_with('/') => path::clean(dir),
+            Some(dir) => path::join(&[&base.dir, dir]),
+            None => base.dir.clone(),
+        };
+        let meta = pb::Meta {
+            args: run.args,
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd,
+            user: run.user.unwrap_or_else(|| base.user.clone()),
+            // Go always asks the daemon to clean up mount stubs recursively.
+            remove_mount_stubs_recursive: true,
+            ..Default::default()
+        };
+        let root = Mount {
+            target: "/".to_owned(),
+            kind: MountKind::Bind {
+                source: Box::new(base.clone()),
+                readonly: run.readonly_root,
+                selector: String::new(),
+            },
+        };
+        let mut mounts = vec![root];
+        mounts.extend(run.mounts);
+        // Stable, so two mounts at one target keep their order.
+        mounts.sort_by(|a, b| a.target.cmp(&b.target));
+        let op = Arc::new(ExecOp {
+            meta,
+            mounts,
+            network: run.network,
+            platform: base.platform.clone(),
+            options: run.options,
+        });
+        let root_output = if run.readonly_root {
+            base.output.clone()
+        } else {
+            let position = op.mounts.iter().position(|m| m.target == "/").expect("the root mount is there");
+            let vertex: Arc<dyn Vertex> = op.clone();
+            Some(Output::new(vertex, op.output_index(position).expect("a writable root has an output")))
+        };
+        ExecState { root: base.with_output(root_output), op }
+    }
+
+    /// Output index of the mount at `position`: its rank among the mounts
+    /// that have outputs.
+    fn output_index(&self, position: usize) -> Option<i64> {
+        if !self.mounts[position].has_output() {
+            return None;
+        }
+        Some(self.mounts[..position].iter().filter(|m| m.has_output()).count() as i64)
+    }
+
+    fn caps(&self) -> Vec<&'static str> {
+        let mut caps = vec!["exec.meta.base"];
+        if self.network != pb::NetMode::Unset {
+            caps.push("exec.meta.network");
+        }
+        for mount in &self.mounts {
+            match &mount.kind {
+                MountKind::Bind { source, selector, .. } => {
+                    if !selector.is_empty() {
+                        caps.push("exec.mount.selector");
+                    }
+                    if source.output.is_some() {
+                        caps.push("exec.mount.bind");
+                    }
+                }
+                MountKind::Cache { .. } => caps.extend(["exec.mount.cache", "exec.mount.cache.sharing"]),
+                MountKind::Tmpfs { size } => {
+                    caps.push("exec.mount.tmpfs");
+                    if *size > 0 {
+                        caps.push("exec.mount.tmpfs.size");
+                    }
+                }
+            }
+        }
+        caps
+    }
+}
+
+impl Vertex for ExecOp {
+    /// Mount sources in target order, each once.
+    fn inputs(&self) -> Vec<Output> {
+        let mut outputs: Vec<Output> = Vec::new();
+        for source in self.mounts.iter().filter_map(Mount::source) {
+            if !outputs.iter().any(|seen| seen.same_as(source)) {
+                outputs.push(source.clone());
+            }
+        }
+        outputs
+    }
+
+    fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {
+        if self.meta.args.is_empty() {
+            return Err(MarshalError::NoArgs);
+        }
+        let mut op = marshaller.base_op(self.platform.as_ref());
+        let mut mounts = Vec::with_capacity(self.mounts.len());
+        let mut next_output = 0;
+        for mount in &self.mounts {
+            // Equal edges share one input, as in Go.
+            let input = match mount.source() {
+                Some(source) => {
+                    let input = marshaller.input(source)?;
+                    match op.inputs.iter().position(|seen| *seen == input) {
+                        Some(index) => index as i64,
+                        None => {
+                            op.inputs.push(input);
+                            op.inputs.len() as i64 - 1
+                        }
+                    }
+                }
+                None => -1,
+            };
+            let output = if mount.has_output() {
+                next_output += 1;
+                next_output - 1
+            } else {
+                -1
+            };
+            let mut pb_mount = pb::Mount { input, dest: mount.target.clone(), output, ..Default::default() };
+            match &mount.kind {
+                MountKind::Bind { readonly, selector, .. } => {
+                    pb_mount.readonly = *readonly;
+                    pb_mount.selector = selector.clone();
+                }
+                MountKind::Cache { id, sharing } => {
+                    if id.is_empty() {
+                        return Err(MarshalError::InvalidMount {
+                            target: mount.target.clone(),
+                            reason: "a cache mount needs an id",
+                        });
+                    }
+                    pb_mount.mount_type = pb::MountType::Cache as i32;
+                    pb_mount.cache_opt = Some(pb::CacheOpt { id: id.clone(), sharing: *sharing as i32 });
+                }
+                MountKind::Tmpfs { size } => {
+                    pb_mount.mount_type = pb::MountType::Tmpfs as i32;
+                    pb_mount.tmpfs_opt = Some(pb::TmpfsOpt { size: *size });
+                }
+            }
+            mounts.push(pb_mount);
+        }
+        op.op = Some(pb::op::Op::Exec(pb::ExecOp {
+            meta: Some(self.meta.clone()),
+            mounts,
+            network: self.network as i32,
+            ..Default::default()
+        }));
+        Ok((op, self.options.metadata(&self.caps())))
+    }
+}

@@ -1,0 +1,74 @@
+//! LLB, BuildKit's build graph, built in Rust: the same model as Go's
+//! `client/llb`, so that our code can be read next to theirs.
+//!
+//! A [`State`] is an immutable value: a filesystem (the output of an op, or
+//! nothing for [`scratch`]) plus the settings later ops inherit (working
+//! directory, environment, user, platform). Every method returns a new state.
+//! Sources start a graph ([`image`], [`local`], [`scratch`]); [`State::file`]
+//! adds a file op ([`mkdir`], [`mkfile`], [`copy`], [`rm`]); [`State::run`]
+//! adds an exec op and gives an [`ExecState`] whose root and mounts are states
+//! again. [`State::marshal`] turns the graph into a `pb::Definition`.
+//!
+//! This module owns the encoding: ops are encoded with prost (maps are
+//! `BTreeMap`s, so encoding is deterministic), an op's digest is the sha256 of
+//! its bytes, inputs refer to digests, and the definition lists inputs before
+//! the ops that use them, each op once, then a terminal op pointing at the
+//! result. The daemon computes cache keys from what ops mean, not their bytes,
+//! but byte-identical graphs are what lets `--print-llb`-style snapshots and
+//! digest pins catch drift, so the rules of Go's marshaller (field values,
+//! default platform, mount order, input order) are followed to the byte.
+//!
+//! One op kind per file: [`source`](self::image) (`source.rs`), file ops
+//! (`fileop.rs`), exec ops (`exec.rs`); `state.rs` holds the state and the op
+//! trait, `marshal.rs` the walk. Who sends a definition is not this module's
+//! business: `Control.Solve` takes one directly, and a client-side frontend
+//! hands one to [`crate::gateway::Gateway::solve`].
+
+mod exec;
+mod fileop;
+mod marshal;
+mod path;
+mod reference;
+mod source;
+mod state;
+
+pub use exec::{ExecState, Mount, Run};
+pub use fileop::{copy, mkdir, mkfile, rm, Chown, Copy, FileAction, Mkdir, Mkfile, Rm, UserOpt};
+pub use marshal::{digest_of, MarshalOptions};
+pub use reference::ReferenceError;
+pub use source::{image, image_with, local, scratch, ImageOptions, LocalOptions};
+pub use state::{default_platform, OpOptions, State};
+
+/// Why a graph could not be turned into a definition.
+///
+/// Like Go's `client/llb`, building a state never fails; mistakes surface
+/// when the graph is marshalled, naming the op that holds them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarshalError {
+    /// An [`image`] reference that does not parse.
+    #[error("invalid image reference {reference:?}")]
+    ImageReference {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with it.
+        #[source]
+        source: ReferenceError,
+    },
+    /// A source op without an identifier.
+    #[error("a source op needs an identifier")]
+    EmptySource,
+    /// A [`Run`] without a command.
+    #[error("an exec op needs at least one argument")]
+    NoArgs,
+    /// A mount that cannot work as given.
+    #[error("exec mount {target:?}: {reason}")]
+    InvalidMount {
+        /// The mount's target path.
+        target: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+#[cfg(test)]
+mod tests;

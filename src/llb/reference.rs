@@ -1,0 +1,206 @@
+//! Image reference normalization, as `github.com/distribution/reference`
+//! (v0.6.0, the version BuildKit v0.32.2 pins) does it for `llb.Image`.
+//!
+//! `busybox` becomes `docker.io/library/busybox:latest`; a reference whose
+//! first component looks like a host (has a `.` or `:`, is `localhost`, or
+//! has capitals) keeps it. The normalized string is part of the source op's
+//! identifier, so it decides the op's digest: it must match Go's byte for byte.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+const DEFAULT_DOMAIN: &str = "docker.io";
+const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
+const OFFICIAL_REPO_PREFIX: &str = "library/";
+const DEFAULT_TAG: &str = "latest";
+/// distribution's `RepositoryNameTotalLengthMax`.
+const MAX_PATH_LEN: usize = 255;
+
+/// Why an image reference is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    /// Nothing to parse.
+    #[error("repository name must have at least one component")]
+    Empty,
+    /// A bare image id, which is not a name.
+    #[error("invalid repository name ({0}), cannot specify 64-byte hexadecimal strings")]
+    Identifier(String),
+    /// Capitals in the repository path.
+    #[error("repository name ({0}) must be lowercase")]
+    Uppercase(String),
+    /// Not `[host[:port]/]path[:tag][@digest]`.
+    #[error("invalid reference format")]
+    Format,
+    /// A path over 255 characters.
+    #[error("repository name must not be more than 255 characters")]
+    TooLong,
+    /// A digest of an unknown algorithm or the wrong length.
+    #[error("invalid digest {0:?}")]
+    Digest(String),
+}
+
+/// The grammar of a reference, built the way distribution's `regexp.go` builds
+/// it. `\w` is spelled out: Rust's is Unicode-aware, Go's (RE2) is ASCII.
+static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    let alphanumeric = "[a-z0-9]+";
+    let separator = "(?:[._]|__|[-]+)";
+    let domain_component = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+    let domain_name = format!(r"{domain_component}(?:\.{domain_component})*");
+    let ipv6 = r"\[(?:[a-fA-F0-9:]+)\]";
+    let host = format!("(?:{domain_name}|{ipv6})");
+    let domain_and_port = format!("{host}(?::[0-9]+)?");
+    let path_component = format!("{alphanumeric}(?:{separator}{alphanumeric})*");
+    let remote_name = format!("{path_component}(?:/{path_component})*");
+    let name = format!("(?:{domain_and_port}/)?{remote_name}");
+    let tag = "[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}";
+    let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}";
+    Regex::new(&format!("^({name})(?::({tag}))?(?:@({digest}))?$")).expect("the reference grammar compiles")
+});
+
+static IDENTIFIER: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-f0-9]{64}$").expect("compiles"));
+
+/// `reference.TagNameOnly(reference.ParseNormalizedNamed(s)).String()`: the
+/// full name with a domain, `library/` for official images, and `:latest`
+/// when neither tag nor digest is given.
+pub(crate) fn normalize(reference: &str) -> Result<String, ReferenceError> {
+    if IDENTIFIER.is_match(reference) {
+        return Err(ReferenceError::Identifier(reference.to_owned()));
+    }
+    let (domain, remainder) = split_docker_domain(reference);
+    let remote = remainder.split_once(':').map_or(remainder.as_str(), |(name, _)| name);
+    if remote.to_lowercase() != remote {
+        return Err(ReferenceError::Uppercase(remote.to_owned()));
+    }
+    let full = format!("{domain}/{remainder}");
+    let Some(captures) = REFERENCE.captures(&full) else {
+        return Err(if REFERENCE.is_match(&full.to_lowercase()) {
+            ReferenceError::Uppercase(full)
+        } else {
+            ReferenceError::Format
+        });
+    };
+    let name = &captures[1];
+    // The length limit applies to the path, without the domain.
+    let path_len = name.split_once('/').map_or(name.len(), |(_, path)| path.len());
+    if path_len > MAX_PATH_LEN {
+        return Err(ReferenceError::TooLong);
+    }
+    let tag = captures.get(2).map(|m| m.as_str());
+    let digest = captures.get(3).map(|m| m.as_str());
+    if let Some(digest) = digest {
+        validate_digest(digest)?;
+    }
+    let mut out = name.to_owned();
+    match (tag, digest) {
+        (None, None) => {
+            out.push(':');
+            out.push_str(DEFAULT_TAG);
+        }
+        (tag, digest) => {
+            if let Some(tag) = tag {
+                out.push(':');
+                out.push_str(tag);
+            }
+            if let Some(digest) = digest {
+                out.push('@');
+                out.push_str(digest);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// distribution's `splitDockerDomain`: whether the first component is a
+/// registry host, and `library/` for single-component Docker Hub names.
+fn split_docker_domain(name: &str) -> (String, String) {
+    let Some((first, rest)) = name.split_once('/') else {
+        return (DEFAULT_DOMAIN.to_owned(), format!("{OFFICIAL_REPO_PREFIX}{name}"));
+    };
+    // The cases in distribution's order: the legacy Hub name before the
+    // "looks like a host" rules, since it has a `.` too.
+    let (domain, remote) = if first == "localhost" {
+        (first, rest)
+    } else if first == LEGACY_DEFAULT_DOMAIN {
+        (DEFAULT_DOMAIN, rest)
+    } else if first.contains(['.', ':']) || first.to_lowercase() != first {
+        (first, rest)
+    } else {
+        (DEFAULT_DOMAIN, name)
+    };
+    let remote = if domain == DEFAULT_DOMAIN && !remote.contains('/') {
+        format!("{OFFICIAL_REPO_PREFIX}{remote}")
+    } else {
+        remote.to_owned()
+    };
+    (domain.to_owned(), remote)
+}
+
+/// go-digest's `Digest.Validate` for the algorithms it registers by default.
+fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
+    let invalid = || ReferenceError::Digest(digest.to_owned());
+    let (algorithm, encoded) = digest.split_once(':').ok_or_else(invalid)?;
+    let hex_len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(invalid()),
+    };
+    if encoded.len() != hex_len || !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_names_get_domain_library_and_tag() {
+        for (input, want) in [
+            ("busybox", "docker.io/library/busybox:latest"),
+            ("busybox:1.36", "docker.io/library/busybox:1.36"),
+            ("library/busybox", "docker.io/library/busybox:latest"),
+            ("user/app", "docker.io/user/app:latest"),
+            ("docker.io/busybox", "docker.io/library/busybox:latest"),
+            ("index.docker.io/busybox:1", "docker.io/library/busybox:1"),
+            ("index.docker.io/user/app", "docker.io/user/app:latest"),
+        ] {
+            assert_eq!(normalize(input).as_deref(), Ok(want), "normalize({input:?})");
+        }
+    }
+
+    #[test]
+    fn registry_hosts_are_kept() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for (input, want) in [
+            ("127.0.0.1:5000/busybox:latest", "127.0.0.1:5000/busybox:latest".to_owned()),
+            ("127.0.0.1:5000/busybox", "127.0.0.1:5000/busybox:latest".to_owned()),
+            ("localhost/app", "localhost/app:latest".to_owned()),
+            ("localhost:5000/a/b:v1", "localhost:5000/a/b:v1".to_owned()),
+            ("ghcr.io/owner/app", "ghcr.io/owner/app:latest".to_owned()),
+            ("Registry/app", "Registry/app:latest".to_owned()),
+            ("[::1]:5000/app", "[::1]:5000/app:latest".to_owned()),
+            // A digest alone gets no tag; tag and digest are both kept.
+            (&format!("busybox@{digest}"), format!("docker.io/library/busybox@{digest}")),
+            (&format!("r.io/a:v@{digest}"), format!("r.io/a:v@{digest}")),
+        ] {
+            assert_eq!(normalize(input), Ok(want), "normalize({input:?})");
+        }
+    }
+
+    #[test]
+    fn invalid_references_are_refused() {
+        assert_eq!(normalize(""), Err(ReferenceError::Format));
+        assert_eq!(normalize("Busybox"), Err(ReferenceError::Uppercase("library/Busybox".into())));
+        assert_eq!(normalize(&"a".repeat(64)), Err(ReferenceError::Identifier("a".repeat(64))));
+        assert_eq!(normalize("busybox:"), Err(ReferenceError::Format));
+        assert_eq!(normalize("a b"), Err(ReferenceError::Format));
+        assert_eq!(normalize(&format!("x/{}", "a".repeat(255))), Err(ReferenceError::TooLong));
+        assert!(matches!(normalize("busybox@sha256:abc"), Err(ReferenceError::Format)));
+        assert!(matches!(normalize(&format!("busybox@sha256:{}", "A".repeat(64))), Err(ReferenceError::Digest(_))));
+        // Non-ASCII word characters are not tag characters in Go.
+        assert_eq!(normalize("busybox:é"), Err(ReferenceError::Format));
+    }
+}

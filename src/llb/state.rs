@@ -1,0 +1,250 @@
+//! [`State`], the value every LLB builder method takes and returns, and the
+//! [`Vertex`] trait each op kind implements.
+//!
+//! Go's `State` is a chain of lazily evaluated key/value closures; here the
+//! few values ops read (directory, environment, user, platform) are plain
+//! fields, resolved when the state is built. The graph itself is shared:
+//! a state holds an [`Output`] (an op behind an `Arc` and which of its outputs
+//! it is), so cloning a state never copies the graph.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::proto::pb;
+
+use super::exec::{ExecOp, ExecState, Run};
+use super::fileop::{FileAction, FileOp};
+use super::marshal::Marshaller;
+use super::path;
+use super::MarshalError;
+
+/// One op kind (source, file, exec): what it reads and how it encodes.
+pub(crate) trait Vertex: fmt::Debug + Send + Sync {
+    /// The outputs this op reads, in the order Go's marshaller visits them
+    /// (which decides the order of ops in the definition).
+    fn inputs(&self) -> Vec<Output>;
+
+    /// The op and its metadata. Input digests come from `marshaller`, which
+    /// encodes each input op once.
+    fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError>;
+}
+
+/// One output of an op: what a state's filesystem is.
+#[derive(Clone)]
+pub(crate) struct Output {
+    pub(crate) vertex: Arc<dyn Vertex>,
+    /// Which of the op's outputs (exec ops have one per writable mount).
+    pub(crate) index: i64,
+}
+
+impl Output {
+    pub(crate) fn new(vertex: Arc<dyn Vertex>, index: i64) -> Self {
+        Output { vertex, index }
+    }
+
+    /// Identity of the op object (not its content): two `image("busybox")`
+    /// calls are two vertices that happen to encode alike.
+    pub(crate) fn vertex_id(&self) -> usize {
+        Arc::as_ptr(&self.vertex).cast::<()>() as usize
+    }
+
+    pub(crate) fn same_as(&self, other: &Output) -> bool {
+        self.vertex_id() == other.vertex_id() && self.index == other.index
+    }
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output").field("vertex", &self.vertex).field("index", &self.index).finish()
+    }
+}
+
+/// Per-op settings that do not change what the op does, only how the daemon
+/// shows and caches it (Go's `WithCustomName`, `IgnoreCache`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpOptions {
+    /// The name progress output shows for the op instead of its command.
+    pub custom_name: Option<String>,
+    /// Run the op even when its result is cached (`--no-cache` for one step).
+    pub ignore_cache: bool,
+}
+
+impl OpOptions {
+    /// The op's metadata with these options applied; `caps` are the
+    /// capabilities the op itself needs.
+    pub(crate) fn metadata(&self, caps: &[&str]) -> pb::OpMetadata {
+        let mut metadata = pb::OpMetadata {
+            ignore_cache: self.ignore_cache,
+            caps: caps.iter().map(|cap| ((*cap).to_owned(), true)).collect(),
+            ..Default::default()
+        };
+        if let Some(name) = &self.custom_name {
+            metadata.description.insert("llb.customname".to_owned(), name.clone());
+        }
+        metadata
+    }
+}
+
+/// A filesystem and the settings later ops inherit. Immutable: every method
+/// returns a new state.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub(crate) output: Option<Output>,
+    pub(crate) dir: String,
+    /// In Go's `EnvList` order: by when each key was last set.
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) user: String,
+    /// Set by image options or [`State::platform`]; ops without one use the
+    /// marshal-time default.
+    pub(crate) platform: Option<pb::Platform>,
+}
+
+impl State {
+    /// A state for `output` with Go's `NewState` defaults (working directory `/`).
+    pub(crate) fn from_output(output: Option<Output>) -> Self {
+        State { output, dir: "/".to_owned(), env: Vec::new(), user: String::new(), platform: None }
+    }
+
+    /// The same settings on another filesystem (Go's `WithOutput`).
+    pub(crate) fn with_output(&self, output: Option<Output>) -> Self {
+        State { output, ..self.clone() }
+    }
+
+    /// Whether this is the empty filesystem ([`scratch`](super::scratch)).
+    pub fn is_scratch(&self) -> bool {
+        self.output.is_none()
+    }
+
+    /// The working directory for later ops; a relative `dir` is taken from
+    /// the current one.
+    pub fn dir(&self, dir: &str) -> State {
+        let dir = if dir.starts_with('/') { path::clean(dir) } else { path::join(&[&self.dir, dir]) };
+        State { dir, ..self.clone() }
+    }
+
+    /// The current working directory.
+    pub fn get_dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// Sets an environment variable for later exec ops; a key set again moves
+    /// to the end, as in Go's `EnvList`.
+    pub fn add_env(&self, key: &str, value: &str) -> State {
+        let mut state = self.clone();
+        state.env.retain(|(k, _)| k != key);
+        state.env.push((key.to_owned(), value.to_owned()));
+        state
+    }
+
+    /// Removes an environment variable.
+    pub fn del_env(&self, key: &str) -> State {
+        let mut state = self.clone();
+        state.env.retain(|(k, _)| k != key);
+        state
+    }
+
+    /// The value of an environment variable, if set.
+    pub fn get_env(&self, key: &str) -> Option<&str> {
+        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The environment as `KEY=value` strings, in the order exec ops get it.
+    pub fn env_list(&self) -> Vec<String> {
+        self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// The user later exec ops run as (`name`, `uid`, `uid:gid`, ...).
+    pub fn user(&self, user: &str) -> State {
+        State { user: user.to_owned(), ..self.clone() }
+    }
+
+    /// The platform later exec and file ops are built for.
+    pub fn platform(&self, platform: pb::Platform) -> State {
+        State { platform: Some(normalize_platform(platform)), ..self.clone() }
+    }
+
+    /// The platform set on this state, if any.
+    pub fn get_platform(&self) -> Option<&pb::Platform> {
+        self.platform.as_ref()
+    }
+
+    /// Applies file actions to this filesystem (Go's `State.File`).
+    pub fn file(&self, action: FileAction) -> State {
+        self.file_with(action, OpOptions::default())
+    }
+
+    /// [`State::file`] with a progress name or cache setting for the op.
+    pub fn file_with(&self, action: FileAction, options: OpOptions) -> State {
+        let op = Arc::new(FileOp::new(self.clone(), action, options));
+        self.with_output(Some(Output::new(op, 0)))
+    }
+
+    /// Runs a command with this state as the root filesystem (Go's
+    /// `State.Run`). Its environment, directory and user come from this state
+    /// unless `run` overrides them.
+    pub fn run(&self, run: Run) -> ExecState {
+        ExecOp::build(self, run)
+    }
+}
+
+/// containerd's `platforms.Normalize`, which Go's `client/llb` applies to
+/// every platform it is given: lowercase names, canonical architectures, and
+/// no variant where the architecture implies it.
+pub(crate) fn normalize_platform(mut platform: pb::Platform) -> pb::Platform {
+    platform.os = match platform.os.to_lowercase().as_str() {
+        "" => "linux".to_owned(),
+        "macos" => "darwin".to_owned(),
+        os => os.to_owned(),
+    };
+    let arch = platform.architecture.to_lowercase();
+    let variant = platform.variant.to_lowercase();
+    let (arch, variant) = match arch.as_str() {
+        "i386" => ("386".to_owned(), String::new()),
+        "x86_64" | "x86-64" | "amd64" => ("amd64".to_owned(), if variant == "v1" { String::new() } else { variant }),
+        "aarch64" | "arm64" => {
+            let variant = match variant.as_str() {
+                "8" | "v8" | "v8.0" => String::new(),
+                "9" | "9.0" | "v9.0" => "v9".to_owned(),
+                _ => variant,
+            };
+            ("arm64".to_owned(), variant)
+        }
+        "armhf" => ("arm".to_owned(), "v7".to_owned()),
+        "armel" => ("arm".to_owned(), "v6".to_owned()),
+        "arm" => {
+            let variant = match variant.as_str() {
+                "" | "7" => "v7".to_owned(),
+                "5" | "6" | "8" => format!("v{variant}"),
+                _ => variant,
+            };
+            ("arm".to_owned(), variant)
+        }
+        _ => (arch, variant),
+    };
+    platform.architecture = arch;
+    platform.variant = variant;
+    platform.os_features.sort();
+    platform.os_features.dedup();
+    platform
+}
+
+/// The platform ops get when nothing sets one: the client machine's, as Go's
+/// `platforms.DefaultSpec()` reports it (Linux, with Go's architecture names).
+pub fn default_platform() -> pb::Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        "loongarch64" => "loong64",
+        other => other,
+    };
+    let variant = if architecture == "arm" { "v7" } else { "" };
+    pb::Platform {
+        architecture: architecture.to_owned(),
+        os: "linux".to_owned(),
+        variant: variant.to_owned(),
+        ..Default::default()
+    }
+}
