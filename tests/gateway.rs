@@ -106,6 +106,9 @@ fn a_frontend_error_fails_the_solve_with_its_message() {
     let err = solve.expect_err("the solve fails with the frontend");
     let message = err.status().message();
     assert!(message.contains("the frontend refuses: no Dockerfile here"), "{message}");
+    // No step failed, so no step is blamed.
+    let kinds = detail_kinds(err.status());
+    assert!(!kinds.iter().any(|kind| kind.ends_with("errdefs.Vertex+json")), "{kinds:?}");
 }
 
 /// Solves a command that fails and forces the build with `evaluate`.
@@ -140,6 +143,21 @@ fn a_failed_step_fails_the_solve_with_the_daemons_error() {
         "{message}"
     );
     assert!(message.contains("exit code: 3"), "{message}");
+    // The daemon's typed details came back through Return, so the solve's
+    // error still names the failed step (what progress output shows).
+    let kinds = detail_kinds(err.status());
+    assert!(kinds.iter().any(|kind| kind.ends_with("errdefs.Vertex+json")), "{kinds:?}");
+    assert!(kinds.iter().any(|kind| kind.ends_with("errdefs.Solve+json")), "{kinds:?}");
+}
+
+/// The type URLs of a status' typed details.
+fn detail_kinds(status: &tonic::Status) -> Vec<String> {
+    <fbuild::proto::google::rpc::Status as prost::Message>::decode(status.details())
+        .expect("error details decode")
+        .details
+        .into_iter()
+        .map(|any| any.type_url)
+        .collect()
 }
 
 #[test]
