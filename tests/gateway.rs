@@ -91,6 +91,8 @@ fn a_frontend_error_fails_the_solve_with_its_message() {
     let err = result.expect_err("the frontend failed");
     let failure = err.failure().unwrap_or_else(|| panic!("a failed build, not {err:?}"));
     assert!(failure.message.contains("the frontend refuses: no Dockerfile here"), "{}", failure.message);
+    // No step failed, so no step is blamed.
+    assert_eq!(failure.vertex, None, "{failure:?}");
 }
 
 /// Solves a command that fails and forces the build with `evaluate`.
@@ -121,6 +123,9 @@ fn a_failed_step_fails_the_solve_with_the_daemons_error() {
         "{message}"
     );
     assert!(message.contains("exit code: 3"), "{message}");
+    // The daemon's typed details came back through Return, so the build's
+    // error still names the failed step (what progress output shows).
+    assert!(failure.vertex.as_deref().is_some_and(|v| v.starts_with("sha256:")), "{failure:?}");
 }
 
 #[test]

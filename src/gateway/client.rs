@@ -359,3 +359,35 @@ impl Gateway {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interceptor_names_the_build() {
+        let mut interceptor = BuildId(MetadataValue::from_static("build-1"));
+        let request = interceptor.call(tonic::Request::new(())).expect("never refuses");
+        assert_eq!(request.metadata().get(BUILD_ID_KEY).and_then(|v| v.to_str().ok()), Some("build-1"));
+    }
+
+    #[test]
+    fn a_daemon_without_cap_lists_gets_gos_defaults() {
+        let caps = Capabilities::from_pong(api::PongResponse::default());
+        assert!(caps.supports("readfile"));
+        assert!(!caps.supports("return"), "introduced with cap reporting, so not a default");
+        assert!(caps.supports_llb("exec.mount.cache"));
+
+        let pong = api::PongResponse {
+            frontend_api_caps: vec![
+                ApiCap { id: "return".into(), enabled: true, ..Default::default() },
+                ApiCap { id: "gateway.exec".into(), enabled: false, ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let caps = Capabilities::from_pong(pong);
+        assert!(caps.supports("return"));
+        assert!(!caps.supports("gateway.exec"), "listed but disabled");
+        assert!(!caps.supports("readfile"), "a listing replaces the defaults");
+    }
+}

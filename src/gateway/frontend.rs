@@ -101,6 +101,12 @@ pub trait ClientFrontend: Send + Sync {
 /// after the return; with an error it fails with the frontend's message.
 /// When the frontend fails, that is the error returned here, even if the
 /// return failed too (the solve's error then says why the build stopped).
+///
+/// If the solve fails before the daemon registers the build (a bad exporter,
+/// say), this keeps asking for up to 15 s; a runner stops waiting for it
+/// (drops it) once the solve has ended. Go's `client.Build` does the reverse
+/// too: when the frontend side fails it gives the solve 5 s to fail as well,
+/// then cancels it.
 pub async fn run_client_frontend(
     control: &Control,
     build_ref: &str,
@@ -151,6 +157,13 @@ async fn wait_for_build(gateway: &Gateway) -> Result<Capabilities, GatewayError>
 mod tests {
     use super::*;
     use crate::control::DaemonStatus;
+
+    /// A build runner spawns the frontend run next to the solve.
+    #[allow(dead_code)]
+    fn the_run_is_send(control: &Control, frontend: &dyn ClientFrontend) {
+        fn send<T: Send>(_: T) {}
+        send(run_client_frontend(control, "ref", "session", frontend));
+    }
 
     #[test]
     fn a_plain_error_returns_its_chain_as_unknown() {

@@ -10,19 +10,26 @@
 //! again. [`State::marshal`] turns the graph into a `pb::Definition`.
 //!
 //! This module owns the encoding: ops are encoded with prost (maps are
-//! `BTreeMap`s, so encoding is deterministic), an op's digest is the sha256 of
-//! its bytes, inputs refer to digests, and the definition lists inputs before
-//! the ops that use them, each op once, then a terminal op pointing at the
-//! result. The daemon computes cache keys from what ops mean, not their bytes,
-//! but byte-identical graphs are what lets `--print-llb`-style snapshots and
-//! digest pins catch drift, so the rules of Go's marshaller (field values,
-//! default platform, mount order, input order) are followed to the byte.
+//! `BTreeMap`s, so encoding is deterministic) except that `Op`'s kind goes
+//! after its platform and constraints, where Go's protobuf runtime writes it;
+//! an op's digest is the sha256 of its bytes; inputs refer to digests; the
+//! definition lists inputs before the ops that use them, each op once, then a
+//! terminal op pointing at the result. The daemon computes cache keys from
+//! what ops mean, not their bytes, but identical digests are what lets
+//! `--print-llb`-style snapshots and pins against Go catch drift, so Go's
+//! marshaller is followed to the byte (field values, default platform, mount
+//! order, input order); `tests.rs` pins digests Go computed.
 //!
-//! One op kind per file: [`source`](self::image) (`source.rs`), file ops
-//! (`fileop.rs`), exec ops (`exec.rs`); `state.rs` holds the state and the op
-//! trait, `marshal.rs` the walk. Who sends a definition is not this module's
-//! business: `Control.Solve` takes one directly, and a client-side frontend
-//! hands one to [`crate::gateway::Gateway::solve`].
+//! One op kind per file: sources (`source.rs`), file ops (`fileop.rs`), exec
+//! ops (`exec.rs`); `state.rs` holds the state and the op trait, `marshal.rs`
+//! the walk. Who sends a definition is not this module's business:
+//! `Control.Solve` takes one directly, and a client-side frontend hands one
+//! to [`crate::gateway::Gateway::solve`].
+//!
+//! Not here yet (Go has them): merge and diff ops, secret and SSH mounts,
+//! git and HTTP sources, source maps with locations, per-op worker
+//! constraints, and exec options beyond network (security mode, hostname,
+//! extra hosts, ulimits, proxy env, valid exit codes).
 
 mod exec;
 mod fileop;
