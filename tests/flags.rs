@@ -464,19 +464,7 @@ fn inline_cache_is_imported_by_a_pruned_daemon() {
         &[("Dockerfile", &format!("FROM {}\nRUN echo {unique} > /stamp\n", testenv().busybox))],
     );
     let image = format!("{}/fbuild-test/inline:{unique}", testenv().registry);
-    let build = |args: &[&str]| {
-        let output = daemon
-            .fbuild()
-            .arg("solve")
-            .arg(project.path())
-            .args(["--progress", "rawjson"])
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = util::text(&output.stderr);
-        assert!(output.status.success(), "fbuild solve {args:?} failed:\n{stderr}");
-        stderr
-    };
+    let build = |args: &[&str]| daemon.solve_rawjson(project.path(), args);
     let first = build(&["--cache-to", "type=inline", "-t", &image, "--push"]);
     let step = format!("RUN echo {unique}");
     assert_eq!(util::rawjson_step_cached(&first, &step), Some(false), "the first build runs the step:\n{first}");

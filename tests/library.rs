@@ -206,26 +206,6 @@ fn several_builds_share_one_connection() {
     }
 }
 
-/// Bytes the daemon reports for "transferring context", from rawjson progress.
-fn context_bytes(rawjson: &str) -> u64 {
-    let mut max = 0;
-    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap();
-        for status in value["statuses"].as_array().into_iter().flatten() {
-            if status["id"].as_str().unwrap_or_default().starts_with("transferring context") {
-                max = max.max(status["current"].as_u64().unwrap_or(0));
-            }
-        }
-    }
-    max
-}
-
-/// N from fbuild's "context: N files sent" line.
-fn files_sent(stderr: &str) -> u64 {
-    let line = stderr.lines().find(|l| l.starts_with("context: ")).expect("a context transfer line");
-    line["context: ".len()..].split(' ').next().unwrap().parse().unwrap()
-}
-
 /// Adding a named context, or building another target from the same folder,
 /// does not send the unchanged context folder again: its shared key is its
 /// own (before, one key covered every folder of the build, so adding a
@@ -248,7 +228,7 @@ fn a_folders_upload_survives_changes_to_the_rest_of_the_build() {
         let output = util::fbuild().arg("solve").arg(dir).args(["--progress", "rawjson"]).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
-        (context_bytes(&stderr), files_sent(&stderr))
+        (util::context_bytes(&stderr), util::files_sent(&stderr))
     };
     let (first, first_files) = build(&["--target".into(), "a".into()]);
     assert!(

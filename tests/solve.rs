@@ -101,27 +101,6 @@ fn push_to_registry() {
     assert_eq!(meta["image.name"], tag.as_str());
 }
 
-/// Bytes the daemon reports for "transferring context", from rawjson progress.
-fn context_bytes(rawjson: &str) -> u64 {
-    let mut max = 0;
-    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap();
-        for status in value["statuses"].as_array().into_iter().flatten() {
-            let id = status["id"].as_str().unwrap_or_default();
-            if id.starts_with("transferring context") {
-                max = max.max(status["current"].as_u64().unwrap_or(0));
-            }
-        }
-    }
-    max
-}
-
-/// N from fbuild's "context: N files sent" line.
-fn files_sent(stderr: &str) -> u64 {
-    let line = stderr.lines().find(|l| l.starts_with("context: ")).expect("a context transfer line");
-    line["context: ".len()..].split(' ').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn rebuild_sends_only_the_changed_file() {
     let project = util::tempdir();
@@ -146,11 +125,11 @@ fn rebuild_sends_only_the_changed_file() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
-        (dest, context_bytes(&stderr), stderr)
+        (dest, util::context_bytes(&stderr), stderr)
     };
     let (_, first, first_log) = build("first");
     assert!(first > 2_000_000, "the first build sends the whole context, sent {first}");
-    assert!(files_sent(&first_log) >= 10_001, "every file is sent the first time:\n{first_log}");
+    assert!(util::files_sent(&first_log) >= 10_001, "every file is sent the first time:\n{first_log}");
 
     // Change one file, keeping its size: only it is sent again.
     let changed = dir.join("d042/f04242.txt");
@@ -163,7 +142,7 @@ fn rebuild_sends_only_the_changed_file() {
     assert!(second < first / 4, "only the changed file should be sent: {second} bytes after {first}");
     // Two files: the changed one, and the Dockerfile, which the Dockerfile
     // frontend always asks for in full (its local uses llb.DiffNone).
-    assert_eq!(files_sent(&second_log), 2, "only the changed file's data is sent:\n{second_log}");
+    assert_eq!(util::files_sent(&second_log), 2, "only the changed file's data is sent:\n{second_log}");
     assert_eq!(std::fs::read_to_string(dest.join("ctx/d042/f04242.txt")).unwrap(), new);
     assert_eq!(std::fs::read_dir(dest.join("ctx")).unwrap().count(), 101, "100 folders and the Dockerfile");
 }
@@ -348,19 +327,7 @@ fn registry_cache_export_and_import() {
     let tag = format!("cache-{unique}");
     let cache_ref = format!("{}/fbuild-test/cache:{tag}", testenv().registry);
     let step = format!("RUN echo {unique}");
-    let build = |args: &[&str]| {
-        let output = daemon
-            .fbuild()
-            .arg("solve")
-            .arg(project.path())
-            .args(["--progress", "rawjson"])
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = util::text(&output.stderr);
-        assert!(output.status.success(), "fbuild solve {args:?} failed:\n{stderr}");
-        stderr
-    };
+    let build = |args: &[&str]| daemon.solve_rawjson(project.path(), args);
     let first = build(&["--cache-to", &format!("type=registry,ref={cache_ref},mode=max")]);
     assert_eq!(util::rawjson_step_cached(&first, &step), Some(false), "the first build runs the step:\n{first}");
     let manifest = util::registry_manifest("fbuild-test/cache", &tag).expect("the cache manifest was pushed");

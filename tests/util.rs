@@ -318,6 +318,16 @@ impl PrivateDaemon {
         cmd.args(["--addr", &self.addr]);
         cmd
     }
+
+    /// `fbuild solve PROJECT --progress rawjson ARGS` on this daemon, which
+    /// must succeed; its stderr (the JSON status lines and messages).
+    pub fn solve_rawjson(&self, project: &Path, args: &[&str]) -> String {
+        let output =
+            self.fbuild().arg("solve").arg(project).args(["--progress", "rawjson"]).args(args).output().unwrap();
+        let stderr = text(&output.stderr);
+        assert!(output.status.success(), "fbuild solve {args:?} failed:\n{stderr}");
+        stderr
+    }
 }
 
 impl Drop for PrivateDaemon {
@@ -443,4 +453,24 @@ pub fn rawjson_step_cached(rawjson: &str, needle: &str) -> Option<bool> {
         }
     }
     found
+}
+
+/// Bytes the daemon reports for "transferring context", from rawjson progress.
+pub fn context_bytes(rawjson: &str) -> u64 {
+    let mut max = 0;
+    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        for status in value["statuses"].as_array().into_iter().flatten() {
+            if status["id"].as_str().unwrap_or_default().starts_with("transferring context") {
+                max = max.max(status["current"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    max
+}
+
+/// N from fbuild's "context: N files sent" line.
+pub fn files_sent(stderr: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.starts_with("context: ")).expect("a context transfer line");
+    line["context: ".len()..].split(' ').next().unwrap().parse().unwrap()
 }

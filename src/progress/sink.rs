@@ -63,18 +63,6 @@ impl<S: ProgressSink + ?Sized> ProgressSink for &mut S {
     }
 }
 
-impl<S: ProgressSink + ?Sized> ProgressSink for Box<S> {
-    fn on_status(&mut self, status: &StatusResponse) {
-        (**self).on_status(status)
-    }
-    fn on_tick(&mut self) {
-        (**self).on_tick()
-    }
-    fn on_end(&mut self, end: BuildEnd<'_>) {
-        (**self).on_end(end)
-    }
-}
-
 impl<W: Write + Send> ProgressSink for ProgressWriter<W> {
     fn on_status(&mut self, status: &StatusResponse) {
         self.update(status);
