@@ -46,5 +46,11 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 echo "[test] cargo test --all-targets --no-fail-fast $* (target dir: $CARGO_TARGET_DIR)" >&2
 status=0
-cargo test --all-targets --no-fail-fast "$@" </dev/null || status=$?
+results=$(mktemp)
+cargo test --all-targets --no-fail-fast "$@" </dev/null 2>&1 | tee "$results" || status=$?
+# One closing line for all test binaries (cargo ends with the examples' and
+# the binary's empty runs).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+rm -f "$results"
 exit "$status"
