@@ -124,12 +124,12 @@ pub struct StdoutClosed;
 /// True when the chain holds a write to our standard output that failed
 /// because the reader closed it.
 pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
+    // The marker travels inside the io::Error (whose `source()` skips it).
     err.chain().any(|cause| {
-        cause.is::<StdoutClosed>()
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.is::<StdoutClosed>())
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<StdoutClosed>())
     })
 }
 

@@ -37,6 +37,7 @@ pub mod services;
 
 pub(crate) mod error;
 pub(crate) mod fsync;
+pub(crate) mod gopath;
 pub(crate) mod logging;
 pub(crate) mod printer;
 pub(crate) mod session;

@@ -3,15 +3,12 @@
 //! network of RUN steps, extra hosts, labels, entitlements and the inline
 //! cache.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::Path;
 
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
-use sha2::{Digest, Sha256};
+use oci_spec::image::{ImageIndex, MediaType};
 
-use crate::util::{self, testenv, PrivateDaemon};
+use crate::util::{self, testenv, OciLayout, PrivateDaemon};
 
 /// `fbuild solve PROJECT ARGS…`, which must succeed; returns stderr.
 fn solve(project: &Path, args: &[&str]) -> String {
@@ -33,64 +30,6 @@ fn solve_fails(project: &Path, args: &[&str]) -> String {
 /// `type=local,dest=DIR`.
 fn local_output(dir: &Path) -> String {
     format!("type=local,dest={}", dir.display())
-}
-
-/// Every file of a tarball: path → content.
-fn tar_files(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    let mut archive = tar::Archive::new(bytes);
-    let mut files = BTreeMap::new();
-    for entry in archive.entries().expect("a tarball") {
-        let mut entry = entry.expect("a tar entry");
-        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        files.insert(path, content);
-    }
-    files
-}
-
-/// An OCI layout tarball: its files, each blob checked against its name.
-struct OciLayout {
-    files: BTreeMap<String, Vec<u8>>,
-}
-
-impl OciLayout {
-    fn read(path: &Path) -> Self {
-        let files = tar_files(&std::fs::read(path).unwrap());
-        let mut blobs = 0;
-        for (name, content) in &files {
-            if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|hex| !hex.is_empty()) {
-                assert_eq!(hex::encode(Sha256::digest(content)), hex, "blob {name} does not match its digest");
-                blobs += 1;
-            }
-        }
-        assert!(blobs > 0, "no blobs in the layout: {:?}", files.keys().collect::<Vec<_>>());
-        OciLayout { files }
-    }
-
-    fn index(&self) -> ImageIndex {
-        ImageIndex::from_reader(&self.files["index.json"][..]).expect("index.json is an image index")
-    }
-
-    /// The blob a descriptor points at, checked against its size (the digest
-    /// was checked by [`OciLayout::read`]).
-    fn blob(&self, descriptor: &oci_spec::image::Descriptor) -> &[u8] {
-        let hex = descriptor.as_digest_sha256().expect("a sha256 digest");
-        let content = self
-            .files
-            .get(&format!("blobs/sha256/{hex}"))
-            .unwrap_or_else(|| panic!("blob {} is missing", descriptor.digest()));
-        assert_eq!(content.len() as u64, descriptor.size(), "blob {} has another size", descriptor.digest());
-        content
-    }
-
-    fn manifest(&self, descriptor: &oci_spec::image::Descriptor) -> ImageManifest {
-        ImageManifest::from_reader(self.blob(descriptor)).expect("an image manifest")
-    }
-
-    fn config(&self, manifest: &ImageManifest) -> ImageConfiguration {
-        ImageConfiguration::from_reader(self.blob(manifest.config())).expect("an image config")
-    }
 }
 
 #[test]
@@ -213,8 +152,8 @@ fn two_platforms_make_an_image_index() {
         let config = layout.config(&manifest);
         assert_eq!(config.architecture().to_string(), platform.architecture().to_string(), "config of {name}");
         assert_eq!(manifest.layers().len(), 1, "{name}: one layer, the COPY");
-        let files = tar_files(layout.blob(&manifest.layers()[0]));
-        assert_eq!(files.get("platform").map(|c| util::text(c)), Some(format!("{name} {unique}\n")), "{name}");
+        let files = util::tar_entries(layout.blob(&manifest.layers()[0]));
+        assert_eq!(files.get("platform").map(|(_, c)| util::text(c)), Some(format!("{name} {unique}\n")), "{name}");
         platforms.push(name);
     }
     platforms.sort();

@@ -3,13 +3,10 @@
 //! a build starts.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os};
 
 use crate::util::{self, testenv};
 
@@ -43,35 +40,11 @@ fn solve(project: &Path, args: &[String]) -> (Vec<u8>, String) {
     (output.stdout, stderr)
 }
 
-/// Every entry of a tarball: path → (header, content).
-fn tar_entries(bytes: &[u8]) -> BTreeMap<String, (tar::Header, Vec<u8>)> {
-    let mut archive = tar::Archive::new(bytes);
-    let mut entries = BTreeMap::new();
-    for entry in archive.entries().expect("a tarball") {
-        let mut entry = entry.expect("a tar entry");
-        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        entries.insert(path, (entry.header().clone(), content));
-    }
-    entries
-}
-
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
-}
-
-/// The blob a descriptor points at, checked against its digest and size.
-fn blob<'a>(entries: &'a BTreeMap<String, (tar::Header, Vec<u8>)>, descriptor: &Descriptor) -> &'a [u8] {
-    let digest = descriptor.digest().to_string();
-    let hex = digest.strip_prefix("sha256:").expect("sha256 digests");
-    let (_, content) = entries.get(&format!("blobs/sha256/{hex}")).unwrap_or_else(|| panic!("blob {digest} missing"));
-    assert_eq!(hex::encode(Sha256::digest(content)), hex, "blob {digest} has other content");
-    assert_eq!(descriptor.size(), content.len() as u64, "blob {digest} has another size");
-    content
 }
 
 /// Checks the result's files inside a tarball of the root file system.
@@ -96,23 +69,23 @@ fn oci_output_is_a_valid_oci_layout() {
     );
     assert_eq!(names(out.path()), ["image.tar"], "only the finished tarball is left");
 
-    let entries = tar_entries(&std::fs::read(&dest).unwrap());
-    let layout = OciLayout::from_reader(&entries["oci-layout"].1[..]).expect("a valid oci-layout file");
+    let oci = util::OciLayout::read(&dest);
+    let layout = OciLayout::from_reader(oci.file("oci-layout")).expect("a valid oci-layout file");
     assert_eq!(layout.image_layout_version(), "1.0.0");
-    let index = ImageIndex::from_reader(&entries["index.json"].1[..]).expect("a valid index.json");
+    let index = ImageIndex::from_reader(oci.file("index.json")).expect("a valid index.json");
     assert_eq!(index.schema_version(), 2);
     let manifests = index.manifests();
     assert_eq!(manifests.len(), 1, "{index:?}");
     let ref_name = manifests[0].annotations().as_ref().and_then(|a| a.get("org.opencontainers.image.ref.name"));
     assert_eq!(ref_name.map(String::as_str), Some("oci"), "the tag names the image");
 
-    let manifest = ImageManifest::from_reader(blob(&entries, &manifests[0])).expect("a valid image manifest");
+    let manifest = ImageManifest::from_reader(oci.blob(&manifests[0])).expect("a valid image manifest");
     assert_eq!(manifest.media_type(), &Some(MediaType::ImageManifest));
-    let config = ImageConfiguration::from_reader(blob(&entries, manifest.config())).expect("a valid image config");
+    let config = ImageConfiguration::from_reader(oci.blob(manifest.config())).expect("a valid image config");
     assert_eq!(config.os(), &Os::Linux);
     assert_eq!(manifest.layers().len(), config.rootfs().diff_ids().len());
     for layer in manifest.layers() {
-        blob(&entries, layer);
+        oci.blob(layer);
     }
 }
 
@@ -130,7 +103,7 @@ fn docker_output_is_loadable() {
             format!("type=docker,dest={}", dest.display()),
         ],
     );
-    let entries = tar_entries(&std::fs::read(&dest).unwrap());
+    let entries = util::tar_entries(&std::fs::read(&dest).unwrap());
     // `docker load` reads manifest.json: the config, the layers, the tags.
     let manifest: serde_json::Value = serde_json::from_slice(&entries["manifest.json"].1).unwrap();
     let image = &manifest[0];
@@ -147,7 +120,7 @@ fn tar_output_holds_the_files_with_modes_and_links() {
     let out = util::tempdir();
     let dest = out.path().join("rootfs.tar");
     solve(project.path(), &["-o".into(), format!("type=tar,dest={}", dest.display())]);
-    assert_result_files(&tar_entries(&std::fs::read(&dest).unwrap()));
+    assert_result_files(&util::tar_entries(&std::fs::read(&dest).unwrap()));
 }
 
 #[test]
@@ -171,7 +144,7 @@ fn local_output_merges_into_an_existing_folder() {
 fn dash_streams_a_tarball_to_stdout() {
     let project = project();
     let (stdout, stderr) = solve(project.path(), &["-o".into(), "-".into()]);
-    assert_result_files(&tar_entries(&stdout));
+    assert_result_files(&util::tar_entries(&stdout));
     assert!(!stderr.contains("hello from fbuild"), "the tarball goes to stdout only");
 }
 

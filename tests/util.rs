@@ -474,3 +474,71 @@ pub fn files_sent(stderr: &str) -> u64 {
     let line = stderr.lines().find(|l| l.starts_with("context: ")).expect("a context transfer line");
     line["context: ".len()..].split(' ').next().unwrap().parse().unwrap()
 }
+
+/// Every entry of a tarball: path (without a leading `./`) → (header, content).
+pub fn tar_entries(bytes: &[u8]) -> BTreeMap<String, (tar::Header, Vec<u8>)> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut entries = BTreeMap::new();
+    for entry in archive.entries().expect("a tarball") {
+        let mut entry = entry.expect("a tar entry");
+        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        entries.insert(path, (entry.header().clone(), content));
+    }
+    entries
+}
+
+/// An OCI layout tarball, every blob checked against its name when read.
+pub struct OciLayout {
+    entries: BTreeMap<String, (tar::Header, Vec<u8>)>,
+}
+
+impl OciLayout {
+    pub fn read(path: &Path) -> Self {
+        Self::from_tar(&std::fs::read(path).unwrap())
+    }
+
+    pub fn from_tar(bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let entries = tar_entries(bytes);
+        let mut blobs = 0;
+        for (name, (_, content)) in &entries {
+            if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|hex| !hex.is_empty()) {
+                assert_eq!(hex::encode(Sha256::digest(content)), hex, "blob {name} does not match its digest");
+                blobs += 1;
+            }
+        }
+        assert!(blobs > 0, "no blobs in the layout: {:?}", entries.keys().collect::<Vec<_>>());
+        OciLayout { entries }
+    }
+
+    /// A file of the layout by its path (`oci-layout`, `index.json`).
+    pub fn file(&self, name: &str) -> &[u8] {
+        &self.entries.get(name).unwrap_or_else(|| panic!("{name} is missing from the layout")).1
+    }
+
+    pub fn index(&self) -> oci_spec::image::ImageIndex {
+        oci_spec::image::ImageIndex::from_reader(self.file("index.json")).expect("index.json is an image index")
+    }
+
+    /// The blob a descriptor points at, checked against its size (the digest
+    /// was checked by [`OciLayout::read`]).
+    pub fn blob(&self, descriptor: &oci_spec::image::Descriptor) -> &[u8] {
+        let hex = descriptor.as_digest_sha256().expect("a sha256 digest");
+        let (_, content) = self
+            .entries
+            .get(&format!("blobs/sha256/{hex}"))
+            .unwrap_or_else(|| panic!("blob {} is missing", descriptor.digest()));
+        assert_eq!(content.len() as u64, descriptor.size(), "blob {} has another size", descriptor.digest());
+        content
+    }
+
+    pub fn manifest(&self, descriptor: &oci_spec::image::Descriptor) -> oci_spec::image::ImageManifest {
+        oci_spec::image::ImageManifest::from_reader(self.blob(descriptor)).expect("an image manifest")
+    }
+
+    pub fn config(&self, manifest: &oci_spec::image::ImageManifest) -> oci_spec::image::ImageConfiguration {
+        oci_spec::image::ImageConfiguration::from_reader(self.blob(manifest.config())).expect("an image config")
+    }
+}

@@ -28,6 +28,7 @@ mod run;
 pub use error::{BuildError, FailedBuild};
 pub use report::{BuildReport, TransferStats};
 pub use request::{BuildRequest, Frontend};
+pub(crate) use request::{LOCAL_CONTEXT, LOCAL_DOCKERFILE};
 pub use run::build;
 
 pub use crate::progress::{BuildEnd, NoProgress, ProgressSink};

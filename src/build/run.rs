@@ -15,7 +15,7 @@ use super::error::BuildError;
 use super::report::{BuildReport, TransferStats};
 use super::request::{BuildRequest, Frontend, LOCAL_CONTEXT};
 use crate::control::{Control, ControlError};
-use crate::fsync::send::{FileSyncService, LocalDir, TransferProgress};
+use crate::fsync::send::{FileSyncService, TransferProgress};
 use crate::progress::{BuildEnd, BuildFailure, ProgressSink, StepTracker};
 use crate::proto::moby::buildkit::v1 as control_pb;
 use crate::session::{RunningSession, SessionBuilder};
@@ -212,11 +212,8 @@ struct Sessions {
 
 impl Sessions {
     async fn start(control: &Control, request: &BuildRequest) -> Result<Sessions, BuildError> {
-        let dirs = |names: &[&String]| -> BTreeMap<String, LocalDir> {
-            names
-                .iter()
-                .map(|name| ((*name).clone(), LocalDir { path: request.locals[*name].clone(), shared_key: None }))
-                .collect()
+        let dirs = |names: &[&String]| -> BTreeMap<String, PathBuf> {
+            names.iter().map(|name| ((*name).clone(), request.locals[*name].clone())).collect()
         };
         let mut transfers = Vec::new();
         let mut per_local = BTreeMap::new();

@@ -19,6 +19,8 @@
 
 use regex::Regex;
 
+use crate::gopath;
+
 /// Errors from building or using a [`PatternMatcher`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
@@ -71,7 +73,7 @@ impl PatternMatcher {
             if trimmed.is_empty() {
                 continue;
             }
-            let mut cleaned = clean_path(trimmed);
+            let mut cleaned = gopath::clean(trimmed);
             let exclusion = cleaned.starts_with('!');
             if exclusion {
                 if cleaned.len() == 1 {
@@ -538,43 +540,6 @@ fn decode_char(s: &[u8]) -> (char, usize) {
     (char::REPLACEMENT_CHARACTER, 1)
 }
 
-/// Go's `path.Clean`: the shortest equivalent path, lexically. Removes
-/// repeated and trailing slashes and `.` elements, resolves `..` against the
-/// preceding element, drops `..` at the root of an absolute path, and gives
-/// `.` for an empty result.
-pub(crate) fn clean_path(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&last) if last != ".." => {
-                    parts.pop();
-                }
-                _ if rooted => {}
-                _ => parts.push(".."),
-            },
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
-/// Go's `path.Join`: joins the non-empty elements with `/` and cleans.
-pub(crate) fn join_path(parts: &[&str]) -> String {
-    let joined: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-    if joined.is_empty() {
-        return String::new();
-    }
-    clean_path(&joined.join("/"))
-}
-
 /// Reads a `.dockerignore` file into exclude patterns the way the Dockerfile
 /// frontend does: a UTF-8 byte-order mark is dropped, lines starting with `#`
 /// are comments (only in the first column), blank lines are skipped, the
@@ -602,7 +567,7 @@ pub fn parse_dockerignore(content: &[u8]) -> Vec<String> {
         }
         let mut cleaned = String::new();
         if !pattern.is_empty() {
-            cleaned = clean_path(pattern);
+            cleaned = gopath::clean(pattern);
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }
@@ -814,7 +779,7 @@ mod tests {
     #[test]
     fn matcher_kinds_follow_patternmatcher() {
         fn kind(p: &str) -> String {
-            match compile(&clean_path(p)).expect("compiles") {
+            match compile(&gopath::clean(p)).expect("compiles") {
                 Matcher::Exact => "exact".into(),
                 Matcher::Prefix(s) => format!("prefix {s}"),
                 Matcher::Suffix(s) => format!("suffix {s}"),
@@ -894,11 +859,11 @@ mod tests {
             ("!a/../b", "b"),
             ("!x/..", "."),
         ] {
-            assert_eq!(clean_path(input), want, "clean({input:?})");
+            assert_eq!(gopath::clean(input), want, "clean({input:?})");
         }
-        assert_eq!(join_path(&[".", "/a/b"]), "a/b");
-        assert_eq!(join_path(&["/", "a/../../x"]), "/x");
-        assert_eq!(join_path(&["", ""]), "");
+        assert_eq!(gopath::join(&[".", "/a/b"]), "a/b");
+        assert_eq!(gopath::join(&["/", "a/../../x"]), "/x");
+        assert_eq!(gopath::join(&["", ""]), "");
     }
 
     #[test]

@@ -35,9 +35,9 @@ use nix::sys::time::TimeSpec;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::patterns::clean_path;
 use super::walk::file_mode;
 use crate::error::error_chain;
+use crate::gopath;
 use crate::proto::fsutil::types::packet::PacketType;
 use crate::proto::fsutil::types::{Packet, Stat};
 
@@ -380,7 +380,7 @@ impl OrderValidator {
         if path.starts_with('/') {
             return Err(ReceiveError::AbsolutePath { path: path.to_owned() });
         }
-        if path.is_empty() || path == "." || path.contains('\0') || clean_path(path) != path {
+        if path.is_empty() || path == "." || path.contains('\0') || gopath::clean(path) != path {
             return Err(ReceiveError::UncleanPath { path: path.to_owned() });
         }
         if path == ".." || path.starts_with("../") {

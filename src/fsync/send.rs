@@ -126,28 +126,19 @@ impl TransferProgress {
     }
 }
 
-/// A folder the daemon may read through `FileSync`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalDir {
-    /// The folder on this machine.
-    pub path: PathBuf,
-    /// The key the daemon keeps the previous upload under (the LLB local
-    /// source's `local.sharedkeyhint`); not used by the transfer itself.
-    pub shared_key: Option<String>,
-}
-
 /// The `moby.filesync.v1.FileSync` session service: serves the named
 /// local folders (`context`, `dockerfile`, named contexts).
 #[derive(Debug, Clone)]
 pub struct FileSyncService {
-    dirs: Arc<BTreeMap<String, LocalDir>>,
+    dirs: Arc<BTreeMap<String, PathBuf>>,
     progress: Arc<TransferProgress>,
     chunk_size: usize,
 }
 
 impl FileSyncService {
-    /// A service serving `dirs`, keyed by the `dir-name` the daemon asks for.
-    pub fn new(dirs: BTreeMap<String, LocalDir>) -> Self {
+    /// A service serving the folders `dirs`, keyed by the `dir-name` the
+    /// daemon asks for.
+    pub fn new(dirs: BTreeMap<String, PathBuf>) -> Self {
         Self { dirs: Arc::new(dirs), progress: Arc::default(), chunk_size: CHUNK_SIZE }
     }
 
@@ -183,7 +174,7 @@ impl FileSync for FileSyncService {
         let Some(dir) = self.dirs.get(&dir_name) else {
             return Err(Status::not_found(format!("no access allowed to dir {dir_name:?}")));
         };
-        let path = dir.path.clone();
+        let path = dir.clone();
         let walker = tokio::task::spawn_blocking(move || Walker::new(&path, &filter))
             .await
             .map_err(|_| Status::internal("preparing the walk failed"))?
@@ -592,7 +583,7 @@ mod tests {
 
     fn service_for(root: &Path) -> FileSyncService {
         let mut dirs = BTreeMap::new();
-        dirs.insert("context".to_owned(), LocalDir { path: root.to_owned(), shared_key: None });
+        dirs.insert("context".to_owned(), root.to_owned());
         FileSyncService::new(dirs)
     }
 

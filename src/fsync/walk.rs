@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode};
 
-use super::patterns::{clean_path, go_match, join_path, MatchInfo, PatternError, PatternMatcher};
+use super::patterns::{go_match, MatchInfo, PatternError, PatternMatcher};
+use crate::gopath;
 use crate::proto::fsutil::types::Stat;
 
 /// Go's `os.FileMode` bits, which `Stat.mode` carries on the wire.
@@ -656,14 +657,14 @@ impl Resolver<'_> {
         if depth > MAX_LINK_DEPTH {
             return Err(WalkError::SymlinkLoop { path: p.to_owned() });
         }
-        let mut rest = join_path(&[".", p]);
+        let mut rest = gopath::join(&[".", p]);
         let mut current = ".".to_owned();
         loop {
             let (first, tail) = match rest.split_once('/') {
                 Some((first, tail)) => (first.to_owned(), Some(tail.to_owned())),
                 None => (rest.clone(), None),
             };
-            current = join_path(&[&current, &first]);
+            current = gopath::join(&[&current, &first]);
             let targets = self.read_symlink(&current, true)?;
             rest = tail.unwrap_or_default();
             if (rest.is_empty() || targets.is_some()) && self.resolved.contains(&current) {
@@ -672,7 +673,7 @@ impl Resolver<'_> {
             if let Some(targets) = targets {
                 self.resolved.insert(current);
                 for target in targets {
-                    self.append(&join_path(&[&target, &rest]), depth + 1)?;
+                    self.append(&gopath::join(&[&target, &rest]), depth + 1)?;
                 }
                 return Ok(());
             }
@@ -695,7 +696,7 @@ impl Resolver<'_> {
             let mut out = Vec::new();
             for name in names {
                 if go_match(base, &name).unwrap_or(false) {
-                    if let Some(targets) = self.read_symlink(&join_path(&[dir, &name]), false)? {
+                    if let Some(targets) = self.read_symlink(&gopath::join(&[dir, &name]), false)? {
                         out.extend(targets);
                     }
                 }
@@ -715,12 +716,12 @@ impl Resolver<'_> {
         let Ok(target) = target.into_string() else {
             return Err(WalkError::NonUtf8 { path: format!("{p} (symlink target)") });
         };
-        let link = clean_path(&target);
+        let link = gopath::clean(&target);
         if link.starts_with('/') {
             return Ok(Some(vec![link]));
         }
         let parent = p.rsplit_once('/').map_or(".", |(d, _)| d);
-        Ok(Some(vec![join_path(&["/", &join_path(&[parent, &link])])]))
+        Ok(Some(vec![gopath::join(&["/", &gopath::join(&[parent, &link])])]))
     }
 }
 

@@ -197,7 +197,8 @@ pub(crate) fn new_id() -> String {
 /// The shared key of a local folder: the daemon keeps its copy of an
 /// uploaded folder under it, so the same folder gets the same key on every
 /// build and only changed files are sent again, whatever else the build
-/// reads. Derived from this machine's name and the folder's absolute path.
+/// reads. Derived from this machine's name and the folder's path, which the
+/// caller has made absolute (symbolic links resolved).
 pub(crate) fn shared_key_for(folder: &std::path::Path) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -206,7 +207,6 @@ pub(crate) fn shared_key_for(folder: &std::path::Path) -> String {
         hasher.update(host.as_encoded_bytes());
     }
     hasher.update(b"\0");
-    let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
     hasher.update(folder.as_os_str().as_encoded_bytes());
     hex::encode(&hasher.finalize()[..16])
 }

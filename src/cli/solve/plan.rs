@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Args;
-use crate::build::{BuildRequest, Frontend};
+use crate::build::{BuildRequest, Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
 use crate::cache::CacheEntry;
 
 /// The environment the plan reads (`--build-arg K`, `SOURCE_DATE_EPOCH`);
@@ -185,8 +185,8 @@ impl SolvePlan {
         }
 
         let mut locals = BTreeMap::new();
-        locals.insert("context".to_string(), context_dir);
-        locals.insert("dockerfile".to_string(), dockerfile.dir.clone());
+        locals.insert(LOCAL_CONTEXT.to_string(), context_dir);
+        locals.insert(LOCAL_DOCKERFILE.to_string(), dockerfile.dir.clone());
         for spec in &args.build_contexts {
             let (name, value) = spec
                 .split_once('=')

@@ -1,0 +1,91 @@
+//! Slash-separated path arithmetic with Go's `path` semantics (`path.Clean`,
+//! `path.Join`), shared by the file sync (fsutil's paths, `.dockerignore`
+//! patterns) and the LLB builder (paths inside ops): both must match what Go
+//! computes, byte for byte, and `std::path` keeps `..` and trailing slashes.
+
+/// Go's `path.Clean`: the shortest equivalent path, purely lexical.
+pub(crate) fn clean(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|last| *last != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    // A relative path keeps leading `..`; a rooted one drops them.
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's `path.Join`: the non-empty elements joined with `/`, then cleaned.
+pub(crate) fn join(elements: &[&str]) -> String {
+    let non_empty: Vec<&str> = elements.iter().copied().filter(|e| !e.is_empty()).collect();
+    if non_empty.is_empty() {
+        return String::new();
+    }
+    clean(&non_empty.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_follows_go() {
+        // Cases from Go's path.Clean documentation and tests.
+        for (input, want) in [
+            ("", "."),
+            ("abc", "abc"),
+            ("abc/def", "abc/def"),
+            ("a/b/c", "a/b/c"),
+            (".", "."),
+            ("..", ".."),
+            ("../..", "../.."),
+            ("../../abc", "../../abc"),
+            ("/abc", "/abc"),
+            ("/", "/"),
+            ("abc/", "abc"),
+            ("/abc/", "/abc"),
+            ("abc//def//ghi", "abc/def/ghi"),
+            ("//abc", "/abc"),
+            ("abc/./def", "abc/def"),
+            ("/./abc/def", "/abc/def"),
+            ("abc/.", "abc"),
+            ("abc/def/ghi/../jkl", "abc/def/jkl"),
+            ("abc/def/../ghi/../jkl", "abc/jkl"),
+            ("abc/def/..", "abc"),
+            ("abc/def/../..", "."),
+            ("/abc/def/../..", "/"),
+            ("abc/def/../../..", ".."),
+            ("/abc/def/../../..", "/"),
+            ("abc/def/../../../ghi/jkl/../../../mno", "../../mno"),
+            ("abc/./../def", "def"),
+            ("abc//./../def", "def"),
+        ] {
+            assert_eq!(clean(input), want, "clean({input:?})");
+        }
+    }
+
+    #[test]
+    fn join_skips_empty_elements() {
+        assert_eq!(join(&["/", "a", "b"]), "/a/b");
+        assert_eq!(join(&["a", "", "b"]), "a/b");
+        assert_eq!(join(&["", ""]), "");
+        assert_eq!(join(&["/", "/work", "./x/../y"]), "/work/y");
+    }
+}
