@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod layout;
+
 /// One cache import or export, as the daemon takes it: an importer or
 /// exporter type and its attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]

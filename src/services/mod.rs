@@ -9,6 +9,7 @@
 //! `methods()`.
 
 pub mod auth;
+pub mod content;
 pub mod secrets;
 pub mod ssh;
 
@@ -16,6 +17,7 @@ use crate::output::{ExportEntry, FileSendService};
 use crate::session::{SessionBuilder, SessionError};
 
 pub use auth::{AuthService, DockerConfig};
+pub use content::{ContentService, ContentStore};
 pub use secrets::{SecretSource, SecretsService};
 pub use ssh::{AgentSpec, SshService};
 
