@@ -26,6 +26,11 @@ pub enum BuildError {
     /// A session with the daemon could not be opened.
     #[error("cannot open a session with buildkitd")]
     Session(#[source] SessionError),
+    /// A local cache folder (`type=local`) could not be used: before the
+    /// solve (nothing was sent), or after it, when its `index.json` could not
+    /// be updated (the folder keeps its previous cache).
+    #[error("local cache folder")]
+    LocalCache(#[source] crate::cache::local::LocalCacheError),
     /// A session service could not be set up from the request.
     #[error("cannot serve {what} to the build")]
     Service {

@@ -14,7 +14,9 @@ use tonic::transport::Channel;
 use super::error::BuildError;
 use super::report::{BuildReport, TransferStats};
 use super::request::{BuildRequest, Frontend, LOCAL_CONTEXT};
+use crate::cache::local::LocalCaches;
 use crate::control::{Control, ControlError};
+use crate::services::{ContentService, ContentStore};
 use crate::fsync::send::{FileSyncService, TransferProgress};
 use crate::progress::{BuildEnd, BuildFailure, ProgressSink, StepTracker};
 use crate::proto::moby::buildkit::v1 as control_pb;
@@ -44,7 +46,12 @@ pub async fn build(
 ) -> Result<BuildReport, BuildError> {
     let control = Control::new(channel.clone());
     let build_ref = crate::session::new_id();
-    let mut sessions = Sessions::start(&control, &request).await?;
+    let mut request = request;
+    let local_caches = LocalCaches::prepare(&mut request.cache_imports, &mut request.cache_exports, &mut |warning| {
+        progress.on_warning(&warning)
+    })
+    .map_err(BuildError::LocalCache)?;
+    let mut sessions = Sessions::start(&control, &request, local_caches.stores()).await?;
 
     let solve_request = solve_request(&request, &build_ref, sessions.main.id(), &sessions.per_local);
     tracing::debug!(build_ref, session = sessions.main.id(), "solving");
@@ -69,6 +76,12 @@ pub async fn build(
     };
     match result {
         Ok(response) => {
+            // index.json changes only after the daemon has written every blob.
+            if let Err(error) = local_caches.finish(&response.exporter_response) {
+                let failure = BuildFailure::new(crate::error::error_chain(&error));
+                progress.on_end(BuildEnd::Failed(&failure));
+                return Err(BuildError::LocalCache(error));
+            }
             progress.on_end(BuildEnd::Succeeded);
             Ok(BuildReport {
                 build_ref,
@@ -211,7 +224,11 @@ struct Sessions {
 }
 
 impl Sessions {
-    async fn start(control: &Control, request: &BuildRequest) -> Result<Sessions, BuildError> {
+    async fn start(
+        control: &Control,
+        request: &BuildRequest,
+        content_stores: &BTreeMap<String, ContentStore>,
+    ) -> Result<Sessions, BuildError> {
         let dirs = |names: &[&String]| -> BTreeMap<String, PathBuf> {
             names.iter().map(|name| ((*name).clone(), request.locals[*name].clone())).collect()
         };
@@ -262,6 +279,10 @@ impl Sessions {
                 }
             }
         })?;
+        if !content_stores.is_empty() {
+            let content = ContentService::new(content_stores.clone()).into_server();
+            main.add_service(content).map_err(BuildError::Session)?;
+        }
         let main = main.start(control).await.map_err(BuildError::Session)?;
         Ok(Sessions { main, per_local, folders, transfers })
     }

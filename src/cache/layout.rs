@@ -251,24 +251,44 @@ impl OciLayout {
     /// Concurrent writers are serialised by a lock; the file is replaced by
     /// rename, so a reader sees the old index or the new one.
     pub fn tag(&self, descriptor: &Descriptor, tags: &[&str]) -> Result<(), LayoutError> {
+        self.put_entries(descriptor, REF_NAME_ANNOTATION, tags)
+    }
+
+    /// [`OciLayout::tag`] with another annotation than the tag's: an entry
+    /// per value of `key`, replacing the entries with those values.
+    pub fn put_entries(&self, descriptor: &Descriptor, key: &str, values: &[&str]) -> Result<(), LayoutError> {
         let digest = BlobDigest::parse(descriptor.digest().as_ref())?;
         if self.blob_size(&digest)?.is_none() {
             return Err(LayoutError::MissingBlob { dir: self.dir.clone(), digest: digest.to_string() });
         }
         let _lock = self.lock(INDEX_LOCK_FILE, true)?;
         let mut index = self.index()?;
-        let mut manifests: Vec<Descriptor> =
-            index.manifests().iter().filter(|d| !ref_name(d).is_some_and(|name| tags.contains(&name))).cloned().collect();
-        for tag in tags {
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| !annotation(d, key).is_some_and(|value| values.contains(&value)))
+            .cloned()
+            .collect();
+        for value in values {
             let mut entry = descriptor.clone();
             let mut annotations = entry.annotations().clone().unwrap_or_default();
-            annotations.insert(REF_NAME_ANNOTATION.to_string(), (*tag).to_string());
+            annotations.insert(key.to_string(), (*value).to_string());
             entry.set_annotations(Some(annotations));
             manifests.push(entry);
         }
         index.set_manifests(manifests);
         let bytes = serde_json::to_vec(&index).expect("an image index serialises");
         self.write_atomically("index.json", &bytes)
+    }
+
+    /// The entry of `index.json` whose annotation `key` is `value`.
+    pub fn entry(&self, key: &str, value: &str) -> Result<Option<Descriptor>, LayoutError> {
+        Ok(self
+            .index()?
+            .manifests()
+            .iter()
+            .find(|d| d.annotations().as_ref().and_then(|a| a.get(key)).is_some_and(|v| v == value))
+            .cloned())
     }
 
     /// Writes `name` in the folder by rename from a temporary file.
@@ -302,11 +322,20 @@ impl OciLayout {
     /// themselves and, through each manifest or index, its config, layers and
     /// manifests.
     pub fn referenced(&self) -> Result<BTreeSet<BlobDigest>, LayoutError> {
+        let roots = self
+            .index()?
+            .manifests()
+            .iter()
+            .map(|descriptor| BlobDigest::parse(descriptor.digest().as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.reachable(roots)
+    }
+
+    /// `roots` and every blob they reach through JSON documents. A missing
+    /// blob is not followed (it has no children to give).
+    pub fn reachable(&self, roots: Vec<BlobDigest>) -> Result<BTreeSet<BlobDigest>, LayoutError> {
         let mut seen = BTreeSet::new();
-        let mut pending: Vec<BlobDigest> = Vec::new();
-        for descriptor in self.index()?.manifests() {
-            pending.push(BlobDigest::parse(descriptor.digest().as_ref())?);
-        }
+        let mut pending = roots;
         while let Some(digest) = pending.pop() {
             if !seen.insert(digest.clone()) {
                 continue;
@@ -317,9 +346,21 @@ impl OciLayout {
                 _ => continue,
             }
             let bytes = self.read_blob(&digest)?;
-            pending.extend(children(&bytes));
+            pending.extend(children(&bytes).into_iter().map(|(digest, _)| digest));
         }
         Ok(seen)
+    }
+
+    /// How many layers the documents under `root` list.
+    pub fn layer_count(&self, root: &BlobDigest) -> Result<usize, LayoutError> {
+        let mut count = 0;
+        for digest in self.reachable(vec![root.clone()])? {
+            if self.blob_size(&digest)?.is_some_and(|size| size <= MAX_DOCUMENT_SIZE) {
+                let bytes = self.read_blob(&digest)?;
+                count += children(&bytes).iter().filter(|(_, kind)| *kind == ChildKind::Layer).count();
+            }
+        }
+        Ok(count)
     }
 
     /// Removes every blob no entry of `index.json` reaches, and temporary
@@ -378,19 +419,30 @@ pub struct FolderLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 /// layer and is not parsed for children.
 const MAX_DOCUMENT_SIZE: u64 = 4 << 20;
 
+/// What a document's child is to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildKind {
+    Layer,
+    Other,
+}
+
 /// The digests a JSON document points at: `config`, `layers[]`,
-/// `manifests[]`, `blobs[]` (an image, an index, a cache manifest). A blob
-/// that is not JSON has none.
-fn children(bytes: &[u8]) -> Vec<BlobDigest> {
+/// `manifests[]`, `blobs[]` (an image, an index, a cache manifest, carried
+/// cache mounts). A blob that is not JSON has none. BuildKit's cache index
+/// (without `image-manifest`) lists its layers under `manifests`, told by
+/// their media type.
+fn children(bytes: &[u8]) -> Vec<(BlobDigest, ChildKind)> {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Vec::new() };
     let digest_of = |v: &serde_json::Value| v.get("digest")?.as_str().and_then(|d| BlobDigest::parse(d).ok());
+    let is_layer = |v: &serde_json::Value| v.get("mediaType").and_then(|m| m.as_str()).is_some_and(|m| m.contains("layer"));
     let mut out = Vec::new();
     if let Some(config) = value.get("config") {
-        out.extend(digest_of(config));
+        out.extend(digest_of(config).map(|d| (d, ChildKind::Other)));
     }
     for key in ["layers", "manifests", "blobs"] {
-        if let Some(list) = value.get(key).and_then(|v| v.as_array()) {
-            out.extend(list.iter().filter_map(digest_of));
+        for item in value.get(key).and_then(|v| v.as_array()).into_iter().flatten() {
+            let kind = if key == "layers" || is_layer(item) { ChildKind::Layer } else { ChildKind::Other };
+            out.extend(digest_of(item).map(|d| (d, kind)));
         }
     }
     out
@@ -476,7 +528,11 @@ pub enum CommitError {
 
 /// The tag of an `index.json` entry.
 pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
-    descriptor.annotations().as_ref()?.get(REF_NAME_ANNOTATION).map(String::as_str)
+    annotation(descriptor, REF_NAME_ANNOTATION)
+}
+
+fn annotation<'a>(descriptor: &'a Descriptor, key: &str) -> Option<&'a str> {
+    descriptor.annotations().as_ref()?.get(key).map(String::as_str)
 }
 
 fn empty_index() -> ImageIndex {

@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 
 pub mod layout;
+pub mod local;
+pub mod mount_scan;
+pub mod mounts;
 
 /// One cache import or export, as the daemon takes it: an importer or
 /// exporter type and its attributes.
@@ -26,15 +29,39 @@ pub struct CacheSpecError {
     pub problem: String,
 }
 
+/// Whether a cache entry is read before the build or written after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheDirection {
+    /// `--cache-from`
+    Import,
+    /// `--cache-to`
+    Export,
+}
+
+/// Attributes of `type=local` that fbuild acts on itself and does not send
+/// to the daemon.
+pub(crate) const CLIENT_ATTRS: &[&str] = &["mounts", "helper-image"];
+
 impl CacheEntry {
     /// A registry cache at `reference`.
     pub fn registry(reference: impl Into<String>) -> CacheEntry {
         CacheEntry { kind: "registry".into(), attrs: [("ref".to_string(), reference.into())].into() }
     }
 
+    /// A local cache folder: read from `src` when importing, written to
+    /// `dest` when exporting.
+    pub fn local(direction: CacheDirection, dir: impl Into<String>) -> CacheEntry {
+        let key = match direction {
+            CacheDirection::Import => "src",
+            CacheDirection::Export => "dest",
+        };
+        CacheEntry { kind: "local".into(), attrs: [(key.to_string(), dir.into())].into() }
+    }
+
     /// Parses buildx's syntax: CSV `type=...,key=value`; a bare value is a
-    /// registry reference.
-    pub fn parse(spec: &str) -> Result<CacheEntry, CacheSpecError> {
+    /// registry reference. A field that holds a comma is quoted, as in CSV
+    /// (`"mounts=pip,apt"`).
+    pub fn parse(spec: &str, direction: CacheDirection) -> Result<CacheEntry, CacheSpecError> {
         let invalid = |problem: String| CacheSpecError { spec: spec.to_string(), problem };
         let fields = crate::output::csv_fields(spec).map_err(|problem| invalid(problem.to_string()))?;
         if fields.len() == 1 && !fields[0].contains('=') {
@@ -53,13 +80,75 @@ impl CacheEntry {
         let kind = kind.ok_or_else(|| invalid("type= is missing".into()))?;
         match kind.as_str() {
             "registry" if !attrs.contains_key("ref") => Err(invalid("type=registry needs ref=".into())),
-            // A local cache folder is read and written through a content store
-            // served on the session, which fbuild does not serve yet.
-            "local" => Err(invalid("type=local cache is not supported yet; use type=registry or type=inline".into())),
+            "local" => {
+                check_local(&attrs, direction).map_err(invalid)?;
+                Ok(CacheEntry { kind, attrs })
+            }
             "registry" | "inline" | "gha" | "s3" | "azblob" => Ok(CacheEntry { kind, attrs }),
             _ => Err(invalid("unknown cache type (registry, local, inline, gha, s3, azblob)".into())),
         }
     }
+
+    /// The folder of a `type=local` entry.
+    pub fn local_dir(&self) -> Option<&str> {
+        if self.kind != "local" {
+            return None;
+        }
+        self.attrs.get("dest").or_else(|| self.attrs.get("src")).map(String::as_str)
+    }
+}
+
+/// The attributes `type=local` takes (buildx's, plus fbuild's `mounts` and
+/// `helper-image`), checked before anything is sent.
+fn check_local(attrs: &BTreeMap<String, String>, direction: CacheDirection) -> Result<(), String> {
+    let (dir_key, known): (&str, &[&str]) = match direction {
+        CacheDirection::Import => ("src", &["src", "tag", "digest", "mounts", "helper-image"]),
+        CacheDirection::Export => (
+            "dest",
+            &[
+                "dest",
+                "tag",
+                "mode",
+                "compression",
+                "compression-level",
+                "force-compression",
+                "oci-mediatypes",
+                "image-manifest",
+                "ignore-error",
+                "mounts",
+                "helper-image",
+            ],
+        ),
+    };
+    match attrs.get(dir_key) {
+        None => return Err(format!("type=local needs {dir_key}=DIR")),
+        Some(dir) if dir.is_empty() => return Err(format!("{dir_key}= is empty")),
+        Some(_) => {}
+    }
+    for key in attrs.keys() {
+        if !known.contains(&key.as_str()) {
+            return Err(format!("unknown attribute {key:?} for type=local (expected {})", known.join(", ")));
+        }
+    }
+    if let Some(mode) = attrs.get("mode") {
+        if mode != "min" && mode != "max" {
+            return Err(format!("mode={mode:?} is not min or max"));
+        }
+    }
+    if let Some(tag) = attrs.get("tag") {
+        if tag.is_empty() {
+            return Err("tag= is empty".into());
+        }
+    }
+    if let Some(digest) = attrs.get("digest") {
+        layout::BlobDigest::parse(digest).map_err(|error| error.to_string())?;
+    }
+    if let Some(mounts) = attrs.get("mounts") {
+        if mounts.is_empty() {
+            return Err("mounts= is empty (true, false, or cache ids separated by commas)".into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -68,14 +157,28 @@ mod tests {
 
     #[test]
     fn cache_specs_follow_buildx() {
-        let bare = CacheEntry::parse("registry:5000/app:cache").unwrap();
+        use CacheDirection::{Export, Import};
+        let bare = CacheEntry::parse("registry:5000/app:cache", Import).unwrap();
         assert_eq!(bare, CacheEntry::registry("registry:5000/app:cache"));
-        let registry = CacheEntry::parse("type=registry,ref=r/app:cache,mode=max").unwrap();
+        let registry = CacheEntry::parse("type=registry,ref=r/app:cache,mode=max", Export).unwrap();
         assert_eq!(registry.kind, "registry");
         assert_eq!(registry.attrs["mode"], "max");
-        for bad in ["type=registry", "type=nope,ref=x", "type=local,dest=/tmp/c", "mode=max"] {
-            let err = CacheEntry::parse(bad).unwrap_err();
-            assert!(err.to_string().starts_with(&format!("invalid cache option {bad:?}: ")), "{err}");
+        let local = CacheEntry::parse("type=local,dest=/tmp/c,mode=max,tag=main,\"mounts=pip,apt\"", Export).unwrap();
+        assert_eq!(local.local_dir(), Some("/tmp/c"));
+        assert_eq!(local.attrs["mounts"], "pip,apt");
+        assert_eq!(CacheEntry::parse("type=local,src=c,tag=pr", Import).unwrap().local_dir(), Some("c"));
+        for (bad, direction, problem) in [
+            ("type=registry", Import, "type=registry needs ref="),
+            ("type=nope,ref=x", Import, "unknown cache type"),
+            ("mode=max", Export, "type= is missing"),
+            ("type=local", Export, "type=local needs dest=DIR"),
+            ("type=local,dest=c", Import, "type=local needs src=DIR"),
+            ("type=local,dest=c,colour=red", Export, "unknown attribute \"colour\" for type=local"),
+            ("type=local,dest=c,mode=most", Export, "mode=\"most\" is not min or max"),
+            ("type=local,src=c,digest=sha256:zz", Import, "\"sha256:zz\" is not a sha256 digest"),
+        ] {
+            let err = CacheEntry::parse(bad, direction).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("invalid cache option {bad:?}: {problem}")), "{err}");
         }
     }
 }

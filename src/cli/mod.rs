@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::connect::{ConnectOptions, TlsOptions};
 use crate::printer::{Printer, Verbosity};
 
+mod cache;
 pub(crate) mod connect;
 mod daemon;
 mod du;
@@ -78,6 +79,9 @@ pub enum Command {
     Du(du::Args),
     /// Remove build cache
     Prune(prune::Args),
+    /// Inspect and tidy a local cache folder (--cache-to type=local)
+    #[command(subcommand)]
+    Cache(cache::Command),
     /// Run a local buildkitd for this machine
     #[command(subcommand)]
     Daemon(daemon::Command),
@@ -159,6 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workers(args) => workers::run(args, &ctx).await,
         Command::Du(args) => du::run(args, &ctx).await,
         Command::Prune(args) => prune::run(args, &ctx).await,
+        Command::Cache(command) => cache::run(command, &ctx),
         Command::Daemon(command) => daemon::run(command, &ctx).await,
     }
 }

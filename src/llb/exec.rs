@@ -104,8 +104,9 @@ impl Run {
 enum MountKind {
     /// A state's filesystem (or an empty one for scratch).
     Bind { source: Box<State>, readonly: bool, selector: String },
-    /// A persistent cache directory shared between builds by id.
-    Cache { id: String, sharing: pb::CacheSharingOpt },
+    /// A persistent cache directory shared between builds by id; created
+    /// from `base` (at `selector`) on first use, empty without one.
+    Cache { id: String, sharing: pb::CacheSharingOpt, base: Option<Box<State>>, selector: String },
     /// An in-memory filesystem; `size` in bytes, 0 for the default.
     Tmpfs { size: i64 },
 }
@@ -129,7 +130,26 @@ impl Mount {
 
     /// A cache mount (`RUN --mount=type=cache`), shared by `id`.
     pub fn cache(target: &str, id: &str, sharing: pb::CacheSharingOpt) -> Self {
-        Mount { target: target.to_owned(), kind: MountKind::Cache { id: id.to_owned(), sharing } }
+        Mount {
+            target: target.to_owned(),
+            kind: MountKind::Cache { id: id.to_owned(), sharing, base: None, selector: String::new() },
+        }
+    }
+
+    /// A cache mount whose first use starts from `base`'s `path` (how the
+    /// Dockerfile frontend gives a cache mount its `uid`, `gid` and `mode`:
+    /// a directory made in scratch). The daemon keys the cache by id and
+    /// base, so the same id with another base is another cache.
+    pub fn cache_from(target: &str, id: &str, sharing: pb::CacheSharingOpt, base: &State, path: &str) -> Self {
+        Mount {
+            target: target.to_owned(),
+            kind: MountKind::Cache {
+                id: id.to_owned(),
+                sharing,
+                base: Some(Box::new(base.clone())),
+                selector: path.to_owned(),
+            },
+        }
     }
 
     /// A tmpfs of `size` bytes (0: the daemon's default).
@@ -161,6 +181,7 @@ impl Mount {
     fn source(&self) -> Option<&Output> {
         match &self.kind {
             MountKind::Bind { source, .. } => source.output.as_ref(),
+            MountKind::Cache { base: Some(base), .. } => base.output.as_ref(),
             _ => None,
         }
     }
@@ -290,7 +311,12 @@ impl ExecOp {
                         caps.push("exec.mount.bind");
                     }
                 }
-                MountKind::Cache { .. } => caps.extend(["exec.mount.cache", "exec.mount.cache.sharing"]),
+                MountKind::Cache { selector, .. } => {
+                    if !selector.is_empty() {
+                        caps.push("exec.mount.selector");
+                    }
+                    caps.extend(["exec.mount.cache", "exec.mount.cache.sharing"])
+                }
                 MountKind::Tmpfs { size } => {
                     caps.push("exec.mount.tmpfs");
                     if *size > 0 {
@@ -349,7 +375,8 @@ impl Vertex for ExecOp {
                     pb_mount.readonly = *readonly;
                     pb_mount.selector = selector.clone();
                 }
-                MountKind::Cache { id, sharing } => {
+                MountKind::Cache { id, sharing, selector, .. } => {
+                    pb_mount.selector = selector.clone();
                     if id.is_empty() {
                         return Err(MarshalError::InvalidMount {
                             target: mount.target.clone(),

@@ -261,6 +261,14 @@ impl<W: Write> ProgressWriter<W> {
         self.note(result);
     }
 
+    /// Prints a warning of the client's own (`WARNING: ...`) on a line of
+    /// its own, in every mode (buildctl's warnings also come between its
+    /// rawjson lines, which readers tell apart by the leading `{`).
+    pub fn warn(&mut self, message: &str) {
+        let result = writeln!(self.out, "WARNING: {message}").and_then(|()| self.out.flush());
+        self.note(result);
+    }
+
     /// Lets the tty view advance its timers and the plain printer print what
     /// it has gathered; call it about every 100 ms (see [`ProgressWriter::follow`]).
     pub fn tick(&mut self) {

@@ -37,6 +37,12 @@ pub trait ProgressSink: Send {
     /// advance their timers.
     fn on_tick(&mut self) {}
 
+    /// Something the client noticed that does not stop the build (a cache
+    /// folder with nothing to import yet).
+    fn on_warning(&mut self, message: &str) {
+        let _ = message;
+    }
+
     /// The build ended; no more calls follow.
     fn on_end(&mut self, end: BuildEnd<'_>) {
         let _ = end;
@@ -58,6 +64,9 @@ impl<S: ProgressSink + ?Sized> ProgressSink for &mut S {
     fn on_tick(&mut self) {
         (**self).on_tick()
     }
+    fn on_warning(&mut self, message: &str) {
+        (**self).on_warning(message)
+    }
     fn on_end(&mut self, end: BuildEnd<'_>) {
         (**self).on_end(end)
     }
@@ -70,6 +79,10 @@ impl<W: Write + Send> ProgressSink for ProgressWriter<W> {
 
     fn on_tick(&mut self) {
         self.tick();
+    }
+
+    fn on_warning(&mut self, message: &str) {
+        self.warn(message);
     }
 
     fn on_end(&mut self, end: BuildEnd<'_>) {

@@ -145,7 +145,12 @@ impl Content for ContentService {
         }
         let end = if message.size > 0 { (start + message.size as u64).min(len) } else { len };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ReadContentResponse, Status>>(4);
+        // A whole read is checked against its digest: a blob changed on disk
+        // fails the daemon's read instead of entering its cache.
+        let check = (start == 0 && end == len).then(sha2::Sha256::default);
         tokio::task::spawn_blocking(move || {
+            use sha2::Digest as _;
+            let mut check = check;
             let mut offset = start;
             if let Err(error) = file.seek(std::io::SeekFrom::Start(start)) {
                 let _ = tx.blocking_send(Err(Status::internal(error.to_string())));
@@ -156,6 +161,17 @@ impl Content for ContentService {
                 if let Err(error) = file.read_exact(&mut data) {
                     let _ = tx.blocking_send(Err(Status::internal(error.to_string())));
                     return;
+                }
+                if let Some(hasher) = check.as_mut() {
+                    hasher.update(&data);
+                    if offset + data.len() as u64 == end {
+                        let actual = format!("sha256:{}", hex::encode(check.take().expect("checked").finalize()));
+                        if actual != digest.as_str() {
+                            let message = format!("blob {digest} is corrupt: its content hashes to {actual}");
+                            let _ = tx.blocking_send(Err(Status::data_loss(message)));
+                            return;
+                        }
+                    }
                 }
                 let response = pb::ReadContentResponse { offset: offset as i64, data: data.into() };
                 offset += response.data.len() as u64;
@@ -363,6 +379,12 @@ mod tests {
         let mut read = client.read(with_store(request, "local:cache")).await.unwrap().into_inner();
         let chunk = read.message().await.unwrap().unwrap();
         assert_eq!((chunk.offset, &chunk.data[..]), (6, &b"world"[..]));
+
+        // A blob changed on disk fails a whole read.
+        std::fs::write(OciLayout::create(dir.path()).unwrap().blob_path(&expected), b"hello w0rld").unwrap();
+        let request = pb::ReadContentRequest { digest: expected.to_string(), offset: 0, size: 0 };
+        let mut read = client.read(with_store(request, "local:cache")).await.unwrap().into_inner();
+        assert_eq!(read.message().await.unwrap_err().code(), tonic::Code::DataLoss);
 
         // Announcing a blob that is there answers AlreadyExists, which the
         // daemon takes as done.

@@ -5,6 +5,7 @@
 //! command adds what belongs to a terminal: the progress renderer, Ctrl-C and
 //! SIGTERM, the lines saying where outputs went, and `--metadata-file`.
 
+mod carry;
 mod metadata;
 mod plan;
 
@@ -126,6 +127,7 @@ pub struct Args {
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // Everything the user typed is checked before the daemon hears of it.
     let plan = plan::SolvePlan::from_args(&args, &plan::ProcessEnv)?;
+    let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
     let connection = ctx.connect().await?;
 
     let mode =
@@ -142,9 +144,18 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             cancel.cancel();
         }
     });
+    for note in &carry_notes {
+        progress.warn(note);
+    }
     let exports = plan.request.exports.clone();
-    let result = crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await;
-    on_signal.abort();
+    let result = match carry.restore(&connection.channel, mode, ctx.printer, &cancel).await {
+        Ok(()) => crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await,
+        Err(error) if cancel.is_cancelled() => {
+            tracing::debug!("{error:#}");
+            Err(BuildError::Cancelled)
+        }
+        Err(error) => return Err(error),
+    };
     let report = match result {
         Ok(report) => report,
         Err(BuildError::Cancelled) => return Err(crate::error::Cancelled.into()),
@@ -159,6 +170,12 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             if files == 1 { "" } else { "s" },
             crate::units::human_size(report.transfer.bytes as i64)
         );
+    }
+    let saved = carry.save(&connection.channel, mode, ctx.printer, &cancel).await;
+    on_signal.abort();
+    match saved {
+        Err(_) if cancel.is_cancelled() => return Err(crate::error::Cancelled.into()),
+        other => other?,
     }
     if let Some(path) = &plan.metadata_file {
         metadata::write(path, &report.exporter_response)?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::Args;
 use crate::build::{BuildRequest, Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
-use crate::cache::CacheEntry;
+use crate::cache::{CacheDirection, CacheEntry};
 
 /// The environment the plan reads (`--build-arg K`, `SOURCE_DATE_EPOCH`);
 /// a trait so tests don't touch the process environment.
@@ -216,9 +216,9 @@ impl SolvePlan {
         let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
         let exports = crate::output::exports_from_flags(&args.outputs, &args.tags, args.push, stdout_is_terminal)?;
         let cache_imports =
-            args.cache_from.iter().map(|spec| cache_entry("--cache-from", spec)).collect::<Result<Vec<_>, _>>()?;
+            args.cache_from.iter().map(|spec| cache_entry("--cache-from", spec, CacheDirection::Import)).collect::<Result<Vec<_>, _>>()?;
         let cache_exports =
-            args.cache_to.iter().map(|spec| cache_entry("--cache-to", spec)).collect::<Result<Vec<_>, _>>()?;
+            args.cache_to.iter().map(|spec| cache_entry("--cache-to", spec, CacheDirection::Export)).collect::<Result<Vec<_>, _>>()?;
         let secrets = args
             .secrets
             .iter()
@@ -309,8 +309,8 @@ fn validate_platform(platform: &str) -> Result<(), PlanError> {
 }
 
 /// A `--cache-from`/`--cache-to` value (buildx's syntax), named with its flag.
-fn cache_entry(flag: &'static str, spec: &str) -> Result<CacheEntry, PlanError> {
-    CacheEntry::parse(spec).map_err(|e| invalid(flag, spec, e.problem))
+fn cache_entry(flag: &'static str, spec: &str, direction: CacheDirection) -> Result<CacheEntry, PlanError> {
+    CacheEntry::parse(spec, direction).map_err(|e| invalid(flag, spec, e.problem))
 }
 
 #[cfg(test)]
@@ -413,7 +413,7 @@ mod tests {
             (&["--add-host", "db:notanip"], "--add-host"),
             (&["--allow", "root"], "--allow"),
             (&["--build-context", "x"], "--build-context"),
-            (&["--cache-to", "type=local,dest=/tmp/c"], "--cache-to"),
+            (&["--cache-to", "type=local"], "--cache-to"),
             (&["--cache-to", "type=registry"], "--cache-to"),
             (&["--cache-from", "type=nope,ref=x"], "--cache-from"),
         ];

@@ -1,0 +1,202 @@
+//! `mounts=` of `--cache-from/--cache-to type=local`: which cache mounts a
+//! build carries in its cache folders, restored before the build and saved
+//! after it (the library's `cache::mounts`).
+//!
+//! `mounts=true` carries every cache mount the Dockerfile's `RUN --mount`
+//! flags declare; `mounts=ID,ID` (quoted in the CSV: `"mounts=pip,apt"`)
+//! only those; `mounts=false` none. On `--cache-from`, restoring is the
+//! default whenever the folder carries mounts.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::build::BuildRequest;
+use crate::cache::mount_scan;
+use crate::cache::mounts::{self, CacheMount, DEFAULT_HELPER_IMAGE};
+use crate::cli::solve::plan::Env;
+use crate::printer::Printer;
+use crate::progress::{ProgressMode, ProgressWriter};
+use crate::units::human_size;
+
+/// The environment variable naming the helper image.
+const HELPER_IMAGE_ENV: &str = "FBUILD_CACHE_HELPER_IMAGE";
+
+/// What to restore before the build and save after it.
+#[derive(Debug, Default)]
+pub struct MountCarry {
+    restores: Vec<Job>,
+    saves: Vec<Job>,
+}
+
+#[derive(Debug)]
+struct Job {
+    dir: PathBuf,
+    tag: String,
+    /// For a restore: the ids to restore (`None`: all carried).
+    only: Option<Vec<String>>,
+    /// For a save: the mounts.
+    mounts: Vec<CacheMount>,
+    helper_image: String,
+}
+
+/// What `mounts=` asks for.
+enum Selection {
+    None,
+    All,
+    Ids(Vec<String>),
+}
+
+fn selection(value: Option<&String>, default: Selection) -> Result<Selection, String> {
+    match value.map(String::as_str) {
+        None => Ok(default),
+        Some("true" | "1") => Ok(Selection::All),
+        Some("false" | "0") => Ok(Selection::None),
+        Some(ids) => Ok(Selection::Ids(ids.split(',').map(|id| id.trim().to_string()).collect())),
+    }
+}
+
+impl MountCarry {
+    /// Reads `mounts=` from the request's local cache entries; the
+    /// Dockerfile's text says which cache mounts exist. Unknown ids fail
+    /// here, before anything is built.
+    pub fn plan(request: &BuildRequest, dockerfile: &str, env: &dyn Env) -> anyhow::Result<(MountCarry, Vec<String>)> {
+        let mut carry = MountCarry::default();
+        let mut notes = Vec::new();
+        let helper = |attrs: &std::collections::BTreeMap<String, String>| {
+            attrs
+                .get("helper-image")
+                .cloned()
+                .or_else(|| env.var(HELPER_IMAGE_ENV).filter(|v| !v.is_empty()))
+                .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_string())
+        };
+        let tag = |attrs: &std::collections::BTreeMap<String, String>| {
+            attrs.get("tag").cloned().unwrap_or_else(|| "latest".into())
+        };
+        for entry in request.cache_imports.iter().filter(|e| e.kind == "local") {
+            let flag = || format!("invalid --cache-from {:?}", entry.attrs.get("src"));
+            let only = match selection(entry.attrs.get("mounts"), Selection::All).map_err(anyhow::Error::msg).with_context(flag)? {
+                Selection::None => continue,
+                Selection::All => None,
+                Selection::Ids(ids) => Some(ids),
+            };
+            carry.restores.push(Job {
+                dir: PathBuf::from(entry.local_dir().unwrap_or_default()),
+                tag: tag(&entry.attrs),
+                only,
+                mounts: Vec::new(),
+                helper_image: helper(&entry.attrs),
+            });
+        }
+        let mut scanned: Option<Vec<CacheMount>> = None;
+        for entry in request.cache_exports.iter().filter(|e| e.kind == "local") {
+            let wanted = selection(entry.attrs.get("mounts"), Selection::None).map_err(anyhow::Error::msg)?;
+            if matches!(wanted, Selection::None) {
+                continue;
+            }
+            let declared = scanned.get_or_insert_with(|| {
+                let (mounts, skipped) = mount_scan::cache_mounts(dockerfile);
+                notes.extend(skipped);
+                mounts
+            });
+            let mounts = match wanted {
+                Selection::Ids(ids) => ids
+                    .iter()
+                    .map(|id| {
+                        declared.iter().find(|m| m.id == *id || m.target == *id).cloned().ok_or_else(|| {
+                            let known: Vec<&str> = declared.iter().map(|m| m.id.as_str()).collect();
+                            anyhow::anyhow!(
+                                "invalid --cache-to mounts={id:?}: the Dockerfile has no RUN --mount=type=cache with that id or target (it has: {})",
+                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                _ => declared.clone(),
+            };
+            carry.saves.push(Job {
+                dir: PathBuf::from(entry.local_dir().unwrap_or_default()),
+                tag: tag(&entry.attrs),
+                only: None,
+                mounts,
+                helper_image: helper(&entry.attrs),
+            });
+        }
+        Ok((carry, notes))
+    }
+
+    /// Fills the daemon's empty cache mounts from the folders, before the
+    /// build.
+    pub async fn restore(
+        &self,
+        channel: &Channel,
+        mode: ProgressMode,
+        printer: Printer,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        for job in &self.restores {
+            let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()));
+            let restored = mounts::restore(
+                channel,
+                &job.dir,
+                &job.tag,
+                job.only.as_deref(),
+                &job.helper_image,
+                &mut progress,
+                cancel,
+            )
+            .await
+            .with_context(|| format!("cannot restore the cache mounts carried in {}", job.dir.display()))?;
+            if mode != ProgressMode::Quiet && !(restored.filled.is_empty() && restored.kept.is_empty()) {
+                let mut err = printer.stderr();
+                let _ = write!(err, "cache mounts from {}: ", job.dir.display());
+                let _ = match (restored.filled.is_empty(), restored.kept.is_empty()) {
+                    (false, true) => writeln!(err, "restored {}", restored.filled.join(", ")),
+                    (true, false) => writeln!(err, "kept the daemon's own {}", restored.kept.join(", ")),
+                    _ => writeln!(
+                        err,
+                        "restored {}; kept the daemon's own {}",
+                        restored.filled.join(", "),
+                        restored.kept.join(", ")
+                    ),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the cache mounts into the folders, after a successful build.
+    pub async fn save(
+        &self,
+        channel: &Channel,
+        mode: ProgressMode,
+        printer: Printer,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        for job in &self.saves {
+            if job.mounts.is_empty() {
+                continue;
+            }
+            let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()));
+            let saved =
+                mounts::save(channel, &job.mounts, &job.dir, &job.tag, &job.helper_image, &mut progress, cancel)
+                    .await
+                    .with_context(|| format!("cannot save the cache mounts into {}", job.dir.display()))?;
+            if mode != ProgressMode::Quiet {
+                let bytes: u64 = saved.mounts.iter().map(|m| m.size).sum();
+                let ids: Vec<&str> = saved.mounts.iter().map(|m| m.mount.id.as_str()).collect();
+                let mut err = printer.stderr();
+                let _ = write!(err, "cache mounts saved to {}: ", job.dir.display());
+                let _ = if ids.is_empty() {
+                    writeln!(err, "none had contents")
+                } else {
+                    writeln!(err, "{} ({})", ids.join(", "), human_size(bytes as i64))
+                };
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Local cache folders (`--cache-to/--cache-from type=local`) on real
+//! daemons: a cache survives a pruned (or a fresh) daemon, the folder stays
+//! bounded across rebuilds, tags share a folder, and a killed export leaves
+//! the previous cache usable.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, PrivateDaemon};
+
+/// A private daemon with the test environment's config (the loopback
+/// registry is plain HTTP), so `prune --all` and fresh state touch no one else.
+fn start_daemon() -> PrivateDaemon {
+    let config = util::testenv().root.join("buildkitd.toml");
+    PrivateDaemon::start([OsStr::new("--config"), config.as_os_str()])
+}
+
+/// A three-stage project whose steps all produce layers; `requirements`
+/// feeds the deps stage.
+fn project(dir: &Path, requirements: &str) {
+    let dockerfile = format!(
+        "FROM {base} AS base\n\
+         WORKDIR /app\n\
+         FROM base AS deps\n\
+         COPY requirements.txt .\n\
+         RUN cp requirements.txt deps.lock && head -c 300000 /dev/urandom > deps.bin\n\
+         FROM base AS runner\n\
+         COPY --from=deps /app/deps.lock /app/deps.bin ./\n\
+         COPY app.py .\n\
+         RUN echo built > built.txt\n",
+        base = util::testenv().busybox
+    );
+    util::write_files(
+        dir,
+        &[("Dockerfile", dockerfile.as_str()), ("requirements.txt", requirements), ("app.py", "print('hi')\n")],
+    );
+}
+
+/// The Dockerfile steps (`[stage n/m] ...`) that ran rather than came from
+/// the cache, from rawjson progress.
+fn steps_not_cached(rawjson: &str) -> Vec<String> {
+    let mut steps: std::collections::BTreeMap<String, bool> = Default::default();
+    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        for vertex in value["vertexes"].as_array().into_iter().flatten() {
+            let name = vertex["name"].as_str().unwrap_or_default();
+            let is_step = name.starts_with('[') && !name.starts_with("[internal]") && !name.contains(" FROM ");
+            if is_step {
+                let cached = vertex["cached"].as_bool().unwrap_or(false);
+                *steps.entry(name.to_string()).or_default() |= cached;
+            }
+        }
+    }
+    assert!(!steps.is_empty(), "no Dockerfile steps in the progress:\n{rawjson}");
+    steps.into_iter().filter(|(_, cached)| !cached).map(|(name, _)| name).collect()
+}
+
+fn folder_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| if m.is_file() { m.len() } else { 0 }).sum()
+}
+
+fn prune_all(daemon: &PrivateDaemon) {
+    daemon.fbuild().args(["prune", "--all"]).assert().success();
+}
+
+#[test]
+fn a_local_cache_survives_a_pruned_daemon() {
+    let daemon = start_daemon();
+    let work = util::tempdir();
+    let cache = work.path().join("cache");
+    project(work.path(), "flask==3.0\n");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let from = format!("type=local,src={}", cache.display());
+
+    // The first CI run: nothing to import yet is a warning, not a failure.
+    let first = daemon.solve_rawjson(work.path(), &["--cache-from", &from, "--cache-to", &to]);
+    assert!(first.contains("WARNING: no cache in"), "{first}");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "latest");
+
+    prune_all(&daemon);
+    let second = daemon.solve_rawjson(work.path(), &["--cache-from", &from]);
+    assert_eq!(steps_not_cached(&second), Vec::<String>::new(), "{second}");
+
+    // buildctl reads the folder fbuild wrote.
+    prune_all(&daemon);
+    let dir = work.path().display().to_string();
+    let output = daemon
+        .buildctl()
+        .args(["build", "--frontend", "dockerfile.v0", "--progress", "rawjson"])
+        .args(["--local", &format!("context={dir}"), "--local", &format!("dockerfile={dir}")])
+        .args(["--import-cache", &format!("type=local,src={}", cache.display())])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", util::text(&output.stderr));
+    assert_eq!(steps_not_cached(&util::text(&output.stderr)), Vec::<String>::new());
+}
+
+#[test]
+fn a_local_cache_stays_bounded_and_keeps_every_tag() {
+    let daemon = start_daemon();
+    let work = util::tempdir();
+    let cache = work.path().join("cache");
+    let to = |tag: &str| format!("type=local,dest={},mode=max,tag={tag}", cache.display());
+    let from = |tag: &str| format!("type=local,src={},tag={tag}", cache.display());
+
+    project(work.path(), "requests==1\n");
+    daemon.solve_rawjson(work.path(), &["--cache-to", &to("main")]);
+    let single = folder_size(&cache);
+    for round in 2..=5 {
+        project(work.path(), &format!("requests=={round}\n"));
+        daemon.solve_rawjson(work.path(), &["--cache-from", &from("main"), "--cache-to", &to("main")]);
+        let size = folder_size(&cache);
+        assert!(size as f64 <= single as f64 * 1.2, "round {round}: {size} bytes, one export is {single}");
+    }
+    prune_all(&daemon);
+    let last = daemon.solve_rawjson(work.path(), &["--cache-from", &from("main")]);
+    assert_eq!(steps_not_cached(&last), Vec::<String>::new(), "the last export imports fully");
+
+    // A second tag in the same folder: exporting one never drops the other's blobs.
+    let pr = util::tempdir();
+    project(pr.path(), "requests==pr\n");
+    daemon.solve_rawjson(pr.path(), &["--cache-to", &to("pr")]);
+    project(work.path(), "requests==6\n");
+    daemon.solve_rawjson(work.path(), &["--cache-to", &to("main")]);
+    prune_all(&daemon);
+    for (dir, tag) in [(pr.path(), "pr"), (work.path(), "main")] {
+        let out = daemon.solve_rawjson(dir, &["--cache-from", &from(tag)]);
+        assert_eq!(steps_not_cached(&out), Vec::<String>::new(), "tag {tag}:\n{out}");
+    }
+
+    // fbuild cache ls shows both tags; gc has nothing left to collect.
+    let ls = daemon.fbuild().args(["cache", "ls"]).arg(&cache).output().unwrap();
+    let listing = util::text(&ls.stdout);
+    assert!(ls.status.success() && listing.contains("main") && listing.contains("pr"), "{listing}");
+    let gc = daemon.fbuild().args(["cache", "gc"]).arg(&cache).output().unwrap();
+    assert!(util::text(&gc.stderr).contains("removed 0 blobs"), "{}", util::text(&gc.stderr));
+}
+
+#[test]
+fn an_export_killed_half_way_leaves_the_previous_cache_usable() {
+    let daemon = start_daemon();
+    let work = util::tempdir();
+    let cache = work.path().join("cache");
+    project(work.path(), "a\n");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    daemon.solve_rawjson(work.path(), &["--cache-to", &to]);
+    let before = std::fs::read(cache.join("index.json")).unwrap();
+
+    // A 40 MB layer takes long enough to send that the kill lands mid-blob.
+    util::write_files(
+        work.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN head -c 40000000 /dev/urandom > /big\n", util::testenv().busybox))],
+    );
+    let mut child = std::process::Command::new(util::fbuild_binary())
+        .args(["--addr", &daemon.addr, "solve", "--progress", "plain", "--cache-to", &to])
+        .arg(work.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ingest = cache.join(".fbuild-ingest");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut killed_mid_blob = false;
+    while Instant::now() < deadline {
+        let writing = std::fs::read_dir(&ingest)
+            .map(|entries| entries.flatten().any(|e| e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)))
+            .unwrap_or(false);
+        if writing {
+            child.kill().unwrap();
+            killed_mid_blob = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.wait();
+    assert!(killed_mid_blob, "the export never started writing a large blob");
+    assert_eq!(std::fs::read(cache.join("index.json")).unwrap(), before, "index.json is the previous one");
+
+    project(work.path(), "a\n");
+    prune_all(&daemon);
+    let from = format!("type=local,src={}", cache.display());
+    let out = daemon.solve_rawjson(work.path(), &["--cache-from", &from, "--cache-to", &to]);
+    assert_eq!(steps_not_cached(&out), Vec::<String>::new(), "{out}");
+    // That export collected the killed one's leftovers.
+    assert_eq!(std::fs::read_dir(&ingest).unwrap().count(), 0);
+}
+
+#[test]
+fn bad_local_cache_folders_are_refused_before_the_build() {
+    let work = util::tempdir();
+    project(work.path(), "a\n");
+    let not_a_cache = work.path().join("notes");
+    std::fs::create_dir(&not_a_cache).unwrap();
+    std::fs::write(not_a_cache.join("readme.txt"), "x").unwrap();
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--cache-to".into(), "type=local".into()], "type=local needs dest=DIR"),
+        (vec!["--cache-from".into(), "type=local,dest=x".into()], "type=local needs src=DIR"),
+        (vec!["--cache-to".into(), "type=local,dest=x,colour=red".into()], "unknown attribute \"colour\""),
+        (
+            vec!["--cache-from".into(), format!("type=local,src={}", not_a_cache.display())],
+            "is not an OCI layout folder",
+        ),
+    ];
+    for (args, problem) in cases {
+        let output = util::fbuild().arg("solve").arg(work.path()).args(&args).output().unwrap();
+        let stderr = util::text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(problem), "{args:?}: {stderr}");
+        assert!(!stderr.contains("#1 "), "nothing was built: {stderr}");
+    }
+    // An explicit digest the folder does not have.
+    let cache = work.path().join("cache");
+    let to = format!("type=local,dest={}", cache.display());
+    util::fbuild().arg("solve").arg(work.path()).args(["--cache-to", &to]).assert().success();
+    let from = format!("type=local,src={},digest={digest}", cache.display());
+    let output = util::fbuild().arg("solve").arg(work.path()).args(["--cache-from", &from]).output().unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("has no blob {digest}")), "{stderr}");
+    assert!(stderr.contains(&cache.display().to_string()), "the folder is named: {stderr}");
+}
