@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fbuild::build::{build, BuildEnd, BuildRequest, CancellationToken, ProgressSink};
-use fbuild::cache::CacheEntry;
+use fbuild::cache::{CacheDirection, CacheEntry};
 use fbuild::connect::{connect, ConnectOptions};
 use fbuild::proto::moby::buildkit::v1::StatusResponse;
 
@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The same syntax as --cache-from / --cache-to.
     request.cache_imports.push(CacheEntry::registry(&cache_ref));
-    let mut export = CacheEntry::parse(&format!("type=registry,ref={cache_ref},mode=max"))?;
+    let mut export = CacheEntry::parse(&format!("type=registry,ref={cache_ref},mode=max"), CacheDirection::Export)?;
     // The test registry speaks plain HTTP.
     if cache_ref.starts_with("127.0.0.1:") || cache_ref.starts_with("localhost:") {
         export.attrs.insert("registry.insecure".into(), "true".into());

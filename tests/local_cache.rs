@@ -45,7 +45,7 @@ fn steps_not_cached(rawjson: &str) -> Vec<String> {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         for vertex in value["vertexes"].as_array().into_iter().flatten() {
             let name = vertex["name"].as_str().unwrap_or_default();
-            let is_step = name.starts_with('[') && !name.starts_with("[internal]") && !name.contains(" FROM ");
+            let is_step = name.starts_with('[') && !name.starts_with("[internal]") && !name.starts_with("[fbuild]") && !name.contains(" FROM ");
             if is_step {
                 let cached = vertex["cached"].as_bool().unwrap_or(false);
                 *steps.entry(name.to_string()).or_default() |= cached;
@@ -223,4 +223,117 @@ fn bad_local_cache_folders_are_refused_before_the_build() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("has no blob {digest}")), "{stderr}");
     assert!(stderr.contains(&cache.display().to_string()), "the folder is named: {stderr}");
+}
+
+/// A project whose RUN step "downloads" each requirement into two cache
+/// mounts (one plain, one owned by uid 1000) unless a file for it is there
+/// already, and records what it found there before.
+fn mounts_project(dir: &Path, requirements: &str) {
+    let dockerfile = format!(
+        "FROM {base}\n\
+         COPY requirements.txt /req\n\
+         RUN --mount=type=cache,target=/root/.cache/pip \\\n\
+         \x20   --mount=type=cache,id=wheels,target=/wheels,uid=1000,gid=1000,mode=0750 \\\n\
+         \x20   ls /root/.cache/pip > /seen && ls -ln /wheels | tail -n +2 | awk '{{print $3, $9}}' > /seen-wheels && \\\n\
+         \x20   for p in $(cat /req); do [ -f /root/.cache/pip/$p ] || echo downloaded > /root/.cache/pip/$p; \\\n\
+         \x20   [ -f /wheels/$p ] || {{ echo wheel > /wheels/$p; chown 1000:1000 /wheels/$p; }}; done\n",
+        base = util::testenv().busybox
+    );
+    util::write_files(dir, &[("Dockerfile", dockerfile.as_str()), ("requirements.txt", requirements)]);
+}
+
+#[test]
+fn cache_mounts_travel_to_a_fresh_runner() {
+    let work = util::tempdir();
+    let cache = work.path().join("cache");
+    let helper = ("FBUILD_CACHE_HELPER_IMAGE", util::testenv().busybox.clone());
+
+    // Runner 1: builds, exports layers and cache mounts.
+    mounts_project(work.path(), "flask\nrequests\n");
+    let runner1 = start_daemon();
+    let to = format!("type=local,dest={},mode=max,mounts=true", cache.display());
+    let output = runner1
+        .fbuild()
+        .env(helper.0, &helper.1)
+        .arg("solve")
+        .arg(work.path())
+        .args(["--progress", "plain", "--cache-to", &to])
+        .output()
+        .unwrap();
+    let stderr = util::text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("cache mounts saved to"), "{stderr}");
+    drop(runner1);
+    let listing = util::fbuild().args(["cache", "ls", "--format", "json"]).arg(&cache).output().unwrap();
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let carried: Vec<&str> =
+        listing["tags"][0]["mounts"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(carried, ["/root/.cache/pip", "wheels"], "{listing}");
+
+    // Runner 2, fresh: the same inputs are fully cached; after a dependency
+    // change the RUN step finds runner 1's downloads in its cache mounts,
+    // with their owners.
+    let runner2 = start_daemon();
+    let from = format!("type=local,src={}", cache.display());
+    let same = runner2
+        .fbuild()
+        .env(helper.0, &helper.1)
+        .arg("solve")
+        .arg(work.path())
+        .args(["--progress", "rawjson", "--cache-from", &from])
+        .output()
+        .unwrap();
+    let same_err = util::text(&same.stderr);
+    assert!(same.status.success(), "{same_err}");
+    assert_eq!(steps_not_cached(&same_err), Vec::<String>::new(), "{same_err}");
+    assert!(same_err.contains("restored /root/.cache/pip, wheels"), "{same_err}");
+
+    mounts_project(work.path(), "flask\nrequests\nnumpy\n");
+    let out = work.path().join("out");
+    let changed = runner2
+        .fbuild()
+        .env(helper.0, &helper.1)
+        .arg("solve")
+        .arg(work.path())
+        .args(["--progress", "rawjson", "--cache-from", &from, "-o", &format!("type=local,dest={}", out.display())])
+        .output()
+        .unwrap();
+    let changed_err = util::text(&changed.stderr);
+    assert!(changed.status.success(), "{changed_err}");
+    assert_eq!(util::rawjson_step_cached(&changed_err, "RUN --mount"), Some(false), "the dependency change reruns it");
+    assert!(changed_err.contains("kept the daemon's own"), "a warm daemon keeps its contents: {changed_err}");
+    assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "flask\nrequests\n");
+    assert_eq!(std::fs::read_to_string(out.join("seen-wheels")).unwrap(), "1000 flask\n1000 requests\n");
+
+    // What buildctl lacks: the same story with its local cache gives a
+    // fresh runner's RUN step an empty cache mount.
+    mounts_project(work.path(), "flask\nrequests\n");
+    let theirs = work.path().join("buildctl-cache");
+    let dir = work.path().display().to_string();
+    let buildctl_build = |daemon: &PrivateDaemon, extra: &[String]| {
+        let output = daemon
+            .buildctl()
+            .args(["build", "--frontend", "dockerfile.v0", "--progress", "plain"])
+            .args(["--local", &format!("context={dir}"), "--local", &format!("dockerfile={dir}")])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", util::text(&output.stderr));
+    };
+    let runner3 = start_daemon();
+    buildctl_build(&runner3, &["--export-cache".into(), format!("type=local,dest={},mode=max", theirs.display())]);
+    drop(runner3);
+    let runner4 = start_daemon();
+    mounts_project(work.path(), "flask\nrequests\nnumpy\n");
+    let their_out = work.path().join("their-out");
+    buildctl_build(
+        &runner4,
+        &[
+            "--import-cache".into(),
+            format!("type=local,src={}", theirs.display()),
+            "--output".into(),
+            format!("type=local,dest={}", their_out.display()),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(their_out.join("seen")).unwrap(), "", "buildctl carries no cache mounts");
 }

@@ -21,8 +21,11 @@
 //!   least as new as the folder's. The restore says which mounts it filled
 //!   and which it kept.
 //!
-//! The ops ignore the daemon's cache (they must run each time) and never
-//! enter the user's graph.
+//! The ops must run every time, but not through the op option that says so
+//! (`ignore_cache`): the daemon empties the cache mounts of an op that
+//! carries it (that is how `--no-cache` resets them). Each op gets a
+//! one-time environment variable instead, so its cache key is new. They
+//! never enter the user's graph.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -48,6 +51,8 @@ const MOUNTS_MEDIA_TYPE: &str = "application/vnd.fbuild.cache-mounts.v1+json";
 const MOUNTS_TAG_ANNOTATION: &str = "dev.fbuild.cache-mounts.tag";
 /// The local name under which the tars are served to a restore.
 const MOUNTS_LOCAL: &str = "fbuild-cache-mounts";
+/// The variable that makes each helper op new to the daemon's cache.
+const NONCE_ENV: &str = "FBUILD_RUN";
 /// Where the helper's ops put and find tars.
 const TAR_DIR: &str = "/fbuild-tars";
 
@@ -211,6 +216,7 @@ pub async fn save(
     // The helper writes tar i for mount i, only when the cache has contents.
     let mut out = llb::scratch();
     let mut base = llb::image(helper_image);
+    let nonce = crate::session::new_id();
     for (index, mount) in mounts.iter().enumerate() {
         let target = shell_quote(&mount.target);
         let script = format!(
@@ -218,10 +224,10 @@ pub async fn save(
         );
         let options = OpOptions {
             custom_name: Some(format!("[fbuild] save cache mount {}", mount.id)),
-            ignore_cache: true,
+            ignore_cache: false,
         };
-        let exec = base
-            .run(Run::shell(script).mount(mount.to_llb()).mount(Mount::bind(TAR_DIR, &out)).options(options));
+        let run = Run::shell(script).env(NONCE_ENV, &nonce).mount(mount.to_llb()).mount(Mount::bind(TAR_DIR, &out));
+        let exec = base.run(run.options(options));
         out = exec.mount(TAR_DIR).expect("a writable bind mount has an output");
         base = exec.root();
     }
@@ -317,7 +323,7 @@ pub async fn restore(
     let _lock = layout.lock_shared()?;
     let mounts: Vec<CarriedMount> = carried(&layout, tag)?
         .into_iter()
-        .filter(|m| only.is_none_or(|ids| ids.iter().any(|id| *id == m.mount.id)))
+        .filter(|m| only.is_none_or(|ids| ids.contains(&m.mount.id)))
         .collect();
     if mounts.is_empty() {
         return Ok(restored);
@@ -328,6 +334,7 @@ pub async fn restore(
         llb::LocalOptions { include_patterns: patterns, ..Default::default() },
     );
     let mut state = llb::image(helper_image);
+    let nonce = crate::session::new_id();
     for carried in &mounts {
         let target = shell_quote(&carried.mount.target);
         let tar = format!("{TAR_DIR}/{}", carried.digest.trim_start_matches("sha256:"));
@@ -340,11 +347,12 @@ pub async fn restore(
         );
         let options = OpOptions {
             custom_name: Some(format!("[fbuild] restore cache mount {}", carried.mount.id)),
-            ignore_cache: true,
+            ignore_cache: false,
         };
         state = state
             .run(
                 Run::shell(script)
+                    .env(NONCE_ENV, &nonce)
                     .mount(carried.mount.to_llb())
                     .mount(Mount::bind(TAR_DIR, &tars).readonly())
                     .options(options),
