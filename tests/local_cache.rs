@@ -45,7 +45,10 @@ fn steps_not_cached(rawjson: &str) -> Vec<String> {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         for vertex in value["vertexes"].as_array().into_iter().flatten() {
             let name = vertex["name"].as_str().unwrap_or_default();
-            let is_step = name.starts_with('[') && !name.starts_with("[internal]") && !name.starts_with("[fbuild]") && !name.contains(" FROM ");
+            let is_step = name.starts_with('[')
+                && !name.starts_with("[internal]")
+                && !name.starts_with("[fbuild]")
+                && !name.contains(" FROM ");
             if is_step {
                 let cached = vertex["cached"].as_bool().unwrap_or(false);
                 *steps.entry(name.to_string()).or_default() |= cached;
@@ -57,7 +60,12 @@ fn steps_not_cached(rawjson: &str) -> Vec<String> {
 }
 
 fn folder_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| if m.is_file() { m.len() } else { 0 }).sum()
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| if m.is_file() { m.len() } else { 0 })
+        .sum()
 }
 
 fn prune_all(daemon: &PrivateDaemon) {
@@ -186,7 +194,7 @@ fn an_export_killed_half_way_leaves_the_previous_cache_usable() {
     let out = daemon.solve_rawjson(work.path(), &["--cache-from", &from, "--cache-to", &to]);
     assert_eq!(steps_not_cached(&out), Vec::<String>::new(), "{out}");
     // That export collected the killed one's leftovers.
-    assert_eq!(std::fs::read_dir(&ingest).unwrap().count(), 0);
+    assert!(std::fs::read_dir(&ingest).map_or(true, |mut e| e.next().is_none()));
 }
 
 #[test]
@@ -336,4 +344,93 @@ fn cache_mounts_travel_to_a_fresh_runner() {
         ],
     );
     assert_eq!(std::fs::read_to_string(their_out.join("seen")).unwrap(), "", "buildctl carries no cache mounts");
+}
+
+/// Every blob of an OCI layout folder hashes to its name, and every
+/// descriptor reachable from index.json points at a blob of its size.
+fn assert_valid_layout(dir: &Path) {
+    use sha2::Digest as _;
+    let layout: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("oci-layout")).unwrap()).unwrap();
+    assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+    for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let bytes = std::fs::read(entry.path()).unwrap();
+        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), entry.file_name().to_str().unwrap());
+    }
+    let mut pending: Vec<serde_json::Value> =
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(dir.join("index.json")).unwrap()).unwrap()
+            ["manifests"]
+            .as_array()
+            .unwrap()
+            .clone();
+    let mut seen = 0;
+    while let Some(descriptor) = pending.pop() {
+        let hex = descriptor["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(&hex)).unwrap_or_else(|_| panic!("missing blob {hex}"));
+        assert_eq!(bytes.len() as u64, descriptor["size"].as_u64().unwrap(), "size of {hex}");
+        seen += 1;
+        // Manifests and indexes have children; image configs do not.
+        let document =
+            serde_json::from_slice::<serde_json::Value>(&bytes).ok().filter(|d| d.get("schemaVersion").is_some());
+        if let Some(document) = document {
+            pending.extend(document.get("config").cloned());
+            for key in ["layers", "manifests"] {
+                pending.extend(document[key].as_array().into_iter().flatten().cloned());
+            }
+        }
+    }
+    assert!(seen >= 3, "an index entry, a manifest's config and a layer at least");
+}
+
+#[test]
+fn an_oci_layout_folder_is_written_and_read_back_as_a_build_context() {
+    let work = util::tempdir();
+    util::write_files(
+        work.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN echo from-the-layout > /marker\n", util::testenv().busybox))],
+    );
+    let layout = work.path().join("layout");
+    let output = util::fbuild()
+        .arg("solve")
+        .arg(work.path())
+        .args(["-t", "example.com/app:v1", "-o", &format!("type=oci,dest={},tar=false", layout.display())])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", util::text(&output.stderr));
+    assert_valid_layout(&layout);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let annotations = &index["manifests"][0]["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.ref.name"], "v1");
+    assert_eq!(annotations["io.containerd.image.name"], "example.com/app:v1");
+    let ours = util::tempdir();
+    util::write_files(ours.path(), &[("Dockerfile", "FROM base\nRUN cat /marker > /seen\n")]);
+    let out = work.path().join("out");
+    for (i, reference) in [
+        format!("{}:v1", layout.display()),
+        layout.display().to_string() + "@" + index["manifests"][0]["digest"].as_str().unwrap(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dest = out.join(i.to_string());
+        let output = util::fbuild()
+            .arg("solve")
+            .arg(ours.path())
+            .args(["--build-context", &format!("base=oci-layout://{reference}")])
+            .args(["-o", &format!("type=local,dest={}", dest.display())])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{reference}: {}", util::text(&output.stderr));
+        assert_eq!(std::fs::read_to_string(dest.join("seen")).unwrap(), "from-the-layout\n");
+    }
+    // An unknown tag is refused before the build, naming the tags there.
+    let output = util::fbuild()
+        .arg("solve")
+        .arg(ours.path())
+        .args(["--build-context", &format!("base=oci-layout://{}:v2", layout.display())])
+        .output()
+        .unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("has no entry tagged \"v2\" (tags: v1)"), "{stderr}");
 }

@@ -70,6 +70,10 @@ pub struct BuildRequest {
     pub ssh: Vec<AgentSpec>,
     /// Entitlements granted to the build (`network.host`, `security.insecure`).
     pub entitlements: Vec<String>,
+    /// OCI layout folders the daemon may read images from, by store id: what
+    /// a named context `oci-layout://ID@DIGEST` (`context:NAME` attribute)
+    /// names. Served read-only as the content store `oci:ID`.
+    pub oci_layouts: BTreeMap<String, PathBuf>,
 }
 
 impl BuildRequest {
@@ -85,6 +89,7 @@ impl BuildRequest {
             secrets: Vec::new(),
             ssh: Vec::new(),
             entitlements: Vec::new(),
+            oci_layouts: BTreeMap::new(),
         }
     }
 

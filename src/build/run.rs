@@ -16,10 +16,10 @@ use super::report::{BuildReport, TransferStats};
 use super::request::{BuildRequest, Frontend, LOCAL_CONTEXT};
 use crate::cache::local::LocalCaches;
 use crate::control::{Control, ControlError};
-use crate::services::{ContentService, ContentStore};
 use crate::fsync::send::{FileSyncService, TransferProgress};
 use crate::progress::{BuildEnd, BuildFailure, ProgressSink, StepTracker};
 use crate::proto::moby::buildkit::v1 as control_pb;
+use crate::services::{ContentService, ContentStore};
 use crate::session::{RunningSession, SessionBuilder};
 
 /// How often a live progress view is given a chance to redraw.
@@ -47,10 +47,8 @@ pub async fn build(
     let control = Control::new(channel.clone());
     let build_ref = crate::session::new_id();
     let mut request = request;
-    let local_caches = LocalCaches::prepare(&mut request.cache_imports, &mut request.cache_exports, &mut |warning| {
-        progress.on_warning(&warning)
-    })
-    .map_err(BuildError::LocalCache)?;
+    let local_caches = LocalCaches::prepare(&mut request, &mut |warning| progress.on_warning(&warning))
+        .map_err(BuildError::LocalCache)?;
     let mut sessions = Sessions::start(&control, &request, local_caches.stores()).await?;
 
     let solve_request = solve_request(&request, &build_ref, sessions.main.id(), &sessions.per_local);

@@ -23,6 +23,8 @@ use sha2::{Digest as _, Sha256};
 
 /// The annotation that names an `index.json` entry (buildctl's tags).
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// containerd's annotation for an image's full name in an OCI layout.
+pub const IMAGE_NAME_ANNOTATION: &str = "io.containerd.image.name";
 /// Where a blob's bytes are written before they are checked and renamed.
 const INGEST_DIR: &str = ".fbuild-ingest";
 /// The lock shared by builds and taken exclusively by collection.
@@ -257,22 +259,53 @@ impl OciLayout {
     /// [`OciLayout::tag`] with another annotation than the tag's: an entry
     /// per value of `key`, replacing the entries with those values.
     pub fn put_entries(&self, descriptor: &Descriptor, key: &str, values: &[&str]) -> Result<(), LayoutError> {
+        let entries = values.iter().map(|value| [(key.to_string(), (*value).to_string())].into()).collect();
+        self.replace_entries(descriptor, entries, |d| annotation(d, key).is_some_and(|v| values.contains(&v)))
+    }
+
+    /// Names an image as buildctl's OCI layout output does: for each image
+    /// name (`registry/app:1`), an entry with the full name
+    /// (`io.containerd.image.name`) and its tag as the ref name; `latest`
+    /// without names.
+    pub fn put_image(&self, descriptor: &Descriptor, names: &[&str]) -> Result<(), LayoutError> {
+        if names.is_empty() {
+            return self.tag(descriptor, &["latest"]);
+        }
+        let pairs: Vec<(String, String)> =
+            names.iter().map(|name| ((*name).to_string(), reference_object(name).to_string())).collect();
+        let entries = pairs
+            .iter()
+            .map(|(name, tag)| {
+                [(IMAGE_NAME_ANNOTATION.to_string(), name.clone()), (REF_NAME_ANNOTATION.to_string(), tag.clone())]
+                    .into()
+            })
+            .collect();
+        self.replace_entries(descriptor, entries, |d| {
+            pairs.iter().any(|(name, tag)| {
+                annotation(d, IMAGE_NAME_ANNOTATION) == Some(name) && annotation(d, REF_NAME_ANNOTATION) == Some(tag)
+            })
+        })
+    }
+
+    /// Adds an entry for `descriptor` per annotation set, dropping the
+    /// entries `replaced` picks, under the index lock.
+    fn replace_entries(
+        &self,
+        descriptor: &Descriptor,
+        annotation_sets: Vec<std::collections::HashMap<String, String>>,
+        replaced: impl Fn(&Descriptor) -> bool,
+    ) -> Result<(), LayoutError> {
         let digest = BlobDigest::parse(descriptor.digest().as_ref())?;
         if self.blob_size(&digest)?.is_none() {
             return Err(LayoutError::MissingBlob { dir: self.dir.clone(), digest: digest.to_string() });
         }
         let _lock = self.lock(INDEX_LOCK_FILE, true)?;
         let mut index = self.index()?;
-        let mut manifests: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| !annotation(d, key).is_some_and(|value| values.contains(&value)))
-            .cloned()
-            .collect();
-        for value in values {
+        let mut manifests: Vec<Descriptor> = index.manifests().iter().filter(|d| !replaced(d)).cloned().collect();
+        for set in annotation_sets {
             let mut entry = descriptor.clone();
             let mut annotations = entry.annotations().clone().unwrap_or_default();
-            annotations.insert(key.to_string(), (*value).to_string());
+            annotations.extend(set);
             entry.set_annotations(Some(annotations));
             manifests.push(entry);
         }
@@ -394,6 +427,7 @@ impl OciLayout {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_file(entry.path());
             }
+            let _ = std::fs::remove_dir(self.dir.join(INGEST_DIR));
         }
         for entry in std::fs::read_dir(&self.dir).map_err(self.io())?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(".fbuild-tmp-") {
@@ -434,7 +468,8 @@ enum ChildKind {
 fn children(bytes: &[u8]) -> Vec<(BlobDigest, ChildKind)> {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Vec::new() };
     let digest_of = |v: &serde_json::Value| v.get("digest")?.as_str().and_then(|d| BlobDigest::parse(d).ok());
-    let is_layer = |v: &serde_json::Value| v.get("mediaType").and_then(|m| m.as_str()).is_some_and(|m| m.contains("layer"));
+    let is_layer =
+        |v: &serde_json::Value| v.get("mediaType").and_then(|m| m.as_str()).is_some_and(|m| m.contains("layer"));
     let mut out = Vec::new();
     if let Some(config) = value.get("config") {
         out.extend(digest_of(config).map(|d| (d, ChildKind::Other)));
@@ -529,6 +564,16 @@ pub enum CommitError {
 /// The tag of an `index.json` entry.
 pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
     annotation(descriptor, REF_NAME_ANNOTATION)
+}
+
+/// The tag (or digest) part of an image reference, which OCI layouts use as
+/// the ref name (containerd's `reference.Parse(name).Object`).
+fn reference_object(name: &str) -> &str {
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].find(['@', ':']) {
+        Some(at) => &name[last_slash + at + 1..],
+        None => name,
+    }
 }
 
 fn annotation<'a>(descriptor: &'a Descriptor, key: &str) -> Option<&'a str> {

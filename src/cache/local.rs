@@ -17,12 +17,15 @@ use oci_spec::image::Descriptor;
 
 use super::layout::{BlobDigest, FolderLock, LayoutError, OciLayout};
 use super::{CacheEntry, CLIENT_ATTRS};
+use crate::output::OutputDest;
 use crate::services::ContentStore;
 
 /// The exporter response key that holds the exported cache's manifest
 /// descriptor (BuildKit's `ExporterResponseManifestDesc`).
 const CACHE_MANIFEST_KEY: &str = "cache.manifest";
 const DEFAULT_TAG: &str = "latest";
+/// The exporter response key with the image's descriptor, base64 JSON.
+const IMAGE_DESCRIPTOR_KEY: &str = "containerimage.descriptor";
 
 /// A local cache folder that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,10 @@ pub enum LocalCacheError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Mounts(#[from] super::mounts::MountsError),
+    #[error("only one output can write an OCI layout folder (tar=false)")]
+    TwoLayoutOutputs,
+    #[error("the daemon did not describe the exported image ({IMAGE_DESCRIPTOR_KEY} is {0})")]
+    NoImageDescriptor(String),
     #[error("the daemon did not describe the exported cache ({CACHE_MANIFEST_KEY} is {0})")]
     NoManifest(String),
 }
@@ -43,6 +50,8 @@ pub enum LocalCacheError {
 pub(crate) struct LocalCaches {
     stores: BTreeMap<String, ContentStore>,
     exports: Vec<(OciLayout, String)>,
+    /// The OCI layout folder an image output writes (`tar=false`).
+    image_layout: Option<OciLayout>,
     // Held for the whole build, so no collection removes a blob in use.
     locks: Vec<FolderLock>,
 }
@@ -53,11 +62,28 @@ impl LocalCaches {
     /// manifest digest) and drops imports with nothing to import, telling
     /// `warn` why.
     pub(crate) fn prepare(
-        imports: &mut Vec<CacheEntry>,
-        exports: &mut [CacheEntry],
+        request: &mut crate::build::BuildRequest,
         warn: &mut dyn FnMut(String),
     ) -> Result<LocalCaches, LocalCacheError> {
         let mut caches = LocalCaches::default();
+        let imports = &mut request.cache_imports;
+        let exports = &mut request.cache_exports;
+        for (id, dir) in &request.oci_layouts {
+            let layout = OciLayout::open_existing(dir)?.ok_or_else(|| LayoutError::NotALayout { dir: dir.clone() })?;
+            caches.lock(&layout)?;
+            caches.stores.insert(format!("oci:{id}"), ContentStore { layout, writable: false });
+        }
+        for output in &request.exports {
+            if let Some(OutputDest::Layout(dir)) = &output.destination {
+                if caches.image_layout.is_some() {
+                    return Err(LocalCacheError::TwoLayoutOutputs);
+                }
+                let layout = OciLayout::create(dir)?;
+                // buildctl's store id for an image output (client/solve.go).
+                caches.stores.insert("export".into(), ContentStore { layout: layout.clone(), writable: true });
+                caches.image_layout = Some(layout);
+            }
+        }
         // Imports first: an export to the same folder creates it.
         let mut kept = Vec::with_capacity(imports.len());
         for mut entry in imports.drain(..) {
@@ -126,6 +152,18 @@ impl LocalCaches {
     /// no tag reaches. Collection is skipped (with a debug note) while
     /// another build uses a folder.
     pub(crate) fn finish(mut self, exporter_response: &BTreeMap<String, String>) -> Result<(), LocalCacheError> {
+        if let Some(layout) = &self.image_layout {
+            let raw = exporter_response.get(IMAGE_DESCRIPTOR_KEY).map(String::as_str).unwrap_or("missing");
+            let descriptor: Descriptor = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, raw)
+                .ok()
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .ok_or_else(|| LocalCacheError::NoImageDescriptor(raw.to_string()))?;
+            let names: Vec<&str> = exporter_response
+                .get("image.name")
+                .map(|names| names.split(',').filter(|n| !n.is_empty()).collect())
+                .unwrap_or_default();
+            layout.put_image(&descriptor, &names)?;
+        }
         if self.exports.is_empty() {
             return Ok(());
         }
@@ -198,8 +236,7 @@ pub struct FolderSummary {
 
 /// Reads what the local cache folder `dir` holds.
 pub fn inspect(dir: &std::path::Path) -> Result<FolderSummary, LocalCacheError> {
-    let layout = OciLayout::open_existing(dir)?
-        .ok_or_else(|| LayoutError::NotALayout { dir: dir.to_path_buf() })?;
+    let layout = OciLayout::open_existing(dir)?.ok_or_else(|| LayoutError::NotALayout { dir: dir.to_path_buf() })?;
     let blobs = layout.blobs()?;
     let size_of = |set: &std::collections::BTreeSet<BlobDigest>| set.iter().filter_map(|d| blobs.get(d)).sum::<u64>();
     let mut tags = Vec::new();
@@ -229,7 +266,6 @@ pub fn inspect(dir: &std::path::Path) -> Result<FolderSummary, LocalCacheError> 
 /// Removes the blobs no tag of `dir` reaches; `None` while a build uses the
 /// folder.
 pub fn collect(dir: &std::path::Path) -> Result<Option<super::layout::Collected>, LocalCacheError> {
-    let layout = OciLayout::open_existing(dir)?
-        .ok_or_else(|| LayoutError::NotALayout { dir: dir.to_path_buf() })?;
+    let layout = OciLayout::open_existing(dir)?.ok_or_else(|| LayoutError::NotALayout { dir: dir.to_path_buf() })?;
     Ok(layout.collect_garbage()?)
 }

@@ -131,7 +131,8 @@ fn parse_mount(spec: &str) -> Result<Option<CacheMount>, String> {
     let (mut uid, mut gid, mut mode) = (None, None, None);
     for field in spec.split(',') {
         let (key, value) = field.split_once('=').unwrap_or((field, ""));
-        let number = |radix: u32| u32::from_str_radix(value, radix).map_err(|_| format!("{key}={value:?} is not a number"));
+        let number =
+            |radix: u32| u32::from_str_radix(value, radix).map_err(|_| format!("{key}={value:?} is not a number"));
         match key.to_ascii_lowercase().as_str() {
             "type" => kind = value,
             "id" => id = Some(value.to_string()),
@@ -147,7 +148,9 @@ fn parse_mount(spec: &str) -> Result<Option<CacheMount>, String> {
             "uid" => uid = Some(number(10)?),
             "gid" => gid = Some(number(10)?),
             "mode" => mode = Some(number(8)?),
-            "from" | "source" | "src" => return Err(format!("{key}= (a cache seeded from another stage) is not carried")),
+            "from" | "source" | "src" => {
+                return Err(format!("{key}= (a cache seeded from another stage) is not carried"))
+            }
             _ => {}
         }
     }

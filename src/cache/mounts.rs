@@ -104,9 +104,8 @@ impl CacheMount {
             return Mount::cache(&self.target, &self.daemon_id(), self.sharing.to_pb());
         }
         let owner = llb::Chown::ids(self.uid.unwrap_or(0), self.gid.unwrap_or(0));
-        let base = llb::scratch().file(llb::FileAction::from(
-            llb::Mkdir::new("/cache", self.mode.unwrap_or(0o755)).owner(owner),
-        ));
+        let base = llb::scratch()
+            .file(llb::FileAction::from(llb::Mkdir::new("/cache", self.mode.unwrap_or(0o755)).owner(owner)));
         Mount::cache_from(&self.target, &self.daemon_id(), self.sharing.to_pb(), &base, "/cache")
     }
 }
@@ -219,22 +218,19 @@ pub async fn save(
     let nonce = crate::session::new_id();
     for (index, mount) in mounts.iter().enumerate() {
         let target = shell_quote(&mount.target);
-        let script = format!(
-            "if [ -n \"$(ls -A {target})\" ]; then tar -C {target} -cf {TAR_DIR}/{index}.tar .; fi"
-        );
-        let options = OpOptions {
-            custom_name: Some(format!("[fbuild] save cache mount {}", mount.id)),
-            ignore_cache: false,
-        };
+        let script = format!("if [ -n \"$(ls -A {target})\" ]; then tar -C {target} -cf {TAR_DIR}/{index}.tar .; fi");
+        let options =
+            OpOptions { custom_name: Some(format!("[fbuild] save cache mount {}", mount.id)), ignore_cache: false };
         let run = Run::shell(script).env(NONCE_ENV, &nonce).mount(mount.to_llb()).mount(Mount::bind(TAR_DIR, &out));
         let exec = base.run(run.options(options));
         out = exec.mount(TAR_DIR).expect("a writable bind mount has an output");
         base = exec.root();
     }
     let definition = out.marshal().map_err(MountsError::Graph)?;
-    let staging = tempfile::Builder::new().prefix(".fbuild-tmp-mounts-").tempdir_in(dir).map_err(|source| {
-        MountsError::Layout(LayoutError::Io { dir: dir.to_path_buf(), source })
-    })?;
+    let staging = tempfile::Builder::new()
+        .prefix(".fbuild-tmp-mounts-")
+        .tempdir_in(dir)
+        .map_err(|source| MountsError::Layout(LayoutError::Io { dir: dir.to_path_buf(), source }))?;
     let export = ExportEntry {
         exporter: ExporterType::Local,
         attrs: BTreeMap::new(),
@@ -261,12 +257,8 @@ pub async fn save(
         });
         saved.mounts.push(CarriedMount { mount: mount.clone(), digest: digest.to_string(), size });
     }
-    let list = MountsList {
-        schema_version: 2,
-        media_type: MOUNTS_MEDIA_TYPE.into(),
-        blobs,
-        mounts: saved.mounts.clone(),
-    };
+    let list =
+        MountsList { schema_version: 2, media_type: MOUNTS_MEDIA_TYPE.into(), blobs, mounts: saved.mounts.clone() };
     let bytes = serde_json::to_vec(&list).expect("the mounts list serialises");
     let digest = layout.write_blob(&bytes)?;
     let descriptor = Descriptor::new(
@@ -284,11 +276,7 @@ pub async fn save(
 /// Moves a file the helper exported into `blobs/` under its digest.
 fn store_file(layout: &OciLayout, file: &Path) -> Result<(BlobDigest, u64), MountsError> {
     use sha2::Digest as _;
-    let read = |source| MountsError::Read {
-        dir: layout.dir().to_path_buf(),
-        file: file.display().to_string(),
-        source,
-    };
+    let read = |source| MountsError::Read { dir: layout.dir().to_path_buf(), file: file.display().to_string(), source };
     let mut hasher = sha2::Sha256::new();
     let mut reader = std::fs::File::open(file).map_err(read)?;
     let mut buffer = vec![0; 1 << 20];
@@ -321,18 +309,13 @@ pub async fn restore(
     let mut restored = Restored::default();
     let Some(layout) = OciLayout::open_existing(dir)? else { return Ok(restored) };
     let _lock = layout.lock_shared()?;
-    let mounts: Vec<CarriedMount> = carried(&layout, tag)?
-        .into_iter()
-        .filter(|m| only.is_none_or(|ids| ids.contains(&m.mount.id)))
-        .collect();
+    let mounts: Vec<CarriedMount> =
+        carried(&layout, tag)?.into_iter().filter(|m| only.is_none_or(|ids| ids.contains(&m.mount.id))).collect();
     if mounts.is_empty() {
         return Ok(restored);
     }
     let patterns = mounts.iter().map(|m| m.digest.trim_start_matches("sha256:").to_string()).collect();
-    let tars = llb::local(
-        MOUNTS_LOCAL,
-        llb::LocalOptions { include_patterns: patterns, ..Default::default() },
-    );
+    let tars = llb::local(MOUNTS_LOCAL, llb::LocalOptions { include_patterns: patterns, ..Default::default() });
     let mut state = llb::image(helper_image);
     let nonce = crate::session::new_id();
     for carried in &mounts {

@@ -46,7 +46,8 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn ls(args: LsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let summary = local::inspect(&args.dir).with_context(|| format!("cannot read the cache folder {}", args.dir.display()))?;
+    let summary =
+        local::inspect(&args.dir).with_context(|| format!("cannot read the cache folder {}", args.dir.display()))?;
     let mut out = ctx.printer.stdout();
     match args.format {
         Format::Json => {

@@ -90,7 +90,8 @@ impl FileSendService {
             }
             Some(OutputDest::File(path)) => serve_file(request, Some(path)).await,
             Some(OutputDest::Stdout) => serve_file(request, None).await,
-            None => {
+            // A layout folder is written through the content store.
+            Some(OutputDest::Layout(_)) | None => {
                 let status = Status::not_found(format!("exporter {id} not found: no output of this build comes back"));
                 status.into_http()
             }

@@ -67,6 +67,10 @@ pub enum OutputDest {
     File(PathBuf),
     /// Our standard output (`dest=-`), streamed as it arrives.
     Stdout,
+    /// An OCI layout folder (`type=oci|docker,tar=false`): the daemon writes
+    /// its blobs through the session's content store, and `index.json`
+    /// names the image once the build is done.
+    Layout(PathBuf),
 }
 
 /// One output of a build: an exporter, its attributes, and for exporters

@@ -72,7 +72,7 @@ pub enum OutputProblem {
     NotInteger { key: String, value: String },
     #[error("compression={0} is not one of uncompressed, gzip, estargz, zstd")]
     Compression(String),
-    #[error("tar=false (an OCI layout folder) is not supported yet; write a tarball with dest=FILE")]
+    #[error("tar=false writes an OCI layout folder: it needs dest=<folder>")]
     LayoutFolder,
     #[error("mode={0} is not supported; the local output copies files into dest (mode=copy)")]
     LocalMode(String),
@@ -170,6 +170,14 @@ pub fn parse_output(value: &str) -> Result<ExportEntry, OutputError> {
             Some("-") => return Err(fail(OutputProblem::LocalToStdout)),
             Some(dir) => Some(OutputDest::Dir(PathBuf::from(dir))),
         },
+        ExporterType::Oci | ExporterType::Docker
+            if attrs.get("tar").is_some_and(|v| parse_go_bool(v) == Some(false)) =>
+        {
+            match dest.as_deref() {
+                None | Some("") | Some("-") => return Err(fail(OutputProblem::LayoutFolder)),
+                Some(dir) => Some(OutputDest::Layout(PathBuf::from(dir))),
+            }
+        }
         ExporterType::Tar | ExporterType::Oci | ExporterType::Docker => match dest.as_deref() {
             None | Some("") | Some("-") => Some(OutputDest::Stdout),
             Some(file) => Some(OutputDest::File(PathBuf::from(file))),
@@ -256,7 +264,7 @@ pub fn exports_from_flags(
                 }
             }
             Some(OutputDest::File(path)) => check_file_dest(value, path, entry.exporter)?,
-            Some(OutputDest::Dir(path)) => check_dir_dest(value, path)?,
+            Some(OutputDest::Dir(path) | OutputDest::Layout(path)) => check_dir_dest(value, path)?,
             None => {}
         }
     }
@@ -329,11 +337,6 @@ fn check_attrs(exporter: ExporterType, attrs: &BTreeMap<String, String>) -> Resu
             }
             _ => {}
         }
-    }
-    if matches!(exporter, ExporterType::Oci | ExporterType::Docker)
-        && attrs.get("tar").is_some_and(|v| parse_go_bool(v) == Some(false))
-    {
-        return Err(OutputProblem::LayoutFolder);
     }
     if exporter == ExporterType::Local {
         if let Some(mode) = attrs.get("mode").filter(|mode| !mode.is_empty() && *mode != "copy") {
@@ -517,7 +520,11 @@ mod tests {
             problem("type=image,compression-level=high"),
             OutputProblem::NotInteger { key: "compression-level".into(), value: "high".into() }
         );
-        assert_eq!(problem("type=oci,dest=d,tar=false"), OutputProblem::LayoutFolder);
+        assert_eq!(problem("type=oci,tar=false"), OutputProblem::LayoutFolder);
+        assert_eq!(
+            parse_output("type=oci,dest=d,tar=false").unwrap().destination,
+            Some(OutputDest::Layout("d".into()))
+        );
         assert_eq!(problem("type=local,dest=d,mode=delete"), OutputProblem::LocalMode("delete".into()));
         assert_eq!(problem("type=tar\ntype=oci"), OutputProblem::MultipleLines);
     }

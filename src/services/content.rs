@@ -417,8 +417,14 @@ mod tests {
         let good = BlobDigest::of(b"x").to_string();
         let code = |r: Result<Response<pb::InfoResponse>, Status>| r.unwrap_err().code();
         assert_eq!(code(client.info(info(&good, "local:/etc")).await), tonic::Code::NotFound);
-        assert_eq!(code(client.info(info("sha256:../../../etc/passwd", "local:cache")).await), tonic::Code::InvalidArgument);
-        assert_eq!(code(client.info(Request::new(pb::InfoRequest { digest: good.clone() })).await), tonic::Code::InvalidArgument);
+        assert_eq!(
+            code(client.info(info("sha256:../../../etc/passwd", "local:cache")).await),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            code(client.info(Request::new(pb::InfoRequest { digest: good.clone() })).await),
+            tonic::Code::InvalidArgument
+        );
         let messages = vec![write(pb::WriteAction::Commit, b"x", &good, 1)];
         let error = client.write(with_store(futures::stream::iter(messages), "local:cache")).await.unwrap_err();
         assert_eq!(error.code(), tonic::Code::PermissionDenied);

@@ -78,7 +78,10 @@ impl MountCarry {
         };
         for entry in request.cache_imports.iter().filter(|e| e.kind == "local") {
             let flag = || format!("invalid --cache-from {:?}", entry.attrs.get("src"));
-            let only = match selection(entry.attrs.get("mounts"), Selection::All).map_err(anyhow::Error::msg).with_context(flag)? {
+            let only = match selection(entry.attrs.get("mounts"), Selection::All)
+                .map_err(anyhow::Error::msg)
+                .with_context(flag)?
+            {
                 Selection::None => continue,
                 Selection::All => None,
                 Selection::Ids(ids) => Some(ids),

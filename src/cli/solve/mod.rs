@@ -217,6 +217,9 @@ fn tell_where_outputs_went(
                 writeln!(err, "wrote the {exporter} output to {}", path.display())?
             }
             (Some(OutputDest::Dir(path)), _) => writeln!(err, "wrote the build result to {}", path.display())?,
+            (Some(OutputDest::Layout(path)), exporter) => {
+                writeln!(err, "wrote the {exporter} image to the OCI layout folder {}", path.display())?
+            }
             (Some(OutputDest::Stdout), exporter) => writeln!(err, "wrote the {exporter} output to standard output")?,
             (None, ExporterType::Image) => {
                 let Some(names) = export.attrs.get("name").filter(|names| !names.is_empty()) else { continue };

@@ -185,6 +185,7 @@ impl SolvePlan {
         }
 
         let mut locals = BTreeMap::new();
+        let mut oci_layouts = BTreeMap::new();
         locals.insert(LOCAL_CONTEXT.to_string(), context_dir);
         locals.insert(LOCAL_DOCKERFILE.to_string(), dockerfile.dir.clone());
         for spec in &args.build_contexts {
@@ -192,7 +193,14 @@ impl SolvePlan {
                 .split_once('=')
                 .filter(|(name, value)| !name.is_empty() && !value.is_empty())
                 .ok_or_else(|| invalid("--build-context", spec, "expected NAME=PATH or NAME=docker-image://REF"))?;
-            if value.contains("://") || value.starts_with("target:") || value.starts_with("oci-layout:") {
+            if let Some(layout) = value.strip_prefix("oci-layout://") {
+                // Served from this machine: the daemon reads the folder
+                // through the session's content store `oci:ID`.
+                let id = format!("fbuild-oci-{}", oci_layouts.len());
+                let digest = resolve_layout_image(layout).map_err(|reason| invalid("--build-context", spec, reason))?;
+                attrs.insert(format!("context:{name}"), format!("oci-layout://{id}@{digest}"));
+                oci_layouts.insert(id, PathBuf::from(layout_dir(layout)));
+            } else if value.contains("://") || value.starts_with("target:") {
                 // Sources the daemon resolves itself pass through unchanged.
                 attrs.insert(format!("context:{name}"), value.to_string());
             } else {
@@ -215,10 +223,16 @@ impl SolvePlan {
         // `-o -` to a terminal is refused here, where the terminal is known.
         let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
         let exports = crate::output::exports_from_flags(&args.outputs, &args.tags, args.push, stdout_is_terminal)?;
-        let cache_imports =
-            args.cache_from.iter().map(|spec| cache_entry("--cache-from", spec, CacheDirection::Import)).collect::<Result<Vec<_>, _>>()?;
-        let cache_exports =
-            args.cache_to.iter().map(|spec| cache_entry("--cache-to", spec, CacheDirection::Export)).collect::<Result<Vec<_>, _>>()?;
+        let cache_imports = args
+            .cache_from
+            .iter()
+            .map(|spec| cache_entry("--cache-from", spec, CacheDirection::Import))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cache_exports = args
+            .cache_to
+            .iter()
+            .map(|spec| cache_entry("--cache-to", spec, CacheDirection::Export))
+            .collect::<Result<Vec<_>, _>>()?;
         let secrets = args
             .secrets
             .iter()
@@ -246,6 +260,7 @@ impl SolvePlan {
                 secrets,
                 ssh,
                 entitlements,
+                oci_layouts,
             },
             dockerfile,
             metadata_file: args.metadata_file.clone(),
@@ -306,6 +321,39 @@ fn validate_platform(platform: &str) -> Result<(), PlanError> {
     } else {
         Err(invalid("--platform", platform, "expected OS/ARCH[/VARIANT], e.g. linux/amd64"))
     }
+}
+
+/// The folder of `DIR[:TAG|@DIGEST]`: a `:` or `@` after the last `/`
+/// starts the tag or digest, as buildx reads it.
+fn layout_dir(spec: &str) -> &str {
+    let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
+    match spec[last_slash..].find(['@', ':']) {
+        Some(at) => &spec[..last_slash + at],
+        None => spec,
+    }
+}
+
+/// The image digest `DIR[:TAG|@DIGEST]` names in the OCI layout folder DIR
+/// (tag `latest` when neither is given), checked now.
+fn resolve_layout_image(spec: &str) -> Result<String, String> {
+    use crate::cache::layout::{BlobDigest, OciLayout};
+    let dir = layout_dir(spec);
+    let rest = &spec[dir.len()..];
+    let layout = OciLayout::open_existing(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{dir} is not an OCI layout folder (missing or empty)"))?;
+    let digest = match rest.strip_prefix('@') {
+        Some(digest) => BlobDigest::parse(digest).map_err(|e| e.to_string())?,
+        None => {
+            let tag = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or("latest");
+            let descriptor = layout.resolve_tag(tag).map_err(|e| e.to_string())?;
+            BlobDigest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?
+        }
+    };
+    if layout.blob_size(&digest).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("{dir} has no blob {digest}"));
+    }
+    Ok(digest.to_string())
 }
 
 /// A `--cache-from`/`--cache-to` value (buildx's syntax), named with its flag.
