@@ -434,3 +434,60 @@ fn an_oci_layout_folder_is_written_and_read_back_as_a_build_context() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("has no entry tagged \"v2\" (tags: v1)"), "{stderr}");
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = util::tempdir();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root, as the tests run");
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_export_and_leaves_the_folder_as_it_was() {
+    let disk = SmallDisk::mount("3m");
+    let cache = disk.0.path().join("cache");
+    let work = util::tempdir();
+    project(work.path(), "a\n");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    util::fbuild().arg("solve").arg(work.path()).args(["--cache-to", &to]).assert().success();
+    let index = std::fs::read(cache.join("index.json")).unwrap();
+    let blobs_before: Vec<_> =
+        std::fs::read_dir(cache.join("blobs/sha256")).unwrap().flatten().map(|e| e.file_name()).collect();
+
+    util::write_files(
+        work.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN head -c 8000000 /dev/urandom > /big\n", util::testenv().busybox))],
+    );
+    let output = util::fbuild().arg("solve").arg(work.path()).args(["--cache-to", &to]).output().unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot write a blob into {}: No space left on device", cache.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".fbuild-ingest"), "no staging names: {stderr}");
+    assert_eq!(std::fs::read(cache.join("index.json")).unwrap(), index, "index.json is untouched");
+    let ingest = cache.join(".fbuild-ingest");
+    assert!(std::fs::read_dir(&ingest).map_or(true, |mut e| e.next().is_none()), "no partial blob is left");
+    // Blobs that landed before the disk filled are unreferenced: the next
+    // collection removes them, and what index.json names is all there.
+    util::fbuild().args(["cache", "gc"]).arg(&cache).assert().success();
+    let blobs_after: Vec<_> =
+        std::fs::read_dir(cache.join("blobs/sha256")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(blobs_after.len(), blobs_before.len());
+}

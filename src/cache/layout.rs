@@ -539,14 +539,16 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        // The file itself: NamedTempFile's own Write adds its temporary name
+        // to errors, which would reach the user.
+        let n = self.file.as_file_mut().write(buf)?;
         self.hasher.update(&buf[..n]);
         self.written += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.file.as_file_mut().flush()
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::cache::layout::{BlobDigest, BlobWriter, LayoutError, OciLayout};
+use crate::cache::layout::{BlobDigest, BlobWriter, CommitError, LayoutError, OciLayout};
 use crate::proto::containerd::services::content::v1 as pb;
 use crate::proto::containerd::services::content::v1::content_server::{Content, ContentServer};
 
@@ -92,6 +92,15 @@ fn info(layout: &OciLayout, digest: &BlobDigest) -> Result<pb::Info, Status> {
         updated_at: time,
         labels: Default::default(),
     })
+}
+
+/// An I/O error without the temporary file's name that `tempfile` adds:
+/// the user knows the folder, not our staging names.
+fn plain(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => error.kind().to_string(),
+    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -295,7 +304,9 @@ async fn ingest(
                 })
                 .await
                 .map_err(|error| Status::internal(error.to_string()))?
-                .map_err(|error| Status::internal(format!("cannot write the blob: {error}")))?;
+                .map_err(|error| {
+                    Status::internal(format!("cannot write a blob into {}: {}", layout.dir().display(), plain(&error)))
+                })?;
                 response.offset = current.written() as i64;
                 if action == pb::WriteAction::Commit {
                     let size = (total > 0).then_some(total as u64);
@@ -303,7 +314,14 @@ async fn ingest(
                     let stored = tokio::task::spawn_blocking(move || current.commit(wanted.as_ref(), size))
                         .await
                         .map_err(|error| Status::internal(error.to_string()))?
-                        .map_err(|error| Status::failed_precondition(format!("commit failed: {error}")))?;
+                        .map_err(|error| match error {
+                            CommitError::Io(error) => Status::internal(format!(
+                                "cannot store a blob in {}: {}",
+                                layout.dir().display(),
+                                plain(&error)
+                            )),
+                            other => Status::failed_precondition(format!("commit failed: {other}")),
+                        })?;
                     response.digest = stored.to_string();
                     let _ = tx.send(Ok(response)).await;
                     return Ok(());
