@@ -231,6 +231,17 @@ fn bad_local_cache_folders_are_refused_before_the_build() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("has no blob {digest}")), "{stderr}");
     assert!(stderr.contains(&cache.display().to_string()), "the folder is named: {stderr}");
+
+    // A corrupt cache manifest (its bytes no longer hash to its name).
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    std::fs::write(cache.join("blobs/sha256").join(&manifest), b"{}").unwrap();
+    let from = format!("type=local,src={}", cache.display());
+    let output = util::fbuild().arg("solve").arg(work.path()).args(["--cache-from", &from]).output().unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("blob sha256:{manifest} is corrupt")), "{stderr}");
+    assert!(!stderr.contains("#1 "), "nothing was built: {stderr}");
 }
 
 /// A project whose RUN step "downloads" each requirement into two cache
