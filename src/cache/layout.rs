@@ -429,9 +429,18 @@ impl OciLayout {
             }
             let _ = std::fs::remove_dir(self.dir.join(INGEST_DIR));
         }
+        // Temporary files and folders (a killed save of cache mounts) of
+        // ours; symbolic links are removed, never followed.
         for entry in std::fs::read_dir(&self.dir).map_err(self.io())?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(".fbuild-tmp-") {
-                let _ = std::fs::remove_file(entry.path());
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                    _ => {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
             }
         }
         Ok(Some(collected))
@@ -660,11 +669,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path()).unwrap();
         let orphan = layout.write_blob(b"orphan").unwrap();
+        std::fs::create_dir_all(dir.path().join(".fbuild-tmp-mounts-x/inside")).unwrap();
         let held = layout.lock_shared().unwrap();
         assert_eq!(layout.collect_garbage().unwrap(), None);
         assert!(layout.blob_size(&orphan).unwrap().is_some());
         drop(held);
         assert_eq!(layout.collect_garbage().unwrap().unwrap().blobs, 1);
+        assert!(!dir.path().join(".fbuild-tmp-mounts-x").exists(), "a killed save's staging folder goes too");
     }
 
     #[test]
