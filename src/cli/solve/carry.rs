@@ -203,3 +203,61 @@ impl MountCarry {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{CacheDirection, CacheEntry};
+
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    const DOCKERFILE: &str = "FROM base\n\
+        RUN --mount=type=cache,id=pip,target=/root/.cache/pip pip install x\n\
+        RUN --mount=type=cache,target=/var/cache/apt apt-get update\n";
+
+    fn request(cache_from: &[&str], cache_to: &[&str]) -> BuildRequest {
+        let mut request = BuildRequest::dockerfile(".");
+        request.cache_imports =
+            cache_from.iter().map(|s| CacheEntry::parse(s, CacheDirection::Import).unwrap()).collect();
+        request.cache_exports =
+            cache_to.iter().map(|s| CacheEntry::parse(s, CacheDirection::Export).unwrap()).collect();
+        request
+    }
+
+    #[test]
+    fn mounts_select_what_travels() {
+        let (carry, _) =
+            MountCarry::plan(&request(&[], &["type=local,dest=c,mounts=true"]), DOCKERFILE, &NoEnv).unwrap();
+        let ids: Vec<&str> = carry.saves[0].mounts.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["pip", "/var/cache/apt"]);
+        assert_eq!(carry.saves[0].helper_image, DEFAULT_HELPER_IMAGE);
+
+        let by_id = request(&[], &["type=local,dest=c,\"mounts=/var/cache/apt\",helper-image=me/busybox"]);
+        let (carry, _) = MountCarry::plan(&by_id, DOCKERFILE, &NoEnv).unwrap();
+        assert_eq!(carry.saves[0].mounts.len(), 1);
+        assert_eq!(carry.saves[0].helper_image, "me/busybox");
+
+        // Without mounts= nothing is saved; restoring is the default.
+        let (carry, _) =
+            MountCarry::plan(&request(&["type=local,src=c"], &["type=local,dest=c"]), DOCKERFILE, &NoEnv).unwrap();
+        assert!(carry.saves.is_empty());
+        assert_eq!(carry.restores.len(), 1);
+        let (carry, _) =
+            MountCarry::plan(&request(&["type=local,src=c,mounts=false"], &[]), DOCKERFILE, &NoEnv).unwrap();
+        assert!(carry.restores.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_mount_id_is_refused_before_the_build() {
+        let error =
+            MountCarry::plan(&request(&[], &["type=local,dest=c,mounts=conda"]), DOCKERFILE, &NoEnv).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("mounts=\"conda\""), "{message}");
+        assert!(message.contains("(it has: pip, /var/cache/apt)"), "{message}");
+    }
+}
