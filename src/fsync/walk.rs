@@ -266,6 +266,36 @@ impl Root {
     }
 }
 
+/// Reopens the last cursor's directory (closed for the descriptor budget)
+/// from its nearest open ancestor, one component at a time and never
+/// through a symlink, as [`Root::open_dir`] does from the root.
+fn reopen(cursors: &[Cursor]) -> io::Result<OwnedFd> {
+    let not_found = || io::Error::from_raw_os_error(libc::ENOENT);
+    let (top, ancestors) = cursors.split_last().ok_or_else(not_found)?;
+    let (base, base_fd) = ancestors
+        .iter()
+        .rev()
+        .find_map(|c| c.fd.as_ref().map(|fd| (c.rel.as_str(), fd)))
+        .ok_or_else(not_found)?;
+    let rest = match base {
+        "" => top.rel.as_str(),
+        base => top.rel.strip_prefix(base).and_then(|r| r.strip_prefix('/')).ok_or_else(not_found)?,
+    };
+    let mut current: Option<OwnedFd> = None;
+    for component in rest.split('/') {
+        check_component(component)?;
+        let parent = current.as_ref().map_or(base_fd.as_fd(), |d| d.as_fd());
+        current = Some(open_dir_at(parent, OsStr::new(component))?);
+    }
+    current.ok_or_else(not_found)
+}
+
+fn set_top_fd(cursors: &mut [Cursor], fd: OwnedFd) {
+    if let Some(top) = cursors.last_mut() {
+        top.fd = Some(fd);
+    }
+}
+
 /// The directory (relative path and descriptor, opened like
 /// [`Root::open_dir`]) of the last file a reader opened.
 #[derive(Debug, Default)]
@@ -332,6 +362,18 @@ struct Frame {
     exclude_info: MatchInfo,
 }
 
+/// How many directories a walk keeps open at once (the deepest ones);
+/// shallower ones are reopened when the walk climbs back to them.
+const MAX_OPEN_DIRS: usize = 64;
+
+/// A directory being listed: its descriptor (`None` once closed for the
+/// budget), its path from the root and the names still to visit.
+struct Cursor {
+    fd: Option<OwnedFd>,
+    rel: String,
+    names: std::vec::IntoIter<OsString>,
+}
+
 struct WalkState<'a> {
     frames: Vec<Frame>,
     /// (device, inode) of multiply-linked files already sent, to their path.
@@ -387,92 +429,125 @@ impl Walker {
 
     /// Walks the folder, calling `emit` with each entry to send, in order.
     /// `emit` returns `Break` to stop early (then the walk returns `Ok`).
+    ///
+    /// The walk keeps its own stack of open directories instead of
+    /// recursing: it runs on a thread with a fixed stack, and a context a few
+    /// thousand folders deep (which buildctl sends) must not overflow it.
     pub fn walk(&self, emit: &mut dyn FnMut(Stat) -> ControlFlow<()>) -> Result<(), WalkError> {
         let mut state = WalkState { frames: Vec::new(), hardlinks: HashMap::new(), emit, stopped: false };
-        let root = self.root.fd.try_clone().map_err(|source| WalkError::Io { path: ".".to_owned(), source })?;
+        let root = self.root.fd.try_clone().map_err(io_at("."))?;
         let names = read_names(root.try_clone().map_err(io_at("."))?).map_err(io_at("."))?;
-        self.walk_dir(&root, "", names, &mut state)
-    }
-
-    fn walk_dir(
-        &self,
-        dir: &OwnedFd,
-        rel: &str,
-        names: Vec<OsString>,
-        state: &mut WalkState<'_>,
-    ) -> Result<(), WalkError> {
-        for name in names {
+        // `cursors[0]` is the root; `cursors[i]` (i >= 1) is the directory
+        // whose filter state is `state.frames[i - 1]`.
+        let mut cursors = vec![Cursor { fd: Some(root), rel: String::new(), names: names.into_iter() }];
+        while let Some(top) = cursors.last_mut() {
             if state.stopped {
                 return Ok(());
             }
-            let Some(name_str) = name.to_str() else {
-                return Err(WalkError::NonUtf8 { path: join_rel(rel, &name.to_string_lossy()) });
+            let Some(name) = top.names.next() else {
+                cursors.pop();
+                if !cursors.is_empty() {
+                    state.frames.pop();
+                }
+                continue;
             };
-            let path = join_rel(rel, name_str);
-            let lst = match nix::sys::stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(e) if is_not_found(&e.into()) => continue,
-                Err(e) => return Err(WalkError::Io { path, source: e.into() }),
-            };
-            let is_dir = lst.st_mode & libc::S_IFMT == libc::S_IFDIR;
-
-            let (decision, include_info, exclude_info) = self.decide(&path, is_dir, state)?;
-            let send = match decision {
-                Decision::SkipDir => continue,
-                // Only directories are worth looking into; a file that is not
-                // sent must not even be stat'ed into the hard-link table, or
-                // a later link to it would name a path the receiver never saw.
-                Decision::WalkThrough if !is_dir => continue,
-                Decision::WalkThrough => false,
-                Decision::Send => true,
-            };
-            let stat = build_stat(dir, &name, &path, &lst, &mut state.hardlinks)?;
-            let unsent = if send {
-                // Directories walked through so far are sent before their
-                // first sent descendant.
-                let parents = state.frames.iter_mut().filter_map(|frame| frame.unsent.take());
-                for record in parents.chain(std::iter::once(stat)) {
-                    if (state.emit)(record).is_break() {
-                        state.stopped = true;
-                        return Ok(());
+            if top.fd.is_none() {
+                match reopen(&cursors) {
+                    Ok(fd) => set_top_fd(&mut cursors, fd),
+                    Err(e) if is_not_found(&e) => {
+                        if let Some(top) = cursors.last_mut() {
+                            top.names = Vec::new().into_iter();
+                        }
+                        continue;
+                    }
+                    Err(source) => {
+                        let path = cursors.last().map(|c| c.rel.clone()).unwrap_or_default();
+                        return Err(WalkError::Io { path, source });
                     }
                 }
-                if !is_dir {
-                    continue;
-                }
-                None
-            } else {
-                Some(stat)
+            }
+            let Some(top) = cursors.last_mut() else { break };
+            let Some(dir) = &top.fd else { break };
+            let Some(name_str) = name.to_str() else {
+                return Err(WalkError::NonUtf8 { path: join_rel(&top.rel, &name.to_string_lossy()) });
             };
-            state.frames.push(Frame { unsent, include_info, exclude_info });
-
-            // Only directories reach this point, with their frame pushed.
-            let result = self.descend(dir, &name, &path, send, state);
-            state.frames.pop();
-            result?;
+            let path = join_rel(&top.rel, name_str);
+            let Some(child) = self.visit(dir, &name, path, &mut state)? else {
+                continue;
+            };
+            cursors.push(child.0);
+            state.frames.push(child.1);
+            // A deep tree would hold one descriptor per level: keep the
+            // deepest MAX_OPEN_DIRS open, and above them one in every
+            // MAX_OPEN_DIRS levels, from which a closed one is reopened.
+            if let Some(index) = cursors.len().checked_sub(MAX_OPEN_DIRS + 1) {
+                if index % MAX_OPEN_DIRS != 0 {
+                    cursors[index].fd = None;
+                }
+            }
         }
         Ok(())
     }
 
-    fn descend(
+    /// Decides about and (when sent) emits one entry of `dir`; for a
+    /// directory that must be looked into, returns its cursor and frame.
+    fn visit(
         &self,
-        parent: &OwnedFd,
+        dir: &OwnedFd,
         name: &OsStr,
-        path: &str,
-        sent: bool,
+        path: String,
         state: &mut WalkState<'_>,
-    ) -> Result<(), WalkError> {
-        let opened = open_dir_at(parent, name).and_then(|fd| {
+    ) -> Result<Option<(Cursor, Frame)>, WalkError> {
+        let lst = match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(e) if is_not_found(&e.into()) => return Ok(None),
+            Err(e) => return Err(WalkError::Io { path, source: e.into() }),
+        };
+        let is_dir = lst.st_mode & libc::S_IFMT == libc::S_IFDIR;
+
+        let (decision, include_info, exclude_info) = self.decide(&path, is_dir, state)?;
+        let send = match decision {
+            Decision::SkipDir => return Ok(None),
+            // Only directories are worth looking into; a file that is not
+            // sent must not even be stat'ed into the hard-link table, or
+            // a later link to it would name a path the receiver never saw.
+            Decision::WalkThrough if !is_dir => return Ok(None),
+            Decision::WalkThrough => false,
+            Decision::Send => true,
+        };
+        let stat = build_stat(dir, name, &path, &lst, &mut state.hardlinks)?;
+        let unsent = if send {
+            // Directories walked through so far are sent before their
+            // first sent descendant.
+            let parents = state.frames.iter_mut().filter_map(|frame| frame.unsent.take());
+            for record in parents.chain(std::iter::once(stat)) {
+                if (state.emit)(record).is_break() {
+                    state.stopped = true;
+                    return Ok(None);
+                }
+            }
+            if !is_dir {
+                return Ok(None);
+            }
+            None
+        } else {
+            Some(stat)
+        };
+
+        let opened = open_dir_at(dir, name).and_then(|fd| {
             let names = read_names(fd.try_clone()?)?;
             Ok((fd, names))
         });
         match opened {
-            Ok((fd, names)) => self.walk_dir(&fd, path, names, state),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Ok((fd, names)) => Ok(Some((
+                Cursor { fd: Some(fd), rel: path, names: names.into_iter() },
+                Frame { unsent, include_info, exclude_info },
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
             // An unreadable directory that is only walked through (its own
             // entry is not sent) is ignored, as fsutil does.
-            Err(e) if !sent && e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
-            Err(source) => Err(WalkError::Io { path: path.to_owned(), source }),
+            Err(e) if !send && e.kind() == io::ErrorKind::PermissionDenied => Ok(None),
+            Err(source) => Err(WalkError::Io { path, source }),
         }
     }
 
@@ -1014,6 +1089,58 @@ mod tests {
             Walker::new(dir.path(), &excluding(&["!"])),
             Err(WalkError::ExcludePatterns(PatternError::IllegalExclusion))
         ));
+    }
+
+    /// Makes `depth` nested folders `d` below `root` (with `mkdirat`, since
+    /// the full path is longer than `PATH_MAX`), a file `f` at the bottom
+    /// and a file `z` beside every folder, so the walk must come back up.
+    pub(crate) fn make_deep(root: &Path, depth: usize) {
+        let mut dir = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).expect("open root");
+        for _ in 0..depth {
+            nix::sys::stat::mkdirat(&dir, "d", Mode::from_bits_truncate(0o755)).expect("mkdirat");
+            let z = nix::fcntl::openat(&dir, "z", OFlag::O_CREAT | OFlag::O_WRONLY, Mode::from_bits_truncate(0o644));
+            drop(z.expect("create z"));
+            dir = open_dir_at(&dir, OsStr::new("d")).expect("open d");
+        }
+        let f = nix::fcntl::openat(&dir, "f", OFlag::O_CREAT | OFlag::O_WRONLY, Mode::from_bits_truncate(0o644));
+        drop(f.expect("create f"));
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_without_recursion() {
+        const DEPTH: usize = 2_000;
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_deep(dir.path(), DEPTH);
+        let walker = Walker::new(dir.path(), &FilterOptions::default()).expect("walker");
+        // A small stack: the recursive walk overflowed a 2 MiB one (tokio's
+        // blocking threads) at about 1,650 levels and aborted the process.
+        let stats = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut stats = Vec::new();
+                walker
+                    .walk(&mut |stat| {
+                        stats.push(stat.path);
+                        ControlFlow::Continue(())
+                    })
+                    .map(|()| stats)
+            })
+            .expect("spawn")
+            .join()
+            .expect("the walk panicked")
+            .expect("walk");
+        // Expected order: d, d/d, ..., the bottom file, then every `z` on the
+        // way back up (deepest first, as fsutil's per-directory order gives).
+        let level = |n: usize| vec!["d"; n].join("/");
+        let mut expected: Vec<String> = (1..=DEPTH).map(level).collect();
+        expected.push(format!("{}/f", level(DEPTH)));
+        expected.extend((0..DEPTH).rev().map(|n| match n {
+            0 => "z".to_owned(),
+            n => format!("{}/z", level(n)),
+        }));
+        assert_eq!(stats.len(), expected.len());
+        assert!(stats == expected, "the deep walk's order differs from fsutil's");
+        assert!(MAX_OPEN_DIRS < DEPTH, "the test must close and reopen directories");
     }
 
     #[test]
