@@ -14,3 +14,4 @@ mod rootless;
 mod secrets;
 mod solve;
 mod testenv;
+mod trust;
