@@ -36,11 +36,11 @@
 //! attributes are applied as each entry is created, never held.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use nix::sys::stat::{Mode, UtimensatFlags};
@@ -429,9 +429,10 @@ fn remove_stale_staging(parent: &Path, ours: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let is_staging = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)).is_some_and(|id| {
-            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
-        });
+        let is_staging = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+            .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
         let path = entry.path();
         if !is_staging || path == ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
@@ -686,11 +687,8 @@ impl Writer {
         // Applied as the entry is created rather than held until its
         // metadata is (a directory's at the very end): a daemon could
         // otherwise make us hold megabytes per folder for the whole transfer.
-        let xattrs: Vec<_> = stat
-            .xattrs
-            .into_iter()
-            .filter(|(k, v)| k.starts_with("user.") && v.len() <= XATTR_SIZE_MAX)
-            .collect();
+        let xattrs: Vec<_> =
+            stat.xattrs.into_iter().filter(|(k, v)| k.starts_with("user.") && v.len() <= XATTR_SIZE_MAX).collect();
         let meta = |path| EntryMeta { path, perm, mod_time: stat.mod_time };
 
         if is_dir {
@@ -1086,7 +1084,8 @@ mod tests {
         let taken = Arc::new(AtomicUsize::new(0));
         // Two files, then 1 MiB DATA packets for the first, forever.
         let listing = vec![stat_packet(file("a")), stat_packet(file("b")), stat_packet_end()];
-        let data = Packet { r#type: PacketType::PacketData as i32, id: 0, data: vec![7; MIB].into(), ..Packet::default() };
+        let data =
+            Packet { r#type: PacketType::PacketData as i32, id: 0, data: vec![7; MIB].into(), ..Packet::default() };
         let source = futures::stream::iter(listing).chain(futures::stream::repeat(data)).map({
             let taken = Arc::clone(&taken);
             move |packet| {
@@ -1122,7 +1121,8 @@ mod tests {
         result.expect("receiver succeeds");
         let dest = out.path().join("dest");
         let names = |path: &Path| {
-            let mut names: Vec<String> = xattr::list(path).expect("list").map(|n| n.to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> =
+                xattr::list(path).expect("list").map(|n| n.to_string_lossy().into_owned()).collect();
             names.sort();
             names
         };
@@ -1150,7 +1150,9 @@ mod tests {
         to_receiver.send(stat_packet(folder)).await.expect("queue");
         let dest = out.path().join("dest");
         let receiver =
-            tokio::spawn(async move { receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await });
+            tokio::spawn(
+                async move { receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await },
+            );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let on_disk = loop {
             let staged = staging_leftovers(out.path()).first().map(|name| out.path().join(name).join("tree/d"));

@@ -648,17 +648,17 @@ mod tests {
     /// was refused whatever the protections did.)
     async fn listed_sender(
         root: &Path,
-    ) -> (
-        mpsc::Sender<Packet>,
-        mpsc::Receiver<Packet>,
-        tokio::task::JoinHandle<Result<(), SendError>>,
-        Vec<String>,
-    ) {
+    ) -> (mpsc::Sender<Packet>, mpsc::Receiver<Packet>, tokio::task::JoinHandle<Result<(), SendError>>, Vec<String>)
+    {
         let walker = Walker::new(root, &FilterOptions::default()).expect("walker");
         let (to_sender, from_receiver) = mpsc::channel(4);
         let (to_receiver, mut from_sender) = mpsc::channel(16);
-        let sender =
-            tokio::spawn(send_diffcopy(walker, ReceiverStream::new(from_receiver).map(Ok), to_receiver, Arc::default()));
+        let sender = tokio::spawn(send_diffcopy(
+            walker,
+            ReceiverStream::new(from_receiver).map(Ok),
+            to_receiver,
+            Arc::default(),
+        ));
         let mut listed = Vec::new();
         loop {
             let packet = tokio::time::timeout(Duration::from_secs(5), from_sender.recv())

@@ -272,11 +272,8 @@ impl Root {
 fn reopen(cursors: &[Cursor]) -> io::Result<OwnedFd> {
     let not_found = || io::Error::from_raw_os_error(libc::ENOENT);
     let (top, ancestors) = cursors.split_last().ok_or_else(not_found)?;
-    let (base, base_fd) = ancestors
-        .iter()
-        .rev()
-        .find_map(|c| c.fd.as_ref().map(|fd| (c.rel.as_str(), fd)))
-        .ok_or_else(not_found)?;
+    let (base, base_fd) =
+        ancestors.iter().rev().find_map(|c| c.fd.as_ref().map(|fd| (c.rel.as_str(), fd))).ok_or_else(not_found)?;
     let rest = match base {
         "" => top.rel.as_str(),
         base => top.rel.strip_prefix(base).and_then(|r| r.strip_prefix('/')).ok_or_else(not_found)?,

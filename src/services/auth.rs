@@ -131,8 +131,8 @@ impl JsonError {
 /// `serde_json::from_slice` whose error never quotes `bytes`.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de)
-        .map_err(|err| JsonError::new(err.path().to_string(), err.inner()))?;
+    let value =
+        serde_path_to_error::deserialize(&mut de).map_err(|err| JsonError::new(err.path().to_string(), err.inner()))?;
     de.end().map_err(|err| JsonError::new(String::new(), &err))?;
     Ok(value)
 }
@@ -277,9 +277,7 @@ impl DockerConfig {
         let path = dir.join("config.json");
         let file: ConfigFile = match std::fs::read(&path) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => ConfigFile::default(),
-            Ok(bytes) => {
-                parse_json(&bytes).map_err(|source| AuthError::Parse { path: path.clone(), source })?
-            }
+            Ok(bytes) => parse_json(&bytes).map_err(|source| AuthError::Parse { path: path.clone(), source })?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
             Err(source) => return Err(AuthError::Read { path, source }),
         };
@@ -386,8 +384,11 @@ impl DockerConfig {
             }
             return Err(AuthError::HelperFailed { program, host: key.to_owned(), output: stdout.trim().to_owned() });
         }
-        let printed: HelperCredentials = parse_json(&output.stdout)
-            .map_err(|source| AuthError::HelperOutput { program: program.clone(), host: key.to_owned(), source })?;
+        let printed: HelperCredentials = parse_json(&output.stdout).map_err(|source| AuthError::HelperOutput {
+            program: program.clone(),
+            host: key.to_owned(),
+            source,
+        })?;
         // Helpers store identity tokens under the username `<token>`.
         if printed.username == "<token>" {
             return Ok(Credential { username: String::new(), secret: printed.secret });
@@ -721,7 +722,11 @@ esac
         assert!(!chain.contains(SECRET), "{chain}");
         let dir = config_dir(&format!("{{\n  \"auths\": {{\"r.example.com\": {{\"auth\": [\"{SECRET}\"]}}}}}}"));
         let chain = crate::error::error_chain(&DockerConfig::load_from(dir.path(), None, None).unwrap_err());
-        assert!(chain.ends_with("a value of the wrong type or an unknown key at auths.r.example.com.auth, line 2 column 38"), "{chain}");
+        assert!(
+            chain
+                .ends_with("a value of the wrong type or an unknown key at auths.r.example.com.auth, line 2 column 38"),
+            "{chain}"
+        );
     }
 
     #[test]
