@@ -101,6 +101,12 @@ pub enum ReceiveError {
         /// The path as sent.
         path: String,
     },
+    /// A path or link target that is not UTF-8.
+    #[error("refusing {path:?}: the name is not UTF-8")]
+    NonUtf8 {
+        /// The path as sent, invalid bytes replaced.
+        path: String,
+    },
     /// An absolute path.
     #[error("refusing absolute path {path:?}")]
     AbsolutePath {
@@ -669,18 +675,21 @@ impl Writer {
         self.out.blocking_send(packet).map_err(|_| ReceiveError::OutputClosed)
     }
 
-    fn add_entry(&mut self, stat: Stat) -> Result<(), ReceiveError> {
+    fn add_entry(&mut self, mut stat: Stat) -> Result<(), ReceiveError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let mode = stat.mode;
         let is_dir = mode & file_mode::DIR != 0;
+        // Names that are not UTF-8 are refused: the checks below (and the
+        // paths reported) work on text.
+        let path = utf8(std::mem::take(&mut stat.path))?;
+        let linkname = utf8(std::mem::take(&mut stat.linkname))?;
         let others = &self.others;
         let regular = &self.regular;
-        self.validator.check(&stat.path, is_dir, |parent| {
+        self.validator.check(&path, is_dir, |parent| {
             others.get(parent).copied().or_else(|| regular.contains(parent).then_some("is a file"))
         })?;
 
-        let path = stat.path;
         let target = self.root.join(&path);
         let write_err = |source| ReceiveError::Write { path: path.clone(), source };
         let perm = (mode & file_mode::PERM) as libc::mode_t;
@@ -697,10 +706,10 @@ impl Writer {
             set_user_xattrs(&open_dir_nofollow(&target).map_err(write_err)?, &xattrs);
             self.dirs.push(meta(path));
         } else if mode & file_mode::SYMLINK != 0 {
-            if stat.linkname.is_empty() {
+            if linkname.is_empty() {
                 return Err(ReceiveError::EmptySymlink { path });
             }
-            std::os::unix::fs::symlink(&stat.linkname, &target).map_err(write_err)?;
+            std::os::unix::fs::symlink(&linkname, &target).map_err(write_err)?;
             set_times_nofollow(&target, stat.mod_time).map_err(write_err)?;
             self.others.insert(path, "is a symlink");
             self.stats.symlinks += 1;
@@ -713,11 +722,11 @@ impl Writer {
             // Devices, sockets and unknown types: never created.
             self.others.insert(path, "is a special file");
             self.stats.skipped_special += 1;
-        } else if !stat.linkname.is_empty() {
-            if !self.regular.contains(&stat.linkname) {
-                return Err(ReceiveError::BadHardlink { path, target: stat.linkname });
+        } else if !linkname.is_empty() {
+            if !self.regular.contains(&linkname) {
+                return Err(ReceiveError::BadHardlink { path, target: linkname });
             }
-            fs::hard_link(self.root.join(&stat.linkname), &target).map_err(write_err)?;
+            fs::hard_link(self.root.join(&linkname), &target).map_err(write_err)?;
             self.others.insert(path, "is a file");
             self.stats.hardlinks += 1;
         } else {
@@ -760,6 +769,12 @@ impl Writer {
         };
         pending.apply(&file).map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })
     }
+}
+
+/// A path or link target as text.
+fn utf8(bytes: bytes::Bytes) -> Result<String, ReceiveError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ReceiveError::NonUtf8 { path: String::from_utf8_lossy(&bytes).into_owned() })
 }
 
 /// The error for a packet type that is wrong where it arrived.
@@ -814,6 +829,7 @@ mod tests {
     use crate::fsync::walk::{FilterOptions, Walker};
     use std::collections::BTreeMap;
     use std::ops::ControlFlow;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::sync::Arc;
     use tokio_stream::wrappers::ReceiverStream;
@@ -844,13 +860,13 @@ mod tests {
         walker
             .walk(&mut |mut stat| {
                 let content = if stat.mode & file_mode::TYPE == 0 && stat.linkname.is_empty() {
-                    fs_err::read(root.join(&stat.path)).expect("read")
+                    fs_err::read(root.join(std::ffi::OsStr::from_bytes(&stat.path))).expect("read")
                 } else {
                     Vec::new()
                 };
                 stat.mode &= !(file_mode::SETUID | file_mode::SETGID | file_mode::STICKY);
                 stat.xattrs.retain(|k, _| k.starts_with("user."));
-                out.insert(stat.path.clone(), (stat, content));
+                out.insert(String::from_utf8_lossy(&stat.path).into_owned(), (stat, content));
                 ControlFlow::Continue(())
             })
             .expect("walk");
@@ -973,7 +989,9 @@ mod tests {
         snapshot(root)
             .into_iter()
             .filter(|(path, _)| !path.starts_with(STAGING_PREFIX))
-            .map(|(path, (stat, content))| (path, (stat.mode, content, stat.linkname)))
+            .map(|(path, (stat, content))| {
+                (path, (stat.mode, content, String::from_utf8_lossy(&stat.linkname).into_owned()))
+            })
             .collect()
     }
 
@@ -1180,7 +1198,7 @@ mod tests {
     }
 
     fn stat(path: &str, mode: u32) -> Stat {
-        Stat { path: path.to_owned(), mode, ..Stat::default() }
+        Stat { path: path.to_owned().into(), mode, ..Stat::default() }
     }
 
     fn dir(path: &str) -> Stat {
@@ -1192,7 +1210,7 @@ mod tests {
     }
 
     fn link(path: &str, target: &str) -> Stat {
-        Stat { linkname: target.to_owned(), ..stat(path, file_mode::SYMLINK | 0o777) }
+        Stat { linkname: target.to_owned().into(), ..stat(path, file_mode::SYMLINK | 0o777) }
     }
 
     fn stat_packet(stat: Stat) -> Packet {
@@ -1277,7 +1295,7 @@ mod tests {
             (vec![link("l", "")], "EmptySymlink"),
         ];
         for (stats, want) in cases {
-            let paths: Vec<String> = stats.iter().map(|s| s.path.clone()).collect();
+            let paths: Vec<String> = stats.iter().map(|s| String::from_utf8_lossy(&s.path).into_owned()).collect();
             let (result, _out, _outside) = receive_from(stats, b"").await;
             let err = result.expect_err("must be refused");
             let got = format!("{err:?}");

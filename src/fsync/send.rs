@@ -315,14 +315,14 @@ where
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut files: HashMap<u32, (String, u64)> = HashMap::new();
+    let mut files: HashMap<u32, (bytes::Bytes, u64)> = HashMap::new();
     let mut next_id: u32 = 0;
     let mut walking = true;
 
     // A few long-lived readers take requests from one queue. (A blocking
     // task per file costs a thread hand-off per file: with 20,000 small files
     // that was most of the client's CPU time.)
-    let (request_tx, request_rx) = std::sync::mpsc::channel::<(u32, String, u64)>();
+    let (request_tx, request_rx) = std::sync::mpsc::channel::<(u32, bytes::Bytes, u64)>();
     let request_rx = Arc::new(std::sync::Mutex::new(request_rx));
     let mut request_tx = Some(request_tx);
     let mut readers: JoinSet<Result<(), SendError>> = JoinSet::new();
@@ -465,13 +465,13 @@ struct FileReader {
 async fn send_small_file(
     root: &super::walk::Root,
     id: u32,
-    path: &str,
+    path: &[u8],
     size: u64,
     dirs: &mut DirCache,
     out: &mpsc::Sender<Packet>,
     progress: &TransferProgress,
 ) -> Result<(), SendError> {
-    let read_err = |source| SendError::ReadFile { path: path.to_owned(), source };
+    let read_err = |source| SendError::ReadFile { path: String::from_utf8_lossy(path).into_owned(), source };
     let data = match root.open_file_cached(path, dirs) {
         Ok(mut file) => {
             let mut buf = vec![0u8; size as usize];
@@ -500,8 +500,8 @@ impl FileReader {
     /// Sends the file's content as DATA packets, then an empty DATA. Reads
     /// at most the size its STAT announced: the receiver was promised that
     /// much, and knowing it saves a read per file to find the end.
-    fn send_file(&self, id: u32, path: &str, size: u64, dirs: &mut DirCache) -> Result<(), SendError> {
-        let read_err = |source| SendError::ReadFile { path: path.to_owned(), source };
+    fn send_file(&self, id: u32, path: &[u8], size: u64, dirs: &mut DirCache) -> Result<(), SendError> {
+        let read_err = |source| SendError::ReadFile { path: String::from_utf8_lossy(path).into_owned(), source };
         match self.walker.root().open_file_cached(path, dirs) {
             Ok(mut file) => {
                 let mut remaining = size;
@@ -667,7 +667,7 @@ mod tests {
                 .expect("the sender is running");
             assert_eq!(packet.r#type, PacketType::PacketStat as i32);
             match packet.stat {
-                Some(stat) => listed.push(stat.path),
+                Some(stat) => listed.push(String::from_utf8_lossy(&stat.path).into_owned()),
                 None => break,
             }
         }
