@@ -128,11 +128,35 @@ impl JsonError {
     }
 }
 
+/// The keys our credential files know; any other key is shown as `?`,
+/// since it may be a value typed where a key was meant.
+const KNOWN_KEYS: &[&str] =
+    &["auths", "auth", "username", "password", "identitytoken", "credsStore", "credHelpers", "Username", "Secret"];
+
+/// `path` with unknown keys hidden, except registry hosts (the keys of
+/// `auths` and `credHelpers`), which say which entry is wrong.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = Vec::new();
+    let mut parent: Option<&str> = None;
+    for segment in path.iter() {
+        let (shown, name) = match segment {
+            Segment::Map { key } if KNOWN_KEYS.contains(&key.as_str()) => (key.clone(), Some(key.as_str())),
+            Segment::Map { key } if matches!(parent, Some("auths" | "credHelpers")) => (key.clone(), None),
+            Segment::Seq { index } => (index.to_string(), None),
+            _ => ("?".to_owned(), None),
+        };
+        out.push(shown);
+        parent = name;
+    }
+    out.join(".")
+}
+
 /// `serde_json::from_slice` whose error never quotes `bytes`.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value =
-        serde_path_to_error::deserialize(&mut de).map_err(|err| JsonError::new(err.path().to_string(), err.inner()))?;
+        serde_path_to_error::deserialize(&mut de).map_err(|err| JsonError::new(key_path(err.path()), err.inner()))?;
     de.end().map_err(|err| JsonError::new(String::new(), &err))?;
     Ok(value)
 }
@@ -715,6 +739,11 @@ esac
             let chain = crate::error::error_chain(&err);
             assert!(!chain.contains(SECRET), "{text}\n{chain}");
         }
+        // A secret typed where a key was meant is not shown either.
+        let env = format!(r#"{{"auths": {{"r.example.com": {{"{SECRET}": "x"}}}}}}"#);
+        let err = DockerConfig::load_from(tempfile::tempdir().unwrap().path(), Some(&env), Some(OsString::new()));
+        let chain = crate::error::error_chain(&err.unwrap_err());
+        assert!(!chain.contains(SECRET) && chain.contains("auths.r.example.com.?"), "{chain}");
         // The path of keys to the bad value is kept (a registry host is not
         // a secret), with the position.
         let dir = config_dir(&format!("{{\n  \"auths\": {{\"r.example.com\": {{\"auth\": 1{SECRET}}}}}}}"));
