@@ -6,6 +6,7 @@
 //! targets, hard links, contents).
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -157,4 +158,63 @@ fn local_output_of_an_awkward_context_matches_buildctl() {
     let leftovers: Vec<_> =
         std::fs::read_dir(out.path()).expect("list the output folder").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no staging folder left: {leftovers:?}");
+}
+
+/// Makes `depth` nested folders `d` below `root` and a file `d/…/d/f`
+/// holding `content`, relative to each folder's descriptor: the full path
+/// is longer than `PATH_MAX`.
+fn make_deep(root: &Path, depth: usize, content: &[u8]) {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+    let mut dir = nix::fcntl::open(root, dir_flags, Mode::empty()).expect("open the root");
+    for _ in 0..depth {
+        nix::sys::stat::mkdirat(&dir, "d", Mode::from_bits_truncate(0o755)).expect("mkdirat");
+        dir = openat(&dir, "d", dir_flags, Mode::empty()).expect("open a deep folder");
+    }
+    let file = openat(&dir, "f", OFlag::O_CREAT | OFlag::O_WRONLY, Mode::from_bits_truncate(0o644)).expect("create");
+    std::fs::File::from(file).write_all(content).expect("write the deep file");
+}
+
+/// Follows `d` down from `root` as far as it goes; returns the depth and
+/// the content of the `f` found there.
+fn read_deep(root: &Path) -> (usize, Vec<u8>) {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+    let mut dir = nix::fcntl::open(root, dir_flags, Mode::empty()).expect("open the output");
+    let mut depth = 0;
+    while let Ok(next) = openat(&dir, "d", dir_flags, Mode::empty()) {
+        dir = next;
+        depth += 1;
+    }
+    let file = openat(&dir, "f", OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty()).expect("open the deep file");
+    let mut content = Vec::new();
+    std::fs::File::from(file).read_to_end(&mut content).expect("read the deep file");
+    (depth, content)
+}
+
+/// A context 2,000 folders deep (deepest path 4,001 bytes) goes up and
+/// comes back through a local output. The walk used to recurse per level
+/// and overflowed its thread's stack at about 1,650 (the process aborted
+/// with exit 134); buildctl builds it.
+#[test]
+fn a_context_two_thousand_folders_deep_builds() {
+    const DEPTH: usize = 2_000;
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY . /\n")]);
+    make_deep(project.path(), DEPTH, b"bottom\n");
+    let out = util::tempdir();
+    let dest = out.path().join("out");
+
+    util::fbuild()
+        .arg("solve")
+        .arg(project.path())
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.display()))
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .success();
+
+    assert_eq!(read_deep(&dest), (DEPTH, b"bottom\n".to_vec()));
 }

@@ -15,3 +15,4 @@ mod rootless;
 mod secrets;
 mod solve;
 mod testenv;
+mod trust;

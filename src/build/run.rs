@@ -219,6 +219,7 @@ struct Sessions {
     per_local: BTreeMap<String, String>,
     folders: Vec<RunningSession>,
     transfers: Vec<Arc<TransferProgress>>,
+    outputs: crate::output::PendingOutputs,
 }
 
 impl Sessions {
@@ -269,20 +270,20 @@ impl Sessions {
             transfers.push(file_sync.progress());
             main.add_service(file_sync.into_server()).map_err(BuildError::Session)?;
         }
-        crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh).map_err(|error| {
-            match error {
+        let outputs = crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh).map_err(
+            |error| match error {
                 crate::services::ServicesError::Session(error) => BuildError::Session(error),
                 crate::services::ServicesError::Ssh(error) => {
                     BuildError::Service { what: "SSH agents", source: Box::new(error) }
                 }
-            }
-        })?;
+            },
+        )?;
         if !content_stores.is_empty() {
             let content = ContentService::new(content_stores.clone()).into_server();
             main.add_service(content).map_err(BuildError::Session)?;
         }
         let main = main.start(control).await.map_err(BuildError::Session)?;
-        Ok(Sessions { main, per_local, folders, transfers })
+        Ok(Sessions { main, per_local, folders, transfers, outputs })
     }
 
     fn transfer(&self) -> TransferStats {
@@ -301,6 +302,9 @@ impl Sessions {
         if let Err(error) = self.main.stop().await {
             tracing::warn!("the build's session ended badly: {}", crate::error::error_chain(&error));
         }
+        // A cancelled build's folder receivers see their stream end now and
+        // remove their staging folders; the build is over only then.
+        self.outputs.wait().await;
     }
 }
 

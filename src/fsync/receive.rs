@@ -18,21 +18,34 @@
 //! the listing and every file's content have arrived, before we send `FIN`
 //! (fsutil too has the files on disk before its `FIN`, so the daemon's
 //! export, and the solve, end only after the output is in place): a new
-//! destination is the staging folder renamed; an existing one receives the staged entries merged over its
+//! destination is the staged tree renamed; an existing one receives the staged entries merged over its
 //! own (entries not in the output are kept, as buildctl does). The staging
 //! folder sits beside a new destination and inside an existing one, so the
 //! final renames never cross file systems (the destination may be a mount).
+//!
+//! A merge is all or nothing: every entry it replaces is first moved aside
+//! into the staging folder, and if any step fails, the moves are undone in
+//! reverse, so the destination holds exactly what it held before. (Only the
+//! directories' permissions and times are applied after the swap.)
+//!
+//! A staging folder is locked (`flock`) while its receiver lives. One left
+//! by a process that was killed is unlocked, and is removed by the next
+//! receiver writing to the same destination.
+//!
+//! Memory: incoming packets wait in a queue bounded in bytes, and extended
+//! attributes are applied as each entry is created, never held.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use nix::sys::stat::{Mode, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
 use super::walk::file_mode;
@@ -45,8 +58,20 @@ use crate::proto::fsutil::types::{Packet, Stat};
 /// request loop never blocks, and bounds the files we hold open.
 const REQUEST_WINDOW: usize = 64;
 
-/// Incoming packets buffered for the writer thread.
+/// Incoming packets buffered for the writer thread, at most.
 const INCOMING_QUEUE: usize = 256;
+
+/// Bytes of incoming packets buffered for the writer thread, at most (one
+/// packet larger than this still passes, alone). 256 packets of up to the
+/// 16 MiB a message may hold were 4 GiB.
+const INCOMING_BYTES: usize = 32 << 20;
+
+/// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`);
+/// larger ones cannot be set, so they are dropped on arrival.
+const XATTR_SIZE_MAX: usize = 64 << 10;
+
+/// Names of staging folders: this prefix and 32 hex digits.
+const STAGING_PREFIX: &str = ".fbuild-receive-";
 
 /// What a completed transfer wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,6 +99,12 @@ pub enum ReceiveError {
     #[error("refusing path {path:?}: not a clean relative path")]
     UncleanPath {
         /// The path as sent.
+        path: String,
+    },
+    /// A path or link target that is not UTF-8.
+    #[error("refusing {path:?}: the name is not UTF-8")]
+    NonUtf8 {
+        /// The path as sent, invalid bytes replaced.
         path: String,
     },
     /// An absolute path.
@@ -175,6 +206,24 @@ pub enum ReceiveError {
         #[source]
         source: io::Error,
     },
+    /// A merge failed part-way, and putting the destination back as it
+    /// was failed too.
+    #[error(
+        "failed to move the output into {}, and could not restore the destination ({rollback}): its previous content is in {}",
+        path.display(),
+        kept.display()
+    )]
+    MergeUndo {
+        /// The path being placed when the merge failed.
+        path: PathBuf,
+        /// Why the merge failed.
+        #[source]
+        source: io::Error,
+        /// Where the destination's replaced entries were left.
+        kept: PathBuf,
+        /// Why they could not be moved back.
+        rollback: io::Error,
+    },
     /// The writer thread died.
     #[error("the receiving task stopped unexpectedly")]
     TaskFailed,
@@ -196,10 +245,17 @@ where
     S: Stream<Item = Result<Packet, Status>> + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(INCOMING_QUEUE);
-    let pump = tokio::spawn(async move {
-        while let Some(item) = stream_in.next().await {
-            if tx.send(item).await.is_err() {
-                break;
+    let budget = Arc::new(Semaphore::new(INCOMING_BYTES));
+    let pump = tokio::spawn({
+        let budget = Arc::clone(&budget);
+        async move {
+            while let Some(item) = stream_in.next().await {
+                let size = item.as_ref().map_or(0, prost::Message::encoded_len).clamp(1, INCOMING_BYTES);
+                // The writer hands the permit back once it has handled the packet.
+                let Ok(permit) = Arc::clone(&budget).acquire_many_owned(size as u32).await else { break };
+                if tx.send((item, permit)).await.is_err() {
+                    break;
+                }
             }
         }
     });
@@ -220,13 +276,16 @@ where
     result
 }
 
+/// An incoming packet and its share of the queue's byte budget.
+type Incoming = (Result<Packet, Status>, OwnedSemaphorePermit);
+
 fn receive_blocking(
-    mut rx: mpsc::Receiver<Result<Packet, Status>>,
+    mut rx: mpsc::Receiver<Incoming>,
     out: mpsc::Sender<Packet>,
     dest: &Path,
 ) -> Result<ReceiveStats, ReceiveError> {
     let staging = Staging::create(dest)?;
-    let mut writer = Writer::new(staging.path.clone(), out);
+    let mut writer = Writer::new(staging.tree(), out);
     writer.receive_tree(&mut rx)?;
     // Like fsutil, have everything in place before sending FIN: the
     // daemon's export (and so the solve) completes only after our FIN.
@@ -236,20 +295,25 @@ fn receive_blocking(
     Ok(writer.stats)
 }
 
-/// The staging folder; removed on drop unless moved into place.
+/// The staging folder: the received tree in `tree/`, and what a merge
+/// replaced in `old/` until the merge is complete. Locked while it lives;
+/// removed on drop (after a merge that could not be undone, kept: it then
+/// holds the user's files).
 struct Staging {
     path: PathBuf,
     /// Whether the destination existed (then `path` is inside it).
     merge: bool,
     armed: bool,
+    /// Holds the `flock` that tells other receivers this folder is in use.
+    _lock: File,
 }
 
 impl Staging {
     fn create(dest: &Path) -> Result<Self, ReceiveError> {
         let staging_err = |source| ReceiveError::Staging { path: dest.to_owned(), source };
-        let name = format!(".fbuild-receive-{}", uuid::Uuid::new_v4().simple());
-        let (path, merge) = match fs::metadata(dest) {
-            Ok(meta) if meta.is_dir() => (dest.join(&name), true),
+        let name = format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let (parent, merge) = match fs::metadata(dest) {
+            Ok(meta) if meta.is_dir() => (dest.to_owned(), true),
             Ok(_) => return Err(ReceiveError::DestinationNotDirectory { path: dest.to_owned() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let parent = match dest.parent() {
@@ -257,38 +321,86 @@ impl Staging {
                     _ => PathBuf::from("."),
                 };
                 fs::create_dir_all(&parent).map_err(staging_err)?;
-                (parent.join(&name), false)
+                (parent, false)
             }
             Err(e) => return Err(staging_err(e)),
         };
+        // Created under a name the cleanup below never matches, and renamed
+        // once locked, so no other receiver takes it for a stale one.
+        let unlocked = parent.join(format!("{name}.new"));
+        let path = parent.join(&name);
+        fs::DirBuilder::new().mode(0o700).create(&unlocked).map_err(staging_err)?;
+        let lock = open_dir_nofollow(&unlocked).and_then(|dir| lock(&dir, libc::LOCK_EX).map(|()| dir));
+        let lock = match lock.and_then(|dir| fs::rename(&unlocked, &path).map(|()| dir)) {
+            Ok(dir) => dir,
+            Err(e) => {
+                let _ = fs::remove_dir(&unlocked);
+                return Err(staging_err(e));
+            }
+        };
+        let staging = Self { path, merge, armed: true, _lock: lock };
         // 0o777 less the umask, like mkdir(1): this becomes a new destination.
-        fs::DirBuilder::new().mode(0o777).create(&path).map_err(staging_err)?;
-        Ok(Self { path, merge, armed: true })
+        fs::DirBuilder::new().mode(0o777).create(staging.tree()).map_err(staging_err)?;
+        fs::DirBuilder::new().mode(0o700).create(staging.old()).map_err(staging_err)?;
+        remove_stale_staging(&parent, &staging.path);
+        Ok(staging)
+    }
+
+    /// Where the received tree is written.
+    fn tree(&self) -> PathBuf {
+        self.path.join("tree")
+    }
+
+    /// Where a merge moves what it replaces.
+    fn old(&self) -> PathBuf {
+        self.path.join("old")
     }
 
     /// Moves the staged tree into `dest`, then applies the directories'
     /// permissions and times (last, so read-only directories do not get in
     /// the way and their times stay as sent).
-    fn finish(mut self, dest: &Path, dirs: &[EntryMeta], stats: &mut ReceiveStats) -> Result<(), ReceiveError> {
+    fn finish(self, dest: &Path, dirs: &[EntryMeta], stats: &mut ReceiveStats) -> Result<(), ReceiveError> {
+        self.finish_with(dest, dirs, stats, &mut |_| Ok(()))
+    }
+
+    /// [`Staging::finish`], calling `before_move` before each rename of the
+    /// merge (tests inject failures there).
+    fn finish_with(
+        mut self,
+        dest: &Path,
+        dirs: &[EntryMeta],
+        stats: &mut ReceiveStats,
+        before_move: &mut dyn FnMut(&Path) -> io::Result<()>,
+    ) -> Result<(), ReceiveError> {
         let finish_err = |path: &Path| {
             let path = path.to_owned();
             move |source| ReceiveError::Finish { path, source }
         };
-        if self.merge {
-            merge_into(&self.path, dest).map_err(|(path, source)| ReceiveError::Finish { path, source })?;
-            fs::remove_dir(&self.path).map_err(finish_err(&self.path))?;
-        } else if let Err(error) = fs::rename(&self.path, dest) {
-            // Another receiver of the same build (the daemon sends one stream
-            // per platform of a multi-platform build) created the destination
-            // meanwhile: merge into it, as if it had been there from the start.
-            let taken = matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST));
-            if !(taken && fs::symlink_metadata(dest).is_ok_and(|meta| meta.is_dir())) {
-                return Err(finish_err(dest)(error));
+        let mut merge = self.merge;
+        if !merge {
+            if let Err(error) = fs::rename(self.tree(), dest) {
+                // Another receiver of the same build (the daemon sends one stream
+                // per platform of a multi-platform build) created the destination
+                // meanwhile: merge into it, as if it had been there from the start.
+                let taken = matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST));
+                if !(taken && fs::symlink_metadata(dest).is_ok_and(|meta| meta.is_dir())) {
+                    return Err(finish_err(dest)(error));
+                }
+                merge = true;
             }
-            merge_into(&self.path, dest).map_err(|(path, source)| ReceiveError::Finish { path, source })?;
-            fs::remove_dir(&self.path).map_err(finish_err(&self.path))?;
         }
-        self.armed = false;
+        if merge {
+            let mut merger = Merger { old: self.old(), journal: Vec::new(), before_move };
+            if let Err((path, source)) = merger.merge(&self.tree(), dest) {
+                if let Err((kept, rollback)) = merger.undo() {
+                    // What could not be put back is in the staging folder,
+                    // which therefore stays.
+                    self.armed = false;
+                    return Err(ReceiveError::MergeUndo { path, source, kept, rollback });
+                }
+                return Err(ReceiveError::Finish { path, source });
+            }
+        }
         for dir in dirs.iter().rev() {
             let path = dest.join(&dir.path);
             open_dir_nofollow(&path).and_then(|dir_file| dir.apply(&dir_file)).map_err(finish_err(&path))?;
@@ -306,34 +418,108 @@ impl Drop for Staging {
     }
 }
 
-/// Moves every entry of `src` into `dst`, merging directories that exist
-/// on both sides and replacing anything else.
-fn merge_into(src: &Path, dst: &Path) -> Result<(), (PathBuf, io::Error)> {
-    let entries = fs::read_dir(src).map_err(|e| (src.to_owned(), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| (src.to_owned(), e))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let from_is_dir = entry.file_type().map_err(|e| (from.clone(), e))?.is_dir();
-        match fs::symlink_metadata(&to) {
-            // Never descend into (or through) a symlink of the destination.
-            Ok(existing) if existing.is_dir() && from_is_dir => {
-                merge_into(&from, &to)?;
-                fs::remove_dir(&from).map_err(|e| (from.clone(), e))?;
-                continue;
-            }
-            Ok(existing) if existing.is_dir() => {
-                fs::remove_dir_all(&to).map_err(|e| (to.clone(), e))?;
-            }
-            Ok(_) if from_is_dir => fs::remove_file(&to).map_err(|e| (to.clone(), e))?,
-            // A file over a file: rename replaces it atomically.
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err((to, e)),
-        }
-        fs::rename(&from, &to).map_err(|e| (to.clone(), e))?;
+/// `flock(2)` on an open directory.
+fn lock(dir: &File, operation: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock only reads the descriptor, which `dir` keeps open.
+    match unsafe { libc::flock(dir.as_raw_fd(), operation) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
-    Ok(())
+}
+
+/// Removes staging folders in `parent` that no receiver holds locked (left
+/// by a process that was killed), except `ours`. Best effort: a folder that
+/// cannot be removed is left for next time.
+fn remove_stale_staging(parent: &Path, ours: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_staging = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+            .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        let path = entry.path();
+        if !is_staging || path == ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(dir) = open_dir_nofollow(&path) else { continue };
+        if lock(&dir, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+            tracing::debug!(path = %path.display(), "removing a stale staging folder");
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// One step of a merge, undone in reverse on failure.
+enum Moved {
+    /// A staged entry moved to `to`, where nothing was.
+    Placed { from: PathBuf, to: PathBuf },
+    /// The destination's entry at `to` moved to `backup`, so that `from`
+    /// could take its place.
+    Replaced { from: PathBuf, to: PathBuf, backup: PathBuf, placed: bool },
+}
+
+/// Moves every entry of a staged tree into the destination, merging
+/// directories that exist on both sides and replacing anything else, and
+/// can undo it all.
+struct Merger<'a> {
+    old: PathBuf,
+    journal: Vec<Moved>,
+    before_move: &'a mut dyn FnMut(&Path) -> io::Result<()>,
+}
+
+impl Merger<'_> {
+    fn merge(&mut self, src: &Path, dst: &Path) -> Result<(), (PathBuf, io::Error)> {
+        let entries = fs::read_dir(src).map_err(|e| (src.to_owned(), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| (src.to_owned(), e))?;
+            let from = entry.path();
+            let to = dst.join(entry.file_name());
+            let from_is_dir = entry.file_type().map_err(|e| (from.clone(), e))?.is_dir();
+            match fs::symlink_metadata(&to) {
+                // Never descend into (or through) a symlink of the destination.
+                Ok(existing) if existing.is_dir() && from_is_dir => self.merge(&from, &to)?,
+                Ok(_) => {
+                    // Moved aside first (never deleted), so a failure can put it back.
+                    let backup = self.old.join(self.journal.len().to_string());
+                    self.rename(&to, &backup)?;
+                    self.journal.push(Moved::Replaced { from: from.clone(), to: to.clone(), backup, placed: false });
+                    self.rename(&from, &to)?;
+                    if let Some(Moved::Replaced { placed, .. }) = self.journal.last_mut() {
+                        *placed = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.rename(&from, &to)?;
+                    self.journal.push(Moved::Placed { from, to });
+                }
+                Err(e) => return Err((to, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &Path, to: &Path) -> Result<(), (PathBuf, io::Error)> {
+        (self.before_move)(to).and_then(|()| fs::rename(from, to)).map_err(|e| (to.to_owned(), e))
+    }
+
+    /// Puts everything back as it was, newest move first. On failure,
+    /// returns where the remaining original content is and why.
+    fn undo(&mut self) -> Result<(), (PathBuf, io::Error)> {
+        while let Some(moved) = self.journal.pop() {
+            let undone = match &moved {
+                Moved::Placed { from, to } => fs::rename(to, from),
+                Moved::Replaced { from, to, backup, placed } => {
+                    (if *placed { fs::rename(to, from) } else { Ok(()) }).and_then(|()| fs::rename(backup, to))
+                }
+            };
+            if let Err(e) = undone {
+                return Err((self.old.clone(), e));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn open_dir_nofollow(path: &Path) -> io::Result<File> {
@@ -348,13 +534,11 @@ struct EntryMeta {
     path: String,
     perm: libc::mode_t,
     mod_time: i64,
-    xattrs: Vec<(String, bytes::Bytes)>,
 }
 
 impl EntryMeta {
-    /// Sets the `user.*` xattrs, permissions and times on the open entry.
+    /// Sets the permissions and times on the open entry.
     fn apply(&self, file: &File) -> io::Result<()> {
-        set_user_xattrs(file, &self.xattrs);
         nix::sys::stat::fchmod(file, Mode::from_bits_truncate(self.perm))?;
         let time = timespec(self.mod_time);
         nix::sys::stat::futimens(file, &time, &time)?;
@@ -450,12 +634,12 @@ impl Writer {
 
     /// Receives the listing and the content of every file; returns when
     /// the tree is complete in the staging folder.
-    fn receive_tree(&mut self, rx: &mut mpsc::Receiver<Result<Packet, Status>>) -> Result<(), ReceiveError> {
+    fn receive_tree(&mut self, rx: &mut mpsc::Receiver<Incoming>) -> Result<(), ReceiveError> {
         loop {
             if self.listing_done && self.waiting.is_empty() && self.open.is_empty() {
                 return Ok(());
             }
-            let packet = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
+            let (packet, _permit) = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
             let packet = packet.map_err(ReceiveError::Stream)?;
             match PacketType::try_from(packet.r#type) {
                 Ok(PacketType::PacketStat) => {
@@ -475,8 +659,8 @@ impl Writer {
     }
 
     /// Waits for the sender's `FIN` answering ours.
-    fn await_fin(&mut self, rx: &mut mpsc::Receiver<Result<Packet, Status>>) -> Result<(), ReceiveError> {
-        let packet = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
+    fn await_fin(&mut self, rx: &mut mpsc::Receiver<Incoming>) -> Result<(), ReceiveError> {
+        let (packet, _permit) = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
         let packet = packet.map_err(ReceiveError::Stream)?;
         match PacketType::try_from(packet.r#type) {
             Ok(PacketType::PacketFin) => Ok(()),
@@ -491,33 +675,41 @@ impl Writer {
         self.out.blocking_send(packet).map_err(|_| ReceiveError::OutputClosed)
     }
 
-    fn add_entry(&mut self, stat: Stat) -> Result<(), ReceiveError> {
+    fn add_entry(&mut self, mut stat: Stat) -> Result<(), ReceiveError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let mode = stat.mode;
         let is_dir = mode & file_mode::DIR != 0;
+        // Names that are not UTF-8 are refused: the checks below (and the
+        // paths reported) work on text.
+        let path = utf8(std::mem::take(&mut stat.path))?;
+        let linkname = utf8(std::mem::take(&mut stat.linkname))?;
         let others = &self.others;
         let regular = &self.regular;
-        self.validator.check(&stat.path, is_dir, |parent| {
+        self.validator.check(&path, is_dir, |parent| {
             others.get(parent).copied().or_else(|| regular.contains(parent).then_some("is a file"))
         })?;
 
-        let path = stat.path;
         let target = self.root.join(&path);
         let write_err = |source| ReceiveError::Write { path: path.clone(), source };
         let perm = (mode & file_mode::PERM) as libc::mode_t;
-        let xattrs = stat.xattrs.into_iter().filter(|(k, _)| k.starts_with("user.")).collect();
-        let meta = |path| EntryMeta { path, perm, mod_time: stat.mod_time, xattrs };
+        // Applied as the entry is created rather than held until its
+        // metadata is (a directory's at the very end): a daemon could
+        // otherwise make us hold megabytes per folder for the whole transfer.
+        let xattrs: Vec<_> =
+            stat.xattrs.into_iter().filter(|(k, v)| k.starts_with("user.") && v.len() <= XATTR_SIZE_MAX).collect();
+        let meta = |path| EntryMeta { path, perm, mod_time: stat.mod_time };
 
         if is_dir {
             // Owner-writable while filling; the sent mode is applied at the end.
             fs::DirBuilder::new().mode(0o700).create(&target).map_err(write_err)?;
+            set_user_xattrs(&open_dir_nofollow(&target).map_err(write_err)?, &xattrs);
             self.dirs.push(meta(path));
         } else if mode & file_mode::SYMLINK != 0 {
-            if stat.linkname.is_empty() {
+            if linkname.is_empty() {
                 return Err(ReceiveError::EmptySymlink { path });
             }
-            std::os::unix::fs::symlink(&stat.linkname, &target).map_err(write_err)?;
+            std::os::unix::fs::symlink(&linkname, &target).map_err(write_err)?;
             set_times_nofollow(&target, stat.mod_time).map_err(write_err)?;
             self.others.insert(path, "is a symlink");
             self.stats.symlinks += 1;
@@ -530,16 +722,16 @@ impl Writer {
             // Devices, sockets and unknown types: never created.
             self.others.insert(path, "is a special file");
             self.stats.skipped_special += 1;
-        } else if !stat.linkname.is_empty() {
-            if !self.regular.contains(&stat.linkname) {
-                return Err(ReceiveError::BadHardlink { path, target: stat.linkname });
+        } else if !linkname.is_empty() {
+            if !self.regular.contains(&linkname) {
+                return Err(ReceiveError::BadHardlink { path, target: linkname });
             }
-            fs::hard_link(self.root.join(&stat.linkname), &target).map_err(write_err)?;
+            fs::hard_link(self.root.join(&linkname), &target).map_err(write_err)?;
             self.others.insert(path, "is a file");
             self.stats.hardlinks += 1;
         } else {
             // Created now so hard links can point at it; filled on request.
-            create_file(&target).map_err(write_err)?;
+            set_user_xattrs(&create_file(&target).map_err(write_err)?, &xattrs);
             self.regular.insert(path.clone());
             self.stats.files += 1;
             self.waiting.push_back((id, meta(path)));
@@ -579,6 +771,12 @@ impl Writer {
     }
 }
 
+/// A path or link target as text.
+fn utf8(bytes: bytes::Bytes) -> Result<String, ReceiveError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ReceiveError::NonUtf8 { path: String::from_utf8_lossy(&bytes).into_owned() })
+}
+
 /// The error for a packet type that is wrong where it arrived.
 fn unexpected(kind: Result<PacketType, prost::UnknownEnumValue>, packet: &Packet) -> ReceiveError {
     match kind {
@@ -593,14 +791,13 @@ fn unexpected(kind: Result<PacketType, prost::UnknownEnumValue>, packet: &Packet
 }
 
 /// Creates a new, empty, owner-only file (never through a symlink).
-fn create_file(path: &Path) -> io::Result<()> {
+fn create_file(path: &Path) -> io::Result<File> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-        .map(drop)
 }
 
 /// Applies `user.*` extended attributes; failures (file systems without
@@ -632,6 +829,7 @@ mod tests {
     use crate::fsync::walk::{FilterOptions, Walker};
     use std::collections::BTreeMap;
     use std::ops::ControlFlow;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::sync::Arc;
     use tokio_stream::wrappers::ReceiverStream;
@@ -662,13 +860,13 @@ mod tests {
         walker
             .walk(&mut |mut stat| {
                 let content = if stat.mode & file_mode::TYPE == 0 && stat.linkname.is_empty() {
-                    fs_err::read(root.join(&stat.path)).expect("read")
+                    fs_err::read(root.join(std::ffi::OsStr::from_bytes(&stat.path))).expect("read")
                 } else {
                     Vec::new()
                 };
                 stat.mode &= !(file_mode::SETUID | file_mode::SETGID | file_mode::STICKY);
                 stat.xattrs.retain(|k, _| k.starts_with("user."));
-                out.insert(stat.path.clone(), (stat, content));
+                out.insert(String::from_utf8_lossy(&stat.path).into_owned(), (stat, content));
                 ControlFlow::Continue(())
             })
             .expect("walk");
@@ -784,6 +982,209 @@ mod tests {
         assert!(staging_leftovers(dest.path()).is_empty());
     }
 
+    /// The destination as a user sees it: every path with its type,
+    /// permissions, content or link target (directory times are left out:
+    /// moving entries in and out of a folder changes its time).
+    fn contents(root: &Path) -> BTreeMap<String, (u32, Vec<u8>, String)> {
+        snapshot(root)
+            .into_iter()
+            .filter(|(path, _)| !path.starts_with(STAGING_PREFIX))
+            .map(|(path, (stat, content))| {
+                (path, (stat.mode, content, String::from_utf8_lossy(&stat.linkname).into_owned()))
+            })
+            .collect()
+    }
+
+    /// A destination and a staged output that overlap in every way a merge
+    /// handles: a file over a file, a file over a folder, a folder over a
+    /// file and over a symlink, folders merged, new entries.
+    fn merge_case() -> (tempfile::TempDir, tempfile::TempDir, Staging) {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let dest = tempfile::tempdir().expect("tempdir");
+        write(dest.path(), "keep", b"untouched");
+        write(dest.path(), "a/old", b"old");
+        write(dest.path(), "f/was-a-dir", b"x");
+        write(dest.path(), "same", b"before");
+        write(dest.path(), "x", b"was a file");
+        symlink(outside.path(), dest.path().join("d")).expect("symlink");
+        let staging = Staging::create(dest.path()).expect("staging");
+        let tree = staging.tree();
+        write(&tree, "a/new", b"new");
+        write(&tree, "f", b"file now");
+        write(&tree, "d/inside", b"in");
+        write(&tree, "same", b"replaced");
+        write(&tree, "x/y", b"folder now");
+        write(&tree, "z", b"new file");
+        (outside, dest, staging)
+    }
+
+    /// A merge that fails at any of its renames leaves the destination as
+    /// it was: nothing of the output, nothing of the user's lost, no
+    /// staging folder. (The old merge moved entries one by one and deleted
+    /// a replaced folder before renaming its replacement in.)
+    #[test]
+    fn a_merge_that_fails_part_way_changes_nothing() {
+        let (_outside, dest, staging) = merge_case();
+        let mut renames = 0;
+        staging
+            .finish_with(dest.path(), &[], &mut ReceiveStats::default(), &mut |_| {
+                renames += 1;
+                Ok(())
+            })
+            .expect("the merge succeeds");
+        let merged = contents(dest.path());
+        assert_eq!(merged["f"].1, b"file now");
+        assert_eq!(merged["x/y"].1, b"folder now");
+        assert_eq!(merged["keep"].1, b"untouched");
+        assert_eq!(merged["a/old"].1, b"old");
+        assert!(staging_leftovers(dest.path()).is_empty());
+        assert!(renames >= 9, "{renames} renames");
+
+        for fail_at in 0..renames {
+            let (outside, dest, staging) = merge_case();
+            let before = contents(dest.path());
+            let mut calls = 0;
+            let result = staging.finish_with(dest.path(), &[], &mut ReceiveStats::default(), &mut |to| {
+                calls += 1;
+                match calls > fail_at {
+                    true => Err(io::Error::other(format!("injected failure at {}", to.display()))),
+                    false => Ok(()),
+                }
+            });
+            let err = result.expect_err("the injected failure fails the merge");
+            assert!(matches!(err, ReceiveError::Finish { .. }), "{err}");
+            assert_eq!(contents(dest.path()), before, "after a failure at rename {fail_at}");
+            assert!(staging_leftovers(dest.path()).is_empty(), "after a failure at rename {fail_at}");
+            assert_eq!(fs_err::read_dir(outside.path()).expect("read dir").count(), 0);
+        }
+    }
+
+    /// A staging folder left by a killed process (no lock held) is removed
+    /// by the next receiver writing there; one in use is not.
+    #[tokio::test]
+    async fn stale_staging_folders_are_removed() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let dest = out.path().join("dest");
+        let stale_beside = out.path().join(format!("{STAGING_PREFIX}{}", "0".repeat(32)));
+        write(&stale_beside, "tree/big", b"left by a killed fbuild");
+        let user_folder = out.path().join(format!("{STAGING_PREFIX}mine"));
+        write(&user_folder, "f", b"not ours: the name does not match");
+        let in_use = Staging::create(&out.path().join("other")).expect("staging");
+
+        let src = tempfile::tempdir().expect("tempdir");
+        write(src.path(), "f", b"x");
+        let (sent, received, _) = transfer(src.path(), &dest).await;
+        sent.expect("sender succeeds");
+        received.expect("receiver succeeds");
+        assert!(!stale_beside.exists());
+        assert!(user_folder.exists() && in_use.path.exists());
+
+        // Inside an existing destination too (where a merge stages).
+        let stale_inside = dest.join(format!("{STAGING_PREFIX}{}", "a".repeat(32)));
+        write(&stale_inside, "tree/f", b"stale");
+        let (sent, received, _) = transfer(src.path(), &dest).await;
+        sent.expect("sender succeeds");
+        received.expect("receiver succeeds");
+        assert!(staging_leftovers(&dest).is_empty());
+        drop(in_use);
+        assert_eq!(staging_leftovers(out.path()), [format!("{STAGING_PREFIX}mine")]);
+    }
+
+    /// The daemon's packets wait for the writer in a queue bounded in
+    /// bytes: with the writer stuck, the pump stops taking packets once
+    /// INCOMING_BYTES are queued (it took 256 packets of any size, up to
+    /// 4 GiB).
+    #[tokio::test]
+    async fn the_incoming_queue_is_bounded_in_bytes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const MIB: usize = 1 << 20;
+        let out = tempfile::tempdir().expect("tempdir");
+        let taken = Arc::new(AtomicUsize::new(0));
+        // Two files, then 1 MiB DATA packets for the first, forever.
+        let listing = vec![stat_packet(file("a")), stat_packet(file("b")), stat_packet_end()];
+        let data =
+            Packet { r#type: PacketType::PacketData as i32, id: 0, data: vec![7; MIB].into(), ..Packet::default() };
+        let source = futures::stream::iter(listing).chain(futures::stream::repeat(data)).map({
+            let taken = Arc::clone(&taken);
+            move |packet| {
+                taken.fetch_add(1, Ordering::SeqCst);
+                Ok(packet)
+            }
+        });
+        // Nobody reads our requests: the writer blocks on its second REQ
+        // (the first fills this one-packet queue) and reads nothing more.
+        let (to_sender, _requests) = mpsc::channel(1);
+        let dest = out.path().join("dest");
+        let receiver = tokio::spawn(async move { receive_diffcopy(source, to_sender, &dest).await });
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let queued = taken.load(Ordering::SeqCst);
+        receiver.abort();
+        assert!(queued > 8, "the pump runs ({queued} packets taken)");
+        // The budget, one packet that waits for it, and the listing.
+        assert!(queued <= INCOMING_BYTES / MIB + 1 + 3, "{queued} packets of 1 MiB taken");
+    }
+
+    /// `user.*` attributes are set as each entry is created (nothing is
+    /// held until the end of the transfer), and values too large for Linux
+    /// to store are dropped on arrival.
+    #[tokio::test]
+    async fn xattrs_are_applied_at_once_and_oversized_ones_dropped() {
+        let mut small = dir("d");
+        small.xattrs.insert("user.small".into(), vec![1; 100].into());
+        small.xattrs.insert("user.huge".into(), vec![2; 2 << 20].into());
+        small.xattrs.insert("trusted.x".into(), vec![3; 10].into());
+        let mut inner = file("d/f");
+        inner.xattrs.insert("user.on-file".into(), b"v".to_vec().into());
+        let (result, out, _outside) = receive_from(vec![small, inner], b"content").await;
+        result.expect("receiver succeeds");
+        let dest = out.path().join("dest");
+        let names = |path: &Path| {
+            let mut names: Vec<String> =
+                xattr::list(path).expect("list").map(|n| n.to_string_lossy().into_owned()).collect();
+            names.sort();
+            names
+        };
+        if xattr::set(out.path(), "user.probe", b"1").is_err() {
+            return; // no user xattrs on this file system
+        }
+        assert_eq!(names(&dest.join("d")), ["user.small"]);
+        assert_eq!(xattr::get(dest.join("d"), "user.small").expect("get"), Some(vec![1; 100]));
+        assert_eq!(names(&dest.join("d/f")), ["user.on-file"]);
+    }
+
+    /// A folder's attributes are on disk while the transfer is still
+    /// running: the receiver does not hold them (it held every folder's
+    /// until the end: 64 folders with a 2 MiB attribute were +134 MiB).
+    #[tokio::test]
+    async fn folder_xattrs_are_not_held_until_the_end() {
+        let out = tempfile::tempdir().expect("tempdir");
+        if xattr::set(out.path(), "user.probe", b"1").is_err() {
+            return; // no user xattrs on this file system
+        }
+        let mut folder = dir("d");
+        folder.xattrs.insert("user.note".into(), vec![1; 1000].into());
+        let (to_receiver, from_sender) = mpsc::channel(8);
+        let (to_sender, _requests) = mpsc::channel(8);
+        to_receiver.send(stat_packet(folder)).await.expect("queue");
+        let dest = out.path().join("dest");
+        let receiver =
+            tokio::spawn(
+                async move { receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await },
+            );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let on_disk = loop {
+            let staged = staging_leftovers(out.path()).first().map(|name| out.path().join(name).join("tree/d"));
+            if let Some(Ok(Some(value))) = staged.map(|d| xattr::get(d, "user.note")) {
+                break value;
+            }
+            assert!(std::time::Instant::now() < deadline, "the attribute is still held");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(on_disk, vec![1; 1000]);
+        drop(to_receiver);
+        assert!(matches!(receiver.await.expect("task"), Err(ReceiveError::SenderClosed)));
+    }
+
     #[tokio::test]
     async fn refuses_a_file_as_destination() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -797,7 +1198,7 @@ mod tests {
     }
 
     fn stat(path: &str, mode: u32) -> Stat {
-        Stat { path: path.to_owned(), mode, ..Stat::default() }
+        Stat { path: path.to_owned().into(), mode, ..Stat::default() }
     }
 
     fn dir(path: &str) -> Stat {
@@ -809,7 +1210,7 @@ mod tests {
     }
 
     fn link(path: &str, target: &str) -> Stat {
-        Stat { linkname: target.to_owned(), ..stat(path, file_mode::SYMLINK | 0o777) }
+        Stat { linkname: target.to_owned().into(), ..stat(path, file_mode::SYMLINK | 0o777) }
     }
 
     fn stat_packet(stat: Stat) -> Packet {
@@ -894,7 +1295,7 @@ mod tests {
             (vec![link("l", "")], "EmptySymlink"),
         ];
         for (stats, want) in cases {
-            let paths: Vec<String> = stats.iter().map(|s| s.path.clone()).collect();
+            let paths: Vec<String> = stats.iter().map(|s| String::from_utf8_lossy(&s.path).into_owned()).collect();
             let (result, _out, _outside) = receive_from(stats, b"").await;
             let err = result.expect_err("must be refused");
             let got = format!("{err:?}");

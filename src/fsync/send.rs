@@ -315,14 +315,14 @@ where
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut files: HashMap<u32, (String, u64)> = HashMap::new();
+    let mut files: HashMap<u32, (bytes::Bytes, u64)> = HashMap::new();
     let mut next_id: u32 = 0;
     let mut walking = true;
 
     // A few long-lived readers take requests from one queue. (A blocking
     // task per file costs a thread hand-off per file: with 20,000 small files
     // that was most of the client's CPU time.)
-    let (request_tx, request_rx) = std::sync::mpsc::channel::<(u32, String, u64)>();
+    let (request_tx, request_rx) = std::sync::mpsc::channel::<(u32, bytes::Bytes, u64)>();
     let request_rx = Arc::new(std::sync::Mutex::new(request_rx));
     let mut request_tx = Some(request_tx);
     let mut readers: JoinSet<Result<(), SendError>> = JoinSet::new();
@@ -465,13 +465,13 @@ struct FileReader {
 async fn send_small_file(
     root: &super::walk::Root,
     id: u32,
-    path: &str,
+    path: &[u8],
     size: u64,
     dirs: &mut DirCache,
     out: &mpsc::Sender<Packet>,
     progress: &TransferProgress,
 ) -> Result<(), SendError> {
-    let read_err = |source| SendError::ReadFile { path: path.to_owned(), source };
+    let read_err = |source| SendError::ReadFile { path: String::from_utf8_lossy(path).into_owned(), source };
     let data = match root.open_file_cached(path, dirs) {
         Ok(mut file) => {
             let mut buf = vec![0u8; size as usize];
@@ -500,8 +500,8 @@ impl FileReader {
     /// Sends the file's content as DATA packets, then an empty DATA. Reads
     /// at most the size its STAT announced: the receiver was promised that
     /// much, and knowing it saves a read per file to find the end.
-    fn send_file(&self, id: u32, path: &str, size: u64, dirs: &mut DirCache) -> Result<(), SendError> {
-        let read_err = |source| SendError::ReadFile { path: path.to_owned(), source };
+    fn send_file(&self, id: u32, path: &[u8], size: u64, dirs: &mut DirCache) -> Result<(), SendError> {
+        let read_err = |source| SendError::ReadFile { path: String::from_utf8_lossy(path).into_owned(), source };
         match self.walker.root().open_file_cached(path, dirs) {
             Ok(mut file) => {
                 let mut remaining = size;
@@ -641,31 +641,68 @@ mod tests {
         assert_eq!(err, "invalid exclude patterns: illegal exclusion pattern: \"!\"");
     }
 
+    /// Plays the receiver's side of one exchange by hand: starts the sender
+    /// on `root` and reads its STATs up to the empty one that ends the
+    /// listing, so that requests sent afterwards meet a sender that knows
+    /// every id. (A request sent before the listing met an empty table and
+    /// was refused whatever the protections did.)
+    async fn listed_sender(
+        root: &Path,
+    ) -> (mpsc::Sender<Packet>, mpsc::Receiver<Packet>, tokio::task::JoinHandle<Result<(), SendError>>, Vec<String>)
+    {
+        let walker = Walker::new(root, &FilterOptions::default()).expect("walker");
+        let (to_sender, from_receiver) = mpsc::channel(4);
+        let (to_receiver, mut from_sender) = mpsc::channel(16);
+        let sender = tokio::spawn(send_diffcopy(
+            walker,
+            ReceiverStream::new(from_receiver).map(Ok),
+            to_receiver,
+            Arc::default(),
+        ));
+        let mut listed = Vec::new();
+        loop {
+            let packet = tokio::time::timeout(Duration::from_secs(5), from_sender.recv())
+                .await
+                .expect("the listing arrives")
+                .expect("the sender is running");
+            assert_eq!(packet.r#type, PacketType::PacketStat as i32);
+            match packet.stat {
+                Some(stat) => listed.push(String::from_utf8_lossy(&stat.path).into_owned()),
+                None => break,
+            }
+        }
+        (to_sender, from_sender, sender, listed)
+    }
+
+    fn request(id: u32) -> Packet {
+        Packet { r#type: PacketType::PacketReq as i32, id, ..Packet::default() }
+    }
+
+    /// The sender's result, or a failure instead of a hang when it goes on
+    /// serving.
+    async fn ended(sender: tokio::task::JoinHandle<Result<(), SendError>>) -> Result<(), SendError> {
+        tokio::time::timeout(Duration::from_secs(5), sender)
+            .await
+            .expect("the sender stops at the bad request")
+            .expect("task")
+    }
+
     #[tokio::test]
     async fn requests_for_non_files_are_refused() {
         let src = tempfile::tempdir().expect("tempdir");
         write(src.path(), "d/f", b"x");
         std::os::unix::fs::symlink("/etc/passwd", src.path().join("l")).expect("symlink");
-        for bad_id in [0u32, 2, 3, 99] {
-            // ids: 0 = d, 1 = d/f, 2 = l; 3 and 99 do not exist.
-            let walker = Walker::new(src.path(), &FilterOptions::default()).expect("walker");
-            let (to_sender, from_receiver) = mpsc::channel(4);
-            let (to_receiver, mut from_sender) = mpsc::channel(16);
-            let sender = tokio::spawn(send_diffcopy(
-                walker,
-                ReceiverStream::new(from_receiver).map(Ok),
-                to_receiver,
-                Arc::default(),
-            ));
-            to_sender
-                .send(Packet { r#type: PacketType::PacketReq as i32, id: bad_id, ..Packet::default() })
-                .await
-                .expect("send");
-            let result = sender.await.expect("task");
-            assert!(matches!(result, Err(SendError::InvalidFileId(id)) if id == bad_id), "{result:?}");
+        std::fs::create_dir(src.path().join("e")).expect("mkdir");
+        for bad_id in [0u32, 2, 3, 4, 99] {
+            let (to_sender, mut from_sender, sender, listed) = listed_sender(src.path()).await;
+            // ids: 0 = d, 1 = d/f, 2 = e, 3 = l; 4 and 99 do not exist.
+            assert_eq!(listed, ["d", "d/f", "e", "l"]);
+            to_sender.send(request(bad_id)).await.expect("send");
+            let result = ended(sender).await;
+            assert!(matches!(result, Err(SendError::InvalidFileId(id)) if id == bad_id), "{bad_id}: {result:?}");
             // No DATA was produced for it.
             while let Ok(p) = from_sender.try_recv() {
-                assert_ne!(p.r#type, PacketType::PacketData as i32);
+                assert_ne!(p.r#type, PacketType::PacketData as i32, "{bad_id}: {p:?}");
             }
         }
     }
@@ -674,20 +711,27 @@ mod tests {
     async fn a_file_is_served_once() {
         let src = tempfile::tempdir().expect("tempdir");
         write(src.path(), "f", b"x");
-        let walker = Walker::new(src.path(), &FilterOptions::default()).expect("walker");
-        let (to_sender, from_receiver) = mpsc::channel(4);
-        let (to_receiver, _from_sender) = mpsc::channel(16);
-        let sender = tokio::spawn(send_diffcopy(
-            walker,
-            ReceiverStream::new(from_receiver).map(Ok),
-            to_receiver,
-            Arc::default(),
-        ));
-        for _ in 0..2 {
-            let req = Packet { r#type: PacketType::PacketReq as i32, id: 0, ..Packet::default() };
-            to_sender.send(req).await.expect("send");
+        let (to_sender, mut from_sender, sender, listed) = listed_sender(src.path()).await;
+        assert_eq!(listed, ["f"]);
+        // The first request is served: DATA "x", then the empty DATA.
+        to_sender.send(request(0)).await.expect("send");
+        let mut data = Vec::new();
+        loop {
+            let packet = tokio::time::timeout(Duration::from_secs(5), from_sender.recv())
+                .await
+                .expect("the file is served")
+                .expect("the sender is running");
+            assert_eq!((packet.r#type, packet.id), (PacketType::PacketData as i32, 0));
+            if packet.data.is_empty() {
+                break;
+            }
+            data.extend_from_slice(&packet.data);
         }
-        assert!(matches!(sender.await.expect("task"), Err(SendError::InvalidFileId(0))));
+        assert_eq!(data, b"x");
+        // The second is refused: a daemon cannot make us read a file twice.
+        to_sender.send(request(0)).await.expect("send");
+        assert!(matches!(ended(sender).await, Err(SendError::InvalidFileId(0))));
+        assert!(from_sender.try_recv().is_err(), "nothing more was sent");
     }
 
     #[test]

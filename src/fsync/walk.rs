@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{AtFlags, OFlag};
@@ -191,14 +191,20 @@ impl Root {
     /// file opened with the same `cache`: files are requested in walk order,
     /// so most share their directory with the one before, and re-opening
     /// every component per file would cost a syscall per level.
-    pub(crate) fn open_file_cached(&self, rel: &str, cache: &mut DirCache) -> io::Result<File> {
-        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-        check_component(name)?;
+    pub(crate) fn open_file_cached(&self, rel: &[u8], cache: &mut DirCache) -> io::Result<File> {
+        let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(slash) => (&rel[..slash], &rel[slash + 1..]),
+            None => (&b""[..], rel),
+        };
+        if name.is_empty() || name == b"." || name == b".." {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        let name = OsStr::from_bytes(name);
         let parent = if dir.is_empty() {
             self.fd.as_fd()
         } else {
-            if cache.0.as_ref().is_none_or(|(cached, _)| cached != dir) {
-                cache.0 = Some((dir.to_owned(), self.open_dir(dir)?));
+            if cache.0.as_ref().is_none_or(|(cached, _)| cached.as_slice() != dir) {
+                cache.0 = Some((dir.to_owned(), self.open_dir_raw(dir)?));
             }
             match &cache.0 {
                 Some((_, fd)) => fd.as_fd(),
@@ -219,19 +225,27 @@ impl Root {
         Ok(File::from(fd))
     }
 
-    /// Opens the directory at `rel` (clean, relative, `""` for the root)
-    /// component by component, refusing symlinks and `..`.
-    fn open_dir(&self, rel: &str) -> io::Result<OwnedFd> {
+    /// [`Root::open_dir`] for a path given as bytes (file names need not be
+    /// UTF-8).
+    fn open_dir_raw(&self, rel: &[u8]) -> io::Result<OwnedFd> {
         let mut current: Option<OwnedFd> = None;
-        for component in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
-            check_component(component)?;
+        for component in rel.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+            if component == b".." {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
             let parent = current.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
-            current = Some(open_dir_at(parent, OsStr::new(component))?);
+            current = Some(open_dir_at(parent, OsStr::from_bytes(component))?);
         }
         match current {
             Some(fd) => Ok(fd),
             None => Ok(self.fd.try_clone()?),
         }
+    }
+
+    /// Opens the directory at `rel` (clean, relative, `""` for the root)
+    /// component by component, refusing symlinks and `..`.
+    fn open_dir(&self, rel: &str) -> io::Result<OwnedFd> {
+        self.open_dir_raw(rel.as_bytes())
     }
 
     /// `lstat` of `rel` below the root; `None` if it does not exist (or a
@@ -266,20 +280,39 @@ impl Root {
     }
 }
 
+/// Reopens the last cursor's directory (closed for the descriptor budget)
+/// from its nearest open ancestor, one component at a time and never
+/// through a symlink, as [`Root::open_dir`] does from the root.
+fn reopen(cursors: &[Cursor]) -> io::Result<OwnedFd> {
+    let not_found = || io::Error::from_raw_os_error(libc::ENOENT);
+    let (top, ancestors) = cursors.split_last().ok_or_else(not_found)?;
+    let (base, base_fd) =
+        ancestors.iter().rev().find_map(|c| c.fd.as_ref().map(|fd| (c.raw.as_slice(), fd))).ok_or_else(not_found)?;
+    let rest = match base {
+        [] => top.raw.as_slice(),
+        base => top.raw.strip_prefix(base).and_then(|r| r.strip_prefix(b"/")).ok_or_else(not_found)?,
+    };
+    let mut current: Option<OwnedFd> = None;
+    for component in rest.split(|&b| b == b'/') {
+        if component.is_empty() || component == b"." || component == b".." {
+            return Err(not_found());
+        }
+        let parent = current.as_ref().map_or(base_fd.as_fd(), |d| d.as_fd());
+        current = Some(open_dir_at(parent, OsStr::from_bytes(component))?);
+    }
+    current.ok_or_else(not_found)
+}
+
+fn set_top_fd(cursors: &mut [Cursor], fd: OwnedFd) {
+    if let Some(top) = cursors.last_mut() {
+        top.fd = Some(fd);
+    }
+}
+
 /// The directory (relative path and descriptor, opened like
 /// [`Root::open_dir`]) of the last file a reader opened.
 #[derive(Debug, Default)]
-pub(crate) struct DirCache(Option<(String, OwnedFd)>);
-
-/// Refuses path components that would leave the directory: seen from
-/// inside the root, nothing exists there (fsutil's `followpaths` resolution
-/// likewise finds nothing to include outside the root).
-fn check_component(name: &str) -> io::Result<()> {
-    if name.is_empty() || name == "." || name == ".." {
-        return Err(io::Error::from_raw_os_error(libc::ENOENT));
-    }
-    Ok(())
-}
+pub(crate) struct DirCache(Option<(Vec<u8>, OwnedFd)>);
 
 fn open_dir_at(parent: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
     Ok(nix::fcntl::openat(
@@ -332,10 +365,25 @@ struct Frame {
     exclude_info: MatchInfo,
 }
 
+/// How many directories a walk keeps open at once (the deepest ones);
+/// shallower ones are reopened when the walk climbs back to them.
+const MAX_OPEN_DIRS: usize = 64;
+
+/// A directory being listed: its descriptor (`None` once closed for the
+/// budget), its path from the root and the names still to visit.
+struct Cursor {
+    fd: Option<OwnedFd>,
+    /// The path as text (invalid UTF-8 replaced), for patterns and errors.
+    rel: String,
+    /// The path's bytes, as on disk and on the wire.
+    raw: Vec<u8>,
+    names: std::vec::IntoIter<OsString>,
+}
+
 struct WalkState<'a> {
     frames: Vec<Frame>,
     /// (device, inode) of multiply-linked files already sent, to their path.
-    hardlinks: HashMap<(u64, u64), String>,
+    hardlinks: HashMap<(u64, u64), bytes::Bytes>,
     emit: &'a mut dyn FnMut(Stat) -> ControlFlow<()>,
     stopped: bool,
 }
@@ -387,92 +435,132 @@ impl Walker {
 
     /// Walks the folder, calling `emit` with each entry to send, in order.
     /// `emit` returns `Break` to stop early (then the walk returns `Ok`).
+    ///
+    /// The walk keeps its own stack of open directories instead of
+    /// recursing: it runs on a thread with a fixed stack, and a context a few
+    /// thousand folders deep (which buildctl sends) must not overflow it.
     pub fn walk(&self, emit: &mut dyn FnMut(Stat) -> ControlFlow<()>) -> Result<(), WalkError> {
         let mut state = WalkState { frames: Vec::new(), hardlinks: HashMap::new(), emit, stopped: false };
-        let root = self.root.fd.try_clone().map_err(|source| WalkError::Io { path: ".".to_owned(), source })?;
+        let root = self.root.fd.try_clone().map_err(io_at("."))?;
         let names = read_names(root.try_clone().map_err(io_at("."))?).map_err(io_at("."))?;
-        self.walk_dir(&root, "", names, &mut state)
-    }
-
-    fn walk_dir(
-        &self,
-        dir: &OwnedFd,
-        rel: &str,
-        names: Vec<OsString>,
-        state: &mut WalkState<'_>,
-    ) -> Result<(), WalkError> {
-        for name in names {
+        // `cursors[0]` is the root; `cursors[i]` (i >= 1) is the directory
+        // whose filter state is `state.frames[i - 1]`.
+        let mut cursors =
+            vec![Cursor { fd: Some(root), rel: String::new(), raw: Vec::new(), names: names.into_iter() }];
+        while let Some(top) = cursors.last_mut() {
             if state.stopped {
                 return Ok(());
             }
-            let Some(name_str) = name.to_str() else {
-                return Err(WalkError::NonUtf8 { path: join_rel(rel, &name.to_string_lossy()) });
+            let Some(name) = top.names.next() else {
+                cursors.pop();
+                if !cursors.is_empty() {
+                    state.frames.pop();
+                }
+                continue;
             };
-            let path = join_rel(rel, name_str);
-            let lst = match nix::sys::stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(e) if is_not_found(&e.into()) => continue,
-                Err(e) => return Err(WalkError::Io { path, source: e.into() }),
-            };
-            let is_dir = lst.st_mode & libc::S_IFMT == libc::S_IFDIR;
-
-            let (decision, include_info, exclude_info) = self.decide(&path, is_dir, state)?;
-            let send = match decision {
-                Decision::SkipDir => continue,
-                // Only directories are worth looking into; a file that is not
-                // sent must not even be stat'ed into the hard-link table, or
-                // a later link to it would name a path the receiver never saw.
-                Decision::WalkThrough if !is_dir => continue,
-                Decision::WalkThrough => false,
-                Decision::Send => true,
-            };
-            let stat = build_stat(dir, &name, &path, &lst, &mut state.hardlinks)?;
-            let unsent = if send {
-                // Directories walked through so far are sent before their
-                // first sent descendant.
-                let parents = state.frames.iter_mut().filter_map(|frame| frame.unsent.take());
-                for record in parents.chain(std::iter::once(stat)) {
-                    if (state.emit)(record).is_break() {
-                        state.stopped = true;
-                        return Ok(());
+            if top.fd.is_none() {
+                match reopen(&cursors) {
+                    Ok(fd) => set_top_fd(&mut cursors, fd),
+                    Err(e) if is_not_found(&e) => {
+                        if let Some(top) = cursors.last_mut() {
+                            top.names = Vec::new().into_iter();
+                        }
+                        continue;
+                    }
+                    Err(source) => {
+                        let path = cursors.last().map(|c| c.rel.clone()).unwrap_or_default();
+                        return Err(WalkError::Io { path, source });
                     }
                 }
-                if !is_dir {
-                    continue;
-                }
-                None
-            } else {
-                Some(stat)
+            }
+            let Some(top) = cursors.last_mut() else { break };
+            let Some(dir) = &top.fd else { break };
+            // A name that is not UTF-8 is matched against the patterns with
+            // its invalid bytes as U+FFFD (as Go's regexp reads them) and
+            // sent as its bytes, as fsutil sends it.
+            let path = join_rel(&top.rel, &name.to_string_lossy());
+            let mut raw = top.raw.clone();
+            if !raw.is_empty() {
+                raw.push(b'/');
+            }
+            raw.extend_from_slice(name.as_bytes());
+            let Some(child) = self.visit(dir, &name, path, raw, &mut state)? else {
+                continue;
             };
-            state.frames.push(Frame { unsent, include_info, exclude_info });
-
-            // Only directories reach this point, with their frame pushed.
-            let result = self.descend(dir, &name, &path, send, state);
-            state.frames.pop();
-            result?;
+            cursors.push(child.0);
+            state.frames.push(child.1);
+            // A deep tree would hold one descriptor per level: keep the
+            // deepest MAX_OPEN_DIRS open, and above them one in every
+            // MAX_OPEN_DIRS levels, from which a closed one is reopened.
+            if let Some(index) = cursors.len().checked_sub(MAX_OPEN_DIRS + 1) {
+                if index % MAX_OPEN_DIRS != 0 {
+                    cursors[index].fd = None;
+                }
+            }
         }
         Ok(())
     }
 
-    fn descend(
+    /// Decides about and (when sent) emits one entry of `dir`; for a
+    /// directory that must be looked into, returns its cursor and frame.
+    fn visit(
         &self,
-        parent: &OwnedFd,
+        dir: &OwnedFd,
         name: &OsStr,
-        path: &str,
-        sent: bool,
+        path: String,
+        raw: Vec<u8>,
         state: &mut WalkState<'_>,
-    ) -> Result<(), WalkError> {
-        let opened = open_dir_at(parent, name).and_then(|fd| {
+    ) -> Result<Option<(Cursor, Frame)>, WalkError> {
+        let lst = match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(e) if is_not_found(&e.into()) => return Ok(None),
+            Err(e) => return Err(WalkError::Io { path, source: e.into() }),
+        };
+        let is_dir = lst.st_mode & libc::S_IFMT == libc::S_IFDIR;
+
+        let (decision, include_info, exclude_info) = self.decide(&path, is_dir, state)?;
+        let send = match decision {
+            Decision::SkipDir => return Ok(None),
+            // Only directories are worth looking into; a file that is not
+            // sent must not even be stat'ed into the hard-link table, or
+            // a later link to it would name a path the receiver never saw.
+            Decision::WalkThrough if !is_dir => return Ok(None),
+            Decision::WalkThrough => false,
+            Decision::Send => true,
+        };
+        let stat = build_stat(dir, name, &path, &raw, &lst, &mut state.hardlinks)?;
+        let unsent = if send {
+            // Directories walked through so far are sent before their
+            // first sent descendant.
+            let parents = state.frames.iter_mut().filter_map(|frame| frame.unsent.take());
+            for record in parents.chain(std::iter::once(stat)) {
+                if (state.emit)(record).is_break() {
+                    state.stopped = true;
+                    return Ok(None);
+                }
+            }
+            if !is_dir {
+                return Ok(None);
+            }
+            None
+        } else {
+            Some(stat)
+        };
+
+        let opened = open_dir_at(dir, name).and_then(|fd| {
             let names = read_names(fd.try_clone()?)?;
             Ok((fd, names))
         });
         match opened {
-            Ok((fd, names)) => self.walk_dir(&fd, path, names, state),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Ok((fd, names)) => Ok(Some((
+                Cursor { fd: Some(fd), rel: path, raw, names: names.into_iter() },
+                Frame { unsent, include_info, exclude_info },
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
             // An unreadable directory that is only walked through (its own
             // entry is not sent) is ignored, as fsutil does.
-            Err(e) if !sent && e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
-            Err(source) => Err(WalkError::Io { path: path.to_owned(), source }),
+            Err(e) if !send && e.kind() == io::ErrorKind::PermissionDenied => Ok(None),
+            Err(source) => Err(WalkError::Io { path, source }),
         }
     }
 
@@ -556,21 +644,22 @@ fn build_stat(
     dir: &OwnedFd,
     name: &OsStr,
     path: &str,
+    raw: &[u8],
     st: &FileStat,
-    hardlinks: &mut HashMap<(u64, u64), String>,
+    hardlinks: &mut HashMap<(u64, u64), bytes::Bytes>,
 ) -> Result<Stat, WalkError> {
     let io_err = |source: io::Error| WalkError::Io { path: path.to_owned(), source };
     let st_mode = st.st_mode;
     let kind = st_mode & libc::S_IFMT;
     let mut stat = Stat {
-        path: path.to_owned(),
+        path: bytes::Bytes::copy_from_slice(raw),
         // fsutil clears the socket bit (Go's tar writer cannot represent it).
         mode: file_mode::from_unix(st_mode) & !file_mode::SOCKET,
         uid: 0,
         gid: 0,
         size: 0,
         mod_time: st.st_mtime.saturating_mul(1_000_000_000).saturating_add(st.st_mtime_nsec),
-        linkname: String::new(),
+        linkname: bytes::Bytes::new(),
         devmajor: 0,
         devminor: 0,
         xattrs: BTreeMap::new(),
@@ -586,14 +675,13 @@ fn build_stat(
             match hardlinks.get(&key) {
                 Some(first) => stat.linkname = first.clone(),
                 None => {
-                    hardlinks.insert(key, path.to_owned());
+                    hardlinks.insert(key, stat.path.clone());
                 }
             }
         }
         if kind == libc::S_IFLNK {
             let target = nix::fcntl::readlinkat(dir, name).map_err(|e| io_err(e.into()))?;
-            stat.linkname =
-                target.into_string().map_err(|_| WalkError::NonUtf8 { path: format!("{path} (symlink target)") })?;
+            stat.linkname = target.into_vec().into();
         }
     }
     stat.xattrs = read_xattrs(dir, name).map_err(io_err)?;
@@ -782,7 +870,7 @@ mod tests {
     }
 
     fn paths(stats: &[Stat]) -> Vec<&str> {
-        stats.iter().map(|s| s.path.as_str()).collect()
+        stats.iter().map(|s| std::str::from_utf8(&s.path).expect("UTF-8")).collect()
     }
 
     fn excluding(patterns: &[&str]) -> FilterOptions {
@@ -850,16 +938,17 @@ mod tests {
 
         let stats = walk_with(root, &FilterOptions::default());
         assert_eq!(paths(&stats), ["empty", "file", "link", "pipe", "sock", "sticky", "suid", "zlink"]);
-        let by_path: HashMap<&str, &Stat> = stats.iter().map(|s| (s.path.as_str(), s)).collect();
+        let by_path: HashMap<&str, &Stat> =
+            stats.iter().map(|s| (std::str::from_utf8(&s.path).expect("UTF-8"), s)).collect();
 
         let file = by_path["file"];
         assert_eq!((file.mode, file.size, file.uid, file.gid), (0o644 & !umask(), 5, 0, 0));
         assert_eq!(file.mod_time, 1_000_000_000_123_456_789);
         assert_eq!(file.linkname, "");
         // The second path of a hard-linked inode names the first, full size.
-        assert_eq!((by_path["zlink"].linkname.as_str(), by_path["zlink"].size), ("file", 5));
+        assert_eq!((&by_path["zlink"].linkname[..], by_path["zlink"].size), (&b"file"[..], 5));
         let link = by_path["link"];
-        assert_eq!((link.mode & !file_mode::PERM, link.linkname.as_str()), (file_mode::SYMLINK, "file"));
+        assert_eq!((link.mode & !file_mode::PERM, &link.linkname[..]), (file_mode::SYMLINK, &b"file"[..]));
         assert_eq!(by_path["pipe"].mode, file_mode::NAMED_PIPE | 0o640);
         // Sockets lose their type bit, as in fsutil: they look like empty files.
         assert_eq!(by_path["sock"].mode & file_mode::TYPE, 0);
@@ -979,19 +1068,19 @@ mod tests {
 
         let walker = Walker::new(dir.path(), &FilterOptions::default()).expect("walker");
         let root = walker.root();
-        assert!(root.open_file_cached("d/f", &mut DirCache::default()).is_ok());
+        assert!(root.open_file_cached(b"d/f", &mut DirCache::default()).is_ok());
         for bad in ["secret", "out/secret", "../secret", "d/../d/f", "d", ""] {
-            assert!(root.open_file_cached(bad, &mut DirCache::default()).is_err(), "{bad:?} must not open");
+            assert!(root.open_file_cached(bad.as_bytes(), &mut DirCache::default()).is_err(), "{bad:?} must not open");
         }
 
         // A reader's directory cache changes nothing about what opens.
         write(dir.path(), "d/g", "g");
         let mut cache = DirCache::default();
         for (rel, ok) in [("d/f", true), ("d/g", true), ("out/secret", false), ("d/f", true), ("secret", false)] {
-            assert_eq!(root.open_file_cached(rel, &mut cache).is_ok(), ok, "{rel:?}");
+            assert_eq!(root.open_file_cached(rel.as_bytes(), &mut cache).is_ok(), ok, "{rel:?}");
         }
         let mut content = String::new();
-        io::Read::read_to_string(&mut root.open_file_cached("d/g", &mut cache).expect("open"), &mut content)
+        io::Read::read_to_string(&mut root.open_file_cached(b"d/g", &mut cache).expect("open"), &mut content)
             .expect("read");
         assert_eq!(content, "g");
     }
@@ -1014,6 +1103,100 @@ mod tests {
             Walker::new(dir.path(), &excluding(&["!"])),
             Err(WalkError::ExcludePatterns(PatternError::IllegalExclusion))
         ));
+    }
+
+    /// Makes `depth` nested folders `d` below `root` (with `mkdirat`, since
+    /// the full path is longer than `PATH_MAX`), a file `f` at the bottom
+    /// and a file `z` beside every folder, so the walk must come back up.
+    pub(crate) fn make_deep(root: &Path, depth: usize) {
+        let mut dir = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).expect("open root");
+        for _ in 0..depth {
+            nix::sys::stat::mkdirat(&dir, "d", Mode::from_bits_truncate(0o755)).expect("mkdirat");
+            let z = nix::fcntl::openat(&dir, "z", OFlag::O_CREAT | OFlag::O_WRONLY, Mode::from_bits_truncate(0o644));
+            drop(z.expect("create z"));
+            dir = open_dir_at(&dir, OsStr::new("d")).expect("open d");
+        }
+        let f = nix::fcntl::openat(&dir, "f", OFlag::O_CREAT | OFlag::O_WRONLY, Mode::from_bits_truncate(0o644));
+        drop(f.expect("create f"));
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_without_recursion() {
+        const DEPTH: usize = 2_000;
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_deep(dir.path(), DEPTH);
+        let walker = Walker::new(dir.path(), &FilterOptions::default()).expect("walker");
+        // A small stack: the recursive walk overflowed a 2 MiB one (tokio's
+        // blocking threads) at about 1,650 levels and aborted the process.
+        let stats = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut stats = Vec::new();
+                walker
+                    .walk(&mut |stat| {
+                        stats.push(stat.path);
+                        ControlFlow::Continue(())
+                    })
+                    .map(|()| stats)
+            })
+            .expect("spawn")
+            .join()
+            .expect("the walk panicked")
+            .expect("walk");
+        // Expected order: d, d/d, ..., the bottom file, then every `z` on the
+        // way back up (deepest first, as fsutil's per-directory order gives).
+        let level = |n: usize| vec!["d"; n].join("/");
+        let mut expected: Vec<String> = (1..=DEPTH).map(level).collect();
+        expected.push(format!("{}/f", level(DEPTH)));
+        expected.extend((0..DEPTH).rev().map(|n| match n {
+            0 => "z".to_owned(),
+            n => format!("{}/z", level(n)),
+        }));
+        assert_eq!(stats.len(), expected.len());
+        assert!(stats == expected, "the deep walk's order differs from fsutil's");
+        assert!(MAX_OPEN_DIRS < DEPTH, "the test must close and reopen directories");
+    }
+
+    /// Names that are not UTF-8: matched against the patterns first (an
+    /// excluded one is never looked at further), sent as their bytes when
+    /// included, and readable by those bytes. One used to fail the whole
+    /// walk, even excluded.
+    #[test]
+    fn names_that_are_not_utf8_are_excluded_or_sent_as_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = |name: &[u8]| dir.path().join(OsStr::from_bytes(name));
+        fs_err::write(raw(b"bad-\xff"), "excluded").expect("write");
+        fs_err::write(raw(b"ok-\xfe.txt"), "included").expect("write");
+        fs_err::create_dir(raw(b"d\xfd")).expect("mkdir");
+        fs_err::write(raw(b"d\xfd/f"), "inside").expect("write");
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"ok-\xfe.txt"), raw(b"link")).expect("symlink");
+        let walker = Walker::new(dir.path(), &excluding(&["bad-*"])).expect("walker");
+        let mut stats = Vec::new();
+        walker
+            .walk(&mut |stat| {
+                stats.push(stat);
+                ControlFlow::Continue(())
+            })
+            .expect("walk");
+        let paths: Vec<&[u8]> = stats.iter().map(|s| &s.path[..]).collect();
+        assert_eq!(paths, [&b"d\xfd"[..], b"d\xfd/f", b"link", b"ok-\xfe.txt"]);
+        assert_eq!(&stats[2].linkname[..], b"ok-\xfe.txt");
+        let mut content = String::new();
+        let mut file = walker.root().open_file_cached(b"d\xfd/f", &mut DirCache::default()).expect("open");
+        io::Read::read_to_string(&mut file, &mut content).expect("read");
+        assert_eq!(content, "inside");
+
+        // Patterns see invalid bytes as U+FFFD, as Go's regexp does.
+        let walker = Walker::new(dir.path(), &excluding(&["d\u{fffd}", "*.txt", "link"])).expect("walker");
+        let mut paths = Vec::new();
+        walker
+            .walk(&mut |stat| {
+                paths.push(stat.path);
+                ControlFlow::Continue(())
+            })
+            .expect("walk");
+        assert_eq!(paths, [&b"bad-\xff"[..]]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
 use tonic::body::Body;
 use tonic::codegen::Body as HttpBody;
 use tonic::server::{Grpc, NamedService};
@@ -49,6 +50,25 @@ pub const EXPORTER_ID_KEY: &str = "buildkit-attachable-exporter-id";
 #[derive(Clone, Debug)]
 pub struct FileSendService {
     targets: Arc<BTreeMap<usize, OutputDest>>,
+    /// The folder receivers still running (each cleans up its staging
+    /// folder when it ends, on a thread of its own).
+    receivers: TaskTracker,
+}
+
+/// The folder outputs of a build that may still be writing or cleaning up.
+/// A build waits for them before it returns, cancelled or not: otherwise a
+/// program that exits right after (the CLI on Ctrl-C) kills a receiver
+/// before it removes its staging folder.
+#[derive(Clone, Debug, Default)]
+pub struct PendingOutputs(TaskTracker);
+
+impl PendingOutputs {
+    /// Waits until every receiver started so far has ended (new calls are
+    /// still accepted; they are waited for if they start before the end).
+    pub async fn wait(&self) {
+        self.0.close();
+        self.0.wait().await;
+    }
 }
 
 impl FileSendService {
@@ -60,7 +80,12 @@ impl FileSendService {
             .enumerate()
             .filter_map(|(id, export)| export.destination.clone().map(|dest| (id, dest)))
             .collect();
-        FileSendService { targets: Arc::new(targets) }
+        FileSendService { targets: Arc::new(targets), receivers: TaskTracker::new() }
+    }
+
+    /// What to wait for before the build is over.
+    pub fn pending(&self) -> PendingOutputs {
+        PendingOutputs(self.receivers.clone())
     }
 
     /// Whether no output comes back to us (then the service need not be
@@ -82,9 +107,11 @@ impl FileSendService {
         let id = exporter_id(request.headers());
         match self.targets.get(&id).cloned() {
             Some(OutputDest::Dir(dir)) => {
+                let receivers = self.receivers.clone();
                 let service = tower::service_fn(move |call: Request<Streaming<Packet>>| {
                     let dir = dir.clone();
-                    async move { Ok::<_, Status>(Response::new(receive_dir(dir, call.into_inner()))) }
+                    let receivers = receivers.clone();
+                    async move { Ok::<_, Status>(Response::new(receive_dir(dir, call.into_inner(), &receivers))) }
                 });
                 grpc::<Packet>().streaming(service, request).await
             }
@@ -166,10 +193,10 @@ async fn receive_file(
 /// only once complete. Returns the packets we send back (requests for file
 /// data, our FIN), ending with an error status if the transfer failed (the
 /// receiver has then told the sender why in an ERR packet too).
-fn receive_dir(dir: PathBuf, inbound: Streaming<Packet>) -> PacketStream {
+fn receive_dir(dir: PathBuf, inbound: Streaming<Packet>, receivers: &TaskTracker) -> PacketStream {
     let (tx, rx) = mpsc::channel(64);
     let (done_tx, done_rx) = oneshot::channel();
-    tokio::spawn(async move {
+    receivers.spawn(async move {
         let result = crate::fsync::receive::receive_diffcopy(inbound, tx, &dir).await;
         match &result {
             Ok(stats) => tracing::debug!(dir = %dir.display(), ?stats, "received a folder output"),

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use filesend::FileSendService;
+pub use filesend::{FileSendService, PendingOutputs};
 pub use parse::{csv_fields, exports_from_flags, parse_output, OutputError, OutputProblem, TagProblem};
 
 use crate::proto::moby::buildkit::v1::Exporter;

@@ -62,12 +62,12 @@ pub enum AuthError {
     Parse {
         path: PathBuf,
         #[source]
-        source: serde_json::Error,
+        source: JsonError,
     },
     #[error("the \"auth\" of {key:?} in {} is not base64 of USER:PASSWORD", path.display())]
     BadAuth { path: PathBuf, key: String },
     #[error("cannot parse DOCKER_AUTH_CONFIG")]
-    EnvParse(#[source] serde_json::Error),
+    EnvParse(#[source] JsonError),
     #[error("DOCKER_AUTH_CONFIG: the \"auth\" of {0:?} is missing or not base64 of USER:PASSWORD")]
     EnvBadAuth(String),
     #[error("cannot run the credential helper {program}")]
@@ -83,8 +83,82 @@ pub enum AuthError {
         program: String,
         host: String,
         #[source]
-        source: serde_json::Error,
+        source: JsonError,
     },
+}
+
+/// Why a credential file's JSON was refused, without any of its text:
+/// serde_json's messages quote the offending value (`invalid type: string
+/// "c2VjcmV0…"`), which in these files is a password or a base64 `auth`,
+/// and the message ends up on stderr even with `-q`. Only positions, the
+/// path of keys to the bad value and a fixed description are kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} at {}line {line} column {column}", at_key(key_path))]
+pub struct JsonError {
+    what: &'static str,
+    /// The keys leading to the bad value (`auths.example.com.auth`), empty
+    /// when the text is not JSON at all.
+    key_path: String,
+    line: usize,
+    column: usize,
+}
+
+fn at_key(key_path: &str) -> String {
+    match key_path {
+        "" | "." => String::new(),
+        path => format!("{path}, "),
+    }
+}
+
+impl JsonError {
+    /// Describes `err` by its kind and position only.
+    fn new(key_path: String, err: &serde_json::Error) -> JsonError {
+        use serde_json::error::Category;
+        let what = match err.classify() {
+            Category::Syntax => "not valid JSON",
+            Category::Eof => "JSON that ends early",
+            Category::Data => "a value of the wrong type or an unknown key",
+            Category::Io => "unreadable JSON",
+        };
+        let key_path = match err.classify() {
+            Category::Data => key_path,
+            _ => String::new(),
+        };
+        JsonError { what, key_path, line: err.line(), column: err.column() }
+    }
+}
+
+/// The keys our credential files know; any other key is shown as `?`,
+/// since it may be a value typed where a key was meant.
+const KNOWN_KEYS: &[&str] =
+    &["auths", "auth", "username", "password", "identitytoken", "credsStore", "credHelpers", "Username", "Secret"];
+
+/// `path` with unknown keys hidden, except registry hosts (the keys of
+/// `auths` and `credHelpers`), which say which entry is wrong.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = Vec::new();
+    let mut parent: Option<&str> = None;
+    for segment in path.iter() {
+        let (shown, name) = match segment {
+            Segment::Map { key } if KNOWN_KEYS.contains(&key.as_str()) => (key.clone(), Some(key.as_str())),
+            Segment::Map { key } if matches!(parent, Some("auths" | "credHelpers")) => (key.clone(), None),
+            Segment::Seq { index } => (index.to_string(), None),
+            _ => ("?".to_owned(), None),
+        };
+        out.push(shown);
+        parent = name;
+    }
+    out.join(".")
+}
+
+/// `serde_json::from_slice` whose error never quotes `bytes`.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value =
+        serde_path_to_error::deserialize(&mut de).map_err(|err| JsonError::new(key_path(err.path()), err.inner()))?;
+    de.end().map_err(|err| JsonError::new(String::new(), &err))?;
+    Ok(value)
 }
 
 /// A username and its secret (a password or an identity token).
@@ -227,9 +301,7 @@ impl DockerConfig {
         let path = dir.join("config.json");
         let file: ConfigFile = match std::fs::read(&path) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => ConfigFile::default(),
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| AuthError::Parse { path: path.clone(), source })?
-            }
+            Ok(bytes) => parse_json(&bytes).map_err(|source| AuthError::Parse { path: path.clone(), source })?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
             Err(source) => return Err(AuthError::Read { path, source }),
         };
@@ -247,7 +319,7 @@ impl DockerConfig {
         }
         let mut env_auths = BTreeMap::new();
         if let Some(env_config) = env_config {
-            let parsed: EnvConfig = serde_json::from_str(env_config).map_err(AuthError::EnvParse)?;
+            let parsed: EnvConfig = parse_json(env_config.as_bytes()).map_err(AuthError::EnvParse)?;
             for (key, entry) in parsed.auths {
                 let (username, password) =
                     decode_auth(&entry.auth).ok_or_else(|| AuthError::EnvBadAuth(key.clone()))?;
@@ -336,8 +408,11 @@ impl DockerConfig {
             }
             return Err(AuthError::HelperFailed { program, host: key.to_owned(), output: stdout.trim().to_owned() });
         }
-        let printed: HelperCredentials = serde_json::from_slice(&output.stdout)
-            .map_err(|source| AuthError::HelperOutput { program: program.clone(), host: key.to_owned(), source })?;
+        let printed: HelperCredentials = parse_json(&output.stdout).map_err(|source| AuthError::HelperOutput {
+            program: program.clone(),
+            host: key.to_owned(),
+            source,
+        })?;
         // Helpers store identity tokens under the username `<token>`.
         if printed.username == "<token>" {
             return Ok(Credential { username: String::new(), secret: printed.secret });
@@ -636,6 +711,51 @@ esac
         let empty = tempfile::tempdir().unwrap();
         let config = DockerConfig::load_from(empty.path(), None, Some(OsString::new())).unwrap();
         assert!(config.auths.is_empty() && config.creds_store.is_empty());
+    }
+
+    /// serde_json's messages quote the value they choke on; in a credential
+    /// file that is the password or the base64 `auth`.
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        const SECRET: &str = "c2VjcmV0LXBhc3N3b3Jk";
+        let broken = [
+            format!(r#"{{"auths": {{"r.example.com": "{SECRET}"}}}}"#),
+            format!(r#"{{"auths": "{SECRET}"}}"#),
+            format!(r#"{{"auths": {{"r.example.com": {{"auth": ["{SECRET}"], "password": 7}}}}}}"#),
+            format!(r#"{{"auths": {{"r.example.com": {{"password": 12345678}}}}, "credsStore": "{SECRET}" }}"#),
+            format!(r#"{{"credsStore": ["{SECRET}"]}}"#),
+            format!(r#"{{"auths": {{"r.example.com": {{"auth": "{SECRET}" "x": 1}}}}}}"#),
+            format!(r#"{{"auths": {{"r.example.com": {{"auth": "{SECRET}\q"}}}}}}"#),
+            format!(r#"{{"auths": {{}}}} "{SECRET}""#),
+            format!(r#"{{"auths": {{"r.example.com": {{"auth": "{SECRET}"#),
+        ];
+        for text in &broken {
+            let dir = config_dir(text);
+            let err = DockerConfig::load_from(dir.path(), None, Some(OsString::new())).unwrap_err();
+            let chain = crate::error::error_chain(&err);
+            assert!(!chain.contains(SECRET) && !chain.contains("12345678"), "{text}\n{chain}");
+            assert!(chain.contains("config.json") && chain.contains(" line "), "{chain}");
+            let err = DockerConfig::load_from(dir.path(), Some(text), Some(OsString::new())).unwrap_err();
+            let chain = crate::error::error_chain(&err);
+            assert!(!chain.contains(SECRET), "{text}\n{chain}");
+        }
+        // A secret typed where a key was meant is not shown either.
+        let env = format!(r#"{{"auths": {{"r.example.com": {{"{SECRET}": "x"}}}}}}"#);
+        let err = DockerConfig::load_from(tempfile::tempdir().unwrap().path(), Some(&env), Some(OsString::new()));
+        let chain = crate::error::error_chain(&err.unwrap_err());
+        assert!(!chain.contains(SECRET) && chain.contains("auths.r.example.com.?"), "{chain}");
+        // The path of keys to the bad value is kept (a registry host is not
+        // a secret), with the position.
+        let dir = config_dir(&format!("{{\n  \"auths\": {{\"r.example.com\": {{\"auth\": 1{SECRET}}}}}}}"));
+        let chain = crate::error::error_chain(&DockerConfig::load_from(dir.path(), None, None).unwrap_err());
+        assert!(!chain.contains(SECRET), "{chain}");
+        let dir = config_dir(&format!("{{\n  \"auths\": {{\"r.example.com\": {{\"auth\": [\"{SECRET}\"]}}}}}}"));
+        let chain = crate::error::error_chain(&DockerConfig::load_from(dir.path(), None, None).unwrap_err());
+        assert!(
+            chain
+                .ends_with("a value of the wrong type or an unknown key at auths.r.example.com.auth, line 2 column 38"),
+            "{chain}"
+        );
     }
 
     #[test]

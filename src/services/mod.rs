@@ -13,7 +13,7 @@ pub mod content;
 pub mod secrets;
 pub mod ssh;
 
-use crate::output::{ExportEntry, FileSendService};
+use crate::output::{ExportEntry, FileSendService, PendingOutputs};
 use crate::session::{SessionBuilder, SessionError};
 
 pub use auth::{AuthService, DockerConfig};
@@ -38,13 +38,15 @@ pub enum ServicesError {
 /// it the daemon reports the missing agent by its id).
 ///
 /// `exports` must be the list sent as `SolveRequest.exporters`, in order.
+/// The build waits for the returned outputs before it ends.
 pub fn register(
     session: &mut SessionBuilder,
     exports: &[ExportEntry],
     secrets: &[SecretSource],
     agents: &[AgentSpec],
-) -> Result<(), ServicesError> {
+) -> Result<PendingOutputs, ServicesError> {
     let file_send = FileSendService::new(exports);
+    let pending = file_send.pending();
     if !file_send.is_empty() {
         session.add_service(file_send).map_err(ServicesError::Session)?;
     }
@@ -60,7 +62,7 @@ pub fn register(
         let ssh = SshService::new(agents).map_err(ServicesError::Ssh)?;
         session.add_service(ssh.into_server()).map_err(ServicesError::Session)?;
     }
-    Ok(())
+    Ok(pending)
 }
 
 /// Test support: serves one service over an in-memory connection, the way

@@ -64,8 +64,8 @@ pub enum SecretProblem {
     // error into one line of their own.
     #[error("cannot read secret file {}: {error}", path.display())]
     Read { path: PathBuf, error: std::io::Error },
-    #[error("secret file {} is {size} bytes; secrets are limited to 500 KiB", path.display())]
-    TooLarge { path: PathBuf, size: u64 },
+    #[error("secret file {} is larger than 500 KiB, the limit for secrets", path.display())]
+    TooLarge { path: PathBuf },
 }
 
 /// A secret's bytes. Never printed. (Not wiped on drop: copies live on in
@@ -178,15 +178,19 @@ impl SecretSource {
 }
 
 fn read_secret_file(path: &Path) -> Result<Vec<u8>, SecretProblem> {
+    use std::io::Read;
     let read = |error| SecretProblem::Read { path: path.to_owned(), error };
-    let meta = std::fs::metadata(path).map_err(read)?;
-    if meta.len() > MAX_SECRET_SIZE {
-        return Err(SecretProblem::TooLarge { path: path.to_owned(), size: meta.len() });
+    let too_large = || SecretProblem::TooLarge { path: path.to_owned() };
+    let file = std::fs::File::open(path).map_err(read)?;
+    // The size in the metadata is only a hint (0 for a FIFO or /dev/zero,
+    // and a file may grow): the read itself is bounded.
+    if file.metadata().map_err(read)?.len() > MAX_SECRET_SIZE {
+        return Err(too_large());
     }
-    let data = std::fs::read(path).map_err(read)?;
-    // The file may have grown since the stat.
+    let mut data = Vec::new();
+    file.take(MAX_SECRET_SIZE + 1).read_to_end(&mut data).map_err(read)?;
     if data.len() as u64 > MAX_SECRET_SIZE {
-        return Err(SecretProblem::TooLarge { path: path.to_owned(), size: data.len() as u64 });
+        return Err(too_large());
     }
     Ok(data)
 }
@@ -325,7 +329,38 @@ mod tests {
     fn oversized_files_are_refused() {
         let (_dir, path) = secret_file(&vec![b'a'; MAX_SECRET_SIZE as usize + 1]);
         let err = SecretSource::parse_with_env(&format!("id=big,src={}", path.display()), no_env).unwrap_err();
-        assert!(matches!(err.problem(), SecretProblem::TooLarge { size, .. } if *size == MAX_SECRET_SIZE + 1));
+        assert!(matches!(err.problem(), SecretProblem::TooLarge { .. }));
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        let (_dir, path) = secret_file(&vec![b'a'; MAX_SECRET_SIZE as usize]);
+        assert!(SecretSource::parse_with_env(&format!("id=big,src={}", path.display()), no_env).is_ok());
+    }
+
+    /// Files whose metadata says nothing of their size: the read stops
+    /// after the limit (it read until memory ran out).
+    #[test]
+    fn endless_files_are_refused_after_the_limit() {
+        let err = SecretSource::parse_with_env("id=zero,src=/dev/zero", no_env).unwrap_err();
+        assert!(matches!(err.problem(), SecretProblem::TooLarge { .. }), "{err}");
+        assert_eq!(err.to_string(), "secret file /dev/zero is larger than 500 KiB, the limit for secrets");
+
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let writer = {
+            let fifo = fifo.clone();
+            // Writes until the reader goes away (EPIPE), 64 MiB at most.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                let chunk = vec![b'x'; 64 * 1024];
+                (0..1024).take_while(|_| pipe.write_all(&chunk).is_ok()).count()
+            })
+        };
+        let err = SecretSource::parse_with_env(&format!("id=fifo,src={}", fifo.display()), no_env).unwrap_err();
+        assert!(matches!(err.problem(), SecretProblem::TooLarge { .. }), "{err}");
+        drop(err);
+        let chunks_written = writer.join().unwrap();
+        assert!(chunks_written < 1024, "the reader took all {chunks_written} chunks");
     }
 
     #[test]
