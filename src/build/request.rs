@@ -70,6 +70,10 @@ pub struct BuildRequest {
     pub ssh: Vec<AgentSpec>,
     /// Entitlements granted to the build (`network.host`, `security.insecure`).
     pub entitlements: Vec<String>,
+    /// Bytes the daemon may pull through the session's Upload service, by
+    /// id: a context tarball named `http://buildkit-session/ID` in the
+    /// `context` attribute (buildx's stdin context).
+    pub uploads: BTreeMap<String, bytes::Bytes>,
 }
 
 impl BuildRequest {
@@ -85,6 +89,7 @@ impl BuildRequest {
             secrets: Vec::new(),
             ssh: Vec::new(),
             entitlements: Vec::new(),
+            uploads: BTreeMap::new(),
         }
     }
 

@@ -254,7 +254,7 @@ impl Sessions {
             transfers.push(file_sync.progress());
             main.add_service(file_sync.into_server()).map_err(BuildError::Session)?;
         }
-        crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh).map_err(|error| {
+        crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh, &request.uploads).map_err(|error| {
             match error {
                 crate::services::ServicesError::Session(error) => BuildError::Session(error),
                 crate::services::ServicesError::Ssh(error) => {
