@@ -247,7 +247,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             response.extend(answer.clone());
             metadata::write(path, &response)?;
         }
-        let code = call::print(&mut ctx.printer.stdout(), call, &answer)?;
+        let dockerfile = (plan.dockerfile.name.as_str(), plan.dockerfile.display.as_str());
+        let code = call::print(&mut ctx.printer.stdout(), call, &answer, dockerfile)?;
         return Ok(ExitCode::from(code));
     }
     if let Some(load) = &plan.load {

@@ -85,6 +85,9 @@ pub struct DockerfileSource {
     pub name: String,
     /// Its text, for showing the lines around an error.
     pub text: String,
+    /// How the user knows it (buildx's `DockerfileMappingSrc`): the
+    /// `--file` path, PATH/Dockerfile, or `stdin`.
+    pub display: String,
     _stdin_dir: Option<tempfile::TempDir>,
     /// The empty context folder of `PATH -` with a Dockerfile on stdin.
     _empty_context: Option<tempfile::TempDir>,
@@ -97,6 +100,7 @@ impl DockerfileSource {
             dir: PathBuf::new(),
             name: "Dockerfile".into(),
             text: String::new(),
+            display: "Dockerfile".into(),
             _stdin_dir: None,
             _empty_context: None,
         }
@@ -503,7 +507,8 @@ fn dockerfile_source(context: &Path, file: Option<&Path>) -> Result<DockerfileSo
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            Ok(DockerfileSource { dir, name, text, _stdin_dir: None, _empty_context: None })
+            let display = path.display().to_string();
+            Ok(DockerfileSource { dir, name, text, display, _stdin_dir: None, _empty_context: None })
         }
     }
 }
@@ -516,6 +521,7 @@ fn dockerfile_from_text(text: String) -> std::io::Result<DockerfileSource> {
         dir: dir.path().to_path_buf(),
         name: "Dockerfile".into(),
         text,
+        display: "stdin".into(),
         _stdin_dir: Some(dir),
         _empty_context: None,
     })
