@@ -471,3 +471,53 @@ fn load_hands_a_docker_archive_to_docker_load() {
     assert_eq!(manifest[0]["RepoTags"][0], "app:1", "{manifest}");
     assert!(util::text(&output.stdout).starts_with("sha256:"), "-q prints the image id");
 }
+
+#[test]
+fn ssh_key_files_are_served_by_an_agent_of_our_own() {
+    // The key, made now; `ssh-add -l` inside the build must list it.
+    let keys = util::tempdir();
+    let key = keys.path().join("id_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "fbuild-deploy-key", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client) is installed");
+    assert!(status.success());
+    let fingerprint = util::text(&Command::new("ssh-keygen").arg("-lf").arg(&key).output().unwrap().stdout);
+
+    // busybox has no ssh-add: the host's, with the libraries it loads.
+    let project = util::tempdir();
+    let root = project.path().join("sshroot");
+    let ssh_add = std::path::PathBuf::from("/usr/bin/ssh-add");
+    let ldd = util::text(&Command::new("ldd").arg(&ssh_add).output().unwrap().stdout);
+    let libraries = ldd.split_whitespace().filter(|word| word.starts_with('/')).map(std::path::PathBuf::from);
+    for file in std::iter::once(ssh_add.clone()).chain(libraries) {
+        let dest = root.join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
+    }
+    util::write_files(
+        project.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nCOPY sshroot/ /\nRUN --mount=type=ssh,id=deploy /usr/bin/ssh-add -l > /keys 2>&1 || (cat /keys; exit 1)\n",
+                testenv().busybox
+            ),
+        )],
+    );
+    let out = util::tempdir();
+    solve_ok(
+        project.path(),
+        &["--no-cache", "--ssh", &format!("deploy={}", key.display()), "-o", out.path().to_str().unwrap()],
+    );
+    let listed = std::fs::read_to_string(out.path().join("keys")).unwrap();
+    assert_eq!(listed.trim(), fingerprint.trim(), "the agent lists the key file's key");
+
+    // Not a key, not a socket: refused before the build, naming the file.
+    let junk = keys.path().join("junk");
+    std::fs::write(&junk, "not a key").unwrap();
+    let stderr = solve_fails(project.path(), &["--ssh", &format!("deploy={}", junk.display())]);
+    assert!(stderr.contains("--ssh") && stderr.contains(&junk.display().to_string()), "{stderr}");
+    assert!(stderr.contains("not an OpenSSH private key"), "{stderr}");
+}

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod secrets;
 pub mod ssh;
+mod ssh_keys;
 pub mod upload;
 
 use crate::output::{ExportEntry, FileSendService};
