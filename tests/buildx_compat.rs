@@ -521,3 +521,51 @@ fn ssh_key_files_are_served_by_an_agent_of_our_own() {
     assert!(stderr.contains("--ssh") && stderr.contains(&junk.display().to_string()), "{stderr}");
     assert!(stderr.contains("not an OpenSSH private key"), "{stderr}");
 }
+
+#[test]
+fn du_takes_buildx_filters_and_fits_the_width() {
+    let types = |filter: &str| -> Vec<String> {
+        let output = util::fbuild().args(["du", "--format", "json", "--filter", filter]).output().unwrap();
+        assert!(output.status.success(), "du --filter {filter}: {}", util::text(&output.stderr));
+        let records: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        records.as_array().unwrap().iter().map(|r| r["recordType"].as_str().unwrap().to_owned()).collect()
+    };
+    // buildx's spelling means ==, as the daemon's own does.
+    let regular = types("type=regular");
+    assert!(!regular.is_empty(), "the test daemon has built something");
+    assert!(regular.iter().all(|t| t == "regular"), "{regular:?}");
+    assert!(types("type==source.local").iter().all(|t| t == "source.local"));
+    assert!(types("type!=regular").iter().all(|t| t != "regular"));
+
+    // A typo is refused before connecting (no daemon at this address).
+    let output = util::fbuild()
+        .args(["--addr", "unix:///nonexistent.sock", "du", "--filter", "typ=regular"])
+        .output()
+        .unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("invalid --filter \"typ=regular\": unknown key \"typ\""), "{stderr}");
+
+    for columns in ["80", "100"] {
+        let output = util::fbuild().env("COLUMNS", columns).arg("du").output().unwrap();
+        assert!(output.status.success(), "{}", util::text(&output.stderr));
+        let text = util::text(&output.stdout);
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= columns.parse().unwrap(), "COLUMNS={columns}, a line of {widest}:\n{text}");
+        assert!(text.starts_with("ID ") && text.lines().next().unwrap().contains("DESCRIPTION"), "{text}");
+    }
+}
+
+#[test]
+fn cgroup_parent_reaches_run_steps() {
+    let project = util::tempdir();
+    util::write_files(
+        project.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN cat /proc/self/cgroup > /cgroup\n", testenv().busybox))],
+    );
+    let parent = format!("fbuild-test-{}", std::process::id());
+    let out = util::tempdir();
+    solve_ok(project.path(), &["--no-cache", "--cgroup-parent", &parent, "-o", out.path().to_str().unwrap()]);
+    let cgroup = std::fs::read_to_string(out.path().join("cgroup")).unwrap();
+    assert!(cgroup.contains(&parent), "the step runs under the parent cgroup: {cgroup}");
+}
