@@ -762,6 +762,164 @@ mod tests {
     }
 
     #[test]
+    fn build_flags_become_buildx_attrs() {
+        let dir = project();
+        let built = plan(
+            dir.path(),
+            &[
+                "--shm-size",
+                "64m",
+                "--ulimit",
+                "nproc=10",
+                "--ulimit",
+                "nofile=1024:2048",
+                "--ulimit",
+                "nproc=20:30",
+                "--cgroup-parent",
+                "ci.slice",
+                "--provenance",
+                "mode=max",
+                "--sbom",
+                "true",
+            ],
+            &[],
+        )
+        .unwrap();
+        let attrs = built.frontend_attrs();
+        assert_eq!(attrs["shm-size"], "67108864");
+        assert_eq!(attrs["ulimit"], "nofile=1024:2048,nproc=20:30", "one per name, the last wins, sorted");
+        assert_eq!(attrs["cgroup-parent"], "ci.slice");
+        assert_eq!(attrs["attest:provenance"], "type=provenance,mode=max");
+        assert_eq!(attrs["attest:sbom"], "type=sbom");
+        // `--shm-size 0` sends nothing, as buildx.
+        assert!(!plan(dir.path(), &["--shm-size", "0"], &[]).unwrap().frontend_attrs().contains_key("shm-size"));
+        // BUILDX_NO_DEFAULT_ATTESTATIONS: set and true turns the default off; junk is refused.
+        let plan_env = |value: &str| plan(dir.path(), &[], &[("BUILDX_NO_DEFAULT_ATTESTATIONS", value)]);
+        assert!(!plan_env("1").unwrap().frontend_attrs().contains_key("attest:provenance"));
+        assert!(plan_env("false").unwrap().frontend_attrs().contains_key("attest:provenance"));
+        assert!(plan_env("maybe").unwrap_err().to_string().contains("BUILDX_NO_DEFAULT_ATTESTATIONS"));
+    }
+
+    #[test]
+    fn annotations_go_on_every_output() {
+        let dir = project();
+        let out = dir.path().join("o.tar");
+        let plan = plan(
+            dir.path(),
+            &[
+                "-o",
+                &format!("type=oci,dest={}", out.display()),
+                "--push",
+                "-t",
+                "r/a:1",
+                "--annotation",
+                "org.a=1",
+                "--annotation",
+                "index,manifest:org.b=2",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(plan.request.exports.len(), 2);
+        for export in &plan.request.exports {
+            assert_eq!(export.attrs["annotation.org.a"], "1");
+            assert_eq!(export.attrs["annotation-index.org.b"], "2");
+            assert_eq!(export.attrs["annotation-manifest.org.b"], "2");
+        }
+    }
+
+    #[test]
+    fn call_runs_a_subrequest_without_outputs() {
+        let dir = project();
+        let plan = plan(dir.path(), &["--call", "outline", "-t", "r/a:1", "--push"], &[]).unwrap();
+        assert_eq!(plan.frontend_attrs()["requestid"], "frontend.outline");
+        assert_eq!(plan.frontend_attrs()["frontend.caps"], "moby.buildkit.frontend.subrequests+forward");
+        assert!(plan.request.exports.is_empty(), "a subrequest exports nothing");
+        assert!(plan.warnings.is_empty(), "and is not warned about");
+        let check = plan_check(dir.path());
+        assert_eq!(check.frontend_attrs()["requestid"], "frontend.lint");
+    }
+
+    fn plan_check(dir: &Path) -> SolvePlan {
+        plan(dir, &["--check"], &[]).unwrap()
+    }
+
+    #[test]
+    fn remote_contexts_go_to_the_daemon() {
+        let plan = plan(Path::new("git://127.0.0.1/repo.git#main"), &[], &[]).unwrap();
+        assert_eq!(plan.frontend_attrs()["context"], "git://127.0.0.1/repo.git#main");
+        assert!(plan.request.locals.is_empty(), "nothing is sent from here");
+        let dir = project();
+        let dockerfile = dir.path().join("Dockerfile");
+        let remote = plan_with_file("https://example.com/ctx.tar.gz", &dockerfile);
+        assert_eq!(remote.frontend_attrs()["dockerfilekey"], "dockerfile");
+        assert_eq!(remote.request.locals["dockerfile"], dir.path());
+        assert!(!remote.request.locals.contains_key("context"));
+        let err = tests::plan(Path::new("no/such/folder"), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("no/such/folder") && err.contains("git or http URL"), "{err}");
+    }
+
+    fn plan_with_file(context: &str, file: &Path) -> SolvePlan {
+        plan(Path::new(context), &["-f", file.to_str().unwrap()], &[]).unwrap()
+    }
+
+    #[test]
+    fn archives_are_told_from_dockerfiles() {
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert!(is_archive(&tar));
+        assert!(is_archive(&[0x1f, 0x8b, 0x08, 0]));
+        assert!(is_archive(&[0x28, 0xb5, 0x2f, 0xfd, 1]));
+        assert!(!is_archive(b"FROM scratch\n"));
+        assert!(is_remote_url("github.com/docker/buildx"));
+        assert!(is_remote_url("git@github.com:docker/buildx.git"));
+        assert!(!is_remote_url("./ctx"));
+    }
+
+    #[test]
+    fn output_files_are_checked_first() {
+        let dir = project();
+        let missing = dir.path().join("nope/meta.json");
+        for flag in ["--metadata-file", "--iidfile"] {
+            let err = plan(dir.path(), &[flag, missing.to_str().unwrap()], &[]).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains("nope/meta.json") && err.contains("does not exist"), "{err}");
+            let err = plan(dir.path(), &[flag, dir.path().to_str().unwrap()], &[]).unwrap_err().to_string();
+            assert!(err.contains("it is a folder"), "{err}");
+        }
+        let deep = dir.path().join("a/b/out.tar");
+        let plan = plan(dir.path(), &["-o", &format!("type=tar,dest={}", deep.display())], &[]).unwrap();
+        assert_eq!(plan.create_dirs, [dir.path().join("a"), dir.path().join("a/b")]);
+    }
+
+    #[test]
+    fn secrets_need_an_id_and_no_output_is_warned_about() {
+        let dir = project();
+        std::fs::write(dir.path().join("s"), "x").unwrap();
+        let src = dir.path().join("s");
+        let err = plan(dir.path(), &["--secret", &format!("src={}", src.display())], &[]).unwrap_err().to_string();
+        assert!(err.contains("--secret") && err.contains("secret missing ID"), "{err}");
+        let ok = plan(dir.path(), &["--secret", &format!("id=s,src={}", src.display()), "-t", "a:1"], &[]).unwrap();
+        assert_eq!(ok.warnings.len(), 1);
+        assert!(ok.warnings[0].starts_with("No output specified."), "{:?}", ok.warnings);
+    }
+
+    #[test]
+    fn load_needs_a_docker_or_podman() {
+        let dir = project();
+        let err = plan(dir.path(), &["--load"], &[("PATH", "/nonexistent")]).unwrap_err().to_string();
+        assert!(err.contains("--load") && err.contains("docker") && err.contains("podman"), "{err}");
+        let bin = tempfile::tempdir().unwrap();
+        let podman = bin.path().join("podman");
+        std::fs::write(&podman, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&podman, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let plan = plan(dir.path(), &["--load", "-t", "a:1"], &[("PATH", bin.path().to_str().unwrap())]).unwrap();
+        let load = plan.load.as_ref().unwrap();
+        assert_eq!(load.program, podman);
+        assert_eq!(plan.request.exports[0].exporter, ExporterType::Docker);
+        assert_eq!(plan.request.exports[0].attrs["name"], "a:1");
+    }
+
+    #[test]
     fn dockerfile_elsewhere_is_its_own_local() {
         let dir = project();
         let other = tempfile::tempdir().unwrap();
