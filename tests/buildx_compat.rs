@@ -66,9 +66,8 @@ fn registry_blob(repo: &str, digest: &str) -> Vec<u8> {
 /// The in-toto statement of the attestation manifest in `index`.
 fn provenance_statement(repo: &str, index: &serde_json::Value) -> Option<serde_json::Value> {
     let manifests = index["manifests"].as_array()?;
-    let attestation = manifests
-        .iter()
-        .find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")?;
+    let attestation =
+        manifests.iter().find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")?;
     let digest = attestation["digest"].as_str().unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&util::registry_manifest_bytes(repo, digest).expect("the attestation manifest"))
@@ -90,7 +89,8 @@ fn quiet_push_prints_the_digest_the_registry_serves() {
     let iidfile = project.path().join("out/iid");
     // buildx writes the id file into an existing folder only.
     std::fs::create_dir(project.path().join("out")).unwrap();
-    let (stdout, stderr) = solve_ok(project.path(), &["-q", "--push", "-t", &image, "--iidfile", iidfile.to_str().unwrap()]);
+    let (stdout, stderr) =
+        solve_ok(project.path(), &["-q", "--push", "-t", &image, "--iidfile", iidfile.to_str().unwrap()]);
     assert_eq!(stderr, "", "-q prints nothing else");
     let printed = stdout.trim_end_matches('\n');
     assert_eq!(stdout, format!("{printed}\n"), "one line");
@@ -139,7 +139,10 @@ fn provenance_max_records_the_build_args() {
     let repo = repo("provmax");
     let image = format!("{}/{repo}:1", testenv().registry);
     let arg = format!("value-{}", util::unique());
-    solve_ok(project.path(), &["--push", "--provenance", "mode=max", "--build-arg", &format!("FOO={arg}"), "-t", &image]);
+    solve_ok(
+        project.path(),
+        &["--push", "--provenance", "mode=max", "--build-arg", &format!("FOO={arg}"), "-t", &image],
+    );
     let index = util::registry_manifest(&repo, "1").expect("the pushed tag");
     let statement = provenance_statement(&repo, &index).expect("a provenance attestation");
     let args = &statement["predicate"]["buildDefinition"]["externalParameters"]["request"]["args"];
@@ -167,7 +170,8 @@ fn attestation_flags_are_checked_and_sbom_asks_for_its_scanner() {
     let stderr = solve_fails(project.path(), &["--sbom=true", "--push", "-t", &image]);
     assert!(stderr.contains("buildkit-syft-scanner"), "{stderr}");
     let generator = format!("{}/h11/no-such-scanner:1", testenv().registry);
-    let stderr = solve_fails(project.path(), &["--attest", &format!("type=sbom,generator={generator}"), "--push", "-t", &image]);
+    let stderr =
+        solve_fails(project.path(), &["--attest", &format!("type=sbom,generator={generator}"), "--push", "-t", &image]);
     assert!(stderr.contains("no-such-scanner"), "{stderr}");
     assert!(util::registry_manifest(&repo, "1").is_none(), "nothing was pushed");
 }
@@ -208,7 +212,10 @@ fn file_outputs_create_their_folders_as_buildx() {
     util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY x /x\n"), ("x", "x\n")]);
     let dest = project.path().join("new/deeper/out.tar");
     let metadata = project.path().join("meta.json");
-    solve_ok(project.path(), &["-o", &format!("type=tar,dest={}", dest.display()), "--metadata-file", metadata.to_str().unwrap()]);
+    solve_ok(
+        project.path(),
+        &["-o", &format!("type=tar,dest={}", dest.display()), "--metadata-file", metadata.to_str().unwrap()],
+    );
     assert!(util::tar_entries(&std::fs::read(&dest).unwrap()).contains_key("x"));
     // A file where a folder should be is refused before the build, naming both.
     let blocked = project.path().join("x/out.tar");
@@ -319,7 +326,7 @@ fn call_check_outline_and_targets_print_as_buildx() {
     let (stdout, _) = solve_ok(project.path(), &["--call", "targets,format=json"]);
     let targets: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(targets["targets"][1]["name"], "build");
-    assert_eq!(solve_fails(project.path(), &["--call", "nope"]).contains("--call"), true);
+    assert!(solve_fails(project.path(), &["--call", "nope"]).contains("--call"));
 }
 
 #[test]
@@ -399,11 +406,7 @@ fn a_git_context_is_fetched_by_the_daemon() {
         let _ = std::fs::remove_dir_all(&bare);
     });
     let out = util::tempdir();
-    let output = util::fbuild()
-        .args(["solve", &format!("{url}/{name}"), "-o"])
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let output = util::fbuild().args(["solve", &format!("{url}/{name}"), "-o"]).arg(out.path()).output().unwrap();
     assert!(output.status.success(), "{}", util::text(&output.stderr));
     assert_eq!(std::fs::read_to_string(out.path().join("hello.txt")).unwrap(), marker);
 }
@@ -455,8 +458,10 @@ fn load_hands_a_docker_archive_to_docker_load() {
     let bin = util::tempdir();
     let kept = bin.path().join("loaded.tar");
     // PATH holds only this folder: the script names its tools by full path.
-    let script =
-        format!("#!/bin/sh\n[ \"$1 $2\" = \"load -i\" ] || exit 3\n/bin/cp \"$3\" {}\necho Loaded image: app:1\n", kept.display());
+    let script = format!(
+        "#!/bin/sh\n[ \"$1 $2\" = \"load -i\" ] || exit 3\n/bin/cp \"$3\" {}\necho Loaded image: app:1\n",
+        kept.display()
+    );
     std::fs::write(bin.path().join("docker"), script).unwrap();
     Command::new("chmod").arg("755").arg(bin.path().join("docker")).status().unwrap();
     let output = util::fbuild()
@@ -538,10 +543,8 @@ fn du_takes_buildx_filters_and_fits_the_width() {
     assert!(types("type!=regular").iter().all(|t| t != "regular"));
 
     // A typo is refused before connecting (no daemon at this address).
-    let output = util::fbuild()
-        .args(["--addr", "unix:///nonexistent.sock", "du", "--filter", "typ=regular"])
-        .output()
-        .unwrap();
+    let output =
+        util::fbuild().args(["--addr", "unix:///nonexistent.sock", "du", "--filter", "typ=regular"]).output().unwrap();
     let stderr = util::text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("invalid --filter \"typ=regular\": unknown key \"typ\""), "{stderr}");

@@ -204,9 +204,11 @@ fn cancel_with(signal: nix::sys::signal::Signal, name: &str) {
     assert_eq!(status.code(), Some(130));
     // The running step ends marked CANCELED, as buildctl shows it.
     let rest: Vec<String> = rx.iter().collect();
-    let run_step = rest.iter().chain([&String::new()]).rev().find_map(|l| {
-        l.strip_suffix(" CANCELED").filter(|number| number.starts_with('#')).map(str::to_owned)
-    });
+    let run_step = rest
+        .iter()
+        .chain([&String::new()])
+        .rev()
+        .find_map(|l| l.strip_suffix(" CANCELED").filter(|number| number.starts_with('#')).map(str::to_owned));
     assert!(run_step.is_some(), "no step marked CANCELED:\n{}", rest.join("\n"));
 
     // The daemon stops the build: no process of it is left running.

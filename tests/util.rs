@@ -421,7 +421,8 @@ application/vnd.docker.distribution.manifest.v2+json";
 /// The manifest (or index) of `repo:tag` in the test registry, or None when
 /// the registry answers 404. Panics on any other answer or a broken registry.
 pub fn registry_manifest(repo: &str, tag: &str) -> Option<serde_json::Value> {
-    registry_manifest_bytes(repo, tag).map(|body| serde_json::from_slice(&body).expect("the registry's manifest is JSON"))
+    registry_manifest_bytes(repo, tag)
+        .map(|body| serde_json::from_slice(&body).expect("the registry's manifest is JSON"))
 }
 
 /// The bytes the registry serves for `repo:tag` (or `repo@digest`), whose

@@ -254,14 +254,13 @@ impl Sessions {
             transfers.push(file_sync.progress());
             main.add_service(file_sync.into_server()).map_err(BuildError::Session)?;
         }
-        crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh, &request.uploads).map_err(|error| {
-            match error {
+        crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh, &request.uploads)
+            .map_err(|error| match error {
                 crate::services::ServicesError::Session(error) => BuildError::Session(error),
                 crate::services::ServicesError::Ssh(error) => {
                     BuildError::Service { what: "SSH agents", source: Box::new(error) }
                 }
-            }
-        })?;
+            })?;
         let main = main.start(control).await.map_err(BuildError::Session)?;
         Ok(Sessions { main, per_local, folders, transfers })
     }

@@ -210,10 +210,10 @@ fn render_table(
     // the least useful columns go first (buildx's own table has only ID,
     // RECLAIMABLE, SIZE and LAST ACCESSED), then descriptions are cut.
     let mut shown: Vec<usize> = (0..headers.len()).collect();
-    let column_width = |i: usize| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0);
-    let fixed = |shown: &[usize]| -> usize {
-        shown.iter().filter(|&&i| i != 7).map(|&i| column_width(i) + table::GAP).sum()
-    };
+    let column_width =
+        |i: usize| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0);
+    let fixed =
+        |shown: &[usize]| -> usize { shown.iter().filter(|&&i| i != 7).map(|&i| column_width(i) + table::GAP).sum() };
     let mut description_width = DESCRIPTION_WIDTH;
     if let Some(width) = width {
         for droppable in [6, 4, 1, 5] {
@@ -222,7 +222,8 @@ fn render_table(
             }
             shown.retain(|&i| i != droppable);
         }
-        description_width = width.saturating_sub(fixed(&shown)).clamp(MIN_DESCRIPTION.min(DESCRIPTION_WIDTH), DESCRIPTION_WIDTH);
+        description_width =
+            width.saturating_sub(fixed(&shown)).clamp(MIN_DESCRIPTION.min(DESCRIPTION_WIDTH), DESCRIPTION_WIDTH);
     }
     let mut table = Table::from_headers(shown.iter().map(|&i| headers[i]));
     for row in &rows {
@@ -387,7 +388,8 @@ pub(crate) mod tests {
     #[test]
     fn the_table_fits_the_width() {
         let mut records = sorted_records();
-        records[0].description = "mount / from exec /bin/sh -c apt-get update && apt-get install -y build-essential".into();
+        records[0].description =
+            "mount / from exec /bin/sh -c apt-get update && apt-get install -y build-essential".into();
         let widest = |width: Option<usize>| {
             let text = table::rendered(|out| render_table(&records, now(), width, out));
             text.lines().map(|l| l.chars().count()).max().unwrap_or(0)

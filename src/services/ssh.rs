@@ -504,7 +504,8 @@ mod tests {
     async fn forwards_reads_and_refuses_changes() {
         let dir = tempfile::tempdir().unwrap();
         let socket = echo_agent(dir.path());
-        let service = SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false, keys: Vec::new() }]).unwrap();
+        let service =
+            SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false, keys: Vec::new() }]).unwrap();
         let mut client = client(service).await;
 
         let list = frame(SSH_AGENTC_REQUEST_IDENTITIES, b"");
@@ -539,7 +540,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gone = dir.path().join("gone.sock");
         drop(std::os::unix::net::UnixListener::bind(&gone).unwrap());
-        let service = SshService::new(&[AgentSpec { id: "default".into(), socket: gone, raw: false, keys: Vec::new() }]).unwrap();
+        let service =
+            SshService::new(&[AgentSpec { id: "default".into(), socket: gone, raw: false, keys: Vec::new() }]).unwrap();
         let mut client = client(service).await;
         let err = forward(&mut client, "nope", vec![]).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
@@ -552,7 +554,8 @@ mod tests {
     async fn malformed_lengths_end_the_call() {
         let dir = tempfile::tempdir().unwrap();
         let socket = echo_agent(dir.path());
-        let service = SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false, keys: Vec::new() }]).unwrap();
+        let service =
+            SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false, keys: Vec::new() }]).unwrap();
         let mut client = client(service).await;
         let err = forward(&mut client, "default", vec![vec![0xff, 0xff, 0xff, 0xff, 1]]).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);

@@ -55,10 +55,8 @@ impl Upload for UploadService {
             .remove(&id)
             .ok_or_else(|| Status::not_found(format!("no upload {id:?} in this session")))?;
         tracing::debug!(id, bytes = bytes.len(), "serving an upload");
-        let chunks: Vec<Result<BytesMessage, Status>> = bytes
-            .chunks(CHUNK)
-            .map(|chunk| Ok(BytesMessage { data: bytes.slice_ref(chunk) }))
-            .collect();
+        let chunks: Vec<Result<BytesMessage, Status>> =
+            bytes.chunks(CHUNK).map(|chunk| Ok(BytesMessage { data: bytes.slice_ref(chunk) })).collect();
         Ok(Response::new(futures::stream::iter(chunks)))
     }
 }

@@ -131,7 +131,11 @@ pub(crate) fn print(
         let count = results.warnings.as_ref().map_or(0, Vec::len);
         let sources = results.sources.unwrap_or_default();
         if !json && count > 0 {
-            let found = if count == 1 { "1 warning has been found!".to_string() } else { format!("{count} warnings have been found!") };
+            let found = if count == 1 {
+                "1 warning has been found!".to_string()
+            } else {
+                format!("{count} warnings have been found!")
+            };
             writeln!(out, "Check complete, {found}")?;
         }
         text_or_json(out)?;
@@ -218,10 +222,15 @@ mod tests {
 
     #[test]
     fn lint_prints_as_buildx() {
-        let json = r#"{"warnings":[{"ruleName":"FromAsCasing"},{"ruleName":"X"}],"sources":[{"filename":"Dockerfile"}]}"#;
+        let json =
+            r#"{"warnings":[{"ruleName":"FromAsCasing"},{"ruleName":"X"}],"sources":[{"filename":"Dockerfile"}]}"#;
         let text = "\nWARNING: FromAsCasing\nDockerfile:1\n---\n";
-        let (out, code) = printed(&call("lint"), &[("result.json", json), ("result.txt", text), ("result.statuscode", "1")]);
-        assert_eq!(out, "Check complete, 2 warnings have been found!\n\nWARNING: FromAsCasing\nctx/Dockerfile:1\n---\n");
+        let (out, code) =
+            printed(&call("lint"), &[("result.json", json), ("result.txt", text), ("result.statuscode", "1")]);
+        assert_eq!(
+            out,
+            "Check complete, 2 warnings have been found!\n\nWARNING: FromAsCasing\nctx/Dockerfile:1\n---\n"
+        );
         assert_eq!(code.unwrap(), 1);
 
         let (out, code) = printed(

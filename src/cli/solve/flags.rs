@@ -304,10 +304,7 @@ mod tests {
             pairs(&[("attest:provenance", "type=provenance,mode=max")])
         );
         // Attributes are sorted; a value with a comma is quoted.
-        assert_eq!(
-            attrs(&["type=sbom,z=1,\"a=x,y\""], true),
-            pairs(&[("attest:sbom", "type=sbom,\"a=x,y\",z=1")])
-        );
+        assert_eq!(attrs(&["type=sbom,z=1,\"a=x,y\""], true), pairs(&[("attest:sbom", "type=sbom,\"a=x,y\",z=1")]));
     }
 
     #[test]

@@ -37,8 +37,11 @@ pub fn to_json(response: &BTreeMap<String, String>) -> serde_json::Value {
 
 /// Writes the metadata next to `path` and renames it into place.
 pub fn write(path: &Path, response: &BTreeMap<String, String>) -> Result<(), MetadataError> {
-    let text = serde_json::to_string_pretty(&to_json(response))
-        .map_err(|e| MetadataError { path: path.to_path_buf(), flag: "--metadata-file", source: e.into() })?;
+    let text = serde_json::to_string_pretty(&to_json(response)).map_err(|e| MetadataError {
+        path: path.to_path_buf(),
+        flag: "--metadata-file",
+        source: e.into(),
+    })?;
     write_text(path, &text, "--metadata-file")
 }
 

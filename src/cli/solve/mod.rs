@@ -222,7 +222,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let request = std::mem::replace(&mut plan.request, BuildRequest::new(Frontend::Daemon { name: String::new(), attrs: BTreeMap::new() }));
+    let request = std::mem::replace(
+        &mut plan.request,
+        BuildRequest::new(Frontend::Daemon { name: String::new(), attrs: BTreeMap::new() }),
+    );
     let result = crate::build::build(&connection.channel, request, &mut progress, &cancel).await;
     on_signal.abort();
     let report = match result {

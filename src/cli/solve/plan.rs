@@ -162,7 +162,8 @@ impl SolvePlan {
         let (dockerfile, context_dir) = match &context {
             ContextSource::Dir(dir) => (dockerfile_source(dir, args.file.as_deref())?, Some(dir.clone())),
             ContextSource::StdinDockerfile(text) => {
-                empty_context = tempfile::Builder::new().prefix("fbuild-context-").tempdir().map_err(PlanError::TempDir)?;
+                empty_context =
+                    tempfile::Builder::new().prefix("fbuild-context-").tempdir().map_err(PlanError::TempDir)?;
                 let source = dockerfile_from_text(text.clone()).map_err(PlanError::Stdin)?;
                 let dir = empty_context.path().to_path_buf();
                 (DockerfileSource { _empty_context: Some(empty_context), ..source }, Some(dir))
@@ -295,7 +296,8 @@ impl SolvePlan {
             // One per name, the last one winning, sorted by name (docker's UlimitOpt).
             let mut ulimits = BTreeMap::new();
             for value in &args.ulimits {
-                let (name, ulimit) = super::flags::parse_ulimit(value).map_err(|reason| invalid("--ulimit", value, reason))?;
+                let (name, ulimit) =
+                    super::flags::parse_ulimit(value).map_err(|reason| invalid("--ulimit", value, reason))?;
                 ulimits.insert(name, ulimit);
             }
             attrs.insert("ulimit".into(), ulimits.into_values().collect::<Vec<_>>().join(","));
@@ -324,7 +326,9 @@ impl SolvePlan {
 
         let call = match (&args.call, args.check) {
             (_, true) => super::flags::parse_call("check").map_err(|reason| invalid("--check", "true", reason))?,
-            (Some(value), false) => super::flags::parse_call(value).map_err(|reason| invalid("--call", value, reason))?,
+            (Some(value), false) => {
+                super::flags::parse_call(value).map_err(|reason| invalid("--call", value, reason))?
+            }
             (None, false) => None,
         };
         if let Some(call) = &call {
@@ -382,8 +386,9 @@ impl SolvePlan {
         let mut exports = crate::output::exports_from_flags(&outputs, &args.tags, args.push, stdout_is_terminal)?;
         let mut annotations = Vec::new();
         for value in &args.annotations {
-            annotations
-                .extend(super::flags::parse_annotation(value).map_err(|reason| invalid("--annotation", value, reason))?);
+            annotations.extend(
+                super::flags::parse_annotation(value).map_err(|reason| invalid("--annotation", value, reason))?,
+            );
         }
         // buildx puts every annotation on every output.
         for export in &mut exports {
@@ -432,7 +437,11 @@ impl SolvePlan {
                 field.split_once('=').is_some_and(|(key, value)| key.eq_ignore_ascii_case("id") && !value.is_empty())
             });
             if !has_id {
-                return Err(invalid("--secret", spec, "secret missing ID (add id=NAME, the id RUN --mount=type=secret uses)"));
+                return Err(invalid(
+                    "--secret",
+                    spec,
+                    "secret missing ID (add id=NAME, the id RUN --mount=type=secret uses)",
+                ));
             }
         }
         let secrets = args
@@ -572,8 +581,7 @@ fn is_remote_url(value: &str) -> bool {
 fn is_archive(header: &[u8]) -> bool {
     const COMPRESSED: &[&[u8]] =
         &[&[0x1f, 0x8b, 0x08], b"BZh", &[0xfd, b'7', b'z', b'X', b'Z', 0x00], &[0x28, 0xb5, 0x2f, 0xfd]];
-    COMPRESSED.iter().any(|magic| header.starts_with(magic))
-        || header.len() >= 262 && &header[257..262] == b"ustar"
+    COMPRESSED.iter().any(|magic| header.starts_with(magic)) || header.len() >= 262 && &header[257..262] == b"ustar"
 }
 
 /// `--metadata-file` and `--iidfile` are written when the build ends; what
