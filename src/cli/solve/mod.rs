@@ -32,7 +32,7 @@ fbuild solve -t registry:5000/app:1 --push .    build and push an image\n  \
 fbuild solve -o type=local,dest=out .           copy the result's files into ./out\n  \
 fbuild solve --secret id=pip,src=pip.conf .     make a secret available to RUN --mount=type=secret,id=pip")]
 pub struct Args {
-    /// Build context: a folder, `-` for a tarball (or a Dockerfile) on stdin, or a git/http URL
+    /// Build context: a folder, a git or http URL, or `-` (a tarball or a Dockerfile on stdin)
     #[arg(value_name = "PATH", default_value = ".")]
     pub context: PathBuf,
 
