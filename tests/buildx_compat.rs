@@ -572,3 +572,29 @@ fn cgroup_parent_reaches_run_steps() {
     let cgroup = std::fs::read_to_string(out.path().join("cgroup")).unwrap();
     assert!(cgroup.contains(&parent), "the step runs under the parent cgroup: {cgroup}");
 }
+
+#[test]
+fn resource_limits_reach_run_steps() {
+    let project = util::tempdir();
+    util::write_files(
+        project.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                // cgroup v2 files, else v1's (this machine has v1).
+                "FROM {}\nRUN cd /sys/fs/cgroup && (cat memory.max || cat memory/memory.limit_in_bytes) > /memory \
+                 && (cut -d' ' -f1 cpu.max || cat cpu/cpu.cfs_quota_us) > /cpu\n",
+                testenv().busybox
+            ),
+        )],
+    );
+    let out = util::tempdir();
+    solve_ok(
+        project.path(),
+        &["--no-cache", "--resource", "memory=256m", "--cpu-quota", "50000", "-o", out.path().to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read_to_string(out.path().join("memory")).unwrap().trim(), (256u64 << 20).to_string());
+    assert_eq!(std::fs::read_to_string(out.path().join("cpu")).unwrap().trim(), "50000");
+    let stderr = solve_fails(project.path(), &["--resource", "gpus=1"]);
+    assert!(stderr.contains("--resource") && stderr.contains("unknown resource"), "{stderr}");
+}

@@ -218,6 +218,35 @@ pub(crate) fn ram_in_bytes(value: &str) -> Result<i64, String> {
     Ok(bytes as i64)
 }
 
+/// One `--resource KEY=VALUE` (or a hidden legacy flag such as `--memory`)
+/// as the frontend attribute buildx sends for it (`build/utils.go`
+/// ParseResourceLimits and addResourceLimits); `None` for a value buildx
+/// leaves out (zero).
+pub(crate) fn parse_resource(entry: &str) -> Result<(&'static str, Option<String>), String> {
+    let (key, value) =
+        entry.split_once('=').ok_or_else(|| format!("invalid resource {entry:?}, expected key=value"))?;
+    let (key, value) = (key.trim(), value.trim());
+    let invalid = |why: String| format!("invalid value {value:?} for resource {key}: {why}");
+    let number = || value.parse::<i64>().map_err(|_| invalid("not an integer".into()));
+    let positive = |n: i64| (n > 0).then(|| n.to_string());
+    Ok(match key {
+        "memory" => ("memory", positive(ram_in_bytes(value).map_err(invalid)?)),
+        // -1 is unlimited swap.
+        "memory-swap" if value == "-1" => ("memswap", Some("-1".into())),
+        "memory-swap" => ("memswap", positive(ram_in_bytes(value).map_err(invalid)?)),
+        "cpu-shares" => ("cpushares", positive(number()?)),
+        "cpu-period" => ("cpuperiod", positive(number()?)),
+        "cpu-quota" => ("cpuquota", positive(number()?)),
+        "cpuset-cpus" => ("cpusetcpus", Some(value.to_owned()).filter(|v| !v.is_empty())),
+        "cpuset-mems" => ("cpusetmems", Some(value.to_owned()).filter(|v| !v.is_empty())),
+        _ => {
+            return Err(format!(
+                "unknown resource {key:?} (expected memory, memory-swap, cpu-shares, cpu-period, cpu-quota, cpuset-cpus or cpuset-mems)"
+            ))
+        }
+    })
+}
+
 /// `--call` (and `--check`): which frontend subrequest runs instead of the
 /// build, as buildx's `buildflags.ParseCallFunc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +384,18 @@ mod tests {
         assert!(ram_in_bytes("lots").is_err());
         assert!(ram_in_bytes("1x").is_err());
         assert!(ram_in_bytes("1mx").is_err());
+    }
+
+    #[test]
+    fn resources_as_buildx() {
+        assert_eq!(parse_resource("memory=64m").unwrap(), ("memory", Some((64 << 20).to_string())));
+        assert_eq!(parse_resource(" memory-swap = -1").unwrap(), ("memswap", Some("-1".to_string())));
+        assert_eq!(parse_resource("cpu-quota=50000").unwrap(), ("cpuquota", Some("50000".to_string())));
+        assert_eq!(parse_resource("cpuset-cpus=0-1").unwrap(), ("cpusetcpus", Some("0-1".to_string())));
+        assert_eq!(parse_resource("cpu-shares=0").unwrap(), ("cpushares", None), "zero is not sent");
+        assert!(parse_resource("gpu=1").unwrap_err().contains("unknown resource"));
+        assert!(parse_resource("memory=lots").unwrap_err().contains("invalid value"));
+        assert!(parse_resource("memory").is_err());
     }
 
     #[test]

@@ -140,6 +140,26 @@ pub struct Args {
     #[arg(long = "cgroup-parent", value_name = "CGROUP")]
     pub cgroup_parent: Option<String>,
 
+    /// Resource limit for RUN steps (`memory=2g`, `cpu-quota=50000`, `cpuset-cpus=0-1`, ...); repeatable
+    #[arg(long = "resource", value_name = "KEY=VALUE")]
+    pub resources: Vec<String>,
+
+    // buildx's hidden legacy spellings of --resource.
+    #[arg(short = 'm', long = "memory", hide = true)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-swap", hide = true, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(short = 'c', long = "cpu-shares", hide = true)]
+    pub cpu_shares: Option<String>,
+    #[arg(long = "cpu-period", hide = true)]
+    pub cpu_period: Option<String>,
+    #[arg(long = "cpu-quota", hide = true)]
+    pub cpu_quota: Option<String>,
+    #[arg(long = "cpuset-cpus", hide = true)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems", hide = true)]
+    pub cpuset_mems: Option<String>,
+
     /// Provenance attestation (`true`, `false`, `mode=min|max`); default mode=min on image outputs
     #[arg(long, value_name = "VALUE")]
     pub provenance: Option<String>,

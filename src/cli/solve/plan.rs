@@ -303,6 +303,28 @@ impl SolvePlan {
             attrs.insert("ulimit".into(), ulimits.into_values().collect::<Vec<_>>().join(","));
         }
 
+        // buildx puts the legacy flags before --resource values; later wins.
+        let legacy = [
+            ("memory", &args.memory),
+            ("memory-swap", &args.memory_swap),
+            ("cpu-shares", &args.cpu_shares),
+            ("cpu-period", &args.cpu_period),
+            ("cpu-quota", &args.cpu_quota),
+            ("cpuset-cpus", &args.cpuset_cpus),
+            ("cpuset-mems", &args.cpuset_mems),
+        ];
+        let resources = legacy
+            .iter()
+            .filter_map(|(key, value)| value.as_ref().map(|value| format!("{key}={value}")))
+            .chain(args.resources.iter().cloned());
+        for entry in resources {
+            match super::flags::parse_resource(&entry).map_err(|reason| invalid("--resource", &entry, reason))? {
+                (attr, Some(value)) => attrs.insert(attr.into(), value),
+                // A later zero undoes an earlier value, as buildx's struct.
+                (attr, None) => attrs.remove(attr),
+            };
+        }
+
         // Attestations, as buildx: --attest values, then the shorthands.
         let mut attests = Vec::new();
         for value in &args.attests {
