@@ -37,7 +37,9 @@ SOCK=$(fbuild_sock)
 # --- installing ---------------------------------------------------------------
 
 ensure_debian_packages() {
-    apt_install runc docker-registry busybox-static rootlesskit uidmap debootstrap curl ca-certificates git
+    # git: the loopback git daemon; openssh-client: --ssh key tests; podman: --load.
+    apt_install runc docker-registry busybox-static rootlesskit uidmap debootstrap curl ca-certificates git \
+        openssh-client podman
 }
 
 has_buildkit() {

@@ -598,3 +598,47 @@ fn resource_limits_reach_run_steps() {
     let stderr = solve_fails(project.path(), &["--resource", "gpus=1"]);
     assert!(stderr.contains("--resource") && stderr.contains("unknown resource"), "{stderr}");
 }
+
+#[test]
+fn load_into_podman() {
+    // Debian's podman (scripts/testenv.sh installs it), with a storage of
+    // this test's own (vfs: no kernel features needed) and nothing else on
+    // PATH, so docker (a CLI without a daemon here) is not found first.
+    let podman = which("podman").expect("podman is installed by scripts/testenv.sh up");
+    let state = util::tempdir();
+    let conf = state.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
+            state.path().display()
+        ),
+    )
+    .unwrap();
+    let bin = util::tempdir();
+    std::os::unix::fs::symlink(&podman, bin.path().join("podman")).unwrap();
+
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY x /x\n"), ("x", &util::unique())]);
+    let output = util::fbuild()
+        .env("PATH", bin.path())
+        .env("CONTAINERS_STORAGE_CONF", &conf)
+        .args(["solve", "-q", "--load", "-t", "localhost/h11-load:1"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", util::text(&output.stderr));
+    let id = util::text(&output.stdout).trim().to_owned();
+    let images = Command::new(&podman)
+        .env("CONTAINERS_STORAGE_CONF", &conf)
+        .args(["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+        .output()
+        .unwrap();
+    let images = util::text(&images.stdout);
+    assert!(images.contains("localhost/h11-load:1"), "podman has the image: {images}");
+    assert!(images.contains(id.trim_start_matches("sha256:")), "-q printed podman's image id {id}: {images}");
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|path| path.is_file())
+}

@@ -285,7 +285,15 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(path) = &plan.metadata_file {
         metadata::write(path, &report.exporter_response)?;
     }
-    tell_where_outputs_went(&exports, &report.exporter_response, ctx.printer)?;
+    // The --load archive is ours, not the user's: say where the image went instead.
+    let user_exports: Vec<ExportEntry> = exports
+        .iter()
+        .filter(|e| {
+            !matches!((&plan.load, &e.destination), (Some(load), Some(OutputDest::File(path))) if *path == load.archive)
+        })
+        .cloned()
+        .collect();
+    tell_where_outputs_went(&user_exports, &report.exporter_response, ctx.printer)?;
     if quiet && !exports.iter().any(|e| e.destination == Some(OutputDest::Stdout)) {
         if let Some(id) = image_id {
             writeln!(ctx.printer.stdout(), "{id}")?;
@@ -324,6 +332,8 @@ fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer) -> anyhow
     }
     let mut err = printer.stderr();
     err.write_all(&output.stdout)?;
+    let name = load.program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    writeln!(err, "loaded the image into {name}")?;
     Ok(())
 }
 
