@@ -386,7 +386,14 @@ fn a_git_context_is_fetched_by_the_daemon() {
     let (url, root) = util::git_daemon();
     let work = util::tempdir();
     let marker = format!("from git {}", util::unique());
-    util::write_files(work.path(), &[("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"), ("hello.txt", &marker)]);
+    util::write_files(
+        work.path(),
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+            ("docker/other.Dockerfile", "FROM scratch\nCOPY hello.txt /other.txt\n"),
+            ("hello.txt", &marker),
+        ],
+    );
     let git = |args: &[&str], dir: &Path| {
         let status = Command::new("git")
             .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
@@ -409,6 +416,15 @@ fn a_git_context_is_fetched_by_the_daemon() {
     let output = util::fbuild().args(["solve", &format!("{url}/{name}"), "-o"]).arg(out.path()).output().unwrap();
     assert!(output.status.success(), "{}", util::text(&output.stderr));
     assert_eq!(std::fs::read_to_string(out.path().join("hello.txt")).unwrap(), marker);
+    // A relative --file is a path in the repository, as with buildx.
+    let out = util::tempdir();
+    let output = util::fbuild()
+        .args(["solve", &format!("{url}/{name}"), "-f", "docker/other.Dockerfile", "-o"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", util::text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(out.path().join("other.txt")).unwrap(), marker);
 }
 
 #[test]

@@ -94,13 +94,13 @@ pub struct DockerfileSource {
 }
 
 impl DockerfileSource {
-    /// The Dockerfile of a remote context: the daemon reads it from there.
-    fn remote() -> DockerfileSource {
+    /// The Dockerfile of a remote context, at `name` in it: the daemon reads it from there.
+    fn remote_at(name: String) -> DockerfileSource {
         DockerfileSource {
             dir: PathBuf::new(),
-            name: "Dockerfile".into(),
+            display: name.clone(),
+            name,
             text: String::new(),
-            display: "Dockerfile".into(),
             _stdin_dir: None,
             _empty_context: None,
         }
@@ -168,10 +168,15 @@ impl SolvePlan {
                 let dir = empty_context.path().to_path_buf();
                 (DockerfileSource { _empty_context: Some(empty_context), ..source }, Some(dir))
             }
-            // The Dockerfile is in the remote context, unless --file names one here.
+            // As buildx: the Dockerfile is in the remote context, at --file's
+            // path when it is relative; an absolute --file (or `-`) is read
+            // here and sent as the `dockerfile` local.
             ContextSource::Remote(_) | ContextSource::Upload(_) => match args.file.as_deref() {
-                Some(file) => (dockerfile_source(Path::new("."), Some(file))?, None),
-                None => (DockerfileSource::remote(), None),
+                Some(file) if file == Path::new("-") || file.is_absolute() => {
+                    (dockerfile_source(Path::new("."), Some(file))?, None)
+                }
+                Some(file) => (DockerfileSource::remote_at(file.to_string_lossy().into_owned()), None),
+                None => (DockerfileSource::remote_at("Dockerfile".into()), None),
             },
         };
 
@@ -885,6 +890,10 @@ mod tests {
         assert_eq!(remote.frontend_attrs()["dockerfilekey"], "dockerfile");
         assert_eq!(remote.request.locals["dockerfile"], dir.path());
         assert!(!remote.request.locals.contains_key("context"));
+        // A relative --file names the Dockerfile inside the remote context.
+        let inside = plan_with_file("git://127.0.0.1/repo.git", Path::new("build/app.Dockerfile"));
+        assert_eq!(inside.frontend_attrs()["filename"], "build/app.Dockerfile");
+        assert!(inside.request.locals.is_empty() && !inside.frontend_attrs().contains_key("dockerfilekey"));
         let err = tests::plan(Path::new("no/such/folder"), &[], &[]).unwrap_err().to_string();
         assert!(err.contains("no/such/folder") && err.contains("git or http URL"), "{err}");
     }
