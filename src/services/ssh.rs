@@ -5,7 +5,7 @@
 //! forwards the agent listening on the unix socket `PATH` under the id `ID`
 //! (an empty `PATH` means `$SSH_AUTH_SOCK` too). `--ssh ID=KEY[,KEY…]` with
 //! private key files (anything that is not a socket) serves those keys from
-//! an agent of our own ([`super::ssh_keys`]), as buildx does.
+//! an agent of our own (`ssh_keys.rs`), as buildx does.
 //! `raw=true` (`--ssh ID=PATH,raw=true`) forwards the socket's bytes
 //! untouched, for sockets that are not SSH agents.
 //!
