@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fbuild's test environment: a root buildkitd (OCI worker) on a unix socket and
-# a loopback TCP port, a loopback registry, and a busybox base image in it.
+# a loopback TCP port, a loopback registry, and a busybox base image in it; a
+# `git daemon` on loopback serving the repositories tests put in STATE/git/.
 #
 #   scripts/testenv.sh up [--with-debian]   install what is missing, start, write the env file
 #   scripts/testenv.sh down                 stop the processes this script started (by pid)
@@ -36,7 +37,9 @@ SOCK=$(fbuild_sock)
 # --- installing ---------------------------------------------------------------
 
 ensure_debian_packages() {
-    apt_install runc docker-registry busybox-static rootlesskit uidmap debootstrap curl ca-certificates
+    # git: the loopback git daemon; openssh-client: --ssh key tests; podman: --load.
+    apt_install runc docker-registry busybox-static rootlesskit uidmap debootstrap curl ca-certificates git \
+        openssh-client podman
 }
 
 has_buildkit() {
@@ -85,6 +88,7 @@ ensure_buildkit() {
 
 REGISTRY_PORT=
 BUILDKITD_PORT=
+GIT_PORT=
 
 # pick_port PINNED RECORDED PREFERRED OURS NAME: the port to use for NAME.
 # OURS=1 means our own process already listens on RECORDED.
@@ -117,16 +121,19 @@ pick_port() {
 }
 
 choose_ports() {
-    local rec_reg= rec_bk= reg_ours=0 bk_ours=0
+    local rec_reg= rec_bk= rec_git= reg_ours=0 bk_ours=0 git_ours=0
     if [[ -s $STATE/ports ]]; then
         rec_reg=$(sed -n 's/^REGISTRY_PORT=//p' "$STATE/ports")
         rec_bk=$(sed -n 's/^BUILDKITD_PORT=//p' "$STATE/ports")
+        rec_git=$(sed -n 's/^GIT_PORT=//p' "$STATE/ports")
     fi
     pid_of "$STATE/registry.pid" >/dev/null && reg_ours=1
     pid_of "$STATE/buildkitd.pid" >/dev/null && bk_ours=1
+    pid_of "$STATE/git-daemon.pid" >/dev/null && git_ours=1
     REGISTRY_PORT=$(pick_port "${FBUILD_TESTENV_REGISTRY_PORT:-}" "$rec_reg" 5555 "$reg_ours" registry)
     BUILDKITD_PORT=$(pick_port "${FBUILD_TESTENV_BUILDKITD_PORT:-}" "$rec_bk" 1234 "$bk_ours" "buildkitd TCP listener")
-    printf 'REGISTRY_PORT=%s\nBUILDKITD_PORT=%s\n' "$REGISTRY_PORT" "$BUILDKITD_PORT" >"$STATE/ports"
+    GIT_PORT=$(pick_port "${FBUILD_TESTENV_GIT_PORT:-}" "$rec_git" 9419 "$git_ours" "git daemon")
+    printf 'REGISTRY_PORT=%s\nBUILDKITD_PORT=%s\nGIT_PORT=%s\n' "$REGISTRY_PORT" "$BUILDKITD_PORT" "$GIT_PORT" >"$STATE/ports"
 }
 
 # --- registry -----------------------------------------------------------------
@@ -168,6 +175,34 @@ EOF
     if ! wait_for 20 registry registry_answers; then
         tail -n 30 "$STATE/registry.log" >&2 || true
         die "the registry did not answer on 127.0.0.1:$REGISTRY_PORT within 20 s (log: $STATE/registry.log)"
+    fi
+}
+
+# --- git daemon ---------------------------------------------------------------
+
+# Git build contexts (`fbuild solve git://...`) are fetched by buildkitd
+# itself; tests create bare repositories under STATE/git and build them from
+# git://127.0.0.1:GIT_PORT/NAME.git.
+git_daemon_answers() {
+    # An empty base path has no repositories; a refused connection is not up.
+    (exec 3<>"/dev/tcp/127.0.0.1/$GIT_PORT") 2>/dev/null
+}
+
+ensure_git_daemon() {
+    mkdir -p "$STATE/git"
+    if pid_of "$STATE/git-daemon.pid" "$STATE/git" >/dev/null; then
+        git_daemon_answers && return 0
+        stop_pid "$STATE/git-daemon.pid" "git daemon" "$STATE/git"
+    fi
+    log "starting git daemon on 127.0.0.1:$GIT_PORT (repositories in $STATE/git)"
+    # --pid-file: the listening process's own pid (`git` runs it as a child).
+    rm -f "$STATE/git-daemon.pid"
+    setsid git daemon --reuseaddr --listen=127.0.0.1 --port="$GIT_PORT" --export-all \
+        --pid-file="$STATE/git-daemon.pid" --base-path="$STATE/git" "$STATE/git" \
+        >>"$STATE/git-daemon.log" 2>&1 </dev/null 9>&- &
+    if ! wait_for 20 "git daemon" git_daemon_answers; then
+        tail -n 30 "$STATE/git-daemon.log" >&2 || true
+        die "git daemon did not answer on 127.0.0.1:$GIT_PORT within 20 s (log: $STATE/git-daemon.log)"
     fi
 }
 
@@ -279,6 +314,8 @@ export FBUILD_TEST_TCP_ADDR='tcp://127.0.0.1:$BUILDKITD_PORT'
 export FBUILD_TEST_REGISTRY='$reg'
 export FBUILD_TEST_BUSYBOX='$reg/busybox:latest'
 export FBUILD_TEST_DEBIAN='$debian'
+export FBUILD_TEST_GIT='git://127.0.0.1:$GIT_PORT'
+export FBUILD_TEST_GIT_ROOT='$STATE/git'
 export FBUILD_BUILDCTL='$BUILDCTL'
 export FBUILD_BUILDKITD='$BUILDKITD'
 export BUILDKIT_HOST='unix://$SOCK'
@@ -305,6 +342,7 @@ cmd_up() {
     ensure_buildkit
     choose_ports
     ensure_registry
+    ensure_git_daemon
     ensure_buildkitd
     ensure_busybox
     if [[ $with_debian == 1 ]]; then
@@ -321,6 +359,7 @@ cmd_down() {
     fi
     stop_pid "$STATE/buildkitd.pid" buildkitd
     stop_pid "$STATE/registry.pid" registry
+    stop_pid "$STATE/git-daemon.pid" "git daemon" "$STATE/git"
     rm -f "$SOCK" "$ENV_FILE"
 }
 
@@ -331,7 +370,7 @@ cmd_env() {
 
 cmd_status() {
     local name pid mark
-    for name in registry buildkitd rootless; do
+    for name in registry git-daemon buildkitd rootless; do
         mark="$STATE/"
         # The rootless daemon's command line names its root, not our state folder.
         [[ $name == rootless ]] && mark="fbuild-buildkit-$(fbuild_state_tag)"

@@ -202,6 +202,14 @@ fn cancel_with(signal: nix::sys::signal::Signal, name: &str) {
     };
     assert!(interrupted.elapsed() < Duration::from_secs(2), "exit took {:?}", interrupted.elapsed());
     assert_eq!(status.code(), Some(130));
+    // The running step ends marked CANCELED, as buildctl shows it.
+    let rest: Vec<String> = rx.iter().collect();
+    let run_step = rest
+        .iter()
+        .chain([&String::new()])
+        .rev()
+        .find_map(|l| l.strip_suffix(" CANCELED").filter(|number| number.starts_with('#')).map(str::to_owned));
+    assert!(run_step.is_some(), "no step marked CANCELED:\n{}", rest.join("\n"));
 
     // The daemon stops the build: no process of it is left running.
     let deadline = Instant::now() + Duration::from_secs(20);

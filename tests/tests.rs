@@ -1,5 +1,6 @@
 mod util;
 
+mod buildx_compat;
 mod cache_commands;
 mod cli_help;
 mod connect_tls;

@@ -32,6 +32,10 @@ pub struct TestEnv {
     pub busybox: String,
     /// `REGISTRY/debian-python:bookworm` when `scripts/debian-base.sh` has run.
     pub debian: Option<String>,
+    /// `git://127.0.0.1:PORT` of the loopback git daemon, serving the bare
+    /// repositories in `git_root` (see [`git_daemon`]).
+    pub git: Option<String>,
+    pub git_root: Option<PathBuf>,
     pub buildctl: PathBuf,
     pub buildkitd: PathBuf,
     /// The state folder (`.testenv/` by default).
@@ -103,6 +107,8 @@ pub fn testenv() -> &'static TestEnv {
             registry: require(&file, "FBUILD_TEST_REGISTRY", &env_file),
             busybox: require(&file, "FBUILD_TEST_BUSYBOX", &env_file),
             debian: lookup(&file, "FBUILD_TEST_DEBIAN"),
+            git: lookup(&file, "FBUILD_TEST_GIT"),
+            git_root: lookup(&file, "FBUILD_TEST_GIT_ROOT").map(PathBuf::from),
             buildctl: require(&file, "FBUILD_BUILDCTL", &env_file).into(),
             buildkitd: require(&file, "FBUILD_BUILDKITD", &env_file).into(),
             root: require(&file, "FBUILD_TEST_ROOT", &env_file).into(),
@@ -394,6 +400,17 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// The loopback git daemon: its `git://` base URL and the folder whose bare
+/// repositories it serves. Panics (a failure, not a skip) when
+/// `scripts/testenv.sh up` has not started it.
+pub fn git_daemon() -> (String, PathBuf) {
+    let env = testenv();
+    match (&env.git, &env.git_root) {
+        (Some(url), Some(root)) => (url.clone(), root.clone()),
+        _ => panic!("the test git daemon is not set up (FBUILD_TEST_GIT, FBUILD_TEST_GIT_ROOT); {HINT}"),
+    }
+}
+
 /// Media types a manifest request accepts: image indexes and single manifests,
 /// OCI and Docker.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -404,11 +421,20 @@ application/vnd.docker.distribution.manifest.v2+json";
 /// The manifest (or index) of `repo:tag` in the test registry, or None when
 /// the registry answers 404. Panics on any other answer or a broken registry.
 pub fn registry_manifest(repo: &str, tag: &str) -> Option<serde_json::Value> {
-    let (status, body) = registry_get(&format!("/v2/{repo}/manifests/{tag}"), MANIFEST_ACCEPT);
+    registry_manifest_bytes(repo, tag)
+        .map(|body| serde_json::from_slice(&body).expect("the registry's manifest is JSON"))
+}
+
+/// The bytes the registry serves for `repo:tag` (or `repo@digest`), whose
+/// sha256 is the manifest's digest; None on 404.
+pub fn registry_manifest_bytes(repo: &str, reference: &str) -> Option<Vec<u8>> {
+    let (status, body) = registry_get(&format!("/v2/{repo}/manifests/{reference}"), MANIFEST_ACCEPT);
     match status {
-        200 => Some(serde_json::from_slice(&body).expect("the registry's manifest is JSON")),
+        200 => Some(body),
         404 => None,
-        other => panic!("the test registry answered {other} for {repo}:{tag}: {}", String::from_utf8_lossy(&body)),
+        other => {
+            panic!("the test registry answered {other} for {repo}:{reference}: {}", String::from_utf8_lossy(&body))
+        }
     }
 }
 

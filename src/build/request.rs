@@ -74,6 +74,10 @@ pub struct BuildRequest {
     /// a named context `oci-layout://ID@DIGEST` (`context:NAME` attribute)
     /// names. Served read-only as the content store `oci:ID`.
     pub oci_layouts: BTreeMap<String, PathBuf>,
+    /// Bytes the daemon may pull through the session's Upload service, by
+    /// id: a context tarball named `http://buildkit-session/ID` in the
+    /// `context` attribute (buildx's stdin context).
+    pub uploads: BTreeMap<String, bytes::Bytes>,
 }
 
 impl BuildRequest {
@@ -90,6 +94,7 @@ impl BuildRequest {
             ssh: Vec::new(),
             entitlements: Vec::new(),
             oci_layouts: BTreeMap::new(),
+            uploads: BTreeMap::new(),
         }
     }
 

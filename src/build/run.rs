@@ -270,14 +270,14 @@ impl Sessions {
             transfers.push(file_sync.progress());
             main.add_service(file_sync.into_server()).map_err(BuildError::Session)?;
         }
-        let outputs = crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh).map_err(
-            |error| match error {
-                crate::services::ServicesError::Session(error) => BuildError::Session(error),
-                crate::services::ServicesError::Ssh(error) => {
-                    BuildError::Service { what: "SSH agents", source: Box::new(error) }
-                }
-            },
-        )?;
+        let outputs =
+            crate::services::register(&mut main, &request.exports, &request.secrets, &request.ssh, &request.uploads)
+                .map_err(|error| match error {
+                    crate::services::ServicesError::Session(error) => BuildError::Session(error),
+                    crate::services::ServicesError::Ssh(error) => {
+                        BuildError::Service { what: "SSH agents", source: Box::new(error) }
+                    }
+                })?;
         if !content_stores.is_empty() {
             let content = ContentService::new(content_stores.clone()).into_server();
             main.add_service(content).map_err(BuildError::Session)?;

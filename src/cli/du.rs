@@ -21,10 +21,12 @@ use crate::proto::moby::buildkit::v1::UsageRecord;
 use crate::units::{human_duration, human_size, rfc3339_nano};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Filters use the daemon's syntax: `type==exec.cachemount`, `id==ID`,\n\
-`description~=regex`; commas join conditions that must all hold. Record types:\n\
-regular, source.local, source.git.checkout, exec.cachemount, frontend, internal.\n\
---verbose shows every field of each record.")]
+#[command(after_help = "Filters use the daemon's syntax (`type==exec.cachemount`, `id~=PREFIX`,\n\
+`description~=regex`, `type!=regular`) or buildx's (`type=exec.cachemount`, meaning ==;\n\
+`id=X` meaning id~=X); commas join conditions that must all hold. Keys: id, parents,\n\
+description, type, inuse, mutable, immutable, shared, private. Record types: regular,\n\
+source.local, source.git.checkout, exec.cachemount, frontend, internal.\n\
+The table fits the terminal's width ($COLUMNS); --verbose shows every field of each record.")]
 pub struct Args {
     /// Only records matching a filter; repeatable (a record may match any)
     #[arg(long, short = 'f', value_name = "FILTER")]
@@ -35,8 +37,9 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let filters = args.filter.iter().map(|f| normalize_filter(f)).collect::<Result<Vec<_>, _>>()?;
     let control = Control::new(ctx.connect().await?.channel);
-    let mut records = control.disk_usage(args.filter, None).await?;
+    let mut records = control.disk_usage(filters, None).await?;
     sort_records(&mut records);
     let mut out = ctx.printer.stdout();
     let now = SystemTime::now();
@@ -47,7 +50,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             Totals::of(&records).write_to(&mut out)?;
         }
         Format::Table => {
-            render_table(&records, now, &mut out)?;
+            render_table(&records, now, output_width(), &mut out)?;
             Totals::of(&records).write_to(&mut out)?;
         }
     }
@@ -117,19 +120,114 @@ fn last_used(record: &UsageRecord, now: SystemTime) -> String {
     format!("{} ago", human_duration(ago).to_lowercase())
 }
 
-fn render_table(records: &[UsageRecord], now: SystemTime, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut table = Table::new(["ID", "TYPE", "SIZE", "RECLAIMABLE", "SHARED", "LAST USED", "USAGE", "DESCRIPTION"]);
-    for record in records {
-        table.row([
-            record.id.clone(),
-            record.record_type.clone(),
-            human_size(record.size),
-            yes_no(!record.in_use),
-            yes_no(record.shared),
-            last_used(record, now),
-            record.usage_count.to_string(),
-            clip_description(&record.description),
-        ]);
+/// Keys the daemon's cache records can be filtered on
+/// (`cache/manager.go` adaptUsageInfo); any other key matches nothing.
+const FILTER_KEYS: &[&str] =
+    &["id", "parents", "description", "type", "inuse", "mutable", "immutable", "shared", "private"];
+
+/// A `--filter` that cannot be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --filter {filter:?}: {problem}")]
+pub(crate) struct FilterError {
+    filter: String,
+    problem: String,
+}
+
+/// One `--filter` in the daemon's syntax. buildx's spelling `KEY=VALUE` is
+/// turned into what buildx sends for it (`commands/prune.go`): `KEY==VALUE`,
+/// or `id~=VALUE` for an id; the daemon's own operators (`==`, `!=`, `~=`)
+/// pass through. An unknown key is refused: the daemon would silently match
+/// nothing.
+pub(crate) fn normalize_filter(filter: &str) -> Result<String, FilterError> {
+    let fail = |problem: String| FilterError { filter: filter.to_owned(), problem };
+    let mut conditions = Vec::new();
+    for condition in filter.split(',') {
+        let condition = condition.trim();
+        if condition.is_empty() {
+            return Err(fail("an empty condition".into()));
+        }
+        let key_end = condition.find(['=', '!', '~']).unwrap_or(condition.len());
+        let (key, rest) = condition.split_at(key_end);
+        if !FILTER_KEYS.contains(&key) {
+            return Err(fail(format!("unknown key {key:?} (known keys: {})", FILTER_KEYS.join(", "))));
+        }
+        let normalized = if rest.is_empty() || ["==", "!=", "~="].iter().any(|op| rest.starts_with(op)) {
+            condition.to_owned()
+        } else if let Some(value) = rest.strip_prefix('=') {
+            if key == "id" {
+                format!("id~={value}")
+            } else {
+                format!("{key}=={value}")
+            }
+        } else {
+            return Err(fail(format!("{condition:?} is not KEY=VALUE, KEY==VALUE, KEY!=VALUE or KEY~=REGEX")));
+        };
+        conditions.push(normalized);
+    }
+    Ok(conditions.join(","))
+}
+
+/// How wide the table may be: `$COLUMNS`, else the terminal's width when
+/// stdout is one; `None` (no limit) for a pipe.
+pub(crate) fn output_width() -> Option<usize> {
+    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()) {
+        return Some(columns).filter(|&c| c > 0);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        if let Ok((columns, _)) = crossterm::terminal::size() {
+            return Some(usize::from(columns)).filter(|&c| c > 0);
+        }
+    }
+    None
+}
+
+/// The narrowest a description is cut to before whole columns go.
+const MIN_DESCRIPTION: usize = 20;
+
+fn render_table(
+    records: &[UsageRecord],
+    now: SystemTime,
+    width: Option<usize>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let headers = ["ID", "TYPE", "SIZE", "RECLAIMABLE", "SHARED", "LAST USED", "USAGE", "DESCRIPTION"];
+    let rows: Vec<[String; 8]> = records
+        .iter()
+        .map(|record| {
+            [
+                record.id.clone(),
+                record.record_type.clone(),
+                human_size(record.size),
+                yes_no(!record.in_use),
+                yes_no(record.shared),
+                last_used(record, now),
+                record.usage_count.to_string(),
+                clip_description(&record.description),
+            ]
+        })
+        .collect();
+    // Columns shown, and how wide a description may be, to fit `width`:
+    // the least useful columns go first (buildx's own table has only ID,
+    // RECLAIMABLE, SIZE and LAST ACCESSED), then descriptions are cut.
+    let mut shown: Vec<usize> = (0..headers.len()).collect();
+    let column_width =
+        |i: usize| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0);
+    let fixed =
+        |shown: &[usize]| -> usize { shown.iter().filter(|&&i| i != 7).map(|&i| column_width(i) + table::GAP).sum() };
+    let mut description_width = DESCRIPTION_WIDTH;
+    if let Some(width) = width {
+        for droppable in [6, 4, 1, 5] {
+            if fixed(&shown) + MIN_DESCRIPTION <= width {
+                break;
+            }
+            shown.retain(|&i| i != droppable);
+        }
+        description_width =
+            width.saturating_sub(fixed(&shown)).clamp(MIN_DESCRIPTION.min(DESCRIPTION_WIDTH), DESCRIPTION_WIDTH);
+    }
+    let mut table = Table::from_headers(shown.iter().map(|&i| headers[i]));
+    for row in &rows {
+        table.row(shown.iter().map(|&i| if i == 7 { clip_to(&row[i], description_width) } else { row[i].clone() }));
     }
     table.write_to(out)?;
     writeln!(out)
@@ -142,10 +240,15 @@ const DESCRIPTION_WIDTH: usize = 60;
 
 pub(crate) fn clip_description(description: &str) -> String {
     let one_line = description.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= DESCRIPTION_WIDTH {
-        return one_line;
+    clip_to(&one_line, DESCRIPTION_WIDTH)
+}
+
+/// `text` cut to `width` characters, the last one an ellipsis when cut.
+fn clip_to(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
     }
-    let mut clipped: String = one_line.chars().take(DESCRIPTION_WIDTH - 1).collect();
+    let mut clipped: String = text.chars().take(width.saturating_sub(1)).collect();
     clipped.push('…');
     clipped
 }
@@ -270,6 +373,38 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn filters_take_buildx_spelling_and_refuse_unknown_keys() {
+        assert_eq!(normalize_filter("type=exec.cachemount").unwrap(), "type==exec.cachemount");
+        assert_eq!(normalize_filter("type==regular").unwrap(), "type==regular");
+        assert_eq!(normalize_filter("id=abc").unwrap(), "id~=abc");
+        assert_eq!(normalize_filter("description~=^local,type!=regular").unwrap(), "description~=^local,type!=regular");
+        assert_eq!(normalize_filter("inuse,shared").unwrap(), "inuse,shared");
+        let err = normalize_filter("typo=regular").unwrap_err().to_string();
+        assert!(err.starts_with("invalid --filter \"typo=regular\": unknown key \"typo\""), "{err}");
+        assert!(normalize_filter("type=a,").is_err());
+        assert!(normalize_filter("type~x").is_err());
+    }
+
+    #[test]
+    fn the_table_fits_the_width() {
+        let mut records = sorted_records();
+        records[0].description =
+            "mount / from exec /bin/sh -c apt-get update && apt-get install -y build-essential".into();
+        let widest = |width: Option<usize>| {
+            let text = table::rendered(|out| render_table(&records, now(), width, out));
+            text.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+        };
+        assert!(widest(None) > 120, "unlimited: every column, descriptions up to 60 characters");
+        for width in [80, 100, 120] {
+            assert!(widest(Some(width)) <= width, "{width} columns");
+        }
+        let narrow = table::rendered(|out| render_table(&records, now(), Some(80), out));
+        assert!(narrow.starts_with("ID "), "{narrow}");
+        assert!(!narrow.contains("USAGE") && narrow.contains("DESCRIPTION"), "{narrow}");
+        assert!(narrow.contains('…'), "descriptions are cut: {narrow}");
+    }
+
+    #[test]
     fn sorts_by_size_then_id() {
         let mut records = records();
         records.push(UsageRecord { id: "aaa".into(), size: 4096, ..Default::default() });
@@ -311,7 +446,7 @@ pub(crate) mod tests {
 
     #[test]
     fn table_shows_every_record() {
-        insta::assert_snapshot!(table::rendered(|out| render_table(&sorted_records(), now(), out)), @r"
+        insta::assert_snapshot!(table::rendered(|out| render_table(&sorted_records(), now(), None, out)), @r"
         ID                          TYPE           SIZE     RECLAIMABLE   SHARED   LAST USED     USAGE   DESCRIPTION
         waqyd1g3w3zmdxjiy0z7mdelu   source.local   4.10kB   yes           no       2 hours ago   1       local source for context
         pbu4t059ydrkzo6hkvhlefep9   source.local   8.19kB   yes           no       2 hours ago   1       local source for dockerfile

@@ -35,7 +35,7 @@ pub struct Args {
     /// Delete until the daemon's disk has this much free
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub free_storage: Option<i64>,
-    /// Only records matching a filter (daemon syntax, e.g. type==exec.cachemount); repeatable, any may match
+    /// Only records matching a filter (`type==exec.cachemount`, or buildx's `type=exec.cachemount`); repeatable, any may match
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub filter: Vec<String>,
     /// Output format
@@ -57,8 +57,12 @@ impl Args {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let mut options = args.options();
+    // The same filter spellings as `fbuild du`; a typo deletes nothing rather than everything, but still says so.
+    options.filters =
+        options.filters.iter().map(|f| crate::cli::du::normalize_filter(f)).collect::<Result<Vec<_>, _>>()?;
     let control = Control::new(ctx.connect().await?.channel);
-    let mut deleted = control.prune(args.options()).await?;
+    let mut deleted = control.prune(options).await?;
     let mut printer = PrunePrinter::new(args.format, ctx.printer.is_verbose());
     let mut out = ctx.printer.stdout();
     while let Some(record) = deleted.message().await.map_err(|status| ControlError::new("Prune", status))? {

@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 
 /// Columns separated by this many spaces.
-const GAP: usize = 3;
+pub(crate) const GAP: usize = 3;
 
 /// Rows of cells under upper-case headers, each column as wide as its widest cell.
 #[derive(Debug, Clone)]
@@ -20,6 +20,11 @@ pub(crate) struct Table {
 impl Table {
     pub(crate) fn new<const N: usize>(headers: [&str; N]) -> Self {
         Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
+    }
+
+    /// A table with these headers (a list known only at run time).
+    pub(crate) fn from_headers<'a>(headers: impl IntoIterator<Item = &'a str>) -> Self {
+        Self { headers: headers.into_iter().map(str::to_owned).collect(), rows: Vec::new() }
     }
 
     /// Adds a row; missing cells are blank, extra cells are kept as extra columns.

@@ -299,6 +299,32 @@ impl Gateway {
         }
     }
 
+    /// Runs the daemon frontend `frontend` (e.g. `dockerfile.v0`) with
+    /// `opts` inside this build and returns its result's metadata, as Go's
+    /// `gateway.Client.Solve` with a frontend does. buildx asks subrequests
+    /// (`requestid=frontend.outline`) this way: their answers (`result.json`,
+    /// `result.txt`, `result.statuscode`) live in the metadata, which
+    /// `Control.Solve` would not pass on (it keeps only `frontend.*` keys).
+    pub async fn solve_frontend(
+        &self,
+        frontend: &str,
+        opts: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, Vec<u8>>, GatewayError> {
+        let request = api::SolveRequest {
+            frontend: frontend.to_owned(),
+            frontend_opt: opts.into_iter().collect(),
+            allow_result_return: true,
+            allow_result_array_ref: true,
+            ..Default::default()
+        };
+        let response =
+            self.client.clone().solve(request).await.map_err(|s| GatewayError::call("Solve", s))?.into_inner();
+        Ok(response
+            .result
+            .map(|result| result.metadata.into_iter().map(|(key, value)| (key, value.to_vec())).collect())
+            .unwrap_or_default())
+    }
+
     /// Builds `reference` now, so its errors surface here rather than later.
     pub async fn evaluate(&self, reference: &Reference) -> Result<(), GatewayError> {
         if reference.is_empty() {

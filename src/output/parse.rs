@@ -88,8 +88,8 @@ pub enum OutputProblem {
     DestNotDir(PathBuf),
     #[error("dest={} is a symbolic link; fbuild does not write through links, so name the target itself", .0.display())]
     DestIsSymlink(PathBuf),
-    #[error("the folder of dest={} does not exist", .0.display())]
-    ParentMissing(PathBuf),
+    #[error("dest={} cannot be created: {} is not a folder", .path.display(), .blocker.display())]
+    ParentNotDir { path: PathBuf, blocker: PathBuf },
 }
 
 /// Callers that fold a problem into their own error text (e.g. the cache
@@ -271,8 +271,10 @@ pub fn exports_from_flags(
     Ok(entries.into_iter().map(|(_, entry)| entry).collect())
 }
 
-/// A file destination must not be a folder or a symbolic link, and its
-/// folder must exist.
+/// A file destination must not be a folder or a symbolic link. Missing
+/// folders above it are created when the build starts, as buildx creates
+/// them (`os.MkdirAll` before the first byte); what must hold now is that
+/// the nearest existing one is a folder.
 fn check_file_dest(value: &str, path: &Path, exporter: ExporterType) -> Result<(), OutputError> {
     let fail = |problem| OutputError::Output { value: value.to_owned(), problem };
     let inspect = |path: &Path, source| OutputError::Inspect { value: value.to_owned(), path: path.to_owned(), source };
@@ -280,16 +282,50 @@ fn check_file_dest(value: &str, path: &Path, exporter: ExporterType) -> Result<(
         Ok(meta) if meta.file_type().is_symlink() => return Err(fail(OutputProblem::DestIsSymlink(path.to_owned()))),
         Ok(meta) if meta.is_dir() => return Err(fail(OutputProblem::DestIsDir { path: path.to_owned(), exporter })),
         Ok(_) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        // A file where a folder should be is reported by missing_parents.
+        Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
         Err(err) => return Err(inspect(path, err)),
     }
-    let parent = super::sink::parent_dir(path);
-    match std::fs::metadata(parent) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(fail(OutputProblem::ParentMissing(path.to_owned()))),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(fail(OutputProblem::ParentMissing(path.to_owned()))),
-        Err(err) => Err(inspect(parent, err)),
+    match missing_parents(path) {
+        Ok(_) => Ok(()),
+        Err(MissingParents::NotDir(blocker)) => {
+            Err(fail(OutputProblem::ParentNotDir { path: path.to_owned(), blocker }))
+        }
+        Err(MissingParents::Inspect(at, err)) => Err(inspect(&at, err)),
     }
+}
+
+/// Why the folders above a file cannot be made.
+#[derive(Debug)]
+pub(crate) enum MissingParents {
+    /// This path exists and is not a folder.
+    NotDir(PathBuf),
+    /// This path could not be inspected.
+    Inspect(PathBuf, io::Error),
+}
+
+/// The folders above `path` that do not exist yet, outermost first, after
+/// checking that the nearest existing one is a folder (so creating them can
+/// work).
+pub(crate) fn missing_parents(path: &Path) -> Result<Vec<PathBuf>, MissingParents> {
+    let mut missing = Vec::new();
+    let mut dir = super::sink::parent_dir(path).to_path_buf();
+    loop {
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => return Err(MissingParents::NotDir(dir)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                missing.push(dir.clone());
+                match dir.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => dir = parent.to_path_buf(),
+                    _ => break,
+                }
+            }
+            Err(err) => return Err(MissingParents::Inspect(dir, err)),
+        }
+    }
+    missing.reverse();
+    Ok(missing)
 }
 
 /// A folder destination may be missing (it is created) or a folder, or a
@@ -666,8 +702,13 @@ mod tests {
             check(dir.path()).unwrap_err(),
             OutputProblem::DestIsDir { path: dir.path().to_owned(), exporter: ExporterType::Tar }
         );
-        let orphan = dir.path().join("missing/out.tar");
-        assert_eq!(check(&orphan).unwrap_err(), OutputProblem::ParentMissing(orphan.clone()));
+        // Missing folders are created at the start of the build, as buildx does.
+        assert!(check(&dir.path().join("missing/deeper/out.tar")).is_ok());
+        let under_file = target.join("out.tar");
+        assert_eq!(
+            check(&under_file).unwrap_err(),
+            OutputProblem::ParentNotDir { path: under_file.clone(), blocker: target.clone() }
+        );
     }
 
     #[test]

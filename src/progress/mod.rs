@@ -159,6 +159,8 @@ pub struct ProgressWriter<W: Write> {
     dirty: bool,
     write_error: Option<io::Error>,
     finished: bool,
+    /// Warnings in full (detail, link, Dockerfile lines) rather than one line each.
+    expand_warnings: bool,
 }
 
 impl<W: Write> ProgressWriter<W> {
@@ -192,6 +194,7 @@ impl<W: Write> ProgressWriter<W> {
             dirty: false,
             write_error: None,
             finished: false,
+            expand_warnings: false,
         }
     }
 
@@ -207,6 +210,12 @@ impl<W: Write> ProgressWriter<W> {
     /// solve error carries none.
     pub fn with_definition_source(mut self, source: &pb::Source) -> Self {
         self.sources.add_definition_source(source);
+        self
+    }
+
+    /// Prints warnings in full at the end (`-v`), not one line each.
+    pub fn with_expanded_warnings(mut self, expand: bool) -> Self {
+        self.expand_warnings = expand;
         self
     }
 
@@ -323,6 +332,12 @@ impl<W: Write> ProgressWriter<W> {
 
     /// Ends the output of a build the user cancelled.
     pub fn finish_cancelled(&mut self) -> Summary {
+        if !self.finished && matches!(self.renderer, Renderer::Plain(_) | Renderer::Tty(_)) {
+            let status = self.model.cancel_running(self.daemon_now());
+            if !status.vertexes.is_empty() {
+                self.update(&status);
+            }
+        }
         let summary = Summary { canceled: true, ..Summary::from_model(&self.model, true) };
         if std::mem::replace(&mut self.finished, true) {
             return summary;
@@ -336,7 +351,16 @@ impl<W: Write> ProgressWriter<W> {
         let end = self.model.latest().unwrap_or(Ts(0));
         let size = self.frame_size(false);
         match &mut self.renderer {
-            Renderer::Quiet => return Ok(()),
+            // Quiet still says what failed and where: the error alone would
+            // lose the step's log and the Dockerfile lines (buildx prints
+            // them with -q too).
+            Renderer::Quiet => {
+                if failure.is_some() && self.write_error.is_none() {
+                    summary::write_failure(&mut self.out, &self.model, failure, &self.sources)?;
+                    self.out.flush()?;
+                }
+                return Ok(());
+            }
             Renderer::RawJson => {
                 writeln!(self.out, "{summary}")?;
                 return self.out.flush();
@@ -347,7 +371,7 @@ impl<W: Write> ProgressWriter<W> {
                 display.draw(&mut self.out, &lines)?;
             }
         }
-        summary::write_report(&mut self.out, &self.model, failure, &self.sources)?;
+        summary::write_report(&mut self.out, &self.model, failure, &self.sources, self.expand_warnings)?;
         writeln!(self.out, "{summary}")?;
         self.out.flush()
     }

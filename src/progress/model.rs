@@ -332,6 +332,33 @@ impl Model {
     }
 
     /// The latest time the daemon has mentioned: "now" for a finished stream.
+    /// The update the daemon sends for steps still running when a build is
+    /// cancelled (`context canceled`), completed at `now`: when we stop the
+    /// build ourselves we stop listening before it arrives, yet the view
+    /// should end as buildctl's does, with those steps marked CANCELED.
+    pub(crate) fn cancel_running(&self, now: Ts) -> StatusResponse {
+        let timestamp = |ts: Ts| prost_types::Timestamp {
+            seconds: ts.0.div_euclid(1_000_000_000),
+            nanos: ts.0.rem_euclid(1_000_000_000) as i32,
+        };
+        let vertexes = self
+            .vertexes
+            .iter()
+            .filter(|v| v.members.is_none() && v.is_started() && !v.is_completed())
+            .map(|v| crate::proto::moby::buildkit::v1::Vertex {
+                digest: v.digest.clone(),
+                name: v.name.clone(),
+                inputs: v.inputs.clone(),
+                cached: v.cached,
+                started: v.latest_start().map(timestamp),
+                completed: Some(timestamp(now.max(v.latest_start().unwrap_or(now)))),
+                error: "context canceled".into(),
+                ..Default::default()
+            })
+            .collect();
+        StatusResponse { vertexes, ..Default::default() }
+    }
+
     pub(crate) fn latest(&self) -> Option<Ts> {
         self.latest
     }

@@ -133,6 +133,19 @@ pub(crate) fn write_report(
     model: &Model,
     failure: Option<&BuildFailure>,
     sources: &SourceContext,
+    expand_warnings: bool,
+) -> io::Result<()> {
+    write_failure(out, model, failure, sources)?;
+    write_warnings(out, model, sources, expand_warnings)
+}
+
+/// What failed: each failed step's last log lines and its Dockerfile lines,
+/// or the failure's own lines when no step ran.
+pub(crate) fn write_failure(
+    out: &mut dyn Write,
+    model: &Model,
+    failure: Option<&BuildFailure>,
+    sources: &SourceContext,
 ) -> io::Result<()> {
     let mut failure_sources_shown = false;
     for (_, v) in model.shown().filter(|(_, v)| v.has_failed()) {
@@ -168,11 +181,28 @@ pub(crate) fn write_report(
         }
     }
 
+    Ok(())
+}
+
+/// The build's warnings (lint rules, deprecated options). Like buildx, a
+/// short list by default (`N warnings found (use -v to expand):` and one
+/// line each); `expand` adds each warning's detail, link and Dockerfile
+/// lines (buildx's `--debug`).
+pub(crate) fn write_warnings(
+    out: &mut dyn Write,
+    model: &Model,
+    sources: &SourceContext,
+    expand: bool,
+) -> io::Result<()> {
     if !model.warnings.is_empty() {
         let n = model.warnings.len();
-        writeln!(out, "{n} warning{} found:", if n == 1 { "" } else { "s" })?;
+        let hint = if expand { "" } else { " (use -v to expand)" };
+        writeln!(out, "{n} warning{} found{hint}:", if n == 1 { "" } else { "s" })?;
         for w in &model.warnings {
             writeln!(out, " - {}", w.short)?;
+            if !expand {
+                continue;
+            }
             for detail in &w.detail {
                 writeln!(out, "   {detail}")?;
             }

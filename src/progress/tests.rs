@@ -210,11 +210,62 @@ fn success_summary_and_quiet_silence() {
     messages.truncate(12);
     messages.push(vertexes(vec![vertex("sha256:d5", "[4/4] RUN make", Some(1200), Some(1500))]));
     let (out, summary) = render(ProgressMode::Plain, &messages, &Ok(()));
+    // buildx's short list of warnings...
+    assert!(
+        out.ends_with("#5 DONE 0.3s\n1 warning found (use -v to expand):\n - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)\nBuilt in 1.5s: 4 steps, 1 cached (25%)\n"),
+        "{out}"
+    );
+    // ...and with -v, each in full.
+    let mut writer = ProgressWriter::new(ProgressMode::Plain, Vec::new()).with_expanded_warnings(true);
+    for m in &messages {
+        writer.update(m);
+    }
+    writer.finish(&Ok::<(), BuildFailure>(()));
+    let out = String::from_utf8(writer.into_inner()).unwrap();
     assert!(out.ends_with("#5 DONE 0.3s\n1 warning found:\n - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)\n   The 'as' keyword should match the case of the 'from' keyword\n   More info: https://docs.docker.com/go/dockerfile/rule/from-as-casing/\nDockerfile:1\n--------------------\n   1 | >>> FROM busybox as base\n   2 |     RUN echo one\n   3 |     COPY app /app\n--------------------\nBuilt in 1.5s: 4 steps, 1 cached (25%)\n"), "{out}");
     assert!(!summary.failed);
     let (quiet, quiet_summary) = render(ProgressMode::Quiet, &messages, &Ok(()));
     assert_eq!(quiet, "");
     assert_eq!(quiet_summary, summary);
+}
+
+#[test]
+fn quiet_still_shows_what_failed() {
+    let (plain, _) = render(ProgressMode::Plain, &synthetic_build(), &Err(make_failure()));
+    let (quiet, summary) = render(ProgressMode::Quiet, &synthetic_build(), &Err(make_failure()));
+    assert!(summary.failed);
+    // The failed step's log and its Dockerfile lines, as in plain mode, and
+    // nothing else (no steps, no warnings, no summary line).
+    assert!(quiet.starts_with("------\n > [4/4] RUN make:\n"), "{quiet}");
+    assert!(quiet.contains(">>> RUN make"), "{quiet}");
+    assert!(plain.contains(&quiet), "quiet:\n{quiet}\nplain:\n{plain}");
+    assert!(!quiet.contains("warning found") && !quiet.contains("Built in"), "{quiet}");
+}
+
+#[test]
+fn cancelled_steps_are_marked_canceled() {
+    // A step still running when the user cancels.
+    let messages = vec![vertexes(vec![
+        vertex("sha256:c1", "[1/2] FROM busybox", Some(0), Some(100)),
+        vertex("sha256:c2", "[2/2] RUN sleep 100", Some(100), None),
+    ])];
+    let mut writer = ProgressWriter::new(ProgressMode::Plain, Vec::new());
+    for m in &messages {
+        writer.update(m);
+    }
+    let summary = writer.finish_cancelled();
+    assert!(summary.canceled);
+    let out = String::from_utf8(writer.into_inner()).unwrap();
+    assert!(out.contains("#2 [2/2] RUN sleep 100\n#2 CANCELED\n"), "{out}");
+    assert!(!out.contains("#1 CANCELED"), "a finished step stays done: {out}");
+
+    let mut writer = ProgressWriter::new(ProgressMode::Tty, Vec::new()).with_color(false).with_terminal_size(100, 30);
+    for m in &messages {
+        writer.update(m);
+    }
+    writer.finish_cancelled();
+    let out = String::from_utf8(writer.into_inner()).unwrap();
+    assert!(out.contains("CANCELED [2/2] RUN sleep 100"), "{out}");
 }
 
 #[test]

@@ -12,6 +12,8 @@ pub mod auth;
 pub mod content;
 pub mod secrets;
 pub mod ssh;
+mod ssh_keys;
+pub mod upload;
 
 use crate::output::{ExportEntry, FileSendService, PendingOutputs};
 use crate::session::{SessionBuilder, SessionError};
@@ -44,6 +46,7 @@ pub fn register(
     exports: &[ExportEntry],
     secrets: &[SecretSource],
     agents: &[AgentSpec],
+    uploads: &std::collections::BTreeMap<String, bytes::Bytes>,
 ) -> Result<PendingOutputs, ServicesError> {
     let file_send = FileSendService::new(exports);
     let pending = file_send.pending();
@@ -61,6 +64,10 @@ pub fn register(
     if !agents.is_empty() {
         let ssh = SshService::new(agents).map_err(ServicesError::Ssh)?;
         session.add_service(ssh.into_server()).map_err(ServicesError::Session)?;
+    }
+    if !uploads.is_empty() {
+        let upload = upload::UploadService::new(uploads.clone());
+        session.add_service(upload.into_server()).map_err(ServicesError::Session)?;
     }
     Ok(pending)
 }
@@ -125,16 +132,19 @@ mod tests {
     fn register_adds_file_send_only_for_outputs_that_come_back() {
         let image = parse_output("type=image,name=r/a").unwrap();
         let mut session = SessionBuilder::new("test", "key");
-        register(&mut session, std::slice::from_ref(&image), &[], &[]).unwrap();
+        register(&mut session, std::slice::from_ref(&image), &[], &[], &Default::default()).unwrap();
         let methods = session.methods().join(" ");
         assert!(methods.contains("/moby.filesync.v1.Auth/Credentials"));
         assert!(methods.contains("/moby.buildkit.secrets.v1.Secrets/GetSecret"));
         assert!(!methods.contains("FileSend"), "{methods}");
         assert!(!methods.contains("SSH"), "{methods}");
+        assert!(!methods.contains("Upload"), "{methods}");
 
         let tar = parse_output("type=tar,dest=out.tar").unwrap();
         let mut session = SessionBuilder::new("test", "key");
-        register(&mut session, &[image, tar], &[], &[]).unwrap();
+        let uploads = [("id1".to_string(), bytes::Bytes::from_static(b"tar"))].into();
+        register(&mut session, &[image, tar], &[], &[], &uploads).unwrap();
         assert!(session.methods().iter().any(|m| m == "/moby.filesync.v1.FileSend/DiffCopy"));
+        assert!(session.methods().iter().any(|m| m == "/moby.upload.v1.Upload/Pull"));
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! `--ssh default` forwards the agent at `$SSH_AUTH_SOCK`; `--ssh ID=PATH`
 //! forwards the agent listening on the unix socket `PATH` under the id `ID`
-//! (an empty `PATH` means `$SSH_AUTH_SOCK` too). Private key files, which
-//! buildctl also accepts, are not supported: load the key into an agent.
+//! (an empty `PATH` means `$SSH_AUTH_SOCK` too). `--ssh ID=KEY[,KEY…]` with
+//! private key files (anything that is not a socket) serves those keys from
+//! an agent of our own (`ssh_keys.rs`), as buildx does.
 //! `raw=true` (`--ssh ID=PATH,raw=true`) forwards the socket's bytes
 //! untouched, for sockets that are not SSH agents.
 //!
@@ -69,26 +70,31 @@ pub enum SshProblem {
     NoAuthSock,
     #[error("raw={0} is not a boolean")]
     NotBool(String),
-    #[error("only one agent socket per id (private key files are not supported)")]
+    #[error("only one agent socket per id, and not mixed with key files")]
     SeveralPaths,
+    #[error("{0}")]
+    Key(#[from] super::ssh_keys::KeyProblem),
     // The io error is part of the message: callers fold this into one line.
-    #[error("cannot use agent socket {}: {error}", path.display())]
+    #[error("cannot use agent socket or key file {}: {error}", path.display())]
     Inspect { path: PathBuf, error: std::io::Error },
-    #[error("{} is not a unix socket; private key files are not supported, add the key to an ssh-agent and pass its socket", .0.display())]
+    #[error("{} is not a unix socket", .0.display())]
     NotASocket(PathBuf),
     #[error("the id {0:?} is given twice")]
     DuplicateId(String),
 }
 
-/// One `--ssh` value: an id and the agent socket it forwards.
+/// One `--ssh` value: an id and the agent socket it forwards, or the
+/// private key files an agent of our own serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSpec {
     /// The id a `RUN --mount=type=ssh,id=...` asks for.
     pub id: String,
-    /// The agent's unix socket.
+    /// The agent's unix socket (empty when `keys` are served instead).
     pub socket: PathBuf,
     /// Forward bytes untouched instead of as a read-only SSH agent.
     pub raw: bool,
+    /// OpenSSH private key files, read into memory when the build starts.
+    pub keys: Vec<PathBuf>,
 }
 
 impl AgentSpec {
@@ -117,6 +123,22 @@ impl AgentSpec {
                 _ => sockets.push(part),
             }
         }
+        // buildkit's sshprovider: a path that is not a socket is a key file.
+        let is_socket = |path: &str| std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket());
+        for path in sockets.iter().filter(|path| !path.is_empty()) {
+            if let Err(error) = std::fs::metadata(path) {
+                return Err(fail(SshProblem::Inspect { path: PathBuf::from(path), error }));
+            }
+        }
+        let keys: Vec<PathBuf> =
+            sockets.iter().filter(|path| !path.is_empty() && !is_socket(path)).map(PathBuf::from).collect();
+        if !keys.is_empty() {
+            if keys.len() != sockets.len() || raw {
+                return Err(fail(SshProblem::SeveralPaths));
+            }
+            super::ssh_keys::check_keys(&keys).map_err(|problem| fail(problem.into()))?;
+            return Ok(AgentSpec { id: id.to_owned(), socket: PathBuf::new(), raw, keys });
+        }
         let socket = match sockets.as_slice() {
             [] | [""] => {
                 auth_sock.filter(|path| !path.as_os_str().is_empty()).ok_or_else(|| fail(SshProblem::NoAuthSock))?
@@ -125,7 +147,7 @@ impl AgentSpec {
             _ => return Err(fail(SshProblem::SeveralPaths)),
         };
         check_socket(&socket).map_err(fail)?;
-        Ok(AgentSpec { id: id.to_owned(), socket, raw })
+        Ok(AgentSpec { id: id.to_owned(), socket, raw, keys: Vec::new() })
     }
 }
 
@@ -144,18 +166,26 @@ fn check_socket(path: &Path) -> Result<(), SshProblem> {
 #[derive(Clone, Debug)]
 pub struct SshService {
     agents: Arc<BTreeMap<String, AgentSpec>>,
+    /// The in-memory agents of the ids given key files.
+    keyrings: Arc<BTreeMap<String, Arc<super::ssh_keys::KeyRing>>>,
 }
 
 impl SshService {
     /// A service for `specs`; two specs with the same id are refused.
     pub fn new(specs: &[AgentSpec]) -> Result<SshService, SshError> {
         let mut agents = BTreeMap::new();
+        let mut keyrings = BTreeMap::new();
         for spec in specs {
             if agents.insert(spec.id.clone(), spec.clone()).is_some() {
                 return Err(SshError { value: spec.id.clone(), problem: SshProblem::DuplicateId(spec.id.clone()) });
             }
+            if !spec.keys.is_empty() {
+                let ring = super::ssh_keys::KeyRing::load(&spec.keys)
+                    .map_err(|problem| SshError { value: spec.id.clone(), problem: problem.into() })?;
+                keyrings.insert(spec.id.clone(), Arc::new(ring));
+            }
         }
-        Ok(SshService { agents: Arc::new(agents) })
+        Ok(SshService { agents: Arc::new(agents), keyrings: Arc::new(keyrings) })
     }
 
     /// The tonic server, with the session's message limits.
@@ -193,6 +223,17 @@ impl Ssh for SshService {
     ) -> Result<Response<Self::ForwardAgentStream>, Status> {
         let id = request.metadata().get(SSH_ID_KEY).and_then(|v| v.to_str().ok()).unwrap_or(DEFAULT_ID).to_owned();
         let agent = self.agent(&id)?.clone();
+        if let Some(ring) = self.keyrings.get(&agent.id).cloned() {
+            tracing::debug!(id, "serving an SSH agent connection from key files");
+            let (tx, rx) = mpsc::channel(16);
+            let inbound = request.into_inner();
+            tokio::spawn(async move {
+                if let Err(status) = serve_keyring(inbound, &ring, tx.clone()).await {
+                    let _ = tx.send(Err(status)).await;
+                }
+            });
+            return Ok(Response::new(ReceiverStream::new(rx)));
+        }
         let socket = UnixStream::connect(&agent.socket).await.map_err(|err| {
             Status::unavailable(format!(
                 "cannot connect to the SSH agent {} for id {id:?}: {err}",
@@ -244,6 +285,29 @@ async fn proxy_read_only(mut inbound: Streaming<BytesMessage>, socket: UnixStrea
             failure_frame()
         };
         if tx.send(Ok(BytesMessage { data: reply.into() })).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers the build's agent requests from our own keys, one at a time.
+async fn serve_keyring(
+    mut inbound: Streaming<BytesMessage>,
+    ring: &super::ssh_keys::KeyRing,
+    tx: Outbound,
+) -> Result<(), Status> {
+    let mut pending = BytesMut::new();
+    loop {
+        let request = loop {
+            if let Some(frame) = take_frame(&mut pending)? {
+                break frame;
+            }
+            match inbound.message().await? {
+                Some(message) => pending.extend_from_slice(&message.data),
+                None => return Ok(()),
+            }
+        };
+        if tx.send(Ok(BytesMessage { data: ring.answer(&request).into() })).await.is_err() {
             return Ok(());
         }
     }
@@ -382,7 +446,7 @@ mod tests {
         let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
 
         let spec = AgentSpec::parse_with_auth_sock("default", Some(sock.clone())).unwrap();
-        assert_eq!(spec, AgentSpec { id: "default".into(), socket: sock.clone(), raw: false });
+        assert_eq!(spec, AgentSpec { id: "default".into(), socket: sock.clone(), raw: false, keys: Vec::new() });
         let spec = AgentSpec::parse_with_auth_sock(&format!("git={}", sock.display()), None).unwrap();
         assert_eq!((spec.id.as_str(), spec.socket.as_path()), ("git", sock.as_path()));
         let spec = AgentSpec::parse_with_auth_sock(&format!("x={},raw=true", sock.display()), None).unwrap();
@@ -407,27 +471,26 @@ mod tests {
         };
         assert!(problem("default", None).starts_with("SSH_AUTH_SOCK is not set"));
         assert!(problem("default", Some(PathBuf::new())).starts_with("SSH_AUTH_SOCK is not set"));
-        assert!(problem(&format!("k={}", key.display()), None).contains("is not a unix socket"));
-        assert!(
-            problem("k=/nonexistent/agent.sock", None).starts_with("cannot use agent socket /nonexistent/agent.sock: ")
-        );
+        assert!(problem(&format!("k={}", key.display()), None).contains("is not an OpenSSH private key"));
+        assert!(problem("k=/nonexistent/agent.sock", None)
+            .starts_with("cannot use agent socket or key file /nonexistent/agent.sock: "));
         assert_eq!(
             problem(&format!("k={},{}", sock.display(), key.display()), None),
-            "only one agent socket per id (private key files are not supported)"
+            "only one agent socket per id, and not mixed with key files"
         );
         assert_eq!(problem(&format!("k={},raw=maybe", sock.display()), None), "raw=maybe is not a boolean");
     }
 
     #[test]
     fn duplicate_ids_are_refused() {
-        let spec = AgentSpec { id: "default".into(), socket: "/s".into(), raw: false };
+        let spec = AgentSpec { id: "default".into(), socket: "/s".into(), raw: false, keys: Vec::new() };
         let err = SshService::new(&[spec.clone(), spec]).unwrap_err();
         assert_eq!(err.to_string(), r#"the id "default" is given twice"#);
     }
 
     #[tokio::test]
     async fn check_agent_knows_the_ids() {
-        let spec = AgentSpec { id: "default".into(), socket: "/s".into(), raw: false };
+        let spec = AgentSpec { id: "default".into(), socket: "/s".into(), raw: false, keys: Vec::new() };
         let service = SshService::new(&[spec]).unwrap();
         let check = |id: &str| service.check_agent(Request::new(CheckAgentRequest { id: id.into() }));
         assert!(check("default").await.is_ok());
@@ -441,7 +504,8 @@ mod tests {
     async fn forwards_reads_and_refuses_changes() {
         let dir = tempfile::tempdir().unwrap();
         let socket = echo_agent(dir.path());
-        let service = SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false }]).unwrap();
+        let service =
+            SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false, keys: Vec::new() }]).unwrap();
         let mut client = client(service).await;
 
         let list = frame(SSH_AGENTC_REQUEST_IDENTITIES, b"");
@@ -465,7 +529,7 @@ mod tests {
     async fn raw_mode_forwards_bytes_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let socket = echo_agent(dir.path());
-        let service = SshService::new(&[AgentSpec { id: "raw".into(), socket, raw: true }]).unwrap();
+        let service = SshService::new(&[AgentSpec { id: "raw".into(), socket, raw: true, keys: Vec::new() }]).unwrap();
         let mut client = client(service).await;
         let replies = forward(&mut client, "raw", vec![b"not an agent ".to_vec(), b"protocol".to_vec()]).await.unwrap();
         assert_eq!(replies, b"not an agent protocol");
@@ -476,7 +540,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gone = dir.path().join("gone.sock");
         drop(std::os::unix::net::UnixListener::bind(&gone).unwrap());
-        let service = SshService::new(&[AgentSpec { id: "default".into(), socket: gone, raw: false }]).unwrap();
+        let service =
+            SshService::new(&[AgentSpec { id: "default".into(), socket: gone, raw: false, keys: Vec::new() }]).unwrap();
         let mut client = client(service).await;
         let err = forward(&mut client, "nope", vec![]).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
@@ -489,7 +554,8 @@ mod tests {
     async fn malformed_lengths_end_the_call() {
         let dir = tempfile::tempdir().unwrap();
         let socket = echo_agent(dir.path());
-        let service = SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false }]).unwrap();
+        let service =
+            SshService::new(&[AgentSpec { id: "default".into(), socket, raw: false, keys: Vec::new() }]).unwrap();
         let mut client = client(service).await;
         let err = forward(&mut client, "default", vec![vec![0xff, 0xff, 0xff, 0xff, 1]]).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);

@@ -9,9 +9,10 @@ use std::path::Path;
 use base64::Engine;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the metadata file {path:?} (--metadata-file)")]
+#[error("cannot write {path:?} ({flag})")]
 pub struct MetadataError {
     path: std::path::PathBuf,
+    flag: &'static str,
     #[source]
     source: std::io::Error,
 }
@@ -36,14 +37,26 @@ pub fn to_json(response: &BTreeMap<String, String>) -> serde_json::Value {
 
 /// Writes the metadata next to `path` and renames it into place.
 pub fn write(path: &Path, response: &BTreeMap<String, String>) -> Result<(), MetadataError> {
-    let wrap = |source| MetadataError { path: path.to_path_buf(), source };
-    let text = serde_json::to_string_pretty(&to_json(response)).map_err(|e| wrap(e.into()))?;
+    let text = serde_json::to_string_pretty(&to_json(response)).map_err(|e| MetadataError {
+        path: path.to_path_buf(),
+        flag: "--metadata-file",
+        source: e.into(),
+    })?;
+    write_text(path, &text, "--metadata-file")
+}
+
+/// Writes `text` next to `path` and renames it into place; errors name the
+/// user's path and `flag`, never the temporary file.
+pub fn write_text(path: &Path, text: &str, flag: &'static str) -> Result<(), MetadataError> {
+    let wrap = |source| MetadataError { path: path.to_path_buf(), flag, source };
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(wrap)?;
     temp.write_all(text.as_bytes()).map_err(wrap)?;
+    // 0644 as buildx's atomicwriter (a temp file starts private).
+    temp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(wrap)?;
     temp.persist(path).map_err(|e| wrap(e.error))?;
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! command adds what belongs to a terminal: the progress renderer, Ctrl-C and
 //! SIGTERM, the lines saying where outputs went, and `--metadata-file`.
 
+mod call;
 mod carry;
+mod flags;
 mod metadata;
 mod plan;
 
@@ -14,7 +16,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::build::{BuildError, CancellationToken};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::build::{BuildError, BuildRequest, CancellationToken, Frontend};
 use crate::cli::Context;
 use crate::output::{ExportEntry, ExporterType, OutputDest};
 use crate::progress::{ProgressMode, ProgressWriter, SourceFile};
@@ -27,7 +33,7 @@ fbuild solve -t registry:5000/app:1 --push .    build and push an image\n  \
 fbuild solve -o type=local,dest=out .           copy the result's files into ./out\n  \
 fbuild solve --secret id=pip,src=pip.conf .     make a secret available to RUN --mount=type=secret,id=pip")]
 pub struct Args {
-    /// Build context folder
+    /// Build context: a folder, a git or http URL, or `-` (a tarball or a Dockerfile on stdin)
     #[arg(value_name = "PATH", default_value = ".")]
     pub context: PathBuf,
 
@@ -111,6 +117,70 @@ pub struct Args {
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 
+    /// Write the image id to this file (as `-q` prints it)
+    #[arg(long = "iidfile", value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
+    /// Load the image into docker (or podman) with its `load` command
+    #[arg(long)]
+    pub load: bool,
+
+    /// Add an annotation to the image (`[TYPE[,TYPE]:]KEY=VALUE`); repeatable
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+
+    /// Shared memory size for RUN steps (`64m`, `1g`)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+
+    /// Ulimit for RUN steps (`nofile=1024:2048`); repeatable
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+
+    /// Parent cgroup of RUN steps
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
+
+    /// Resource limit for RUN steps (`memory=2g`, `cpu-quota=50000`, `cpuset-cpus=0-1`, ...); repeatable
+    #[arg(long = "resource", value_name = "KEY=VALUE")]
+    pub resources: Vec<String>,
+
+    // buildx's hidden legacy spellings of --resource.
+    #[arg(short = 'm', long = "memory", hide = true)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-swap", hide = true, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(short = 'c', long = "cpu-shares", hide = true)]
+    pub cpu_shares: Option<String>,
+    #[arg(long = "cpu-period", hide = true)]
+    pub cpu_period: Option<String>,
+    #[arg(long = "cpu-quota", hide = true)]
+    pub cpu_quota: Option<String>,
+    #[arg(long = "cpuset-cpus", hide = true)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems", hide = true)]
+    pub cpuset_mems: Option<String>,
+
+    /// Provenance attestation (`true`, `false`, `mode=min|max`); default mode=min on image outputs
+    #[arg(long, value_name = "VALUE")]
+    pub provenance: Option<String>,
+
+    /// SBOM attestation (`true`, `false`, `generator=IMAGE`)
+    #[arg(long, value_name = "VALUE")]
+    pub sbom: Option<String>,
+
+    /// Attestation (`type=provenance|sbom,...`); repeatable
+    #[arg(long = "attest", value_name = "SPEC")]
+    pub attests: Vec<String>,
+
+    /// Run a frontend request instead of building: build, check, outline, targets
+    #[arg(long, value_name = "NAME")]
+    pub call: Option<String>,
+
+    /// Shorthand for --call=check
+    #[arg(long, conflicts_with = "call")]
+    pub check: bool,
+
     /// Progress output: auto, tty, plain, rawjson, quiet
     #[arg(long, env = "BUILDKIT_PROGRESS", value_name = "MODE", default_value = "auto")]
     pub progress: String,
@@ -126,16 +196,36 @@ pub struct Args {
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // Everything the user typed is checked before the daemon hears of it.
-    let plan = plan::SolvePlan::from_args(&args, &plan::ProcessEnv)?;
+    let mut plan = plan::SolvePlan::from_args(&args, &plan::ProcessEnv)?;
     let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
+    for warning in &plan.warnings {
+        let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
+    }
     let connection = ctx.connect().await?;
 
-    let mode =
-        if ctx.printer.verbosity == crate::printer::Verbosity::Quiet { ProgressMode::Quiet } else { plan.progress };
+    // As buildx: no stale image id survives a failed build.
+    if let Some(path) = &plan.iidfile {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(anyhow::Error::new(error)
+                    .context(format!("cannot remove the old image id file {} (--iidfile)", path.display())))
+            }
+        }
+    }
+    for dir in &plan.create_dirs {
+        fs_err::create_dir_all(dir)?;
+    }
+
+    // buildx's `-q` (and `--progress quiet`): no progress, the image id on stdout.
+    let quiet = ctx.printer.verbosity == crate::printer::Verbosity::Quiet || args.progress == "quiet";
+    let mode = if quiet { ProgressMode::Quiet } else { plan.progress };
     // Buffered so a frame or a batch of lines reaches the terminal in one
     // write; the writer flushes after each.
     let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))
-        .with_dockerfile(SourceFile::new(plan.dockerfile.name.clone(), plan.dockerfile.text.clone()));
+        .with_dockerfile(SourceFile::new(plan.dockerfile.name.clone(), plan.dockerfile.text.clone()))
+        .with_expanded_warnings(ctx.printer.is_verbose());
     let cancel = CancellationToken::new();
     let on_signal = tokio::spawn({
         let cancel = cancel.clone();
@@ -148,8 +238,21 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         progress.warn(note);
     }
     let exports = plan.request.exports.clone();
+    // A subrequest runs the same frontend through the gateway.
+    let call_frontend = match (&plan.call, &plan.request.frontend) {
+        (Some(_), Frontend::Daemon { name, attrs }) => {
+            let frontend = Arc::new(call::CallFrontend::new(name.clone(), attrs.clone()));
+            plan.request.frontend = Frontend::Client(frontend.clone());
+            Some(frontend)
+        }
+        _ => None,
+    };
+    let request = std::mem::replace(
+        &mut plan.request,
+        BuildRequest::new(Frontend::Daemon { name: String::new(), attrs: BTreeMap::new() }),
+    );
     let result = match carry.restore(&connection.channel, mode, ctx.printer, &cancel).await {
-        Ok(()) => crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await,
+        Ok(()) => crate::build::build(&connection.channel, request, &mut progress, &cancel).await,
         Err(error) if cancel.is_cancelled() => {
             tracing::debug!("{error:#}");
             Err(BuildError::Cancelled)
@@ -177,11 +280,78 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         Err(_) if cancel.is_cancelled() => return Err(crate::error::Cancelled.into()),
         other => other?,
     }
+    if let (Some(call), Some(frontend)) = (&plan.call, &call_frontend) {
+        let answer = frontend.answer();
+        if let Some(path) = &plan.metadata_file {
+            let mut response = report.exporter_response.clone();
+            response.extend(answer.clone());
+            metadata::write(path, &response)?;
+        }
+        let dockerfile = (plan.dockerfile.name.as_str(), plan.dockerfile.display.as_str());
+        let code = call::print(&mut ctx.printer.stdout(), call, &answer, dockerfile)?;
+        return Ok(ExitCode::from(code));
+    }
+    if let Some(load) = &plan.load {
+        load_image(load, ctx.printer)?;
+    }
+    let image_id = image_id(&exports, &report.exporter_response);
+    if let Some(path) = &plan.iidfile {
+        // buildx writes whatever id there is, even none (an empty file).
+        metadata::write_text(path, image_id.as_deref().unwrap_or_default(), "--iidfile")?;
+    }
     if let Some(path) = &plan.metadata_file {
         metadata::write(path, &report.exporter_response)?;
     }
-    tell_where_outputs_went(&exports, &report.exporter_response, ctx.printer)?;
+    // The --load archive is ours, not the user's: say where the image went instead.
+    let user_exports: Vec<ExportEntry> = exports
+        .iter()
+        .filter(|e| {
+            !matches!((&plan.load, &e.destination), (Some(load), Some(OutputDest::File(path))) if *path == load.archive)
+        })
+        .cloned()
+        .collect();
+    tell_where_outputs_went(&user_exports, &report.exporter_response, ctx.printer)?;
+    if quiet && !exports.iter().any(|e| e.destination == Some(OutputDest::Stdout)) {
+        if let Some(id) = image_id {
+            writeln!(ctx.printer.stdout(), "{id}")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The image id as buildx's `getImageID` picks it: the config digest when
+/// the exporter reports one (a single-platform image without
+/// attestations: what `docker images` shows), else the digest of what was
+/// exported (an index, which with `--push` is what the registry serves).
+/// `prefer-image-digest=true` on an output asks for the latter always.
+fn image_id(exports: &[ExportEntry], response: &BTreeMap<String, String>) -> Option<String> {
+    let prefer_digest = exports.iter().any(|e| e.attrs.get("prefer-image-digest").is_some_and(|v| v == "true"));
+    let config = response.get("containerimage.config.digest").filter(|_| !prefer_digest);
+    config.or_else(|| response.get("containerimage.digest")).filter(|id| !id.is_empty()).cloned()
+}
+
+/// `--load`: hands the docker archive to `docker load` (or podman's).
+fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer) -> anyhow::Result<()> {
+    let output = std::process::Command::new(&load.program)
+        .arg("load")
+        .arg("-i")
+        .arg(&load.archive)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {} load (--load)", load.program.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{} load failed ({}) (--load): {}",
+            load.program.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let mut err = printer.stderr();
+    err.write_all(&output.stdout)?;
+    let name = load.program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    writeln!(err, "loaded the image into {name}")?;
+    Ok(())
 }
 
 /// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.
