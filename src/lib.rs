@@ -28,6 +28,7 @@ pub mod build;
 pub mod cache;
 pub mod connect;
 pub mod control;
+pub mod dockerfile;
 pub mod gateway;
 pub mod llb;
 pub mod output;

@@ -1,0 +1,21 @@
+//! Dockerfiles read the way BuildKit's Dockerfile frontend reads them: the
+//! first layer of the native compiler.
+//!
+//! [`parse`] turns the text into [`Instruction`]s with their lines, the way
+//! `frontend/dockerfile/parser` in BuildKit v0.32.2 does: parser directives
+//! (`syntax`, `escape`, `check`) at the top, comments, line continuations
+//! (comment and empty lines inside them skipped), heredocs (`<<EOF`,
+//! `<<-EOF`, quoted delimiters, several per instruction) for `RUN`, `COPY`
+//! and `ADD`, leading `--flags`, and each instruction's argument form (JSON
+//! or shell, key=value lists, `HEALTHCHECK`'s type, `ONBUILD`'s inner
+//! instruction). [`Instruction::dump`] prints an instruction as BuildKit's
+//! parser dumps its tree, which the tests compare with BuildKit's own
+//! expected results.
+//!
+//! Not here yet: variable expansion (the shell lexer), typed instructions
+//! and the compiler to LLB (issue 7).
+
+mod parser;
+mod words;
+
+pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, ParseError, Warning};
