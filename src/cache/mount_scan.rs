@@ -1,11 +1,10 @@
 //! Which cache mounts a Dockerfile's `RUN --mount=type=cache,...` steps use,
 //! read from its text, so `mounts=true` knows what to carry.
 //!
-//! This is a scan, not a Dockerfile parser: it joins continuation lines,
-//! skips comments and heredoc bodies, and reads the `--mount` flags of `RUN`
-//! instructions. Flags whose values use build arguments (`$VAR`) cannot be
-//! known without evaluating the Dockerfile and are reported as skipped; the
-//! native compiler will give the exact list.
+//! The Dockerfile is parsed ([`crate::dockerfile`]) and the `--mount` flags
+//! of its `RUN` instructions read. Flags whose values use build arguments
+//! (`$VAR`) cannot be known without evaluating the Dockerfile and are
+//! reported as skipped; the native compiler will give the exact list.
 
 use super::mounts::{CacheMount, Sharing};
 
@@ -14,9 +13,16 @@ use super::mounts::{CacheMount, Sharing};
 pub fn cache_mounts(dockerfile: &str) -> (Vec<CacheMount>, Vec<String>) {
     let mut mounts: Vec<CacheMount> = Vec::new();
     let mut skipped = Vec::new();
-    for (line, instruction) in instructions(dockerfile) {
-        let Some(rest) = strip_keyword(&instruction, "RUN") else { continue };
-        for flag in leading_flags(rest) {
+    let parsed = match crate::dockerfile::parse(dockerfile) {
+        Ok(parsed) => parsed,
+        // The daemon's frontend reports the error itself.
+        Err(error) => return (mounts, vec![format!("no cache mounts carried: {error}")]),
+    };
+    for instruction in &parsed.instructions {
+        if !instruction.keyword.eq_ignore_ascii_case("RUN") {
+            continue;
+        }
+        for flag in &instruction.flags {
             let Some(spec) = flag.strip_prefix("--mount=") else { continue };
             match parse_mount(spec) {
                 Ok(Some(mount)) => {
@@ -25,97 +31,14 @@ pub fn cache_mounts(dockerfile: &str) -> (Vec<CacheMount>, Vec<String>) {
                     }
                 }
                 Ok(None) => {}
-                Err(why) => skipped.push(format!("Dockerfile:{line}: cache mount {spec:?} not carried: {why}")),
+                Err(why) => skipped.push(format!(
+                    "Dockerfile:{}: cache mount {spec:?} not carried: {why}",
+                    instruction.start_line
+                )),
             }
         }
     }
     (mounts, skipped)
-}
-
-/// The instructions of a Dockerfile with the line each starts on:
-/// continuation lines joined, comments and blank lines dropped, heredoc
-/// bodies skipped.
-fn instructions(text: &str) -> Vec<(usize, String)> {
-    let escape = escape_char(text);
-    let mut out = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    let mut heredoc: Option<String> = None;
-    for (index, raw) in text.lines().enumerate() {
-        let number = index + 1;
-        if let Some(delimiter) = &heredoc {
-            if raw.trim_start_matches('\t') == delimiter {
-                heredoc = None;
-            }
-            continue;
-        }
-        let trimmed = raw.trim_start();
-        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_some()) {
-            continue;
-        }
-        if trimmed.is_empty() {
-            continue;
-        }
-        let body = raw.trim_end();
-        let (piece, continues) = match body.strip_suffix(escape) {
-            Some(piece) => (piece, true),
-            None => (body, false),
-        };
-        let entry = current.get_or_insert_with(|| (number, String::new()));
-        entry.1.push_str(piece);
-        entry.1.push(' ');
-        if !continues {
-            let (line, instruction) = current.take().expect("just set");
-            heredoc = heredoc_delimiter(&instruction);
-            out.push((line, instruction));
-        }
-    }
-    out.extend(current);
-    out
-}
-
-/// `# escape=X` among the parser directives at the top.
-fn escape_char(text: &str) -> char {
-    for line in text.lines() {
-        let Some(directive) = line.trim().strip_prefix('#') else { break };
-        let directive = directive.trim();
-        if let Some((key, value)) = directive.split_once('=') {
-            if key.trim().eq_ignore_ascii_case("escape") {
-                return value.trim().chars().next().unwrap_or('\\');
-            }
-        } else {
-            break;
-        }
-    }
-    '\\'
-}
-
-/// The delimiter of the first heredoc an instruction opens (`<<EOF`,
-/// `<<-"EOF"`), whose body lines follow it.
-fn heredoc_delimiter(instruction: &str) -> Option<String> {
-    let at = instruction.find("<<")?;
-    let rest = instruction[at + 2..].trim_start_matches('-');
-    let rest = rest.trim_start_matches(['"', '\'']);
-    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-    (!word.is_empty()).then_some(word)
-}
-
-fn strip_keyword<'a>(instruction: &'a str, keyword: &str) -> Option<&'a str> {
-    let trimmed = instruction.trim_start();
-    let (word, rest) = trimmed.split_at(trimmed.find(char::is_whitespace).unwrap_or(trimmed.len()));
-    word.eq_ignore_ascii_case(keyword).then_some(rest)
-}
-
-/// The `--flag=value` words before the command.
-fn leading_flags(rest: &str) -> Vec<String> {
-    let mut flags = Vec::new();
-    let mut words = rest.split_whitespace();
-    for word in words.by_ref() {
-        if !word.starts_with("--") {
-            break;
-        }
-        flags.push(word.trim_matches(['"', '\'']).to_string());
-    }
-    flags
 }
 
 /// One `--mount` value: `Ok(None)` for mounts other than caches.
