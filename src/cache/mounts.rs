@@ -214,7 +214,7 @@ pub async fn save(
     let lock = layout.lock_shared()?;
     // The helper writes tar i for mount i, only when the cache has contents.
     let mut out = llb::scratch();
-    let mut base = llb::image(helper_image);
+    let mut base = helper(helper_image);
     let nonce = crate::session::new_id();
     for (index, mount) in mounts.iter().enumerate() {
         let target = shell_quote(&mount.target);
@@ -316,7 +316,7 @@ pub async fn restore(
     }
     let patterns = mounts.iter().map(|m| m.digest.trim_start_matches("sha256:").to_string()).collect();
     let tars = llb::local(MOUNTS_LOCAL, llb::LocalOptions { include_patterns: patterns, ..Default::default() });
-    let mut state = llb::image(helper_image);
+    let mut state = helper(helper_image);
     let nonce = crate::session::new_id();
     for carried in &mounts {
         let target = shell_quote(&carried.mount.target);
@@ -383,6 +383,12 @@ impl ProgressSink for LogWatcher<'_> {
     fn on_end(&mut self, end: crate::progress::BuildEnd<'_>) {
         self.inner.on_end(end);
     }
+}
+
+/// The helper image, named as ours in the progress output.
+fn helper(image: &str) -> llb::State {
+    let op = OpOptions { custom_name: Some(format!("[fbuild] helper image {image}")), ignore_cache: false };
+    llb::image_with(image, llb::ImageOptions { op, ..Default::default() })
 }
 
 /// `text` as one word for `sh`.
