@@ -12,10 +12,13 @@
 //! parser dumps its tree, which the tests compare with BuildKit's own
 //! expected results.
 //!
-//! Not here yet: variable expansion (the shell lexer), typed instructions
-//! and the compiler to LLB (issue 7).
+//! [`shell`] expands variables and splits words with the frontend's shell
+//! lexer rules.
+//!
+//! Not here yet: typed instructions and the compiler to LLB (issue 7).
 
 mod parser;
+pub mod shell;
 mod words;
 
 pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, ParseError, Warning};
