@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::build::{BuildError, BuildRequest, CancellationToken, Frontend};
+use crate::build::{BuildError, CancellationToken, Frontend};
 use crate::cli::Context;
 use crate::output::{ExportEntry, ExporterType, OutputDest};
 use crate::progress::{ProgressMode, ProgressWriter, SourceFile};
@@ -242,11 +242,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let request = std::mem::replace(
-        &mut plan.request,
-        BuildRequest::new(Frontend::Daemon { name: String::new(), attrs: BTreeMap::new() }),
-    );
-    let result = crate::build::build(&connection.channel, request, &mut progress, &cancel).await;
+    let result = crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await;
     on_signal.abort();
     let report = match result {
         Ok(report) => report,
