@@ -212,10 +212,11 @@ fn file_outputs_create_their_folders_as_buildx() {
     util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY x /x\n"), ("x", "x\n")]);
     let dest = project.path().join("new/deeper/out.tar");
     let metadata = project.path().join("meta.json");
-    solve_ok(
+    let (stdout, _) = solve_ok(
         project.path(),
-        &["-o", &format!("type=tar,dest={}", dest.display()), "--metadata-file", metadata.to_str().unwrap()],
+        &["-q", "-o", &format!("type=tar,dest={}", dest.display()), "--metadata-file", metadata.to_str().unwrap()],
     );
+    assert_eq!(stdout, "", "-q prints no id when there is no image");
     assert!(util::tar_entries(&std::fs::read(&dest).unwrap()).contains_key("x"));
     // A file where a folder should be is refused before the build, naming both.
     let blocked = project.path().join("x/out.tar");

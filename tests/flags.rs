@@ -145,7 +145,12 @@ fn two_platforms_make_an_image_index() {
     assert_eq!(top.manifests()[0].media_type(), &MediaType::ImageIndex, "a multi-platform image: {top:?}");
     let index = ImageIndex::from_reader(layout.blob(&top.manifests()[0])).expect("an image index");
     let mut platforms = Vec::new();
-    for descriptor in index.manifests() {
+    // buildx's default provenance adds one attestation manifest per image.
+    let is_attestation = |d: &&oci_spec::image::Descriptor| {
+        d.annotations().as_ref().is_some_and(|a| a.get("vnd.docker.reference.type").is_some())
+    };
+    assert_eq!(index.manifests().iter().filter(is_attestation).count(), 2, "one provenance per platform");
+    for descriptor in index.manifests().iter().filter(|d| !is_attestation(d)) {
         let platform = descriptor.platform().as_ref().expect("each manifest names its platform");
         let name = format!("{}/{}", platform.os(), platform.architecture());
         let manifest = layout.manifest(descriptor);

@@ -337,6 +337,14 @@ fn check_dir_dest(value: &str, path: &Path) -> Result<(), OutputError> {
             Err(OutputError::Output { value: value.to_owned(), problem: OutputProblem::DestNotDir(path.to_owned()) })
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        // A file where one of its folders should be.
+        Err(err) if err.kind() == io::ErrorKind::NotADirectory => match missing_parents(path) {
+            Err(MissingParents::NotDir(blocker)) => Err(OutputError::Output {
+                value: value.to_owned(),
+                problem: OutputProblem::ParentNotDir { path: path.to_owned(), blocker },
+            }),
+            _ => Err(OutputError::Inspect { value: value.to_owned(), path: path.to_owned(), source: err }),
+        },
         Err(source) => Err(OutputError::Inspect { value: value.to_owned(), path: path.to_owned(), source }),
     }
 }
@@ -721,5 +729,8 @@ mod tests {
         assert!(matches!(err, OutputError::Output { problem: OutputProblem::DestNotDir(_), .. }));
         let value = format!("type=local,dest={}", dir.path().join("new").display());
         assert!(exports_from_flags(&[value], &[], false, false).is_ok());
+        let value = format!("type=local,dest={}", file.join("sub").display());
+        let err = exports_from_flags(&[value], &[], false, false).unwrap_err();
+        assert!(matches!(err, OutputError::Output { problem: OutputProblem::ParentNotDir { .. }, .. }), "{err}");
     }
 }

@@ -21,6 +21,14 @@ pub struct MetadataError {
 pub fn to_json(response: &BTreeMap<String, String>) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for (key, value) in response {
+        // A subrequest's `result.json` (`--call`) is JSON already, not
+        // base64 (buildx's decodeExporterResponse).
+        if key == "result.json" {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(value) {
+                out.insert(key.clone(), json);
+                continue;
+            }
+        }
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(value)
             .ok()
@@ -78,6 +86,8 @@ mod tests {
         assert_eq!(json["containerimage.digest"], "sha256:abc");
         assert_eq!(json["containerimage.descriptor"]["size"], 12);
         assert_eq!(json["image.name"], "r/app:1");
+        let call: BTreeMap<String, String> = [("result.json".to_string(), r#"{"targets":[]}"#.to_string())].into();
+        assert_eq!(to_json(&call)["result.json"]["targets"], serde_json::json!([]));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::build::{BuildError, BuildRequest, CancellationToken, Frontend};
+use crate::build::{BuildError, CancellationToken, Frontend};
 use crate::cli::Context;
 use crate::output::{ExportEntry, ExporterType, OutputDest};
 use crate::progress::{ProgressMode, ProgressWriter, SourceFile};
@@ -247,12 +247,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let request = std::mem::replace(
-        &mut plan.request,
-        BuildRequest::new(Frontend::Daemon { name: String::new(), attrs: BTreeMap::new() }),
-    );
     let result = match carry.restore(&connection.channel, mode, ctx.printer, &cancel).await {
-        Ok(()) => crate::build::build(&connection.channel, request, &mut progress, &cancel).await,
+        Ok(()) => crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await,
         Err(error) if cancel.is_cancelled() => {
             tracing::debug!("{error:#}");
             Err(BuildError::Cancelled)

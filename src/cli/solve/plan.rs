@@ -183,16 +183,16 @@ impl SolvePlan {
         let mut attrs = BTreeMap::new();
         attrs.insert("filename".to_string(), dockerfile.name.clone());
         let mut uploads = BTreeMap::new();
-        match &context {
+        match context {
             ContextSource::Remote(url) => {
-                attrs.insert("context".into(), url.clone());
+                attrs.insert("context".into(), url);
             }
             ContextSource::Upload(bytes) => {
                 let id = crate::session::new_id();
                 attrs.insert("context".into(), format!("{}{id}", crate::services::upload::URL_PREFIX));
-                uploads.insert(id, bytes::Bytes::from(bytes.clone()));
+                uploads.insert(id, bytes::Bytes::from(bytes));
             }
-            _ => {}
+            ContextSource::Dir(_) | ContextSource::StdinDockerfile(_) => {}
         }
         if !dockerfile.dir.as_os_str().is_empty() && context_dir.is_none() {
             // A remote context with a Dockerfile from here (buildx's dockerfilekey).
