@@ -307,13 +307,11 @@ impl Scan<'_> {
         let mut modifier = c.to_string();
         let mut null_is_unset = false;
         match c {
-            '}' => {
-                return Ok(match self.lookup(&name) {
-                    Some(value) => value,
-                    None if self.lexer.skip_unset_env => format!("${{{name}}}"),
-                    None => String::new(),
-                });
-            }
+            '}' => Ok(match self.lookup(&name) {
+                Some(value) => value,
+                None if self.lexer.skip_unset_env => format!("${{{name}}}"),
+                None => String::new(),
+            }),
             ':' | '+' | '-' | '?' | '#' | '%' => {
                 if c == ':' {
                     null_is_unset = true;
