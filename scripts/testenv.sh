@@ -242,11 +242,12 @@ EOF
         --otel-socket-path "$(dirname "$SOCK")/otel-grpc.sock"
     )
     if pid=$(pid_of "$STATE/buildkitd.pid"); then
-        # Keep a running daemon only when it is this binary (not one replaced
-        # by a rebuild since), started with these flags and this config.
+        # Keep a running daemon only when it runs the same binary (byte for
+        # byte: another checkout's build of this version counts, a rebuild
+        # since does not), with these flags and this config.
         if [[ $changed == 0 ]] &&
-            [[ $(readlink "/proc/$pid/exe") == "$BUILDKITD" ]] &&
-            [[ $(tr '\0' '\n' <"/proc/$pid/cmdline") == "$(printf '%s\n' "${args[@]}")" ]] &&
+            cmp -s "/proc/$pid/exe" "$BUILDKITD" &&
+            [[ $(tr '\0' '\n' <"/proc/$pid/cmdline" | tail -n +2) == "$(printf '%s\n' "${args[@]:1}")" ]] &&
             buildkitd_answers >/dev/null 2>&1; then
             return 0
         fi
