@@ -5,6 +5,7 @@ mod cache_commands;
 mod cli_help;
 mod connect_tls;
 mod daemon_cmd;
+mod dockerfile;
 mod flags;
 mod fsync;
 mod gateway;

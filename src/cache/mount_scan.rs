@@ -31,10 +31,8 @@ pub fn cache_mounts(dockerfile: &str) -> (Vec<CacheMount>, Vec<String>) {
                     }
                 }
                 Ok(None) => {}
-                Err(why) => skipped.push(format!(
-                    "Dockerfile:{}: cache mount {spec:?} not carried: {why}",
-                    instruction.start_line
-                )),
+                Err(why) => skipped
+                    .push(format!("Dockerfile:{}: cache mount {spec:?} not carried: {why}", instruction.start_line)),
             }
         }
     }

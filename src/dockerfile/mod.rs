@@ -15,8 +15,13 @@
 //! [`shell`] expands variables and splits words with the frontend's shell
 //! lexer rules.
 //!
-//! Not here yet: typed instructions and the compiler to LLB (issue 7).
+//! [`instructions`] types each instruction (flags checked as the frontend
+//! checks them), groups them into stages and says which stages a target
+//! needs.
+//!
+//! Not here yet: the compiler to LLB (issue 7).
 
+pub mod instructions;
 mod parser;
 pub mod shell;
 mod words;

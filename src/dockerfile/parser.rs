@@ -82,8 +82,10 @@ pub struct Heredoc {
 }
 
 /// A Dockerfile that cannot be parsed: what is wrong and on which lines.
+/// The message is the frontend's, which carries the lines beside it (as
+/// source locations), not in the text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("dockerfile parse error on line {line}: {message}")]
+#[error("{message}")]
 pub struct ParseError {
     pub message: String,
     pub line: usize,
@@ -266,12 +268,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     if instructions.is_empty() {
         return Err(fail("file with no instructions".into(), lines.len(), 0));
     }
-    Ok(Dockerfile {
-        instructions,
-        directives: directives.seen,
-        escape: directives.escape.unwrap_or('\\'),
-        warnings,
-    })
+    Ok(Dockerfile { instructions, directives: directives.seen, escape: directives.escape.unwrap_or('\\'), warnings })
 }
 
 fn may_have_heredocs(instruction: &Instruction) -> bool {

@@ -55,8 +55,7 @@ impl Lexer {
 
     fn run(&self, word: &str, env: &dyn Env) -> Result<(String, Vec<String>), ExpandError> {
         let mut scan = Scan { lexer: self, chars: word.chars().collect(), at: 0, env, raw_escapes: self.raw_escapes };
-        scan.until(None, self.raw_escapes)
-            .map_err(|message| ExpandError { source_text: word.to_string(), message })
+        scan.until(None, self.raw_escapes).map_err(|message| ExpandError { source_text: word.to_string(), message })
     }
 }
 
@@ -461,8 +460,8 @@ fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, Strin
 }
 
 fn replace(pattern: &str, replacement: &str, value: &str, all: bool) -> Result<String, String> {
-    let re = pattern_regex(pattern, true, false)
-        .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+    let re =
+        pattern_regex(pattern, true, false).map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
     // Go's ReplaceAllString expands `$1`-style references in the replacement.
     Ok(if all { re.replace_all(value, replacement).into_owned() } else { re.replace(value, replacement).into_owned() })
 }

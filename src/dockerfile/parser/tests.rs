@@ -95,15 +95,15 @@ fn heredocs_continuations_and_directives() {
 #[test]
 fn errors_name_the_line() {
     let cases = [
-        ("FROM a\nRUN <<EOF\nno end\n", "dockerfile parse error on line 2: unterminated heredoc"),
-        ("# escape=x\nFROM a\n", "dockerfile parse error on line 1: invalid escape token 'x' does not match ` or \\"),
-        ("# syntax=a\n# syntax=b\nFROM a\n", "dockerfile parse error on line 2: only one syntax parser directive can be used"),
-        ("FROM a\nENV\tONLYKEY\n", "dockerfile parse error on line 2: ENV must have two arguments"),
-        ("FROM a\nCMD [\"a\", 1]\n", "dockerfile parse error on line 2: when using JSON array syntax, arrays must be comprised of strings only"),
-        ("# only a comment\n\n", "file with no instructions"),
+        ("FROM a\nRUN <<EOF\nno end\n", 2, "unterminated heredoc"),
+        ("# escape=x\nFROM a\n", 1, "invalid escape token 'x' does not match ` or \\"),
+        ("# syntax=a\n# syntax=b\nFROM a\n", 2, "only one syntax parser directive can be used"),
+        ("FROM a\nENV\tONLYKEY\n", 2, "ENV must have two arguments"),
+        ("FROM a\nCMD [\"a\", 1]\n", 2, "when using JSON array syntax, arrays must be comprised of strings only"),
+        ("# only a comment\n\n", 2, "file with no instructions"),
     ];
-    for (text, message) in cases {
-        let error = parse(text).unwrap_err().to_string();
-        assert!(error.contains(message), "{text:?}: {error}");
+    for (text, line, message) in cases {
+        let error = parse(text).unwrap_err();
+        assert_eq!((error.line, error.to_string().as_str()), (line, message), "{text:?}");
     }
 }
