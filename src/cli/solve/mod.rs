@@ -6,8 +6,8 @@
 //! SIGTERM, the lines saying where outputs went, and `--metadata-file`.
 
 mod carry;
-mod metadata;
-mod plan;
+pub(crate) mod metadata;
+pub(crate) mod plan;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -185,7 +185,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 /// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
