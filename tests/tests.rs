@@ -1,5 +1,6 @@
 mod util;
 
+mod bake;
 mod cache_commands;
 mod cli_help;
 mod connect_tls;

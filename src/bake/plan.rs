@@ -147,7 +147,9 @@ pub(crate) fn plan(
         }
     }
 
-    let outputs = target.outputs.clone().unwrap_or_default();
+    // `cacheonly` means no exporter at all: the result stays in the cache.
+    let outputs: Vec<String> =
+        target.outputs.iter().flatten().filter(|o| o.as_str() != "type=cacheonly").cloned().collect();
     let tags = target.tags.clone().unwrap_or_default();
     let exports = crate::output::exports_from_flags(&outputs, &tags, false, stdout_is_terminal)
         .map_err(|e| fail(error_chain(&e)))?;

@@ -5,7 +5,7 @@
 //! (`target:NAME`) join the set and are ordered before it. Cycles, in
 //! `inherits` or between contexts, are refused here, before any build.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{BakeError, Definition, Target};
 
@@ -24,19 +24,24 @@ impl Resolved {
         self.targets.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
 
-    /// buildx's `--print` document.
-    pub(crate) fn print_json(&self) -> serde_json::Value {
-        let mut groups = serde_json::Map::new();
-        for (name, members) in &self.groups {
-            groups.insert(name.clone(), serde_json::json!({ "targets": members }));
+    /// buildx's `--print` document, as text: serialised straight from the
+    /// targets so fields keep buildx's order (a `serde_json::Value` would
+    /// sort them).
+    pub(crate) fn print_json(&self) -> Result<String, serde_json::Error> {
+        #[derive(serde::Serialize)]
+        struct Group<'a> {
+            targets: &'a [String],
         }
-        let mut targets = serde_json::Map::new();
-        let mut sorted: Vec<_> = self.targets.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, target) in sorted {
-            targets.insert(name.clone(), serde_json::to_value(target).unwrap_or_default());
+        #[derive(serde::Serialize)]
+        struct Print<'a> {
+            group: BTreeMap<&'a str, Group<'a>>,
+            target: BTreeMap<&'a str, &'a Target>,
         }
-        serde_json::json!({ "group": groups, "target": targets })
+        let print = Print {
+            group: self.groups.iter().map(|(n, m)| (n.as_str(), Group { targets: m })).collect(),
+            target: self.targets.iter().map(|(n, t)| (n.as_str(), t)).collect(),
+        };
+        serde_json::to_string_pretty(&print)
     }
 }
 
@@ -80,7 +85,11 @@ pub(crate) fn resolve(
         }
         let mut target = inherited(definition, &name, &mut Vec::new())?;
         apply_overrides(&name, &mut target, &overrides)?;
-        if push {
+        if !wanted.contains(&name) {
+            // Only another target's context: its image goes nowhere but to
+            // its dependents (buildx's `cacheonly` output, also what it prints).
+            target.outputs = Some(vec!["type=cacheonly".to_string()]);
+        } else if push {
             target.push();
         }
         target.context.get_or_insert_with(|| ".".to_string());

@@ -152,7 +152,10 @@ impl Target {
             if !append {
                 list.clear();
             }
-            list.push(value.to_string());
+            // `--set t.cache-from=` clears the list, as in buildx.
+            if !value.is_empty() {
+                list.push(value.to_string());
+            }
         }
         fn comma_list(slot: &mut Option<Vec<String>>, value: &str, append: bool) {
             let list = slot.get_or_insert_with(Vec::new);

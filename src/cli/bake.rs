@@ -100,7 +100,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let resolved = resolve::resolve(&definition, &args.targets, &sets, args.push)?;
     if args.print {
         let mut out = ctx.printer.stdout();
-        writeln!(out, "{}", serde_json::to_string_pretty(&resolved.print_json())?)?;
+        writeln!(out, "{}", resolved.print_json()?)?;
         return Ok(ExitCode::SUCCESS);
     }
 
