@@ -128,7 +128,8 @@ fn hcl_file_gives_the_same_digests_as_the_compose_file() {
             .assert()
             .success();
         let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
-        ["api", "worker"].map(|t| json[t]["containerimage.digest"].as_str().unwrap_or_else(|| panic!("{json}")).to_string())
+        ["api", "worker"]
+            .map(|t| json[t]["containerimage.digest"].as_str().unwrap_or_else(|| panic!("{json}")).to_string())
     };
     let compose = digests("compose.yaml");
     let hcl = digests("docker-bake.hcl");
@@ -155,7 +156,7 @@ fn a_target_used_as_a_context_is_built_first() {
     let assert = util::fbuild().current_dir(dir.path()).args(["bake", "app"]).assert().success();
     let stderr = text(&assert.get_output().stderr);
     assert!(dir.path().join("out/copied").is_file(), "{stderr}");
-    assert_eq!(std::fs::read(dir.path().join("out/copied")).unwrap().len() > 1, true);
+    assert!(std::fs::read(dir.path().join("out/copied")).unwrap().len() > 1);
     assert!(stderr.contains("bake: 2 of 2 targets built"), "{stderr}");
 }
 
@@ -212,7 +213,8 @@ fn print_matches_buildx() {
 fn compose_print_matches_buildx() {
     let dir = util::tempdir();
     project(dir.path(), "r");
-    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "-f", "compose.yaml", "--print"]).assert().success();
+    let assert =
+        util::fbuild().current_dir(dir.path()).args(["bake", "-f", "compose.yaml", "--print"]).assert().success();
     let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     let registry = &testenv().registry;
     // As buildx prints it: .env fills the arg, `db` (no build:) is left out.
@@ -255,7 +257,10 @@ fn bad_input_is_refused_before_building() {
         (&["-f", "ok.hcl", "nope"], "unknown target or group \"nope\""),
         (&["-f", "broken.hcl"], "broken.hcl:3:"),
         (&["-f", "cycle.hcl", "a"], "cycle: a -> b -> a"),
-        (&["-f", "required.yaml"], "required.yaml:6: required variable TOKEN_FOR_BAKE_TEST is missing a value: set TOKEN first"),
+        (
+            &["-f", "required.yaml"],
+            "required.yaml:6: required variable TOKEN_FOR_BAKE_TEST is missing a value: set TOKEN first",
+        ),
         (&["-f", "ok.hcl", "--set", "a.bogus=1", "a"], "--set \"a.bogus=1\": unknown key"),
         (&["-f", "missing.hcl"], "missing.hcl"),
     ];
@@ -266,6 +271,7 @@ fn bad_input_is_refused_before_building() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     // An unknown build: key is a warning, as compose gives it.
-    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "-f", "unknown-key.yaml", "--print"]).assert().success();
+    let assert =
+        util::fbuild().current_dir(dir.path()).args(["bake", "-f", "unknown-key.yaml", "--print"]).assert().success();
     assert!(text(&assert.get_output().stderr).contains("unknown build key \"frobnicate\""));
 }

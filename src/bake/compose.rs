@@ -30,10 +30,8 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
         };
         BakeError::Invalid { location, message: strip_location(&e.to_string()) }
     })?;
-    let doc = interpolate_value(doc, &env).map_err(|(var, message)| BakeError::Invalid {
-        location: locate(file, text, &var),
-        message,
-    })?;
+    let doc = interpolate_value(doc, &env)
+        .map_err(|(var, message)| BakeError::Invalid { location: locate(file, text, &var), message })?;
 
     let mut definition = Definition::default();
     let Some(services) = doc.get("services") else {
@@ -155,7 +153,9 @@ fn scalar(value: &Value) -> Option<String> {
 
 fn strings(value: &Value) -> Result<Vec<String>, String> {
     match value {
-        Value::Sequence(items) => items.iter().map(|v| scalar(v).ok_or_else(|| "expected a list of strings".to_string())).collect(),
+        Value::Sequence(items) => {
+            items.iter().map(|v| scalar(v).ok_or_else(|| "expected a list of strings".to_string())).collect()
+        }
         Value::Null => Ok(Vec::new()),
         other => scalar(other).map(|s| vec![s]).ok_or_else(|| "expected a list of strings".into()),
     }
@@ -312,7 +312,9 @@ fn apply_x_bake(target: &mut Target, x_bake: &Value) -> Result<(), String> {
                     target.set(&key, Some(&k), &v, true)?;
                 }
             }
-            other => target.set(&key, None, &scalar(other).ok_or_else(|| format!("{key}: expected a value"))?, false)?,
+            other => {
+                target.set(&key, None, &scalar(other).ok_or_else(|| format!("{key}: expected a value"))?, false)?
+            }
         }
     }
     Ok(())
@@ -340,7 +342,9 @@ pub(crate) fn read_dotenv(path: &Path) -> Result<Env, BakeError> {
             });
         };
         let value = value.trim();
-        let value = if value.len() >= 2 && (value.starts_with('"') && value.ends_with('"') || value.starts_with('\'') && value.ends_with('\'')) {
+        let value = if value.len() >= 2
+            && (value.starts_with('"') && value.ends_with('"') || value.starts_with('\'') && value.ends_with('\''))
+        {
             &value[1..value.len() - 1]
         } else {
             // An unquoted value ends at a ` #` comment.
@@ -355,7 +359,9 @@ pub(crate) fn read_dotenv(path: &Path) -> Result<Env, BakeError> {
 fn interpolate_value(value: Value, env: &Env) -> Result<Value, (String, String)> {
     Ok(match value {
         Value::String(s) => Value::String(interpolate(&s, env)?),
-        Value::Sequence(items) => Value::Sequence(items.into_iter().map(|v| interpolate_value(v, env)).collect::<Result<_, _>>()?),
+        Value::Sequence(items) => {
+            Value::Sequence(items.into_iter().map(|v| interpolate_value(v, env)).collect::<Result<_, _>>()?)
+        }
         Value::Mapping(map) => {
             let mut out = serde_yaml_ng::Mapping::new();
             for (k, v) in map {
@@ -365,7 +371,10 @@ fn interpolate_value(value: Value, env: &Env) -> Result<Value, (String, String)>
         }
         Value::Tagged(tagged) => {
             let tagged = *tagged;
-            Value::Tagged(Box::new(serde_yaml_ng::value::TaggedValue { tag: tagged.tag, value: interpolate_value(tagged.value, env)? }))
+            Value::Tagged(Box::new(serde_yaml_ng::value::TaggedValue {
+                tag: tagged.tag,
+                value: interpolate_value(tagged.value, env)?,
+            }))
         }
         other => other,
     })
@@ -432,14 +441,30 @@ fn expand(expr: &str, env: &Env) -> Result<String, (String, String)> {
     let arg = |rest: &str| interpolate(rest, env);
     match op.chars().next() {
         None if !colon => Ok(value.cloned().unwrap_or_default()),
-        Some('-') => if present { Ok(value.cloned().unwrap_or_default()) } else { arg(&op[1..]) },
-        Some('+') => if present { arg(&op[1..]) } else { Ok(String::new()) },
+        Some('-') => {
+            if present {
+                Ok(value.cloned().unwrap_or_default())
+            } else {
+                arg(&op[1..])
+            }
+        }
+        Some('+') => {
+            if present {
+                arg(&op[1..])
+            } else {
+                Ok(String::new())
+            }
+        }
         Some('?') => {
             if present {
                 Ok(value.cloned().unwrap_or_default())
             } else {
                 let message = arg(&op[1..])?;
-                let message = if message.is_empty() { format!("required variable {name} is missing a value") } else { format!("required variable {name} is missing a value: {message}") };
+                let message = if message.is_empty() {
+                    format!("required variable {name} is missing a value")
+                } else {
+                    format!("required variable {name} is missing a value: {message}")
+                };
                 Err((name.to_string(), message))
             }
         }
@@ -489,7 +514,8 @@ mod tests {
     #[test]
     fn services_become_targets() {
         let text = "services:\n  app:\n    image: r/app:1\n    build:\n      context: ./app\n      args: [A=1, FROM_ENV, UNSET]\n      cache_from: [r/cache]\n      bogus: 1\n  db:\n    image: postgres\n";
-        let d = load("compose.yaml", text, Path::new("/nonexistent"), Path::new(""), &env(&[("FROM_ENV", "e")])).unwrap();
+        let d =
+            load("compose.yaml", text, Path::new("/nonexistent"), Path::new(""), &env(&[("FROM_ENV", "e")])).unwrap();
         assert_eq!(d.targets.len(), 1);
         let app = d.target("app").unwrap();
         assert_eq!(app.context.as_deref(), Some("app"));
@@ -505,7 +531,9 @@ mod tests {
         let text = "services:\n  app:\n    build:\n      context: .\n      args:\n        A: ${NEED?set NEED}\n";
         let err = load("c.yaml", text, Path::new("/nonexistent"), Path::new(""), &Env::new()).unwrap_err().to_string();
         assert!(err.starts_with("c.yaml:6: ") && err.contains("set NEED"), "{err}");
-        let err = load("c.yaml", "services:\n  app: [\n", Path::new("/x"), Path::new(""), &Env::new()).unwrap_err().to_string();
+        let err = load("c.yaml", "services:\n  app: [\n", Path::new("/x"), Path::new(""), &Env::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("c.yaml:"), "{err}");
     }
 }

@@ -47,8 +47,7 @@ pub(crate) fn load(cwd: &Path, paths: &[PathBuf], env: &Env) -> Result<Definitio
     let mut definition = Definition::default();
     for path in paths {
         let full = cwd.join(path);
-        let text =
-            fs_err::read_to_string(&full).map_err(|source| BakeError::Read { path: path.clone(), source: source.into() })?;
+        let text = fs_err::read_to_string(&full).map_err(|source| BakeError::Read { path: path.clone(), source })?;
         let name = path.display().to_string();
         let one = match Format::of(path, &text) {
             Format::Compose => super::compose::load(&name, &text, cwd, path.parent().unwrap_or(Path::new("")), env)?,

@@ -29,7 +29,12 @@ pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, 
             "variable" => blocks.variables.push((label, attrs, at())),
             "target" => blocks.targets.push((label, attrs, at())),
             "group" => blocks.groups.push((label, attrs, at())),
-            "function" => return Err(BakeError::Invalid { location: at(), message: "user-defined functions are not supported by fbuild bake".into() }),
+            "function" => {
+                return Err(BakeError::Invalid {
+                    location: at(),
+                    message: "user-defined functions are not supported by fbuild bake".into(),
+                })
+            }
             other => return Err(BakeError::Invalid { location: at(), message: format!("unknown block {other:?}") }),
         }
     }
@@ -48,7 +53,10 @@ pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition,
         let entries = entries.as_object().ok_or_else(|| invalid(format!("{kind}: expected an object")))?;
         for (name, body) in entries {
             let body = body.as_object().ok_or_else(|| invalid(format!("{kind} {name:?}: expected an object")))?;
-            let attrs = body.iter().map(|(k, v)| Ok((k.clone(), json_expression(v)?))).collect::<Result<Vec<_>, String>>()
+            let attrs = body
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), json_expression(v)?)))
+                .collect::<Result<Vec<_>, String>>()
                 .map_err(|e| invalid(format!("{kind} {name:?}: {e}")))?;
             let at = format!("{file}: {kind} {name:?}");
             match kind.as_str() {
@@ -70,7 +78,9 @@ fn json_expression(value: &serde_json::Value) -> Result<Expression, String> {
             let quoted = serde_json::to_string(s).map_err(|e| e.to_string())?;
             quoted.parse::<Expression>().map_err(|e| format!("{s:?}: {e}"))?
         }
-        serde_json::Value::Array(items) => Expression::Array(items.iter().map(json_expression).collect::<Result<_, _>>()?),
+        serde_json::Value::Array(items) => {
+            Expression::Array(items.iter().map(json_expression).collect::<Result<_, _>>()?)
+        }
         serde_json::Value::Object(map) => {
             let mut object = hcl::Object::new();
             for (k, v) in map {
@@ -106,7 +116,10 @@ impl Blocks {
             for (key, expr) in attrs {
                 let value = eval(expr, &ctx, at, &format!("group {name:?}: {key}"))?;
                 match key.as_str() {
-                    "targets" => members = string_list(&value).map_err(|e| invalid(at, format!("group {name:?}: targets: {e}")))?,
+                    "targets" => {
+                        members =
+                            string_list(&value).map_err(|e| invalid(at, format!("group {name:?}: targets: {e}")))?
+                    }
                     "description" => {}
                     other => return Err(invalid(at, format!("group {name:?}: unknown attribute {other:?}"))),
                 }
@@ -119,7 +132,8 @@ impl Blocks {
                 None => definition.add_target(name.clone(), target(name, attrs, &ctx, at)?),
                 Some((_, expr)) => {
                     let matrix = eval(expr, &ctx, at, &format!("target {name:?}: matrix"))?;
-                    let names = expand_matrix(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
+                    let names =
+                        expand_matrix(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
                     let mut expanded = Vec::new();
                     for combination in names {
                         let mut ctx = ctx.clone();
@@ -165,7 +179,8 @@ impl Blocks {
                     None => Value::Null,
                 };
                 let value = match env.get(name) {
-                    Some(text) => typed_like(&default, text).map_err(|e| invalid(at, format!("variable {name:?} from the environment: {e}")))?,
+                    Some(text) => typed_like(&default, text)
+                        .map_err(|e| invalid(at, format!("variable {name:?} from the environment: {e}")))?,
                     None => default,
                 };
                 ctx.declare_var(name.clone(), value.clone());
@@ -196,7 +211,9 @@ impl Blocks {
 /// number is read as one, as buildx does.
 fn typed_like(default: &Value, text: &str) -> Result<Value, String> {
     match default {
-        Value::Bool(_) => crate::output::parse::parse_go_bool(text).map(Value::Bool).ok_or_else(|| format!("{text:?} is not a boolean")),
+        Value::Bool(_) => crate::output::parse::parse_go_bool(text)
+            .map(Value::Bool)
+            .ok_or_else(|| format!("{text:?} is not a boolean")),
         Value::Number(_) => text
             .parse::<i64>()
             .map(Value::from)
@@ -291,7 +308,9 @@ fn display(value: &Value) -> Option<String> {
 
 fn string_list(value: &Value) -> Result<Vec<String>, String> {
     match value {
-        Value::Array(items) => items.iter().map(|v| display(v).ok_or_else(|| "expected a list of strings".to_string())).collect(),
+        Value::Array(items) => {
+            items.iter().map(|v| display(v).ok_or_else(|| "expected a list of strings".to_string())).collect()
+        }
         _ => Err("expected a list of strings".into()),
     }
 }
@@ -317,7 +336,7 @@ fn parse_error(file: &str, message: &str) -> BakeError {
         Some(position) => format!("{file}:{position}"),
         None => file.to_string(),
     };
-    let text = message.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(message).trim();
+    let text = message.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(message).trim();
     let text = text.trim_start_matches(['|', '=', ' ', '^']).trim();
     BakeError::Invalid { location, message: format!("cannot parse HCL: {text}") }
 }
@@ -332,27 +351,46 @@ fn context() -> Context<'static> {
     ctx.declare_func("upper", f(vec![s()], |a| Ok(Value::from(str_arg(&a, 0).to_uppercase()))));
     ctx.declare_func("lower", f(vec![s()], |a| Ok(Value::from(str_arg(&a, 0).to_lowercase()))));
     ctx.declare_func("trimspace", f(vec![s()], |a| Ok(Value::from(str_arg(&a, 0).trim()))));
-    ctx.declare_func("trimprefix", f(vec![s(), s()], |a| {
-        Ok(Value::from(str_arg(&a, 0).strip_prefix(str_arg(&a, 1)).unwrap_or(str_arg(&a, 0))))
-    }));
-    ctx.declare_func("trimsuffix", f(vec![s(), s()], |a| {
-        Ok(Value::from(str_arg(&a, 0).strip_suffix(str_arg(&a, 1)).unwrap_or(str_arg(&a, 0))))
-    }));
-    ctx.declare_func("replace", f(vec![s(), s(), s()], |a| Ok(Value::from(str_arg(&a, 0).replace(str_arg(&a, 1), str_arg(&a, 2))))));
-    ctx.declare_func("split", f(vec![s(), s()], |a| {
-        Ok(Value::Array(str_arg(&a, 1).split(str_arg(&a, 0)).map(Value::from).collect()))
-    }));
-    ctx.declare_func("join", f(vec![s(), ParamType::array_of(s())], |a| {
-        let items: Vec<String> = match &a[1] {
-            Value::Array(items) => items.iter().filter_map(display).collect(),
-            _ => Vec::new(),
-        };
-        Ok(Value::from(items.join(str_arg(&a, 0))))
-    }));
+    ctx.declare_func(
+        "trimprefix",
+        f(vec![s(), s()], |a| Ok(Value::from(str_arg(&a, 0).strip_prefix(str_arg(&a, 1)).unwrap_or(str_arg(&a, 0))))),
+    );
+    ctx.declare_func(
+        "trimsuffix",
+        f(vec![s(), s()], |a| Ok(Value::from(str_arg(&a, 0).strip_suffix(str_arg(&a, 1)).unwrap_or(str_arg(&a, 0))))),
+    );
+    ctx.declare_func(
+        "replace",
+        f(vec![s(), s(), s()], |a| Ok(Value::from(str_arg(&a, 0).replace(str_arg(&a, 1), str_arg(&a, 2))))),
+    );
+    ctx.declare_func(
+        "split",
+        f(vec![s(), s()], |a| Ok(Value::Array(str_arg(&a, 1).split(str_arg(&a, 0)).map(Value::from).collect()))),
+    );
+    ctx.declare_func(
+        "join",
+        f(vec![s(), ParamType::array_of(s())], |a| {
+            let items: Vec<String> = match &a[1] {
+                Value::Array(items) => items.iter().filter_map(display).collect(),
+                _ => Vec::new(),
+            };
+            Ok(Value::from(items.join(str_arg(&a, 0))))
+        }),
+    );
     ctx.declare_func("equal", f(vec![any(), any()], |a| Ok(Value::Bool(a[0] == a[1]))));
     ctx.declare_func("notequal", f(vec![any(), any()], |a| Ok(Value::Bool(a[0] != a[1]))));
-    ctx.declare_func("and", f(vec![ParamType::Bool, ParamType::Bool], |a| Ok(Value::Bool(a[0] == Value::Bool(true) && a[1] == Value::Bool(true)))));
-    ctx.declare_func("or", f(vec![ParamType::Bool, ParamType::Bool], |a| Ok(Value::Bool(a[0] == Value::Bool(true) || a[1] == Value::Bool(true)))));
+    ctx.declare_func(
+        "and",
+        f(vec![ParamType::Bool, ParamType::Bool], |a| {
+            Ok(Value::Bool(a[0] == Value::Bool(true) && a[1] == Value::Bool(true)))
+        }),
+    );
+    ctx.declare_func(
+        "or",
+        f(vec![ParamType::Bool, ParamType::Bool], |a| {
+            Ok(Value::Bool(a[0] == Value::Bool(true) || a[1] == Value::Bool(true)))
+        }),
+    );
     ctx.declare_func("not", f(vec![ParamType::Bool], |a| Ok(Value::Bool(a[0] != Value::Bool(true)))));
     ctx.declare_func(
         "coalesce",
@@ -363,31 +401,44 @@ fn context() -> Context<'static> {
     ctx.declare_func(
         "concat",
         FuncDef::builder().variadic_param(ParamType::array_of(any())).build(|a| {
-            Ok(Value::Array(a.iter().flat_map(|v| match v {
-                Value::Array(items) => items.clone(),
-                _ => Vec::new(),
-            }).collect()))
+            Ok(Value::Array(
+                a.iter()
+                    .flat_map(|v| match v {
+                        Value::Array(items) => items.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            ))
         }),
     );
-    ctx.declare_func("length", f(vec![any()], |a| {
-        Ok(Value::from(match &a[0] {
-            Value::Array(items) => items.len(),
-            Value::Object(map) => map.len(),
-            Value::String(s) => s.chars().count(),
-            _ => return Err("length needs a list, map or string".into()),
-        }))
-    }));
-    ctx.declare_func("substr", f(vec![s(), ParamType::Number, ParamType::Number], |a| {
-        let text: Vec<char> = str_arg(&a, 0).chars().collect();
-        let num = |v: &Value| v.as_i64().unwrap_or(0);
-        let offset = num(&a[1]).clamp(0, text.len() as i64) as usize;
-        let length = num(&a[2]);
-        let end = if length < 0 { text.len() } else { (offset + length as usize).min(text.len()) };
-        Ok(Value::from(text[offset..end].iter().collect::<String>()))
-    }));
-    ctx.declare_func("contains", f(vec![ParamType::array_of(any()), any()], |a| {
-        Ok(Value::Bool(matches!(&a[0], Value::Array(items) if items.contains(&a[1]))))
-    }));
+    ctx.declare_func(
+        "length",
+        f(vec![any()], |a| {
+            Ok(Value::from(match &a[0] {
+                Value::Array(items) => items.len(),
+                Value::Object(map) => map.len(),
+                Value::String(s) => s.chars().count(),
+                _ => return Err("length needs a list, map or string".into()),
+            }))
+        }),
+    );
+    ctx.declare_func(
+        "substr",
+        f(vec![s(), ParamType::Number, ParamType::Number], |a| {
+            let text: Vec<char> = str_arg(&a, 0).chars().collect();
+            let num = |v: &Value| v.as_i64().unwrap_or(0);
+            let offset = num(&a[1]).clamp(0, text.len() as i64) as usize;
+            let length = num(&a[2]);
+            let end = if length < 0 { text.len() } else { (offset + length as usize).min(text.len()) };
+            Ok(Value::from(text[offset..end].iter().collect::<String>()))
+        }),
+    );
+    ctx.declare_func(
+        "contains",
+        f(vec![ParamType::array_of(any()), any()], |a| {
+            Ok(Value::Bool(matches!(&a[0], Value::Array(items) if items.contains(&a[1]))))
+        }),
+    );
     ctx
 }
 

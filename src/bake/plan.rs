@@ -50,7 +50,8 @@ pub(crate) fn plan(
             .prefix("fbuild-bake-dockerfile-")
             .tempdir()
             .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
-        fs_err::write(dir.path().join("Dockerfile"), text).map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
+        fs_err::write(dir.path().join("Dockerfile"), text)
+            .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
         attrs.insert("filename".to_string(), "Dockerfile".to_string());
         locals.insert(LOCAL_DOCKERFILE.to_string(), dir.path().to_path_buf());
         inline = Some(dir);
@@ -166,7 +167,10 @@ pub(crate) fn plan(
         .secrets
         .iter()
         .flatten()
-        .map(|spec| crate::services::secrets::SecretSource::parse(spec).map_err(|e| fail(format!("secret {:?}: {e}", e.value()))))
+        .map(|spec| {
+            crate::services::secrets::SecretSource::parse(spec)
+                .map_err(|e| fail(format!("secret {:?}: {e}", e.value())))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let ssh = target
         .ssh
@@ -224,7 +228,9 @@ mod tests {
             contexts: Some([("base".into(), "target:base".into())].into()),
             ..Default::default()
         };
-        let plan = plan(dir.path(), "app", &target, &[("SOURCE_DATE_EPOCH".to_string(), "0".to_string())].into(), false).unwrap();
+        let plan =
+            plan(dir.path(), "app", &target, &[("SOURCE_DATE_EPOCH".to_string(), "0".to_string())].into(), false)
+                .unwrap();
         let Frontend::Daemon { attrs, .. } = &plan.request.frontend else { panic!() };
         assert_eq!(attrs["filename"], "Dockerfile.x");
         assert_eq!(attrs["build-arg:A"], "1");

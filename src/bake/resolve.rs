@@ -195,7 +195,13 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
             let sub = parts.next().map(str::to_string);
             // Check the key and value now, so a typo fails even when no target matches.
             Target::default().set(key, sub.as_deref(), value, false).map_err(|reason| bad(&reason))?;
-            Ok(Override { raw: raw.clone(), pattern: pattern.to_string(), key: key.to_string(), sub, value: value.to_string() })
+            Ok(Override {
+                raw: raw.clone(),
+                pattern: pattern.to_string(),
+                key: key.to_string(),
+                sub,
+                value: value.to_string(),
+            })
         })
         .collect()
 }
@@ -285,7 +291,13 @@ target "a" {
 }
 target "b" { inherits = ["base"] }
 "#);
-        let r = resolve(&d, &[], &["a.args.Y=2".into(), "*.platform=linux/amd64".into(), "b.tags=t1".into(), "b.tags=t2".into()], false).unwrap();
+        let r = resolve(
+            &d,
+            &[],
+            &["a.args.Y=2".into(), "*.platform=linux/amd64".into(), "b.tags=t1".into(), "b.tags=t2".into()],
+            false,
+        )
+        .unwrap();
         let a = r.target("a").unwrap();
         assert_eq!(a.tags.as_deref().unwrap(), ["a"]);
         assert_eq!(a.args.as_ref().unwrap().len(), 2);

@@ -123,7 +123,9 @@ pub(crate) async fn run_all(
                 // Still shared: cannot happen once every future is done and dropped.
                 Err(shared) => match &shared.0 {
                     Ok(report) => Ok(report.clone()),
-                    Err(e) => Err(TargetError::Link { target: name.clone(), dir: PathBuf::new(), reason: e.to_string() }),
+                    Err(e) => {
+                        Err(TargetError::Link { target: name.clone(), dir: PathBuf::new(), reason: e.to_string() })
+                    }
                 },
             };
             Outcome { name, result }

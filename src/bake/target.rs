@@ -164,13 +164,19 @@ impl Target {
             }
             list.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from));
         }
-        fn map(slot: &mut Option<BTreeMap<String, String>>, key: &str, sub: Option<&str>, value: &str) -> Result<(), String> {
+        fn map(
+            slot: &mut Option<BTreeMap<String, String>>,
+            key: &str,
+            sub: Option<&str>,
+            value: &str,
+        ) -> Result<(), String> {
             let sub = sub.filter(|s| !s.is_empty()).ok_or_else(|| format!("{key} needs a key: {key}.NAME=VALUE"))?;
             slot.get_or_insert_with(BTreeMap::new).insert(sub.to_string(), value.to_string());
             Ok(())
         }
         fn boolean(key: &str, value: &str) -> Result<bool, String> {
-            crate::output::parse::parse_go_bool(value).ok_or_else(|| format!("{key} expects true or false, not {value:?}"))
+            crate::output::parse::parse_go_bool(value)
+                .ok_or_else(|| format!("{key} expects true or false, not {value:?}"))
         }
         if sub.is_some() && !matches!(key, "args" | "labels" | "contexts" | "extra-hosts") {
             return Err(format!("{key} takes no key"));
@@ -274,38 +280,6 @@ fn ssh_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<
     items.serialize(serializer)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_layers_maps_key_by_key() {
-        let mut base = Target { args: Some([("A".into(), "1".into())].into()), tags: Some(vec!["x".into()]), ..Default::default() };
-        let over = Target { args: Some([("B".into(), "2".into())].into()), tags: Some(vec!["y".into()]), ..Default::default() };
-        base.merge(&over);
-        assert_eq!(base.args.unwrap().len(), 2);
-        assert_eq!(base.tags.unwrap(), ["y"]);
-    }
-
-    #[test]
-    fn push_adds_or_marks_image_outputs() {
-        let mut t = Target::default();
-        t.push();
-        assert_eq!(t.outputs.as_deref().unwrap(), ["type=image,push=true"]);
-        let mut t = Target { outputs: Some(vec!["type=image,name=x".into()]), ..Default::default() };
-        t.push();
-        assert_eq!(t.outputs.as_deref().unwrap(), ["type=image,name=x,push=true"]);
-    }
-
-    #[test]
-    fn prints_csv_specs_as_objects() {
-        let t = Target { cache_from: Some(vec!["r/cache".into(), "type=local,src=d".into()]), ..Default::default() };
-        let json = serde_json::to_value(&t).unwrap();
-        assert_eq!(json["cache-from"][0]["ref"], "r/cache");
-        assert_eq!(json["cache-from"][1]["src"], "d");
-    }
-}
-
 impl Target {
     /// Marks a list attribute as set and empty (`tags = []`).
     pub(crate) fn set_empty_list(&mut self, key: &str) -> Result<(), String> {
@@ -339,5 +313,45 @@ impl Target {
         };
         slot.get_or_insert_with(BTreeMap::new);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_layers_maps_key_by_key() {
+        let mut base = Target {
+            args: Some([("A".into(), "1".into())].into()),
+            tags: Some(vec!["x".into()]),
+            ..Default::default()
+        };
+        let over = Target {
+            args: Some([("B".into(), "2".into())].into()),
+            tags: Some(vec!["y".into()]),
+            ..Default::default()
+        };
+        base.merge(&over);
+        assert_eq!(base.args.unwrap().len(), 2);
+        assert_eq!(base.tags.unwrap(), ["y"]);
+    }
+
+    #[test]
+    fn push_adds_or_marks_image_outputs() {
+        let mut t = Target::default();
+        t.push();
+        assert_eq!(t.outputs.as_deref().unwrap(), ["type=image,push=true"]);
+        let mut t = Target { outputs: Some(vec!["type=image,name=x".into()]), ..Default::default() };
+        t.push();
+        assert_eq!(t.outputs.as_deref().unwrap(), ["type=image,name=x,push=true"]);
+    }
+
+    #[test]
+    fn prints_csv_specs_as_objects() {
+        let t = Target { cache_from: Some(vec!["r/cache".into(), "type=local,src=d".into()]), ..Default::default() };
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["cache-from"][0]["ref"], "r/cache");
+        assert_eq!(json["cache-from"][1]["src"], "d");
     }
 }

@@ -259,7 +259,13 @@ fn list(definition: &crate::bake::Definition, what: &str, ctx: &Context) -> anyh
     if what == "variables" {
         writeln!(out, "VARIABLE\tVALUE\tDESCRIPTION")?;
         for v in &definition.variables {
-            writeln!(out, "{}\t{}\t{}", v.name, v.value.as_deref().unwrap_or(""), v.description.as_deref().unwrap_or(""))?;
+            writeln!(
+                out,
+                "{}\t{}\t{}",
+                v.name,
+                v.value.as_deref().unwrap_or(""),
+                v.description.as_deref().unwrap_or("")
+            )?;
         }
     } else {
         writeln!(out, "TARGET\tDESCRIPTION")?;
