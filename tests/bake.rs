@@ -275,3 +275,32 @@ fn bad_input_is_refused_before_building() {
         util::fbuild().current_dir(dir.path()).args(["bake", "-f", "unknown-key.yaml", "--print"]).assert().success();
     assert!(text(&assert.get_output().stderr).contains("unknown build key \"frobnicate\""));
 }
+
+#[test]
+fn compose_fixture_print_matches_buildx() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/compose-print");
+    let assert = util::fbuild()
+        .current_dir(&fixture)
+        .env_remove("TAG")
+        .env_remove("MODE")
+        .args(["bake", "--print"])
+        .assert()
+        .success();
+    let expected = std::fs::read_to_string(fixture.join("expected.json")).unwrap();
+    assert_eq!(text(&assert.get_output().stdout), expected);
+}
+
+#[test]
+fn list_shows_targets_and_variables() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/print");
+    let assert =
+        util::fbuild().current_dir(&fixture).env_remove("TAG").args(["bake", "--list", "targets"]).assert().success();
+    let out = text(&assert.get_output().stdout);
+    for name in ["api", "worker", "shared", "all", "default"] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("{name}\t"))), "{name} missing:\n{out}");
+    }
+    let assert =
+        util::fbuild().current_dir(&fixture).env("TAG", "9").args(["bake", "--list", "variables"]).assert().success();
+    let out = text(&assert.get_output().stdout);
+    assert!(out.lines().any(|l| l == "TAG\t9\t"), "{out}");
+}

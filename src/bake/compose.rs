@@ -65,8 +65,18 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                 "dockerfile" => target.dockerfile = scalar(value),
                 "dockerfile_inline" => target.dockerfile_inline = scalar(value),
                 "target" => target.target = scalar(value),
-                "network" => target.network = scalar(value),
-                "shm_size" => target.shm_size = scalar(value),
+                "network" => {
+                    target.network = scalar(value);
+                    // buildx grants what `network: host` needs.
+                    if target.network.as_deref() == Some("host") {
+                        target.entitlements = Some(vec!["network.host".into()]);
+                    }
+                }
+                "shm_size" => {
+                    let size = scalar(value).ok_or_else(|| bad("expected a size"))?;
+                    let bytes = super::target::ram_in_bytes(&size).map_err(|e| bad(&e))?;
+                    target.shm_size = Some(super::target::bytes_size(bytes));
+                }
                 "args" => target.args = Some(key_values(value, &env, true).map_err(|e| bad(&e))?),
                 "labels" => target.labels = Some(key_values(value, &env, false).map_err(|e| bad(&e))?),
                 "extra_hosts" => {
@@ -77,8 +87,9 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                 "cache_from" => target.cache_from = Some(strings(value).map_err(|e| bad(&e))?),
                 "cache_to" => target.cache_to = Some(strings(value).map_err(|e| bad(&e))?),
                 "platforms" => target.platforms = Some(strings(value).map_err(|e| bad(&e))?),
-                "no_cache" => target.no_cache = value.as_bool(),
-                "pull" => target.pull = value.as_bool(),
+                // Only `true` is carried over, as buildx does.
+                "no_cache" => target.no_cache = value.as_bool().filter(|b| *b),
+                "pull" => target.pull = value.as_bool().filter(|b| *b),
                 "ssh" => target.ssh = Some(ssh(value).map_err(|e| bad(&e))?),
                 "secrets" => target.secrets = Some(service_secrets(value, secrets, dir).map_err(|e| bad(&e))?),
                 "additional_contexts" => {

@@ -117,7 +117,7 @@ pub(crate) fn plan(
         attrs.insert("add-hosts".into(), entries.join(","));
     }
     if let Some(size) = &target.shm_size {
-        let bytes = crate::units::parse_size(size).map_err(|e| fail(format!("shm-size {size:?}: {e}")))?;
+        let bytes = super::target::ram_in_bytes(size).map_err(|e| fail(format!("shm-size: {e}")))?;
         attrs.insert("shm-size".into(), bytes.to_string());
     }
     if let Some(ulimits) = target.ulimits.as_ref().filter(|u| !u.is_empty()) {

@@ -38,7 +38,7 @@ pub(crate) struct Target {
     pub(crate) cache_to: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) target: Option<String>,
-    #[serde(rename = "secret", skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    #[serde(rename = "secret", skip_serializing_if = "Option::is_none", serialize_with = "secret_list")]
     pub(crate) secrets: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ssh_list")]
     pub(crate) ssh: Option<Vec<String>>,
@@ -259,6 +259,74 @@ fn csv_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<
     objects.serialize(serializer)
 }
 
+/// Secrets as buildx prints them: `id` first, then `src` or `env`.
+fn secret_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    struct Secret(BTreeMap<String, String>);
+    impl Serialize for Secret {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(None)?;
+            for key in ["id", "src", "env"] {
+                if let Some(value) = self.0.get(key) {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+            for (key, value) in self.0.iter().filter(|(k, _)| !["id", "src", "env"].contains(&k.as_str())) {
+                map.serialize_entry(key, value)?;
+            }
+            map.end()
+        }
+    }
+    let items: Vec<_> = list.iter().flatten().map(|spec| Secret(csv_object(spec))).collect();
+    items.serialize(serializer)
+}
+
+/// A size as Docker reads `--shm-size` (go-units' `RAMInBytes`): a bare
+/// number is bytes, `k`, `m`, `g`, `t`, `p` (with an optional `b` or
+/// `ib`) are powers of 1024.
+pub(crate) fn ram_in_bytes(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a size (e.g. 64m, 1g)");
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(&unit);
+    let power = match unit {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return Err(bad()),
+    };
+    Ok((number * 1024f64.powi(power)) as i64)
+}
+
+/// Bytes as go-units' `BytesSize` writes them (`128MiB`, `1.5GiB`): what
+/// buildx prints for a compose `shm_size`.
+pub(crate) fn bytes_size(bytes: i64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    // Go's %.4g: four significant digits, trailing zeros dropped.
+    let decimals = match value {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let mut text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
 /// `default`, `id=PATH,PATH2` → `{"id": ..., "paths": [...]}` as buildx prints SSH specs.
 fn ssh_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
     struct Ssh<'a>(&'a str);
@@ -345,6 +413,16 @@ mod tests {
         let mut t = Target { outputs: Some(vec!["type=image,name=x".into()]), ..Default::default() };
         t.push();
         assert_eq!(t.outputs.as_deref().unwrap(), ["type=image,name=x,push=true"]);
+    }
+
+    #[test]
+    fn sizes_as_docker_reads_and_writes_them() {
+        assert_eq!(ram_in_bytes("128m").unwrap(), 128 << 20);
+        assert_eq!(ram_in_bytes("1GiB").unwrap(), 1 << 30);
+        assert_eq!(ram_in_bytes("512").unwrap(), 512);
+        assert!(ram_in_bytes("lots").is_err());
+        assert_eq!(bytes_size(128 << 20), "128MiB");
+        assert_eq!(bytes_size(3 << 29), "1.5GiB");
     }
 
     #[test]
