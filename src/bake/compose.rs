@@ -5,6 +5,12 @@
 //! compose file (the environment wins, as in compose). Keys of `build:` that
 //! fbuild does not use are warnings, as compose gives them. `x-bake:` holds
 //! bake attributes (`tags`, `platforms`, `cache-from`, ...), layered last.
+//!
+//! Paths (`context`, `additional_contexts`, secret files) are relative to
+//! the compose file's folder, as `docker compose build` reads them. buildx
+//! reads them from the current folder unless asked otherwise; the two agree
+//! whenever the compose file is in the current folder, and only
+//! fbuild's reading builds what `docker compose` would from elsewhere.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -243,6 +243,16 @@ mod tests {
     }
 
     #[test]
+    fn inline_dockerfile_is_its_own_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target { dockerfile_inline: Some("FROM scratch\n".into()), ..Default::default() };
+        let plan = plan(dir.path(), "app", &target, &Env::new(), false).unwrap();
+        let folder = plan.request.local(LOCAL_DOCKERFILE).unwrap();
+        assert_eq!(std::fs::read_to_string(folder.join("Dockerfile")).unwrap(), "FROM scratch\n");
+        assert_eq!(plan.request.local(LOCAL_CONTEXT).unwrap(), dir.path());
+    }
+
+    #[test]
     fn missing_folders_name_the_target() {
         let dir = tempfile::tempdir().unwrap();
         let target = Target { context: Some("nope".into()), ..Default::default() };
