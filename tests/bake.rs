@@ -250,6 +250,7 @@ fn bad_input_is_refused_before_building() {
             ("broken.hcl", "target \"a\" {\n  tags = [\"x\"\n}\n"),
             ("cycle.hcl", "target \"a\" {\n  contexts = { x = \"target:b\" }\n}\ntarget \"b\" {\n  contexts = { y = \"target:a\" }\n}\n"),
             ("required.yaml", "services:\n  a:\n    build:\n      context: .\n      args:\n        TOKEN: ${TOKEN_FOR_BAKE_TEST?set TOKEN first}\n"),
+            ("no-build.yaml", "services:\n  db:\n    image: postgres\n"),
             ("unknown-key.yaml", "services:\n  a:\n    build:\n      context: .\n      frobnicate: yes\n"),
         ],
     );
@@ -263,6 +264,7 @@ fn bad_input_is_refused_before_building() {
         ),
         (&["-f", "ok.hcl", "--set", "a.bogus=1", "a"], "--set \"a.bogus=1\": unknown key"),
         (&["-f", "missing.hcl"], "missing.hcl"),
+        (&["-f", "no-build.yaml"], "nothing to build: default names no target"),
     ];
     for (args, message) in cases {
         let assert = util::fbuild().current_dir(dir.path()).arg("bake").args(*args).assert().failure().code(1);

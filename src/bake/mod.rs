@@ -115,6 +115,8 @@ pub(crate) enum BakeError {
     Invalid { location: String, message: String },
     #[error("unknown target or group {name:?} (the files define: {known})")]
     UnknownTarget { name: String, known: String },
+    #[error("nothing to build: {0} names no target")]
+    NothingToBuild(String),
     #[error("targets depend on each other in a cycle: {0}")]
     Cycle(String),
     #[error("--set {value:?}: {reason}")]

@@ -67,6 +67,9 @@ pub(crate) fn resolve(
     for name in &asked {
         expand(definition, name, &mut wanted, &mut groups, &mut Vec::new())?;
     }
+    if wanted.is_empty() {
+        return Err(BakeError::NothingToBuild(asked.join(", ")));
+    }
     // buildx prints the asked-for names as the default group; asking for
     // the default group prints its members.
     let default_members = match (names.is_empty(), definition.group("default")) {
