@@ -131,10 +131,10 @@ pub(crate) fn plan(
             links.push((ctx_name.clone(), linked.to_string()));
         } else if let Some(layout) = value.strip_prefix("oci-layout://") {
             let id = format!("fbuild-bake-oci-{}", oci_layouts.len());
-            let digest = crate::cli::solve::plan::resolve_layout_image(layout)
-                .map_err(|reason| fail(format!("context {ctx_name}: {reason}")))?;
+            let (dir, digest) =
+                layout_image(&cwd.join(layout)).map_err(|reason| fail(format!("context {ctx_name}: {reason}")))?;
             attrs.insert(format!("context:{ctx_name}"), format!("oci-layout://{id}@{digest}"));
-            oci_layouts.insert(id, cwd.join(crate::cli::solve::plan::layout_dir(layout)));
+            oci_layouts.insert(id, dir);
         } else if value.contains("://") {
             attrs.insert(format!("context:{ctx_name}"), value.clone());
         } else {
@@ -197,6 +197,36 @@ pub(crate) fn plan(
     })
 }
 
+/// The folder and image digest of `DIR[:TAG|@DIGEST]` (tag `latest` when
+/// neither is given; a `:` or `@` after the last `/` starts them, as buildx
+/// reads it), checked now. The same reading as `fbuild solve
+/// --build-context NAME=oci-layout://...` (`cli/solve/plan.rs`), kept here
+/// so the library does not reach into the command line.
+fn layout_image(spec: &Path) -> Result<(PathBuf, String), String> {
+    use crate::cache::layout::{BlobDigest, OciLayout};
+    let spec = spec.to_string_lossy();
+    let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
+    let (dir, rest) = match spec[last_slash..].find(['@', ':']) {
+        Some(at) => spec.split_at(last_slash + at),
+        None => (spec.as_ref(), ""),
+    };
+    let layout = OciLayout::open_existing(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{dir} is not an OCI layout folder (missing or empty)"))?;
+    let digest = match rest.strip_prefix('@') {
+        Some(digest) => BlobDigest::parse(digest).map_err(|e| e.to_string())?,
+        None => {
+            let tag = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or("latest");
+            let descriptor = layout.resolve_tag(tag).map_err(|e| e.to_string())?;
+            BlobDigest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?
+        }
+    };
+    if layout.blob_size(&digest).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("{dir} has no blob {digest}"));
+    }
+    Ok((PathBuf::from(dir), digest.to_string()))
+}
+
 /// An error and its causes on one line.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -250,6 +280,17 @@ mod tests {
         let folder = plan.request.local(LOCAL_DOCKERFILE).unwrap();
         assert_eq!(std::fs::read_to_string(folder.join("Dockerfile")).unwrap(), "FROM scratch\n");
         assert_eq!(plan.request.local(LOCAL_CONTEXT).unwrap(), dir.path());
+    }
+
+    #[test]
+    fn oci_layout_contexts_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM base\n").unwrap();
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        let target =
+            Target { contexts: Some([("base".into(), "oci-layout://empty:v1".into())].into()), ..Default::default() };
+        let err = plan(dir.path(), "app", &target, &Env::new(), false).unwrap_err().to_string();
+        assert!(err.contains("context base") && err.contains("not an OCI layout folder"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 mod carry;
 pub(crate) mod metadata;
-pub(crate) mod plan;
+mod plan;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

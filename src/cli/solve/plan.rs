@@ -325,7 +325,7 @@ fn validate_platform(platform: &str) -> Result<(), PlanError> {
 
 /// The folder of `DIR[:TAG|@DIGEST]`: a `:` or `@` after the last `/`
 /// starts the tag or digest, as buildx reads it.
-pub(crate) fn layout_dir(spec: &str) -> &str {
+fn layout_dir(spec: &str) -> &str {
     let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
     match spec[last_slash..].find(['@', ':']) {
         Some(at) => &spec[..last_slash + at],
@@ -335,7 +335,7 @@ pub(crate) fn layout_dir(spec: &str) -> &str {
 
 /// The image digest `DIR[:TAG|@DIGEST]` names in the OCI layout folder DIR
 /// (tag `latest` when neither is given), checked now.
-pub(crate) fn resolve_layout_image(spec: &str) -> Result<String, String> {
+fn resolve_layout_image(spec: &str) -> Result<String, String> {
     use crate::cache::layout::{BlobDigest, OciLayout};
     let dir = layout_dir(spec);
     let rest = &spec[dir.len()..];
