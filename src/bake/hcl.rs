@@ -94,6 +94,9 @@ fn json_expression(value: &serde_json::Value) -> Result<Expression, String> {
 
 type Attrs = Vec<(String, Expression)>;
 
+/// A target's attributes as evaluated, what `target.NAME.ATTR` reads.
+type Evaluated = hcl::Map<String, Value>;
+
 /// The blocks of one file, by kind: (name, attributes, where for errors).
 #[derive(Default)]
 struct Blocks {
@@ -126,32 +129,32 @@ impl Blocks {
             }
             definition.add_group(name.clone(), members);
         }
-        for (name, attrs, at) in &self.targets {
-            let matrix = attrs.iter().find(|(k, _)| k == "matrix");
-            match matrix {
-                None => definition.add_target(name.clone(), target(name, attrs, &ctx, at)?),
-                Some((_, expr)) => {
-                    let matrix = eval(expr, &ctx, at, &format!("target {name:?}: matrix"))?;
-                    let names =
-                        expand_matrix(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
-                    let mut expanded = Vec::new();
-                    for combination in names {
-                        let mut ctx = ctx.clone();
-                        for (k, v) in &combination {
-                            ctx.declare_var(k.clone(), v.clone());
+        // Targets may refer to each other's attributes (`target.base.tags`):
+        // evaluate in passes, each with the targets done so far, until all
+        // are done or a pass makes no progress (then its first error stands).
+        let mut evaluated = hcl::Map::new();
+        let mut pending: Vec<&(String, Attrs, String)> = self.targets.iter().collect();
+        while !pending.is_empty() {
+            ctx.declare_var("target", Value::Object(evaluated.clone()));
+            let mut retry = Vec::new();
+            let mut first_error = None;
+            for block in &pending {
+                match target_block(block, &ctx, &mut definition) {
+                    Ok(values) => {
+                        for (name, attrs) in values {
+                            evaluated.insert(name, Value::Object(attrs));
                         }
-                        let name_expr = attrs.iter().find(|(k, _)| k == "name").ok_or_else(|| {
-                            invalid(at, format!("target {name:?}: a matrix target needs a name attribute"))
-                        })?;
-                        let new_name = eval(&name_expr.1, &ctx, at, &format!("target {name:?}: name"))?;
-                        let new_name = display(&new_name).unwrap_or_default();
-                        definition.add_target(new_name.clone(), target(&new_name, attrs, &ctx, at)?);
-                        expanded.push(new_name);
                     }
-                    // The original name stands for all of them, as a group.
-                    definition.add_group(name.clone(), expanded);
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                        retry.push(*block);
+                    }
                 }
             }
+            if retry.len() == pending.len() {
+                return Err(first_error.expect("a failed pass has an error"));
+            }
+            pending = retry;
         }
         Ok(definition)
     }
@@ -223,7 +226,48 @@ fn typed_like(default: &Value, text: &str) -> Result<Value, String> {
     }
 }
 
-fn target(name: &str, attrs: &Attrs, ctx: &Context, at: &str) -> Result<Target, BakeError> {
+/// One `target` block: one target, or one per matrix combination. Returns
+/// each target's evaluated attributes, for `target.NAME.ATTR` references.
+fn target_block(
+    (name, attrs, at): &(String, Attrs, String),
+    ctx: &Context,
+    definition: &mut Definition,
+) -> Result<Vec<(String, Evaluated)>, BakeError> {
+    let Some((_, expr)) = attrs.iter().find(|(k, _)| k == "matrix") else {
+        let (target, values) = target(name, attrs, ctx, at)?;
+        definition.add_target(name.clone(), target);
+        return Ok(vec![(name.clone(), values)]);
+    };
+    let matrix = eval(expr, ctx, at, &format!("target {name:?}: matrix"))?;
+    let combinations = expand_matrix(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
+    let name_expr = attrs
+        .iter()
+        .find(|(k, _)| k == "name")
+        .ok_or_else(|| invalid(at, format!("target {name:?}: a matrix target needs a name attribute")))?;
+    let mut done = Vec::new();
+    for combination in combinations {
+        let mut ctx = ctx.clone();
+        for (k, v) in &combination {
+            ctx.declare_var(k.clone(), v.clone());
+        }
+        let new_name = eval(&name_expr.1, &ctx, at, &format!("target {name:?}: name"))?;
+        let new_name = display(&new_name).unwrap_or_default();
+        done.push((new_name.clone(), target(&new_name, attrs, &ctx, at)?));
+    }
+    // Only once every combination evaluated, so a retried block adds nothing twice.
+    let names: Vec<String> = done.iter().map(|(n, _)| n.clone()).collect();
+    let mut values = Vec::new();
+    for (new_name, (target, attrs)) in done {
+        definition.add_target(new_name.clone(), target);
+        values.push((new_name, attrs));
+    }
+    // The original name stands for all of them, as a group.
+    definition.add_group(name.clone(), names);
+    Ok(values)
+}
+
+fn target(name: &str, attrs: &Attrs, ctx: &Context, at: &str) -> Result<(Target, Evaluated), BakeError> {
+    let mut values = hcl::Map::new();
     let mut target = Target::default();
     for (key, expr) in attrs {
         if key == "matrix" || key == "name" {
@@ -231,13 +275,14 @@ fn target(name: &str, attrs: &Attrs, ctx: &Context, at: &str) -> Result<Target, 
         }
         let what = format!("target {name:?}: {key}");
         let value = eval(expr, ctx, at, &what)?;
+        values.insert(key.clone(), value.clone());
         if key == "inherits" {
             target.inherits = string_list(&value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
             continue;
         }
         apply(&mut target, key, &value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
     }
-    Ok(target)
+    Ok((target, values))
 }
 
 /// Sets attribute `key` from an evaluated value: lists item by item, maps
@@ -738,6 +783,16 @@ target "t" {
             ["a-b-c", "feat_x_y", "20240305-0708", "app:3", "none", "Hello World", "c.txt"]
         );
         assert_eq!(t.args.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn targets_refer_to_each_other() {
+        let text = "target \"app\" {\n  tags = [\"${target.base.tags[0]}-app\"]\n}\ntarget \"base\" {\n  tags = [\"r/base\"]\n}\n";
+        let d = load_hcl("r.hcl", text, &Env::new()).unwrap();
+        assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["r/base-app"]);
+        let err =
+            load_hcl("r.hcl", "target \"a\" {\n  tags = target.nope.tags\n}\n", &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("r.hcl:1: ") && err.contains("tags"), "{err}");
     }
 
     #[test]
