@@ -306,3 +306,17 @@ fn list_shows_targets_and_variables() {
     let out = text(&assert.get_output().stdout);
     assert!(out.lines().any(|l| l == "TAG\t9\t"), "{out}");
 }
+
+#[test]
+fn print_of_named_targets_matches_buildx() {
+    // expected-named.json: `buildx bake --print worker api` with TAG unset.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/print");
+    let assert = util::fbuild()
+        .current_dir(&fixture)
+        .env_remove("TAG")
+        .args(["bake", "--print", "worker", "api"])
+        .assert()
+        .success();
+    let expected = std::fs::read_to_string(fixture.join("expected-named.json")).unwrap();
+    assert_eq!(text(&assert.get_output().stdout), expected);
+}

@@ -74,7 +74,13 @@ pub(crate) fn resolve(
     // the default group prints its members.
     let default_members = match (names.is_empty(), definition.group("default")) {
         (true, Some(members)) => members.to_vec(),
-        _ => asked.clone(),
+        // buildx sorts the names given on the command line.
+        _ => {
+            let mut sorted = asked.clone();
+            sorted.sort();
+            sorted.dedup();
+            sorted
+        }
     };
     groups.retain(|(n, _)| n != "default");
     groups.insert(0, ("default".to_string(), default_members));
