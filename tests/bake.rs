@@ -320,3 +320,16 @@ fn print_of_named_targets_matches_buildx() {
     let expected = std::fs::read_to_string(fixture.join("expected-named.json")).unwrap();
     assert_eq!(text(&assert.get_output().stdout), expected);
 }
+
+#[test]
+fn a_file_from_stdin() {
+    let dir = util::tempdir();
+    let assert = util::fbuild()
+        .current_dir(dir.path())
+        .args(["bake", "-f", "-", "--print"])
+        .write_stdin("target \"a\" {\n  tags = [\"r/a:${upper(\"x\")}\"]\n}\n")
+        .assert()
+        .success();
+    let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(printed["target"]["a"]["tags"][0], "r/a:X");
+}

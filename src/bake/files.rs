@@ -46,8 +46,15 @@ pub(crate) fn find(dir: &Path, explicit: &[PathBuf]) -> Result<Vec<PathBuf>, Bak
 pub(crate) fn load(cwd: &Path, paths: &[PathBuf], env: &Env) -> Result<Definition, BakeError> {
     let mut definition = Definition::default();
     for path in paths {
-        let full = cwd.join(path);
-        let text = fs_err::read_to_string(&full).map_err(|source| BakeError::Read { path: path.clone(), source })?;
+        // `-f -` reads the file from standard input, as buildx does.
+        let text = if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|source| BakeError::Read { path: path.clone(), source })?;
+            text
+        } else {
+            fs_err::read_to_string(cwd.join(path)).map_err(|source| BakeError::Read { path: path.clone(), source })?
+        };
         let name = path.display().to_string();
         let one = match Format::of(path, &text) {
             Format::Compose => super::compose::load(&name, &text, cwd, path.parent().unwrap_or(Path::new("")), env)?,
