@@ -326,7 +326,7 @@ fn a_file_from_stdin() {
     let dir = util::tempdir();
     let assert = util::fbuild()
         .current_dir(dir.path())
-        .args(["bake", "-f", "-", "--print"])
+        .args(["bake", "-f", "-", "--print", "a"])
         .write_stdin("target \"a\" {\n  tags = [\"r/a:${upper(\"x\")}\"]\n}\n")
         .assert()
         .success();
