@@ -333,3 +333,39 @@ fn a_file_from_stdin() {
     let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(printed["target"]["a"]["tags"][0], "r/a:X");
 }
+
+#[test]
+fn compose_services_link_through_additional_contexts() {
+    let dir = util::tempdir();
+    let busybox = &testenv().busybox;
+    let stamp = unique();
+    write_files(
+        dir.path(),
+        &[
+            ("app/Dockerfile", "FROM base\nRUN cp /from-base /copied\n"),
+            (
+                "compose.yaml",
+                &format!(
+                    "services:\n\
+                     \x20 base:\n\
+                     \x20   build:\n\
+                     \x20     context: .\n\
+                     \x20     dockerfile_inline: |\n\
+                     \x20       FROM {busybox}\n\
+                     \x20       RUN echo {stamp} > /from-base\n\
+                     \x20 app:\n\
+                     \x20   build:\n\
+                     \x20     context: app\n\
+                     \x20     additional_contexts:\n\
+                     \x20       base: target:base\n\
+                     \x20     x-bake:\n\
+                     \x20       output: [\"type=local,dest=out\"]\n"
+                ),
+            ),
+        ],
+    );
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "app"]).assert().success();
+    let stderr = text(&assert.get_output().stderr);
+    let copied = std::fs::read_to_string(dir.path().join("out/copied")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    assert_eq!(copied.trim(), stamp);
+}

@@ -77,6 +77,10 @@ pub(crate) async fn run_all(
             .collect();
         let mut sink = sink_for(&name);
         let future = async move {
+            // The whole plan, not only the fields used below: it also holds
+            // the folder of a `dockerfile-inline` Dockerfile, which must
+            // live until the build is done.
+            let mut plan = plan;
             for (context, target, dep) in deps {
                 let done = dep.await;
                 match &done.1 {
