@@ -179,7 +179,8 @@ impl Blocks {
                             continue;
                         }
                     },
-                    None => Value::Null,
+                    // buildx: a variable without a default is the empty string.
+                    None => Value::from(""),
                 };
                 let value = match env.get(name) {
                     Some(text) => typed_like(&default, text)
