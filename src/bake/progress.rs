@@ -75,4 +75,25 @@ mod tests {
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("[app] [deps 1/2] RUN x"), "{out}");
     }
+
+    #[test]
+    fn labelled_bookkeeping_is_not_a_step() {
+        let writer = Arc::new(Mutex::new(ProgressWriter::new(ProgressMode::Quiet, Vec::new())));
+        let mut sink = TargetSink::new("app", writer.clone());
+        let started = Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 });
+        let vertex = |digest: &str, name: &str| Vertex {
+            digest: digest.into(),
+            name: name.into(),
+            started,
+            completed: started,
+            ..Default::default()
+        };
+        sink.on_status(&StatusResponse {
+            vertexes: vec![vertex("sha256:1", "[1/1] RUN x"), vertex("sha256:2", "exporting to image")],
+            ..Default::default()
+        });
+        drop(sink);
+        let summary = writer.lock().unwrap().finish(&Ok::<(), crate::progress::BuildFailure>(()));
+        assert_eq!(summary.steps, 1, "{summary:?}");
+    }
 }

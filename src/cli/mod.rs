@@ -22,7 +22,7 @@ mod daemon;
 mod du;
 mod info;
 mod prune;
-pub(crate) mod solve;
+mod solve;
 pub(crate) mod table;
 mod workers;
 

@@ -6,7 +6,7 @@
 //! SIGTERM, the lines saying where outputs went, and `--metadata-file`.
 
 mod carry;
-pub(crate) mod metadata;
+pub(super) mod metadata;
 mod plan;
 
 use std::collections::BTreeMap;
@@ -185,7 +185,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 /// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.
-pub(crate) async fn interrupted() {
+pub(super) async fn interrupted() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
