@@ -30,10 +30,10 @@ pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, 
             "target" => blocks.targets.push((label, attrs, at())),
             "group" => blocks.groups.push((label, attrs, at())),
             "function" => {
-                return Err(BakeError::Invalid {
-                    location: at(),
-                    message: "user-defined functions are not supported by fbuild bake".into(),
-                })
+                let function = super::userfunc::UserFunc::from_attrs(&label, &attrs).map_err(|message| {
+                    BakeError::Invalid { location: at(), message: format!("function {label:?}: {message}") }
+                })?;
+                blocks.functions.push(function);
             }
             other => return Err(BakeError::Invalid { location: at(), message: format!("unknown block {other:?}") }),
         }
@@ -100,16 +100,20 @@ type Evaluated = hcl::Map<String, Value>;
 /// The blocks of one file, by kind: (name, attributes, where for errors).
 #[derive(Default)]
 struct Blocks {
+    functions: Vec<super::userfunc::UserFunc>,
     variables: Vec<(String, Attrs, String)>,
     targets: Vec<(String, Attrs, String)>,
     groups: Vec<(String, Attrs, String)>,
 }
 
 impl Blocks {
-    fn evaluate(self, env: &Env) -> Result<Definition, BakeError> {
+    fn evaluate(mut self, env: &Env) -> Result<Definition, BakeError> {
+        let _functions = super::userfunc::install(std::mem::take(&mut self.functions))
+            .map_err(|message| BakeError::Invalid { location: "function".into(), message })?;
         let mut ctx = context();
         let mut definition = Definition::default();
         let values = self.variables(env)?;
+        super::userfunc::set_variables(values.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect());
         for (name, value, description) in values {
             definition.variables.push(Variable { name: name.clone(), value: display(&value), description });
             ctx.declare_var(name, value);
@@ -389,7 +393,7 @@ fn parse_error(file: &str, message: &str) -> BakeError {
 
 /// The evaluation context with the functions bake files use most (a
 /// subset of buildx's stdlib, same names and meaning).
-fn context() -> Context<'static> {
+pub(crate) fn context() -> Context<'static> {
     let mut ctx = Context::new();
     let s = || ParamType::String;
     let any = || ParamType::Any;
@@ -486,6 +490,7 @@ fn context() -> Context<'static> {
         }),
     );
     more_functions(&mut ctx);
+    super::userfunc::declare(&mut ctx);
     ctx
 }
 
@@ -794,6 +799,37 @@ target "t" {
         let err =
             load_hcl("r.hcl", "target \"a\" {\n  tags = target.nope.tags\n}\n", &Env::new()).unwrap_err().to_string();
         assert!(err.starts_with("r.hcl:1: ") && err.contains("tags"), "{err}");
+    }
+
+    #[test]
+    fn user_functions() {
+        let text = r#"
+variable "REPO" { default = "r" }
+function "tag" {
+  params = [name, version]
+  result = "${REPO}/${name}:${version}"
+}
+function "tags" {
+  params = [name]
+  variadic_params = versions
+  result = [for v in versions : tag(name, v)]
+}
+target "app" {
+  tags = tags("app", "1", "latest")
+}
+"#;
+        let d = load_hcl("u.hcl", text, &Env::new()).unwrap();
+        assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["r/app:1", "r/app:latest"]);
+        let err = load_hcl(
+            "u.hcl",
+            "function \"f\" {\n  params = [a]\n  result = a\n}\ntarget \"t\" {\n  tags = [f()]\n}\n",
+            &Env::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("f takes 1 argument, got 0"), "{err}");
+        let err = load_hcl("u.hcl", "function \"f\" {\n  params = [a]\n}\n", &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("u.hcl:1: ") && err.contains("needs a result"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub(crate) mod progress;
 pub(crate) mod resolve;
 pub(crate) mod run;
 pub(crate) mod target;
+pub(crate) mod userfunc;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
