@@ -26,7 +26,17 @@ pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, 
             return Err(BakeError::Invalid { location: at(), message: format!("{} needs a name", block.identifier()) });
         };
         match block.identifier() {
-            "variable" => blocks.variables.push((label, attrs, at())),
+            "variable" => {
+                for check in block.body().blocks().filter(|b| b.identifier() == "validation") {
+                    let get = |key: &str| check.body().attributes().find(|a| a.key() == key).map(|a| a.expr().clone());
+                    let condition = get("condition").ok_or_else(|| BakeError::Invalid {
+                        location: at(),
+                        message: format!("variable {label:?}: a validation needs a condition"),
+                    })?;
+                    blocks.validations.push((label.clone(), condition, get("error_message"), at()));
+                }
+                blocks.variables.push((label, attrs, at()))
+            }
             "target" => blocks.targets.push((label, attrs, at())),
             "group" => blocks.groups.push((label, attrs, at())),
             "function" => {
@@ -101,6 +111,8 @@ type Evaluated = hcl::Map<String, Value>;
 #[derive(Default)]
 struct Blocks {
     functions: Vec<super::userfunc::UserFunc>,
+    /// `validation` blocks of variables: (variable, condition, message, where).
+    validations: Vec<(String, Expression, Option<Expression>, String)>,
     variables: Vec<(String, Attrs, String)>,
     targets: Vec<(String, Attrs, String)>,
     groups: Vec<(String, Attrs, String)>,
@@ -117,6 +129,17 @@ impl Blocks {
         for (name, value, description) in values {
             definition.variables.push(Variable { name: name.clone(), value: display(&value), description });
             ctx.declare_var(name, value);
+        }
+        // Checked once every variable has its value, as buildx does.
+        for (name, condition, message, at) in &self.validations {
+            let what = format!("variable {name:?}: validation");
+            if eval(condition, &ctx, at, &what)? != Value::Bool(true) {
+                let message = match message {
+                    Some(message) => display(&eval(message, &ctx, at, &what)?).unwrap_or_default(),
+                    None => "the condition is false".to_string(),
+                };
+                return Err(invalid(at, format!("variable {name:?}: {message}")));
+            }
         }
         for (name, attrs, at) in &self.groups {
             let mut members = Vec::new();
@@ -830,6 +853,14 @@ target "app" {
         assert!(err.contains("f takes 1 argument, got 0"), "{err}");
         let err = load_hcl("u.hcl", "function \"f\" {\n  params = [a]\n}\n", &Env::new()).unwrap_err().to_string();
         assert!(err.starts_with("u.hcl:1: ") && err.contains("needs a result"), "{err}");
+    }
+
+    #[test]
+    fn variable_validation() {
+        let text = "variable \"TAG\" {\n  default = \"\"\n  validation {\n    condition = TAG != \"\"\n    error_message = \"TAG must be set\"\n  }\n}\n";
+        let err = load_hcl("v.hcl", text, &Env::new()).unwrap_err().to_string();
+        assert_eq!(err, "v.hcl:1: variable \"TAG\": TAG must be set");
+        assert!(load_hcl("v.hcl", text, &[("TAG".to_string(), "1".to_string())].into()).is_ok());
     }
 
     #[test]
