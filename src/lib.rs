@@ -36,6 +36,7 @@ pub mod progress;
 pub mod proto;
 pub mod services;
 
+pub(crate) mod bake;
 pub(crate) mod error;
 pub(crate) mod fsync;
 pub(crate) mod gopath;

@@ -1,5 +1,6 @@
 mod util;
 
+mod bake;
 mod buildx_compat;
 mod cache_commands;
 mod cli_help;

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::connect::{ConnectOptions, TlsOptions};
 use crate::printer::{Printer, Verbosity};
 
+mod bake;
 mod cache;
 pub(crate) mod connect;
 mod daemon;
@@ -71,6 +72,8 @@ pub enum Command {
     /// Build a Dockerfile project (alias: build)
     #[command(alias = "build")]
     Solve(Box<solve::Args>),
+    /// Build the targets of compose and bake files together (docker-bake.hcl, compose.yaml)
+    Bake(Box<bake::Args>),
     /// Show the daemon's version
     Info(info::Args),
     /// List the daemon's workers and their platforms
@@ -159,6 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(&cli.global);
     match cli.command {
         Command::Solve(args) => solve::run(*args, &ctx).await,
+        Command::Bake(args) => bake::run(*args, &ctx).await,
         Command::Info(args) => info::run(args, &ctx).await,
         Command::Workers(args) => workers::run(args, &ctx).await,
         Command::Du(args) => du::run(args, &ctx).await,

@@ -89,7 +89,13 @@ fn is_build_step(name: &str) -> bool {
         "load metadata for",
         "preparing build cache",
     ];
-    !BOOKKEEPING.iter().any(|prefix| name.starts_with(prefix))
+    // `fbuild bake` labels every vertex with its target (`[app] exporting
+    // to image`); the label does not make a bookkeeping vertex a step.
+    let unlabelled = match name.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+        Some((_, rest)) => rest,
+        None => name,
+    };
+    !BOOKKEEPING.iter().any(|prefix| name.starts_with(prefix) || unlabelled.starts_with(prefix))
 }
 
 /// Where to find the source lines for a failed vertex or a warning.

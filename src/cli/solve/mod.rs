@@ -8,7 +8,7 @@
 mod call;
 mod carry;
 mod flags;
-mod metadata;
+pub(super) mod metadata;
 mod plan;
 
 use std::collections::BTreeMap;
@@ -351,7 +351,7 @@ fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer) -> anyhow
 }
 
 /// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.
-async fn interrupted() {
+pub(super) async fn interrupted() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -1,0 +1,130 @@
+//! `bake`: many builds described in one or more files (compose files,
+//! `docker-bake.hcl`, `docker-bake.json`), resolved into one build request
+//! per target and run together on one connection.
+//!
+//! The flow: [`files`] finds and reads the files (each format in its own
+//! module: [`compose`], [`hcl`]) into a [`Definition`] of targets, groups and
+//! variables; [`resolve`] merges the files in buildx's order, expands groups,
+//! applies `inherits` and `--set`, and orders targets so that one used as
+//! another's context (`target:NAME`) comes first; [`plan`] turns each
+//! resolved [`Target`] into a [`crate::build::BuildRequest`]; [`run`] runs
+//! them concurrently with [`crate::build::build`], each feeding a
+//! [`progress::TargetSink`] that labels its steps. The CLI (`cli/bake.rs`)
+//! owns the flags, printing, `--metadata-file` and exit codes.
+
+pub(crate) mod compose;
+pub(crate) mod files;
+pub(crate) mod hcl;
+pub(crate) mod plan;
+pub(crate) mod progress;
+pub(crate) mod resolve;
+pub(crate) mod run;
+pub(crate) mod target;
+pub(crate) mod userfunc;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub(crate) use target::Target;
+
+/// What one file (or several, merged) says: targets and groups in the order
+/// they were declared, variables with their values, and warnings about keys
+/// that were ignored.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Definition {
+    pub(crate) targets: Vec<(String, Target)>,
+    pub(crate) groups: Vec<(String, Vec<String>)>,
+    /// Variables and their resolved values (`--list variables`).
+    pub(crate) variables: Vec<Variable>,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// A bake file variable, as `--list variables` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct Variable {
+    pub(crate) name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+}
+
+impl Definition {
+    /// Adds a target, merging it into an earlier one of the same name (a
+    /// target may be declared in several blocks or files).
+    pub(crate) fn add_target(&mut self, name: String, target: Target) {
+        match self.targets.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => existing.merge(&target),
+            None => self.targets.push((name, target)),
+        }
+    }
+
+    /// Adds a group; a group declared again gains the new members.
+    pub(crate) fn add_group(&mut self, name: String, members: Vec<String>) {
+        match self.groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => {
+                for member in members {
+                    if !existing.contains(&member) {
+                        existing.push(member);
+                    }
+                }
+            }
+            None => self.groups.push((name, members)),
+        }
+    }
+
+    /// Layers a later file on top of this one.
+    pub(crate) fn merge(&mut self, later: Definition) {
+        for (name, target) in later.targets {
+            self.add_target(name, target);
+        }
+        for (name, members) in later.groups {
+            self.add_group(name, members);
+        }
+        for variable in later.variables {
+            self.variables.retain(|v| v.name != variable.name);
+            self.variables.push(variable);
+        }
+        self.warnings.extend(later.warnings);
+    }
+
+    pub(crate) fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    pub(crate) fn group(&self, name: &str) -> Option<&[String]> {
+        self.groups.iter().find(|(n, _)| n == name).map(|(_, g)| g.as_slice())
+    }
+}
+
+/// Why a bake cannot start. Every variant names the file, target or flag
+/// at fault; nothing has been sent to the daemon yet.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BakeError {
+    #[error("cannot read the bake file {path:?}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no bake file in {dir:?} (looked for {})", files::DEFAULT_FILES.join(", "))]
+    NoFiles { dir: PathBuf },
+    /// A file that does not parse, or a value that cannot be used;
+    /// `location` is `FILE:LINE[:COLUMN]` when the line is known, else the
+    /// file and the target.
+    #[error("{location}: {message}")]
+    Invalid { location: String, message: String },
+    #[error("unknown target or group {name:?} (the files define: {known})")]
+    UnknownTarget { name: String, known: String },
+    #[error("nothing to build: {0} names no target")]
+    NothingToBuild(String),
+    #[error("targets depend on each other in a cycle: {0}")]
+    Cycle(String),
+    #[error("--set {value:?}: {reason}")]
+    Set { value: String, reason: String },
+    #[error("target {target:?}: {reason}")]
+    Target { target: String, reason: String },
+}
+
+/// Values of the process environment, and the `.env` file's, by name.
+pub(crate) type Env = BTreeMap<String, String>;

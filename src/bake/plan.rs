@@ -1,0 +1,304 @@
+//! One resolved target to one [`BuildRequest`] for the daemon's Dockerfile
+//! frontend, with the attributes `fbuild solve` sends for the same flags
+//! (and buildx for the same target). Paths are read relative to the
+//! current folder (compose paths were already joined with the compose
+//! file's folder); everything is checked before the daemon hears of it.
+//! Contexts naming another target (`target:NAME`) are left as links, which
+//! [`super::run`] fills in once that target is built.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{BakeError, Env, Target};
+use crate::build::{BuildRequest, Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
+use crate::cache::{CacheDirection, CacheEntry};
+
+/// A target ready to build.
+#[derive(Debug)]
+pub(crate) struct TargetPlan {
+    pub(crate) name: String,
+    pub(crate) request: BuildRequest,
+    /// `(context name, target name)`: named contexts that are other targets' images.
+    pub(crate) links: Vec<(String, String)>,
+    /// Holds a `dockerfile-inline` Dockerfile for as long as the plan lives.
+    _inline: Option<tempfile::TempDir>,
+}
+
+pub(crate) fn plan(
+    cwd: &Path,
+    name: &str,
+    target: &Target,
+    env: &Env,
+    stdout_is_terminal: bool,
+) -> Result<TargetPlan, BakeError> {
+    let fail = |reason: String| BakeError::Target { target: name.to_string(), reason };
+    let context = target.context.as_deref().unwrap_or(".");
+    if context.contains("://") || context.starts_with("git@") {
+        return Err(fail(format!("context {context:?}: remote contexts are not supported by fbuild bake yet")));
+    }
+    let context_dir = cwd.join(context);
+    if !context_dir.is_dir() {
+        return Err(fail(format!("context folder {context_dir:?} does not exist")));
+    }
+
+    let mut attrs = BTreeMap::new();
+    let mut locals = BTreeMap::new();
+    locals.insert(LOCAL_CONTEXT.to_string(), context_dir.clone());
+    let mut inline = None;
+    if let Some(text) = &target.dockerfile_inline {
+        let dir = tempfile::Builder::new()
+            .prefix("fbuild-bake-dockerfile-")
+            .tempdir()
+            .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
+        fs_err::write(dir.path().join("Dockerfile"), text)
+            .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
+        attrs.insert("filename".to_string(), "Dockerfile".to_string());
+        locals.insert(LOCAL_DOCKERFILE.to_string(), dir.path().to_path_buf());
+        inline = Some(dir);
+    } else {
+        // buildx reads a relative Dockerfile path from the context folder.
+        let dockerfile = context_dir.join(target.dockerfile.as_deref().unwrap_or("Dockerfile"));
+        if !dockerfile.is_file() {
+            return Err(fail(format!("Dockerfile {dockerfile:?} does not exist")));
+        }
+        let file_name = dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = dockerfile.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        attrs.insert("filename".to_string(), file_name);
+        locals.insert(LOCAL_DOCKERFILE.to_string(), dir);
+    }
+
+    if let Some(stage) = &target.target {
+        attrs.insert("target".into(), stage.clone());
+    }
+    // As buildx and `fbuild solve`: SOURCE_DATE_EPOCH reaches the
+    // Dockerfile; an explicit arg wins.
+    if let Some(epoch) = env.get("SOURCE_DATE_EPOCH") {
+        attrs.insert("build-arg:SOURCE_DATE_EPOCH".into(), epoch.clone());
+    }
+    for (key, value) in target.args.iter().flatten() {
+        attrs.insert(format!("build-arg:{key}"), value.clone());
+    }
+    for (key, value) in target.labels.iter().flatten() {
+        attrs.insert(format!("label:{key}"), value.clone());
+    }
+    if let Some(platforms) = target.platforms.as_ref().filter(|p| !p.is_empty()) {
+        attrs.insert("platform".into(), platforms.join(","));
+    }
+    if target.no_cache == Some(true) {
+        attrs.insert("no-cache".into(), String::new());
+    } else if let Some(filter) = target.no_cache_filter.as_ref().filter(|f| !f.is_empty()) {
+        attrs.insert("no-cache".into(), filter.join(","));
+    }
+    if target.pull == Some(true) {
+        attrs.insert("image-resolve-mode".into(), "pull".into());
+    }
+    let mut entitlements: Vec<String> = target.entitlements.clone().unwrap_or_default();
+    match target.network.as_deref() {
+        None | Some("default") | Some("") => {}
+        Some("none") => {
+            attrs.insert("force-network-mode".into(), "none".into());
+        }
+        Some("host") => {
+            attrs.insert("force-network-mode".into(), "host".into());
+            if !entitlements.iter().any(|e| e == "network.host") {
+                entitlements.push("network.host".into());
+            }
+        }
+        Some(other) => return Err(fail(format!("network {other:?}: expected default, none or host"))),
+    }
+    if let Some(hosts) = target.extra_hosts.as_ref().filter(|h| !h.is_empty()) {
+        let mut entries = Vec::new();
+        for (host, ip) in hosts {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(fail(format!("extra-hosts {host}: {ip:?} is not an IP address")));
+            }
+            entries.push(format!("{host}={ip}"));
+        }
+        attrs.insert("add-hosts".into(), entries.join(","));
+    }
+    if let Some(size) = &target.shm_size {
+        let bytes = super::target::ram_in_bytes(size).map_err(|e| fail(format!("shm-size: {e}")))?;
+        attrs.insert("shm-size".into(), bytes.to_string());
+    }
+    if let Some(ulimits) = target.ulimits.as_ref().filter(|u| !u.is_empty()) {
+        attrs.insert("ulimit".into(), ulimits.join(","));
+    }
+
+    let mut links = Vec::new();
+    let mut oci_layouts = BTreeMap::new();
+    for (ctx_name, value) in target.contexts.iter().flatten() {
+        if let Some(linked) = value.strip_prefix("target:") {
+            links.push((ctx_name.clone(), linked.to_string()));
+        } else if let Some(layout) = value.strip_prefix("oci-layout://") {
+            let id = format!("fbuild-bake-oci-{}", oci_layouts.len());
+            let (dir, digest) =
+                layout_image(&cwd.join(layout)).map_err(|reason| fail(format!("context {ctx_name}: {reason}")))?;
+            attrs.insert(format!("context:{ctx_name}"), format!("oci-layout://{id}@{digest}"));
+            oci_layouts.insert(id, dir);
+        } else if value.contains("://") {
+            attrs.insert(format!("context:{ctx_name}"), value.clone());
+        } else {
+            let path = cwd.join(value);
+            if !path.is_dir() {
+                return Err(fail(format!("context {ctx_name}: folder {path:?} does not exist")));
+            }
+            let local = format!("named-{ctx_name}");
+            attrs.insert(format!("context:{ctx_name}"), format!("local:{local}"));
+            locals.insert(local, path);
+        }
+    }
+
+    // `cacheonly` means no exporter at all: the result stays in the cache.
+    let outputs: Vec<String> =
+        target.outputs.iter().flatten().filter(|o| o.as_str() != "type=cacheonly").cloned().collect();
+    let tags = target.tags.clone().unwrap_or_default();
+    let exports = crate::output::exports_from_flags(&outputs, &tags, false, stdout_is_terminal)
+        .map_err(|e| fail(error_chain(&e)))?;
+    let cache = |specs: &Option<Vec<String>>, direction, what: &str| -> Result<Vec<CacheEntry>, BakeError> {
+        specs
+            .iter()
+            .flatten()
+            .map(|spec| CacheEntry::parse(spec, direction).map_err(|e| fail(format!("{what} {spec:?}: {}", e.problem))))
+            .collect()
+    };
+    let cache_imports = cache(&target.cache_from, CacheDirection::Import, "cache-from")?;
+    let cache_exports = cache(&target.cache_to, CacheDirection::Export, "cache-to")?;
+    let secrets = target
+        .secrets
+        .iter()
+        .flatten()
+        .map(|spec| {
+            crate::services::secrets::SecretSource::parse(spec)
+                .map_err(|e| fail(format!("secret {:?}: {e}", e.value())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ssh = target
+        .ssh
+        .iter()
+        .flatten()
+        .map(|spec| crate::services::ssh::AgentSpec::parse(spec).map_err(|e| fail(format!("ssh {:?}: {e}", e.value()))))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(TargetPlan {
+        name: name.to_string(),
+        request: BuildRequest {
+            frontend: Frontend::Daemon { name: "dockerfile.v0".to_string(), attrs },
+            locals,
+            exports,
+            cache_imports,
+            cache_exports,
+            secrets,
+            ssh,
+            entitlements,
+            oci_layouts,
+            uploads: Default::default(),
+        },
+        links,
+        _inline: inline,
+    })
+}
+
+/// The folder and image digest of `DIR[:TAG|@DIGEST]` (tag `latest` when
+/// neither is given; a `:` or `@` after the last `/` starts them, as buildx
+/// reads it), checked now. The same reading as `fbuild solve
+/// --build-context NAME=oci-layout://...` (`cli/solve/plan.rs`), kept here
+/// so the library does not reach into the command line.
+fn layout_image(spec: &Path) -> Result<(PathBuf, String), String> {
+    use crate::cache::layout::{BlobDigest, OciLayout};
+    let spec = spec.to_string_lossy();
+    let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
+    let (dir, rest) = match spec[last_slash..].find(['@', ':']) {
+        Some(at) => spec.split_at(last_slash + at),
+        None => (spec.as_ref(), ""),
+    };
+    let layout = OciLayout::open_existing(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{dir} is not an OCI layout folder (missing or empty)"))?;
+    let digest = match rest.strip_prefix('@') {
+        Some(digest) => BlobDigest::parse(digest).map_err(|e| e.to_string())?,
+        None => {
+            let tag = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or("latest");
+            let descriptor = layout.resolve_tag(tag).map_err(|e| e.to_string())?;
+            BlobDigest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?
+        }
+    };
+    if layout.blob_size(&digest).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("{dir} has no blob {digest}"));
+    }
+    Ok((PathBuf::from(dir), digest.to_string()))
+}
+
+/// An error and its causes on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_match_solve() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile.x"), "FROM scratch\n").unwrap();
+        let target = Target {
+            context: Some(".".into()),
+            dockerfile: Some("Dockerfile.x".into()),
+            args: Some([("A".into(), "1".into())].into()),
+            tags: Some(vec!["r/app:1".into()]),
+            outputs: Some(vec!["type=image,push=true".into()]),
+            cache_from: Some(vec!["r/cache".into()]),
+            network: Some("host".into()),
+            contexts: Some([("base".into(), "target:base".into())].into()),
+            ..Default::default()
+        };
+        let plan =
+            plan(dir.path(), "app", &target, &[("SOURCE_DATE_EPOCH".to_string(), "0".to_string())].into(), false)
+                .unwrap();
+        let Frontend::Daemon { attrs, .. } = &plan.request.frontend else { panic!() };
+        assert_eq!(attrs["filename"], "Dockerfile.x");
+        assert_eq!(attrs["build-arg:A"], "1");
+        assert_eq!(attrs["build-arg:SOURCE_DATE_EPOCH"], "0");
+        assert_eq!(attrs["force-network-mode"], "host");
+        assert_eq!(plan.request.entitlements, ["network.host"]);
+        assert_eq!(plan.request.exports[0].attrs["name"], "r/app:1");
+        assert_eq!(plan.request.cache_imports.len(), 1);
+        assert_eq!(plan.links, [("base".to_string(), "base".to_string())]);
+    }
+
+    #[test]
+    fn inline_dockerfile_is_its_own_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target { dockerfile_inline: Some("FROM scratch\n".into()), ..Default::default() };
+        let plan = plan(dir.path(), "app", &target, &Env::new(), false).unwrap();
+        let folder = plan.request.local(LOCAL_DOCKERFILE).unwrap();
+        assert_eq!(std::fs::read_to_string(folder.join("Dockerfile")).unwrap(), "FROM scratch\n");
+        assert_eq!(plan.request.local(LOCAL_CONTEXT).unwrap(), dir.path());
+    }
+
+    #[test]
+    fn oci_layout_contexts_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM base\n").unwrap();
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        let target =
+            Target { contexts: Some([("base".into(), "oci-layout://empty:v1".into())].into()), ..Default::default() };
+        let err = plan(dir.path(), "app", &target, &Env::new(), false).unwrap_err().to_string();
+        assert!(err.contains("context base") && err.contains("not an OCI layout folder"), "{err}");
+    }
+
+    #[test]
+    fn missing_folders_name_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target { context: Some("nope".into()), ..Default::default() };
+        let err = plan(dir.path(), "app", &target, &Env::new(), false).unwrap_err().to_string();
+        assert!(err.contains("\"app\"") && err.contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,435 @@
+//! A bake target as the files describe it: every attribute optional, so that
+//! files, `inherits` and `--set` can be layered attribute by attribute the
+//! way buildx merges them. Serialised, it is buildx's `--print` JSON (same
+//! field names and order, empty fields left out).
+
+use std::collections::BTreeMap;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// One target. Lists hold buildx's CSV specs (`type=registry,ref=...`);
+/// `--print` shows them as objects, as buildx does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct Target {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    /// Resolved away before printing.
+    #[serde(skip)]
+    pub(crate) inherits: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) context: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) contexts: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) dockerfile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) dockerfile_inline: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) args: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    pub(crate) cache_from: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    pub(crate) cache_to: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<String>,
+    #[serde(rename = "secret", skip_serializing_if = "Option::is_none", serialize_with = "secret_list")]
+    pub(crate) secrets: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ssh_list")]
+    pub(crate) ssh: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) platforms: Option<Vec<String>>,
+    #[serde(rename = "output", skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    pub(crate) outputs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pull: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) no_cache: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) no_cache_filter: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) shm_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ulimits: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) entitlements: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) extra_hosts: Option<BTreeMap<String, String>>,
+}
+
+/// The attribute names a bake file and `--set` may use (buildx's, with the
+/// aliases buildx accepts in `--set`).
+pub(crate) const KEYS: &[&str] = &[
+    "description",
+    "inherits",
+    "context",
+    "contexts",
+    "dockerfile",
+    "dockerfile-inline",
+    "args",
+    "labels",
+    "tags",
+    "cache-from",
+    "cache-to",
+    "target",
+    "secret",
+    "ssh",
+    "platforms",
+    "output",
+    "pull",
+    "no-cache",
+    "network",
+    "no-cache-filter",
+    "shm-size",
+    "ulimits",
+    "entitlements",
+    "extra-hosts",
+    // Accepted and ignored: they change nothing fbuild sends.
+    "annotations",
+    "attest",
+    "call",
+    "matrix",
+    "name",
+];
+
+impl Target {
+    /// Layers `over` on top of `self`: a value set in `over` wins; maps are
+    /// merged key by key (buildx's `Target.Merge`).
+    pub(crate) fn merge(&mut self, over: &Target) {
+        fn opt<T: Clone>(base: &mut Option<T>, over: &Option<T>) {
+            if over.is_some() {
+                base.clone_from(over);
+            }
+        }
+        fn map(base: &mut Option<BTreeMap<String, String>>, over: &Option<BTreeMap<String, String>>) {
+            if let Some(over) = over {
+                let base = base.get_or_insert_with(BTreeMap::new);
+                base.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        opt(&mut self.description, &over.description);
+        opt(&mut self.context, &over.context);
+        map(&mut self.contexts, &over.contexts);
+        opt(&mut self.dockerfile, &over.dockerfile);
+        opt(&mut self.dockerfile_inline, &over.dockerfile_inline);
+        map(&mut self.args, &over.args);
+        map(&mut self.labels, &over.labels);
+        opt(&mut self.tags, &over.tags);
+        opt(&mut self.cache_from, &over.cache_from);
+        opt(&mut self.cache_to, &over.cache_to);
+        opt(&mut self.target, &over.target);
+        opt(&mut self.secrets, &over.secrets);
+        opt(&mut self.ssh, &over.ssh);
+        opt(&mut self.platforms, &over.platforms);
+        opt(&mut self.outputs, &over.outputs);
+        opt(&mut self.pull, &over.pull);
+        opt(&mut self.no_cache, &over.no_cache);
+        opt(&mut self.network, &over.network);
+        opt(&mut self.no_cache_filter, &over.no_cache_filter);
+        opt(&mut self.shm_size, &over.shm_size);
+        opt(&mut self.ulimits, &over.ulimits);
+        opt(&mut self.entitlements, &over.entitlements);
+        map(&mut self.extra_hosts, &over.extra_hosts);
+        if !over.inherits.is_empty() {
+            self.inherits.clone_from(&over.inherits);
+        }
+    }
+
+    /// Sets one attribute from a string value, as `--set` and the
+    /// attribute-by-attribute readers do. `sub` is the map key of
+    /// `args.KEY`-style attributes. Lists get one more item per call
+    /// (`append` false replaces what the file said on the first call).
+    pub(crate) fn set(&mut self, key: &str, sub: Option<&str>, value: &str, append: bool) -> Result<(), String> {
+        fn list(slot: &mut Option<Vec<String>>, value: &str, append: bool) {
+            let list = slot.get_or_insert_with(Vec::new);
+            if !append {
+                list.clear();
+            }
+            // `--set t.cache-from=` clears the list, as in buildx.
+            if !value.is_empty() {
+                list.push(value.to_string());
+            }
+        }
+        fn comma_list(slot: &mut Option<Vec<String>>, value: &str, append: bool) {
+            let list = slot.get_or_insert_with(Vec::new);
+            if !append {
+                list.clear();
+            }
+            list.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from));
+        }
+        fn map(
+            slot: &mut Option<BTreeMap<String, String>>,
+            key: &str,
+            sub: Option<&str>,
+            value: &str,
+        ) -> Result<(), String> {
+            let sub = sub.filter(|s| !s.is_empty()).ok_or_else(|| format!("{key} needs a key: {key}.NAME=VALUE"))?;
+            slot.get_or_insert_with(BTreeMap::new).insert(sub.to_string(), value.to_string());
+            Ok(())
+        }
+        fn boolean(key: &str, value: &str) -> Result<bool, String> {
+            crate::output::parse::parse_go_bool(value)
+                .ok_or_else(|| format!("{key} expects true or false, not {value:?}"))
+        }
+        if sub.is_some() && !matches!(key, "args" | "labels" | "contexts" | "extra-hosts") {
+            return Err(format!("{key} takes no key"));
+        }
+        match key {
+            "description" => self.description = Some(value.into()),
+            "context" => self.context = Some(value.into()),
+            "contexts" => map(&mut self.contexts, key, sub, value)?,
+            "dockerfile" => self.dockerfile = Some(value.into()),
+            "dockerfile-inline" => self.dockerfile_inline = Some(value.into()),
+            "args" => map(&mut self.args, key, sub, value)?,
+            "labels" => map(&mut self.labels, key, sub, value)?,
+            "extra-hosts" => map(&mut self.extra_hosts, key, sub, value)?,
+            "tags" => list(&mut self.tags, value, append),
+            "cache-from" => list(&mut self.cache_from, value, append),
+            "cache-to" => list(&mut self.cache_to, value, append),
+            "target" => self.target = Some(value.into()),
+            "secrets" | "secret" => list(&mut self.secrets, value, append),
+            "ssh" => list(&mut self.ssh, value, append),
+            "platform" | "platforms" => comma_list(&mut self.platforms, value, append),
+            "output" | "outputs" => list(&mut self.outputs, value, append),
+            "pull" => self.pull = Some(boolean(key, value)?),
+            "no-cache" => self.no_cache = Some(boolean(key, value)?),
+            "network" => self.network = Some(value.into()),
+            "no-cache-filter" => comma_list(&mut self.no_cache_filter, value, append),
+            "shm-size" => self.shm_size = Some(value.into()),
+            "ulimits" => list(&mut self.ulimits, value, append),
+            "entitlements" => list(&mut self.entitlements, value, append),
+            "annotations" | "attest" | "call" => {}
+            "push" => {
+                if boolean(key, value)? {
+                    self.push();
+                }
+            }
+            _ => return Err(format!("unknown key {key:?}")),
+        }
+        Ok(())
+    }
+
+    /// `--push`: every image output pushes; a target without outputs gets
+    /// one (buildx's `*.push=true`).
+    pub(crate) fn push(&mut self) {
+        let outputs = self.outputs.get_or_insert_with(Vec::new);
+        let mut any_image = false;
+        for output in outputs.iter_mut() {
+            let fields = crate::output::csv_fields(output).unwrap_or_default();
+            let is_image = fields.iter().any(|f| f == "type=image" || f == "type=registry");
+            if is_image {
+                any_image = true;
+                if !fields.iter().any(|f| f.starts_with("push=")) {
+                    output.push_str(",push=true");
+                }
+            }
+        }
+        if !any_image {
+            outputs.push("type=image,push=true".into());
+        }
+    }
+}
+
+/// A CSV spec as buildx prints it: an object of its fields, a bare value
+/// being a registry reference (`cache-from: ["r/cache"]`).
+fn csv_object(spec: &str) -> BTreeMap<String, String> {
+    let fields = crate::output::csv_fields(spec).unwrap_or_else(|_| vec![spec.to_string()]);
+    let mut object = BTreeMap::new();
+    for field in fields {
+        match field.split_once('=') {
+            Some((key, value)) => object.insert(key.trim().to_string(), value.to_string()),
+            None => {
+                object.insert("type".to_string(), "registry".to_string());
+                object.insert("ref".to_string(), field)
+            }
+        };
+    }
+    object
+}
+
+fn csv_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    let objects: Vec<_> = list.iter().flatten().map(|spec| csv_object(spec)).collect();
+    objects.serialize(serializer)
+}
+
+/// Secrets as buildx prints them: `id` first, then `src` or `env`.
+fn secret_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    struct Secret(BTreeMap<String, String>);
+    impl Serialize for Secret {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(None)?;
+            for key in ["id", "src", "env"] {
+                if let Some(value) = self.0.get(key) {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+            for (key, value) in self.0.iter().filter(|(k, _)| !["id", "src", "env"].contains(&k.as_str())) {
+                map.serialize_entry(key, value)?;
+            }
+            map.end()
+        }
+    }
+    let items: Vec<_> = list.iter().flatten().map(|spec| Secret(csv_object(spec))).collect();
+    items.serialize(serializer)
+}
+
+/// A size as Docker reads `--shm-size` (go-units' `RAMInBytes`): a bare
+/// number is bytes, `k`, `m`, `g`, `t`, `p` (with an optional `b` or
+/// `ib`) are powers of 1024.
+pub(crate) fn ram_in_bytes(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a size (e.g. 64m, 1g)");
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(&unit);
+    let power = match unit {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return Err(bad()),
+    };
+    Ok((number * 1024f64.powi(power)) as i64)
+}
+
+/// Bytes as go-units' `BytesSize` writes them (`128MiB`, `1.5GiB`): what
+/// buildx prints for a compose `shm_size`.
+pub(crate) fn bytes_size(bytes: i64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    // Go's %.4g: four significant digits, trailing zeros dropped.
+    let decimals = match value {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let mut text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+/// `default`, `id=PATH,PATH2` → `{"id": ..., "paths": [...]}` as buildx prints SSH specs.
+fn ssh_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    struct Ssh<'a>(&'a str);
+    impl Serialize for Ssh<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let (id, paths) = match self.0.split_once('=') {
+                Some((id, paths)) => (id, paths.split(',').collect::<Vec<_>>()),
+                None => (self.0, Vec::new()),
+            };
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("id", id)?;
+            if !paths.is_empty() {
+                map.serialize_entry("paths", &paths)?;
+            }
+            map.end()
+        }
+    }
+    let items: Vec<_> = list.iter().flatten().map(|s| Ssh(s)).collect();
+    items.serialize(serializer)
+}
+
+impl Target {
+    /// Marks a list attribute as set and empty (`tags = []`).
+    pub(crate) fn set_empty_list(&mut self, key: &str) -> Result<(), String> {
+        let slot = match key {
+            "tags" => &mut self.tags,
+            "cache-from" => &mut self.cache_from,
+            "cache-to" => &mut self.cache_to,
+            "secret" | "secrets" => &mut self.secrets,
+            "ssh" => &mut self.ssh,
+            "platform" | "platforms" => &mut self.platforms,
+            "output" | "outputs" => &mut self.outputs,
+            "no-cache-filter" => &mut self.no_cache_filter,
+            "ulimits" => &mut self.ulimits,
+            "entitlements" => &mut self.entitlements,
+            // Accepted, and ignored: nothing fbuild sends depends on them.
+            "annotations" | "attest" => return Ok(()),
+            _ => return Err(format!("{key} is not a list")),
+        };
+        slot.get_or_insert_with(Vec::new).clear();
+        Ok(())
+    }
+
+    /// Marks a map attribute as set (`args = {}`).
+    pub(crate) fn set_empty_map(&mut self, key: &str) -> Result<(), String> {
+        let slot = match key {
+            "args" => &mut self.args,
+            "labels" => &mut self.labels,
+            "contexts" => &mut self.contexts,
+            "extra-hosts" => &mut self.extra_hosts,
+            _ => return Err(format!("{key} is not a map")),
+        };
+        slot.get_or_insert_with(BTreeMap::new);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_layers_maps_key_by_key() {
+        let mut base = Target {
+            args: Some([("A".into(), "1".into())].into()),
+            tags: Some(vec!["x".into()]),
+            ..Default::default()
+        };
+        let over = Target {
+            args: Some([("B".into(), "2".into())].into()),
+            tags: Some(vec!["y".into()]),
+            ..Default::default()
+        };
+        base.merge(&over);
+        assert_eq!(base.args.unwrap().len(), 2);
+        assert_eq!(base.tags.unwrap(), ["y"]);
+    }
+
+    #[test]
+    fn push_adds_or_marks_image_outputs() {
+        let mut t = Target::default();
+        t.push();
+        assert_eq!(t.outputs.as_deref().unwrap(), ["type=image,push=true"]);
+        let mut t = Target { outputs: Some(vec!["type=image,name=x".into()]), ..Default::default() };
+        t.push();
+        assert_eq!(t.outputs.as_deref().unwrap(), ["type=image,name=x,push=true"]);
+    }
+
+    #[test]
+    fn sizes_as_docker_reads_and_writes_them() {
+        assert_eq!(ram_in_bytes("128m").unwrap(), 128 << 20);
+        assert_eq!(ram_in_bytes("1GiB").unwrap(), 1 << 30);
+        assert_eq!(ram_in_bytes("512").unwrap(), 512);
+        assert!(ram_in_bytes("lots").is_err());
+        assert_eq!(bytes_size(128 << 20), "128MiB");
+        assert_eq!(bytes_size(3 << 29), "1.5GiB");
+    }
+
+    #[test]
+    fn prints_csv_specs_as_objects() {
+        let t = Target { cache_from: Some(vec!["r/cache".into(), "type=local,src=d".into()]), ..Default::default() };
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["cache-from"][0]["ref"], "r/cache");
+        assert_eq!(json["cache-from"][1]["src"], "d");
+    }
+}

@@ -1,0 +1,280 @@
+//! `fbuild bake`: build the targets of compose files and buildx bake files
+//! (`docker-bake.hcl`, `.json`) together, on one connection, with one
+//! progress display. The flags are buildx bake's. Files, resolution and
+//! scheduling are the library's (`crate::bake`); this command adds what
+//! belongs to a terminal: `--print` and `--list`, the progress renderer,
+//! Ctrl-C, the per-target summary, `--metadata-file` and the exit code.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::bake::run::{Outcome, TargetError};
+use crate::bake::{files, plan, progress, resolve, run};
+use crate::build::{BuildError, CancellationToken};
+use crate::cli::Context;
+use crate::progress::{ProgressMode, ProgressSink, ProgressWriter, Summary};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+fbuild bake                                 build the default group of ./compose.yaml or ./docker-bake.hcl\n  \
+fbuild bake app worker --push               build two targets and push their images\n  \
+fbuild bake --set '*.platform=linux/arm64'  override an attribute of every target\n  \
+fbuild bake --print                         show the resolved targets as JSON, build nothing")]
+pub struct Args {
+    /// Targets or groups to build (default: the group `default`)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Bake or compose file; repeatable (default: compose.yaml, docker-bake.hcl, ... in this folder)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Override a target attribute (`TARGET.KEY=VALUE`; `*` matches any target)
+    #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Push every target's image (shorthand for --set '*.push=true')
+    #[arg(long)]
+    pub push: bool,
+
+    /// Do not use the cache (shorthand for --set '*.no-cache=true')
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+
+    /// Always check the registry for newer base images (--set '*.pull=true')
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Import build cache for every target (--set '*.cache-from=SPEC')
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+
+    /// Export build cache for every target (--set '*.cache-to=SPEC')
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+
+    /// Print the resolved targets as JSON (buildx's shape) and build nothing
+    #[arg(long)]
+    pub print: bool,
+
+    /// List the files' targets or variables and build nothing
+    #[arg(long, value_name = "TYPE", value_parser = ["targets", "variables"])]
+    pub list: Option<String>,
+
+    /// Write each target's result metadata (image digest, ...) to this JSON file, keyed by target
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// Progress output: auto, tty, plain, rawjson, quiet
+    #[arg(long, env = "BUILDKIT_PROGRESS", value_name = "MODE", default_value = "auto")]
+    pub progress: String,
+}
+
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let file_names = files::find(&cwd, &args.files)?;
+    let definition = files::load(&cwd, &file_names, &env)?;
+    for warning in &definition.warnings {
+        let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
+    }
+    if let Some(what) = &args.list {
+        return list(&definition, what, ctx);
+    }
+
+    // The shorthand flags are `--set` entries for every target, before the user's own.
+    let mut sets = Vec::new();
+    if args.no_cache {
+        sets.push("*.no-cache=true".to_string());
+    }
+    if args.pull {
+        sets.push("*.pull=true".to_string());
+    }
+    sets.extend(args.cache_from.iter().map(|spec| format!("*.cache-from={spec}")));
+    sets.extend(args.cache_to.iter().map(|spec| format!("*.cache-to={spec}")));
+    sets.extend(args.set.iter().cloned());
+    let resolved = resolve::resolve(&definition, &args.targets, &sets, args.push)?;
+    if args.print {
+        let mut out = ctx.printer.stdout();
+        writeln!(out, "{}", resolved.print_json()?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Every target is checked before the daemon hears of any.
+    let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let plans = resolved
+        .targets
+        .iter()
+        .map(|(name, target)| plan::plan(&cwd, name, target, &env, stdout_is_terminal))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mode: ProgressMode = args
+        .progress
+        .parse()
+        .map_err(|e: crate::progress::ParseModeError| anyhow::anyhow!("invalid --progress value: {e}"))?;
+    let mode = if ctx.printer.verbosity == crate::printer::Verbosity::Quiet { ProgressMode::Quiet } else { mode };
+    let exports: BTreeMap<String, Vec<crate::output::ExportEntry>> =
+        plans.iter().map(|p| (p.name.clone(), p.request.exports.clone())).collect();
+
+    let connection = ctx.connect().await?;
+    let writer = Arc::new(Mutex::new(ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))));
+    let cancel = CancellationToken::new();
+    let on_signal = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            super::solve::interrupted().await;
+            cancel.cancel();
+        }
+    });
+    let started = Instant::now();
+    let sink_for = |name: &str| -> Box<dyn ProgressSink> { Box::new(progress::TargetSink::new(name, writer.clone())) };
+    let outcomes = run::run_all(&connection.channel, plans, &sink_for, &cancel).await?;
+    on_signal.abort();
+    let elapsed = started.elapsed();
+
+    // The shared display ends once: with the first step failure's details.
+    let first_failure = outcomes.iter().find_map(|o| match &o.result {
+        Err(TargetError::Build(BuildError::Failed(failed))) => Some(failed.failure.clone()),
+        _ => None,
+    });
+    {
+        let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+        match (&first_failure, cancel.is_cancelled()) {
+            (_, true) => {
+                writer.finish_cancelled();
+            }
+            (Some(failure), false) => {
+                writer.finish(&Err::<(), _>(failure.clone()));
+            }
+            (None, false) => {
+                writer.finish(&Ok::<(), crate::progress::BuildFailure>(()));
+            }
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(crate::error::Cancelled.into());
+    }
+    report(&outcomes, &exports, elapsed, mode, ctx)?;
+
+    if let Some(path) = &args.metadata_file {
+        write_metadata(path, &outcomes)?;
+    }
+    let failed: Vec<&str> = outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.name.as_str()).collect();
+    if !failed.is_empty() {
+        anyhow::bail!("{} of {} targets failed: {}", failed.len(), outcomes.len(), failed.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A line per target (its summary or its error), where its image went, and a total.
+fn report(
+    outcomes: &[Outcome],
+    exports: &BTreeMap<String, Vec<crate::output::ExportEntry>>,
+    elapsed: std::time::Duration,
+    mode: ProgressMode,
+    ctx: &Context,
+) -> std::io::Result<()> {
+    let mut err = ctx.printer.stderr();
+    let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(0);
+    let (mut steps, mut cached) = (0, 0);
+    for outcome in outcomes {
+        match &outcome.result {
+            Ok(report) => {
+                steps += report.summary.steps;
+                cached += report.summary.cached;
+                if mode != ProgressMode::Quiet {
+                    let files = report.transfer.files;
+                    writeln!(
+                        err,
+                        "{:width$}  {}; context: {files} file{} sent",
+                        outcome.name,
+                        report.summary,
+                        if files == 1 { "" } else { "s" }
+                    )?;
+                }
+                let digest = report.exporter_response.get("containerimage.digest");
+                for export in exports.get(&outcome.name).into_iter().flatten() {
+                    let Some(names) = export.attrs.get("name").filter(|n| !n.is_empty()) else { continue };
+                    if export.destination.is_some() {
+                        continue;
+                    }
+                    let verb = if export.pushes() { "pushed" } else { "stored" };
+                    match digest {
+                        Some(digest) => writeln!(err, "{:width$}  {verb} {names} ({digest})", outcome.name)?,
+                        None => writeln!(err, "{:width$}  {verb} {names}", outcome.name)?,
+                    }
+                }
+            }
+            Err(error) => {
+                writeln!(err, "{:width$}  FAILED: {}", outcome.name, plan::error_chain(error))?;
+                if let TargetError::Build(BuildError::Failed(failed)) = error {
+                    if let Some(step) = &failed.step {
+                        writeln!(err, "{:width$}  failed step: {step}", outcome.name)?;
+                    }
+                }
+            }
+        }
+    }
+    if mode != ProgressMode::Quiet {
+        let built = outcomes.iter().filter(|o| o.result.is_ok()).count();
+        let total = Summary { steps, cached, failed: false, canceled: false, duration: elapsed, warnings: 0 };
+        let hit = total.cache_hit_percent().map(|p| format!(" ({p}%)")).unwrap_or_default();
+        writeln!(
+            err,
+            "bake: {built} of {} targets built in {:.1}s: {steps} steps, {cached} cached{hit}",
+            outcomes.len(),
+            elapsed.as_secs_f64()
+        )?;
+    }
+    Ok(())
+}
+
+/// buildx bake's metadata file: one object per target, each what `fbuild
+/// solve --metadata-file` writes for it.
+fn write_metadata(path: &std::path::Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
+    let mut document = serde_json::Map::new();
+    for outcome in outcomes {
+        if let Ok(report) = &outcome.result {
+            document.insert(outcome.name.clone(), super::solve::metadata::to_json(&report.exporter_response));
+        }
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(document))?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    let context = || format!("cannot write the metadata file {path:?} (--metadata-file)");
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| anyhow::Error::new(e).context(context()))?;
+    temp.write_all(text.as_bytes()).map_err(|e| anyhow::Error::new(e).context(context()))?;
+    temp.persist(path).map_err(|e| anyhow::Error::new(e.error).context(context()))?;
+    Ok(())
+}
+
+/// `--list targets|variables`, on stdout.
+fn list(definition: &crate::bake::Definition, what: &str, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let mut out = ctx.printer.stdout();
+    if what == "variables" {
+        writeln!(out, "VARIABLE\tVALUE\tDESCRIPTION")?;
+        for v in &definition.variables {
+            writeln!(
+                out,
+                "{}\t{}\t{}",
+                v.name,
+                v.value.as_deref().unwrap_or(""),
+                v.description.as_deref().unwrap_or("")
+            )?;
+        }
+    } else {
+        writeln!(out, "TARGET\tDESCRIPTION")?;
+        for (name, members) in &definition.groups {
+            writeln!(out, "{name}\t(group: {})", members.join(", "))?;
+        }
+        for (name, target) in &definition.targets {
+            writeln!(out, "{name}\t{}", target.description.as_deref().unwrap_or(""))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,371 @@
+//! `fbuild bake` against the test daemon and registry: a compose file
+//! pushed in one run and fully cached in the next, the same services as a
+//! `docker-bake.hcl` giving the same image digests, a target built as
+//! another's context, a failing target that does not stop the other,
+//! `--print` against buildx's own output, and bad input refused before
+//! anything is built.
+
+use std::path::Path;
+
+use crate::util::{self, registry_manifest, testenv, text, unique, write_files};
+
+/// Two services in the shape of the example project: `api` imports and
+/// exports a registry cache, `worker` takes a build arg from `.env`.
+fn project(dir: &Path, repo: &str) {
+    let busybox = &testenv().busybox;
+    let registry = &testenv().registry;
+    write_files(
+        dir,
+        &[
+            ("api/Dockerfile", &format!("FROM {busybox}\nCOPY main.txt /app/\nRUN cat /app/main.txt > /app/copy\n")),
+            ("api/main.txt", "api\n"),
+            (
+                "worker/Dockerfile",
+                &format!(
+                    "FROM {busybox}\nARG GREETING\nRUN test \"$GREETING\" = from-dotenv && echo \"$GREETING\" > /greeting\n"
+                ),
+            ),
+            (".env", "GREETING=from-dotenv\n"),
+            (
+                "compose.yaml",
+                &format!(
+                    "services:\n\
+                     \x20 api:\n\
+                     \x20   image: {registry}/{repo}-api:1\n\
+                     \x20   build:\n\
+                     \x20     context: ./api\n\
+                     \x20     cache_from: [\"type=registry,ref={registry}/{repo}-cache:api\"]\n\
+                     \x20     cache_to: [\"type=registry,ref={registry}/{repo}-cache:api,mode=max\"]\n\
+                     \x20 worker:\n\
+                     \x20   image: {registry}/{repo}-worker:1\n\
+                     \x20   build:\n\
+                     \x20     context: worker\n\
+                     \x20     args:\n\
+                     \x20       GREETING: ${{GREETING}}\n\
+                     \x20 db:\n\
+                     \x20   image: postgres\n"
+                ),
+            ),
+            (
+                "docker-bake.hcl",
+                &format!(
+                    "variable \"GREETING\" {{\n  default = \"from-dotenv\"\n}}\n\
+                     variable \"REPO\" {{\n  default = \"{registry}/{repo}\"\n}}\n\
+                     group \"default\" {{\n  targets = [\"api\", \"worker\"]\n}}\n\
+                     target \"_common\" {{\n  dockerfile = \"Dockerfile\"\n}}\n\
+                     target \"api\" {{\n  inherits = [\"_common\"]\n  context = \"api\"\n  tags = [\"${{REPO}}-api:hcl\"]\n}}\n\
+                     target \"worker\" {{\n  inherits = [\"_common\"]\n  context = \"worker\"\n  args = {{\n    GREETING = GREETING\n  }}\n  tags = [\"${{REPO}}-worker:hcl\"]\n}}\n"
+                ),
+            ),
+        ],
+    );
+}
+
+/// Every vertex whose name contains `needle`: (name, cached in any update).
+fn steps(rawjson: &str, needle: &str) -> Vec<(String, bool)> {
+    let mut found: Vec<(String, bool)> = Vec::new();
+    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        for vertex in value["vertexes"].as_array().into_iter().flatten() {
+            let name = vertex["name"].as_str().unwrap_or_default();
+            if name.contains(needle) {
+                let cached = vertex["cached"].as_bool().unwrap_or(false);
+                match found.iter_mut().find(|(n, _)| n == name) {
+                    Some(entry) => entry.1 |= cached,
+                    None => found.push((name.to_string(), cached)),
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn compose_pushes_both_services_then_is_fully_cached() {
+    let dir = util::tempdir();
+    let repo = format!("bake-{}", unique());
+    project(dir.path(), &repo);
+    let run = || {
+        util::fbuild()
+            .current_dir(dir.path())
+            .args(["bake", "-f", "compose.yaml", "--push", "--progress", "rawjson"])
+            .assert()
+            .success()
+    };
+    let first = run();
+    let stderr = text(&first.get_output().stderr);
+    for service in ["api", "worker"] {
+        let repo = format!("{repo}-{service}");
+        assert!(registry_manifest(&repo, "1").is_some(), "{repo}:1 was not pushed\n{stderr}");
+        assert!(stderr.contains(&format!("pushed {}/{repo}:1", testenv().registry)), "{stderr}");
+    }
+    assert!(registry_manifest(&format!("{repo}-cache"), "api").is_some(), "the api cache was not exported\n{stderr}");
+    // The display labels each step with its target.
+    assert!(!steps(&stderr, "[api] ").is_empty() && !steps(&stderr, "[worker] ").is_empty(), "{stderr}");
+    assert!(stderr.contains("bake: 2 of 2 targets built"), "{stderr}");
+
+    let second = run();
+    let stderr = text(&second.get_output().stderr);
+    let runs = steps(&stderr, "RUN ");
+    assert_eq!(runs.len(), 2, "{stderr}");
+    assert!(runs.iter().all(|(_, cached)| *cached), "not every step came from the cache: {runs:?}\n{stderr}");
+}
+
+#[test]
+fn hcl_file_gives_the_same_digests_as_the_compose_file() {
+    let dir = util::tempdir();
+    let repo = format!("bake-same-{}", unique());
+    project(dir.path(), &repo);
+    let digests = |file: &str| {
+        let metadata = dir.path().join(format!("{file}.metadata.json"));
+        util::fbuild()
+            .current_dir(dir.path())
+            .env("SOURCE_DATE_EPOCH", "0")
+            .args(["bake", "-f", file, "--push", "--progress", "quiet", "--metadata-file"])
+            .arg(&metadata)
+            // Both files' cache settings aside, the images are the same builds.
+            .args(["--set", "*.cache-from=", "--set", "*.cache-to=", "api", "worker"])
+            .assert()
+            .success();
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+        ["api", "worker"]
+            .map(|t| json[t]["containerimage.digest"].as_str().unwrap_or_else(|| panic!("{json}")).to_string())
+    };
+    let compose = digests("compose.yaml");
+    let hcl = digests("docker-bake.hcl");
+    assert_eq!(compose, hcl);
+    assert!(registry_manifest(&format!("{repo}-worker"), "hcl").is_some());
+}
+
+#[test]
+fn a_target_used_as_a_context_is_built_first() {
+    let dir = util::tempdir();
+    let busybox = &testenv().busybox;
+    write_files(
+        dir.path(),
+        &[
+            ("base/Dockerfile", &format!("FROM {busybox}\nRUN echo {} > /from-base\n", unique())),
+            ("app/Dockerfile", "FROM base\nRUN test -s /from-base && cp /from-base /copied\n"),
+            (
+                "docker-bake.hcl",
+                "target \"base\" {\n  context = \"base\"\n}\n\
+                 target \"app\" {\n  context = \"app\"\n  contexts = {\n    base = \"target:base\"\n  }\n  output = [\"type=local,dest=out\"]\n}\n",
+            ),
+        ],
+    );
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "app"]).assert().success();
+    let stderr = text(&assert.get_output().stderr);
+    assert!(dir.path().join("out/copied").is_file(), "{stderr}");
+    assert!(std::fs::read(dir.path().join("out/copied")).unwrap().len() > 1);
+    assert!(stderr.contains("bake: 2 of 2 targets built"), "{stderr}");
+}
+
+#[test]
+fn a_failing_target_does_not_stop_the_other() {
+    let dir = util::tempdir();
+    let busybox = &testenv().busybox;
+    write_files(
+        dir.path(),
+        &[
+            ("bad/Dockerfile", &format!("FROM {busybox}\nRUN echo {} && exit 7\n", unique())),
+            ("good/Dockerfile", &format!("FROM {busybox}\nRUN sleep 2 && echo {} > /done\n", unique())),
+            (
+                "docker-bake.hcl",
+                "group \"default\" {\n  targets = [\"bad\", \"good\"]\n}\n\
+                 target \"bad\" {\n  context = \"bad\"\n}\n\
+                 target \"good\" {\n  context = \"good\"\n  output = [\"type=local,dest=out\"]\n}\n",
+            ),
+        ],
+    );
+    let assert = util::fbuild().current_dir(dir.path()).arg("bake").assert().failure().code(1);
+    let stderr = text(&assert.get_output().stderr);
+    assert!(dir.path().join("out/done").is_file(), "the good target did not finish\n{stderr}");
+    assert!(stderr.contains("1 of 2 targets failed: bad"), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("bad ") && l.contains("FAILED")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn print_matches_buildx() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/print");
+    let assert = util::fbuild()
+        .current_dir(&fixture)
+        .env("TAG", "2.0")
+        .args([
+            "bake",
+            "--print",
+            "--set",
+            "api.args.EXTRA=yes",
+            "--set",
+            "*.labels.team=build",
+            "--set",
+            "worker.platform=linux/arm64",
+            "--set",
+            "api.cache-to=type=inline",
+        ])
+        .assert()
+        .success();
+    let expected = std::fs::read_to_string(fixture.join("expected.json")).unwrap();
+    assert_eq!(text(&assert.get_output().stdout), expected);
+}
+
+#[test]
+fn compose_print_matches_buildx() {
+    let dir = util::tempdir();
+    project(dir.path(), "r");
+    let assert =
+        util::fbuild().current_dir(dir.path()).args(["bake", "-f", "compose.yaml", "--print"]).assert().success();
+    let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let registry = &testenv().registry;
+    // As buildx prints it: .env fills the arg, `db` (no build:) is left out.
+    let expected = serde_json::json!({
+        "group": {"default": {"targets": ["api", "worker"]}},
+        "target": {
+            "api": {
+                "context": "api",
+                "dockerfile": "Dockerfile",
+                "tags": [format!("{registry}/r-api:1")],
+                "cache-from": [{"ref": format!("{registry}/r-cache:api"), "type": "registry"}],
+                "cache-to": [{"mode": "max", "ref": format!("{registry}/r-cache:api"), "type": "registry"}],
+            },
+            "worker": {
+                "context": "worker",
+                "dockerfile": "Dockerfile",
+                "args": {"GREETING": "from-dotenv"},
+                "tags": [format!("{registry}/r-worker:1")],
+            },
+        },
+    });
+    assert_eq!(printed, expected);
+}
+
+#[test]
+fn bad_input_is_refused_before_building() {
+    let dir = util::tempdir();
+    write_files(
+        dir.path(),
+        &[
+            ("Dockerfile", "FROM scratch\n"),
+            ("ok.hcl", "target \"a\" {}\n"),
+            ("broken.hcl", "target \"a\" {\n  tags = [\"x\"\n}\n"),
+            ("cycle.hcl", "target \"a\" {\n  contexts = { x = \"target:b\" }\n}\ntarget \"b\" {\n  contexts = { y = \"target:a\" }\n}\n"),
+            ("required.yaml", "services:\n  a:\n    build:\n      context: .\n      args:\n        TOKEN: ${TOKEN_FOR_BAKE_TEST?set TOKEN first}\n"),
+            ("no-build.yaml", "services:\n  db:\n    image: postgres\n"),
+            ("unknown-key.yaml", "services:\n  a:\n    build:\n      context: .\n      frobnicate: yes\n"),
+        ],
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (&["-f", "ok.hcl", "nope"], "unknown target or group \"nope\""),
+        (&["-f", "broken.hcl"], "broken.hcl:3:"),
+        (&["-f", "cycle.hcl", "a"], "cycle: a -> b -> a"),
+        (
+            &["-f", "required.yaml"],
+            "required.yaml:6: required variable TOKEN_FOR_BAKE_TEST is missing a value: set TOKEN first",
+        ),
+        (&["-f", "ok.hcl", "--set", "a.bogus=1", "a"], "--set \"a.bogus=1\": unknown key"),
+        (&["-f", "missing.hcl"], "missing.hcl"),
+        (&["-f", "no-build.yaml"], "nothing to build: default names no target"),
+    ];
+    for (args, message) in cases {
+        let assert = util::fbuild().current_dir(dir.path()).arg("bake").args(*args).assert().failure().code(1);
+        let stderr = text(&assert.get_output().stderr);
+        assert!(stderr.contains(message), "{args:?}: expected {message:?} in\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // An unknown build: key is a warning, as compose gives it.
+    let assert =
+        util::fbuild().current_dir(dir.path()).args(["bake", "-f", "unknown-key.yaml", "--print"]).assert().success();
+    assert!(text(&assert.get_output().stderr).contains("unknown build key \"frobnicate\""));
+}
+
+#[test]
+fn compose_fixture_print_matches_buildx() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/compose-print");
+    let assert = util::fbuild()
+        .current_dir(&fixture)
+        .env_remove("TAG")
+        .env_remove("MODE")
+        .args(["bake", "--print"])
+        .assert()
+        .success();
+    let expected = std::fs::read_to_string(fixture.join("expected.json")).unwrap();
+    assert_eq!(text(&assert.get_output().stdout), expected);
+}
+
+#[test]
+fn list_shows_targets_and_variables() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/print");
+    let assert =
+        util::fbuild().current_dir(&fixture).env_remove("TAG").args(["bake", "--list", "targets"]).assert().success();
+    let out = text(&assert.get_output().stdout);
+    for name in ["api", "worker", "shared", "all", "default"] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("{name}\t"))), "{name} missing:\n{out}");
+    }
+    let assert =
+        util::fbuild().current_dir(&fixture).env("TAG", "9").args(["bake", "--list", "variables"]).assert().success();
+    let out = text(&assert.get_output().stdout);
+    assert!(out.lines().any(|l| l == "TAG\t9\t"), "{out}");
+}
+
+#[test]
+fn print_of_named_targets_matches_buildx() {
+    // expected-named.json: `buildx bake --print worker api` with TAG unset.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/print");
+    let assert = util::fbuild()
+        .current_dir(&fixture)
+        .env_remove("TAG")
+        .args(["bake", "--print", "worker", "api"])
+        .assert()
+        .success();
+    let expected = std::fs::read_to_string(fixture.join("expected-named.json")).unwrap();
+    assert_eq!(text(&assert.get_output().stdout), expected);
+}
+
+#[test]
+fn a_file_from_stdin() {
+    let dir = util::tempdir();
+    let assert = util::fbuild()
+        .current_dir(dir.path())
+        .args(["bake", "-f", "-", "--print", "a"])
+        .write_stdin("target \"a\" {\n  tags = [\"r/a:${upper(\"x\")}\"]\n}\n")
+        .assert()
+        .success();
+    let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(printed["target"]["a"]["tags"][0], "r/a:X");
+}
+
+#[test]
+fn compose_services_link_through_additional_contexts() {
+    let dir = util::tempdir();
+    let busybox = &testenv().busybox;
+    let stamp = unique();
+    write_files(
+        dir.path(),
+        &[
+            ("app/Dockerfile", "FROM base\nRUN cp /from-base /copied\n"),
+            (
+                "compose.yaml",
+                &format!(
+                    "services:\n\
+                     \x20 base:\n\
+                     \x20   build:\n\
+                     \x20     context: .\n\
+                     \x20     dockerfile_inline: |\n\
+                     \x20       FROM {busybox}\n\
+                     \x20       RUN echo {stamp} > /from-base\n\
+                     \x20 app:\n\
+                     \x20   build:\n\
+                     \x20     context: app\n\
+                     \x20     additional_contexts:\n\
+                     \x20       base: target:base\n\
+                     \x20     x-bake:\n\
+                     \x20       output: [\"type=local,dest=out\"]\n"
+                ),
+            ),
+        ],
+    );
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "app"]).assert().success();
+    let stderr = text(&assert.get_output().stderr);
+    let copied = std::fs::read_to_string(dir.path().join("out/copied")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    assert_eq!(copied.trim(), stamp);
+}
