@@ -10,5 +10,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cases="${1:-20000}"
 start=$(date +%s)
-PROPTEST_CASES="$cases" cargo test --release --lib -- fuzz:: --test-threads 2
+PROPTEST_CASES="$cases" cargo test --lib -- fuzz:: --test-threads 2
 echo "fuzz: $cases cases per property in $(( $(date +%s) - start )) s"
