@@ -49,8 +49,36 @@ fn reference_excluded(patterns: &[(bool, String)], path: &str) -> bool {
 /// Hand-picked inputs that once broke pattern code somewhere (Go's or
 /// ours): they run on every test run.
 const PATTERN_CORPUS: &[&str] = &[
-    "", "!", "!!", "[", "]", "[]", "[^]", "[a-]", "[-a]", "[\\", "\\", "a\\", "**", "**/", "/**", "***", "a/**/b",
-    "[z-a]", "[a-z", "?", "!**", "../a", "./a/../..", "a[", "\\[", "[[]", "[!a]", "é*", "*é", "[é-a]",
+    "",
+    "!",
+    "!!",
+    "[",
+    "]",
+    "[]",
+    "[^]",
+    "[a-]",
+    "[-a]",
+    "[\\",
+    "\\",
+    "a\\",
+    "**",
+    "**/",
+    "/**",
+    "***",
+    "a/**/b",
+    "[z-a]",
+    "[a-z",
+    "?",
+    "!**",
+    "../a",
+    "./a/../..",
+    "a[",
+    "\\[",
+    "[[]",
+    "[!a]",
+    "é*",
+    "*é",
+    "[é-a]",
 ];
 
 #[test]
@@ -123,7 +151,11 @@ const CONFIGS: &[&str] = &[
 /// A config with a few random edits (deleting, inserting or replacing
 /// characters, JSON punctuation favoured).
 fn mutated_config() -> impl Strategy<Value = String> {
-    let edit = (any::<prop::sample::Index>(), 0..3u8, prop::sample::select(vec!['"', ':', ',', '{', '}', '[', ']', '1', 'x', ' ', '\\']));
+    let edit = (
+        any::<prop::sample::Index>(),
+        0..3u8,
+        prop::sample::select(vec!['"', ':', ',', '{', '}', '[', ']', '1', 'x', ' ', '\\']),
+    );
     (prop::sample::select(CONFIGS), proptest::collection::vec(edit, 1..4)).prop_map(|(config, edits)| {
         let mut chars: Vec<char> = config.chars().collect();
         for (at, kind, c) in edits {

@@ -89,16 +89,73 @@ fn bytes_below(root: &Path) -> u64 {
         .sum()
 }
 
-/// Ctrl-C while a large local output is being written: fbuild exits 130
-/// and leaves no staging folder (`.fbuild-receive-…`, hundreds of MB)
-/// beside a new destination or inside an existing one, which is unchanged.
-/// The interrupt path returned and the runtime shut down before the
-/// receiver's cleanup ran, so they stayed.
+/// Ctrl-C (and a CI runner's SIGTERM) while a large local output is being
+/// written: fbuild exits 130 and leaves no staging folder
+/// (`.fbuild-receive-…`, hundreds of MB) beside a new destination or inside
+/// an existing one, which is unchanged; within 2 s the daemon has no build
+/// running. The interrupt path returned and the runtime shut down before
+/// the receiver's cleanup ran, so the staging folders stayed.
 #[test]
 fn ctrl_c_during_a_local_export_leaves_nothing_behind() {
+    use nix::sys::signal::Signal;
+    // A daemon of our own, so that its build history holds only ours.
+    let config = util::testenv().root.join("buildkitd.toml");
+    let daemon = util::PrivateDaemon::start([std::ffi::OsStr::new("--config"), config.as_os_str()]);
     let project = util::tempdir();
+    large_output_project(project.path());
+    let out = util::tempdir();
+    // Left over by a killed fbuild: removed by the next output written here.
+    let stale = out.path().join(format!(".fbuild-receive-{}", "0".repeat(32)));
+    util::write_files(&stale, &[("tree/f1", "stale")]);
+
+    for (signal, existing) in [(Signal::SIGINT, false), (Signal::SIGTERM, true)] {
+        let dest = out.path().join("dest");
+        if existing {
+            util::write_files(&dest, &[("f1", "mine"), ("keep/me", "mine too")]);
+        }
+        let before = tree_hash(&dest);
+        let mut child = Command::new(util::fbuild_binary())
+            .args(["--addr", &daemon.addr, "solve", "--progress", "plain", "-o"])
+            .arg(format!("type=local,dest={}", dest.display()))
+            .arg(project.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fbuild");
+        wait_for_staged_output(out.path(), &mut child);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal");
+        let interrupted = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(interrupted.elapsed() < Duration::from_secs(30), "fbuild did not exit after {signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let exited = interrupted.elapsed();
+        assert_eq!(status.code(), Some(130), "{signal}");
+        assert_eq!(staging_folders(out.path()), Vec::<PathBuf>::new(), "{signal}");
+        assert_eq!(tree_hash(&dest), before, "{signal}");
+        assert_eq!(dest.exists(), existing);
+        // The daemon stops the build: no record of it is left running.
+        let running = loop {
+            let histories = daemon.buildctl().args(["debug", "histories"]).output().expect("buildctl");
+            let text = util::text(&histories.stdout);
+            let running: Vec<String> = text.lines().filter(|l| l.starts_with("STARTED")).map(str::to_owned).collect();
+            if running.is_empty() || interrupted.elapsed() > Duration::from_secs(2) {
+                break running;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(running.is_empty(), "still running 2 s after {signal}: {running:?}");
+        eprintln!("{signal}: exited {exited:?} after the signal, no build running after {:?}", interrupted.elapsed());
+    }
+}
+
+/// A project whose output is 300 files of 1 MiB, made by a RUN step.
+fn large_output_project(dir: &Path) {
     util::write_files(
-        project.path(),
+        dir,
         &[(
             "Dockerfile",
             &format!(
@@ -108,100 +165,61 @@ fn ctrl_c_during_a_local_export_leaves_nothing_behind() {
             ),
         )],
     );
-    let out = util::tempdir();
-    // Left over by a killed fbuild: removed by the next output written here.
-    let stale = out.path().join(format!(".fbuild-receive-{}", "0".repeat(32)));
-    util::write_files(&stale, &[("tree/f1", "stale")]);
+}
 
-    for existing in [false, true] {
-        let dest = out.path().join("dest");
-        if existing {
-            util::write_files(&dest, &[("f1", "mine"), ("keep/me", "mine too")]);
+/// Waits until more than 20 MiB are staged below `parent`, the child still
+/// running.
+fn wait_for_staged_output(parent: &Path, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let staged: u64 = staging_folders(parent).iter().map(|p| bytes_below(p)).sum();
+        if staged > 20 << 20 {
+            return;
         }
-        let before = tree_hash(&dest);
-        let mut child = Command::new(util::fbuild_binary())
-            .env("BUILDKIT_HOST", &util::testenv().addr)
-            .args(["solve", "--progress", "plain", "-o"])
-            .arg(format!("type=local,dest={}", dest.display()))
-            .arg(project.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fbuild");
-        // Interrupt once the output is well under way.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let staged: u64 = staging_folders(out.path()).iter().map(|p| bytes_below(p)).sum();
-            if staged > 20 << 20 {
-                break;
-            }
-            assert!(child.try_wait().expect("wait").is_none(), "fbuild ended before it was interrupted");
-            assert!(Instant::now() < deadline, "the export did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
-            .expect("signal");
-        let interrupted = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(interrupted.elapsed() < Duration::from_secs(30), "fbuild did not exit after Ctrl-C");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert_eq!(status.code(), Some(130), "existing destination: {existing}");
-        assert_eq!(staging_folders(out.path()), Vec::<PathBuf>::new(), "existing destination: {existing}");
-        assert_eq!(tree_hash(&dest), before, "existing destination: {existing}");
-        assert_eq!(dest.exists(), existing);
-        eprintln!("existing destination {existing}: exited {:?} after SIGINT", interrupted.elapsed());
+        assert!(child.try_wait().expect("wait").is_none(), "fbuild ended before the fault");
+        assert!(Instant::now() < deadline, "the export did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// A file name that is not UTF-8 in the context folder: excluded by
-/// `.dockerignore` it is never looked at, included it is sent as its bytes
-/// (as fsutil, and so buildctl, sends it). It used to fail the whole upload,
-/// and since the Dockerfile is read from the same folder, even loading the
-/// Dockerfile failed.
+/// The daemon dies (SIGKILL) while a local output is being written:
+/// fbuild exits non-zero within 2 s saying the daemon went away, and
+/// leaves neither a partial output nor a staging folder.
 #[test]
-fn names_that_are_not_utf8_build_like_buildctl() {
-    use std::ffi::OsStr;
-    use std::os::unix::ffi::OsStrExt;
+fn a_daemon_killed_mid_export_leaves_no_partial_output() {
+    let config = util::testenv().root.join("buildkitd.toml");
+    let mut daemon = util::PrivateDaemon::start([std::ffi::OsStr::new("--config"), config.as_os_str()]);
     let project = util::tempdir();
-    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY . /\n"), (".dockerignore", "bad-*\n")]);
-    std::fs::write(project.path().join(OsStr::from_bytes(b"bad-\xff")), "excluded").expect("write");
-    std::fs::write(project.path().join(OsStr::from_bytes(b"ok-\xfe.txt")), "included").expect("write");
+    large_output_project(project.path());
     let out = util::tempdir();
+    util::write_files(out.path(), &[("mine/file", "the user's")]);
+    let before = tree_hash(out.path());
+    let dest = out.path().join("dest");
 
-    let names = |tarball: &Path| -> BTreeMap<Vec<u8>, Vec<u8>> {
-        use std::io::Read;
-        let mut archive = tar::Archive::new(std::fs::File::open(tarball).expect("open the tarball"));
-        let mut names = BTreeMap::new();
-        for entry in archive.entries().expect("entries") {
-            let mut entry = entry.expect("entry");
-            let mut content = Vec::new();
-            entry.read_to_end(&mut content).expect("read");
-            names.insert(entry.path_bytes().into_owned(), content);
-        }
-        names
-    };
-    let ours = out.path().join("fbuild.tar");
-    util::fbuild()
-        .arg("solve")
+    let mut child = Command::new(util::fbuild_binary())
+        .args(["--addr", &daemon.addr, "solve", "--progress", "plain", "-o"])
+        .arg(format!("type=local,dest={}", dest.display()))
         .arg(project.path())
-        .arg("-o")
-        .arg(format!("type=tar,dest={}", ours.display()))
-        .assert()
-        .success();
-    let theirs = out.path().join("buildctl.tar");
-    util::buildctl()
-        .args(["build", "--frontend", "dockerfile.v0"])
-        .arg(format!("--local=context={}", project.path().display()))
-        .arg(format!("--local=dockerfile={}", project.path().display()))
-        .arg(format!("--output=type=tar,dest={}", theirs.display()))
-        .assert()
-        .success();
-    let ours = names(&ours);
-    assert_eq!(ours.get(&b"ok-\xfe.txt"[..]).map(Vec::as_slice), Some(&b"included"[..]), "{ours:?}");
-    assert!(!ours.keys().any(|name| name.starts_with(b"bad-")), "{ours:?}");
-    assert_eq!(ours, names(&theirs));
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fbuild");
+    wait_for_staged_output(out.path(), &mut child);
+    daemon.kill();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "fbuild did not notice the daemon died");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = killed.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    assert!(stderr.contains("lost the connection to buildkitd"), "{stderr}");
+    assert_eq!(tree_hash(out.path()), before, "no partial output, no staging folder");
+    eprintln!("exited {took:?} after the daemon was killed");
 }
