@@ -223,3 +223,36 @@ fn a_daemon_killed_mid_export_leaves_no_partial_output() {
     assert_eq!(tree_hash(out.path()), before, "no partial output, no staging folder");
     eprintln!("exited {took:?} after the daemon was killed");
 }
+
+/// The cache registry is down during the cache export: the build fails
+/// saying so; with `ignore-error=true` it succeeds, the failure shown on
+/// the export's step.
+#[test]
+fn a_cache_registry_that_is_down_fails_the_export_unless_ignored() {
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /x\n")]);
+    let out = util::tempdir();
+    let before = tree_hash(project.path());
+    let run = |cache_to: &str| {
+        util::fbuild()
+            .current_dir(out.path())
+            .arg("solve")
+            .arg(project.path())
+            .args(["--cache-to", cache_to])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run fbuild")
+    };
+    let failed = run("type=registry,ref=127.0.0.1:1/fbuild-cache");
+    let stderr = util::text(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: the build failed") && stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+
+    let ignored = run("type=registry,ref=127.0.0.1:1/fbuild-cache,ignore-error=true");
+    let stderr = util::text(&ignored.stderr);
+    assert!(ignored.status.success(), "{stderr}");
+    assert!(stderr.contains("exporting cache to registry") && stderr.contains("connection refused"), "{stderr}");
+    assert_eq!(tree_hash(project.path()), before);
+    assert_eq!(std::fs::read_dir(out.path()).expect("list").count(), 0, "nothing written where fbuild ran");
+}
