@@ -8,6 +8,7 @@ mod flags;
 mod fsync;
 mod gateway;
 mod library;
+mod load;
 mod outputs;
 mod progress;
 mod rootless;
