@@ -7,6 +7,7 @@ mod daemon_cmd;
 mod flags;
 mod fsync;
 mod gateway;
+mod hostile;
 mod library;
 mod load;
 mod outputs;
