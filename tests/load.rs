@@ -1,5 +1,6 @@
 //! Load: many builds at once, and many builds in one process. Figures are
 //! printed (`--nocapture`) for the notes.
+#![allow(clippy::print_stderr)] // timings and figures are printed for the notes (`--nocapture`)
 
 use std::path::Path;
 use std::process::Command;

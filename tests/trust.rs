@@ -2,6 +2,7 @@
 //! must not crash fbuild, leak a credential or leave a half-written output.
 //! Each test here reproduces a defect found in review; it failed before the
 //! fix.
+#![allow(clippy::print_stderr)] // timings and figures are printed for the notes (`--nocapture`)
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
