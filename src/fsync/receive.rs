@@ -330,7 +330,14 @@ impl Staging {
         let unlocked = parent.join(format!("{name}.new"));
         let path = parent.join(&name);
         fs::DirBuilder::new().mode(0o700).create(&unlocked).map_err(staging_err)?;
-        let lock = open_dir_nofollow(&unlocked).and_then(|dir| lock(&dir, libc::LOCK_EX).map(|()| dir));
+        let lock = open_dir_nofollow(&unlocked).inspect(|dir| {
+            // A file system without flock (some network ones) only loses
+            // the cleanup of stale folders: one that cannot be locked is
+            // never taken for stale either.
+            if let Err(error) = lock(dir, libc::LOCK_EX) {
+                tracing::debug!(%error, path = %unlocked.display(), "cannot lock a staging folder");
+            }
+        });
         let lock = match lock.and_then(|dir| fs::rename(&unlocked, &path).map(|()| dir)) {
             Ok(dir) => dir,
             Err(e) => {
