@@ -257,3 +257,69 @@ fn a_cache_registry_that_is_down_fails_the_export_unless_ignored() {
     assert_eq!(tree_hash(project.path()), before);
     assert_eq!(std::fs::read_dir(out.path()).expect("list").count(), 0, "nothing written where fbuild ran");
 }
+
+/// A file name that is not UTF-8 in the context folder: excluded by
+/// `.dockerignore` it is never looked at, included it is sent as its bytes
+/// (as fsutil, and so buildctl, sends it), and comes back through a local
+/// output. It used to fail the whole upload,
+/// and since the Dockerfile is read from the same folder, even loading the
+/// Dockerfile failed.
+#[test]
+fn names_that_are_not_utf8_build_like_buildctl() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY . /\n"), (".dockerignore", "bad-*\n")]);
+    std::fs::write(project.path().join(OsStr::from_bytes(b"bad-\xff")), "excluded").expect("write");
+    std::fs::write(project.path().join(OsStr::from_bytes(b"ok-\xfe.txt")), "included").expect("write");
+    let out = util::tempdir();
+
+    let names = |tarball: &Path| -> BTreeMap<Vec<u8>, Vec<u8>> {
+        use std::io::Read;
+        let mut archive = tar::Archive::new(std::fs::File::open(tarball).expect("open the tarball"));
+        let mut names = BTreeMap::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).expect("read");
+            names.insert(entry.path_bytes().into_owned(), content);
+        }
+        names
+    };
+    let ours = out.path().join("fbuild.tar");
+    util::fbuild()
+        .arg("solve")
+        .arg(project.path())
+        .arg("-o")
+        .arg(format!("type=tar,dest={}", ours.display()))
+        .assert()
+        .success();
+    let theirs = out.path().join("buildctl.tar");
+    util::buildctl()
+        .args(["build", "--frontend", "dockerfile.v0"])
+        .arg(format!("--local=context={}", project.path().display()))
+        .arg(format!("--local=dockerfile={}", project.path().display()))
+        .arg(format!("--output=type=tar,dest={}", theirs.display()))
+        .assert()
+        .success();
+    let ours = names(&ours);
+    assert_eq!(ours.get(&b"ok-\xfe.txt"[..]).map(Vec::as_slice), Some(&b"included"[..]), "{ours:?}");
+    assert!(!ours.keys().any(|name| name.starts_with(b"bad-")), "{ours:?}");
+    assert_eq!(ours, names(&theirs));
+
+    // And back through a local output, whose receiver takes the name as
+    // bytes too.
+    let dest = out.path().join("local");
+    util::fbuild()
+        .arg("solve")
+        .arg(project.path())
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.display()))
+        .assert()
+        .success();
+    let mut landed: Vec<Vec<u8>> =
+        std::fs::read_dir(&dest).expect("list").map(|e| e.expect("entry").file_name().as_bytes().to_vec()).collect();
+    landed.sort();
+    assert_eq!(landed, [&b".dockerignore"[..], b"Dockerfile", b"ok-\xfe.txt"]);
+    assert_eq!(std::fs::read(dest.join(OsStr::from_bytes(b"ok-\xfe.txt"))).expect("read"), b"included");
+}
