@@ -45,6 +45,9 @@ pub(crate) mod printer;
 pub(crate) mod session;
 pub(crate) mod units;
 
+#[cfg(test)]
+mod fuzz;
+
 /// The `fbuild` command line: public only for the binary (`src/main.rs`).
 #[doc(hidden)]
 pub mod cli;

@@ -2,6 +2,7 @@
 //! must not crash fbuild, leak a credential or leave a half-written output.
 //! Each test here reproduces a defect found in review; it failed before the
 //! fix.
+#![allow(clippy::print_stderr)] // timings and figures are printed for the notes (`--nocapture`)
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -89,16 +90,73 @@ fn bytes_below(root: &Path) -> u64 {
         .sum()
 }
 
-/// Ctrl-C while a large local output is being written: fbuild exits 130
-/// and leaves no staging folder (`.fbuild-receive-…`, hundreds of MB)
-/// beside a new destination or inside an existing one, which is unchanged.
-/// The interrupt path returned and the runtime shut down before the
-/// receiver's cleanup ran, so they stayed.
+/// Ctrl-C (and a CI runner's SIGTERM) while a large local output is being
+/// written: fbuild exits 130 and leaves no staging folder
+/// (`.fbuild-receive-…`, hundreds of MB) beside a new destination or inside
+/// an existing one, which is unchanged; within 2 s the daemon has no build
+/// running. The interrupt path returned and the runtime shut down before
+/// the receiver's cleanup ran, so the staging folders stayed.
 #[test]
 fn ctrl_c_during_a_local_export_leaves_nothing_behind() {
+    use nix::sys::signal::Signal;
+    // A daemon of our own, so that its build history holds only ours.
+    let config = util::testenv().root.join("buildkitd.toml");
+    let daemon = util::PrivateDaemon::start([std::ffi::OsStr::new("--config"), config.as_os_str()]);
     let project = util::tempdir();
+    large_output_project(project.path());
+    let out = util::tempdir();
+    // Left over by a killed fbuild: removed by the next output written here.
+    let stale = out.path().join(format!(".fbuild-receive-{}", "0".repeat(32)));
+    util::write_files(&stale, &[("tree/f1", "stale")]);
+
+    for (signal, existing) in [(Signal::SIGINT, false), (Signal::SIGTERM, true)] {
+        let dest = out.path().join("dest");
+        if existing {
+            util::write_files(&dest, &[("f1", "mine"), ("keep/me", "mine too")]);
+        }
+        let before = tree_hash(&dest);
+        let mut child = Command::new(util::fbuild_binary())
+            .args(["--addr", &daemon.addr, "solve", "--progress", "plain", "-o"])
+            .arg(format!("type=local,dest={}", dest.display()))
+            .arg(project.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fbuild");
+        wait_for_staged_output(out.path(), &mut child);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal");
+        let interrupted = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(interrupted.elapsed() < Duration::from_secs(30), "fbuild did not exit after {signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let exited = interrupted.elapsed();
+        assert_eq!(status.code(), Some(130), "{signal}");
+        assert_eq!(staging_folders(out.path()), Vec::<PathBuf>::new(), "{signal}");
+        assert_eq!(tree_hash(&dest), before, "{signal}");
+        assert_eq!(dest.exists(), existing);
+        // The daemon stops the build: no record of it is left running.
+        let running = loop {
+            let histories = daemon.buildctl().args(["debug", "histories"]).output().expect("buildctl");
+            let text = util::text(&histories.stdout);
+            let running: Vec<String> = text.lines().filter(|l| l.starts_with("STARTED")).map(str::to_owned).collect();
+            if running.is_empty() || interrupted.elapsed() > Duration::from_secs(2) {
+                break running;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(running.is_empty(), "still running 2 s after {signal}: {running:?}");
+        eprintln!("{signal}: exited {exited:?} after the signal, no build running after {:?}", interrupted.elapsed());
+    }
+}
+
+/// A project whose output is 300 files of 1 MiB, made by a RUN step.
+fn large_output_project(dir: &Path) {
     util::write_files(
-        project.path(),
+        dir,
         &[(
             "Dockerfile",
             &format!(
@@ -108,58 +166,102 @@ fn ctrl_c_during_a_local_export_leaves_nothing_behind() {
             ),
         )],
     );
-    let out = util::tempdir();
-    // Left over by a killed fbuild: removed by the next output written here.
-    let stale = out.path().join(format!(".fbuild-receive-{}", "0".repeat(32)));
-    util::write_files(&stale, &[("tree/f1", "stale")]);
+}
 
-    for existing in [false, true] {
-        let dest = out.path().join("dest");
-        if existing {
-            util::write_files(&dest, &[("f1", "mine"), ("keep/me", "mine too")]);
+/// Waits until more than 20 MiB are staged below `parent`, the child still
+/// running.
+fn wait_for_staged_output(parent: &Path, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let staged: u64 = staging_folders(parent).iter().map(|p| bytes_below(p)).sum();
+        if staged > 20 << 20 {
+            return;
         }
-        let before = tree_hash(&dest);
-        let mut child = Command::new(util::fbuild_binary())
-            .env("BUILDKIT_HOST", &util::testenv().addr)
-            .args(["solve", "--progress", "plain", "-o"])
-            .arg(format!("type=local,dest={}", dest.display()))
-            .arg(project.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fbuild");
-        // Interrupt once the output is well under way.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let staged: u64 = staging_folders(out.path()).iter().map(|p| bytes_below(p)).sum();
-            if staged > 20 << 20 {
-                break;
-            }
-            assert!(child.try_wait().expect("wait").is_none(), "fbuild ended before it was interrupted");
-            assert!(Instant::now() < deadline, "the export did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
-            .expect("signal");
-        let interrupted = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(interrupted.elapsed() < Duration::from_secs(30), "fbuild did not exit after Ctrl-C");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert_eq!(status.code(), Some(130), "existing destination: {existing}");
-        assert_eq!(staging_folders(out.path()), Vec::<PathBuf>::new(), "existing destination: {existing}");
-        assert_eq!(tree_hash(&dest), before, "existing destination: {existing}");
-        assert_eq!(dest.exists(), existing);
-        eprintln!("existing destination {existing}: exited {:?} after SIGINT", interrupted.elapsed());
+        assert!(child.try_wait().expect("wait").is_none(), "fbuild ended before the fault");
+        assert!(Instant::now() < deadline, "the export did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The daemon dies (SIGKILL) while a local output is being written:
+/// fbuild exits non-zero within 2 s saying the daemon went away, and
+/// leaves neither a partial output nor a staging folder.
+#[test]
+fn a_daemon_killed_mid_export_leaves_no_partial_output() {
+    let config = util::testenv().root.join("buildkitd.toml");
+    let mut daemon = util::PrivateDaemon::start([std::ffi::OsStr::new("--config"), config.as_os_str()]);
+    let project = util::tempdir();
+    large_output_project(project.path());
+    let out = util::tempdir();
+    util::write_files(out.path(), &[("mine/file", "the user's")]);
+    let before = tree_hash(out.path());
+    let dest = out.path().join("dest");
+
+    let mut child = Command::new(util::fbuild_binary())
+        .args(["--addr", &daemon.addr, "solve", "--progress", "plain", "-o"])
+        .arg(format!("type=local,dest={}", dest.display()))
+        .arg(project.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fbuild");
+    wait_for_staged_output(out.path(), &mut child);
+    daemon.kill();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "fbuild did not notice the daemon died");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = killed.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    assert!(stderr.contains("lost the connection to buildkitd"), "{stderr}");
+    assert_eq!(tree_hash(out.path()), before, "no partial output, no staging folder");
+    eprintln!("exited {took:?} after the daemon was killed");
+}
+
+/// The cache registry is down during the cache export: the build fails
+/// saying so; with `ignore-error=true` it succeeds, the failure shown on
+/// the export's step.
+#[test]
+fn a_cache_registry_that_is_down_fails_the_export_unless_ignored() {
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /x\n")]);
+    let out = util::tempdir();
+    let before = tree_hash(project.path());
+    let run = |cache_to: &str| {
+        util::fbuild()
+            .current_dir(out.path())
+            .arg("solve")
+            .arg(project.path())
+            .args(["--cache-to", cache_to])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run fbuild")
+    };
+    let failed = run("type=registry,ref=127.0.0.1:1/fbuild-cache");
+    let stderr = util::text(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: the build failed") && stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+
+    let ignored = run("type=registry,ref=127.0.0.1:1/fbuild-cache,ignore-error=true");
+    let stderr = util::text(&ignored.stderr);
+    assert!(ignored.status.success(), "{stderr}");
+    assert!(stderr.contains("exporting cache to registry") && stderr.contains("connection refused"), "{stderr}");
+    assert_eq!(tree_hash(project.path()), before);
+    assert_eq!(std::fs::read_dir(out.path()).expect("list").count(), 0, "nothing written where fbuild ran");
 }
 
 /// A file name that is not UTF-8 in the context folder: excluded by
 /// `.dockerignore` it is never looked at, included it is sent as its bytes
-/// (as fsutil, and so buildctl, sends it). It used to fail the whole upload,
+/// (as fsutil, and so buildctl, sends it), and comes back through a local
+/// output. It used to fail the whole upload,
 /// and since the Dockerfile is read from the same folder, even loading the
 /// Dockerfile failed.
 #[test]
@@ -204,4 +306,20 @@ fn names_that_are_not_utf8_build_like_buildctl() {
     assert_eq!(ours.get(&b"ok-\xfe.txt"[..]).map(Vec::as_slice), Some(&b"included"[..]), "{ours:?}");
     assert!(!ours.keys().any(|name| name.starts_with(b"bad-")), "{ours:?}");
     assert_eq!(ours, names(&theirs));
+
+    // And back through a local output, whose receiver takes the name as
+    // bytes too.
+    let dest = out.path().join("local");
+    util::fbuild()
+        .arg("solve")
+        .arg(project.path())
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.display()))
+        .assert()
+        .success();
+    let mut landed: Vec<Vec<u8>> =
+        std::fs::read_dir(&dest).expect("list").map(|e| e.expect("entry").file_name().as_bytes().to_vec()).collect();
+    landed.sort();
+    assert_eq!(landed, [&b".dockerignore"[..], b"Dockerfile", b"ok-\xfe.txt"]);
+    assert_eq!(std::fs::read(dest.join(OsStr::from_bytes(b"ok-\xfe.txt"))).expect("read"), b"included");
 }

@@ -311,6 +311,12 @@ impl PrivateDaemon {
         }
     }
 
+    /// Kills it at once (SIGKILL), as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// buildctl with `--addr` set to this daemon.
     pub fn buildctl(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::new(&testenv().buildctl);

@@ -36,8 +36,10 @@
 //! attributes are applied as each entry is created, never held.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +52,6 @@ use tonic::Status;
 
 use super::walk::file_mode;
 use crate::error::error_chain;
-use crate::gopath;
 use crate::proto::fsutil::types::packet::PacketType;
 use crate::proto::fsutil::types::{Packet, Stat};
 
@@ -99,12 +100,6 @@ pub enum ReceiveError {
     #[error("refusing path {path:?}: not a clean relative path")]
     UncleanPath {
         /// The path as sent.
-        path: String,
-    },
-    /// A path or link target that is not UTF-8.
-    #[error("refusing {path:?}: the name is not UTF-8")]
-    NonUtf8 {
-        /// The path as sent, invalid bytes replaced.
         path: String,
     },
     /// An absolute path.
@@ -330,7 +325,14 @@ impl Staging {
         let unlocked = parent.join(format!("{name}.new"));
         let path = parent.join(&name);
         fs::DirBuilder::new().mode(0o700).create(&unlocked).map_err(staging_err)?;
-        let lock = open_dir_nofollow(&unlocked).and_then(|dir| lock(&dir, libc::LOCK_EX).map(|()| dir));
+        let lock = open_dir_nofollow(&unlocked).inspect(|dir| {
+            // A file system without flock (some network ones) only loses
+            // the cleanup of stale folders: one that cannot be locked is
+            // never taken for stale either.
+            if let Err(error) = lock(dir, libc::LOCK_EX) {
+                tracing::debug!(%error, path = %unlocked.display(), "cannot lock a staging folder");
+            }
+        });
         let lock = match lock.and_then(|dir| fs::rename(&unlocked, &path).map(|()| dir)) {
             Ok(dir) => dir,
             Err(e) => {
@@ -531,12 +533,18 @@ fn open_dir_nofollow(path: &Path) -> io::Result<File> {
 /// The metadata of a received directory or regular file, applied once its
 /// content is complete (a directory's after the whole tree is in place).
 struct EntryMeta {
-    path: String,
+    /// Relative to the destination.
+    path: PathBuf,
     perm: libc::mode_t,
     mod_time: i64,
 }
 
 impl EntryMeta {
+    /// The path for messages.
+    fn shown(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
     /// Sets the permissions and times on the open entry.
     fn apply(&self, file: &File) -> io::Result<()> {
         nix::sys::stat::fchmod(file, Mode::from_bits_truncate(self.perm))?;
@@ -551,29 +559,40 @@ impl EntryMeta {
 #[derive(Default)]
 struct OrderValidator {
     /// (directory, last name seen in it); the first is the root, `""`.
-    stack: Vec<(String, String)>,
+    stack: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl OrderValidator {
+    /// Checks `path` (bytes: names need not be UTF-8, as fsutil's are Go
+    /// strings) and records it.
     fn check(
         &mut self,
-        path: &str,
+        path: &[u8],
         is_dir: bool,
-        non_dir_kind: impl Fn(&str) -> Option<&'static str>,
+        non_dir_kind: impl Fn(&[u8]) -> Option<&'static str>,
     ) -> Result<(), ReceiveError> {
-        if path.starts_with('/') {
-            return Err(ReceiveError::AbsolutePath { path: path.to_owned() });
+        let shown = || String::from_utf8_lossy(path).into_owned();
+        if path.starts_with(b"/") {
+            return Err(ReceiveError::AbsolutePath { path: shown() });
         }
-        if path.is_empty() || path == "." || path.contains('\0') || gopath::clean(path) != path {
-            return Err(ReceiveError::UncleanPath { path: path.to_owned() });
+        // Go's path.Clean would change a path with an empty, `.` or
+        // (after the start) `..` element: such a path is not clean.
+        let mut components = path.split(|&b| b == b'/');
+        let leading_dotdot = components.clone().take_while(|c| *c == b"..").count();
+        let unclean = components.by_ref().skip(leading_dotdot).any(|c| c.is_empty() || c == b"." || c == b"..");
+        if path.is_empty() || path.contains(&0) || unclean {
+            return Err(ReceiveError::UncleanPath { path: shown() });
         }
-        if path == ".." || path.starts_with("../") {
-            return Err(ReceiveError::EscapingPath { path: path.to_owned() });
+        if leading_dotdot > 0 {
+            return Err(ReceiveError::EscapingPath { path: shown() });
         }
         if self.stack.is_empty() {
-            self.stack.push((String::new(), String::new()));
+            self.stack.push((Vec::new(), Vec::new()));
         }
-        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+        let (dir, base) = match path.iter().rposition(|&b| b == b'/') {
+            Some(slash) => (&path[..slash], &path[slash + 1..]),
+            None => (&b""[..], path),
+        };
         while self.stack.len() > 1 && self.stack.last().is_some_and(|(d, _)| d != dir) {
             self.stack.pop();
         }
@@ -583,15 +602,19 @@ impl OrderValidator {
         if current != dir {
             let reason =
                 non_dir_kind(dir).unwrap_or("was not received as a directory just before (out of order or missing)");
-            return Err(ReceiveError::BadParent { path: path.to_owned(), parent: dir.to_owned(), reason });
+            let parent = String::from_utf8_lossy(dir).into_owned();
+            return Err(ReceiveError::BadParent { path: shown(), parent, reason });
         }
-        if base <= last.as_str() {
-            let previous = if dir.is_empty() { last.clone() } else { format!("{dir}/{last}") };
-            return Err(ReceiveError::OutOfOrder { path: path.to_owned(), previous });
+        // Bytewise, as fsutil sorts names.
+        if base <= last.as_slice() {
+            let last = String::from_utf8_lossy(last);
+            let previous =
+                if dir.is_empty() { last.into_owned() } else { format!("{}/{last}", String::from_utf8_lossy(dir)) };
+            return Err(ReceiveError::OutOfOrder { path: shown(), previous });
         }
         *last = base.to_owned();
         if is_dir {
-            self.stack.push((path.to_owned(), String::new()));
+            self.stack.push((path.to_owned(), Vec::new()));
         }
         Ok(())
     }
@@ -603,9 +626,9 @@ struct Writer {
     out: mpsc::Sender<Packet>,
     validator: OrderValidator,
     /// Regular files received (valid hard-link targets).
-    regular: HashSet<String>,
+    regular: HashSet<Vec<u8>>,
     /// Other non-directories, for clear errors about bad parents.
-    others: HashMap<String, &'static str>,
+    others: HashMap<Vec<u8>, &'static str>,
     next_id: u32,
     listing_done: bool,
     /// Regular files waiting to be requested, and those being received.
@@ -680,17 +703,19 @@ impl Writer {
         self.next_id = self.next_id.wrapping_add(1);
         let mode = stat.mode;
         let is_dir = mode & file_mode::DIR != 0;
-        // Names that are not UTF-8 are refused: the checks below (and the
-        // paths reported) work on text.
-        let path = utf8(std::mem::take(&mut stat.path))?;
-        let linkname = utf8(std::mem::take(&mut stat.linkname))?;
+        // Paths are bytes throughout (a name need not be UTF-8); text only
+        // in messages.
+        let raw = std::mem::take(&mut stat.path).to_vec();
+        let linkname = std::mem::take(&mut stat.linkname).to_vec();
         let others = &self.others;
         let regular = &self.regular;
-        self.validator.check(&path, is_dir, |parent| {
+        self.validator.check(&raw, is_dir, |parent| {
             others.get(parent).copied().or_else(|| regular.contains(parent).then_some("is a file"))
         })?;
 
-        let target = self.root.join(&path);
+        let path = String::from_utf8_lossy(&raw).into_owned();
+        let rel = PathBuf::from(OsStr::from_bytes(&raw));
+        let target = self.root.join(&rel);
         let write_err = |source| ReceiveError::Write { path: path.clone(), source };
         let perm = (mode & file_mode::PERM) as libc::mode_t;
         // Applied as the entry is created rather than held until its
@@ -704,37 +729,38 @@ impl Writer {
             // Owner-writable while filling; the sent mode is applied at the end.
             fs::DirBuilder::new().mode(0o700).create(&target).map_err(write_err)?;
             set_user_xattrs(&open_dir_nofollow(&target).map_err(write_err)?, &xattrs);
-            self.dirs.push(meta(path));
+            self.dirs.push(meta(rel));
         } else if mode & file_mode::SYMLINK != 0 {
             if linkname.is_empty() {
                 return Err(ReceiveError::EmptySymlink { path });
             }
-            std::os::unix::fs::symlink(&linkname, &target).map_err(write_err)?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(&linkname), &target).map_err(write_err)?;
             set_times_nofollow(&target, stat.mod_time).map_err(write_err)?;
-            self.others.insert(path, "is a symlink");
+            self.others.insert(raw, "is a symlink");
             self.stats.symlinks += 1;
         } else if mode & file_mode::NAMED_PIPE != 0 {
             nix::unistd::mkfifo(&target, Mode::from_bits_truncate(perm)).map_err(|e| write_err(e.into()))?;
             set_times_nofollow(&target, stat.mod_time).map_err(write_err)?;
-            self.others.insert(path, "is a named pipe");
+            self.others.insert(raw, "is a named pipe");
             self.stats.fifos += 1;
         } else if !file_mode::can_request_data(mode) {
             // Devices, sockets and unknown types: never created.
-            self.others.insert(path, "is a special file");
+            self.others.insert(raw, "is a special file");
             self.stats.skipped_special += 1;
         } else if !linkname.is_empty() {
             if !self.regular.contains(&linkname) {
-                return Err(ReceiveError::BadHardlink { path, target: linkname });
+                let target = String::from_utf8_lossy(&linkname).into_owned();
+                return Err(ReceiveError::BadHardlink { path, target });
             }
-            fs::hard_link(self.root.join(&linkname), &target).map_err(write_err)?;
-            self.others.insert(path, "is a file");
+            fs::hard_link(self.root.join(OsStr::from_bytes(&linkname)), &target).map_err(write_err)?;
+            self.others.insert(raw, "is a file");
             self.stats.hardlinks += 1;
         } else {
             // Created now so hard links can point at it; filled on request.
             set_user_xattrs(&create_file(&target).map_err(write_err)?, &xattrs);
-            self.regular.insert(path.clone());
+            self.regular.insert(raw);
             self.stats.files += 1;
-            self.waiting.push_back((id, meta(path)));
+            self.waiting.push_back((id, meta(rel)));
         }
         Ok(())
     }
@@ -748,7 +774,7 @@ impl Writer {
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(self.root.join(&pending.path))
-                .map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
+                .map_err(|source| ReceiveError::Write { path: pending.shown(), source })?;
             self.open.insert(id, (file, pending));
             self.send(Packet { r#type: PacketType::PacketReq as i32, id, ..Packet::default() })?;
         }
@@ -760,21 +786,15 @@ impl Writer {
             let Some((file, pending)) = self.open.get_mut(&id) else {
                 return Err(ReceiveError::UnexpectedData { id });
             };
-            file.write_all(data).map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })?;
+            file.write_all(data).map_err(|source| ReceiveError::Write { path: pending.shown(), source })?;
             self.stats.bytes += data.len() as u64;
             return Ok(());
         }
         let Some((file, pending)) = self.open.remove(&id) else {
             return Err(ReceiveError::UnexpectedData { id });
         };
-        pending.apply(&file).map_err(|source| ReceiveError::Write { path: pending.path.clone(), source })
+        pending.apply(&file).map_err(|source| ReceiveError::Write { path: pending.shown(), source })
     }
-}
-
-/// A path or link target as text.
-fn utf8(bytes: bytes::Bytes) -> Result<String, ReceiveError> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| ReceiveError::NonUtf8 { path: String::from_utf8_lossy(&bytes).into_owned() })
 }
 
 /// The error for a packet type that is wrong where it arrived.
@@ -1458,5 +1478,43 @@ mod tests {
         drop(incoming);
         assert_eq!(stats.files, 156);
         assert_eq!(snapshot(&dest), snapshot(src.path()));
+    }
+}
+
+#[cfg(test)]
+mod path_form {
+    use super::*;
+    use crate::gopath;
+    use proptest::prelude::*;
+
+    /// The form checks on bytes, as the text-based ones before them
+    /// (Go's `path.Clean` as the authority) classify a path.
+    fn by_text(path: &str) -> &'static str {
+        if path.starts_with('/') {
+            "absolute"
+        } else if path.is_empty() || path == "." || path.contains('\0') || gopath::clean(path) != path {
+            "unclean"
+        } else if path == ".." || path.starts_with("../") {
+            "escaping"
+        } else {
+            "ok"
+        }
+    }
+
+    fn by_bytes(path: &str) -> &'static str {
+        match OrderValidator::default().check(path.as_bytes(), false, |_| None) {
+            Err(ReceiveError::AbsolutePath { .. }) => "absolute",
+            Err(ReceiveError::UncleanPath { .. }) => "unclean",
+            Err(ReceiveError::EscapingPath { .. }) => "escaping",
+            _ => "ok",
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn byte_checks_agree_with_path_clean(path in r"(/|\.|\.\.|a|b|\x00){0,8}") {
+            prop_assert_eq!(by_bytes(&path), by_text(&path), "{:?}", path);
+        }
     }
 }

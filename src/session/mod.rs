@@ -122,8 +122,8 @@ impl SessionBuilder {
                 .map_err(SessionError::Serve)
         });
         // The server runs before the call opens, so its preface is waiting.
-        let session = RunningSession { id, task: Some(task) };
-        tunnel::connect(control, &headers, ours).await?;
+        let mut session = RunningSession { id, task: Some(task), pumps: None };
+        session.pumps = Some(tunnel::connect(control, &headers, ours).await?);
         Ok(session)
     }
 }
@@ -142,6 +142,8 @@ pub struct RunningSession {
     id: String,
     /// `None` once stopped.
     task: Option<JoinHandle<Result<(), SessionError>>>,
+    /// The pipe's pumps, stopped with the server.
+    pumps: Option<tunnel::Pumps>,
 }
 
 impl RunningSession {
@@ -153,8 +155,8 @@ impl RunningSession {
     /// daemon has everything it asked for and every output has landed, so
     /// there is nothing to drain. (A graceful HTTP/2 shutdown would wait for
     /// the daemon to close its end, which it does not do promptly: that wait
-    /// cost two seconds per build.) Ending the server drops its end of the
-    /// pipe, the pumps see EOF, and the `Control.Session` call ends.
+    /// cost two seconds per build.) The pipe's pumps are stopped, which ends
+    /// the `Control.Session` call and the server's connection with it.
     pub async fn close(mut self) -> Result<(), SessionError> {
         self.stop().await
     }
@@ -162,6 +164,9 @@ impl RunningSession {
     /// [`RunningSession::close`] for a session that is kept (e.g. in a
     /// struct field); later calls do nothing.
     pub async fn stop(&mut self) -> Result<(), SessionError> {
+        if let Some(pumps) = self.pumps.take() {
+            pumps.abort();
+        }
         let Some(task) = self.task.take() else { return Ok(()) };
         if task.is_finished() {
             // The server stopped on its own: report how.
@@ -181,6 +186,9 @@ impl Drop for RunningSession {
         // A cancelled build drops the session: stop serving at once.
         if let Some(task) = &self.task {
             task.abort();
+        }
+        if let Some(pumps) = &self.pumps {
+            pumps.abort();
         }
     }
 }
