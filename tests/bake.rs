@@ -369,3 +369,60 @@ fn compose_services_link_through_additional_contexts() {
     let copied = std::fs::read_to_string(dir.path().join("out/copied")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
     assert_eq!(copied.trim(), stamp);
 }
+
+/// Bytes the daemon reports for "transferring context" across the whole
+/// run, each vertex counted once (its largest figure): what crossed the wire.
+fn context_bytes_sent(rawjson: &str) -> u64 {
+    let mut per_vertex: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        for status in value["statuses"].as_array().into_iter().flatten() {
+            if status["id"].as_str().unwrap_or_default().starts_with("transferring context") {
+                let vertex = status["vertex"].as_str().unwrap_or_default().to_string();
+                let current = status["current"].as_u64().unwrap_or(0);
+                let entry = per_vertex.entry(vertex).or_default();
+                *entry = (*entry).max(current);
+            }
+        }
+    }
+    per_vertex.values().sum()
+}
+
+#[test]
+fn a_context_folder_shared_by_two_targets_is_sent_once() {
+    let dir = util::tempdir();
+    let busybox = &testenv().busybox;
+    // Random bytes, so nothing compresses, and a folder no other test has
+    // uploaded, so the daemon has no earlier copy.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::create_dir_all(dir.path().join("ctx")).unwrap();
+    std::fs::write(dir.path().join("ctx/big.bin"), &big).unwrap();
+    std::fs::write(dir.path().join("ctx/token"), unique()).unwrap();
+    write_files(
+        dir.path(),
+        &[
+            ("ctx/a.Dockerfile", &format!("FROM {busybox}\nCOPY big.bin token /a/\nRUN wc -c /a/big.bin\n")),
+            ("ctx/b.Dockerfile", &format!("FROM {busybox}\nCOPY big.bin token /b/\nRUN md5sum /b/big.bin\n")),
+            (
+                "docker-bake.hcl",
+                "group \"default\" {\n  targets = [\"a\", \"b\"]\n}\n\
+                 target \"a\" {\n  context = \"ctx\"\n  dockerfile = \"a.Dockerfile\"\n}\n\
+                 target \"b\" {\n  context = \"ctx\"\n  dockerfile = \"b.Dockerfile\"\n}\n",
+            ),
+        ],
+    );
+    let output = util::fbuild()
+        .current_dir(dir.path())
+        .args(["bake", "-f", "docker-bake.hcl", "--progress", "rawjson"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let sent = context_bytes_sent(&stderr);
+    assert!(sent >= big.len() as u64, "the context was not sent at all? {sent} bytes\n{stderr}");
+    assert!(
+        sent < big.len() as u64 * 3 / 2,
+        "the context went more than once: {sent} bytes for a {} byte file",
+        big.len()
+    );
+}

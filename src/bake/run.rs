@@ -5,7 +5,9 @@
 //! its dependents get it as the named context `oci-layout://ID@DIGEST`
 //! served from that folder: the simplest way to hand one build's result to
 //! another without a registry or the daemon's image store. A failed target
-//! fails only the targets that need it; the others finish.
+//! fails only the targets that need it; the others finish. Folders are
+//! served by sessions shared across the targets ([`FolderSessions`]), so a
+//! context folder several targets use is uploaded once.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::plan::TargetPlan;
-use crate::build::{BuildError, BuildReport, CancellationToken};
+use crate::build::{BuildError, BuildReport, CancellationToken, FolderSessions};
 use crate::cache::layout::OciLayout;
 use crate::progress::ProgressSink;
 
@@ -57,6 +59,10 @@ pub(crate) async fn run_all(
     let linked: Vec<String> = plans.iter().flat_map(|p| p.links.iter().map(|(_, t)| t.clone())).collect();
     // Removed when the bake ends, built images and all.
     let scratch = tempfile::Builder::new().prefix("fbuild-bake-").tempdir()?;
+    // One session per folder for the whole bake: targets sharing a context
+    // folder upload it once.
+    let folders = FolderSessions::new();
+    let folders = &folders;
     let mut started: BTreeMap<String, Shared<BoxFuture<'_, Done>>> = BTreeMap::new();
     let mut order = Vec::new();
     for mut plan in plans {
@@ -97,7 +103,7 @@ pub(crate) async fn run_all(
                     }
                 }
             }
-            let result = crate::build::build(channel, plan.request, &mut *sink, cancel).await;
+            let result = crate::build::build_sharing_folders(channel, plan.request, &mut *sink, cancel, folders).await;
             let result = result.map_err(TargetError::from);
             let image = match (&result, layout_dir) {
                 (Ok(_), Some(dir)) => match image_in(&dir) {
@@ -118,6 +124,7 @@ pub(crate) async fn run_all(
     let all: Vec<_> = order.iter().map(|name| started[name].clone()).collect();
     let results = futures::future::join_all(all).await;
     drop(started);
+    folders.close().await;
     Ok(order
         .into_iter()
         .zip(results)

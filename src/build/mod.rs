@@ -21,15 +21,17 @@
 //! folder, does not send an unchanged folder again.
 
 mod error;
+mod folders;
 mod report;
 mod request;
 mod run;
 
 pub use error::{BuildError, FailedBuild};
+pub use folders::FolderSessions;
 pub use report::{BuildReport, TransferStats};
 pub use request::{BuildRequest, Frontend};
 pub(crate) use request::{LOCAL_CONTEXT, LOCAL_DOCKERFILE};
-pub use run::build;
+pub use run::{build, build_sharing_folders};
 
 pub use crate::progress::{BuildEnd, NoProgress, ProgressSink};
 pub use tokio_util::sync::CancellationToken;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use super::error::BuildError;
+use super::folders::FolderSessions;
 use super::report::{BuildReport, TransferStats};
 use super::request::{BuildRequest, Frontend, LOCAL_CONTEXT};
 use crate::cache::local::LocalCaches;
@@ -44,12 +45,37 @@ pub async fn build(
     progress: &mut dyn ProgressSink,
     cancel: &CancellationToken,
 ) -> Result<BuildReport, BuildError> {
+    run(channel, request, progress, cancel, None).await
+}
+
+/// [`build`] with the folders served by sessions that `folders` keeps across
+/// builds: builds running together upload a folder they share once (see
+/// [`FolderSessions`]). The report's transfer figures are then the folder
+/// sessions' counts while this build ran, which include uploads other builds
+/// caused at the same time.
+pub async fn build_sharing_folders(
+    channel: &Channel,
+    request: BuildRequest,
+    progress: &mut dyn ProgressSink,
+    cancel: &CancellationToken,
+    folders: &FolderSessions,
+) -> Result<BuildReport, BuildError> {
+    run(channel, request, progress, cancel, Some(folders)).await
+}
+
+async fn run(
+    channel: &Channel,
+    request: BuildRequest,
+    progress: &mut dyn ProgressSink,
+    cancel: &CancellationToken,
+    shared: Option<&FolderSessions>,
+) -> Result<BuildReport, BuildError> {
     let control = Control::new(channel.clone());
     let build_ref = crate::session::new_id();
     let mut request = request;
     let local_caches = LocalCaches::prepare(&mut request, &mut |warning| progress.on_warning(&warning))
         .map_err(BuildError::LocalCache)?;
-    let mut sessions = Sessions::start(&control, &request, local_caches.stores()).await?;
+    let mut sessions = Sessions::start(&control, &request, local_caches.stores(), shared).await?;
 
     let solve_request = solve_request(&request, &build_ref, sessions.main.id(), &sessions.per_local);
     tracing::debug!(build_ref, session = sessions.main.id(), "solving");
@@ -218,7 +244,9 @@ struct Sessions {
     /// Session id per local name, for the `local-sessionid:NAME` attributes.
     per_local: BTreeMap<String, String>,
     folders: Vec<RunningSession>,
-    transfers: Vec<Arc<TransferProgress>>,
+    /// Transfer counters and their values when the build started (shared
+    /// folder sessions count for other builds too).
+    transfers: Vec<(Arc<TransferProgress>, u64, u64)>,
     outputs: crate::output::PendingOutputs,
 }
 
@@ -227,7 +255,12 @@ impl Sessions {
         control: &Control,
         request: &BuildRequest,
         content_stores: &BTreeMap<String, ContentStore>,
+        shared: Option<&FolderSessions>,
     ) -> Result<Sessions, BuildError> {
+        let counted = |progress: Arc<TransferProgress>| {
+            let (files, bytes) = (progress.files(), progress.bytes());
+            (progress, files, bytes)
+        };
         let dirs = |names: &[&String]| -> BTreeMap<String, PathBuf> {
             names.iter().map(|name| ((*name).clone(), request.locals[*name].clone())).collect()
         };
@@ -243,9 +276,17 @@ impl Sessions {
                 by_folder.entry(absolute(path)).or_default().push(name);
             }
             for (folder, names) in by_folder {
+                if let Some(shared) = shared {
+                    let (id, progress) = shared.session_for(control, &folder, SESSION_NAME).await?;
+                    transfers.push(counted(progress));
+                    for name in names {
+                        per_local.insert(name.clone(), id.clone());
+                    }
+                    continue;
+                }
                 let mut session = SessionBuilder::new(SESSION_NAME, crate::session::shared_key_for(&folder));
                 let file_sync = FileSyncService::new(dirs(&names));
-                transfers.push(file_sync.progress());
+                transfers.push(counted(file_sync.progress()));
                 session.add_service(file_sync.into_server()).map_err(BuildError::Session)?;
                 let session = session.start(control).await.map_err(BuildError::Session)?;
                 for name in names {
@@ -267,7 +308,7 @@ impl Sessions {
         if !request.locals.is_empty() {
             let names: Vec<&String> = request.locals.keys().collect();
             let file_sync = FileSyncService::new(dirs(&names));
-            transfers.push(file_sync.progress());
+            transfers.push(counted(file_sync.progress()));
             main.add_service(file_sync.into_server()).map_err(BuildError::Session)?;
         }
         let outputs =
@@ -287,9 +328,9 @@ impl Sessions {
     }
 
     fn transfer(&self) -> TransferStats {
-        self.transfers.iter().fold(TransferStats::default(), |sum, t| TransferStats {
-            files: sum.files + t.files(),
-            bytes: sum.bytes + t.bytes(),
+        self.transfers.iter().fold(TransferStats::default(), |sum, (t, files, bytes)| TransferStats {
+            files: sum.files + t.files().saturating_sub(*files),
+            bytes: sum.bytes + t.bytes().saturating_sub(*bytes),
         })
     }
 

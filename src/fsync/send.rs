@@ -130,7 +130,7 @@ impl TransferProgress {
 /// local folders (`context`, `dockerfile`, named contexts).
 #[derive(Debug, Clone)]
 pub struct FileSyncService {
-    dirs: Arc<BTreeMap<String, PathBuf>>,
+    dirs: Arc<Dirs>,
     progress: Arc<TransferProgress>,
     chunk_size: usize,
 }
@@ -139,7 +139,14 @@ impl FileSyncService {
     /// A service serving the folders `dirs`, keyed by the `dir-name` the
     /// daemon asks for.
     pub fn new(dirs: BTreeMap<String, PathBuf>) -> Self {
-        Self { dirs: Arc::new(dirs), progress: Arc::default(), chunk_size: CHUNK_SIZE }
+        Self { dirs: Arc::new(Dirs::Named(dirs)), progress: Arc::default(), chunk_size: CHUNK_SIZE }
+    }
+
+    /// A service for a session of one folder's own, which serves it under
+    /// whatever local name a build gives it (builds that share the session
+    /// name it differently: `context`, `dockerfile`, a named context).
+    pub fn for_folder(folder: PathBuf) -> Self {
+        Self { dirs: Arc::new(Dirs::Any(folder)), progress: Arc::default(), chunk_size: CHUNK_SIZE }
     }
 
     /// Overrides the DATA chunk size (for measurements).
@@ -162,6 +169,14 @@ impl FileSyncService {
     }
 }
 
+/// The folders a service serves: by local name, or one folder whatever the
+/// name.
+#[derive(Debug)]
+enum Dirs {
+    Named(BTreeMap<String, PathBuf>),
+    Any(PathBuf),
+}
+
 type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -171,7 +186,11 @@ impl FileSync for FileSyncService {
 
     async fn diff_copy(&self, request: Request<Streaming<Packet>>) -> Result<Response<Self::DiffCopyStream>, Status> {
         let (dir_name, filter) = request_options(request.metadata());
-        let Some(dir) = self.dirs.get(&dir_name) else {
+        let dir = match self.dirs.as_ref() {
+            Dirs::Named(dirs) => dirs.get(&dir_name),
+            Dirs::Any(folder) => Some(folder),
+        };
+        let Some(dir) = dir else {
             return Err(Status::not_found(format!("no access allowed to dir {dir_name:?}")));
         };
         let path = dir.clone();
