@@ -131,8 +131,8 @@ pub(crate) fn plan(
             links.push((ctx_name.clone(), linked.to_string()));
         } else if let Some(layout) = value.strip_prefix("oci-layout://") {
             let id = format!("fbuild-bake-oci-{}", oci_layouts.len());
-            let (dir, digest) =
-                layout_image(&cwd.join(layout)).map_err(|reason| fail(format!("context {ctx_name}: {reason}")))?;
+            let (dir, digest) = crate::cache::layout::resolve_image(&cwd.join(layout).to_string_lossy())
+                .map_err(|reason| fail(format!("context {ctx_name}: {reason}")))?;
             attrs.insert(format!("context:{ctx_name}"), format!("oci-layout://{id}@{digest}"));
             oci_layouts.insert(id, dir);
         } else if value.contains("://") {
@@ -153,7 +153,7 @@ pub(crate) fn plan(
         target.outputs.iter().flatten().filter(|o| o.as_str() != "type=cacheonly").cloned().collect();
     let tags = target.tags.clone().unwrap_or_default();
     let exports = crate::output::exports_from_flags(&outputs, &tags, false, stdout_is_terminal)
-        .map_err(|e| fail(error_chain(&e)))?;
+        .map_err(|e| fail(crate::error::error_chain(&e)))?;
     let cache = |specs: &Option<Vec<String>>, direction, what: &str| -> Result<Vec<CacheEntry>, BakeError> {
         specs
             .iter()
@@ -196,48 +196,6 @@ pub(crate) fn plan(
         links,
         _inline: inline,
     })
-}
-
-/// The folder and image digest of `DIR[:TAG|@DIGEST]` (tag `latest` when
-/// neither is given; a `:` or `@` after the last `/` starts them, as buildx
-/// reads it), checked now. The same reading as `fbuild solve
-/// --build-context NAME=oci-layout://...` (`cli/solve/plan.rs`), kept here
-/// so the library does not reach into the command line.
-fn layout_image(spec: &Path) -> Result<(PathBuf, String), String> {
-    use crate::cache::layout::{BlobDigest, OciLayout};
-    let spec = spec.to_string_lossy();
-    let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
-    let (dir, rest) = match spec[last_slash..].find(['@', ':']) {
-        Some(at) => spec.split_at(last_slash + at),
-        None => (spec.as_ref(), ""),
-    };
-    let layout = OciLayout::open_existing(dir)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{dir} is not an OCI layout folder (missing or empty)"))?;
-    let digest = match rest.strip_prefix('@') {
-        Some(digest) => BlobDigest::parse(digest).map_err(|e| e.to_string())?,
-        None => {
-            let tag = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or("latest");
-            let descriptor = layout.resolve_tag(tag).map_err(|e| e.to_string())?;
-            BlobDigest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?
-        }
-    };
-    if layout.blob_size(&digest).map_err(|e| e.to_string())?.is_none() {
-        return Err(format!("{dir} has no blob {digest}"));
-    }
-    Ok((PathBuf::from(dir), digest.to_string()))
-}
-
-/// An error and its causes on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -447,6 +447,33 @@ impl OciLayout {
     }
 }
 
+/// The image `DIR[:TAG|@DIGEST]` names in an OCI layout folder (tag
+/// `latest` when neither is given; a `:` or `@` after the last `/` starts
+/// the tag or digest, as buildx reads `oci-layout://` references): the
+/// folder and the digest, checked to be in it.
+pub fn resolve_image(spec: &str) -> Result<(PathBuf, BlobDigest), String> {
+    let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
+    let (dir, rest) = match spec[last_slash..].find(['@', ':']) {
+        Some(at) => spec.split_at(last_slash + at),
+        None => (spec, ""),
+    };
+    let layout = OciLayout::open_existing(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{dir} is not an OCI layout folder (missing or empty)"))?;
+    let digest = match rest.strip_prefix('@') {
+        Some(digest) => BlobDigest::parse(digest).map_err(|e| e.to_string())?,
+        None => {
+            let tag = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or("latest");
+            let descriptor = layout.resolve_tag(tag).map_err(|e| e.to_string())?;
+            BlobDigest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?
+        }
+    };
+    if layout.blob_size(&digest).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("{dir} has no blob {digest}"));
+    }
+    Ok((PathBuf::from(dir), digest))
+}
+
 /// What a collection removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Collected {

@@ -209,7 +209,7 @@ fn report(
                 }
             }
             Err(error) => {
-                writeln!(err, "{:width$}  FAILED: {}", outcome.name, plan::error_chain(error))?;
+                writeln!(err, "{:width$}  FAILED: {}", outcome.name, crate::error::error_chain(error))?;
                 if let TargetError::Build(BuildError::Failed(failed)) = error {
                     if let Some(step) = &failed.step {
                         writeln!(err, "{:width$}  failed step: {step}", outcome.name)?;

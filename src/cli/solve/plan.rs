@@ -388,9 +388,10 @@ impl SolvePlan {
                 // Served from this machine: the daemon reads the folder
                 // through the session's content store `oci:ID`.
                 let id = format!("fbuild-oci-{}", oci_layouts.len());
-                let digest = resolve_layout_image(layout).map_err(|reason| invalid("--build-context", spec, reason))?;
+                let (dir, digest) = crate::cache::layout::resolve_image(layout)
+                    .map_err(|reason| invalid("--build-context", spec, reason))?;
                 attrs.insert(format!("context:{name}"), format!("oci-layout://{id}@{digest}"));
-                oci_layouts.insert(id, PathBuf::from(layout_dir(layout)));
+                oci_layouts.insert(id, dir);
             } else if value.contains("://") || value.starts_with("target:") {
                 // Sources the daemon resolves itself pass through unchanged.
                 attrs.insert(format!("context:{name}"), value.to_string());
@@ -687,39 +688,6 @@ fn validate_platform(platform: &str) -> Result<(), PlanError> {
     } else {
         Err(invalid("--platform", platform, "expected OS/ARCH[/VARIANT], e.g. linux/amd64"))
     }
-}
-
-/// The folder of `DIR[:TAG|@DIGEST]`: a `:` or `@` after the last `/`
-/// starts the tag or digest, as buildx reads it.
-fn layout_dir(spec: &str) -> &str {
-    let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
-    match spec[last_slash..].find(['@', ':']) {
-        Some(at) => &spec[..last_slash + at],
-        None => spec,
-    }
-}
-
-/// The image digest `DIR[:TAG|@DIGEST]` names in the OCI layout folder DIR
-/// (tag `latest` when neither is given), checked now.
-fn resolve_layout_image(spec: &str) -> Result<String, String> {
-    use crate::cache::layout::{BlobDigest, OciLayout};
-    let dir = layout_dir(spec);
-    let rest = &spec[dir.len()..];
-    let layout = OciLayout::open_existing(dir)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{dir} is not an OCI layout folder (missing or empty)"))?;
-    let digest = match rest.strip_prefix('@') {
-        Some(digest) => BlobDigest::parse(digest).map_err(|e| e.to_string())?,
-        None => {
-            let tag = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or("latest");
-            let descriptor = layout.resolve_tag(tag).map_err(|e| e.to_string())?;
-            BlobDigest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?
-        }
-    };
-    if layout.blob_size(&digest).map_err(|e| e.to_string())?.is_none() {
-        return Err(format!("{dir} has no blob {digest}"));
-    }
-    Ok(digest.to_string())
 }
 
 /// A `--cache-from`/`--cache-to` value (buildx's syntax), named with its flag.
