@@ -56,6 +56,16 @@ fn linked(path: &[u8], mode: u32, linkname: &str) -> Packet {
     Packet { r#type: PacketType::PacketStat as i32, stat: Some(stat), ..Packet::default() }
 }
 
+/// A script's last packet that makes the double stop sending without
+/// closing its stream (a stalled daemon or tunnel).
+fn go_silent() -> Packet {
+    Packet { r#type: PacketType::PacketErr as i32, data: b"go silent".to_vec().into(), ..Packet::default() }
+}
+
+fn is_go_silent(packet: &Packet) -> bool {
+    packet.r#type == PacketType::PacketErr as i32 && &packet.data[..] == b"go silent"
+}
+
 fn end_of_listing() -> Packet {
     Packet { r#type: PacketType::PacketStat as i32, ..Packet::default() }
 }
@@ -76,12 +86,14 @@ impl Hostile {
         .await
         .map_err(|_| Status::internal("the client never opened its session"))?;
         let (tx, rx) = mpsc::channel(64);
-        for packet in self.script.iter() {
+        for packet in self.script.iter().filter(|p| !is_go_silent(p)) {
             tx.send(packet.clone()).await.map_err(|_| Status::internal("queue"))?;
         }
         // A script without the end of the listing is a sender that hangs up
-        // half-way: its stream ends there.
-        let ends_early = self.script.last().is_none_or(|p| p.stat.is_some());
+        // half-way: its stream ends there; one that ends with GO_SILENT
+        // keeps its stream open and sends nothing more.
+        let silent = self.script.last().is_some_and(is_go_silent);
+        let ends_early = !silent && self.script.last().is_none_or(|p| p.stat.is_some());
         let tx = if ends_early {
             drop(tx);
             None
@@ -243,6 +255,10 @@ impl Control for Hostile {
 /// `fbuild solve -o type=local,dest=DEST` against it, and returns the
 /// exit code and stderr.
 fn solve_against(script: Vec<Packet>, project: &Path, dest: &Path) -> (Option<i32>, String) {
+    solve_against_within(script, project, dest, Duration::from_secs(20))
+}
+
+fn solve_against_within(script: Vec<Packet>, project: &Path, dest: &Path, limit: Duration) -> (Option<i32>, String) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = util::tempdir();
     let socket = dir.path().join("hostile.sock");
@@ -260,7 +276,7 @@ fn solve_against(script: Vec<Packet>, project: &Path, dest: &Path) -> (Option<i3
         .arg(format!("type=local,dest={}", dest.display()))
         .arg(project)
         .env_remove("BUILDKIT_HOST")
-        .timeout(Duration::from_secs(20))
+        .timeout(limit)
         .output()
         .expect("run fbuild");
     let _ = stop_tx.send(());
@@ -319,4 +335,25 @@ fn a_hostile_daemon_cannot_write_outside_or_leave_a_half_output() {
         }
         assert!(!Path::new("/tmp/fbuild-hostile-abs").exists());
     }
+}
+
+/// A daemon that starts an export and then goes silent (a stalled daemon or
+/// tunnel) fails the build after the receiver's 30 s idle limit, naming the
+/// stall, with nothing left at or around the destination.
+#[test]
+fn a_stalled_export_fails_within_the_idle_limit() {
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\n")]);
+    let work = util::tempdir();
+    let dest = work.path().join("out");
+    let started = std::time::Instant::now();
+    let script = vec![stat("d", DIR | 0o755), file("d/f"), go_silent()];
+    let (code, stderr) = solve_against_within(script, project.path(), &dest, Duration::from_secs(60));
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the daemon sent nothing for 30 s; the transfer is stalled"), "{stderr}");
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    assert!(!dest.exists(), "no output");
+    let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing beside it either: {left:?}");
 }

@@ -446,32 +446,10 @@ fn an_oci_layout_folder_is_written_and_read_back_as_a_build_context() {
     assert!(stderr.contains("has no entry tagged \"v2\" (tags: v1)"), "{stderr}");
 }
 
-/// A small tmpfs, unmounted on drop.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = util::tempdir();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "mounting a tmpfs needs root, as the tests run");
-        SmallDisk(dir)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
 #[test]
 fn a_full_disk_fails_the_export_and_leaves_the_folder_as_it_was() {
-    let disk = SmallDisk::mount("3m");
-    let cache = disk.0.path().join("cache");
+    let disk = util::SmallDisk::mount("3m");
+    let cache = disk.path().join("cache");
     let work = util::tempdir();
     project(work.path(), "a\n");
     let to = format!("type=local,dest={},mode=max", cache.display());

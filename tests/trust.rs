@@ -323,3 +323,32 @@ fn names_that_are_not_utf8_build_like_buildctl() {
     assert_eq!(landed, [&b".dockerignore"[..], b"Dockerfile", b"ok-\xfe.txt"]);
     assert_eq!(std::fs::read(dest.join(OsStr::from_bytes(b"ok-\xfe.txt"))).expect("read"), b"included");
 }
+
+/// A local output onto a full disk (a 4 MB tmpfs, 8 MB of output) fails
+/// with the reason and the folder, and leaves an existing destination and
+/// everything beside it as they were: no partial output, no staging folder.
+#[test]
+fn a_full_disk_fails_a_local_output_and_leaves_dest_untouched() {
+    let disk = util::SmallDisk::mount("4m");
+    let dest = disk.path().join("out");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("keep.txt"), "the user's file").unwrap();
+    let before = tree_hash(disk.path());
+    let project = util::tempdir();
+    util::write_files(
+        project.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN head -c 8000000 /dev/urandom > /big\n", util::testenv().busybox))],
+    );
+    let output = util::fbuild()
+        .arg("solve")
+        .arg(project.path())
+        .args(["-o", &format!("type=local,dest={}", dest.display())])
+        .output()
+        .unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let reason = format!("error: the build failed: cannot write the output into {}: ", dest.display());
+    assert!(stderr.contains(&reason) && stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(tree_hash(disk.path()), before, "the disk holds what it held before");
+    assert!(staging_folders(disk.path()).is_empty());
+}

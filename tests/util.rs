@@ -574,3 +574,30 @@ impl OciLayout {
         oci_spec::image::ImageConfiguration::from_reader(self.blob(manifest.config())).expect("an image config")
     }
 }
+
+/// A small tmpfs, unmounted on drop.
+pub struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    pub fn mount(size: &str) -> SmallDisk {
+        let dir = tempdir();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root, as the tests run");
+        SmallDisk(dir)
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}

@@ -121,6 +121,11 @@ async fn run(
             let mut error = BuildError::from_solve(error, tracker.any_failed(), started_or_client);
             let failure = match &mut error {
                 BuildError::Failed(failed) => {
+                    // The daemon sees only that our end of an output stream
+                    // broke (`EOF`); why it broke is ours to tell.
+                    if let Some(output) = sessions.outputs.failure() {
+                        failed.failure.message = output.to_string();
+                    }
                     if let Some((step, log)) = tracker.failed_step(failed.failure.vertex.as_deref()) {
                         failed.step = Some(step);
                         failed.log = log;

@@ -73,6 +73,10 @@ const XATTR_SIZE_MAX: usize = 64 << 10;
 
 /// Names of staging folders: this prefix and 32 hex digits.
 const STAGING_PREFIX: &str = ".fbuild-receive-";
+/// How long a transfer may stay silent before it counts as stalled: the
+/// exporter streams without pause once it has begun, so silence this long
+/// is a daemon (or a tunnel) that has stopped, not a slow one.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a completed transfer wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -162,6 +166,8 @@ pub enum ReceiveError {
     /// The sender's stream ended before the transfer finished.
     #[error("the sender closed the stream before the transfer finished")]
     SenderClosed,
+    #[error("the daemon sent nothing for {} s; the transfer is stalled", .0.as_secs())]
+    Stalled(std::time::Duration),
     /// The sender's stream failed.
     #[error("receiving from the sender failed")]
     Stream(#[source] Status),
@@ -244,7 +250,15 @@ where
     let pump = tokio::spawn({
         let budget = Arc::clone(&budget);
         async move {
-            while let Some(item) = stream_in.next().await {
+            loop {
+                let item = match tokio::time::timeout(IDLE_TIMEOUT, stream_in.next()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(_silent) => {
+                        let _ = tx.send((Err(Status::deadline_exceeded(STALLED)), stalled_permit(&budget).await)).await;
+                        break;
+                    }
+                };
                 let size = item.as_ref().map_or(0, prost::Message::encoded_len).clamp(1, INCOMING_BYTES);
                 // The writer hands the permit back once it has handled the packet.
                 let Ok(permit) = Arc::clone(&budget).acquire_many_owned(size as u32).await else { break };
@@ -269,6 +283,23 @@ where
         let _ = stream_out.try_send(packet);
     }
     result
+}
+
+/// A failed incoming stream: the pump's stall notice, or the stream's error.
+fn stream_error(status: Status) -> ReceiveError {
+    if status.code() == tonic::Code::DeadlineExceeded && status.message() == STALLED {
+        ReceiveError::Stalled(IDLE_TIMEOUT)
+    } else {
+        ReceiveError::Stream(status)
+    }
+}
+
+/// The status the pump hands the writer when the sender goes silent.
+const STALLED: &str = "fbuild: the transfer stalled";
+
+/// A permit for the stall notice (it carries no bytes).
+async fn stalled_permit(budget: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    Arc::clone(budget).acquire_many_owned(0).await.expect("the budget is never closed")
 }
 
 /// An incoming packet and its share of the queue's byte budget.
@@ -663,7 +694,7 @@ impl Writer {
                 return Ok(());
             }
             let (packet, _permit) = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
-            let packet = packet.map_err(ReceiveError::Stream)?;
+            let packet = packet.map_err(stream_error)?;
             match PacketType::try_from(packet.r#type) {
                 Ok(PacketType::PacketStat) => {
                     if self.listing_done {
@@ -684,7 +715,7 @@ impl Writer {
     /// Waits for the sender's `FIN` answering ours.
     fn await_fin(&mut self, rx: &mut mpsc::Receiver<Incoming>) -> Result<(), ReceiveError> {
         let (packet, _permit) = rx.blocking_recv().ok_or(ReceiveError::SenderClosed)?;
-        let packet = packet.map_err(ReceiveError::Stream)?;
+        let packet = packet.map_err(stream_error)?;
         match PacketType::try_from(packet.r#type) {
             Ok(PacketType::PacketFin) => Ok(()),
             Ok(PacketType::PacketStat | PacketType::PacketData) => {

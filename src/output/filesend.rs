@@ -53,6 +53,17 @@ pub struct FileSendService {
     /// The folder receivers still running (each cleans up its staging
     /// folder when it ends, on a thread of its own).
     receivers: TaskTracker,
+    /// Why receivers failed: the daemon only learns that the stream broke
+    /// (it reports `EOF`), so the build reports these instead.
+    failures: Arc<std::sync::Mutex<Vec<OutputFailure>>>,
+}
+
+/// A folder output that could not be written, and why.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("cannot write the output into {}: {reason}", .dest.display())]
+pub struct OutputFailure {
+    pub dest: PathBuf,
+    pub reason: String,
 }
 
 /// The folder outputs of a build that may still be writing or cleaning up.
@@ -60,7 +71,7 @@ pub struct FileSendService {
 /// program that exits right after (the CLI on Ctrl-C) kills a receiver
 /// before it removes its staging folder.
 #[derive(Clone, Debug, Default)]
-pub struct PendingOutputs(TaskTracker);
+pub struct PendingOutputs(TaskTracker, Arc<std::sync::Mutex<Vec<OutputFailure>>>);
 
 impl PendingOutputs {
     /// Waits until every receiver started so far has ended (new calls are
@@ -68,6 +79,11 @@ impl PendingOutputs {
     pub async fn wait(&self) {
         self.0.close();
         self.0.wait().await;
+    }
+
+    /// The first receiver failure, once they have ended.
+    pub fn failure(&self) -> Option<OutputFailure> {
+        self.1.lock().expect("not poisoned").first().cloned()
     }
 }
 
@@ -80,12 +96,12 @@ impl FileSendService {
             .enumerate()
             .filter_map(|(id, export)| export.destination.clone().map(|dest| (id, dest)))
             .collect();
-        FileSendService { targets: Arc::new(targets), receivers: TaskTracker::new() }
+        FileSendService { targets: Arc::new(targets), receivers: TaskTracker::new(), failures: Arc::default() }
     }
 
     /// What to wait for before the build is over.
     pub fn pending(&self) -> PendingOutputs {
-        PendingOutputs(self.receivers.clone())
+        PendingOutputs(self.receivers.clone(), self.failures.clone())
     }
 
     /// Whether no output comes back to us (then the service need not be
@@ -108,10 +124,12 @@ impl FileSendService {
         match self.targets.get(&id).cloned() {
             Some(OutputDest::Dir(dir)) => {
                 let receivers = self.receivers.clone();
+                let failures = self.failures.clone();
                 let service = tower::service_fn(move |call: Request<Streaming<Packet>>| {
                     let dir = dir.clone();
                     let receivers = receivers.clone();
-                    async move { Ok::<_, Status>(Response::new(receive_dir(dir, call.into_inner(), &receivers))) }
+                    let failures = failures.clone();
+                    async move { Ok::<_, Status>(Response::new(receive_dir(dir, call.into_inner(), &receivers, failures))) }
                 });
                 grpc::<Packet>().streaming(service, request).await
             }
@@ -193,14 +211,23 @@ async fn receive_file(
 /// only once complete. Returns the packets we send back (requests for file
 /// data, our FIN), ending with an error status if the transfer failed (the
 /// receiver has then told the sender why in an ERR packet too).
-fn receive_dir(dir: PathBuf, inbound: Streaming<Packet>, receivers: &TaskTracker) -> PacketStream {
+fn receive_dir(
+    dir: PathBuf,
+    inbound: Streaming<Packet>,
+    receivers: &TaskTracker,
+    failures: Arc<std::sync::Mutex<Vec<OutputFailure>>>,
+) -> PacketStream {
     let (tx, rx) = mpsc::channel(64);
     let (done_tx, done_rx) = oneshot::channel();
     receivers.spawn(async move {
         let result = crate::fsync::receive::receive_diffcopy(inbound, tx, &dir).await;
         match &result {
             Ok(stats) => tracing::debug!(dir = %dir.display(), ?stats, "received a folder output"),
-            Err(err) => tracing::debug!(dir = %dir.display(), error = %err, "receiving a folder output failed"),
+            Err(err) => {
+                tracing::debug!(dir = %dir.display(), error = %err, "receiving a folder output failed");
+                let failure = OutputFailure { dest: dir.clone(), reason: error_chain(err) };
+                failures.lock().expect("not poisoned").push(failure);
+            }
         }
         let _ = done_tx.send(result.map(|_| ()));
     });
