@@ -352,3 +352,37 @@ fn a_full_disk_fails_a_local_output_and_leaves_dest_untouched() {
     assert_eq!(tree_hash(disk.path()), before, "the disk holds what it held before");
     assert!(staging_folders(disk.path()).is_empty());
 }
+
+/// The daemon health-checks every session; one that does not answer in time
+/// is closed and the build fails. With checks every second, one missed
+/// answer fatal (FBUILD_SESSION_HEALTH_MS, BuildKit's own test header), a
+/// 200 MB context upload that fills the link for seconds still succeeds:
+/// health answers get through while the transfer saturates the session.
+#[test]
+fn health_checks_are_answered_while_a_large_upload_saturates_the_session() {
+    let project = util::tempdir();
+    let mut data = vec![0u8; 200 << 20];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(project.path().join("big.bin"), &data).unwrap();
+    drop(data);
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY big.bin /\n")]);
+    let started = Instant::now();
+    let output = util::fbuild()
+        .env("FBUILD_SESSION_HEALTH_MS", "1000")
+        .arg("solve")
+        .arg(project.path())
+        .args(["--progress", "plain"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = util::text(&output.stderr);
+    assert!(output.status.success(), "a health check went unanswered: {stderr}");
+    assert!(stderr.contains("transferring context: 209."), "the whole context went: {stderr}");
+    eprintln!("200 MB uploaded in {took:?} with health checks every second");
+}

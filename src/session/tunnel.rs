@@ -89,6 +89,13 @@ pub(crate) async fn connect(
     for method in &headers.methods {
         metadata.append("x-docker-expose-session-grpc-method", ascii(method)?);
     }
+    // BuildKit's own tests tighten the daemon's health checks of a session
+    // with this header (every N ms, N ms to answer, one miss ends it; at
+    // least 1 s). FBUILD_SESSION_HEALTH_MS sets it: a stress test for the
+    // session under load, and a way to find a link too slow for the checks.
+    if let Some(ms) = std::env::var("FBUILD_SESSION_HEALTH_MS").ok().filter(|v| v.parse::<u32>().is_ok()) {
+        metadata.insert("x-buildkit-session-health-custom-timeout", ascii(&ms)?);
+    }
 
     let mut inbound = match control.session(request).await {
         Ok(inbound) => inbound,
