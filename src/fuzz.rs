@@ -1,7 +1,7 @@
 //! Property tests ("fuzzing") of the parsers that take untrusted or
 //! hand-written input: `.dockerignore` patterns, the CSV option syntaxes
-//! (`-o`, `--cache-to`/`--cache-from`, `--secret`, `--ssh`) and the
-//! credential files. None may panic; patterns must agree with a simple
+//! (`-o`, `--cache-to`/`--cache-from`, `--secret`, `--ssh`), the
+//! credential files, and Dockerfiles (parser, instructions, shell lexer). None may panic; patterns must agree with a simple
 //! reference where one exists; credential errors must never echo a value.
 //!
 //! Case counts: 64 per property unless `PROPTEST_CASES` says otherwise
@@ -213,6 +213,36 @@ proptest! {
                 prop_assert!(!leaked, "{}\n{}", text, chain);
             }
         }
+    }
+}
+
+/// Dockerfile-shaped text: keywords, flags, quotes, escapes, heredoc
+/// markers, continuations, JSON brackets and variables, in any order.
+fn dockerfile_text() -> impl Strategy<Value = String> {
+    let piece = proptest::string::string_regex(
+        r#"(FROM |RUN |COPY |ADD |ENV |ARG |LABEL |ONBUILD |HEALTHCHECK |CMD |# escape=`|# syntax=x|--mount=|--from=| AS |<<EOF|<<-'E'|EOF|\|`|
+|	| |"|'|\[|\]|,|=|\$|\{|\}|:-|#|a|b|/){0,40}"#,
+    )
+    .expect("regex");
+    piece
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The Dockerfile parser, the instruction layer and the shell lexer take
+    /// any text without panicking.
+    #[test]
+    fn dockerfiles_never_panic(text in dockerfile_text()) {
+        if let Ok(parsed) = crate::dockerfile::parse(&text) {
+            if let Ok(stages) = crate::dockerfile::instructions::stages(&parsed) {
+                let _ = stages.needed_by(None);
+            }
+        }
+        let env: std::collections::BTreeMap<String, String> = [("a".to_string(), "x y".to_string())].into();
+        let lexer = crate::dockerfile::shell::Lexer::new('\\');
+        let _ = lexer.expand(&text, &env);
+        let _ = lexer.expand_words(&text, &env);
     }
 }
 
