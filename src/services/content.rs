@@ -25,6 +25,8 @@ use crate::proto::containerd::services::content::v1::content_server::{Content, C
 
 /// The metadata key that selects a store (BuildKit's `GRPCHeaderID`).
 pub const STORE_ID_HEADER: &str = "buildkit-attachable-store-id";
+/// Reads up to this size are answered inline (see `read`).
+const INLINE_READ: u64 = 4 << 20;
 /// The largest piece of a blob sent in one message.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -153,6 +155,23 @@ impl Content for ContentService {
             return Err(Status::out_of_range(format!("offset {start} is past the blob's end ({len} bytes)")));
         }
         let end = if message.size > 0 { (start + message.size as u64).min(len) } else { len };
+        // The daemon reads a blob 1 MiB at a time, each read waiting for the
+        // last: a piece that small is read here and now (page cache speed),
+        // without a thread hop and a queue in every round trip.
+        let whole = start == 0 && end == len;
+        if end - start <= INLINE_READ && !whole {
+            let want = (end - start) as usize;
+            let mut data = Vec::with_capacity(want);
+            file.seek(std::io::SeekFrom::Start(start)).map_err(|error| Status::internal(plain(&error)))?;
+            let read = (&mut file).take(want as u64).read_to_end(&mut data);
+            match read {
+                Ok(n) if n == want => {}
+                Ok(_) => return Err(Status::data_loss(format!("blob {digest} is shorter than {len} bytes"))),
+                Err(error) => return Err(Status::internal(plain(&error))),
+            }
+            let response = pb::ReadContentResponse { offset: start as i64, data: data.into() };
+            return Ok(Response::new(Box::pin(futures::stream::once(async { Ok(response) }))));
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ReadContentResponse, Status>>(4);
         // A whole read is checked against its digest: a blob changed on disk
         // fails the daemon's read instead of entering its cache.
