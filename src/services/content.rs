@@ -160,15 +160,17 @@ impl Content for ContentService {
         // without a thread hop and a queue in every round trip.
         let whole = start == 0 && end == len;
         if end - start <= INLINE_READ && !whole {
-            let want = (end - start) as usize;
-            let mut data = Vec::with_capacity(want);
-            file.seek(std::io::SeekFrom::Start(start)).map_err(|error| Status::internal(plain(&error)))?;
-            let read = (&mut file).take(want as u64).read_to_end(&mut data);
-            match read {
-                Ok(n) if n == want => {}
-                Ok(_) => return Err(Status::data_loss(format!("blob {digest} is shorter than {len} bytes"))),
-                Err(error) => return Err(Status::internal(plain(&error))),
-            }
+            // One pread for the piece: `read_to_end` probes with small reads
+            // first (seven syscalls a MiB), and zeroing a buffer jemalloc
+            // hands back warm costs less than those.
+            use std::os::unix::fs::FileExt;
+            let mut data = vec![0; (end - start) as usize];
+            file.read_exact_at(&mut data, start).map_err(|error| match error.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    Status::data_loss(format!("blob {digest} is shorter than {len} bytes"))
+                }
+                _ => Status::internal(plain(&error)),
+            })?;
             let response = pb::ReadContentResponse { offset: start as i64, data: data.into() };
             return Ok(Response::new(Box::pin(futures::stream::once(async { Ok(response) }))));
         }
