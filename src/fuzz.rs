@@ -219,12 +219,11 @@ proptest! {
 /// Dockerfile-shaped text: keywords, flags, quotes, escapes, heredoc
 /// markers, continuations, JSON brackets and variables, in any order.
 fn dockerfile_text() -> impl Strategy<Value = String> {
-    let piece = proptest::string::string_regex(
+    proptest::string::string_regex(
         r#"(FROM |RUN |COPY |ADD |ENV |ARG |LABEL |ONBUILD |HEALTHCHECK |CMD |# escape=`|# syntax=x|--mount=|--from=| AS |<<EOF|<<-'E'|EOF|\|`|
 |	| |"|'|\[|\]|,|=|\$|\{|\}|:-|#|a|b|/){0,40}"#,
     )
-    .expect("regex");
-    piece
+    .expect("regex")
 }
 
 proptest! {
