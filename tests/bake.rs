@@ -426,3 +426,37 @@ fn a_context_folder_shared_by_two_targets_is_sent_once() {
         big.len()
     );
 }
+
+/// The example project's own compose file: both services pushed in one
+/// run, the second run fully cached, and APP_VERSION taken from its `.env`.
+#[test]
+fn the_example_projects_compose_file_builds_with_one_bake() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-service");
+    let repo = format!("example-{}", unique());
+    let bake = |args: &[&str]| {
+        let output = util::fbuild()
+            .current_dir(&example)
+            .env("REGISTRY", &testenv().registry)
+            .env("REPO", &repo)
+            .env("BASE", &testenv().busybox)
+            .env_remove("APP_VERSION")
+            .arg("bake")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        stderr
+    };
+    let first = bake(&["--push", "--progress", "rawjson"]);
+    for name in [repo.clone(), format!("{repo}-deps")] {
+        assert!(registry_manifest(&name, "latest").is_some(), "{name} was not pushed\n{first}");
+    }
+    let second = bake(&["--push", "--progress", "rawjson"]);
+    let runs = steps(&second, "RUN ");
+    assert!(!runs.is_empty() && runs.iter().all(|(_, cached)| *cached), "not all cached: {runs:?}\n{second}");
+    let out = util::tempdir();
+    bake(&["app", "--set", &format!("app.output=type=local,dest={}", out.path().display())]);
+    let info = std::fs::read_to_string(out.path().join("app/BUILD-INFO")).unwrap();
+    assert!(info.contains("version=1.0.0"), "APP_VERSION from .env: {info}");
+}
