@@ -33,21 +33,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
+import bench  # noqa: E402
 from bench import load_env  # noqa: E402
 
 
 def run_measured(cmd, env=None):
-    """Runs cmd; returns (wall s, client CPU s, peak RSS MB)."""
-    with tempfile.TemporaryFile() as log:
-        start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - start
-        log.seek(0)
-        stderr = log.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"error: {' '.join(map(str, cmd))} failed:\n{stderr[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    """Runs cmd; returns (wall s, client CPU s, peak RSS MB): bench.py's
+    measurement without its context-transfer figure."""
+    return bench.run_measured(cmd, env)[:3]
 
 
 class Daemon:

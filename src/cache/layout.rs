@@ -299,7 +299,7 @@ impl OciLayout {
         if self.blob_size(&digest)?.is_none() {
             return Err(LayoutError::MissingBlob { dir: self.dir.clone(), digest: digest.to_string() });
         }
-        let _lock = self.lock(INDEX_LOCK_FILE, true)?;
+        let _lock = self.lock(INDEX_LOCK_FILE, nix::fcntl::FlockArg::LockExclusive)?;
         let mut index = self.index()?;
         let mut manifests: Vec<Descriptor> = index.manifests().iter().filter(|d| !replaced(d)).cloned().collect();
         for set in annotation_sets {
@@ -336,19 +336,24 @@ impl OciLayout {
     /// Takes the folder's lock shared, as a build that reads or writes
     /// blobs does ([`OciLayout::collect_garbage`] takes it exclusively).
     pub fn lock_shared(&self) -> Result<FolderLock, LayoutError> {
-        Ok(FolderLock(self.lock(LOCK_FILE, false)?))
+        let lock = self.lock(LOCK_FILE, nix::fcntl::FlockArg::LockShared)?;
+        Ok(FolderLock(lock.expect("a blocking lock is always taken")))
     }
 
-    fn lock(&self, name: &str, exclusive: bool) -> Result<nix::fcntl::Flock<File>, LayoutError> {
-        use nix::fcntl::{Flock, FlockArg};
+    /// Takes the lock file `name` as `arg` says; `None` when `arg` does not
+    /// block and another process holds it.
+    fn lock(&self, name: &str, arg: nix::fcntl::FlockArg) -> Result<Option<nix::fcntl::Flock<File>>, LayoutError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.dir.join(name))
             .map_err(self.io())?;
-        let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
-        Flock::lock(file, arg).map_err(|(_, errno)| self.io()(io::Error::from(errno)))
+        match nix::fcntl::Flock::lock(file, arg) {
+            Ok(lock) => Ok(Some(lock)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => Err(self.io()(io::Error::from(errno))),
+        }
     }
 
     /// Every blob that an entry of `index.json` reaches: the entries
@@ -384,12 +389,13 @@ impl OciLayout {
         Ok(seen)
     }
 
-    /// How many layers the documents under `root` list.
-    pub fn layer_count(&self, root: &BlobDigest) -> Result<usize, LayoutError> {
+    /// How many layers the documents among `reachable` list (a set from
+    /// [`OciLayout::reachable`]).
+    pub fn layer_count(&self, reachable: &BTreeSet<BlobDigest>) -> Result<usize, LayoutError> {
         let mut count = 0;
-        for digest in self.reachable(vec![root.clone()])? {
-            if self.blob_size(&digest)?.is_some_and(|size| size <= MAX_DOCUMENT_SIZE) {
-                let bytes = self.read_blob(&digest)?;
+        for digest in reachable {
+            if self.blob_size(digest)?.is_some_and(|size| size <= MAX_DOCUMENT_SIZE) {
+                let bytes = self.read_blob(digest)?;
                 count += children(&bytes).iter().filter(|(_, kind)| *kind == ChildKind::Layer).count();
             }
         }
@@ -400,17 +406,8 @@ impl OciLayout {
     /// files left by killed writers. Skipped (`Ok(None)`) while another
     /// process reads or writes the folder.
     pub fn collect_garbage(&self) -> Result<Option<Collected>, LayoutError> {
-        use nix::fcntl::{Flock, FlockArg};
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(LOCK_FILE))
-            .map_err(self.io())?;
-        let _lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-            Err((_, errno)) => return Err(self.io()(io::Error::from(errno))),
+        let Some(_lock) = self.lock(LOCK_FILE, nix::fcntl::FlockArg::LockExclusiveNonblock)? else {
+            return Ok(None);
         };
         let keep = self.referenced()?;
         let mut collected = Collected::default();

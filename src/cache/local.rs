@@ -244,14 +244,16 @@ pub fn inspect(dir: &std::path::Path) -> Result<FolderSummary, LocalCacheError> 
         let Some(tag) = super::layout::ref_name(descriptor) else { continue };
         let digest = BlobDigest::parse(descriptor.digest().as_ref())?;
         let mounts = super::mounts::carried(&layout, tag)?;
-        let mut reach = layout.reachable(vec![digest.clone()])?;
+        let cache = layout.reachable(vec![digest.clone()])?;
+        let layers = layout.layer_count(&cache)?;
+        let mut reach = cache;
         if let Some(list) = super::mounts::list_digest(&layout, tag)? {
             reach.extend(layout.reachable(vec![list])?);
         }
         tags.push(TagSummary {
             tag: tag.to_string(),
             digest: digest.to_string(),
-            layers: layout.layer_count(&digest)?,
+            layers,
             bytes: size_of(&reach),
             mounts,
         });

@@ -266,17 +266,7 @@ type Outbound = mpsc::Sender<Result<BytesMessage, Status>>;
 async fn proxy_read_only(mut inbound: Streaming<BytesMessage>, socket: UnixStream, tx: Outbound) -> Result<(), Status> {
     let (mut from_agent, mut to_agent) = socket.into_split();
     let mut pending = BytesMut::new();
-    loop {
-        let request = loop {
-            if let Some(frame) = take_frame(&mut pending)? {
-                break frame;
-            }
-            match inbound.message().await? {
-                Some(message) => pending.extend_from_slice(&message.data),
-                // The build closed its connection.
-                None => return Ok(()),
-            }
-        };
+    while let Some(request) = next_request(&mut inbound, &mut pending).await? {
         let reply = if allowed(&request) {
             to_agent.write_all(&request).await.map_err(agent_io)?;
             read_frame(&mut from_agent).await?
@@ -288,6 +278,25 @@ async fn proxy_read_only(mut inbound: Streaming<BytesMessage>, socket: UnixStrea
             return Ok(());
         }
     }
+    // The build closed its connection.
+    Ok(())
+}
+
+/// The build's next whole agent request, gathered from its messages into
+/// `pending`; `None` once the build closed its connection.
+async fn next_request(
+    inbound: &mut Streaming<BytesMessage>,
+    pending: &mut BytesMut,
+) -> Result<Option<Vec<u8>>, Status> {
+    loop {
+        if let Some(frame) = take_frame(pending)? {
+            return Ok(Some(frame));
+        }
+        match inbound.message().await? {
+            Some(message) => pending.extend_from_slice(&message.data),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Answers the build's agent requests from our own keys, one at a time.
@@ -297,20 +306,12 @@ async fn serve_keyring(
     tx: Outbound,
 ) -> Result<(), Status> {
     let mut pending = BytesMut::new();
-    loop {
-        let request = loop {
-            if let Some(frame) = take_frame(&mut pending)? {
-                break frame;
-            }
-            match inbound.message().await? {
-                Some(message) => pending.extend_from_slice(&message.data),
-                None => return Ok(()),
-            }
-        };
+    while let Some(request) = next_request(&mut inbound, &mut pending).await? {
         if tx.send(Ok(BytesMessage { data: ring.answer(&request).into() })).await.is_err() {
             return Ok(());
         }
     }
+    Ok(())
 }
 
 /// Copies bytes both ways until both sides are done (`raw=true`).
