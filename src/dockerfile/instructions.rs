@@ -186,6 +186,11 @@ impl Flags {
     }
 }
 
+/// Close enough to suggest `candidate` for `given` ("did you mean").
+pub(crate) fn similar(candidate: &str, given: &str) -> bool {
+    edit_distance(candidate, given) <= 2
+}
+
 /// Levenshtein distance, for "did you mean" (BuildKit suggests within 2).
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -285,7 +290,7 @@ pub fn stages(dockerfile: &Dockerfile) -> Result<Stages, InstructionError> {
 }
 
 /// One non-`FROM` instruction as a typed command.
-fn command(instruction: &Instruction, keyword: &str) -> Result<CommandKind, String> {
+pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<CommandKind, String> {
     let args = words(&instruction.args);
     let no_flags = |flags: &[String]| Flags::parse(flags, &[]).map(|_| ());
     match keyword {

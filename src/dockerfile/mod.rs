@@ -21,6 +21,7 @@
 //!
 //! Not here yet: the compiler to LLB (issue 7).
 
+pub mod compile;
 pub mod instructions;
 mod parser;
 pub mod shell;

@@ -42,8 +42,10 @@ mod state;
 pub use exec::{ExecState, Mount, Run};
 pub use fileop::{copy, mkdir, mkfile, rm, Chown, Copy, FileAction, Mkdir, Mkfile, Rm, UserOpt};
 pub use marshal::{digest_of, MarshalOptions};
+pub(crate) use reference::normalize as normalize_reference;
 pub use reference::ReferenceError;
 pub use source::{image, image_with, local, scratch, ImageOptions, LocalOptions};
+pub(crate) use state::normalize_platform as normalize_platform_spec;
 pub use state::{default_platform, OpOptions, State};
 
 /// Why a graph could not be turned into a definition.

@@ -1,0 +1,1020 @@
+//! Dispatching stages: each command onto the stage's LLB state and image
+//! config, as `dispatch*` in Go's `convert.go` does.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::image::{self, epoch_time, go_list, go_quote_list, Image};
+use super::mounts::{parse_mount, MountKind};
+use super::{Base, CompileError, Plan};
+use crate::dockerfile::instructions::{Command, CommandKind, CommandLine, Transfer};
+use crate::dockerfile::shell::{Env, Lexer};
+use crate::gopath;
+use crate::llb::{self, Chown, Copy, FileAction, Mkdir, Mkfile, Mount, OpOptions, Run, State};
+use crate::proto::pb;
+
+/// What dispatching the target gives.
+pub(super) struct Dispatched {
+    pub state: State,
+    pub image: Image,
+    pub base_image: Option<Image>,
+    pub platform: pb::Platform,
+    pub context_paths: BTreeSet<String>,
+    pub stages: Vec<String>,
+}
+
+/// One stage while it is dispatched (Go's `dispatchState`).
+#[derive(Clone)]
+struct StageState {
+    state: State,
+    image: Image,
+    base_image: Option<Image>,
+    platform: pb::Platform,
+    build_args: Vec<(String, Option<String>)>,
+    workdir_set: bool,
+    steps_done: usize,
+    cmd_set: bool,
+}
+
+pub(super) struct Dispatch<'p, 'a> {
+    plan: &'p Plan<'a>,
+    bases: &'p BTreeMap<usize, Base>,
+    context: State,
+    done: BTreeMap<usize, StageState>,
+    context_paths: BTreeSet<String>,
+    epoch: Option<String>,
+    epoch_nanos: Option<i64>,
+}
+
+impl<'p, 'a> Dispatch<'p, 'a> {
+    pub(super) fn new(plan: &'p Plan<'a>, bases: &'p BTreeMap<usize, Base>, context: State) -> Self {
+        Dispatch {
+            plan,
+            bases,
+            context,
+            done: BTreeMap::new(),
+            context_paths: BTreeSet::new(),
+            epoch: plan.epoch.map(epoch_time),
+            epoch_nanos: plan.epoch.map(|s| s.saturating_mul(1_000_000_000)),
+        }
+    }
+
+    pub(super) fn run(mut self) -> Result<Dispatched, CompileError> {
+        let plan = self.plan;
+        // Pseudo-stages (images and scratch named by --from and mounts)
+        // are ready as soon as they are resolved.
+        for node in plan.nodes.iter().filter(|n| n.stage.is_none() && plan.reachable.contains(&n.index)) {
+            let stage = self.start(node.index)?;
+            self.done.insert(node.index, stage);
+        }
+        let mut names = Vec::new();
+        for node in plan.nodes.iter().filter(|n| n.stage.is_some()) {
+            if !plan.reachable.contains(&node.index) {
+                continue;
+            }
+            let mut stage = self.start(node.index)?;
+            let stage_index = node.stage.expect("a stage");
+            let triggers = node.triggers.iter().map(|c| (None, c, true));
+            let commands =
+                plan.stages.stages[stage_index].commands.iter().enumerate().map(|(i, c)| (Some(i), c, false));
+            for (index, command, onbuild) in triggers.chain(commands).collect::<Vec<_>>() {
+                let sources = index.and_then(|i| node.sources.get(&i)).cloned().unwrap_or_default();
+                self.command(node.index, &mut stage, command, &sources, onbuild)?;
+            }
+            names.push(plan.stages.stages[stage_index].name.clone().unwrap_or_else(|| format!("stage-{stage_index}")));
+            self.done.insert(node.index, stage);
+        }
+        let target = self.done.remove(&plan.target).expect("the target was dispatched");
+        Ok(Dispatched {
+            state: target.state,
+            image: target.image,
+            base_image: target.base_image,
+            platform: target.platform,
+            context_paths: self.context_paths,
+            stages: names,
+        })
+    }
+
+    /// A node's state before its commands: its base, with the base image's
+    /// environment, working directory and user.
+    fn start(&mut self, n: usize) -> Result<StageState, CompileError> {
+        let plan = self.plan;
+        let node = &plan.nodes[n];
+        let mut stage = if let Some(base) = node.base_node {
+            let Some(base) = self.done.get(&base) else {
+                return Err(CompileError::step(node.line, format!("base stage {:?} is not built yet", node.base)));
+            };
+            let mut stage = base.clone();
+            stage.image.config.on_build.clear();
+            stage.steps_done = 0;
+            stage.cmd_set = false;
+            stage
+        } else if node.base.eq_ignore_ascii_case("scratch") {
+            let platform = plan.target_platform.clone();
+            StageState {
+                state: llb::scratch(),
+                image: image::empty_image(&platform),
+                base_image: None,
+                platform,
+                build_args: Vec::new(),
+                workdir_set: false,
+                steps_done: 0,
+                cmd_set: false,
+            }
+        } else {
+            let base = self.bases.get(&n).ok_or_else(|| {
+                CompileError::step(node.line, format!("the base image {:?} was not resolved", node.base))
+            })?;
+            let mut image = base.image.clone();
+            let base_image = Some(image.clone());
+            image.created = None;
+            if !image.config.on_build.is_empty() {
+                return Err(CompileError::unsupported(node.line, "ONBUILD triggers of a base image"));
+            }
+            let mut platform = base.platform.clone();
+            if node.platform.is_none() && plan.implicit_platform {
+                if let Some(p) = plan
+                    .build_platforms
+                    .iter()
+                    .find(|p| p.os == image.os && p.architecture == image.architecture)
+                    .filter(|_| !(platform.os == image.os && platform.architecture == image.architecture))
+                {
+                    platform = p.clone();
+                }
+            }
+            let state = if base.scratch {
+                llb::scratch()
+            } else {
+                let mut op = OpOptions::default();
+                let name = format!("FROM {}", base.reference);
+                op.custom_name = Some(self.prefix(n, 0, &name, false));
+                llb::image_with(&base.reference, llb::ImageOptions { platform: Some(platform.clone()), op })
+            };
+            StageState {
+                state,
+                image,
+                base_image,
+                platform,
+                build_args: Vec::new(),
+                workdir_set: false,
+                steps_done: usize::from(!base.scratch),
+                cmd_set: false,
+            }
+        };
+        if stage.image.config.env.iter().all(|e| e.split('=').next() != Some("PATH")) && stage.platform.os != "windows"
+        {
+            stage.image.config.env.push(format!("PATH={}", image::DEFAULT_PATH));
+        }
+        for entry in stage.image.config.env.clone() {
+            let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+            stage.state = stage.state.add_env(key, value);
+        }
+        if !stage.image.config.working_dir.is_empty() {
+            let dir = stage.image.config.working_dir.clone();
+            let wd = normalize_path(&dir, &dir, false);
+            stage.image.config.working_dir = wd.clone();
+            stage.state = stage.state.dir(&wd);
+        }
+        if !stage.image.config.user.is_empty() {
+            stage.state = stage.state.user(&stage.image.config.user);
+        }
+        Ok(stage)
+    }
+
+    /// Go's `prefixCommand`: `[stage 2/5] ` before a step's name.
+    fn prefix(&self, n: usize, done: usize, name: &str, onbuild: bool) -> String {
+        let node = &self.plan.nodes[n];
+        if node.steps_total == 0 {
+            return name.to_owned();
+        }
+        let mut out = String::from("[");
+        if !node.display_name.is_empty() {
+            out.push_str(&node.display_name);
+            out.push(' ');
+        }
+        let width = node.steps_total.to_string().len();
+        out.push_str(&format!("{:>width$}/{}] ", done + 1, node.steps_total));
+        if onbuild {
+            out.push_str("ONBUILD ");
+        }
+        out.push_str(name);
+        out
+    }
+
+    fn step_name(&self, n: usize, stage: &mut StageState, text: &str, onbuild: bool) -> String {
+        let env = StateEnv(&stage.state);
+        let mut lexer = self.plan.lexer.clone();
+        lexer.raw_quotes = true;
+        lexer.skip_unset_env = true;
+        let expanded = lexer.expand(text, &env).unwrap_or_else(|_| text.to_owned());
+        let name = uppercase_command(&expanded);
+        let out = self.prefix(n, stage.steps_done, &name, onbuild);
+        stage.steps_done += 1;
+        out
+    }
+
+    fn expand(&self, stage: &StageState, word: &str, line: usize) -> Result<String, CompileError> {
+        self.plan.lexer.expand(word, &StateEnv(&stage.state)).map_err(|e| CompileError::step(line, e.to_string()))
+    }
+
+    fn command(
+        &mut self,
+        n: usize,
+        stage: &mut StageState,
+        command: &Command,
+        sources: &[usize],
+        onbuild: bool,
+    ) -> Result<(), CompileError> {
+        let line = command.line;
+        let epoch = self.epoch.clone();
+        let epoch = epoch.as_deref();
+        match &command.kind {
+            CommandKind::Env(pairs) => {
+                let mut message = String::from("ENV");
+                for (key, value) in pairs {
+                    let key = self.expand(stage, key, line)?;
+                    let value = self.expand(stage, value, line)?;
+                    message.push_str(&format!(" {key}={value}"));
+                    stage.state = stage.state.add_env(&key, &value);
+                    stage.image.add_env(&key, &value);
+                }
+                stage.image.commit(message, false, false, epoch);
+            }
+            CommandKind::Label(pairs) => {
+                let mut message = String::from("LABEL");
+                for (key, value) in pairs {
+                    let key = self.expand(stage, key, line)?;
+                    let value = self.expand(stage, value, line)?;
+                    message.push_str(&format!(" {key}={value}"));
+                    stage.image.config.labels.insert(key, value);
+                }
+                stage.image.commit(message, false, false, epoch);
+            }
+            CommandKind::Maintainer(name) => {
+                stage.image.author = name.clone();
+                stage.image.commit(format!("MAINTAINER {name}"), false, false, epoch);
+            }
+            CommandKind::Workdir(path) => {
+                let path = self.expand(stage, path, line)?;
+                self.workdir(n, stage, &path, command, onbuild)?;
+            }
+            CommandKind::User(user) => {
+                let user = self.expand(stage, user, line)?;
+                stage.state = stage.state.user(&user);
+                stage.image.config.user = user.clone();
+                stage.image.commit(format!("USER {user}"), false, false, epoch);
+            }
+            CommandKind::Cmd(cmd) => {
+                let args = self.with_shell(stage, cmd);
+                stage.image.config.cmd = args.clone();
+                stage.image.config.args_escaped = true;
+                stage.cmd_set = true;
+                stage.image.commit(format!("CMD {}", go_quote_list(&args)), false, false, epoch);
+            }
+            CommandKind::Entrypoint(cmd) => {
+                let args = self.with_shell(stage, cmd);
+                stage.image.config.entrypoint = args.clone();
+                if !stage.cmd_set {
+                    stage.image.config.cmd.clear();
+                }
+                stage.image.commit(format!("ENTRYPOINT {}", go_quote_list(&args)), false, false, epoch);
+            }
+            CommandKind::Shell(shell) => {
+                stage.image.config.shell = shell.clone();
+                stage.image.commit(format!("SHELL {}", go_list(shell)), false, false, epoch);
+            }
+            CommandKind::Expose(ports) => {
+                let mut words = Vec::new();
+                for port in ports {
+                    words.extend(
+                        self.plan
+                            .lexer
+                            .expand_words(port, &StateEnv(&stage.state))
+                            .map_err(|e| CompileError::step(line, e.to_string()))?,
+                    );
+                }
+                let mut specs = Vec::new();
+                for word in &words {
+                    specs.extend(parse_port(word).map_err(|m| CompileError::step(line, m))?);
+                }
+                for spec in &specs {
+                    stage.image.config.exposed_ports.insert(spec.clone(), image::Empty {});
+                }
+                stage.image.commit(format!("EXPOSE {}", go_list(&specs)), false, false, epoch);
+            }
+            CommandKind::Volume(volumes) => {
+                let mut expanded = Vec::new();
+                for volume in volumes {
+                    let volume = self.expand(stage, volume, line)?;
+                    if volume.is_empty() {
+                        return Err(CompileError::step(line, "VOLUME specified can not be an empty string"));
+                    }
+                    expanded.push(volume);
+                }
+                for volume in &expanded {
+                    stage.image.config.volumes.insert(volume.clone(), image::Empty {});
+                }
+                stage.image.commit(format!("VOLUME {}", go_list(&expanded)), false, false, epoch);
+            }
+            CommandKind::StopSignal(signal) => {
+                let signal = self.expand(stage, signal, line)?;
+                check_signal(&signal).map_err(|m| CompileError::step(line, m))?;
+                stage.image.config.stop_signal = signal.clone();
+                stage.image.commit(format!("STOPSIGNAL {signal}"), false, false, epoch);
+            }
+            CommandKind::Healthcheck { test, flags } => {
+                let health = healthcheck(test.as_ref(), flags).map_err(|m| CompileError::step(line, m))?;
+                let message = format!(
+                    "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                    go_list(&health.test),
+                    image::format_go_duration(health.interval),
+                    image::format_go_duration(health.timeout),
+                    image::format_go_duration(health.start_period),
+                    image::format_go_duration(health.start_interval),
+                    health.retries
+                );
+                stage.image.config.healthcheck = Some(health);
+                stage.image.commit(message, false, false, epoch);
+            }
+            CommandKind::Onbuild(expression) => stage.image.config.on_build.push(expression.clone()),
+            CommandKind::Arg(pairs) => self.arg(stage, pairs, line)?,
+            CommandKind::Run { command: cmd, mounts, network, security, heredocs } => {
+                self.run_command(n, stage, command, cmd, mounts, network, security, heredocs, sources, onbuild)?;
+            }
+            CommandKind::Copy { transfer, from, parents } => {
+                let source = match (from, sources.first()) {
+                    (Some(from), Some(source)) => match self.done.get(source) {
+                        Some(done) => Some(done.state.clone()),
+                        None => {
+                            let current = &self.plan.nodes[n].display_name;
+                            return Err(CompileError::step(
+                                line,
+                                format!(
+                                    "cannot copy from stage {from:?}, it needs to be defined before current stage {current:?}"
+                                ),
+                            ));
+                        }
+                    },
+                    _ => None,
+                };
+                let transfer = self.expand_transfer(stage, transfer, line)?;
+                self.copy(n, stage, command, &transfer, source, *parents, false, None, onbuild)?;
+            }
+            CommandKind::Add { transfer, keep_git_dir, checksum, unpack } => {
+                if keep_git_dir.is_some() {
+                    return Err(CompileError::unsupported(line, "ADD --keep-git-dir"));
+                }
+                let transfer = self.expand_transfer(stage, transfer, line)?;
+                if let Some(checksum) = checksum {
+                    let checksum = self.expand(stage, checksum, line)?;
+                    if !checksum.is_empty() {
+                        return Err(CompileError::unsupported(line, "ADD --checksum"));
+                    }
+                }
+                transfer.sources.iter().try_for_each(|s| {
+                    if is_remote(s) {
+                        Err(CompileError::unsupported(line, "ADD from URLs and git repositories"))
+                    } else {
+                        Ok(())
+                    }
+                })?;
+                self.copy(n, stage, command, &transfer, None, false, true, *unpack, onbuild)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn expand_transfer(&self, stage: &StageState, transfer: &Transfer, line: usize) -> Result<Transfer, CompileError> {
+        let mut out = transfer.clone();
+        for source in &mut out.sources {
+            *source = self.expand(stage, source, line)?;
+        }
+        out.dest = self.expand(stage, &transfer.dest, line)?;
+        if let Some(chown) = &transfer.chown {
+            out.chown = Some(self.expand(stage, chown, line)?).filter(|c| !c.is_empty());
+        }
+        if let Some(chmod) = &transfer.chmod {
+            out.chmod = Some(self.expand(stage, chmod, line)?).filter(|c| !c.is_empty());
+        }
+        for (_, content, expand) in &mut out.inline {
+            if *expand {
+                let mut lexer = Lexer::new('\\');
+                lexer.raw_quotes = true;
+                *content = lexer
+                    .expand(content, &StateEnv(&stage.state))
+                    .map_err(|e| CompileError::step(line, e.to_string()))?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn with_shell(&self, stage: &StageState, cmd: &CommandLine) -> Vec<String> {
+        match cmd {
+            CommandLine::Exec(args) => args.clone(),
+            CommandLine::Shell(text) => {
+                let mut shell = if stage.image.config.shell.is_empty() {
+                    vec!["/bin/sh".to_owned(), "-c".to_owned()]
+                } else {
+                    stage.image.config.shell.clone()
+                };
+                shell.push(text.clone());
+                shell
+            }
+        }
+    }
+
+    fn arg(
+        &mut self,
+        stage: &mut StageState,
+        pairs: &[(String, Option<String>)],
+        line: usize,
+    ) -> Result<(), CompileError> {
+        let globals = self.plan.globals();
+        let mut parts = Vec::new();
+        for (key, default) in pairs {
+            let given = self.plan.build_args.get(key);
+            let mut value = default.clone();
+            if default.is_none() && given.is_none() {
+                if let Some(global) = globals.get(key) {
+                    value = Some(global.to_owned());
+                }
+            }
+            if let Some(given) = given {
+                value = Some(given.clone());
+            } else if let Some(default) = default {
+                value = Some(self.expand(stage, default, line)?);
+            }
+            if let Some(value) = &value {
+                if !key.starts_with("BUILDKIT_SBOM_SCAN_") {
+                    stage.state = stage.state.add_env(key, value);
+                }
+            }
+            stage.build_args.push((key.clone(), value.clone()));
+            parts.push(match &value {
+                Some(value) => format!("{key}={value}"),
+                None => key.clone(),
+            });
+        }
+        let epoch = self.epoch.clone();
+        stage.image.commit(format!("ARG {}", parts.join(" ")), false, false, epoch.as_deref());
+        Ok(())
+    }
+
+    fn workdir(
+        &mut self,
+        n: usize,
+        stage: &mut StageState,
+        path: &str,
+        command: &Command,
+        onbuild: bool,
+    ) -> Result<(), CompileError> {
+        stage.workdir_set = true;
+        let wd = normalize_path(&stage.image.config.working_dir, path, false);
+        stage.image.config.working_dir = wd.clone();
+        stage.state = stage.state.dir(&wd);
+        let with_layer = wd != "/";
+        if with_layer {
+            let mut mkdir = Mkdir::new(wd.clone(), 0o755).make_parents(true);
+            if !stage.image.config.user.is_empty() {
+                mkdir = mkdir.owner(Chown::parse(&stage.image.config.user));
+            }
+            mkdir.created = self.epoch_nanos;
+            let name = self.step_name(n, stage, &command.original, onbuild);
+            let options = OpOptions { custom_name: Some(name), ..Default::default() };
+            stage.state = stage.state.file_with(FileAction::from(mkdir), options);
+        }
+        let epoch = self.epoch.clone();
+        stage.image.commit(format!("WORKDIR {wd}"), with_layer, false, epoch.as_deref());
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_command(
+        &mut self,
+        n: usize,
+        stage: &mut StageState,
+        command: &Command,
+        cmd: &CommandLine,
+        mounts: &[String],
+        network: &Option<String>,
+        security: &Option<String>,
+        heredocs: &[crate::dockerfile::Heredoc],
+        sources: &[usize],
+        onbuild: bool,
+    ) -> Result<(), CompileError> {
+        let line = command.line;
+        let mut custom = command.original.clone();
+        let (mut args, prepend_shell) = match cmd {
+            CommandLine::Exec(args) => (args.clone(), false),
+            CommandLine::Shell(text) => (vec![text.clone()], true),
+        };
+        let mut extra_mounts = Vec::new();
+        if !heredocs.is_empty() {
+            if args.len() != 1 || !prepend_shell {
+                return Err(CompileError::step(line, format!("parsing produced an invalid run command: {args:?}")));
+            }
+            if let Some(_name) = single_heredoc(&args[0]) {
+                let file = &heredocs[0];
+                let data = if file.chomp { chomp_heredoc(&file.content) } else { file.content.clone() };
+                if data.starts_with("#!") && stage.image.os != "windows" {
+                    let script = llb::scratch().dir("/").platform(stage.platform.clone()).file_with(
+                        FileAction::from(Mkfile::new(file.name.clone(), 0o755, data.clone().into_bytes())),
+                        OpOptions {
+                            custom_name: Some("[internal] preparing inline document".into()),
+                            ..Default::default()
+                        },
+                    );
+                    extra_mounts.push(Mount::bind("/dev/pipes/", &script).source_path("/").readonly());
+                    args = vec![gopath::join(&["/dev/pipes/", &file.name])];
+                } else {
+                    args = vec![data];
+                }
+                custom.push_str(&format!(" ({})", summarize_heredoc(&file.content)));
+            } else {
+                let mut text = args[0].clone();
+                for file in heredocs {
+                    text.push('\n');
+                    text.push_str(&file.content);
+                    text.push_str(&file.name);
+                }
+                args = vec![text];
+            }
+        }
+        if prepend_shell {
+            args = self.with_shell(stage, &CommandLine::Shell(args.join(" ")));
+        }
+
+        let mut run = Run::new(args.clone());
+        // Mounts, in the order written.
+        let env_before = StateEnv(&stage.state);
+        let mut secret_envs = Vec::new();
+        for (i, value) in mounts.iter().enumerate() {
+            let mut mount =
+                parse_mount(value, &self.plan.lexer, &env_before).map_err(|m| CompileError::step(line, m))?;
+            if mount.from.is_empty() && mount.kind == MountKind::Cache {
+                mount.from = "scratch".into();
+            }
+            match mount.kind {
+                MountKind::Secret => {
+                    if mount.env.is_some() {
+                        secret_envs.push(mount.env.clone().unwrap_or_default());
+                    }
+                    return Err(CompileError::unsupported(line, "RUN --mount=type=secret"));
+                }
+                MountKind::Ssh => return Err(CompileError::unsupported(line, "RUN --mount=type=ssh")),
+                _ => {}
+            }
+            let mut source = self.context.clone();
+            if !mount.from.is_empty() {
+                let node = sources.get(i).copied();
+                match node.and_then(|node| self.done.get(&node)) {
+                    Some(done) => source = done.state.clone(),
+                    None => return Err(CompileError::step(
+                        line,
+                        format!(
+                            "cannot mount from stage {:?} to {:?}, stage needs to be defined before current command",
+                            mount.from, mount.target
+                        ),
+                    )),
+                }
+            }
+            let mut target = mount.target.clone();
+            if !gopath::clean(&target).starts_with('/') {
+                target = gopath::join(&["/", stage.state.get_dir(), &mount.target]);
+            }
+            if target == "/" {
+                return Err(CompileError::step(line, format!("invalid mount target {target:?}")));
+            }
+            let selector = gopath::join(&["/", &mount.source]);
+            let built = match mount.kind {
+                MountKind::Tmpfs => Mount::tmpfs(&target, mount.size),
+                MountKind::Cache => {
+                    let id = if mount.id.is_empty() { gopath::clean(&mount.target) } else { mount.id.clone() };
+                    let id = format!("/{id}");
+                    let sharing = match mount.sharing.as_str() {
+                        "private" => pb::CacheSharingOpt::Private,
+                        "locked" => pb::CacheSharingOpt::Locked,
+                        _ => pb::CacheSharingOpt::Shared,
+                    };
+                    if mount.readonly {
+                        return Err(CompileError::unsupported(line, "read-only cache mounts"));
+                    }
+                    if selector != "/" {
+                        Mount::cache_from(&target, &id, sharing, &source, &selector)
+                    } else if mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some() {
+                        let dir = Mkdir::new("/cache", mount.mode.unwrap_or(0o755))
+                            .owner(Chown::ids(mount.uid.unwrap_or(0), mount.gid.unwrap_or(0)));
+                        let base = source.file_with(
+                            FileAction::from(dir),
+                            OpOptions {
+                                custom_name: Some("[internal] setting cache mount permissions".into()),
+                                ..Default::default()
+                            },
+                        );
+                        Mount::cache_from(&target, &id, sharing, &base, "/cache")
+                    } else if source.is_scratch() {
+                        Mount::cache(&target, &id, sharing)
+                    } else {
+                        Mount::cache_from(&target, &id, sharing, &source, "")
+                    }
+                }
+                MountKind::Bind => {
+                    let mut bind = Mount::bind(&target, &source);
+                    if selector != "/" {
+                        bind = bind.source_path(&selector);
+                    }
+                    if mount.readonly {
+                        bind = bind.readonly();
+                    } else {
+                        return Err(CompileError::unsupported(line, "read-write bind mounts"));
+                    }
+                    bind
+                }
+                MountKind::Secret | MountKind::Ssh => unreachable!("handled above"),
+            };
+            if mount.from.is_empty() {
+                self.context_paths.insert(gopath::join(&["/", &mount.source]));
+            }
+            run = run.mount(built);
+        }
+        for mount in extra_mounts {
+            run = run.mount(mount);
+        }
+        match network.as_deref() {
+            None | Some("default") => {}
+            Some("none") => run = run.network(pb::NetMode::None),
+            Some("host") => run = run.network(pb::NetMode::Host),
+            Some(other) => return Err(CompileError::step(line, format!("unsupported network mode {other:?}"))),
+        }
+        match security.as_deref() {
+            None | Some("sandbox") => {}
+            Some("insecure") => return Err(CompileError::unsupported(line, "RUN --security=insecure")),
+            Some(other) => return Err(CompileError::step(line, format!("unsupported security mode {other:?}"))),
+        }
+
+        let name = self.step_name(n, stage, &custom, onbuild);
+        run = run.options(OpOptions { custom_name: Some(name), ..Default::default() });
+        let history = format!("RUN {}", run_command_string(&args, &stage.build_args, &StateEnv(&stage.state)));
+        stage.state = stage.state.run(run).root();
+        let epoch = self.epoch.clone();
+        stage.image.commit(history, true, true, epoch.as_deref());
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &mut self,
+        n: usize,
+        stage: &mut StageState,
+        command: &Command,
+        transfer: &Transfer,
+        from: Option<State>,
+        parents: bool,
+        is_add: bool,
+        unpack: Option<bool>,
+        onbuild: bool,
+    ) -> Result<(), CompileError> {
+        let line = command.line;
+        if transfer.link {
+            return Err(CompileError::unsupported(line, "COPY --link"));
+        }
+        let dest = relative_to_workdir(stage.state.get_dir(), &transfer.dest);
+        let mode = match &transfer.chmod {
+            None => None,
+            Some(chmod) => {
+                let invalid = || {
+                    CompileError::step(
+                        line,
+                        format!(
+                            "invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777"
+                        ),
+                    )
+                };
+                match u32::from_str_radix(chmod, 8) {
+                    Ok(mode) if mode <= 0o7777 => Some(mode),
+                    Ok(_) => return Err(invalid()),
+                    Err(_) if chmod.chars().all(|c| c.is_ascii_digit()) => return Err(invalid()),
+                    Err(_) => return Err(CompileError::unsupported(line, "symbolic --chmod")),
+                }
+            }
+        };
+        let owner = transfer.chown.as_deref().map(Chown::parse);
+
+        let mut message = String::from(if is_add { "ADD" } else { "COPY" });
+        if parents {
+            message.push_str(" --parents");
+        }
+        if let Some(chown) = &transfer.chown {
+            message.push_str(&format!(" --chown={chown}"));
+        }
+        if let Some(chmod) = &transfer.chmod {
+            message.push_str(&format!(" --chmod={chmod}"));
+        }
+
+        let from_context = from.is_none();
+        let source = from.unwrap_or_else(|| self.context.clone());
+        let mut copies: Vec<Copy> = Vec::new();
+        for src in &transfer.sources {
+            message.push_str(&format!(" {src}"));
+            if from_context {
+                self.context_paths.insert(gopath::join(&["/", src]));
+            }
+            let mut src = src.clone();
+            let mut include_patterns = Vec::new();
+            let mut required_paths = Vec::new();
+            if parents {
+                let (parent, pattern) = match src.split_once("/./") {
+                    Some((parent, pattern)) => (parent.to_owned(), pattern.to_owned()),
+                    None => ("/".to_owned(), src.clone()),
+                };
+                let pattern = normalize_path("/", &pattern, false);
+                include_patterns.push(pattern.trim_start_matches('/').to_owned());
+                if !contains_wildcards(&parent) && !contains_wildcards(&pattern) {
+                    required_paths.push(normalize_path("/", &gopath::join(&[&parent, &pattern]), false));
+                }
+                src = parent;
+            }
+            if !required_paths.is_empty() {
+                return Err(CompileError::unsupported(line, "COPY --parents"));
+            }
+            let src_path = normalize_path("/", &src, false);
+            let mut copy = Copy::new(&source, src_path, dest.clone());
+            copy.mode = mode;
+            copy.owner = owner.clone();
+            copy.follow_symlinks = true;
+            copy.dir_contents_only = true;
+            copy.include_patterns = include_patterns;
+            copy.attempt_unpack = if is_add { unpack.unwrap_or(true) } else { false };
+            copy.create_dest_path = true;
+            copy.allow_wildcard = true;
+            copy.allow_empty_wildcard = true;
+            copy.exclude_patterns = transfer.exclude.clone();
+            copies.push(copy);
+        }
+        for (name, content, _) in &transfer.inline {
+            message.push_str(&format!(" <<{name}"));
+            let file = llb::scratch().platform(stage.platform.clone()).file_with(
+                FileAction::from(Mkfile::new(name.clone(), 0o644, content.clone().into_bytes())),
+                OpOptions { custom_name: Some("[internal] preparing inline document".into()), ..Default::default() },
+            );
+            let mut copy = Copy::new(&file, name.clone(), dest.clone());
+            copy.mode = mode;
+            copy.owner = owner.clone();
+            copy.create_dest_path = true;
+            copy.exclude_patterns = transfer.exclude.clone();
+            copies.push(copy);
+        }
+        message.push_str(&format!(" {}", transfer.dest));
+
+        let mut copies = copies.into_iter();
+        let Some(first) = copies.next() else {
+            return Err(CompileError::step(line, "no source files were specified"));
+        };
+        let mut action = FileAction::from(first);
+        for copy in copies {
+            action = action.then(copy);
+        }
+        let name = self.step_name(n, stage, &command.original, onbuild);
+        stage.state = stage.state.file_with(action, OpOptions { custom_name: Some(name), ..Default::default() });
+        let epoch = self.epoch.clone();
+        stage.image.commit(message, true, true, epoch.as_deref());
+        Ok(())
+    }
+}
+
+/// A stage's environment as a variable source for expansion.
+struct StateEnv<'s>(&'s State);
+
+impl Env for StateEnv<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get_env(name)
+    }
+}
+
+/// Go's `system.NormalizePath` for Linux: `new` against `parent` unless
+/// absolute (an absolute path is kept as written), a meaningful trailing
+/// slash kept with `keep_slash`.
+fn normalize_path(parent: &str, new: &str, keep_slash: bool) -> String {
+    let parent = if parent.is_empty() { "/".to_owned() } else { parent.to_owned() };
+    let parent = if parent.starts_with('/') { parent } else { gopath::join(&["/", &parent]) };
+    let original = new;
+    let mut out = if new.is_empty() { parent.clone() } else { new.to_owned() };
+    if !out.starts_with('/') {
+        out = gopath::join(&[&parent, &out]);
+    }
+    if keep_slash {
+        if original.ends_with('/') && !out.ends_with('/') {
+            out.push('/');
+        } else if original.ends_with("/.") {
+            if out != "/" {
+                out.push('/');
+            }
+            out.push('.');
+        }
+    }
+    out
+}
+
+/// Go's `pathRelativeToWorkingDir` for a copy destination.
+fn relative_to_workdir(dir: &str, dest: &str) -> String {
+    if dest.starts_with('/') {
+        return normalize_path("/", dest, true);
+    }
+    let dest = if dest == "." || dest.is_empty() { "./" } else { dest };
+    normalize_path(dir, dest, true)
+}
+
+fn contains_wildcards(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'*' | b'?' | b'[' => return true,
+            b'\\' => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+fn is_remote(src: &str) -> bool {
+    src.starts_with("http://") || src.starts_with("https://") || src.starts_with("git@") || src.starts_with("git://")
+}
+
+fn uppercase_command(text: &str) -> String {
+    match text.split_once(' ') {
+        Some((first, rest)) => format!("{} {rest}", first.to_uppercase()),
+        None => text.to_uppercase(),
+    }
+}
+
+/// The heredoc name when the whole command is one heredoc marker
+/// (`<<EOF`, `<<-"EOF"`), as Go's `MustParseHeredoc`.
+fn single_heredoc(text: &str) -> Option<String> {
+    let rest = text.trim_start_matches(|c: char| c.is_ascii_digit());
+    let rest = rest.strip_prefix("<<")?;
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    if rest.contains('<') {
+        return None;
+    }
+    let word = rest.trim_matches(['"', '\'']);
+    if word.is_empty() || word.chars().any(char::is_whitespace) {
+        return None;
+    }
+    Some(word.to_owned())
+}
+
+fn chomp_heredoc(content: &str) -> String {
+    content.split_inclusive('\n').map(|line| line.trim_start_matches('\t')).collect()
+}
+
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim();
+    let doc = doc.replace("\r\n", "\n");
+    let mut lines = doc.split('\n');
+    let first = lines.next().unwrap_or_default().to_owned();
+    if lines.next().is_some() {
+        format!("{first}...")
+    } else {
+        first
+    }
+}
+
+/// Go's `runCommandString`: the build args a RUN sees, then its command.
+fn run_command_string(args: &[String], build_args: &[(String, Option<String>)], env: &dyn Env) -> String {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for (key, value) in build_args {
+        let value = env.get(key).map(str::to_owned).unwrap_or_else(|| value.clone().unwrap_or_default());
+        match entries.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => entries.push((key.clone(), value)),
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if !entries.is_empty() {
+        parts.push(format!("|{}", entries.len()));
+        parts.extend(entries.into_iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}
+
+fn parse_port(raw: &str) -> Result<Vec<String>, String> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let container = parts.last().copied().unwrap_or_default();
+    let (port, proto) = container.split_once('/').unwrap_or((container, ""));
+    let invalid = |why: String| format!("invalid port: {raw:?}: {why}");
+    if port.is_empty() {
+        return Err(invalid("no port specified".into()));
+    }
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "" => "tcp".to_owned(),
+        "tcp" | "udp" | "sctp" => proto.to_ascii_lowercase(),
+        _ => return Err(invalid(format!("invalid proto: {proto}"))),
+    };
+    let number = |s: &str| -> Result<u32, String> {
+        let value: i64 = s.parse().map_err(|_| format!("invalid containerPort: {port}"))?;
+        if !(0..=65535).contains(&value) {
+            return Err(format!("invalid containerPort: {port}"));
+        }
+        Ok(value as u32)
+    };
+    let (start, end) = match port.split_once('-') {
+        Some((a, b)) if a != b => (number(a)?, number(b)?),
+        Some((a, _)) => (number(a)?, number(a)?),
+        None => (number(port)?, number(port)?),
+    };
+    if end < start {
+        return Err(format!("invalid containerPort: {port}"));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+fn check_signal(signal: &str) -> Result<(), String> {
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
+        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+    ];
+    if let Ok(number) = signal.parse::<i64>() {
+        return if number > 0 && number < 65 { Ok(()) } else { Err(format!("Invalid signal: {signal}")) };
+    }
+    let name = signal.to_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    if NAMES.contains(&name) || name.starts_with("RTMIN+") || name.starts_with("RTMAX-") {
+        Ok(())
+    } else {
+        Err(format!("Invalid signal: {signal}"))
+    }
+}
+
+fn healthcheck(test: Option<&CommandLine>, flags: &BTreeMap<String, String>) -> Result<image::Healthcheck, String> {
+    let mut health = image::Healthcheck::default();
+    health.test = match test {
+        None => vec!["NONE".to_owned()],
+        Some(CommandLine::Exec(args)) => std::iter::once("CMD".to_owned()).chain(args.iter().cloned()).collect(),
+        Some(CommandLine::Shell(text)) => vec!["CMD-SHELL".to_owned(), text.clone()],
+    };
+    let duration = |name: &str| -> Result<i64, String> {
+        match flags.get(name) {
+            None => Ok(0),
+            Some(value) if value.is_empty() => Ok(0),
+            Some(value) => {
+                let d = image::parse_go_duration(value)?;
+                if d < 0 {
+                    return Err(format!("Interval {name:?} cannot be negative"));
+                }
+                if d != 0 && d < 1_000_000 {
+                    return Err(format!("Interval {name:?} cannot be less than 1ms"));
+                }
+                Ok(d)
+            }
+        }
+    };
+    health.interval = duration("interval")?;
+    health.timeout = duration("timeout")?;
+    health.start_period = duration("start-period")?;
+    health.start_interval = duration("start-interval")?;
+    if let Some(retries) = flags.get("retries").filter(|v| !v.is_empty()) {
+        let retries: i64 =
+            retries.parse().map_err(|_| format!("strconv.ParseInt: parsing {retries:?}: invalid syntax"))?;
+        if retries < 0 {
+            return Err(format!("--retries cannot be negative ({retries})"));
+        }
+        health.retries = retries;
+    }
+    Ok(health)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::compile::EnvList;
+
+    #[test]
+    fn paths_normalize_as_go_does() {
+        assert_eq!(relative_to_workdir("/app", "./"), "/app/");
+        assert_eq!(relative_to_workdir("/app", "."), "/app/");
+        assert_eq!(relative_to_workdir("/app", "x"), "/app/x");
+        assert_eq!(relative_to_workdir("/app", "/etc/"), "/etc/");
+        assert_eq!(normalize_path("/", "requirements.txt", false), "/requirements.txt");
+        assert_eq!(normalize_path("/", ".", false), "/");
+        assert_eq!(normalize_path("/app", "../x", false), "/x");
+    }
+
+    #[test]
+    fn ports_and_run_strings() {
+        assert_eq!(parse_port("80").unwrap(), ["80/tcp"]);
+        assert_eq!(parse_port("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(parse_port("8000-8002").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert!(parse_port("x").is_err());
+        let env = EnvList(vec![("A".into(), "1".into())]);
+        let args = ["/bin/sh".to_owned(), "-c".to_owned(), "true".to_owned()];
+        assert_eq!(
+            run_command_string(&args, &[("A".into(), Some("0".into())), ("B".into(), None)], &env),
+            "|2 A=1 B= /bin/sh -c true"
+        );
+        assert_eq!(single_heredoc("<<-\"EOF\"").as_deref(), Some("EOF"));
+        assert_eq!(single_heredoc("python3 <<EOF"), None);
+    }
+}

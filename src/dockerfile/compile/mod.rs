@@ -1,0 +1,774 @@
+//! The native compiler: a Dockerfile to an LLB graph and an image config,
+//! the way BuildKit v0.32.2's `dockerfile2llb` does it, so that a graph from
+//! here and one from the daemon's frontend have the same cache keys and give
+//! the same image.
+//!
+//! The work happens in three steps, as in Go: link the stages (bases,
+//! `COPY --from`, `RUN --mount=from=`) and pick the ones the target needs;
+//! resolve the base images those stages start from (concurrently, through an
+//! [`ImageResolver`], which is the gateway's `ResolveImageConfig` in a build);
+//! then dispatch each needed stage's commands in Dockerfile order onto an
+//! [`llb::State`] and an [`Image`]. The build context is a `local` source
+//! whose `followpaths` list what the stages read from it, which is only known
+//! after every stage is dispatched; Go patches the source in afterwards, here
+//! the stages are dispatched twice (the first pass only collects the paths).
+//!
+//! What the compiler does not do yet ends in [`CompileError::Unsupported`]
+//! with the line, so a caller can hand the Dockerfile to the daemon's
+//! frontend instead (`--frontend auto`).
+
+mod dispatch;
+pub mod image;
+mod mounts;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::dockerfile::instructions::{self, CommandKind, Stages};
+use crate::dockerfile::shell::{Env, Lexer};
+use crate::dockerfile::{parse, ParseError};
+use crate::llb::{self, MarshalError, MarshalOptions};
+use crate::proto::pb;
+
+pub use image::Image;
+
+/// What a compile needs besides the Dockerfile.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// The stage to build; default: the last.
+    pub target: Option<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--label`s, set on the result image.
+    pub labels: BTreeMap<String, String>,
+    /// `--platform` (one); default: the daemon's first platform, or the
+    /// base image's when it is another platform the daemon builds.
+    pub target_platform: Option<pb::Platform>,
+    /// The platforms the daemon builds for, first the native one (from the
+    /// gateway's worker records); default: this machine's.
+    pub build_platforms: Vec<pb::Platform>,
+    /// The session that serves the build context.
+    pub session_id: String,
+    /// The context's `.dockerignore` patterns.
+    pub excludes: Vec<String>,
+    /// The Dockerfile's name, for source maps and messages.
+    pub filename: String,
+}
+
+/// A base image's config, as a resolver found it.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The reference the registry answered for (may differ from the asked one).
+    pub reference: String,
+    /// The manifest digest the graph pins the image to; empty: not pinned.
+    pub digest: String,
+    /// The image config JSON.
+    pub config: Vec<u8>,
+}
+
+/// Finds base images' configs (in a build: `LLBBridge.ResolveImageConfig`).
+#[tonic::async_trait]
+pub trait ImageResolver: Send + Sync {
+    /// The config of `reference` for `platform`.
+    async fn resolve(
+        &self,
+        reference: &str,
+        platform: &pb::Platform,
+    ) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// The compiled build: the graph and what the exporter needs.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The LLB graph of the target stage.
+    pub definition: pb::Definition,
+    /// The target's image config.
+    pub image: Image,
+    /// The config of the image the target starts from, when from a registry.
+    pub base_image: Option<Image>,
+    /// `SOURCE_DATE_EPOCH`, when given.
+    pub epoch: Option<i64>,
+    /// The platform the target was built for.
+    pub platform: pb::Platform,
+    /// The names of the stages compiled, in Dockerfile order.
+    pub stages: Vec<String>,
+}
+
+impl Compiled {
+    /// The metadata a frontend returns with the result, as the daemon's
+    /// frontend writes it for a single-platform build.
+    pub fn exporter_metadata(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut metadata = BTreeMap::new();
+        metadata.insert("containerimage.config".to_owned(), image::go_json(&self.image));
+        if let Some(base) = &self.base_image {
+            metadata.insert("containerimage.base.config".to_owned(), image::go_json(base));
+        }
+        if let Some(epoch) = self.epoch {
+            metadata.insert("source.date.epoch".to_owned(), epoch.to_string().into_bytes());
+        }
+        let platform = llb_platform_json(&self.platform);
+        let platforms = serde_json::json!({
+            "platforms": [{"id": format_platform(&self.platform), "platform": platform}]
+        });
+        metadata.insert("refs.platforms".to_owned(), serde_json::to_vec(&platforms).expect("json"));
+        metadata
+    }
+}
+
+/// Why a Dockerfile did not compile. Lines are 1-based; 0 when the error
+/// belongs to no line (an unknown target).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The text does not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// An instruction is malformed (unknown, bad flags, arguments).
+    #[error(transparent)]
+    Instruction(#[from] instructions::InstructionError),
+    /// A step cannot be compiled: the frontend's message and the line.
+    #[error("{message}")]
+    Step { line: usize, message: String },
+    /// A base image could not be resolved.
+    #[error("{image}: {source}")]
+    Resolve {
+        line: usize,
+        image: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Something the native compiler does not do yet; the daemon's frontend can.
+    #[error("line {line}: the native compiler does not support {feature} yet")]
+    Unsupported { line: usize, feature: String },
+    /// The graph could not be marshalled.
+    #[error(transparent)]
+    Marshal(#[from] MarshalError),
+}
+
+impl CompileError {
+    /// The Dockerfile line the error is on, when it is on one.
+    pub fn line(&self) -> Option<usize> {
+        let line = match self {
+            CompileError::Parse(error) => error.line,
+            CompileError::Instruction(error) => error.line,
+            CompileError::Step { line, .. }
+            | CompileError::Resolve { line, .. }
+            | CompileError::Unsupported { line, .. } => *line,
+            CompileError::Marshal(_) => 0,
+        };
+        (line > 0).then_some(line)
+    }
+
+    fn step(line: usize, message: impl Into<String>) -> Self {
+        CompileError::Step { line, message: message.into() }
+    }
+
+    fn unsupported(line: usize, feature: impl Into<String>) -> Self {
+        CompileError::Unsupported { line, feature: feature.into() }
+    }
+}
+
+/// Compiles `dockerfile` (its text) for a build.
+pub async fn compile(
+    dockerfile: &str,
+    options: &CompileOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<Compiled, CompileError> {
+    let plan = Plan::new(dockerfile, options)?;
+    let bases = plan.resolve_bases(resolver).await?;
+    plan.build(&bases)
+}
+
+/// Compiles without resolving: every base must be `scratch` or a stage.
+/// For benchmarks and tests of the graph alone.
+pub fn compile_offline(dockerfile: &str, options: &CompileOptions) -> Result<Compiled, CompileError> {
+    let plan = Plan::new(dockerfile, options)?;
+    if let Some(node) = plan.nodes.iter().find(|n| plan.reachable.contains(&n.index) && n.needs_resolve()) {
+        return Err(CompileError::unsupported(node.line, format!("resolving the image {:?} offline", node.base)));
+    }
+    plan.build(&BTreeMap::new())
+}
+
+/// A stage or a pseudo-stage (an image or `scratch` that `COPY --from` or
+/// `RUN --mount=from=` names), as Go's `dispatchState` before dispatch.
+#[derive(Debug, Clone)]
+struct Node {
+    index: usize,
+    /// Index into `Stages::stages`, `None` for pseudo-stages.
+    stage: Option<usize>,
+    /// The name progress shows: the stage's name, `stage-N`, or empty when
+    /// the Dockerfile has a single stage.
+    display_name: String,
+    /// The base, expanded: an image reference, `scratch`, or a stage name.
+    base: String,
+    /// The node this one starts from, when its base is an earlier stage.
+    base_node: Option<usize>,
+    platform: Option<pb::Platform>,
+    /// Nodes this one's commands read from, by command index.
+    sources: BTreeMap<usize, Vec<usize>>,
+    /// ONBUILD triggers inherited from a base stage, parsed.
+    triggers: Vec<instructions::Command>,
+    /// Steps that show a `[n/m]` counter.
+    steps_total: usize,
+    line: usize,
+}
+
+impl Node {
+    fn needs_resolve(&self) -> bool {
+        self.base_node.is_none() && !self.base.eq_ignore_ascii_case("scratch")
+    }
+}
+
+/// The linked stages of one Dockerfile and everything known before
+/// resolving images.
+struct Plan<'a> {
+    options: &'a CompileOptions,
+    stages: Stages,
+    lexer: Lexer,
+    nodes: Vec<Node>,
+    target: usize,
+    reachable: BTreeSet<usize>,
+    global_args: Vec<(String, String)>,
+    target_platform: pb::Platform,
+    build_platforms: Vec<pb::Platform>,
+    implicit_platform: bool,
+    epoch: Option<i64>,
+    build_args: BTreeMap<String, String>,
+}
+
+/// Variables as an ordered list (Go's `EnvList`), for expansion.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EnvList(pub Vec<(String, String)>);
+
+impl EnvList {
+    fn set(&mut self, key: &str, value: &str) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_owned(), value.to_owned()));
+    }
+}
+
+impl Env for EnvList {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl<'a> Plan<'a> {
+    fn new(dockerfile: &str, options: &'a CompileOptions) -> Result<Plan<'a>, CompileError> {
+        if dockerfile.is_empty() {
+            return Err(CompileError::step(0, "the Dockerfile cannot be empty"));
+        }
+        let parsed = parse(dockerfile)?;
+        if let Some((_, value, line)) = parsed.directives.iter().find(|(name, _, _)| name == "syntax") {
+            return Err(CompileError::unsupported(*line, format!("the frontend image {value:?} (# syntax=)")));
+        }
+        let stages = instructions::stages(&parsed)?;
+        if stages.stages.is_empty() {
+            return Err(CompileError::step(0, "dockerfile contains no stages to build"));
+        }
+        let lexer = Lexer::new(parsed.escape);
+
+        let build_platforms = if options.build_platforms.is_empty() {
+            vec![options.target_platform.clone().unwrap_or_else(llb::default_platform)]
+        } else {
+            options.build_platforms.clone()
+        };
+        let implicit_platform = options.target_platform.is_none();
+        let target_platform = options.target_platform.clone().unwrap_or_else(|| build_platforms[0].clone());
+        let target_name = match &options.target {
+            Some(target) => target.clone(),
+            None => stages.stages.last().and_then(|s| s.name.clone()).unwrap_or_default(),
+        };
+
+        // Automatic platform args, then the global ARGs (build args win).
+        let mut global = EnvList::default();
+        let build = &build_platforms[0];
+        let automatic = [
+            ("BUILDPLATFORM", format_platform(build)),
+            ("BUILDOS", build.os.clone()),
+            ("BUILDOSVERSION", build.os_version.clone()),
+            ("BUILDARCH", build.architecture.clone()),
+            ("BUILDVARIANT", build.variant.clone()),
+            ("TARGETPLATFORM", format_platform(&target_platform)),
+            ("TARGETOS", target_platform.os.clone()),
+            ("TARGETOSVERSION", target_platform.os_version.clone()),
+            ("TARGETARCH", target_platform.architecture.clone()),
+            ("TARGETVARIANT", target_platform.variant.clone()),
+            ("TARGETSTAGE", if target_name.is_empty() { "default".to_owned() } else { target_name }),
+        ];
+        for (key, value) in automatic {
+            let value = options.build_args.get(key).cloned().unwrap_or(value);
+            global.set(key, &value);
+        }
+        for (key, default) in &stages.global_args {
+            let value = match (options.build_args.get(key), default) {
+                (Some(value), _) => Some(value.clone()),
+                (None, Some(default)) => Some(
+                    lexer
+                        .expand(default, &global)
+                        .map_err(|e| CompileError::step(global_arg_line(&parsed, key), e.to_string()))?,
+                ),
+                (None, None) => None,
+            };
+            if let Some(value) = value {
+                global.set(key, &value);
+            }
+        }
+
+        let mut build_args = options.build_args.clone();
+        let epoch_value = build_args
+            .get("SOURCE_DATE_EPOCH")
+            .cloned()
+            .or_else(|| global.get("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()).map(str::to_owned));
+        let epoch = match epoch_value {
+            None => None,
+            Some(value) if value.is_empty() => None,
+            Some(value) => match value.parse::<i64>() {
+                Ok(seconds) => Some(seconds),
+                Err(_) => return Err(CompileError::unsupported(0, format!("SOURCE_DATE_EPOCH={value:?}"))),
+            },
+        };
+        if let Some(seconds) = epoch {
+            if build_args.contains_key("SOURCE_DATE_EPOCH") {
+                build_args.insert("SOURCE_DATE_EPOCH".into(), seconds.to_string());
+            }
+            if global.get("SOURCE_DATE_EPOCH").is_some() {
+                global.set("SOURCE_DATE_EPOCH", &seconds.to_string());
+            }
+        }
+
+        let mut plan = Plan {
+            options,
+            stages,
+            lexer,
+            nodes: Vec::new(),
+            target: 0,
+            reachable: BTreeSet::new(),
+            global_args: global.0,
+            target_platform,
+            build_platforms,
+            implicit_platform,
+            epoch,
+            build_args,
+        };
+        plan.link()?;
+        Ok(plan)
+    }
+
+    fn globals(&self) -> EnvList {
+        EnvList(self.global_args.clone())
+    }
+
+    /// Go's `buildDispatchStates`, `resolveTarget` and
+    /// `buildStageDependencyGraph`: nodes for stages and the images they
+    /// name, the target, and which nodes it reaches.
+    fn link(&mut self) -> Result<(), CompileError> {
+        let globals = self.globals();
+        let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, stage) in self.stages.stages.iter().enumerate() {
+            let base =
+                self.lexer.expand(&stage.base, &globals).map_err(|e| CompileError::step(stage.line, e.to_string()))?;
+            if base.is_empty() {
+                return Err(CompileError::step(stage.line, format!("base name ({}) should not be blank", stage.base)));
+            }
+            let platform = match &stage.platform {
+                None => None,
+                Some(raw) => {
+                    let value = self.lexer.expand(raw, &globals).map_err(|e| {
+                        CompileError::step(stage.line, format!("failed to process arguments for platform {raw}: {e}"))
+                    })?;
+                    if value.is_empty() {
+                        return Err(CompileError::step(
+                            stage.line,
+                            format!("empty platform value from expression {raw}"),
+                        ));
+                    }
+                    Some(
+                        parse_platform(&value).map_err(|e| {
+                            CompileError::step(stage.line, format!("failed to parse platform {raw}: {e}"))
+                        })?,
+                    )
+                }
+            };
+            let base_node = by_name.get(&base).copied();
+            let mut steps_total = usize::from(!base.eq_ignore_ascii_case("scratch") && base_node.is_none());
+            steps_total += stage
+                .commands
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.kind,
+                        CommandKind::Add { .. }
+                            | CommandKind::Copy { .. }
+                            | CommandKind::Run { .. }
+                            | CommandKind::Workdir(_)
+                    )
+                })
+                .count();
+            let node = Node {
+                index: self.nodes.len(),
+                stage: Some(i),
+                display_name: stage.name.clone().unwrap_or_else(|| format!("stage-{i}")),
+                base,
+                base_node,
+                platform,
+                sources: BTreeMap::new(),
+                triggers: Vec::new(),
+                steps_total,
+                line: stage.line,
+            };
+            if let Some(name) = &stage.name {
+                by_name.insert(name.clone(), node.index);
+            }
+            self.nodes.push(node);
+        }
+        let stage_count = self.nodes.len();
+
+        self.target = match &self.options.target {
+            None => stage_count - 1,
+            Some(name) => *by_name.get(&name.to_lowercase()).ok_or_else(|| {
+                let mut message = format!("target stage {name:?} could not be found");
+                let names: Vec<&String> = by_name.keys().collect();
+                if let Some(similar) = names.iter().find(|n| instructions::similar(n, &name.to_lowercase())) {
+                    message.push_str(&format!(" (did you mean {similar}?)"));
+                }
+                CompileError::step(0, message)
+            })?,
+        };
+
+        // Sources of COPY --from and RUN --mount, per command.
+        let mut pseudo: BTreeMap<String, usize> = BTreeMap::new();
+        for n in 0..stage_count {
+            let stage_index = self.nodes[n].stage.expect("a stage");
+            let commands = self.stages.stages[stage_index].commands.clone();
+            for (ci, command) in commands.iter().enumerate() {
+                let names = self.command_sources(command)?;
+                let mut sources = Vec::new();
+                for name in names {
+                    let node = match name {
+                        Source::Index(index) => {
+                            if index >= stage_count {
+                                return Err(CompileError::step(command.line, format!("invalid stage index {index}")));
+                            }
+                            index
+                        }
+                        Source::Name(name) => match by_name.get(&name.to_lowercase()) {
+                            Some(index) => *index,
+                            None => *pseudo.entry(name.clone()).or_insert_with(|| {
+                                let index = self.nodes.len();
+                                self.nodes.push(Node {
+                                    index,
+                                    stage: None,
+                                    display_name: String::new(),
+                                    base: name.clone(),
+                                    base_node: None,
+                                    platform: None,
+                                    sources: BTreeMap::new(),
+                                    triggers: Vec::new(),
+                                    steps_total: 0,
+                                    line: command.line,
+                                });
+                                index
+                            }),
+                        },
+                    };
+                    sources.push(node);
+                }
+                if !sources.is_empty() {
+                    self.nodes[n].sources.insert(ci, sources);
+                }
+            }
+        }
+        self.check_cycles()?;
+        if self.nodes.len() == 1 {
+            self.nodes[0].display_name.clear();
+        }
+
+        // ONBUILD triggers of base stages.
+        for n in 0..stage_count {
+            let Some(base) = self.nodes[n].base_node else { continue };
+            let base_stage = self.nodes[base].stage.expect("a stage");
+            let triggers: Vec<String> = self.stages.stages[base_stage]
+                .commands
+                .iter()
+                .filter_map(|c| match &c.kind {
+                    CommandKind::Onbuild(expression) => Some(expression.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !triggers.is_empty() {
+                let line = self.nodes[n].line;
+                let parsed = self.parse_triggers(&triggers, line)?;
+                if parsed
+                    .iter()
+                    .any(|c| matches!(c.kind, CommandKind::Copy { from: Some(_), .. } | CommandKind::Run { .. }))
+                {
+                    return Err(CompileError::unsupported(
+                        line,
+                        "ONBUILD triggers that copy from or mount other stages",
+                    ));
+                }
+                self.nodes[n].steps_total += parsed.len();
+                self.nodes[n].triggers = parsed;
+            }
+        }
+
+        let mut pending = vec![self.target];
+        while let Some(n) = pending.pop() {
+            if !self.reachable.insert(n) {
+                continue;
+            }
+            pending.extend(self.nodes[n].base_node);
+            pending.extend(self.nodes[n].sources.values().flatten().copied());
+        }
+        Ok(())
+    }
+
+    fn parse_triggers(&self, triggers: &[String], line: usize) -> Result<Vec<instructions::Command>, CompileError> {
+        let mut out = Vec::new();
+        for trigger in triggers {
+            let parsed = parse(trigger)?;
+            let [instruction] = parsed.instructions.as_slice() else {
+                return Err(CompileError::step(line, "onbuild trigger should be a single expression"));
+            };
+            let keyword = instruction.keyword.to_ascii_uppercase();
+            let kind =
+                instructions::command(instruction, &keyword).map_err(|message| CompileError::step(line, message))?;
+            out.push(instructions::Command {
+                line,
+                end_line: line,
+                original: instruction.original.trim().to_owned(),
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What a command reads from other nodes: `COPY --from`, and every
+    /// `RUN --mount` (`scratch` when it names none).
+    fn command_sources(&self, command: &instructions::Command) -> Result<Vec<Source>, CompileError> {
+        match &command.kind {
+            CommandKind::Copy { from: Some(from), .. } => {
+                let unexpanded = self.lexer.expand(from, &EnvList::default()).ok();
+                if unexpanded.as_deref() != Some(from.as_str()) {
+                    return Err(CompileError::step(
+                        command.line,
+                        "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+                    ));
+                }
+                Ok(vec![match from.parse::<usize>() {
+                    Ok(index) => Source::Index(index),
+                    Err(_) => Source::Name(from.clone()),
+                }])
+            }
+            CommandKind::Run { mounts, .. } => Ok(mounts
+                .iter()
+                .map(|m| Source::Name(mounts::mount_from(m).unwrap_or_else(|| "scratch".to_owned())))
+                .collect()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Go's `validateCircularDependency`: a cycle through `COPY --from` and
+    /// `RUN --mount=from=` (bases are not followed), reported for the first
+    /// stage on it at the first command of the cycle.
+    fn check_cycles(&self) -> Result<(), CompileError> {
+        fn visit(plan: &Plan, n: usize, visited: &mut [bool], path: &mut [bool]) -> Option<usize> {
+            if std::mem::replace(&mut visited[n], true) {
+                return None;
+            }
+            path[n] = true;
+            let node = &plan.nodes[n];
+            for (command, sources) in &node.sources {
+                let line = node.stage.map_or(node.line, |s| plan.stages.stages[s].commands[*command].line);
+                for next in sources {
+                    if path[*next] || visit(plan, *next, visited, path).is_some() {
+                        return Some(line);
+                    }
+                }
+            }
+            path[n] = false;
+            None
+        }
+        let mut visited = vec![false; self.nodes.len()];
+        for n in 0..self.nodes.len() {
+            let mut path = vec![false; self.nodes.len()];
+            if let Some(line) = visit(self, n, &mut visited, &mut path) {
+                let name = &self.nodes[n].display_name;
+                return Err(CompileError::step(line, format!("circular dependency detected on stage: {name}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The platform a node's base image is resolved for.
+    fn node_platform(&self, node: &Node) -> pb::Platform {
+        node.platform.clone().unwrap_or_else(|| self.target_platform.clone())
+    }
+
+    /// Resolves the base images of reachable nodes, concurrently.
+    async fn resolve_bases(&self, resolver: &dyn ImageResolver) -> Result<BTreeMap<usize, Base>, CompileError> {
+        let jobs =
+            self.nodes.iter().filter(|n| self.reachable.contains(&n.index) && n.needs_resolve()).map(|node| {
+                let platform = self.node_platform(node);
+                async move {
+                    let name = normalize_reference(&node.base).map_err(|message| {
+                        CompileError::step(node.line, format!("failed to parse stage name {:?}: {message}", node.base))
+                    })?;
+                    let resolved = resolver.resolve(&name, &platform).await.map_err(|source| {
+                        CompileError::Resolve { line: node.line, image: node.base.clone(), source }
+                    })?;
+                    let image: Image = serde_json::from_slice(&resolved.config)
+                        .map_err(|e| CompileError::step(node.line, format!("failed to parse image config: {e}")))?;
+                    let mut name = if resolved.reference != name && !resolved.reference.is_empty() {
+                        normalize_reference(&resolved.reference).unwrap_or(resolved.reference.clone())
+                    } else {
+                        name
+                    };
+                    if !resolved.digest.is_empty() {
+                        // Go's `reference.WithDigest` on the tagged name.
+                        if let Some(at) = name.find('@') {
+                            name.truncate(at);
+                        }
+                        name = format!("{name}@{}", resolved.digest);
+                    }
+                    let scratch = image.rootfs.diff_ids.is_empty() && image.history.iter().all(|h| h.empty_layer);
+                    Ok::<_, CompileError>((node.index, Base { reference: name, image, scratch, platform }))
+                }
+            });
+        let results = futures::future::join_all(jobs).await;
+        let mut bases = BTreeMap::new();
+        for result in results {
+            let (index, base) = result?;
+            bases.insert(index, base);
+        }
+        Ok(bases)
+    }
+
+    fn build(&self, bases: &BTreeMap<usize, Base>) -> Result<Compiled, CompileError> {
+        // First pass: which context paths the stages read.
+        let probe = dispatch::Dispatch::new(self, bases, llb::scratch()).run()?;
+        let context = self.context(&probe.context_paths);
+        let result = dispatch::Dispatch::new(self, bases, context).run()?;
+        let mut image = result.image;
+        for (key, value) in &self.options.labels {
+            image.config.labels.insert(key.clone(), value.clone());
+        }
+        if !self.implicit_platform {
+            let target = &self.target_platform;
+            let same = target.os == image.os && target.architecture == image.architecture;
+            image.os = target.os.clone();
+            image.architecture = target.architecture.clone();
+            if !target.variant.is_empty() || !same {
+                image.variant = target.variant.clone();
+            }
+            if !target.os_version.is_empty() || !same {
+                image.os_version = target.os_version.clone();
+            }
+        }
+        let marshal = MarshalOptions { platform: self.target_platform.clone() };
+        let definition = result.state.marshal_with(&marshal)?;
+        Ok(Compiled {
+            definition,
+            image,
+            base_image: result.base_image,
+            epoch: self.epoch,
+            platform: result.platform,
+            stages: result.stages,
+        })
+    }
+
+    /// The build context source, reading only `paths` when the stages need
+    /// no more (Go's `filterPaths`).
+    fn context(&self, paths: &BTreeSet<String>) -> llb::State {
+        let follow_paths: Vec<String> = if paths.contains("/") {
+            Vec::new()
+        } else {
+            paths.iter().map(|p| crate::gopath::join(&[".", p])).collect()
+        };
+        let mut options = llb::LocalOptions::new(self.options.session_id.clone());
+        options.exclude_patterns = self.options.excludes.clone();
+        options.follow_paths = follow_paths;
+        options.shared_key_hint = Some("context".to_owned());
+        options.op.custom_name = Some("[internal] load build context".to_owned());
+        llb::local("context", options)
+    }
+}
+
+/// A source a command names: a stage index or a name (stage or image).
+enum Source {
+    Index(usize),
+    Name(String),
+}
+
+/// A resolved base image.
+#[derive(Debug, Clone)]
+struct Base {
+    /// Normalized and pinned reference (`host/repo:tag@sha256:...`).
+    reference: String,
+    image: Image,
+    /// An image without layers: the stage starts from scratch.
+    scratch: bool,
+    platform: pb::Platform,
+}
+
+fn global_arg_line(parsed: &crate::dockerfile::Dockerfile, key: &str) -> usize {
+    parsed
+        .instructions
+        .iter()
+        .find(|i| i.keyword.eq_ignore_ascii_case("ARG") && i.original.contains(key))
+        .map_or(0, |i| i.start_line)
+}
+
+/// An image reference in full (`docker.io/library/busybox:latest`).
+fn normalize_reference(reference: &str) -> Result<String, String> {
+    crate::llb::normalize_reference(reference).map_err(|e| e.to_string())
+}
+
+/// `os/arch[/variant]` (containerd's `platforms.Format`).
+pub(crate) fn format_platform(platform: &pb::Platform) -> String {
+    let mut out = format!("{}/{}", platform.os, platform.architecture);
+    if !platform.variant.is_empty() {
+        out.push('/');
+        out.push_str(&platform.variant);
+    }
+    out
+}
+
+fn llb_platform_json(platform: &pb::Platform) -> serde_json::Value {
+    let mut value = serde_json::json!({"architecture": platform.architecture, "os": platform.os});
+    if !platform.os_version.is_empty() {
+        value["os.version"] = platform.os_version.clone().into();
+    }
+    if !platform.variant.is_empty() {
+        value["variant"] = platform.variant.clone().into();
+    }
+    value
+}
+
+/// `os[/arch[/variant]]` or `arch` as containerd's `platforms.Parse` reads it.
+pub(crate) fn parse_platform(text: &str) -> Result<pb::Platform, String> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let known_os = ["linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix"];
+    let platform = match parts.as_slice() {
+        [one] if known_os.contains(&one.to_lowercase().as_str()) => pb::Platform {
+            os: one.to_lowercase(),
+            architecture: llb::default_platform().architecture,
+            ..Default::default()
+        },
+        [one] => pb::Platform { os: "linux".into(), architecture: one.to_lowercase(), ..Default::default() },
+        [os, arch] => pb::Platform { os: os.to_lowercase(), architecture: arch.to_lowercase(), ..Default::default() },
+        [os, arch, variant] => pb::Platform {
+            os: os.to_lowercase(),
+            architecture: arch.to_lowercase(),
+            variant: variant.to_lowercase(),
+            ..Default::default()
+        },
+        _ => return Err(format!("{text:?}: invalid platform specifier")),
+    };
+    if platform.os.is_empty() || platform.architecture.is_empty() {
+        return Err(format!("{text:?}: invalid platform specifier"));
+    }
+    Ok(crate::llb::normalize_platform_spec(platform))
+}
+
+#[cfg(test)]
+mod tests;

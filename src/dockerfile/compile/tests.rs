@@ -1,0 +1,97 @@
+use super::*;
+
+fn options() -> CompileOptions {
+    CompileOptions {
+        session_id: "session".into(),
+        build_platforms: vec![pb::Platform { os: "linux".into(), architecture: "amd64".into(), ..Default::default() }],
+        ..Default::default()
+    }
+}
+
+fn compiled(dockerfile: &str, options: &CompileOptions) -> Compiled {
+    compile_offline(dockerfile, options).unwrap_or_else(|e| panic!("{dockerfile}: {e}"))
+}
+
+#[test]
+fn a_scratch_stage_compiles_to_a_graph_and_an_image_config() {
+    let out = compiled(
+        "FROM scratch AS base\nENV A=1 B=\"two words\"\nWORKDIR /app\nCOPY requirements.txt ./\nLABEL x=y\nCMD [\"run\"]\n",
+        &options(),
+    );
+    assert_eq!(
+        out.image.config.env,
+        ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=1", "B=two words"]
+    );
+    assert_eq!(out.image.config.working_dir, "/app");
+    assert_eq!(out.image.config.cmd, ["run"]);
+    let created_by: Vec<&str> = out.image.history.iter().map(|h| h.created_by.as_str()).collect();
+    assert_eq!(
+        created_by,
+        ["ENV A=1 B=two words", "WORKDIR /app", "COPY requirements.txt ./ # buildkit", "LABEL x=y", "CMD [\"run\"]"]
+    );
+    // context, mkdir, copy, and the terminal op.
+    assert_eq!(out.definition.def.len(), 4);
+    let names: Vec<String> =
+        out.definition.metadata.values().filter_map(|m| m.description.get("llb.customname").cloned()).collect();
+    assert!(names.contains(&"[internal] load build context".to_string()), "{names:?}");
+    assert!(names.contains(&"[2/2] COPY requirements.txt ./".to_string()), "{names:?}");
+}
+
+#[test]
+fn a_target_compiles_only_the_stages_it_needs() {
+    let text = "FROM scratch AS base\nFROM base AS deps\nCOPY a /a\nFROM scratch AS other\nCOPY b /b\nFROM deps\nCOPY --from=other /b /b\n";
+    let mut opts = options();
+    opts.target = Some("deps".into());
+    assert_eq!(compiled(text, &opts).stages, ["base", "deps"]);
+    opts.target = None;
+    assert_eq!(compiled(text, &opts).stages, ["base", "deps", "other", "stage-3"]);
+    opts.target = Some("dep".into());
+    let error = compile_offline(text, &opts).unwrap_err();
+    assert_eq!(error.to_string(), "target stage \"dep\" could not be found (did you mean deps?)");
+}
+
+#[test]
+fn the_epoch_and_args_reach_history_and_run_steps() {
+    let mut opts = options();
+    opts.build_args.insert("SOURCE_DATE_EPOCH".into(), "0".into());
+    opts.build_args.insert("V".into(), "2".into());
+    let out = compiled("ARG V=1\nFROM scratch\nARG V\nARG W=${V}x\nRUN echo $V\n", &opts);
+    assert!(out.image.history.iter().all(|h| h.created.as_deref() == Some("1970-01-01T00:00:00Z")));
+    let created_by: Vec<&str> = out.image.history.iter().map(|h| h.created_by.as_str()).collect();
+    assert_eq!(created_by, ["ARG V=2", "ARG W=2x", "RUN |2 V=2 W=2x /bin/sh -c echo $V # buildkit"]);
+    assert_eq!(out.epoch, Some(0));
+    let meta = out.exporter_metadata();
+    assert_eq!(meta["source.date.epoch"], b"0");
+    assert!(String::from_utf8_lossy(&meta["containerimage.config"]).contains("\"ArgsEscaped\"") == false);
+}
+
+#[test]
+fn bad_dockerfiles_fail_with_the_frontends_messages_and_lines() {
+    for (text, line, message) in [
+        ("FROM scratch AS a\nCOPY --from=b /x /x\nFROM a AS b\nCOPY --from=a /y /y\n", Some(2), "circular dependency detected on stage: a"),
+        ("FROM scratch\nCOPY --from=$X /a /b\n", Some(2), "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"),
+        ("FROM scratch\nRUN --mount=type=nfs,target=/x true\n", Some(2), "unsupported mount type \"nfs\""),
+        ("FROM scratch\nEXPOSE 99999\n", Some(2), "invalid containerPort: 99999"),
+        ("FROM scratch\nSTOPSIGNAL SIGNOPE\n", Some(2), "Invalid signal: SIGNOPE"),
+        ("", None, "the Dockerfile cannot be empty"),
+    ] {
+        let error = compile_offline(text, &options()).unwrap_err();
+        assert_eq!((error.line(), error.to_string().as_str()), (line, message), "{text:?}");
+    }
+}
+
+#[test]
+fn unsupported_features_name_their_line() {
+    let error = compile_offline("# syntax=docker/dockerfile:1\nFROM scratch\n", &options()).unwrap_err();
+    assert!(matches!(error, CompileError::Unsupported { line: 1, .. }), "{error}");
+}
+
+#[test]
+fn two_hundred_stages_compile_quickly() {
+    let mut text = String::from("FROM scratch AS s0\nCOPY f0 /f0\n");
+    for i in 1..200 {
+        text.push_str(&format!("FROM s{} AS s{i}\nENV N={i}\nCOPY f{i} /f{i}\nRUN echo {i}\n", i - 1));
+    }
+    let out = compiled(&text, &options());
+    assert_eq!(out.stages.len(), 200);
+}
