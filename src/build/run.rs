@@ -368,29 +368,31 @@ fn solve_request(
 ) -> control_pb::SolveRequest {
     let entry =
         |c: &crate::cache::CacheEntry| control_pb::CacheOptionsEntry { r#type: c.kind.clone(), attrs: c.attrs.clone() };
-    let (frontend, frontend_attrs, definition) = match &request.frontend {
-        Frontend::Daemon { name, attrs } => {
-            let mut attrs = attrs.clone();
-            if !request.cache_imports.is_empty() {
-                // The Dockerfile frontend reads its cache imports from this
-                // attribute (as client/solve.go sends it: JSON with Go's
-                // field names).
-                let json: Vec<serde_json::Value> = request
-                    .cache_imports
-                    .iter()
-                    .map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs}))
-                    .collect();
-                attrs.insert("cache-imports".into(), serde_json::Value::Array(json).to_string());
-            }
-            // Which session serves which folder (frontend/dockerui reads these).
-            for (name, session) in per_local {
-                attrs.insert(format!("local-sessionid:{name}"), session.clone());
-            }
-            (name.clone(), attrs, None)
+    let daemon_attrs = |attrs: &BTreeMap<String, String>| {
+        let mut attrs = attrs.clone();
+        if !request.cache_imports.is_empty() {
+            // The Dockerfile frontend reads its cache imports from this
+            // attribute (as client/solve.go sends it: JSON with Go's
+            // field names).
+            let json: Vec<serde_json::Value> =
+                request.cache_imports.iter().map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs})).collect();
+            attrs.insert("cache-imports".into(), serde_json::Value::Array(json).to_string());
         }
+        // Which session serves which folder (frontend/dockerui reads these).
+        for (name, session) in per_local {
+            attrs.insert(format!("local-sessionid:{name}"), session.clone());
+        }
+        attrs
+    };
+    let (frontend, frontend_attrs, definition) = match &request.frontend {
+        Frontend::Daemon { name, attrs } => (name.clone(), daemon_attrs(attrs), None),
         Frontend::Definition(definition) => (String::new(), BTreeMap::new(), Some(definition.clone())),
-        // No frontend and no definition: the daemon waits for the gateway.
-        Frontend::Client(_) => (String::new(), BTreeMap::new(), None),
+        // No frontend and no definition: the daemon waits for the gateway,
+        // and passes these on to what the client frontend runs through it.
+        Frontend::Client(client) => {
+            let attrs = client.solve_attrs();
+            (String::new(), if attrs.is_empty() { attrs } else { daemon_attrs(&attrs) }, None)
+        }
     };
     control_pb::SolveRequest {
         r#ref: build_ref.to_string(),

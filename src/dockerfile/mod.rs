@@ -19,12 +19,16 @@
 //! checks them), groups them into stages and says which stages a target
 //! needs.
 //!
-//! Not here yet: the compiler to LLB (issue 7).
+//! [`compile`] turns the stages into an LLB graph and an image config the
+//! way the daemon's frontend does; [`NativeFrontend`] runs it as a
+//! client-side frontend of a build.
 
 pub mod compile;
+mod frontend;
 pub mod instructions;
 mod parser;
 pub mod shell;
 mod words;
 
+pub use frontend::{Located, NativeFrontend, NativeMode};
 pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, ParseError, Warning};

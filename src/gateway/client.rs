@@ -325,6 +325,42 @@ impl Gateway {
             .unwrap_or_default())
     }
 
+    /// Runs the daemon frontend `frontend` with `opts` inside this build and
+    /// returns its whole result (the filesystem and the exporter metadata),
+    /// ready to be returned as this frontend's own: how a client-side
+    /// frontend hands a build it cannot do to the daemon's frontend.
+    pub async fn forward_frontend(
+        &self,
+        frontend: &str,
+        opts: BTreeMap<String, String>,
+    ) -> Result<super::FrontendOutput, GatewayError> {
+        let request = api::SolveRequest {
+            frontend: frontend.to_owned(),
+            frontend_opt: opts.into_iter().collect(),
+            allow_result_return: true,
+            allow_result_array_ref: true,
+            ..Default::default()
+        };
+        let response =
+            self.client.clone().solve(request).await.map_err(|s| GatewayError::call("Solve", s))?.into_inner();
+        let Some(result) = response.result else {
+            return Ok(super::FrontendOutput {
+                reference: Some(Reference { id: response.r#ref, definition: None }),
+                metadata: BTreeMap::new(),
+            });
+        };
+        let metadata = result.metadata.into_iter().map(|(key, value)| (key, value.to_vec())).collect();
+        let reference = match result.result {
+            None => None,
+            Some(api::result::Result::Ref(reference)) => Some(Reference::from_pb(reference)),
+            Some(api::result::Result::RefDeprecated(id)) => Some(Reference { id, definition: None }),
+            Some(api::result::Result::Refs(_) | api::result::Result::RefsDeprecated(_)) => {
+                return Err(GatewayError::MultiPlatformResult)
+            }
+        };
+        Ok(super::FrontendOutput { reference, metadata })
+    }
+
     /// Builds `reference` now, so its errors surface here rather than later.
     pub async fn evaluate(&self, reference: &Reference) -> Result<(), GatewayError> {
         if reference.is_empty() {

@@ -90,6 +90,14 @@ impl From<GatewayError> for FrontendError {
 pub trait ClientFrontend: Send + Sync {
     /// Builds the result of the build `gateway` belongs to.
     async fn build(&self, gateway: &Gateway) -> Result<FrontendOutput, FrontendError>;
+
+    /// Frontend attributes for the build's `Control.Solve` (Go's
+    /// `SolveOpt.FrontendAttrs` with `client.Build`): the daemon hands them
+    /// to frontends it runs for this build and reads the attestation and
+    /// epoch options among them. Default: none.
+    fn solve_attrs(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 /// Runs `frontend` for the build `build_ref`, whose `Control.Solve` (with no

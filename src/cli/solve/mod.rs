@@ -9,6 +9,7 @@ mod call;
 mod carry;
 mod flags;
 pub(super) mod metadata;
+mod native;
 mod plan;
 
 use std::collections::BTreeMap;
@@ -185,9 +186,14 @@ pub struct Args {
     #[arg(long, env = "BUILDKIT_PROGRESS", value_name = "MODE", default_value = "auto")]
     pub progress: String,
 
-    /// The frontend that turns the Dockerfile into a build graph
+    /// The frontend that turns the Dockerfile into a build graph: `native` (compiled here), `auto` (native, or
+    /// the daemon's for what native does not support yet), or a daemon frontend (`dockerfile.v0`)
     #[arg(long, value_name = "NAME", default_value = "dockerfile.v0")]
     pub frontend: String,
+
+    /// Print the build graph (`json`, or `dot` for Graphviz) as compiled natively, and build nothing
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "json")]
+    pub print_llb: Option<String>,
 
     /// Extra frontend option (`K=V`), passed through as buildctl's --opt
     #[arg(long = "opt", value_name = "K=V")]
@@ -197,6 +203,31 @@ pub struct Args {
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // Everything the user typed is checked before the daemon hears of it.
     let mut plan = plan::SolvePlan::from_args(&args, &plan::ProcessEnv)?;
+    let print_llb = match args.print_llb.as_deref() {
+        None => None,
+        Some(format @ ("json" | "dot")) => Some(format.to_owned()),
+        Some(other) => anyhow::bail!("--print-llb={other}: the format must be json or dot"),
+    };
+    let native_mode =
+        if print_llb.is_some() { Some(crate::dockerfile::NativeMode::Native) } else { native::mode(&args.frontend) };
+    let native = match native_mode {
+        Some(mode) => {
+            let installed = native::install(&mut plan, mode, print_llb.is_some());
+            if print_llb.is_some() {
+                if installed.is_none() {
+                    anyhow::bail!("--print-llb needs a local Dockerfile and no --call");
+                }
+                // Compile only: nothing is built or exported.
+                plan.request.exports.clear();
+                plan.request.cache_exports.clear();
+                plan.metadata_file = None;
+                plan.iidfile = None;
+                plan.load = None;
+            }
+            installed
+        }
+        None => None,
+    };
     let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
     for warning in &plan.warnings {
         let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
@@ -260,6 +291,24 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         Err(BuildError::Cancelled) => return Err(crate::error::Cancelled.into()),
         Err(error) => return Err(error.into()),
     };
+    if let Some(native) = &native {
+        if let Some(reason) = native.fallback() {
+            let _ = writeln!(
+                ctx.printer.stderr(),
+                "notice: built by the daemon's Dockerfile frontend: the native compiler does not support {reason} yet"
+            );
+        }
+        if let Some(format) = &print_llb {
+            let compiled = native.compiled().context("the native compiler returned no graph")?;
+            let text = if format == "dot" {
+                native::llb_dot(&compiled.definition)
+            } else {
+                serde_json::to_string_pretty(&native::llb_json(&compiled.definition))? + "\n"
+            };
+            ctx.printer.stdout().write_all(text.as_bytes())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     // The daemon keeps earlier uploads: say how much this build really sent.
     if mode != ProgressMode::Quiet {
         let files = report.transfer.files;

@@ -568,13 +568,15 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 let node = sources.get(i).copied();
                 match node.and_then(|node| self.done.get(&node)) {
                     Some(done) => source = done.state.clone(),
-                    None => return Err(CompileError::step(
-                        line,
-                        format!(
+                    None => {
+                        return Err(CompileError::step(
+                            line,
+                            format!(
                             "cannot mount from stage {:?} to {:?}, stage needs to be defined before current command",
                             mount.from, mount.target
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             let mut target = mount.target.clone();
