@@ -54,7 +54,7 @@ impl ClientFrontend for EchoFrontend {
         let hi = gateway.read_file(&reference, "/hi").await?;
         *self.seen.lock().expect("not poisoned") = Some((image.digest.clone(), hi));
         let metadata = BTreeMap::from([("containerimage.config".to_owned(), image.config)]);
-        Ok(FrontendOutput { reference: Some(reference), metadata })
+        Ok(FrontendOutput { reference: Some(reference), metadata, ..Default::default() })
     }
 }
 
@@ -104,7 +104,7 @@ impl ClientFrontend for FailingStepFrontend {
         let state = llb::image(&testenv().busybox).run(Run::shell("echo failing step >&2; exit 3")).root();
         let reference = gateway.solve(state.marshal().map_err(FrontendError::new)?).await?;
         gateway.evaluate(&reference).await?;
-        Ok(FrontendOutput { reference: Some(reference), metadata: BTreeMap::new() })
+        Ok(FrontendOutput { reference: Some(reference), ..Default::default() })
     }
 }
 

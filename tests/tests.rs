@@ -14,6 +14,7 @@ mod hostile;
 mod library;
 mod load;
 mod local_cache;
+mod native;
 mod outputs;
 mod progress;
 mod rootless;

@@ -143,7 +143,7 @@ impl ClientFrontend for NativeFrontend {
             Err(CompileError::Unsupported { line, feature }) if self.mode == NativeMode::Auto && !self.print_only => {
                 let at = if line > 0 { format!("{}:{line}: ", self.filename) } else { String::new() };
                 if let Ok(mut fallback) = self.fallback.lock() {
-                    *fallback = Some(format!("{at}{feature}"));
+                    *fallback = Some(format!("{at}the native compiler does not support {feature} yet"));
                 }
                 return Ok(gateway.forward_frontend("dockerfile.v0", self.attrs.clone()).await?);
             }
@@ -156,7 +156,7 @@ impl ClientFrontend for NativeFrontend {
             return Ok(FrontendOutput::default());
         }
         let reference = gateway.solve(compiled.definition.clone()).await?;
-        Ok(FrontendOutput { reference: Some(reference), metadata: compiled.exporter_metadata() })
+        Ok(FrontendOutput { reference: Some(reference), metadata: compiled.exporter_metadata(), ..Default::default() })
     }
 
     fn solve_attrs(&self) -> BTreeMap<String, String> {
@@ -165,15 +165,39 @@ impl ClientFrontend for NativeFrontend {
 }
 
 /// A compile error with the Dockerfile's name and line in front, the way
-/// the daemon's errors point at `Dockerfile:LINE`.
-#[derive(Debug, thiserror::Error)]
-#[error("{filename}{}: {error}", error.line().map(|l| format!(":{l}")).unwrap_or_default())]
+/// the daemon's errors point at `Dockerfile:LINE`, and its causes after.
+#[derive(Debug)]
 pub struct Located {
     filename: String,
-    // Not a `#[source]`: the message already holds it, and a frontend's
-    // error is sent as its whole chain.
     error: CompileError,
 }
+
+impl Located {
+    /// The Dockerfile line the error is on, when it is on one.
+    pub fn line(&self) -> Option<usize> {
+        self.error.line()
+    }
+}
+
+// Not an `Error::source` chain: a frontend's error travels as one message
+// (the daemon shows it as the build's error), so the causes are written out.
+impl std::fmt::Display for Located {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.filename)?;
+        if let Some(line) = self.error.line() {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {}", self.error)?;
+        let mut cause = std::error::Error::source(&self.error);
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Located {}
 
 /// Base images resolved by the daemon for this build (its registry access,
 /// its credentials through the session).
@@ -186,7 +210,15 @@ impl ImageResolver for GatewayResolver<'_> {
         reference: &str,
         platform: &pb::Platform,
     ) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>> {
-        let resolved = self.0.resolve_image_config(reference, Some(platform.clone())).await?;
+        let resolved = match self.0.resolve_image_config(reference, Some(platform.clone())).await {
+            Ok(resolved) => resolved,
+            // The daemon's words ("failed to resolve source metadata for
+            // ...: not found") say it all; our call's name adds nothing.
+            Err(error) => match error.status() {
+                Some(status) => return Err(status.message().to_owned().into()),
+                None => return Err(error.into()),
+            },
+        };
         Ok(ResolvedImage { reference: resolved.reference, digest: resolved.digest, config: resolved.config })
     }
 }

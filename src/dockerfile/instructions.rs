@@ -74,6 +74,8 @@ pub enum CommandKind {
         mounts: Vec<String>,
         network: Option<String>,
         security: Option<String>,
+        /// `--device` (CDI devices).
+        devices: Vec<String>,
         heredocs: Vec<Heredoc>,
     },
     Copy {
@@ -325,6 +327,7 @@ pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<Comman
                 mounts: flags.list("mount"),
                 network: flags.value("network"),
                 security: flags.value("security"),
+                devices: flags.list("device"),
                 heredocs: instruction.heredocs.clone(),
             })
         }

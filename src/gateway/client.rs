@@ -346,19 +346,11 @@ impl Gateway {
         let Some(result) = response.result else {
             return Ok(super::FrontendOutput {
                 reference: Some(Reference { id: response.r#ref, definition: None }),
-                metadata: BTreeMap::new(),
+                ..Default::default()
             });
         };
-        let metadata = result.metadata.into_iter().map(|(key, value)| (key, value.to_vec())).collect();
-        let reference = match result.result {
-            None => None,
-            Some(api::result::Result::Ref(reference)) => Some(Reference::from_pb(reference)),
-            Some(api::result::Result::RefDeprecated(id)) => Some(Reference { id, definition: None }),
-            Some(api::result::Result::Refs(_) | api::result::Result::RefsDeprecated(_)) => {
-                return Err(GatewayError::MultiPlatformResult)
-            }
-        };
-        Ok(super::FrontendOutput { reference, metadata })
+        let metadata = result.metadata.iter().map(|(key, value)| (key.clone(), value.to_vec())).collect();
+        Ok(super::FrontendOutput { reference: None, metadata, forwarded: Some(super::ForwardedResult(result)) })
     }
 
     /// Builds `reference` now, so its errors surface here rather than later.
@@ -394,6 +386,9 @@ impl Gateway {
         result: Result<FrontendOutput, tonic::Status>,
     ) -> Result<(), GatewayError> {
         let request = match result {
+            Ok(super::FrontendOutput { forwarded: Some(result), .. }) => {
+                api::ReturnRequest { result: Some(result.0), error: None }
+            }
             Ok(output) => api::ReturnRequest {
                 result: Some(api::Result {
                     metadata: output.metadata.into_iter().map(|(key, value)| (key, value.into())).collect(),

@@ -26,15 +26,23 @@ const REGISTRATION_RETRY: Duration = Duration::from_millis(100);
 /// exporter (e.g. `containerimage.config` with the image config JSON).
 ///
 /// Multi-platform results (one reference per platform, plus attestations)
-/// are not modelled yet: the gateway takes them as a `RefMap` keyed by
-/// platform with `refs.platforms` metadata, when a frontend needs them.
+/// are not modelled for frontends of our own yet; a daemon frontend's
+/// result handed on whole ([`Gateway::forward_frontend`]) keeps them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FrontendOutput {
     /// The result's filesystem; `None` exports an empty one.
     pub reference: Option<Reference>,
     /// Exporter metadata, by key.
     pub metadata: BTreeMap<String, Vec<u8>>,
+    /// A daemon frontend's result as it came (from
+    /// [`Gateway::forward_frontend`]), returned as is: its per-platform
+    /// references and attestations included. Set, it wins over the fields above.
+    pub forwarded: Option<ForwardedResult>,
 }
+
+/// A daemon frontend's whole result, opaque: it can only be returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardedResult(pub(crate) crate::proto::moby::buildkit::v1::frontend::Result);
 
 /// Why a frontend failed. It wraps any error; its whole chain becomes the
 /// message the build fails with.

@@ -22,7 +22,7 @@ mod client;
 mod frontend;
 
 pub use client::{Capabilities, Gateway, Reference, ResolvedImage};
-pub use frontend::{run_client_frontend, ClientFrontend, FrontendError, FrontendOutput};
+pub use frontend::{run_client_frontend, ClientFrontend, ForwardedResult, FrontendError, FrontendOutput};
 
 use crate::control::DaemonStatus;
 

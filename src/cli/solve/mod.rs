@@ -286,18 +286,15 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error),
     };
+    if let Some(reason) = native.as_ref().and_then(|n| n.fallback()) {
+        let _ = writeln!(ctx.printer.stderr(), "notice: {reason}; the daemon's Dockerfile frontend builds it instead");
+    }
     let report = match result {
         Ok(report) => report,
         Err(BuildError::Cancelled) => return Err(crate::error::Cancelled.into()),
         Err(error) => return Err(error.into()),
     };
     if let Some(native) = &native {
-        if let Some(reason) = native.fallback() {
-            let _ = writeln!(
-                ctx.printer.stderr(),
-                "notice: built by the daemon's Dockerfile frontend: the native compiler does not support {reason} yet"
-            );
-        }
         if let Some(format) = &print_llb {
             let compiled = native.compiled().context("the native compiler returned no graph")?;
             let text = if format == "dot" {

@@ -337,7 +337,10 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             CommandKind::Onbuild(expression) => stage.image.config.on_build.push(expression.clone()),
             CommandKind::Arg(pairs) => self.arg(stage, pairs, line)?,
-            CommandKind::Run { command: cmd, mounts, network, security, heredocs } => {
+            CommandKind::Run { devices, .. } if !devices.is_empty() => {
+                return Err(CompileError::unsupported(line, "RUN --device"));
+            }
+            CommandKind::Run { command: cmd, mounts, network, security, heredocs, .. } => {
                 self.run_command(n, stage, command, cmd, mounts, network, security, heredocs, sources, onbuild)?;
             }
             CommandKind::Copy { transfer, from, parents } => {

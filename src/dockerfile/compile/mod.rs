@@ -128,7 +128,7 @@ pub enum CompileError {
     #[error("{message}")]
     Step { line: usize, message: String },
     /// A base image could not be resolved.
-    #[error("{image}: {source}")]
+    #[error("{image}")]
     Resolve {
         line: usize,
         image: String,
@@ -136,7 +136,7 @@ pub enum CompileError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Something the native compiler does not do yet; the daemon's frontend can.
-    #[error("line {line}: the native compiler does not support {feature} yet")]
+    #[error("the native compiler does not support {feature} yet")]
     Unsupported { line: usize, feature: String },
     /// The graph could not be marshalled.
     #[error(transparent)]

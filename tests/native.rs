@@ -1,0 +1,144 @@
+//! The native Dockerfile compiler from the CLI, on the test daemon: what it
+//! prints without building (`--print-llb`), how it fails, what `auto` does
+//! with a Dockerfile it cannot compile, and that a target builds only the
+//! stages it needs. Image and cache equivalence with the daemon's frontend
+//! over the corpus is `native_frontend.rs`.
+
+use crate::util::*;
+
+fn project(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempdir();
+    write_files(
+        dir.path(),
+        &[("Dockerfile", dockerfile), ("requirements.txt", "flask==3.0\n"), ("app.py", "print('hi')\n")],
+    );
+    dir
+}
+
+const THREE_STAGES: &str = "ARG BASE\nFROM ${BASE} AS base\nWORKDIR /app\n\
+    FROM base AS deps\nCOPY requirements.txt ./\nRUN cp requirements.txt /deps.txt\n\
+    FROM base AS runner\nCOPY --from=deps /deps.txt /deps.txt\nCOPY app.py ./\nCMD [\"python3\", \"app.py\"]\n";
+
+#[test]
+fn print_llb_shows_the_graph_without_building() {
+    let env = testenv();
+    let dir = project(THREE_STAGES);
+    let out = fbuild()
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--print-llb", "--build-arg", &format!("BASE={}", env.busybox)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--print-llb prints JSON");
+    let ops = graph.as_array().expect("a list of ops");
+    let names: Vec<&str> = ops.iter().filter_map(|op| op["name"].as_str()).collect();
+    for expected in [
+        "[internal] load build context",
+        "[base 2/2] WORKDIR /app",
+        "[deps 1/2] COPY requirements.txt ./",
+        "[deps 2/2] RUN cp requirements.txt /deps.txt",
+        "[runner 1/2] COPY --from=deps /deps.txt /deps.txt",
+    ] {
+        assert!(names.contains(&expected), "{expected:?} not in {names:?}");
+    }
+    // The base is pinned by digest, as the daemon's frontend pins it.
+    let from = names.iter().find(|n| n.contains("FROM")).expect("a FROM op");
+    assert!(from.contains("@sha256:"), "{from}");
+    // Every input names an op of the graph.
+    let digests: Vec<&str> = ops.iter().filter_map(|op| op["digest"].as_str()).collect();
+    for op in ops {
+        for input in op["inputs"].as_array().unwrap() {
+            let digest = input.as_str().unwrap().rsplit_once(':').unwrap().0;
+            assert!(digests.contains(&digest), "dangling input {digest}");
+        }
+    }
+    assert!(!text(&out.stderr).contains("exporting"), "nothing is built or exported");
+
+    let dot = fbuild()
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--print-llb=dot", "--build-arg", &format!("BASE={}", env.busybox)])
+        .output()
+        .unwrap();
+    assert!(dot.status.success(), "{}", text(&dot.stderr));
+    let dot = text(&dot.stdout);
+    assert!(dot.starts_with("digraph llb {") && dot.contains(" -> "), "{dot}");
+
+    let bad = fbuild().arg("solve").arg(dir.path()).arg("--print-llb=yaml").output().unwrap();
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("--print-llb=yaml: the format must be json or dot"), "{}", text(&bad.stderr));
+}
+
+#[test]
+fn a_target_builds_only_the_stages_it_needs() {
+    let env = testenv();
+    let dir = project(&format!("{THREE_STAGES}FROM base AS tests\nRUN exit 3\n"));
+    std::fs::write(dir.path().join("nonce"), unique()).unwrap();
+    let out = fbuild()
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--frontend", "native", "--target", "deps", "--progress", "plain"])
+        .args(["--build-arg", &format!("BASE={}", env.busybox)])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[deps 2/2] RUN cp requirements.txt /deps.txt"), "{stderr}");
+    assert!(!stderr.contains("[runner") && !stderr.contains("[tests") && !stderr.contains("exit 3"), "{stderr}");
+}
+
+#[test]
+fn native_errors_name_the_file_and_line_and_exit_1() {
+    let dir = project("FROM scratch AS first\nCOPY --from=later /a /b\nFROM scratch AS later\nFROM first\n");
+    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "Dockerfile:2: cannot copy from stage \"later\", it needs to be defined before current stage \"first\""
+        ),
+        "{stderr}"
+    );
+
+    let dir = project("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=bogus true\n");
+    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Dockerfile:2: unsupported sharing value \"bogus\""), "{}", text(&out.stderr));
+}
+
+#[test]
+fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
+    let dir = project("FROM scratch\nCOPY app.py /\n");
+    let dest = tempdir();
+    let platforms = ["--platform", "linux/amd64,linux/arm64"];
+    // `native` refuses, naming what it cannot do.
+    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).args(platforms).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the native compiler does not support several platforms in one build yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    // `auto` builds it with the daemon's frontend, in the same build, and says why in one line.
+    let out = fbuild()
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--frontend", "auto"])
+        .args(platforms)
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.path().display()))
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let notices: Vec<&str> = stderr.lines().filter(|l| l.starts_with("notice: ")).collect();
+    assert_eq!(
+        notices,
+        ["notice: the native compiler does not support several platforms in one build yet; the daemon's Dockerfile frontend builds it instead"],
+        "{stderr}"
+    );
+    for platform in ["linux_amd64", "linux_arm64"] {
+        assert!(dest.path().join(platform).join("app.py").is_file(), "{platform}: {stderr}");
+    }
+}
