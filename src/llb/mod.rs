@@ -31,20 +31,25 @@
 //! constraints, and exec options beyond network (security mode, hostname,
 //! extra hosts, ulimits, proxy env, valid exit codes).
 
+mod diff;
 mod exec;
 mod fileop;
+mod git_url;
 mod marshal;
+mod merge;
 mod path;
 mod reference;
 mod source;
 mod state;
 
-pub use exec::{ExecState, Mount, Run};
+pub use diff::diff;
+pub use exec::{ExecState, Mount, ProxyEnv, Run};
 pub use fileop::{copy, mkdir, mkfile, rm, Chown, Copy, FileAction, Mkdir, Mkfile, Rm, UserOpt};
 pub use marshal::{digest_of, MarshalOptions};
+pub use merge::merge;
 pub use reference::ReferenceError;
-pub use source::{image, image_with, local, scratch, ImageOptions, LocalOptions};
-pub use state::{default_platform, OpOptions, State};
+pub use source::{git, http, image, image_with, local, scratch, GitOptions, HttpOptions, ImageOptions, LocalOptions};
+pub use state::{default_platform, Location, OpOptions, ProgressGroup, SourceMap, State};
 
 /// Why a graph could not be turned into a definition.
 ///

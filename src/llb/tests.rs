@@ -326,10 +326,8 @@ fn local_sources_carry_session_and_patterns_and_no_platform() {
 fn image_platform_and_names() {
     let arm =
         pb::Platform { architecture: "aarch64".into(), os: "Linux".into(), variant: "v8".into(), ..Default::default() };
-    let state = image_with(
-        "127.0.0.1:5000/busybox",
-        ImageOptions { platform: Some(arm), op: OpOptions { custom_name: Some("base".into()), ignore_cache: false } },
-    );
+    let state =
+        image_with("127.0.0.1:5000/busybox", ImageOptions { platform: Some(arm), op: OpOptions::named("base") });
     let want = pb::Platform { architecture: "arm64".into(), os: "linux".into(), ..Default::default() };
     assert_eq!(state.get_platform(), Some(&want));
     let def = marshal(&state.run(Run::new(["true"])).root());
