@@ -129,6 +129,37 @@ fn golden_graphs() -> Vec<(&'static str, State)> {
         ("merge-one", merge(&[scratch(), busybox.clone()], OpOptions::default())),
         ("diff", diff(&busybox, &busybox.file(mkfile("/new", 0o644, "n")), OpOptions::named("diff"))),
         ("diff-to-scratch", diff(&busybox, &scratch(), OpOptions::default())),
+        ("diff-from-scratch", diff(&scratch(), &busybox.file(mkfile("/u", 0o644, "")), OpOptions::default())),
+        (
+            "git-ssh-url",
+            git(
+                "ssh://git@github.com:22/moby/buildkit.git",
+                "refs/heads/main:/a/../b",
+                GitOptions { known_ssh_hosts: Some("h1\n".into()), subdir: Some("sub".into()), ..Default::default() },
+            ),
+        ),
+        (
+            "git-upper",
+            git(
+                "HTTPS://user@GitHub.com/Moby/BuildKit?x=1#frag",
+                "",
+                GitOptions { keep_git_dir: true, ..Default::default() },
+            ),
+        ),
+        ("git-invalid", git("ftp://example.com/repo.git", "v1", GitOptions::default())),
+        (
+            "exec-hosts",
+            busybox
+                .run(
+                    Run::new(["true"])
+                        .extra_host("mapped", "::ffff:1.2.3.4".parse().expect("an address"))
+                        .extra_host("v6", "2001:db8:0:0:1:0:0:1".parse().expect("an address"))
+                        .secret_env("ONLY", "only-env", true)
+                        .env("SSH_AUTH_SOCK", "/mine")
+                        .mount(Mount::ssh("", "", 0, 0, 0o600, false)),
+                )
+                .root(),
+        ),
     ]
 }
 
@@ -359,6 +390,31 @@ const GOLDEN: &[(&str, &str, &str)] = &[
         "diff-to-scratch",
         "sha256:7107e6c39ad9b57605a2951a3345537f0530b22c4fedc7a529f245d6da40acaf",
         "sha256:9527b86214b93d5696b72a9e9762ab0e793a8e342adaca25e36c53b8e2069d20",
+    ),
+    (
+        "diff-from-scratch",
+        "sha256:1e96ebc3bcfc0d4e24c88216cb40c57fffd4f6981e58bb3ab3d061f6c1bbe115",
+        "sha256:9c8c7e46f52472b21feeb3e4cad04c21d556eb78d763698d446a255367cc67d6",
+    ),
+    (
+        "git-ssh-url",
+        "sha256:5424d598dd186fb38a6e3c7dc32c752c4eed6b1789c551900de25d73ceb46d83",
+        "sha256:70a570b251d18e2719399979eeece80de2e1acecca3c79ee588c7d56aaa0e1c9",
+    ),
+    (
+        "git-upper",
+        "sha256:da45d10fd77e6d9e05cd34f2eea87cbf2ab02338fa319d107ae6b213d6d3aa05",
+        "sha256:374ca4c3f708d56a57811fc8db45fa7e6dfd051415f357d9be4d920d265e4868",
+    ),
+    (
+        "git-invalid",
+        "sha256:0519d745385e20e44a1c8aeae51b8268e29be0b5c65987eeae46e0c47b11e518",
+        "sha256:8bf4e827c917252a89db5866b526169e813c29340af92d3e52d5f31a2644500b",
+    ),
+    (
+        "exec-hosts",
+        "sha256:ed49b545b76f805e0f9ff170bdabc08883b75b63508410a6b9631306391766ee",
+        "sha256:a48cb6f782289ad1de454cf071f8febd1494f02cd46a47f51e39ebce9a7019ef",
     ),
 ];
 

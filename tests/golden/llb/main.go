@@ -122,6 +122,19 @@ func main() {
 		{"merge-one", llb.Merge([]llb.State{llb.Scratch(), busybox})},
 		{"diff", llb.Diff(busybox, busybox.File(llb.Mkfile("/new", 0o644, []byte("n"))), llb.WithCustomName("diff"))},
 		{"diff-to-scratch", llb.Diff(busybox, llb.Scratch())},
+		{"diff-from-scratch", llb.Diff(llb.Scratch(), busybox.File(llb.Mkfile("/u", 0o644, nil)))},
+		{"git-ssh-url", llb.Git("ssh://git@github.com:22/moby/buildkit.git", "refs/heads/main:/a/../b",
+			llb.KnownSSHHosts("h1\n"), llb.GitSubDir("sub"))},
+		{"git-upper", llb.Git("HTTPS://user@GitHub.com/Moby/BuildKit?x=1#frag", "", llb.KeepGitDir())},
+		{"git-invalid", llb.Git("ftp://example.com/repo.git", "v1")},
+		{"exec-hosts", busybox.Run(
+			llb.Args([]string{"true"}),
+			llb.AddExtraHost("mapped", net.ParseIP("::ffff:1.2.3.4")),
+			llb.AddExtraHost("v6", net.ParseIP("2001:db8:0:0:1:0:0:1")),
+			llb.AddSecretWithDest("only-env", nil, llb.SecretAsEnvName("ONLY"), llb.SecretOptional),
+			llb.With(llb.AddEnv("SSH_AUTH_SOCK", "/mine")),
+			llb.AddSSHSocket(),
+		).Root()},
 	}
 	for _, g := range graphs {
 		def, err := g.state.Marshal(ctx, llb.LinuxAmd64)
