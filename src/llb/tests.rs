@@ -674,3 +674,87 @@ fn chown_parses_like_go_with_user() {
     assert_eq!(Chown::parse("1000"), Chown { user: Some(UserOpt::Id(1000)), group: None });
     assert_eq!(Chown::parse("app:1"), Chown { user: Some(UserOpt::Name("app".into())), group: Some(UserOpt::Id(1)) });
 }
+
+#[test]
+fn secret_and_ssh_mounts_come_after_the_sorted_mounts_without_outputs() {
+    let busybox = image("busybox");
+    let exec = busybox.run(
+        Run::new(["true"])
+            .mount(Mount::ssh("", "agent", 0, 0, 0o600, false))
+            .mount(Mount::secret("/a-secret", "s1", 0, 0, 0o400, false))
+            .mount(Mount::bind("/z", &scratch()))
+            .mount(Mount::bind("/m", &scratch()).force_no_output())
+            .mount(Mount::bind("/b", &scratch())),
+    );
+    let def = marshal(&exec.root());
+    let Some(pb::op::Op::Exec(exec_op)) = op_by_digest(&def, &head(&def).digest).op else { panic!("an exec op") };
+    let mounts: Vec<(&str, i64, i64, i32)> =
+        exec_op.mounts.iter().map(|m| (m.dest.as_str(), m.input, m.output, m.mount_type)).collect();
+    let (bind, secret, ssh) = (pb::MountType::Bind as i32, pb::MountType::Secret as i32, pb::MountType::Ssh as i32);
+    assert_eq!(
+        mounts,
+        [
+            ("/", 0, 0, bind),
+            ("/b", -1, 1, bind),
+            ("/m", -1, -1, bind),
+            ("/z", -1, 2, bind),
+            // Go leaves the output of these unset.
+            ("/a-secret", -1, 0, secret),
+            ("/run/buildkit/ssh_agent.0", -1, 0, ssh),
+        ]
+    );
+    let meta = exec_op.meta.expect("meta");
+    assert_eq!(meta.env, ["SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0"]);
+    assert!(exec.mount("/a-secret").is_none());
+    assert!(exec.mount("/m").is_none(), "a no-output mount has no state");
+    assert_eq!(head(&marshal(&exec.mount("/z").expect("writable"))).index, 2);
+}
+
+#[test]
+fn merge_and_diff_skip_scratch_as_go_does() {
+    let a = image("busybox").dir("/a");
+    let b = image("alpine");
+    assert!(merge(&[], OpOptions::default()).is_scratch());
+    assert!(merge(&[scratch(), scratch()], OpOptions::default()).is_scratch());
+    let one = merge(&[scratch(), a.clone()], OpOptions::default());
+    assert!(one.output.as_ref().expect("an output").same_as(a.output.as_ref().expect("an output")));
+    let both = merge(&[a.clone(), b.clone()], OpOptions::default());
+    assert_eq!(both.get_dir(), "/a", "the first input's settings");
+    let def = marshal(&both);
+    let op = op_by_digest(&def, &head(&def).digest);
+    assert_eq!(op.platform, None);
+    let Some(pb::op::Op::Merge(merge_op)) = op.op else { panic!("a merge op") };
+    assert_eq!(merge_op.inputs.iter().map(|i| i.input).collect::<Vec<_>>(), [0, 1]);
+
+    assert!(diff(&scratch(), &scratch(), OpOptions::default()).is_scratch());
+    let upper = diff(&scratch(), &b, OpOptions::default());
+    assert!(upper.output.as_ref().expect("an output").same_as(b.output.as_ref().expect("an output")));
+}
+
+#[test]
+fn a_symbolic_copy_mode_replaces_the_numeric_one() {
+    let src = image("busybox");
+    let state = scratch().file(Copy::new(&src, "/bin/sh", "/sh").mode(0o755).mode_str("u+x").into());
+    let def = marshal(&state);
+    let Some(pb::op::Op::File(file)) = op_by_digest(&def, &head(&def).digest).op else { panic!("a file op") };
+    let Some(pb::file_action::Action::Copy(copy)) = &file.actions[0].action else { panic!("a copy") };
+    assert_eq!((copy.mode, copy.mode_str.as_str()), (0, "u+x"));
+}
+
+#[test]
+fn git_identifiers_are_the_same_across_remote_forms() {
+    let identifier = |remote: &str| {
+        let def = marshal(&git(remote, "main", GitOptions::default()));
+        let Some(pb::op::Op::Source(source)) = ops(&def).remove(0).1.op else { panic!("a source op") };
+        (source.identifier, source.attrs.get("git.fullurl").cloned())
+    };
+    let want = "git://github.com/moby/buildkit.git#main";
+    for (remote, full) in [
+        ("https://github.com/moby/buildkit.git", "https://github.com/moby/buildkit.git"),
+        ("git@github.com:moby/buildkit.git", "git@github.com:moby/buildkit.git"),
+        ("ssh://git@github.com/moby/buildkit.git", "ssh://git@github.com/moby/buildkit.git"),
+        ("github.com/moby/buildkit.git", "https://github.com/moby/buildkit.git"),
+    ] {
+        assert_eq!(identifier(remote), (want.to_owned(), Some(full.to_owned())), "{remote}");
+    }
+}
