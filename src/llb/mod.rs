@@ -4,11 +4,11 @@
 //! A [`State`] is an immutable value: a filesystem (the output of an op, or
 //! nothing for [`scratch`]) plus the settings later ops inherit (working
 //! directory, environment, user, platform). Every method returns a new state.
-//! Sources start a graph ([`image`], [`local`], [`http`], [`git`],
+//! Sources start a graph ([`image`], [`local`], [`http()`], [`git()`],
 //! [`scratch`]); [`State::file`] adds a file op ([`mkdir`], [`mkfile`],
 //! [`copy`], [`rm`]); [`State::run`] adds an exec op and gives an
-//! [`ExecState`] whose root and mounts are states again; [`merge`] stacks
-//! filesystems and [`diff`] takes the changes between two. Every op takes
+//! [`ExecState`] whose root and mounts are states again; [`merge()`] stacks
+//! filesystems and [`diff()`] takes the changes between two. Every op takes
 //! [`OpOptions`]: progress name and group, descriptions, cache bypass, and a
 //! [`Location`] in a [`SourceMap`] (the Dockerfile line an error points at).
 //! [`State::marshal`] turns the graph into a `pb::Definition`, with the

@@ -2,7 +2,7 @@
 //!
 //! [`image`] pulls a registry image (`docker-image://` with the reference
 //! normalized as Go does), [`local`] reads a folder the client sends over the
-//! session (`local://`), [`http`] downloads a file, [`git`] checks out a
+//! session (`local://`), [`http()`] downloads a file, [`git()`] checks out a
 //! repository (`git://`, the remote normalized as Go does in
 //! `git_url.rs`), and [`scratch`] is the empty filesystem, which is no op at
 //! all.
@@ -129,7 +129,7 @@ pub fn local(name: &str, options: LocalOptions) -> State {
     State::from_output(Some(Output::new(Arc::new(op), 0)))
 }
 
-/// Options of [`http`] (Go's `HTTPOption`s).
+/// Options of [`http()`] (Go's `HTTPOption`s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpOptions {
     /// The name of the downloaded file; default: taken from the URL.
@@ -179,7 +179,7 @@ pub fn http(url: &str, options: HttpOptions) -> State {
     State::from_output(Some(Output::new(Arc::new(op), 0)))
 }
 
-/// Options of [`git`] (Go's `GitOption`s).
+/// Options of [`git()`] (Go's `GitOption`s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GitOptions {
     /// Keep the `.git` directory in the checkout.
