@@ -219,8 +219,11 @@ pub async fn save(
     for (index, mount) in mounts.iter().enumerate() {
         let target = shell_quote(&mount.target);
         let script = format!("if [ -n \"$(ls -A {target})\" ]; then tar -C {target} -cf {TAR_DIR}/{index}.tar .; fi");
-        let options =
-            OpOptions { custom_name: Some(format!("[fbuild] save cache mount {}", mount.id)), ignore_cache: false };
+        let options = OpOptions {
+            custom_name: Some(format!("[fbuild] save cache mount {}", mount.id)),
+            ignore_cache: false,
+            ..Default::default()
+        };
         let run = Run::shell(script).env(NONCE_ENV, &nonce).mount(mount.to_llb()).mount(Mount::bind(TAR_DIR, &out));
         let exec = base.run(run.options(options));
         out = exec.mount(TAR_DIR).expect("a writable bind mount has an output");
@@ -331,6 +334,7 @@ pub async fn restore(
         let options = OpOptions {
             custom_name: Some(format!("[fbuild] restore cache mount {}", carried.mount.id)),
             ignore_cache: false,
+            ..Default::default()
         };
         state = state
             .run(
@@ -387,7 +391,11 @@ impl ProgressSink for LogWatcher<'_> {
 
 /// The helper image, named as ours in the progress output.
 fn helper(image: &str) -> llb::State {
-    let op = OpOptions { custom_name: Some(format!("[fbuild] helper image {image}")), ignore_cache: false };
+    let op = OpOptions {
+        custom_name: Some(format!("[fbuild] helper image {image}")),
+        ignore_cache: false,
+        ..Default::default()
+    };
     llb::image_with(image, llb::ImageOptions { op, ..Default::default() })
 }
 

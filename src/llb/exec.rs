@@ -5,8 +5,11 @@
 //! live op; here the op is immutable once built, so they are declared first).
 //! Mounts are ordered by target, as Go sorts them, so the output index of each
 //! writable mount is stable: the root's output, then one per writable bind
-//! mount in target order.
+//! mount in target order. Secret and SSH mounts are not sorted with them:
+//! Go appends them after the sorted mounts (secrets, then SSH sockets, each
+//! in the order they were added), with no input and no output.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::proto::pb;
@@ -26,7 +29,53 @@ pub struct Run {
     mounts: Vec<Mount>,
     readonly_root: bool,
     network: pb::NetMode,
+    security: pb::SecurityMode,
+    hostname: String,
+    extra_hosts: Vec<(String, IpAddr)>,
+    ulimits: Vec<pb::Ulimit>,
+    valid_exit_codes: Vec<i32>,
+    proxy_env: Option<ProxyEnv>,
+    /// Secret mounts and secret env vars, in the order they were added
+    /// (which is the order of the op's secret mounts and of `secretenv`).
+    secrets: Vec<Secret>,
+    ssh: Vec<SshSocket>,
     options: OpOptions,
+}
+
+/// Proxy settings an exec gets as environment variables without them being
+/// part of its cache key (Go's `llb.ProxyEnv`, `WithProxy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyEnv {
+    /// `HTTP_PROXY`.
+    pub http_proxy: String,
+    /// `HTTPS_PROXY`.
+    pub https_proxy: String,
+    /// `FTP_PROXY`.
+    pub ftp_proxy: String,
+    /// `NO_PROXY`.
+    pub no_proxy: String,
+    /// `ALL_PROXY`.
+    pub all_proxy: String,
+}
+
+/// A secret the session serves, as a file or an environment variable (Go's
+/// `SecretInfo`).
+#[derive(Debug, Clone)]
+enum Secret {
+    File { target: String, id: String, uid: u32, gid: u32, mode: u32, optional: bool },
+    Env { name: String, id: String, optional: bool },
+}
+
+/// An SSH agent socket the session forwards (Go's `SSHInfo`).
+#[derive(Debug, Clone)]
+struct SshSocket {
+    /// Empty: `/run/buildkit/ssh_agent.<n>`, decided when the op is built.
+    target: String,
+    id: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    optional: bool,
 }
 
 impl Run {
@@ -44,6 +93,14 @@ impl Run {
             mounts: Vec::new(),
             readonly_root: false,
             network: pb::NetMode::Unset,
+            security: pb::SecurityMode::Sandbox,
+            hostname: String::new(),
+            extra_hosts: Vec::new(),
+            ulimits: Vec::new(),
+            valid_exit_codes: Vec::new(),
+            proxy_env: None,
+            secrets: Vec::new(),
+            ssh: Vec::new(),
             options: OpOptions::default(),
         }
     }
@@ -73,9 +130,63 @@ impl Run {
         self
     }
 
-    /// Adds a mount; see [`ExecState::mount`] for its output.
+    /// Adds a mount; see [`ExecState::mount`] for its output. Secret and
+    /// SSH mounts go to their own lists, as in Go, and have no output.
     pub fn mount(mut self, mount: Mount) -> Self {
-        self.mounts.push(mount);
+        match mount.kind {
+            MountKind::Secret { id, uid, gid, mode, optional } => {
+                self.secrets.push(Secret::File { target: mount.target, id, uid, gid, mode, optional });
+            }
+            MountKind::Ssh { id, uid, gid, mode, optional } => {
+                self.ssh.push(SshSocket { target: mount.target, id, uid, gid, mode, optional });
+            }
+            _ => self.mounts.push(mount),
+        }
+        self
+    }
+
+    /// The secret `id` as the environment variable `name` (`RUN
+    /// --mount=type=secret,env=...`; Go's `SecretAsEnvName`).
+    pub fn secret_env(mut self, name: &str, id: &str, optional: bool) -> Self {
+        self.secrets.push(Secret::Env { name: name.to_owned(), id: id.to_owned(), optional });
+        self
+    }
+
+    /// The security mode; `Insecure` needs the `security.insecure`
+    /// entitlement.
+    pub fn security(mut self, security: pb::SecurityMode) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The container's hostname.
+    pub fn hostname(mut self, hostname: &str) -> Self {
+        self.hostname = hostname.to_owned();
+        self
+    }
+
+    /// An `/etc/hosts` entry (`--add-host`), after those added before.
+    pub fn extra_host(mut self, host: &str, ip: IpAddr) -> Self {
+        self.extra_hosts.push((host.to_owned(), ip));
+        self
+    }
+
+    /// A resource limit (`nofile`, `nproc`, ...), after those added before.
+    pub fn ulimit(mut self, name: &str, soft: i64, hard: i64) -> Self {
+        self.ulimits.push(pb::Ulimit { name: name.to_owned(), soft, hard });
+        self
+    }
+
+    /// Exit codes that count as success (default: only 0); empty keeps the
+    /// default.
+    pub fn valid_exit_codes(mut self, codes: Vec<i32>) -> Self {
+        self.valid_exit_codes = codes;
+        self
+    }
+
+    /// Proxy variables for the command, kept out of its cache key.
+    pub fn proxy_env(mut self, proxy: ProxyEnv) -> Self {
+        self.proxy_env = Some(proxy);
         self
     }
 
@@ -109,6 +220,10 @@ enum MountKind {
     Cache { id: String, sharing: pb::CacheSharingOpt, base: Option<Box<State>>, selector: String },
     /// An in-memory filesystem; `size` in bytes, 0 for the default.
     Tmpfs { size: i64 },
+    /// A secret from the session, as a file.
+    Secret { id: String, uid: u32, gid: u32, mode: u32, optional: bool },
+    /// An SSH agent socket from the session.
+    Ssh { id: String, uid: u32, gid: u32, mode: u32, optional: bool },
 }
 
 /// An extra mount of an exec op.
@@ -116,24 +231,23 @@ enum MountKind {
 pub struct Mount {
     target: String,
     kind: MountKind,
+    /// A writable bind mount whose result is thrown away (Go's `ForceNoOutput`).
+    no_output: bool,
 }
 
 impl Mount {
     /// `source`'s filesystem at `target`, writable (its result is an output
     /// of the exec).
     pub fn bind(target: &str, source: &State) -> Self {
-        Mount {
-            target: target.to_owned(),
-            kind: MountKind::Bind { source: Box::new(source.clone()), readonly: false, selector: String::new() },
-        }
+        Mount::new(
+            target,
+            MountKind::Bind { source: Box::new(source.clone()), readonly: false, selector: String::new() },
+        )
     }
 
     /// A cache mount (`RUN --mount=type=cache`), shared by `id`.
     pub fn cache(target: &str, id: &str, sharing: pb::CacheSharingOpt) -> Self {
-        Mount {
-            target: target.to_owned(),
-            kind: MountKind::Cache { id: id.to_owned(), sharing, base: None, selector: String::new() },
-        }
+        Mount::new(target, MountKind::Cache { id: id.to_owned(), sharing, base: None, selector: String::new() })
     }
 
     /// A cache mount whose first use starts from `base`'s `path` (how the
@@ -141,20 +255,46 @@ impl Mount {
     /// a directory made in scratch). The daemon keys the cache by id and
     /// base, so the same id with another base is another cache.
     pub fn cache_from(target: &str, id: &str, sharing: pb::CacheSharingOpt, base: &State, path: &str) -> Self {
-        Mount {
-            target: target.to_owned(),
-            kind: MountKind::Cache {
+        Mount::new(
+            target,
+            MountKind::Cache {
                 id: id.to_owned(),
                 sharing,
                 base: Some(Box::new(base.clone())),
                 selector: path.to_owned(),
             },
-        }
+        )
     }
 
     /// A tmpfs of `size` bytes (0: the daemon's default).
     pub fn tmpfs(target: &str, size: i64) -> Self {
-        Mount { target: target.to_owned(), kind: MountKind::Tmpfs { size } }
+        Mount::new(target, MountKind::Tmpfs { size })
+    }
+
+    /// The session's secret `id` as a file at `target` (`RUN
+    /// --mount=type=secret`; Go's `AddSecret` with `SecretFileOpt`; Go's
+    /// default mode is `0o400`).
+    pub fn secret(target: &str, id: &str, uid: u32, gid: u32, mode: u32, optional: bool) -> Self {
+        Mount::new(target, MountKind::Secret { id: id.to_owned(), uid, gid, mode, optional })
+    }
+
+    /// The session's SSH agent `id` as a socket at `target`; an empty target
+    /// is `/run/buildkit/ssh_agent.<n>` (`RUN --mount=type=ssh`; Go's
+    /// `AddSSHSocket`, whose default mode is `0o600`). The first SSH socket
+    /// also sets `SSH_AUTH_SOCK` unless the environment has it.
+    pub fn ssh(target: &str, id: &str, uid: u32, gid: u32, mode: u32, optional: bool) -> Self {
+        Mount::new(target, MountKind::Ssh { id: id.to_owned(), uid, gid, mode, optional })
+    }
+
+    fn new(target: &str, kind: MountKind) -> Self {
+        Mount { target: target.to_owned(), kind, no_output: false }
+    }
+
+    /// A writable bind mount whose changes are dropped: it gets no output
+    /// index (Go's `ForceNoOutput`).
+    pub fn force_no_output(mut self) -> Self {
+        self.no_output = true;
+        self
     }
 
     /// A bind mount made read-only; it then has no output.
@@ -175,7 +315,7 @@ impl Mount {
 
     /// Whether the mount's result is an output of the exec.
     fn has_output(&self) -> bool {
-        matches!(self.kind, MountKind::Bind { readonly: false, .. })
+        !self.no_output && matches!(self.kind, MountKind::Bind { readonly: false, .. })
     }
 
     fn source(&self) -> Option<&Output> {
@@ -232,6 +372,10 @@ pub(crate) struct ExecOp {
     /// Sorted by target; the root mount (`/`) is among them.
     mounts: Vec<Mount>,
     network: pb::NetMode,
+    security: pb::SecurityMode,
+    secrets: Vec<Secret>,
+    /// With their default targets filled in.
+    ssh: Vec<SshSocket>,
     /// The base state's platform, if it set one.
     platform: Option<pb::Platform>,
     options: OpOptions,
@@ -244,6 +388,18 @@ impl ExecOp {
             env.retain(|(k, _)| *k != key);
             env.push((key, value));
         }
+        let mut ssh = run.ssh;
+        for (i, socket) in ssh.iter_mut().enumerate() {
+            if socket.target.is_empty() {
+                socket.target = format!("/run/buildkit/ssh_agent.{i}");
+            }
+        }
+        // Go points SSH_AUTH_SOCK at the first socket unless it is set.
+        if let Some(first) = ssh.first() {
+            if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                env.push(("SSH_AUTH_SOCK".to_owned(), first.target.clone()));
+            }
+        }
         let cwd = match &run.cwd {
             Some(dir) if dir.starts_with('/') => path::clean(dir),
             Some(dir) => path::join(&[&base.dir, dir]),
@@ -254,18 +410,29 @@ impl ExecOp {
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd,
             user: run.user.unwrap_or_else(|| base.user.clone()),
+            hostname: run.hostname,
             // Go always asks the daemon to clean up mount stubs recursively.
             remove_mount_stubs_recursive: true,
+            valid_exit_codes: run.valid_exit_codes,
+            extra_hosts: run
+                .extra_hosts
+                .into_iter()
+                .map(|(host, ip)| pb::HostIp { host, ip: go_ip_string(ip) })
+                .collect(),
+            ulimit: run.ulimits,
+            proxy_env: run.proxy_env.map(|p| pb::ProxyEnv {
+                http_proxy: p.http_proxy,
+                https_proxy: p.https_proxy,
+                ftp_proxy: p.ftp_proxy,
+                no_proxy: p.no_proxy,
+                all_proxy: p.all_proxy,
+            }),
             ..Default::default()
         };
-        let root = Mount {
-            target: "/".to_owned(),
-            kind: MountKind::Bind {
-                source: Box::new(base.clone()),
-                readonly: run.readonly_root,
-                selector: String::new(),
-            },
-        };
+        let root = Mount::new(
+            "/",
+            MountKind::Bind { source: Box::new(base.clone()), readonly: run.readonly_root, selector: String::new() },
+        );
         let mut mounts = vec![root];
         mounts.extend(run.mounts);
         // Stable, so two mounts at one target keep their order.
@@ -274,6 +441,9 @@ impl ExecOp {
             meta,
             mounts,
             network: run.network,
+            security: run.security,
+            secrets: run.secrets,
+            ssh,
             platform: base.platform.clone(),
             options: run.options,
         });
@@ -296,10 +466,23 @@ impl ExecOp {
         Some(self.mounts[..position].iter().filter(|m| m.has_output()).count() as i64)
     }
 
+    /// The capabilities Go's `ExecOp.Marshal` adds for what this op uses.
     fn caps(&self) -> Vec<&'static str> {
         let mut caps = vec!["exec.meta.base"];
+        if !self.meta.valid_exit_codes.is_empty() {
+            caps.push("exec.validexitcode");
+        }
+        if !self.meta.ulimit.is_empty() {
+            caps.push("exec.meta.ulimit");
+        }
         if self.network != pb::NetMode::Unset {
             caps.push("exec.meta.network");
+        }
+        if self.security == pb::SecurityMode::Insecure {
+            caps.push("exec.meta.security");
+        }
+        if self.meta.proxy_env.is_some() {
+            caps.push("exec.meta.proxyenv");
         }
         for mount in &self.mounts {
             match &mount.kind {
@@ -323,9 +506,34 @@ impl ExecOp {
                         caps.push("exec.mount.tmpfs.size");
                     }
                 }
+                // Never among `mounts` (see `Run::mount`).
+                MountKind::Secret { .. } | MountKind::Ssh { .. } => {}
             }
         }
+        if !self.secrets.is_empty() {
+            // Also for secrets only used as env vars, as in Go.
+            caps.push("exec.mount.secret");
+            if self.secrets.iter().any(|s| matches!(s, Secret::Env { .. })) {
+                caps.push("exec.secretenv");
+            }
+        }
+        if !self.ssh.is_empty() {
+            caps.push("exec.mount.ssh");
+        }
         caps
+    }
+}
+
+/// Go's `net.IP.String`: an IPv4-mapped IPv6 address prints as IPv4 (Go
+/// keeps every IPv4 address in that form); the rest as RFC 5952, which
+/// Rust's formatting follows too.
+fn go_ip_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
@@ -341,12 +549,16 @@ impl Vertex for ExecOp {
         outputs
     }
 
+    fn options(&self) -> &OpOptions {
+        &self.options
+    }
+
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {
         if self.meta.args.is_empty() {
             return Err(MarshalError::NoArgs);
         }
         let mut op = marshaller.base_op(self.platform.as_ref());
-        let mut mounts = Vec::with_capacity(self.mounts.len());
+        let mut mounts = Vec::with_capacity(self.mounts.len() + self.secrets.len() + self.ssh.len());
         let mut next_output = 0;
         for mount in &self.mounts {
             // Equal edges share one input, as in Go.
@@ -390,13 +602,55 @@ impl Vertex for ExecOp {
                     pb_mount.mount_type = pb::MountType::Tmpfs as i32;
                     pb_mount.tmpfs_opt = Some(pb::TmpfsOpt { size: *size });
                 }
+                MountKind::Secret { .. } | MountKind::Ssh { .. } => unreachable!("kept apart by Run::mount"),
             }
             mounts.push(pb_mount);
+        }
+        // Secret and SSH mounts: after the others, unsorted, no input, and
+        // (as Go leaves the field unset) output 0, which the daemon ignores
+        // for these mount types.
+        let mut secret_env = Vec::new();
+        for secret in &self.secrets {
+            match secret {
+                Secret::Env { name, id, optional } => {
+                    secret_env.push(pb::SecretEnv { id: id.clone(), name: name.clone(), optional: *optional });
+                }
+                Secret::File { target, id, uid, gid, mode, optional } => mounts.push(pb::Mount {
+                    input: -1,
+                    dest: target.clone(),
+                    mount_type: pb::MountType::Secret as i32,
+                    secret_opt: Some(pb::SecretOpt {
+                        id: id.clone(),
+                        uid: *uid,
+                        gid: *gid,
+                        mode: *mode,
+                        optional: *optional,
+                    }),
+                    ..Default::default()
+                }),
+            }
+        }
+        for socket in &self.ssh {
+            mounts.push(pb::Mount {
+                input: -1,
+                dest: socket.target.clone(),
+                mount_type: pb::MountType::Ssh as i32,
+                ssh_opt: Some(pb::SshOpt {
+                    id: socket.id.clone(),
+                    uid: socket.uid,
+                    gid: socket.gid,
+                    mode: socket.mode,
+                    optional: socket.optional,
+                }),
+                ..Default::default()
+            });
         }
         op.op = Some(pb::op::Op::Exec(pb::ExecOp {
             meta: Some(self.meta.clone()),
             mounts,
             network: self.network as i32,
+            security: self.security as i32,
+            secretenv: secret_env,
             ..Default::default()
         }));
         Ok((op, self.options.metadata(&self.caps())))

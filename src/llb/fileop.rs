@@ -40,7 +40,9 @@ impl Chown {
     }
 
     /// `user[:group]` as Dockerfile's `--chown` writes it (Go's `WithUser`):
-    /// numbers (and `root`) are ids, anything else a name.
+    /// 32-bit numbers (and `root`) are ids, anything else a name, which the
+    /// daemon looks up in the filesystem the action writes to (its
+    /// `/etc/passwd` and `/etc/group`).
     pub fn parse(spec: &str) -> Self {
         let one = |part: &str| match part {
             "root" => UserOpt::Id(0),
@@ -51,10 +53,14 @@ impl Chown {
     }
 
     fn to_pb(&self, base: i64) -> pb::ChownOpt {
+        // An empty name is uid 0 in Go (`WithUser(":1000")` gives that).
         let user = |opt: &UserOpt| pb::UserOpt {
             user: Some(match opt {
+                UserOpt::Name(name) if !name.is_empty() => {
+                    pb::user_opt::User::ByName(pb::NamedUserOpt { name: name.clone(), input: base })
+                }
+                UserOpt::Name(_) => pb::user_opt::User::ById(0),
                 UserOpt::Id(id) => pb::user_opt::User::ById(*id),
-                UserOpt::Name(name) => pb::user_opt::User::ByName(pb::NamedUserOpt { name: name.clone(), input: base }),
             }),
         };
         pb::ChownOpt { user: self.user.as_ref().map(user), group: self.group.as_ref().map(user) }
@@ -93,6 +99,18 @@ impl Mkdir {
         self.owner = Some(owner);
         self
     }
+
+    /// Sets the owner from `user[:group]` (see [`Chown::parse`]).
+    pub fn user(self, spec: &str) -> Self {
+        self.owner(Chown::parse(spec))
+    }
+
+    /// Sets the modification time, in nanoseconds since the epoch (Go's
+    /// `WithCreatedTime`).
+    pub fn created(mut self, nanos: i64) -> Self {
+        self.created = Some(nanos);
+        self
+    }
 }
 
 /// Creates a file with the given contents (Go's `Mkfile`).
@@ -119,6 +137,17 @@ impl Mkfile {
     /// Sets the owner.
     pub fn owner(mut self, owner: Chown) -> Self {
         self.owner = Some(owner);
+        self
+    }
+
+    /// Sets the owner from `user[:group]` (see [`Chown::parse`]).
+    pub fn user(self, spec: &str) -> Self {
+        self.owner(Chown::parse(spec))
+    }
+
+    /// Sets the modification time, in nanoseconds since the epoch.
+    pub fn created(mut self, nanos: i64) -> Self {
+        self.created = Some(nanos);
         self
     }
 }
@@ -159,6 +188,11 @@ pub struct Copy {
     pub dest: String,
     /// Permission bits for the copied files; default: keep the source's.
     pub mode: Option<u32>,
+    /// Symbolic permissions (`u+x`, `go-w`), as `chmod` takes them (Go's
+    /// `ChmodOpt.ModeStr`); when set, `mode` is not sent, as in Go.
+    pub mode_str: Option<String>,
+    /// Paths below `src` that must exist, or the copy fails.
+    pub required_paths: Vec<String>,
     /// Owner of the copied files; default: root.
     pub owner: Option<Chown>,
     /// Copy what a symlink at `src` points to rather than the link.
@@ -189,6 +223,8 @@ impl Copy {
             src: src.into(),
             dest: dest.into(),
             mode: None,
+            mode_str: None,
+            required_paths: Vec::new(),
             owner: None,
             follow_symlinks: false,
             dir_contents_only: false,
@@ -235,6 +271,24 @@ impl Copy {
     /// Permission bits for the copied files.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode);
+        self
+    }
+
+    /// Symbolic permissions for the copied files (`u+x`).
+    pub fn mode_str(mut self, mode: &str) -> Self {
+        self.mode_str = Some(mode.to_owned());
+        self
+    }
+
+    /// Sets the owner from `user[:group]` (see [`Chown::parse`]).
+    pub fn user(self, spec: &str) -> Self {
+        self.owner(Chown::parse(spec))
+    }
+
+    /// Sets the modification time of the copied files, in nanoseconds since
+    /// the epoch (Go's `WithCreatedTime`).
+    pub fn created(mut self, nanos: i64) -> Self {
+        self.created = Some(nanos);
         self
     }
 }
@@ -382,12 +436,21 @@ impl FileOp {
                 let src = path::clean(&a.src);
                 // The source path is relative to the *source* state's directory.
                 let src = if src.starts_with('/') { src } else { path::join(&[&a.source.dir, &src]) };
+                // A symbolic mode replaces the numeric one, which Go then
+                // leaves at 0 (not -1).
+                let (mode, mode_str) = match (&a.mode_str, a.mode) {
+                    (Some(mode_str), _) if !mode_str.is_empty() => (0, mode_str.clone()),
+                    (_, Some(mode)) => (mode as i32, String::new()),
+                    // -1 keeps the source's permissions.
+                    (_, None) => (-1, String::new()),
+                };
                 pb::file_action::Action::Copy(pb::FileActionCopy {
                     src,
                     dest: path::absolute(dir, &a.dest, true),
                     owner: a.owner.as_ref().map(|o| o.to_pb(base)),
-                    // -1 keeps the source's permissions.
-                    mode: a.mode.map_or(-1, |mode| mode as i32),
+                    mode,
+                    mode_str,
+                    required_paths: a.required_paths.clone(),
                     follow_symlink: a.follow_symlinks,
                     dir_copy_contents: a.dir_contents_only,
                     attempt_unpack_docker_compatibility: a.attempt_unpack,
@@ -405,6 +468,10 @@ impl FileOp {
 }
 
 impl Vertex for FileOp {
+    fn options(&self) -> &OpOptions {
+        &self.options
+    }
+
     /// Go's `FileAction.allOutputs`: the base filesystem, then copy sources
     /// from the last action back to the first.
     fn inputs(&self) -> Vec<Output> {
@@ -483,6 +550,11 @@ impl Vertex for FileOp {
         op.platform = None;
         op.inputs = inputs;
         op.op = Some(pb::op::Op::File(pb::FileOp { actions }));
+        // Only `file.base`: Go's `FileOp.Marshal` asks each action for its
+        // capabilities (`file.copy.includeexcludepatterns`,
+        // `file.copy.requiredpaths`, `file.copy.modestring`) before it has
+        // collected the actions, so none is ever added, and pinning Go's
+        // digests means doing the same.
         Ok((op, self.options.metadata(&["file.base"])))
     }
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::proto::pb;
 
-use super::state::{default_platform, normalize_platform, Output, State};
+use super::state::{default_platform, normalize_platform, Location, Output, State};
 use super::MarshalError;
 
 /// Settings for the whole graph at marshal time (Go's marshal-time
@@ -128,6 +128,7 @@ pub(crate) fn marshal(state: &State, options: &MarshalOptions) -> Result<pb::Def
         seen: HashSet::new(),
         def: Vec::new(),
         metadata: BTreeMap::new(),
+        source: pb::Source::default(),
     };
     walk.visit(output)?;
 
@@ -153,7 +154,7 @@ pub(crate) fn marshal(state: &State, options: &MarshalOptions) -> Result<pb::Def
         def: walk.def,
         metadata: walk.metadata,
         // Go's source map also lists every op it walked with an empty
-        // `Locations`. Those entries must not be copied: prost leaves an
+        // `Locations` (here only ops with a location have an entry). Those entries must not be copied: prost leaves an
         // empty message out of a map entry (Go writes it as zero bytes), the
         // daemon then decodes the entry's value as nil, and buildkitd v0.32.2
         // dereferences it when an op with such an entry fails (`wrapError` in
@@ -161,7 +162,7 @@ pub(crate) fn marshal(state: &State, options: &MarshalOptions) -> Result<pb::Def
         // nothing, which is what an empty entry means anyway. Likewise every
         // metadata value above holds at least one capability, so none is
         // ever an empty message.
-        source: Some(pb::Source::default()),
+        source: Some(walk.source),
     })
 }
 
@@ -173,6 +174,8 @@ struct Walk {
     seen: HashSet<String>,
     def: Vec<bytes::Bytes>,
     metadata: BTreeMap<String, pb::OpMetadata>,
+    /// Go's `sourceMapCollector`, marshalled as it goes.
+    source: pb::Source,
 }
 
 impl Walk {
@@ -186,10 +189,41 @@ impl Walk {
         let marshalled = self.marshaller.marshal(output)?.clone();
         self.visited.insert(output.vertex_id());
         merge_metadata(self.metadata.entry(marshalled.digest.clone()).or_default(), &marshalled.metadata);
+        if let Some(location) = &output.vertex.options().location {
+            self.add_location(&marshalled.digest, location);
+        }
         if self.seen.insert(marshalled.digest) {
             self.def.push(marshalled.bytes.into());
         }
         Ok(())
+    }
+}
+
+impl Walk {
+    /// Go's `sourceMapCollector.Add`: each distinct file (by content, as
+    /// Go's `equalSourceMap` compares maps without a definition) becomes one
+    /// info, in the order ops first point into it; locations are appended
+    /// per op object, so two ops that encode alike both add theirs.
+    fn add_location(&mut self, digest: &str, location: &Location) {
+        let map = &location.source;
+        let position = self.source.infos.iter().position(|info| {
+            info.filename == map.filename && info.language == map.language && info.data.as_ref() == map.data.as_slice()
+        });
+        let index = position.unwrap_or_else(|| {
+            self.source.infos.push(pb::SourceInfo {
+                filename: map.filename.clone(),
+                language: map.language.clone(),
+                data: map.data.clone().into(),
+                definition: None,
+            });
+            self.source.infos.len() - 1
+        });
+        self.source
+            .locations
+            .entry(digest.to_owned())
+            .or_default()
+            .locations
+            .push(pb::Location { source_index: index as i32, ranges: location.ranges.clone() });
     }
 }
 

@@ -4,10 +4,15 @@
 //! A [`State`] is an immutable value: a filesystem (the output of an op, or
 //! nothing for [`scratch`]) plus the settings later ops inherit (working
 //! directory, environment, user, platform). Every method returns a new state.
-//! Sources start a graph ([`image`], [`local`], [`scratch`]); [`State::file`]
-//! adds a file op ([`mkdir`], [`mkfile`], [`copy`], [`rm`]); [`State::run`]
-//! adds an exec op and gives an [`ExecState`] whose root and mounts are states
-//! again. [`State::marshal`] turns the graph into a `pb::Definition`.
+//! Sources start a graph ([`image`], [`local`], [`http()`], [`git()`],
+//! [`scratch`]); [`State::file`] adds a file op ([`mkdir`], [`mkfile`],
+//! [`copy`], [`rm`]); [`State::run`] adds an exec op and gives an
+//! [`ExecState`] whose root and mounts are states again; [`merge()`] stacks
+//! filesystems and [`diff()`] takes the changes between two. Every op takes
+//! [`OpOptions`]: progress name and group, descriptions, cache bypass, and a
+//! [`Location`] in a [`SourceMap`] (the Dockerfile line an error points at).
+//! [`State::marshal`] turns the graph into a `pb::Definition`, with the
+//! source maps in `Definition.source`.
 //!
 //! This module owns the encoding: ops are encoded with prost (maps are
 //! `BTreeMap`s, so encoding is deterministic) except that `Op`'s kind goes
@@ -20,33 +25,46 @@
 //! marshaller is followed to the byte (field values, default platform, mount
 //! order, input order); `tests.rs` pins digests Go computed.
 //!
-//! One op kind per file: sources (`source.rs`), file ops (`fileop.rs`), exec
-//! ops (`exec.rs`); `state.rs` holds the state and the op trait, `marshal.rs`
-//! the walk. Who sends a definition is not this module's business:
+//! One op kind per file: sources (`source.rs`, with git remotes parsed in
+//! `git_url.rs`), file ops (`fileop.rs`), exec ops (`exec.rs`), merge
+//! (`merge.rs`) and diff (`diff.rs`); `state.rs` holds the state, the op
+//! trait and the per-op options, `marshal.rs` the walk. Who sends a definition is not this module's business:
 //! `Control.Solve` takes one directly, and a client-side frontend hands one
 //! to [`crate::gateway::Gateway::solve`].
 //!
-//! Not here yet (Go has them): merge and diff ops, secret and SSH mounts,
-//! git and HTTP sources, source maps with locations, per-op worker
-//! constraints, and exec options beyond network (security mode, hostname,
-//! extra hosts, ulimits, proxy env, valid exit codes).
+//! Not here yet (Go has them): per-op worker constraints and linux
+//! resources, export-cache metadata, symlink file actions and `rm` options
+//! beyond wildcards, cgroup parent, CDI devices, mount content-cache
+//! settings, source maps that carry a definition (`NewSourceMap` with a
+//! state), `oci-layout://` sources, git options beyond checkout basics
+//! (signature checks, bundles, mtime, fetch by commit) and HTTP headers,
+//! auth and signatures. Unlike Go, an SSH git remote without
+//! [`GitOptions::known_ssh_hosts`] is not key-scanned over the network
+//! (the attribute is left out). Copy actions' own capabilities
+//! (`file.copy.requiredpaths`, `file.copy.modestring`, ...) are not sent,
+//! because Go's marshaller never sends them either (see `fileop.rs`).
 
+mod diff;
 mod exec;
 mod fileop;
+mod git_url;
 mod marshal;
+mod merge;
 mod path;
 mod reference;
 mod source;
 mod state;
 
-pub use exec::{ExecState, Mount, Run};
+pub use diff::diff;
+pub use exec::{ExecState, Mount, ProxyEnv, Run};
 pub use fileop::{copy, mkdir, mkfile, rm, Chown, Copy, FileAction, Mkdir, Mkfile, Rm, UserOpt};
 pub use marshal::{digest_of, MarshalOptions};
+pub use merge::merge;
 pub(crate) use reference::normalize as normalize_reference;
 pub use reference::ReferenceError;
-pub use source::{image, image_with, local, scratch, ImageOptions, LocalOptions};
+pub use source::{git, http, image, image_with, local, scratch, GitOptions, HttpOptions, ImageOptions, LocalOptions};
 pub(crate) use state::normalize_platform as normalize_platform_spec;
-pub use state::{default_platform, OpOptions, State};
+pub use state::{default_platform, Location, OpOptions, ProgressGroup, SourceMap, State};
 
 /// Why a graph could not be turned into a definition.
 ///

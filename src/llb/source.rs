@@ -2,15 +2,19 @@
 //!
 //! [`image`] pulls a registry image (`docker-image://` with the reference
 //! normalized as Go does), [`local`] reads a folder the client sends over the
-//! session (`local://`), and [`scratch`] is the empty filesystem, which is no
-//! op at all.
+//! session (`local://`), [`http()`] downloads a file, [`git()`] checks out a
+//! repository (`git://`, the remote normalized as Go does in
+//! `git_url.rs`), and [`scratch`] is the empty filesystem, which is no op at
+//! all.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::proto::pb;
 
+use super::git_url;
 use super::marshal::Marshaller;
+use super::path;
 use super::reference::{self, ReferenceError};
 use super::state::{normalize_platform, OpOptions, Output, State, Vertex};
 use super::MarshalError;
@@ -125,6 +129,187 @@ pub fn local(name: &str, options: LocalOptions) -> State {
     State::from_output(Some(Output::new(Arc::new(op), 0)))
 }
 
+/// Options of [`http()`] (Go's `HTTPOption`s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The name of the downloaded file; default: taken from the URL.
+    pub filename: Option<String>,
+    /// The digest the download must have (`sha256:...`); the daemon checks
+    /// it and can use it as the cache key without downloading.
+    pub checksum: Option<String>,
+    /// Permission bits of the file (only the low nine bits count, as in Go's
+    /// `Chmod`); `None` or 0: the daemon's default, `0600`.
+    pub chmod: Option<u32>,
+    /// Owner of the file; `None` or 0: root (Go leaves 0 out).
+    pub uid: Option<u32>,
+    /// Group of the file; `None` or 0: root.
+    pub gid: Option<u32>,
+    /// Progress name and cache settings of the op.
+    pub op: OpOptions,
+}
+
+/// A file downloaded over HTTP(S) (Go's `llb.HTTP`). The identifier is the
+/// URL as given.
+pub fn http(url: &str, options: HttpOptions) -> State {
+    let mut attrs = BTreeMap::new();
+    let mut caps = vec![];
+    if let Some(checksum) = options.checksum.filter(|c| !c.is_empty()) {
+        attrs.insert("http.checksum".to_owned(), checksum);
+        caps.push("source.http.checksum");
+    }
+    if let Some(filename) = options.filename.filter(|f| !f.is_empty()) {
+        attrs.insert("http.filename".to_owned(), filename);
+    }
+    if let Some(perm) = options.chmod.map(|mode| mode & 0o777).filter(|&mode| mode != 0) {
+        // Go writes `"0" + octal`.
+        attrs.insert("http.perm".to_owned(), format!("0{perm:o}"));
+        caps.push("source.http.perm");
+    }
+    // Go's capability name really is spelled "soruce".
+    if let Some(uid) = options.uid.filter(|&uid| uid != 0) {
+        attrs.insert("http.uid".to_owned(), uid.to_string());
+        caps.push("soruce.http.uidgid");
+    }
+    if let Some(gid) = options.gid.filter(|&gid| gid != 0) {
+        attrs.insert("http.gid".to_owned(), gid.to_string());
+        caps.push("soruce.http.uidgid");
+    }
+    caps.push("source.http");
+    let op = SourceOp { identifier: url.to_owned(), attrs, platform: None, caps, options: options.op, error: None };
+    State::from_output(Some(Output::new(Arc::new(op), 0)))
+}
+
+/// Options of [`git()`] (Go's `GitOption`s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitOptions {
+    /// Keep the `.git` directory in the checkout.
+    pub keep_git_dir: bool,
+    /// Only this directory of the repository; overrides a `:subdir` in the
+    /// reference (and, as Go's `GitSubDir`, is used as given).
+    pub subdir: Option<String>,
+    /// The commit the reference must resolve to.
+    pub checksum: Option<String>,
+    /// Do not check out submodules.
+    pub skip_submodules: bool,
+    /// The session secret holding a token for HTTP(S) remotes; default
+    /// `GIT_AUTH_TOKEN` (set here, the op also asks for the auth capability).
+    pub auth_token_secret: Option<String>,
+    /// The session secret holding an `Authorization` header; default
+    /// `GIT_AUTH_HEADER`.
+    pub auth_header_secret: Option<String>,
+    /// `known_hosts` lines for SSH remotes. Go scans the host's keys over
+    /// the network when this is empty; fbuild does not, so an SSH remote
+    /// without them leaves the attribute out (where Go would have what the
+    /// scan found).
+    pub known_ssh_hosts: Option<String>,
+    /// The session's SSH agent id for SSH remotes; default `default`.
+    pub mount_ssh_sock: Option<String>,
+    /// Progress name and cache settings of the op.
+    pub op: OpOptions,
+}
+
+/// A git repository checkout (Go's `llb.Git`). `reference` is
+/// `ref[:subdir]`, as after the `#` of a Dockerfile git URL.
+///
+/// The identifier is `git://` + host + path (+ `#ref[:subdir]`), the same
+/// for an `https://`, `ssh://` or `user@host:path` remote of one
+/// repository; the remote itself (without query or fragment) goes in the
+/// `git.fullurl` attribute. A remote without a scheme that is not
+/// `user@host:path` is taken as `https://`.
+pub fn git(remote: &str, reference: &str, options: GitOptions) -> State {
+    let (url, parsed) = match git_url::parse(remote) {
+        Err(git_url::Error::UnknownProtocol) => {
+            let url = format!("https://{remote}");
+            let parsed = git_url::parse(&url);
+            (url, parsed)
+        }
+        parsed => (remote.to_owned(), parsed),
+    };
+    let (url, parsed) = match parsed {
+        Ok(parsed) => (parsed.remote.clone(), Some(parsed)),
+        Err(_) => (url, None),
+    };
+
+    let (git_ref, subdir) = match reference.split_once(':') {
+        Some((git_ref, subdir)) => {
+            let subdir = path::clean(&format!("/{subdir}"));
+            (git_ref, subdir.trim_start_matches('/').to_owned())
+        }
+        None => (reference, String::new()),
+    };
+    let subdir = options.subdir.clone().unwrap_or(subdir);
+
+    let identifier = match &parsed {
+        // Go keeps a remote it cannot parse as the id; the daemon then fails.
+        None => url.clone(),
+        Some(parsed) => {
+            let mut id = format!("{}{}", parsed.host, path::clean(&format!("/{}", parsed.path)));
+            if !git_ref.is_empty() || !subdir.is_empty() {
+                id += "#";
+                id += git_ref;
+                if !subdir.is_empty() {
+                    id += ":";
+                    id += &subdir;
+                }
+            }
+            id
+        }
+    };
+
+    let mut attrs = BTreeMap::new();
+    let mut caps = vec![];
+    if options.keep_git_dir {
+        attrs.insert("git.keepgitdir".to_owned(), "true".to_owned());
+        caps.push("source.git.keepgitdir");
+    }
+    if !url.is_empty() {
+        attrs.insert("git.fullurl".to_owned(), url.clone());
+        caps.push("source.git.fullurl");
+    }
+    // Go always names the default secrets; only chosen ones need the
+    // capability.
+    let auth = options.auth_token_secret.is_some() || options.auth_header_secret.is_some();
+    let token = options.auth_token_secret.clone().unwrap_or_else(|| "GIT_AUTH_TOKEN".to_owned());
+    let header = options.auth_header_secret.clone().unwrap_or_else(|| "GIT_AUTH_HEADER".to_owned());
+    if !token.is_empty() {
+        attrs.insert("git.authtokensecret".to_owned(), token);
+    }
+    if !header.is_empty() {
+        attrs.insert("git.authheadersecret".to_owned(), header);
+    }
+    if auth {
+        caps.push("source.git.httpauth");
+    }
+    if parsed.as_ref().is_some_and(|p| p.scheme == "ssh") {
+        if let Some(hosts) = options.known_ssh_hosts.as_ref().filter(|h| !h.is_empty()) {
+            // Go's `KnownSSHHosts` ends every key with exactly one newline.
+            attrs.insert("git.knownsshhosts".to_owned(), format!("{}\n", hosts.trim_end_matches('\n')));
+        }
+        caps.push("source.git.knownsshhosts");
+        let sock = options.mount_ssh_sock.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".to_owned());
+        attrs.insert("git.mountsshsock".to_owned(), sock);
+        caps.push("source.git.mountsshsock");
+    }
+    if let Some(checksum) = options.checksum.filter(|c| !c.is_empty()) {
+        attrs.insert("git.checksum".to_owned(), checksum);
+        caps.push("source.git.checksum");
+    }
+    if options.skip_submodules {
+        attrs.insert("git.skipsubmodules".to_owned(), "true".to_owned());
+        caps.push("source.git.skipsubmodules");
+    }
+    caps.push("source.git");
+    let op = SourceOp {
+        identifier: format!("git://{identifier}"),
+        attrs,
+        platform: None,
+        caps,
+        options: options.op,
+        error: None,
+    };
+    State::from_output(Some(Output::new(Arc::new(op), 0)))
+}
+
 /// Pattern lists travel as a JSON array of strings, as Go's `json.Marshal`
 /// writes them (serde_json escapes the same characters for plain text, and
 /// Go's extra HTML escaping of `<`, `>`, `&` is applied here).
@@ -148,6 +333,10 @@ struct SourceOp {
 impl Vertex for SourceOp {
     fn inputs(&self) -> Vec<Output> {
         Vec::new()
+    }
+
+    fn options(&self) -> &OpOptions {
+        &self.options
     }
 
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {

@@ -7,6 +7,7 @@
 //! a state holds an [`Output`] (an op behind an `Arc` and which of its outputs
 //! it is), so cloning a state never copies the graph.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,6 +28,9 @@ pub(crate) trait Vertex: fmt::Debug + Send + Sync {
     /// The op and its metadata. Input digests come from `marshaller`, which
     /// encodes each input op once.
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError>;
+
+    /// The op's [`OpOptions`]; the walk reads its source location there.
+    fn options(&self) -> &OpOptions;
 }
 
 /// One output of an op: what a state's filesystem is.
@@ -60,22 +64,89 @@ impl fmt::Debug for Output {
 }
 
 /// Per-op settings that do not change what the op does, only how the daemon
-/// shows and caches it (Go's `WithCustomName`, `IgnoreCache`).
+/// shows, groups and caches it, and where in a source file it came from
+/// (Go's `WithCustomName`, `WithDescription`, `IgnoreCache`, `ProgressGroup`
+/// and `SourceMap.Location`). None of it is part of the op's bytes, so none
+/// of it changes the op's digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpOptions {
     /// The name progress output shows for the op instead of its command.
     pub custom_name: Option<String>,
     /// Run the op even when its result is cached (`--no-cache` for one step).
     pub ignore_cache: bool,
+    /// Extra `OpMetadata.description` entries (the Dockerfile frontend puts
+    /// the instruction there as `com.docker.dockerfile.v1.command`).
+    /// `custom_name` is written after these, so it wins for `llb.customname`.
+    pub description: BTreeMap<String, String>,
+    /// The heading progress output groups the op under.
+    pub progress_group: Option<ProgressGroup>,
+    /// The part of a source file (a Dockerfile) the op was built from; the
+    /// daemon points errors there.
+    pub location: Option<Location>,
+}
+
+/// A heading that groups ops in progress output (Go's `llb.ProgressGroup`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgressGroup {
+    /// Ops with the same id share a group.
+    pub id: String,
+    /// What the heading says.
+    pub name: String,
+    /// A weak group is only shown when an op of it is shown anyway.
+    pub weak: bool,
+}
+
+/// A source file ops can point into (Go's `llb.NewSourceMap` with no state):
+/// the definition carries it once, however many ops point into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceMap {
+    /// The file's name as the user knows it (`Dockerfile`).
+    pub filename: String,
+    /// Its language, by linguist's names (`Dockerfile`).
+    pub language: String,
+    /// The file's contents, for the daemon to quote in errors.
+    pub data: Vec<u8>,
+}
+
+impl SourceMap {
+    /// A source map of `data`, shared by the ops that point into it.
+    pub fn new(filename: impl Into<String>, language: impl Into<String>, data: impl Into<Vec<u8>>) -> Arc<Self> {
+        Arc::new(SourceMap { filename: filename.into(), language: language.into(), data: data.into() })
+    }
+
+    /// A location in this file (Go's `SourceMap.Location`).
+    pub fn location(self: &Arc<Self>, ranges: Vec<pb::Range>) -> Location {
+        Location { source: self.clone(), ranges }
+    }
+}
+
+/// Where in a [`SourceMap`] an op comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub source: Arc<SourceMap>,
+    /// The lines and columns, as the daemon's `pb.Range` counts them.
+    pub ranges: Vec<pb::Range>,
 }
 
 impl OpOptions {
+    /// Options that only name the op in progress output.
+    pub fn named(name: impl Into<String>) -> Self {
+        OpOptions { custom_name: Some(name.into()), ..Default::default() }
+    }
+
     /// The op's metadata with these options applied; `caps` are the
     /// capabilities the op itself needs.
     pub(crate) fn metadata(&self, caps: &[&str]) -> pb::OpMetadata {
         let mut metadata = pb::OpMetadata {
             ignore_cache: self.ignore_cache,
             caps: caps.iter().map(|cap| ((*cap).to_owned(), true)).collect(),
+            progress_group: self.progress_group.as_ref().map(|group| pb::ProgressGroup {
+                id: group.id.clone(),
+                name: group.name.clone(),
+                weak: group.weak,
+            }),
+            description: self.description.clone(),
             ..Default::default()
         };
         if let Some(name) = &self.custom_name {

@@ -57,7 +57,190 @@ fn golden_graphs() -> Vec<(&'static str, State)> {
                 LocalOptions { include_patterns: vec!["a".into(), "b<c".into()], ..LocalOptions::new("s1") },
             ),
         ),
+        ("sourcemap", sourcemap_graph()),
+        ("exec-ext", exec_ext_graph(&busybox)),
+        (
+            "http",
+            http(
+                "https://example.com/a.tar.gz",
+                HttpOptions {
+                    filename: Some("a.tgz".into()),
+                    checksum: Some(format!("sha256:{}", "ab".repeat(32))),
+                    chmod: Some(0o755),
+                    uid: Some(1000),
+                    gid: Some(1001),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "git-https",
+            git(
+                "https://github.com/moby/buildkit.git",
+                "v0.12.0:docs/",
+                GitOptions {
+                    keep_git_dir: true,
+                    checksum: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                    skip_submodules: true,
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "git-scp",
+            git(
+                "git@github.com:moby/buildkit.git",
+                "main",
+                GitOptions {
+                    known_ssh_hosts: Some(
+                        "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+                            .into(),
+                    ),
+                    mount_ssh_sock: Some("deploy".into()),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "git-bare",
+            git(
+                "github.com/moby/buildkit",
+                "",
+                GitOptions { auth_token_secret: Some("MY_TOKEN".into()), ..Default::default() },
+            ),
+        ),
+        (
+            "copy-ext",
+            scratch().file(
+                FileAction::from(Copy {
+                    required_paths: vec!["passwd".into()],
+                    include_patterns: vec!["p*".into()],
+                    ..Copy::new(&busybox, "/etc/passwd", "/x/")
+                        .mode_str("u+x")
+                        .user("app:grp")
+                        .created(1_700_000_000_000_000_005)
+                })
+                .then(Copy::new(&busybox, "/bin/sh", "/y").user("1000:1000").mode(0o755))
+                .then(Mkdir::new("/d", 0o700).user("app").created(1_600_000_000_000_000_000))
+                .then(Mkdir::new("/e", 0o700).user(":1000")),
+            ),
+        ),
+        ("merge", merge_graph(&busybox)),
+        ("merge-one", merge(&[scratch(), busybox.clone()], OpOptions::default())),
+        ("diff", diff(&busybox, &busybox.file(mkfile("/new", 0o644, "n")), OpOptions::named("diff"))),
+        ("diff-to-scratch", diff(&busybox, &scratch(), OpOptions::default())),
+        ("diff-from-scratch", diff(&scratch(), &busybox.file(mkfile("/u", 0o644, "")), OpOptions::default())),
+        (
+            "git-ssh-url",
+            git(
+                "ssh://git@github.com:22/moby/buildkit.git",
+                "refs/heads/main:/a/../b",
+                GitOptions { known_ssh_hosts: Some("h1\n".into()), subdir: Some("sub".into()), ..Default::default() },
+            ),
+        ),
+        (
+            "git-upper",
+            git(
+                "HTTPS://user@GitHub.com/Moby/BuildKit?x=1#frag",
+                "",
+                GitOptions { keep_git_dir: true, ..Default::default() },
+            ),
+        ),
+        ("git-invalid", git("ftp://example.com/repo.git", "v1", GitOptions::default())),
+        (
+            "exec-hosts",
+            busybox
+                .run(
+                    Run::new(["true"])
+                        .extra_host("mapped", "::ffff:1.2.3.4".parse().expect("an address"))
+                        .extra_host("v6", "2001:db8:0:0:1:0:0:1".parse().expect("an address"))
+                        .secret_env("ONLY", "only-env", true)
+                        .env("SSH_AUTH_SOCK", "/mine")
+                        .mount(Mount::ssh("", "", 0, 0, 0o600, false)),
+                )
+                .root(),
+        ),
     ]
+}
+
+/// A range over columns 0-8 of line `l`.
+fn line(l: i32) -> Vec<pb::Range> {
+    vec![pb::Range {
+        start: Some(pb::Position { line: l, character: 0 }),
+        end: Some(pb::Position { line: l, character: 8 }),
+    }]
+}
+
+fn sourcemap_graph() -> State {
+    let dockerfile = "FROM alpine\nRUN echo hi\nCOPY a b\n";
+    let sm1 = SourceMap::new("Dockerfile", "Dockerfile", dockerfile);
+    // The same file as another object: one info for both.
+    let sm1b = SourceMap::new("Dockerfile", "Dockerfile", dockerfile);
+    let sm2 = SourceMap::new("docker-bake.hcl", "HCL", "target {}");
+    let base = image_with(
+        "alpine",
+        ImageOptions {
+            op: OpOptions { location: Some(sm2.location(line(1))), ..Default::default() },
+            ..Default::default()
+        },
+    );
+    let run = base
+        .run(Run::new(["/bin/sh", "-c", "echo hi"]).options(OpOptions {
+            custom_name: Some("RUN echo hi".into()),
+            description: [("com.docker.dockerfile.v1.command".to_owned(), "RUN echo hi".to_owned())].into(),
+            progress_group: Some(ProgressGroup { id: "stage-0".into(), name: "build".into(), weak: false }),
+            location: Some(sm1.location(line(2))),
+            ..Default::default()
+        }))
+        .root();
+    let mut ranges = line(3);
+    ranges.extend(line(4));
+    run.file_with(
+        mkfile("/b", 0o644, "b"),
+        OpOptions {
+            location: Some(sm1b.location(ranges)),
+            progress_group: Some(ProgressGroup { id: "stage-0".into(), name: "build".into(), weak: true }),
+            ..Default::default()
+        },
+    )
+}
+
+fn exec_ext_graph(busybox: &State) -> State {
+    let cache_base = scratch().file(Mkdir::new("/c", 0o755).owner(Chown::ids(1000, 1000)).into());
+    let exec = busybox.run(
+        Run::new(["/bin/sh", "-c", "true"])
+            .mount(Mount::secret("/run/secrets/tok", "tok", 1000, 1000, 0o400, true))
+            .secret_env("TOKEN", "envsec", false)
+            .mount(Mount::ssh("", "default", 0, 0, 0o600, false))
+            .mount(Mount::ssh("/tmp/ssh.sock", "deploy", 1000, 1000, 0o600, true))
+            .security(pb::SecurityMode::Insecure)
+            .hostname("builder")
+            .extra_host("db", "10.0.0.2".parse().expect("an address"))
+            .extra_host("v6", "fe80::1".parse().expect("an address"))
+            .ulimit("nofile", 1024, 2048)
+            .valid_exit_codes(vec![0, 1])
+            .proxy_env(ProxyEnv {
+                http_proxy: "http://proxy:3128".into(),
+                no_proxy: "localhost".into(),
+                ..Default::default()
+            })
+            .network(pb::NetMode::Host)
+            .mount(Mount::tmpfs("/tmp", 1 << 20))
+            .mount(Mount::bind("/out", &scratch()).force_no_output())
+            .mount(Mount::cache_from("/cache", "c2", pb::CacheSharingOpt::Shared, &cache_base, "/c"))
+            .mount(Mount::bind("/src", busybox).readonly().source_path("/etc"))
+            .mount(Mount::bind("/data", &scratch())),
+    );
+    exec.mount("/data").expect("a writable mount has an output")
+}
+
+fn merge_graph(busybox: &State) -> State {
+    let sm = SourceMap::new("Dockerfile", "Dockerfile", "FROM busybox\n");
+    let located = || OpOptions { location: Some(sm.location(line(1))), ..Default::default() };
+    // The same op twice, as two objects: both locations are kept.
+    let a = image_with("busybox", ImageOptions { op: located(), ..Default::default() });
+    let b = image_with("busybox", ImageOptions { op: located(), ..Default::default() });
+    merge(&[a, scratch(), b, busybox.file(mkfile("/m", 0o644, "m"))], OpOptions::named("merge"))
 }
 
 /// The same summary of a definition as `tests/golden/llb/main.go` prints:
@@ -82,12 +265,35 @@ fn summary(def: &pb::Definition) -> String {
             caps.join(","),
             description.join(",")
         );
+        if let Some(group) = &metadata.progress_group {
+            out += &format!("progress {digest} id={} name={} weak={}\n", group.id, group.name, group.weak);
+        }
     }
     if let Some(source) = &def.source {
         for (digest, locations) in source.locations.iter().filter(|(_, l)| !l.locations.is_empty()) {
             out += &format!("source {digest} locations={}\n", locations.locations.len());
+            for location in &locations.locations {
+                let ranges: Vec<String> = location
+                    .ranges
+                    .iter()
+                    .map(|r| {
+                        let (start, end) = (r.start.unwrap_or_default(), r.end.unwrap_or_default());
+                        format!("{}:{}-{}:{}", start.line, start.character, end.line, end.character)
+                    })
+                    .collect();
+                out += &format!("location {digest} index={} ranges={}\n", location.source_index, ranges.join(","));
+            }
         }
         out += &format!("source infos={}\n", source.infos.len());
+        for (i, info) in source.infos.iter().enumerate() {
+            out += &format!(
+                "info {i} filename={} language={} data={} definition={}\n",
+                info.filename,
+                info.language,
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&info.data)),
+                info.definition.is_some()
+            );
+        }
     }
     out
 }
@@ -129,6 +335,86 @@ const GOLDEN: &[(&str, &str, &str)] = &[
         "local",
         "sha256:f21ce6feff06ab05e850825189037f5f1f0fd24074aca4780688ac9bb7398574",
         "sha256:ed5c7b70ee5219016400ce725abff800ddde5319c8e4b4826864654ce0fee7aa",
+    ),
+    (
+        "sourcemap",
+        "sha256:4d9414c42f0c41da38e8d68d1a63bb79867b77e16f9fcf1ad336c00519f40af6",
+        "sha256:d52759958ebedc9ae81f88ef2b4497e12e926866578b111a007ea527b6a395cb",
+    ),
+    (
+        "exec-ext",
+        "sha256:b0d5d6299ef3e4ed5e1afc15352e35d0c1c0e5bccf28d275287ceaea2cd9861c",
+        "sha256:8e88f682d2f2daf0794c5ed8a24e44793064321bf7368a3033355a162cdf3b7e",
+    ),
+    (
+        "http",
+        "sha256:0827982de889a1c00f26ce26b1306de161bd06e1ed295d7b68451deac10c3939",
+        "sha256:542a6513dde7c0c79223f2c8b1e5079c9d56c7eee3c14ef9ffa49b9e47561551",
+    ),
+    (
+        "git-https",
+        "sha256:d2d0d3b070a25a2ded904730eda99cf9297a6204b08a11ca2c11b2b41e3821c2",
+        "sha256:058008051f236aefc5d8888464566c4fada2ee28f2f58eed36e107890b4158d9",
+    ),
+    (
+        "git-scp",
+        "sha256:531ad7997b92b374ef7fe464da4e8fd7f43539a7231c257eac80de33aaf86c40",
+        "sha256:769b820c26fd9277d5f8209589df847120aa4ba641837f9aec231e693bebdba1",
+    ),
+    (
+        "git-bare",
+        "sha256:4aed030d79fac7e2b795e47ee937229dd09b70950454066b4d9263156697f5f4",
+        "sha256:d57a5b006f03d0dc2e15ec16b5206e8c37661b30210b6d06c1b9b9aae60955aa",
+    ),
+    (
+        "copy-ext",
+        "sha256:c2c05af49e191c776c20add06e224a6b2bb8a218c7badc533a32d9559c12b99b",
+        "sha256:59dd8bfb063c6cf1bdf4885f28a2f694b2ed8549ede0907fe4a4192b522e1597",
+    ),
+    (
+        "merge",
+        "sha256:b999f37b87d0a87246f97650b6faa850778a0b52cb8d1b42bee072932f155deb",
+        "sha256:1584dfeddf41888f1826b6d1dfbd3a81b9e2b53c2e43a8335a311daee8f3af97",
+    ),
+    (
+        "merge-one",
+        "sha256:e1432b8e2054abb034451c15f0a8ad49d07f5892ca266016226fec77e95d20a0",
+        "sha256:412dd114b4d9a520caf89c41a4930262a7ce08b4279977bbb98465d2d16c1945",
+    ),
+    (
+        "diff",
+        "sha256:2c1916ec2286006f8f2af1d27afd6d6d6625250ef17093e68000c66c4dc1f87f",
+        "sha256:543dd9f9219dd5440193037003a5b2cb482827fa01a61b6da13c7f7da9e74742",
+    ),
+    (
+        "diff-to-scratch",
+        "sha256:7107e6c39ad9b57605a2951a3345537f0530b22c4fedc7a529f245d6da40acaf",
+        "sha256:9527b86214b93d5696b72a9e9762ab0e793a8e342adaca25e36c53b8e2069d20",
+    ),
+    (
+        "diff-from-scratch",
+        "sha256:1e96ebc3bcfc0d4e24c88216cb40c57fffd4f6981e58bb3ab3d061f6c1bbe115",
+        "sha256:9c8c7e46f52472b21feeb3e4cad04c21d556eb78d763698d446a255367cc67d6",
+    ),
+    (
+        "git-ssh-url",
+        "sha256:5424d598dd186fb38a6e3c7dc32c752c4eed6b1789c551900de25d73ceb46d83",
+        "sha256:70a570b251d18e2719399979eeece80de2e1acecca3c79ee588c7d56aaa0e1c9",
+    ),
+    (
+        "git-upper",
+        "sha256:da45d10fd77e6d9e05cd34f2eea87cbf2ab02338fa319d107ae6b213d6d3aa05",
+        "sha256:374ca4c3f708d56a57811fc8db45fa7e6dfd051415f357d9be4d920d265e4868",
+    ),
+    (
+        "git-invalid",
+        "sha256:0519d745385e20e44a1c8aeae51b8268e29be0b5c65987eeae46e0c47b11e518",
+        "sha256:8bf4e827c917252a89db5866b526169e813c29340af92d3e52d5f31a2644500b",
+    ),
+    (
+        "exec-hosts",
+        "sha256:ed49b545b76f805e0f9ff170bdabc08883b75b63508410a6b9631306391766ee",
+        "sha256:a48cb6f782289ad1de454cf071f8febd1494f02cd46a47f51e39ebce9a7019ef",
     ),
 ];
 
@@ -326,10 +612,8 @@ fn local_sources_carry_session_and_patterns_and_no_platform() {
 fn image_platform_and_names() {
     let arm =
         pb::Platform { architecture: "aarch64".into(), os: "Linux".into(), variant: "v8".into(), ..Default::default() };
-    let state = image_with(
-        "127.0.0.1:5000/busybox",
-        ImageOptions { platform: Some(arm), op: OpOptions { custom_name: Some("base".into()), ignore_cache: false } },
-    );
+    let state =
+        image_with("127.0.0.1:5000/busybox", ImageOptions { platform: Some(arm), op: OpOptions::named("base") });
     let want = pb::Platform { architecture: "arm64".into(), os: "linux".into(), ..Default::default() };
     assert_eq!(state.get_platform(), Some(&want));
     let def = marshal(&state.run(Run::new(["true"])).root());
@@ -389,4 +673,88 @@ fn chown_parses_like_go_with_user() {
     );
     assert_eq!(Chown::parse("1000"), Chown { user: Some(UserOpt::Id(1000)), group: None });
     assert_eq!(Chown::parse("app:1"), Chown { user: Some(UserOpt::Name("app".into())), group: Some(UserOpt::Id(1)) });
+}
+
+#[test]
+fn secret_and_ssh_mounts_come_after_the_sorted_mounts_without_outputs() {
+    let busybox = image("busybox");
+    let exec = busybox.run(
+        Run::new(["true"])
+            .mount(Mount::ssh("", "agent", 0, 0, 0o600, false))
+            .mount(Mount::secret("/a-secret", "s1", 0, 0, 0o400, false))
+            .mount(Mount::bind("/z", &scratch()))
+            .mount(Mount::bind("/m", &scratch()).force_no_output())
+            .mount(Mount::bind("/b", &scratch())),
+    );
+    let def = marshal(&exec.root());
+    let Some(pb::op::Op::Exec(exec_op)) = op_by_digest(&def, &head(&def).digest).op else { panic!("an exec op") };
+    let mounts: Vec<(&str, i64, i64, i32)> =
+        exec_op.mounts.iter().map(|m| (m.dest.as_str(), m.input, m.output, m.mount_type)).collect();
+    let (bind, secret, ssh) = (pb::MountType::Bind as i32, pb::MountType::Secret as i32, pb::MountType::Ssh as i32);
+    assert_eq!(
+        mounts,
+        [
+            ("/", 0, 0, bind),
+            ("/b", -1, 1, bind),
+            ("/m", -1, -1, bind),
+            ("/z", -1, 2, bind),
+            // Go leaves the output of these unset.
+            ("/a-secret", -1, 0, secret),
+            ("/run/buildkit/ssh_agent.0", -1, 0, ssh),
+        ]
+    );
+    let meta = exec_op.meta.expect("meta");
+    assert_eq!(meta.env, ["SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0"]);
+    assert!(exec.mount("/a-secret").is_none());
+    assert!(exec.mount("/m").is_none(), "a no-output mount has no state");
+    assert_eq!(head(&marshal(&exec.mount("/z").expect("writable"))).index, 2);
+}
+
+#[test]
+fn merge_and_diff_skip_scratch_as_go_does() {
+    let a = image("busybox").dir("/a");
+    let b = image("alpine");
+    assert!(merge(&[], OpOptions::default()).is_scratch());
+    assert!(merge(&[scratch(), scratch()], OpOptions::default()).is_scratch());
+    let one = merge(&[scratch(), a.clone()], OpOptions::default());
+    assert!(one.output.as_ref().expect("an output").same_as(a.output.as_ref().expect("an output")));
+    let both = merge(&[a.clone(), b.clone()], OpOptions::default());
+    assert_eq!(both.get_dir(), "/a", "the first input's settings");
+    let def = marshal(&both);
+    let op = op_by_digest(&def, &head(&def).digest);
+    assert_eq!(op.platform, None);
+    let Some(pb::op::Op::Merge(merge_op)) = op.op else { panic!("a merge op") };
+    assert_eq!(merge_op.inputs.iter().map(|i| i.input).collect::<Vec<_>>(), [0, 1]);
+
+    assert!(diff(&scratch(), &scratch(), OpOptions::default()).is_scratch());
+    let upper = diff(&scratch(), &b, OpOptions::default());
+    assert!(upper.output.as_ref().expect("an output").same_as(b.output.as_ref().expect("an output")));
+}
+
+#[test]
+fn a_symbolic_copy_mode_replaces_the_numeric_one() {
+    let src = image("busybox");
+    let state = scratch().file(Copy::new(&src, "/bin/sh", "/sh").mode(0o755).mode_str("u+x").into());
+    let def = marshal(&state);
+    let Some(pb::op::Op::File(file)) = op_by_digest(&def, &head(&def).digest).op else { panic!("a file op") };
+    let Some(pb::file_action::Action::Copy(copy)) = &file.actions[0].action else { panic!("a copy") };
+    assert_eq!((copy.mode, copy.mode_str.as_str()), (0, "u+x"));
+}
+
+#[test]
+fn git_identifiers_are_the_same_across_remote_forms() {
+    let identifier = |remote: &str| {
+        let def = marshal(&git(remote, "main", GitOptions::default()));
+        let Some(pb::op::Op::Source(source)) = ops(&def).remove(0).1.op else { panic!("a source op") };
+        (source.identifier, source.attrs.get("git.fullurl").cloned())
+    };
+    let want = "git://github.com/moby/buildkit.git#main";
+    for (remote, full) in [
+        ("https://github.com/moby/buildkit.git", "https://github.com/moby/buildkit.git"),
+        ("git@github.com:moby/buildkit.git", "git@github.com:moby/buildkit.git"),
+        ("ssh://git@github.com/moby/buildkit.git", "ssh://git@github.com/moby/buildkit.git"),
+        ("github.com/moby/buildkit.git", "https://github.com/moby/buildkit.git"),
+    ] {
+        assert_eq!(identifier(remote), (want.to_owned(), Some(full.to_owned())), "{remote}");
+    }
 }
