@@ -89,3 +89,16 @@ mod tests {
         assert_eq!(join(&["/", "/work", "./x/../y"]), "/work/y");
     }
 }
+
+/// The last element of `path` (Go's `path.Base`): trailing slashes dropped,
+/// `.` for an empty path, `/` for a path of slashes.
+pub(crate) fn base(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".to_owned();
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
+}

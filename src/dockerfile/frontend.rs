@@ -94,7 +94,7 @@ impl NativeFrontend {
             target: self.attrs.get("target").filter(|t| !t.is_empty()).cloned(),
             session_id: gateway.session_id().to_owned(),
             excludes: self.excludes.clone(),
-            filename: self.filename.clone(),
+            filename: self.attrs.get("filename").cloned().unwrap_or_else(|| "Dockerfile".to_owned()),
             ..Default::default()
         };
         for (key, value) in &self.attrs {

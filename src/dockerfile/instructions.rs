@@ -31,6 +31,8 @@ pub struct Stage {
     pub commands: Vec<Command>,
     /// The `FROM` line.
     pub line: usize,
+    /// The `FROM` instruction as written.
+    pub original: String,
 }
 
 /// A command, its line, and what it does.
@@ -268,6 +270,7 @@ pub fn stages(dockerfile: &Dockerfile) -> Result<Stages, InstructionError> {
                 platform: flags.value("platform"),
                 commands: Vec::new(),
                 line: instruction.start_line,
+                original: instruction.original.trim().to_string(),
             });
             continue;
         }

@@ -177,6 +177,12 @@ impl State {
     }
 
     /// The same settings on another filesystem (Go's `WithOutput`).
+    /// This state's settings (directory, environment, user, platform) on
+    /// `other`'s filesystem (Go's `s.WithOutput(other.Output())`).
+    pub fn with_output_of(&self, other: &State) -> State {
+        self.with_output(other.output.clone())
+    }
+
     pub(crate) fn with_output(&self, output: Option<Output>) -> Self {
         State { output, ..self.clone() }
     }

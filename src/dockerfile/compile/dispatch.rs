@@ -144,9 +144,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let state = if base.scratch {
                 llb::scratch()
             } else {
-                let mut op = OpOptions::default();
-                let name = format!("FROM {}", base.reference);
-                op.custom_name = Some(self.prefix(n, 0, &name, false));
+                let name = self.prefix(n, 0, &format!("FROM {}", base.reference), false);
+                let (source_code, line) = match node.stage {
+                    Some(index) => (plan.stages.stages[index].original.clone(), Some((node.line, node.line))),
+                    None => (String::new(), node.from_command.map(|(start, end)| (start, end))),
+                };
+                let op = self.op(name, line, Some(&source_code));
                 llb::image_with(&base.reference, llb::ImageOptions { platform: Some(platform.clone()), op })
             };
             StageState {
@@ -200,16 +203,45 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         out
     }
 
-    fn step_name(&self, n: usize, stage: &mut StageState, text: &str, onbuild: bool) -> String {
+    /// A step's text as progress shows it: variables expanded (unset ones
+    /// left as written), the instruction in capitals.
+    fn shown_name(&self, stage: &StageState, text: &str) -> String {
         let env = StateEnv(&stage.state);
         let mut lexer = self.plan.lexer.clone();
         lexer.raw_quotes = true;
         lexer.skip_unset_env = true;
         let expanded = lexer.expand(text, &env).unwrap_or_else(|_| text.to_owned());
-        let name = uppercase_command(&expanded);
+        uppercase_command(&expanded)
+    }
+
+    fn step_name(&mut self, n: usize, stage: &mut StageState, text: &str, onbuild: bool) -> String {
+        let name = self.shown_name(stage, text);
         let out = self.prefix(n, stage.steps_done, &name, onbuild);
         stage.steps_done += 1;
         out
+    }
+
+    /// Op options of a step: its progress name, the Dockerfile lines it
+    /// comes from, and (for RUN and FROM) the instruction as a description.
+    fn op(&self, name: String, lines: Option<(usize, usize)>, command: Option<&str>) -> OpOptions {
+        let mut options = OpOptions::named(name);
+        if let Some((start, end)) = lines {
+            options.location = Some(self.plan.source_map.location(vec![range(start, end)]));
+        }
+        if let Some(command) = command {
+            options.description.insert("com.docker.dockerfile.v1.command".to_owned(), command.to_owned());
+        }
+        options
+    }
+
+    /// A command's lines; ONBUILD triggers point at their stage's FROM.
+    fn lines(&self, n: usize, command: &Command, onbuild: bool) -> (usize, usize) {
+        if onbuild {
+            let line = self.plan.nodes[n].line;
+            (line, line)
+        } else {
+            (command.line, command.end_line)
+        }
     }
 
     fn expand(&self, stage: &StageState, word: &str, line: usize) -> Result<String, CompileError> {
@@ -374,8 +406,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     }
                 }
                 transfer.sources.iter().try_for_each(|s| {
-                    if is_remote(s) {
-                        Err(CompileError::unsupported(line, "ADD from URLs and git repositories"))
+                    if is_remote(s) && !is_http(s) {
+                        Err(CompileError::unsupported(line, "ADD from git repositories"))
                     } else {
                         Ok(())
                     }
@@ -482,8 +514,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             mkdir.created = self.epoch_nanos;
             let name = self.step_name(n, stage, &command.original, onbuild);
-            let options = OpOptions { custom_name: Some(name), ..Default::default() };
-            stage.state = stage.state.file_with(FileAction::from(mkdir), options);
+            let options = self.op(name, Some(self.lines(n, command, onbuild)), None);
+            stage.state = stage.state.platform(stage.platform.clone()).file_with(FileAction::from(mkdir), options);
         }
         let epoch = self.epoch.clone();
         stage.image.commit(format!("WORKDIR {wd}"), with_layer, false, epoch.as_deref());
@@ -549,7 +581,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let mut run = Run::new(args.clone());
         // Mounts, in the order written.
         let env_before = StateEnv(&stage.state);
-        let mut secret_envs = Vec::new();
+        let mut masked: Vec<String> = Vec::new();
         for (i, value) in mounts.iter().enumerate() {
             let mut mount =
                 parse_mount(value, &self.plan.lexer, &env_before).map_err(|m| CompileError::step(line, m))?;
@@ -558,12 +590,40 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             match mount.kind {
                 MountKind::Secret => {
-                    if mount.env.is_some() {
-                        secret_envs.push(mount.env.clone().unwrap_or_default());
+                    let id = if !mount.source.is_empty() { mount.source.clone() } else { mount.id.clone() };
+                    let id = if id.is_empty() {
+                        if mount.target.is_empty() {
+                            return Err(CompileError::step(line, "one of source, target required"));
+                        }
+                        gopath::base(&mount.target)
+                    } else {
+                        id
+                    };
+                    let target = match (&mount.env, mount.target.is_empty()) {
+                        (Some(_), true) => None,
+                        (_, false) => Some(mount.target.clone()),
+                        (None, true) => Some(format!("/run/secrets/{}", gopath::base(&id))),
+                    };
+                    let (uid, gid, mode) =
+                        (mount.uid.unwrap_or(0), mount.gid.unwrap_or(0), mount.mode.unwrap_or(0o400));
+                    if let Some(target) = target {
+                        run = run.mount(Mount::secret(&target, &id, uid, gid, mode, !mount.required));
                     }
-                    return Err(CompileError::unsupported(line, "RUN --mount=type=secret"));
+                    if let Some(env) = &mount.env {
+                        run = run.secret_env(env, &id, !mount.required);
+                        masked.push(env.clone());
+                    }
+                    continue;
                 }
-                MountKind::Ssh => return Err(CompileError::unsupported(line, "RUN --mount=type=ssh")),
+                MountKind::Ssh => {
+                    if !mount.source.is_empty() {
+                        return Err(CompileError::step(line, "ssh does not support source"));
+                    }
+                    let (uid, gid, mode) =
+                        (mount.uid.unwrap_or(0), mount.gid.unwrap_or(0), mount.mode.unwrap_or(0o600));
+                    run = run.mount(Mount::ssh(&mount.target, &mount.id, uid, gid, mode, !mount.required));
+                    continue;
+                }
                 _ => {}
             }
             let mut source = self.context.clone();
@@ -571,15 +631,13 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 let node = sources.get(i).copied();
                 match node.and_then(|node| self.done.get(&node)) {
                     Some(done) => source = done.state.clone(),
-                    None => {
-                        return Err(CompileError::step(
-                            line,
-                            format!(
+                    None => return Err(CompileError::step(
+                        line,
+                        format!(
                             "cannot mount from stage {:?} to {:?}, stage needs to be defined before current command",
                             mount.from, mount.target
                         ),
-                        ))
-                    }
+                    )),
                 }
             }
             let mut target = mount.target.clone();
@@ -610,10 +668,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                             .owner(Chown::ids(mount.uid.unwrap_or(0), mount.gid.unwrap_or(0)));
                         let base = source.file_with(
                             FileAction::from(dir),
-                            OpOptions {
-                                custom_name: Some("[internal] setting cache mount permissions".into()),
-                                ..Default::default()
-                            },
+                            OpOptions::named("[internal] setting cache mount permissions"),
                         );
                         Mount::cache_from(&target, &id, sharing, &base, "/cache")
                     } else if source.is_scratch() {
@@ -628,11 +683,10 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                         bind = bind.source_path(&selector);
                     }
                     if mount.readonly {
-                        bind = bind.readonly();
+                        bind.readonly()
                     } else {
-                        return Err(CompileError::unsupported(line, "read-write bind mounts"));
+                        bind.force_no_output()
                     }
-                    bind
                 }
                 MountKind::Secret | MountKind::Ssh => unreachable!("handled above"),
             };
@@ -652,12 +706,21 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         }
         match security.as_deref() {
             None | Some("sandbox") => {}
-            Some("insecure") => return Err(CompileError::unsupported(line, "RUN --security=insecure")),
+            Some("insecure") => run = run.security(pb::SecurityMode::Insecure),
             Some(other) => return Err(CompileError::step(line, format!("unsupported security mode {other:?}"))),
         }
 
-        let name = self.step_name(n, stage, &custom, onbuild);
-        run = run.options(OpOptions { custom_name: Some(name), ..Default::default() });
+        // Secrets given as variables show as `****` in the step's name.
+        let name = if masked.is_empty() {
+            self.step_name(n, stage, &custom, onbuild)
+        } else {
+            let masked_state = masked.iter().fold(stage.state.clone(), |state, key| state.add_env(key, "****"));
+            let mut shown = StageState { state: masked_state, ..stage.clone() };
+            let name = self.step_name(n, &mut shown, &custom, onbuild);
+            stage.steps_done = shown.steps_done;
+            name
+        };
+        run = run.options(self.op(name, Some(self.lines(n, command, onbuild)), Some(&command.original)));
         let history = format!("RUN {}", run_command_string(&args, &stage.build_args, &StateEnv(&stage.state)));
         stage.state = stage.state.run(run).root();
         let epoch = self.epoch.clone();
@@ -679,10 +742,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         onbuild: bool,
     ) -> Result<(), CompileError> {
         let line = command.line;
-        if transfer.link {
-            return Err(CompileError::unsupported(line, "COPY --link"));
-        }
         let dest = relative_to_workdir(stage.state.get_dir(), &transfer.dest);
+        let mut mode_str = None;
         let mode = match &transfer.chmod {
             None => None,
             Some(chmod) => {
@@ -698,7 +759,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     Ok(mode) if mode <= 0o7777 => Some(mode),
                     Ok(_) => return Err(invalid()),
                     Err(_) if chmod.chars().all(|c| c.is_ascii_digit()) => return Err(invalid()),
-                    Err(_) => return Err(CompileError::unsupported(line, "symbolic --chmod")),
+                    Err(_) => {
+                        check_symbolic_mode(chmod).map_err(|m| CompileError::step(line, m))?;
+                        mode_str = Some(chmod.clone());
+                        None
+                    }
                 }
             }
         };
@@ -717,6 +782,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
 
         let from_context = from.is_none();
         let source = from.unwrap_or_else(|| self.context.clone());
+        let shown = self.shown_name(stage, &command.original);
+        let index_before = stage.steps_done;
+        let pending_name = self.step_name(n, stage, &command.original, onbuild);
         let mut copies: Vec<Copy> = Vec::new();
         for src in &transfer.sources {
             message.push_str(&format!(" {src}"));
@@ -738,12 +806,32 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 }
                 src = parent;
             }
-            if !required_paths.is_empty() {
-                return Err(CompileError::unsupported(line, "COPY --parents"));
+            if is_add && is_http(&src) {
+                // A download: the file named after the URL's last element.
+                let name = url_file_name(&src);
+                let http = llb::http(
+                    &src,
+                    llb::HttpOptions {
+                        filename: Some(name.clone()),
+                        op: self.op(pending_name.clone(), None, Some("")),
+                        ..Default::default()
+                    },
+                );
+                let mut copy = Copy::new(&http, name, dest.clone());
+                copy.mode = mode;
+                copy.mode_str = mode_str.clone();
+                copy.owner = owner.clone();
+                copy.create_dest_path = true;
+                copy.attempt_unpack = unpack.unwrap_or(false);
+                copy.exclude_patterns = transfer.exclude.clone();
+                copies.push(copy);
+                continue;
             }
             let src_path = normalize_path("/", &src, false);
             let mut copy = Copy::new(&source, src_path, dest.clone());
             copy.mode = mode;
+            copy.mode_str = mode_str.clone();
+            copy.required_paths = required_paths;
             copy.owner = owner.clone();
             copy.follow_symlinks = true;
             copy.dir_contents_only = true;
@@ -763,6 +851,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             );
             let mut copy = Copy::new(&file, name.clone(), dest.clone());
             copy.mode = mode;
+            copy.mode_str = mode_str.clone();
             copy.owner = owner.clone();
             copy.create_dest_path = true;
             copy.exclude_patterns = transfer.exclude.clone();
@@ -778,12 +867,35 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         for copy in copies {
             action = action.then(copy);
         }
-        let name = self.step_name(n, stage, &command.original, onbuild);
-        stage.state = stage.state.file_with(action, OpOptions { custom_name: Some(name), ..Default::default() });
+        let lines = Some(self.lines(n, command, onbuild));
+        if transfer.link && transfer.chmod.is_none() {
+            // `--link`: the copy lands on an empty filesystem and is merged
+            // onto the stage, so it does not depend on (or invalidate with)
+            // what is below it. Both ops share one progress group.
+            let group = uuid::Uuid::new_v4().simple().to_string();
+            let mut copy_options = self.op(pending_name.clone(), lines, None);
+            copy_options.progress_group =
+                Some(llb::ProgressGroup { id: group.clone(), name: pending_name.clone(), weak: true });
+            let layer = llb::scratch().platform(stage.platform.clone()).file_with(action, copy_options);
+            let link_name = self.prefix(n, index_before, &format!("LINK {shown}"), onbuild);
+            let mut merge_options = self.op(link_name, lines, None);
+            merge_options.progress_group = Some(llb::ProgressGroup { id: group, name: pending_name, weak: false });
+            let merged = llb::merge(&[stage.state.clone(), layer], merge_options);
+            stage.state = stage.state.with_output_of(&merged);
+        } else {
+            stage.state = stage.state.file_with(action, self.op(pending_name, lines, None));
+        }
         let epoch = self.epoch.clone();
         stage.image.commit(message, true, true, epoch.as_deref());
         Ok(())
     }
+}
+
+/// Lines `start..=end` as a source map range (columns are not tracked, as
+/// in the frontend's parser).
+fn range(start: usize, end: usize) -> pb::Range {
+    let position = |line: usize| Some(pb::Position { line: line as i32, character: 0 });
+    pb::Range { start: position(start), end: position(end) }
 }
 
 /// A stage's environment as a variable source for expansion.
@@ -844,6 +956,42 @@ fn contains_wildcards(name: &str) -> bool {
 
 fn is_remote(src: &str) -> bool {
     src.starts_with("http://") || src.starts_with("https://") || src.starts_with("git@") || src.starts_with("git://")
+}
+
+/// An HTTP(S) URL that is not a git repository (`.git` paths and `#ref`
+/// fragments are git's, as dfgitutil reads them).
+fn is_http(src: &str) -> bool {
+    (src.starts_with("http://") || src.starts_with("https://"))
+        && !src.split(['#', '?']).next().unwrap_or_default().ends_with(".git")
+        && !src.contains(".git#")
+}
+
+/// The file name a download gets: the URL path's last element, else
+/// `__unnamed__` (Go's rule in `dispatchCopy`).
+fn url_file_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let base = gopath::base(path);
+    if base == "." || base == "/" || path.is_empty() {
+        "__unnamed__".to_owned()
+    } else {
+        base
+    }
+}
+
+/// A symbolic mode (`u+x`, `go-w,a+r`) as tonistiigi/dchapes-mode accepts it.
+fn check_symbolic_mode(mode: &str) -> Result<(), String> {
+    let valid = mode.split(',').all(|clause| {
+        let who_end = clause.find(|c: char| !"ugoa".contains(c)).unwrap_or(clause.len());
+        let rest = &clause[who_end..];
+        !rest.is_empty() && rest.starts_with(['+', '-', '=']) && rest.chars().all(|c| "+-=rwxXstugo".contains(c))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("invalid chmod parameter: '{mode}'. it should be octal string and between 0 and 07777"))
+    }
 }
 
 fn uppercase_command(text: &str) -> String {

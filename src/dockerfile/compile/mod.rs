@@ -22,6 +22,7 @@ pub mod image;
 mod mounts;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::dockerfile::instructions::{self, CommandKind, Stages};
 use crate::dockerfile::shell::{Env, Lexer};
@@ -209,6 +210,8 @@ struct Node {
     /// Steps that show a `[n/m]` counter.
     steps_total: usize,
     line: usize,
+    /// For an image named by `COPY --from`: that command's lines.
+    from_command: Option<(usize, usize)>,
 }
 
 impl Node {
@@ -232,6 +235,8 @@ struct Plan<'a> {
     implicit_platform: bool,
     epoch: Option<i64>,
     build_args: BTreeMap<String, String>,
+    /// The Dockerfile as a source map, for ops' locations.
+    source_map: Arc<llb::SourceMap>,
 }
 
 /// Variables as an ordered list (Go's `EnvList`), for expansion.
@@ -348,6 +353,11 @@ impl<'a> Plan<'a> {
             implicit_platform,
             epoch,
             build_args,
+            source_map: llb::SourceMap::new(
+                if options.filename.is_empty() { "Dockerfile".to_owned() } else { options.filename.clone() },
+                "Dockerfile",
+                dockerfile.as_bytes().to_vec(),
+            ),
         };
         plan.link()?;
         Ok(plan)
@@ -414,6 +424,7 @@ impl<'a> Plan<'a> {
                 triggers: Vec::new(),
                 steps_total,
                 line: stage.line,
+                from_command: None,
             };
             if let Some(name) = &stage.name {
                 by_name.insert(name.clone(), node.index);
@@ -441,6 +452,7 @@ impl<'a> Plan<'a> {
             let commands = self.stages.stages[stage_index].commands.clone();
             for (ci, command) in commands.iter().enumerate() {
                 let names = self.command_sources(command)?;
+                let is_copy = matches!(command.kind, CommandKind::Copy { .. });
                 let mut sources = Vec::new();
                 for name in names {
                     let node = match name {
@@ -465,6 +477,7 @@ impl<'a> Plan<'a> {
                                     triggers: Vec::new(),
                                     steps_total: 0,
                                     line: command.line,
+                                    from_command: is_copy.then_some((command.line, command.end_line)),
                                 });
                                 index
                             }),
