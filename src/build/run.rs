@@ -152,10 +152,15 @@ async fn solve_with(
     build_ref: &str,
     session_id: &str,
 ) -> Result<control_pb::SolveResponse, ControlError> {
+    let cache_imports = request
+        .cache
+        .as_ref()
+        .map(|cache| cache.imports.iter().map(|i| (i.r#type.clone(), i.attrs.clone().into_iter().collect())).collect())
+        .unwrap_or_default();
     let solve = control.solve(request);
     let Some(frontend) = frontend else { return solve.await };
     let mut solve = std::pin::pin!(solve);
-    let run = crate::gateway::run_client_frontend(control, build_ref, session_id, frontend);
+    let run = crate::gateway::run_client_frontend_importing(control, build_ref, session_id, cache_imports, frontend);
     tokio::select! {
         result = &mut solve => result,
         outcome = run => match outcome {

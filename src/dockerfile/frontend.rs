@@ -155,7 +155,7 @@ impl ClientFrontend for NativeFrontend {
         if self.print_only {
             return Ok(FrontendOutput::default());
         }
-        let reference = gateway.solve(compiled.definition.clone()).await?;
+        let reference = gateway.solve_importing(compiled.definition.clone(), gateway.cache_imports()).await?;
         Ok(FrontendOutput { reference: Some(reference), metadata: compiled.exporter_metadata(), ..Default::default() })
     }
 

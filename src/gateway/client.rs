@@ -179,6 +179,8 @@ pub struct Gateway {
     build_ref: String,
     session_id: String,
     caps: Option<Arc<Capabilities>>,
+    /// The build's `--cache-from`s (type, attributes), as the build sent them.
+    cache_imports: Arc<Vec<(String, BTreeMap<String, String>)>>,
 }
 
 impl fmt::Debug for Gateway {
@@ -201,7 +203,13 @@ impl Gateway {
         let client = LlbBridgeClient::with_interceptor(channel, BuildId(value))
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
-        Ok(Gateway { client, build_ref: build_ref.to_owned(), session_id: session_id.to_owned(), caps: None })
+        Ok(Gateway {
+            client,
+            build_ref: build_ref.to_owned(),
+            session_id: session_id.to_owned(),
+            caps: None,
+            cache_imports: Arc::default(),
+        })
     }
 
     /// The build this client talks to.
@@ -218,6 +226,18 @@ impl Gateway {
     /// (see [`super::run_client_frontend`]).
     pub fn capabilities(&self) -> Option<&Capabilities> {
         self.caps.as_deref()
+    }
+
+    /// The build's cache imports, for [`Gateway::solve_importing`]: the
+    /// daemon imports cache per gateway solve, so a frontend passes these on
+    /// (Go frontends read them from the `cache-imports` option).
+    pub fn cache_imports(&self) -> &[(String, BTreeMap<String, String>)] {
+        &self.cache_imports
+    }
+
+    pub(crate) fn with_cache_imports(mut self, imports: Vec<(String, BTreeMap<String, String>)>) -> Self {
+        self.cache_imports = Arc::new(imports);
+        self
     }
 
     pub(crate) fn with_capabilities(mut self, caps: Capabilities) -> Self {
@@ -266,6 +286,18 @@ impl Gateway {
     /// something needs it (a [`Gateway::read_file`], [`Gateway::evaluate`] or
     /// the export after the frontend returns), so build errors surface there.
     pub async fn solve(&self, definition: pb::Definition) -> Result<Reference, GatewayError> {
+        self.solve_importing(definition, &[]).await
+    }
+
+    /// [`Gateway::solve`] that may take cache from `cache_imports` (type and
+    /// attributes, as `--cache-from` gives them): the daemon imports per
+    /// gateway solve, not per build, so a frontend passes them on as Go's
+    /// Dockerfile frontend does.
+    pub async fn solve_importing(
+        &self,
+        definition: pb::Definition,
+        cache_imports: &[(String, BTreeMap<String, String>)],
+    ) -> Result<Reference, GatewayError> {
         if let Some(caps) = self.capabilities() {
             // Go refuses graphs that need what the daemon lacks before sending them.
             for cap in definition.metadata.values().flat_map(|metadata| metadata.caps.keys()) {
@@ -276,6 +308,10 @@ impl Gateway {
         }
         let request = api::SolveRequest {
             definition: Some(definition),
+            cache_imports: cache_imports
+                .iter()
+                .map(|(kind, attrs)| api::CacheOptionsEntry { r#type: kind.clone(), attrs: attrs.clone().into_iter().collect() })
+                .collect(),
             // Ask for the `Result` form (refs with their definitions), as Go
             // does; an old daemon would still answer with a bare ref id.
             allow_result_return: true,

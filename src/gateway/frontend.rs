@@ -129,7 +129,19 @@ pub async fn run_client_frontend(
     session_id: &str,
     frontend: &dyn ClientFrontend,
 ) -> Result<(), GatewayError> {
-    let gateway = Gateway::new(control.channel().clone(), build_ref, session_id)?;
+    run_client_frontend_importing(control, build_ref, session_id, Vec::new(), frontend).await
+}
+
+/// [`run_client_frontend`] for a build that imports cache: the frontend finds
+/// the entries in [`Gateway::cache_imports`].
+pub(crate) async fn run_client_frontend_importing(
+    control: &Control,
+    build_ref: &str,
+    session_id: &str,
+    cache_imports: Vec<(String, BTreeMap<String, String>)>,
+    frontend: &dyn ClientFrontend,
+) -> Result<(), GatewayError> {
+    let gateway = Gateway::new(control.channel().clone(), build_ref, session_id)?.with_cache_imports(cache_imports);
     let caps = wait_for_build(&gateway).await?;
     // Without `return` the result would go back through a "final" solve,
     // a protocol older daemons (before BuildKit 0.5) speak; not supported.

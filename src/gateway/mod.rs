@@ -22,6 +22,7 @@ mod client;
 mod frontend;
 
 pub use client::{Capabilities, Gateway, Reference, ResolvedImage};
+pub(crate) use frontend::run_client_frontend_importing;
 pub use frontend::{run_client_frontend, ClientFrontend, ForwardedResult, FrontendError, FrontendOutput};
 
 use crate::control::DaemonStatus;

@@ -186,9 +186,10 @@ pub struct Args {
     #[arg(long, env = "BUILDKIT_PROGRESS", value_name = "MODE", default_value = "auto")]
     pub progress: String,
 
-    /// The frontend that turns the Dockerfile into a build graph: `native` (compiled here), `auto` (native, or
-    /// the daemon's for what native does not support yet), or a daemon frontend (`dockerfile.v0`)
-    #[arg(long, value_name = "NAME", default_value = "dockerfile.v0")]
+    /// The frontend that turns the Dockerfile into a build graph: `auto` (compiled here, or by the daemon's
+    /// dockerfile.v0 for what the native compiler does not support yet), `native` (compiled here or fail), or a
+    /// frontend of the daemon by name (`dockerfile.v0`)
+    #[arg(long, value_name = "NAME", env = "FBUILD_FRONTEND", default_value = "auto")]
     pub frontend: String,
 
     /// Print the build graph (`json`, or `dot` for Graphviz) as compiled natively, and build nothing

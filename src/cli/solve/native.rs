@@ -46,6 +46,7 @@ pub(super) fn install(plan: &mut SolvePlan, mode: NativeMode, print_only: bool) 
     if print_only {
         frontend = frontend.print_only();
     }
+
     let frontend = Arc::new(frontend);
     plan.request.frontend = Frontend::Client(frontend.clone());
     Some(frontend)
