@@ -243,6 +243,26 @@ proptest! {
         let _ = lexer.expand(&text, &env);
         let _ = lexer.expand_words(&text, &env);
     }
+
+    /// The native compiler takes any Dockerfile-shaped text (with bases
+    /// that need no registry) and ends in a graph or an error, never a panic.
+    #[test]
+    fn the_compiler_never_panics(text in compilable_text()) {
+        let options = crate::dockerfile::compile::CompileOptions { session_id: "s".into(), ..Default::default() };
+        let _ = crate::dockerfile::compile::compile_offline(&text, &options);
+    }
+}
+
+/// Dockerfiles from scratch and stages with commands built from pieces the
+/// compiler branches on.
+fn compilable_text() -> impl Strategy<Value = String> {
+    proptest::string::string_regex(
+        r#"FROM scratch( AS [ab])?
+((RUN|COPY|ADD|ENV|ARG|WORKDIR|USER|EXPOSE|VOLUME|LABEL|CMD|ENTRYPOINT|SHELL|STOPSIGNAL|HEALTHCHECK|ONBUILD RUN|FROM) ( |--mount=type=(cache|bind|tmpfs|secret|ssh),(target|from|source|id|env|mode|uid|sharing)=[a-z/$]{0,4}|--from=[ab0-9]|--link|--chmod=[0-7u+x]{1,4}|--parents|--chown=[a-z0-9:]{0,4}|<<EOF|\[|\]|"[a-z]*"|,|=|\$[A-Z]|\$\{A:-b\}|[a-z./*]{1,6}|[0-9]{1,5}(/udp)?|AS [ab]|scratch){0,6}
+(EOF
+)?){0,8}"#,
+    )
+    .expect("regex")
 }
 
 mod receiver {

@@ -38,7 +38,7 @@ pub struct NativeFrontend {
 }
 
 /// Attributes the compiler reads or that only matter to the daemon.
-const UNDERSTOOD: &[&str] = &["filename", "target", "platform", "dockerfilekey", "contextkey"];
+const UNDERSTOOD: &[&str] = &["filename", "target", "platform", "dockerfilekey", "contextkey", "no-cache"];
 const UNDERSTOOD_PREFIXES: &[&str] = &["build-arg:", "label:", "attest:", "local-sessionid:"];
 
 impl NativeFrontend {
@@ -103,6 +103,10 @@ impl NativeFrontend {
             } else if let Some(name) = key.strip_prefix("label:") {
                 options.labels.insert(name.to_owned(), value.clone());
             }
+        }
+        if let Some(stages) = self.attrs.get("no-cache") {
+            options.no_cache =
+                Some(stages.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase).collect());
         }
         if let Some(platforms) = self.attrs.get("platform").filter(|p| !p.is_empty()) {
             if platforms.contains(',') {

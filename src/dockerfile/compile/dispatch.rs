@@ -43,6 +43,8 @@ pub(super) struct Dispatch<'p, 'a> {
     context_paths: BTreeSet<String>,
     epoch: Option<String>,
     epoch_nanos: Option<i64>,
+    /// `--no-cache` applies to the stage being dispatched.
+    ignore_cache: bool,
 }
 
 impl<'p, 'a> Dispatch<'p, 'a> {
@@ -55,6 +57,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             context_paths: BTreeSet::new(),
             epoch: plan.epoch.map(epoch_time),
             epoch_nanos: plan.epoch.map(|s| s.saturating_mul(1_000_000_000)),
+            ignore_cache: false,
         }
     }
 
@@ -73,6 +76,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             let mut stage = self.start(node.index)?;
             let stage_index = node.stage.expect("a stage");
+            // Go's `IsNoCache`: every stage, or the named ones.
+            self.ignore_cache = match &plan.options.no_cache {
+                None => false,
+                Some(names) if names.is_empty() => true,
+                Some(names) => plan.stages.stages[stage_index].name.as_ref().is_some_and(|n| names.contains(n)),
+            };
             let triggers = node.triggers.iter().map(|c| (None, c, true));
             let commands =
                 plan.stages.stages[stage_index].commands.iter().enumerate().map(|(i, c)| (Some(i), c, false));
@@ -261,10 +270,15 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let epoch = epoch.as_deref();
         match &command.kind {
             CommandKind::Env(pairs) => {
-                let mut message = String::from("ENV");
+                // Every word is expanded against the environment before the
+                // instruction (`ENV A=1 B=$A` does not see this A), as Go
+                // expands the whole command before dispatching it.
+                let mut expanded = Vec::new();
                 for (key, value) in pairs {
-                    let key = self.expand(stage, key, line)?;
-                    let value = self.expand(stage, value, line)?;
+                    expanded.push((self.expand(stage, key, line)?, self.expand(stage, value, line)?));
+                }
+                let mut message = String::from("ENV");
+                for (key, value) in expanded {
                     message.push_str(&format!(" {key}={value}"));
                     stage.state = stage.state.add_env(&key, &value);
                     stage.image.add_env(&key, &value);
@@ -272,10 +286,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 stage.image.commit(message, false, false, epoch);
             }
             CommandKind::Label(pairs) => {
-                let mut message = String::from("LABEL");
+                let mut expanded = Vec::new();
                 for (key, value) in pairs {
-                    let key = self.expand(stage, key, line)?;
-                    let value = self.expand(stage, value, line)?;
+                    expanded.push((self.expand(stage, key, line)?, self.expand(stage, value, line)?));
+                }
+                let mut message = String::from("LABEL");
+                for (key, value) in expanded {
                     message.push_str(&format!(" {key}={value}"));
                     stage.image.config.labels.insert(key, value);
                 }
@@ -315,8 +331,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 stage.image.commit(format!("SHELL {}", go_list(shell)), false, false, epoch);
             }
             CommandKind::Expose(ports) => {
+                // The frontend sorts the words as written (instructions'
+                // `parseExpose`), before expanding them.
+                let mut ports = ports.clone();
+                ports.sort();
                 let mut words = Vec::new();
-                for port in ports {
+                for port in &ports {
                     words.extend(
                         self.plan
                             .lexer
@@ -720,7 +740,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             stage.steps_done = shown.steps_done;
             name
         };
-        run = run.options(self.op(name, Some(self.lines(n, command, onbuild)), Some(&command.original)));
+        let mut options = self.op(name, Some(self.lines(n, command, onbuild)), Some(&command.original));
+        options.ignore_cache = self.ignore_cache;
+        run = run.options(options);
         let history = format!("RUN {}", run_command_string(&args, &stage.build_args, &StateEnv(&stage.state)));
         stage.state = stage.state.run(run).root();
         let epoch = self.epoch.clone();
@@ -874,16 +896,20 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             // what is below it. Both ops share one progress group.
             let group = uuid::Uuid::new_v4().simple().to_string();
             let mut copy_options = self.op(pending_name.clone(), lines, None);
+            copy_options.ignore_cache = self.ignore_cache;
             copy_options.progress_group =
                 Some(llb::ProgressGroup { id: group.clone(), name: pending_name.clone(), weak: true });
             let layer = llb::scratch().platform(stage.platform.clone()).file_with(action, copy_options);
             let link_name = self.prefix(n, index_before, &format!("LINK {shown}"), onbuild);
             let mut merge_options = self.op(link_name, lines, None);
+            merge_options.ignore_cache = self.ignore_cache;
             merge_options.progress_group = Some(llb::ProgressGroup { id: group, name: pending_name, weak: false });
             let merged = llb::merge(&[stage.state.clone(), layer], merge_options);
             stage.state = stage.state.with_output_of(&merged);
         } else {
-            stage.state = stage.state.file_with(action, self.op(pending_name, lines, None));
+            let mut options = self.op(pending_name, lines, None);
+            options.ignore_cache = self.ignore_cache;
+            stage.state = stage.state.file_with(action, options);
         }
         let epoch = self.epoch.clone();
         stage.image.commit(message, true, true, epoch.as_deref());

@@ -53,6 +53,9 @@ pub struct CompileOptions {
     pub excludes: Vec<String>,
     /// The Dockerfile's name, for source maps and messages.
     pub filename: String,
+    /// `--no-cache`: `Some` with no names for every stage, or the stages
+    /// named (`--no-cache-filter`); their RUN and COPY steps run again.
+    pub no_cache: Option<Vec<String>>,
 }
 
 /// A base image's config, as a resolver found it.
