@@ -213,10 +213,8 @@ fn build_command(
     dest: &Path,
 ) -> Command {
     let env = util::testenv();
-    let mut args: Vec<(String, String)> = vec![
-        ("SOURCE_DATE_EPOCH".into(), "0".into()),
-        ("BASE".into(), env.busybox.clone()),
-    ];
+    let mut args: Vec<(String, String)> =
+        vec![("SOURCE_DATE_EPOCH".into(), "0".into()), ("BASE".into(), env.busybox.clone())];
     args.extend(case.build_args.iter().map(|(k, v)| (k.clone(), v.clone())));
     let output = format!("type=oci,dest={},rewrite-timestamp=true", dest.display());
     let secrets: Vec<String> =
@@ -281,8 +279,8 @@ fn for_each_parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<(), Strin
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(item) = items.get(i) else { break };
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)))
-                    .unwrap_or_else(|panic| {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item))).unwrap_or_else(|panic| {
                         let text = panic
                             .downcast_ref::<String>()
                             .cloned()
@@ -465,7 +463,8 @@ fn explain(reference: &util::OciLayout, ours: &util::OciLayout) -> String {
             }
         }
         if !any {
-            out += "  (the same files: the difference is in tar headers not listed, the entry order or the compression)\n";
+            out +=
+                "  (the same files: the difference is in tar headers not listed, the entry order or the compression)\n";
         }
     }
     out
@@ -597,7 +596,8 @@ fn vertexes(rawjson: &str) -> BTreeMap<String, Vertex> {
 /// through the steps that read them.
 fn is_step(vertex: &Vertex) -> bool {
     let name = &vertex.name;
-    vertex.inputs > 0 && !(name.starts_with("[internal]") || name.starts_with("exporting ") || name.starts_with("[auth]"))
+    vertex.inputs > 0
+        && !(name.starts_with("[internal]") || name.starts_with("exporting ") || name.starts_with("[auth]"))
 }
 
 #[test]
@@ -624,7 +624,11 @@ fn corpus_shares_cache_keys_with_the_daemons_frontend() {
                     Err(problem) => problems.push(problem),
                 }
             }
-            if problems.is_empty() { Ok(()) } else { Err(problems.join("\n\n")) }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("\n\n"))
+            }
         }));
     }
     report("are not cached across clients", total, failures);
@@ -645,8 +649,7 @@ fn cache_shared(
     let label = format!("{} ({} then {})", case.label(target), first.name(), second.name());
     let dir = util::tempdir();
     let build = |client: Client, name: &str| {
-        let output =
-            run(build_command(client, case, target, Some(&daemon.addr), "rawjson", &dir.path().join(name)));
+        let output = run(build_command(client, case, target, Some(&daemon.addr), "rawjson", &dir.path().join(name)));
         if output.status.success() {
             Ok(util::text(&output.stderr))
         } else {
@@ -657,7 +660,13 @@ fn cache_shared(
     let after = vertexes(&build(second, "second.tar")?);
     let list = |vs: &mut dyn Iterator<Item = &Vertex>| {
         vs.map(|v| {
-            let kind = if !is_step(v) { "(not a step)" } else if v.cached { "CACHED" } else { "ran" };
+            let kind = if !is_step(v) {
+                "(not a step)"
+            } else if v.cached {
+                "CACHED"
+            } else {
+                "ran"
+            };
             format!("    {kind:<12} {}", v.name)
         })
         .collect::<Vec<_>>()
