@@ -35,7 +35,9 @@
 //!
 //! `FBUILD_EQUIV_FRONTEND=dockerfile.v0` runs fbuild through the daemon's
 //! frontend instead: the harness's own check, which passes without the
-//! native compiler. `FBUILD_EQUIV_CASES=a,b` limits a run to some cases.
+//! native compiler. `FBUILD_EQUIV_CASES=a,b` limits a run to some cases;
+//! `FBUILD_EQUIV_FBUILD=PATH` tests another fbuild binary than this build's
+//! (a release build, another branch's).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -183,6 +185,14 @@ fn git_repository() -> String {
     .clone()
 }
 
+/// The fbuild under test: `$FBUILD_EQUIV_FBUILD`, else this build's.
+fn fbuild_binary() -> PathBuf {
+    std::env::var_os("FBUILD_EQUIV_FBUILD")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(util::fbuild_binary)
+}
+
 /// Which program builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Client {
@@ -238,7 +248,7 @@ fn build_command(
             cmd.args(["--progress", progress, "--output", &output]);
         }
         Client::Fbuild => {
-            cmd = Command::new(util::fbuild_binary());
+            cmd = Command::new(fbuild_binary());
             cmd.env("BUILDKIT_HOST", addr.unwrap_or(&env.addr)).env("NO_COLOR", "1").env_remove("RUST_LOG");
             cmd.arg("solve").arg(&case.dir).args(["--frontend", &frontend()]);
             for (k, v) in &args {
