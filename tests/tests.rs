@@ -12,6 +12,7 @@ mod fsync;
 mod gateway;
 mod hostile;
 mod library;
+mod native_frontend;
 mod load;
 mod local_cache;
 mod native;
