@@ -272,6 +272,9 @@ fn solve_against_within(script: Vec<Packet>, project: &Path, dest: &Path, limit:
         },
     ));
     let output = assert_cmd::Command::new(util::fbuild_binary())
+        // This daemon speaks Control only, not the gateway a native compile
+        // needs: the build goes to "its" Dockerfile frontend.
+        .env("FBUILD_FRONTEND", "dockerfile.v0")
         .args(["--addr", &format!("unix://{}", socket.display()), "solve", "--progress", "plain", "-o"])
         .arg(format!("type=local,dest={}", dest.display()))
         .arg(project)

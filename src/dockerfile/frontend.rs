@@ -79,6 +79,14 @@ impl NativeFrontend {
         self.compiled.lock().ok().and_then(|c| c.clone())
     }
 
+    /// Whether the build asks for a provenance attestation (buildx's default
+    /// for image outputs).
+    fn wants_provenance(&self) -> bool {
+        self.attrs.get("attest:provenance").is_some_and(|value| {
+            !value.split(',').any(|field| matches!(field.trim(), "disabled=true" | "false" | "mode=false"))
+        })
+    }
+
     /// The compile options the attributes describe, or the attribute the
     /// compiler does not handle.
     fn options(&self, gateway: &Gateway) -> Result<CompileOptions, CompileError> {
@@ -133,7 +141,38 @@ impl NativeFrontend {
         Ok(options)
     }
 
+    /// Runs the daemon frontend's lint subrequest and shows its findings as
+    /// this build's warnings. Best effort: a failure only loses warnings.
+    async fn lint(&self, gateway: &Gateway) {
+        let mut attrs = self.attrs.clone();
+        attrs.insert("requestid".into(), "frontend.lint".into());
+        attrs.insert("frontend.caps".into(), "moby.buildkit.frontend.subrequests".into());
+        let answer = match gateway.solve_frontend("dockerfile.v0", attrs).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::debug!(%error, "the daemon's linter did not answer");
+                return;
+            }
+        };
+        let Some(json) = answer.get("result.json") else { return };
+        for warning in lint_warnings(json) {
+            if let Err(error) = gateway.warn(warning).await {
+                tracing::debug!(%error, "a lint warning was not shown");
+            }
+        }
+    }
+
     async fn compile(&self, gateway: &Gateway) -> Result<Compiled, CompileError> {
+        if self.mode == NativeMode::Auto && self.wants_provenance() {
+            // The daemon records the build's request (its build args) in the
+            // provenance only for frontends it runs; a graph from here would
+            // get a provenance without them.
+            return Err(CompileError::Unsupported {
+                line: 0,
+                feature: "provenance attestations (they record a build's arguments only for the daemon's frontend)"
+                    .into(),
+            });
+        }
         let options = self.options(gateway)?;
         compile::compile(&self.dockerfile, &options, &GatewayResolver(gateway)).await
     }
@@ -159,7 +198,12 @@ impl ClientFrontend for NativeFrontend {
         if self.print_only {
             return Ok(FrontendOutput::default());
         }
-        let reference = gateway.solve_importing(compiled.definition.clone(), gateway.cache_imports()).await?;
+        // The build and the daemon's linter side by side: lint findings are
+        // the frontend's warnings, and the rules (and `# check=`) are the
+        // daemon's own, so they read as with `dockerfile.v0`.
+        let solve = gateway.solve_with(compiled.definition.clone(), gateway.cache_imports(), &self.attrs);
+        let (reference, ()) = tokio::join!(solve, self.lint(gateway));
+        let reference = reference?;
         Ok(FrontendOutput { reference: Some(reference), metadata: compiled.exporter_metadata(), ..Default::default() })
     }
 
@@ -202,6 +246,60 @@ impl std::fmt::Display for Located {
 }
 
 impl std::error::Error for Located {}
+
+/// The warnings of a lint subrequest's `result.json`, as the daemon's
+/// frontend reports each finding (`Rule: message (line N)`, the rule's
+/// description as detail, its URL, the Dockerfile and the lines).
+fn lint_warnings(json: &[u8]) -> Vec<crate::gateway::Warning> {
+    use base64::Engine as _;
+    let Ok(results) = serde_json::from_slice::<serde_json::Value>(json) else { return Vec::new() };
+    let sources: Vec<pb::SourceInfo> = results["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|source| pb::SourceInfo {
+            filename: source["filename"].as_str().unwrap_or_default().to_owned(),
+            data: base64::engine::general_purpose::STANDARD
+                .decode(source["data"].as_str().unwrap_or_default())
+                .unwrap_or_default()
+                .into(),
+            language: source["language"].as_str().unwrap_or_default().to_owned(),
+            definition: None,
+        })
+        .collect();
+    let position = |value: &serde_json::Value| {
+        Some(pb::Position {
+            line: value["line"].as_i64().unwrap_or(0) as i32,
+            character: value["character"].as_i64().unwrap_or(0) as i32,
+        })
+    };
+    results["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|warning| {
+            let location = &warning["location"];
+            let ranges: Vec<pb::Range> = location["ranges"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|range| pb::Range { start: position(&range["start"]), end: position(&range["end"]) })
+                .collect();
+            let line = ranges.first().and_then(|r| r.start.as_ref()).map_or(0, |p| p.line);
+            let rule = warning["ruleName"].as_str().unwrap_or_default();
+            let message = warning["detail"].as_str().unwrap_or_default();
+            crate::gateway::Warning {
+                digest: String::new(),
+                level: 1,
+                short: format!("{rule}: {message} (line {line})"),
+                detail: vec![warning["description"].as_str().unwrap_or_default().to_owned()],
+                url: warning["url"].as_str().unwrap_or_default().to_owned(),
+                source: location["sourceIndex"].as_u64().and_then(|i| sources.get(i as usize).cloned()),
+                ranges,
+            }
+        })
+        .collect()
+}
 
 /// Base images resolved by the daemon for this build (its registry access,
 /// its credentials through the session).

@@ -137,6 +137,25 @@ pub struct ResolvedImage {
     pub config: Vec<u8>,
 }
 
+/// A warning for the build's progress ([`Gateway::warn`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Warning {
+    /// The op it belongs to (its digest); may be empty.
+    pub digest: String,
+    /// 1 for a warning (BuildKit's only level so far).
+    pub level: i64,
+    /// One line: what is wrong, e.g. `RuleName: message (line 3)`.
+    pub short: String,
+    /// Longer explanation, one entry per paragraph.
+    pub detail: Vec<String>,
+    /// Where to read more.
+    pub url: String,
+    /// The file it is about, to show its lines.
+    pub source: Option<pb::SourceInfo>,
+    /// The lines it is about, in `source`.
+    pub ranges: Vec<pb::Range>,
+}
+
 /// A result the daemon holds for this build: the output of a gateway solve.
 ///
 /// An empty reference stands for an empty filesystem (a solve of scratch);
@@ -228,7 +247,7 @@ impl Gateway {
         self.caps.as_deref()
     }
 
-    /// The build's cache imports, for [`Gateway::solve_importing`]: the
+    /// The build's cache imports, for [`Gateway::solve_with`]: the
     /// daemon imports cache per gateway solve, so a frontend passes these on
     /// (Go frontends read them from the `cache-imports` option).
     pub fn cache_imports(&self) -> &[(String, BTreeMap<String, String>)] {
@@ -286,17 +305,19 @@ impl Gateway {
     /// something needs it (a [`Gateway::read_file`], [`Gateway::evaluate`] or
     /// the export after the frontend returns), so build errors surface there.
     pub async fn solve(&self, definition: pb::Definition) -> Result<Reference, GatewayError> {
-        self.solve_importing(definition, &[]).await
+        self.solve_with(definition, &[], &BTreeMap::new()).await
     }
 
     /// [`Gateway::solve`] that may take cache from `cache_imports` (type and
-    /// attributes, as `--cache-from` gives them): the daemon imports per
+    /// attributes, as `--cache-from` gives them; the daemon imports per
     /// gateway solve, not per build, so a frontend passes them on as Go's
-    /// Dockerfile frontend does.
-    pub async fn solve_importing(
+    /// Dockerfile frontend does) and records `frontend_opt` (the build's
+    /// options, e.g. `build-arg:*`) as the request in the result's provenance.
+    pub async fn solve_with(
         &self,
         definition: pb::Definition,
         cache_imports: &[(String, BTreeMap<String, String>)],
+        frontend_opt: &BTreeMap<String, String>,
     ) -> Result<Reference, GatewayError> {
         if let Some(caps) = self.capabilities() {
             // Go refuses graphs that need what the daemon lacks before sending them.
@@ -308,9 +329,13 @@ impl Gateway {
         }
         let request = api::SolveRequest {
             definition: Some(definition),
+            frontend_opt: frontend_opt.clone().into_iter().collect(),
             cache_imports: cache_imports
                 .iter()
-                .map(|(kind, attrs)| api::CacheOptionsEntry { r#type: kind.clone(), attrs: attrs.clone().into_iter().collect() })
+                .map(|(kind, attrs)| api::CacheOptionsEntry {
+                    r#type: kind.clone(),
+                    attrs: attrs.clone().into_iter().collect(),
+                })
                 .collect(),
             // Ask for the `Result` form (refs with their definitions), as Go
             // does; an old daemon would still answer with a bare ref id.
@@ -387,6 +412,22 @@ impl Gateway {
         };
         let metadata = result.metadata.iter().map(|(key, value)| (key.clone(), value.to_vec())).collect();
         Ok(super::FrontendOutput { reference: None, metadata, forwarded: Some(super::ForwardedResult(result)) })
+    }
+
+    /// Shows a warning in the build's progress, attached to the op `digest`
+    /// (Go's `Client.Warn`; the daemon's frontends report lint findings so).
+    pub async fn warn(&self, warning: Warning) -> Result<(), GatewayError> {
+        let request = api::WarnRequest {
+            digest: warning.digest,
+            level: warning.level,
+            short: warning.short.into_bytes().into(),
+            detail: warning.detail.into_iter().map(|d| d.into_bytes().into()).collect(),
+            url: warning.url,
+            info: warning.source,
+            ranges: warning.ranges,
+        };
+        self.client.clone().warn(request).await.map_err(|s| GatewayError::call("Warn", s))?;
+        Ok(())
     }
 
     /// Builds `reference` now, so its errors surface here rather than later.

@@ -21,7 +21,7 @@
 mod client;
 mod frontend;
 
-pub use client::{Capabilities, Gateway, Reference, ResolvedImage};
+pub use client::{Capabilities, Gateway, Reference, ResolvedImage, Warning};
 pub(crate) use frontend::run_client_frontend_importing;
 pub use frontend::{run_client_frontend, ClientFrontend, ForwardedResult, FrontendError, FrontendOutput};
 

@@ -217,7 +217,7 @@ enum MountKind {
     Bind { source: Box<State>, readonly: bool, selector: String },
     /// A persistent cache directory shared between builds by id; created
     /// from `base` (at `selector`) on first use, empty without one.
-    Cache { id: String, sharing: pb::CacheSharingOpt, base: Option<Box<State>>, selector: String },
+    Cache { id: String, sharing: pb::CacheSharingOpt, base: Option<Box<State>>, selector: String, readonly: bool },
     /// An in-memory filesystem; `size` in bytes, 0 for the default.
     Tmpfs { size: i64 },
     /// A secret from the session, as a file.
@@ -247,7 +247,10 @@ impl Mount {
 
     /// A cache mount (`RUN --mount=type=cache`), shared by `id`.
     pub fn cache(target: &str, id: &str, sharing: pb::CacheSharingOpt) -> Self {
-        Mount::new(target, MountKind::Cache { id: id.to_owned(), sharing, base: None, selector: String::new() })
+        Mount::new(
+            target,
+            MountKind::Cache { id: id.to_owned(), sharing, base: None, selector: String::new(), readonly: false },
+        )
     }
 
     /// A cache mount whose first use starts from `base`'s `path` (how the
@@ -262,6 +265,7 @@ impl Mount {
                 sharing,
                 base: Some(Box::new(base.clone())),
                 selector: path.to_owned(),
+                readonly: false,
             },
         )
     }
@@ -297,9 +301,10 @@ impl Mount {
         self
     }
 
-    /// A bind mount made read-only; it then has no output.
+    /// A bind mount made read-only (it then has no output), or a cache
+    /// mount the command cannot change.
     pub fn readonly(mut self) -> Self {
-        if let MountKind::Bind { readonly, .. } = &mut self.kind {
+        if let MountKind::Bind { readonly, .. } | MountKind::Cache { readonly, .. } = &mut self.kind {
             *readonly = true;
         }
         self
@@ -587,8 +592,9 @@ impl Vertex for ExecOp {
                     pb_mount.readonly = *readonly;
                     pb_mount.selector = selector.clone();
                 }
-                MountKind::Cache { id, sharing, selector, .. } => {
+                MountKind::Cache { id, sharing, selector, readonly, .. } => {
                     pb_mount.selector = selector.clone();
+                    pb_mount.readonly = *readonly;
                     if id.is_empty() {
                         return Err(MarshalError::InvalidMount {
                             target: mount.target.clone(),

@@ -82,11 +82,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 Some(names) if names.is_empty() => true,
                 Some(names) => plan.stages.stages[stage_index].name.as_ref().is_some_and(|n| names.contains(n)),
             };
-            let triggers = node.triggers.iter().map(|c| (None, c, true));
-            let commands =
-                plan.stages.stages[stage_index].commands.iter().enumerate().map(|(i, c)| (Some(i), c, false));
-            for (index, command, onbuild) in triggers.chain(commands).collect::<Vec<_>>() {
-                let sources = index.and_then(|i| node.sources.get(&i)).cloned().unwrap_or_default();
+            let triggers = node.triggers.iter().enumerate().map(|(i, c)| (node.trigger_sources.get(&i), c, true));
+            let commands = plan.stages.stages[stage_index]
+                .commands
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (node.sources.get(&i), c, false));
+            for (sources, command, onbuild) in triggers.chain(commands).collect::<Vec<_>>() {
+                let sources = sources.cloned().unwrap_or_default();
                 self.command(node.index, &mut stage, command, &sources, onbuild)?;
             }
             names.push(plan.stages.stages[stage_index].name.clone().unwrap_or_else(|| format!("stage-{stage_index}")));
@@ -651,13 +654,15 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 let node = sources.get(i).copied();
                 match node.and_then(|node| self.done.get(&node)) {
                     Some(done) => source = done.state.clone(),
-                    None => return Err(CompileError::step(
-                        line,
-                        format!(
+                    None => {
+                        return Err(CompileError::step(
+                            line,
+                            format!(
                             "cannot mount from stage {:?} to {:?}, stage needs to be defined before current command",
                             mount.from, mount.target
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             let mut target = mount.target.clone();
@@ -678,10 +683,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                         "locked" => pb::CacheSharingOpt::Locked,
                         _ => pb::CacheSharingOpt::Shared,
                     };
-                    if mount.readonly {
-                        return Err(CompileError::unsupported(line, "read-only cache mounts"));
-                    }
-                    if selector != "/" {
+                    let cache = if selector != "/" {
                         Mount::cache_from(&target, &id, sharing, &source, &selector)
                     } else if mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some() {
                         let dir = Mkdir::new("/cache", mount.mode.unwrap_or(0o755))
@@ -695,6 +697,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                         Mount::cache(&target, &id, sharing)
                     } else {
                         Mount::cache_from(&target, &id, sharing, &source, "")
+                    };
+                    if mount.readonly {
+                        cache.readonly()
+                    } else {
+                        cache
                     }
                 }
                 MountKind::Bind => {

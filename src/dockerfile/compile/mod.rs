@@ -210,6 +210,8 @@ struct Node {
     sources: BTreeMap<usize, Vec<usize>>,
     /// ONBUILD triggers inherited from a base stage, parsed.
     triggers: Vec<instructions::Command>,
+    /// Nodes the triggers read from, by trigger index.
+    trigger_sources: BTreeMap<usize, Vec<usize>>,
     /// Steps that show a `[n/m]` counter.
     steps_total: usize,
     line: usize,
@@ -425,6 +427,7 @@ impl<'a> Plan<'a> {
                 platform,
                 sources: BTreeMap::new(),
                 triggers: Vec::new(),
+                trigger_sources: BTreeMap::new(),
                 steps_total,
                 line: stage.line,
                 from_command: None,
@@ -454,40 +457,7 @@ impl<'a> Plan<'a> {
             let stage_index = self.nodes[n].stage.expect("a stage");
             let commands = self.stages.stages[stage_index].commands.clone();
             for (ci, command) in commands.iter().enumerate() {
-                let names = self.command_sources(command)?;
-                let is_copy = matches!(command.kind, CommandKind::Copy { .. });
-                let mut sources = Vec::new();
-                for name in names {
-                    let node = match name {
-                        Source::Index(index) => {
-                            if index >= stage_count {
-                                return Err(CompileError::step(command.line, format!("invalid stage index {index}")));
-                            }
-                            index
-                        }
-                        Source::Name(name) => match by_name.get(&name.to_lowercase()) {
-                            Some(index) => *index,
-                            None => *pseudo.entry(name.clone()).or_insert_with(|| {
-                                let index = self.nodes.len();
-                                self.nodes.push(Node {
-                                    index,
-                                    stage: None,
-                                    display_name: String::new(),
-                                    base: name.clone(),
-                                    base_node: None,
-                                    platform: None,
-                                    sources: BTreeMap::new(),
-                                    triggers: Vec::new(),
-                                    steps_total: 0,
-                                    line: command.line,
-                                    from_command: is_copy.then_some((command.line, command.end_line)),
-                                });
-                                index
-                            }),
-                        },
-                    };
-                    sources.push(node);
-                }
+                let sources = self.link_sources(command, stage_count, &by_name, &mut pseudo)?;
                 if !sources.is_empty() {
                     self.nodes[n].sources.insert(ci, sources);
                 }
@@ -513,14 +483,11 @@ impl<'a> Plan<'a> {
             if !triggers.is_empty() {
                 let line = self.nodes[n].line;
                 let parsed = self.parse_triggers(&triggers, line)?;
-                if parsed
-                    .iter()
-                    .any(|c| matches!(c.kind, CommandKind::Copy { from: Some(_), .. } | CommandKind::Run { .. }))
-                {
-                    return Err(CompileError::unsupported(
-                        line,
-                        "ONBUILD triggers that copy from or mount other stages",
-                    ));
+                for (ti, trigger) in parsed.iter().enumerate() {
+                    let sources = self.link_sources(trigger, stage_count, &by_name, &mut pseudo)?;
+                    if !sources.is_empty() {
+                        self.nodes[n].trigger_sources.insert(ti, sources);
+                    }
                 }
                 self.nodes[n].steps_total += parsed.len();
                 self.nodes[n].triggers = parsed;
@@ -534,8 +501,53 @@ impl<'a> Plan<'a> {
             }
             pending.extend(self.nodes[n].base_node);
             pending.extend(self.nodes[n].sources.values().flatten().copied());
+            pending.extend(self.nodes[n].trigger_sources.values().flatten().copied());
         }
         Ok(())
+    }
+
+    /// The nodes `command` reads from: stages by name or index, or a
+    /// pseudo-stage for an image (or `scratch`), made once per name.
+    fn link_sources(
+        &mut self,
+        command: &instructions::Command,
+        stage_count: usize,
+        by_name: &BTreeMap<String, usize>,
+        pseudo: &mut BTreeMap<String, usize>,
+    ) -> Result<Vec<usize>, CompileError> {
+        let is_copy = matches!(command.kind, CommandKind::Copy { .. });
+        let mut sources = Vec::new();
+        for name in self.command_sources(command)? {
+            let node = match name {
+                Source::Index(index) if index >= stage_count => {
+                    return Err(CompileError::step(command.line, format!("invalid stage index {index}")));
+                }
+                Source::Index(index) => index,
+                Source::Name(name) => match by_name.get(&name.to_lowercase()) {
+                    Some(index) => *index,
+                    None => *pseudo.entry(name.clone()).or_insert_with(|| {
+                        let index = self.nodes.len();
+                        self.nodes.push(Node {
+                            index,
+                            stage: None,
+                            display_name: String::new(),
+                            base: name.clone(),
+                            base_node: None,
+                            platform: None,
+                            sources: BTreeMap::new(),
+                            triggers: Vec::new(),
+                            trigger_sources: BTreeMap::new(),
+                            steps_total: 0,
+                            line: command.line,
+                            from_command: is_copy.then_some((command.line, command.end_line)),
+                        });
+                        index
+                    }),
+                },
+            };
+            sources.push(node);
+        }
+        Ok(sources)
     }
 
     fn parse_triggers(&self, triggers: &[String], line: usize) -> Result<Vec<instructions::Command>, CompileError> {
