@@ -415,12 +415,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     _ => None,
                 };
                 let transfer = self.expand_transfer(stage, transfer, line)?;
-                self.copy(n, stage, command, &transfer, source, *parents, false, None, onbuild)?;
+                self.copy(n, stage, command, &transfer, source, *parents, None, onbuild)?;
             }
             CommandKind::Add { transfer, keep_git_dir, checksum, unpack } => {
-                if keep_git_dir.is_some() {
-                    return Err(CompileError::unsupported(line, "ADD --keep-git-dir"));
-                }
                 let transfer = self.expand_transfer(stage, transfer, line)?;
                 if let Some(checksum) = checksum {
                     let checksum = self.expand(stage, checksum, line)?;
@@ -428,14 +425,13 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                         return Err(CompileError::unsupported(line, "ADD --checksum"));
                     }
                 }
-                transfer.sources.iter().try_for_each(|s| {
-                    if is_remote(s) && !is_http(s) {
-                        Err(CompileError::unsupported(line, "ADD from git repositories"))
-                    } else {
-                        Ok(())
+                for source in transfer.sources.iter().filter(|s| is_git(s)) {
+                    if source.contains('?') {
+                        return Err(CompileError::unsupported(line, "ADD from git URLs with query options"));
                     }
-                })?;
-                self.copy(n, stage, command, &transfer, None, false, true, *unpack, onbuild)?;
+                }
+                let add = AddOptions { unpack: *unpack, keep_git_dir: *keep_git_dir };
+                self.copy(n, stage, command, &transfer, None, false, Some(add), onbuild)?;
             }
         }
         Ok(())
@@ -766,11 +762,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         transfer: &Transfer,
         from: Option<State>,
         parents: bool,
-        is_add: bool,
-        unpack: Option<bool>,
+        add: Option<AddOptions>,
         onbuild: bool,
     ) -> Result<(), CompileError> {
         let line = command.line;
+        let is_add = add.is_some();
+        let unpack = add.and_then(|a| a.unpack);
         let dest = relative_to_workdir(stage.state.get_dir(), &transfer.dest);
         let mut mode_str = None;
         let mode = match &transfer.chmod {
@@ -817,8 +814,28 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let mut copies: Vec<Copy> = Vec::new();
         for src in &transfer.sources {
             message.push_str(&format!(" {src}"));
-            if from_context {
+            // As the frontend: every source but an http(s) URL counts as a
+            // context path (a git URL too, harmlessly).
+            if from_context && !src.starts_with("http://") && !src.starts_with("https://") {
                 self.context_paths.insert(gopath::join(&["/", src]));
+            }
+            if is_add && is_git(src) {
+                let (remote, fragment) = src.split_once('#').unwrap_or((src.as_str(), ""));
+                let keep_git_dir = add.and_then(|a| a.keep_git_dir).unwrap_or(false);
+                let options = llb::GitOptions {
+                    keep_git_dir,
+                    op: self.op(pending_name.clone(), None, None),
+                    ..Default::default()
+                };
+                let checkout = llb::git(remote, fragment, options);
+                let mut copy = Copy::new(&checkout, "/", dest.clone());
+                copy.mode = mode;
+                copy.mode_str = mode_str.clone();
+                copy.owner = owner.clone();
+                copy.create_dest_path = true;
+                copy.exclude_patterns = transfer.exclude.clone();
+                copies.push(copy);
+                continue;
             }
             let mut src = src.clone();
             let mut include_patterns = Vec::new();
@@ -987,8 +1004,20 @@ fn contains_wildcards(name: &str) -> bool {
     false
 }
 
-fn is_remote(src: &str) -> bool {
-    src.starts_with("http://") || src.starts_with("https://") || src.starts_with("git@") || src.starts_with("git://")
+/// What `ADD` reads as a git repository (dfgitutil's `ParseGitRef` for the
+/// forms that are not also local paths).
+fn is_git(src: &str) -> bool {
+    src.starts_with("git://")
+        || src.starts_with("git@")
+        || src.starts_with("ssh://")
+        || ((src.starts_with("http://") || src.starts_with("https://")) && !is_http(src))
+}
+
+/// How an `ADD` differs from a `COPY`.
+#[derive(Debug, Clone, Copy)]
+struct AddOptions {
+    unpack: Option<bool>,
+    keep_git_dir: Option<bool>,
 }
 
 /// An HTTP(S) URL that is not a git repository (`.git` paths and `#ref`
