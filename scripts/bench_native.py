@@ -239,6 +239,15 @@ def main():
                       f"median {statistics.median(times):.3f} s of {len(times)}")
         else:
             print("\n(this fbuild has no --print-llb: compile-only time not measured)")
+        # The compiler alone, in process (no daemon, no base image to resolve):
+        # the figure the 10 ms target is about.
+        example = os.path.join(os.path.dirname(os.path.abspath(fbuild)), "examples", "compile_dockerfile")
+        if os.path.exists(example):
+            done = subprocess.run([example, "--stages", str(args.stages), "50"], capture_output=True, text=True)
+            print(f"{args.stages}-stage compile in process (examples/compile_dockerfile): "
+                  f"{(done.stdout or done.stderr).strip()}")
+        else:
+            print(f"(no {example}: `cargo build --release --example compile_dockerfile` for the in-process compile time)")
     finally:
         daemon.stop()
         shutil.rmtree(work, ignore_errors=True)

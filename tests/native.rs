@@ -111,7 +111,7 @@ fn native_errors_name_the_file_and_line_and_exit_1() {
 fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
     let dir = project("FROM scratch\nCOPY app.py /\n");
     let dest = tempdir();
-    let platforms = ["--platform", "linux/amd64,linux/arm64"];
+    let platforms = ["--platform", "linux/amd64,linux/arm64", "--provenance=false"];
     // `native` refuses, naming what it cannot do.
     let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).args(platforms).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -140,5 +140,26 @@ fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
     );
     for platform in ["linux_amd64", "linux_arm64"] {
         assert!(dest.path().join(platform).join("app.py").is_file(), "{platform}: {stderr}");
+    }
+}
+
+#[test]
+fn the_example_projects_deps_target_builds_base_and_deps_only() {
+    let env = testenv();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-service");
+    let out = fbuild()
+        .arg("solve")
+        .arg(&example)
+        .args(["--frontend", "native", "--target", "deps", "--progress", "plain"])
+        .args(["--build-arg", &format!("BASE={}", env.busybox)])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[base 2/2] WORKDIR /app"), "{stderr}");
+    assert!(stderr.contains("[deps 1/2] COPY requirements.txt ."), "{stderr}");
+    assert!(stderr.contains("[deps 2/2] RUN --mount=type=cache,target=/root/.cache/pip"), "{stderr}");
+    for other in ["[builder", "[runner"] {
+        assert!(!stderr.contains(other), "{other} in a deps build:\n{stderr}");
     }
 }

@@ -166,8 +166,10 @@ fn fbuild_plain_progress_matches_buildctls() {
 
     // buildctl asks for no provenance; fbuild, like buildx, asks for one by
     // default, and the frontend then loads the Dockerfile a second time.
+    // The same frontend as buildctl's, so the same steps: this is about how
+    // they are shown (the native compiler's steps are `native.rs`'s).
     let out = util::fbuild()
-        .args(["solve", "--no-cache", "--progress", "plain", "--provenance=false"])
+        .args(["solve", "--no-cache", "--progress", "plain", "--provenance=false", "--frontend", "dockerfile.v0"])
         .arg(project.path())
         .output()
         .expect("run fbuild");

@@ -33,6 +33,8 @@ pub struct NativeFrontend {
     mode: NativeMode,
     /// Compile and stop: return an empty result (for `--print-llb`).
     print_only: bool,
+    /// The build has outputs (so attestations are written).
+    exports: bool,
     fallback: Mutex<Option<String>>,
     compiled: Mutex<Option<Compiled>>,
 }
@@ -58,6 +60,7 @@ impl NativeFrontend {
             attrs,
             mode,
             print_only: false,
+            exports: true,
             fallback: Mutex::new(None),
             compiled: Mutex::new(None),
         }
@@ -79,12 +82,36 @@ impl NativeFrontend {
         self.compiled.lock().ok().and_then(|c| c.clone())
     }
 
-    /// Whether the build asks for a provenance attestation (buildx's default
-    /// for image outputs).
+    /// The attributes for the daemon's frontend when it takes over: ours,
+    /// plus the cache imports, which it reads from its options (as the build
+    /// runner sends them to a daemon frontend).
+    fn forwarded_attrs(&self, gateway: &Gateway) -> BTreeMap<String, String> {
+        let mut attrs = self.attrs.clone();
+        if !gateway.cache_imports().is_empty() {
+            let imports: Vec<serde_json::Value> = gateway
+                .cache_imports()
+                .iter()
+                .map(|(kind, attrs)| serde_json::json!({"Type": kind, "Attrs": attrs}))
+                .collect();
+            attrs.insert("cache-imports".into(), serde_json::Value::Array(imports).to_string());
+        }
+        attrs
+    }
+
+    /// The build exports nothing: attestations, which only exporters write,
+    /// do not matter.
+    pub fn without_exports(mut self) -> Self {
+        self.exports = false;
+        self
+    }
+
+    /// Whether the build asks for a provenance attestation that an export
+    /// will write (buildx asks for one by default).
     fn wants_provenance(&self) -> bool {
-        self.attrs.get("attest:provenance").is_some_and(|value| {
-            !value.split(',').any(|field| matches!(field.trim(), "disabled=true" | "false" | "mode=false"))
-        })
+        self.exports
+            && self.attrs.get("attest:provenance").is_some_and(|value| {
+                !value.split(',').any(|field| matches!(field.trim(), "disabled=true" | "false" | "mode=false"))
+            })
     }
 
     /// The compile options the attributes describe, or the attribute the
@@ -188,7 +215,7 @@ impl ClientFrontend for NativeFrontend {
                 if let Ok(mut fallback) = self.fallback.lock() {
                     *fallback = Some(format!("{at}the native compiler does not support {feature} yet"));
                 }
-                return Ok(gateway.forward_frontend("dockerfile.v0", self.attrs.clone()).await?);
+                return Ok(gateway.forward_frontend("dockerfile.v0", self.forwarded_attrs(gateway)).await?);
             }
             Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
         };

@@ -46,6 +46,9 @@ pub(super) fn install(plan: &mut SolvePlan, mode: NativeMode, print_only: bool) 
     if print_only {
         frontend = frontend.print_only();
     }
+    if plan.request.exports.is_empty() {
+        frontend = frontend.without_exports();
+    }
 
     let frontend = Arc::new(frontend);
     plan.request.frontend = Frontend::Client(frontend.clone());
