@@ -486,7 +486,7 @@ impl Instruction {
 }
 
 /// Go's `strconv.Quote`.
-fn go_quote(text: &str) -> String {
+pub(crate) fn go_quote(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
         match c {

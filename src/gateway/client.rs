@@ -371,19 +371,7 @@ impl Gateway {
         frontend: &str,
         opts: BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, Vec<u8>>, GatewayError> {
-        let request = api::SolveRequest {
-            frontend: frontend.to_owned(),
-            frontend_opt: opts.into_iter().collect(),
-            allow_result_return: true,
-            allow_result_array_ref: true,
-            ..Default::default()
-        };
-        let response =
-            self.client.clone().solve(request).await.map_err(|s| GatewayError::call("Solve", s))?.into_inner();
-        Ok(response
-            .result
-            .map(|result| result.metadata.into_iter().map(|(key, value)| (key, value.to_vec())).collect())
-            .unwrap_or_default())
+        Ok(self.forward_frontend(frontend, opts).await?.metadata)
     }
 
     /// Runs the daemon frontend `frontend` with `opts` inside this build and

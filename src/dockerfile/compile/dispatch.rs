@@ -256,6 +256,18 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         }
     }
 
+    /// `KEY=VALUE` words of ENV or LABEL, all expanded against the
+    /// environment before the instruction (`ENV A=1 B=$A` does not see this
+    /// A), as Go expands a whole command before dispatching it.
+    fn expand_pairs(
+        &self,
+        stage: &StageState,
+        pairs: &[(String, String)],
+        line: usize,
+    ) -> Result<Vec<(String, String)>, CompileError> {
+        pairs.iter().map(|(k, v)| Ok((self.expand(stage, k, line)?, self.expand(stage, v, line)?))).collect()
+    }
+
     fn expand(&self, stage: &StageState, word: &str, line: usize) -> Result<String, CompileError> {
         self.plan.lexer.expand(word, &StateEnv(&stage.state)).map_err(|e| CompileError::step(line, e.to_string()))
     }
@@ -273,15 +285,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let epoch = epoch.as_deref();
         match &command.kind {
             CommandKind::Env(pairs) => {
-                // Every word is expanded against the environment before the
-                // instruction (`ENV A=1 B=$A` does not see this A), as Go
-                // expands the whole command before dispatching it.
-                let mut expanded = Vec::new();
-                for (key, value) in pairs {
-                    expanded.push((self.expand(stage, key, line)?, self.expand(stage, value, line)?));
-                }
                 let mut message = String::from("ENV");
-                for (key, value) in expanded {
+                for (key, value) in self.expand_pairs(stage, pairs, line)? {
                     message.push_str(&format!(" {key}={value}"));
                     stage.state = stage.state.add_env(&key, &value);
                     stage.image.add_env(&key, &value);
@@ -289,12 +294,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 stage.image.commit(message, false, false, epoch);
             }
             CommandKind::Label(pairs) => {
-                let mut expanded = Vec::new();
-                for (key, value) in pairs {
-                    expanded.push((self.expand(stage, key, line)?, self.expand(stage, value, line)?));
-                }
                 let mut message = String::from("LABEL");
-                for (key, value) in expanded {
+                for (key, value) in self.expand_pairs(stage, pairs, line)? {
                     message.push_str(&format!(" {key}={value}"));
                     stage.image.config.labels.insert(key, value);
                 }
