@@ -399,7 +399,7 @@ impl Gateway {
             });
         };
         let metadata = result.metadata.iter().map(|(key, value)| (key.clone(), value.to_vec())).collect();
-        Ok(super::FrontendOutput { reference: None, metadata, forwarded: Some(super::ForwardedResult(result)) })
+        Ok(super::FrontendOutput { metadata, forwarded: Some(super::ForwardedResult(result)), ..Default::default() })
     }
 
     /// Shows a warning in the build's progress, attached to the op `digest`
@@ -457,8 +457,14 @@ impl Gateway {
             Ok(output) => api::ReturnRequest {
                 result: Some(api::Result {
                     metadata: output.metadata.into_iter().map(|(key, value)| (key, value.into())).collect(),
-                    // The daemon reads an empty id as "no filesystem".
-                    result: Some(api::result::Result::Ref(output.reference.unwrap_or_default().to_pb())),
+                    result: Some(if output.references.is_empty() {
+                        // The daemon reads an empty id as "no filesystem".
+                        api::result::Result::Ref(output.reference.unwrap_or_default().to_pb())
+                    } else {
+                        api::result::Result::Refs(api::RefMap {
+                            refs: output.references.iter().map(|(k, r)| (k.clone(), r.to_pb())).collect(),
+                        })
+                    }),
                     ..Default::default()
                 }),
                 error: None,

@@ -25,13 +25,16 @@ const REGISTRATION_RETRY: Duration = Duration::from_millis(100);
 /// What a frontend returns: the filesystem to export and metadata for the
 /// exporter (e.g. `containerimage.config` with the image config JSON).
 ///
-/// Multi-platform results (one reference per platform, plus attestations)
-/// are not modelled for frontends of our own yet; a daemon frontend's
-/// result handed on whole ([`Gateway::forward_frontend`]) keeps them.
+/// Attestations are not modelled for frontends of our own yet; a daemon
+/// frontend's result handed on whole ([`Gateway::forward_frontend`]) keeps them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FrontendOutput {
     /// The result's filesystem; `None` exports an empty one.
     pub reference: Option<Reference>,
+    /// One filesystem per platform (`linux/amd64` → ...) for a
+    /// multi-platform result, with `refs.platforms` in the metadata; set,
+    /// it wins over `reference`.
+    pub references: BTreeMap<String, Reference>,
     /// Exporter metadata, by key.
     pub metadata: BTreeMap<String, Vec<u8>>,
     /// A daemon frontend's result as it came (from

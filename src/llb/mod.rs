@@ -64,7 +64,7 @@ pub(crate) use reference::normalize as normalize_reference;
 pub use reference::ReferenceError;
 pub use source::{git, http, image, image_with, local, scratch, GitOptions, HttpOptions, ImageOptions, LocalOptions};
 pub(crate) use state::normalize_platform as normalize_platform_spec;
-pub use state::{default_platform, Location, OpOptions, ProgressGroup, SourceMap, State};
+pub use state::{default_platform, Deferred, Location, OpOptions, ProgressGroup, SourceMap, State};
 
 /// Why a graph could not be turned into a definition.
 ///
@@ -87,6 +87,9 @@ pub enum MarshalError {
     /// A [`Run`] without a command.
     #[error("an exec op needs at least one argument")]
     NoArgs,
+    /// A [`Deferred`] state that was not set, or set to what cannot fill it.
+    #[error("{0}")]
+    Deferred(&'static str),
     /// A mount that cannot work as given.
     #[error("exec mount {target:?}: {reason}")]
     InvalidMount {

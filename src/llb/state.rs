@@ -325,3 +325,58 @@ pub fn default_platform() -> pb::Platform {
         ..Default::default()
     }
 }
+
+/// A filesystem that ops can read before it is known (Go's
+/// `mutableOutput`): [`Deferred::new`] gives a state to build on now, and
+/// [`Deferred::set`] says, before the graph is marshalled, which source it
+/// is. The Dockerfile compiler needs this for the build context, whose
+/// `followpaths` are known only once every stage has been compiled.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    slot: Arc<std::sync::OnceLock<Output>>,
+}
+
+impl Deferred {
+    /// The handle, and the state that stands for the filesystem.
+    pub fn new() -> (Deferred, State) {
+        let slot = Arc::new(std::sync::OnceLock::new());
+        let vertex = DeferredVertex { slot: slot.clone(), unset: OpOptions::default() };
+        (Deferred { slot }, State::from_output(Some(Output::new(Arc::new(vertex), 0))))
+    }
+
+    /// Makes the deferred filesystem `state`'s, which must be an op's first
+    /// output (a source, say). Only the first call counts.
+    pub fn set(&self, state: &State) -> Result<(), MarshalError> {
+        match &state.output {
+            Some(output) if output.index == 0 => {
+                let _ = self.slot.set(output.clone());
+                Ok(())
+            }
+            _ => Err(MarshalError::Deferred("only an op's first output can fill a deferred state")),
+        }
+    }
+}
+
+/// The op a [`Deferred`] stands for, once set.
+#[derive(Debug)]
+struct DeferredVertex {
+    slot: Arc<std::sync::OnceLock<Output>>,
+    unset: OpOptions,
+}
+
+impl Vertex for DeferredVertex {
+    fn inputs(&self) -> Vec<Output> {
+        self.slot.get().map(|output| output.vertex.inputs()).unwrap_or_default()
+    }
+
+    fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {
+        match self.slot.get() {
+            Some(output) => output.vertex.to_op(marshaller),
+            None => Err(MarshalError::Deferred("a deferred state was never set")),
+        }
+    }
+
+    fn options(&self) -> &OpOptions {
+        self.slot.get().map_or(&self.unset, |output| output.vertex.options())
+    }
+}

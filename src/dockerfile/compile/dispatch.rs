@@ -156,7 +156,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let state = if base.scratch {
                 llb::scratch()
             } else {
-                let name = self.prefix(n, 0, &format!("FROM {}", base.reference), false);
+                let name = self.prefix(n, 0, &format!("FROM {}", base.reference), false, &platform);
                 let (source_code, line) = match node.stage {
                     Some(index) => (plan.stages.stages[index].original.clone(), Some((node.line, node.line))),
                     None => (String::new(), node.from_command.map(|(start, end)| (start, end))),
@@ -196,12 +196,16 @@ impl<'p, 'a> Dispatch<'p, 'a> {
     }
 
     /// Go's `prefixCommand`: `[stage 2/5] ` before a step's name.
-    fn prefix(&self, n: usize, done: usize, name: &str, onbuild: bool) -> String {
+    fn prefix(&self, n: usize, done: usize, name: &str, onbuild: bool, platform: &pb::Platform) -> String {
         let node = &self.plan.nodes[n];
         if node.steps_total == 0 {
             return name.to_owned();
         }
         let mut out = String::from("[");
+        if self.plan.options.multi_platform {
+            out.push_str(&super::format_platform(platform));
+            out.push(' ');
+        }
         if !node.display_name.is_empty() {
             out.push_str(&node.display_name);
             out.push(' ');
@@ -228,7 +232,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
 
     fn step_name(&mut self, n: usize, stage: &mut StageState, text: &str, onbuild: bool) -> String {
         let name = self.shown_name(stage, text);
-        let out = self.prefix(n, stage.steps_done, &name, onbuild);
+        let out = self.prefix(n, stage.steps_done, &name, onbuild, &stage.platform);
         stage.steps_done += 1;
         out
     }
@@ -925,7 +929,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             copy_options.progress_group =
                 Some(llb::ProgressGroup { id: group.clone(), name: pending_name.clone(), weak: true });
             let layer = llb::scratch().platform(stage.platform.clone()).file_with(action, copy_options);
-            let link_name = self.prefix(n, index_before, &format!("LINK {shown}"), onbuild);
+            let link_name = self.prefix(n, index_before, &format!("LINK {shown}"), onbuild, &stage.platform);
             let mut merge_options = self.op(link_name, lines, None);
             merge_options.ignore_cache = self.ignore_cache;
             merge_options.progress_group = Some(llb::ProgressGroup { id: group, name: pending_name, weak: false });

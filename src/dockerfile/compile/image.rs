@@ -35,8 +35,10 @@ pub struct Image {
     pub variant: String,
     #[serde(default)]
     pub rootfs: RootFs,
+    /// Shared entries: a stage starts with its base's whole history, so a
+    /// long chain of stages would otherwise copy it over and over.
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
-    pub history: Vec<History>,
+    pub history: Vec<std::sync::Arc<History>>,
     #[serde(default, deserialize_with = "null_default")]
     pub config: ImageConfig,
 }
@@ -228,13 +230,13 @@ impl Image {
     /// steps that change the filesystem, `buildkit` for the ones BuildKit ran.
     pub(crate) fn commit(&mut self, message: String, with_layer: bool, buildkit: bool, epoch: Option<&str>) {
         let created_by = if buildkit { format!("{message} # buildkit") } else { message };
-        self.history.push(History {
+        self.history.push(std::sync::Arc::new(History {
             created: epoch.map(str::to_owned),
             created_by,
             author: String::new(),
             comment: HISTORY_COMMENT.into(),
             empty_layer: !with_layer,
-        });
+        }));
     }
 
     /// Sets `key=value` in `Env`, in place when the key is there (Go's `addEnv`).

@@ -10,8 +10,8 @@
 //! then dispatch each needed stage's commands in Dockerfile order onto an
 //! [`llb::State`] and an [`Image`]. The build context is a `local` source
 //! whose `followpaths` list what the stages read from it, which is only known
-//! after every stage is dispatched; Go patches the source in afterwards, here
-//! the stages are dispatched twice (the first pass only collects the paths).
+//! after every stage is dispatched: stages read an [`llb::Deferred`] state
+//! that is set to the source afterwards (Go's `mutableOutput`).
 //!
 //! What the compiler does not do yet ends in [`CompileError::Unsupported`]
 //! with the line, so a caller can hand the Dockerfile to the daemon's
@@ -53,6 +53,9 @@ pub struct CompileOptions {
     pub excludes: Vec<String>,
     /// The Dockerfile's name, for source maps and messages.
     pub filename: String,
+    /// One of several platforms of a build: step names start with the
+    /// platform (`[linux/arm64 deps 1/2]`), as the daemon's frontend shows them.
+    pub multi_platform: bool,
     /// `--no-cache`: `Some` with no names for every stage, or the stages
     /// named (`--no-cache-filter`); their RUN and COPY steps run again.
     pub no_cache: Option<Vec<String>>,
@@ -101,19 +104,22 @@ impl Compiled {
     /// The metadata a frontend returns with the result, as the daemon's
     /// frontend writes it for a single-platform build.
     pub fn exporter_metadata(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut metadata = self.platform_metadata("");
+        metadata.insert("refs.platforms".to_owned(), platforms_json(std::slice::from_ref(&self.platform)));
+        metadata
+    }
+
+    /// This platform's part of a multi-platform result's metadata: the
+    /// keys of [`Compiled::exporter_metadata`] with `/PLATFORM` after them.
+    pub fn platform_metadata(&self, suffix: &str) -> BTreeMap<String, Vec<u8>> {
         let mut metadata = BTreeMap::new();
-        metadata.insert("containerimage.config".to_owned(), image::go_json(&self.image));
+        metadata.insert(format!("containerimage.config{suffix}"), image::go_json(&self.image));
         if let Some(base) = &self.base_image {
-            metadata.insert("containerimage.base.config".to_owned(), image::go_json(base));
+            metadata.insert(format!("containerimage.base.config{suffix}"), image::go_json(base));
         }
         if let Some(epoch) = self.epoch {
-            metadata.insert("source.date.epoch".to_owned(), epoch.to_string().into_bytes());
+            metadata.insert(format!("source.date.epoch{suffix}"), epoch.to_string().into_bytes());
         }
-        let platform = llb_platform_json(&self.platform);
-        let platforms = serde_json::json!({
-            "platforms": [{"id": format_platform(&self.platform), "platform": platform}]
-        });
-        metadata.insert("refs.platforms".to_owned(), serde_json::to_vec(&platforms).expect("json"));
         metadata
     }
 }
@@ -672,10 +678,11 @@ impl<'a> Plan<'a> {
     }
 
     fn build(&self, bases: &BTreeMap<usize, Base>) -> Result<Compiled, CompileError> {
-        // First pass: which context paths the stages read.
-        let probe = dispatch::Dispatch::new(self, bases, llb::scratch()).run()?;
-        let context = self.context(&probe.context_paths);
-        let result = dispatch::Dispatch::new(self, bases, context).run()?;
+        // The context's source says which paths the stages read, known only
+        // once they are compiled: they read a deferred state, set after.
+        let (context, state) = llb::Deferred::new();
+        let result = dispatch::Dispatch::new(self, bases, state).run()?;
+        context.set(&self.context(&result.context_paths))?;
         let mut image = result.image;
         for (key, value) in &self.options.labels {
             image.config.labels.insert(key.clone(), value.clone());
@@ -752,13 +759,23 @@ fn normalize_reference(reference: &str) -> Result<String, String> {
 }
 
 /// `os/arch[/variant]` (containerd's `platforms.Format`).
-pub(crate) fn format_platform(platform: &pb::Platform) -> String {
+pub fn format_platform(platform: &pb::Platform) -> String {
     let mut out = format!("{}/{}", platform.os, platform.architecture);
     if !platform.variant.is_empty() {
         out.push('/');
         out.push_str(&platform.variant);
     }
     out
+}
+
+/// `refs.platforms`: the platforms of a result, in order (Go's
+/// `exptypes.Platforms`).
+pub fn platforms_json(platforms: &[pb::Platform]) -> Vec<u8> {
+    let list: Vec<serde_json::Value> = platforms
+        .iter()
+        .map(|p| serde_json::json!({"id": format_platform(p), "platform": llb_platform_json(p)}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "platforms": list })).expect("json")
 }
 
 fn llb_platform_json(platform: &pb::Platform) -> serde_json::Value {
