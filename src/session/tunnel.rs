@@ -25,6 +25,9 @@ use crate::proto::moby::buildkit::v1::BytesMessage;
 /// Largest chunk put into one `BytesMessage`: a write that fills it is sent
 /// without waiting for the flush.
 const CHUNK: usize = 1 << 20;
+/// Room for the write that crosses `CHUNK`: h2 writes a frame (at most
+/// 16 KiB, the daemon's limit) with the small frames buffered before it.
+const FRAME: usize = 64 << 10;
 /// Messages queued each way: with `CHUNK`-sized messages, a few MiB.
 const QUEUE: usize = 4;
 
@@ -53,7 +56,7 @@ pub(crate) fn pipe() -> (SessionIo, CallSide) {
         inbound: inbound_rx,
         reading: Bytes::new(),
         outbound: PollSender::new(outbound_tx),
-        writing: BytesMut::new(),
+        writing: BytesMut::with_capacity(CHUNK + FRAME),
     };
     (io, CallSide { inbound: inbound_tx, outbound: outbound_rx })
 }
@@ -66,6 +69,9 @@ impl SessionIo {
         }
         ready!(self.outbound.poll_reserve(cx)).map_err(|_| closed())?;
         let data = self.writing.split().freeze();
+        // A fresh buffer of the full size: grown from empty by h2's 16 KiB
+        // writes, it was reallocated (and copied) five times per message.
+        self.writing.reserve(CHUNK + FRAME);
         self.outbound.send_item(BytesMessage { data }).map_err(|_| closed())?;
         Poll::Ready(Ok(()))
     }
