@@ -19,6 +19,7 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::content_read::ContentRoutes;
 use crate::cache::layout::{BlobDigest, BlobWriter, CommitError, LayoutError, OciLayout};
 use crate::proto::containerd::services::content::v1 as pb;
 use crate::proto::containerd::services::content::v1::content_server::{Content, ContentServer};
@@ -49,11 +50,13 @@ impl ContentService {
         ContentService { stores: Arc::new(stores) }
     }
 
-    /// The tonic server, with the session's message limits.
-    pub fn into_server(self) -> ContentServer<ContentService> {
-        ContentServer::new(self)
+    /// The server, with the session's message limits (`Read` is served by
+    /// [`ContentRoutes`] itself).
+    pub fn into_server(self) -> ContentRoutes {
+        let server = ContentServer::new(self.clone())
             .max_decoding_message_size(crate::session::MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(crate::session::MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(crate::session::MAX_MESSAGE_SIZE);
+        ContentRoutes::new(self, server)
     }
 
     fn store<T>(&self, request: &Request<T>) -> Result<&ContentStore, Status> {

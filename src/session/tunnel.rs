@@ -4,7 +4,7 @@
 //! `BytesMessage`s and sent as they are flushed; messages from the daemon are
 //! read by the server straight from their buffers. Nothing looks inside.
 //!
-//! The outgoing messages are framed here ([`SessionBody`]), not by tonic's
+//! The outgoing messages are framed here ([`SessionBody`], [`super::frame`]), not by tonic's
 //! encoder: a `BytesMessage` is one length-delimited field, so its gRPC
 //! frame is a few header bytes followed by the payload as it is, and h2
 //! sends the payload without the copy into an encode buffer that tonic
@@ -17,7 +17,7 @@
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
@@ -142,28 +142,12 @@ impl AsyncWrite for SessionIo {
     }
 }
 
-/// Payloads up to this size are sent in one piece with their header: a
-/// copy that small costs less than a DATA frame of its own.
-const SMALL: usize = 1024;
-
 /// The `Control.Session` request body: each payload from the server as a
 /// gRPC message holding one `BytesMessage`, the payload itself untouched.
 struct SessionBody {
     outbound: mpsc::Receiver<Bytes>,
     /// The payload whose header went out last.
     payload: Option<Bytes>,
-}
-
-/// The gRPC frame header (uncompressed, length) and the `BytesMessage`
-/// field header (field 1, length-delimited) for a payload of `len` bytes.
-fn message_header(len: usize, capacity: usize) -> BytesMut {
-    let field = 1 + prost::encoding::encoded_len_varint(len as u64);
-    let mut header = BytesMut::with_capacity(5 + field + capacity);
-    header.put_u8(0);
-    header.put_u32((field + len) as u32);
-    header.put_u8(0x0a);
-    prost::encoding::encode_varint(len as u64, &mut header);
-    header
 }
 
 impl http_body::Body for SessionBody {
@@ -181,13 +165,9 @@ impl http_body::Body for SessionBody {
             // The server's side closed: the request ends.
             return Poll::Ready(None);
         };
-        if payload.len() <= SMALL {
-            let mut message = message_header(payload.len(), payload.len());
-            message.put_slice(&payload);
-            return Poll::Ready(Some(Ok(Frame::data(message.freeze()))));
-        }
-        let header = message_header(payload.len(), 0).freeze();
-        self.payload = Some(payload);
+        // `BytesMessage` has one field, `data = 1`.
+        let (header, payload) = super::frame::message(&[], 1, payload);
+        self.payload = payload;
         Poll::Ready(Some(Ok(Frame::data(header))))
     }
 }
