@@ -44,6 +44,8 @@ pub(crate) struct SessionIo {
     outbound: PollSender<Bytes>,
     /// Written by the server, not yet sent.
     writing: BytesMut,
+    /// Bytes were written since the last flush.
+    wrote_since_flush: bool,
 }
 
 /// The call's side: where the daemon's messages go and where the server's
@@ -62,6 +64,7 @@ pub(crate) fn pipe() -> (SessionIo, CallSide) {
         reading: Bytes::new(),
         outbound: PollSender::new(outbound_tx),
         writing: BytesMut::with_capacity(CHUNK + FRAME),
+        wrote_since_flush: false,
     };
     (io, CallSide { inbound: inbound_tx, outbound: outbound_rx })
 }
@@ -108,6 +111,7 @@ impl AsyncWrite for SessionIo {
             ready!(self.poll_send(cx))?;
         }
         self.writing.extend_from_slice(buf);
+        self.wrote_since_flush = true;
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -124,6 +128,7 @@ impl AsyncWrite for SessionIo {
             self.writing.extend_from_slice(buf);
             n += buf.len();
         }
+        self.wrote_since_flush = true;
         Poll::Ready(Ok(n))
     }
 
@@ -131,7 +136,18 @@ impl AsyncWrite for SessionIo {
         true
     }
 
+    /// h2 flushes after every frame, which made each 16 KiB frame a
+    /// message of its own (and two DATA frames on the outer connection, and
+    /// one more gRPC message for the daemon to take apart). As in
+    /// `connect::coalesce`, a flush that follows new writes only makes sure
+    /// another flush comes; the message goes at the first flush with no
+    /// write since the one before (h2 has nothing more to send), or once it
+    /// reaches `CHUNK`.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if std::mem::take(&mut self.wrote_since_flush) {
+            cx.waker().wake_by_ref();
+            return Poll::Ready(Ok(()));
+        }
         self.poll_send(cx)
     }
 
