@@ -195,16 +195,44 @@ impl Control {
         Ok(response.into_inner())
     }
 
-    /// Opens the session tunnel. `outgoing` carries our side of the HTTP/2
-    /// byte stream; pass a `tonic::Request` to attach the
-    /// `X-Docker-Expose-Session-*` metadata the daemon needs.
+    /// Opens the session tunnel. `outgoing` is our side of the HTTP/2 byte
+    /// stream as a request body of gRPC-framed `BytesMessage`s (see
+    /// `session::tunnel`, which frames them without tonic's copy);
+    /// `metadata` carries the `X-Docker-Expose-Session-*` headers the daemon
+    /// needs. The call is made on the channel itself, as tonic's generated
+    /// client would make it.
     pub async fn session(
         &self,
-        outgoing: impl tonic::IntoStreamingRequest<Message = api::BytesMessage>,
+        metadata: tonic::metadata::MetadataMap,
+        outgoing: tonic::body::Body,
     ) -> Result<Streaming<api::BytesMessage>, ControlError> {
-        let response =
-            self.client.clone().session(outgoing).await.map_err(|status| ControlError::new("Session", status))?;
-        Ok(response.into_inner())
+        use tower::ServiceExt;
+        let fail = |status| ControlError::new("Session", status);
+        let mut request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri("/moby.buildkit.v1.Control/Session")
+            .version(http::Version::HTTP_2)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(outgoing)
+            .expect("a valid request head");
+        request.headers_mut().extend(metadata.into_headers());
+        let response = self
+            .channel
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|error| fail(tonic::Status::from_error(Box::new(error))))?;
+        // As tonic's client reads a response: a `grpc-status` in the headers
+        // is a trailers-only answer (an error, or an empty stream).
+        let decoder = tonic_prost::ProstDecoder::<api::BytesMessage>::default();
+        let code = response.status();
+        let (head, body) = response.into_parts();
+        match tonic::Status::from_header_map(&head.headers) {
+            Some(status) if status.code() != tonic::Code::Ok => Err(fail(status)),
+            Some(_) => Ok(Streaming::new_empty(decoder, body)),
+            None => Ok(Streaming::new_response(decoder, body, code, None, Some(MAX_MESSAGE_SIZE))),
+        }
     }
 
     /// Build history events. With `early_exit` the stream ends after the

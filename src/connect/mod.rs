@@ -12,6 +12,7 @@
 //! - [`address`]: parsing `unix://` and `tcp://`, the default sockets.
 //! - [`tls`]: loading the TLS flags, classifying handshake failures.
 //! - `transport`: the connector that dials and records what went wrong.
+//! - `coalesce`: gathers h2's small frame writes into larger socket writes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::proto::moby::buildkit::v1::control_client::ControlClient;
 use crate::proto::moby::buildkit::v1::{InfoRequest, InfoResponse};
 
 pub mod address;
+mod coalesce;
 pub mod tls;
 mod transport;
 

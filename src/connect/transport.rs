@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::address::Address;
+use super::coalesce::Coalesce;
 use super::tls::TlsSettings;
 
 /// How far the last dial got.
@@ -83,7 +84,7 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
-    pub(crate) async fn dial(self) -> Result<TokioIo<Stream>, DialFailed> {
+    pub(crate) async fn dial(self) -> Result<TokioIo<Coalesce<Stream>>, DialFailed> {
         with_journal(&self.journal, |j| {
             j.stage = Stage::Dialing;
             j.dial_error = None;
@@ -91,7 +92,7 @@ impl Dialer {
         match self.open().await {
             Ok(stream) => {
                 with_journal(&self.journal, |j| j.stage = Stage::Connected);
-                Ok(TokioIo::new(stream))
+                Ok(TokioIo::new(Coalesce::new(stream)))
             }
             Err(err) => {
                 tracing::debug!(address = %self.address, error = ?err, "dialing buildkitd failed");

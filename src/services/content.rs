@@ -19,6 +19,7 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::content_read::ContentRoutes;
 use crate::cache::layout::{BlobDigest, BlobWriter, CommitError, LayoutError, OciLayout};
 use crate::proto::containerd::services::content::v1 as pb;
 use crate::proto::containerd::services::content::v1::content_server::{Content, ContentServer};
@@ -49,11 +50,13 @@ impl ContentService {
         ContentService { stores: Arc::new(stores) }
     }
 
-    /// The tonic server, with the session's message limits.
-    pub fn into_server(self) -> ContentServer<ContentService> {
-        ContentServer::new(self)
+    /// The server, with the session's message limits (`Read` is served by
+    /// [`ContentRoutes`] itself).
+    pub fn into_server(self) -> ContentRoutes {
+        let server = ContentServer::new(self.clone())
             .max_decoding_message_size(crate::session::MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(crate::session::MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(crate::session::MAX_MESSAGE_SIZE);
+        ContentRoutes::new(self, server)
     }
 
     fn store<T>(&self, request: &Request<T>) -> Result<&ContentStore, Status> {
@@ -103,6 +106,33 @@ fn plain(error: &std::io::Error) -> String {
         Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
         None => error.kind().to_string(),
     }
+}
+
+/// Reads `len` bytes at `offset` into a fresh buffer, with preads straight
+/// into its spare capacity: zeroing the buffer first (what safe reads need)
+/// cost about as much CPU as the read itself on a large import.
+fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut data = Vec::<u8>::with_capacity(len);
+    while data.len() < len {
+        let spare = data.spare_capacity_mut();
+        let at = offset + (len - spare.len()) as u64;
+        // SAFETY: `spare` is writable memory of `spare.len()` bytes that
+        // `data` owns; pread writes at most that many.
+        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at as libc::off_t) };
+        match n {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n if n < 0 => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            // SAFETY: pread initialised the first `n` spare bytes.
+            n => unsafe { data.set_len(data.len() + n as usize) },
+        }
+    }
+    Ok(data)
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -161,11 +191,8 @@ impl Content for ContentService {
         let whole = start == 0 && end == len;
         if end - start <= INLINE_READ && !whole {
             // One pread for the piece: `read_to_end` probes with small reads
-            // first (seven syscalls a MiB), and zeroing a buffer jemalloc
-            // hands back warm costs less than those.
-            use std::os::unix::fs::FileExt;
-            let mut data = vec![0; (end - start) as usize];
-            file.read_exact_at(&mut data, start).map_err(|error| match error.kind() {
+            // first (seven syscalls a MiB).
+            let data = read_exact_at(&file, start, (end - start) as usize).map_err(|error| match error.kind() {
                 std::io::ErrorKind::UnexpectedEof => {
                     Status::data_loss(format!("blob {digest} is shorter than {len} bytes"))
                 }

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod content;
+mod content_read;
 pub mod secrets;
 pub mod ssh;
 mod ssh_keys;
@@ -20,6 +21,7 @@ use crate::session::{SessionBuilder, SessionError};
 
 pub use auth::{AuthService, DockerConfig};
 pub use content::{ContentService, ContentStore};
+pub use content_read::ContentRoutes;
 pub use secrets::{SecretSource, SecretsService};
 pub use ssh::{AgentSpec, SshService};
 

@@ -13,6 +13,7 @@
 //! The services themselves live next to the data they move (`fsync`,
 //! `output`, `services`).
 
+pub(crate) mod frame;
 mod tunnel;
 
 use std::convert::Infallible;
