@@ -6,6 +6,9 @@
 //!   cargo run --release --example compile_dockerfile -- Dockerfile [ROUNDS]
 //!   cargo run --release --example compile_dockerfile -- --stages 200 [ROUNDS]
 
+// A command-line tool: printing is its output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::time::Instant;
 
 use fbuild::dockerfile::compile::{compile_offline, CompileOptions};

@@ -41,6 +41,19 @@ pub(crate) fn join(elements: &[&str]) -> String {
     clean(&non_empty.join("/"))
 }
 
+/// The last element of `path` (Go's `path.Base`): trailing slashes dropped,
+/// `.` for an empty path, `/` for a path of slashes.
+pub(crate) fn base(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".to_owned();
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,17 +101,4 @@ mod tests {
         assert_eq!(join(&["", ""]), "");
         assert_eq!(join(&["/", "/work", "./x/../y"]), "/work/y");
     }
-}
-
-/// The last element of `path` (Go's `path.Base`): trailing slashes dropped,
-/// `.` for an empty path, `/` for a path of slashes.
-pub(crate) fn base(path: &str) -> String {
-    if path.is_empty() {
-        return ".".to_owned();
-    }
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return "/".to_owned();
-    }
-    trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
 }

@@ -109,24 +109,29 @@ fn native_errors_name_the_file_and_line_and_exit_1() {
 
 #[test]
 fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
-    let dir = project("FROM scratch\nCOPY app.py /\n");
+    let dir = project("FROM scratch\nCOPY --from=assets /a.txt /a.txt\n");
+    let assets = tempdir();
+    write_files(assets.path(), &[("a.txt", "from a named context\n")]);
     let dest = tempdir();
-    let platforms = ["--platform", "linux/amd64,linux/arm64", "--provenance=false"];
+    let named = format!("assets={}", assets.path().display());
     // `native` refuses, naming what it cannot do.
-    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).args(platforms).output().unwrap();
+    let out = fbuild()
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--frontend", "native", "--build-context", &named])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("the native compiler does not support several platforms in one build yet"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("the native compiler does not support the frontend option \"context:assets\" yet"),
+        "{stderr}"
     );
     // `auto` builds it with the daemon's frontend, in the same build, and says why in one line.
     let out = fbuild()
         .arg("solve")
         .arg(dir.path())
-        .args(["--frontend", "auto"])
-        .args(platforms)
-        .arg("-o")
+        .args(["--frontend", "auto", "--provenance=false", "--build-context", &named, "-o"])
         .arg(format!("type=local,dest={}", dest.path().display()))
         .output()
         .unwrap();
@@ -135,12 +140,40 @@ fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
     let notices: Vec<&str> = stderr.lines().filter(|l| l.starts_with("notice: ")).collect();
     assert_eq!(
         notices,
-        ["notice: the native compiler does not support several platforms in one build yet; the daemon's Dockerfile frontend builds it instead"],
+        ["notice: the native compiler does not support the frontend option \"context:assets\" yet; the daemon's Dockerfile frontend builds it instead"],
         "{stderr}"
     );
-    for platform in ["linux_amd64", "linux_arm64"] {
-        assert!(dest.path().join(platform).join("app.py").is_file(), "{platform}: {stderr}");
+    assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), "from a named context\n");
+}
+
+/// Several platforms in one build: one graph per platform, one index with
+/// both, the same index the daemon's frontend makes.
+#[test]
+fn several_platforms_make_the_daemons_index() {
+    let dir = project("FROM scratch\nARG TARGETARCH\nCOPY app.py /app-${TARGETARCH}.py\nENV ARCH=$TARGETARCH\n");
+    let out_dir = tempdir();
+    let mut digests = Vec::new();
+    for frontend in ["native", "dockerfile.v0"] {
+        let dest = out_dir.path().join(format!("{frontend}.tar"));
+        let out = fbuild()
+            .arg("solve")
+            .arg(dir.path())
+            .args(["--frontend", frontend, "--platform", "linux/amd64,linux/arm64", "--provenance=false"])
+            .args(["--build-arg", "SOURCE_DATE_EPOCH=0", "--progress", "plain", "-o"])
+            .arg(format!("type=oci,dest={},rewrite-timestamp=true", dest.display()))
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{frontend}: {stderr}");
+        if frontend == "native" {
+            assert!(!stderr.contains("notice:"), "built natively: {stderr}");
+            assert!(stderr.contains("[linux/arm64 1/1] COPY app.py /app-arm64.py"), "{stderr}");
+        }
+        let layout = OciLayout::read(&dest);
+        let index = layout.index();
+        digests.push(index.manifests().iter().map(|m| m.digest().to_string()).collect::<Vec<_>>());
     }
+    assert_eq!(digests[0], digests[1], "native and the daemon's frontend index the same images");
 }
 
 #[test]

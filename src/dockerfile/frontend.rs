@@ -116,7 +116,7 @@ impl NativeFrontend {
 
     /// The compile options the attributes describe, or the attribute the
     /// compiler does not handle.
-    fn options(&self, gateway: &Gateway) -> Result<CompileOptions, CompileError> {
+    fn options(&self, gateway: &Gateway, targets: &mut Vec<pb::Platform>) -> Result<CompileOptions, CompileError> {
         let unsupported = |what: String| CompileError::Unsupported { line: 0, feature: what };
         if let Some(key) = self
             .attrs
@@ -144,11 +144,11 @@ impl NativeFrontend {
                 Some(stages.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase).collect());
         }
         if let Some(platforms) = self.attrs.get("platform").filter(|p| !p.is_empty()) {
-            if platforms.contains(',') {
-                return Err(unsupported("several platforms in one build".into()));
+            for platform in platforms.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let platform = compile::parse_platform(platform).map_err(|e| unsupported(format!("--platform {e}")))?;
+                options.target_platform.get_or_insert(platform.clone());
+                targets.push(platform);
             }
-            let platform = compile::parse_platform(platforms).map_err(|e| unsupported(format!("--platform {e}")))?;
-            options.target_platform = Some(platform);
         }
         if let Some(caps) = gateway.capabilities() {
             if let Some(worker) = caps.workers().first() {
@@ -189,7 +189,7 @@ impl NativeFrontend {
         }
     }
 
-    async fn compile(&self, gateway: &Gateway) -> Result<Compiled, CompileError> {
+    async fn compile(&self, gateway: &Gateway) -> Result<Vec<Compiled>, CompileError> {
         if self.mode == NativeMode::Auto && self.wants_provenance() {
             // The daemon records the build's request (its build args) in the
             // provenance only for frontends it runs; a graph from here would
@@ -200,8 +200,18 @@ impl NativeFrontend {
                     .into(),
             });
         }
-        let options = self.options(gateway)?;
-        compile::compile(&self.dockerfile, &options, &GatewayResolver(gateway)).await
+        let mut targets = Vec::new();
+        let options = self.options(gateway, &mut targets)?;
+        if targets.len() < 2 {
+            return Ok(vec![compile::compile(&self.dockerfile, &options, &GatewayResolver(gateway)).await?]);
+        }
+        // One graph per platform, compiled side by side, as the daemon's
+        // frontend builds them.
+        let builds = targets.into_iter().map(|platform| {
+            let options = CompileOptions { target_platform: Some(platform), multi_platform: true, ..options.clone() };
+            async move { compile::compile(&self.dockerfile, &options, &GatewayResolver(gateway)).await }
+        });
+        futures::future::join_all(builds).await.into_iter().collect()
     }
 }
 
@@ -220,7 +230,7 @@ impl ClientFrontend for NativeFrontend {
             Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
         };
         if let Ok(mut slot) = self.compiled.lock() {
-            *slot = Some(compiled.clone());
+            *slot = compiled.first().cloned();
         }
         if self.print_only {
             return Ok(FrontendOutput::default());
@@ -228,10 +238,26 @@ impl ClientFrontend for NativeFrontend {
         // The build and the daemon's linter side by side: lint findings are
         // the frontend's warnings, and the rules (and `# check=`) are the
         // daemon's own, so they read as with `dockerfile.v0`.
-        let solve = gateway.solve_with(compiled.definition.clone(), gateway.cache_imports(), &self.attrs);
-        let (reference, ()) = tokio::join!(solve, self.lint(gateway));
-        let reference = reference?;
-        Ok(FrontendOutput { reference: Some(reference), metadata: compiled.exporter_metadata(), ..Default::default() })
+        let solves = compiled
+            .iter()
+            .map(|build| gateway.solve_with(build.definition.clone(), gateway.cache_imports(), &self.attrs));
+        let (references, ()) = tokio::join!(futures::future::join_all(solves), self.lint(gateway));
+        let references = references.into_iter().collect::<Result<Vec<_>, _>>()?;
+        if let ([build], [reference]) = (compiled.as_slice(), references.as_slice()) {
+            let metadata = build.exporter_metadata();
+            return Ok(FrontendOutput { reference: Some(reference.clone()), metadata, ..Default::default() });
+        }
+        // Several platforms: a reference and an image config per platform,
+        // and their list in `refs.platforms` (dockerui's `ResultBuilder`).
+        let mut output = FrontendOutput::default();
+        let platforms: Vec<pb::Platform> = compiled.iter().map(|b| b.requested_platform.clone()).collect();
+        for (build, reference) in compiled.iter().zip(references) {
+            let id = compile::format_platform(&build.requested_platform);
+            output.metadata.extend(build.platform_metadata(&format!("/{id}")));
+            output.references.insert(id, reference);
+        }
+        output.metadata.insert("refs.platforms".to_owned(), compile::platforms_json(&platforms));
+        Ok(output)
     }
 
     fn solve_attrs(&self) -> BTreeMap<String, String> {

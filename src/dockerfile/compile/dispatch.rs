@@ -159,7 +159,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 let name = self.prefix(n, 0, &format!("FROM {}", base.reference), false, &platform);
                 let (source_code, line) = match node.stage {
                     Some(index) => (plan.stages.stages[index].original.clone(), Some((node.line, node.line))),
-                    None => (String::new(), node.from_command.map(|(start, end)| (start, end))),
+                    None => (String::new(), node.from_command),
                 };
                 let op = self.op(name, line, Some(&source_code));
                 llb::image_with(&base.reference, llb::ImageOptions { platform: Some(platform.clone()), op })
@@ -1169,12 +1169,12 @@ fn check_signal(signal: &str) -> Result<(), String> {
 }
 
 fn healthcheck(test: Option<&CommandLine>, flags: &BTreeMap<String, String>) -> Result<image::Healthcheck, String> {
-    let mut health = image::Healthcheck::default();
-    health.test = match test {
+    let test = match test {
         None => vec!["NONE".to_owned()],
         Some(CommandLine::Exec(args)) => std::iter::once("CMD".to_owned()).chain(args.iter().cloned()).collect(),
         Some(CommandLine::Shell(text)) => vec!["CMD-SHELL".to_owned(), text.clone()],
     };
+    let mut health = image::Healthcheck { test, ..Default::default() };
     let duration = |name: &str| -> Result<i64, String> {
         match flags.get(name) {
             None => Ok(0),

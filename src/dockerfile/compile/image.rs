@@ -43,21 +43,13 @@ pub struct Image {
     pub config: ImageConfig,
 }
 
-/// Go's `RootFS`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Go's `RootFS` (the exporter writes its own).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RootFs {
     #[serde(rename = "type", default)]
     pub kind: String,
     #[serde(default, deserialize_with = "null_default")]
     pub diff_ids: Vec<String>,
-}
-
-impl Default for RootFs {
-    fn default() -> Self {
-        // Go marshals a nil slice as `null`; the frontend's empty image has
-        // `"diff_ids": null` until the exporter fills it in.
-        RootFs { kind: String::new(), diff_ids: Vec::new() }
-    }
 }
 
 /// One `history` entry.

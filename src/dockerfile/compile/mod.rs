@@ -96,6 +96,9 @@ pub struct Compiled {
     pub epoch: Option<i64>,
     /// The platform the target was built for.
     pub platform: pb::Platform,
+    /// The platform asked for (`--platform`), else the daemon's: what the
+    /// result is exported as.
+    pub requested_platform: pb::Platform,
     /// The names of the stages compiled, in Dockerfile order.
     pub stages: Vec<String>,
 }
@@ -105,7 +108,7 @@ impl Compiled {
     /// frontend writes it for a single-platform build.
     pub fn exporter_metadata(&self) -> BTreeMap<String, Vec<u8>> {
         let mut metadata = self.platform_metadata("");
-        metadata.insert("refs.platforms".to_owned(), platforms_json(std::slice::from_ref(&self.platform)));
+        metadata.insert("refs.platforms".to_owned(), platforms_json(std::slice::from_ref(&self.requested_platform)));
         metadata
     }
 
@@ -707,6 +710,7 @@ impl<'a> Plan<'a> {
             base_image: result.base_image,
             epoch: self.epoch,
             platform: result.platform,
+            requested_platform: self.target_platform.clone(),
             stages: result.stages,
         })
     }

@@ -62,7 +62,7 @@ fn the_epoch_and_args_reach_history_and_run_steps() {
     assert_eq!(out.epoch, Some(0));
     let meta = out.exporter_metadata();
     assert_eq!(meta["source.date.epoch"], b"0");
-    assert!(String::from_utf8_lossy(&meta["containerimage.config"]).contains("\"ArgsEscaped\"") == false);
+    assert!(!String::from_utf8_lossy(&meta["containerimage.config"]).contains("\"ArgsEscaped\""));
 }
 
 #[test]
