@@ -196,3 +196,38 @@ fn the_example_projects_deps_target_builds_base_and_deps_only() {
         assert!(!stderr.contains(other), "{other} in a deps build:\n{stderr}");
     }
 }
+
+/// `--add-host`, `--ulimit`, `--shm-size` and `--network` reach RUN steps as
+/// the daemon's frontend puts them there: the same image, and a native
+/// build after the daemon's is fully cached.
+#[test]
+fn run_options_from_flags_match_the_daemons_frontend() {
+    let env = testenv();
+    let dir = project(&format!(
+        "FROM {}\nRUN grep db /etc/hosts > /hosts; ulimit -n > /nofile; df -k /dev/shm | tail -1 | awk '{{print $2}}' > /shm; echo {} > /nonce\n",
+        env.busybox,
+        unique()
+    ));
+    let out_dir = tempdir();
+    let mut digests = Vec::new();
+    for frontend in ["dockerfile.v0", "native"] {
+        let dest = out_dir.path().join(format!("{frontend}.tar"));
+        let out = fbuild()
+            .arg("solve")
+            .arg(dir.path())
+            .args(["--frontend", frontend, "--provenance=false", "--add-host", "db=10.0.0.2"])
+            .args(["--ulimit", "nofile=1024:2048", "--shm-size", "64m", "--network", "host"])
+            .args(["--build-arg", "SOURCE_DATE_EPOCH=0", "--progress", "rawjson", "-o"])
+            .arg(format!("type=oci,dest={},rewrite-timestamp=true", dest.display()))
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{frontend}: {stderr}");
+        if frontend == "native" {
+            assert_eq!(rawjson_step_cached(&stderr, "RUN grep db"), Some(true), "{stderr}");
+        }
+        let layout = OciLayout::read(&dest);
+        digests.push(layout.index().manifests()[0].digest().to_string());
+    }
+    assert_eq!(digests[0], digests[1]);
+}

@@ -40,7 +40,18 @@ pub struct NativeFrontend {
 }
 
 /// Attributes the compiler reads or that only matter to the daemon.
-const UNDERSTOOD: &[&str] = &["filename", "target", "platform", "dockerfilekey", "contextkey", "no-cache"];
+const UNDERSTOOD: &[&str] = &[
+    "filename",
+    "target",
+    "platform",
+    "dockerfilekey",
+    "contextkey",
+    "no-cache",
+    "add-hosts",
+    "shm-size",
+    "ulimit",
+    "force-network-mode",
+];
 const UNDERSTOOD_PREFIXES: &[&str] = &["build-arg:", "label:", "attest:", "local-sessionid:"];
 
 impl NativeFrontend {
@@ -139,6 +150,36 @@ impl NativeFrontend {
                 options.labels.insert(name.to_owned(), value.clone());
             }
         }
+        let bad = |key: &str, value: &str, why: String| CompileError::Step {
+            line: 0,
+            message: format!("invalid frontend option {key}={value:?}: {why}"),
+        };
+        if let Some(hosts) = self.attrs.get("add-hosts").filter(|v| !v.is_empty()) {
+            for field in hosts.split(',') {
+                let lower = field.to_lowercase();
+                let (host, ip) = lower.split_once('=').ok_or_else(|| bad("add-hosts", hosts, "not HOST=IP".into()))?;
+                let ip = ip.parse().map_err(|e| bad("add-hosts", hosts, format!("{e}")))?;
+                options.extra_hosts.push((host.to_owned(), ip));
+            }
+        }
+        if let Some(size) = self.attrs.get("shm-size").filter(|v| !v.is_empty()) {
+            options.shm_size = size.parse().map_err(|e| bad("shm-size", size, format!("{e}")))?;
+        }
+        if let Some(ulimits) = self.attrs.get("ulimit").filter(|v| !v.is_empty()) {
+            for field in ulimits.split(',') {
+                let (name, limits) =
+                    field.split_once('=').ok_or_else(|| bad("ulimit", ulimits, "not NAME=SOFT[:HARD]".into()))?;
+                let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+                let number = |v: &str| v.parse::<i64>().map_err(|e| bad("ulimit", ulimits, format!("{e}")));
+                options.ulimits.push((name.to_owned(), number(soft)?, number(hard)?));
+            }
+        }
+        options.network = match self.attrs.get("force-network-mode").map(String::as_str) {
+            None | Some("" | "sandbox" | "default") => None,
+            Some("none") => Some(pb::NetMode::None),
+            Some("host") => Some(pb::NetMode::Host),
+            Some(other) => return Err(bad("force-network-mode", other, "not none, host or default".into())),
+        };
         if let Some(stages) = self.attrs.get("no-cache") {
             options.no_cache =
                 Some(stages.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase).collect());

@@ -727,7 +727,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             run = run.mount(mount);
         }
         match network.as_deref() {
-            None | Some("default") => {}
+            None | Some("default") => {
+                if let Some(forced) = self.plan.options.network {
+                    run = run.network(forced);
+                }
+            }
             Some("none") => run = run.network(pb::NetMode::None),
             Some("host") => run = run.network(pb::NetMode::Host),
             Some(other) => return Err(CompileError::step(line, format!("unsupported network mode {other:?}"))),
@@ -736,6 +740,15 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             None | Some("sandbox") => {}
             Some("insecure") => run = run.security(pb::SecurityMode::Insecure),
             Some(other) => return Err(CompileError::step(line, format!("unsupported security mode {other:?}"))),
+        }
+        for (name, soft, hard) in &self.plan.options.ulimits {
+            run = run.ulimit(name, *soft, *hard);
+        }
+        for (host, ip) in &self.plan.options.extra_hosts {
+            run = run.extra_host(host, *ip);
+        }
+        if self.plan.options.shm_size > 0 {
+            run = run.mount(Mount::tmpfs("/dev/shm", self.plan.options.shm_size));
         }
 
         // Secrets given as variables show as `****` in the step's name.

@@ -56,6 +56,14 @@ pub struct CompileOptions {
     /// One of several platforms of a build: step names start with the
     /// platform (`[linux/arm64 deps 1/2]`), as the daemon's frontend shows them.
     pub multi_platform: bool,
+    /// `--add-host`s for RUN steps (host, address).
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size` of RUN steps in bytes; 0 keeps the daemon's.
+    pub shm_size: i64,
+    /// `--ulimit`s of RUN steps (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// `--network` for RUN steps that do not choose one.
+    pub network: Option<pb::NetMode>,
     /// `--no-cache`: `Some` with no names for every stage, or the stages
     /// named (`--no-cache-filter`); their RUN and COPY steps run again.
     pub no_cache: Option<Vec<String>>,
