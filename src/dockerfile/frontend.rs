@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use crate::gateway::{ClientFrontend, FrontendError, FrontendOutput, Gateway};
 use crate::proto::pb;
 
-use super::compile::{self, CompileError, CompileOptions, Compiled, ImageResolver, ResolvedImage};
+use super::compile::{self, CompileError, CompileOptions, Compiled, ImageResolver, ResolveRequest, ResolvedImage};
 
 /// What to do with a Dockerfile the compiler does not support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,7 @@ const UNDERSTOOD: &[&str] = &[
     "shm-size",
     "ulimit",
     "force-network-mode",
+    "image-resolve-mode",
 ];
 const UNDERSTOOD_PREFIXES: &[&str] = &["build-arg:", "label:", "attest:", "local-sessionid:"];
 
@@ -179,6 +180,11 @@ impl NativeFrontend {
             Some("none") => Some(pb::NetMode::None),
             Some("host") => Some(pb::NetMode::Host),
             Some(other) => return Err(bad("force-network-mode", other, "not none, host or default".into())),
+        };
+        options.resolve_mode = match self.attrs.get("image-resolve-mode").map(String::as_str) {
+            None | Some("" | "default") => String::new(),
+            Some(mode @ ("pull" | "local")) => mode.to_owned(),
+            Some(other) => return Err(bad("image-resolve-mode", other, "not pull, local or default".into())),
         };
         if let Some(stages) = self.attrs.get("no-cache") {
             options.no_cache =
@@ -403,10 +409,12 @@ struct GatewayResolver<'g>(&'g Gateway);
 impl ImageResolver for GatewayResolver<'_> {
     async fn resolve(
         &self,
-        reference: &str,
-        platform: &pb::Platform,
+        request: ResolveRequest<'_>,
     ) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>> {
-        let resolved = match self.0.resolve_image_config(reference, Some(platform.clone())).await {
+        let platform = Some(request.platform.clone());
+        let lookup =
+            self.0.resolve_image_config_with(request.reference, platform, request.resolve_mode, &request.log_name);
+        let resolved = match lookup.await {
             Ok(resolved) => resolved,
             // The daemon's words ("failed to resolve source metadata for
             // ...: not found") say it all; our call's name adds nothing.

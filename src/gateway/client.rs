@@ -280,10 +280,25 @@ impl Gateway {
         reference: &str,
         platform: Option<pb::Platform>,
     ) -> Result<ResolvedImage, GatewayError> {
+        let log_name = format!("[internal] load metadata for {reference}");
+        self.resolve_image_config_with(reference, platform, "", &log_name).await
+    }
+
+    /// [`Gateway::resolve_image_config`] with a resolve mode (`pull` checks
+    /// the registry even when the daemon has the image, `local` prefers the
+    /// daemon's copy, empty is the default) and the progress name to show.
+    pub async fn resolve_image_config_with(
+        &self,
+        reference: &str,
+        platform: Option<pb::Platform>,
+        resolve_mode: &str,
+        log_name: &str,
+    ) -> Result<ResolvedImage, GatewayError> {
         let request = api::ResolveImageConfigRequest {
             r#ref: reference.to_owned(),
             platform,
-            log_name: format!("[internal] load metadata for {reference}"),
+            resolve_mode: resolve_mode.to_owned(),
+            log_name: log_name.to_owned(),
             // 0: a registry (not an OCI layout in the session); the daemon
             // authenticates with this build's session.
             resolver_type: 0,

@@ -30,6 +30,10 @@ pub struct ImageOptions {
     /// Which platform's image to pull; also the platform later ops on the
     /// state are built for. Default: the marshal-time platform.
     pub platform: Option<pb::Platform>,
+    /// How the daemon finds the image (Go's `ResolveMode`): `pull` always
+    /// asks the registry, `local` prefers the daemon's copy; `None` is the
+    /// default.
+    pub resolve_mode: Option<String>,
     /// Progress name and cache settings of the op.
     pub op: OpOptions,
 }
@@ -50,14 +54,16 @@ pub fn image_with(reference: &str, options: ImageOptions) -> State {
         Err(error) => (format!("docker-image://{reference}"), Some((reference.to_owned(), error))),
     };
     let platform = options.platform.map(normalize_platform);
-    let op = SourceOp {
-        identifier,
-        attrs: BTreeMap::new(),
-        platform: platform.clone(),
-        caps: vec!["source.image"],
-        options: options.op,
-        error,
-    };
+    let mut attrs = BTreeMap::new();
+    let mut caps = vec!["source.image"];
+    if let Some(mode) = options.resolve_mode.filter(|m| !m.is_empty() && m != "default") {
+        // Only the forced pull is a security setting the daemon must know.
+        if mode == "pull" {
+            caps.push("source.image.resolvemode");
+        }
+        attrs.insert("image.resolvemode".to_owned(), mode);
+    }
+    let op = SourceOp { identifier, attrs, platform: platform.clone(), caps, options: options.op, error };
     let mut state = State::from_output(Some(Output::new(Arc::new(op), 0)));
     // Go's `ensurePlatform`: a source built for a platform makes it the
     // state's, so ops built on it follow.

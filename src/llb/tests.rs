@@ -612,8 +612,10 @@ fn local_sources_carry_session_and_patterns_and_no_platform() {
 fn image_platform_and_names() {
     let arm =
         pb::Platform { architecture: "aarch64".into(), os: "Linux".into(), variant: "v8".into(), ..Default::default() };
-    let state =
-        image_with("127.0.0.1:5000/busybox", ImageOptions { platform: Some(arm), op: OpOptions::named("base") });
+    let state = image_with(
+        "127.0.0.1:5000/busybox",
+        ImageOptions { platform: Some(arm), op: OpOptions::named("base"), ..Default::default() },
+    );
     let want = pb::Platform { architecture: "arm64".into(), os: "linux".into(), ..Default::default() };
     assert_eq!(state.get_platform(), Some(&want));
     let def = marshal(&state.run(Run::new(["true"])).root());
@@ -756,5 +758,21 @@ fn git_identifiers_are_the_same_across_remote_forms() {
         ("github.com/moby/buildkit.git", "https://github.com/moby/buildkit.git"),
     ] {
         assert_eq!(identifier(remote), (want.to_owned(), Some(full.to_owned())), "{remote}");
+    }
+}
+
+/// `--pull`: Go's `ResolveModeForcePull` sets the attribute and asks for
+/// the capability; `local` only sets the attribute.
+#[test]
+fn an_image_resolve_mode_is_an_attribute() {
+    use prost::Message as _;
+    for (mode, cap) in [("pull", true), ("local", false)] {
+        let options = ImageOptions { resolve_mode: Some(mode.into()), ..Default::default() };
+        let definition = image_with("busybox", options).marshal().unwrap();
+        let op = crate::proto::pb::Op::decode(&definition.def[0][..]).unwrap();
+        let Some(crate::proto::pb::op::Op::Source(source)) = op.op else { panic!("a source op") };
+        assert_eq!(source.attrs.get("image.resolvemode").map(String::as_str), Some(mode));
+        let digest = crate::llb::digest_of(&definition.def[0]);
+        assert_eq!(definition.metadata[&digest].caps.contains_key("source.image.resolvemode"), cap, "{mode}");
     }
 }

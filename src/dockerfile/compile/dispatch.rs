@@ -30,7 +30,6 @@ struct StageState {
     base_image: Option<Image>,
     platform: pb::Platform,
     build_args: Vec<(String, Option<String>)>,
-    workdir_set: bool,
     steps_done: usize,
     cmd_set: bool,
 }
@@ -128,7 +127,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 base_image: None,
                 platform,
                 build_args: Vec::new(),
-                workdir_set: false,
                 steps_done: 0,
                 cmd_set: false,
             }
@@ -162,7 +160,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     None => (String::new(), node.from_command),
                 };
                 let op = self.op(name, line, Some(&source_code));
-                llb::image_with(&base.reference, llb::ImageOptions { platform: Some(platform.clone()), op })
+                let resolve_mode = Some(plan.options.resolve_mode.clone());
+                llb::image_with(
+                    &base.reference,
+                    llb::ImageOptions { platform: Some(platform.clone()), resolve_mode, op },
+                )
             };
             StageState {
                 state,
@@ -170,7 +172,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 base_image,
                 platform,
                 build_args: Vec::new(),
-                workdir_set: false,
                 steps_done: usize::from(!base.scratch),
                 cmd_set: false,
             }
@@ -526,7 +527,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         command: &Command,
         onbuild: bool,
     ) -> Result<(), CompileError> {
-        stage.workdir_set = true;
         let wd = normalize_path(&stage.image.config.working_dir, path, false);
         stage.image.config.working_dir = wd.clone();
         stage.state = stage.state.dir(&wd);

@@ -64,6 +64,8 @@ pub struct CompileOptions {
     pub ulimits: Vec<(String, i64, i64)>,
     /// `--network` for RUN steps that do not choose one.
     pub network: Option<pb::NetMode>,
+    /// How base images are found: `pull` (`--pull`), `local`, or empty.
+    pub resolve_mode: String,
     /// `--no-cache`: `Some` with no names for every stage, or the stages
     /// named (`--no-cache-filter`); their RUN and COPY steps run again.
     pub no_cache: Option<Vec<String>>,
@@ -80,14 +82,25 @@ pub struct ResolvedImage {
     pub config: Vec<u8>,
 }
 
+/// What a compile asks an [`ImageResolver`] for.
+#[derive(Debug, Clone)]
+pub struct ResolveRequest<'a> {
+    /// The full reference (`docker.io/library/busybox:latest`).
+    pub reference: &'a str,
+    pub platform: &'a pb::Platform,
+    /// `pull`, `local`, or empty (see [`CompileOptions::resolve_mode`]).
+    pub resolve_mode: &'a str,
+    /// The name progress shows for the lookup, as the daemon's frontend names it.
+    pub log_name: String,
+}
+
 /// Finds base images' configs (in a build: `LLBBridge.ResolveImageConfig`).
 #[tonic::async_trait]
 pub trait ImageResolver: Send + Sync {
-    /// The config of `reference` for `platform`.
+    /// The config of the image `request` names.
     async fn resolve(
         &self,
-        reference: &str,
-        platform: &pb::Platform,
+        request: ResolveRequest<'_>,
     ) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>;
 }
 
@@ -651,34 +664,47 @@ impl<'a> Plan<'a> {
 
     /// Resolves the base images of reachable nodes, concurrently.
     async fn resolve_bases(&self, resolver: &dyn ImageResolver) -> Result<BTreeMap<usize, Base>, CompileError> {
-        let jobs =
-            self.nodes.iter().filter(|n| self.reachable.contains(&n.index) && n.needs_resolve()).map(|node| {
-                let platform = self.node_platform(node);
-                async move {
-                    let name = normalize_reference(&node.base).map_err(|message| {
-                        CompileError::step(node.line, format!("failed to parse stage name {:?}: {message}", node.base))
-                    })?;
-                    let resolved = resolver.resolve(&name, &platform).await.map_err(|source| {
-                        CompileError::Resolve { line: node.line, image: node.base.clone(), source }
-                    })?;
-                    let image: Image = serde_json::from_slice(&resolved.config)
-                        .map_err(|e| CompileError::step(node.line, format!("failed to parse image config: {e}")))?;
-                    let mut name = if resolved.reference != name && !resolved.reference.is_empty() {
-                        normalize_reference(&resolved.reference).unwrap_or(resolved.reference.clone())
-                    } else {
-                        name
-                    };
-                    if !resolved.digest.is_empty() {
-                        // Go's `reference.WithDigest` on the tagged name.
-                        if let Some(at) = name.find('@') {
-                            name.truncate(at);
-                        }
-                        name = format!("{name}@{}", resolved.digest);
+        let jobs = self.nodes.iter().filter(|n| self.reachable.contains(&n.index) && n.needs_resolve()).map(|node| {
+            let platform = self.node_platform(node);
+            async move {
+                let name = normalize_reference(&node.base).map_err(|message| {
+                    CompileError::step(node.line, format!("failed to parse stage name {:?}: {message}", node.base))
+                })?;
+                // `[linux/arm64 internal] load metadata for ...` in multi-platform builds.
+                let prefix = if self.options.multi_platform {
+                    format!("{} internal", format_platform(&platform))
+                } else {
+                    "internal".to_owned()
+                };
+                let request = ResolveRequest {
+                    reference: &name,
+                    platform: &platform,
+                    resolve_mode: &self.options.resolve_mode,
+                    log_name: format!("[{prefix}] load metadata for {name}"),
+                };
+                let resolved = resolver.resolve(request).await.map_err(|source| CompileError::Resolve {
+                    line: node.line,
+                    image: node.base.clone(),
+                    source,
+                })?;
+                let image: Image = serde_json::from_slice(&resolved.config)
+                    .map_err(|e| CompileError::step(node.line, format!("failed to parse image config: {e}")))?;
+                let mut name = if resolved.reference != name && !resolved.reference.is_empty() {
+                    normalize_reference(&resolved.reference).unwrap_or(resolved.reference.clone())
+                } else {
+                    name
+                };
+                if !resolved.digest.is_empty() {
+                    // Go's `reference.WithDigest` on the tagged name.
+                    if let Some(at) = name.find('@') {
+                        name.truncate(at);
                     }
-                    let scratch = image.rootfs.diff_ids.is_empty() && image.history.iter().all(|h| h.empty_layer);
-                    Ok::<_, CompileError>((node.index, Base { reference: name, image, scratch, platform }))
+                    name = format!("{name}@{}", resolved.digest);
                 }
-            });
+                let scratch = image.rootfs.diff_ids.is_empty() && image.history.iter().all(|h| h.empty_layer);
+                Ok::<_, CompileError>((node.index, Base { reference: name, image, scratch, platform }))
+            }
+        });
         let results = futures::future::join_all(jobs).await;
         let mut bases = BTreeMap::new();
         for result in results {
