@@ -94,6 +94,19 @@ impl NativeFrontend {
         self.compiled.lock().ok().and_then(|c| c.clone())
     }
 
+    /// Whether every lint rule is off (`# check=skip=all`, or the build arg
+    /// `BUILDKIT_DOCKERFILE_CHECK=skip=all`, which wins): then the linter,
+    /// which costs the daemon a parse of the whole Dockerfile, is not asked.
+    fn checks_skipped(&self) -> bool {
+        let directive = crate::dockerfile::parse(&self.dockerfile).ok().and_then(|parsed| {
+            parsed.directives.into_iter().find(|(name, _, _)| name == "check").map(|(_, value, _)| value)
+        });
+        let setting = self.attrs.get("build-arg:BUILDKIT_DOCKERFILE_CHECK").cloned().or(directive);
+        setting.is_some_and(|value| {
+            value.split(';').any(|field| field.trim().strip_prefix("skip=").is_some_and(|v| v.trim() == "all"))
+        })
+    }
+
     /// The attributes for the daemon's frontend when it takes over: ours,
     /// plus the cache imports, which it reads from its options (as the build
     /// runner sends them to a daemon frontend).
@@ -218,6 +231,9 @@ impl NativeFrontend {
     /// Runs the daemon frontend's lint subrequest and shows its findings as
     /// this build's warnings. Best effort: a failure only loses warnings.
     async fn lint(&self, gateway: &Gateway) {
+        if self.checks_skipped() {
+            return;
+        }
         let mut attrs = self.attrs.clone();
         attrs.insert("requestid".into(), "frontend.lint".into());
         attrs.insert("frontend.caps".into(), "moby.buildkit.frontend.subrequests".into());
