@@ -44,6 +44,15 @@ def load_env():
             os.environ[key.decode()] = value.decode()
 
 
+def release_fbuild(path=None):
+    """`path`, or fbuild built in release mode from this checkout."""
+    if path:
+        return path
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=Path(__file__).resolve().parent.parent, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path(__file__).resolve().parent.parent / "target"))
+    return str(target / "release" / "fbuild")
+
+
 def make_context(root: Path, files: int, total_mb: int):
     """A tree of `files` files adding up to about `total_mb` MB, 100 files a folder."""
     rng = random.Random(42)

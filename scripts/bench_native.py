@@ -141,11 +141,7 @@ def main():
     parser.add_argument("--fbuild", default=None, help="fbuild binary (default: cargo build --release)")
     args = parser.parse_args()
     load_env()
-    fbuild = args.fbuild
-    if fbuild is None:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
-        target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-        fbuild = str(target / "release" / "fbuild")
+    fbuild = bench.release_fbuild(args.fbuild)
     tools = {"fbuild": fbuild, "buildctl": os.environ["FBUILD_BUILDCTL"]}
     sides = {
         args.native: ("fbuild", args.native),

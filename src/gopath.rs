@@ -54,6 +54,20 @@ pub(crate) fn base(path: &str) -> String {
     trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
 }
 
+/// Puts back a trailing `/` or `/.` of `original` that cleaning `out`
+/// dropped: for a copy destination it means "into this directory", not
+/// "as this name" (Go's `normalizePath` with `keepSlash`).
+pub(crate) fn keep_trailing_slash(original: &str, out: &mut String) {
+    if original.ends_with('/') && !out.ends_with('/') {
+        out.push('/');
+    } else if original.ends_with("/.") {
+        if out != "/" {
+            out.push('/');
+        }
+        out.push('.');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

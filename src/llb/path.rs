@@ -16,14 +16,7 @@ pub(crate) fn absolute(dir: &str, path: &str, keep_slash: bool) -> String {
         out = join(&["/", dir, &out]);
     }
     if keep_slash {
-        if path.ends_with('/') && !out.ends_with('/') {
-            out.push('/');
-        } else if path.ends_with("/.") {
-            if out != "/" {
-                out.push('/');
-            }
-            out.push('.');
-        }
+        crate::gopath::keep_trailing_slash(path, &mut out);
     }
     out
 }

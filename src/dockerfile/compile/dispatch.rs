@@ -987,14 +987,7 @@ fn normalize_path(parent: &str, new: &str, keep_slash: bool) -> String {
         out = gopath::join(&[&parent, &out]);
     }
     if keep_slash {
-        if original.ends_with('/') && !out.ends_with('/') {
-            out.push('/');
-        } else if original.ends_with("/.") {
-            if out != "/" {
-                out.push('/');
-            }
-            out.push('.');
-        }
+        gopath::keep_trailing_slash(original, &mut out);
     }
     out
 }
