@@ -220,6 +220,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         out
     }
 
+    /// Records a step in the image's history, dated `SOURCE_DATE_EPOCH`
+    /// when given.
+    fn commit(&self, stage: &mut StageState, message: String, with_layer: bool, buildkit: bool) {
+        stage.image.commit(message, with_layer, buildkit, self.epoch.as_deref());
+    }
+
     /// A step's text as progress shows it: variables expanded (unset ones
     /// left as written), the instruction in capitals.
     fn shown_name(&self, stage: &StageState, text: &str) -> String {
@@ -231,7 +237,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         uppercase_command(&expanded)
     }
 
-    fn step_name(&mut self, n: usize, stage: &mut StageState, text: &str, onbuild: bool) -> String {
+    fn step_name(&self, n: usize, stage: &mut StageState, text: &str, onbuild: bool) -> String {
         let name = self.shown_name(stage, text);
         let out = self.prefix(n, stage.steps_done, &name, onbuild, &stage.platform);
         stage.steps_done += 1;
@@ -286,8 +292,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         onbuild: bool,
     ) -> Result<(), CompileError> {
         let line = command.line;
-        let epoch = self.epoch.clone();
-        let epoch = epoch.as_deref();
         match &command.kind {
             CommandKind::Env(pairs) => {
                 let mut message = String::from("ENV");
@@ -296,7 +300,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     stage.state = stage.state.add_env(&key, &value);
                     stage.image.add_env(&key, &value);
                 }
-                stage.image.commit(message, false, false, epoch);
+                self.commit(stage, message, false, false);
             }
             CommandKind::Label(pairs) => {
                 let mut message = String::from("LABEL");
@@ -304,11 +308,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     message.push_str(&format!(" {key}={value}"));
                     stage.image.config.labels.insert(key, value);
                 }
-                stage.image.commit(message, false, false, epoch);
+                self.commit(stage, message, false, false);
             }
             CommandKind::Maintainer(name) => {
                 stage.image.author = name.clone();
-                stage.image.commit(format!("MAINTAINER {name}"), false, false, epoch);
+                self.commit(stage, format!("MAINTAINER {name}"), false, false);
             }
             CommandKind::Workdir(path) => {
                 let path = self.expand(stage, path, line)?;
@@ -318,14 +322,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 let user = self.expand(stage, user, line)?;
                 stage.state = stage.state.user(&user);
                 stage.image.config.user = user.clone();
-                stage.image.commit(format!("USER {user}"), false, false, epoch);
+                self.commit(stage, format!("USER {user}"), false, false);
             }
             CommandKind::Cmd(cmd) => {
                 let args = self.with_shell(stage, cmd);
                 stage.image.config.cmd = args.clone();
                 stage.image.config.args_escaped = true;
                 stage.cmd_set = true;
-                stage.image.commit(format!("CMD {}", go_quote_list(&args)), false, false, epoch);
+                self.commit(stage, format!("CMD {}", go_quote_list(&args)), false, false);
             }
             CommandKind::Entrypoint(cmd) => {
                 let args = self.with_shell(stage, cmd);
@@ -333,11 +337,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 if !stage.cmd_set {
                     stage.image.config.cmd.clear();
                 }
-                stage.image.commit(format!("ENTRYPOINT {}", go_quote_list(&args)), false, false, epoch);
+                self.commit(stage, format!("ENTRYPOINT {}", go_quote_list(&args)), false, false);
             }
             CommandKind::Shell(shell) => {
                 stage.image.config.shell = shell.clone();
-                stage.image.commit(format!("SHELL {}", go_list(shell)), false, false, epoch);
+                self.commit(stage, format!("SHELL {}", go_list(shell)), false, false);
             }
             CommandKind::Expose(ports) => {
                 // The frontend sorts the words as written (instructions'
@@ -360,7 +364,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 for spec in &specs {
                     stage.image.config.exposed_ports.insert(spec.clone(), image::Empty {});
                 }
-                stage.image.commit(format!("EXPOSE {}", go_list(&specs)), false, false, epoch);
+                self.commit(stage, format!("EXPOSE {}", go_list(&specs)), false, false);
             }
             CommandKind::Volume(volumes) => {
                 let mut expanded = Vec::new();
@@ -374,13 +378,13 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 for volume in &expanded {
                     stage.image.config.volumes.insert(volume.clone(), image::Empty {});
                 }
-                stage.image.commit(format!("VOLUME {}", go_list(&expanded)), false, false, epoch);
+                self.commit(stage, format!("VOLUME {}", go_list(&expanded)), false, false);
             }
             CommandKind::StopSignal(signal) => {
                 let signal = self.expand(stage, signal, line)?;
                 check_signal(&signal).map_err(|m| CompileError::step(line, m))?;
                 stage.image.config.stop_signal = signal.clone();
-                stage.image.commit(format!("STOPSIGNAL {signal}"), false, false, epoch);
+                self.commit(stage, format!("STOPSIGNAL {signal}"), false, false);
             }
             CommandKind::Healthcheck { test, flags } => {
                 let health = healthcheck(test.as_ref(), flags).map_err(|m| CompileError::step(line, m))?;
@@ -394,7 +398,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     health.retries
                 );
                 stage.image.config.healthcheck = Some(health);
-                stage.image.commit(message, false, false, epoch);
+                self.commit(stage, message, false, false);
             }
             CommandKind::Onbuild(expression) => stage.image.config.on_build.push(expression.clone()),
             CommandKind::Arg(pairs) => self.arg(stage, pairs, line)?,
@@ -488,7 +492,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         pairs: &[(String, Option<String>)],
         line: usize,
     ) -> Result<(), CompileError> {
-        let globals = self.plan.globals();
+        let globals = &self.plan.global_args;
         let mut parts = Vec::new();
         for (key, default) in pairs {
             let given = self.plan.build_args.get(key);
@@ -514,8 +518,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 None => key.clone(),
             });
         }
-        let epoch = self.epoch.clone();
-        stage.image.commit(format!("ARG {}", parts.join(" ")), false, false, epoch.as_deref());
+        self.commit(stage, format!("ARG {}", parts.join(" ")), false, false);
         Ok(())
     }
 
@@ -541,8 +544,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let options = self.op(name, Some(self.lines(n, command, onbuild)), None);
             stage.state = stage.state.platform(stage.platform.clone()).file_with(FileAction::from(mkdir), options);
         }
-        let epoch = self.epoch.clone();
-        stage.image.commit(format!("WORKDIR {wd}"), with_layer, false, epoch.as_deref());
+        self.commit(stage, format!("WORKDIR {wd}"), with_layer, false);
         Ok(())
     }
 
@@ -766,8 +768,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         run = run.options(options);
         let history = format!("RUN {}", run_command_string(&args, &stage.build_args, &StateEnv(&stage.state)));
         stage.state = stage.state.run(run).root();
-        let epoch = self.epoch.clone();
-        stage.image.commit(history, true, true, epoch.as_deref());
+        self.commit(stage, history, true, true);
         Ok(())
     }
 
@@ -787,31 +788,21 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let is_add = add.is_some();
         let unpack = add.and_then(|a| a.unpack);
         let dest = relative_to_workdir(stage.state.get_dir(), &transfer.dest);
-        let mut mode_str = None;
-        let mode = match &transfer.chmod {
-            None => None,
-            Some(chmod) => {
-                let invalid = || {
-                    CompileError::step(
-                        line,
-                        format!(
-                            "invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777"
-                        ),
-                    )
-                };
-                match u32::from_str_radix(chmod, 8) {
-                    Ok(mode) if mode <= 0o7777 => Some(mode),
-                    Ok(_) => return Err(invalid()),
-                    Err(_) if chmod.chars().all(|c| c.is_ascii_digit()) => return Err(invalid()),
-                    Err(_) => {
-                        check_symbolic_mode(chmod).map_err(|m| CompileError::step(line, m))?;
-                        mode_str = Some(chmod.clone());
-                        None
-                    }
-                }
-            }
+        let (mode, mode_str) = match &transfer.chmod {
+            None => (None, None),
+            Some(chmod) => parse_chmod(chmod).map_err(|m| CompileError::step(line, m))?,
         };
         let owner = transfer.chown.as_deref().map(Chown::parse);
+        // What every copy of the instruction shares, whatever its source.
+        let copy_of = |source: &State, src: String| {
+            let mut copy = Copy::new(source, src, dest.clone());
+            copy.mode = mode;
+            copy.mode_str = mode_str.clone();
+            copy.owner = owner.clone();
+            copy.create_dest_path = true;
+            copy.exclude_patterns = transfer.exclude.clone();
+            copy
+        };
 
         let mut message = String::from(if is_add { "ADD" } else { "COPY" });
         if parents {
@@ -845,14 +836,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     op: self.op(pending_name.clone(), None, None),
                     ..Default::default()
                 };
-                let checkout = llb::git(remote, fragment, options);
-                let mut copy = Copy::new(&checkout, "/", dest.clone());
-                copy.mode = mode;
-                copy.mode_str = mode_str.clone();
-                copy.owner = owner.clone();
-                copy.create_dest_path = true;
-                copy.exclude_patterns = transfer.exclude.clone();
-                copies.push(copy);
+                copies.push(copy_of(&llb::git(remote, fragment, options), "/".to_owned()));
                 continue;
             }
             let mut src = src.clone();
@@ -881,30 +865,19 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                         ..Default::default()
                     },
                 );
-                let mut copy = Copy::new(&http, name, dest.clone());
-                copy.mode = mode;
-                copy.mode_str = mode_str.clone();
-                copy.owner = owner.clone();
-                copy.create_dest_path = true;
+                let mut copy = copy_of(&http, name);
                 copy.attempt_unpack = unpack.unwrap_or(false);
-                copy.exclude_patterns = transfer.exclude.clone();
                 copies.push(copy);
                 continue;
             }
-            let src_path = normalize_path("/", &src, false);
-            let mut copy = Copy::new(&source, src_path, dest.clone());
-            copy.mode = mode;
-            copy.mode_str = mode_str.clone();
+            let mut copy = copy_of(&source, normalize_path("/", &src, false));
             copy.required_paths = required_paths;
-            copy.owner = owner.clone();
             copy.follow_symlinks = true;
             copy.dir_contents_only = true;
             copy.include_patterns = include_patterns;
             copy.attempt_unpack = if is_add { unpack.unwrap_or(true) } else { false };
-            copy.create_dest_path = true;
             copy.allow_wildcard = true;
             copy.allow_empty_wildcard = true;
-            copy.exclude_patterns = transfer.exclude.clone();
             copies.push(copy);
         }
         for (name, content, _) in &transfer.inline {
@@ -913,13 +886,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 FileAction::from(Mkfile::new(name.clone(), 0o644, content.clone().into_bytes())),
                 OpOptions { custom_name: Some("[internal] preparing inline document".into()), ..Default::default() },
             );
-            let mut copy = Copy::new(&file, name.clone(), dest.clone());
-            copy.mode = mode;
-            copy.mode_str = mode_str.clone();
-            copy.owner = owner.clone();
-            copy.create_dest_path = true;
-            copy.exclude_patterns = transfer.exclude.clone();
-            copies.push(copy);
+            copies.push(copy_of(&file, name.clone()));
         }
         message.push_str(&format!(" {}", transfer.dest));
 
@@ -953,8 +920,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             options.ignore_cache = self.ignore_cache;
             stage.state = stage.state.file_with(action, options);
         }
-        let epoch = self.epoch.clone();
-        stage.image.commit(message, true, true, epoch.as_deref());
+        self.commit(stage, message, true, true);
         Ok(())
     }
 }
@@ -1050,6 +1016,18 @@ fn url_file_name(url: &str) -> String {
         "__unnamed__".to_owned()
     } else {
         base
+    }
+}
+
+/// `--chmod`: octal bits up to 07777, or a symbolic mode (`u+x`) passed on
+/// as a string, with the frontend's message for anything else.
+fn parse_chmod(chmod: &str) -> Result<(Option<u32>, Option<String>), String> {
+    let invalid = || format!("invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777");
+    match u32::from_str_radix(chmod, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok((Some(mode), None)),
+        Ok(_) => Err(invalid()),
+        Err(_) if chmod.chars().all(|c| c.is_ascii_digit()) => Err(invalid()),
+        Err(_) => check_symbolic_mode(chmod).map(|()| (None, Some(chmod.to_owned()))),
     }
 }
 

@@ -264,7 +264,8 @@ struct Plan<'a> {
     nodes: Vec<Node>,
     target: usize,
     reachable: BTreeSet<usize>,
-    global_args: Vec<(String, String)>,
+    /// Automatic platform args and the ARGs before the first FROM.
+    global_args: EnvList,
     target_platform: pb::Platform,
     build_platforms: Vec<pb::Platform>,
     implicit_platform: bool,
@@ -382,7 +383,7 @@ impl<'a> Plan<'a> {
             nodes: Vec::new(),
             target: 0,
             reachable: BTreeSet::new(),
-            global_args: global.0,
+            global_args: global,
             target_platform,
             build_platforms,
             implicit_platform,
@@ -398,26 +399,22 @@ impl<'a> Plan<'a> {
         Ok(plan)
     }
 
-    fn globals(&self) -> EnvList {
-        EnvList(self.global_args.clone())
-    }
-
     /// Go's `buildDispatchStates`, `resolveTarget` and
     /// `buildStageDependencyGraph`: nodes for stages and the images they
     /// name, the target, and which nodes it reaches.
     fn link(&mut self) -> Result<(), CompileError> {
-        let globals = self.globals();
+        let globals = &self.global_args;
         let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
         for (i, stage) in self.stages.stages.iter().enumerate() {
             let base =
-                self.lexer.expand(&stage.base, &globals).map_err(|e| CompileError::step(stage.line, e.to_string()))?;
+                self.lexer.expand(&stage.base, globals).map_err(|e| CompileError::step(stage.line, e.to_string()))?;
             if base.is_empty() {
                 return Err(CompileError::step(stage.line, format!("base name ({}) should not be blank", stage.base)));
             }
             let platform = match &stage.platform {
                 None => None,
                 Some(raw) => {
-                    let value = self.lexer.expand(raw, &globals).map_err(|e| {
+                    let value = self.lexer.expand(raw, globals).map_err(|e| {
                         CompileError::step(stage.line, format!("failed to process arguments for platform {raw}: {e}"))
                     })?;
                     if value.is_empty() {
