@@ -146,34 +146,39 @@ fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
     assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), "from a named context\n");
 }
 
+/// `fbuild solve DIR --frontend FRONTEND ARGS...` into a reproducible OCI
+/// tarball (`SOURCE_DATE_EPOCH=0`, timestamps rewritten, no provenance):
+/// the build's stderr and the digests `index.json` lists. Fails the test if
+/// the build fails.
+fn reproducible_build(dir: &std::path::Path, frontend: &str, args: &[&str]) -> (String, Vec<String>) {
+    let out_dir = tempdir();
+    let dest = out_dir.path().join("image.tar");
+    let out = fbuild()
+        .arg("solve")
+        .arg(dir)
+        .args(["--frontend", frontend, "--provenance=false", "--build-arg", "SOURCE_DATE_EPOCH=0"])
+        .args(args)
+        .arg("-o")
+        .arg(format!("type=oci,dest={},rewrite-timestamp=true", dest.display()))
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{frontend}: {stderr}");
+    let digests = OciLayout::read(&dest).index().manifests().iter().map(|m| m.digest().to_string()).collect();
+    (stderr, digests)
+}
+
 /// Several platforms in one build: one graph per platform, one index with
 /// both, the same index the daemon's frontend makes.
 #[test]
 fn several_platforms_make_the_daemons_index() {
     let dir = project("FROM scratch\nARG TARGETARCH\nCOPY app.py /app-${TARGETARCH}.py\nENV ARCH=$TARGETARCH\n");
-    let out_dir = tempdir();
-    let mut digests = Vec::new();
-    for frontend in ["native", "dockerfile.v0"] {
-        let dest = out_dir.path().join(format!("{frontend}.tar"));
-        let out = fbuild()
-            .arg("solve")
-            .arg(dir.path())
-            .args(["--frontend", frontend, "--platform", "linux/amd64,linux/arm64", "--provenance=false"])
-            .args(["--build-arg", "SOURCE_DATE_EPOCH=0", "--progress", "plain", "-o"])
-            .arg(format!("type=oci,dest={},rewrite-timestamp=true", dest.display()))
-            .output()
-            .unwrap();
-        let stderr = text(&out.stderr);
-        assert!(out.status.success(), "{frontend}: {stderr}");
-        if frontend == "native" {
-            assert!(!stderr.contains("notice:"), "built natively: {stderr}");
-            assert!(stderr.contains("[linux/arm64 1/1] COPY app.py /app-arm64.py"), "{stderr}");
-        }
-        let layout = OciLayout::read(&dest);
-        let index = layout.index();
-        digests.push(index.manifests().iter().map(|m| m.digest().to_string()).collect::<Vec<_>>());
-    }
-    assert_eq!(digests[0], digests[1], "native and the daemon's frontend index the same images");
+    let args = ["--platform", "linux/amd64,linux/arm64", "--progress", "plain"];
+    let (stderr, native) = reproducible_build(dir.path(), "native", &args);
+    assert!(!stderr.contains("notice:"), "built natively: {stderr}");
+    assert!(stderr.contains("[linux/arm64 1/1] COPY app.py /app-arm64.py"), "{stderr}");
+    let (_, daemon) = reproducible_build(dir.path(), "dockerfile.v0", &args);
+    assert_eq!(native, daemon, "native and the daemon's frontend index the same images");
 }
 
 #[test]
@@ -208,26 +213,20 @@ fn run_options_from_flags_match_the_daemons_frontend() {
         env.busybox,
         unique()
     ));
-    let out_dir = tempdir();
-    let mut digests = Vec::new();
-    for frontend in ["dockerfile.v0", "native"] {
-        let dest = out_dir.path().join(format!("{frontend}.tar"));
-        let out = fbuild()
-            .arg("solve")
-            .arg(dir.path())
-            .args(["--frontend", frontend, "--provenance=false", "--add-host", "db=10.0.0.2"])
-            .args(["--ulimit", "nofile=1024:2048", "--shm-size", "64m", "--network", "host"])
-            .args(["--build-arg", "SOURCE_DATE_EPOCH=0", "--progress", "rawjson", "-o"])
-            .arg(format!("type=oci,dest={},rewrite-timestamp=true", dest.display()))
-            .output()
-            .unwrap();
-        let stderr = text(&out.stderr);
-        assert!(out.status.success(), "{frontend}: {stderr}");
-        if frontend == "native" {
-            assert_eq!(rawjson_step_cached(&stderr, "RUN grep db"), Some(true), "{stderr}");
-        }
-        let layout = OciLayout::read(&dest);
-        digests.push(layout.index().manifests()[0].digest().to_string());
-    }
-    assert_eq!(digests[0], digests[1]);
+    let args = [
+        "--add-host",
+        "db=10.0.0.2",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--shm-size",
+        "64m",
+        "--network",
+        "host",
+        "--progress",
+        "rawjson",
+    ];
+    let (_, daemon) = reproducible_build(dir.path(), "dockerfile.v0", &args);
+    let (stderr, native) = reproducible_build(dir.path(), "native", &args);
+    assert_eq!(rawjson_step_cached(&stderr, "RUN grep db"), Some(true), "{stderr}");
+    assert_eq!(native[0], daemon[0]);
 }
