@@ -17,7 +17,6 @@ pub(super) struct Dispatched {
     pub state: State,
     pub image: Image,
     pub base_image: Option<Image>,
-    pub platform: pb::Platform,
     pub context_paths: BTreeSet<String>,
     pub stages: Vec<String>,
 }
@@ -99,7 +98,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             state: target.state,
             image: target.image,
             base_image: target.base_image,
-            platform: target.platform,
             context_paths: self.context_paths,
             stages: names,
         })

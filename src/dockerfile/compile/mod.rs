@@ -115,8 +115,6 @@ pub struct Compiled {
     pub base_image: Option<Image>,
     /// `SOURCE_DATE_EPOCH`, when given.
     pub epoch: Option<i64>,
-    /// The platform the target was built for.
-    pub platform: pb::Platform,
     /// The platform asked for (`--platform`), else the daemon's: what the
     /// result is exported as.
     pub requested_platform: pb::Platform,
@@ -740,7 +738,6 @@ impl<'a> Plan<'a> {
             image,
             base_image: result.base_image,
             epoch: self.epoch,
-            platform: result.platform,
             requested_platform: self.target_platform.clone(),
             stages: result.stages,
         })
