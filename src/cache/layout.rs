@@ -580,6 +580,22 @@ impl Write for BlobWriter {
         Ok(n)
     }
 
+    /// One `writev` for a message that arrived in many pieces.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.file.as_file_mut().write_vectored(bufs)?;
+        let mut left = n;
+        for buf in bufs {
+            let take = left.min(buf.len());
+            self.hasher.update(&buf[..take]);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.file.as_file_mut().flush()
     }
