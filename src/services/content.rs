@@ -406,17 +406,25 @@ async fn ingest(
                 }
                 let data = std::mem::take(&mut data);
                 let restart = request.offset == 0 && current.written() > 0;
-                // File I/O off the runtime's threads: a layer may be large.
-                current = tokio::task::spawn_blocking(move || -> std::io::Result<BlobWriter> {
+                let len: usize = data.iter().map(Bytes::len).sum();
+                let write = move || -> std::io::Result<BlobWriter> {
                     if restart {
                         current.restart()?;
                     }
                     write_pieces(&mut current, &data)?;
                     Ok(current)
-                })
-                .await
-                .map_err(|error| Status::internal(error.to_string()))?
-                .map_err(|error| {
+                };
+                // The daemon writes a blob a MiB per message, each waiting
+                // for its answer: a message that small goes to the page cache
+                // here and now, without a thread hop in every round trip (as
+                // `read` answers small reads). Anything larger is written off
+                // the runtime's threads.
+                let written = if len <= INLINE_READ as usize {
+                    write()
+                } else {
+                    tokio::task::spawn_blocking(write).await.map_err(|error| Status::internal(error.to_string()))?
+                };
+                current = written.map_err(|error| {
                     Status::internal(format!("cannot write a blob into {}: {}", layout.dir().display(), plain(&error)))
                 })?;
                 response.offset = current.written() as i64;
