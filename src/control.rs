@@ -200,12 +200,14 @@ impl Control {
     /// `session::tunnel`, which frames them without tonic's copy);
     /// `metadata` carries the `X-Docker-Expose-Session-*` headers the daemon
     /// needs. The call is made on the channel itself, as tonic's generated
-    /// client would make it.
+    /// client would make it. The daemon's side comes back as the response
+    /// body, its `BytesMessage`s still framed: the tunnel cuts them apart
+    /// without tonic's copy too.
     pub async fn session(
         &self,
         metadata: tonic::metadata::MetadataMap,
         outgoing: tonic::body::Body,
-    ) -> Result<Streaming<api::BytesMessage>, ControlError> {
+    ) -> Result<tonic::body::Body, ControlError> {
         use tower::ServiceExt;
         let fail = |status| ControlError::new("Session", status);
         let mut request = http::Request::builder()
@@ -225,13 +227,14 @@ impl Control {
             .map_err(|error| fail(tonic::Status::from_error(Box::new(error))))?;
         // As tonic's client reads a response: a `grpc-status` in the headers
         // is a trailers-only answer (an error, or an empty stream).
-        let decoder = tonic_prost::ProstDecoder::<api::BytesMessage>::default();
-        let code = response.status();
         let (head, body) = response.into_parts();
         match tonic::Status::from_header_map(&head.headers) {
             Some(status) if status.code() != tonic::Code::Ok => Err(fail(status)),
-            Some(_) => Ok(Streaming::new_empty(decoder, body)),
-            None => Ok(Streaming::new_response(decoder, body, code, None, Some(MAX_MESSAGE_SIZE))),
+            Some(_) => Ok(tonic::body::Body::empty()),
+            None if head.status != http::StatusCode::OK => {
+                Err(fail(tonic::Status::unknown(format!("the daemon answered HTTP {}", head.status))))
+            }
+            None => Ok(body),
         }
     }
 

@@ -539,6 +539,18 @@ impl BlobWriter {
         BlobDigest(format!("sha256:{}", hex::encode(self.hasher.clone().finalize())))
     }
 
+    /// Reserves disk blocks for a blob of `size` bytes, leaving the file's
+    /// length alone. Filesystems with delayed allocation (ext4, xfs) then
+    /// map the blocks once rather than reserving them page by page as the
+    /// writes come, which was a sixth of a cache export's CPU. A hint: a
+    /// filesystem that cannot do it, or a size that does not fit, is left
+    /// to the writes to find out.
+    pub fn preallocate(&self, size: u64) {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        let Ok(size) = i64::try_from(size) else { return };
+        let _ = fallocate(self.file.as_file(), FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, size);
+    }
+
     /// Throws away what was written, to start again from the beginning.
     pub fn restart(&mut self) -> io::Result<()> {
         use std::io::Seek;
@@ -576,6 +588,22 @@ impl Write for BlobWriter {
         // to errors, which would reach the user.
         let n = self.file.as_file_mut().write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    /// One `writev` for a message that arrived in many pieces.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.file.as_file_mut().write_vectored(bufs)?;
+        let mut left = n;
+        for buf in bufs {
+            let take = left.min(buf.len());
+            self.hasher.update(&buf[..take]);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
         self.written += n as u64;
         Ok(n)
     }

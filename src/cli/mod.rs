@@ -131,7 +131,13 @@ impl Context {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init(cli.global.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread: a client's work is waiting on the daemon, and what it does
+    // with the bytes (a blob to hash and write, a file to send) is cheaper
+    // than handing them between threads. Measured on a 200 MB cache export,
+    // a worker pool spent a tenth more CPU (wakeups, futexes) for no shorter
+    // wall time; context uploads were no slower. Blocking file work still
+    // goes to tokio's blocking threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             crate::error::render(

@@ -12,11 +12,12 @@
 //! commit leaves nothing behind.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, Write};
+use std::io::{IoSlice, Read, Seek, Write};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::content_read::ContentRoutes;
@@ -69,6 +70,57 @@ impl ContentService {
             tracing::warn!(store = id, "the daemon asked for a content store this build did not register");
             Status::not_found(format!("unknown store {id}"))
         })
+    }
+}
+
+/// A `WriteContentRequest` with its data apart, in the pieces it arrived in
+/// ([`super::content_write`] keeps them as slices of the received frames).
+#[derive(Debug)]
+pub(super) struct WriteChunk {
+    /// The message, its `data` empty.
+    pub request: pb::WriteContentRequest,
+    pub data: Vec<Bytes>,
+}
+
+impl From<pb::WriteContentRequest> for WriteChunk {
+    fn from(mut request: pb::WriteContentRequest) -> WriteChunk {
+        let data = vec![std::mem::take(&mut request.data)];
+        WriteChunk { request, data }
+    }
+}
+
+impl ContentService {
+    /// `Write`, whichever decoder produced the messages.
+    ///
+    /// One ingestion per stream, as containerd's content server runs it:
+    /// the first message names it (and may announce the size and digest,
+    /// which answers AlreadyExists when the blob is there), `WRITE`s append
+    /// at the current offset (offset 0 starts again), `COMMIT` checks and
+    /// stores the blob and ends the stream.
+    pub(super) async fn write_chunks<S>(
+        &self,
+        request: Request<S>,
+    ) -> Result<Response<BoxStream<pb::WriteContentResponse>>, Status>
+    where
+        S: Stream<Item = Result<WriteChunk, Status>> + Send + Unpin + 'static,
+    {
+        let store = self.store(&request)?.clone();
+        if !store.writable {
+            return Err(Status::permission_denied("this content store is read-only"));
+        }
+        let mut incoming = request.into_inner();
+        let first = incoming.next().await.transpose()?.ok_or_else(|| Status::invalid_argument("empty write stream"))?;
+        if first.request.r#ref.is_empty() {
+            return Err(Status::invalid_argument("first message must have a reference"));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            let result = ingest(&store.layout, first, &mut incoming, &tx).await;
+            if let Err(status) = result {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
 
@@ -135,7 +187,7 @@ fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Resu
     Ok(data)
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Content for ContentService {
@@ -278,23 +330,7 @@ impl Content for ContentService {
         &self,
         request: Request<Streaming<pb::WriteContentRequest>>,
     ) -> Result<Response<Self::WriteStream>, Status> {
-        let store = self.store(&request)?.clone();
-        if !store.writable {
-            return Err(Status::permission_denied("this content store is read-only"));
-        }
-        let mut incoming = request.into_inner();
-        let first = incoming.message().await?.ok_or_else(|| Status::invalid_argument("empty write stream"))?;
-        if first.r#ref.is_empty() {
-            return Err(Status::invalid_argument("first message must have a reference"));
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tokio::spawn(async move {
-            let result = ingest(&store.layout, first, &mut incoming, &tx).await;
-            if let Err(status) = result {
-                let _ = tx.send(Err(status)).await;
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        self.write_chunks(request.map(|messages| messages.map(|message| message.map(WriteChunk::from)))).await
     }
 
     async fn abort(&self, request: Request<pb::AbortRequest>) -> Result<Response<()>, Status> {
@@ -304,19 +340,35 @@ impl Content for ContentService {
     }
 }
 
+/// Writes `pieces` in order with as few syscalls as the kernel allows (the
+/// pieces of a large message are its 16 KiB DATA frames).
+fn write_pieces(writer: &mut BlobWriter, pieces: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|piece| IoSlice::new(piece)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match writer.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
 /// Runs one write stream to its commit (or its end, which drops the
 /// temporary file).
 async fn ingest(
     layout: &OciLayout,
-    first: pb::WriteContentRequest,
-    incoming: &mut Streaming<pb::WriteContentRequest>,
+    first: WriteChunk,
+    incoming: &mut (impl Stream<Item = Result<WriteChunk, Status>> + Unpin),
     tx: &tokio::sync::mpsc::Sender<Result<pb::WriteContentResponse, Status>>,
 ) -> Result<(), Status> {
     let started = prost_types::Timestamp::from(std::time::SystemTime::now());
     let mut expected: Option<BlobDigest> = None;
     let mut total = 0i64;
     let mut writer: Option<BlobWriter> = Some(layout.writer().map_err(status)?);
-    let mut request = first;
+    let WriteChunk { mut request, mut data } = first;
     loop {
         if !request.expected.is_empty() {
             let wanted = digest(&request.expected)?;
@@ -325,10 +377,13 @@ async fn ingest(
             }
             expected = Some(wanted);
         }
+        let mut current = writer.take().expect("the writer is put back after each message");
         if request.total > 0 {
+            if total == 0 && current.written() == 0 {
+                current.preallocate(request.total as u64);
+            }
             total = request.total;
         }
-        let mut current = writer.take().expect("the writer is put back after each message");
         let action = pb::WriteAction::try_from(request.action)
             .map_err(|_| Status::invalid_argument(format!("unknown write action {}", request.action)))?;
         let mut response = pb::WriteContentResponse {
@@ -352,19 +407,27 @@ async fn ingest(
                         current.written()
                     )));
                 }
-                let data = std::mem::take(&mut request.data);
+                let data = std::mem::take(&mut data);
                 let restart = request.offset == 0 && current.written() > 0;
-                // File I/O off the runtime's threads: a layer may be large.
-                current = tokio::task::spawn_blocking(move || -> std::io::Result<BlobWriter> {
+                let len: usize = data.iter().map(Bytes::len).sum();
+                let write = move || -> std::io::Result<BlobWriter> {
                     if restart {
                         current.restart()?;
                     }
-                    current.write_all(&data)?;
+                    write_pieces(&mut current, &data)?;
                     Ok(current)
-                })
-                .await
-                .map_err(|error| Status::internal(error.to_string()))?
-                .map_err(|error| {
+                };
+                // The daemon writes a blob a MiB per message, each waiting
+                // for its answer: a message that small goes to the page cache
+                // here and now, without a thread hop in every round trip (as
+                // `read` answers small reads). Anything larger is written off
+                // the runtime's threads.
+                let written = if len <= INLINE_READ as usize {
+                    write()
+                } else {
+                    tokio::task::spawn_blocking(write).await.map_err(|error| Status::internal(error.to_string()))?
+                };
+                current = written.map_err(|error| {
                     Status::internal(format!("cannot write a blob into {}: {}", layout.dir().display(), plain(&error)))
                 })?;
                 response.offset = current.written() as i64;
@@ -393,7 +456,7 @@ async fn ingest(
         if tx.send(Ok(response)).await.is_err() {
             return Ok(());
         }
-        request = match incoming.message().await? {
+        WriteChunk { request, data } = match incoming.next().await.transpose()? {
             Some(next) => next,
             None => return Ok(()),
         };

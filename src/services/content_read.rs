@@ -5,8 +5,8 @@
 //! before h2 sends it (a tenth of the client's CPU on a large import). Here
 //! the request is decoded and served by [`ContentService::read`] as usual,
 //! and each response is framed by [`crate::session::frame`] with its data
-//! passed to h2 as it was read. Every other method goes to the generated
-//! server.
+//! passed to h2 as it was read. `Write` goes to [`super::content_write`];
+//! every other method to the generated server.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -26,8 +26,10 @@ use crate::proto::containerd::services::content::v1 as pb;
 use crate::proto::containerd::services::content::v1::content_server::{Content, ContentServer};
 
 const READ_PATH: &str = "/containerd.services.content.v1.Content/Read";
+const WRITE_PATH: &str = "/containerd.services.content.v1.Content/Write";
 
-/// The content service's server: `Read` here, the rest generated.
+/// The content service's server: `Read` and `Write` by hand, the rest
+/// generated.
 #[derive(Debug, Clone)]
 pub struct ContentRoutes {
     service: ContentService,
@@ -54,11 +56,14 @@ impl tower::Service<http::Request<Body>> for ContentRoutes {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != READ_PATH {
-            return self.server.call(request);
-        }
         let service = self.service.clone();
-        Box::pin(async move { Ok(read(service, request).await.unwrap_or_else(|status| status.into_http())) })
+        match request.uri().path() {
+            READ_PATH => Box::pin(async move { Ok(read(service, request).await.unwrap_or_else(Status::into_http)) }),
+            WRITE_PATH => Box::pin(async move {
+                Ok(super::content_write::write(service, request).await.unwrap_or_else(Status::into_http))
+            }),
+            _ => self.server.call(request),
+        }
     }
 }
 
@@ -107,12 +112,17 @@ impl http_body::Body for ReadBody {
             None => Status::ok(""),
         };
         self.done = true;
-        let mut trailers = http::HeaderMap::new();
-        if let Err(unsendable) = status.add_header(&mut trailers) {
-            // A message that cannot be a header: its code still can.
-            trailers.clear();
-            let _ = Status::new(unsendable.code(), "").add_header(&mut trailers);
-        }
-        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+        Poll::Ready(Some(Ok(Frame::trailers(trailers(status)))))
     }
+}
+
+/// The trailers that end a call with `status`.
+pub(super) fn trailers(status: Status) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    if let Err(unsendable) = status.add_header(&mut trailers) {
+        // A message that cannot be a header: its code still can.
+        trailers.clear();
+        let _ = Status::new(unsendable.code(), "").add_header(&mut trailers);
+    }
+    trailers
 }

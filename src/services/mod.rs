@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod content;
 mod content_read;
+mod content_write;
 pub mod secrets;
 pub mod ssh;
 mod ssh_keys;

@@ -2,13 +2,17 @@
 //! side, and on the other an in-memory connection that tonic's server treats
 //! as a socket ([`SessionIo`]). Bytes the server writes are gathered into
 //! `BytesMessage`s and sent as they are flushed; messages from the daemon are
-//! read by the server straight from their buffers. Nothing looks inside.
+//! cut from the DATA frames that brought them ([`super::frame::Messages`])
+//! and read by the server straight from those frames. Nothing looks inside.
 //!
 //! The outgoing messages are framed here ([`SessionBody`], [`super::frame`]), not by tonic's
 //! encoder: a `BytesMessage` is one length-delimited field, so its gRPC
 //! frame is a few header bytes followed by the payload as it is, and h2
 //! sends the payload without the copy into an encode buffer that tonic
-//! makes (a tenth of the client's CPU on a large cache import).
+//! makes (a tenth of the client's CPU on a large cache import). The
+//! incoming ones are not decoded by tonic either: its decoder copies every
+//! frame into a buffer it reallocates for each message (most of a cache
+//! export's memmove).
 //!
 //! An earlier version put a `tokio::io::duplex` between the server and two
 //! pump tasks: every byte was copied once more each way and took one more
@@ -24,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
+use super::frame::{split_field, Messages, Pieces};
 use super::{SessionError, SessionHeaders};
 use crate::control::Control;
 
@@ -38,9 +43,9 @@ const QUEUE: usize = 4;
 
 /// The server's side of the session's connection.
 pub(crate) struct SessionIo {
-    inbound: mpsc::Receiver<Bytes>,
+    inbound: mpsc::Receiver<Pieces>,
     /// What is left of the last message from the daemon.
-    reading: Bytes,
+    reading: Pieces,
     outbound: PollSender<Bytes>,
     /// Written by the server, not yet sent.
     writing: BytesMut,
@@ -51,7 +56,7 @@ pub(crate) struct SessionIo {
 /// The call's side: where the daemon's messages go and where the server's
 /// come from.
 pub(crate) struct CallSide {
-    inbound: mpsc::Sender<Bytes>,
+    inbound: mpsc::Sender<Pieces>,
     outbound: mpsc::Receiver<Bytes>,
 }
 
@@ -61,7 +66,7 @@ pub(crate) fn pipe() -> (SessionIo, CallSide) {
     let (outbound_tx, outbound_rx) = mpsc::channel(QUEUE);
     let io = SessionIo {
         inbound: inbound_rx,
-        reading: Bytes::new(),
+        reading: Pieces::default(),
         outbound: PollSender::new(outbound_tx),
         writing: BytesMut::with_capacity(CHUNK + FRAME),
         wrote_since_flush: false,
@@ -91,16 +96,19 @@ fn closed() -> std::io::Error {
 
 impl AsyncRead for SessionIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        while self.reading.is_empty() {
+        while !self.reading.has_remaining() {
             match ready!(self.inbound.poll_recv(cx)) {
                 Some(data) => self.reading = data,
                 // The daemon hung up: end of stream.
                 None => return Poll::Ready(Ok(())),
             }
         }
-        let n = self.reading.len().min(buf.remaining());
-        buf.put_slice(&self.reading[..n]);
-        self.reading.advance(n);
+        while buf.remaining() > 0 && self.reading.has_remaining() {
+            let chunk = self.reading.chunk();
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..n]);
+            self.reading.advance(n);
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -233,12 +241,21 @@ pub(crate) async fn connect(
     // The server's messages are the call's request body; its HTTP/2
     // preface is already queued when the daemon starts talking.
     let body = SessionBody { outbound, payload: None };
-    let mut inbound = control.session(metadata, tonic::body::Body::new(body)).await.map_err(SessionError::Open)?;
+    let inbound = control.session(metadata, tonic::body::Body::new(body)).await.map_err(SessionError::Open)?;
 
     // Daemon → server. Dropping `to_server` ends the server's reads.
     let inbound = tokio::spawn(async move {
-        while let Ok(Some(message)) = inbound.message().await {
-            if to_server.send(message.data).await.is_err() {
+        let mut messages = Messages::new(inbound);
+        while let Some(message) = std::future::poll_fn(|cx| messages.poll_message(cx)).await {
+            // `BytesMessage` has one field, `data = 1`.
+            let data = match message.map_err(|status| status.message().to_string()).and_then(|m| split_field(m, 1)) {
+                Ok((_, data)) => data,
+                Err(error) => {
+                    tracing::debug!("the session's call ended: {error}");
+                    break;
+                }
+            };
+            if to_server.send(data).await.is_err() {
                 break;
             }
         }
