@@ -688,6 +688,26 @@ mod tests {
     }
 
     #[test]
+    fn a_preallocated_blob_is_only_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let good = BlobDigest::of(b"hello");
+        let mut writer = layout.writer().unwrap();
+        // More than will come (a daemon's `total` can be wrong), and more than
+        // any disk has: both leave the blob's bytes and size as written.
+        writer.preallocate(1 << 20);
+        writer.preallocate(u64::MAX);
+        writer.write_all(b"hello").unwrap();
+        assert!(matches!(writer.commit(Some(&good), Some(1 << 20)), Err(CommitError::Size { .. })));
+        let mut writer = layout.writer().unwrap();
+        writer.preallocate(1 << 20);
+        writer.write_all(b"hello").unwrap();
+        assert_eq!(writer.commit(Some(&good), Some(5)).unwrap(), good);
+        assert_eq!(layout.blob_size(&good).unwrap(), Some(5));
+        assert_eq!(layout.read_blob(&good).unwrap(), b"hello");
+    }
+
+    #[test]
     fn tags_replace_their_entries_and_collection_keeps_what_they_reach() {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path()).unwrap();

@@ -340,6 +340,12 @@ impl Content for ContentService {
     }
 }
 
+/// The most disk a write reserves up front from the `total` the daemon
+/// announces: a daemon that announces more than it sends holds no more than
+/// this much of the disk for as long as the write lasts. Larger blobs are
+/// reserved this far and allocated as written beyond it.
+const PREALLOCATE_MAX: u64 = 512 << 20;
+
 /// Writes `pieces` in order with as few syscalls as the kernel allows (the
 /// pieces of a large message are its 16 KiB DATA frames).
 fn write_pieces(writer: &mut BlobWriter, pieces: &[Bytes]) -> std::io::Result<()> {
@@ -380,7 +386,7 @@ async fn ingest(
         let mut current = writer.take().expect("the writer is put back after each message");
         if request.total > 0 {
             if total == 0 && current.written() == 0 {
-                current.preallocate(request.total as u64);
+                current.preallocate((request.total as u64).min(PREALLOCATE_MAX));
             }
             total = request.total;
         }
