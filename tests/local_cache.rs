@@ -261,6 +261,27 @@ fn mounts_project(dir: &Path, requirements: &str) {
     util::write_files(dir, &[("Dockerfile", dockerfile.as_str()), ("requirements.txt", requirements)]);
 }
 
+/// A helper image the daemon cannot pull fails the save with the image's
+/// name and a hint naming the attribute and variable that pick another.
+#[test]
+fn a_helper_image_that_cannot_be_pulled_is_named_with_a_hint() {
+    let work = util::tempdir();
+    mounts_project(work.path(), "flask\n");
+    let busybox = &util::testenv().busybox;
+    let registry = busybox.split_once('/').expect("the base image names its registry").0;
+    let helper = format!("{registry}/fbuild-no-such-helper:latest");
+    let to = format!("type=local,dest={},mounts=true,helper-image={helper}", work.path().join("cache").display());
+    let output = util::fbuild().arg("solve").arg(work.path()).args(["--cache-to", &to]).output().unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("the helper build failed (helper image {helper})")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: cache mounts are copied in the helper image {helper}"))
+            && stderr.contains("FBUILD_CACHE_HELPER_IMAGE=IMAGE"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn cache_mounts_travel_to_a_fresh_runner() {
     let work = util::tempdir();

@@ -152,6 +152,7 @@ impl MountCarry {
                 cancel,
             )
             .await
+            .map_err(helper_hint)
             .with_context(|| format!("cannot restore the cache mounts carried in {}", job.dir.display()))?;
             if mode != ProgressMode::Quiet && !(restored.filled.is_empty() && restored.kept.is_empty()) {
                 let mut err = printer.stderr();
@@ -187,6 +188,7 @@ impl MountCarry {
             let saved =
                 mounts::save(channel, &job.mounts, &job.dir, &job.tag, &job.helper_image, &mut progress, cancel)
                     .await
+                    .map_err(helper_hint)
                     .with_context(|| format!("cannot save the cache mounts into {}", job.dir.display()))?;
             if mode != ProgressMode::Quiet {
                 let bytes: u64 = saved.mounts.iter().map(|m| m.size).sum();
@@ -202,6 +204,20 @@ impl MountCarry {
         }
         Ok(())
     }
+}
+
+/// A failed helper build names the image it ran in; the hint says how to
+/// pick another (the default is Docker Hub's busybox, which a daemon without
+/// internet cannot pull).
+fn helper_hint(error: mounts::MountsError) -> anyhow::Error {
+    let hints = match &error {
+        mounts::MountsError::Build { image, .. } => vec![format!(
+            "cache mounts are copied in the helper image {image}; name one the daemon can pull with \
+             helper-image=IMAGE in --cache-to/--cache-from, or {HELPER_IMAGE_ENV}=IMAGE"
+        )],
+        _ => Vec::new(),
+    };
+    crate::error::Hinted::wrap(error, hints)
 }
 
 #[cfg(test)]
