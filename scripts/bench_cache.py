@@ -76,7 +76,9 @@ class Daemon:
 
 
 def build_cmds(fbuild, buildctl, addr, ctx):
-    fb = [fbuild, "--addr", addr, "solve", str(ctx), "--progress", "plain"]
+    # fbuild, like buildx, attaches a provenance attestation to an image by
+    # default; buildctl does not: the same work on both sides without it.
+    fb = [fbuild, "--addr", addr, "solve", str(ctx), "--progress", "plain", "--provenance=false"]
     bc = [buildctl, "--addr", addr, "build", "--frontend", "dockerfile.v0", "--progress", "plain",
           "--local", f"context={ctx}", "--local", f"dockerfile={ctx}"]
     return fb, bc
