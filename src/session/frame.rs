@@ -275,6 +275,22 @@ mod tests {
         assert!(matches!(results[..], [Some(Ok(())), Some(Ok(())), Some(Err(_))]), "{results:?}");
     }
 
+    #[tokio::test]
+    async fn a_compressed_or_oversized_message_is_refused_before_it_is_buffered() {
+        let too_long = crate::control::MAX_MESSAGE_SIZE as u32 + 1;
+        for (header, code) in [
+            ([1u8, 0, 0, 0, 1], tonic::Code::Unimplemented),
+            (
+                [0, (too_long >> 24) as u8, (too_long >> 16) as u8, (too_long >> 8) as u8, too_long as u8],
+                tonic::Code::ResourceExhausted,
+            ),
+        ] {
+            let mut messages = Messages::new(tonic::body::Body::new(Frames([Bytes::copy_from_slice(&header)].into())));
+            let result = std::future::poll_fn(|cx| messages.poll_message(cx)).await;
+            assert_eq!(result.unwrap().unwrap_err().code(), code);
+        }
+    }
+
     /// A body of the given DATA frames.
     struct Frames(VecDeque<Bytes>);
 
