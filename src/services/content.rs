@@ -12,7 +12,7 @@
 //! commit leaves nothing behind.
 
 use std::collections::BTreeMap;
-use std::io::{IoSlice, Read, Seek, Write};
+use std::io::{IoSlice, Write};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -27,8 +27,9 @@ use crate::proto::containerd::services::content::v1::content_server::{Content, C
 
 /// The metadata key that selects a store (BuildKit's `GRPCHeaderID`).
 pub const STORE_ID_HEADER: &str = "buildkit-attachable-store-id";
-/// Reads up to this size are answered inline (see `read`).
-const INLINE_READ: u64 = 4 << 20;
+/// Reads and writes up to this size are done on the runtime's thread, not
+/// handed to a blocking one (see `read` and `ingest`).
+const INLINE_IO: u64 = 4 << 20;
 /// The largest piece of a blob sent in one message.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -162,7 +163,8 @@ fn plain(error: &std::io::Error) -> String {
 
 /// Reads `len` bytes at `offset` into a fresh buffer, with preads straight
 /// into its spare capacity: zeroing the buffer first (what safe reads need)
-/// cost about as much CPU as the read itself on a large import.
+/// cost about as much CPU as the read itself on a large import, and
+/// `read_to_end` probes with small reads first (seven syscalls a MiB).
 fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let mut data = Vec::<u8>::with_capacity(len);
@@ -185,6 +187,15 @@ fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Resu
         }
     }
     Ok(data)
+}
+
+/// A failed read of blob `digest` (`len` bytes when opened), as the daemon
+/// is told: a blob cut short on disk is lost data, anything else internal.
+fn read_status(error: &std::io::Error, digest: &BlobDigest, len: u64) -> Status {
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => Status::data_loss(format!("blob {digest} is shorter than {len} bytes")),
+        _ => Status::internal(plain(error)),
+    }
 }
 
 pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -230,7 +241,7 @@ impl Content for ContentService {
         let store = self.store(&request)?;
         let message = request.get_ref();
         let digest = digest(&message.digest)?;
-        let mut file = store.layout.open_blob(&digest).map_err(status)?;
+        let file = store.layout.open_blob(&digest).map_err(status)?;
         let len = file.metadata().map_err(|e| Status::internal(e.to_string()))?.len();
         let start = message.offset.max(0) as u64;
         if start > len {
@@ -241,15 +252,9 @@ impl Content for ContentService {
         // last: a piece that small is read here and now (page cache speed),
         // without a thread hop and a queue in every round trip.
         let whole = start == 0 && end == len;
-        if end - start <= INLINE_READ && !whole {
-            // One pread for the piece: `read_to_end` probes with small reads
-            // first (seven syscalls a MiB).
-            let data = read_exact_at(&file, start, (end - start) as usize).map_err(|error| match error.kind() {
-                std::io::ErrorKind::UnexpectedEof => {
-                    Status::data_loss(format!("blob {digest} is shorter than {len} bytes"))
-                }
-                _ => Status::internal(plain(&error)),
-            })?;
+        if end - start <= INLINE_IO && !whole {
+            let data = read_exact_at(&file, start, (end - start) as usize)
+                .map_err(|error| read_status(&error, &digest, len))?;
             let response = pb::ReadContentResponse { offset: start as i64, data: data.into() };
             return Ok(Response::new(Box::pin(futures::stream::once(async { Ok(response) }))));
         }
@@ -261,28 +266,15 @@ impl Content for ContentService {
             use sha2::Digest as _;
             let mut check = check;
             let mut offset = start;
-            if let Err(error) = file.seek(std::io::SeekFrom::Start(start)) {
-                let _ = tx.blocking_send(Err(Status::internal(error.to_string())));
-                return;
-            }
             while offset < end {
-                // Read into spare capacity: zeroing a fresh buffer first cost
-                // a tenth of the client's CPU on a large import.
                 let want = READ_CHUNK.min((end - offset) as usize);
-                let mut data = Vec::with_capacity(want);
-                match (&mut file).take(want as u64).read_to_end(&mut data) {
-                    Ok(n) if n == want => {}
-                    Ok(_) => {
-                        let _ = tx.blocking_send(Err(Status::data_loss(format!(
-                            "blob {digest} is shorter than {len} bytes"
-                        ))));
-                        return;
-                    }
+                let data = match read_exact_at(&file, offset, want) {
+                    Ok(data) => data,
                     Err(error) => {
-                        let _ = tx.blocking_send(Err(Status::internal(plain(&error))));
+                        let _ = tx.blocking_send(Err(read_status(&error, &digest, len)));
                         return;
                     }
-                }
+                };
                 if let Some(hasher) = check.as_mut() {
                     hasher.update(&data);
                     if offset + data.len() as u64 == end {
@@ -428,7 +420,7 @@ async fn ingest(
                 // here and now, without a thread hop in every round trip (as
                 // `read` answers small reads). Anything larger is written off
                 // the runtime's threads.
-                let written = if len <= INLINE_READ as usize {
+                let written = if len <= INLINE_IO as usize {
                     write()
                 } else {
                     tokio::task::spawn_blocking(write).await.map_err(|error| Status::internal(error.to_string()))?
