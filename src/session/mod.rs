@@ -123,8 +123,8 @@ impl SessionBuilder {
                 .map_err(SessionError::Serve)
         });
         // The server runs before the call opens, so its preface is waiting.
-        let mut session = RunningSession { id, task: Some(task), pumps: None };
-        session.pumps = Some(tunnel::connect(control, &headers, ours).await?);
+        let mut session = RunningSession { id, task: Some(task), pump: None };
+        session.pump = Some(tunnel::connect(control, &headers, ours).await?);
         Ok(session)
     }
 }
@@ -143,8 +143,8 @@ pub struct RunningSession {
     id: String,
     /// `None` once stopped.
     task: Option<JoinHandle<Result<(), SessionError>>>,
-    /// The pipe's pumps, stopped with the server.
-    pumps: Option<tunnel::Pumps>,
+    /// The pipe's inbound pump (see [`tunnel::connect`]), stopped with the server.
+    pump: Option<tokio::task::AbortHandle>,
 }
 
 impl RunningSession {
@@ -156,7 +156,7 @@ impl RunningSession {
     /// daemon has everything it asked for and every output has landed, so
     /// there is nothing to drain. (A graceful HTTP/2 shutdown would wait for
     /// the daemon to close its end, which it does not do promptly: that wait
-    /// cost two seconds per build.) The pipe's pumps are stopped, which ends
+    /// cost two seconds per build.) The pipe's pump is stopped, which ends
     /// the `Control.Session` call and the server's connection with it.
     pub async fn close(mut self) -> Result<(), SessionError> {
         self.stop().await
@@ -165,8 +165,8 @@ impl RunningSession {
     /// [`RunningSession::close`] for a session that is kept (e.g. in a
     /// struct field); later calls do nothing.
     pub async fn stop(&mut self) -> Result<(), SessionError> {
-        if let Some(pumps) = self.pumps.take() {
-            pumps.abort();
+        if let Some(pump) = self.pump.take() {
+            pump.abort();
         }
         let Some(task) = self.task.take() else { return Ok(()) };
         if task.is_finished() {
@@ -188,8 +188,8 @@ impl Drop for RunningSession {
         if let Some(task) = &self.task {
             task.abort();
         }
-        if let Some(pumps) = &self.pumps {
-            pumps.abort();
+        if let Some(pump) = &self.pump {
+            pump.abort();
         }
     }
 }

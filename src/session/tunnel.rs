@@ -199,28 +199,19 @@ impl tonic::transport::server::Connected for SessionIo {
     fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
-/// The task that moves the daemon's messages to the server. Aborting it
-/// ends the `Control.Session` call and the server's connection, which then
-/// ends too. (tonic runs the connection in a task of its own, so stopping
-/// the server's task alone left it running: tasks and memory per build, for
-/// good.)
-pub(crate) struct Pumps(Vec<tokio::task::AbortHandle>);
-
-impl Pumps {
-    pub(crate) fn abort(&self) {
-        for pump in &self.0 {
-            pump.abort();
-        }
-    }
-}
-
 /// Opens `Control.Session` with the session's headers and connects it to the
-/// server's half until either side closes or the pump is aborted.
+/// server's half until either side closes or the returned pump is aborted.
+///
+/// The pump is the task that moves the daemon's messages to the server.
+/// Aborting it ends the `Control.Session` call and the server's connection,
+/// which then ends too. (tonic runs the connection in a task of its own, so
+/// stopping the server's task alone left it running: tasks and memory per
+/// build, for good.)
 pub(crate) async fn connect(
     control: &Control,
     headers: &SessionHeaders,
     call: CallSide,
-) -> Result<Pumps, SessionError> {
+) -> Result<tokio::task::AbortHandle, SessionError> {
     let CallSide { inbound: to_server, outbound } = call;
     let mut metadata = MetadataMap::new();
     let ascii = |value: &str| MetadataValue::try_from(value).map_err(|_| SessionError::InvalidHeader(value.into()));
@@ -260,5 +251,5 @@ pub(crate) async fn connect(
             }
         }
     });
-    Ok(Pumps(vec![inbound.abort_handle()]))
+    Ok(inbound.abort_handle())
 }
