@@ -21,9 +21,10 @@ use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 
-use super::content::ContentService;
+use super::content::{BoxStream, ContentService};
 use crate::proto::containerd::services::content::v1 as pb;
 use crate::proto::containerd::services::content::v1::content_server::{Content, ContentServer};
+use crate::session::frame;
 
 const READ_PATH: &str = "/containerd.services.content.v1.Content/Read";
 const WRITE_PATH: &str = "/containerd.services.content.v1.Content/Write";
@@ -75,37 +76,49 @@ async fn read(service: ContentService, request: http::Request<Body>) -> Result<h
     let message = messages.message().await?.ok_or_else(|| Status::invalid_argument("missing request message"))?;
     let request = tonic::Request::from_parts(MetadataMap::from_headers(parts.headers), parts.extensions, message);
     let responses = service.read(request).await?.into_inner();
-    let mut response = http::Response::new(Body::new(ReadBody { responses, data: None, done: false }));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
-    Ok(response)
+    Ok(FramedResponses::response(responses, |response| {
+        let head = pb::ReadContentResponse { offset: response.offset, data: Bytes::new() }.encode_to_vec();
+        // `data` is field 2.
+        frame::message(&head, 2, response.data)
+    }))
 }
 
-/// The response body: each response's header and fields, then its data;
-/// the call's status in the trailers.
-struct ReadBody {
-    responses: <ContentService as Content>::ReadStream,
-    /// The data whose header went out last.
-    data: Option<Bytes>,
+/// A hand-served call's response body: each response as `frame` puts it
+/// (its gRPC header and fields, then its payload if that goes apart), the
+/// call's status in the trailers.
+pub(super) struct FramedResponses<T> {
+    responses: BoxStream<T>,
+    frame: fn(T) -> (Bytes, Option<Bytes>),
+    /// The payload whose header went out last.
+    payload: Option<Bytes>,
     done: bool,
 }
 
-impl http_body::Body for ReadBody {
+impl<T: Send + 'static> FramedResponses<T> {
+    /// The call's response: gRPC's head, then this body.
+    pub(super) fn response(responses: BoxStream<T>, frame: fn(T) -> (Bytes, Option<Bytes>)) -> http::Response<Body> {
+        let body = FramedResponses { responses, frame, payload: None, done: false };
+        let mut response = http::Response::new(Body::new(body));
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+        response
+    }
+}
+
+impl<T> http_body::Body for FramedResponses<T> {
     type Data = Bytes;
     type Error = Infallible;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(data) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+        if let Some(payload) = self.payload.take() {
+            return Poll::Ready(Some(Ok(Frame::data(payload))));
         }
         if self.done {
             return Poll::Ready(None);
         }
         let status = match ready!(self.responses.as_mut().poll_next(cx)) {
             Some(Ok(response)) => {
-                let head = pb::ReadContentResponse { offset: response.offset, data: Bytes::new() }.encode_to_vec();
-                // `data` is field 2.
-                let (header, data) = crate::session::frame::message(&head, 2, response.data);
-                self.data = data;
+                let (header, payload) = (self.frame)(response);
+                self.payload = payload;
                 return Poll::Ready(Some(Ok(Frame::data(header))));
             }
             Some(Err(status)) => status,
@@ -117,7 +130,7 @@ impl http_body::Body for ReadBody {
 }
 
 /// The trailers that end a call with `status`.
-pub(super) fn trailers(status: Status) -> http::HeaderMap {
+fn trailers(status: Status) -> http::HeaderMap {
     let mut trailers = http::HeaderMap::new();
     if let Err(unsendable) = status.add_header(&mut trailers) {
         // A message that cannot be a header: its code still can.

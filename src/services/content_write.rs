@@ -7,23 +7,21 @@
 //! (gRPC's 5-byte header, then protobuf), and the `data` field is kept as
 //! slices of the received frames, which [`ContentService::write_chunks`]
 //! writes to the file as they are. The responses are small and encoded with
-//! prost; the status goes in the trailers as for `Read`.
+//! prost, and sent as `Read`'s are ([`FramedResponses`]).
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{BufMut, Bytes};
 use futures::Stream;
-use http_body::Frame;
 use prost::Message;
 use tonic::body::Body;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::content::{BoxStream, ContentService, WriteChunk};
-use super::content_read::trailers;
+use super::content::{ContentService, WriteChunk};
+use super::content_read::FramedResponses;
 use crate::proto::containerd::services::content::v1 as pb;
-use crate::session::frame::{split_field, Messages};
+use crate::session::frame::{self, split_field, Messages};
 
 /// `WriteContentRequest.data`'s field number.
 const DATA_FIELD: u32 = 6;
@@ -37,9 +35,8 @@ pub(super) async fn write(
     let messages = WriteRequests(Messages::new(body));
     let request = tonic::Request::from_parts(MetadataMap::from_headers(parts.headers), parts.extensions, messages);
     let responses = service.write_chunks(request).await?.into_inner();
-    let mut response = http::Response::new(Body::new(WriteBody { responses, done: false }));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
-    Ok(response)
+    // The responses are a few fields each: framed whole.
+    Ok(FramedResponses::response(responses, |response| (frame::whole(&response), None)))
 }
 
 /// The request body as `WriteContentRequest`s, `data` left as slices of the
@@ -60,39 +57,5 @@ impl Stream for WriteRequests {
             Ok(WriteChunk { request, data: data.into_chunks().into() })
         });
         Poll::Ready(Some(chunk.map_err(|reason| Status::internal(format!("invalid WriteContentRequest: {reason}")))))
-    }
-}
-
-/// The response body: each response framed, the call's status in trailers.
-struct WriteBody {
-    responses: BoxStream<pb::WriteContentResponse>,
-    done: bool,
-}
-
-impl http_body::Body for WriteBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let status = match ready!(self.responses.as_mut().poll_next(cx)) {
-            Some(Ok(response)) => {
-                let len = response.encoded_len();
-                let mut frame = Vec::with_capacity(5 + len);
-                frame.put_u8(0);
-                frame.put_u32(len as u32);
-                response.encode(&mut frame).expect("the buffer has room for the message");
-                return Poll::Ready(Some(Ok(Frame::data(frame.into()))));
-            }
-            Some(Err(status)) => status,
-            None => Status::ok(""),
-        };
-        self.done = true;
-        Poll::Ready(Some(Ok(Frame::trailers(trailers(status)))))
     }
 }

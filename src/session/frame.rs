@@ -44,6 +44,16 @@ pub(crate) fn message(head: &[u8], field: u32, payload: Bytes) -> (Bytes, Option
     (header.freeze(), Some(payload))
 }
 
+/// One small message framed whole: the gRPC frame header, then its encoding.
+pub(crate) fn whole(message: &impl prost::Message) -> Bytes {
+    let len = message.encoded_len();
+    let mut frame = BytesMut::with_capacity(5 + len);
+    frame.put_u8(0);
+    frame.put_u32(len as u32);
+    message.encode(&mut frame).expect("the buffer has room for the message");
+    frame.freeze()
+}
+
 /// Bytes received and not yet decoded, as the frames that brought them.
 #[derive(Debug, Default)]
 pub(crate) struct Pieces {
@@ -206,6 +216,14 @@ mod tests {
             let decoded = ReadContentResponse::decode(&wire[5..]).unwrap();
             assert_eq!((decoded.offset, decoded.data), (300, data));
         }
+    }
+
+    #[test]
+    fn a_whole_message_is_its_header_and_encoding() {
+        let response = ReadContentResponse { offset: 300, data: Bytes::from_static(b"abc") };
+        let wire = whole(&response);
+        assert_eq!(wire[..5], [0, 0, 0, 0, response.encoded_len() as u8]);
+        assert_eq!(ReadContentResponse::decode(&wire[5..]).unwrap(), response);
     }
 
     #[test]
