@@ -165,9 +165,46 @@ pub fn rfc3339_nano(timestamp: &prost_types::Timestamp) -> String {
     text
 }
 
+/// docker/go-units' `RAMInBytes`, which Docker's tools use for memory and
+/// `/dev/shm` sizes: a number, one optional space, then an optional binary
+/// unit letter (`k` to `p`, any case), an optional `i` and an optional `b`:
+/// `512`, `64m`, `1GiB`, `1.5 g`. `None` for anything else.
+pub(crate) fn ram_in_bytes(value: &str) -> Option<i64> {
+    let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    // Go's pattern wants digits on both sides of a point (`\d+(\.\d+)*`).
+    if number.split('.').any(str::is_empty) {
+        return None;
+    }
+    let number: f64 = number.parse().ok()?;
+    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_ascii_lowercase();
+    let (exponent, rest) = match unit.chars().next().and_then(|c| "kmgtp".find(c)) {
+        Some(index) => (index as i32 + 1, &unit[1..]),
+        None => (0, unit.as_str()),
+    };
+    let rest = rest.strip_prefix('i').unwrap_or(rest);
+    if !rest.strip_prefix('b').unwrap_or(rest).is_empty() {
+        return None;
+    }
+    let bytes = number * 1024f64.powi(exponent);
+    (bytes.is_finite() && bytes < i64::MAX as f64).then_some(bytes as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ram_sizes_read_as_go_units_reads_them() {
+        for (text, bytes) in [("512", 512), ("64m", 64 << 20), ("1GiB", 1 << 30), ("1.5 g", 3 << 29), ("2KB", 2048)] {
+            assert_eq!(ram_in_bytes(text), Some(bytes), "{text}");
+        }
+        // Go's pattern also takes a bare `i` or `b` after the number.
+        assert_eq!(ram_in_bytes("10ib"), Some(10));
+        for bad in ["", "lots", "1x", "1mx", ".5m", "5.m", "1  m", " 1m", "1m ", "1e3", "99999999p"] {
+            assert_eq!(ram_in_bytes(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn sizes_match_buildctl() {

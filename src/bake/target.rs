@@ -280,27 +280,11 @@ fn secret_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Resu
     items.serialize(serializer)
 }
 
-/// A size as Docker reads `--shm-size` (go-units' `RAMInBytes`): a bare
-/// number is bytes, `k`, `m`, `g`, `t`, `p` (with an optional `b` or
-/// `ib`) are powers of 1024.
+/// A bake or compose size (`shm-size`, `shm_size`) as go-units'
+/// `RAMInBytes` reads it ([`crate::units::ram_in_bytes`]), surrounding
+/// spaces aside.
 pub(crate) fn ram_in_bytes(text: &str) -> Result<i64, String> {
-    let bad = || format!("{text:?} is not a size (e.g. 64m, 1g)");
-    let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(&unit);
-    let power = match unit {
-        "" => 0,
-        "k" => 1,
-        "m" => 2,
-        "g" => 3,
-        "t" => 4,
-        "p" => 5,
-        _ => return Err(bad()),
-    };
-    Ok((number * 1024f64.powi(power)) as i64)
+    crate::units::ram_in_bytes(text.trim()).ok_or_else(|| format!("{text:?} is not a size (e.g. 64m, 1g)"))
 }
 
 /// Bytes as go-units' `BytesSize` writes them (`128MiB`, `1.5GiB`): what

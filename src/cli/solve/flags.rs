@@ -188,34 +188,10 @@ pub(crate) fn parse_ulimit(value: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), format!("{name}={soft}:{hard}")))
 }
 
-/// A size as go-units' `RAMInBytes` reads it (`--shm-size`): a number with
-/// an optional binary unit, `b`, `k`, `m`, `g`, `t`, `p`, optionally
-/// followed by `i` and/or `b` (`64m`, `1GiB`, `1.5g`, `1024`).
+/// A size flag's value (`--shm-size`, `--memory`) as go-units'
+/// `RAMInBytes` reads it ([`crate::units::ram_in_bytes`]), or what to write.
 pub(crate) fn ram_in_bytes(value: &str) -> Result<i64, String> {
-    let bad = || "expected a size such as 64m, 1g or 1024 (bytes)".to_string();
-    let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_ascii_lowercase();
-    let mut letters = unit.chars();
-    let exponent = match letters.next() {
-        None | Some('b') if unit.len() <= 1 => 0,
-        Some('k') => 1,
-        Some('m') => 2,
-        Some('g') => 3,
-        Some('t') => 4,
-        Some('p') => 5,
-        _ => return Err(bad()),
-    };
-    let rest: String = letters.collect();
-    if exponent > 0 && !matches!(rest.as_str(), "" | "i" | "b" | "ib") {
-        return Err(bad());
-    }
-    let bytes = number * 1024f64.powi(exponent);
-    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes as i64)
+    crate::units::ram_in_bytes(value).ok_or_else(|| "expected a size such as 64m, 1g or 1024 (bytes)".to_string())
 }
 
 /// One `--resource KEY=VALUE` (or a hidden legacy flag such as `--memory`)

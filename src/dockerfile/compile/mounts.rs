@@ -116,7 +116,9 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
             continue;
         };
         let value = lexer.expand(value, env).map_err(|e| e.to_string())?;
-        let parse_bool = |value: &str| go_bool(value).ok_or_else(|| format!("invalid value for {key}: {value}"));
+        let parse_bool = |value: &str| {
+            crate::output::parse::parse_go_bool(value).ok_or_else(|| format!("invalid value for {key}: {value}"))
+        };
         match key.as_str() {
             "type" => {
                 m.kind = match value.to_ascii_lowercase().as_str() {
@@ -142,7 +144,8 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
             "required" if matches!(m.kind, MountKind::Secret | MountKind::Ssh) => m.required = parse_bool(&value)?,
             "required" => return Err(format!("unexpected key '{key}' for mount type '{}'", m.kind.name())),
             "size" if m.kind == MountKind::Tmpfs => {
-                m.size = ram_in_bytes(&value).ok_or_else(|| format!("invalid value for {key}: {value}"))?
+                m.size =
+                    crate::units::ram_in_bytes(&value).ok_or_else(|| format!("invalid value for {key}: {value}"))?
             }
             "size" => return Err(format!("unexpected key '{key}' for mount type '{}'", m.kind.name())),
             "id" => m.id = value,
@@ -196,34 +199,6 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
         return Err(format!("invalid cache sharing set for {} mount", m.kind.name()));
     }
     Ok(m)
-}
-
-/// Go's `strconv.ParseBool`.
-fn go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// docker/go-units' `RAMInBytes`: `64m`, `1g`, `512` (binary multiples).
-fn ram_in_bytes(value: &str) -> Option<i64> {
-    let value = value.trim();
-    let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
-    let number: f64 = value[..split].parse().ok()?;
-    let unit = value[split..].trim().to_ascii_lowercase();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(&unit);
-    let scale: f64 = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024f64.powi(4),
-        "p" => 1024f64.powi(5),
-        _ => return None,
-    };
-    Some((number * scale) as i64)
 }
 
 /// One CSV record, as Go's `csvvalue.Fields` reads it (double quotes may
