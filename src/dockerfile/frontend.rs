@@ -89,9 +89,10 @@ impl NativeFrontend {
         self.fallback.lock().ok().and_then(|f| f.clone())
     }
 
-    /// The compiled build, once compiled.
+    /// The compiled build of a [`NativeFrontend::print_only`] run (the first
+    /// platform's), handed over once.
     pub fn compiled(&self) -> Option<Compiled> {
-        self.compiled.lock().ok().and_then(|c| c.clone())
+        self.compiled.lock().ok()?.take()
     }
 
     /// Whether every lint rule is off (`# check=skip=all`, or the build arg
@@ -212,17 +213,7 @@ impl NativeFrontend {
         }
         if let Some(caps) = gateway.capabilities() {
             if let Some(worker) = caps.workers().first() {
-                options.build_platforms = worker
-                    .platforms
-                    .iter()
-                    .map(|p| pb::Platform {
-                        architecture: p.architecture.clone(),
-                        os: p.os.clone(),
-                        variant: p.variant.clone(),
-                        os_version: p.os_version.clone(),
-                        os_features: p.os_features.clone(),
-                    })
-                    .collect();
+                options.build_platforms = worker.platforms.clone();
             }
         }
         Ok(options)
@@ -292,10 +283,11 @@ impl ClientFrontend for NativeFrontend {
             }
             Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
         };
-        if let Ok(mut slot) = self.compiled.lock() {
-            *slot = compiled.first().cloned();
-        }
         if self.print_only {
+            // Kept for `--print-llb`, which builds nothing.
+            if let Ok(mut slot) = self.compiled.lock() {
+                *slot = compiled.into_iter().next();
+            }
             return Ok(FrontendOutput::default());
         }
         // The build and the daemon's linter side by side: lint findings are

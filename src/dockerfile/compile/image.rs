@@ -296,53 +296,14 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
     Ok(if negative { -total } else { total })
 }
 
-/// Go's `time.Duration.String()`.
+/// Go's `time.Duration.String()` for a duration in nanoseconds.
 pub(crate) fn format_go_duration(nanos: i64) -> String {
-    if nanos == 0 {
-        return "0s".into();
-    }
-    let negative = nanos < 0;
-    let u = nanos.unsigned_abs();
-    let mut out = String::new();
-    if u < 1_000_000_000 {
-        // Sub-second: one unit with a fraction.
-        let (unit, scale) = if u < 1_000 {
-            ("ns", 1)
-        } else if u < 1_000_000 {
-            ("µs", 1_000)
-        } else {
-            ("ms", 1_000_000)
-        };
-        out.push_str(&fraction(u, scale));
-        out.push_str(unit);
+    let text = crate::units::go_duration(std::time::Duration::from_nanos(nanos.unsigned_abs()));
+    if nanos < 0 {
+        format!("-{text}")
     } else {
-        let hours = u / 3_600_000_000_000;
-        let minutes = (u / 60_000_000_000) % 60;
-        let seconds_nanos = u % 60_000_000_000;
-        if hours > 0 {
-            out.push_str(&format!("{hours}h"));
-        }
-        if hours > 0 || minutes > 0 {
-            out.push_str(&format!("{minutes}m"));
-        }
-        out.push_str(&fraction(seconds_nanos, 1_000_000_000));
-        out.push('s');
+        text
     }
-    if negative {
-        out.insert(0, '-');
-    }
-    out
-}
-
-fn fraction(value: u64, scale: u64) -> String {
-    let whole = value / scale;
-    let rest = value % scale;
-    if rest == 0 {
-        return whole.to_string();
-    }
-    let digits = scale.to_string().len() - 1;
-    let text = format!("{rest:0digits$}");
-    format!("{whole}.{}", text.trim_end_matches('0'))
 }
 
 #[cfg(test)]
