@@ -37,6 +37,7 @@ use tonic::transport::Channel;
 
 use super::layout::{BlobDigest, LayoutError, OciLayout};
 use crate::build::{build, BuildError, BuildRequest, Frontend};
+use crate::dockerfile::compile;
 use crate::llb::{self, Mount, OpOptions, Run};
 use crate::output::{ExportEntry, ExporterType, OutputDest};
 use crate::progress::ProgressSink;
@@ -90,11 +91,9 @@ pub struct CacheMount {
 }
 
 impl CacheMount {
-    /// The id the daemon files the cache under: the Dockerfile frontend
-    /// prefixes the id with its namespace (`BUILDKIT_CACHE_MOUNT_NS`, empty
-    /// by default) and `/`.
+    /// The id the daemon files the cache under.
     fn daemon_id(&self) -> String {
-        format!("/{}", self.id)
+        compile::mounts::cache_id(&self.id)
     }
 
     /// The mount in a helper op: same id, sharing and base as the
@@ -103,10 +102,15 @@ impl CacheMount {
         if self.uid.is_none() && self.gid.is_none() && self.mode.is_none() {
             return Mount::cache(&self.target, &self.daemon_id(), self.sharing.to_pb());
         }
-        let owner = llb::Chown::ids(self.uid.unwrap_or(0), self.gid.unwrap_or(0));
-        let base = llb::scratch()
-            .file(llb::FileAction::from(llb::Mkdir::new("/cache", self.mode.unwrap_or(0o755)).owner(owner)));
-        Mount::cache_from(&self.target, &self.daemon_id(), self.sharing.to_pb(), &base, "/cache")
+        let base =
+            compile::mounts::owned_cache_base(&llb::scratch(), self.uid, self.gid, self.mode, OpOptions::default());
+        Mount::cache_from(
+            &self.target,
+            &self.daemon_id(),
+            self.sharing.to_pb(),
+            &base,
+            compile::mounts::OWNED_CACHE_DIR,
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::image::{self, epoch_time, go_list, go_quote_list, Image};
-use super::mounts::{parse_mount, MountKind};
+use super::mounts::{self, parse_mount, MountKind};
 use super::{Base, CompileError, Plan};
 use crate::dockerfile::instructions::{Command, CommandKind, CommandLine, Transfer};
 use crate::dockerfile::shell::{Env, Lexer};
@@ -678,7 +678,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 MountKind::Tmpfs => Mount::tmpfs(&target, mount.size),
                 MountKind::Cache => {
                     let id = if mount.id.is_empty() { gopath::clean(&mount.target) } else { mount.id.clone() };
-                    let id = format!("/{id}");
+                    let id = mounts::cache_id(&id);
                     let sharing = match mount.sharing.as_str() {
                         "private" => pb::CacheSharingOpt::Private,
                         "locked" => pb::CacheSharingOpt::Locked,
@@ -687,13 +687,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     let cache = if selector != "/" {
                         Mount::cache_from(&target, &id, sharing, &source, &selector)
                     } else if mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some() {
-                        let dir = Mkdir::new("/cache", mount.mode.unwrap_or(0o755))
-                            .owner(Chown::ids(mount.uid.unwrap_or(0), mount.gid.unwrap_or(0)));
-                        let base = source.file_with(
-                            FileAction::from(dir),
+                        let base = mounts::owned_cache_base(
+                            &source,
+                            mount.uid,
+                            mount.gid,
+                            mount.mode,
                             OpOptions::named("[internal] setting cache mount permissions"),
                         );
-                        Mount::cache_from(&target, &id, sharing, &base, "/cache")
+                        Mount::cache_from(&target, &id, sharing, &base, mounts::OWNED_CACHE_DIR)
                     } else if source.is_scratch() {
                         Mount::cache(&target, &id, sharing)
                     } else {

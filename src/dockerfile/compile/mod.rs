@@ -19,7 +19,7 @@
 
 mod dispatch;
 pub mod image;
-mod mounts;
+pub(crate) mod mounts;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

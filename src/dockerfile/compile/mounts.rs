@@ -3,6 +3,7 @@
 //! with the stage's variables, the same defaults and the same errors.
 
 use crate::dockerfile::shell::{Env, Lexer};
+use crate::llb::{Chown, FileAction, Mkdir, OpOptions, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MountKind {
@@ -199,6 +200,31 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
         return Err(format!("invalid cache sharing set for {} mount", m.kind.name()));
     }
     Ok(m)
+}
+
+/// A cache mount's id as the Dockerfile frontend files it with the daemon:
+/// its namespace (`BUILDKIT_CACHE_MOUNT_NS`, empty by default), `/`, then
+/// the id.
+pub(crate) fn cache_id(id: &str) -> String {
+    format!("/{id}")
+}
+
+/// Where in its base a cache mount that sets `uid`, `gid` or `mode` starts.
+pub(crate) const OWNED_CACHE_DIR: &str = "/cache";
+
+/// The base of a cache mount that sets `uid`, `gid` or `mode`: the folder
+/// [`OWNED_CACHE_DIR`] made with them on `source`, as the Dockerfile
+/// frontend makes it. Carried cache mounts (`cache::mounts`) are built on
+/// it too, so theirs and a build's are one cache.
+pub(crate) fn owned_cache_base(
+    source: &State,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mode: Option<u32>,
+    options: OpOptions,
+) -> State {
+    let dir = Mkdir::new(OWNED_CACHE_DIR, mode.unwrap_or(0o755)).owner(Chown::ids(uid.unwrap_or(0), gid.unwrap_or(0)));
+    source.file_with(FileAction::from(dir), options)
 }
 
 /// One CSV record, as Go's `csvvalue.Fields` reads it (double quotes may
