@@ -48,8 +48,8 @@ def release_fbuild(path=None):
     """`path`, or fbuild built in release mode from this checkout."""
     if path:
         return path
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=Path(__file__).resolve().parent.parent, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path(__file__).resolve().parent.parent / "target"))
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     return str(target / "release" / "fbuild")
 
 
@@ -114,11 +114,7 @@ def main():
     load_env()
     addr = os.environ["FBUILD_TEST_ADDR"]
     buildctl = os.environ["FBUILD_BUILDCTL"]
-    fbuild = args.fbuild
-    if fbuild is None:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
-        target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-        fbuild = str(target / "release" / "fbuild")
+    fbuild = release_fbuild(args.fbuild)
 
     work = Path(tempfile.mkdtemp(prefix="fbuild-bench-"))
     ctx = work / "ctx"

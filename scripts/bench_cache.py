@@ -8,6 +8,9 @@
 
 Each figure is the median of --rounds alternating runs (A B, then B A).
 Client CPU time and peak RSS are the client process's own (wait4 rusage).
+fbuild runs as users run it, compiling the Dockerfile itself (--frontend
+auto): its client CPU includes that compile (a few milliseconds), where
+buildctl's frontend runs in the daemon, uncounted.
 
 With --mounts, it also times the story local cache folders are for, on fresh
 daemons: a build whose RUN step fills a cache mount (--mount-mb MB, standing

@@ -267,9 +267,7 @@ fn mounts_project(dir: &Path, requirements: &str) {
 fn a_helper_image_that_cannot_be_pulled_is_named_with_a_hint() {
     let work = util::tempdir();
     mounts_project(work.path(), "flask\n");
-    let busybox = &util::testenv().busybox;
-    let registry = busybox.split_once('/').expect("the base image names its registry").0;
-    let helper = format!("{registry}/fbuild-no-such-helper:latest");
+    let helper = format!("{}/fbuild-no-such-helper:latest", util::testenv().registry);
     let to = format!("type=local,dest={},mounts=true,helper-image={helper}", work.path().join("cache").display());
     let output = util::fbuild().arg("solve").arg(work.path()).args(["--cache-to", &to]).output().unwrap();
     let stderr = util::text(&output.stderr);

@@ -21,14 +21,11 @@ const THREE_STAGES: &str = "ARG BASE\nFROM ${BASE} AS base\nWORKDIR /app\n\
 
 #[test]
 fn print_llb_shows_the_graph_without_building() {
-    let env = testenv();
     let dir = project(THREE_STAGES);
-    let out = fbuild()
-        .arg("solve")
-        .arg(dir.path())
-        .args(["--print-llb", "--build-arg", &format!("BASE={}", env.busybox)])
-        .output()
-        .unwrap();
+    let base = format!("BASE={}", testenv().busybox);
+    let print_llb =
+        |flag: &str| fbuild().arg("solve").arg(dir.path()).args([flag, "--build-arg", &base]).output().unwrap();
+    let out = print_llb("--print-llb");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--print-llb prints JSON");
     let ops = graph.as_array().expect("a list of ops");
@@ -55,35 +52,35 @@ fn print_llb_shows_the_graph_without_building() {
     }
     assert!(!text(&out.stderr).contains("exporting"), "nothing is built or exported");
 
-    let dot = fbuild()
-        .arg("solve")
-        .arg(dir.path())
-        .args(["--print-llb=dot", "--build-arg", &format!("BASE={}", env.busybox)])
-        .output()
-        .unwrap();
+    let dot = print_llb("--print-llb=dot");
     assert!(dot.status.success(), "{}", text(&dot.stderr));
     let dot = text(&dot.stdout);
     assert!(dot.starts_with("digraph llb {") && dot.contains(" -> "), "{dot}");
 
-    let bad = fbuild().arg("solve").arg(dir.path()).arg("--print-llb=yaml").output().unwrap();
+    let bad = print_llb("--print-llb=yaml");
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("--print-llb=yaml: the format must be json or dot"), "{}", text(&bad.stderr));
 }
 
-#[test]
-fn a_target_builds_only_the_stages_it_needs() {
-    let env = testenv();
-    let dir = project(&format!("{THREE_STAGES}FROM base AS tests\nRUN exit 3\n"));
-    std::fs::write(dir.path().join("nonce"), unique()).unwrap();
+/// `fbuild solve DIR --frontend native --target deps` on busybox: its
+/// plain progress, once the build succeeded.
+fn native_deps_build(dir: &std::path::Path) -> String {
     let out = fbuild()
         .arg("solve")
-        .arg(dir.path())
+        .arg(dir)
         .args(["--frontend", "native", "--target", "deps", "--progress", "plain"])
-        .args(["--build-arg", &format!("BASE={}", env.busybox)])
+        .args(["--build-arg", &format!("BASE={}", testenv().busybox)])
         .output()
         .unwrap();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_target_builds_only_the_stages_it_needs() {
+    let dir = project(&format!("{THREE_STAGES}FROM base AS tests\nRUN exit 3\n"));
+    let stderr = native_deps_build(dir.path());
     assert!(stderr.contains("[deps 2/2] RUN cp requirements.txt /deps.txt"), "{stderr}");
     assert!(!stderr.contains("[runner") && !stderr.contains("[tests") && !stderr.contains("exit 3"), "{stderr}");
 }
@@ -103,8 +100,9 @@ fn native_errors_name_the_file_and_line_and_exit_1() {
 
     let dir = project("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=bogus true\n");
     let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("Dockerfile:2: unsupported sharing value \"bogus\""), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Dockerfile:2: unsupported sharing value \"bogus\""), "{stderr}");
 }
 
 #[test]
@@ -183,17 +181,8 @@ fn several_platforms_make_the_daemons_index() {
 
 #[test]
 fn the_example_projects_deps_target_builds_base_and_deps_only() {
-    let env = testenv();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-service");
-    let out = fbuild()
-        .arg("solve")
-        .arg(&example)
-        .args(["--frontend", "native", "--target", "deps", "--progress", "plain"])
-        .args(["--build-arg", &format!("BASE={}", env.busybox)])
-        .output()
-        .unwrap();
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = native_deps_build(&example);
     assert!(stderr.contains("[base 2/2] WORKDIR /app"), "{stderr}");
     assert!(stderr.contains("[deps 1/2] COPY requirements.txt ."), "{stderr}");
     assert!(stderr.contains("[deps 2/2] RUN --mount=type=cache,target=/root/.cache/pip"), "{stderr}");
