@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::proto::pb;
 
 use super::marshal::Marshaller;
-use super::state::{OpOptions, Output, State, Vertex};
+use super::state::{Location, OpOptions, Output, State, Vertex};
 use super::MarshalError;
 
 /// The changes that turn `lower` into `upper` (Go's `llb.Diff`). From
@@ -34,8 +34,8 @@ impl Vertex for DiffOp {
         self.lower.iter().chain(&self.upper).cloned().collect()
     }
 
-    fn options(&self) -> &OpOptions {
-        &self.options
+    fn location(&self) -> Option<&Location> {
+        self.options.location.as_ref()
     }
 
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {

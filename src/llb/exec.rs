@@ -16,7 +16,7 @@ use crate::proto::pb;
 
 use super::marshal::Marshaller;
 use super::path;
-use super::state::{OpOptions, Output, State, Vertex};
+use super::state::{Location, OpOptions, Output, State, Vertex};
 use super::MarshalError;
 
 /// The command of an exec op and how it runs; pass it to [`State::run`].
@@ -554,8 +554,8 @@ impl Vertex for ExecOp {
         outputs
     }
 
-    fn options(&self) -> &OpOptions {
-        &self.options
+    fn location(&self) -> Option<&Location> {
+        self.options.location.as_ref()
     }
 
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {

@@ -11,7 +11,7 @@ use crate::proto::pb;
 
 use super::marshal::Marshaller;
 use super::path;
-use super::state::{OpOptions, Output, State, Vertex};
+use super::state::{Location, OpOptions, Output, State, Vertex};
 use super::MarshalError;
 
 /// A user or group, by id or by name (names are looked up in the
@@ -468,8 +468,8 @@ impl FileOp {
 }
 
 impl Vertex for FileOp {
-    fn options(&self) -> &OpOptions {
-        &self.options
+    fn location(&self) -> Option<&Location> {
+        self.options.location.as_ref()
     }
 
     /// Go's `FileAction.allOutputs`: the base filesystem, then copy sources

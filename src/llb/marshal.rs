@@ -9,13 +9,14 @@
 //! capabilities are the union of theirs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::proto::pb;
 
-use super::state::{default_platform, normalize_platform, Location, Output, State};
+use super::state::{default_platform, normalize_platform, Location, Output, SourceMap, State};
 use super::MarshalError;
 
 /// Settings for the whole graph at marshal time (Go's marshal-time
@@ -129,6 +130,7 @@ pub(crate) fn marshal(state: &State, options: &MarshalOptions) -> Result<pb::Def
         def: Vec::new(),
         metadata: BTreeMap::new(),
         source: pb::Source::default(),
+        maps: Vec::new(),
     };
     walk.visit(output)?;
 
@@ -176,6 +178,10 @@ struct Walk {
     metadata: BTreeMap<String, pb::OpMetadata>,
     /// Go's `sourceMapCollector`, marshalled as it goes.
     source: pb::Source,
+    /// The map behind each of `source.infos`: an op that points into the
+    /// same map object is found without comparing the file's bytes (every
+    /// op of a Dockerfile points into one).
+    maps: Vec<Arc<SourceMap>>,
 }
 
 impl Walk {
@@ -189,7 +195,7 @@ impl Walk {
         let marshalled = self.marshaller.marshal(output)?.clone();
         self.visited.insert(output.vertex_id());
         merge_metadata(self.metadata.entry(marshalled.digest.clone()).or_default(), &marshalled.metadata);
-        if let Some(location) = &output.vertex.options().location {
+        if let Some(location) = output.vertex.location() {
             self.add_location(&marshalled.digest, location);
         }
         if self.seen.insert(marshalled.digest) {
@@ -206,9 +212,7 @@ impl Walk {
     /// per op object, so two ops that encode alike both add theirs.
     fn add_location(&mut self, digest: &str, location: &Location) {
         let map = &location.source;
-        let position = self.source.infos.iter().position(|info| {
-            info.filename == map.filename && info.language == map.language && info.data.as_ref() == map.data.as_slice()
-        });
+        let position = self.maps.iter().position(|known| Arc::ptr_eq(known, map) || **known == **map);
         let index = position.unwrap_or_else(|| {
             self.source.infos.push(pb::SourceInfo {
                 filename: map.filename.clone(),
@@ -216,6 +220,7 @@ impl Walk {
                 data: map.data.clone().into(),
                 definition: None,
             });
+            self.maps.push(Arc::clone(map));
             self.source.infos.len() - 1
         });
         self.source

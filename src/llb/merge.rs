@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::proto::pb;
 
 use super::marshal::Marshaller;
-use super::state::{OpOptions, Output, State, Vertex};
+use super::state::{Location, OpOptions, Output, State, Vertex};
 use super::MarshalError;
 
 /// The filesystems of `inputs` merged, later ones winning where paths
@@ -38,8 +38,8 @@ impl Vertex for MergeOp {
         self.inputs.clone()
     }
 
-    fn options(&self) -> &OpOptions {
-        &self.options
+    fn location(&self) -> Option<&Location> {
+        self.options.location.as_ref()
     }
 
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {

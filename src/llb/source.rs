@@ -16,7 +16,7 @@ use super::git_url;
 use super::marshal::Marshaller;
 use super::path;
 use super::reference::{self, ReferenceError};
-use super::state::{normalize_platform, OpOptions, Output, State, Vertex};
+use super::state::{normalize_platform, Location, OpOptions, Output, State, Vertex};
 use super::MarshalError;
 
 /// The empty filesystem.
@@ -341,8 +341,8 @@ impl Vertex for SourceOp {
         Vec::new()
     }
 
-    fn options(&self) -> &OpOptions {
-        &self.options
+    fn location(&self) -> Option<&Location> {
+        self.options.location.as_ref()
     }
 
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {

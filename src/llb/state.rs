@@ -29,8 +29,8 @@ pub(crate) trait Vertex: fmt::Debug + Send + Sync {
     /// encodes each input op once.
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError>;
 
-    /// The op's [`OpOptions`]; the walk reads its source location there.
-    fn options(&self) -> &OpOptions;
+    /// Where in a source file the op comes from (its [`OpOptions`]'s).
+    fn location(&self) -> Option<&Location>;
 }
 
 /// One output of an op: what a state's filesystem is.
@@ -176,13 +176,13 @@ impl State {
         State { output, dir: "/".to_owned(), env: Vec::new(), user: String::new(), platform: None }
     }
 
-    /// The same settings on another filesystem (Go's `WithOutput`).
     /// This state's settings (directory, environment, user, platform) on
     /// `other`'s filesystem (Go's `s.WithOutput(other.Output())`).
     pub fn with_output_of(&self, other: &State) -> State {
         self.with_output(other.output.clone())
     }
 
+    /// The same settings on another filesystem (Go's `WithOutput`).
     pub(crate) fn with_output(&self, output: Option<Output>) -> Self {
         State { output, ..self.clone() }
     }
@@ -340,7 +340,7 @@ impl Deferred {
     /// The handle, and the state that stands for the filesystem.
     pub fn new() -> (Deferred, State) {
         let slot = Arc::new(std::sync::OnceLock::new());
-        let vertex = DeferredVertex { slot: slot.clone(), unset: OpOptions::default() };
+        let vertex = DeferredVertex { slot: slot.clone() };
         (Deferred { slot }, State::from_output(Some(Output::new(Arc::new(vertex), 0))))
     }
 
@@ -361,7 +361,6 @@ impl Deferred {
 #[derive(Debug)]
 struct DeferredVertex {
     slot: Arc<std::sync::OnceLock<Output>>,
-    unset: OpOptions,
 }
 
 impl Vertex for DeferredVertex {
@@ -376,7 +375,7 @@ impl Vertex for DeferredVertex {
         }
     }
 
-    fn options(&self) -> &OpOptions {
-        self.slot.get().map_or(&self.unset, |output| output.vertex.options())
+    fn location(&self) -> Option<&Location> {
+        self.slot.get().and_then(|output| output.vertex.location())
     }
 }
