@@ -84,7 +84,7 @@ async fn run(
         Frontend::Client(frontend) => Some(frontend.as_ref()),
         _ => None,
     };
-    let solve = solve_with(&control, solve_request, frontend, &build_ref, sessions.main.id());
+    let solve = solve_with(&control, solve_request, frontend, &request.cache_imports, &build_ref, sessions.main.id());
 
     let mut tracker = StepTracker::default();
     let outcome = follow(solve, status, &mut tracker, progress, cancel).await;
@@ -149,18 +149,15 @@ async fn solve_with(
     control: &Control,
     request: control_pb::SolveRequest,
     frontend: Option<&dyn crate::gateway::ClientFrontend>,
+    cache_imports: &[crate::cache::CacheEntry],
     build_ref: &str,
     session_id: &str,
 ) -> Result<control_pb::SolveResponse, ControlError> {
-    let cache_imports = request
-        .cache
-        .as_ref()
-        .map(|cache| cache.imports.iter().map(|i| (i.r#type.clone(), i.attrs.clone().into_iter().collect())).collect())
-        .unwrap_or_default();
     let solve = control.solve(request);
     let Some(frontend) = frontend else { return solve.await };
     let mut solve = std::pin::pin!(solve);
-    let run = crate::gateway::run_client_frontend_importing(control, build_ref, session_id, cache_imports, frontend);
+    let run =
+        crate::gateway::run_client_frontend_importing(control, build_ref, session_id, cache_imports.to_vec(), frontend);
     tokio::select! {
         result = &mut solve => result,
         outcome = run => match outcome {
@@ -373,15 +370,9 @@ fn solve_request(
 ) -> control_pb::SolveRequest {
     let entry =
         |c: &crate::cache::CacheEntry| control_pb::CacheOptionsEntry { r#type: c.kind.clone(), attrs: c.attrs.clone() };
-    let daemon_attrs = |attrs: &BTreeMap<String, String>| {
-        let mut attrs = attrs.clone();
+    let daemon_attrs = |mut attrs: BTreeMap<String, String>| {
         if !request.cache_imports.is_empty() {
-            // The Dockerfile frontend reads its cache imports from this
-            // attribute (as client/solve.go sends it: JSON with Go's
-            // field names).
-            let json: Vec<serde_json::Value> =
-                request.cache_imports.iter().map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs})).collect();
-            attrs.insert("cache-imports".into(), serde_json::Value::Array(json).to_string());
+            attrs.insert("cache-imports".into(), crate::cache::imports_option(&request.cache_imports));
         }
         // Which session serves which folder (frontend/dockerui reads these).
         for (name, session) in per_local {
@@ -390,13 +381,13 @@ fn solve_request(
         attrs
     };
     let (frontend, frontend_attrs, definition) = match &request.frontend {
-        Frontend::Daemon { name, attrs } => (name.clone(), daemon_attrs(attrs), None),
+        Frontend::Daemon { name, attrs } => (name.clone(), daemon_attrs(attrs.clone()), None),
         Frontend::Definition(definition) => (String::new(), BTreeMap::new(), Some(definition.clone())),
         // No frontend and no definition: the daemon waits for the gateway,
         // and passes these on to what the client frontend runs through it.
         Frontend::Client(client) => {
             let attrs = client.solve_attrs();
-            (String::new(), if attrs.is_empty() { attrs } else { daemon_attrs(&attrs) }, None)
+            (String::new(), if attrs.is_empty() { attrs } else { daemon_attrs(attrs) }, None)
         }
     };
     control_pb::SolveRequest {

@@ -42,6 +42,15 @@ pub enum CacheDirection {
 /// to the daemon.
 pub(crate) const CLIENT_ATTRS: &[&str] = &["mounts", "helper-image"];
 
+/// Cache imports as the Dockerfile frontend reads them from its
+/// `cache-imports` option: JSON with Go's field names, as buildctl's
+/// `client/solve.go` sends it.
+pub(crate) fn imports_option(imports: &[CacheEntry]) -> String {
+    let json: Vec<serde_json::Value> =
+        imports.iter().map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs})).collect();
+    serde_json::Value::Array(json).to_string()
+}
+
 impl CacheEntry {
     /// A registry cache at `reference`.
     pub fn registry(reference: impl Into<String>) -> CacheEntry {

@@ -114,12 +114,7 @@ impl NativeFrontend {
     fn forwarded_attrs(&self, gateway: &Gateway) -> BTreeMap<String, String> {
         let mut attrs = self.attrs.clone();
         if !gateway.cache_imports().is_empty() {
-            let imports: Vec<serde_json::Value> = gateway
-                .cache_imports()
-                .iter()
-                .map(|(kind, attrs)| serde_json::json!({"Type": kind, "Attrs": attrs}))
-                .collect();
-            attrs.insert("cache-imports".into(), serde_json::Value::Array(imports).to_string());
+            attrs.insert("cache-imports".into(), crate::cache::imports_option(gateway.cache_imports()));
         }
         attrs
     }

@@ -16,6 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
+use crate::cache::CacheEntry;
 use crate::control::MAX_MESSAGE_SIZE;
 use crate::proto::google::rpc;
 use crate::proto::moby::buildkit::v1::apicaps::ApiCap;
@@ -199,7 +200,7 @@ pub struct Gateway {
     session_id: String,
     caps: Option<Arc<Capabilities>>,
     /// The build's `--cache-from`s (type, attributes), as the build sent them.
-    cache_imports: Arc<Vec<(String, BTreeMap<String, String>)>>,
+    cache_imports: Arc<[CacheEntry]>,
 }
 
 impl fmt::Debug for Gateway {
@@ -250,12 +251,12 @@ impl Gateway {
     /// The build's cache imports, for [`Gateway::solve_with`]: the
     /// daemon imports cache per gateway solve, so a frontend passes these on
     /// (Go frontends read them from the `cache-imports` option).
-    pub fn cache_imports(&self) -> &[(String, BTreeMap<String, String>)] {
+    pub fn cache_imports(&self) -> &[CacheEntry] {
         &self.cache_imports
     }
 
-    pub(crate) fn with_cache_imports(mut self, imports: Vec<(String, BTreeMap<String, String>)>) -> Self {
-        self.cache_imports = Arc::new(imports);
+    pub(crate) fn with_cache_imports(mut self, imports: Vec<CacheEntry>) -> Self {
+        self.cache_imports = imports.into();
         self
     }
 
@@ -323,15 +324,15 @@ impl Gateway {
         self.solve_with(definition, &[], &BTreeMap::new()).await
     }
 
-    /// [`Gateway::solve`] that may take cache from `cache_imports` (type and
-    /// attributes, as `--cache-from` gives them; the daemon imports per
+    /// [`Gateway::solve`] that may take cache from `cache_imports` (as
+    /// `--cache-from` gives them; the daemon imports per
     /// gateway solve, not per build, so a frontend passes them on as Go's
     /// Dockerfile frontend does) and records `frontend_opt` (the build's
     /// options, e.g. `build-arg:*`) as the request in the result's provenance.
     pub async fn solve_with(
         &self,
         definition: pb::Definition,
-        cache_imports: &[(String, BTreeMap<String, String>)],
+        cache_imports: &[CacheEntry],
         frontend_opt: &BTreeMap<String, String>,
     ) -> Result<Reference, GatewayError> {
         if let Some(caps) = self.capabilities() {
@@ -344,13 +345,10 @@ impl Gateway {
         }
         let request = api::SolveRequest {
             definition: Some(definition),
-            frontend_opt: frontend_opt.clone().into_iter().collect(),
+            frontend_opt: frontend_opt.clone(),
             cache_imports: cache_imports
                 .iter()
-                .map(|(kind, attrs)| api::CacheOptionsEntry {
-                    r#type: kind.clone(),
-                    attrs: attrs.clone().into_iter().collect(),
-                })
+                .map(|entry| api::CacheOptionsEntry { r#type: entry.kind.clone(), attrs: entry.attrs.clone() })
                 .collect(),
             // Ask for the `Result` form (refs with their definitions), as Go
             // does; an old daemon would still answer with a bare ref id.

@@ -141,7 +141,7 @@ pub(crate) async fn run_client_frontend_importing(
     control: &Control,
     build_ref: &str,
     session_id: &str,
-    cache_imports: Vec<(String, BTreeMap<String, String>)>,
+    cache_imports: Vec<crate::cache::CacheEntry>,
     frontend: &dyn ClientFrontend,
 ) -> Result<(), GatewayError> {
     let gateway = Gateway::new(control.channel().clone(), build_ref, session_id)?.with_cache_imports(cache_imports);
