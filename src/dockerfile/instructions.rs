@@ -147,7 +147,7 @@ impl Flags {
             let shown = format!("--{name}");
             let Some(&(key, kind)) = allowed.iter().find(|(known, _)| *known == name) else {
                 let mut message = format!("unknown flag: {shown}");
-                if let Some(similar) = allowed.iter().map(|(k, _)| *k).find(|k| edit_distance(k, name) <= 2) {
+                if let Some(similar) = allowed.iter().map(|(k, _)| *k).find(|k| similar(k, name)) {
                     message.push_str(&format!(" (did you mean {similar}?)"));
                 }
                 return Err(message);
@@ -481,7 +481,7 @@ pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<Comman
                 "WORKDIR",
             ];
             let mut message = format!("unknown instruction: {}", instruction.keyword);
-            if let Some(similar) = NAMES.iter().find(|name| edit_distance(name, other) <= 2) {
+            if let Some(similar) = NAMES.iter().find(|name| similar(name, other)) {
                 message.push_str(&format!(" (did you mean {similar}?)"));
             }
             Err(message)

@@ -545,9 +545,6 @@ fn decode_char(s: &[u8]) -> (char, usize) {
 /// are comments (only in the first column), blank lines are skipped, the
 /// rest is trimmed and cleaned, and a leading `/` is removed (also after a
 /// `!`), so `/a` and `a` are the same pattern.
-// The native Dockerfile compiler (issue 7) reads `.dockerignore` with this;
-// until it lands only the tests call it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn parse_dockerignore(content: &[u8]) -> Vec<String> {
     let content = content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(content);
     let text = String::from_utf8_lossy(content);

@@ -86,9 +86,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| (node.sources.get(&i), c, false));
-            for (sources, command, onbuild) in triggers.chain(commands).collect::<Vec<_>>() {
-                let sources = sources.cloned().unwrap_or_default();
-                self.command(node.index, &mut stage, command, &sources, onbuild)?;
+            for (sources, command, onbuild) in triggers.chain(commands) {
+                let sources = sources.map_or(&[][..], Vec::as_slice);
+                self.command(node.index, &mut stage, command, sources, onbuild)?;
             }
             names.push(plan.stages.stages[stage_index].name.clone().unwrap_or_else(|| format!("stage-{stage_index}")));
             self.done.insert(node.index, stage);
@@ -720,7 +720,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 MountKind::Secret | MountKind::Ssh => unreachable!("handled above"),
             };
             if mount.from.is_empty() {
-                self.context_paths.insert(gopath::join(&["/", &mount.source]));
+                self.context_paths.insert(selector);
             }
             run = run.mount(built);
         }

@@ -480,9 +480,9 @@ impl<'a> Plan<'a> {
         let mut pseudo: BTreeMap<String, usize> = BTreeMap::new();
         for n in 0..stage_count {
             let stage_index = self.nodes[n].stage.expect("a stage");
-            let commands = self.stages.stages[stage_index].commands.clone();
-            for (ci, command) in commands.iter().enumerate() {
-                let sources = self.link_sources(command, stage_count, &by_name, &mut pseudo)?;
+            for (ci, command) in self.stages.stages[stage_index].commands.iter().enumerate() {
+                let names = self.command_sources(command)?;
+                let sources = link_sources(&mut self.nodes, names, command, stage_count, &by_name, &mut pseudo)?;
                 if !sources.is_empty() {
                     self.nodes[n].sources.insert(ci, sources);
                 }
@@ -509,7 +509,8 @@ impl<'a> Plan<'a> {
                 let line = self.nodes[n].line;
                 let parsed = self.parse_triggers(&triggers, line)?;
                 for (ti, trigger) in parsed.iter().enumerate() {
-                    let sources = self.link_sources(trigger, stage_count, &by_name, &mut pseudo)?;
+                    let names = self.command_sources(trigger)?;
+                    let sources = link_sources(&mut self.nodes, names, trigger, stage_count, &by_name, &mut pseudo)?;
                     if !sources.is_empty() {
                         self.nodes[n].trigger_sources.insert(ti, sources);
                     }
@@ -533,48 +534,6 @@ impl<'a> Plan<'a> {
 
     /// The nodes `command` reads from: stages by name or index, or a
     /// pseudo-stage for an image (or `scratch`), made once per name.
-    fn link_sources(
-        &mut self,
-        command: &instructions::Command,
-        stage_count: usize,
-        by_name: &BTreeMap<String, usize>,
-        pseudo: &mut BTreeMap<String, usize>,
-    ) -> Result<Vec<usize>, CompileError> {
-        let is_copy = matches!(command.kind, CommandKind::Copy { .. });
-        let mut sources = Vec::new();
-        for name in self.command_sources(command)? {
-            let node = match name {
-                Source::Index(index) if index >= stage_count => {
-                    return Err(CompileError::step(command.line, format!("invalid stage index {index}")));
-                }
-                Source::Index(index) => index,
-                Source::Name(name) => match by_name.get(&name.to_lowercase()) {
-                    Some(index) => *index,
-                    None => *pseudo.entry(name.clone()).or_insert_with(|| {
-                        let index = self.nodes.len();
-                        self.nodes.push(Node {
-                            index,
-                            stage: None,
-                            display_name: String::new(),
-                            base: name.clone(),
-                            base_node: None,
-                            platform: None,
-                            sources: BTreeMap::new(),
-                            triggers: Vec::new(),
-                            trigger_sources: BTreeMap::new(),
-                            steps_total: 0,
-                            line: command.line,
-                            from_command: is_copy.then_some((command.line, command.end_line)),
-                        });
-                        index
-                    }),
-                },
-            };
-            sources.push(node);
-        }
-        Ok(sources)
-    }
-
     fn parse_triggers(&self, triggers: &[String], line: usize) -> Result<Vec<instructions::Command>, CompileError> {
         let mut out = Vec::new();
         for trigger in triggers {
@@ -642,8 +601,9 @@ impl<'a> Plan<'a> {
             None
         }
         let mut visited = vec![false; self.nodes.len()];
+        // `visit` clears its marks on the way back, so one path serves all.
+        let mut path = vec![false; self.nodes.len()];
         for n in 0..self.nodes.len() {
-            let mut path = vec![false; self.nodes.len()];
             if let Some(line) = visit(self, n, &mut visited, &mut path) {
                 let name = &self.nodes[n].display_name;
                 return Err(CompileError::step(line, format!("circular dependency detected on stage: {name}")));
@@ -845,6 +805,52 @@ pub(crate) fn parse_platform(text: &str) -> Result<pb::Platform, String> {
         return Err(format!("{text:?}: invalid platform specifier"));
     }
     Ok(crate::llb::normalize_platform_spec(platform))
+}
+
+/// The nodes `names` (a command's `--from` sources) stand for: stages by
+/// index or name, and for any other name a node of its own (an image),
+/// made once per name.
+fn link_sources(
+    nodes: &mut Vec<Node>,
+    names: Vec<Source>,
+    command: &instructions::Command,
+    stage_count: usize,
+    by_name: &BTreeMap<String, usize>,
+    pseudo: &mut BTreeMap<String, usize>,
+) -> Result<Vec<usize>, CompileError> {
+    let is_copy = matches!(command.kind, CommandKind::Copy { .. });
+    let mut sources = Vec::new();
+    for name in names {
+        let node = match name {
+            Source::Index(index) if index >= stage_count => {
+                return Err(CompileError::step(command.line, format!("invalid stage index {index}")));
+            }
+            Source::Index(index) => index,
+            Source::Name(name) => match by_name.get(&name.to_lowercase()) {
+                Some(index) => *index,
+                None => *pseudo.entry(name.clone()).or_insert_with(|| {
+                    let index = nodes.len();
+                    nodes.push(Node {
+                        index,
+                        stage: None,
+                        display_name: String::new(),
+                        base: name.clone(),
+                        base_node: None,
+                        platform: None,
+                        sources: BTreeMap::new(),
+                        triggers: Vec::new(),
+                        trigger_sources: BTreeMap::new(),
+                        steps_total: 0,
+                        line: command.line,
+                        from_command: is_copy.then_some((command.line, command.end_line)),
+                    });
+                    index
+                }),
+            },
+        };
+        sources.push(node);
+    }
+    Ok(sources)
 }
 
 #[cfg(test)]
