@@ -226,8 +226,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
 
     /// A step's text as progress shows it: variables expanded (unset ones
     /// left as written), the instruction in capitals.
-    fn shown_name(&self, stage: &StageState, text: &str) -> String {
-        let env = StateEnv(&stage.state);
+    fn shown_name(&self, state: &State, text: &str) -> String {
+        let env = StateEnv(state);
         let mut lexer = self.plan.lexer.clone();
         lexer.raw_quotes = true;
         lexer.skip_unset_env = true;
@@ -236,8 +236,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
     }
 
     fn step_name(&self, n: usize, stage: &mut StageState, text: &str, onbuild: bool) -> String {
-        let name = self.shown_name(stage, text);
-        let out = self.prefix(n, stage.steps_done, &name, onbuild, &stage.platform);
+        let shown = self.shown_name(&stage.state, text);
+        self.numbered(n, stage, &shown, onbuild)
+    }
+
+    /// `shown` (a step's name as expanded) numbered as the stage's next
+    /// step, which it counts.
+    fn numbered(&self, n: usize, stage: &mut StageState, shown: &str, onbuild: bool) -> String {
+        let out = self.prefix(n, stage.steps_done, shown, onbuild, &stage.platform);
         stage.steps_done += 1;
         out
     }
@@ -757,10 +763,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             self.step_name(n, stage, &custom, onbuild)
         } else {
             let masked_state = masked.iter().fold(stage.state.clone(), |state, key| state.add_env(key, "****"));
-            let mut shown = StageState { state: masked_state, ..stage.clone() };
-            let name = self.step_name(n, &mut shown, &custom, onbuild);
-            stage.steps_done = shown.steps_done;
-            name
+            let shown = self.shown_name(&masked_state, &custom);
+            self.numbered(n, stage, &shown, onbuild)
         };
         let mut options = self.op(name, Some(self.lines(n, command, onbuild)), Some(&command.original));
         options.ignore_cache = self.ignore_cache;
@@ -816,9 +820,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
 
         let from_context = from.is_none();
         let source = from.unwrap_or_else(|| self.context.clone());
-        let shown = self.shown_name(stage, &command.original);
+        let shown = self.shown_name(&stage.state, &command.original);
         let index_before = stage.steps_done;
-        let pending_name = self.step_name(n, stage, &command.original, onbuild);
+        let pending_name = self.numbered(n, stage, &shown, onbuild);
         let mut copies: Vec<Copy> = Vec::new();
         for src in &transfer.sources {
             message.push_str(&format!(" {src}"));
