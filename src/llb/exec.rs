@@ -62,8 +62,8 @@ pub struct ProxyEnv {
 /// `SecretInfo`).
 #[derive(Debug, Clone)]
 enum Secret {
-    File { target: String, id: String, uid: u32, gid: u32, mode: u32, optional: bool },
-    Env { name: String, id: String, optional: bool },
+    File { target: String, opt: pb::SecretOpt },
+    Env(pb::SecretEnv),
 }
 
 /// An SSH agent socket the session forwards (Go's `SSHInfo`).
@@ -71,11 +71,7 @@ enum Secret {
 struct SshSocket {
     /// Empty: `/run/buildkit/ssh_agent.<n>`, decided when the op is built.
     target: String,
-    id: String,
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    optional: bool,
+    opt: pb::SshOpt,
 }
 
 impl Run {
@@ -134,12 +130,8 @@ impl Run {
     /// SSH mounts go to their own lists, as in Go, and have no output.
     pub fn mount(mut self, mount: Mount) -> Self {
         match mount.kind {
-            MountKind::Secret { id, uid, gid, mode, optional } => {
-                self.secrets.push(Secret::File { target: mount.target, id, uid, gid, mode, optional });
-            }
-            MountKind::Ssh { id, uid, gid, mode, optional } => {
-                self.ssh.push(SshSocket { target: mount.target, id, uid, gid, mode, optional });
-            }
+            MountKind::Secret(opt) => self.secrets.push(Secret::File { target: mount.target, opt }),
+            MountKind::Ssh(opt) => self.ssh.push(SshSocket { target: mount.target, opt }),
             _ => self.mounts.push(mount),
         }
         self
@@ -148,7 +140,7 @@ impl Run {
     /// The secret `id` as the environment variable `name` (`RUN
     /// --mount=type=secret,env=...`; Go's `SecretAsEnvName`).
     pub fn secret_env(mut self, name: &str, id: &str, optional: bool) -> Self {
-        self.secrets.push(Secret::Env { name: name.to_owned(), id: id.to_owned(), optional });
+        self.secrets.push(Secret::Env(pb::SecretEnv { id: id.to_owned(), name: name.to_owned(), optional }));
         self
     }
 
@@ -221,9 +213,9 @@ enum MountKind {
     /// An in-memory filesystem; `size` in bytes, 0 for the default.
     Tmpfs { size: i64 },
     /// A secret from the session, as a file.
-    Secret { id: String, uid: u32, gid: u32, mode: u32, optional: bool },
+    Secret(pb::SecretOpt),
     /// An SSH agent socket from the session.
-    Ssh { id: String, uid: u32, gid: u32, mode: u32, optional: bool },
+    Ssh(pb::SshOpt),
 }
 
 /// An extra mount of an exec op.
@@ -279,7 +271,7 @@ impl Mount {
     /// --mount=type=secret`; Go's `AddSecret` with `SecretFileOpt`; Go's
     /// default mode is `0o400`).
     pub fn secret(target: &str, id: &str, uid: u32, gid: u32, mode: u32, optional: bool) -> Self {
-        Mount::new(target, MountKind::Secret { id: id.to_owned(), uid, gid, mode, optional })
+        Mount::new(target, MountKind::Secret(pb::SecretOpt { id: id.to_owned(), uid, gid, mode, optional }))
     }
 
     /// The session's SSH agent `id` as a socket at `target`; an empty target
@@ -287,7 +279,7 @@ impl Mount {
     /// `AddSSHSocket`, whose default mode is `0o600`). The first SSH socket
     /// also sets `SSH_AUTH_SOCK` unless the environment has it.
     pub fn ssh(target: &str, id: &str, uid: u32, gid: u32, mode: u32, optional: bool) -> Self {
-        Mount::new(target, MountKind::Ssh { id: id.to_owned(), uid, gid, mode, optional })
+        Mount::new(target, MountKind::Ssh(pb::SshOpt { id: id.to_owned(), uid, gid, mode, optional }))
     }
 
     fn new(target: &str, kind: MountKind) -> Self {
@@ -512,13 +504,13 @@ impl ExecOp {
                     }
                 }
                 // Never among `mounts` (see `Run::mount`).
-                MountKind::Secret { .. } | MountKind::Ssh { .. } => {}
+                MountKind::Secret(_) | MountKind::Ssh(_) => {}
             }
         }
         if !self.secrets.is_empty() {
             // Also for secrets only used as env vars, as in Go.
             caps.push("exec.mount.secret");
-            if self.secrets.iter().any(|s| matches!(s, Secret::Env { .. })) {
+            if self.secrets.iter().any(|s| matches!(s, Secret::Env(_))) {
                 caps.push("exec.secretenv");
             }
         }
@@ -608,7 +600,7 @@ impl Vertex for ExecOp {
                     pb_mount.mount_type = pb::MountType::Tmpfs as i32;
                     pb_mount.tmpfs_opt = Some(pb::TmpfsOpt { size: *size });
                 }
-                MountKind::Secret { .. } | MountKind::Ssh { .. } => unreachable!("kept apart by Run::mount"),
+                MountKind::Secret(_) | MountKind::Ssh(_) => unreachable!("kept apart by Run::mount"),
             }
             mounts.push(pb_mount);
         }
@@ -618,20 +610,12 @@ impl Vertex for ExecOp {
         let mut secret_env = Vec::new();
         for secret in &self.secrets {
             match secret {
-                Secret::Env { name, id, optional } => {
-                    secret_env.push(pb::SecretEnv { id: id.clone(), name: name.clone(), optional: *optional });
-                }
-                Secret::File { target, id, uid, gid, mode, optional } => mounts.push(pb::Mount {
+                Secret::Env(env) => secret_env.push(env.clone()),
+                Secret::File { target, opt } => mounts.push(pb::Mount {
                     input: -1,
                     dest: target.clone(),
                     mount_type: pb::MountType::Secret as i32,
-                    secret_opt: Some(pb::SecretOpt {
-                        id: id.clone(),
-                        uid: *uid,
-                        gid: *gid,
-                        mode: *mode,
-                        optional: *optional,
-                    }),
+                    secret_opt: Some(opt.clone()),
                     ..Default::default()
                 }),
             }
@@ -641,13 +625,7 @@ impl Vertex for ExecOp {
                 input: -1,
                 dest: socket.target.clone(),
                 mount_type: pb::MountType::Ssh as i32,
-                ssh_opt: Some(pb::SshOpt {
-                    id: socket.id.clone(),
-                    uid: socket.uid,
-                    gid: socket.gid,
-                    mode: socket.mode,
-                    optional: socket.optional,
-                }),
+                ssh_opt: Some(socket.opt.clone()),
                 ..Default::default()
             });
         }
