@@ -30,6 +30,7 @@ pub mod connect;
 pub mod control;
 pub mod dockerfile;
 pub mod gateway;
+pub mod imagetools;
 pub mod llb;
 pub mod output;
 pub mod progress;
@@ -42,6 +43,7 @@ pub(crate) mod fsync;
 pub(crate) mod gopath;
 pub(crate) mod logging;
 pub(crate) mod printer;
+pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod units;
 

@@ -20,6 +20,7 @@ mod cache;
 pub(crate) mod connect;
 mod daemon;
 mod du;
+mod imagetools;
 mod info;
 mod prune;
 mod solve;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Run a local buildkitd for this machine
     #[command(subcommand)]
     Daemon(daemon::Command),
+    /// Join images in a registry into one index, and inspect them (buildx imagetools)
+    #[command(subcommand)]
+    Imagetools(imagetools::Command),
 }
 
 /// What every command gets: how to reach the daemon, and where to print.
@@ -175,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Cache(command) => cache::run(command, &ctx),
         Command::Daemon(command) => daemon::run(command, &ctx).await,
+        Command::Imagetools(command) => imagetools::run(command, &ctx).await,
     }
 }
 

@@ -60,10 +60,40 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
 
 static IDENTIFIER: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-f0-9]{64}$").expect("compiles"));
 
-/// `reference.TagNameOnly(reference.ParseNormalizedNamed(s)).String()`: the
-/// full name with a domain, `library/` for official images, and `:latest`
-/// when neither tag nor digest is given.
-pub(crate) fn normalize(reference: &str) -> Result<String, ReferenceError> {
+/// A parsed, normalized reference: `domain/path[:tag][@digest]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Named {
+    /// The registry host (`docker.io`, `127.0.0.1:5000`).
+    pub(crate) domain: String,
+    /// The repository path in that registry (`library/busybox`).
+    pub(crate) path: String,
+    pub(crate) tag: Option<String>,
+    pub(crate) digest: Option<String>,
+}
+
+impl Named {
+    /// `domain/path`, the repository's full name.
+    pub(crate) fn name(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.domain, self.path)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `reference.ParseNormalizedNamed(s)`: the reference with its domain and
+/// `library/` for official images, tag and digest as given.
+pub(crate) fn parse_normalized(reference: &str) -> Result<Named, ReferenceError> {
     if IDENTIFIER.is_match(reference) {
         return Err(ReferenceError::Identifier(reference.to_owned()));
     }
@@ -82,33 +112,31 @@ pub(crate) fn normalize(reference: &str) -> Result<String, ReferenceError> {
     };
     let name = &captures[1];
     // The length limit applies to the path, without the domain.
-    let path_len = name.split_once('/').map_or(name.len(), |(_, path)| path.len());
-    if path_len > MAX_PATH_LEN {
+    let (domain, path) = name.split_once('/').unwrap_or(("", name));
+    if path.len() > MAX_PATH_LEN {
         return Err(ReferenceError::TooLong);
     }
-    let tag = captures.get(2).map(|m| m.as_str());
-    let digest = captures.get(3).map(|m| m.as_str());
-    if let Some(digest) = digest {
+    let digest = captures.get(3).map(|m| m.as_str().to_owned());
+    if let Some(digest) = &digest {
         validate_digest(digest)?;
     }
-    let mut out = name.to_owned();
-    match (tag, digest) {
-        (None, None) => {
-            out.push(':');
-            out.push_str(DEFAULT_TAG);
-        }
-        (tag, digest) => {
-            if let Some(tag) = tag {
-                out.push(':');
-                out.push_str(tag);
-            }
-            if let Some(digest) = digest {
-                out.push('@');
-                out.push_str(digest);
-            }
-        }
+    Ok(Named {
+        domain: domain.to_owned(),
+        path: path.to_owned(),
+        tag: captures.get(2).map(|m| m.as_str().to_owned()),
+        digest,
+    })
+}
+
+/// `reference.TagNameOnly(reference.ParseNormalizedNamed(s)).String()`: the
+/// full name with a domain, `library/` for official images, and `:latest`
+/// when neither tag nor digest is given.
+pub(crate) fn normalize(reference: &str) -> Result<String, ReferenceError> {
+    let mut named = parse_normalized(reference)?;
+    if named.tag.is_none() && named.digest.is_none() {
+        named.tag = Some(DEFAULT_TAG.to_owned());
     }
-    Ok(out)
+    Ok(named.to_string())
 }
 
 /// distribution's `splitDockerDomain`: whether the first component is a

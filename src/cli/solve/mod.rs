@@ -8,7 +8,7 @@
 mod call;
 mod carry;
 mod flags;
-pub(super) mod metadata;
+pub(crate) mod metadata;
 mod native;
 mod plan;
 
