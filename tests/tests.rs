@@ -18,6 +18,7 @@ mod native;
 mod native_frontend;
 mod outputs;
 mod progress;
+mod provenance;
 mod rootless;
 mod secrets;
 mod solve;

@@ -135,6 +135,31 @@ impl NativeFrontend {
             })
     }
 
+    /// Whether the provenance asked for is `mode=min` (the daemon's default
+    /// is `max`; the last `mode=` wins, as in its CSV parse).
+    fn provenance_is_min(&self) -> bool {
+        let value = self.attrs.get("attest:provenance").map_or("", String::as_str);
+        value.split(',').rev().find_map(|field| field.trim().strip_prefix("mode=")) == Some("min")
+    }
+
+    /// Solves the local folder the Dockerfile comes from, as `dockerfile.v0`
+    /// does to read it, so the daemon's provenance lists it among the
+    /// build's locals (it records the local sources it builds). The lint
+    /// subrequest reads it so too; this runs when no lint does.
+    async fn record_dockerfile_local(&self, gateway: &Gateway) -> Result<(), crate::gateway::GatewayError> {
+        let name = self.attrs.get("dockerfilekey").filter(|k| !k.is_empty()).map_or("dockerfile", String::as_str);
+        let filename = self.attrs.get("filename").map_or("Dockerfile", String::as_str);
+        let mut options = crate::llb::LocalOptions::new(gateway.session_id());
+        options.follow_paths = vec![filename.to_owned(), format!("{filename}.dockerignore")];
+        options.shared_key_hint = Some(name.to_owned());
+        options.op.custom_name = Some(format!("[internal] load build definition from {filename}"));
+        let definition = crate::llb::local(name, options)
+            .marshal()
+            .map_err(|error| crate::gateway::GatewayError::Frontend(FrontendError::new(error)))?;
+        let reference = gateway.solve(definition).await?;
+        gateway.evaluate(&reference).await
+    }
+
     /// The compile options the attributes describe, or the attribute the
     /// compiler does not handle.
     fn options(&self, gateway: &Gateway, targets: &mut Vec<pb::Platform>) -> Result<CompileOptions, CompileError> {
@@ -239,13 +264,16 @@ impl NativeFrontend {
     }
 
     async fn compile(&self, gateway: &Gateway) -> Result<Vec<Compiled>, CompileError> {
-        if self.mode == NativeMode::Auto && self.wants_provenance() {
-            // The daemon records the build's request (its build args) in the
-            // provenance only for frontends it runs; a graph from here would
-            // get a provenance without them.
+        if self.mode == NativeMode::Auto && self.wants_provenance() && !self.provenance_is_min() {
+            // The daemon records the build's request (frontend, arguments,
+            // config source) in the provenance only for frontends it runs,
+            // and no frontend may write a provenance of its own (BuildKit's
+            // exporter refuses it). In mode=min, buildx's default, the
+            // arguments are left out anyway; mode=max records them all.
             return Err(CompileError::Unsupported {
                 line: 0,
-                feature: "provenance attestations (they record a build's arguments only for the daemon's frontend)"
+                feature: "provenance attestations with mode=max (BuildKit records a build's arguments only \
+                          for frontends it runs)"
                     .into(),
             });
         }
@@ -291,8 +319,17 @@ impl ClientFrontend for NativeFrontend {
         let solves = compiled
             .iter()
             .map(|build| gateway.solve_with(build.definition.clone(), gateway.cache_imports(), &self.attrs));
-        let (references, ()) = tokio::join!(futures::future::join_all(solves), self.lint(gateway));
+        let record_dockerfile = async {
+            if self.wants_provenance() && self.checks_skipped() {
+                self.record_dockerfile_local(gateway).await
+            } else {
+                Ok(())
+            }
+        };
+        let (references, (), recorded) =
+            tokio::join!(futures::future::join_all(solves), self.lint(gateway), record_dockerfile);
         let references = references.into_iter().collect::<Result<Vec<_>, _>>()?;
+        recorded?;
         if let ([build], [reference]) = (compiled.as_slice(), references.as_slice()) {
             let metadata = build.exporter_metadata();
             return Ok(FrontendOutput { reference: Some(reference.clone()), metadata, ..Default::default() });
