@@ -19,6 +19,7 @@ mod native;
 mod native_frontend;
 mod outputs;
 mod progress;
+mod provenance;
 mod rootless;
 mod secrets;
 mod solve;

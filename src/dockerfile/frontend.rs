@@ -135,6 +135,40 @@ impl NativeFrontend {
             })
     }
 
+    /// Whether the provenance asked for is `mode=min` (the daemon's default
+    /// is `max`; the last `mode=` wins, as in its CSV parse).
+    fn provenance_is_min(&self) -> bool {
+        let value = self.attrs.get("attest:provenance").map_or("", String::as_str);
+        value.split(',').rev().find_map(|field| field.strip_prefix("mode=")) == Some("min")
+    }
+
+    /// Solves the local folder the Dockerfile comes from, as `dockerfile.v0`
+    /// does to read it, so the daemon's provenance lists it among the
+    /// build's locals (it records the local sources it builds). The lint
+    /// subrequest reads it so too; this runs when no lint does. Best effort:
+    /// a failure only leaves the local out of the provenance.
+    async fn record_dockerfile_local(&self, gateway: &Gateway) {
+        if let Err(error) = self.load_dockerfile_local(gateway).await {
+            tracing::debug!(%error, "the Dockerfile's local was not loaded for the provenance");
+        }
+    }
+
+    async fn load_dockerfile_local(&self, gateway: &Gateway) -> Result<(), FrontendError> {
+        let name = self.attrs.get("dockerfilekey").filter(|k| !k.is_empty()).map_or("dockerfile", String::as_str);
+        let filename = self.attrs.get("filename").map_or("Dockerfile", String::as_str);
+        let mut options = crate::llb::LocalOptions::new(gateway.session_id());
+        options.follow_paths = vec![filename.to_owned(), format!("{filename}.dockerignore")];
+        // dockerui also tries the lower-case name (moby/moby#10858).
+        if let Some(dir) = filename.strip_suffix("Dockerfile").filter(|d| d.is_empty() || d.ends_with('/')) {
+            options.follow_paths.push(format!("{dir}dockerfile"));
+        }
+        options.shared_key_hint = Some(name.to_owned());
+        options.op.custom_name = Some(format!("[internal] load build definition from {filename}"));
+        let definition = crate::llb::local(name, options).marshal().map_err(FrontendError::new)?;
+        let reference = gateway.solve(definition).await?;
+        Ok(gateway.evaluate(&reference).await?)
+    }
+
     /// The compile options the attributes describe, or the attribute the
     /// compiler does not handle.
     fn options(&self, gateway: &Gateway, targets: &mut Vec<pb::Platform>) -> Result<CompileOptions, CompileError> {
@@ -239,13 +273,16 @@ impl NativeFrontend {
     }
 
     async fn compile(&self, gateway: &Gateway) -> Result<Vec<Compiled>, CompileError> {
-        if self.mode == NativeMode::Auto && self.wants_provenance() {
-            // The daemon records the build's request (its build args) in the
-            // provenance only for frontends it runs; a graph from here would
-            // get a provenance without them.
+        if self.mode == NativeMode::Auto && self.wants_provenance() && !self.provenance_is_min() {
+            // The daemon records the build's request (frontend, arguments,
+            // config source) in the provenance only for frontends it runs,
+            // and no frontend may write a provenance of its own (BuildKit's
+            // exporter refuses it). In mode=min, buildx's default, the
+            // arguments are left out anyway; mode=max records them all.
             return Err(CompileError::Unsupported {
                 line: 0,
-                feature: "provenance attestations (they record a build's arguments only for the daemon's frontend)"
+                feature: "provenance attestations with mode=max (BuildKit records a build's arguments only \
+                          for frontends it runs)"
                     .into(),
             });
         }
@@ -291,7 +328,13 @@ impl ClientFrontend for NativeFrontend {
         let solves = compiled
             .iter()
             .map(|build| gateway.solve_with(build.definition.clone(), gateway.cache_imports(), &self.attrs));
-        let (references, ()) = tokio::join!(futures::future::join_all(solves), self.lint(gateway));
+        let record_dockerfile = async {
+            if self.wants_provenance() && self.checks_skipped() {
+                self.record_dockerfile_local(gateway).await;
+            }
+        };
+        let (references, (), ()) =
+            tokio::join!(futures::future::join_all(solves), self.lint(gateway), record_dockerfile);
         let references = references.into_iter().collect::<Result<Vec<_>, _>>()?;
         if let ([build], [reference]) = (compiled.as_slice(), references.as_slice()) {
             let metadata = build.exporter_metadata();
@@ -427,5 +470,29 @@ impl ImageResolver for GatewayResolver<'_> {
             },
         };
         Ok(ResolvedImage { reference: resolved.reference, digest: resolved.digest, config: resolved.config })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_provenance(value: &str) -> NativeFrontend {
+        let attrs = BTreeMap::from([("attest:provenance".to_owned(), value.to_owned())]);
+        NativeFrontend::new(String::new(), "Dockerfile".into(), Vec::new(), attrs, NativeMode::Auto)
+    }
+
+    #[test]
+    fn only_a_mode_min_provenance_builds_natively() {
+        assert!(with_provenance("mode=min,inline-only=true").provenance_is_min(), "buildx's default");
+        assert!(!with_provenance("type=provenance").provenance_is_min(), "BuildKit's default mode is max");
+        assert!(!with_provenance("mode=max").provenance_is_min());
+        assert!(!with_provenance("mode=min,mode=full").provenance_is_min(), "the last mode wins");
+        assert!(with_provenance("mode=max,mode=min").provenance_is_min());
+        assert!(with_provenance("mode=min").wants_provenance());
+        assert!(
+            !with_provenance("mode=min").without_exports().wants_provenance(),
+            "nothing exported, nothing attested"
+        );
     }
 }
