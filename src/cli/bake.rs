@@ -157,7 +157,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if cancel.is_cancelled() {
         return Err(crate::error::Cancelled.into());
     }
-    report(&outcomes, &exports, elapsed, mode, ctx)?;
+    // rawjson: JSON lines only, unless -v asks for the summary too.
+    if mode != ProgressMode::RawJson || ctx.printer.is_verbose() {
+        report(&outcomes, &exports, elapsed, mode, ctx)?;
+    }
 
     if let Some(path) = &args.metadata_file {
         write_metadata(path, &outcomes)?;

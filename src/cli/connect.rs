@@ -3,12 +3,97 @@
 //! `fbuild daemon start`. The library's [`ConnectError`] says what failed in
 //! terms of the address and certificates; only here do flags appear.
 
-use crate::connect::{Address, AddressError, ConnectError, ConnectFailure, Stage, StatusError};
+use crate::connect::{
+    builders, Address, AddressError, ConnectError, ConnectFailure, ConnectOptions, Stage, StatusError, TlsOptions,
+};
 use crate::error::Hinted;
 
 /// The error with its hints, for the CLI's error renderer.
 pub(crate) fn into_hinted(err: ConnectError) -> anyhow::Error {
     let hints = hints(&err);
+    Hinted::wrap(err, hints)
+}
+
+/// Where a buildx builder chosen for this run came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BuilderOrigin {
+    pub(crate) name: String,
+    /// `--builder`, `BUILDX_BUILDER`, or buildx's current builder.
+    pub(crate) how: &'static str,
+}
+
+/// The daemon to connect to, in this order: `--addr` or `--builder` (both
+/// is an error), `BUILDKIT_HOST`, `BUILDX_BUILDER`, buildx's current
+/// builder when it is a remote-driver one, the default socket. A flag beats
+/// a variable, and fbuild's own variable beats buildx's. `--tls*` flags
+/// override a builder's TLS files one by one.
+pub(crate) fn choose_daemon(
+    given: &ConnectOptions,
+    builder: Option<&str>,
+    sources: super::Sources,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(ConnectOptions, Option<BuilderOrigin>)> {
+    if sources.addr_flag && sources.builder_flag && given.addr.is_some() && builder.is_some() {
+        anyhow::bail!("--addr and --builder both choose the daemon; give one of them");
+    }
+    let named = match (given.addr.is_some(), builder) {
+        (true, Some(_)) if sources.addr_flag || !sources.builder_flag => None,
+        (_, Some(name)) => {
+            Some(BuilderOrigin { name: name.into(), how: if sources.builder_flag { "--builder" } else { "BUILDX_BUILDER" } })
+        }
+        (_, None) => None,
+    };
+    let origin = match named {
+        Some(origin) => Some(origin),
+        None if given.addr.is_some() => None,
+        None => current_builder(env)?,
+    };
+    let Some(origin) = origin else {
+        return Ok((given.clone(), None));
+    };
+    let in_context = |err: builders::BuilderError| {
+        let hint = format!(
+            "the builder {:?} comes from {}; use --addr (or BUILDKIT_HOST) to give fbuild the daemon's address instead",
+            origin.name, origin.how
+        );
+        Hinted::wrap(err, vec![hint])
+    };
+    let dir = builders::store_dir(env).ok_or_else(|| {
+        anyhow::anyhow!("cannot find buildx's builder store for builder {:?}: HOME is not set", origin.name)
+    })?;
+    let from_store = builders::load(&dir, &origin.name).and_then(|b| b.connect_options()).map_err(in_context)?;
+    let tls = TlsOptions {
+        ca_cert: given.tls.ca_cert.clone().or(from_store.tls.ca_cert),
+        cert: given.tls.cert.clone().or(from_store.tls.cert),
+        key: given.tls.key.clone().or(from_store.tls.key),
+        server_name: given.tls.server_name.clone().or(from_store.tls.server_name),
+    };
+    tracing::debug!(builder = origin.name, how = origin.how, addr = ?from_store.addr, "using a buildx builder");
+    Ok((ConnectOptions { addr: from_store.addr, tls }, Some(origin)))
+}
+
+/// buildx's current builder, when it is a remote-driver one; others are
+/// for buildx alone and leave fbuild on its default socket.
+fn current_builder(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<BuilderOrigin>> {
+    let Some(dir) = builders::store_dir(env) else {
+        return Ok(None);
+    };
+    let Some(name) = builders::current(&dir, &builders::docker_endpoint(env))? else {
+        return Ok(None);
+    };
+    match builders::load(&dir, &name) {
+        Ok(builder) if builder.driver == "remote" => {
+            Ok(Some(BuilderOrigin { name, how: "buildx's current builder (`docker buildx use`)" }))
+        }
+        Ok(_) | Err(builders::BuilderError::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A connection failure to a builder's daemon, with the builder named.
+pub(crate) fn into_hinted_from_builder(err: ConnectError, origin: &BuilderOrigin) -> anyhow::Error {
+    let mut hints = vec![format!("the address is buildx builder {:?}'s, chosen by {}", origin.name, origin.how)];
+    hints.extend(self::hints(&err).into_iter().filter(|h| !h.contains("BUILDKIT_HOST")));
     Hinted::wrap(err, hints)
 }
 

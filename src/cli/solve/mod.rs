@@ -230,9 +230,6 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
-    for warning in &plan.warnings {
-        let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
-    }
     let connection = ctx.connect().await?;
 
     // As buildx: no stale image id survives a failed build.
@@ -258,6 +255,11 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))
         .with_dockerfile(SourceFile::new(plan.dockerfile.name.clone(), plan.dockerfile.text.clone()))
         .with_expanded_warnings(ctx.printer.is_verbose());
+    // fbuild's own lines for people; rawjson carries JSON lines only (unless -v asks for more).
+    let notes = shows_notes(mode, ctx.printer);
+    for warning in &plan.warnings {
+        progress.warn(warning);
+    }
     let cancel = CancellationToken::new();
     let on_signal = tokio::spawn({
         let cancel = cancel.clone();
@@ -287,7 +289,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error),
     };
-    if let Some(reason) = native.as_ref().and_then(|n| n.fallback()) {
+    if let Some(reason) = native.as_ref().and_then(|n| n.fallback()).filter(|_| notes) {
         let _ = writeln!(ctx.printer.stderr(), "notice: {reason}; the daemon's Dockerfile frontend builds it instead");
     }
     let report = match result {
@@ -308,7 +310,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     // The daemon keeps earlier uploads: say how much this build really sent.
-    if mode != ProgressMode::Quiet {
+    if notes {
         let files = report.transfer.files;
         let _ = writeln!(
             ctx.printer.stderr(),
@@ -335,7 +337,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(code));
     }
     if let Some(load) = &plan.load {
-        load_image(load, ctx.printer)?;
+        load_image(load, ctx.printer, notes)?;
     }
     let image_id = image_id(&exports, &report.exporter_response);
     if let Some(path) = &plan.iidfile {
@@ -353,7 +355,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         })
         .cloned()
         .collect();
-    tell_where_outputs_went(&user_exports, &report.exporter_response, ctx.printer)?;
+    if notes {
+        tell_where_outputs_went(&user_exports, &report.exporter_response, ctx.printer)?;
+    }
     if quiet && !exports.iter().any(|e| e.destination == Some(OutputDest::Stdout)) {
         if let Some(id) = image_id {
             writeln!(ctx.printer.stdout(), "{id}")?;
@@ -374,7 +378,7 @@ fn image_id(exports: &[ExportEntry], response: &BTreeMap<String, String>) -> Opt
 }
 
 /// `--load`: hands the docker archive to `docker load` (or podman's).
-fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer) -> anyhow::Result<()> {
+fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer, notes: bool) -> anyhow::Result<()> {
     let output = std::process::Command::new(&load.program)
         .arg("load")
         .arg("-i")
@@ -390,11 +394,26 @@ fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer) -> anyhow
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
+    if !notes {
+        return Ok(());
+    }
     let mut err = printer.stderr();
     err.write_all(&output.stdout)?;
     let name = load.program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     writeln!(err, "loaded the image into {name}")?;
     Ok(())
+}
+
+/// Whether fbuild's own lines for people (what was sent, where outputs
+/// went) go to stderr: not with `--progress quiet`/`none`, and not with
+/// rawjson, whose stream scripts read as JSON lines (buildx adds nothing
+/// after its rawjson stream either), unless `-v` asks for them.
+pub(crate) fn shows_notes(mode: ProgressMode, printer: crate::printer::Printer) -> bool {
+    match mode {
+        ProgressMode::Quiet => false,
+        ProgressMode::RawJson => printer.is_verbose(),
+        _ => true,
+    }
 }
 
 /// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.
