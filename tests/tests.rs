@@ -3,6 +3,7 @@ mod util;
 mod bake;
 mod buildx_compat;
 mod cache_commands;
+mod ci_env;
 mod cli_help;
 mod connect_tls;
 mod daemon_cmd;

@@ -154,7 +154,8 @@ impl Context {
 }
 
 /// The whole program: parse, run, render errors, map to exit codes
-/// (0 success, 1 a failed build or request, 130 cancelled).
+/// (0 success, 1 a bad command line or a failed build or request, 130
+/// cancelled).
 pub fn main() -> ExitCode {
     let cli = parse();
     crate::logging::init(cli.global.verbose);
@@ -193,11 +194,19 @@ pub fn main() -> ExitCode {
 /// Parses the command line, noting which daemon choices were flags.
 fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|err| exit_on_bad_flags(err));
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| exit_on_bad_flags(err));
     let from_flag = |id: &str| matches!(matches.value_source(id), Some(clap::parser::ValueSource::CommandLine));
     cli.global.sources = Sources { addr_flag: from_flag("addr"), builder_flag: from_flag("builder") };
     cli
+}
+
+/// `--help` and `--version` print and exit 0; a bad command line exits 1,
+/// as buildx does (clap's own code, 2, is not what CI scripts written for
+/// buildx expect).
+fn exit_on_bad_flags(err: clap::Error) -> ! {
+    let _ = err.print();
+    std::process::exit(if err.use_stderr() { 1 } else { 0 })
 }
 
 /// Runs the parsed command line.

@@ -106,11 +106,13 @@ pub struct Args {
     #[arg(long)]
     pub push: bool,
 
-    /// Import build cache (`type=registry,ref=...`, or a bare registry ref)
+    /// Import build cache: type=registry,ref=REF (or a bare REF), type=local,src=DIR, type=gha, type=s3,
+    /// type=azblob (gha and s3 take GitHub's and AWS's credentials from the environment, as buildx does)
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
 
-    /// Export build cache (`type=registry,ref=...[,mode=max]`, `type=inline`)
+    /// Export build cache: type=registry,ref=REF, type=local,dest=DIR, type=inline, type=gha, type=s3,
+    /// type=azblob; mode=max keeps every stage's layers
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
 
@@ -182,7 +184,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "call")]
     pub check: bool,
 
-    /// Progress output: auto, tty, plain, rawjson, quiet
+    /// Progress output: auto, tty, plain, rawjson (JSON lines only), quiet or none
     #[arg(long, env = "BUILDKIT_PROGRESS", value_name = "MODE", default_value = "auto")]
     pub progress: String,
 
@@ -230,6 +232,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
+    if let Some(load) = &plan.load {
+        check_loader(load)?;
+    }
     let connection = ctx.connect().await?;
 
     // As buildx: no stale image id survives a failed build.
@@ -248,7 +253,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 
     // buildx's `-q` (and `--progress quiet`): no progress, the image id on stdout.
-    let quiet = ctx.printer.verbosity == crate::printer::Verbosity::Quiet || args.progress == "quiet";
+    let quiet = ctx.printer.verbosity == crate::printer::Verbosity::Quiet || matches!(args.progress.as_str(), "quiet" | "none");
     let mode = if quiet { ProgressMode::Quiet } else { plan.progress };
     // Buffered so a frame or a batch of lines reaches the terminal in one
     // write; the writer flushes after each.
@@ -375,6 +380,27 @@ fn image_id(exports: &[ExportEntry], response: &BTreeMap<String, String>) -> Opt
     let prefer_digest = exports.iter().any(|e| e.attrs.get("prefer-image-digest").is_some_and(|v| v == "true"));
     let config = response.get("containerimage.config.digest").filter(|_| !prefer_digest);
     config.or_else(|| response.get("containerimage.digest")).filter(|id| !id.is_empty()).cloned()
+}
+
+/// `--load` needs somewhere to load into, checked before building as buildx
+/// checks (it asks the Docker API first): `docker version` fails when no
+/// Docker daemon answers; podman needs no daemon.
+fn check_loader(load: &plan::LoadPlan) -> anyhow::Result<()> {
+    let output = std::process::Command::new(&load.program)
+        .arg("version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {} version (--load)", load.program.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+        anyhow::bail!(
+            "--load: {} cannot load images: `{} version` failed ({reason}); nothing was built",
+            load.program.display(),
+            load.program.display()
+        );
+    }
+    Ok(())
 }
 
 /// `--load`: hands the docker archive to `docker load` (or podman's).
