@@ -1,9 +1,11 @@
 mod util;
 
 mod bake;
+mod builders;
 mod buildx_compat;
 mod cache_commands;
 mod ci_env;
+mod ci_recipes;
 mod cli_help;
 mod connect_tls;
 mod daemon_cmd;
