@@ -84,8 +84,10 @@ fn other_drivers_and_unknown_builders_say_what_to_do() {
     assert!(stderr.contains("no buildx builder named \"nope\" in"), "{stderr}");
     assert!(stderr.contains("comes from BUILDX_BUILDER"), "{stderr}");
 
-    let output =
-        fbuild(config.path()).args(["--builder", "fixture-remote", "--addr", &testenv().addr, "info"]).output().unwrap();
+    let output = fbuild(config.path())
+        .args(["--builder", "fixture-remote", "--addr", &testenv().addr, "info"])
+        .output()
+        .unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--addr and --builder both choose the daemon"), "{stderr}");

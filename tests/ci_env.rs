@@ -108,10 +108,8 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) {
             ("PATCH" | "POST", p) if p.contains("/_apis/artifactcache/caches/") => ("204 No Content", String::new()),
             _ => ("404 Not Found", String::new()),
         };
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
+        let head =
+            format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
         if out.write_all(head.as_bytes()).and_then(|()| out.write_all(body.as_bytes())).is_err() {
             return;
         }
@@ -135,10 +133,7 @@ fn runtime_token() -> String {
 
 /// A project with a step of its own, so there is a layer to export.
 fn project(dir: &Path) {
-    util::write_files(
-        dir,
-        &[("Dockerfile", &format!("FROM {}\nRUN echo {} > /stamp\n", testenv().busybox, unique()))],
-    );
+    util::write_files(dir, &[("Dockerfile", &format!("FROM {}\nRUN echo {} > /stamp\n", testenv().busybox, unique()))]);
 }
 
 fn assert_hidden(secrets: &[&str], texts: &[(&str, &str)]) {
@@ -241,7 +236,13 @@ fn bake_print_never_shows_credentials_from_the_environment() {
         "{stdout}"
     );
     assert_hidden(
-        &["sensitive_token", "cache.github.com", "definitely_dont_look_here", "hackers_please_dont_steal", "not_a_mitm"],
+        &[
+            "sensitive_token",
+            "cache.github.com",
+            "definitely_dont_look_here",
+            "hackers_please_dont_steal",
+            "not_a_mitm",
+        ],
         &[("stdout", &stdout), ("stderr", &stderr)],
     );
 }
@@ -256,7 +257,9 @@ fn s3_endpoint() -> String {
         .ok()
         .or_else(|| {
             let text = std::fs::read_to_string(&env_file).ok()?;
-            text.lines().find_map(|l| l.strip_prefix("export FBUILD_TEST_S3=")).map(|v| v.trim_matches('\'').to_string())
+            text.lines()
+                .find_map(|l| l.strip_prefix("export FBUILD_TEST_S3="))
+                .map(|v| v.trim_matches('\'').to_string())
         })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| {

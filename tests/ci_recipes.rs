@@ -26,9 +26,10 @@ fn actionlint() -> PathBuf {
         let text = std::fs::read_to_string(&env_file).ok()?;
         text.lines().find_map(|l| l.strip_prefix("export FBUILD_ACTIONLINT=")).map(|v| v.trim_matches('\'').to_string())
     };
-    let path = std::env::var("FBUILD_ACTIONLINT").ok().or_else(from_file).filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        panic!("FBUILD_ACTIONLINT is neither set nor in {}; run `scripts/testenv.sh up`", env_file.display())
-    });
+    let path =
+        std::env::var("FBUILD_ACTIONLINT").ok().or_else(from_file).filter(|p| !p.is_empty()).unwrap_or_else(|| {
+            panic!("FBUILD_ACTIONLINT is neither set nor in {}; run `scripts/testenv.sh up`", env_file.display())
+        });
     PathBuf::from(path)
 }
 
@@ -56,7 +57,8 @@ fn github_build_script() -> String {
 fn gitlab_build_script() -> String {
     let pipeline = yaml("gitlab-ci.yml");
     let script = pipeline["build-image"]["script"].as_sequence().expect("build-image.script");
-    let lines: Vec<&str> = script.iter().filter_map(|l| l.as_str()).filter(|l| !l.starts_with("fbuild daemon")).collect();
+    let lines: Vec<&str> =
+        script.iter().filter_map(|l| l.as_str()).filter(|l| !l.starts_with("fbuild daemon")).collect();
     assert!(lines.iter().any(|l| l.contains("fbuild solve")), "{lines:?}");
     lines.join("\n")
 }

@@ -333,7 +333,15 @@ fn cache_mounts_travel_to_a_fresh_runner() {
         .env(helper.0, &helper.1)
         .arg("solve")
         .arg(work.path())
-        .args(["--progress", "rawjson", "-v", "--cache-from", &from, "-o", &format!("type=local,dest={}", out.display())])
+        .args([
+            "--progress",
+            "rawjson",
+            "-v",
+            "--cache-from",
+            &from,
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ])
         .output()
         .unwrap();
     let changed_err = util::text(&changed.stderr);

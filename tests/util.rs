@@ -496,7 +496,8 @@ pub fn rawjson_warnings(rawjson: &str) -> Vec<String> {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("a rawjson line that is not JSON ({e}): {line}"));
         for warning in value["warnings"].as_array().into_iter().flatten() {
-            let short = base64::engine::general_purpose::STANDARD.decode(warning["short"].as_str().unwrap_or("")).unwrap();
+            let short =
+                base64::engine::general_purpose::STANDARD.decode(warning["short"].as_str().unwrap_or("")).unwrap();
             warnings.push(String::from_utf8_lossy(&short).into_owned());
         }
     }

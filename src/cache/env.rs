@@ -179,7 +179,8 @@ mod tests {
         let e = entry("type=gha,token=mine,url=https://other/", &github).unwrap();
         assert_eq!(attrs(&e), [("token", "mine"), ("url", "https://other/")]);
         // Without ACTIONS_CACHE_URL the results URL is the URL.
-        let e = entry("type=gha", &[("ACTIONS_RUNTIME_TOKEN", "tok"), ("ACTIONS_RESULTS_URL", "https://res/")]).unwrap();
+        let e =
+            entry("type=gha", &[("ACTIONS_RUNTIME_TOKEN", "tok"), ("ACTIONS_RESULTS_URL", "https://res/")]).unwrap();
         assert_eq!(attrs(&e), [("token", "tok"), ("url", "https://res/")]);
         // Cache service v2: url_v2 from the results URL, by variable or by attribute.
         let v2 = [

@@ -38,9 +38,10 @@ pub(crate) fn choose_daemon(
     }
     let named = match (given.addr.is_some(), builder) {
         (true, Some(_)) if sources.addr_flag || !sources.builder_flag => None,
-        (_, Some(name)) => {
-            Some(BuilderOrigin { name: name.into(), how: if sources.builder_flag { "--builder" } else { "BUILDX_BUILDER" } })
-        }
+        (_, Some(name)) => Some(BuilderOrigin {
+            name: name.into(),
+            how: if sources.builder_flag { "--builder" } else { "BUILDX_BUILDER" },
+        }),
         (_, None) => None,
     };
     let origin = match named {

@@ -30,12 +30,14 @@ mod workers;
 /// watch progress and manage the daemon's cache.
 #[derive(Debug, Parser)]
 #[command(name = "fbuild", version, propagate_version = true, max_term_width = 110)]
-#[command(after_help = "The daemon is the first of: --addr or --builder (not both), $BUILDKIT_HOST, $BUILDX_BUILDER,\n\
+#[command(
+    after_help = "The daemon is the first of: --addr or --builder (not both), $BUILDKIT_HOST, $BUILDX_BUILDER,\n\
 buildx's current builder (`docker buildx use`), the default socket (/run/buildkit/buildkitd.sock for\n\
 root, $XDG_RUNTIME_DIR/buildkit/buildkitd.sock otherwise). Builders are read from buildx's store\n\
 ($BUILDX_CONFIG, else $DOCKER_CONFIG/buildx, else ~/.docker/buildx); only remote-driver builders\n\
 (`docker buildx create --driver remote ADDR`) can be used. Flags beat variables.\n\
-No daemon yet? `fbuild daemon start` runs one for you.")]
+No daemon yet? `fbuild daemon start` runs one for you."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

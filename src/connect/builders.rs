@@ -33,9 +33,7 @@ pub enum BuilderError {
         dir: PathBuf,
     },
     /// The name cannot be a builder's (buildx's `ValidateName`).
-    #[error(
-        "invalid builder name {name:?}: a name starts with a letter and holds only letters, digits and . _ -"
-    )]
+    #[error("invalid builder name {name:?}: a name starts with a letter and holds only letters, digits and . _ -")]
     InvalidName {
         /// The name asked for.
         name: String,

@@ -253,7 +253,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 
     // buildx's `-q` (and `--progress quiet`): no progress, the image id on stdout.
-    let quiet = ctx.printer.verbosity == crate::printer::Verbosity::Quiet || matches!(args.progress.as_str(), "quiet" | "none");
+    let quiet =
+        ctx.printer.verbosity == crate::printer::Verbosity::Quiet || matches!(args.progress.as_str(), "quiet" | "none");
     let mode = if quiet { ProgressMode::Quiet } else { plan.progress };
     // Buffered so a frame or a batch of lines reaches the terminal in one
     // write; the writer flushes after each.
