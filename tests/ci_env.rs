@@ -106,6 +106,10 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) {
                 ("201 Created", format!("{{\"cacheId\":{id}}}"))
             }
             ("PATCH" | "POST", p) if p.contains("/_apis/artifactcache/caches/") => ("204 No Content", String::new()),
+            // Cache service v2 (twirp): nothing cached yet.
+            ("POST", p) if p.ends_with("/CacheService/GetCacheEntryDownloadURL") => {
+                ("200 OK", r#"{"ok":false,"signed_download_url":"","matched_key":""}"#.to_string())
+            }
             _ => ("404 Not Found", String::new()),
         };
         let head =
@@ -178,6 +182,33 @@ fn gha_cache_takes_githubs_token_and_url_from_the_environment() {
     assert!(seen.iter().all(|s| s.authorization.as_deref() == Some(&bearer)), "the daemon's requests: {seen:#?}");
     let metadata = std::fs::read_to_string(&metadata).unwrap();
     assert_hidden(&[&token], &[("stdout", &stdout), ("stderr", &stderr), ("the metadata file", &metadata)]);
+}
+
+#[test]
+fn gha_cache_service_v2_gets_the_results_url() {
+    // GitHub's newer cache service: ACTIONS_CACHE_SERVICE_V2 and only the results URL.
+    let service = FakeCacheService::start();
+    let token = runtime_token();
+    let dir = util::tempdir();
+    project(dir.path());
+    let output = util::fbuild()
+        .env("ACTIONS_RUNTIME_TOKEN", &token)
+        .env("ACTIONS_RESULTS_URL", &service.url)
+        .env("ACTIONS_CACHE_SERVICE_V2", "true")
+        .env_remove("ACTIONS_CACHE_URL")
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--progress", "plain", "--cache-from", "type=gha,scope=v2test"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    let seen = service.seen();
+    let lookup = "/twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL";
+    assert!(seen.iter().any(|s| s.method == "POST" && s.path.ends_with(lookup)), "{seen:#?}\n{stderr}");
+    let bearer = format!("Bearer {token}");
+    assert!(seen.iter().all(|s| s.authorization.as_deref() == Some(&bearer)), "the daemon's requests: {seen:#?}");
+    assert_hidden(&[&token], &[("stdout", &stdout), ("stderr", &stderr)]);
 }
 
 #[test]

@@ -435,7 +435,7 @@ fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer, notes: bo
 /// went) go to stderr: not with `--progress quiet`/`none`, and not with
 /// rawjson, whose stream scripts read as JSON lines (buildx adds nothing
 /// after its rawjson stream either), unless `-v` asks for them.
-pub(crate) fn shows_notes(mode: ProgressMode, printer: crate::printer::Printer) -> bool {
+fn shows_notes(mode: ProgressMode, printer: crate::printer::Printer) -> bool {
     match mode {
         ProgressMode::Quiet => false,
         ProgressMode::RawJson => printer.is_verbose(),
