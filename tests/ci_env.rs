@@ -342,3 +342,34 @@ fn s3_cache_exports_and_imports_with_credentials_only_in_the_environment() {
     let stderr = run(&second, &["--cache-from", &cache]);
     assert_eq!(util::rawjson_step_cached(&stderr, "RUN echo"), Some(true), "the step comes from S3:\n{stderr}");
 }
+
+#[test]
+fn bake_targets_take_githubs_variables_too() {
+    let service = FakeCacheService::start();
+    let token = runtime_token();
+    let dir = util::tempdir();
+    project(dir.path());
+    util::write_files(
+        dir.path(),
+        &[(
+            "docker-bake.hcl",
+            "target \"default\" {\n  cache-from = [\"type=gha\"]\n  cache-to = [\"type=gha,mode=max\"]\n}\n",
+        )],
+    );
+    let output = util::fbuild()
+        .current_dir(dir.path())
+        .env("ACTIONS_RUNTIME_TOKEN", &token)
+        .env("ACTIONS_CACHE_URL", &service.url)
+        .env_remove("ACTIONS_RESULTS_URL")
+        .env_remove("ACTIONS_CACHE_SERVICE_V2")
+        .args(["bake", "--progress", "plain"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    let seen = service.seen();
+    assert!(seen.iter().any(|s| s.method == "POST"), "the bake target exported nothing to the service: {seen:#?}");
+    let bearer = format!("Bearer {token}");
+    assert!(seen.iter().all(|s| s.authorization.as_deref() == Some(&bearer)), "{seen:#?}");
+    assert_hidden(&[&token], &[("stdout", &stdout), ("stderr", &stderr)]);
+}

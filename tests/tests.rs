@@ -22,6 +22,7 @@ mod native_frontend;
 mod outputs;
 mod progress;
 mod rootless;
+mod script_output;
 mod secrets;
 mod solve;
 mod testenv;
