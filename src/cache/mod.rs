@@ -12,7 +12,7 @@ pub mod mounts;
 
 /// One cache import or export, as the daemon takes it: an importer or
 /// exporter type and its attributes. `Debug` hides credentials (see
-/// [`env`]), so an entry can be logged.
+/// [`mod@env`]), so an entry can be logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CacheEntry {
     /// `registry`, `inline`, `gha`, `s3`, `azblob`.
