@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # fbuild's test environment: a root buildkitd (OCI worker) on a unix socket and
 # a loopback TCP port, a loopback registry, and a busybox base image in it; a
-# `git daemon` on loopback serving the repositories tests put in STATE/git/.
+# `git daemon` on loopback serving the repositories tests put in STATE/git/;
+# a local S3 server (moto's, from PyPI, in .tools/moto/) for `--cache-to
+# type=s3`; actionlint (built from Go's module cache) for examples/ci/.
 #
 #   scripts/testenv.sh up [--with-debian]   install what is missing, start, write the env file
 #   scripts/testenv.sh down                 stop the processes this script started (by pid)
@@ -28,6 +30,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STATE=$FBUILD_STATE
 TOOLS=$FBUILD_TOOLS
 VERSION=$FBUILD_BUILDKIT_VERSION
+ACTIONLINT_VERSION=v1.7.12
+MOTO_VERSION=5.2.6
+ACTIONLINT="$TOOLS/actionlint"
+MOTO_VENV="$TOOLS/../moto"
+MOTO_SERVER="$MOTO_VENV/bin/moto_server"
 BUILDKITD="$TOOLS/buildkitd"
 BUILDCTL="$TOOLS/buildctl"
 ENV_FILE="$STATE/env"
@@ -84,11 +91,67 @@ ensure_buildkit() {
     has_buildkit || die "the freshly built $BUILDKITD does not report version $VERSION"
 }
 
+# go_module_dir MODULE@VERSION: the module's folder in Go's module cache,
+# downloaded through the module proxy when missing.
+go_module_dir() {
+    local go dir
+    go=$(command -v go || true)
+    [[ -n $go ]] || { [[ -x /usr/local/go/bin/go ]] && go=/usr/local/go/bin/go; }
+    [[ -n $go ]] || die "Go is needed to build $1 and is not on PATH"
+    # Outside any module, so no go.mod of ours (now or later) gets involved.
+    dir=$(cd / && GOFLAGS= "$go" mod download -json "$1" |
+        grep -o '"Dir": *"[^"]*"' | sed 's/^"Dir": *"//; s/"$//')
+    [[ -n $dir && -d $dir ]] || die "go mod download $1 gave no module folder"
+    printf '%s\n' "$dir"
+}
+
+# actionlint, pinned, checks examples/ci/github-actions.yml (tests/ci_recipes.rs).
+# Built like buildkitd: from its folder in Go's module cache, version stamped.
+has_actionlint() {
+    [[ -x $ACTIONLINT ]] && "$ACTIONLINT" -version 2>/dev/null | head -n 1 | grep -qxF -- "$ACTIONLINT_VERSION"
+}
+
+ensure_actionlint() {
+    has_actionlint && return 0
+    local go dir tmp
+    go=$(command -v go || echo /usr/local/go/bin/go)
+    log "building actionlint $ACTIONLINT_VERSION into $TOOLS"
+    mkdir -p "$TOOLS"
+    dir=$(go_module_dir "github.com/rhysd/actionlint@$ACTIONLINT_VERSION")
+    tmp=$(mktemp -d "$TOOLS/.build.XXXXXX")
+    if ! (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" "$go" build -trimpath \
+        -ldflags "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" -o "$tmp/" ./cmd/actionlint); then
+        rm -rf "$tmp"
+        die "building actionlint $ACTIONLINT_VERSION failed (see the Go output above)"
+    fi
+    mv -f "$tmp/actionlint" "$ACTIONLINT"
+    rmdir "$tmp"
+    has_actionlint || die "the freshly built $ACTIONLINT does not report version $ACTIONLINT_VERSION"
+}
+
+# moto's S3 server, pinned, in a virtual environment of its own (PyPI through pip).
+has_moto() {
+    [[ -x $MOTO_SERVER ]] && "$MOTO_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null |
+        grep -qxF -- "$MOTO_VERSION"
+}
+
+ensure_moto() {
+    has_moto && return 0
+    command -v python3 >/dev/null || die "python3 is needed for moto's S3 server and is not on PATH"
+    log "installing moto[server] $MOTO_VERSION into $MOTO_VENV"
+    rm -rf "$MOTO_VENV"
+    python3 -m venv "$MOTO_VENV" || die "python3 -m venv $MOTO_VENV failed (Debian: apt-get install python3-venv)"
+    "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" ||
+        die "pip install moto[server]==$MOTO_VERSION failed"
+    has_moto || die "moto $MOTO_VERSION is not in $MOTO_VENV after pip install"
+}
+
 # --- ports --------------------------------------------------------------------
 
 REGISTRY_PORT=
 BUILDKITD_PORT=
 GIT_PORT=
+S3_PORT=
 
 # pick_port PINNED RECORDED PREFERRED OURS NAME: the port to use for NAME.
 # OURS=1 means our own process already listens on RECORDED.
@@ -121,19 +184,23 @@ pick_port() {
 }
 
 choose_ports() {
-    local rec_reg= rec_bk= rec_git= reg_ours=0 bk_ours=0 git_ours=0
+    local rec_reg= rec_bk= rec_git= rec_s3= reg_ours=0 bk_ours=0 git_ours=0 s3_ours=0
     if [[ -s $STATE/ports ]]; then
         rec_reg=$(sed -n 's/^REGISTRY_PORT=//p' "$STATE/ports")
         rec_bk=$(sed -n 's/^BUILDKITD_PORT=//p' "$STATE/ports")
         rec_git=$(sed -n 's/^GIT_PORT=//p' "$STATE/ports")
+        rec_s3=$(sed -n 's/^S3_PORT=//p' "$STATE/ports")
     fi
     pid_of "$STATE/registry.pid" >/dev/null && reg_ours=1
     pid_of "$STATE/buildkitd.pid" >/dev/null && bk_ours=1
     pid_of "$STATE/git-daemon.pid" >/dev/null && git_ours=1
+    [[ -n $rec_s3 ]] && pid_of "$STATE/s3.pid" "$(s3_mark "$rec_s3")" >/dev/null && s3_ours=1
     REGISTRY_PORT=$(pick_port "${FBUILD_TESTENV_REGISTRY_PORT:-}" "$rec_reg" 5555 "$reg_ours" registry)
     BUILDKITD_PORT=$(pick_port "${FBUILD_TESTENV_BUILDKITD_PORT:-}" "$rec_bk" 1234 "$bk_ours" "buildkitd TCP listener")
     GIT_PORT=$(pick_port "${FBUILD_TESTENV_GIT_PORT:-}" "$rec_git" 9419 "$git_ours" "git daemon")
-    printf 'REGISTRY_PORT=%s\nBUILDKITD_PORT=%s\nGIT_PORT=%s\n' "$REGISTRY_PORT" "$BUILDKITD_PORT" "$GIT_PORT" >"$STATE/ports"
+    S3_PORT=$(pick_port "${FBUILD_TESTENV_S3_PORT:-}" "$rec_s3" 9555 "$s3_ours" "S3 server")
+    printf 'REGISTRY_PORT=%s\nBUILDKITD_PORT=%s\nGIT_PORT=%s\nS3_PORT=%s\n' \
+        "$REGISTRY_PORT" "$BUILDKITD_PORT" "$GIT_PORT" "$S3_PORT" >"$STATE/ports"
 }
 
 # --- registry -----------------------------------------------------------------
@@ -203,6 +270,34 @@ ensure_git_daemon() {
     if ! wait_for 20 "git daemon" git_daemon_answers; then
         tail -n 30 "$STATE/git-daemon.log" >&2 || true
         die "git daemon did not answer on 127.0.0.1:$GIT_PORT within 20 s (log: $STATE/git-daemon.log)"
+    fi
+}
+
+# --- S3 server ----------------------------------------------------------------
+
+# moto's command line names nothing of ours but its port, so "ours" is this
+# exact server on this port (ports are per state folder, see choose_ports).
+s3_mark() {
+    printf 'moto_server -H 127.0.0.1 -p %s' "$1"
+}
+
+s3_answers() {
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$S3_PORT/"
+}
+
+ensure_s3() {
+    local mark
+    mark=$(s3_mark "$S3_PORT")
+    if pid_of "$STATE/s3.pid" "$mark" >/dev/null; then
+        s3_answers && return 0
+        stop_pid "$STATE/s3.pid" "S3 server" "$mark"
+    fi
+    log "starting moto's S3 server on 127.0.0.1:$S3_PORT"
+    setsid "$MOTO_SERVER" -H 127.0.0.1 -p "$S3_PORT" >>"$STATE/s3.log" 2>&1 </dev/null 9>&- &
+    echo $! >"$STATE/s3.pid"
+    if ! wait_for 30 "S3 server" s3_answers; then
+        tail -n 30 "$STATE/s3.log" >&2 || true
+        die "moto's S3 server did not answer on 127.0.0.1:$S3_PORT within 30 s (log: $STATE/s3.log)"
     fi
 }
 
@@ -317,6 +412,8 @@ export FBUILD_TEST_BUSYBOX='$reg/busybox:latest'
 export FBUILD_TEST_DEBIAN='$debian'
 export FBUILD_TEST_GIT='git://127.0.0.1:$GIT_PORT'
 export FBUILD_TEST_GIT_ROOT='$STATE/git'
+export FBUILD_TEST_S3='http://127.0.0.1:$S3_PORT'
+export FBUILD_ACTIONLINT='$ACTIONLINT'
 export FBUILD_BUILDCTL='$BUILDCTL'
 export FBUILD_BUILDKITD='$BUILDKITD'
 export BUILDKIT_HOST='unix://$SOCK'
@@ -341,9 +438,12 @@ cmd_up() {
     flock 9
     ensure_debian_packages
     ensure_buildkit
+    ensure_actionlint
+    ensure_moto
     choose_ports
     ensure_registry
     ensure_git_daemon
+    ensure_s3
     ensure_buildkitd
     ensure_busybox
     if [[ $with_debian == 1 ]]; then
@@ -361,6 +461,9 @@ cmd_down() {
     stop_pid "$STATE/buildkitd.pid" buildkitd
     stop_pid "$STATE/registry.pid" registry
     stop_pid "$STATE/git-daemon.pid" "git daemon" "$STATE/git"
+    local s3_port
+    s3_port=$(sed -n 's/^S3_PORT=//p' "$STATE/ports" 2>/dev/null || true)
+    [[ -z $s3_port ]] || stop_pid "$STATE/s3.pid" "S3 server" "$(s3_mark "$s3_port")"
     rm -f "$SOCK" "$ENV_FILE"
 }
 
@@ -371,8 +474,9 @@ cmd_env() {
 
 cmd_status() {
     local name pid mark
-    for name in registry git-daemon buildkitd rootless; do
+    for name in registry git-daemon s3 buildkitd rootless; do
         mark="$STATE/"
+        [[ $name == s3 ]] && mark=$(s3_mark "$(sed -n 's/^S3_PORT=//p' "$STATE/ports" 2>/dev/null)")
         # The rootless daemon's command line names its root, not our state folder.
         [[ $name == rootless ]] && mark="fbuild-buildkit-$(fbuild_state_tag)"
         if pid=$(pid_of "$STATE/$name.pid" "$mark"); then
@@ -382,6 +486,9 @@ cmd_status() {
         fi
     done
 }
+
+# Sourced (to reuse a function): define, do nothing.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
 
 case ${1:-} in
 up) shift && cmd_up "$@" ;;

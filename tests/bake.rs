@@ -88,7 +88,7 @@ fn compose_pushes_both_services_then_is_fully_cached() {
     let run = || {
         util::fbuild()
             .current_dir(dir.path())
-            .args(["bake", "-f", "compose.yaml", "--push", "--progress", "rawjson"])
+            .args(["bake", "-f", "compose.yaml", "--push", "--progress", "rawjson", "-v"])
             .assert()
             .success()
     };

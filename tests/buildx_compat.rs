@@ -471,12 +471,32 @@ fn load_hands_a_docker_archive_to_docker_load() {
     assert!(stderr.contains("--load") && stderr.contains("docker") && stderr.contains("podman"), "{stderr}");
     assert!(!stderr.contains("#1 "), "{stderr}");
 
-    // A `docker` that keeps what `docker load -i FILE` was given.
+    // A `docker` without a daemon (as buildx, which asks the Docker API
+    // first): refused before the build too.
     let bin = util::tempdir();
+    std::fs::write(
+        bin.path().join("docker"),
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.' >&2\nexit 1\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("755").arg(bin.path().join("docker")).status().unwrap();
+    let output = util::fbuild()
+        .env("PATH", bin.path())
+        .args(["solve", "--load", "-t", "app:1"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    let stderr = util::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Cannot connect to the Docker daemon") && stderr.contains("nothing was built"), "{stderr}");
+    assert!(!stderr.contains("#1 "), "{stderr}");
+
+    // A `docker` that keeps what `docker load -i FILE` was given.
     let kept = bin.path().join("loaded.tar");
     // PATH holds only this folder: the script names its tools by full path.
     let script = format!(
-        "#!/bin/sh\n[ \"$1 $2\" = \"load -i\" ] || exit 3\n/bin/cp \"$3\" {}\necho Loaded image: app:1\n",
+        "#!/bin/sh\n[ \"$1\" = version ] && exit 0\n[ \"$1 $2\" = \"load -i\" ] || exit 3\n/bin/cp \"$3\" {}\n\
+         echo Loaded image: app:1\n",
         kept.display()
     );
     std::fs::write(bin.path().join("docker"), script).unwrap();

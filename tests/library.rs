@@ -225,7 +225,8 @@ fn a_folders_upload_survives_changes_to_the_rest_of_the_build() {
     let extra = util::tempdir();
     util::write_files(extra.path(), &[("extra.txt", "extra\n")]);
     let build = |args: &[String]| {
-        let output = util::fbuild().arg("solve").arg(dir).args(["--progress", "rawjson"]).args(args).output().unwrap();
+        let output =
+            util::fbuild().arg("solve").arg(dir).args(["--progress", "rawjson", "-v"]).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
         (util::context_bytes(&stderr), util::files_sent(&stderr))

@@ -119,7 +119,7 @@ fn rebuild_sends_only_the_changed_file() {
         let output = util::fbuild()
             .arg("solve")
             .arg(dir)
-            .args(["--progress", "rawjson", "-o"])
+            .args(["--progress", "rawjson", "-v", "-o"])
             .arg(format!("type=local,dest={}", dest.display()))
             .output()
             .unwrap();

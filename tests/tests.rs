@@ -1,8 +1,11 @@
 mod util;
 
 mod bake;
+mod builders;
 mod buildx_compat;
 mod cache_commands;
+mod ci_env;
+mod ci_recipes;
 mod cli_help;
 mod connect_tls;
 mod daemon_cmd;
@@ -21,6 +24,7 @@ mod outputs;
 mod progress;
 mod provenance;
 mod rootless;
+mod script_output;
 mod secrets;
 mod solve;
 mod testenv;

@@ -487,6 +487,23 @@ pub fn rawjson_step_cached(rawjson: &str, needle: &str) -> Option<bool> {
     found
 }
 
+/// The warnings of a rawjson stream (the daemon's and fbuild's own, which
+/// come as warnings of no vertex), decoded.
+pub fn rawjson_warnings(rawjson: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut warnings = Vec::new();
+    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("a rawjson line that is not JSON ({e}): {line}"));
+        for warning in value["warnings"].as_array().into_iter().flatten() {
+            let short =
+                base64::engine::general_purpose::STANDARD.decode(warning["short"].as_str().unwrap_or("")).unwrap();
+            warnings.push(String::from_utf8_lossy(&short).into_owned());
+        }
+    }
+    warnings
+}
+
 /// Bytes the daemon reports for "transferring context", from rawjson progress.
 pub fn context_bytes(rawjson: &str) -> u64 {
     let mut max = 0;

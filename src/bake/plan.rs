@@ -159,6 +159,8 @@ pub(crate) fn plan(
             .iter()
             .flatten()
             .map(|spec| CacheEntry::parse(spec, direction).map_err(|e| fail(format!("{what} {spec:?}: {}", e.problem))))
+            // gha and s3 credentials from the CI environment, as buildx adds them.
+            .filter_map(|entry| entry.map(|e| e.with_ci_env(&|key| env.get(key).cloned())).transpose())
             .collect()
     };
     let cache_imports = cache(&target.cache_from, CacheDirection::Import, "cache-from")?;

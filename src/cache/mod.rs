@@ -4,19 +4,35 @@
 
 use std::collections::BTreeMap;
 
+pub mod env;
 pub mod layout;
 pub mod local;
 pub mod mount_scan;
 pub mod mounts;
 
 /// One cache import or export, as the daemon takes it: an importer or
-/// exporter type and its attributes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// exporter type and its attributes. `Debug` hides credentials (see
+/// [`mod@env`]), so an entry can be logged.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CacheEntry {
     /// `registry`, `inline`, `gha`, `s3`, `azblob`.
     pub kind: String,
     /// The type's attributes (`ref`, `mode`, ...).
     pub attrs: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CacheEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let attrs: BTreeMap<&str, &str> = self
+            .attrs
+            .iter()
+            .map(|(key, value)| {
+                let shown = if env::SECRET_ATTRS.contains(&key.as_str()) { "<hidden>" } else { value.as_str() };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("CacheEntry").field("kind", &self.kind).field("attrs", &attrs).finish()
+    }
 }
 
 /// A cache option that cannot be used.

@@ -49,11 +49,11 @@ pub struct Args {
     #[arg(long)]
     pub pull: bool,
 
-    /// Import build cache for every target (--set '*.cache-from=SPEC')
+    /// Import build cache for every target (--set '*.cache-from=SPEC'; registry, local, gha, s3, azblob)
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
 
-    /// Export build cache for every target (--set '*.cache-to=SPEC')
+    /// Export build cache for every target (--set '*.cache-to=SPEC'; registry, local, inline, gha, s3, azblob)
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
 
@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 
-    /// Progress output: auto, tty, plain, rawjson, quiet
+    /// Progress output: auto, tty, plain, rawjson (JSON lines only), quiet or none
     #[arg(long, env = "BUILDKIT_PROGRESS", value_name = "MODE", default_value = "auto")]
     pub progress: String,
 }
@@ -157,7 +157,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if cancel.is_cancelled() {
         return Err(crate::error::Cancelled.into());
     }
-    report(&outcomes, &exports, elapsed, mode, ctx)?;
+    // rawjson: JSON lines only, unless -v asks for the summary too.
+    if mode != ProgressMode::RawJson || ctx.printer.is_verbose() {
+        report(&outcomes, &exports, elapsed, mode, ctx)?;
+    }
 
     if let Some(path) = &args.metadata_file {
         write_metadata(path, &outcomes)?;

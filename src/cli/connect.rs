@@ -3,12 +3,104 @@
 //! `fbuild daemon start`. The library's [`ConnectError`] says what failed in
 //! terms of the address and certificates; only here do flags appear.
 
-use crate::connect::{Address, AddressError, ConnectError, ConnectFailure, Stage, StatusError};
+use crate::connect::{
+    builders, Address, AddressError, ConnectError, ConnectFailure, ConnectOptions, Stage, StatusError, TlsOptions,
+};
 use crate::error::Hinted;
 
 /// The error with its hints, for the CLI's error renderer.
 pub(crate) fn into_hinted(err: ConnectError) -> anyhow::Error {
     let hints = hints(&err);
+    Hinted::wrap(err, hints)
+}
+
+/// Where a buildx builder chosen for this run came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BuilderOrigin {
+    pub(crate) name: String,
+    /// `--builder`, `BUILDX_BUILDER`, or buildx's current builder.
+    pub(crate) how: &'static str,
+}
+
+/// The daemon to connect to, in this order: `--addr` or `--builder` (both
+/// is an error), `BUILDKIT_HOST`, `BUILDX_BUILDER`, buildx's current
+/// builder when it is a remote-driver one, the default socket. A flag beats
+/// a variable, and fbuild's own variable beats buildx's. `--tls*` flags
+/// override a builder's TLS files one by one.
+pub(crate) fn choose_daemon(
+    given: &ConnectOptions,
+    builder: Option<&str>,
+    sources: super::Sources,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(ConnectOptions, Option<BuilderOrigin>)> {
+    if sources.addr_flag && sources.builder_flag && given.addr.is_some() && builder.is_some() {
+        anyhow::bail!("--addr and --builder both choose the daemon; give one of them");
+    }
+    let named = match (given.addr.is_some(), builder) {
+        (true, Some(_)) if sources.addr_flag || !sources.builder_flag => None,
+        (_, Some(name)) => Some(BuilderOrigin {
+            name: name.into(),
+            how: if sources.builder_flag { "--builder" } else { "BUILDX_BUILDER" },
+        }),
+        (_, None) => None,
+    };
+    let origin = match named {
+        Some(origin) => Some(origin),
+        None if given.addr.is_some() => None,
+        None => current_builder(env),
+    };
+    let Some(origin) = origin else {
+        return Ok((given.clone(), None));
+    };
+    let in_context = |err: builders::BuilderError| {
+        let hint = format!(
+            "the builder {:?} comes from {}; use --addr (or BUILDKIT_HOST) to give fbuild the daemon's address instead",
+            origin.name, origin.how
+        );
+        Hinted::wrap(err, vec![hint])
+    };
+    let dir = builders::store_dir(env).ok_or_else(|| {
+        anyhow::anyhow!("cannot find buildx's builder store for builder {:?}: HOME is not set", origin.name)
+    })?;
+    let from_store = builders::load(&dir, &origin.name).and_then(|b| b.connect_options()).map_err(in_context)?;
+    let tls = TlsOptions {
+        ca_cert: given.tls.ca_cert.clone().or(from_store.tls.ca_cert),
+        cert: given.tls.cert.clone().or(from_store.tls.cert),
+        key: given.tls.key.clone().or(from_store.tls.key),
+        server_name: given.tls.server_name.clone().or(from_store.tls.server_name),
+    };
+    tracing::debug!(builder = origin.name, how = origin.how, addr = ?from_store.addr, "using a buildx builder");
+    Ok((ConnectOptions { addr: from_store.addr, tls }, Some(origin)))
+}
+
+/// buildx's current builder, when it is a remote-driver one; others are
+/// for buildx alone and leave fbuild on its default socket. Nobody asked
+/// for this one by name, so a store fbuild cannot read is passed over (with
+/// a debug log) rather than failing every command.
+fn current_builder(env: &dyn Fn(&str) -> Option<String>) -> Option<BuilderOrigin> {
+    let dir = builders::store_dir(env)?;
+    let current = builders::current(&dir, &builders::docker_endpoint(env))
+        .map_err(|err| tracing::debug!(error = %crate::error::error_chain(&err), "buildx's current builder is ignored"))
+        .ok()??;
+    match builders::load(&dir, &current) {
+        Ok(builder) if builder.driver == "remote" => {
+            Some(BuilderOrigin { name: current, how: "buildx's current builder (`docker buildx use`)" })
+        }
+        Ok(builder) => {
+            tracing::debug!(builder = current, driver = builder.driver, "buildx's current builder is not a remote one");
+            None
+        }
+        Err(err) => {
+            tracing::debug!(error = %crate::error::error_chain(&err), "buildx's current builder is ignored");
+            None
+        }
+    }
+}
+
+/// A connection failure to a builder's daemon, with the builder named.
+pub(crate) fn into_hinted_from_builder(err: ConnectError, origin: &BuilderOrigin) -> anyhow::Error {
+    let mut hints = vec![format!("the address is buildx builder {:?}'s, chosen by {}", origin.name, origin.how)];
+    hints.extend(self::hints(&err).into_iter().filter(|h| !h.contains("BUILDKIT_HOST")));
     Hinted::wrap(err, hints)
 }
 
@@ -179,6 +271,75 @@ mod tests {
         };
         let hints = hints(&err);
         assert!(hints.iter().any(|h| h.contains("no --addr or BUILDKIT_HOST was given")), "{hints:?}");
+    }
+
+    /// A store with a remote builder `r` (current, for Docker's default
+    /// endpoint) and a docker-container builder `c`.
+    fn store() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let instances = dir.path().join("buildx/instances");
+        std::fs::create_dir_all(&instances).unwrap();
+        let builder = |name: &str, driver: &str, endpoint: &str| {
+            format!(r#"{{"Name":"{name}","Driver":"{driver}","Nodes":[{{"Name":"{name}0","Endpoint":"{endpoint}"}}]}}"#)
+        };
+        std::fs::write(instances.join("r"), builder("r", "remote", "tcp://remote:1234")).unwrap();
+        std::fs::write(instances.join("c"), builder("c", "docker-container", "")).unwrap();
+        std::fs::write(dir.path().join("buildx/current"), r#"{"Key":"unix:///var/run/docker.sock","Name":"r"}"#)
+            .unwrap();
+        dir
+    }
+
+    fn choose(
+        store: &std::path::Path,
+        addr: Option<&str>,
+        builder: Option<&str>,
+        sources: (bool, bool),
+    ) -> anyhow::Result<(Option<String>, Option<&'static str>)> {
+        let given = ConnectOptions { addr: addr.map(String::from), ..Default::default() };
+        let config = store.display().to_string();
+        let env = move |key: &str| (key == "DOCKER_CONFIG").then(|| config.clone());
+        let sources = super::super::Sources { addr_flag: sources.0, builder_flag: sources.1 };
+        let (options, origin) = choose_daemon(&given, builder, sources, &env)?;
+        Ok((options.addr, origin.map(|o| o.how)))
+    }
+
+    #[test]
+    fn the_daemon_is_chosen_flags_first_then_fbuilds_variable() {
+        let dir = store();
+        let store = dir.path();
+        let remote = Some("tcp://remote:1234".to_string());
+        // Nothing given: buildx's current builder.
+        assert_eq!(choose(store, None, None, (false, false)).unwrap().0, remote);
+        // --addr, or BUILDKIT_HOST, beats the current builder.
+        assert_eq!(choose(store, Some("unix:///a"), None, (true, false)).unwrap(), (Some("unix:///a".into()), None));
+        assert_eq!(choose(store, Some("unix:///a"), None, (false, false)).unwrap().0.as_deref(), Some("unix:///a"));
+        // --builder beats BUILDKIT_HOST; BUILDKIT_HOST beats BUILDX_BUILDER; --addr beats BUILDX_BUILDER.
+        assert_eq!(
+            choose(store, Some("unix:///a"), Some("r"), (false, true)).unwrap(),
+            (remote.clone(), Some("--builder"))
+        );
+        assert_eq!(
+            choose(store, Some("unix:///a"), Some("c"), (false, false)).unwrap().0.as_deref(),
+            Some("unix:///a")
+        );
+        assert_eq!(choose(store, Some("unix:///a"), Some("c"), (true, false)).unwrap().0.as_deref(), Some("unix:///a"));
+        assert_eq!(choose(store, None, Some("r"), (false, false)).unwrap(), (remote, Some("BUILDX_BUILDER")));
+        // Both flags: refused.
+        let err = choose(store, Some("unix:///a"), Some("r"), (true, true)).unwrap_err();
+        assert!(err.to_string().contains("--addr and --builder both choose the daemon"), "{err}");
+        // A builder fbuild cannot use, asked for by name: an error naming where the name came from.
+        let err = render(choose(store, None, Some("c"), (false, true)).unwrap_err());
+        assert!(err.contains("docker-container driver") && err.contains("comes from --builder"), "{err}");
+    }
+
+    #[test]
+    fn a_current_builder_fbuild_cannot_use_leaves_the_default() {
+        let dir = store();
+        std::fs::write(dir.path().join("buildx/current"), r#"{"Key":"unix:///var/run/docker.sock","Name":"c"}"#)
+            .unwrap();
+        assert_eq!(choose(dir.path(), None, None, (false, false)).unwrap(), (None, None));
+        std::fs::write(dir.path().join("buildx/current"), "not json").unwrap();
+        assert_eq!(choose(dir.path(), None, None, (false, false)).unwrap(), (None, None));
     }
 
     use std::error::Error as _;

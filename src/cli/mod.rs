@@ -31,9 +31,14 @@ mod workers;
 /// watch progress and manage the daemon's cache.
 #[derive(Debug, Parser)]
 #[command(name = "fbuild", version, propagate_version = true, max_term_width = 110)]
-#[command(after_help = "The daemon address comes from --addr, else $BUILDKIT_HOST, else the default socket\n\
-(/run/buildkit/buildkitd.sock for root, $XDG_RUNTIME_DIR/buildkit/buildkitd.sock otherwise).\n\
-No daemon yet? `fbuild daemon start` runs one for you.")]
+#[command(
+    after_help = "The daemon is the first of: --addr or --builder (not both), $BUILDKIT_HOST, $BUILDX_BUILDER,\n\
+buildx's current builder (`docker buildx use`), the default socket (/run/buildkit/buildkitd.sock for\n\
+root, $XDG_RUNTIME_DIR/buildkit/buildkitd.sock otherwise). Builders are read from buildx's store\n\
+($BUILDX_CONFIG, else $DOCKER_CONFIG/buildx, else ~/.docker/buildx); only remote-driver builders\n\
+(`docker buildx create --driver remote ADDR`) can be used. Flags beat variables.\n\
+No daemon yet? `fbuild daemon start` runs one for you."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -48,6 +53,12 @@ pub struct GlobalArgs {
     /// buildkitd address: unix:///path/to.sock or tcp://host:port
     #[arg(long, global = true, env = "BUILDKIT_HOST", value_name = "ADDR")]
     pub addr: Option<String>,
+    /// buildx builder to build on (remote driver), from buildx's builder store
+    #[arg(long, global = true, env = "BUILDX_BUILDER", value_name = "NAME")]
+    pub builder: Option<String>,
+    /// Where --addr and --builder came from (filled in by `main` from clap's matches).
+    #[arg(skip)]
+    pub sources: Sources,
     /// CA certificate to verify the daemon's certificate (enables TLS)
     #[arg(long = "tlscacert", global = true, value_name = "FILE")]
     pub tls_ca_cert: Option<PathBuf>,
@@ -66,6 +77,14 @@ pub struct GlobalArgs {
     /// Print more detail, and debug logs with RUST_LOG
     #[arg(short = 'v', long = "verbose", global = true)]
     pub verbose: bool,
+}
+
+/// Whether `--addr` and `--builder` were given as flags or came from
+/// their environment variables: flags beat variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources {
+    pub addr_flag: bool,
+    pub builder_flag: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,8 +115,11 @@ pub enum Command {
 
 /// What every command gets: how to reach the daemon, and where to print.
 pub struct Context {
+    /// `--addr`/`BUILDKIT_HOST` and the `--tls*` flags as given.
     pub connect: ConnectOptions,
     pub printer: Printer,
+    builder: Option<String>,
+    sources: Sources,
 }
 
 impl Context {
@@ -120,20 +142,28 @@ impl Context {
                 },
             },
             printer: Printer::new(verbosity),
+            builder: global.builder.clone().filter(|b| !b.is_empty()),
+            sources: global.sources,
         }
     }
 
     /// Connects to the daemon (only connecting has a deadline); a failure
-    /// carries hints naming the flags.
+    /// carries hints naming the flags, and the builder when one chose it.
     pub async fn connect(&self) -> anyhow::Result<crate::connect::Connection> {
-        crate::connect::connect(&self.connect).await.map_err(connect::into_hinted)
+        let env = |key: &str| std::env::var(key).ok();
+        let (options, builder) = connect::choose_daemon(&self.connect, self.builder.as_deref(), self.sources, &env)?;
+        crate::connect::connect(&options).await.map_err(|err| match builder {
+            Some(from) => connect::into_hinted_from_builder(err, &from),
+            None => connect::into_hinted(err),
+        })
     }
 }
 
 /// The whole program: parse, run, render errors, map to exit codes
-/// (0 success, 1 a failed build or request, 130 cancelled).
+/// (0 success, 1 a bad command line or a failed build or request, 130
+/// cancelled).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     crate::logging::init(cli.global.verbose);
     // One thread: a client's work is waiting on the daemon, and what it does
     // with the bytes (a blob to hash and write, a file to send) is cheaper
@@ -165,6 +195,24 @@ pub fn main() -> ExitCode {
             crate::error::exit_code(&err)
         }
     }
+}
+
+/// Parses the command line, noting which daemon choices were flags.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|err| exit_on_bad_flags(err));
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| exit_on_bad_flags(err));
+    let from_flag = |id: &str| matches!(matches.value_source(id), Some(clap::parser::ValueSource::CommandLine));
+    cli.global.sources = Sources { addr_flag: from_flag("addr"), builder_flag: from_flag("builder") };
+    cli
+}
+
+/// `--help` and `--version` print and exit 0; a bad command line exits 1,
+/// as buildx does (clap's own code, 2, is not what CI scripts written for
+/// buildx expect).
+fn exit_on_bad_flags(err: clap::Error) -> ! {
+    let _ = err.print();
+    std::process::exit(if err.use_stderr() { 1 } else { 0 })
 }
 
 /// Runs the parsed command line.

@@ -23,6 +23,7 @@ use crate::proto::moby::buildkit::v1::control_client::ControlClient;
 use crate::proto::moby::buildkit::v1::{InfoRequest, InfoResponse};
 
 pub mod address;
+pub(crate) mod builders;
 mod coalesce;
 pub mod tls;
 mod transport;

@@ -271,10 +271,24 @@ impl<W: Write> ProgressWriter<W> {
     }
 
     /// Prints a warning of the client's own (`WARNING: ...`) on a line of
-    /// its own, in every mode (buildctl's warnings also come between its
-    /// rawjson lines, which readers tell apart by the leading `{`).
+    /// its own, in every mode. In rawjson it is a status line of its own
+    /// (a warning of no vertex), so the stream stays JSON lines only.
     pub fn warn(&mut self, message: &str) {
-        let result = writeln!(self.out, "WARNING: {message}").and_then(|()| self.out.flush());
+        let result = match self.renderer {
+            Renderer::RawJson => {
+                let status = StatusResponse {
+                    warnings: vec![crate::proto::moby::buildkit::v1::VertexWarning {
+                        level: 1,
+                        short: bytes::Bytes::copy_from_slice(message.as_bytes()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                rawjson::write_line(&mut self.out, &status)
+            }
+            _ => writeln!(self.out, "WARNING: {message}"),
+        }
+        .and_then(|()| self.out.flush());
         self.note(result);
     }
 
@@ -361,10 +375,9 @@ impl<W: Write> ProgressWriter<W> {
                 }
                 return Ok(());
             }
-            Renderer::RawJson => {
-                writeln!(self.out, "{summary}")?;
-                return self.out.flush();
-            }
+            // JSON lines only: the summary is for people (buildx too adds
+            // nothing after its rawjson stream).
+            Renderer::RawJson => return self.out.flush(),
             Renderer::Plain(printer) => printer.flush(&self.model, &mut self.out)?,
             Renderer::Tty(display) => {
                 let lines = tty::frame(&self.model, end, size, true);

@@ -154,7 +154,7 @@ impl MountCarry {
             .await
             .map_err(helper_hint)
             .with_context(|| format!("cannot restore the cache mounts carried in {}", job.dir.display()))?;
-            if mode != ProgressMode::Quiet && !(restored.filled.is_empty() && restored.kept.is_empty()) {
+            if super::shows_notes(mode, printer) && !(restored.filled.is_empty() && restored.kept.is_empty()) {
                 let mut err = printer.stderr();
                 let _ = write!(err, "cache mounts from {}: ", job.dir.display());
                 let _ = match (restored.filled.is_empty(), restored.kept.is_empty()) {
@@ -190,7 +190,7 @@ impl MountCarry {
                     .await
                     .map_err(helper_hint)
                     .with_context(|| format!("cannot save the cache mounts into {}", job.dir.display()))?;
-            if mode != ProgressMode::Quiet {
+            if super::shows_notes(mode, printer) {
                 let bytes: u64 = saved.mounts.iter().map(|m| m.size).sum();
                 let ids: Vec<&str> = saved.mounts.iter().map(|m| m.mount.id.as_str()).collect();
                 let mut err = printer.stderr();

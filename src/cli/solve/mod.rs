@@ -106,11 +106,13 @@ pub struct Args {
     #[arg(long)]
     pub push: bool,
 
-    /// Import build cache (`type=registry,ref=...`, or a bare registry ref)
+    /// Import build cache: type=registry,ref=REF (or a bare REF), type=local,src=DIR, type=gha, type=s3,
+    /// type=azblob (gha and s3 take GitHub's and AWS's credentials from the environment, as buildx does)
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
 
-    /// Export build cache (`type=registry,ref=...[,mode=max]`, `type=inline`)
+    /// Export build cache: type=registry,ref=REF, type=local,dest=DIR, type=inline, type=gha, type=s3,
+    /// type=azblob; mode=max keeps every stage's layers
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
 
@@ -182,7 +184,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "call")]
     pub check: bool,
 
-    /// Progress output: auto, tty, plain, rawjson, quiet
+    /// Progress output: auto, tty, plain, rawjson (JSON lines only), quiet or none
     #[arg(long, env = "BUILDKIT_PROGRESS", value_name = "MODE", default_value = "auto")]
     pub progress: String,
 
@@ -230,8 +232,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
-    for warning in &plan.warnings {
-        let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
+    if let Some(load) = &plan.load {
+        check_loader(load)?;
     }
     let connection = ctx.connect().await?;
 
@@ -251,13 +253,19 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 
     // buildx's `-q` (and `--progress quiet`): no progress, the image id on stdout.
-    let quiet = ctx.printer.verbosity == crate::printer::Verbosity::Quiet || args.progress == "quiet";
+    let quiet =
+        ctx.printer.verbosity == crate::printer::Verbosity::Quiet || matches!(args.progress.as_str(), "quiet" | "none");
     let mode = if quiet { ProgressMode::Quiet } else { plan.progress };
     // Buffered so a frame or a batch of lines reaches the terminal in one
     // write; the writer flushes after each.
     let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))
         .with_dockerfile(SourceFile::new(plan.dockerfile.name.clone(), plan.dockerfile.text.clone()))
         .with_expanded_warnings(ctx.printer.is_verbose());
+    // fbuild's own lines for people; rawjson carries JSON lines only (unless -v asks for more).
+    let notes = shows_notes(mode, ctx.printer);
+    for warning in &plan.warnings {
+        progress.warn(warning);
+    }
     let cancel = CancellationToken::new();
     let on_signal = tokio::spawn({
         let cancel = cancel.clone();
@@ -287,7 +295,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error),
     };
-    if let Some(reason) = native.as_ref().and_then(|n| n.fallback()) {
+    if let Some(reason) = native.as_ref().and_then(|n| n.fallback()).filter(|_| notes) {
         let _ = writeln!(ctx.printer.stderr(), "notice: {reason}; the daemon's Dockerfile frontend builds it instead");
     }
     let report = match result {
@@ -308,7 +316,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     // The daemon keeps earlier uploads: say how much this build really sent.
-    if mode != ProgressMode::Quiet {
+    if notes {
         let files = report.transfer.files;
         let _ = writeln!(
             ctx.printer.stderr(),
@@ -335,7 +343,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(code));
     }
     if let Some(load) = &plan.load {
-        load_image(load, ctx.printer)?;
+        load_image(load, ctx.printer, notes)?;
     }
     let image_id = image_id(&exports, &report.exporter_response);
     if let Some(path) = &plan.iidfile {
@@ -353,7 +361,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         })
         .cloned()
         .collect();
-    tell_where_outputs_went(&user_exports, &report.exporter_response, ctx.printer)?;
+    if notes {
+        tell_where_outputs_went(&user_exports, &report.exporter_response, ctx.printer)?;
+    }
     if quiet && !exports.iter().any(|e| e.destination == Some(OutputDest::Stdout)) {
         if let Some(id) = image_id {
             writeln!(ctx.printer.stdout(), "{id}")?;
@@ -373,8 +383,29 @@ fn image_id(exports: &[ExportEntry], response: &BTreeMap<String, String>) -> Opt
     config.or_else(|| response.get("containerimage.digest")).filter(|id| !id.is_empty()).cloned()
 }
 
+/// `--load` needs somewhere to load into, checked before building as buildx
+/// checks (it asks the Docker API first): `docker version` fails when no
+/// Docker daemon answers; podman needs no daemon.
+fn check_loader(load: &plan::LoadPlan) -> anyhow::Result<()> {
+    let output = std::process::Command::new(&load.program)
+        .arg("version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {} version (--load)", load.program.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+        anyhow::bail!(
+            "--load: {} cannot load images: `{} version` failed ({reason}); nothing was built",
+            load.program.display(),
+            load.program.display()
+        );
+    }
+    Ok(())
+}
+
 /// `--load`: hands the docker archive to `docker load` (or podman's).
-fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer) -> anyhow::Result<()> {
+fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer, notes: bool) -> anyhow::Result<()> {
     let output = std::process::Command::new(&load.program)
         .arg("load")
         .arg("-i")
@@ -390,11 +421,26 @@ fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer) -> anyhow
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
+    if !notes {
+        return Ok(());
+    }
     let mut err = printer.stderr();
     err.write_all(&output.stdout)?;
     let name = load.program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     writeln!(err, "loaded the image into {name}")?;
     Ok(())
+}
+
+/// Whether fbuild's own lines for people (what was sent, where outputs
+/// went) go to stderr: not with `--progress quiet`/`none`, and not with
+/// rawjson, whose stream scripts read as JSON lines (buildx adds nothing
+/// after its rawjson stream either), unless `-v` asks for them.
+fn shows_notes(mode: ProgressMode, printer: crate::printer::Printer) -> bool {
+    match mode {
+        ProgressMode::Quiet => false,
+        ProgressMode::RawJson => printer.is_verbose(),
+        _ => true,
+    }
 }
 
 /// Ctrl-C, or a SIGTERM from a CI runner cancelling the job.

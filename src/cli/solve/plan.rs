@@ -462,15 +462,20 @@ impl SolvePlan {
             );
         }
 
+        // Credentials for gha and s3 come from the CI environment, as buildx
+        // takes them; a gha entry with neither token nor URL is skipped.
+        let lookup = |key: &str| env.var(key);
         let cache_imports = args
             .cache_from
             .iter()
             .map(|spec| cache_entry("--cache-from", spec, CacheDirection::Import))
+            .filter_map(|entry| entry.map(|e| e.with_ci_env(&lookup)).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         let cache_exports = args
             .cache_to
             .iter()
             .map(|spec| cache_entry("--cache-to", spec, CacheDirection::Export))
+            .filter_map(|entry| entry.map(|e| e.with_ci_env(&lookup)).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         for spec in &args.secrets {
             // buildx hands secrets to BuildKit's store, which refuses one
