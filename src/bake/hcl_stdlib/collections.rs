@@ -32,8 +32,8 @@ pub(super) fn coalescelist() -> FuncDef {
             return Err("at least one argument is required".into());
         }
         for value in a.iter() {
+            // An untyped null is not a list to go-cty either.
             match value {
-                Value::Null => {}
                 Value::Array(items) if items.is_empty() => {}
                 Value::Array(_) => return Ok(value.clone()),
                 _ => return Err("coalescelist arguments must be lists or tuples".into()),
@@ -127,26 +127,25 @@ pub(super) fn flatten() -> FuncDef {
     })
 }
 
+/// `hasindex(list, index)`. go-cty also takes maps, but an HCL `{...}` is
+/// an object, which it refuses; fbuild has no other kind, so it refuses
+/// them all, as buildx does for every map a bake file can write.
 pub(super) fn hasindex() -> FuncDef {
     fixed(2, |a| match &a[0] {
         Value::Array(items) => Ok(Value::Bool(
             super::to_integer(&a[1]).is_ok_and(|i| i >= 0 && (i as usize) < items.len()),
         )),
-        Value::Object(map) => Ok(Value::Bool(to_string(&a[1]).is_ok_and(|k| map.contains_key(&k)))),
         _ => Err("collection must be a list, a map or a tuple".into()),
     })
 }
 
-/// `index(collection, key)`: a list's element or a map's value.
+/// `index(list, index)`: a list's element (objects refused, as in
+/// [`hasindex`]).
 pub(super) fn index() -> FuncDef {
     fixed(2, |a| match &a[0] {
         Value::Array(items) => {
             let i = integer(&a, 1).map_err(|_| "key for list must be number".to_string())?;
             usize::try_from(i).ok().and_then(|i| items.get(i)).cloned().ok_or_else(|| "invalid index".to_string())
-        }
-        Value::Object(map) => {
-            let key = string(&a, 1).map_err(|_| "key for map must be string".to_string())?;
-            map.get(&key).cloned().ok_or_else(|| "invalid index".to_string())
         }
         _ => Err("collection must be a list, a map or a tuple".into()),
     })
@@ -193,12 +192,10 @@ pub(super) fn length() -> FuncDef {
     })
 }
 
-/// `lookup(map, key, default)`: the default when the key is missing.
+/// `lookup(map, key, default)`: the default when the key is missing
+/// (buildx requires the default).
 pub(super) fn lookup() -> FuncDef {
-    variadic(2, |a| {
-        if a.len() > 3 {
-            return Err("lookup() accepts no more than three arguments".into());
-        }
+    fixed(3, |a| {
         let map = match &a[0] {
             Value::Object(map) => map,
             _ => return Err("lookup() requires a map as the first argument".into()),

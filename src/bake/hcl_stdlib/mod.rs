@@ -284,6 +284,7 @@ pub(crate) fn number_text(n: &Number) -> String {
     if n.is_f64() {
         let f = n.as_f64().unwrap_or_default();
         if f == 0.0 {
+            // hcl-rs numbers have no negative zero (go-cty's print `-0`).
             return "0".into();
         }
         return format!("{f}");

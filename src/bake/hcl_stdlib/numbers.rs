@@ -9,22 +9,41 @@ use super::{boolean, equal as values_equal, fixed, float, float_value, integer, 
 
 /// Two numbers as integers when both are, else as floats.
 enum Pair {
-    Int(i64, i64),
+    Int(i128, i128),
     Float(f64, f64),
 }
 
 fn pair(args: &FuncArgs) -> Result<Pair> {
     let (a, b) = (number(args, 0)?, number(args, 1)?);
-    Ok(match (a.as_i64(), b.as_i64()) {
-        (Some(a), Some(b)) if !number(args, 0)?.is_f64() && !number(args, 1)?.is_f64() => Pair::Int(a, b),
+    Ok(match (exact(&a), exact(&b)) {
+        (Some(a), Some(b)) => Pair::Int(a, b),
         _ => Pair::Float(a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN)),
     })
 }
 
-fn arithmetic(args: &FuncArgs, int: fn(i64, i64) -> Option<i64>, float: fn(f64, f64) -> f64) -> Result<Value> {
+/// An integer number exactly (hcl-rs keeps integers up to `u64::MAX`).
+fn exact(n: &Number) -> Option<i128> {
+    if n.is_f64() {
+        return None;
+    }
+    n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
+}
+
+/// An exact integer result as a number: integers while they fit 64 bits.
+fn int_value(n: i128) -> Result<Value> {
+    if let Ok(i) = i64::try_from(n) {
+        return Ok(Value::from(i));
+    }
+    if let Ok(u) = u64::try_from(n) {
+        return Ok(Value::from(u));
+    }
+    float_value(n as f64)
+}
+
+fn arithmetic(args: &FuncArgs, int: fn(i128, i128) -> Option<i128>, float: fn(f64, f64) -> f64) -> Result<Value> {
     match pair(args)? {
         Pair::Int(a, b) => match int(a, b) {
-            Some(n) => Ok(Value::from(n)),
+            Some(n) => int_value(n),
             None => float_value(float(a as f64, b as f64)),
         },
         Pair::Float(a, b) => float_value(float(a, b)),
@@ -32,21 +51,21 @@ fn arithmetic(args: &FuncArgs, int: fn(i64, i64) -> Option<i64>, float: fn(f64, 
 }
 
 pub(super) fn add() -> FuncDef {
-    fixed(2, |a| arithmetic(&a, i64::checked_add, |x, y| x + y))
+    fixed(2, |a| arithmetic(&a, i128::checked_add, |x, y| x + y))
 }
 
 pub(super) fn subtract() -> FuncDef {
-    fixed(2, |a| arithmetic(&a, i64::checked_sub, |x, y| x - y))
+    fixed(2, |a| arithmetic(&a, i128::checked_sub, |x, y| x - y))
 }
 
 pub(super) fn multiply() -> FuncDef {
-    fixed(2, |a| arithmetic(&a, i64::checked_mul, |x, y| x * y))
+    fixed(2, |a| arithmetic(&a, i128::checked_mul, |x, y| x * y))
 }
 
 pub(super) fn divide() -> FuncDef {
     fixed(2, |a| match pair(&a)? {
         Pair::Int(_, 0) | Pair::Float(_, 0.0) => Err("cannot divide by zero".into()),
-        Pair::Int(x, y) if x % y == 0 => Ok(Value::from(x / y)),
+        Pair::Int(x, y) if x % y == 0 => int_value(x / y),
         Pair::Int(x, y) => float_value(x as f64 / y as f64),
         Pair::Float(x, y) => float_value(x / y),
     })
@@ -56,8 +75,8 @@ pub(super) fn divide() -> FuncDef {
 /// anything modulo zero is itself.
 pub(super) fn modulo() -> FuncDef {
     fixed(2, |a| match pair(&a)? {
-        Pair::Int(x, 0) => Ok(Value::from(x)),
-        Pair::Int(x, y) => Ok(Value::from(x.wrapping_rem(y))),
+        Pair::Int(x, 0) => int_value(x),
+        Pair::Int(x, y) => int_value(x % y),
         Pair::Float(x, y) if y == 0.0 => float_value(x),
         Pair::Float(x, y) => float_value(x - y * (x / y).trunc()),
     })
@@ -66,9 +85,9 @@ pub(super) fn modulo() -> FuncDef {
 pub(super) fn negate() -> FuncDef {
     fixed(1, |a| {
         let n = number(&a, 0)?;
-        match n.as_i64() {
-            Some(i) if !n.is_f64() && i != i64::MIN => Ok(Value::from(-i)),
-            _ => float_value(-n.as_f64().unwrap_or(f64::NAN)),
+        match exact(&n) {
+            Some(i) => int_value(-i),
+            None => float_value(-n.as_f64().unwrap_or(f64::NAN)),
         }
     })
 }
@@ -76,10 +95,9 @@ pub(super) fn negate() -> FuncDef {
 pub(super) fn absolute() -> FuncDef {
     fixed(1, |a| {
         let n = number(&a, 0)?;
-        match n.as_i64() {
-            Some(i) if !n.is_f64() && i != i64::MIN => Ok(Value::from(i.abs())),
-            _ if n.as_u64().is_some() && !n.is_f64() => Ok(Value::Number(n)),
-            _ => float_value(n.as_f64().unwrap_or(f64::NAN).abs()),
+        match exact(&n) {
+            Some(i) => int_value(i.abs()),
+            None => float_value(n.as_f64().unwrap_or(f64::NAN).abs()),
         }
     })
 }
@@ -147,8 +165,8 @@ fn extreme(args: &FuncArgs, wanted: std::cmp::Ordering) -> Result<Value> {
 }
 
 fn compare(a: &Number, b: &Number) -> Option<std::cmp::Ordering> {
-    match (a.as_i64(), b.as_i64()) {
-        (Some(x), Some(y)) if !a.is_f64() && !b.is_f64() => Some(x.cmp(&y)),
+    match (exact(a), exact(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
         _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
     }
 }

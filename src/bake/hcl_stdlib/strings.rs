@@ -3,7 +3,7 @@
 //! `dirname`, `sanitize` and `homedir`. Lengths and offsets count grapheme
 //! clusters, as go-cty does (`strlen("é")` is 1 however it is encoded).
 
-use hcl::eval::{FuncArgs, FuncDef};
+use hcl::eval::FuncDef;
 use hcl::Value;
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -428,7 +428,7 @@ fn format_values(spec: &str, args: &[Value]) -> Result<String> {
                     text = text.graphemes(true).take(precision).collect();
                 }
                 if mode == 'q' {
-                    text = serde_json::to_string(&text).unwrap_or_default();
+                    text = super::encoding::json_text(&Value::String(text))?;
                 }
                 text
             }
@@ -571,6 +571,3 @@ fn go_g(f: f64, precision: Option<usize>, n: &hcl::Number) -> String {
         }
     }
 }
-
-#[allow(dead_code)]
-fn unused(_: &FuncArgs) {}
