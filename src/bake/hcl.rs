@@ -48,6 +48,7 @@ pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, 
             other => return Err(BakeError::Invalid { location: at(), message: format!("unknown block {other:?}") }),
         }
     }
+    blocks.source = Some(text.to_string());
     blocks.evaluate(env)
 }
 
@@ -116,6 +117,8 @@ struct Blocks {
     variables: Vec<(String, Attrs, String)>,
     targets: Vec<(String, Attrs, String)>,
     groups: Vec<(String, Attrs, String)>,
+    /// The HCL text, to point errors at an attribute's own line.
+    source: Option<String>,
 }
 
 impl Blocks {
@@ -144,7 +147,7 @@ impl Blocks {
         for (name, attrs, at) in &self.groups {
             let mut members = Vec::new();
             for (key, expr) in attrs {
-                let value = eval(expr, &ctx, at, &format!("group {name:?}: {key}"))?;
+                let value = eval(expr, &ctx, &attr_at(at, self.source.as_deref(), key), &format!("group {name:?}: {key}"))?;
                 match key.as_str() {
                     "targets" => {
                         members =
@@ -166,7 +169,7 @@ impl Blocks {
             let mut retry = Vec::new();
             let mut first_error = None;
             for block in &pending {
-                match target_block(block, &ctx, &mut definition) {
+                match target_block(block, &ctx, &mut definition, self.source.as_deref()) {
                     Ok(values) => {
                         for (name, attrs) in values {
                             evaluated.insert(name, Value::Object(attrs));
@@ -202,7 +205,8 @@ impl Blocks {
                     Some((_, expr)) => match super::hcl_stdlib::lazy::evaluate(expr, &ctx) {
                         Ok(v) => v,
                         Err(e) => {
-                            last_error = Some(invalid(at, format!("variable {name:?}: {e}")));
+                            let at = attr_at(at, self.source.as_deref(), "default");
+                            last_error = Some(invalid(&at, format!("variable {name:?}: {e}")));
                             continue;
                         }
                     },
@@ -260,13 +264,14 @@ fn target_block(
     (name, attrs, at): &(String, Attrs, String),
     ctx: &Context,
     definition: &mut Definition,
+    source: Option<&str>,
 ) -> Result<Vec<(String, Evaluated)>, BakeError> {
     let Some((_, expr)) = attrs.iter().find(|(k, _)| k == "matrix") else {
-        let (target, values) = target(name, attrs, ctx, at)?;
+        let (target, values) = target(name, attrs, ctx, at, source)?;
         definition.add_target(name.clone(), target);
         return Ok(vec![(name.clone(), values)]);
     };
-    let matrix = eval(expr, ctx, at, &format!("target {name:?}: matrix"))?;
+    let matrix = eval(expr, ctx, &attr_at(at, source, "matrix"), &format!("target {name:?}: matrix"))?;
     let combinations = expand_matrix(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
     let name_expr = attrs
         .iter()
@@ -278,9 +283,9 @@ fn target_block(
         for (k, v) in &combination {
             ctx.declare_var(k.clone(), v.clone());
         }
-        let new_name = eval(&name_expr.1, &ctx, at, &format!("target {name:?}: name"))?;
+        let new_name = eval(&name_expr.1, &ctx, &attr_at(at, source, "name"), &format!("target {name:?}: name"))?;
         let new_name = display(&new_name).unwrap_or_default();
-        done.push((new_name.clone(), target(&new_name, attrs, &ctx, at)?));
+        done.push((new_name.clone(), target(&new_name, attrs, &ctx, at, source)?));
     }
     // Only once every combination evaluated, so a retried block adds nothing twice.
     let names: Vec<String> = done.iter().map(|(n, _)| n.clone()).collect();
@@ -294,7 +299,13 @@ fn target_block(
     Ok(values)
 }
 
-fn target(name: &str, attrs: &Attrs, ctx: &Context, at: &str) -> Result<(Target, Evaluated), BakeError> {
+fn target(
+    name: &str,
+    attrs: &Attrs,
+    ctx: &Context,
+    block_at: &str,
+    source: Option<&str>,
+) -> Result<(Target, Evaluated), BakeError> {
     let mut values = hcl::Map::new();
     let mut target = Target::default();
     for (key, expr) in attrs {
@@ -302,6 +313,7 @@ fn target(name: &str, attrs: &Attrs, ctx: &Context, at: &str) -> Result<(Target,
             continue;
         }
         let what = format!("target {name:?}: {key}");
+        let at = &attr_at(block_at, source, key);
         let value = eval(expr, ctx, at, &what)?;
         values.insert(key.clone(), value.clone());
         if key == "inherits" {
@@ -388,6 +400,22 @@ fn string_list(value: &Value) -> Result<Vec<String>, String> {
         }
         _ => Err("expected a list of strings".into()),
     }
+}
+
+/// Where attribute `key` of the block at `block_at` (`FILE:LINE`) is: the
+/// first line from the block's on that sets it, else the block's line.
+fn attr_at(block_at: &str, source: Option<&str>, key: &str) -> String {
+    let found = source.zip(block_at.rsplit_once(':')).and_then(|(text, (file, line))| {
+        let start: usize = line.parse().ok()?;
+        let offset = text.lines().skip(start.saturating_sub(1)).position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .map(str::trim_start)
+                .is_some_and(|rest| rest.starts_with('=') && !rest.starts_with("=="))
+        })?;
+        Some(format!("{file}:{}", start + offset))
+    });
+    found.unwrap_or_else(|| block_at.to_string())
 }
 
 /// The line of `target "NAME"` (or the block kind) in the file's text.
@@ -491,7 +519,7 @@ target "t" {
         assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["r/base-app"]);
         let err =
             load_hcl("r.hcl", "target \"a\" {\n  tags = target.nope.tags\n}\n", &Env::new()).unwrap_err().to_string();
-        assert!(err.starts_with("r.hcl:1: ") && err.contains("tags"), "{err}");
+        assert!(err.starts_with("r.hcl:2: ") && err.contains("tags"), "{err}");
     }
 
     #[test]
@@ -545,7 +573,7 @@ target "app" {
         let err = load_hcl("b.hcl", "target \"a\" {\n  tags = [\n}\n", &Env::new()).unwrap_err().to_string();
         assert!(err.starts_with("b.hcl:"), "{err}");
         let err = load_hcl("b.hcl", "\n\ntarget \"a\" {\n  tags = [NOPE]\n}\n", &Env::new()).unwrap_err().to_string();
-        assert!(err.starts_with("b.hcl:3: ") && err.contains("NOPE"), "{err}");
+        assert!(err.starts_with("b.hcl:4: ") && err.contains("NOPE"), "{err}");
         let err = load_hcl("b.hcl", "target \"a\" {\n  bogus = 1\n}\n", &Env::new()).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
     }
