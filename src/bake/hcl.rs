@@ -314,7 +314,7 @@ fn target(
         }
         let what = format!("target {name:?}: {key}");
         let at = &attr_at(block_at, source, key);
-        let value = eval(expr, ctx, at, &what)?;
+        let value = eval(expr, ctx, at, &what).map_err(|e| at_undefined_function(e, source))?;
         values.insert(key.clone(), value.clone());
         if key == "inherits" {
             target.inherits = string_list(&value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
@@ -416,6 +416,20 @@ fn attr_at(block_at: &str, source: Option<&str>, key: &str) -> String {
         Some(format!("{file}:{}", start + offset))
     });
     found.unwrap_or_else(|| block_at.to_string())
+}
+
+/// An undefined function's error points at the first line, from the
+/// attribute's on, that calls it (an attribute may span many lines).
+fn at_undefined_function(error: BakeError, source: Option<&str>) -> BakeError {
+    let BakeError::Invalid { location, message } = error else { return error };
+    let name = message.split("undefined function `").nth(1).and_then(|rest| rest.split('`').next());
+    let found = source.zip(name).zip(location.rsplit_once(':')).and_then(|((text, name), (file, line))| {
+        let start: usize = line.parse().ok()?;
+        let call = format!("{name}(");
+        let offset = text.lines().skip(start.saturating_sub(1)).position(|line| line.contains(&call))?;
+        Some(format!("{file}:{}", start + offset))
+    });
+    BakeError::Invalid { location: found.unwrap_or(location), message }
 }
 
 /// The line of `target "NAME"` (or the block kind) in the file's text.

@@ -450,7 +450,10 @@ fn format_values(spec: &str, args: &[Value]) -> Result<String> {
 fn format_as_is(verb: &Verb, arg: &Value) -> Result<String> {
     match arg {
         Value::String(s) if !verb.sharp => Ok(s.clone()),
-        Value::Number(n) if !verb.sharp => Ok(go_g(n.as_f64().unwrap_or_default(), None, n)),
+        Value::Number(n) if !verb.sharp => {
+            let f = n.as_f64().unwrap_or_default();
+            Ok(format!("{}{}", if f < 0.0 { "-" } else { "" }, go_g(f, None, n)))
+        }
         other => super::encoding::json_text(other),
     }
 }
@@ -539,35 +542,42 @@ fn go_e(f: f64, precision: usize, upper: bool) -> String {
     format!("{mantissa}{e}{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.abs())
 }
 
-/// Go's `%g`: the shortest representation (or `precision` significant
-/// digits), exponent form when the exponent is below -4 or at least the
-/// number of digits (21 for the shortest form, as `big.Float` does).
+/// Go's `%g` of a `big.Float`: the shortest digits (or `precision`
+/// significant ones), in exponent form when the exponent is below -4 or
+/// at least the precision (6 for the shortest form).
 fn go_g(f: f64, precision: Option<usize>, n: &hcl::Number) -> String {
-    if !n.is_f64() && precision.is_none() && f.abs() < 1e21 {
-        return number_text(n).trim_start_matches('-').to_string();
-    }
-    let digits = match precision {
-        Some(p) => p.max(1),
-        None => {
-            // The shortest digits of the value.
-            let e = format!("{f:e}");
-            e.split('e').next().unwrap_or("").replace('.', "").len()
+    let (digits, exponent) = match (precision, n.is_f64()) {
+        // Integers keep all their digits (an f64 would round those past 2^53).
+        (None, false) => {
+            let text = number_text(n).trim_start_matches('-').to_string();
+            let exponent = text.len() as i32 - 1;
+            (text.trim_end_matches('0').to_string(), exponent)
+        }
+        _ => {
+            let sci = match precision {
+                Some(p) => format!("{:.*e}", p.max(1) - 1, f.abs()),
+                None => format!("{:e}", f.abs()),
+            };
+            let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+            let digits = mantissa.replace('.', "");
+            let digits = digits.trim_end_matches('0');
+            (if digits.is_empty() { "0".to_string() } else { digits.to_string() }, exponent.parse().unwrap_or(0))
         }
     };
-    let sci = format!("{:.*e}", digits - 1, f);
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let limit = if precision.is_none() { 21 } else { digits as i32 };
+    let limit = precision.map_or(6, |p| p.max(1) as i32);
     if exponent < -4 || exponent >= limit {
-        let mantissa = if mantissa.contains('.') { mantissa.trim_end_matches('0').trim_end_matches('.') } else { mantissa };
-        format!("{mantissa}e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.abs())
+        let rest = &digits[1..];
+        let point = if rest.is_empty() { "" } else { "." };
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{}{point}{rest}e{sign}{:02}", &digits[..1], exponent.abs());
+    }
+    if exponent < 0 {
+        return format!("0.{}{digits}", "0".repeat((-exponent - 1) as usize));
+    }
+    let int_len = exponent as usize + 1;
+    if digits.len() <= int_len {
+        format!("{digits}{}", "0".repeat(int_len - digits.len()))
     } else {
-        let decimals = (digits as i32 - 1 - exponent).max(0) as usize;
-        let fixed = format!("{f:.decimals$}");
-        if fixed.contains('.') {
-            fixed.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            fixed
-        }
+        format!("{}.{}", &digits[..int_len], &digits[int_len..])
     }
 }

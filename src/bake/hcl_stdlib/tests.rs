@@ -150,8 +150,9 @@ fn changing_results_have_their_shape() {
     assert!(re.is_match(&hash), "{hash}");
     assert!(::bcrypt::verify("secret", &hash).unwrap());
     assert!(text("bcrypt(\"x\")").starts_with("$2a$10$"));
-    std::env::set_var("HOME", std::env::var("HOME").unwrap_or_else(|_| "/".into()));
-    assert_eq!(text("homedir()"), std::env::var("HOME").unwrap());
+    if let Ok(home) = std::env::var("HOME") {
+        assert_eq!(text("homedir()"), home);
+    }
 }
 
 #[test]

@@ -95,6 +95,8 @@ target "strings" {
     format_8 = format("%8.3s|%-6s|%6s", "abcdef", "ab", "é")
     format_9 = format("%+d % d %+.1f %x", 5, 5, 2.25, -255)
     format_10 = format("no verbs")
+    format_11 = format("%v|%v|%v|%g|%g|%v|%v|%.3g|%g|%v", 1234567, 123456, 0.0001, 100000, 1000000, 1.5e-7, 12345678901, 1234.5678, 2.5, -42)
+    format_12 = format("%5.1f|%-8.2e|%08.3f|%+g|%v|%s", 3.14159, 1234.5, -3.14159, 2.0, -0.5, -7)
     formatlist_1 = jsonencode(formatlist("%s=%s", ["a", "b"], ["1", "2"]))
     formatlist_2 = jsonencode(formatlist("Hello, %s!", ["A", "B"]))
     formatlist_3 = jsonencode(formatlist("%s-%d", "x", [1, 2, 3]))
