@@ -515,7 +515,10 @@ fn function_errors_name_the_function_and_line() {
     write_files(
         dir.path(),
         &[
-            ("undefined.hcl", "target \"a\" {\n  tags = [\"x\"]\n}\n\ntarget \"b\" {\n  args = {\n    X = nosuchfn(\"a\")\n  }\n}\n"),
+            (
+                "undefined.hcl",
+                "target \"a\" {\n  tags = [\"x\"]\n}\n\ntarget \"b\" {\n  args = {\n    X = nosuchfn(\"a\")\n  }\n}\n",
+            ),
             ("arity.hcl", "target \"a\" {\n  tags = [md5()]\n}\n"),
             ("type.hcl", "target \"a\" {\n  tags = [upper([\"list\"])]\n}\n"),
             ("try.hcl", "target \"a\" {\n  tags = [try(nope1, nope2)]\n}\n"),

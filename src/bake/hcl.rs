@@ -147,7 +147,8 @@ impl Blocks {
         for (name, attrs, at) in &self.groups {
             let mut members = Vec::new();
             for (key, expr) in attrs {
-                let value = eval(expr, &ctx, &attr_at(at, self.source.as_deref(), key), &format!("group {name:?}: {key}"))?;
+                let value =
+                    eval(expr, &ctx, &attr_at(at, self.source.as_deref(), key), &format!("group {name:?}: {key}"))?;
                 match key.as_str() {
                     "targets" => {
                         members =

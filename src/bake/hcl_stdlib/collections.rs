@@ -7,8 +7,7 @@ use hcl::eval::{FuncArgs, FuncDef};
 use hcl::Value;
 
 use super::{
-    equal, fixed, integer, list, number, object, sorted_object, string, to_string, type_name, unify, variadic,
-    Result,
+    equal, fixed, integer, list, number, object, sorted_object, string, to_string, type_name, unify, variadic, Result,
 };
 
 /// go-cty's `coalesce`: the first argument that is not null (an empty
@@ -16,8 +15,7 @@ use super::{
 pub(super) fn coalesce() -> FuncDef {
     variadic(0, |a| {
         let values = unify(a.to_vec());
-        let kinds: std::collections::BTreeSet<&str> =
-            values.iter().filter(|v| !v.is_null()).map(type_name).collect();
+        let kinds: std::collections::BTreeSet<&str> = values.iter().filter(|v| !v.is_null()).map(type_name).collect();
         if kinds.len() > 1 {
             return Err("all arguments must have the same type".into());
         }
@@ -67,7 +65,9 @@ pub(super) fn concat() -> FuncDef {
         }
         let mut out = Vec::new();
         for i in 0..a.len() {
-            out.extend(list(&a, i).map_err(|_| format!("all arguments must be lists or tuples; argument {} is {}", i + 1, type_name(&a[i])))?);
+            out.extend(list(&a, i).map_err(|_| {
+                format!("all arguments must be lists or tuples; argument {} is {}", i + 1, type_name(&a[i]))
+            })?);
         }
         Ok(Value::Array(out))
     })
@@ -132,9 +132,9 @@ pub(super) fn flatten() -> FuncDef {
 /// them all, as buildx does for every map a bake file can write.
 pub(super) fn hasindex() -> FuncDef {
     fixed(2, |a| match &a[0] {
-        Value::Array(items) => Ok(Value::Bool(
-            super::to_integer(&a[1]).is_ok_and(|i| i >= 0 && (i as usize) < items.len()),
-        )),
+        Value::Array(items) => {
+            Ok(Value::Bool(super::to_integer(&a[1]).is_ok_and(|i| i >= 0 && (i as usize) < items.len())))
+        }
         _ => Err("collection must be a list, a map or a tuple".into()),
     })
 }
@@ -316,11 +316,7 @@ pub(super) fn zipmap() -> FuncDef {
         let keys = list(&a, 0)?;
         let values = list(&a, 1).map_err(|_| "values argument must be a list or tuple value".to_string())?;
         if keys.len() != values.len() {
-            return Err(format!(
-                "number of keys ({}) does not match number of values ({})",
-                keys.len(),
-                values.len()
-            ));
+            return Err(format!("number of keys ({}) does not match number of values ({})", keys.len(), values.len()));
         }
         let mut out = Vec::new();
         for (i, (key, value)) in keys.iter().zip(values).enumerate() {
@@ -423,8 +419,9 @@ pub(super) fn setproduct() -> FuncDef {
         if a.len() < 2 {
             return Err("at least two arguments are required".into());
         }
-        let lists: Vec<Vec<Value>> =
-            (0..a.len()).map(|i| list(&a, i).map_err(|_| format!("argument {}: a set or a list is required", i + 1))).collect::<Result<_>>()?;
+        let lists: Vec<Vec<Value>> = (0..a.len())
+            .map(|i| list(&a, i).map_err(|_| format!("argument {}: a set or a list is required", i + 1)))
+            .collect::<Result<_>>()?;
         let mut out: Vec<Vec<Value>> = vec![Vec::new()];
         for items in &lists {
             out = out

@@ -54,7 +54,10 @@ pub(super) fn rsadecrypt() -> FuncDef {
             .map_err(|_| format!("failed to decode input {text:?}: cipher text must be base64-encoded"))?;
         let pem = string(&a, 1)?;
         if pem.contains("Proc-Type: 4,ENCRYPTED") {
-            return Err("failed to parse key: password protected keys are not supported. Please decrypt the key prior to use".into());
+            return Err(
+                "failed to parse key: password protected keys are not supported. Please decrypt the key prior to use"
+                    .into(),
+            );
         }
         let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem).map_err(|e| format!("failed to parse key: {e}"))?;
         let plain = key.decrypt(rsa::Pkcs1v15Encrypt, &cipher).map_err(|e| format!("failed to decrypt: {e}"))?;
@@ -76,8 +79,9 @@ pub(super) fn uuidv5() -> FuncDef {
             "url" => uuid::Uuid::NAMESPACE_URL,
             "oid" => uuid::Uuid::NAMESPACE_OID,
             "x500" => uuid::Uuid::NAMESPACE_X500,
-            other => uuid::Uuid::parse_str(other)
-                .map_err(|e| format!("uuidv5() doesn't support namespace {other} ({e})"))?,
+            other => {
+                uuid::Uuid::parse_str(other).map_err(|e| format!("uuidv5() doesn't support namespace {other} ({e})"))?
+            }
         };
         Ok(Value::from(uuid::Uuid::new_v5(&namespace, string(&a, 1)?.as_bytes()).to_string()))
     })

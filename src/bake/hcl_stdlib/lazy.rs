@@ -52,9 +52,7 @@ fn needs_us(expr: &Expression) -> bool {
             needs_us(&t.expr)
                 || t.operators.iter().any(|op| matches!(op, TraversalOperator::Index(index) if needs_us(index)))
         }
-        Expression::TemplateExpr(template) => {
-            Template::from_expr(template).is_ok_and(|t| template_needs_us(&t))
-        }
+        Expression::TemplateExpr(template) => Template::from_expr(template).is_ok_and(|t| template_needs_us(&t)),
         _ => false,
     }
 }
@@ -210,7 +208,9 @@ fn evaluate_for(for_expr: &ForExpr, ctx: &Context) -> Result<Value> {
                 match (existing, for_expr.grouping) {
                     (Some((_, Value::Array(group))), true) => group.push(value),
                     (None, true) => object.push((key, Value::Array(vec![value]))),
-                    (Some(_), _) => return Err(format!("duplicate object key {key:?} in a for expression (use `...` to group)")),
+                    (Some(_), _) => {
+                        return Err(format!("duplicate object key {key:?} in a for expression (use `...` to group)"))
+                    }
                     (None, false) => object.push((key, value)),
                 }
             }
@@ -319,9 +319,11 @@ impl Type {
                 "string" => Ok(Type::String),
                 "number" => Ok(Type::Number),
                 "bool" => Ok(Type::Bool),
-                "list" | "set" | "map" | "tuple" | "object" => {
-                    Err(format!("the type constraint `{}` needs its element type, e.g. {}(string)", name.as_str(), name.as_str()))
-                }
+                "list" | "set" | "map" | "tuple" | "object" => Err(format!(
+                    "the type constraint `{}` needs its element type, e.g. {}(string)",
+                    name.as_str(),
+                    name.as_str()
+                )),
                 _ => Err(bad()),
             },
             Expression::FuncCall(call) if call.args.len() == 1 => {
@@ -331,7 +333,9 @@ impl Type {
                     "set" => Ok(Type::Set(Box::new(Type::parse(arg)?))),
                     "map" => Ok(Type::Map(Box::new(Type::parse(arg)?))),
                     "tuple" => match arg {
-                        Expression::Array(items) => Ok(Type::Tuple(items.iter().map(Type::parse).collect::<std::result::Result<_, _>>()?)),
+                        Expression::Array(items) => {
+                            Ok(Type::Tuple(items.iter().map(Type::parse).collect::<std::result::Result<_, _>>()?))
+                        }
                         _ => Err(bad()),
                     },
                     "object" => match arg {
@@ -379,7 +383,8 @@ pub(crate) fn convert_value(value: Value, ty: &Type) -> std::result::Result<Valu
         },
         Type::List(element) | Type::Set(element) => {
             let Value::Array(items) = value else { return Err(format!("list required, got {}", type_name(&value))) };
-            let items = items.into_iter().map(|v| convert_value(v, element)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let items =
+                items.into_iter().map(|v| convert_value(v, element)).collect::<std::result::Result<Vec<_>, _>>()?;
             let items = if **element == Type::Any { super::unify(items) } else { items };
             if matches!(ty, Type::Set(_)) {
                 let as_list = Value::Array(items);
@@ -401,7 +406,11 @@ pub(crate) fn convert_value(value: Value, ty: &Type) -> std::result::Result<Valu
                 return Err(format!("tuple required with {} elements, got {}", types.len(), items.len()));
             }
             Ok(Value::Array(
-                items.into_iter().zip(types).map(|(v, t)| convert_value(v, t)).collect::<std::result::Result<_, _>>()?,
+                items
+                    .into_iter()
+                    .zip(types)
+                    .map(|(v, t)| convert_value(v, t))
+                    .collect::<std::result::Result<_, _>>()?,
             ))
         }
         Type::Object(attrs) => {

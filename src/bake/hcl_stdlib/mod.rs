@@ -27,8 +27,11 @@ mod time;
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::{Number, Value};
 
+/// Makes one function's definition.
+type Definer = fn() -> FuncDef;
+
 /// The name of every function buildx has, and its definition here.
-const FUNCTIONS: &[(&str, fn() -> FuncDef)] = &[
+const FUNCTIONS: &[(&str, Definer)] = &[
     ("absolute", numbers::absolute),
     ("add", numbers::add),
     ("and", numbers::and),
@@ -223,7 +226,7 @@ pub(crate) fn to_string(value: &Value) -> Result<String> {
 
 fn to_number(value: &Value) -> Result<Number> {
     match value {
-        Value::Number(n) => Ok(n.clone()),
+        Value::Number(n) => Ok(*n),
         Value::String(s) => parse_number(s).ok_or_else(|| format!("a number is required, got the string {s:?}")),
         Value::Null => Err("argument must not be null".into()),
         other => Err(format!("a number is required, got {}", type_name(other))),
@@ -317,7 +320,10 @@ fn unify(items: Vec<Value>) -> Vec<Value> {
     let mixed = items.iter().any(|v| matches!(v, Value::Number(_) | Value::Bool(_)));
     let only_primitive = items.iter().all(|v| !matches!(v, Value::Array(_) | Value::Object(_)));
     if has_string && mixed && only_primitive {
-        return items.into_iter().map(|v| if v.is_null() { v } else { Value::String(to_string(&v).unwrap_or_default()) }).collect();
+        return items
+            .into_iter()
+            .map(|v| if v.is_null() { v } else { Value::String(to_string(&v).unwrap_or_default()) })
+            .collect();
     }
     items
 }

@@ -114,10 +114,7 @@ pub(super) fn cidrsubnet() -> FuncDef {
         let new_bits = u32::try_from(new_bits).map_err(|_| "newbits must not be negative".to_string())?;
         let prefix = network.prefix + new_bits;
         if prefix > network.bits {
-            return Err(format!(
-                "insufficient address space to extend prefix of {} by {new_bits}",
-                network.prefix
-            ));
+            return Err(format!("insufficient address space to extend prefix of {} by {new_bits}", network.prefix));
         }
         // go-cidr reads the number as unsigned, so a negative one is too big.
         if num < 0 || (num as u128) > full(new_bits) {

@@ -77,7 +77,7 @@ pub(super) fn modulo() -> FuncDef {
     fixed(2, |a| match pair(&a)? {
         Pair::Int(x, 0) => int_value(x),
         Pair::Int(x, y) => int_value(x % y),
-        Pair::Float(x, y) if y == 0.0 => float_value(x),
+        Pair::Float(x, 0.0) => float_value(x),
         Pair::Float(x, y) => float_value(x - y * (x / y).trunc()),
     })
 }

@@ -30,7 +30,8 @@ struct Version {
     pre: String,
 }
 
-const LOOSE: &str = r"v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?";
+const LOOSE: &str =
+    r"v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?";
 const CONSTRAINT_VERSION: &str = r"v?([0-9|x|X|\*]+)(\.[0-9|x|X|\*]+)?(\.[0-9|x|X|\*]+)?(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?";
 const OPS: &str = r"=||!=|>|<|>=|=>|<=|=<|~|~>|\^";
 
@@ -52,7 +53,8 @@ static VALID: LazyLock<Regex> = LazyLock::new(|| {
 fn valid_part(part: &str, allow_leading_zero: bool) -> bool {
     !part.is_empty()
         && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && (allow_leading_zero || !(part.len() > 1 && part.starts_with('0') && part.chars().all(|c| c.is_ascii_digit())))
+        && (allow_leading_zero
+            || !(part.len() > 1 && part.starts_with('0') && part.chars().all(|c| c.is_ascii_digit())))
 }
 
 impl Version {
@@ -271,6 +273,6 @@ impl Constraint {
         if v.major != c.major {
             return false;
         }
-        !(v.minor != c.minor && !self.minor_dirty)
+        v.minor == c.minor || self.minor_dirty
     }
 }

@@ -218,7 +218,9 @@ pub(super) fn sanitize() -> FuncDef {
     fixed(1, |a| {
         let text = string(&a, 0)?;
         Ok(Value::from(
-            text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect::<String>(),
+            text.chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+                .collect::<String>(),
         ))
     })
 }
@@ -228,7 +230,12 @@ pub(super) fn homedir() -> FuncDef {
         std::env::var("HOME")
             .ok()
             .filter(|h| !h.is_empty())
-            .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir.to_string_lossy().into_owned()))
+            .or_else(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.dir.to_string_lossy().into_owned())
+            })
             .map(Value::from)
             .ok_or_else(|| "cannot find the home directory".to_string())
     })
@@ -409,7 +416,11 @@ fn format_values(spec: &str, args: &[Value]) -> Result<String> {
         i += 1;
         let raw: String = chars[start..i].iter().collect();
         let arg = args.get(next).ok_or_else(|| {
-            format!("not enough arguments for {raw:?} at {start}: need index {} but have {} total", next + 1, args.len())
+            format!(
+                "not enough arguments for {raw:?} at {start}: need index {} but have {} total",
+                next + 1,
+                args.len()
+            )
         })?;
         next += 1;
         highest = highest.max(next);

@@ -34,7 +34,9 @@ pub(super) fn formattimestamp() -> FuncDef {
     fixed(2, |a| {
         let format = string(&a, 0)?;
         let time = match &a[1] {
-            Value::String(text) => parse(text).map_err(|_| "argument 2: timestamp string must be RFC3339".to_string())?,
+            Value::String(text) => {
+                parse(text).map_err(|_| "argument 2: timestamp string must be RFC3339".to_string())?
+            }
             Value::Number(_) => unix(&a[1])?,
             _ => return Err("argument 2: must be a string timestamp or a unix timestamp number".into()),
         };
@@ -131,7 +133,17 @@ fn parse_duration(text: &str) -> Result<i64> {
 
 fn month_name(month: u32) -> &'static str {
     const NAMES: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
         "December",
     ];
     NAMES[(month as usize + 11) % 12]
