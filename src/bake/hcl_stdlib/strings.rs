@@ -36,7 +36,7 @@ pub(super) fn title() -> FuncDef {
         let mut after_separator = true;
         for c in string(&a, 0)?.chars() {
             if after_separator {
-                out.push(single(c.to_uppercase()).unwrap_or(c));
+                out.push(title_case(c));
             } else {
                 out.push(c);
             }
@@ -44,6 +44,18 @@ pub(super) fn title() -> FuncDef {
         }
         Ok(Value::from(out))
     })
+}
+
+/// Go's `unicode.ToTitle`: the upper case, except for the four digraphs
+/// that have a title case of their own (`ǆ` gives `ǅ`, not `Ǆ`).
+fn title_case(c: char) -> char {
+    match c {
+        '\u{01C4}'..='\u{01C6}' => '\u{01C5}',
+        '\u{01C7}'..='\u{01C9}' => '\u{01C8}',
+        '\u{01CA}'..='\u{01CC}' => '\u{01CB}',
+        '\u{01F1}'..='\u{01F3}' => '\u{01F2}',
+        c => single(c.to_uppercase()).unwrap_or(c),
+    }
 }
 
 pub(super) fn strlen() -> FuncDef {

@@ -32,13 +32,26 @@ L1mpu7wj/9SkuY/22feczEc16MfrYqIMQETbyUS95Er+
 EOT
 }
 
+variable "FROM_FUNCTIONS" {
+  default = try(upper(NOT_A_VARIABLE), join("-", sort(split(",", "c,a,b"))))
+}
+variable "NESTED" {
+  default = { list = [[1, [2]], []], map = { inner = { deep = "x" } } }
+}
+
+function "versions" {
+  params = [prefix]
+  variadic_params = rest
+  result = [for v in rest : "${prefix}${try(trimprefix(v, "v"), v)}" if can(regex("^v?[0-9]", v))]
+}
+
 function "tagged" {
   params = [name, version]
   result = "${lower(name)}:${try(version, "latest")}"
 }
 
 group "default" {
-  targets = ["strings", "regexes", "collections", "sets", "numbers", "encoding", "crypto", "network", "time", "lazy", "misc"]
+  targets = ["strings", "regexes", "collections", "sets", "numbers", "encoding", "crypto", "network", "time", "lazy", "misc", "edges"]
 }
 
 target "strings" {
@@ -445,5 +458,37 @@ target "misc" {
     empty_1 = EMPTY
     empty_2 = coalesce(EMPTY, "x")
     null_1 = null
+  }
+}
+
+target "edges" {
+  args = {
+    variable_1 = FROM_FUNCTIONS
+    nested_1 = jsonencode(flatten(NESTED.list))
+    nested_2 = jsonencode(merge(NESTED.map, { inner = { other = true } }))
+    nested_3 = jsonencode(lookup(NESTED.map, "inner", {}))
+    nested_4 = jsonencode(values(NESTED))
+    nested_5 = jsonencode([for k, v in NESTED : k])
+    nested_6 = jsonencode(setunion([[1], [2]], [[1]]))
+    null_1 = jsonencode(coalesce(null, null, "x"))
+    null_2 = jsonencode(merge(null))
+    null_3 = equal(null, "")
+    null_4 = jsonencode(concat([null], [null]))
+    null_5 = jsonencode(distinct([null, null, "a"]))
+    unicode_1 = jsonencode(sort(["zebra", "Äpfel", "apple", "ähnlich", "Zoo"]))
+    unicode_2 = substr("日本語のテキスト", -4, 2)
+    unicode_3 = format("[%-6s][%6s]", "日本", "ü")
+    unicode_4 = jsonencode(regexall("\\p{Greek}+", "abc αβγ def δε"))
+    unicode_5 = title("ǆemal ñandú")
+    unicode_6 = urlencode("日本")
+    unicode_7 = md5("日本語")
+    big_1 = parseint("18446744073709551615", 10)
+    big_2 = add(18446744073709551615, 0)
+    big_3 = subtract(-9223372036854775807, 1)
+    big_4 = jsonencode(range(-1, -2.5, -0.5))
+    big_5 = max(18446744073709551615, 1)
+    big_6 = format("%d|%x", 18446744073709551615, 18446744073709551615)
+    user_1 = jsonencode(versions("v", "1.0", "v2.1", "latest", "3"))
+    user_2 = jsonencode(versions("x"))
   }
 }
