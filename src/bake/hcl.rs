@@ -85,9 +85,11 @@ pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition,
 /// `"${TAG}"` is interpolated as in buildx's JSON files.
 fn json_expression(value: &serde_json::Value) -> Result<Expression, String> {
     Ok(match value {
+        // The decoded text is the template, as buildx's `ParseTemplate` of it
+        // (quotes inside `${...}` are plain quotes, no HCL string escapes).
         serde_json::Value::String(s) if s.contains("${") || s.contains("%{") => {
-            let quoted = serde_json::to_string(s).map_err(|e| e.to_string())?;
-            quoted.parse::<Expression>().map_err(|e| format!("{s:?}: {e}"))?
+            s.parse::<hcl::Template>().map_err(|e| format!("{s:?}: {e}"))?;
+            Expression::TemplateExpr(Box::new(hcl::TemplateExpr::QuotedString(s.clone())))
         }
         serde_json::Value::Array(items) => {
             Expression::Array(items.iter().map(json_expression).collect::<Result<_, _>>()?)
@@ -581,6 +583,10 @@ target "app" {
         let text = r#"{"variable": {"TAG": {"default": "3"}}, "target": {"app": {"tags": ["r/app:${TAG}"], "args": {"A": "1"}}}}"#;
         let d = load_json("docker-bake.json", text, &Env::new()).unwrap();
         assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["r/app:3"]);
+        // Quotes inside `${...}` are the expression's own, as buildx reads them.
+        let text = r#"{"target": {"app": {"tags": ["${upper(\"x\")}:${try(nope, \"d\")}"]}}}"#;
+        let d = load_json("docker-bake.json", text, &Env::new()).unwrap();
+        assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["X:d"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 # `buildx bake --print` prints (expected.json, written by
 # scripts/bake_reference.sh tests/bake/functions). Results that are not
 # strings are passed through jsonencode, since args hold strings.
+# docker-bake.json beside it has a target whose strings are templates.
 # timestamp, uuidv4 and bcrypt differ on every call: tests/bake.rs checks
 # their shape instead.
 
@@ -51,7 +52,7 @@ function "tagged" {
 }
 
 group "default" {
-  targets = ["strings", "regexes", "collections", "sets", "numbers", "encoding", "crypto", "network", "time", "lazy", "misc", "edges"]
+  targets = ["strings", "regexes", "collections", "sets", "numbers", "encoding", "crypto", "network", "time", "lazy", "misc", "edges", "templates", "json"]
 }
 
 target "strings" {
@@ -490,5 +491,21 @@ target "edges" {
     big_6 = format("%d|%x", 18446744073709551615, 18446744073709551615)
     user_1 = jsonencode(versions("v", "1.0", "v2.1", "latest", "3"))
     user_2 = jsonencode(versions("x"))
+  }
+}
+
+target "templates" {
+  args = {
+    for_directive_1 = "%{ for x in split(",", "b,a") ~}${x}-%{ endfor ~}!"
+    heredoc_1 = <<-EOT
+      ${try(nope, "h")}
+      ${upper("line2")}
+    EOT
+    if_directive_1 = "${try(nope, "x")} %{ if can(nope) }yes%{ else }no%{ endif }"
+    for_1 = jsonencode({ for k, v in { b = 1, a = 2 } : k => v if v > 1 })
+    for_2 = join(",", [for i, x in ["b", "a"] : "${i}${x}"])
+    splat_1 = jsonencode([{ n = "a" }, { n = "b" }][*].n)
+    convert_1 = upper(true)
+    element_1 = element(["a", "b", "c"], 1.0)
   }
 }
