@@ -9,14 +9,15 @@
 //! Conditionals on that path evaluate only the branch taken, as hcl-rs
 //! does. `for` expressions are evaluated here too (the variables they bind
 //! are seen by the calls inside them), iterating an object in go-cty's
-//! order: sorted keys, where hcl-rs keeps the order of the source. Inside a
-//! template, only interpolations and `%{if}` are walked; a call inside a
-//! `%{for}` reaches hcl-rs, where the functions declared by [`try_`] and
-//! [`can`] say that it is not supported there.
+//! order: sorted keys, where hcl-rs keeps the order of the source. A
+//! template that holds such a call is rendered here, directives and strip
+//! markers included. The functions declared by [`try_`], [`can`] and
+//! [`convert`] only say, should hcl-rs ever reach one, that this path was
+//! missed.
 
 use hcl::eval::{Context, Evaluate, FuncDef};
 use hcl::expr::{Conditional, ForExpr, FuncCall, Operation, TraversalOperator};
-use hcl::template::{Directive, Element, Template};
+use hcl::template::{Directive, Element, Strip, Template};
 use hcl::{Expression, ObjectKey, TemplateExpr, Value};
 
 use super::{fixed, sorted_object, to_bool, to_number, to_string, type_name, variadic, Result};
@@ -71,7 +72,7 @@ fn template_needs_us(template: &Template) -> bool {
                     || template_needs_us(&d.true_template)
                     || d.false_template.as_ref().is_some_and(template_needs_us)
             }
-            Directive::For(d) => needs_us(&d.collection_expr),
+            Directive::For(d) => needs_us(&d.collection_expr) || template_needs_us(&d.template),
         },
     })
 }
@@ -223,31 +224,68 @@ fn evaluate_for(for_expr: &ForExpr, ctx: &Context) -> Result<Value> {
 }
 
 /// A template that holds a lazy call: interpolations, `%{if}` and
-/// `%{for}` evaluated here (strip markers `~` are not applied on this path).
+/// `%{for}` evaluated here, with strip markers (`~`) applied as hcl-rs
+/// applies them.
 fn evaluate_template(template: &TemplateExpr, ctx: &Context) -> Result<Value> {
     let template = Template::from_expr(template).map_err(|e| e.to_string())?;
     if let [Element::Interpolation(interp)] = template.elements() {
         return evaluate(&interp.expr, ctx);
     }
     let mut out = String::new();
-    render(&template, ctx, &mut out)?;
+    render(&template, ctx, Strip::None, Strip::None, &mut out)?;
     Ok(Value::String(out))
 }
 
-fn render(template: &Template, ctx: &Context, out: &mut String) -> Result<()> {
-    for element in template.elements() {
+/// Which sides of an element strip the literals next to it.
+fn element_strip(element: &Element) -> Strip {
+    match element {
+        Element::Literal(_) => Strip::None,
+        Element::Interpolation(interp) => interp.strip,
+        Element::Directive(directive) => {
+            let (start, end) = match directive.as_ref() {
+                Directive::If(d) => (d.if_strip, d.endif_strip),
+                Directive::For(d) => (d.for_strip, d.endfor_strip),
+            };
+            Strip::from((start.strip_start(), end.strip_end()))
+        }
+    }
+}
+
+/// A literal without the spaces, and one line break, that a `~` on the
+/// element before (its end) or after (its start) takes away.
+fn strip_literal(mut literal: &str, before: Strip, after: Strip) -> &str {
+    let space = |c: char| c.is_whitespace() && c != '\r' && c != '\n';
+    if before.strip_end() {
+        literal = literal.trim_start_matches(space);
+        literal = literal.strip_prefix("\r\n").or_else(|| literal.strip_prefix('\n')).unwrap_or(literal);
+    }
+    if after.strip_start() {
+        literal = literal.trim_end_matches(space);
+        literal = literal.strip_suffix("\r\n").or_else(|| literal.strip_suffix('\n')).unwrap_or(literal);
+    }
+    literal
+}
+
+fn render(template: &Template, ctx: &Context, before: Strip, after: Strip, out: &mut String) -> Result<()> {
+    let elements = template.elements();
+    for (i, element) in elements.iter().enumerate() {
+        let prev = if i == 0 { before } else { element_strip(&elements[i - 1]) };
+        let next = elements.get(i + 1).map_or(after, element_strip);
         match element {
-            Element::Literal(text) => out.push_str(text),
+            Element::Literal(text) => out.push_str(strip_literal(text, prev, next)),
             Element::Interpolation(interp) => {
                 let value = evaluate(&interp.expr, ctx)?;
                 out.push_str(&to_string(&value).map_err(|e| format!("cannot interpolate `{value}`: {e}"))?);
             }
             Element::Directive(directive) => match directive.as_ref() {
                 Directive::If(d) => match evaluate(&d.cond_expr, ctx)? {
-                    Value::Bool(true) => render(&d.true_template, ctx, out)?,
+                    Value::Bool(true) => {
+                        let end = if d.false_template.is_some() { d.else_strip } else { d.endif_strip };
+                        render(&d.true_template, ctx, d.if_strip, end, out)?
+                    }
                     Value::Bool(false) => {
                         if let Some(false_template) = &d.false_template {
-                            render(false_template, ctx, out)?
+                            render(false_template, ctx, d.else_strip, d.endif_strip, out)?
                         }
                     }
                     other => return Err(format!("an %{{if}} condition must be a bool, got `{other}`")),
@@ -270,7 +308,7 @@ fn render(template: &Template, ctx: &Context, out: &mut String) -> Result<()> {
                             scope.declare_var(key_var.clone(), key);
                         }
                         scope.declare_var(d.value_var.clone(), value);
-                        render(&d.template, &scope, out)?;
+                        render(&d.template, &scope, d.for_strip, d.endfor_strip, out)?;
                     }
                 }
             },

@@ -169,6 +169,17 @@ fn lazy_arguments_and_for_expressions() {
     assert_eq!(ok("\"v=${try(nope, \"d\")}!\""), Value::from("v=d!"));
     assert_eq!(ok("\"%{ if can(nope) }a%{ else }b%{ endif }\""), Value::from("b"));
     assert_eq!(ok("\"${try(nope, 5)}\""), Value::from(5));
+    // Strip markers and a for directive whose body holds a lazy call: the
+    // same text as hcl-rs renders without one.
+    for template in [
+        r#""%{ for x in ["a", "b"] ~}\n  ${X}  \n%{~ endfor }!""#,
+        r#""<%{ if true ~}  ${X}  %{~ else }no%{ endif ~}  >""#,
+        r#""a  ${~ X ~}  b""#,
+    ] {
+        let plain = ok(&template.replace('X', "\"v\""));
+        let lazy = ok(&template.replace('X', "try(nope, \"v\")"));
+        assert_eq!(lazy, plain, "{template}");
+    }
     // Objects iterate in sorted key order, as go-cty's do.
     assert_eq!(ok("[for k, v in {b = 1, a = 2} : k]"), Value::Array(vec![Value::from("a"), Value::from("b")]));
     // Grouping and duplicates.
