@@ -181,13 +181,16 @@ pub(super) fn values() -> FuncDef {
     })
 }
 
-/// The number of elements of a list or a map. go-cty refuses strings
-/// (`strlen` counts those).
+/// The number of elements of a list. go-cty refuses strings (`strlen`
+/// counts those) and objects, which every `{...}` of a bake file is, so
+/// `length(keys(m))` is the portable way to count a map's keys.
 pub(super) fn length() -> FuncDef {
     fixed(1, |a| match &a[0] {
         Value::Array(items) => Ok(Value::from(items.len())),
-        Value::Object(map) => Ok(Value::from(map.len())),
         Value::Null => Err("argument must not be null".into()),
+        Value::Object(_) => {
+            Err("collection must be a list, a map or a tuple (for an object, use length(keys(...)))".into())
+        }
         _ => Err("collection must be a list, a map or a tuple".into()),
     })
 }

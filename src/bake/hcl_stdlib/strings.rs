@@ -28,8 +28,7 @@ pub(super) fn lower() -> FuncDef {
     fixed(1, |a| Ok(Value::from(map_chars(&string(&a, 0)?, |c| single(c.to_lowercase())))))
 }
 
-/// Go's `strings.Title`: a letter after a separator (anything but a
-/// letter, digit, `_` or mark) is upper-cased.
+/// Go's `strings.Title`: a letter after a separator is title-cased.
 pub(super) fn title() -> FuncDef {
     fixed(1, |a| {
         let mut out = String::new();
@@ -40,10 +39,19 @@ pub(super) fn title() -> FuncDef {
             } else {
                 out.push(c);
             }
-            after_separator = !(c.is_alphanumeric() || c == '_');
+            after_separator = is_title_separator(c);
         }
         Ok(Value::from(out))
     })
+}
+
+/// Go's `strings.Title` word boundaries: in ASCII anything but letters,
+/// digits and `_`; beyond it only spaces.
+fn is_title_separator(c: char) -> bool {
+    if c.is_ascii() {
+        return !(c.is_ascii_alphanumeric() || c == '_');
+    }
+    !c.is_alphanumeric() && c.is_whitespace()
 }
 
 /// Go's `unicode.ToTitle`: the upper case, except for the four digraphs

@@ -66,6 +66,7 @@ fn type_errors_name_the_function() {
     error("add(1, \"x\")", "add", "argument 2: a number is required, got the string \"x\"");
     error("and(true, 1)", "and", "a bool is required, got number");
     error("length(\"abc\")", "length", "collection must be a list, a map or a tuple");
+    error("length({a = 1})", "length", "use length(keys(...))");
     error("keys([1])", "keys", "must have map or object type");
     error("merge({a = 1}, [1])", "merge", "arguments must be maps or objects");
     error("parseint(12, 10)", "parseint", "first argument must be a string, not number");

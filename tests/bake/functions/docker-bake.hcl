@@ -481,6 +481,7 @@ target "edges" {
     unicode_3 = format("[%-6s][%6s]", "日本", "ü")
     unicode_4 = jsonencode(regexall("\\p{Greek}+", "abc αβγ def δε"))
     unicode_5 = title("ǆemal ñandú")
+    unicode_8 = title("a—b a·b «c» x\u00a0y")
     unicode_6 = urlencode("日本")
     unicode_7 = md5("日本語")
     big_1 = parseint("18446744073709551615", 10)
