@@ -25,7 +25,14 @@ pub(super) fn upper() -> FuncDef {
 }
 
 pub(super) fn lower() -> FuncDef {
-    fixed(1, |a| Ok(Value::from(map_chars(&string(&a, 0)?, |c| single(c.to_lowercase())))))
+    // `İ` is the one letter whose full lower case is two characters; its
+    // simple mapping (Go's) is `i`.
+    fixed(1, |a| {
+        Ok(Value::from(map_chars(
+            &string(&a, 0)?,
+            |c| if c == '\u{130}' { Some('i') } else { single(c.to_lowercase()) },
+        )))
+    })
 }
 
 /// Go's `strings.Title`: a letter after a separator is title-cased.
@@ -465,7 +472,12 @@ fn format_values(spec: &str, args: &[Value]) -> Result<String> {
             }
             other => return Err(format!("unsupported format verb {other:?} in {raw:?} at offset {start}")),
         };
-        out.push_str(&pad(&verb, text, matches!(mode, 'v' | 's' | 'q' | 't')));
+        // go-cty writes `%t` without padding.
+        if mode == 't' {
+            out.push_str(&text);
+        } else {
+            out.push_str(&pad(&verb, text, matches!(mode, 'v' | 's' | 'q')));
+        }
     }
     if highest < args.len() {
         return Err(if highest == 0 {

@@ -481,6 +481,8 @@ target "edges" {
     unicode_3 = format("[%-6s][%6s]", "日本", "ü")
     unicode_4 = jsonencode(regexall("\\p{Greek}+", "abc αβγ def δε"))
     unicode_5 = title("ǆemal ñandú")
+    unicode_9 = lower("İSTANBUL")
+    unicode_10 = format("%5t|%-5v|%05s|%.2s|%3.1q", true, 1, "a", "héllo", "xyz")
     unicode_8 = title("a—b a·b «c» x\u00a0y")
     unicode_6 = urlencode("日本")
     unicode_7 = md5("日本語")
