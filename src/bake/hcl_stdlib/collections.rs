@@ -7,7 +7,8 @@ use hcl::eval::{FuncArgs, FuncDef};
 use hcl::Value;
 
 use super::{
-    equal, fixed, integer, list, number, object, sorted_object, string, to_string, type_name, unify, variadic, Result,
+    equal, fixed, integer, list, number, object, sorted_object, string, to_string, type_name, unify, unify_strict,
+    variadic, Result,
 };
 
 /// go-cty's `coalesce`: the first argument that is not null (an empty
@@ -85,7 +86,7 @@ pub(super) fn contains() -> FuncDef {
 pub(super) fn distinct() -> FuncDef {
     fixed(1, |a| {
         let mut out: Vec<Value> = Vec::new();
-        for item in unify(list(&a, 0)?) {
+        for item in unify_strict(list(&a, 0)?)? {
             if !out.iter().any(|v| equal(v, &item)) {
                 out.push(item);
             }
@@ -353,9 +354,9 @@ pub(super) fn chunklist() -> FuncDef {
 
 /// A set as go-cty orders one: unified elements, duplicates dropped,
 /// numbers by value, strings (and anything else, by its JSON) lexically.
-fn set(items: Vec<Value>) -> Vec<Value> {
+fn set(items: Vec<Value>) -> Result<Vec<Value>> {
     let mut out: Vec<Value> = Vec::new();
-    for item in unify(items) {
+    for item in unify_strict(items)? {
         if !out.iter().any(|v| equal(v, &item)) {
             out.push(item);
         }
@@ -368,25 +369,25 @@ fn set(items: Vec<Value>) -> Vec<Value> {
         (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
         _ => serde_json::to_string(x).unwrap_or_default().cmp(&serde_json::to_string(y).unwrap_or_default()),
     });
-    out
+    Ok(out)
 }
 
 fn sets(args: &FuncArgs) -> Result<Vec<Vec<Value>>> {
-    (0..args.len()).map(|i| list(args, i).map(set)).collect()
+    (0..args.len()).map(|i| list(args, i).and_then(set)).collect()
 }
 
 pub(super) fn sethaselement() -> FuncDef {
-    fixed(2, |a| Ok(Value::Bool(set(list(&a, 0)?).iter().any(|v| equal(v, &a[1])))))
+    fixed(2, |a| Ok(Value::Bool(set(list(&a, 0)?)?.iter().any(|v| equal(v, &a[1])))))
 }
 
 pub(super) fn setunion() -> FuncDef {
-    variadic(1, |a| Ok(Value::Array(set(sets(&a)?.concat()))))
+    variadic(1, |a| Ok(Value::Array(set(sets(&a)?.concat())?)))
 }
 
 pub(super) fn setintersection() -> FuncDef {
     variadic(1, |a| {
         let all = sets(&a)?;
-        let first = set(all.concat()).into_iter().filter(|v| all.iter().all(|s| s.iter().any(|w| equal(v, w))));
+        let first = set(all.concat())?.into_iter().filter(|v| all.iter().all(|s| s.iter().any(|w| equal(v, w))));
         Ok(Value::Array(first.collect()))
     })
 }
@@ -394,7 +395,7 @@ pub(super) fn setintersection() -> FuncDef {
 pub(super) fn setsubtract() -> FuncDef {
     fixed(2, |a| {
         let all = sets(&a)?;
-        let both = set(all.concat());
+        let both = set(all.concat())?;
         Ok(Value::Array(
             both.into_iter()
                 .filter(|v| all[0].iter().any(|w| equal(v, w)) && !all[1].iter().any(|w| equal(v, w)))
@@ -406,7 +407,7 @@ pub(super) fn setsubtract() -> FuncDef {
 pub(super) fn setsymmetricdifference() -> FuncDef {
     variadic(1, |a| {
         let all = sets(&a)?;
-        let everything = set(all.concat());
+        let everything = set(all.concat())?;
         Ok(Value::Array(
             everything
                 .into_iter()
@@ -445,7 +446,7 @@ pub(super) fn setproduct() -> FuncDef {
 /// A list as the set go-cty would make of it (for `convert(..., set(...))`).
 pub(super) fn as_set(value: Value) -> Result<Value> {
     match value {
-        Value::Array(items) => Ok(Value::Array(set(items))),
+        Value::Array(items) => Ok(Value::Array(set(items)?)),
         other => Err(format!("set required, got {}", type_name(&other))),
     }
 }

@@ -423,7 +423,7 @@ pub(crate) fn convert_value(value: Value, ty: &Type) -> std::result::Result<Valu
             let Value::Array(items) = value else { return Err(format!("list required, got {}", type_name(&value))) };
             let items =
                 items.into_iter().map(|v| convert_value(v, element)).collect::<std::result::Result<Vec<_>, _>>()?;
-            let items = if **element == Type::Any { super::unify(items) } else { items };
+            let items = if **element == Type::Any { super::unify_strict(items)? } else { items };
             if matches!(ty, Type::Set(_)) {
                 let as_list = Value::Array(items);
                 return super::collections::as_set(as_list);

@@ -328,6 +328,17 @@ fn unify(items: Vec<Value>) -> Vec<Value> {
     items
 }
 
+/// [`unify`] for a parameter that is a list or set of one element type:
+/// elements that still differ in kind are an error, as in go-cty.
+fn unify_strict(items: Vec<Value>) -> Result<Vec<Value>> {
+    let items = unify(items);
+    let kinds: std::collections::BTreeSet<&str> = items.iter().filter(|v| !v.is_null()).map(type_name).collect();
+    if kinds.len() > 1 {
+        return Err("all list elements must have the same type".into());
+    }
+    Ok(items)
+}
+
 /// go-cty's equality across values: numbers compare by value (1 == 1.0).
 fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {

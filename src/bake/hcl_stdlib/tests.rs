@@ -78,6 +78,9 @@ fn type_errors_name_the_function() {
     error("byteslen(\"abc\")", "byteslen", "bytes required");
     error("convert([1], number)", "convert", "number required, got list");
     error("convert(1, nosuchtype)", "convert", "invalid type constraint");
+    error("convert([true, 1], list(any))", "convert", "all list elements must have the same type");
+    error("distinct([[1], {a = 1}])", "distinct", "all list elements must have the same type");
+    error("setunion([true], [1])", "setunion", "all list elements must have the same type");
 }
 
 #[test]
