@@ -2,10 +2,13 @@
 //! with `hcl-rs` (the maintained Rust HCL implementation; its evaluator does
 //! templates, conditionals, `for` expressions and function calls), given the
 //! file's variables (a variable's value comes from the environment variable
-//! of the same name when set, as in buildx) and the functions bake files
-//! reach for most. JSON files have the same blocks as objects; their strings
-//! are HCL templates evaluated the same way. `matrix` expands a target into
-//! one per combination, named by its `name` attribute.
+//! of the same name when set, as in buildx), buildx's function library
+//! ([`super::hcl_stdlib`], whose `lazy` module also evaluates what hcl-rs
+//! cannot: `try`, `can`, `convert`, `for` in go-cty's order) and the file's
+//! own functions ([`super::userfunc`]). JSON files have the same blocks as
+//! objects; their strings are HCL templates evaluated the same way.
+//! `matrix` expands a target into one per combination, named by its `name`
+//! attribute. Errors name the file and the line of the attribute at fault.
 
 use std::collections::BTreeMap;
 

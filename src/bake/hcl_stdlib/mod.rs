@@ -12,7 +12,14 @@
 //! and return objects with their keys sorted, the order go-cty iterates in.
 //! Numbers are hcl-rs's (64-bit integers or floats), where go-cty's are
 //! 512-bit floats: results agree except in the digits beyond a float's
-//! precision (`divide(1, 3)`, `0.1 + 0.2`).
+//! precision (`divide(1, 3)`, `0.1 + 0.2`), integers beyond 64 bits, and
+//! `-0`. Since every `{...}` of a bake file is an object to go-cty (maps
+//! come only from typed variables, which fbuild does not read), functions
+//! that go-cty gives maps but not objects (`length`, `index`, `hasindex`)
+//! refuse them here too, so a file fbuild accepts is one buildx accepts.
+//!
+//! tests/bake/functions holds a case for every function, with buildx's
+//! output beside it (scripts/bake_reference.sh writes it).
 
 mod collections;
 mod crypto;
