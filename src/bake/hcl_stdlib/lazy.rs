@@ -186,8 +186,10 @@ fn evaluate_for(for_expr: &ForExpr, ctx: &Context) -> Result<Value> {
     };
     let mut list = Vec::new();
     let mut object: Vec<(String, Value)> = Vec::new();
+    // One copy of the context (hcl-rs offers no child scope), its loop
+    // variables replaced on each pass.
+    let mut scope = ctx.clone();
     for (key, value) in entries {
-        let mut scope = ctx.clone();
         if let Some(key_var) = &for_expr.key_var {
             scope.declare_var(key_var.clone(), key);
         }
@@ -302,8 +304,8 @@ fn render(template: &Template, ctx: &Context, before: Strip, after: Strip, out: 
                         }
                         other => return Err(format!("%{{for}} needs a list or an object, got `{other}`")),
                     };
+                    let mut scope = ctx.clone();
                     for (key, value) in entries {
-                        let mut scope = ctx.clone();
                         if let Some(key_var) = &d.key_var {
                             scope.declare_var(key_var.clone(), key);
                         }
