@@ -9,9 +9,9 @@
 //! Conditionals on that path evaluate only the branch taken, as hcl-rs
 //! does. `for` expressions are evaluated here too (the variables they bind
 //! are seen by the calls inside them), iterating an object in go-cty's
-//! order: sorted keys, where hcl-rs keeps the order of the source. A
-//! template that holds such a call is rendered here, directives and strip
-//! markers included. The functions declared by [`try_`], [`can`] and
+//! order: sorted keys, where hcl-rs keeps the order of the source.
+//! Templates are rendered here too (directives and strip markers as hcl-rs
+//! does them, values written as go-cty writes them). The functions declared by [`try_`], [`can`] and
 //! [`convert`] only say, should hcl-rs ever reach one, that this path was
 //! missed.
 
@@ -62,19 +62,12 @@ fn key_needs_us(key: &ObjectKey) -> bool {
     matches!(key, ObjectKey::Expression(e) if needs_us(e))
 }
 
+/// Every template that is more than text: hcl-rs writes an interpolated
+/// number in Rust's notation (`1e-7`, where go-cty writes `0.0000001`) and
+/// a `%{for}` walks an object in source order, so templates are rendered
+/// here.
 fn template_needs_us(template: &Template) -> bool {
-    template.elements().iter().any(|element| match element {
-        Element::Literal(_) => false,
-        Element::Interpolation(interp) => needs_us(&interp.expr),
-        Element::Directive(directive) => match directive.as_ref() {
-            Directive::If(d) => {
-                needs_us(&d.cond_expr)
-                    || template_needs_us(&d.true_template)
-                    || d.false_template.as_ref().is_some_and(template_needs_us)
-            }
-            Directive::For(d) => needs_us(&d.collection_expr) || template_needs_us(&d.template),
-        },
-    })
+    template.elements().iter().any(|element| !matches!(element, Element::Literal(_)))
 }
 
 /// The expression with every `try`, `can`, `convert` and `for` replaced by

@@ -547,5 +547,8 @@ target "templates" {
     splat_1 = jsonencode([{ n = "a" }, { n = "b" }][*].n)
     convert_1 = upper(true)
     element_1 = element(["a", "b", "c"], 1.0)
+    number_1 = "${1.5e21}"
+    number_2 = "x${true}y${2.50}z n${1e-7}"
+    object_for_1 = "%{ for k, v in { b = 1, a = 2 } }${k}=${v};%{ endfor }"
   }
 }
