@@ -460,3 +460,83 @@ fn the_example_projects_compose_file_builds_with_one_bake() {
     let info = std::fs::read_to_string(out.path().join("app/BUILD-INFO")).unwrap();
     assert!(info.contains("version=1.0.0"), "APP_VERSION from .env: {info}");
 }
+
+#[test]
+fn functions_print_matches_buildx() {
+    // tests/bake/functions: every function of buildx's HCL library, several
+    // cases each; expected.json is `buildx bake --print` of the same file
+    // (scripts/bake_reference.sh tests/bake/functions), HOME as given here.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/functions");
+    let assert = util::fbuild()
+        .current_dir(&fixture)
+        .env("HOME", "/fbuild-home")
+        .env_remove("NAME")
+        .env_remove("EMPTY")
+        .env_remove("NUMS")
+        .env_remove("OBJ")
+        .env_remove("KEY")
+        .args(["bake", "--print"])
+        .assert()
+        .success();
+    let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap()).unwrap();
+    let (printed_targets, expected_targets) = (&printed["target"], &expected["target"]);
+    // One assertion per attribute, so a failure names the function's case.
+    for (name, target) in expected_targets.as_object().unwrap() {
+        for (key, value) in target.as_object().unwrap() {
+            if let (Some(want), Some(got)) = (value.as_object(), printed_targets[name][key].as_object()) {
+                for (case, want) in want {
+                    assert_eq!(got.get(case), Some(want), "target {name}: {key}.{case}");
+                }
+            }
+            assert_eq!(&printed_targets[name][key], value, "target {name}: {key}");
+        }
+    }
+    assert_eq!(printed_targets, expected_targets);
+    // buildx lists a group's members sorted; which order fbuild prints is
+    // the --print ordering work's, so members are compared as sets here.
+    let members = |v: &serde_json::Value| {
+        let mut names: Vec<String> = v["group"]["default"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(members(&printed), members(&expected));
+}
+
+#[test]
+fn function_errors_name_the_function_and_line() {
+    let dir = util::tempdir();
+    write_files(
+        dir.path(),
+        &[
+            (
+                "undefined.hcl",
+                "target \"a\" {\n  tags = [\"x\"]\n}\n\ntarget \"b\" {\n  args = {\n    X = nosuchfn(\"a\")\n  }\n}\n",
+            ),
+            ("arity.hcl", "target \"a\" {\n  tags = [md5()]\n}\n"),
+            ("type.hcl", "target \"a\" {\n  tags = [upper([\"list\"])]\n}\n"),
+            ("try.hcl", "target \"a\" {\n  tags = [try(nope1, nope2)]\n}\n"),
+        ],
+    );
+    let cases: &[(&str, &[&str])] = &[
+        ("undefined.hcl", &["undefined.hcl:7", "nosuchfn"]),
+        ("arity.hcl", &["arity.hcl:2", "md5", "expected 1 positional arguments, got 0"]),
+        ("type.hcl", &["type.hcl:2", "upper", "string is required"]),
+        ("try.hcl", &["try.hcl:2", "try", "no expression succeeded", "nope1", "nope2"]),
+    ];
+    for (file, wanted) in cases {
+        let assert =
+            util::fbuild().current_dir(dir.path()).args(["bake", "-f", file, "--print"]).assert().failure().code(1);
+        let stderr = text(&assert.get_output().stderr);
+        for want in *wanted {
+            assert!(stderr.contains(want), "{file}: expected {want:?} in\n{stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

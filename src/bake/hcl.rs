@@ -2,14 +2,17 @@
 //! with `hcl-rs` (the maintained Rust HCL implementation; its evaluator does
 //! templates, conditionals, `for` expressions and function calls), given the
 //! file's variables (a variable's value comes from the environment variable
-//! of the same name when set, as in buildx) and the functions bake files
-//! reach for most. JSON files have the same blocks as objects; their strings
-//! are HCL templates evaluated the same way. `matrix` expands a target into
-//! one per combination, named by its `name` attribute.
+//! of the same name when set, as in buildx), buildx's function library
+//! ([`super::hcl_stdlib`], whose `lazy` module also evaluates what hcl-rs
+//! cannot: `try`, `can`, `convert`, `for` in go-cty's order) and the file's
+//! own functions ([`super::userfunc`]). JSON files have the same blocks as
+//! objects; their strings are HCL templates evaluated the same way.
+//! `matrix` expands a target into one per combination, named by its `name`
+//! attribute. Errors name the file and the line of the attribute at fault.
 
 use std::collections::BTreeMap;
 
-use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
+use hcl::eval::Context;
 use hcl::{Expression, Value};
 
 use super::{BakeError, Definition, Env, Target, Variable};
@@ -48,6 +51,7 @@ pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, 
             other => return Err(BakeError::Invalid { location: at(), message: format!("unknown block {other:?}") }),
         }
     }
+    blocks.source = Some(text.to_string());
     blocks.evaluate(env)
 }
 
@@ -84,9 +88,11 @@ pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition,
 /// `"${TAG}"` is interpolated as in buildx's JSON files.
 fn json_expression(value: &serde_json::Value) -> Result<Expression, String> {
     Ok(match value {
+        // The decoded text is the template, as buildx's `ParseTemplate` of it
+        // (quotes inside `${...}` are plain quotes, no HCL string escapes).
         serde_json::Value::String(s) if s.contains("${") || s.contains("%{") => {
-            let quoted = serde_json::to_string(s).map_err(|e| e.to_string())?;
-            quoted.parse::<Expression>().map_err(|e| format!("{s:?}: {e}"))?
+            s.parse::<hcl::Template>().map_err(|e| format!("{s:?}: {e}"))?;
+            Expression::TemplateExpr(Box::new(hcl::TemplateExpr::QuotedString(s.clone())))
         }
         serde_json::Value::Array(items) => {
             Expression::Array(items.iter().map(json_expression).collect::<Result<_, _>>()?)
@@ -116,6 +122,8 @@ struct Blocks {
     variables: Vec<(String, Attrs, String)>,
     targets: Vec<(String, Attrs, String)>,
     groups: Vec<(String, Attrs, String)>,
+    /// The HCL text, to point errors at an attribute's own line.
+    source: Option<String>,
 }
 
 impl Blocks {
@@ -144,7 +152,8 @@ impl Blocks {
         for (name, attrs, at) in &self.groups {
             let mut members = Vec::new();
             for (key, expr) in attrs {
-                let value = eval(expr, &ctx, at, &format!("group {name:?}: {key}"))?;
+                let value =
+                    eval(expr, &ctx, &attr_at(at, self.source.as_deref(), key), &format!("group {name:?}: {key}"))?;
                 match key.as_str() {
                     "targets" => {
                         members =
@@ -166,7 +175,7 @@ impl Blocks {
             let mut retry = Vec::new();
             let mut first_error = None;
             for block in &pending {
-                match target_block(block, &ctx, &mut definition) {
+                match target_block(block, &ctx, &mut definition, self.source.as_deref()) {
                     Ok(values) => {
                         for (name, attrs) in values {
                             evaluated.insert(name, Value::Object(attrs));
@@ -199,10 +208,11 @@ impl Blocks {
                     continue;
                 }
                 let default = match attrs.iter().find(|(k, _)| k == "default") {
-                    Some((_, expr)) => match expr.evaluate(&ctx) {
+                    Some((_, expr)) => match super::hcl_stdlib::lazy::evaluate(expr, &ctx) {
                         Ok(v) => v,
                         Err(e) => {
-                            last_error = Some(invalid(at, format!("variable {name:?}: {e}")));
+                            let at = attr_at(at, self.source.as_deref(), "default");
+                            last_error = Some(invalid(&at, format!("variable {name:?}: {e}")));
                             continue;
                         }
                     },
@@ -260,13 +270,14 @@ fn target_block(
     (name, attrs, at): &(String, Attrs, String),
     ctx: &Context,
     definition: &mut Definition,
+    source: Option<&str>,
 ) -> Result<Vec<(String, Evaluated)>, BakeError> {
     let Some((_, expr)) = attrs.iter().find(|(k, _)| k == "matrix") else {
-        let (target, values) = target(name, attrs, ctx, at)?;
+        let (target, values) = target(name, attrs, ctx, at, source)?;
         definition.add_target(name.clone(), target);
         return Ok(vec![(name.clone(), values)]);
     };
-    let matrix = eval(expr, ctx, at, &format!("target {name:?}: matrix"))?;
+    let matrix = eval(expr, ctx, &attr_at(at, source, "matrix"), &format!("target {name:?}: matrix"))?;
     let combinations = expand_matrix(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
     let name_expr = attrs
         .iter()
@@ -278,9 +289,9 @@ fn target_block(
         for (k, v) in &combination {
             ctx.declare_var(k.clone(), v.clone());
         }
-        let new_name = eval(&name_expr.1, &ctx, at, &format!("target {name:?}: name"))?;
+        let new_name = eval(&name_expr.1, &ctx, &attr_at(at, source, "name"), &format!("target {name:?}: name"))?;
         let new_name = display(&new_name).unwrap_or_default();
-        done.push((new_name.clone(), target(&new_name, attrs, &ctx, at)?));
+        done.push((new_name.clone(), target(&new_name, attrs, &ctx, at, source)?));
     }
     // Only once every combination evaluated, so a retried block adds nothing twice.
     let names: Vec<String> = done.iter().map(|(n, _)| n.clone()).collect();
@@ -294,7 +305,13 @@ fn target_block(
     Ok(values)
 }
 
-fn target(name: &str, attrs: &Attrs, ctx: &Context, at: &str) -> Result<(Target, Evaluated), BakeError> {
+fn target(
+    name: &str,
+    attrs: &Attrs,
+    ctx: &Context,
+    block_at: &str,
+    source: Option<&str>,
+) -> Result<(Target, Evaluated), BakeError> {
     let mut values = hcl::Map::new();
     let mut target = Target::default();
     for (key, expr) in attrs {
@@ -302,7 +319,8 @@ fn target(name: &str, attrs: &Attrs, ctx: &Context, at: &str) -> Result<(Target,
             continue;
         }
         let what = format!("target {name:?}: {key}");
-        let value = eval(expr, ctx, at, &what)?;
+        let at = &attr_at(block_at, source, key);
+        let value = eval(expr, ctx, at, &what).map_err(|e| at_undefined_function(e, source))?;
         values.insert(key.clone(), value.clone());
         if key == "inherits" {
             target.inherits = string_list(&value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
@@ -361,8 +379,10 @@ fn expand_matrix(matrix: &Value) -> Result<Vec<Vec<(String, Value)>>, String> {
     Ok(combinations)
 }
 
+/// Evaluates through [`super::hcl_stdlib::lazy`], which does what hcl-rs
+/// cannot (`try`, `can`, `convert`, `for` in go-cty's order).
 fn eval(expr: &Expression, ctx: &Context, at: &str, what: &str) -> Result<Value, BakeError> {
-    expr.evaluate(ctx).map_err(|e| invalid(at, format!("{what}: {e}")))
+    super::hcl_stdlib::lazy::evaluate(expr, ctx).map_err(|e| invalid(at, format!("{what}: {e}")))
 }
 
 fn invalid(at: &str, message: String) -> BakeError {
@@ -373,7 +393,7 @@ fn invalid(at: &str, message: String) -> BakeError {
 fn display(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(super::hcl_stdlib::number_text(n)),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -386,6 +406,36 @@ fn string_list(value: &Value) -> Result<Vec<String>, String> {
         }
         _ => Err("expected a list of strings".into()),
     }
+}
+
+/// Where attribute `key` of the block at `block_at` (`FILE:LINE`) is: the
+/// first line from the block's on that sets it, else the block's line.
+fn attr_at(block_at: &str, source: Option<&str>, key: &str) -> String {
+    let found = source.zip(block_at.rsplit_once(':')).and_then(|(text, (file, line))| {
+        let start: usize = line.parse().ok()?;
+        let offset = text.lines().skip(start.saturating_sub(1)).position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .map(str::trim_start)
+                .is_some_and(|rest| rest.starts_with('=') && !rest.starts_with("=="))
+        })?;
+        Some(format!("{file}:{}", start + offset))
+    });
+    found.unwrap_or_else(|| block_at.to_string())
+}
+
+/// An undefined function's error points at the first line, from the
+/// attribute's on, that calls it (an attribute may span many lines).
+fn at_undefined_function(error: BakeError, source: Option<&str>) -> BakeError {
+    let BakeError::Invalid { location, message } = error else { return error };
+    let name = message.split("undefined function `").nth(1).and_then(|rest| rest.split('`').next());
+    let found = source.zip(name).zip(location.rsplit_once(':')).and_then(|((text, name), (file, line))| {
+        let start: usize = line.parse().ok()?;
+        let call = format!("{name}(");
+        let offset = text.lines().skip(start.saturating_sub(1)).position(|line| line.contains(&call))?;
+        Some(format!("{file}:{}", start + offset))
+    });
+    BakeError::Invalid { location: found.unwrap_or(location), message }
 }
 
 /// The line of `target "NAME"` (or the block kind) in the file's text.
@@ -414,345 +464,13 @@ fn parse_error(file: &str, message: &str) -> BakeError {
     BakeError::Invalid { location, message: format!("cannot parse HCL: {text}") }
 }
 
-/// The evaluation context with the functions bake files use most (a
-/// subset of buildx's stdlib, same names and meaning).
+/// The evaluation context: buildx's whole function library
+/// ([`super::hcl_stdlib`]) and the file's user functions.
 pub(crate) fn context() -> Context<'static> {
     let mut ctx = Context::new();
-    let s = || ParamType::String;
-    let any = || ParamType::Any;
-    let f = |params: Vec<ParamType>, func: hcl::eval::Func| FuncDef::new(func, params);
-    ctx.declare_func("upper", f(vec![s()], |a| Ok(Value::from(str_arg(&a, 0).to_uppercase()))));
-    ctx.declare_func("lower", f(vec![s()], |a| Ok(Value::from(str_arg(&a, 0).to_lowercase()))));
-    ctx.declare_func("trimspace", f(vec![s()], |a| Ok(Value::from(str_arg(&a, 0).trim()))));
-    ctx.declare_func(
-        "trimprefix",
-        f(vec![s(), s()], |a| Ok(Value::from(str_arg(&a, 0).strip_prefix(str_arg(&a, 1)).unwrap_or(str_arg(&a, 0))))),
-    );
-    ctx.declare_func(
-        "trimsuffix",
-        f(vec![s(), s()], |a| Ok(Value::from(str_arg(&a, 0).strip_suffix(str_arg(&a, 1)).unwrap_or(str_arg(&a, 0))))),
-    );
-    ctx.declare_func(
-        "replace",
-        f(vec![s(), s(), s()], |a| Ok(Value::from(str_arg(&a, 0).replace(str_arg(&a, 1), str_arg(&a, 2))))),
-    );
-    ctx.declare_func(
-        "split",
-        f(vec![s(), s()], |a| Ok(Value::Array(str_arg(&a, 1).split(str_arg(&a, 0)).map(Value::from).collect()))),
-    );
-    ctx.declare_func(
-        "join",
-        f(vec![s(), ParamType::array_of(s())], |a| {
-            let items: Vec<String> = match &a[1] {
-                Value::Array(items) => items.iter().filter_map(display).collect(),
-                _ => Vec::new(),
-            };
-            Ok(Value::from(items.join(str_arg(&a, 0))))
-        }),
-    );
-    ctx.declare_func("equal", f(vec![any(), any()], |a| Ok(Value::Bool(a[0] == a[1]))));
-    ctx.declare_func("notequal", f(vec![any(), any()], |a| Ok(Value::Bool(a[0] != a[1]))));
-    ctx.declare_func(
-        "and",
-        f(vec![ParamType::Bool, ParamType::Bool], |a| {
-            Ok(Value::Bool(a[0] == Value::Bool(true) && a[1] == Value::Bool(true)))
-        }),
-    );
-    ctx.declare_func(
-        "or",
-        f(vec![ParamType::Bool, ParamType::Bool], |a| {
-            Ok(Value::Bool(a[0] == Value::Bool(true) || a[1] == Value::Bool(true)))
-        }),
-    );
-    ctx.declare_func("not", f(vec![ParamType::Bool], |a| Ok(Value::Bool(a[0] != Value::Bool(true)))));
-    ctx.declare_func(
-        "coalesce",
-        FuncDef::builder().variadic_param(any()).build(|a| {
-            Ok(a.iter().find(|v| !matches!(v, Value::Null) && **v != Value::from("")).cloned().unwrap_or(Value::Null))
-        }),
-    );
-    ctx.declare_func(
-        "concat",
-        FuncDef::builder().variadic_param(ParamType::array_of(any())).build(|a| {
-            Ok(Value::Array(
-                a.iter()
-                    .flat_map(|v| match v {
-                        Value::Array(items) => items.clone(),
-                        _ => Vec::new(),
-                    })
-                    .collect(),
-            ))
-        }),
-    );
-    ctx.declare_func(
-        "length",
-        f(vec![any()], |a| {
-            Ok(Value::from(match &a[0] {
-                Value::Array(items) => items.len(),
-                Value::Object(map) => map.len(),
-                Value::String(s) => s.chars().count(),
-                _ => return Err("length needs a list, map or string".into()),
-            }))
-        }),
-    );
-    ctx.declare_func(
-        "substr",
-        f(vec![s(), ParamType::Number, ParamType::Number], |a| {
-            let text: Vec<char> = str_arg(&a, 0).chars().collect();
-            let num = |v: &Value| v.as_i64().unwrap_or(0);
-            let offset = num(&a[1]).clamp(0, text.len() as i64) as usize;
-            let length = num(&a[2]);
-            let end = if length < 0 { text.len() } else { (offset + length as usize).min(text.len()) };
-            Ok(Value::from(text[offset..end].iter().collect::<String>()))
-        }),
-    );
-    ctx.declare_func(
-        "contains",
-        f(vec![ParamType::array_of(any()), any()], |a| {
-            Ok(Value::Bool(matches!(&a[0], Value::Array(items) if items.contains(&a[1]))))
-        }),
-    );
-    more_functions(&mut ctx);
+    super::hcl_stdlib::declare(&mut ctx);
     super::userfunc::declare(&mut ctx);
     ctx
-}
-
-/// The rest of the functions buildx users reach for: strings, paths,
-/// collections, time and regular expressions (names and meaning from
-/// buildx's stdlib, itself go-cty's).
-fn more_functions(ctx: &mut Context<'static>) {
-    let s = || ParamType::String;
-    let any = || ParamType::Any;
-    let f = |params: Vec<ParamType>, func: hcl::eval::Func| FuncDef::new(func, params);
-    ctx.declare_func(
-        "title",
-        f(vec![s()], |a| {
-            let mut out = String::new();
-            let mut start = true;
-            for c in str_arg(&a, 0).chars() {
-                if start && c.is_alphabetic() {
-                    out.extend(c.to_uppercase());
-                } else {
-                    out.push(c);
-                }
-                start = c.is_whitespace();
-            }
-            Ok(Value::from(out))
-        }),
-    );
-    ctx.declare_func(
-        "trim",
-        f(vec![s(), s()], |a| {
-            let chars: Vec<char> = str_arg(&a, 1).chars().collect();
-            Ok(Value::from(str_arg(&a, 0).trim_matches(|c| chars.contains(&c))))
-        }),
-    );
-    ctx.declare_func("strlen", f(vec![s()], |a| Ok(Value::from(str_arg(&a, 0).chars().count()))));
-    // buildx's sanitize: anything but letters, digits, `_` and `-` becomes `_`.
-    ctx.declare_func(
-        "sanitize",
-        f(vec![s()], |a| {
-            Ok(Value::from(
-                str_arg(&a, 0)
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-                    .collect::<String>(),
-            ))
-        }),
-    );
-    ctx.declare_func(
-        "basename",
-        f(vec![s()], |a| {
-            let path = std::path::Path::new(str_arg(&a, 0));
-            Ok(Value::from(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
-        }),
-    );
-    ctx.declare_func(
-        "dirname",
-        f(vec![s()], |a| {
-            let path = std::path::Path::new(str_arg(&a, 0));
-            let dir = path.parent().map(|p| p.to_string_lossy().into_owned()).filter(|p| !p.is_empty());
-            Ok(Value::from(dir.unwrap_or_else(|| ".".into())))
-        }),
-    );
-    ctx.declare_func(
-        "regex_replace",
-        f(vec![s(), s(), s()], |a| {
-            let re = regex::Regex::new(str_arg(&a, 1)).map_err(|e| e.to_string())?;
-            // Go's `$1` and `${1}` references read the same in the regex crate.
-            Ok(Value::from(re.replace_all(str_arg(&a, 0), str_arg(&a, 2)).into_owned()))
-        }),
-    );
-    ctx.declare_func(
-        "timestamp",
-        f(vec![], |_| Ok(Value::from(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()))),
-    );
-    ctx.declare_func("formatdate", f(vec![s(), s()], |a| formatdate(str_arg(&a, 0), str_arg(&a, 1)).map(Value::from)));
-    ctx.declare_func(
-        "format",
-        FuncDef::builder().param(s()).variadic_param(any()).build(|a| {
-            let mut args = a.iter().skip(1);
-            let mut out = String::new();
-            let mut chars = str_arg(&a, 0).chars().peekable();
-            while let Some(c) = chars.next() {
-                if c != '%' {
-                    out.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('%') => out.push('%'),
-                    Some('s' | 'd' | 'v') => {
-                        let value = args.next().ok_or("format: not enough arguments")?;
-                        out.push_str(&display(value).ok_or("format: only strings, numbers and booleans")?);
-                    }
-                    other => return Err(format!("format: unsupported verb %{}", other.unwrap_or(' '))),
-                }
-            }
-            Ok(Value::from(out))
-        }),
-    );
-    ctx.declare_func(
-        "lookup",
-        FuncDef::builder().params([any(), s()]).variadic_param(any()).build(|a| match (&a[0], a.get(2)) {
-            (Value::Object(map), default) => match map.get(str_arg(&a, 1)) {
-                Some(value) => Ok(value.clone()),
-                None => default.cloned().ok_or_else(|| format!("lookup: no key {:?}", str_arg(&a, 1))),
-            },
-            _ => Err("lookup needs a map".into()),
-        }),
-    );
-    ctx.declare_func(
-        "keys",
-        f(vec![any()], |a| match &a[0] {
-            Value::Object(map) => Ok(Value::Array(map.keys().map(|k| Value::from(k.as_str())).collect())),
-            _ => Err("keys needs a map".into()),
-        }),
-    );
-    ctx.declare_func(
-        "values",
-        f(vec![any()], |a| match &a[0] {
-            Value::Object(map) => Ok(Value::Array(map.values().cloned().collect())),
-            _ => Err("values needs a map".into()),
-        }),
-    );
-    ctx.declare_func(
-        "merge",
-        FuncDef::builder().variadic_param(any()).build(|a| {
-            let mut out = hcl::Map::new();
-            for value in a.iter() {
-                match value {
-                    Value::Object(map) => out.extend(map.iter().map(|(k, v)| (k.clone(), v.clone()))),
-                    Value::Null => {}
-                    _ => return Err("merge needs maps".into()),
-                }
-            }
-            Ok(Value::Object(out))
-        }),
-    );
-    ctx.declare_func(
-        "element",
-        f(vec![any(), ParamType::Number], |a| match &a[0] {
-            Value::Array(items) if !items.is_empty() => {
-                let index = a[1].as_i64().unwrap_or(0).rem_euclid(items.len() as i64) as usize;
-                Ok(items[index].clone())
-            }
-            _ => Err("element needs a non-empty list".into()),
-        }),
-    );
-    ctx.declare_func(
-        "distinct",
-        f(vec![any()], |a| match &a[0] {
-            Value::Array(items) => {
-                let mut out: Vec<Value> = Vec::new();
-                for item in items {
-                    if !out.contains(item) {
-                        out.push(item.clone());
-                    }
-                }
-                Ok(Value::Array(out))
-            }
-            _ => Err("distinct needs a list".into()),
-        }),
-    );
-    ctx.declare_func(
-        "compact",
-        f(vec![any()], |a| match &a[0] {
-            Value::Array(items) => Ok(Value::Array(
-                items.iter().filter(|v| !matches!(v, Value::Null) && **v != Value::from("")).cloned().collect(),
-            )),
-            _ => Err("compact needs a list".into()),
-        }),
-    );
-    ctx.declare_func(
-        "reverse",
-        f(vec![any()], |a| match &a[0] {
-            Value::Array(items) => Ok(Value::Array(items.iter().rev().cloned().collect())),
-            Value::String(text) => Ok(Value::from(text.chars().rev().collect::<String>())),
-            _ => Err("reverse needs a list or a string".into()),
-        }),
-    );
-    ctx.declare_func(
-        "flatten",
-        f(vec![any()], |a| {
-            fn flat(value: &Value, out: &mut Vec<Value>) {
-                match value {
-                    Value::Array(items) => items.iter().for_each(|v| flat(v, out)),
-                    other => out.push(other.clone()),
-                }
-            }
-            let mut out = Vec::new();
-            flat(&a[0], &mut out);
-            Ok(Value::Array(out))
-        }),
-    );
-    ctx.declare_func("uuidv4", f(vec![], |_| Ok(Value::from(uuid::Uuid::new_v4().to_string()))));
-    ctx.declare_func("homedir", f(vec![], |_| Ok(Value::from(std::env::var("HOME").unwrap_or_default()))));
-}
-
-/// go-cty's `formatdate` for the common tokens: `YYYY YY MM M DD D hh h mm
-/// m ss s ZZZ`, `'literal'`; `timestamp` is RFC 3339.
-fn formatdate(format: &str, timestamp: &str) -> Result<String, String> {
-    use chrono::{Datelike, Timelike};
-    let time = chrono::DateTime::parse_from_rfc3339(timestamp)
-        .map_err(|e| format!("formatdate: {timestamp:?} is not an RFC 3339 timestamp: {e}"))?;
-    let mut out = String::new();
-    let chars: Vec<char> = format.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' {
-            let end = chars[i + 1..].iter().position(|&c| c == '\'').map(|p| i + 1 + p).unwrap_or(chars.len());
-            out.extend(&chars[i + 1..end]);
-            i = end + 1;
-            continue;
-        }
-        let run = chars[i..].iter().take_while(|&&d| d == c).count();
-        let token: String = chars[i..i + run].iter().collect();
-        let text = match token.as_str() {
-            "YYYY" => format!("{:04}", time.year()),
-            "YY" => format!("{:02}", time.year() % 100),
-            "MM" => format!("{:02}", time.month()),
-            "M" => time.month().to_string(),
-            "DD" => format!("{:02}", time.day()),
-            "D" => time.day().to_string(),
-            "hh" => format!("{:02}", time.hour()),
-            "h" => time.hour().to_string(),
-            "mm" => format!("{:02}", time.minute()),
-            "m" => time.minute().to_string(),
-            "ss" => format!("{:02}", time.second()),
-            "s" => time.second().to_string(),
-            "ZZZ" if time.offset().local_minus_utc() == 0 => "UTC".to_string(),
-            _ if c.is_ascii_alphabetic() => return Err(format!("formatdate: unsupported token {token:?}")),
-            _ => token,
-        };
-        out.push_str(&text);
-        i += run;
-    }
-    Ok(out)
-}
-
-fn str_arg(args: &FuncArgs, index: usize) -> &str {
-    args.get(index).and_then(Value::as_str).unwrap_or("")
 }
 
 #[cfg(test)]
@@ -821,7 +539,7 @@ target "t" {
         assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["r/base-app"]);
         let err =
             load_hcl("r.hcl", "target \"a\" {\n  tags = target.nope.tags\n}\n", &Env::new()).unwrap_err().to_string();
-        assert!(err.starts_with("r.hcl:1: ") && err.contains("tags"), "{err}");
+        assert!(err.starts_with("r.hcl:2: ") && err.contains("tags"), "{err}");
     }
 
     #[test]
@@ -868,6 +586,10 @@ target "app" {
         let text = r#"{"variable": {"TAG": {"default": "3"}}, "target": {"app": {"tags": ["r/app:${TAG}"], "args": {"A": "1"}}}}"#;
         let d = load_json("docker-bake.json", text, &Env::new()).unwrap();
         assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["r/app:3"]);
+        // Quotes inside `${...}` are the expression's own, as buildx reads them.
+        let text = r#"{"target": {"app": {"tags": ["${upper(\"x\")}:${try(nope, \"d\")}"]}}}"#;
+        let d = load_json("docker-bake.json", text, &Env::new()).unwrap();
+        assert_eq!(d.target("app").unwrap().tags.as_deref().unwrap(), ["X:d"]);
     }
 
     #[test]
@@ -875,7 +597,7 @@ target "app" {
         let err = load_hcl("b.hcl", "target \"a\" {\n  tags = [\n}\n", &Env::new()).unwrap_err().to_string();
         assert!(err.starts_with("b.hcl:"), "{err}");
         let err = load_hcl("b.hcl", "\n\ntarget \"a\" {\n  tags = [NOPE]\n}\n", &Env::new()).unwrap_err().to_string();
-        assert!(err.starts_with("b.hcl:3: ") && err.contains("NOPE"), "{err}");
+        assert!(err.starts_with("b.hcl:4: ") && err.contains("NOPE"), "{err}");
         let err = load_hcl("b.hcl", "target \"a\" {\n  bogus = 1\n}\n", &Env::new()).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
     }

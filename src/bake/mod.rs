@@ -15,6 +15,7 @@
 pub(crate) mod compose;
 pub(crate) mod files;
 pub(crate) mod hcl;
+pub(crate) mod hcl_stdlib;
 pub(crate) mod plan;
 pub(crate) mod progress;
 pub(crate) mod resolve;

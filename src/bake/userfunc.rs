@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 
-use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
+use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::{Expression, Value};
 
 /// One `function` block.
@@ -119,7 +119,7 @@ fn call(slot: usize, args: FuncArgs) -> Result<Value, String> {
     if let Some(rest) = &function.variadic {
         ctx.declare_var(rest.clone(), Value::Array(args[fixed..].to_vec()));
     }
-    function.result.evaluate(&ctx).map_err(|e| format!("{}: {e}", function.name))
+    super::hcl_stdlib::lazy::evaluate(&function.result, &ctx).map_err(|e| format!("{}: {e}", function.name))
 }
 
 macro_rules! trampolines {
