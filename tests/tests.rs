@@ -1,6 +1,7 @@
 mod util;
 
 mod bake;
+mod bake_compat;
 mod buildx_compat;
 mod cache_commands;
 mod cli_help;

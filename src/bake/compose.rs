@@ -26,7 +26,7 @@ const KNOWN_UNUSED: &[&str] = &["isolation", "privileged", "cache_to_local", "en
 pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: &Env) -> Result<Definition, BakeError> {
     let invalid = |message: String| BakeError::Invalid { location: file.to_string(), message };
     // `.env` beside the compose file; the process environment wins.
-    let mut env = read_dotenv(&cwd.join(dir).join(".env"))?;
+    let mut env = read_dotenv(&cwd.join(dir).join(".env"), process_env)?;
     env.extend(process_env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
     let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| {
@@ -35,6 +35,12 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
             None => file.to_string(),
         };
         BakeError::Invalid { location, message: strip_location(&e.to_string()) }
+    })?;
+    // Merge keys first: compose-go's YAML library resolves them while
+    // reading, before interpolation and before any key means anything.
+    let doc = super::merge_keys::apply(doc).map_err(|e| BakeError::Invalid {
+        location: e.location(file, text),
+        message: super::merge_keys::MergeError::MESSAGE.to_string(),
     })?;
     let doc = interpolate_value(doc, &env)
         .map_err(|(var, message)| BakeError::Invalid { location: locate(file, text, &var), message })?;
@@ -338,8 +344,10 @@ fn apply_x_bake(target: &mut Target, x_bake: &Value) -> Result<(), String> {
 }
 
 /// `KEY=VALUE` lines of a `.env` file (comments, blank lines, `export `
-/// and quotes handled); a missing file is an empty one.
-pub(crate) fn read_dotenv(path: &Path) -> Result<Env, BakeError> {
+/// and quotes handled); a missing file is an empty one. Unquoted and
+/// double-quoted values are interpolated as compose-go's dotenv does:
+/// `${A}` is the process environment's `A`, else an earlier line's.
+pub(crate) fn read_dotenv(path: &Path, process_env: &Env) -> Result<Env, BakeError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Env::new()),
@@ -359,15 +367,24 @@ pub(crate) fn read_dotenv(path: &Path) -> Result<Env, BakeError> {
             });
         };
         let value = value.trim();
-        let value = if value.len() >= 2
-            && (value.starts_with('"') && value.ends_with('"') || value.starts_with('\'') && value.ends_with('\''))
-        {
+        let single_quoted = value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'');
+        let raw = if value.len() >= 2 && (value.starts_with('"') && value.ends_with('"') || single_quoted) {
             &value[1..value.len() - 1]
         } else {
             // An unquoted value ends at a ` #` comment.
             value.split(" #").next().unwrap_or("").trim_end()
         };
-        env.insert(key.trim().to_string(), value.to_string());
+        let value = if single_quoted {
+            raw.to_string()
+        } else {
+            let mut lookup = env.clone();
+            lookup.extend(process_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            interpolate(raw, &lookup).map_err(|(_, message)| BakeError::Invalid {
+                location: format!("{}:{}", path.display(), n + 1),
+                message,
+            })?
+        };
+        env.insert(key.trim().to_string(), value);
     }
     Ok(env)
 }
@@ -541,6 +558,17 @@ mod tests {
         assert_eq!(app.tags.as_deref().unwrap(), ["r/app:1"]);
         assert!(d.warnings[0].contains("bogus"), "{:?}", d.warnings);
         assert_eq!(d.group("default").unwrap(), ["app"]);
+    }
+
+    #[test]
+    fn dotenv_values_are_interpolated_as_compose_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "A=x\nB=${A}-y\nC=\"${A}${FROM_ENV}\"\nD='${A}'\n").unwrap();
+        let env = read_dotenv(&path, &env(&[("FROM_ENV", "e")])).unwrap();
+        assert_eq!(env["B"], "x-y");
+        assert_eq!(env["C"], "xe");
+        assert_eq!(env["D"], "${A}");
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! owns the flags, printing, `--metadata-file` and exit codes.
 
 pub(crate) mod compose;
+pub(crate) mod entitlements;
 pub(crate) mod files;
 pub(crate) mod hcl;
+pub(crate) mod merge_keys;
 pub(crate) mod plan;
 pub(crate) mod progress;
 pub(crate) mod resolve;
@@ -124,6 +126,12 @@ pub(crate) enum BakeError {
     Set { value: String, reason: String },
     #[error("target {target:?}: {reason}")]
     Target { target: String, reason: String },
+    #[error("--allow {value:?}: {reason}")]
+    Allow { value: String, reason: String },
+    /// What the targets need and `--allow` did not grant (buildx's words);
+    /// `lines` say what each grant is for.
+    #[error("additional privileges requested: pass {flags:?} to grant requested privileges")]
+    Privileges { lines: Vec<String>, flags: String },
 }
 
 /// Values of the process environment, and the `.env` file's, by name.

@@ -18,6 +18,12 @@ pub(crate) struct Target {
     /// Resolved away before printing.
     #[serde(skip)]
     pub(crate) inherits: Vec<String>,
+    /// `KEY=VALUE` or `TYPE:KEY=VALUE`, put on every output (`--annotation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) annotations: Option<Vec<String>>,
+    /// Attestation specs (`type=provenance,mode=max`), one per type.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "attest_list")]
+    pub(crate) attest: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) context: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +64,9 @@ pub(crate) struct Target {
     pub(crate) shm_size: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ulimits: Option<Vec<String>>,
+    /// A frontend subrequest instead of a build (`build`, `check`, `outline`, `targets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) call: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) entitlements: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,10 +100,10 @@ pub(crate) const KEYS: &[&str] = &[
     "ulimits",
     "entitlements",
     "extra-hosts",
-    // Accepted and ignored: they change nothing fbuild sends.
     "annotations",
     "attest",
     "call",
+    // Read by the HCL loader, not attributes of the target.
     "matrix",
     "name",
 ];
@@ -114,7 +123,20 @@ impl Target {
                 base.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
+        // Lists buildx appends to rather than replaces.
+        fn append(base: &mut Option<Vec<String>>, over: &Option<Vec<String>>) {
+            if let Some(over) = over {
+                base.get_or_insert_with(Vec::new).extend(over.iter().cloned());
+            }
+        }
         opt(&mut self.description, &over.description);
+        append(&mut self.annotations, &over.annotations);
+        if let Some(over) = &over.attest {
+            let base = self.attest.get_or_insert_with(Vec::new);
+            base.extend(over.iter().cloned());
+            *base = dedup_attests(std::mem::take(base));
+        }
+        opt(&mut self.call, &over.call);
         opt(&mut self.context, &over.context);
         map(&mut self.contexts, &over.contexts);
         opt(&mut self.dockerfile, &over.dockerfile);
@@ -134,8 +156,8 @@ impl Target {
         opt(&mut self.network, &over.network);
         opt(&mut self.no_cache_filter, &over.no_cache_filter);
         opt(&mut self.shm_size, &over.shm_size);
-        opt(&mut self.ulimits, &over.ulimits);
-        opt(&mut self.entitlements, &over.entitlements);
+        append(&mut self.ulimits, &over.ulimits);
+        append(&mut self.entitlements, &over.entitlements);
         map(&mut self.extra_hosts, &over.extra_hosts);
         if !over.inherits.is_empty() {
             self.inherits.clone_from(&over.inherits);
@@ -204,8 +226,25 @@ impl Target {
             "no-cache-filter" => comma_list(&mut self.no_cache_filter, value, append),
             "shm-size" => self.shm_size = Some(value.into()),
             "ulimits" => list(&mut self.ulimits, value, append),
-            "entitlements" => list(&mut self.entitlements, value, append),
-            "annotations" | "attest" | "call" => {}
+            // buildx adds these to the file's list; an empty value clears it.
+            "entitlements" | "entitlement" | "annotations" | "annotation" => {
+                let slot = if key.starts_with('e') { &mut self.entitlements } else { &mut self.annotations };
+                list(slot, value, true);
+                if value.is_empty() {
+                    *slot = None;
+                }
+            }
+            "attest" => {
+                if value.is_empty() {
+                    self.attest = None;
+                } else {
+                    crate::build::attrs::parse_attest(value)?;
+                    let list = self.attest.get_or_insert_with(Vec::new);
+                    list.push(value.to_string());
+                    *list = dedup_attests(std::mem::take(list));
+                }
+            }
+            "call" => self.call = Some(value.into()),
             "push" => {
                 if boolean(key, value)? {
                     self.push();
@@ -280,6 +319,41 @@ fn secret_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Resu
     items.serialize(serializer)
 }
 
+/// buildx's `removeAttestDupes`: one spec per type, a later one taking
+/// the earlier one's place.
+pub(crate) fn dedup_attests(specs: Vec<String>) -> Vec<String> {
+    let kind = |spec: &str| crate::build::attrs::parse_attest(spec).map(|a| a.kind).unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for spec in specs {
+        match out.iter().position(|s| kind(s) == kind(&spec)) {
+            Some(at) => out[at] = spec,
+            None => out.push(spec),
+        }
+    }
+    out
+}
+
+/// Attestations as buildx prints them: objects with sorted keys, `disabled` a boolean.
+fn attest_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    let items: Vec<BTreeMap<String, serde_json::Value>> = list
+        .iter()
+        .flatten()
+        .map(|spec| {
+            csv_object(spec)
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = match (k.as_str(), crate::output::parse::parse_go_bool(&v)) {
+                        ("disabled", Some(b)) => serde_json::Value::Bool(b),
+                        _ => serde_json::Value::String(v),
+                    };
+                    (k, value)
+                })
+                .collect()
+        })
+        .collect();
+    items.serialize(serializer)
+}
+
 /// A bake or compose size (`shm-size`, `shm_size`) as go-units'
 /// `RAMInBytes` reads it ([`crate::units::ram_in_bytes`]), surrounding
 /// spaces aside.
@@ -346,8 +420,8 @@ impl Target {
             "no-cache-filter" => &mut self.no_cache_filter,
             "ulimits" => &mut self.ulimits,
             "entitlements" => &mut self.entitlements,
-            // Accepted, and ignored: nothing fbuild sends depends on them.
-            "annotations" | "attest" => return Ok(()),
+            "annotations" => &mut self.annotations,
+            "attest" => &mut self.attest,
             _ => return Err(format!("{key} is not a list")),
         };
         slot.get_or_insert_with(Vec::new).clear();

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::bake::run::{Outcome, TargetError};
-use crate::bake::{files, plan, progress, resolve, run};
+use crate::bake::{entitlements, files, plan, progress, resolve, run};
 use crate::build::{BuildError, CancellationToken};
 use crate::cli::Context;
 use crate::progress::{ProgressMode, ProgressSink, ProgressWriter, Summary};
@@ -41,6 +41,19 @@ pub struct Args {
     #[arg(long)]
     pub push: bool,
 
+    /// Provenance attestation for every target (shorthand for --set '*.attest=type=provenance,...')
+    #[arg(long, value_name = "SPEC")]
+    pub provenance: Option<String>,
+
+    /// SBOM attestation for every target (shorthand for --set '*.attest=type=sbom,...')
+    #[arg(long, value_name = "SPEC")]
+    pub sbom: Option<String>,
+
+    /// What a failed target does to the others: fail-fast (cancel them) or defer-error (let them finish)
+    #[arg(short = 'j', long = "jobs", value_name = "MODE", default_value = "fail-fast",
+          value_parser = ["fail-fast", "defer-error", "mode=fail-fast", "mode=defer-error"])]
+    pub jobs: String,
+
     /// Do not use the cache (shorthand for --set '*.no-cache=true')
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -56,6 +69,11 @@ pub struct Args {
     /// Export build cache for every target (--set '*.cache-to=SPEC')
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+
+    /// Grant a privilege the bake files ask for: network.host, security.insecure, ssh,
+    /// fs.read=PATH, fs.write=PATH, fs=PATH (`*` for any path); repeatable
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
 
     /// Print the resolved targets as JSON (buildx's shape) and build nothing
     #[arg(long)]
@@ -96,12 +114,33 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     sets.extend(args.cache_from.iter().map(|spec| format!("*.cache-from={spec}")));
     sets.extend(args.cache_to.iter().map(|spec| format!("*.cache-to={spec}")));
+    // buildx: the user's --set first, then the shorthands that follow it.
     sets.extend(args.set.iter().cloned());
+    for (kind, value) in [("sbom", &args.sbom), ("provenance", &args.provenance)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            sets.push(format!("*.attest={}", crate::build::attrs::canonical_attest(kind, value)));
+        }
+    }
+    let allowed = entitlements::Allowed::parse(&args.allow)?;
     let resolved = resolve::resolve(&definition, &args.targets, &sets, args.push)?;
     if args.print {
         let mut out = ctx.printer.stdout();
         writeln!(out, "{}", resolved.print_json()?)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    // What the files ask for beyond the current folder needs --allow, as in
+    // buildx; checked for every target before any is built.
+    let fs_checks = entitlements::fs_checks_from_env(env.get("BUILDX_BAKE_ENTITLEMENTS_FS").map(String::as_str))?;
+    if let Err(error) = entitlements::check(&cwd, &resolved.targets, &allowed, fs_checks) {
+        if let crate::bake::BakeError::Privileges { lines, .. } = &error {
+            let mut err = ctx.printer.stderr();
+            writeln!(err, "Your build is requesting privileges for following possibly insecure capabilities:\n")?;
+            for line in lines {
+                writeln!(err, "{line}")?;
+            }
+            writeln!(err)?;
+        }
+        return Err(error.into());
     }
 
     // Every target is checked before the daemon hears of any.
@@ -131,7 +170,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     });
     let started = Instant::now();
     let sink_for = |name: &str| -> Box<dyn ProgressSink> { Box::new(progress::TargetSink::new(name, writer.clone())) };
-    let outcomes = run::run_all(&connection.channel, plans, &sink_for, &cancel).await?;
+    let execution =
+        if args.jobs.ends_with("defer-error") { run::Execution::DeferError } else { run::Execution::FailFast };
+    let outcomes = run::run_all(&connection.channel, plans, &sink_for, &cancel, execution).await?;
     on_signal.abort();
     let elapsed = started.elapsed();
 
