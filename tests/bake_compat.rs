@@ -97,8 +97,12 @@ fn a_bad_merge_key_names_its_line_and_builds_nothing() {
             ("Dockerfile", "FROM scratch\n"),
             ("scalar.yaml", "services:\n  app:\n    build:\n      context: .\n      <<: not-a-map\n"),
             ("list.yaml", "x-a: &a [1, 2]\nservices:\n  app:\n    build:\n      <<: [*a]\n"),
+            ("cycle.yaml", "services: &s\n  app:\n    build:\n      <<: *s\n"),
         ],
     );
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "-f", "cycle.yaml"]).assert().failure().code(1);
+    let stderr = text(&assert.get_output().stderr);
+    assert!(stderr.contains("cycle.yaml:3:") && stderr.contains("the anchors form a cycle"), "{stderr}");
     for (file, line) in [("scalar.yaml", 5), ("list.yaml", 5)] {
         let assert = util::fbuild()
             .current_dir(dir.path())

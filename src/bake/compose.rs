@@ -34,7 +34,13 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
             Some(l) => format!("{file}:{}:{}", l.line(), l.column()),
             None => file.to_string(),
         };
-        BakeError::Invalid { location, message: strip_location(&e.to_string()) }
+        let mut message = strip_location(&e.to_string());
+        // Aliases are expanded while reading: one inside its own anchor
+        // (`a: &x {b: *x}`) recurses until the parser's limit.
+        if message.contains("recursion limit exceeded") {
+            message.push_str(" (an alias refers to an anchor it is part of: the anchors form a cycle)");
+        }
+        BakeError::Invalid { location, message }
     })?;
     // Merge keys first: compose-go's YAML library resolves them while
     // reading, before interpolation and before any key means anything.
@@ -569,6 +575,27 @@ mod tests {
         assert_eq!(env["B"], "x-y");
         assert_eq!(env["C"], "xe");
         assert_eq!(env["D"], "${A}");
+    }
+
+    #[test]
+    fn anchor_cycles_and_bad_merge_keys_are_errors_with_a_line() {
+        let text = "services: &s\n  app:\n    build:\n      <<: *s\n";
+        let err = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("c.yaml:3:") && err.contains("cycle"), "{err}");
+        let text = "services:\n  app:\n    build:\n      context: .\n      <<: [a, b]\n";
+        let err = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap_err().to_string();
+        assert_eq!(err, "c.yaml:5: map merge requires map or sequence of maps as the value");
+    }
+
+    #[test]
+    fn merge_keys_under_build_and_args_are_applied() {
+        let text = "x-b: &b\n  context: ./shared\n  dockerfile: D\n  args: &a\n    A: '1'\nservices:\n  app:\n    build:\n      <<: *b\n      args:\n        <<: *a\n        B: '2'\n";
+        let d = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap();
+        let app = d.target("app").unwrap();
+        assert_eq!(app.context.as_deref(), Some("shared"));
+        assert_eq!(app.dockerfile.as_deref(), Some("D"));
+        assert_eq!(app.args.as_ref().unwrap().len(), 2);
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
     }
 
     #[test]

@@ -220,6 +220,18 @@ mod tests {
     }
 
     #[test]
+    fn anchors_that_cycle_are_refused_by_the_parser() {
+        // serde_yaml_ng expands aliases as it reads, so an alias inside its
+        // own anchor never ends; it stops at its recursion limit, and
+        // compose::load says what that means.
+        for text in ["a: &x\n  b: *x\n", "s: &s\n  app:\n    build:\n      <<: *s\n"] {
+            let err = serde_yaml_ng::from_str::<Value>(text).unwrap_err();
+            assert!(err.to_string().contains("recursion limit exceeded"), "{err}");
+            assert!(err.location().is_some());
+        }
+    }
+
+    #[test]
     fn a_merge_of_a_scalar_names_its_line() {
         let text = "services:\n  app:\n    build:\n      context: .\n      <<: 5\n";
         let err = apply(serde_yaml_ng::from_str(text).unwrap()).unwrap_err();
