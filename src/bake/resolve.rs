@@ -70,18 +70,19 @@ pub(crate) fn resolve(
     if wanted.is_empty() {
         return Err(BakeError::NothingToBuild(asked.join(", ")));
     }
-    // buildx prints the asked-for names as the default group; asking for
-    // the default group prints its members.
-    let default_members = match (names.is_empty(), definition.group("default")) {
-        (true, Some(members)) => members.to_vec(),
-        // buildx sorts the names given on the command line.
-        _ => {
-            let mut sorted = asked.clone();
-            sorted.sort();
-            sorted.dedup();
-            sorted
+    // buildx's `ReadTargets`: the default group printed is the file's
+    // `default` group when it was asked for, plus every other name asked
+    // for, sorted.
+    let file_default = definition.group("default").filter(|_| asked.iter().any(|n| n == "default"));
+    let mut default_members: Vec<String> = file_default.map(<[String]>::to_vec).unwrap_or_default();
+    for name in &asked {
+        if name == "default" && file_default.is_some() {
+            continue;
         }
-    };
+        default_members.push(name.clone());
+    }
+    default_members.sort();
+    default_members.dedup();
     groups.retain(|(n, _)| n != "default");
     groups.insert(0, ("default".to_string(), default_members));
 
@@ -101,6 +102,7 @@ pub(crate) fn resolve(
         } else if push {
             target.push();
         }
+        target.normalize();
         target.context.get_or_insert_with(|| ".".to_string());
         target.dockerfile.get_or_insert_with(|| "Dockerfile".to_string());
         for (context, linked) in links(&target) {

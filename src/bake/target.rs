@@ -19,38 +19,38 @@ pub(crate) struct Target {
     #[serde(skip)]
     pub(crate) inherits: Vec<String>,
     /// `KEY=VALUE` or `TYPE:KEY=VALUE`, put on every output (`--annotation`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) annotations: Option<Vec<String>>,
     /// Attestation specs (`type=provenance,mode=max`), one per type.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "attest_list")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "attest_list")]
     pub(crate) attest: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) context: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) contexts: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) dockerfile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) dockerfile_inline: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) args: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) labels: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) tags: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "csv_list")]
     pub(crate) cache_from: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "csv_list")]
     pub(crate) cache_to: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) target: Option<String>,
-    #[serde(rename = "secret", skip_serializing_if = "Option::is_none", serialize_with = "secret_list")]
+    #[serde(rename = "secret", skip_serializing_if = "is_empty", serialize_with = "secret_list")]
     pub(crate) secrets: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ssh_list")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "ssh_list")]
     pub(crate) ssh: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) platforms: Option<Vec<String>>,
-    #[serde(rename = "output", skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    #[serde(rename = "output", skip_serializing_if = "is_empty", serialize_with = "csv_list")]
     pub(crate) outputs: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) pull: Option<bool>,
@@ -58,19 +58,41 @@ pub(crate) struct Target {
     pub(crate) no_cache: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) no_cache_filter: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) shm_size: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) ulimits: Option<Vec<String>>,
     /// A frontend subrequest instead of a build (`build`, `check`, `outline`, `targets`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) call: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) entitlements: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) extra_hosts: Option<BTreeMap<String, String>>,
+}
+
+/// Go's `omitempty`, which buildx's `--print` has on every list and map:
+/// an unset attribute and an explicitly empty one print alike (nothing).
+fn is_empty<T: IsEmpty>(value: &Option<T>) -> bool {
+    value.as_ref().is_none_or(IsEmpty::is_empty)
+}
+
+trait IsEmpty {
+    fn is_empty(&self) -> bool;
+}
+
+impl IsEmpty for Vec<String> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl IsEmpty for BTreeMap<String, String> {
+    fn is_empty(&self) -> bool {
+        BTreeMap::is_empty(self)
+    }
 }
 
 /// The attribute names a bake file and `--set` may use (buildx's, with the
@@ -179,13 +201,6 @@ impl Target {
                 list.push(value.to_string());
             }
         }
-        fn comma_list(slot: &mut Option<Vec<String>>, value: &str, append: bool) {
-            let list = slot.get_or_insert_with(Vec::new);
-            if !append {
-                list.clear();
-            }
-            list.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from));
-        }
         fn map(
             slot: &mut Option<BTreeMap<String, String>>,
             key: &str,
@@ -218,12 +233,12 @@ impl Target {
             "target" => self.target = Some(value.into()),
             "secrets" | "secret" => list(&mut self.secrets, value, append),
             "ssh" => list(&mut self.ssh, value, append),
-            "platform" | "platforms" => comma_list(&mut self.platforms, value, append),
+            "platform" | "platforms" => list(&mut self.platforms, value, append),
             "output" | "outputs" => list(&mut self.outputs, value, append),
             "pull" => self.pull = Some(boolean(key, value)?),
             "no-cache" => self.no_cache = Some(boolean(key, value)?),
             "network" => self.network = Some(value.into()),
-            "no-cache-filter" => comma_list(&mut self.no_cache_filter, value, append),
+            "no-cache-filter" => list(&mut self.no_cache_filter, value, append),
             "shm-size" => self.shm_size = Some(value.into()),
             "ulimits" => list(&mut self.ulimits, value, append),
             // buildx adds these to the file's list; an empty value clears it.
@@ -253,6 +268,34 @@ impl Target {
             _ => return Err(format!("unknown key {key:?}")),
         }
         Ok(())
+    }
+
+    /// buildx's `Target.normalize`, once a target is resolved: lists lose
+    /// repeated and empty items, `network = "host"` asks for the
+    /// `network.host` entitlement, and contexts set to "" are dropped.
+    pub(crate) fn normalize(&mut self) {
+        fn dedup(list: &mut Option<Vec<String>>) {
+            if let Some(items) = list {
+                let mut seen = std::collections::BTreeSet::new();
+                items.retain(|item| !item.is_empty() && seen.insert(item.clone()));
+            }
+        }
+        for list in [
+            &mut self.annotations,
+            &mut self.tags,
+            &mut self.platforms,
+            &mut self.no_cache_filter,
+            &mut self.ulimits,
+        ] {
+            dedup(list);
+        }
+        if self.network.as_deref() == Some("host") {
+            self.entitlements.get_or_insert_with(Vec::new).push("network.host".into());
+        }
+        dedup(&mut self.entitlements);
+        if let Some(contexts) = &mut self.contexts {
+            contexts.retain(|_, value| !value.is_empty());
+        }
     }
 
     /// `--push`: every image output pushes; a target without outputs gets
