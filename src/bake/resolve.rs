@@ -87,6 +87,15 @@ pub(crate) fn resolve(
     groups.insert(0, ("default".to_string(), default_members));
 
     let overrides = parse_overrides(overrides)?;
+    // As buildx: a --set pattern that names no target is a mistake.
+    for o in &overrides {
+        if !definition.targets.iter().any(|(name, _)| glob_match(&o.pattern, name)) {
+            return Err(BakeError::Set {
+                value: o.raw.clone(),
+                reason: format!("could not find any target matching '{}'", o.pattern),
+            });
+        }
+    }
     let mut resolved: Vec<(String, Target)> = Vec::new();
     let mut queue: Vec<String> = wanted.clone();
     while let Some(name) = queue.pop() {
@@ -192,7 +201,30 @@ struct Override {
     key: String,
     sub: Option<String>,
     value: String,
+    /// `KEY+=VALUE`: add to the file's list rather than replace it.
+    append: bool,
 }
+
+/// Attributes `KEY+=VALUE` may add to (buildx's list attributes).
+const APPENDABLE: &[&str] = &[
+    "output",
+    "outputs",
+    "cache-to",
+    "cache-from",
+    "tags",
+    "platform",
+    "platforms",
+    "ssh",
+    "attest",
+    "entitlements",
+    "entitlement",
+    "annotations",
+    "annotation",
+    "ulimits",
+    "no-cache-filter",
+    "secret",
+    "secrets",
+];
 
 fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
     values
@@ -200,10 +232,17 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
         .map(|raw| {
             let bad = |reason: &str| BakeError::Set { value: raw.clone(), reason: reason.to_string() };
             let (lhs, value) = raw.split_once('=').ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
+            let (lhs, append) = match lhs.strip_suffix('+') {
+                Some(lhs) => (lhs, true),
+                None => (lhs, false),
+            };
             let mut parts = lhs.splitn(3, '.');
             let pattern = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
             let key = parts.next().filter(|k| !k.is_empty()).ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
             let sub = parts.next().map(str::to_string);
+            if append && (sub.is_some() || !APPENDABLE.contains(&key)) {
+                return Err(bad(&format!("{key} does not support append (+=)")));
+            }
             // Check the key and value now, so a typo fails even when no target matches.
             Target::default().set(key, sub.as_deref(), value, false).map_err(|reason| bad(&reason))?;
             Ok(Override {
@@ -212,6 +251,7 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
                 key: key.to_string(),
                 sub,
                 value: value.to_string(),
+                append,
             })
         })
         .collect()
@@ -220,8 +260,9 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
 fn apply_overrides(name: &str, target: &mut Target, overrides: &[Override]) -> Result<(), BakeError> {
     let mut seen = BTreeSet::new();
     for o in overrides.iter().filter(|o| glob_match(&o.pattern, name)) {
-        // The first --set of a list replaces the file's list; later ones add to it.
-        let append = !seen.insert(o.key.clone());
+        // The first --set of a list replaces the file's list (unless it
+        // is `+=`); later ones add to it.
+        let append = !seen.insert(o.key.clone()) || o.append;
         target
             .set(&o.key, o.sub.as_deref(), &o.value, append)
             .map_err(|reason| BakeError::Set { value: o.raw.clone(), reason })?;
@@ -315,6 +356,8 @@ target "b" { inherits = ["base"] }
         assert_eq!(r.target("b").unwrap().tags.as_deref().unwrap(), ["t1", "t2"]);
         assert_eq!(r.target("b").unwrap().platforms.as_deref().unwrap(), ["linux/amd64"]);
         assert_eq!(r.groups[0], ("default".to_string(), vec!["g".to_string()]));
+        let r = resolve(&d, &["a".into()], &["a.tags+=more".into()], false).unwrap();
+        assert_eq!(r.target("a").unwrap().tags.as_deref().unwrap(), ["a", "more"]);
     }
 
     #[test]
@@ -341,6 +384,10 @@ target "b" { contexts = { y = "target:a" } }
         assert!(err.contains("\"nope\"") && err.contains("a"), "{err}");
         let err = resolve(&d, &["a".into()], &["a.bogus=1".into()], false).unwrap_err().to_string();
         assert!(err.contains("--set") && err.contains("bogus"), "{err}");
+        let err = resolve(&d, &["a".into()], &["z*.tags=x".into()], false).unwrap_err().to_string();
+        assert!(err.contains("could not find any target matching 'z*'"), "{err}");
+        let err = resolve(&d, &["a".into()], &["a.context+=x".into()], false).unwrap_err().to_string();
+        assert!(err.contains("does not support append"), "{err}");
         assert!(glob_match("ap*", "app") && !glob_match("b*", "app"));
     }
 }
