@@ -280,3 +280,38 @@ fn a_failing_target_cancels_the_others() {
     assert!(stderr.lines().any(|l| l.starts_with("bad ") && l.contains("FAILED")), "{stderr}");
     assert!(stderr.lines().any(|l| l.starts_with("slow ") && l.contains("cancel")), "{stderr}");
 }
+
+/// `--print` of every case in `tests/bake/corpus` equals buildx v0.38.2's
+/// (each case's `expected.json`, written by `tests/bake/corpus/regenerate.sh`),
+/// groups and targets compared as JSON, then as text (field order and all).
+#[test]
+fn print_corpus_matches_buildx() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/corpus");
+    let mut cases: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    cases.sort();
+    assert!(cases.len() >= 6, "{cases:?}");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let args = std::fs::read_to_string(case.join("args")).unwrap();
+        let assert = util::fbuild()
+            .current_dir(case)
+            .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .arg("bake")
+            .arg("--print")
+            .args(args.lines())
+            .assert();
+        let output = assert.get_output();
+        let stdout = text(&output.stdout);
+        let expected = std::fs::read_to_string(case.join("expected.json")).unwrap();
+        let same_json = serde_json::from_str::<serde_json::Value>(&stdout).ok()
+            == Some(serde_json::from_str::<serde_json::Value>(&expected).unwrap());
+        if !output.status.success() || !same_json || stdout != expected {
+            failures.push(format!(
+                "{}: json equal {same_json}\n--- buildx\n{expected}\n--- fbuild\n{stdout}{}",
+                case.display(),
+                text(&output.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

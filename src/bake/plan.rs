@@ -32,6 +32,11 @@ pub(crate) fn plan(
     stdout_is_terminal: bool,
 ) -> Result<TargetPlan, BakeError> {
     let fail = |reason: String| BakeError::Target { target: name.to_string(), reason };
+    if let Some(call) = target.call.as_deref().filter(|c| *c != "build") {
+        return Err(fail(format!(
+            "call = {call:?}: frontend subrequests are not supported by fbuild bake yet (`fbuild solve --call {call}` runs one)"
+        )));
+    }
     let context = target.context.as_deref().unwrap_or(".");
     if context.contains("://") || context.starts_with("git@") {
         return Err(fail(format!("context {context:?}: remote contexts are not supported by fbuild bake yet")));

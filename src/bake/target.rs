@@ -19,7 +19,7 @@ pub(crate) struct Target {
     #[serde(skip)]
     pub(crate) inherits: Vec<String>,
     /// `KEY=VALUE` or `TYPE:KEY=VALUE`, put on every output (`--annotation`).
-    #[serde(skip_serializing_if = "is_empty")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_list")]
     pub(crate) annotations: Option<Vec<String>>,
     /// Attestation specs (`type=provenance,mode=max`), one per type.
     #[serde(skip_serializing_if = "is_empty", serialize_with = "attest_list")]
@@ -30,11 +30,11 @@ pub(crate) struct Target {
     pub(crate) contexts: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) dockerfile: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "escaped_text")]
     pub(crate) dockerfile_inline: Option<String>,
-    #[serde(skip_serializing_if = "is_empty")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_map")]
     pub(crate) args: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "is_empty")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_map")]
     pub(crate) labels: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "is_empty")]
     pub(crate) tags: Option<Vec<String>>,
@@ -69,8 +69,27 @@ pub(crate) struct Target {
     pub(crate) call: Option<String>,
     #[serde(skip_serializing_if = "is_empty")]
     pub(crate) entitlements: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "is_empty")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_map")]
     pub(crate) extra_hosts: Option<BTreeMap<String, String>>,
+}
+
+/// buildx's `Target.MarshalJSON` escapes template markers in the values
+/// users write free text into (annotations, args, labels, extra hosts,
+/// inline Dockerfiles), so that its output reads back as the same file.
+fn escape(text: &str) -> String {
+    text.replace("${", "$${").replace("%{", "%%{")
+}
+
+fn escaped_text<S: Serializer>(text: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    text.as_deref().map(escape).serialize(serializer)
+}
+
+fn escaped_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    list.iter().flatten().map(|v| escape(v)).collect::<Vec<_>>().serialize(serializer)
+}
+
+fn escaped_map<S: Serializer>(map: &Option<BTreeMap<String, String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    map.iter().flatten().map(|(k, v)| (k, escape(v))).collect::<BTreeMap<_, _>>().serialize(serializer)
 }
 
 /// Go's `omitempty`, which buildx's `--print` has on every list and map:
@@ -384,6 +403,8 @@ fn attest_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Resu
         .map(|spec| {
             csv_object(spec)
                 .into_iter()
+                // Go's omitempty: `disabled=false` is not printed.
+                .filter(|(k, v)| !(k == "disabled" && crate::output::parse::parse_go_bool(v) == Some(false)))
                 .map(|(k, v)| {
                     let value = match (k.as_str(), crate::output::parse::parse_go_bool(&v)) {
                         ("disabled", Some(b)) => serde_json::Value::Bool(b),
