@@ -102,7 +102,7 @@ pub(crate) fn resolve(
         if resolved.iter().any(|(n, _)| *n == name) {
             continue;
         }
-        let mut target = inherited(definition, &name, &mut Vec::new())?;
+        let mut target = inherited(definition, &name)?;
         apply_overrides(&name, &mut target, &overrides)?;
         if !wanted.contains(&name) {
             // Only another target's context: its image goes nowhere but to
@@ -171,26 +171,49 @@ fn expand(
     Ok(())
 }
 
-/// The target with its parents' attributes beneath its own.
-fn inherited(definition: &Definition, name: &str, path: &mut Vec<String>) -> Result<Target, BakeError> {
-    if path.iter().any(|p| p == name) {
-        path.push(name.to_string());
-        return Err(BakeError::Cycle(format!("inherits {}", path.join(" -> "))));
+/// The target with its parents' attributes beneath its own. Walked with a
+/// stack of its own rather than by recursion, so a file with an `inherits`
+/// chain thousands long cannot overflow the thread's stack; each ancestor
+/// is resolved once, however many times it is inherited.
+fn inherited(definition: &Definition, name: &str) -> Result<Target, BakeError> {
+    let lookup = |name: &str, child: &str| {
+        definition.target(name).ok_or_else(|| BakeError::Target {
+            target: child.to_string(),
+            reason: format!("inherits from {name:?}, which no file defines"),
+        })
+    };
+    let mut done: BTreeMap<String, Target> = BTreeMap::new();
+    // (target, how many of its parents have been looked at)
+    let mut stack: Vec<(String, usize)> = vec![(name.to_string(), 0)];
+    lookup(name, "")?;
+    while let Some(top) = stack.len().checked_sub(1) {
+        let current = stack[top].0.clone();
+        let own = lookup(&current, "")?;
+        let next = stack[top].1;
+        if let Some(parent) = own.inherits.get(next) {
+            stack[top].1 += 1;
+            if done.contains_key(parent) {
+                continue;
+            }
+            if let Some(at) = stack.iter().position(|(n, _)| n == parent) {
+                let mut cycle: Vec<String> = stack[at..].iter().map(|(n, _)| n.clone()).collect();
+                cycle.push(parent.clone());
+                return Err(BakeError::Cycle(format!("inherits {}", cycle.join(" -> "))));
+            }
+            lookup(parent, &current)?;
+            stack.push((parent.clone(), 0));
+            continue;
+        }
+        let mut base = Target::default();
+        for parent in &own.inherits {
+            base.merge(&done[parent]);
+        }
+        base.merge(own);
+        base.inherits.clear();
+        stack.pop();
+        done.insert(current, base);
     }
-    let own = definition.target(name).ok_or_else(|| BakeError::Target {
-        target: path.last().cloned().unwrap_or_default(),
-        reason: format!("inherits from {name:?}, which no file defines"),
-    })?;
-    path.push(name.to_string());
-    let mut base = Target::default();
-    for parent in &own.inherits {
-        let parent = inherited(definition, parent, path)?;
-        base.merge(&parent);
-    }
-    path.pop();
-    base.merge(own);
-    base.inherits.clear();
-    Ok(base)
+    Ok(done.remove(name).expect("the asked-for target is resolved last"))
 }
 
 /// One `--set PATTERN.KEY[.SUB]=VALUE`.
@@ -375,6 +398,30 @@ target "b" { contexts = { y = "target:a" } }
 "#);
         let err = resolve(&d, &["a".into()], &[], false).unwrap_err().to_string();
         assert!(err.contains("cycle") && err.contains("a -> b -> a"), "{err}");
+    }
+
+    #[test]
+    fn a_long_inherits_chain_resolves_and_cycles_are_named() {
+        let mut d = Definition::default();
+        for i in 0..5000 {
+            let t = Target {
+                inherits: if i == 0 { vec![] } else { vec![format!("t{}", i - 1)] },
+                args: Some([(format!("A{}", i % 3), i.to_string())].into()),
+                ..Default::default()
+            };
+            d.add_target(format!("t{i}"), t);
+        }
+        let r = resolve(&d, &["t4999".into()], &[], false).unwrap();
+        let args = r.target("t4999").unwrap().args.clone().unwrap();
+        assert_eq!(args["A0"], "4998");
+        assert_eq!(args["A1"], "4999");
+        assert_eq!(args["A2"], "4997");
+        let d = def("target \"a\" { inherits = [\"b\"] }\ntarget \"b\" { inherits = [\"a\"] }\n");
+        let err = resolve(&d, &["a".into()], &[], false).unwrap_err().to_string();
+        assert!(err.contains("inherits a -> b -> a"), "{err}");
+        let d = def("target \"a\" { inherits = [\"nope\"] }\n");
+        let err = resolve(&d, &["a".into()], &[], false).unwrap_err().to_string();
+        assert!(err.contains("\"a\"") && err.contains("inherits from \"nope\""), "{err}");
     }
 
     #[test]

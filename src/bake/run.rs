@@ -82,20 +82,23 @@ pub(crate) async fn run_all(
     let folders = &folders;
     let mut started: BTreeMap<String, Shared<BoxFuture<'_, Done>>> = BTreeMap::new();
     let mut order = Vec::new();
-    for mut plan in plans {
+    for (index, mut plan) in plans.into_iter().enumerate() {
         let name = plan.name.clone();
-        let layout_dir = linked.contains(&name).then(|| scratch.path().join(&name));
+        // Numbered, not named after the target: a target may be called
+        // `/abs/path` or `../../x`, which must not lead outside the folder.
+        let layout_dir = linked.contains(&name).then(|| scratch.path().join(format!("target-{index}")));
         if let Some(dir) = &layout_dir {
             let spec = format!("type=oci,dest={},tar=false", dir.display());
             let export = crate::output::parse_output(&spec).map_err(std::io::Error::other)?;
             plan.request.exports.push(export);
         }
-        let deps: Vec<(String, String, Shared<BoxFuture<'_, Done>>)> = plan
+        let deps: Vec<(String, String, usize, Shared<BoxFuture<'_, Done>>)> = plan
             .links
             .iter()
             .map(|(context, target)| {
                 let future = started.get(target).cloned().expect("context targets are planned first");
-                (context.clone(), target.clone(), future)
+                let position = order.iter().position(|n| n == target).expect("context targets are planned first");
+                (context.clone(), target.clone(), position, future)
             })
             .collect();
         let mut sink = sink_for(&name);
@@ -104,11 +107,13 @@ pub(crate) async fn run_all(
             // the folder of a `dockerfile-inline` Dockerfile, which must
             // live until the build is done.
             let mut plan = plan;
-            for (context, target, dep) in deps {
+            for (context, target, position, dep) in deps {
                 let done = dep.await;
                 match &done.1 {
                     Some(image) => {
-                        let id = format!("fbuild-bake-{target}");
+                        // By position: a target's name may hold `/` or `@`,
+                        // which do not belong in an `oci-layout://` reference.
+                        let id = format!("fbuild-bake-target-{position}");
                         plan.request = plan
                             .request
                             .attr(format!("context:{context}"), format!("oci-layout://{id}@{}", image.digest));
