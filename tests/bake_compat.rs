@@ -315,3 +315,37 @@ fn print_corpus_matches_buildx() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `--list targets|variables`, as a table and as JSON, equal to buildx's
+/// on every case of the corpus (`list-*.txt`, `list-*.json`).
+#[test]
+fn list_corpus_matches_buildx() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/corpus");
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for case in std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()) {
+        let args = std::fs::read_to_string(case.join("args")).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        let files: &[&str] = if args.first() == Some(&"-f") { &args[..2] } else { &[] };
+        for (kind, value, file) in [
+            ("targets", "targets", "list-targets.txt"),
+            ("targets", "type=targets,format=json", "list-targets.json"),
+            ("variables", "variables", "list-variables.txt"),
+            ("variables", "type=variables,format=json", "list-variables.json"),
+        ] {
+            let expected = std::fs::read_to_string(case.join(file)).unwrap();
+            let output = util::fbuild().current_dir(&case).arg("bake").args(files).args(["--list", value]).output().unwrap();
+            compared += 1;
+            if text(&output.stdout) != expected {
+                failures.push(format!(
+                    "{} --list {value} ({kind}):\n--- buildx\n{expected}--- fbuild\n{}{}",
+                    case.display(),
+                    text(&output.stdout),
+                    text(&output.stderr)
+                ));
+            }
+        }
+    }
+    assert!(compared >= 28, "{compared}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -38,6 +38,9 @@ pub(crate) struct Definition {
     pub(crate) groups: Vec<(String, Vec<String>)>,
     /// Variables and their resolved values (`--list variables`).
     pub(crate) variables: Vec<Variable>,
+    /// Whether an HCL or JSON file was read (compose files have no
+    /// variables, and buildx lists theirs as `null`, not `[]`).
+    pub(crate) has_variable_files: bool,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -45,10 +48,11 @@ pub(crate) struct Definition {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub(crate) struct Variable {
     pub(crate) name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) value: Option<String>,
+    // buildx's field order: name, description, (type,) value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) value: Option<String>,
 }
 
 impl Definition {
@@ -87,6 +91,7 @@ impl Definition {
             self.variables.retain(|v| v.name != variable.name);
             self.variables.push(variable);
         }
+        self.has_variable_files |= later.has_variable_files;
         self.warnings.extend(later.warnings);
     }
 
