@@ -21,7 +21,7 @@ use super::{BakeError, Definition, Env, Target};
 
 /// `build:` keys compose defines that change nothing fbuild sends; named
 /// in a warning rather than refused.
-const KNOWN_UNUSED: &[&str] = &["isolation", "privileged", "cache_to_local", "entitlements", "provenance", "sbom"];
+const KNOWN_UNUSED: &[&str] = &["isolation", "privileged", "cache_to_local", "entitlements"];
 
 pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: &Env) -> Result<Definition, BakeError> {
     let invalid = |message: String| BakeError::Invalid { location: file.to_string(), message };
@@ -122,6 +122,16 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                     target.contexts = Some(contexts);
                 }
                 "ulimits" => target.ulimits = Some(ulimits(value).map_err(|e| bad(&e))?),
+                // As buildx's compose reader: the shorthands of `--sbom` and
+                // `--provenance`, SBOM first.
+                "sbom" | "provenance" => {
+                    let text = scalar(value).ok_or_else(|| bad("expected a string or a boolean"))?;
+                    let spec = crate::build::attrs::canonical_attest(&key, &text);
+                    crate::build::attrs::parse_attest(&spec).map_err(|e| bad(&e))?;
+                    let attest = target.attest.get_or_insert_with(Vec::new);
+                    attest.push(spec);
+                    attest.sort_by_key(|spec| !spec.starts_with("type=sbom"));
+                }
                 "x-bake" => x_bake = Some(value.clone()),
                 _ if KNOWN_UNUSED.contains(&key.as_str()) || key.starts_with("x-") => {
                     definition.warnings.push(format!("{file}: service {name}: build.{key} is ignored by fbuild bake"))
