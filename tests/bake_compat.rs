@@ -229,10 +229,8 @@ fn default_provenance_annotations_and_attest_reach_the_image() {
     let stderr = text(&assert.get_output().stderr);
     assert.success();
     let (index, listed) = pushed(&repo, "plain");
-    let kinds: Vec<&str> = listed
-        .iter()
-        .map(|m| m["annotations"]["vnd.docker.reference.type"].as_str().unwrap_or("image"))
-        .collect();
+    let kinds: Vec<&str> =
+        listed.iter().map(|m| m["annotations"]["vnd.docker.reference.type"].as_str().unwrap_or("image")).collect();
     assert_eq!(kinds, ["image", "attestation-manifest"], "{index}\n{stderr}");
     // The annotation is on the image manifest.
     let image = listed[0]["digest"].as_str().unwrap();
@@ -287,7 +285,8 @@ fn a_failing_target_cancels_the_others() {
 #[test]
 fn print_corpus_matches_buildx() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/corpus");
-    let mut cases: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     cases.sort();
     assert!(cases.len() >= 6, "{cases:?}");
     let mut failures = Vec::new();
@@ -334,7 +333,8 @@ fn list_corpus_matches_buildx() {
             ("variables", "type=variables,format=json", "list-variables.json"),
         ] {
             let expected = std::fs::read_to_string(case.join(file)).unwrap();
-            let output = util::fbuild().current_dir(&case).arg("bake").args(files).args(["--list", value]).output().unwrap();
+            let output =
+                util::fbuild().current_dir(&case).arg("bake").args(files).args(["--list", value]).output().unwrap();
             compared += 1;
             if text(&output.stdout) != expected {
                 failures.push(format!(

@@ -196,9 +196,7 @@ mod tests {
 
     #[test]
     fn own_keys_win_then_the_first_merged_mapping() {
-        let v = merged(
-            "a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc:\n  <<: [*a, *b]\n  x: 0\n",
-        );
+        let v = merged("a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc:\n  <<: [*a, *b]\n  x: 0\n");
         assert_eq!(v["c"]["x"], 0);
         assert_eq!(v["c"]["y"], 1);
         assert_eq!(v["c"]["z"], 2);

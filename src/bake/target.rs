@@ -299,13 +299,9 @@ impl Target {
                 items.retain(|item| !item.is_empty() && seen.insert(item.clone()));
             }
         }
-        for list in [
-            &mut self.annotations,
-            &mut self.tags,
-            &mut self.platforms,
-            &mut self.no_cache_filter,
-            &mut self.ulimits,
-        ] {
+        for list in
+            [&mut self.annotations, &mut self.tags, &mut self.platforms, &mut self.no_cache_filter, &mut self.ulimits]
+        {
             dedup(list);
         }
         if self.network.as_deref() == Some("host") {

@@ -386,7 +386,8 @@ fn list(definition: &crate::bake::Definition, what: &str, format: &str, ctx: &Co
         let mut variables = definition.variables.clone();
         variables.sort_by(|a, b| a.name.cmp(&b.name));
         if format == "json" {
-            let json = if definition.has_variable_files { serde_json::to_string_pretty(&variables)? } else { "null".into() };
+            let json =
+                if definition.has_variable_files { serde_json::to_string_pretty(&variables)? } else { "null".into() };
             writeln!(out, "{json}")?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -413,7 +414,11 @@ fn list(definition: &crate::bake::Definition, what: &str, format: &str, ctx: &Co
     let mut entries: Vec<Entry> = definition
         .targets
         .iter()
-        .map(|(name, t)| Entry { name: name.clone(), description: t.description.clone().unwrap_or_default(), group: false })
+        .map(|(name, t)| Entry {
+            name: name.clone(),
+            description: t.description.clone().unwrap_or_default(),
+            group: false,
+        })
         .chain(definition.groups.iter().map(|(name, members)| {
             let mut members = members.clone();
             members.sort();
