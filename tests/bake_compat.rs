@@ -213,7 +213,7 @@ fn default_provenance_annotations_and_attest_reach_the_image() {
     write_files(
         dir.path(),
         &[
-            ("Dockerfile", &format!("FROM scratch\nCOPY marker /\n")),
+            ("Dockerfile", "FROM scratch\nCOPY marker /\n"),
             ("marker", &unique()),
             (
                 "docker-bake.hcl",
@@ -348,4 +348,35 @@ fn list_corpus_matches_buildx() {
     }
     assert!(compared >= 28, "{compared}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn bad_names_and_a_missing_metadata_folder_are_refused_before_building() {
+    let dir = util::tempdir();
+    write_files(
+        dir.path(),
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n"),
+            ("names.hcl", "target \"../../x\" {}\ntarget \"app\" {\n  contexts = { x = \"target:../../x\" }\n}\n"),
+            ("dots.yaml", "services:\n  web.app:\n    build: .\n"),
+            ("ok.hcl", "target \"default\" {\n  output = [\"type=local,dest=out\"]\n}\n"),
+        ],
+    );
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "-f", "names.hcl", "app"]).assert().failure();
+    let stderr = text(&assert.get_output().stderr);
+    assert!(stderr.contains("target \"../../x\"") && stderr.contains("Invalid name"), "{stderr}");
+    // Compose service names lose their dots, as in buildx.
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "-f", "dots.yaml", "--print"]).assert().success();
+    let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert!(printed["target"]["web_app"].is_object(), "{printed}");
+    // --metadata-file into a folder that does not exist: refused before the build.
+    let assert = util::fbuild()
+        .current_dir(dir.path())
+        .args(["bake", "-f", "ok.hcl", "--metadata-file", "missing/meta.json"])
+        .assert()
+        .failure()
+        .code(1);
+    let stderr = text(&assert.get_output().stderr);
+    assert!(stderr.contains("--metadata-file") && stderr.contains("does not exist"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "{stderr}");
 }

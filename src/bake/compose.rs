@@ -59,7 +59,8 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
     let secrets = doc.get("secrets").and_then(Value::as_mapping);
     let mut names = Vec::new();
     for (name, service) in services {
-        let name = scalar(name).ok_or_else(|| invalid("a service name must be a string".into()))?;
+        // A service name may hold dots; buildx makes them underscores.
+        let name = scalar(name).ok_or_else(|| invalid("a service name must be a string".into()))?.replace('.', "_");
         let Some(build) = service.get("build") else { continue };
         let at = |message: String| BakeError::Invalid { location: format!("{file}: service {name}"), message };
         let mut target = Target::default();

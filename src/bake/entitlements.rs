@@ -203,9 +203,10 @@ pub(crate) fn missing(cwd: &Path, targets: &[(String, Target)], allowed: &Allowe
 /// The local paths a target reads and writes, as buildx collects them
 /// (`collectLocalPaths`, the local exporters' destinations, local cache).
 fn paths(target: &Target, read: &mut Vec<String>, write: &mut Vec<String>, ssh_default: &mut bool) {
+    // buildx's `isLocalPath`: not a URL (but `cwd://`), git, `target:` or `docker-image:`.
     let is_local = |p: &str| {
-        !(p.contains("://") && !p.starts_with("cwd://") || p.starts_with("git@") || p.starts_with("target:"))
-            && !p.starts_with("docker-image:")
+        let remote = p.contains("://") && !p.starts_with("cwd://");
+        !(remote || p.starts_with("git@") || p.starts_with("target:") || p.starts_with("docker-image:"))
     };
     let strip = |p: &str| p.strip_prefix("cwd://").unwrap_or(p).to_string();
     let context = target.context.as_deref().unwrap_or(".");
