@@ -380,3 +380,55 @@ fn bad_names_and_a_missing_metadata_folder_are_refused_before_building() {
     assert!(stderr.contains("--metadata-file") && stderr.contains("does not exist"), "{stderr}");
     assert!(!dir.path().join("out").exists(), "{stderr}");
 }
+
+/// `shm-size` and `ulimits` of a bake target (and a compose service) reach
+/// RUN steps, encoded as `fbuild solve --shm-size/--ulimit` encode them.
+#[test]
+fn shm_size_and_ulimits_of_a_target_reach_run_steps() {
+    let dir = util::tempdir();
+    write_files(
+        dir.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nRUN echo {} && df -k /dev/shm | tail -n 1 > /shm && ulimit -n > /nofile && ulimit -Hn > /nofile-hard\n",
+                    testenv().busybox,
+                    unique()
+                ),
+            ),
+            (
+                "docker-bake.hcl",
+                "target \"default\" {\n  shm-size = \"96m\"\n  ulimits = [\"nofile=1000:1500\", \"nofile=1234:2345\"]\n  output = [\"type=local,dest=out\"]\n}\n",
+            ),
+            (
+                "compose.yaml",
+                "services:\n  app:\n    build:\n      context: .\n      shm_size: 64m\n      ulimits:\n        nofile:\n          soft: 1111\n          hard: 2222\n",
+            ),
+        ],
+    );
+    let check = |out: &str, shm_mib: u64, soft: &str, hard: &str| {
+        let shm = std::fs::read_to_string(dir.path().join(out).join("shm")).unwrap();
+        let blocks: u64 = shm.split_whitespace().nth(1).and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("{shm}"));
+        assert_eq!(blocks, shm_mib * 1024, "{shm}");
+        assert_eq!(std::fs::read_to_string(dir.path().join(out).join("nofile")).unwrap().trim(), soft);
+        assert_eq!(std::fs::read_to_string(dir.path().join(out).join("nofile-hard")).unwrap().trim(), hard);
+    };
+    util::fbuild().current_dir(dir.path()).args(["bake", "-f", "docker-bake.hcl"]).assert().success();
+    // One ulimit per name, the last one winning, as docker's UlimitOpt.
+    check("out", 96, "1234", "2345");
+    util::fbuild()
+        .current_dir(dir.path())
+        .args(["bake", "-f", "compose.yaml", "--set", "app.output=type=local,dest=out-compose"])
+        .assert()
+        .success();
+    check("out-compose", 64, "1111", "2222");
+    // A bad value names the target and the attribute, before anything is built.
+    let assert = util::fbuild()
+        .current_dir(dir.path())
+        .args(["bake", "-f", "docker-bake.hcl", "--set", "default.ulimits=nofile=2:1"])
+        .assert()
+        .failure();
+    let stderr = text(&assert.get_output().stderr);
+    assert!(stderr.contains("target \"default\"") && stderr.contains("ulimits"), "{stderr}");
+}
