@@ -2,6 +2,7 @@ mod util;
 
 mod bake;
 mod builders;
+mod bake_compat;
 mod buildx_compat;
 mod cache_commands;
 mod ci_env;

@@ -21,12 +21,12 @@ use super::{BakeError, Definition, Env, Target};
 
 /// `build:` keys compose defines that change nothing fbuild sends; named
 /// in a warning rather than refused.
-const KNOWN_UNUSED: &[&str] = &["isolation", "privileged", "cache_to_local", "entitlements", "provenance", "sbom"];
+const KNOWN_UNUSED: &[&str] = &["isolation", "privileged", "cache_to_local", "entitlements"];
 
 pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: &Env) -> Result<Definition, BakeError> {
     let invalid = |message: String| BakeError::Invalid { location: file.to_string(), message };
     // `.env` beside the compose file; the process environment wins.
-    let mut env = read_dotenv(&cwd.join(dir).join(".env"))?;
+    let mut env = read_dotenv(&cwd.join(dir).join(".env"), process_env)?;
     env.extend(process_env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
     let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| {
@@ -34,7 +34,19 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
             Some(l) => format!("{file}:{}:{}", l.line(), l.column()),
             None => file.to_string(),
         };
-        BakeError::Invalid { location, message: strip_location(&e.to_string()) }
+        let mut message = strip_location(&e.to_string());
+        // Aliases are expanded while reading: one inside its own anchor
+        // (`a: &x {b: *x}`) recurses until the parser's limit.
+        if message.contains("recursion limit exceeded") {
+            message.push_str(" (an alias refers to an anchor it is part of: the anchors form a cycle)");
+        }
+        BakeError::Invalid { location, message }
+    })?;
+    // Merge keys first: compose-go's YAML library resolves them while
+    // reading, before interpolation and before any key means anything.
+    let doc = super::merge_keys::apply(doc).map_err(|e| BakeError::Invalid {
+        location: e.location(file, text),
+        message: super::merge_keys::MergeError::MESSAGE.to_string(),
     })?;
     let doc = interpolate_value(doc, &env)
         .map_err(|(var, message)| BakeError::Invalid { location: locate(file, text, &var), message })?;
@@ -47,7 +59,8 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
     let secrets = doc.get("secrets").and_then(Value::as_mapping);
     let mut names = Vec::new();
     for (name, service) in services {
-        let name = scalar(name).ok_or_else(|| invalid("a service name must be a string".into()))?;
+        // A service name may hold dots; buildx makes them underscores.
+        let name = scalar(name).ok_or_else(|| invalid("a service name must be a string".into()))?.replace('.', "_");
         let Some(build) = service.get("build") else { continue };
         let at = |message: String| BakeError::Invalid { location: format!("{file}: service {name}"), message };
         let mut target = Target::default();
@@ -110,6 +123,16 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                     target.contexts = Some(contexts);
                 }
                 "ulimits" => target.ulimits = Some(ulimits(value).map_err(|e| bad(&e))?),
+                // As buildx's compose reader: the shorthands of `--sbom` and
+                // `--provenance`, SBOM first.
+                "sbom" | "provenance" => {
+                    let text = scalar(value).ok_or_else(|| bad("expected a string or a boolean"))?;
+                    let spec = crate::build::attrs::canonical_attest(&key, &text);
+                    crate::build::attrs::parse_attest(&spec).map_err(|e| bad(&e))?;
+                    let attest = target.attest.get_or_insert_with(Vec::new);
+                    attest.push(spec);
+                    attest.sort_by_key(|spec| !spec.starts_with("type=sbom"));
+                }
                 "x-bake" => x_bake = Some(value.clone()),
                 _ if KNOWN_UNUSED.contains(&key.as_str()) || key.starts_with("x-") => {
                     definition.warnings.push(format!("{file}: service {name}: build.{key} is ignored by fbuild bake"))
@@ -338,8 +361,10 @@ fn apply_x_bake(target: &mut Target, x_bake: &Value) -> Result<(), String> {
 }
 
 /// `KEY=VALUE` lines of a `.env` file (comments, blank lines, `export `
-/// and quotes handled); a missing file is an empty one.
-pub(crate) fn read_dotenv(path: &Path) -> Result<Env, BakeError> {
+/// and quotes handled); a missing file is an empty one. Unquoted and
+/// double-quoted values are interpolated as compose-go's dotenv does:
+/// `${A}` is the process environment's `A`, else an earlier line's.
+pub(crate) fn read_dotenv(path: &Path, process_env: &Env) -> Result<Env, BakeError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Env::new()),
@@ -359,15 +384,24 @@ pub(crate) fn read_dotenv(path: &Path) -> Result<Env, BakeError> {
             });
         };
         let value = value.trim();
-        let value = if value.len() >= 2
-            && (value.starts_with('"') && value.ends_with('"') || value.starts_with('\'') && value.ends_with('\''))
-        {
+        let single_quoted = value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'');
+        let raw = if value.len() >= 2 && (value.starts_with('"') && value.ends_with('"') || single_quoted) {
             &value[1..value.len() - 1]
         } else {
             // An unquoted value ends at a ` #` comment.
             value.split(" #").next().unwrap_or("").trim_end()
         };
-        env.insert(key.trim().to_string(), value.to_string());
+        let value = if single_quoted {
+            raw.to_string()
+        } else {
+            let mut lookup = env.clone();
+            lookup.extend(process_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            interpolate(raw, &lookup).map_err(|(_, message)| BakeError::Invalid {
+                location: format!("{}:{}", path.display(), n + 1),
+                message,
+            })?
+        };
+        env.insert(key.trim().to_string(), value);
     }
     Ok(env)
 }
@@ -541,6 +575,38 @@ mod tests {
         assert_eq!(app.tags.as_deref().unwrap(), ["r/app:1"]);
         assert!(d.warnings[0].contains("bogus"), "{:?}", d.warnings);
         assert_eq!(d.group("default").unwrap(), ["app"]);
+    }
+
+    #[test]
+    fn dotenv_values_are_interpolated_as_compose_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "A=x\nB=${A}-y\nC=\"${A}${FROM_ENV}\"\nD='${A}'\n").unwrap();
+        let env = read_dotenv(&path, &env(&[("FROM_ENV", "e")])).unwrap();
+        assert_eq!(env["B"], "x-y");
+        assert_eq!(env["C"], "xe");
+        assert_eq!(env["D"], "${A}");
+    }
+
+    #[test]
+    fn anchor_cycles_and_bad_merge_keys_are_errors_with_a_line() {
+        let text = "services: &s\n  app:\n    build:\n      <<: *s\n";
+        let err = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("c.yaml:3:") && err.contains("cycle"), "{err}");
+        let text = "services:\n  app:\n    build:\n      context: .\n      <<: [a, b]\n";
+        let err = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap_err().to_string();
+        assert_eq!(err, "c.yaml:5: map merge requires map or sequence of maps as the value");
+    }
+
+    #[test]
+    fn merge_keys_under_build_and_args_are_applied() {
+        let text = "x-b: &b\n  context: ./shared\n  dockerfile: D\n  args: &a\n    A: '1'\nservices:\n  app:\n    build:\n      <<: *b\n      args:\n        <<: *a\n        B: '2'\n";
+        let d = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap();
+        let app = d.target("app").unwrap();
+        assert_eq!(app.context.as_deref(), Some("shared"));
+        assert_eq!(app.dockerfile.as_deref(), Some("D"));
+        assert_eq!(app.args.as_ref().unwrap().len(), 2);
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
     }
 
     #[test]

@@ -56,11 +56,22 @@ pub(crate) fn load(cwd: &Path, paths: &[PathBuf], env: &Env) -> Result<Definitio
             fs_err::read_to_string(cwd.join(path)).map_err(|source| BakeError::Read { path: path.clone(), source })?
         };
         let name = path.display().to_string();
-        let one = match Format::of(path, &text) {
+        let mut one = match Format::of(path, &text) {
             Format::Compose => super::compose::load(&name, &text, cwd, path.parent().unwrap_or(Path::new("")), env)?,
             Format::Hcl => super::hcl::load_hcl(&name, &text, env)?,
             Format::Json => super::hcl::load_json(&name, &text, env)?,
         };
+        one.has_variable_files = !matches!(Format::of(path, &text), Format::Compose);
+        // buildx's rule for names; it also keeps names usable as folder and
+        // reference parts (`target:../../x` names nothing).
+        for (target, _) in &one.targets {
+            if target.is_empty() || !target.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(BakeError::Invalid {
+                    location: format!("{name}: target {target:?}"),
+                    message: "Invalid name; only \"[a-zA-Z0-9_-]+\" are allowed".into(),
+                });
+            }
+        }
         definition.merge(one);
     }
     Ok(definition)

@@ -340,7 +340,8 @@ fn apply(target: &mut Target, key: &str, value: &Value) -> Result<(), String> {
             // An empty list is still "set" (it clears an inherited one).
             target.set_empty_list(key)?;
             for item in items {
-                let item = display(item).ok_or("expected a list of strings")?;
+                // Objects (`{ type = "sbom" }`) are buildx's other form of a CSV spec.
+                let item = display(item).or_else(|| object_spec(item)).ok_or("expected a list of strings")?;
                 target.set(key, None, &item, true)?;
             }
             Ok(())
@@ -397,6 +398,22 @@ fn display(value: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// `{ type = "local", dest = "out" }` → `type=local,dest=out`, a field
+/// with a comma or quote quoted as CSV.
+fn object_spec(value: &Value) -> Option<String> {
+    let Value::Object(map) = value else { return None };
+    let mut fields = Vec::new();
+    for (k, v) in map {
+        let field = format!("{k}={}", display(v)?);
+        fields.push(if field.contains(',') || field.contains('"') {
+            format!("\"{}\"", field.replace('"', "\"\""))
+        } else {
+            field
+        });
+    }
+    Some(fields.join(","))
 }
 
 fn string_list(value: &Value) -> Result<Vec<String>, String> {

@@ -13,9 +13,11 @@
 //! owns the flags, printing, `--metadata-file` and exit codes.
 
 pub(crate) mod compose;
+pub(crate) mod entitlements;
 pub(crate) mod files;
 pub(crate) mod hcl;
 pub(crate) mod hcl_stdlib;
+pub(crate) mod merge_keys;
 pub(crate) mod plan;
 pub(crate) mod progress;
 pub(crate) mod resolve;
@@ -37,6 +39,9 @@ pub(crate) struct Definition {
     pub(crate) groups: Vec<(String, Vec<String>)>,
     /// Variables and their resolved values (`--list variables`).
     pub(crate) variables: Vec<Variable>,
+    /// Whether an HCL or JSON file was read (compose files have no
+    /// variables, and buildx lists theirs as `null`, not `[]`).
+    pub(crate) has_variable_files: bool,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -44,10 +49,11 @@ pub(crate) struct Definition {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub(crate) struct Variable {
     pub(crate) name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) value: Option<String>,
+    // buildx's field order: name, description, (type,) value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) value: Option<String>,
 }
 
 impl Definition {
@@ -86,6 +92,7 @@ impl Definition {
             self.variables.retain(|v| v.name != variable.name);
             self.variables.push(variable);
         }
+        self.has_variable_files |= later.has_variable_files;
         self.warnings.extend(later.warnings);
     }
 
@@ -125,6 +132,12 @@ pub(crate) enum BakeError {
     Set { value: String, reason: String },
     #[error("target {target:?}: {reason}")]
     Target { target: String, reason: String },
+    #[error("--allow {value:?}: {reason}")]
+    Allow { value: String, reason: String },
+    /// What the targets need and `--allow` did not grant (buildx's words);
+    /// `lines` say what each grant is for.
+    #[error("additional privileges requested: pass {flags:?} to grant requested privileges")]
+    Privileges { lines: Vec<String>, flags: String },
 }
 
 /// Values of the process environment, and the `.env` file's, by name.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{BakeError, Env, Target};
-use crate::build::{BuildRequest, Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
+use crate::build::{attrs, BuildRequest, Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
 use crate::cache::{CacheDirection, CacheEntry};
 
 /// A target ready to build.
@@ -32,6 +32,11 @@ pub(crate) fn plan(
     stdout_is_terminal: bool,
 ) -> Result<TargetPlan, BakeError> {
     let fail = |reason: String| BakeError::Target { target: name.to_string(), reason };
+    if let Some(call) = target.call.as_deref().filter(|c| *c != "build") {
+        return Err(fail(format!(
+            "call = {call:?}: frontend subrequests are not supported by fbuild bake yet (`fbuild solve --call {call}` runs one)"
+        )));
+    }
     let context = target.context.as_deref().unwrap_or(".");
     if context.contains("://") || context.starts_with("git@") {
         return Err(fail(format!("context {context:?}: remote contexts are not supported by fbuild bake yet")));
@@ -41,7 +46,7 @@ pub(crate) fn plan(
         return Err(fail(format!("context folder {context_dir:?} does not exist")));
     }
 
-    let mut attrs = BTreeMap::new();
+    let mut frontend_attrs = BTreeMap::new();
     let mut locals = BTreeMap::new();
     locals.insert(LOCAL_CONTEXT.to_string(), context_dir.clone());
     let mut inline = None;
@@ -52,7 +57,7 @@ pub(crate) fn plan(
             .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
         fs_err::write(dir.path().join("Dockerfile"), text)
             .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
-        attrs.insert("filename".to_string(), "Dockerfile".to_string());
+        frontend_attrs.insert("filename".to_string(), "Dockerfile".to_string());
         locals.insert(LOCAL_DOCKERFILE.to_string(), dir.path().to_path_buf());
         inline = Some(dir);
     } else {
@@ -63,43 +68,43 @@ pub(crate) fn plan(
         }
         let file_name = dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let dir = dockerfile.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        attrs.insert("filename".to_string(), file_name);
+        frontend_attrs.insert("filename".to_string(), file_name);
         locals.insert(LOCAL_DOCKERFILE.to_string(), dir);
     }
 
     if let Some(stage) = &target.target {
-        attrs.insert("target".into(), stage.clone());
+        frontend_attrs.insert("target".into(), stage.clone());
     }
     // As buildx and `fbuild solve`: SOURCE_DATE_EPOCH reaches the
     // Dockerfile; an explicit arg wins.
     if let Some(epoch) = env.get("SOURCE_DATE_EPOCH") {
-        attrs.insert("build-arg:SOURCE_DATE_EPOCH".into(), epoch.clone());
+        frontend_attrs.insert("build-arg:SOURCE_DATE_EPOCH".into(), epoch.clone());
     }
     for (key, value) in target.args.iter().flatten() {
-        attrs.insert(format!("build-arg:{key}"), value.clone());
+        frontend_attrs.insert(format!("build-arg:{key}"), value.clone());
     }
     for (key, value) in target.labels.iter().flatten() {
-        attrs.insert(format!("label:{key}"), value.clone());
+        frontend_attrs.insert(format!("label:{key}"), value.clone());
     }
     if let Some(platforms) = target.platforms.as_ref().filter(|p| !p.is_empty()) {
-        attrs.insert("platform".into(), platforms.join(","));
+        frontend_attrs.insert("platform".into(), platforms.join(","));
     }
     if target.no_cache == Some(true) {
-        attrs.insert("no-cache".into(), String::new());
+        frontend_attrs.insert("no-cache".into(), String::new());
     } else if let Some(filter) = target.no_cache_filter.as_ref().filter(|f| !f.is_empty()) {
-        attrs.insert("no-cache".into(), filter.join(","));
+        frontend_attrs.insert("no-cache".into(), filter.join(","));
     }
     if target.pull == Some(true) {
-        attrs.insert("image-resolve-mode".into(), "pull".into());
+        frontend_attrs.insert("image-resolve-mode".into(), "pull".into());
     }
     let mut entitlements: Vec<String> = target.entitlements.clone().unwrap_or_default();
     match target.network.as_deref() {
         None | Some("default") | Some("") => {}
         Some("none") => {
-            attrs.insert("force-network-mode".into(), "none".into());
+            frontend_attrs.insert("force-network-mode".into(), "none".into());
         }
         Some("host") => {
-            attrs.insert("force-network-mode".into(), "host".into());
+            frontend_attrs.insert("force-network-mode".into(), "host".into());
             if !entitlements.iter().any(|e| e == "network.host") {
                 entitlements.push("network.host".into());
             }
@@ -114,14 +119,39 @@ pub(crate) fn plan(
             }
             entries.push(format!("{host}={ip}"));
         }
-        attrs.insert("add-hosts".into(), entries.join(","));
+        frontend_attrs.insert("add-hosts".into(), entries.join(","));
     }
+    // The same encoders as `fbuild solve`'s flags (`build::attrs`).
     if let Some(size) = &target.shm_size {
-        let bytes = super::target::ram_in_bytes(size).map_err(|e| fail(format!("shm-size: {e}")))?;
-        attrs.insert("shm-size".into(), bytes.to_string());
+        let bytes = attrs::ram_in_bytes(size.trim()).map_err(|e| fail(format!("shm-size {size:?}: {e}")))?;
+        // buildx sends it only when positive.
+        if bytes > 0 {
+            frontend_attrs.insert("shm-size".into(), bytes.to_string());
+        }
     }
-    if let Some(ulimits) = target.ulimits.as_ref().filter(|u| !u.is_empty()) {
-        attrs.insert("ulimit".into(), ulimits.join(","));
+    if let Some(values) = target.ulimits.as_ref().filter(|u| !u.is_empty()) {
+        // One per name, the last one winning, sorted by name (docker's UlimitOpt).
+        let mut ulimits = BTreeMap::new();
+        for value in values {
+            let (name, ulimit) = attrs::parse_ulimit(value).map_err(|e| fail(format!("ulimits {value:?}: {e}")))?;
+            ulimits.insert(name, ulimit);
+        }
+        frontend_attrs.insert("ulimit".into(), ulimits.into_values().collect::<Vec<_>>().join(","));
+    }
+    let mut attests = Vec::new();
+    for spec in target.attest.iter().flatten() {
+        attests.push(attrs::parse_attest(spec).map_err(|e| fail(format!("attest {spec:?}: {e}")))?);
+    }
+    // buildx bake adds the same default provenance as buildx build.
+    let no_default = match env.get(attrs::NO_DEFAULT_ATTESTATIONS) {
+        None => false,
+        Some(value) => crate::output::parse::parse_go_bool(value)
+            .ok_or_else(|| fail(format!("{}={value:?} is not a boolean", attrs::NO_DEFAULT_ATTESTATIONS)))?,
+    };
+    frontend_attrs.extend(attrs::attest_attrs(&attests, no_default));
+    let mut annotations = Vec::new();
+    for value in target.annotations.iter().flatten() {
+        annotations.extend(attrs::parse_annotation(value).map_err(|e| fail(format!("annotations {value:?}: {e}")))?);
     }
 
     let mut links = Vec::new();
@@ -133,17 +163,17 @@ pub(crate) fn plan(
             let id = format!("fbuild-bake-oci-{}", oci_layouts.len());
             let (dir, digest) = crate::cache::layout::resolve_image(&cwd.join(layout).to_string_lossy())
                 .map_err(|reason| fail(format!("context {ctx_name}: {reason}")))?;
-            attrs.insert(format!("context:{ctx_name}"), format!("oci-layout://{id}@{digest}"));
+            frontend_attrs.insert(format!("context:{ctx_name}"), format!("oci-layout://{id}@{digest}"));
             oci_layouts.insert(id, dir);
         } else if value.contains("://") {
-            attrs.insert(format!("context:{ctx_name}"), value.clone());
+            frontend_attrs.insert(format!("context:{ctx_name}"), value.clone());
         } else {
             let path = cwd.join(value);
             if !path.is_dir() {
                 return Err(fail(format!("context {ctx_name}: folder {path:?} does not exist")));
             }
             let local = format!("named-{ctx_name}");
-            attrs.insert(format!("context:{ctx_name}"), format!("local:{local}"));
+            frontend_attrs.insert(format!("context:{ctx_name}"), format!("local:{local}"));
             locals.insert(local, path);
         }
     }
@@ -152,8 +182,12 @@ pub(crate) fn plan(
     let outputs: Vec<String> =
         target.outputs.iter().flatten().filter(|o| o.as_str() != "type=cacheonly").cloned().collect();
     let tags = target.tags.clone().unwrap_or_default();
-    let exports = crate::output::exports_from_flags(&outputs, &tags, false, stdout_is_terminal)
+    let mut exports = crate::output::exports_from_flags(&outputs, &tags, false, stdout_is_terminal)
         .map_err(|e| fail(crate::error::error_chain(&e)))?;
+    // buildx puts every annotation on every output.
+    for export in &mut exports {
+        export.attrs.extend(annotations.iter().cloned());
+    }
     let cache = |specs: &Option<Vec<String>>, direction, what: &str| -> Result<Vec<CacheEntry>, BakeError> {
         specs
             .iter()
@@ -184,7 +218,7 @@ pub(crate) fn plan(
     Ok(TargetPlan {
         name: name.to_string(),
         request: BuildRequest {
-            frontend: Frontend::Daemon { name: "dockerfile.v0".to_string(), attrs },
+            frontend: Frontend::Daemon { name: "dockerfile.v0".to_string(), attrs: frontend_attrs },
             locals,
             exports,
             cache_imports,

@@ -70,29 +70,39 @@ pub(crate) fn resolve(
     if wanted.is_empty() {
         return Err(BakeError::NothingToBuild(asked.join(", ")));
     }
-    // buildx prints the asked-for names as the default group; asking for
-    // the default group prints its members.
-    let default_members = match (names.is_empty(), definition.group("default")) {
-        (true, Some(members)) => members.to_vec(),
-        // buildx sorts the names given on the command line.
-        _ => {
-            let mut sorted = asked.clone();
-            sorted.sort();
-            sorted.dedup();
-            sorted
+    // buildx's `ReadTargets`: the default group printed is the file's
+    // `default` group when it was asked for, plus every other name asked
+    // for, sorted.
+    let file_default = definition.group("default").filter(|_| asked.iter().any(|n| n == "default"));
+    let mut default_members: Vec<String> = file_default.map(<[String]>::to_vec).unwrap_or_default();
+    for name in &asked {
+        if name == "default" && file_default.is_some() {
+            continue;
         }
-    };
+        default_members.push(name.clone());
+    }
+    default_members.sort();
+    default_members.dedup();
     groups.retain(|(n, _)| n != "default");
     groups.insert(0, ("default".to_string(), default_members));
 
     let overrides = parse_overrides(overrides)?;
+    // As buildx: a --set pattern that names no target is a mistake.
+    for o in &overrides {
+        if !definition.targets.iter().any(|(name, _)| glob_match(&o.pattern, name)) {
+            return Err(BakeError::Set {
+                value: o.raw.clone(),
+                reason: format!("could not find any target matching '{}'", o.pattern),
+            });
+        }
+    }
     let mut resolved: Vec<(String, Target)> = Vec::new();
     let mut queue: Vec<String> = wanted.clone();
     while let Some(name) = queue.pop() {
         if resolved.iter().any(|(n, _)| *n == name) {
             continue;
         }
-        let mut target = inherited(definition, &name, &mut Vec::new())?;
+        let mut target = inherited(definition, &name)?;
         apply_overrides(&name, &mut target, &overrides)?;
         if !wanted.contains(&name) {
             // Only another target's context: its image goes nowhere but to
@@ -101,6 +111,7 @@ pub(crate) fn resolve(
         } else if push {
             target.push();
         }
+        target.normalize();
         target.context.get_or_insert_with(|| ".".to_string());
         target.dockerfile.get_or_insert_with(|| "Dockerfile".to_string());
         for (context, linked) in links(&target) {
@@ -160,26 +171,49 @@ fn expand(
     Ok(())
 }
 
-/// The target with its parents' attributes beneath its own.
-fn inherited(definition: &Definition, name: &str, path: &mut Vec<String>) -> Result<Target, BakeError> {
-    if path.iter().any(|p| p == name) {
-        path.push(name.to_string());
-        return Err(BakeError::Cycle(format!("inherits {}", path.join(" -> "))));
+/// The target with its parents' attributes beneath its own. Walked with a
+/// stack of its own rather than by recursion, so a file with an `inherits`
+/// chain thousands long cannot overflow the thread's stack; each ancestor
+/// is resolved once, however many times it is inherited.
+fn inherited(definition: &Definition, name: &str) -> Result<Target, BakeError> {
+    let lookup = |name: &str, child: &str| {
+        definition.target(name).ok_or_else(|| BakeError::Target {
+            target: child.to_string(),
+            reason: format!("inherits from {name:?}, which no file defines"),
+        })
+    };
+    let mut done: BTreeMap<String, Target> = BTreeMap::new();
+    // (target, how many of its parents have been looked at)
+    let mut stack: Vec<(String, usize)> = vec![(name.to_string(), 0)];
+    lookup(name, "")?;
+    while let Some(top) = stack.len().checked_sub(1) {
+        let current = stack[top].0.clone();
+        let own = lookup(&current, "")?;
+        let next = stack[top].1;
+        if let Some(parent) = own.inherits.get(next) {
+            stack[top].1 += 1;
+            if done.contains_key(parent) {
+                continue;
+            }
+            if let Some(at) = stack.iter().position(|(n, _)| n == parent) {
+                let mut cycle: Vec<String> = stack[at..].iter().map(|(n, _)| n.clone()).collect();
+                cycle.push(parent.clone());
+                return Err(BakeError::Cycle(format!("inherits {}", cycle.join(" -> "))));
+            }
+            lookup(parent, &current)?;
+            stack.push((parent.clone(), 0));
+            continue;
+        }
+        let mut base = Target::default();
+        for parent in &own.inherits {
+            base.merge(&done[parent]);
+        }
+        base.merge(own);
+        base.inherits.clear();
+        stack.pop();
+        done.insert(current, base);
     }
-    let own = definition.target(name).ok_or_else(|| BakeError::Target {
-        target: path.last().cloned().unwrap_or_default(),
-        reason: format!("inherits from {name:?}, which no file defines"),
-    })?;
-    path.push(name.to_string());
-    let mut base = Target::default();
-    for parent in &own.inherits {
-        let parent = inherited(definition, parent, path)?;
-        base.merge(&parent);
-    }
-    path.pop();
-    base.merge(own);
-    base.inherits.clear();
-    Ok(base)
+    Ok(done.remove(name).expect("the asked-for target is resolved last"))
 }
 
 /// One `--set PATTERN.KEY[.SUB]=VALUE`.
@@ -190,7 +224,30 @@ struct Override {
     key: String,
     sub: Option<String>,
     value: String,
+    /// `KEY+=VALUE`: add to the file's list rather than replace it.
+    append: bool,
 }
+
+/// Attributes `KEY+=VALUE` may add to (buildx's list attributes).
+const APPENDABLE: &[&str] = &[
+    "output",
+    "outputs",
+    "cache-to",
+    "cache-from",
+    "tags",
+    "platform",
+    "platforms",
+    "ssh",
+    "attest",
+    "entitlements",
+    "entitlement",
+    "annotations",
+    "annotation",
+    "ulimits",
+    "no-cache-filter",
+    "secret",
+    "secrets",
+];
 
 fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
     values
@@ -198,10 +255,17 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
         .map(|raw| {
             let bad = |reason: &str| BakeError::Set { value: raw.clone(), reason: reason.to_string() };
             let (lhs, value) = raw.split_once('=').ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
+            let (lhs, append) = match lhs.strip_suffix('+') {
+                Some(lhs) => (lhs, true),
+                None => (lhs, false),
+            };
             let mut parts = lhs.splitn(3, '.');
             let pattern = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
             let key = parts.next().filter(|k| !k.is_empty()).ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
             let sub = parts.next().map(str::to_string);
+            if append && (sub.is_some() || !APPENDABLE.contains(&key)) {
+                return Err(bad(&format!("{key} does not support append (+=)")));
+            }
             // Check the key and value now, so a typo fails even when no target matches.
             Target::default().set(key, sub.as_deref(), value, false).map_err(|reason| bad(&reason))?;
             Ok(Override {
@@ -210,6 +274,7 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
                 key: key.to_string(),
                 sub,
                 value: value.to_string(),
+                append,
             })
         })
         .collect()
@@ -218,8 +283,9 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
 fn apply_overrides(name: &str, target: &mut Target, overrides: &[Override]) -> Result<(), BakeError> {
     let mut seen = BTreeSet::new();
     for o in overrides.iter().filter(|o| glob_match(&o.pattern, name)) {
-        // The first --set of a list replaces the file's list; later ones add to it.
-        let append = !seen.insert(o.key.clone());
+        // The first --set of a list replaces the file's list (unless it
+        // is `+=`); later ones add to it.
+        let append = !seen.insert(o.key.clone()) || o.append;
         target
             .set(&o.key, o.sub.as_deref(), &o.value, append)
             .map_err(|reason| BakeError::Set { value: o.raw.clone(), reason })?;
@@ -313,6 +379,8 @@ target "b" { inherits = ["base"] }
         assert_eq!(r.target("b").unwrap().tags.as_deref().unwrap(), ["t1", "t2"]);
         assert_eq!(r.target("b").unwrap().platforms.as_deref().unwrap(), ["linux/amd64"]);
         assert_eq!(r.groups[0], ("default".to_string(), vec!["g".to_string()]));
+        let r = resolve(&d, &["a".into()], &["a.tags+=more".into()], false).unwrap();
+        assert_eq!(r.target("a").unwrap().tags.as_deref().unwrap(), ["a", "more"]);
     }
 
     #[test]
@@ -333,12 +401,40 @@ target "b" { contexts = { y = "target:a" } }
     }
 
     #[test]
+    fn a_long_inherits_chain_resolves_and_cycles_are_named() {
+        let mut d = Definition::default();
+        for i in 0..5000 {
+            let t = Target {
+                inherits: if i == 0 { vec![] } else { vec![format!("t{}", i - 1)] },
+                args: Some([(format!("A{}", i % 3), i.to_string())].into()),
+                ..Default::default()
+            };
+            d.add_target(format!("t{i}"), t);
+        }
+        let r = resolve(&d, &["t4999".into()], &[], false).unwrap();
+        let args = r.target("t4999").unwrap().args.clone().unwrap();
+        assert_eq!(args["A0"], "4998");
+        assert_eq!(args["A1"], "4999");
+        assert_eq!(args["A2"], "4997");
+        let d = def("target \"a\" { inherits = [\"b\"] }\ntarget \"b\" { inherits = [\"a\"] }\n");
+        let err = resolve(&d, &["a".into()], &[], false).unwrap_err().to_string();
+        assert!(err.contains("inherits a -> b -> a"), "{err}");
+        let d = def("target \"a\" { inherits = [\"nope\"] }\n");
+        let err = resolve(&d, &["a".into()], &[], false).unwrap_err().to_string();
+        assert!(err.contains("\"a\"") && err.contains("inherits from \"nope\""), "{err}");
+    }
+
+    #[test]
     fn bad_names_and_sets() {
         let d = def("target \"a\" {}\n");
         let err = resolve(&d, &["nope".into()], &[], false).unwrap_err().to_string();
         assert!(err.contains("\"nope\"") && err.contains("a"), "{err}");
         let err = resolve(&d, &["a".into()], &["a.bogus=1".into()], false).unwrap_err().to_string();
         assert!(err.contains("--set") && err.contains("bogus"), "{err}");
+        let err = resolve(&d, &["a".into()], &["z*.tags=x".into()], false).unwrap_err().to_string();
+        assert!(err.contains("could not find any target matching 'z*'"), "{err}");
+        let err = resolve(&d, &["a".into()], &["a.context+=x".into()], false).unwrap_err().to_string();
+        assert!(err.contains("does not support append"), "{err}");
         assert!(glob_match("ap*", "app") && !glob_match("b*", "app"));
     }
 }

@@ -4,8 +4,10 @@
 //! is also exported to an OCI layout folder in a temporary directory, and
 //! its dependents get it as the named context `oci-layout://ID@DIGEST`
 //! served from that folder: the simplest way to hand one build's result to
-//! another without a registry or the daemon's image store. A failed target
-//! fails only the targets that need it; the others finish. Folders are
+//! another without a registry or the daemon's image store. As in buildx,
+//! a failed target cancels the others (fail-fast); with
+//! [`Execution::DeferError`] it fails only the targets that need it and the
+//! others finish. Folders are
 //! served by sessions shared across the targets ([`FolderSessions`]), so a
 //! context folder several targets use is uploaded once.
 
@@ -29,6 +31,16 @@ pub(crate) enum TargetError {
     DependencyFailed(String),
     #[error("cannot prepare the image of target {target:?} for its dependents in {dir:?}: {reason}")]
     Link { target: String, dir: PathBuf, reason: String },
+}
+
+/// buildx's `--jobs` modes: what a failed target does to the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Execution {
+    /// The first failure cancels every other target (buildx's default).
+    #[default]
+    FailFast,
+    /// Every target runs to its end; failures are reported together.
+    DeferError,
 }
 
 /// How one target ended.
@@ -55,7 +67,12 @@ pub(crate) async fn run_all(
     plans: Vec<TargetPlan>,
     sink_for: &dyn Fn(&str) -> Box<dyn ProgressSink>,
     cancel: &CancellationToken,
+    execution: Execution,
 ) -> Result<Vec<Outcome>, std::io::Error> {
+    // Cancelled by the caller, or by the first failure in fail-fast mode;
+    // the caller's token stays as it was, so it still tells an interrupt.
+    let stop = cancel.child_token();
+    let stop = &stop;
     let linked: Vec<String> = plans.iter().flat_map(|p| p.links.iter().map(|(_, t)| t.clone())).collect();
     // Removed when the bake ends, built images and all.
     let scratch = tempfile::Builder::new().prefix("fbuild-bake-").tempdir()?;
@@ -65,20 +82,23 @@ pub(crate) async fn run_all(
     let folders = &folders;
     let mut started: BTreeMap<String, Shared<BoxFuture<'_, Done>>> = BTreeMap::new();
     let mut order = Vec::new();
-    for mut plan in plans {
+    for (index, mut plan) in plans.into_iter().enumerate() {
         let name = plan.name.clone();
-        let layout_dir = linked.contains(&name).then(|| scratch.path().join(&name));
+        // Numbered, not named after the target: a target may be called
+        // `/abs/path` or `../../x`, which must not lead outside the folder.
+        let layout_dir = linked.contains(&name).then(|| scratch.path().join(format!("target-{index}")));
         if let Some(dir) = &layout_dir {
             let spec = format!("type=oci,dest={},tar=false", dir.display());
             let export = crate::output::parse_output(&spec).map_err(std::io::Error::other)?;
             plan.request.exports.push(export);
         }
-        let deps: Vec<(String, String, Shared<BoxFuture<'_, Done>>)> = plan
+        let deps: Vec<(String, String, usize, Shared<BoxFuture<'_, Done>>)> = plan
             .links
             .iter()
             .map(|(context, target)| {
                 let future = started.get(target).cloned().expect("context targets are planned first");
-                (context.clone(), target.clone(), future)
+                let position = order.iter().position(|n| n == target).expect("context targets are planned first");
+                (context.clone(), target.clone(), position, future)
             })
             .collect();
         let mut sink = sink_for(&name);
@@ -87,11 +107,13 @@ pub(crate) async fn run_all(
             // the folder of a `dockerfile-inline` Dockerfile, which must
             // live until the build is done.
             let mut plan = plan;
-            for (context, target, dep) in deps {
+            for (context, target, position, dep) in deps {
                 let done = dep.await;
                 match &done.1 {
                     Some(image) => {
-                        let id = format!("fbuild-bake-{target}");
+                        // By position: a target's name may hold `/` or `@`,
+                        // which do not belong in an `oci-layout://` reference.
+                        let id = format!("fbuild-bake-target-{position}");
                         plan.request = plan
                             .request
                             .attr(format!("context:{context}"), format!("oci-layout://{id}@{}", image.digest));
@@ -103,8 +125,12 @@ pub(crate) async fn run_all(
                     }
                 }
             }
-            let result = crate::build::build_sharing_folders(channel, plan.request, &mut *sink, cancel, folders).await;
+            let result = crate::build::build_sharing_folders(channel, plan.request, &mut *sink, stop, folders).await;
             let result = result.map_err(TargetError::from);
+            let failed = matches!(&result, Err(e) if !matches!(e, TargetError::Build(BuildError::Cancelled)));
+            if failed && execution == Execution::FailFast {
+                stop.cancel();
+            }
             let image = match (&result, layout_dir) {
                 (Ok(_), Some(dir)) => match image_in(&dir) {
                     Ok(digest) => Some(LinkedImage { dir, digest }),

@@ -18,33 +18,39 @@ pub(crate) struct Target {
     /// Resolved away before printing.
     #[serde(skip)]
     pub(crate) inherits: Vec<String>,
+    /// `KEY=VALUE` or `TYPE:KEY=VALUE`, put on every output (`--annotation`).
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_list")]
+    pub(crate) annotations: Option<Vec<String>>,
+    /// Attestation specs (`type=provenance,mode=max`), one per type.
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "attest_list")]
+    pub(crate) attest: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) context: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) contexts: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) dockerfile: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "escaped_text")]
     pub(crate) dockerfile_inline: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_map")]
     pub(crate) args: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_map")]
     pub(crate) labels: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) tags: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "csv_list")]
     pub(crate) cache_from: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "csv_list")]
     pub(crate) cache_to: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) target: Option<String>,
-    #[serde(rename = "secret", skip_serializing_if = "Option::is_none", serialize_with = "secret_list")]
+    #[serde(rename = "secret", skip_serializing_if = "is_empty", serialize_with = "secret_list")]
     pub(crate) secrets: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ssh_list")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "ssh_list")]
     pub(crate) ssh: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) platforms: Option<Vec<String>>,
-    #[serde(rename = "output", skip_serializing_if = "Option::is_none", serialize_with = "csv_list")]
+    #[serde(rename = "output", skip_serializing_if = "is_empty", serialize_with = "csv_list")]
     pub(crate) outputs: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) pull: Option<bool>,
@@ -52,16 +58,60 @@ pub(crate) struct Target {
     pub(crate) no_cache: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) no_cache_filter: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) shm_size: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) ulimits: Option<Vec<String>>,
+    /// A frontend subrequest instead of a build (`build`, `check`, `outline`, `targets`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) call: Option<String>,
+    #[serde(skip_serializing_if = "is_empty")]
     pub(crate) entitlements: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "escaped_map")]
     pub(crate) extra_hosts: Option<BTreeMap<String, String>>,
+}
+
+/// buildx's `Target.MarshalJSON` escapes template markers in the values
+/// users write free text into (annotations, args, labels, extra hosts,
+/// inline Dockerfiles), so that its output reads back as the same file.
+fn escape(text: &str) -> String {
+    text.replace("${", "$${").replace("%{", "%%{")
+}
+
+fn escaped_text<S: Serializer>(text: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    text.as_deref().map(escape).serialize(serializer)
+}
+
+fn escaped_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    list.iter().flatten().map(|v| escape(v)).collect::<Vec<_>>().serialize(serializer)
+}
+
+fn escaped_map<S: Serializer>(map: &Option<BTreeMap<String, String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    map.iter().flatten().map(|(k, v)| (k, escape(v))).collect::<BTreeMap<_, _>>().serialize(serializer)
+}
+
+/// Go's `omitempty`, which buildx's `--print` has on every list and map:
+/// an unset attribute and an explicitly empty one print alike (nothing).
+fn is_empty<T: IsEmpty>(value: &Option<T>) -> bool {
+    value.as_ref().is_none_or(IsEmpty::is_empty)
+}
+
+trait IsEmpty {
+    fn is_empty(&self) -> bool;
+}
+
+impl IsEmpty for Vec<String> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl IsEmpty for BTreeMap<String, String> {
+    fn is_empty(&self) -> bool {
+        BTreeMap::is_empty(self)
+    }
 }
 
 /// The attribute names a bake file and `--set` may use (buildx's, with the
@@ -91,10 +141,10 @@ pub(crate) const KEYS: &[&str] = &[
     "ulimits",
     "entitlements",
     "extra-hosts",
-    // Accepted and ignored: they change nothing fbuild sends.
     "annotations",
     "attest",
     "call",
+    // Read by the HCL loader, not attributes of the target.
     "matrix",
     "name",
 ];
@@ -114,7 +164,20 @@ impl Target {
                 base.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
+        // Lists buildx appends to rather than replaces.
+        fn append(base: &mut Option<Vec<String>>, over: &Option<Vec<String>>) {
+            if let Some(over) = over {
+                base.get_or_insert_with(Vec::new).extend(over.iter().cloned());
+            }
+        }
         opt(&mut self.description, &over.description);
+        append(&mut self.annotations, &over.annotations);
+        if let Some(over) = &over.attest {
+            let base = self.attest.get_or_insert_with(Vec::new);
+            base.extend(over.iter().cloned());
+            *base = dedup_attests(std::mem::take(base));
+        }
+        opt(&mut self.call, &over.call);
         opt(&mut self.context, &over.context);
         map(&mut self.contexts, &over.contexts);
         opt(&mut self.dockerfile, &over.dockerfile);
@@ -134,8 +197,8 @@ impl Target {
         opt(&mut self.network, &over.network);
         opt(&mut self.no_cache_filter, &over.no_cache_filter);
         opt(&mut self.shm_size, &over.shm_size);
-        opt(&mut self.ulimits, &over.ulimits);
-        opt(&mut self.entitlements, &over.entitlements);
+        append(&mut self.ulimits, &over.ulimits);
+        append(&mut self.entitlements, &over.entitlements);
         map(&mut self.extra_hosts, &over.extra_hosts);
         if !over.inherits.is_empty() {
             self.inherits.clone_from(&over.inherits);
@@ -156,13 +219,6 @@ impl Target {
             if !value.is_empty() {
                 list.push(value.to_string());
             }
-        }
-        fn comma_list(slot: &mut Option<Vec<String>>, value: &str, append: bool) {
-            let list = slot.get_or_insert_with(Vec::new);
-            if !append {
-                list.clear();
-            }
-            list.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from));
         }
         fn map(
             slot: &mut Option<BTreeMap<String, String>>,
@@ -196,16 +252,33 @@ impl Target {
             "target" => self.target = Some(value.into()),
             "secrets" | "secret" => list(&mut self.secrets, value, append),
             "ssh" => list(&mut self.ssh, value, append),
-            "platform" | "platforms" => comma_list(&mut self.platforms, value, append),
+            "platform" | "platforms" => list(&mut self.platforms, value, append),
             "output" | "outputs" => list(&mut self.outputs, value, append),
             "pull" => self.pull = Some(boolean(key, value)?),
             "no-cache" => self.no_cache = Some(boolean(key, value)?),
             "network" => self.network = Some(value.into()),
-            "no-cache-filter" => comma_list(&mut self.no_cache_filter, value, append),
+            "no-cache-filter" => list(&mut self.no_cache_filter, value, append),
             "shm-size" => self.shm_size = Some(value.into()),
             "ulimits" => list(&mut self.ulimits, value, append),
-            "entitlements" => list(&mut self.entitlements, value, append),
-            "annotations" | "attest" | "call" => {}
+            // buildx adds these to the file's list; an empty value clears it.
+            "entitlements" | "entitlement" | "annotations" | "annotation" => {
+                let slot = if key.starts_with('e') { &mut self.entitlements } else { &mut self.annotations };
+                list(slot, value, true);
+                if value.is_empty() {
+                    *slot = None;
+                }
+            }
+            "attest" => {
+                if value.is_empty() {
+                    self.attest = None;
+                } else {
+                    crate::build::attrs::parse_attest(value)?;
+                    let list = self.attest.get_or_insert_with(Vec::new);
+                    list.push(value.to_string());
+                    *list = dedup_attests(std::mem::take(list));
+                }
+            }
+            "call" => self.call = Some(value.into()),
             "push" => {
                 if boolean(key, value)? {
                     self.push();
@@ -214,6 +287,30 @@ impl Target {
             _ => return Err(format!("unknown key {key:?}")),
         }
         Ok(())
+    }
+
+    /// buildx's `Target.normalize`, once a target is resolved: lists lose
+    /// repeated and empty items, `network = "host"` asks for the
+    /// `network.host` entitlement, and contexts set to "" are dropped.
+    pub(crate) fn normalize(&mut self) {
+        fn dedup(list: &mut Option<Vec<String>>) {
+            if let Some(items) = list {
+                let mut seen = std::collections::BTreeSet::new();
+                items.retain(|item| !item.is_empty() && seen.insert(item.clone()));
+            }
+        }
+        for list in
+            [&mut self.annotations, &mut self.tags, &mut self.platforms, &mut self.no_cache_filter, &mut self.ulimits]
+        {
+            dedup(list);
+        }
+        if self.network.as_deref() == Some("host") {
+            self.entitlements.get_or_insert_with(Vec::new).push("network.host".into());
+        }
+        dedup(&mut self.entitlements);
+        if let Some(contexts) = &mut self.contexts {
+            contexts.retain(|_, value| !value.is_empty());
+        }
     }
 
     /// `--push`: every image output pushes; a target without outputs gets
@@ -277,6 +374,43 @@ fn secret_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Resu
         }
     }
     let items: Vec<_> = list.iter().flatten().map(|spec| Secret(csv_object(spec))).collect();
+    items.serialize(serializer)
+}
+
+/// buildx's `removeAttestDupes`: one spec per type, a later one taking
+/// the earlier one's place.
+pub(crate) fn dedup_attests(specs: Vec<String>) -> Vec<String> {
+    let kind = |spec: &str| crate::build::attrs::parse_attest(spec).map(|a| a.kind).unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for spec in specs {
+        match out.iter().position(|s| kind(s) == kind(&spec)) {
+            Some(at) => out[at] = spec,
+            None => out.push(spec),
+        }
+    }
+    out
+}
+
+/// Attestations as buildx prints them: objects with sorted keys, `disabled` a boolean.
+fn attest_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    let items: Vec<BTreeMap<String, serde_json::Value>> = list
+        .iter()
+        .flatten()
+        .map(|spec| {
+            csv_object(spec)
+                .into_iter()
+                // Go's omitempty: `disabled=false` is not printed.
+                .filter(|(k, v)| !(k == "disabled" && crate::output::parse::parse_go_bool(v) == Some(false)))
+                .map(|(k, v)| {
+                    let value = match (k.as_str(), crate::output::parse::parse_go_bool(&v)) {
+                        ("disabled", Some(b)) => serde_json::Value::Bool(b),
+                        _ => serde_json::Value::String(v),
+                    };
+                    (k, value)
+                })
+                .collect()
+        })
+        .collect();
     items.serialize(serializer)
 }
 
@@ -346,8 +480,8 @@ impl Target {
             "no-cache-filter" => &mut self.no_cache_filter,
             "ulimits" => &mut self.ulimits,
             "entitlements" => &mut self.entitlements,
-            // Accepted, and ignored: nothing fbuild sends depends on them.
-            "annotations" | "attest" => return Ok(()),
+            "annotations" => &mut self.annotations,
+            "attest" => &mut self.attest,
             _ => return Err(format!("{key} is not a list")),
         };
         slot.get_or_insert_with(Vec::new).clear();

@@ -20,6 +20,7 @@
 //! adding a folder to a build, or building another target from the same
 //! folder, does not send an unchanged folder again.
 
+pub(crate) mod attrs;
 mod error;
 mod folders;
 mod report;

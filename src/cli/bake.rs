@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::bake::run::{Outcome, TargetError};
-use crate::bake::{files, plan, progress, resolve, run};
+use crate::bake::{entitlements, files, plan, progress, resolve, run};
 use crate::build::{BuildError, CancellationToken};
 use crate::cli::Context;
 use crate::progress::{ProgressMode, ProgressSink, ProgressWriter, Summary};
@@ -41,6 +41,19 @@ pub struct Args {
     #[arg(long)]
     pub push: bool,
 
+    /// Provenance attestation for every target (shorthand for --set '*.attest=type=provenance,...')
+    #[arg(long, value_name = "SPEC")]
+    pub provenance: Option<String>,
+
+    /// SBOM attestation for every target (shorthand for --set '*.attest=type=sbom,...')
+    #[arg(long, value_name = "SPEC")]
+    pub sbom: Option<String>,
+
+    /// What a failed target does to the others: fail-fast (cancel them) or defer-error (let them finish)
+    #[arg(short = 'j', long = "jobs", value_name = "MODE", default_value = "fail-fast",
+          value_parser = ["fail-fast", "defer-error", "mode=fail-fast", "mode=defer-error"])]
+    pub jobs: String,
+
     /// Do not use the cache (shorthand for --set '*.no-cache=true')
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -57,12 +70,18 @@ pub struct Args {
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
 
+    /// Grant a privilege the bake files ask for: network.host, security.insecure, ssh,
+    /// fs.read=PATH, fs.write=PATH, fs=PATH (`*` for any path); repeatable
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+
     /// Print the resolved targets as JSON (buildx's shape) and build nothing
     #[arg(long)]
     pub print: bool,
 
     /// List the files' targets or variables and build nothing
-    #[arg(long, value_name = "TYPE", value_parser = ["targets", "variables"])]
+    /// (`targets`, `variables`, or `type=targets|variables[,format=table|json]`)
+    #[arg(long, value_name = "TYPE")]
     pub list: Option<String>,
 
     /// Write each target's result metadata (image digest, ...) to this JSON file, keyed by target
@@ -82,8 +101,12 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     for warning in &definition.warnings {
         let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
     }
-    if let Some(what) = &args.list {
-        return list(&definition, what, ctx);
+    if let Some(value) = &args.list {
+        if args.print {
+            anyhow::bail!("--print and --list are mutually exclusive");
+        }
+        let (what, format) = parse_list(value)?;
+        return list(&definition, &what, &format, ctx);
     }
 
     // The shorthand flags are `--set` entries for every target, before the user's own.
@@ -96,12 +119,33 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     sets.extend(args.cache_from.iter().map(|spec| format!("*.cache-from={spec}")));
     sets.extend(args.cache_to.iter().map(|spec| format!("*.cache-to={spec}")));
+    // buildx: the user's --set first, then the shorthands that follow it.
     sets.extend(args.set.iter().cloned());
+    for (kind, value) in [("sbom", &args.sbom), ("provenance", &args.provenance)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            sets.push(format!("*.attest={}", crate::build::attrs::canonical_attest(kind, value)));
+        }
+    }
+    let allowed = entitlements::Allowed::parse(&args.allow)?;
     let resolved = resolve::resolve(&definition, &args.targets, &sets, args.push)?;
     if args.print {
         let mut out = ctx.printer.stdout();
         writeln!(out, "{}", resolved.print_json()?)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    // What the files ask for beyond the current folder needs --allow, as in
+    // buildx; checked for every target before any is built.
+    let fs_checks = entitlements::fs_checks_from_env(env.get("BUILDX_BAKE_ENTITLEMENTS_FS").map(String::as_str))?;
+    if let Err(error) = entitlements::check(&cwd, &resolved.targets, &allowed, fs_checks) {
+        if let crate::bake::BakeError::Privileges { lines, .. } = &error {
+            let mut err = ctx.printer.stderr();
+            writeln!(err, "Your build is requesting privileges for following possibly insecure capabilities:\n")?;
+            for line in lines {
+                writeln!(err, "{line}")?;
+            }
+            writeln!(err)?;
+        }
+        return Err(error.into());
     }
 
     // Every target is checked before the daemon hears of any.
@@ -111,6 +155,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(name, target)| plan::plan(&cwd, name, target, &env, stdout_is_terminal))
         .collect::<Result<Vec<_>, _>>()?;
+    // Where the metadata goes is checked now, not after every target has built.
+    if let Some(path) = &args.metadata_file {
+        check_metadata_path(path)?;
+    }
     let mode: ProgressMode = args
         .progress
         .parse()
@@ -131,7 +179,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     });
     let started = Instant::now();
     let sink_for = |name: &str| -> Box<dyn ProgressSink> { Box::new(progress::TargetSink::new(name, writer.clone())) };
-    let outcomes = run::run_all(&connection.channel, plans, &sink_for, &cancel).await?;
+    let execution =
+        if args.jobs.ends_with("defer-error") { run::Execution::DeferError } else { run::Execution::FailFast };
+    let outcomes = run::run_all(&connection.channel, plans, &sink_for, &cancel, execution).await?;
     on_signal.abort();
     let elapsed = started.elapsed();
 
@@ -256,28 +306,136 @@ fn write_metadata(path: &std::path::Path, outcomes: &[Outcome]) -> anyhow::Resul
     Ok(())
 }
 
-/// `--list targets|variables`, on stdout.
-fn list(definition: &crate::bake::Definition, what: &str, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let mut out = ctx.printer.stdout();
-    if what == "variables" {
-        writeln!(out, "VARIABLE\tVALUE\tDESCRIPTION")?;
-        for v in &definition.variables {
-            writeln!(
-                out,
-                "{}\t{}\t{}",
-                v.name,
-                v.value.as_deref().unwrap_or(""),
-                v.description.as_deref().unwrap_or("")
-            )?;
+/// The folder of `--metadata-file` must exist and the path must not be one.
+fn check_metadata_path(path: &std::path::Path) -> anyhow::Result<()> {
+    let fail = |problem: String| anyhow::anyhow!("--metadata-file {}: {problem}", path.display());
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(fail(format!("{} is not a folder", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(format!("the folder {} does not exist", dir.display())))
         }
+        Err(e) => return Err(fail(format!("cannot inspect {}: {e}", dir.display()))),
+    }
+    if path.is_dir() {
+        return Err(fail("it is a folder".into()));
+    }
+    Ok(())
+}
+
+/// buildx's `--list` value: `targets`, `variables`, or
+/// `type=TYPE[,format=table|json]`.
+fn parse_list(value: &str) -> anyhow::Result<(String, String)> {
+    let mut kind = String::new();
+    let mut format = String::new();
+    if !value.contains('=') && !value.contains(',') {
+        kind = value.to_string();
     } else {
-        writeln!(out, "TARGET\tDESCRIPTION")?;
-        for (name, members) in &definition.groups {
-            writeln!(out, "{name}\t(group: {})", members.join(", "))?;
-        }
-        for (name, target) in &definition.targets {
-            writeln!(out, "{name}\t{}", target.description.as_deref().unwrap_or(""))?;
+        for field in crate::output::csv_fields(value).map_err(|e| anyhow::anyhow!("--list {value:?}: {e}"))? {
+            let (key, val) =
+                field.split_once('=').ok_or_else(|| anyhow::anyhow!("--list {value:?}: invalid value {field}"))?;
+            match key.trim().to_ascii_lowercase().as_str() {
+                "type" => kind = val.to_string(),
+                "format" => format = val.to_string(),
+                other => anyhow::bail!("--list {value:?}: unexpected key '{other}' in '{field}'"),
+            }
         }
     }
+    if format.is_empty() {
+        format = "table".into();
+    }
+    if !matches!(kind.as_str(), "targets" | "variables") {
+        anyhow::bail!("--list {value:?}: invalid list type {kind:?} (targets or variables)");
+    }
+    if !matches!(format.as_str(), "table" | "json") {
+        anyhow::bail!("--list {value:?}: invalid list format {format:?} (table or json)");
+    }
+    Ok((kind, format))
+}
+
+/// Go's `text/tabwriter` as buildx configures it (minwidth 1, tabwidth 8,
+/// padding 1, padded with tabs): each column as wide as its widest cell
+/// plus one, rounded up to a tab stop; the last cell of a line is not padded.
+fn tab_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0).saturating_sub(1);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|cell| cell.chars().count() + 1).max().unwrap_or(1))
+        .map(|w| w.div_ceil(8) * 8)
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        for (c, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count();
+                out.push_str(&"\t".repeat(pad.div_ceil(8)));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `--list targets|variables` as buildx prints them, on stdout: sorted by
+/// name, targets and groups together, `_private` names left out, a group
+/// described by its (sorted) members.
+fn list(definition: &crate::bake::Definition, what: &str, format: &str, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let mut out = ctx.printer.stdout();
+    if what == "variables" {
+        let mut variables = definition.variables.clone();
+        variables.sort_by(|a, b| a.name.cmp(&b.name));
+        if format == "json" {
+            let json =
+                if definition.has_variable_files { serde_json::to_string_pretty(&variables)? } else { "null".into() };
+            writeln!(out, "{json}")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut rows = vec![vec!["VARIABLE".to_string(), "TYPE".into(), "VALUE".into(), "DESCRIPTION".into()]];
+        for v in &variables {
+            rows.push(vec![
+                v.name.clone(),
+                String::new(),
+                v.value.clone().unwrap_or_else(|| "<null>".into()),
+                v.description.clone().unwrap_or_default(),
+            ]);
+        }
+        write!(out, "{}", tab_table(&rows))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    #[derive(serde::Serialize)]
+    struct Entry {
+        name: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        description: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        group: bool,
+    }
+    let mut entries: Vec<Entry> = definition
+        .targets
+        .iter()
+        .map(|(name, t)| Entry {
+            name: name.clone(),
+            description: t.description.clone().unwrap_or_default(),
+            group: false,
+        })
+        .chain(definition.groups.iter().map(|(name, members)| {
+            let mut members = members.clone();
+            members.sort();
+            Entry { name: name.clone(), description: members.join(", "), group: true }
+        }))
+        .filter(|e| !e.name.starts_with('_'))
+        .collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    if format == "json" {
+        writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![vec!["TARGET".to_string(), "DESCRIPTION".into()]];
+    rows.extend(entries.into_iter().map(|e| vec![e.name, e.description]));
+    write!(out, "{}", tab_table(&rows))?;
     Ok(ExitCode::SUCCESS)
 }

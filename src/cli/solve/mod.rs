@@ -7,7 +7,8 @@
 
 mod call;
 mod carry;
-mod flags;
+// The flag encoders live in the library, shared with bake.
+use crate::build::attrs as flags;
 pub(crate) mod metadata;
 mod native;
 mod plan;

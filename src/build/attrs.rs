@@ -1,8 +1,9 @@
-//! The buildx flags that turn into frontend or exporter attributes without
+//! The buildx options that turn into frontend or exporter attributes without
 //! touching the disk: `--provenance`/`--sbom`/`--attest`, `--annotation`,
 //! `--shm-size`, `--ulimit` and `--call`/`--check`. Each parser follows the
 //! buildx source it names, and says what is wrong in one line (the caller
-//! adds the flag and its value).
+//! adds the flag, or the bake attribute, and its value). `fbuild solve` and
+//! bake both encode these options here, so the two never drift apart.
 
 use std::collections::BTreeMap;
 
