@@ -36,9 +36,8 @@ pub struct MountCarry {
 struct Job {
     dir: PathBuf,
     tag: String,
-    /// For a restore: the ids to restore (`None`: all carried).
-    only: Option<Vec<String>>,
-    /// For a save: the mounts.
+    /// The Dockerfile's mounts to save, or to restore when the folder
+    /// carries them.
     mounts: Vec<CacheMount>,
     helper_image: String,
 }
@@ -59,6 +58,27 @@ fn selection(value: Option<&String>, default: Selection) -> Result<Selection, St
     }
 }
 
+/// The mounts of `declared` that `wanted` selects, by id or target; an id
+/// the Dockerfile does not declare is refused, naming `flag`.
+fn pick(declared: &[CacheMount], wanted: Selection, flag: &str) -> anyhow::Result<Vec<CacheMount>> {
+    match wanted {
+        Selection::None => Ok(Vec::new()),
+        Selection::All => Ok(declared.to_vec()),
+        Selection::Ids(ids) => ids
+            .iter()
+            .map(|id| {
+                declared.iter().find(|m| m.id == *id || m.target == *id).cloned().ok_or_else(|| {
+                    let known: Vec<&str> = declared.iter().map(|m| m.id.as_str()).collect();
+                    anyhow::anyhow!(
+                        "invalid {flag} mounts={id:?}: the Dockerfile has no RUN --mount=type=cache with that id or target (it has: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
 impl MountCarry {
     /// Reads `mounts=` from the request's local cache entries; the
     /// Dockerfile's text says which cache mounts exist. Unknown ids fail
@@ -76,54 +96,45 @@ impl MountCarry {
         let tag = |attrs: &std::collections::BTreeMap<String, String>| {
             attrs.get("tag").cloned().unwrap_or_else(|| "latest".into())
         };
+        // The Dockerfile's cache mounts: the only ones a folder may fill or
+        // be given (a folder's own list is untrusted).
+        let mut scanned: Option<Vec<CacheMount>> = None;
+        let mut declared = || -> Vec<CacheMount> {
+            scanned
+                .get_or_insert_with(|| {
+                    let (mounts, skipped) = mount_scan::cache_mounts(dockerfile);
+                    notes.extend(skipped);
+                    mounts
+                })
+                .clone()
+        };
         for entry in request.cache_imports.iter().filter(|e| e.kind == "local") {
             let flag = || format!("invalid --cache-from {:?}", entry.attrs.get("src"));
-            let only = match selection(entry.attrs.get("mounts"), Selection::All)
-                .map_err(anyhow::Error::msg)
-                .with_context(flag)?
-            {
-                Selection::None => continue,
-                Selection::All => None,
-                Selection::Ids(ids) => Some(ids),
-            };
+            let wanted =
+                selection(entry.attrs.get("mounts"), Selection::All).map_err(anyhow::Error::msg).with_context(flag)?;
+            if matches!(wanted, Selection::None) {
+                continue;
+            }
+            let mounts = pick(&declared(), wanted, "--cache-from")?;
+            if mounts.is_empty() {
+                continue;
+            }
             carry.restores.push(Job {
                 dir: PathBuf::from(entry.local_dir().unwrap_or_default()),
                 tag: tag(&entry.attrs),
-                only,
-                mounts: Vec::new(),
+                mounts,
                 helper_image: helper(&entry.attrs),
             });
         }
-        let mut scanned: Option<Vec<CacheMount>> = None;
         for entry in request.cache_exports.iter().filter(|e| e.kind == "local") {
             let wanted = selection(entry.attrs.get("mounts"), Selection::None).map_err(anyhow::Error::msg)?;
             if matches!(wanted, Selection::None) {
                 continue;
             }
-            let declared = scanned.get_or_insert_with(|| {
-                let (mounts, skipped) = mount_scan::cache_mounts(dockerfile);
-                notes.extend(skipped);
-                mounts
-            });
-            let mounts = match wanted {
-                Selection::Ids(ids) => ids
-                    .iter()
-                    .map(|id| {
-                        declared.iter().find(|m| m.id == *id || m.target == *id).cloned().ok_or_else(|| {
-                            let known: Vec<&str> = declared.iter().map(|m| m.id.as_str()).collect();
-                            anyhow::anyhow!(
-                                "invalid --cache-to mounts={id:?}: the Dockerfile has no RUN --mount=type=cache with that id or target (it has: {})",
-                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                            )
-                        })
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?,
-                _ => declared.clone(),
-            };
+            let mounts = pick(&declared(), wanted, "--cache-to")?;
             carry.saves.push(Job {
                 dir: PathBuf::from(entry.local_dir().unwrap_or_default()),
                 tag: tag(&entry.attrs),
-                only: None,
                 mounts,
                 helper_image: helper(&entry.attrs),
             });
@@ -142,18 +153,11 @@ impl MountCarry {
     ) -> anyhow::Result<()> {
         for job in &self.restores {
             let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()));
-            let restored = mounts::restore(
-                channel,
-                &job.dir,
-                &job.tag,
-                job.only.as_deref(),
-                &job.helper_image,
-                &mut progress,
-                cancel,
-            )
-            .await
-            .map_err(helper_hint)
-            .with_context(|| format!("cannot restore the cache mounts carried in {}", job.dir.display()))?;
+            let restored =
+                mounts::restore(channel, &job.dir, &job.tag, &job.mounts, &job.helper_image, &mut progress, cancel)
+                    .await
+                    .map_err(helper_hint)
+                    .with_context(|| format!("cannot restore the cache mounts carried in {}", job.dir.display()))?;
             if mode != ProgressMode::Quiet && !(restored.filled.is_empty() && restored.kept.is_empty()) {
                 let mut err = printer.stderr();
                 let _ = write!(err, "cache mounts from {}: ", job.dir.display());
