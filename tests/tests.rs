@@ -11,6 +11,7 @@ mod flags;
 mod fsync;
 mod gateway;
 mod hostile;
+mod hostile_cache;
 mod library;
 mod load;
 mod local_cache;

@@ -1153,4 +1153,183 @@ mod tests {
         let err = OciLayout::open_existing(dir.path()).unwrap_err();
         assert!(err.to_string().ends_with("is not an OCI layout folder (no oci-layout or index.json)"), "{err}");
     }
+
+    /// A layout with one tagged manifest and one unreferenced blob.
+    fn tagged_layout(dir: &Path) -> (OciLayout, BlobDigest) {
+        let layout = OciLayout::create(dir).unwrap();
+        let layer = layout.write_blob(b"layer").unwrap();
+        let manifest = serde_json::json!({"schemaVersion": 2, "layers": [{"digest": layer.as_str(), "size": 5}]});
+        let m = layout.write_blob(manifest.to_string().as_bytes()).unwrap();
+        layout.tag(&descriptor(&m, 1), &["latest"]).unwrap();
+        let orphan = layout.write_blob(b"orphan").unwrap();
+        (layout, orphan)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_linked_ingest_folder_loses_the_link_not_the_files_it_points_at() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("precious"), b"keep").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, _) = tagged_layout(dir.path());
+        let _ = std::fs::remove_dir(dir.path().join(INGEST_DIR));
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(INGEST_DIR)).unwrap();
+        layout.collect_garbage().unwrap().unwrap();
+        assert_eq!(names(outside.path()), ["precious"], "nothing outside the folder is removed");
+        assert!(!dir.path().join(INGEST_DIR).exists(), "the link itself goes");
+        // A writer refuses the link rather than writing through it.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(INGEST_DIR)).unwrap();
+        let err = layout.writer().unwrap_err();
+        assert!(matches!(err, LayoutError::Untrusted { found: "a symbolic link", .. }), "{err}");
+        assert!(err.to_string().contains(".fbuild-ingest is a symbolic link, not a folder"), "{err}");
+        assert_eq!(names(outside.path()), ["precious"]);
+    }
+
+    #[test]
+    fn a_linked_blobs_folder_is_refused_and_left_alone() {
+        let other = tempfile::tempdir().unwrap();
+        let (elsewhere, _) = tagged_layout(other.path());
+        let before = names(&other.path().join("blobs/sha256"));
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        std::fs::remove_dir_all(dir.path().join("blobs")).unwrap();
+        std::os::unix::fs::symlink(other.path().join("blobs"), dir.path().join("blobs")).unwrap();
+        let err = layout.collect_garbage().unwrap_err();
+        assert!(err.to_string().contains("/blobs is a symbolic link, not a folder"), "{err}");
+        assert!(layout.blobs().is_err());
+        assert!(layout.write_blob(b"x").is_err(), "no blob is written through the link");
+        assert_eq!(names(&other.path().join("blobs/sha256")), before, "no blob of the other folder is removed");
+        assert!(elsewhere.resolve_tag("latest").is_ok());
+        // blobs/sha256 as a link, one level down, is refused the same way.
+        std::fs::remove_file(dir.path().join("blobs")).unwrap();
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        std::os::unix::fs::symlink(other.path().join("blobs/sha256"), dir.path().join("blobs/sha256")).unwrap();
+        let err = layout.collect_garbage().unwrap_err();
+        assert!(err.to_string().contains("/blobs/sha256 is a symbolic link, not a folder"), "{err}");
+        assert_eq!(names(&other.path().join("blobs/sha256")), before);
+    }
+
+    #[test]
+    fn a_linked_lock_file_creates_nothing_where_it_points() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        for name in [LOCK_FILE, INDEX_LOCK_FILE] {
+            let _ = std::fs::remove_file(dir.path().join(name));
+            std::os::unix::fs::symlink(outside.path().join(name), dir.path().join(name)).unwrap();
+        }
+        let err = layout.lock_shared().unwrap_err();
+        assert!(err.to_string().contains(".fbuild-lock is a symbolic link, not a file"), "{err}");
+        assert!(layout.collect_garbage().is_err());
+        let blob = layout.write_blob(b"m").unwrap();
+        assert!(layout.tag(&descriptor(&blob, 1), &["x"]).is_err());
+        assert!(names(outside.path()).is_empty(), "no file appears outside: {:?}", names(outside.path()));
+    }
+
+    #[test]
+    fn fifos_devices_and_huge_documents_are_refused_without_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, _) = tagged_layout(dir.path());
+        let index = dir.path().join("index.json");
+        let manifest = BlobDigest::parse(layout.resolve_tag("latest").unwrap().digest().as_ref()).unwrap();
+        let blob = layout.blob_path(&manifest);
+
+        // A FIFO with no writer would block a plain read forever.
+        std::fs::remove_file(&index).unwrap();
+        nix::unistd::mkfifo(&index, Mode::from_bits_truncate(0o600)).unwrap();
+        let err = layout.index().unwrap_err();
+        assert!(err.to_string().contains("index.json is a FIFO, not a file"), "{err}");
+        // /dev/zero never ends.
+        std::fs::remove_file(&index).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &index).unwrap();
+        let err = layout.index().unwrap_err();
+        assert!(err.to_string().contains("index.json is a symbolic link, not a file"), "{err}");
+        // A sparse file bigger than the bound is refused by its size.
+        std::fs::remove_file(&index).unwrap();
+        File::create(&index).unwrap().set_len(MAX_INDEX_SIZE + 1).unwrap();
+        let err = layout.index().unwrap_err();
+        assert!(matches!(err, LayoutError::TooLarge { limit: MAX_INDEX_SIZE, .. }), "{err}");
+
+        std::fs::remove_file(&blob).unwrap();
+        nix::unistd::mkfifo(&blob, Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(matches!(layout.read_blob(&manifest), Err(LayoutError::Untrusted { found: "a FIFO", .. })));
+        assert!(matches!(layout.open_blob(&manifest), Err(LayoutError::Untrusted { .. })));
+        std::fs::remove_file(&blob).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
+        assert!(matches!(layout.read_blob(&manifest), Err(LayoutError::Untrusted { found: "a symbolic link", .. })));
+        assert_eq!(layout.blob_size(&manifest).unwrap(), None, "a link is no blob");
+        std::fs::remove_file(&blob).unwrap();
+        File::create(&blob).unwrap().set_len(MAX_DOCUMENT_SIZE + 1).unwrap();
+        assert!(matches!(layout.read_blob(&manifest), Err(LayoutError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn collection_removes_links_in_temporary_folders_not_their_targets() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("precious"), b"keep").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, orphan) = tagged_layout(dir.path());
+        let staging = dir.path().join(".fbuild-tmp-mounts-x/deeper");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::os::unix::fs::symlink(outside.path(), staging.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(".fbuild-tmp-link")).unwrap();
+        let collected = layout.collect_garbage().unwrap().unwrap();
+        assert_eq!(collected.blobs, 1);
+        assert_eq!(layout.blob_size(&orphan).unwrap(), None);
+        assert_eq!(names(outside.path()), ["precious"]);
+        assert!(!dir.path().join(".fbuild-tmp-mounts-x").exists());
+        assert!(std::fs::symlink_metadata(dir.path().join(".fbuild-tmp-link")).is_err());
+    }
+
+    #[test]
+    fn other_digest_algorithms_in_the_index_are_kept_and_do_not_fail_collection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, orphan) = tagged_layout(dir.path());
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha512:{}", "a".repeat(128)),
+            "size": 1,
+            "annotations": {REF_NAME_ANNOTATION: "other"}
+        }));
+        std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+        assert_eq!(layout.collect_garbage().unwrap().unwrap().blobs, 1);
+        assert_eq!(layout.blob_size(&orphan).unwrap(), None);
+        let blob = layout.write_blob(b"new").unwrap();
+        layout.tag(&descriptor(&blob, 3), &["new"]).unwrap();
+        let tags: Vec<String> =
+            layout.index().unwrap().manifests().iter().filter_map(ref_name).map(String::from).collect();
+        assert_eq!(tags, ["latest", "other", "new"], "the sha512 entry is kept");
+    }
+
+    #[test]
+    fn a_folder_another_build_is_creating_is_no_cache_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LOCK_FILE), b"").unwrap();
+        std::fs::write(dir.path().join(".fbuild-tmp-0123"), b"{").unwrap();
+        assert!(OciLayout::open_existing(dir.path()).unwrap().is_none());
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        assert!(OciLayout::open_existing(dir.path()).is_err(), "a folder with other things is not a layout");
+    }
+
+    #[test]
+    fn a_killed_writers_preallocation_is_counted_and_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, _) = tagged_layout(dir.path());
+        assert_eq!(layout.temporary_bytes().unwrap(), 0);
+        let writer = layout.writer().unwrap();
+        writer.preallocate(8 << 20);
+        // What a killed process leaves: the file, never committed or removed.
+        std::mem::forget(writer);
+        assert!(layout.temporary_bytes().unwrap() >= 8 << 20, "{}", layout.temporary_bytes().unwrap());
+        layout.collect_garbage().unwrap().unwrap();
+        assert_eq!(layout.temporary_bytes().unwrap(), 0);
+    }
 }
