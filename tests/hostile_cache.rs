@@ -25,10 +25,17 @@ fn descriptor(digest: &BlobDigest, size: usize, media_type: MediaType) -> Descri
 }
 
 /// A cache folder with `tags` tags, each on a manifest of its own with one
-/// layer, and one blob no tag reaches.
+/// layer, and one blob no tag reaches. Written directly (one `index.json`,
+/// no fsync per blob), so thousands of tags take no time to make.
 fn cache_folder(dir: &Path, tags: usize) -> OciLayout {
     let layout = OciLayout::create(dir).unwrap();
-    let layer = layout.write_blob(b"a layer").unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = BlobDigest::of(bytes);
+        std::fs::write(layout.blob_path(&digest), bytes).unwrap();
+        digest
+    };
+    let layer = put(b"a layer");
+    let mut entries = Vec::with_capacity(tags);
     for i in 0..tags {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -38,10 +45,17 @@ fn cache_folder(dir: &Path, tags: usize) -> OciLayout {
             "annotations": {"n": i.to_string()},
         })
         .to_string();
-        let digest = layout.write_blob(manifest.as_bytes()).unwrap();
-        layout.tag(&descriptor(&digest, manifest.len(), MediaType::ImageManifest), &[&format!("tag-{i}")]).unwrap();
+        let digest = put(manifest.as_bytes());
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest.as_str(),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": format!("tag-{i}")},
+        }));
     }
-    layout.write_blob(b"unreferenced").unwrap();
+    put(b"unreferenced");
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
     layout
 }
 
@@ -118,7 +132,13 @@ fn documents_that_never_end_are_refused_not_read() {
         util::fbuild().timeout(HANG).arg("solve").arg(work.path()).args(["--cache-from", &from]).output().unwrap();
     let stderr = util::text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("blobs/sha256/{} is a FIFO, not a file", manifest.hex())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "blobs/sha256/{} is a FIFO, not a file",
+            manifest.as_str().trim_start_matches("sha256:")
+        )),
+        "{stderr}"
+    );
 
     let index = cache.join("index.json");
     for (make, found) in [

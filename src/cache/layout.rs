@@ -1333,3 +1333,8 @@ mod tests {
         assert_eq!(layout.temporary_bytes().unwrap(), 0);
     }
 }
+
+/// Cache folders as untrusted input, fuzzed (beside `src/fuzz.rs`).
+#[cfg(test)]
+#[path = "fuzz.rs"]
+mod fuzz;

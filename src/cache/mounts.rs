@@ -310,7 +310,11 @@ fn store_file(layout: &OciLayout, file: &Path) -> Result<(BlobDigest, u64), Moun
     use sha2::Digest as _;
     let read = |source| MountsError::Read { dir: layout.dir().to_path_buf(), file: file.display().to_string(), source };
     let mut hasher = sha2::Sha256::new();
-    let mut reader = std::fs::File::open(file).map_err(read)?;
+    // Never through a link, though our receiver made the file.
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(file).map_err(read)?
+    };
     let mut buffer = vec![0; 1 << 20];
     let mut size = 0u64;
     loop {

@@ -40,6 +40,8 @@ struct Job {
     /// carries them.
     mounts: Vec<CacheMount>,
     helper_image: String,
+    /// `ignore-error=true` on the export: a failed save is a warning.
+    ignore_error: bool,
 }
 
 /// What `mounts=` asks for.
@@ -124,6 +126,7 @@ impl MountCarry {
                 tag: tag(&entry.attrs),
                 mounts,
                 helper_image: helper(&entry.attrs),
+                ignore_error: false,
             });
         }
         for entry in request.cache_exports.iter().filter(|e| e.kind == "local") {
@@ -137,6 +140,10 @@ impl MountCarry {
                 tag: tag(&entry.attrs),
                 mounts,
                 helper_image: helper(&entry.attrs),
+                ignore_error: entry
+                    .attrs
+                    .get("ignore-error")
+                    .is_some_and(|v| crate::output::parse::parse_go_bool(v) == Some(true)),
             });
         }
         Ok((carry, notes))
@@ -172,6 +179,15 @@ impl MountCarry {
                     ),
                 };
             }
+            if mode != ProgressMode::Quiet && !restored.ignored.is_empty() {
+                let ignored: Vec<String> = restored.ignored.iter().map(|id| format!("{id:?}")).collect();
+                let _ = writeln!(
+                    printer.stderr(),
+                    "cache mounts from {}: ignored {} (not declared by the Dockerfile)",
+                    job.dir.display(),
+                    ignored.join(", ")
+                );
+            }
         }
         Ok(())
     }
@@ -193,7 +209,15 @@ impl MountCarry {
                 mounts::save(channel, &job.mounts, &job.dir, &job.tag, &job.helper_image, &mut progress, cancel)
                     .await
                     .map_err(helper_hint)
-                    .with_context(|| format!("cannot save the cache mounts into {}", job.dir.display()))?;
+                    .with_context(|| format!("cannot save the cache mounts into {}", job.dir.display()));
+            let saved = match saved {
+                Ok(saved) => saved,
+                Err(error) if job.ignore_error => {
+                    let _ = writeln!(printer.stderr(), "warning: {error:#} (ignored: ignore-error=true)");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             if mode != ProgressMode::Quiet {
                 let bytes: u64 = saved.mounts.iter().map(|m| m.size).sum();
                 let ids: Vec<&str> = saved.mounts.iter().map(|m| m.mount.id.as_str()).collect();
@@ -210,15 +234,22 @@ impl MountCarry {
     }
 }
 
-/// A failed helper build names the image it ran in; the hint says how to
-/// pick another (the default is Docker Hub's busybox, which a daemon without
-/// internet cannot pull).
+/// A failed helper build names the image it ran in; when the failure is
+/// the image's (its name is in the cause), the hint says how to pick
+/// another (the default is Docker Hub's busybox, which a daemon without
+/// internet cannot pull). A full disk or a failed step is not the image's
+/// fault, and gets no such hint.
 fn helper_hint(error: mounts::MountsError) -> anyhow::Error {
     let hints = match &error {
-        mounts::MountsError::Build { image, .. } => vec![format!(
-            "cache mounts are copied in the helper image {image}; name one the daemon can pull with \
+        mounts::MountsError::Build { image, source }
+            if crate::error::error_chain(source.as_ref()).contains(image.as_str())
+                && !crate::error::error_chain(source.as_ref()).contains("No space left on device") =>
+        {
+            vec![format!(
+                "cache mounts are copied in the helper image {image}; name one the daemon can pull with \
              helper-image=IMAGE in --cache-to/--cache-from, or {HELPER_IMAGE_ENV}=IMAGE"
-        )],
+            )]
+        }
         _ => Vec::new(),
     };
     crate::error::Hinted::wrap(error, hints)
