@@ -281,13 +281,15 @@ fn a_mounts_list_cannot_fill_caches_the_dockerfile_does_not_declare() {
         .unwrap();
     assert!(output.status.success(), "{}", util::text(&output.stderr));
 
-    // What the daemon's cache `foreign` holds now: nothing.
+    // What the daemon's cache `foreign` holds now: nothing. (The command
+    // names the id: cache mounts are not in a step's cache key, so the same
+    // text from an earlier run would come from the cache, seeing nothing.)
     let probe = util::tempdir();
     util::write_files(
         probe.path(),
         &[(
             "Dockerfile",
-            &format!("FROM {busybox}\nRUN --mount=type=cache,id={foreign},target=/c ls -A /c > /seen\nFROM scratch\nCOPY --from=0 /seen /\n"),
+            &format!("FROM {busybox}\nRUN --mount=type=cache,id={foreign},target=/c echo {foreign} && ls -A /c > /seen\nFROM scratch\nCOPY --from=0 /seen /\n"),
         )],
     );
     let out = probe.path().join("out");
