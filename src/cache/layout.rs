@@ -488,7 +488,9 @@ impl OciLayout {
         let index = self.index()?;
         let found = index.manifests().iter().find(|d| ref_name(d) == Some(tag)).cloned();
         found.ok_or_else(|| {
-            let mut tags: Vec<&str> = index.manifests().iter().filter_map(ref_name).collect();
+            // Tags are the folder's text: escaped, as they reach a terminal.
+            let mut tags: Vec<String> =
+                index.manifests().iter().filter_map(ref_name).map(|t| t.escape_debug().to_string()).collect();
             tags.sort_unstable();
             let known = if tags.is_empty() { "none".to_string() } else { tags.join(", ") };
             LayoutError::UnknownTag { dir: self.dir.clone(), tag: tag.to_string(), known }
@@ -1307,6 +1309,17 @@ mod tests {
         let tags: Vec<String> =
             layout.index().unwrap().manifests().iter().filter_map(ref_name).map(String::from).collect();
         assert_eq!(tags, ["latest", "other", "new"], "the sha512 entry is kept");
+    }
+
+    #[test]
+    fn unknown_tag_errors_escape_the_folders_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, _) = tagged_layout(dir.path());
+        let blob = layout.write_blob(b"m").unwrap();
+        layout.tag(&descriptor(&blob, 1), &["evil\x1b]0;title\x07"]).unwrap();
+        let err = layout.resolve_tag("nope").unwrap_err().to_string();
+        assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+        assert!(err.contains("evil\\u{1b}]0;title\\u{7}, latest"), "{err}");
     }
 
     #[test]
