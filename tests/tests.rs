@@ -16,6 +16,7 @@ mod fsync;
 mod gateway;
 mod hostile;
 mod imagetools;
+mod hostile_cache;
 mod library;
 mod load;
 mod local_cache;

@@ -101,7 +101,9 @@ async fn run(
     match result {
         Ok(response) => {
             // index.json changes only after the daemon has written every blob.
-            if let Err(error) = local_caches.finish(&response.exporter_response) {
+            let finished =
+                local_caches.finish(&response.exporter_response, &mut |warning| progress.on_warning(&warning));
+            if let Err(error) = finished {
                 let failure = BuildFailure::new(crate::error::error_chain(&error));
                 progress.on_end(BuildEnd::Failed(&failure));
                 return Err(BuildError::LocalCache(error));

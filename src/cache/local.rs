@@ -44,12 +44,22 @@ pub enum LocalCacheError {
     NoManifest(String),
 }
 
+/// A local cache export: the folder, the tag, and whether a failure to
+/// record it is only a warning (`ignore-error=true`, as the daemon treats
+/// its own part of the export).
+#[derive(Debug)]
+struct LocalExport {
+    layout: OciLayout,
+    tag: String,
+    ignore_error: bool,
+}
+
 /// The build's local cache folders: what the session serves and what to do
 /// once the solve is done.
 #[derive(Debug, Default)]
 pub(crate) struct LocalCaches {
     stores: BTreeMap<String, ContentStore>,
-    exports: Vec<(OciLayout, String)>,
+    exports: Vec<LocalExport>,
     /// The OCI layout folder an image output writes (`tar=false`).
     image_layout: Option<OciLayout>,
     // Held for the whole build, so no collection removes a blob in use.
@@ -130,8 +140,10 @@ impl LocalCaches {
             let id = store_id(&dir)?;
             entry.attrs.insert("dest".into(), id["local:".len()..].to_string());
             let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
+            let ignore_error =
+                entry.attrs.get("ignore-error").is_some_and(|v| crate::output::parse::parse_go_bool(v) == Some(true));
             caches.lock(&layout)?;
-            caches.exports.push((layout.clone(), tag));
+            caches.exports.push(LocalExport { layout: layout.clone(), tag, ignore_error });
             caches.stores.insert(id, ContentStore { layout, writable: true });
             strip_client_attrs(entry);
         }
@@ -150,8 +162,13 @@ impl LocalCaches {
 
     /// Tags the exported cache in every export folder, then collects what
     /// no tag reaches. Collection is skipped (with a debug note) while
-    /// another build uses a folder.
-    pub(crate) fn finish(mut self, exporter_response: &BTreeMap<String, String>) -> Result<(), LocalCacheError> {
+    /// another build uses a folder. For an export with `ignore-error=true`
+    /// a failure is told to `warn` and the build goes on, as buildctl's.
+    pub(crate) fn finish(
+        mut self,
+        exporter_response: &BTreeMap<String, String>,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<(), LocalCacheError> {
         if let Some(layout) = &self.image_layout {
             let raw = exporter_response.get(IMAGE_DESCRIPTOR_KEY).map(String::as_str).unwrap_or("missing");
             let descriptor: Descriptor = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, raw)
@@ -168,22 +185,44 @@ impl LocalCaches {
             return Ok(());
         }
         let raw = exporter_response.get(CACHE_MANIFEST_KEY).map(String::as_str).unwrap_or("missing");
-        let descriptor: Descriptor =
-            serde_json::from_str(raw).map_err(|_| LocalCacheError::NoManifest(raw.to_string()))?;
-        for (layout, tag) in &self.exports {
-            layout.tag(&descriptor, &[tag])?;
+        let descriptor: Result<Descriptor, LocalCacheError> =
+            serde_json::from_str(raw).map_err(|_| LocalCacheError::NoManifest(raw.to_string()));
+        let mut tagged = Vec::with_capacity(self.exports.len());
+        for export in &self.exports {
+            let result = descriptor
+                .as_ref()
+                .map_err(|error| LocalCacheError::NoManifest(error.to_string()))
+                .and_then(|descriptor| Ok(export.layout.tag(descriptor, &[&export.tag])?));
+            match result {
+                Ok(()) => tagged.push(export),
+                Err(error) if export.ignore_error => warn(format!(
+                    "the cache export to {} failed, ignored (ignore-error=true): {}",
+                    export.layout.dir().display(),
+                    crate::error::error_chain(&error)
+                )),
+                Err(error) => return Err(error),
+            }
         }
         // Our shared locks would block our own collection.
         self.locks.clear();
-        for (layout, _) in &self.exports {
-            match layout.collect_garbage()? {
-                Some(collected) => tracing::debug!(
+        for export in tagged {
+            let layout = &export.layout;
+            match layout.collect_garbage() {
+                Ok(Some(collected)) => tracing::debug!(
                     dir = %layout.dir().display(),
                     blobs = collected.blobs,
                     bytes = collected.bytes,
                     "collected unreferenced cache blobs"
                 ),
-                None => tracing::debug!(dir = %layout.dir().display(), "another build uses the folder; not collected"),
+                Ok(None) => {
+                    tracing::debug!(dir = %layout.dir().display(), "another build uses the folder; not collected")
+                }
+                Err(error) if export.ignore_error => warn(format!(
+                    "cannot collect the cache folder {}, ignored (ignore-error=true): {}",
+                    layout.dir().display(),
+                    crate::error::error_chain(&error)
+                )),
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(())
@@ -232,23 +271,51 @@ pub struct FolderSummary {
     pub total_bytes: u64,
     /// Bytes of blobs no tag reaches (what `fbuild cache gc` would remove).
     pub unreferenced_bytes: u64,
+    /// Disk space held by temporary files: blobs being written, or left by
+    /// a killed export until the next collection removes them.
+    pub temporary_bytes: u64,
 }
 
-/// Reads what the local cache folder `dir` holds.
+/// Reads what the local cache folder `dir` holds. Linear in the folder's
+/// size: `index.json` is read once and each document parsed once, however
+/// many tags share it.
 pub fn inspect(dir: &std::path::Path) -> Result<FolderSummary, LocalCacheError> {
     let layout = OciLayout::open_existing(dir)?.ok_or_else(|| LayoutError::NotALayout { dir: dir.to_path_buf() })?;
     let blobs = layout.blobs()?;
+    let index = layout.index()?;
+    let mut documents = super::layout::Documents::new(&layout)?;
     let size_of = |set: &std::collections::BTreeSet<BlobDigest>| set.iter().filter_map(|d| blobs.get(d)).sum::<u64>();
+    let lists: std::collections::HashMap<&str, BlobDigest> = index
+        .manifests()
+        .iter()
+        .filter_map(|d| {
+            let tag = super::mounts::list_tag(d)?;
+            Some((tag, BlobDigest::parse(d.digest().as_ref()).ok()?))
+        })
+        .collect();
     let mut tags = Vec::new();
-    for descriptor in layout.index()?.manifests() {
+    for descriptor in index.manifests() {
         let Some(tag) = super::layout::ref_name(descriptor) else { continue };
-        let digest = BlobDigest::parse(descriptor.digest().as_ref())?;
-        let mounts = super::mounts::carried(&layout, tag)?;
-        let cache = layout.reachable(vec![digest.clone()])?;
-        let layers = layout.layer_count(&cache)?;
+        // An entry of another algorithm (`sha512:`) is listed; this folder
+        // holds nothing it reaches.
+        let Ok(digest) = BlobDigest::parse(descriptor.digest().as_ref()) else {
+            tags.push(TagSummary {
+                tag: tag.to_string(),
+                digest: descriptor.digest().to_string(),
+                layers: 0,
+                bytes: 0,
+                mounts: Vec::new(),
+            });
+            continue;
+        };
+        let cache = documents.reachable(vec![digest.clone()])?;
+        let layers = documents.layer_count(&cache)?;
         let mut reach = cache;
-        if let Some(list) = super::mounts::list_digest(&layout, tag)? {
-            reach.extend(layout.reachable(vec![list])?);
+        let mut mounts = Vec::new();
+        if let Some(list) = lists.get(tag) {
+            mounts = super::mounts::parse_list(&layout.read_blob(list)?)
+                .map_err(|problem| super::mounts::MountsError::BadList { dir: dir.to_path_buf(), problem })?;
+            reach.extend(documents.reachable(vec![list.clone()])?);
         }
         tags.push(TagSummary {
             tag: tag.to_string(),
@@ -259,10 +326,12 @@ pub fn inspect(dir: &std::path::Path) -> Result<FolderSummary, LocalCacheError> 
         });
     }
     tags.sort_by(|a, b| a.tag.cmp(&b.tag));
-    let referenced = layout.referenced()?;
+    let roots = index.manifests().iter().filter_map(|d| BlobDigest::parse(d.digest().as_ref()).ok()).collect();
+    let referenced = documents.reachable(roots)?;
     let total_bytes = blobs.values().sum();
     let unreferenced_bytes = blobs.iter().filter(|(d, _)| !referenced.contains(d)).map(|(_, s)| s).sum();
-    Ok(FolderSummary { tags, total_bytes, unreferenced_bytes })
+    let temporary_bytes = layout.temporary_bytes()?;
+    Ok(FolderSummary { tags, total_bytes, unreferenced_bytes, temporary_bytes })
 }
 
 /// Removes the blobs no tag of `dir` reaches; `None` while a build uses the

@@ -21,6 +21,13 @@
 //!   least as new as the folder's. The restore says which mounts it filled
 //!   and which it kept.
 //!
+//! A cache folder is untrusted input (CI restores it from places a fork's
+//! pull request can write), so a restore takes from the folder's list only
+//! each tar's digest, checked to be `sha256:<hex>`, and only for ids the
+//! Dockerfile declares: the mount itself (id, target, sharing, owner) is
+//! the Dockerfile's, so a list can neither fill another project's cache on
+//! the daemon nor put text of its own into the helper's shell script.
+//!
 //! The ops must run every time, but not through the op option that says so
 //! (`ignore_cache`): the daemon empties the cache mounts of an op that
 //! carries it (that is how `--no-cache` resets them). Each op gets a
@@ -163,8 +170,8 @@ pub enum MountsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{dir}: the list of carried cache mounts is unreadable")]
-    BadList { dir: PathBuf },
+    #[error("{dir}: the list of carried cache mounts is not valid: {problem}")]
+    BadList { dir: PathBuf, problem: String },
 }
 
 /// What a save stored.
@@ -183,15 +190,33 @@ pub struct Restored {
     pub filled: Vec<String>,
     /// Mounts the daemon already had contents for (kept as they were).
     pub kept: Vec<String>,
+    /// Ids the folder carries that the Dockerfile does not declare: never
+    /// restored.
+    pub ignored: Vec<String>,
 }
 
-/// The mounts carried for `tag` in `layout`.
+/// The mounts carried for `tag` in `layout`, each tar's digest checked to
+/// be `sha256:<hex>`.
 pub fn carried(layout: &OciLayout, tag: &str) -> Result<Vec<CarriedMount>, MountsError> {
     let Some(digest) = list_digest(layout, tag)? else { return Ok(Vec::new()) };
-    let bytes = layout.read_blob(&digest)?;
-    let list: MountsList =
-        serde_json::from_slice(&bytes).map_err(|_| MountsError::BadList { dir: layout.dir().to_path_buf() })?;
+    parse_list(&layout.read_blob(&digest)?)
+        .map_err(|problem| MountsError::BadList { dir: layout.dir().to_path_buf(), problem })
+}
+
+/// Reads a list of carried mounts (a blob of an untrusted folder).
+pub(crate) fn parse_list(bytes: &[u8]) -> Result<Vec<CarriedMount>, String> {
+    let list: MountsList = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+    for mount in &list.mounts {
+        BlobDigest::parse(&mount.digest).map_err(|_| {
+            format!("the mount {:?} names the tar {:?}, not a sha256 digest", mount.mount.id, mount.digest)
+        })?;
+    }
     Ok(list.mounts)
+}
+
+/// The tag whose mounts list `entry` of `index.json` is, if it is one.
+pub(crate) fn list_tag(entry: &Descriptor) -> Option<&str> {
+    entry.annotations().as_ref()?.get(MOUNTS_TAG_ANNOTATION).map(String::as_str)
 }
 
 /// The digest of the list of mounts carried for `tag`.
@@ -285,7 +310,11 @@ fn store_file(layout: &OciLayout, file: &Path) -> Result<(BlobDigest, u64), Moun
     use sha2::Digest as _;
     let read = |source| MountsError::Read { dir: layout.dir().to_path_buf(), file: file.display().to_string(), source };
     let mut hasher = sha2::Sha256::new();
-    let mut reader = std::fs::File::open(file).map_err(read)?;
+    // Never through a link, though our receiver made the file.
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(file).map_err(read)?
+    };
     let mut buffer = vec![0; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -298,17 +327,18 @@ fn store_file(layout: &OciLayout, file: &Path) -> Result<(BlobDigest, u64), Moun
     }
     let digest = BlobDigest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))?;
     // Same folder, same file system: a rename, never a copy.
-    std::fs::rename(file, layout.blob_path(&digest)).map_err(read)?;
+    layout.adopt(file, &digest)?;
     Ok((digest, size))
 }
 
 /// Restores the mounts carried for `tag` in `dir` into the daemon's caches
-/// that are empty (all of them, or those whose ids are in `only`).
+/// that are empty, for the mounts of `declared` (the Dockerfile's) only:
+/// carried mounts with other ids are left alone ([`Restored::ignored`]).
 pub async fn restore(
     channel: &Channel,
     dir: &Path,
     tag: &str,
-    only: Option<&[String]>,
+    declared: &[CacheMount],
     helper_image: &str,
     progress: &mut dyn ProgressSink,
     cancel: &CancellationToken,
@@ -316,27 +346,35 @@ pub async fn restore(
     let mut restored = Restored::default();
     let Some(layout) = OciLayout::open_existing(dir)? else { return Ok(restored) };
     let _lock = layout.lock_shared()?;
-    let mounts: Vec<CarriedMount> =
-        carried(&layout, tag)?.into_iter().filter(|m| only.is_none_or(|ids| ids.contains(&m.mount.id))).collect();
+    // What to restore: the Dockerfile's mount, the folder's tar.
+    let mut mounts: Vec<(&CacheMount, BlobDigest)> = Vec::new();
+    for carried in carried(&layout, tag)? {
+        match declared.iter().find(|m| m.id == carried.mount.id) {
+            Some(mount) if !mounts.iter().any(|(m, _)| m.id == mount.id) => {
+                mounts.push((mount, BlobDigest::parse(&carried.digest)?));
+            }
+            Some(_) => {}
+            None => restored.ignored.push(carried.mount.id),
+        }
+    }
     if mounts.is_empty() {
         return Ok(restored);
     }
-    let patterns = mounts.iter().map(|m| m.digest.trim_start_matches("sha256:").to_string()).collect();
+    let patterns = mounts.iter().map(|(_, digest)| digest.hex().to_string()).collect();
     let tars = llb::local(MOUNTS_LOCAL, llb::LocalOptions { include_patterns: patterns, ..Default::default() });
     let mut state = helper(helper_image);
     let nonce = crate::session::new_id();
-    for carried in &mounts {
-        let target = shell_quote(&carried.mount.target);
-        let tar = format!("{TAR_DIR}/{}", carried.digest.trim_start_matches("sha256:"));
-        // The exit code tells which way it went: 0 filled, and the log line
-        // names the mount either way.
+    for (index, (mount, digest)) in mounts.iter().enumerate() {
+        let target = shell_quote(&mount.target);
+        let tar = shell_quote(&format!("{TAR_DIR}/{}", digest.hex()));
+        // The log line says which way it went; it names the mount by its
+        // place in the list, so no name reaches the script.
         let script = format!(
-            "if [ -z \"$(ls -A {target})\" ]; then tar -C {target} -xpf {tar} && echo 'fbuild: filled {id}'; \
-             else echo 'fbuild: kept {id} (the daemon has contents)'; fi",
-            id = carried.mount.id.replace('\'', "")
+            "if [ -z \"$(ls -A {target})\" ]; then tar -C {target} -xpf {tar} && echo 'fbuild: filled {index}'; \
+             else echo 'fbuild: kept {index} (the daemon has contents)'; fi"
         );
         let options = OpOptions {
-            custom_name: Some(format!("[fbuild] restore cache mount {}", carried.mount.id)),
+            custom_name: Some(format!("[fbuild] restore cache mount {}", mount.id)),
             ignore_cache: false,
             ..Default::default()
         };
@@ -344,7 +382,7 @@ pub async fn restore(
             .run(
                 Run::shell(script)
                     .env(NONCE_ENV, &nonce)
-                    .mount(carried.mount.to_llb())
+                    .mount(mount.to_llb())
                     .mount(Mount::bind(TAR_DIR, &tars).readonly())
                     .options(options),
             )
@@ -352,17 +390,16 @@ pub async fn restore(
     }
     let definition = state.marshal().map_err(MountsError::Graph)?;
     let mut request = BuildRequest::new(Frontend::Definition(definition));
-    request.locals.insert(MOUNTS_LOCAL.into(), layout.dir().join("blobs/sha256"));
+    request.locals.insert(MOUNTS_LOCAL.into(), layout.checked_blobs_path()?);
     let mut logs = LogWatcher { inner: progress, lines: String::new() };
     build(channel, request, &mut logs, cancel)
         .await
         .map_err(|error| MountsError::Build { image: helper_image.to_string(), source: Box::new(error) })?;
-    for carried in &mounts {
-        let id = carried.mount.id.replace('\'', "");
-        if logs.lines.contains(&format!("fbuild: filled {id}\n")) {
-            restored.filled.push(carried.mount.id.clone());
+    for (index, (mount, _)) in mounts.iter().enumerate() {
+        if logs.lines.contains(&format!("fbuild: filled {index}\n")) {
+            restored.filled.push(mount.id.clone());
         } else {
-            restored.kept.push(carried.mount.id.clone());
+            restored.kept.push(mount.id.clone());
         }
     }
     Ok(restored)

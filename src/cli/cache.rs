@@ -62,23 +62,35 @@ fn ls(args: LsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 } else {
                     tag.mounts
                         .iter()
-                        .map(|m| format!("{} ({})", m.mount.id, human_size(m.size as i64)))
+                        .map(|m| format!("{} ({})", printable(&m.mount.id), human_size(m.size as i64)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
                 let short = tag.digest.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-                table.row([tag.tag.clone(), short, tag.layers.to_string(), human_size(tag.bytes as i64), mounts]);
+                table.row([printable(&tag.tag), short, tag.layers.to_string(), human_size(tag.bytes as i64), mounts]);
             }
             table.write_to(&mut out)?;
-            writeln!(
+            write!(
                 out,
                 "Total: {}, of which {} unreferenced",
                 human_size(summary.total_bytes as i64),
                 human_size(summary.unreferenced_bytes as i64)
             )?;
+            if summary.temporary_bytes > 0 {
+                // A killed export's file, until the next collection.
+                write!(out, "; {} in temporary files", human_size(summary.temporary_bytes as i64))?;
+            }
+            writeln!(out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` from a cache folder (untrusted) as it may reach a terminal:
+/// control characters (escape sequences, carriage returns) escaped as
+/// `\u{1b}`, the rest as it is.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn gc(args: GcArgs, ctx: &Context) -> anyhow::Result<ExitCode> {

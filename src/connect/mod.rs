@@ -42,6 +42,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// keepalive policy) drop clients that ping more often than every 5 minutes,
 /// so stay above that; the pings exist to notice a vanished daemon during a
 /// long, silent solve.
+/// The largest header block (headers or trailers) accepted from the daemon
+/// and on sessions: grpc-go's own default (16 MiB,
+/// `internal/transport/defaults.go`), which buildkitd and buildctl use.
+pub(crate) const MAX_HEADER_LIST_SIZE: u32 = 16 << 20;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6 * 60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -243,6 +247,10 @@ pub async fn open(opts: &ConnectOptions, timeout: Duration) -> Result<Connection
         // Applies to reconnects too (tonic reconnects a dropped channel lazily).
         .connect_timeout(timeout)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        // The daemon sends a failed call's details (the process, the
+        // command, the stack) in trailers; past h2's 16 KiB default they
+        // would be lost to "h2 protocol error".
+        .http2_max_header_list_size(MAX_HEADER_LIST_SIZE)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(false);
 

@@ -34,7 +34,7 @@ use tonic::server::{Grpc, NamedService};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 
-use super::sink::{FileSink, Sink};
+use super::sink::Sink;
 use super::{ExportEntry, OutputDest};
 use crate::error::error_chain;
 use crate::proto::fsutil::types::Packet;
@@ -191,7 +191,7 @@ async fn receive_file(
 ) -> Result<(), Status> {
     let mut sink = match &path {
         None => Sink::Stdout(tokio::io::stdout()),
-        Some(path) => Sink::File(FileSink::create(path).map_err(|err| internal(&err))?),
+        Some(path) => Sink::for_path(path).await.map_err(|err| internal(&err))?,
     };
     let mut received: u64 = 0;
     while let Some(message) = inbound.message().await? {

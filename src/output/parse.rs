@@ -179,7 +179,10 @@ pub fn parse_output(value: &str) -> Result<ExportEntry, OutputError> {
             }
         }
         ExporterType::Tar | ExporterType::Oci | ExporterType::Docker => match dest.as_deref() {
+            // Our own standard output by any of its names: written as `-` is,
+            // whatever it is (a pipe, a terminal, a redirected file).
             None | Some("") | Some("-") => Some(OutputDest::Stdout),
+            Some(name) if STDOUT_NAMES.contains(&name) => Some(OutputDest::Stdout),
             Some(file) => Some(OutputDest::File(PathBuf::from(file))),
         },
         ExporterType::Image => {
@@ -191,6 +194,9 @@ pub fn parse_output(value: &str) -> Result<ExportEntry, OutputError> {
     };
     Ok(ExportEntry { exporter, attrs, destination })
 }
+
+/// Paths that name the process's standard output.
+const STDOUT_NAMES: &[&str] = &["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
 
 /// Turns the output flags of a build into its exports, the way buildx does:
 ///
@@ -501,6 +507,10 @@ mod tests {
     fn file_outputs_without_dest_go_to_stdout() {
         assert_eq!(parse_output("type=oci").unwrap().destination, Some(OutputDest::Stdout));
         assert_eq!(parse_output("type=docker,dest=-").unwrap().destination, Some(OutputDest::Stdout));
+        // /dev/stdout is a link (to /proc/self/fd/1): it means standard
+        // output, not a link to refuse.
+        assert_eq!(parse_output("type=tar,dest=/dev/stdout").unwrap().destination, Some(OutputDest::Stdout));
+        assert_eq!(parse_output("type=oci,dest=/proc/self/fd/1").unwrap().destination, Some(OutputDest::Stdout));
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! no stray file; otherwise it is a hidden `.NAME.fbuild-*` file removed on
 //! drop.
 //!
+//! A destination that is not a regular file (a character device such as
+//! `/dev/null`, a FIFO, a socket) is written into, as buildctl does:
+//! replacing it would destroy it (as root, `dest=/dev/null` would break the
+//! machine), and a FIFO's reader waits for the bytes. Only regular files
+//! (and missing ones) get the temporary file and the rename.
+//!
 //! Symbolic links: a sink never writes through a link at its destination.
 //! The file is written under a fresh name, and `rename(2)` replaces a path
 //! without following it. A link found at the destination when committing is
@@ -68,24 +74,68 @@ pub enum Sink {
     File(FileSink),
     /// Our standard output, written as the bytes arrive.
     Stdout(tokio::io::Stdout),
+    /// A device, FIFO or socket at the destination, written into as the
+    /// bytes arrive.
+    Node { dest: PathBuf, writer: BufWriter<tokio::fs::File> },
 }
 
 impl Sink {
+    /// The sink for the file destination `dest`: written into when it is a
+    /// device, FIFO or socket (opening a FIFO waits for its reader, as
+    /// buildctl does), else a [`FileSink`].
+    pub async fn for_path(dest: &Path) -> Result<Sink, SinkError> {
+        let create_err = |source| SinkError::Create { dest: dest.to_owned(), source };
+        match std::fs::symlink_metadata(dest) {
+            Ok(meta) if is_node(&meta) => {}
+            _ => return Ok(Sink::File(FileSink::create(dest)?)),
+        }
+        // Never through a link: one swapped in since the check fails here.
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(dest)
+            .await
+            .map_err(create_err)?;
+        let meta = file.metadata().await.map_err(create_err)?;
+        if !is_node(&meta) {
+            // A regular file replaced the node meanwhile: it gets the
+            // temporary file and the rename like any other.
+            return Ok(Sink::File(FileSink::create(dest)?));
+        }
+        Ok(Sink::Node { dest: dest.to_owned(), writer: BufWriter::with_capacity(WRITE_BUFFER, file) })
+    }
+
     /// Appends `data` to the output.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
         match self {
             Sink::File(file) => file.write(data).await,
             Sink::Stdout(stdout) => stdout.write_all(data).await.map_err(SinkError::Stdout),
+            Sink::Node { dest, writer } => {
+                writer.write_all(data).await.map_err(|source| SinkError::Write { dest: dest.clone(), source })
+            }
         }
     }
 
-    /// Finishes the output: a file moves into place, stdout is flushed.
+    /// Finishes the output: a file moves into place, stdout or a device is
+    /// flushed.
     pub async fn commit(self) -> Result<(), SinkError> {
         match self {
             Sink::File(file) => file.commit().await,
             Sink::Stdout(mut stdout) => stdout.flush().await.map_err(SinkError::Stdout),
+            Sink::Node { dest, mut writer } => {
+                writer.flush().await.map_err(|source| SinkError::Write { dest: dest.clone(), source })?;
+                writer.into_inner().shutdown().await.map_err(|source| SinkError::Write { dest, source })
+            }
         }
     }
+}
+
+/// Whether `meta` (not following links) is a character or block device, a
+/// FIFO or a socket: something to write into, never to replace.
+fn is_node(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    kind.is_char_device() || kind.is_block_device() || kind.is_fifo() || kind.is_socket()
 }
 
 /// How the bytes are kept until commit.
@@ -211,6 +261,7 @@ pub(crate) async fn write_all_and_commit(mut sink: Sink, chunks: &[&[u8]]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     fn entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -302,6 +353,52 @@ mod tests {
         // umask says so.
         assert_eq!(mode & 0o600, 0o600);
         assert_eq!(mode & 0o111, 0);
+    }
+
+    #[tokio::test]
+    async fn a_fifo_at_dest_is_written_into_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("pipe");
+        nix::unistd::mkfifo(&dest, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = {
+            let dest = dest.clone();
+            std::thread::spawn(move || std::fs::read(dest).unwrap())
+        };
+        let sink = Sink::for_path(&dest).await.unwrap();
+        write_all_and_commit(sink, &[b"hello ", b"fifo"]).await.unwrap();
+        assert_eq!(reader.join().unwrap(), b"hello fifo", "the reader got the bytes");
+        assert!(std::fs::symlink_metadata(&dest).unwrap().file_type().is_fifo(), "still a FIFO");
+        assert_eq!(entries(dir.path()), ["pipe"], "no temporary file left");
+    }
+
+    /// A device node of our own with `/dev/null`'s numbers (1, 3): what
+    /// `dest=/dev/null` does, without risking the machine's `/dev/null`.
+    /// Needs root (mknod), as the test environment runs.
+    #[tokio::test]
+    async fn a_device_at_dest_is_written_into_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("null");
+        nix::sys::stat::mknod(
+            &dest,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .expect("mknod (the tests run as root)");
+        let sink = Sink::for_path(&dest).await.unwrap();
+        write_all_and_commit(sink, &[&vec![1u8; 3 << 20]]).await.unwrap();
+        assert!(std::fs::symlink_metadata(&dest).unwrap().file_type().is_char_device(), "still the device");
+        assert_eq!(entries(dir.path()), ["null"], "no temporary file left");
+    }
+
+    #[tokio::test]
+    async fn a_regular_or_missing_dest_gets_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let sink = Sink::for_path(&dest).await.unwrap();
+        assert!(matches!(sink, Sink::File(_)));
+        write_all_and_commit(sink, &[b"x"]).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"x");
     }
 
     #[test]

@@ -137,15 +137,13 @@ fn status(error: LayoutError) -> Status {
 }
 
 fn info(layout: &OciLayout, digest: &BlobDigest) -> Result<pb::Info, Status> {
-    let path = layout.blob_path(digest);
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(meta) if meta.is_file() => meta,
-        _ => return Err(Status::not_found(format!("content digest {digest}: not found"))),
+    let Some(blob) = layout.blob_info(digest).map_err(status)? else {
+        return Err(Status::not_found(format!("content digest {digest}: not found")));
     };
-    let time = meta.modified().ok().map(prost_types::Timestamp::from);
+    let time = Some(prost_types::Timestamp::from(blob.modified));
     Ok(pb::Info {
         digest: digest.to_string(),
-        size: meta.len() as i64,
+        size: blob.size as i64,
         created_at: time,
         updated_at: time,
         labels: Default::default(),
@@ -441,6 +439,7 @@ async fn ingest(
                                 layout.dir().display(),
                                 plain(&error)
                             )),
+                            CommitError::Folder(error) => Status::internal(crate::error::error_chain(&*error)),
                             other => Status::failed_precondition(format!("commit failed: {other}")),
                         })?;
                     response.digest = stored.to_string();

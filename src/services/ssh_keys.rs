@@ -34,6 +34,38 @@ pub enum KeyProblem {
     Parse { path: PathBuf, error: ssh_key::Error },
     #[error("{} is protected by a passphrase; load it into ssh-agent and pass the agent's socket instead", path.display())]
     Encrypted { path: PathBuf },
+    #[error("{} is not a regular file (a FIFO, a device, a folder); a key file must be one", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{} is larger than {MAX_KEY_FILE_SIZE} bytes, more than any OpenSSH private key", path.display())]
+    TooLarge { path: PathBuf },
+}
+
+/// The largest key file read: 64 KiB. An OpenSSH private key is a few KiB
+/// (a 16384-bit RSA key, the largest ssh-keygen makes, is under 13 KiB);
+/// the bound keeps `--ssh default=/dev/zero`-like mistakes from filling
+/// memory.
+pub const MAX_KEY_FILE_SIZE: u64 = 64 << 10;
+
+/// Reads a key file: a regular file (opened without blocking, so a FIFO
+/// is refused rather than waited on) of at most [`MAX_KEY_FILE_SIZE`] bytes.
+fn read_key_file(path: &Path) -> Result<String, KeyProblem> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = |error| KeyProblem::Read { path: path.to_owned(), error };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(read)?;
+    if !file.metadata().map_err(read)?.is_file() {
+        return Err(KeyProblem::NotAFile { path: path.to_owned() });
+    }
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE_SIZE + 1).read_to_string(&mut text).map_err(read)?;
+    if text.len() as u64 > MAX_KEY_FILE_SIZE {
+        return Err(KeyProblem::TooLarge { path: path.to_owned() });
+    }
+    Ok(text)
 }
 
 /// One loaded key: the public key blob the agent lists, and the key.
@@ -57,7 +89,7 @@ impl std::fmt::Debug for KeyRing {
 
 /// Reads and checks one private key file.
 fn load_key(path: &Path) -> Result<Key, KeyProblem> {
-    let text = std::fs::read_to_string(path).map_err(|error| KeyProblem::Read { path: path.to_owned(), error })?;
+    let text = read_key_file(path)?;
     let private =
         PrivateKey::from_openssh(text.trim()).map_err(|error| KeyProblem::Parse { path: path.to_owned(), error })?;
     if private.is_encrypted() {
@@ -183,6 +215,24 @@ yk5G60vPEAnvGfbYkKzRAAAAEWZidWlsZC10ZXN0QGxvY2FsAQIDBA==
         std::fs::write(&path, ED25519).unwrap();
         let ring = KeyRing::load(&[path]).unwrap();
         (dir, ring)
+    }
+
+    #[test]
+    fn key_files_are_bounded_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // A FIFO nobody writes would block a plain read forever.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(matches!(check_keys(&[fifo]), Err(KeyProblem::NotAFile { .. })));
+        // /dev/zero never ends.
+        let err = check_keys(&[PathBuf::from("/dev/zero")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/dev/zero is not a regular file (a FIFO, a device, a folder); a key file must be one"
+        );
+        let big = dir.path().join("big");
+        std::fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
+        assert!(matches!(check_keys(&[big]), Err(KeyProblem::TooLarge { .. })));
     }
 
     #[test]

@@ -114,6 +114,8 @@ impl SessionBuilder {
                 .initial_stream_window_size(Some(8 << 20))
                 .initial_connection_window_size(Some(16 << 20))
                 .max_frame_size(Some((1 << 20) - 1))
+                // The daemon's calls carry metadata as grpc-go allows it.
+                .http2_max_header_list_size(crate::connect::MAX_HEADER_LIST_SIZE)
                 .add_routes(routes)
                 // tonic shuts a server down gracefully (GOAWAY) as soon as
                 // its incoming stream ends: the one connection is followed by

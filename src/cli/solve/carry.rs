@@ -36,11 +36,12 @@ pub struct MountCarry {
 struct Job {
     dir: PathBuf,
     tag: String,
-    /// For a restore: the ids to restore (`None`: all carried).
-    only: Option<Vec<String>>,
-    /// For a save: the mounts.
+    /// The Dockerfile's mounts to save, or to restore when the folder
+    /// carries them.
     mounts: Vec<CacheMount>,
     helper_image: String,
+    /// `ignore-error=true` on the export: a failed save is a warning.
+    ignore_error: bool,
 }
 
 /// What `mounts=` asks for.
@@ -56,6 +57,27 @@ fn selection(value: Option<&String>, default: Selection) -> Result<Selection, St
         Some("true" | "1") => Ok(Selection::All),
         Some("false" | "0") => Ok(Selection::None),
         Some(ids) => Ok(Selection::Ids(ids.split(',').map(|id| id.trim().to_string()).collect())),
+    }
+}
+
+/// The mounts of `declared` that `wanted` selects, by id or target; an id
+/// the Dockerfile does not declare is refused, naming `flag`.
+fn pick(declared: &[CacheMount], wanted: Selection, flag: &str) -> anyhow::Result<Vec<CacheMount>> {
+    match wanted {
+        Selection::None => Ok(Vec::new()),
+        Selection::All => Ok(declared.to_vec()),
+        Selection::Ids(ids) => ids
+            .iter()
+            .map(|id| {
+                declared.iter().find(|m| m.id == *id || m.target == *id).cloned().ok_or_else(|| {
+                    let known: Vec<&str> = declared.iter().map(|m| m.id.as_str()).collect();
+                    anyhow::anyhow!(
+                        "invalid {flag} mounts={id:?}: the Dockerfile has no RUN --mount=type=cache with that id or target (it has: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )
+                })
+            })
+            .collect(),
     }
 }
 
@@ -76,56 +98,52 @@ impl MountCarry {
         let tag = |attrs: &std::collections::BTreeMap<String, String>| {
             attrs.get("tag").cloned().unwrap_or_else(|| "latest".into())
         };
+        // The Dockerfile's cache mounts: the only ones a folder may fill or
+        // be given (a folder's own list is untrusted).
+        let mut scanned: Option<Vec<CacheMount>> = None;
+        let mut declared = || -> Vec<CacheMount> {
+            scanned
+                .get_or_insert_with(|| {
+                    let (mounts, skipped) = mount_scan::cache_mounts(dockerfile);
+                    notes.extend(skipped);
+                    mounts
+                })
+                .clone()
+        };
         for entry in request.cache_imports.iter().filter(|e| e.kind == "local") {
             let flag = || format!("invalid --cache-from {:?}", entry.attrs.get("src"));
-            let only = match selection(entry.attrs.get("mounts"), Selection::All)
-                .map_err(anyhow::Error::msg)
-                .with_context(flag)?
-            {
-                Selection::None => continue,
-                Selection::All => None,
-                Selection::Ids(ids) => Some(ids),
-            };
+            let wanted =
+                selection(entry.attrs.get("mounts"), Selection::All).map_err(anyhow::Error::msg).with_context(flag)?;
+            if matches!(wanted, Selection::None) {
+                continue;
+            }
+            let mounts = pick(&declared(), wanted, "--cache-from")?;
+            if mounts.is_empty() {
+                continue;
+            }
             carry.restores.push(Job {
                 dir: PathBuf::from(entry.local_dir().unwrap_or_default()),
                 tag: tag(&entry.attrs),
-                only,
-                mounts: Vec::new(),
+                mounts,
                 helper_image: helper(&entry.attrs),
+                ignore_error: false,
             });
         }
-        let mut scanned: Option<Vec<CacheMount>> = None;
         for entry in request.cache_exports.iter().filter(|e| e.kind == "local") {
             let wanted = selection(entry.attrs.get("mounts"), Selection::None).map_err(anyhow::Error::msg)?;
             if matches!(wanted, Selection::None) {
                 continue;
             }
-            let declared = scanned.get_or_insert_with(|| {
-                let (mounts, skipped) = mount_scan::cache_mounts(dockerfile);
-                notes.extend(skipped);
-                mounts
-            });
-            let mounts = match wanted {
-                Selection::Ids(ids) => ids
-                    .iter()
-                    .map(|id| {
-                        declared.iter().find(|m| m.id == *id || m.target == *id).cloned().ok_or_else(|| {
-                            let known: Vec<&str> = declared.iter().map(|m| m.id.as_str()).collect();
-                            anyhow::anyhow!(
-                                "invalid --cache-to mounts={id:?}: the Dockerfile has no RUN --mount=type=cache with that id or target (it has: {})",
-                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                            )
-                        })
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?,
-                _ => declared.clone(),
-            };
+            let mounts = pick(&declared(), wanted, "--cache-to")?;
             carry.saves.push(Job {
                 dir: PathBuf::from(entry.local_dir().unwrap_or_default()),
                 tag: tag(&entry.attrs),
-                only: None,
                 mounts,
                 helper_image: helper(&entry.attrs),
+                ignore_error: entry
+                    .attrs
+                    .get("ignore-error")
+                    .is_some_and(|v| crate::output::parse::parse_go_bool(v) == Some(true)),
             });
         }
         Ok((carry, notes))
@@ -142,18 +160,11 @@ impl MountCarry {
     ) -> anyhow::Result<()> {
         for job in &self.restores {
             let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()));
-            let restored = mounts::restore(
-                channel,
-                &job.dir,
-                &job.tag,
-                job.only.as_deref(),
-                &job.helper_image,
-                &mut progress,
-                cancel,
-            )
-            .await
-            .map_err(helper_hint)
-            .with_context(|| format!("cannot restore the cache mounts carried in {}", job.dir.display()))?;
+            let restored =
+                mounts::restore(channel, &job.dir, &job.tag, &job.mounts, &job.helper_image, &mut progress, cancel)
+                    .await
+                    .map_err(helper_hint)
+                    .with_context(|| format!("cannot restore the cache mounts carried in {}", job.dir.display()))?;
             if super::shows_notes(mode, printer) && !(restored.filled.is_empty() && restored.kept.is_empty()) {
                 let mut err = printer.stderr();
                 let _ = write!(err, "cache mounts from {}: ", job.dir.display());
@@ -167,6 +178,15 @@ impl MountCarry {
                         restored.kept.join(", ")
                     ),
                 };
+            }
+            if !restored.ignored.is_empty() {
+                // A warning, as JSON under rawjson (the stream stays JSON lines).
+                let ignored: Vec<String> = restored.ignored.iter().map(|id| format!("{id:?}")).collect();
+                progress.warn(&format!(
+                    "cache mounts from {}: ignored {} (not declared by the Dockerfile)",
+                    job.dir.display(),
+                    ignored.join(", ")
+                ));
             }
         }
         Ok(())
@@ -189,7 +209,15 @@ impl MountCarry {
                 mounts::save(channel, &job.mounts, &job.dir, &job.tag, &job.helper_image, &mut progress, cancel)
                     .await
                     .map_err(helper_hint)
-                    .with_context(|| format!("cannot save the cache mounts into {}", job.dir.display()))?;
+                    .with_context(|| format!("cannot save the cache mounts into {}", job.dir.display()));
+            let saved = match saved {
+                Ok(saved) => saved,
+                Err(error) if job.ignore_error => {
+                    progress.warn(&format!("{error:#} (ignored: ignore-error=true)"));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             if super::shows_notes(mode, printer) {
                 let bytes: u64 = saved.mounts.iter().map(|m| m.size).sum();
                 let ids: Vec<&str> = saved.mounts.iter().map(|m| m.mount.id.as_str()).collect();
@@ -206,15 +234,22 @@ impl MountCarry {
     }
 }
 
-/// A failed helper build names the image it ran in; the hint says how to
-/// pick another (the default is Docker Hub's busybox, which a daemon without
-/// internet cannot pull).
+/// A failed helper build names the image it ran in; when the failure is
+/// the image's (its name is in the cause), the hint says how to pick
+/// another (the default is Docker Hub's busybox, which a daemon without
+/// internet cannot pull). A full disk or a failed step is not the image's
+/// fault, and gets no such hint.
 fn helper_hint(error: mounts::MountsError) -> anyhow::Error {
     let hints = match &error {
-        mounts::MountsError::Build { image, .. } => vec![format!(
-            "cache mounts are copied in the helper image {image}; name one the daemon can pull with \
+        mounts::MountsError::Build { image, source }
+            if crate::error::error_chain(source.as_ref()).contains(image.as_str())
+                && !crate::error::error_chain(source.as_ref()).contains("No space left on device") =>
+        {
+            vec![format!(
+                "cache mounts are copied in the helper image {image}; name one the daemon can pull with \
              helper-image=IMAGE in --cache-to/--cache-from, or {HELPER_IMAGE_ENV}=IMAGE"
-        )],
+            )]
+        }
         _ => Vec::new(),
     };
     crate::error::Hinted::wrap(error, hints)
