@@ -5,7 +5,7 @@
 //!
 //! [`create`] resolves each source (a reference, a digest in the target's
 //! repository, or a descriptor as JSON), reads the platform of a bare
-//! manifest from its config, [`combine`]s them into one index (Go's bytes),
+//! manifest from its config, combines them into one index (Go's bytes),
 //! copies every manifest and blob the index names into each target
 //! repository, and pushes the index under each tag. [`inspect`] reads what a
 //! reference points at.

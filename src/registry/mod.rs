@@ -69,7 +69,7 @@ pub enum RegistryError {
     /// The registry's token service did not give a token.
     #[error("the token service of {host} gave no token: {reason}")]
     Token { host: String, reason: String },
-    /// A document over [`MAX_DOCUMENT`].
+    /// A document over the 4 MiB bound.
     #[error("{what} is larger than {limit} bytes")]
     TooLarge { what: String, limit: u64 },
     /// Content whose digest is not the one asked for.
