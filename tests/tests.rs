@@ -13,6 +13,7 @@ mod dockerfile;
 mod flags;
 mod fsync;
 mod gateway;
+mod hygiene;
 mod hostile;
 mod imagetools;
 mod library;

@@ -36,6 +36,7 @@ const LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
 /// What went wrong with an OCI layout folder. Every variant names it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     #[error("{dir}: {source}")]
     Io {
@@ -615,6 +616,7 @@ impl Write for BlobWriter {
 
 /// A blob that does not match what its writer said it would be.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommitError {
     #[error("the blob has {actual} bytes, {expected} were announced")]
     Size { expected: u64, actual: u64 },

@@ -91,6 +91,7 @@ pub struct Connection {
 
 /// Why fbuild could not connect to buildkitd.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     #[error("invalid buildkitd address `{addr}`")]
     Address {
@@ -112,6 +113,7 @@ pub enum ConnectError {
 
 /// What went wrong while connecting, from the socket up to the first call.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectFailure {
     #[error("no socket at {path}")]
     NoSocket {

@@ -386,11 +386,19 @@ mod tests {
             request.metadata_mut().insert(EXPORTER_ID_KEY, "0".parse().unwrap());
             FileSendClient::new(channel).diff_copy(request).await
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Wait for the events, not for a guessed time: the chunk staged
+        // beside dest, then, after the abort, the staging file removed.
+        let until = |done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "still {:?}", names(dir.path()));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        until(&|| names(dir.path()).len() > 1);
         call.abort();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until(&|| names(dir.path()) == ["out.tar"]);
         assert!(std::fs::read(&dest).unwrap() == b"previous", "the old output is untouched");
-        assert_eq!(names(dir.path()), ["out.tar"]);
         drop(tx);
     }
 
