@@ -48,6 +48,7 @@ impl ProgressSink for Collector {
             BuildEnd::Succeeded => "succeeded".into(),
             BuildEnd::Failed(failure) => format!("failed: {}", failure.message),
             BuildEnd::Cancelled => "cancelled".into(),
+            _ => "ended otherwise".into(),
         });
     }
 }

@@ -1232,7 +1232,7 @@ mod tests {
             tokio::spawn(
                 async move { receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await },
             );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let on_disk = loop {
             let staged = staging_leftovers(out.path()).first().map(|name| out.path().join(name).join("tree/d"));
             if let Some(Ok(Some(value))) = staged.map(|d| xattr::get(d, "user.note")) {

@@ -428,7 +428,7 @@ fn the_summary_counts_from_the_start_of_the_build() {
     for m in &synthetic_build() {
         writer.update(m);
     }
-    let summary = writer.finish(&Err(make_failure()));
+    let summary = writer.finish(&Err::<(), _>(make_failure()));
     assert!(summary.duration >= Duration::from_secs(10), "{:?}", summary.duration);
     let out = String::from_utf8(writer.into_inner()).unwrap();
     assert!(out.ends_with("Build failed after 10.0s: 4 steps, 1 cached (25%)\n"), "{out}");

@@ -98,9 +98,9 @@ fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::Key
     use crypto_bigint::{Encoding, NonZero, U4096};
     use zeroize::Zeroizing;
 
-    let positive = |value: &ssh_key::Mpint, name: &str| {
+    fn positive<'a>(value: &'a ssh_key::Mpint, name: &str) -> Result<&'a [u8], String> {
         value.as_positive_bytes().filter(|bytes| !bytes.is_empty()).ok_or_else(|| format!("{name} is not positive"))
-    };
+    }
     let (n, e) = (positive(&keypair.public.n, "n")?, positive(&keypair.public.e, "e")?);
     let d = positive(&keypair.private.d, "d")?;
     let (p, q) = (positive(&keypair.private.p, "p")?, positive(&keypair.private.q, "q")?);
