@@ -84,7 +84,7 @@ fn an_rsa_key_file_signs_through_the_agent_in_a_run_step() {
     let small = keygen(keys.path(), "id_rsa_1024", &["-t", "rsa", "-b", "1024"]);
     let (code, stderr) = solve(project.path(), &["--ssh", &format!("deploy={}", small.display())]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains(&small.display().to_string()) && stderr.contains("2048 to 4096 bits"), "{stderr}");
+    assert!(stderr.contains(&small.display().to_string()) && stderr.contains("its modulus has 1024 bits"), "{stderr}");
 }
 
 /// `BuildError::Session` holds a type callers can name and match.

@@ -13,7 +13,8 @@
 //! constant-time, not by the `rsa` crate (RUSTSEC-2023-0071, no fixed
 //! release): a `RUN` step chooses what the agent signs, so a timing
 //! side channel there is one the build can measure. ring signs with keys
-//! of 2048 to 4096 bits; others are refused when the key file is read.
+//! of 2048, 3072 or 4096 bits (primes a multiple of 512 bits); others are
+//! refused when the key file is read.
 //! Passphrase-protected keys are refused with a hint to use ssh-agent.
 
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ pub enum KeyProblem {
     Parse { path: PathBuf, error: ssh_key::Error },
     #[error("{} is protected by a passphrase; load it into ssh-agent and pass the agent's socket instead", path.display())]
     Encrypted { path: PathBuf },
-    #[error("{} is an RSA key fbuild cannot sign with: {reason} (RSA keys of 2048 to 4096 bits are supported; load others into ssh-agent and pass the agent's socket instead)", path.display())]
+    #[error("{} is an RSA key fbuild cannot sign with: {reason} (RSA keys of 2048, 3072 or 4096 bits are supported; load others into ssh-agent and pass the agent's socket instead)", path.display())]
     Rsa { path: PathBuf, reason: String },
 }
 
@@ -105,8 +106,13 @@ fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::Key
     let d = positive(&keypair.private.d, "d")?;
     let (p, q) = (positive(&keypair.private.p, "p")?, positive(&keypair.private.q, "q")?);
     let q_inv = positive(&keypair.private.iqmp, "iqmp")?;
-    if n.len() > RSA_MAX_BYTES || d.len() > RSA_MAX_BYTES || p.len() > RSA_MAX_BYTES || q.len() > RSA_MAX_BYTES {
-        return Err(format!("a {}-bit modulus is larger than 4096 bits", n.len() * 8));
+    // ring's own refusal would only say "PrivateModulusLenNotMultipleOf512Bits".
+    let bits = n.len() * 8 - n[0].leading_zeros() as usize;
+    if ![2048, 3072, 4096].contains(&bits) {
+        return Err(format!("its modulus has {bits} bits"));
+    }
+    if d.len() > RSA_MAX_BYTES || p.len() > RSA_MAX_BYTES || q.len() > RSA_MAX_BYTES {
+        return Err("a private part is longer than the modulus".to_owned());
     }
     let wide = |bytes: &[u8]| {
         let mut padded = Zeroizing::new([0u8; RSA_MAX_BYTES]);
@@ -400,7 +406,7 @@ VOTEgcdUaSR9SncAAAAVZmJ1aWxkLXJzYS10ZXN0QGxvY2FsAQIDBAUG
         keypair.private.d = ssh_key::Mpint::from_positive_bytes(&d).unwrap();
         private = PrivateKey::new(KeypairData::Rsa(keypair), "broken").unwrap();
         let KeypairData::Rsa(keypair) = private.key_data() else { unreachable!() };
-        let reason = ring_rsa_key(keypair).err().expect("refused");
+        let reason = ring_rsa_key(keypair).expect_err("refused");
         assert!(reason.contains("do not match"), "{reason}");
     }
 }
