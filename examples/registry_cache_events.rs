@@ -70,6 +70,8 @@ impl ProgressSink for Events {
             BuildEnd::Succeeded => "succeeded".to_string(),
             BuildEnd::Failed(failure) => format!("failed: {}", failure.message),
             BuildEnd::Cancelled => "cancelled".to_string(),
+            // BuildEnd is #[non_exhaustive]: later versions may add endings.
+            _ => "ended".to_string(),
         });
     }
 }

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 /// How chatty the CLI is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verbosity {
     Quiet,
     Normal,

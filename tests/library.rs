@@ -48,6 +48,7 @@ impl ProgressSink for Collector {
             BuildEnd::Succeeded => "succeeded".into(),
             BuildEnd::Failed(failure) => format!("failed: {}", failure.message),
             BuildEnd::Cancelled => "cancelled".into(),
+            _ => "ended otherwise".into(),
         });
     }
 }
@@ -146,29 +147,52 @@ fn a_request_the_daemon_refuses_is_not_a_failed_build() {
     });
 }
 
+/// Cancels its build when the RUN step's first log line arrives: the test
+/// waits for the step to run, not for a guessed number of seconds.
+struct CancelWhenRunning {
+    inner: Collector,
+    marker: String,
+    cancel: CancellationToken,
+    cancelled_at: Option<Instant>,
+}
+
+impl ProgressSink for CancelWhenRunning {
+    fn on_status(&mut self, status: &StatusResponse) {
+        self.inner.on_status(status);
+        let running = String::from_utf8_lossy(&self.inner.logs).contains(&self.marker);
+        if running && self.cancelled_at.is_none() {
+            self.cancelled_at = Some(Instant::now());
+            self.cancel.cancel();
+        }
+    }
+
+    fn on_end(&mut self, end: BuildEnd<'_>) {
+        self.inner.on_end(end);
+    }
+}
+
 #[test]
 fn cancelling_stops_the_build_at_once() {
     let project = util::tempdir();
+    let marker = format!("running-{}", unique());
     util::write_files(
         project.path(),
-        &[("Dockerfile", &format!("FROM {}\nRUN sleep 60 # {}\n", testenv().busybox, unique()))],
+        &[("Dockerfile", &format!("FROM {}\nRUN echo {marker} && sleep 120\n", testenv().busybox))],
     );
     runtime().block_on(async {
         let connection = connection().await;
         let cancel = CancellationToken::new();
-        let canceller = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            canceller.cancel();
-        });
-        let started = Instant::now();
-        let mut progress = Collector::default();
+        let mut progress =
+            CancelWhenRunning { inner: Collector::default(), marker, cancel: cancel.clone(), cancelled_at: None };
         let err = build(&connection.channel, BuildRequest::dockerfile(project.path()), &mut progress, &cancel)
             .await
             .unwrap_err();
         assert!(matches!(err, BuildError::Cancelled), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
-        assert_eq!(progress.end.as_deref(), Some("cancelled"));
+        // The step sleeps 120 s: ending well before that means the build
+        // did not wait for it (a loaded machine still ends in seconds).
+        let after = progress.cancelled_at.expect("the RUN step ran").elapsed();
+        assert!(after < Duration::from_secs(60), "took {after:?} after the cancel");
+        assert_eq!(progress.inner.end.as_deref(), Some("cancelled"));
     });
 }
 

@@ -15,6 +15,7 @@ mod flags;
 mod fsync;
 mod gateway;
 mod hostile;
+mod hygiene;
 mod imagetools;
 mod hostile_cache;
 mod library;

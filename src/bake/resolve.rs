@@ -160,10 +160,7 @@ fn expand(
     if definition.target(name).is_none() {
         let mut known: Vec<&str> = definition.targets.iter().map(|(n, _)| n.as_str()).collect();
         known.extend(definition.groups.iter().map(|(n, _)| n.as_str()));
-        return Err(BakeError::UnknownTarget {
-            name: name.to_string(),
-            known: if known.is_empty() { "nothing".into() } else { known.join(", ") },
-        });
+        return Err(BakeError::UnknownTarget { name: name.to_string(), known: known_names(name, known) });
     }
     if !out.iter().any(|n| n == name) {
         out.push(name.to_string());
@@ -214,6 +211,25 @@ fn inherited(definition: &Definition, name: &str) -> Result<Target, BakeError> {
         done.insert(current, base);
     }
     Ok(done.remove(name).expect("the asked-for target is resolved last"))
+}
+
+/// At most this many names in an "unknown target" error: a matrix can
+/// define thousands, and one line listing them all helps nobody.
+const KNOWN_NAMES_SHOWN: usize = 10;
+
+/// The names an "unknown target" error lists: all of them in file order when
+/// they are few, else the closest to `name` by edit distance and a count of
+/// the others.
+fn known_names(name: &str, mut known: Vec<&str>) -> String {
+    if known.is_empty() {
+        return "nothing".into();
+    }
+    if known.len() <= KNOWN_NAMES_SHOWN {
+        return known.join(", ");
+    }
+    known.sort_by_cached_key(|candidate| (strsim::levenshtein(name, candidate), *candidate));
+    let more = known.len() - KNOWN_NAMES_SHOWN;
+    format!("{} and {more} more", known[..KNOWN_NAMES_SHOWN].join(", "))
 }
 
 /// One `--set PATTERN.KEY[.SUB]=VALUE`.
@@ -436,5 +452,22 @@ target "b" { contexts = { y = "target:a" } }
         let err = resolve(&d, &["a".into()], &["a.context+=x".into()], false).unwrap_err().to_string();
         assert!(err.contains("does not support append"), "{err}");
         assert!(glob_match("ap*", "app") && !glob_match("b*", "app"));
+    }
+}
+
+#[cfg(test)]
+mod known_names_tests {
+    use super::known_names;
+
+    /// Defect 9 of issue 20: 40,000 names on one line.
+    #[test]
+    fn many_names_are_cut_to_the_closest_ten() {
+        let names: Vec<String> = (0..40_000).map(|i| format!("app-{i}")).collect();
+        let listed = known_names("app-1234x", names.iter().map(String::as_str).collect());
+        assert!(listed.starts_with("app-1234, "), "{listed}");
+        assert!(listed.ends_with(" and 39990 more"), "{listed}");
+        assert_eq!(listed.matches(", ").count(), 9, "{listed}");
+        assert_eq!(known_names("x", vec!["b", "a"]), "b, a", "few names: all, in file order");
+        assert_eq!(known_names("x", vec![]), "nothing");
     }
 }

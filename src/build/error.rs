@@ -8,6 +8,7 @@ use crate::session::SessionError;
 
 /// A build that did not succeed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The build ran and failed: a step failed, or the frontend could not
     /// make a graph (a Dockerfile error).

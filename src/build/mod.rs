@@ -35,4 +35,7 @@ pub(crate) use request::{LOCAL_CONTEXT, LOCAL_DOCKERFILE};
 pub use run::{build, build_sharing_folders};
 
 pub use crate::progress::{BuildEnd, NoProgress, ProgressSink};
+// The session is crate-internal, but its error is part of `BuildError`:
+// callers must be able to name it.
+pub use crate::session::SessionError;
 pub use tokio_util::sync::CancellationToken;

@@ -14,6 +14,7 @@ use crate::services::{AgentSpec, SecretSource};
 
 /// What turns the build's inputs into a build graph.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum Frontend {
     /// A frontend that runs in the daemon, by name (`dockerfile.v0`), with its
     /// attributes (for the Dockerfile frontend: `filename`, `target`,

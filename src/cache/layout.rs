@@ -67,6 +67,7 @@ const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::
 
 /// What went wrong with an OCI layout folder. Every variant names it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     #[error("{dir}: {source}")]
     Io {
@@ -1000,6 +1001,7 @@ impl Write for BlobWriter {
 
 /// A blob that does not match what its writer said it would be.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommitError {
     #[error("the blob has {actual} bytes, {expected} were announced")]
     Size { expected: u64, actual: u64 },

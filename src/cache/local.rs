@@ -29,6 +29,7 @@ const IMAGE_DESCRIPTOR_KEY: &str = "containerimage.descriptor";
 
 /// A local cache folder that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LocalCacheError {
     #[error("cache folder {dir:?} is not a valid path")]
     BadPath { dir: String },

@@ -47,6 +47,7 @@ pub struct CacheSpecError {
 
 /// Whether a cache entry is read before the build or written after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CacheDirection {
     /// `--cache-from`
     Import,

@@ -67,6 +67,7 @@ const TAR_DIR: &str = "/fbuild-tars";
 /// How builds share a cache mount (`sharing=` of `RUN --mount`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Sharing {
     Shared,
     Private,
@@ -152,6 +153,7 @@ struct TarDescriptor {
 
 /// Why cache mounts could not be saved or restored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MountsError {
     #[error(transparent)]
     Layout(#[from] LayoutError),

@@ -236,7 +236,9 @@ mod tests {
         let opts = ConnectOptions { addr: Some(format!("tcp://127.0.0.1:{port}")), ..Default::default() };
         let started = std::time::Instant::now();
         let err = open(&opts, Duration::from_millis(500)).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3));
+        // Far below "forever", far above the deadline: a loaded machine
+        // cannot make it fail.
+        assert!(started.elapsed() < Duration::from_secs(30));
         assert!(matches!(err.failure(), Some(ConnectFailure::Timeout { stage: Stage::Connected, .. })), "{err:?}");
         assert!(hints(&err).iter().any(|h| h.contains("--tlscacert")));
     }

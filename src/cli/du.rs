@@ -174,7 +174,7 @@ pub(crate) fn output_width() -> Option<usize> {
         return Some(columns).filter(|&c| c > 0);
     }
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        if let Ok((columns, _)) = crossterm::terminal::size() {
+        if let Some((terminal_size::Width(columns), _)) = terminal_size::terminal_size_of(std::io::stdout()) {
             return Some(usize::from(columns)).filter(|&c| c > 0);
         }
     }

@@ -16,6 +16,7 @@ pub const ROOT_SOCKET: &str = "/run/buildkit/buildkitd.sock";
 
 /// Where a buildkitd listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Address {
     /// A unix socket, always an absolute path.
     Unix(PathBuf),
@@ -26,6 +27,7 @@ pub enum Address {
 
 /// What is wrong with an address string; each variant names the bad part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AddressError {
     #[error("the address is empty")]
     Empty,

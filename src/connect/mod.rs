@@ -95,6 +95,7 @@ pub struct Connection {
 
 /// Why fbuild could not connect to buildkitd.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     #[error("invalid buildkitd address `{addr}`")]
     Address {
@@ -116,6 +117,7 @@ pub enum ConnectError {
 
 /// What went wrong while connecting, from the socket up to the first call.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectFailure {
     #[error("no socket at {path}")]
     NoSocket {

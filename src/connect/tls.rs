@@ -27,6 +27,7 @@ pub(crate) struct TlsSettings {
 
 /// A problem with the TLS flags or the files they name, found before dialing.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsConfigError {
     #[error("{flag} was given without --tlscacert; TLS needs the CA certificate that signed the daemon's certificate")]
     MissingCa { flag: &'static str },
@@ -160,6 +161,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
 
 /// Which part of the TLS setup a handshake failure points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TlsProblem {
     /// The daemon's certificate does not chain to the CA given with --tlscacert.
     UnknownCa { ca_cert: PathBuf },

@@ -25,6 +25,7 @@ use super::tls::TlsSettings;
 
 /// How far the last dial got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Stage {
     /// Opening the socket.
     #[default]

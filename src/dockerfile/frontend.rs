@@ -15,6 +15,7 @@ use super::compile::{self, CompileError, CompileOptions, Compiled, ImageResolver
 
 /// What to do with a Dockerfile the compiler does not support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NativeMode {
     /// Fail with the reason.
     Native,

@@ -47,6 +47,7 @@ pub struct Command {
 
 /// A command line in shell or JSON (exec) form.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommandLine {
     Shell(String),
     Exec(Vec<String>),
@@ -67,6 +68,7 @@ pub struct Transfer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommandKind {
     Arg(Vec<(String, Option<String>)>),
     Env(Vec<(String, String)>),

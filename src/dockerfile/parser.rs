@@ -45,6 +45,7 @@ pub struct Instruction {
 
 /// An instruction's arguments in the form its keyword takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Args {
     /// Nothing after the keyword.
     None,

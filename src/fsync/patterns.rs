@@ -23,6 +23,7 @@ use crate::gopath;
 
 /// Errors from building or using a [`PatternMatcher`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PatternError {
     /// A pattern consisting of a lone `!`.
     #[error("illegal exclusion pattern: \"!\"")]

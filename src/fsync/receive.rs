@@ -99,6 +99,7 @@ pub struct ReceiveStats {
 
 /// Why a transfer was refused or failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReceiveError {
     /// A path that is empty, `.`, not in clean form, or holds a NUL byte.
     #[error("refusing path {path:?}: not a clean relative path")]
@@ -1167,10 +1168,19 @@ mod tests {
         let (to_sender, _requests) = mpsc::channel(1);
         let dest = out.path().join("dest");
         let receiver = tokio::spawn(async move { receive_diffcopy(source, to_sender, &dest).await });
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let queued = taken.load(Ordering::SeqCst);
+        // Wait until the pump has run and then stalled (the count holds for
+        // 300 ms), however slow the machine; the upper bound below holds at
+        // any moment, so a stall that is not final cannot hide a breach.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let (mut queued, mut steady) = (0, 0);
+        while queued <= 8 || steady < 30 {
+            assert!(std::time::Instant::now() < deadline, "the pump runs ({queued} packets taken)");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let now = taken.load(Ordering::SeqCst);
+            steady = if now == queued { steady + 1 } else { 0 };
+            queued = now;
+        }
         receiver.abort();
-        assert!(queued > 8, "the pump runs ({queued} packets taken)");
         // The budget, one packet that waits for it, and the listing.
         assert!(queued <= INCOMING_BYTES / MIB + 1 + 3, "{queued} packets of 1 MiB taken");
     }
@@ -1222,7 +1232,7 @@ mod tests {
             tokio::spawn(
                 async move { receive_diffcopy(ReceiverStream::new(from_sender).map(Ok), to_sender, &dest).await },
             );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let on_disk = loop {
             let staged = staging_leftovers(out.path()).first().map(|name| out.path().join(name).join("tree/d"));
             if let Some(Ok(Some(value))) = staged.map(|d| xattr::get(d, "user.note")) {

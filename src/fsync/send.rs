@@ -68,6 +68,7 @@ const STAT_QUEUE: usize = 1024;
 
 /// Errors that end a DiffCopy transfer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The folder could not be opened or walked.
     #[error("failed to walk the local folder")]

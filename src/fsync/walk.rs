@@ -96,6 +96,7 @@ pub mod file_mode {
 
 /// Errors from opening or walking a local folder.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WalkError {
     /// The folder could not be resolved or opened.
     #[error("failed to open local folder {}", path.display())]

@@ -29,6 +29,7 @@ use crate::control::DaemonStatus;
 
 /// A gateway call or a frontend run that failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GatewayError {
     /// The build ref is not a valid header value (not visible ASCII).
     #[error("build ref {build_ref:?} cannot be sent as gRPC metadata")]

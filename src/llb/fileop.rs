@@ -17,6 +17,7 @@ use super::MarshalError;
 /// A user or group, by id or by name (names are looked up in the
 /// filesystem the action writes to).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UserOpt {
     /// A numeric uid or gid.
     Id(u32),

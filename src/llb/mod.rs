@@ -72,6 +72,7 @@ pub use state::{default_platform, Deferred, Location, OpOptions, ProgressGroup, 
 /// Like Go's `client/llb`, building a state never fails; mistakes surface
 /// when the graph is marshalled, naming the op that holds them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MarshalError {
     /// An [`image`] reference that does not parse.
     #[error("invalid image reference {reference:?}")]

@@ -19,6 +19,7 @@ const MAX_PATH_LEN: usize = 255;
 
 /// Why an image reference is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReferenceError {
     /// Nothing to parse.
     #[error("repository name must have at least one component")]

@@ -386,8 +386,18 @@ mod tests {
             request.metadata_mut().insert(EXPORTER_ID_KEY, "0".parse().unwrap());
             FileSendClient::new(channel).diff_copy(request).await
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Abort once the service has taken the chunk (the queue has room
+        // again): waited for, not guessed, so a slow machine cannot abort
+        // before anything was received. (Polled with tokio's sleep: this
+        // runtime's one thread runs the service too.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while tx.capacity() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the service never took the chunk");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         call.abort();
+        // The staging file is unnamed where the kernel allows (O_TMPFILE),
+        // so its removal cannot be watched: give the service time to end.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(std::fs::read(&dest).unwrap() == b"previous", "the old output is untouched");
         assert_eq!(names(dir.path()), ["out.tar"]);

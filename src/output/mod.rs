@@ -25,6 +25,7 @@ use crate::proto::moby::buildkit::v1::Exporter;
 
 /// An exporter as the daemon names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum ExporterType {
     /// An image in the daemon's store and/or pushed to a registry.
     Image,
@@ -59,6 +60,7 @@ impl fmt::Display for ExporterType {
 
 /// Where an exported file or folder lands on our side.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OutputDest {
     /// A folder (`type=local`): the result's files are copied into it.
     Dir(PathBuf),

@@ -25,6 +25,7 @@ use super::{ExportEntry, ExporterType, OutputDest};
 /// A flag value that cannot become an output. Each message names the flag and
 /// its value and says what is wrong, on one line.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutputError {
     #[error("invalid --output {value:?}: {problem}")]
     Output { value: String, problem: OutputProblem },
@@ -43,6 +44,7 @@ pub enum OutputError {
 
 /// What is wrong with one `--output` value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutputProblem {
     #[error("the value is empty")]
     Empty,
@@ -102,6 +104,7 @@ impl From<OutputProblem> for String {
 
 /// What is wrong with one `-t/--tag` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TagProblem {
     #[error("repository names must be lowercase")]
     Uppercase,

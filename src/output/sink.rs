@@ -35,6 +35,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 
 /// A failed file output. The messages name the destination.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     #[error("cannot create a temporary file next to {}", dest.display())]
     Create {
@@ -69,6 +70,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 }
 
 /// A single-file output being received.
+#[non_exhaustive]
 pub enum Sink {
     /// A file, renamed into place on commit.
     File(FileSink),

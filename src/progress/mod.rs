@@ -50,6 +50,7 @@ const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How progress is shown: buildx's `--progress` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ProgressMode {
     /// `tty` when stderr is a terminal, else `plain`.
     #[default]
@@ -123,6 +124,7 @@ pub fn color_enabled() -> bool {
 
 /// Why following the status stream stopped early.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProgressError {
     #[error("the daemon's build status stream failed")]
     Stream(#[source] tonic::Status),
@@ -161,6 +163,11 @@ pub struct ProgressWriter<W: Write> {
     finished: bool,
     /// Warnings in full (detail, link, Dockerfile lines) rather than one line each.
     expand_warnings: bool,
+    /// When the build started (the writer is made as it starts): the
+    /// summary's duration counts from here. The daemon's timestamps alone
+    /// say too little when a build is killed while a step is silent (the
+    /// last timestamp may be seconds old).
+    started: Instant,
 }
 
 impl<W: Write> ProgressWriter<W> {
@@ -195,6 +202,7 @@ impl<W: Write> ProgressWriter<W> {
             write_error: None,
             finished: false,
             expand_warnings: false,
+            started: Instant::now(),
         }
     }
 
@@ -335,7 +343,7 @@ impl<W: Write> ProgressWriter<W> {
     /// Dockerfile. Calling it twice prints once.
     pub fn finish<T>(&mut self, outcome: &Result<T, BuildFailure>) -> Summary {
         let failure = outcome.as_ref().err();
-        let summary = Summary::from_model(&self.model, failure.is_some());
+        let summary = self.summary(failure.is_some());
         if std::mem::replace(&mut self.finished, true) {
             return summary;
         }
@@ -352,13 +360,21 @@ impl<W: Write> ProgressWriter<W> {
                 self.update(&status);
             }
         }
-        let summary = Summary { canceled: true, ..Summary::from_model(&self.model, true) };
+        let summary = Summary { canceled: true, ..self.summary(true) };
         if std::mem::replace(&mut self.finished, true) {
             return summary;
         }
         let result = self.write_end(None, &summary);
         self.note(result);
         summary
+    }
+
+    /// The summary, its duration counted from the start of the build: at
+    /// least the span the daemon's timestamps show, at least the time since
+    /// this writer was made.
+    fn summary(&self, failed: bool) -> Summary {
+        let summary = Summary::from_model(&self.model, failed);
+        Summary { duration: summary.duration.max(self.started.elapsed()), ..summary }
     }
 
     fn write_end(&mut self, failure: Option<&BuildFailure>, summary: &Summary) -> io::Result<()> {
@@ -395,10 +411,12 @@ impl<W: Write> ProgressWriter<W> {
         if let Some(size) = self.size {
             return size;
         }
-        // `window_size`, unlike `size`, never falls back to running `tput`:
-        // no process is spawned ten times a second.
-        match crossterm::terminal::window_size() {
-            Ok(w) if w.columns > 0 && w.rows > 0 => (usize::from(w.columns), usize::from(w.rows)),
+        // One TIOCGWINSZ ioctl on stdout, stderr or stdin, whichever is a
+        // terminal: no process is spawned ten times a second.
+        match terminal_size::terminal_size() {
+            Some((terminal_size::Width(columns), terminal_size::Height(rows))) if columns > 0 && rows > 0 => {
+                (usize::from(columns), usize::from(rows))
+            }
             _ => (80, 24),
         }
     }

@@ -13,6 +13,7 @@ use crate::proto::moby::buildkit::v1::StatusResponse;
 
 /// How a build ended, as told to a [`ProgressSink`].
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum BuildEnd<'a> {
     /// The build succeeded.
     Succeeded,

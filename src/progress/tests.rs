@@ -417,3 +417,19 @@ fn definition_source_map_locates_a_failed_step_without_error_details() {
         "{out}"
     );
 }
+
+/// Defect 9 of issue 20: a build killed while a step prints nothing got the
+/// daemon's last timestamp as its length ("failed after 0.4s" 4 s in). The
+/// summary counts from the start of the build.
+#[test]
+fn the_summary_counts_from_the_start_of_the_build() {
+    let mut writer = ProgressWriter::new(ProgressMode::Plain, Vec::new()).with_color(false);
+    writer.started = std::time::Instant::now().checked_sub(Duration::from_secs(10)).expect("an uptime over 10 s");
+    for m in &synthetic_build() {
+        writer.update(m);
+    }
+    let summary = writer.finish(&Err::<(), _>(make_failure()));
+    assert!(summary.duration >= Duration::from_secs(10), "{:?}", summary.duration);
+    let out = String::from_utf8(writer.into_inner()).unwrap();
+    assert!(out.ends_with("Build failed after 10.0s: 4 steps, 1 cached (25%)\n"), "{out}");
+}

@@ -51,6 +51,7 @@ const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
 
 /// A docker config that cannot be read, or a credential helper that failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     #[error("cannot read the docker config {}", path.display())]
     Read {

@@ -28,6 +28,7 @@ pub use ssh::{AgentSpec, SshService};
 
 /// A service that cannot be set up; nothing has been sent yet.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServicesError {
     #[error("invalid --ssh value {:?}: {}", .0.value(), .0)]
     Ssh(ssh::SshError),

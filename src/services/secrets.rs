@@ -47,6 +47,7 @@ impl SecretError {
 
 /// What is wrong with one `--secret` value.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SecretProblem {
     #[error("{0}")]
     Csv(crate::output::OutputProblem),
@@ -88,6 +89,7 @@ impl fmt::Debug for SecretValue {
 
 /// Where a secret came from (for messages; never its content).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretOrigin {
     /// A file, read when the flag was parsed.
     File(PathBuf),

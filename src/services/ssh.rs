@@ -65,6 +65,7 @@ impl SshError {
 
 /// What is wrong with one `--ssh` value.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SshProblem {
     #[error("SSH_AUTH_SOCK is not set; start an ssh-agent or pass ID=/path/to/agent.sock")]
     NoAuthSock,

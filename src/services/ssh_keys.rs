@@ -9,6 +9,12 @@
 //! `ssh-key` crate: Ed25519, ECDSA P-256/P-384 and RSA. RSA signs with
 //! SHA-256 or SHA-512 as the client asks (`rsa-sha2-256`/`-512`); the
 //! SHA-1 `ssh-rsa` signature, which OpenSSH no longer accepts, is refused.
+//! RSA signatures are made by `ring`, whose private-key operations are
+//! constant-time, not by the `rsa` crate (RUSTSEC-2023-0071, no fixed
+//! release): a `RUN` step chooses what the agent signs, so a timing
+//! side channel there is one the build can measure. ring signs with keys
+//! of 2048, 3072 or 4096 bits (primes a multiple of 512 bits); others are
+//! refused when the key file is read.
 //! Passphrase-protected keys are refused with a hint to use ssh-agent.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +33,7 @@ const SSH_AGENT_RSA_SHA2_512: u32 = 4;
 
 /// Why a key file cannot serve as an agent key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyProblem {
     #[error("cannot read the key file {}: {error}", path.display())]
     Read { path: PathBuf, error: std::io::Error },
@@ -38,6 +45,8 @@ pub enum KeyProblem {
     NotAFile { path: PathBuf },
     #[error("{} is larger than {MAX_KEY_FILE_SIZE} bytes, more than any OpenSSH private key", path.display())]
     TooLarge { path: PathBuf },
+    #[error("{} is an RSA key fbuild cannot sign with: {reason} (RSA keys of 2048, 3072 or 4096 bits are supported; load others into ssh-agent and pass the agent's socket instead)", path.display())]
+    Rsa { path: PathBuf, reason: String },
 }
 
 /// The largest key file read: 64 KiB. An OpenSSH private key is a few KiB
@@ -73,6 +82,8 @@ struct Key {
     blob: Vec<u8>,
     comment: String,
     private: PrivateKey,
+    /// For an RSA key, the same key as ring holds it (ring signs RSA).
+    rsa: Option<ring::rsa::KeyPair>,
 }
 
 /// The keys of one `--ssh` id.
@@ -99,7 +110,73 @@ fn load_key(path: &Path) -> Result<Key, KeyProblem> {
     // The comment ssh-add -l shows: the key's own, else the file name, as
     // Go's keyring gets it from buildkit's sshprovider.
     let comment = if private.comment().is_empty() { path.display().to_string() } else { private.comment().to_owned() };
-    Ok(Key { blob, comment, private })
+    let rsa = match private.key_data() {
+        KeypairData::Rsa(keypair) => {
+            Some(ring_rsa_key(keypair).map_err(|reason| KeyProblem::Rsa { path: path.to_owned(), reason })?)
+        }
+        _ => None,
+    };
+    Ok(Key { blob, comment, private, rsa })
+}
+
+/// The largest RSA modulus ring signs with, in bytes (4096 bits).
+const RSA_MAX_BYTES: usize = 512;
+
+/// An OpenSSH RSA key as ring's key pair. OpenSSH stores n, e, d, p, q and
+/// q⁻¹ mod p but not the CRT exponents ring signs with, d mod (p-1) and
+/// d mod (q-1): they are computed here with crypto-bigint, whose reduction
+/// is constant-time in the secret dividend `d` (its time depends only on
+/// the bit length of the divisor).
+fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::KeyPair, String> {
+    use crypto_bigint::{Encoding, NonZero, U4096};
+    use zeroize::Zeroizing;
+
+    fn positive<'a>(value: &'a ssh_key::Mpint, name: &str) -> Result<&'a [u8], String> {
+        value.as_positive_bytes().filter(|bytes| !bytes.is_empty()).ok_or_else(|| format!("{name} is not positive"))
+    }
+    let (n, e) = (positive(&keypair.public.n, "n")?, positive(&keypair.public.e, "e")?);
+    let d = positive(&keypair.private.d, "d")?;
+    let (p, q) = (positive(&keypair.private.p, "p")?, positive(&keypair.private.q, "q")?);
+    let q_inv = positive(&keypair.private.iqmp, "iqmp")?;
+    // ring's own refusal would only say "PrivateModulusLenNotMultipleOf512Bits".
+    let bits = n.len() * 8 - n[0].leading_zeros() as usize;
+    if ![2048, 3072, 4096].contains(&bits) {
+        return Err(format!("its modulus has {bits} bits"));
+    }
+    if d.len() > RSA_MAX_BYTES || p.len() > RSA_MAX_BYTES || q.len() > RSA_MAX_BYTES {
+        return Err("a private part is longer than the modulus".to_owned());
+    }
+    let wide = |bytes: &[u8]| {
+        let mut padded = Zeroizing::new([0u8; RSA_MAX_BYTES]);
+        padded[RSA_MAX_BYTES - bytes.len()..].copy_from_slice(bytes);
+        U4096::from_be_slice(&padded[..])
+    };
+    let d_wide = Zeroizing::new(wide(d));
+    // d mod (prime - 1), as many bytes as the prime: ring wants it no longer.
+    let crt_exponent = |prime: &[u8]| -> Result<Zeroizing<Vec<u8>>, String> {
+        let divisor = Option::<NonZero<U4096>>::from(NonZero::new(wide(prime).wrapping_sub(&U4096::ONE)))
+            .ok_or_else(|| "a prime factor is 1".to_owned())?;
+        let remainder = Zeroizing::new(d_wide.rem(&divisor).to_be_bytes());
+        Ok(Zeroizing::new(remainder[RSA_MAX_BYTES - prime.len()..].to_vec()))
+    };
+    let (d_p, d_q) = (crt_exponent(p)?, crt_exponent(q)?);
+    let components = ring::rsa::KeyPairComponents {
+        public_key: ring::rsa::PublicKeyComponents { n, e },
+        d,
+        p,
+        q,
+        dP: &d_p[..],
+        dQ: &d_q[..],
+        qInv: q_inv,
+    };
+    let key = ring::rsa::KeyPair::from_components(&components).map_err(|rejected| rejected.to_string())?;
+    // ring checks dP and dQ only when it signs: sign once now, so a key file
+    // whose parts disagree is refused when it is read, not in the middle
+    // of a build.
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), b"fbuild", &mut signature)
+        .map_err(|_| "its private parts do not match its public key".to_owned())?;
+    Ok(key)
 }
 
 /// Checks that every file is a usable key (at parse time, before anything
@@ -146,22 +223,24 @@ impl KeyRing {
         let data = take_string(&mut request)?;
         let flags = request.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         let key = self.keys.iter().find(|key| key.blob == blob)?;
-        let (algorithm, signature) = match key.private.key_data() {
-            KeypairData::Rsa(keypair) => {
-                use rsa::signature::SignatureEncoding;
-                let private = rsa::RsaPrivateKey::try_from(keypair).ok()?;
-                if flags & SSH_AGENT_RSA_SHA2_512 != 0 {
-                    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new(private);
-                    ("rsa-sha2-512".to_owned(), signer.try_sign(data).ok()?.to_vec())
-                } else if flags & SSH_AGENT_RSA_SHA2_256 != 0 {
-                    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private);
-                    ("rsa-sha2-256".to_owned(), signer.try_sign(data).ok()?.to_vec())
-                } else {
-                    tracing::debug!("refused an ssh-rsa (SHA-1) signature request");
-                    return None;
-                }
+        let (algorithm, signature) = match &key.rsa {
+            Some(rsa) => {
+                let (algorithm, padding): (_, &'static dyn ring::signature::RsaEncoding) =
+                    if flags & SSH_AGENT_RSA_SHA2_512 != 0 {
+                        ("rsa-sha2-512", &ring::signature::RSA_PKCS1_SHA512)
+                    } else if flags & SSH_AGENT_RSA_SHA2_256 != 0 {
+                        ("rsa-sha2-256", &ring::signature::RSA_PKCS1_SHA256)
+                    } else {
+                        tracing::debug!("refused an ssh-rsa (SHA-1) signature request");
+                        return None;
+                    };
+                let mut signature = vec![0; rsa.public().modulus_len()];
+                // PKCS#1 v1.5 padding is deterministic: ring's random
+                // source only blinds the private-key operation.
+                rsa.sign(padding, &ring::rand::SystemRandom::new(), data, &mut signature).ok()?;
+                (algorithm.to_owned(), signature)
             }
-            _ => {
+            None => {
                 let signature: ssh_key::Signature = key.private.try_sign(data).ok()?;
                 (signature.algorithm().as_str().to_owned(), signature.as_bytes().to_vec())
             }
@@ -199,6 +278,36 @@ QyNTUxOQAAACBGHOiSOB5kb3zkC8+gyWDBKcpORutLzxAJ7xn22JCs0QAAAJj2QUBq9kFA
 agAAAAtzc2gtZWQyNTUxOQAAACBGHOiSOB5kb3zkC8+gyWDBKcpORutLzxAJ7xn22JCs0Q
 AAAEDaPitpj1dG4P5V/hirFztkfZd9YJY/p12S0jF6I48FkUYc6JI4HmRvfOQLz6DJYMEp
 yk5G60vPEAnvGfbYkKzRAAAAEWZidWlsZC10ZXN0QGxvY2FsAQIDBA==
+-----END OPENSSH PRIVATE KEY-----
+";
+
+    /// An RSA key made for these tests (`ssh-keygen -t rsa -b 2048 -N ''`).
+    const RSA_2048: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAABFwAAAAdzc2gtcn
+NhAAAAAwEAAQAAAQEA5BHWlzE9TVK+rdKM8XYFhpgaiJrqOedGuCvqUB50JT7xuCGbwafq
+kOf3MONMsvlUENL0ueebQxG7ktSPlvD5pId/pocbw9ZRy72ipOsR8imWqj+6+Jil4qDI9P
+V9L+QCcLnBguuOWlCpJ6fcviys1rlrsBSi93ogcPLv1nqvHUjWYkZrtv4CPAPIvplC4DDq
+vToyrbJ6Gim8f+Ehmlo3HKbdKkgXpPB4vDg03SMnWnd9dZ1wpgrE7mBzidJDdpNFjTMKXv
+5UwEi5EuZuRa6Z+geJu/JD3+fbFT07T0UZPaycRIfq0Uxe/fUXgpbVFQLIBI9SZ7Q7vJxz
+Obsr0EMjGQAAA9DKV6zfyles3wAAAAdzc2gtcnNhAAABAQDkEdaXMT1NUr6t0ozxdgWGmB
+qImuo550a4K+pQHnQlPvG4IZvBp+qQ5/cw40yy+VQQ0vS555tDEbuS1I+W8Pmkh3+mhxvD
+1lHLvaKk6xHyKZaqP7r4mKXioMj09X0v5AJwucGC645aUKknp9y+LKzWuWuwFKL3eiBw8u
+/Weq8dSNZiRmu2/gI8A8i+mULgMOq9OjKtsnoaKbx/4SGaWjccpt0qSBek8Hi8ODTdIyda
+d311nXCmCsTuYHOJ0kN2k0WNMwpe/lTASLkS5m5Frpn6B4m78kPf59sVPTtPRRk9rJxEh+
+rRTF799ReCltUVAsgEj1JntDu8nHM5uyvQQyMZAAAAAwEAAQAAAQAjKe7sm75oZBgbI8nw
+VrKOaHg61KvFZre8IKU9WhytO3G4YpIpvxKG6gTuSDVkqNWBzIzH9wI0ypChmF1VN+09pV
+iUm+M3hB1TbPcdN1Mqg6gDstTIjHyTHxgs0IbPMfgAWluQLHJj0WjrQNHjjm7NooQMf3oK
+7wz+bS52Yq8KNAy7ENisJ3ob4aG3Az0duT3uKGzkRyFqmrbu4MWyOuPlwU3680La8WdgsW
+7EAApXIN5n4Fztt7Pwy9tCLXhebXJvCZSh/dWakWHnfPNTwXFL7nmLtIfPE7Rfg8pMyyv9
+H/lIWsZuTaeXJRUay5im4vh92ZWsB4nI902g30KpHxs7AAAAgHfkqk8KpqLkqM1cyKhq0j
+jVJwL81dWPaakavUWIvyEnWjeQAAHXGsRaKcgeywb7ScBqbNse7RyAY12MO0yu+Y+3Ql8n
+oCshnIE4wHZwfX9jfimlrWja+NF9Klohx2ZXgyK0tFgNWtrWDVG5OY7S20j+7hW8NuLaST
+nE0z8STHciAAAAgQDyCwJnZhfjaFBCBRolkyDtnAkeEub8+4rcgHnUp6RWeJ86TJyrZjfA
+AfbcP0b7ojYi2CMkGaO4Cxuuf4HssvlDEqyFhMO0aRDCRLQRfrQkK+rYdI4ho87WwsO5pB
+LxO8h7Ingq+5KIuovFlnhkafMu6FXT7cMIOONQ+A9xEbPS7wAAAIEA8TiOsvoo73qdz7/y
+DqVCD1xkJHWaJ/Y+3bpSXy0+z7ASVZl/v/KOqC5iWKtEbeqd0Ge44cvdL0FK+bYedx6pQJ
+ndY6LY1HHymM1jwhZyvOlkKe7036aoTTgCAT4Dry0TdUAbj56yEwwzlx2x5IBa8rz8yk1F
+VOTEgcdUaSR9SncAAAAVZmJ1aWxkLXJzYS10ZXN0QGxvY2FsAQIDBAUG
 -----END OPENSSH PRIVATE KEY-----
 ";
 
@@ -287,5 +396,67 @@ yk5G60vPEAnvGfbYkKzRAAAAEWZidWlsZC10ZXN0QGxvY2FsAQIDBA==
         std::fs::write(&junk, "not a key").unwrap();
         let err = check_keys(std::slice::from_ref(&junk)).unwrap_err().to_string();
         assert!(err.contains("is not an OpenSSH private key"), "{err}");
+    }
+
+    /// One sign request for `blob` with `flags`; the (algorithm, signature)
+    /// answered, or None for a failure.
+    fn sign_with(ring: &KeyRing, blob: &[u8], data: &[u8], flags: u32) -> Option<(String, Vec<u8>)> {
+        let mut request = Vec::new();
+        put_string(&mut request, blob);
+        put_string(&mut request, data);
+        request.extend_from_slice(&flags.to_be_bytes());
+        let answer = ring.answer(&frame(SSH_AGENTC_SIGN_REQUEST, &request));
+        if answer[4] != SSH_AGENT_SIGN_RESPONSE {
+            return None;
+        }
+        let mut rest = &answer[5..];
+        let mut encoded = take_string(&mut rest).unwrap();
+        let algorithm = std::str::from_utf8(take_string(&mut encoded).unwrap()).unwrap().to_owned();
+        Some((algorithm, take_string(&mut encoded).unwrap().to_vec()))
+    }
+
+    /// RSA signatures (made by ring) verify against the listed public key
+    /// with the hash the client asked for; SHA-1 is refused.
+    #[test]
+    fn rsa_signatures_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_rsa");
+        std::fs::write(&path, RSA_2048).unwrap();
+        let keys = KeyRing::load(&[path]).unwrap();
+        let blob = keys.keys[0].blob.clone();
+        let public = ssh_key::PublicKey::from_bytes(&blob).unwrap();
+        let rsa = public.key_data().rsa().expect("an RSA key");
+        let components = ring::signature::RsaPublicKeyComponents {
+            n: rsa.n.as_positive_bytes().unwrap(),
+            e: rsa.e.as_positive_bytes().unwrap(),
+        };
+        let data = b"a session id the server sent";
+        for (flags, name, verification) in [
+            (SSH_AGENT_RSA_SHA2_256, "rsa-sha2-256", &ring::signature::RSA_PKCS1_2048_8192_SHA256),
+            (SSH_AGENT_RSA_SHA2_512, "rsa-sha2-512", &ring::signature::RSA_PKCS1_2048_8192_SHA512),
+        ] {
+            let (algorithm, signature) = sign_with(&keys, &blob, data, flags).expect("signed");
+            assert_eq!(algorithm, name);
+            assert_eq!(signature.len(), 256);
+            components.verify(verification, data, &signature).expect("a valid signature");
+            assert!(components.verify(verification, b"other data", &signature).is_err());
+        }
+        assert_eq!(sign_with(&keys, &blob, data, 0), None, "ssh-rsa (SHA-1) is refused");
+    }
+
+    /// A key whose private parts do not belong to its public key is refused
+    /// when it is read, not when a build asks for a signature.
+    #[test]
+    fn an_inconsistent_rsa_key_is_refused() {
+        let mut private = PrivateKey::from_openssh(RSA_2048).unwrap();
+        let KeypairData::Rsa(mut keypair) = private.key_data().clone() else { panic!("an RSA key") };
+        // Another valid-looking d: one more than the real one.
+        let mut d = keypair.private.d.as_positive_bytes().unwrap().to_vec();
+        *d.last_mut().unwrap() ^= 2;
+        keypair.private.d = ssh_key::Mpint::from_positive_bytes(&d).unwrap();
+        private = PrivateKey::new(KeypairData::Rsa(keypair), "broken").unwrap();
+        let KeypairData::Rsa(keypair) = private.key_data() else { unreachable!() };
+        let reason = ring_rsa_key(keypair).expect_err("refused");
+        assert!(reason.contains("do not match"), "{reason}");
     }
 }

@@ -27,15 +27,23 @@ use tonic::service::Routes;
 
 /// Failures of the session itself (not of the services it carries).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+/// Public as `fbuild::build::SessionError` (it is what
+/// `BuildError::Session` and `ServicesError::Session` hold).
 pub enum SessionError {
+    /// The daemon refused the `Session` call.
     #[error("the daemon refused to open a session")]
     Open(#[source] crate::control::ControlError),
+    /// A session header (name, shared key, method) is not ASCII.
     #[error("session header value is not ASCII: {0:?}")]
     InvalidHeader(String),
+    /// A service whose methods are not in the bundled protocol files.
     #[error("service {0} has no methods in proto/: cannot expose it to the daemon")]
     UnknownService(&'static str),
+    /// Serving the session's services over the tunnel failed.
     #[error("the session's server failed")]
     Serve(#[source] tonic::transport::Error),
+    /// The task serving the session ended abnormally.
     #[error("the session task panicked or was aborted")]
     Join(#[source] tokio::task::JoinError),
 }
@@ -199,10 +207,21 @@ impl Drop for RunningSession {
 /// A fresh random id for a session or a build, never reused (25 lowercase
 /// alphanumerics, the shape of BuildKit's `identity.NewID`).
 pub(crate) fn new_id() -> String {
-    use rand::Rng;
+    use ring::rand::SecureRandom;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..25).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    // Bytes from the system's generator (ring's, already here for TLS and
+    // SSH signatures); those at or above the largest multiple of 36 are
+    // dropped so every character is equally likely.
+    let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    let random = ring::rand::SystemRandom::new();
+    let mut id = String::with_capacity(25);
+    let mut bytes = [0u8; 32];
+    while id.len() < 25 {
+        random.fill(&mut bytes).expect("the system's random number generator is available");
+        let usable = bytes.iter().filter(|&&byte| byte < limit);
+        id.extend(usable.map(|&byte| ALPHABET[usize::from(byte) % ALPHABET.len()] as char).take(25 - id.len()));
+    }
+    id
 }
 
 /// The shared key of a local folder: the daemon keeps its copy of an

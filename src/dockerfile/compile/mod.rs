@@ -149,6 +149,7 @@ impl Compiled {
 /// Why a Dockerfile did not compile. Lines are 1-based; 0 when the error
 /// belongs to no line (an unknown target).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CompileError {
     /// The text does not parse.
     #[error(transparent)]
