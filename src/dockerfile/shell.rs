@@ -36,11 +36,15 @@ pub struct Lexer {
     pub raw_escapes: bool,
     /// Leave `$UNSET` and `${UNSET...}` as written.
     pub skip_unset_env: bool,
+    /// Treat quote characters as ordinary ones: `'$A'` expands `$A` and
+    /// keeps the quotes (BuildKit's `SkipProcessQuotes`, which the frontend
+    /// sets to expand the body of an unquoted `COPY <<EOF` heredoc).
+    pub skip_process_quotes: bool,
 }
 
 impl Lexer {
     pub fn new(escape: char) -> Lexer {
-        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset_env: false }
+        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset_env: false, skip_process_quotes: false }
     }
 
     /// `word` expanded, as one string.
@@ -147,12 +151,12 @@ impl Scan<'_> {
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
-                '\'' => {
+                '\'' if !self.lexer.skip_process_quotes => {
                     let value = self.single_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
-                '"' => {
+                '"' if !self.lexer.skip_process_quotes => {
                     let value = self.double_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
@@ -537,6 +541,19 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn heredoc_bodies_expand_with_quotes_as_plain_characters() {
+        let mut lexer = Lexer::new('\\');
+        lexer.skip_process_quotes = true;
+        let env = env(&["name=world"]);
+        assert_eq!(
+            lexer.expand("'${name}' \"$name\" \\$name a\\\\b ${name:-'x'}\n", &env).unwrap(),
+            "'world' \"world\" $name a\\b world\n"
+        );
+        // An unbalanced quote is just a character.
+        assert_eq!(lexer.expand("it's $name", &env).unwrap(), "it's world");
     }
 
     #[test]

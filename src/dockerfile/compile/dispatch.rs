@@ -465,8 +465,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         }
         for (_, content, expand) in &mut out.inline {
             if *expand {
+                // Go's `ExpandRaw`: a lexer of its own with the default
+                // escape, quotes ordinary characters (`'${A}'` is expanded),
+                // escapes consumed as in a word.
                 let mut lexer = Lexer::new('\\');
-                lexer.raw_quotes = true;
+                lexer.skip_process_quotes = true;
                 *content = lexer
                     .expand(content, &StateEnv(&stage.state))
                     .map_err(|e| CompileError::step(line, e.to_string()))?;
