@@ -550,6 +550,18 @@ impl Vertex for ExecOp {
         self.options.location.as_ref()
     }
 
+    fn take_inputs(&mut self) -> Vec<Output> {
+        let mut taken = Vec::new();
+        for mount in &mut self.mounts {
+            match &mut mount.kind {
+                MountKind::Bind { source, .. } => taken.extend(source.output.take()),
+                MountKind::Cache { base: Some(base), .. } => taken.extend(base.output.take()),
+                _ => {}
+            }
+        }
+        taken
+    }
+
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {
         if self.meta.args.is_empty() {
             return Err(MarshalError::NoArgs);
