@@ -216,7 +216,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         }
         let number = index + 1;
         let trimmed = trim_newline(raw).trim_start_matches(is_space);
-        let is_directive = directives.take(trimmed, number).map_err(|m| fail(m, number, number))?;
+        // A directive's error is placed where Go's scanner count stands,
+        // the line before it (none for the first line), as the daemon does.
+        let is_directive = directives.take(trimmed, number).map_err(|m| fail(m, number - 1, 0))?;
         if is_directive {
             comments.pop();
         }
@@ -235,7 +237,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         while !ended && index < lines.len() {
             let raw = lines[index];
             let next = trim_newline(raw);
-            directives.take(next, index + 1).map_err(|m| fail(m, index + 1, index + 1))?;
+            directives.take(next, index + 1).map_err(|m| fail(m, index, 0))?;
             index += 1;
             if is_comment(raw) {
                 continue;
