@@ -284,3 +284,25 @@ fn run_options_from_flags_match_the_daemons_frontend() {
     assert_eq!(rawjson_step_cached(&stderr, "RUN grep db"), Some(true), "{stderr}");
     assert_eq!(native[0], daemon[0]);
 }
+
+/// `# check=error=true` with a finding in a Dockerfile whose last stage has
+/// no name: the lint subrequest would lint stages the build does not, so
+/// `native` refuses it by name and `auto` lets the daemon's frontend decide
+/// (it fails the build, as the directive asks). With a named last stage
+/// the corpus (`err_check_error_true`) fails it natively.
+#[test]
+fn fatal_lint_findings_are_never_built_silently() {
+    let dir = project("# check=error=true\nFROM scratch AS dup\nFROM scratch AS dup\nFROM scratch\nCOPY app.py /\n");
+    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the native compiler does not support `check=error=true` with lint findings in a Dockerfile whose last stage has no name yet"),
+        "{stderr}"
+    );
+    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "auto", "--provenance=false"]).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lint violation found for rules: DuplicateStageName"), "{stderr}");
+    assert!(stderr.contains("notice: the native compiler does not support `check=error=true`"), "{stderr}");
+}
