@@ -29,12 +29,8 @@ fn bad_dockerfiles_fail_as_the_daemons_frontend_fails_them() {
             .map_err(|e| e.to_string())
             .and_then(|parsed| fbuild::dockerfile::instructions::stages(&parsed).map_err(|e| e.to_string()))
             .expect_err("the Dockerfile is bad");
-        let output = util::fbuild()
-            .arg("solve")
-            .arg(project.path())
-            .args(["--frontend", "dockerfile.v0"])
-            .output()
-            .unwrap();
+        let output =
+            util::fbuild().arg("solve").arg(project.path()).args(["--frontend", "dockerfile.v0"]).output().unwrap();
         let stderr = util::text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{text:?}: {stderr}");
         // The instruction layer puts "dockerfile parse error on line N: "
@@ -51,8 +47,7 @@ fn bad_dockerfiles_fail_as_the_daemons_frontend_fails_them() {
         };
         assert!(at_line(&stderr), "{text:?}: the daemon's line is not {line}:\n{stderr}");
         // Natively, the same words at the same line.
-        let native =
-            util::fbuild().arg("solve").arg(project.path()).args(["--frontend", "native"]).output().unwrap();
+        let native = util::fbuild().arg("solve").arg(project.path()).args(["--frontend", "native"]).output().unwrap();
         let native_stderr = util::text(&native.stderr);
         assert_eq!(native.status.code(), Some(1), "{text:?}: {native_stderr}");
         assert!(native_stderr.contains(message), "{text:?}: native:\n{native_stderr}");

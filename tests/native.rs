@@ -65,11 +65,8 @@ fn print_llb_shows_the_graph_without_building() {
     assert!(text(&bad.stderr).contains("--print-llb=yaml: the format must be json or dot"), "{}", text(&bad.stderr));
 
     // The format only with `=`: the word after the flag is the context.
-    let out = fbuild()
-        .current_dir(dir.path())
-        .args(["solve", "--print-llb", ".", "--build-arg", &base])
-        .output()
-        .unwrap();
+    let out =
+        fbuild().current_dir(dir.path()).args(["solve", "--print-llb", ".", "--build-arg", &base]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON, the default format");
     assert_eq!(graph.as_array().map(Vec::len), Some(ops.len()), "the same graph");
@@ -300,7 +297,8 @@ fn fatal_lint_findings_are_never_built_silently() {
         stderr.contains("the native compiler does not support `check=error=true` with lint findings in a Dockerfile whose last stage has no name yet"),
         "{stderr}"
     );
-    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "auto", "--provenance=false"]).output().unwrap();
+    let out =
+        fbuild().arg("solve").arg(dir.path()).args(["--frontend", "auto", "--provenance=false"]).output().unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("lint violation found for rules: DuplicateStageName"), "{stderr}");

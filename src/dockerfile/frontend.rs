@@ -107,7 +107,9 @@ impl NativeFrontend {
     /// violation found for rules: ...".
     fn checks_are_errors(&self) -> bool {
         !self.checks_skipped()
-            && self.check_option("error").is_some_and(|value| matches!(value.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
+            && self
+                .check_option("error")
+                .is_some_and(|value| matches!(value.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
     }
 
     /// A field of the lint settings (`skip`, `error`, `experimental`), trimmed:

@@ -636,7 +636,8 @@ mod tests {
 
     #[test]
     fn an_onbuild_trigger_keeps_its_heredocs() {
-        let parsed = stages_of("FROM a\nONBUILD RUN <<EOF\necho '$x'\nEOF\nONBUILD COPY <<-A /a\n\tbody\n\tA\n").unwrap();
+        let parsed =
+            stages_of("FROM a\nONBUILD RUN <<EOF\necho '$x'\nEOF\nONBUILD COPY <<-A /a\n\tbody\n\tA\n").unwrap();
         let triggers: Vec<&CommandKind> = parsed.stages[0].commands.iter().map(|c| &c.kind).collect();
         assert_eq!(
             triggers,

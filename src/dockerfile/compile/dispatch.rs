@@ -129,7 +129,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let mut stage = if uses == 0 && base != plan.target {
                 // The last stage built on it: later commands only read its
                 // filesystem (`COPY --from`), never its image.
-                StageState { image: std::mem::take(&mut done.image), base_image: done.base_image.take(), ..done.clone() }
+                StageState {
+                    image: std::mem::take(&mut done.image),
+                    base_image: done.base_image.take(),
+                    ..done.clone()
+                }
             } else {
                 done.clone()
             };

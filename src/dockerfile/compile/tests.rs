@@ -104,7 +104,8 @@ fn on_a_small_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
 
 #[test]
 fn ten_thousand_steps_in_a_chain_compile_marshal_and_free_without_recursion() {
-    let runs: String = std::iter::once("FROM scratch\n".to_owned()).chain((0..10_000).map(|i| format!("RUN true {i}\n"))).collect();
+    let runs: String =
+        std::iter::once("FROM scratch\n".to_owned()).chain((0..10_000).map(|i| format!("RUN true {i}\n"))).collect();
     let ops = on_a_small_stack(move || compiled(&runs, &options()).definition.def.len());
     assert_eq!(ops, 10_001, "10,000 execs and the terminal op");
 
