@@ -149,7 +149,8 @@ impl NativeFrontend {
                 None => every_stage = stages.len() > 1,
             }
         }
-        let rules = self.lint(gateway, attrs).await;
+        // Findings the daemon's frontend will report itself are not shown.
+        let rules = self.lint(gateway, attrs, !every_stage).await;
         if rules.is_empty() {
             return Ok(());
         }
@@ -160,6 +161,16 @@ impl NativeFrontend {
             });
         }
         Err(CompileError::Step { line: 0, message: format!("lint violation found for rules: {}", rules.join(", ")) })
+    }
+
+    /// `auto`'s way out: the daemon's frontend builds it, in this build, and
+    /// [`NativeFrontend::fallback`] says why.
+    async fn hand_over(&self, gateway: &Gateway, line: usize, feature: &str) -> Result<FrontendOutput, FrontendError> {
+        let at = if line > 0 { format!("{}:{line}: ", self.filename) } else { String::new() };
+        if let Ok(mut fallback) = self.fallback.lock() {
+            *fallback = Some(format!("{at}the native compiler does not support {feature} yet"));
+        }
+        Ok(gateway.forward_frontend("dockerfile.v0", self.forwarded_attrs(gateway)).await?)
     }
 
     /// The attributes for the daemon's frontend when it takes over: ours,
@@ -269,9 +280,9 @@ impl NativeFrontend {
     }
 
     /// Runs the daemon frontend's lint subrequest with `attrs` and shows its
-    /// findings as this build's warnings; the rules found, sorted, once
-    /// each. Best effort: a failure only loses warnings.
-    async fn lint(&self, gateway: &Gateway, mut attrs: BTreeMap<String, String>) -> Vec<String> {
+    /// findings as this build's warnings if `show`; the rules found, sorted,
+    /// once each. Best effort: a failure only loses warnings.
+    async fn lint(&self, gateway: &Gateway, mut attrs: BTreeMap<String, String>, show: bool) -> Vec<String> {
         if self.checks_skipped() {
             return Vec::new();
         }
@@ -286,7 +297,7 @@ impl NativeFrontend {
         };
         let Some(json) = answer.get("result.json") else { return Vec::new() };
         let (warnings, rules) = lint_warnings(json);
-        for warning in warnings {
+        for warning in warnings.into_iter().filter(|_| show) {
             if let Err(error) = gateway.warn(warning).await {
                 tracing::debug!(%error, "a lint warning was not shown");
             }
@@ -326,11 +337,7 @@ impl ClientFrontend for NativeFrontend {
         let compiled = match self.compile(gateway).await {
             Ok(compiled) => compiled,
             Err(CompileError::Unsupported { line, feature }) if self.mode == NativeMode::Auto && !self.print_only => {
-                let at = if line > 0 { format!("{}:{line}: ", self.filename) } else { String::new() };
-                if let Ok(mut fallback) = self.fallback.lock() {
-                    *fallback = Some(format!("{at}the native compiler does not support {feature} yet"));
-                }
-                return Ok(gateway.forward_frontend("dockerfile.v0", self.forwarded_attrs(gateway)).await?);
+                return self.hand_over(gateway, line, &feature).await;
             }
             Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
         };
@@ -347,11 +354,7 @@ impl ClientFrontend for NativeFrontend {
             match self.lint_as_errors(gateway).await {
                 Ok(()) => {}
                 Err(CompileError::Unsupported { line, feature }) if self.mode == NativeMode::Auto => {
-                    let at = if line > 0 { format!("{}:{line}: ", self.filename) } else { String::new() };
-                    if let Ok(mut fallback) = self.fallback.lock() {
-                        *fallback = Some(format!("{at}the native compiler does not support {feature} yet"));
-                    }
-                    return Ok(gateway.forward_frontend("dockerfile.v0", self.forwarded_attrs(gateway)).await?);
+                    return self.hand_over(gateway, line, &feature).await;
                 }
                 Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
             }
@@ -364,7 +367,7 @@ impl ClientFrontend for NativeFrontend {
             .map(|build| gateway.solve_with(build.definition.clone(), gateway.cache_imports(), &self.attrs));
         let lint = async {
             if !fatal_lint {
-                self.lint(gateway, self.attrs.clone()).await;
+                self.lint(gateway, self.attrs.clone(), true).await;
             }
         };
         let (references, ()) = tokio::join!(futures::future::join_all(solves), lint);
