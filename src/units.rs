@@ -232,7 +232,7 @@ fn go_parse_float(number: &str) -> Option<f64> {
 
 /// Go's `int64(f)` on amd64: out of range (or NaN) is the smallest int64.
 fn go_int64(value: f64) -> i64 {
-    if value.is_nan() || value >= 9_223_372_036_854_775_808.0 || value < -9_223_372_036_854_775_808.0 {
+    if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&value) {
         i64::MIN
     } else {
         value as i64

@@ -595,7 +595,9 @@ impl<'a> Plan<'a> {
                 .collect()
         };
         // Depth first with a stack of our own (a chain of 10,000 stages is
-        // 10,000 levels deep). `path` marks the nodes on the stack.
+        // 10,000 levels deep): each frame is a node, its edges and how many
+        // of them are done. `path` marks the nodes on the stack.
+        type Frame = (usize, Vec<(usize, usize)>, usize);
         let mut visited = vec![false; self.nodes.len()];
         let mut path = vec![false; self.nodes.len()];
         for n in 0..self.nodes.len() {
@@ -603,7 +605,7 @@ impl<'a> Plan<'a> {
                 continue;
             }
             path[n] = true;
-            let mut stack: Vec<(usize, Vec<(usize, usize)>, usize)> = vec![(n, edges(n), 0)];
+            let mut stack: Vec<Frame> = vec![(n, edges(n), 0)];
             while let Some((node, node_edges, next)) = stack.last_mut() {
                 let Some(&(_, to)) = node_edges.get(*next) else {
                     path[*node] = false;
