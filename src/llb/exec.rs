@@ -380,7 +380,7 @@ pub(crate) struct ExecOp {
 
 impl ExecOp {
     pub(crate) fn build(base: &State, run: Run) -> ExecState {
-        let mut env = base.env.clone();
+        let mut env = (*base.env).clone();
         for (key, value) in run.env {
             env.retain(|(k, _)| *k != key);
             env.push((key, value));

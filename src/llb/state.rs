@@ -206,7 +206,10 @@ pub struct State {
     pub(crate) output: Option<Output>,
     pub(crate) dir: String,
     /// In Go's `EnvList` order: by when each key was last set.
-    pub(crate) env: Vec<(String, String)>,
+    /// Shared between states until one changes it: every op keeps the state
+    /// it was built on, and copying a large environment into each of
+    /// 10,000 steps would cost its size 10,000 times.
+    pub(crate) env: Arc<Vec<(String, String)>>,
     pub(crate) user: String,
     /// Set by image options or [`State::platform`]; ops without one use the
     /// marshal-time default.
@@ -216,7 +219,7 @@ pub struct State {
 impl State {
     /// A state for `output` with Go's `NewState` defaults (working directory `/`).
     pub(crate) fn from_output(output: Option<Output>) -> Self {
-        State { output, dir: "/".to_owned(), env: Vec::new(), user: String::new(), platform: None }
+        State { output, dir: "/".to_owned(), env: Arc::default(), user: String::new(), platform: None }
     }
 
     /// This state's settings (directory, environment, user, platform) on
@@ -251,17 +254,19 @@ impl State {
     /// to the end, as in Go's `EnvList`.
     pub fn add_env(&self, key: &str, value: &str) -> State {
         let mut state = self.clone();
-        state.env.retain(|(k, _)| k != key);
-        state.env.push((key.to_owned(), value.to_owned()));
+        let env = Arc::make_mut(&mut state.env);
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_owned(), value.to_owned()));
         state
     }
 
     /// [`State::add_env`] for each pair in order, with one copy of the state.
     pub fn add_envs<'e>(&self, pairs: impl IntoIterator<Item = (&'e str, &'e str)>) -> State {
         let mut state = self.clone();
+        let env = Arc::make_mut(&mut state.env);
         for (key, value) in pairs {
-            state.env.retain(|(k, _)| k != key);
-            state.env.push((key.to_owned(), value.to_owned()));
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_owned(), value.to_owned()));
         }
         state
     }
@@ -269,7 +274,7 @@ impl State {
     /// Removes an environment variable.
     pub fn del_env(&self, key: &str) -> State {
         let mut state = self.clone();
-        state.env.retain(|(k, _)| k != key);
+        Arc::make_mut(&mut state.env).retain(|(k, _)| k != key);
         state
     }
 
