@@ -165,29 +165,78 @@ pub fn rfc3339_nano(timestamp: &prost_types::Timestamp) -> String {
     text
 }
 
-/// docker/go-units' `RAMInBytes`, which Docker's tools use for memory and
-/// `/dev/shm` sizes: a number, one optional space, then an optional binary
-/// unit letter (`k` to `p`, any case), an optional `i` and an optional `b`:
-/// `512`, `64m`, `1GiB`, `1.5 g`. `None` for anything else.
+/// docker/go-units' `RAMInBytes` (v0.5.0), which Docker's tools and the
+/// Dockerfile frontend use for memory, `/dev/shm` and tmpfs sizes: a number
+/// as Go's `strconv.ParseFloat` reads it (`512`, `1.5`, `1e6`, `1_000`), one
+/// optional space, then an optional binary unit letter (`k` to `p`, any
+/// case) with an optional `b` or `ib`, or a lone `b`: `64m`, `1GiB`,
+/// `1.5 g`. `None` for anything else, negative sizes included.
 pub(crate) fn ram_in_bytes(value: &str) -> Option<i64> {
-    let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    // Go's pattern wants digits on both sides of a point (`\d+(\.\d+)*`).
-    if number.split('.').any(str::is_empty) {
-        return None;
-    }
-    let number: f64 = number.parse().ok()?;
-    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_ascii_lowercase();
-    let (exponent, rest) = match unit.chars().next().and_then(|c| "kmgtp".find(c)) {
-        Some(index) => (index as i32 + 1, &unit[1..]),
-        None => (0, unit.as_str()),
+    // The number ends at the last digit, point or space, as go-units cuts it.
+    let sep = value.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')?;
+    let (number, suffix) = if value.as_bytes()[sep] == b' ' {
+        (&value[..sep], &value[sep + 1..])
+    } else {
+        (&value[..=sep], &value[sep + 1..])
     };
-    let rest = rest.strip_prefix('i').unwrap_or(rest);
-    if !rest.strip_prefix('b').unwrap_or(rest).is_empty() {
+    let size = go_parse_float(number)?;
+    if size < 0.0 {
         return None;
     }
-    let bytes = number * 1024f64.powi(exponent);
-    (bytes.is_finite() && bytes < i64::MAX as f64).then_some(bytes as i64)
+    let suffix = suffix.to_ascii_lowercase();
+    let multiplier: f64 = match suffix.as_bytes() {
+        [] | [b'b'] => 1.0,
+        [unit, rest @ ..] => {
+            let exponent = b"kmgtp".iter().position(|u| u == unit)? as i32 + 1;
+            if !matches!(rest, [] | [b'b'] | [b'i', b'b']) {
+                return None;
+            }
+            1024f64.powi(exponent)
+        }
+    };
+    Some(go_int64(size * multiplier))
+}
+
+/// Go's `strconv.ParseFloat(s, 64)` for decimal numbers: Rust's parser
+/// after Go's underscore rule (underscores only between digits), and no
+/// overflow to infinity (Go reports a range error). Hexadecimal floats,
+/// which no one writes for a size, are refused.
+fn go_parse_float(number: &str) -> Option<f64> {
+    let unsigned = number.trim_start_matches(['+', '-']);
+    if number.len() - unsigned.len() > 1 || unsigned.starts_with("0x") || unsigned.starts_with("0X") {
+        return None;
+    }
+    let mut digits = String::with_capacity(number.len());
+    let mut previous = '^';
+    for c in number.chars() {
+        if c == '_' {
+            if !previous.is_ascii_digit() {
+                return None;
+            }
+        } else {
+            if previous == '_' && !c.is_ascii_digit() {
+                return None;
+            }
+            digits.push(c);
+        }
+        previous = c;
+    }
+    if previous == '_' {
+        return None;
+    }
+    let parsed: f64 = digits.parse().ok()?;
+    // "inf" and "nan" never reach here (the number ends in a digit or a
+    // point); a finite text that overflows is Go's range error.
+    parsed.is_finite().then_some(parsed)
+}
+
+/// Go's `int64(f)` on amd64: out of range (or NaN) is the smallest int64.
+fn go_int64(value: f64) -> i64 {
+    if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&value) {
+        i64::MIN
+    } else {
+        value as i64
+    }
 }
 
 #[cfg(test)]
@@ -196,12 +245,26 @@ mod tests {
 
     #[test]
     fn ram_sizes_read_as_go_units_reads_them() {
-        for (text, bytes) in [("512", 512), ("64m", 64 << 20), ("1GiB", 1 << 30), ("1.5 g", 3 << 29), ("2KB", 2048)] {
+        // Expected values: go-units v0.5.0 (scripts/ram_in_bytes_reference).
+        for (text, bytes) in [
+            ("512", 512),
+            ("64m", 64 << 20),
+            ("1GiB", 1 << 30),
+            ("1.5 g", 3 << 29),
+            ("2KB", 2048),
+            ("1e6", 1_000_000),
+            ("1_000", 1000),
+            ("1_000k", 1_024_000),
+            ("5b", 5),
+            (".5k", 512),
+            (".5m", 524288),
+            ("5.m", 5242880),
+            ("1e3", 1000),
+            ("99999999p", i64::MIN),
+        ] {
             assert_eq!(ram_in_bytes(text), Some(bytes), "{text}");
         }
-        // Go's pattern also takes a bare `i` or `b` after the number.
-        assert_eq!(ram_in_bytes("10ib"), Some(10));
-        for bad in ["", "lots", "1x", "1mx", ".5m", "5.m", "1  m", " 1m", "1m ", "1e3", "99999999p"] {
+        for bad in ["10ib", "", "lots", "1x", "1mx", "1  m", " 1m", "1m ", "1__0", "_1", "1_", "-1", "1e400"] {
             assert_eq!(ram_in_bytes(bad), None, "{bad:?}");
         }
     }

@@ -27,6 +27,9 @@ fn print_llb_shows_the_graph_without_building() {
         |flag: &str| fbuild().arg("solve").arg(dir.path()).args([flag, "--build-arg", &base]).output().unwrap();
     let out = print_llb("--print-llb");
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A print-only run builds nothing: no warning about outputs, no summary.
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("No output specified") && !stderr.contains("Built in"), "{stderr}");
     let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--print-llb prints JSON");
     let ops = graph.as_array().expect("a list of ops");
     let names: Vec<&str> = ops.iter().filter_map(|op| op["name"].as_str()).collect();
@@ -60,6 +63,65 @@ fn print_llb_shows_the_graph_without_building() {
     let bad = print_llb("--print-llb=yaml");
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("--print-llb=yaml: the format must be json or dot"), "{}", text(&bad.stderr));
+
+    // The format only with `=`: the word after the flag is the context.
+    let out =
+        fbuild().current_dir(dir.path()).args(["solve", "--print-llb", ".", "--build-arg", &base]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON, the default format");
+    assert_eq!(graph.as_array().map(Vec::len), Some(ops.len()), "the same graph");
+}
+
+/// Deep Dockerfiles compile and print without overflowing the stack (the
+/// daemon's frontend takes them): 10,000 RUN lines in one stage, and 10,000
+/// stages each built on the one before and copying from it.
+#[test]
+fn ten_thousand_steps_or_stages_print_their_graph() {
+    let runs: String =
+        std::iter::once("FROM scratch\n".to_owned()).chain((0..10_000).map(|i| format!("RUN true {i}\n"))).collect();
+    let mut stages = String::from("FROM scratch AS s0\nCOPY app.py /a\n");
+    for i in 1..10_000 {
+        stages.push_str(&format!("FROM s{} AS s{i}\nCOPY --from=s{} /a /a{i}\n", i - 1, i - 1));
+    }
+    for (what, dockerfile, ops) in [("RUN lines", runs, 10_000), ("stages", stages, 10_001)] {
+        let dir = project(&dockerfile);
+        let out = fbuild().arg("solve").arg(dir.path()).arg("--print-llb").output().unwrap();
+        assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        // Every step, the context (for stages), and the terminal op.
+        assert_eq!(graph.as_array().map(Vec::len), Some(ops + 1), "{what}");
+    }
+}
+
+/// `ARG`, `ENV` and `LABEL` values that double themselves 40 times (a
+/// terabyte) are refused at the line that passes 16 MiB, in little memory,
+/// before anything reaches the daemon.
+#[test]
+fn self_doubling_values_are_refused_at_their_line() {
+    for keyword in ["ARG", "ENV"] {
+        let mut dockerfile = String::from("FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n");
+        for i in 1..=40 {
+            dockerfile.push_str(&format!("{keyword} A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+        }
+        dockerfile.push_str("LABEL big=$A40\n");
+        let dir = project(&dockerfile);
+        // A bound on the address space: without the limit, the process
+        // would grow until the kernel stopped it.
+        let out = std::process::Command::new("bash")
+            .args(["-c", "ulimit -v 4000000; exec \"$0\" solve \"$1\" --frontend native"])
+            .arg(fbuild_binary())
+            .arg(dir.path())
+            .env("BUILDKIT_HOST", &testenv().addr)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{keyword}: {stderr}");
+        assert!(
+            stderr.contains("Dockerfile:23: failed to process \"${A20}${A20}\": the expanded text would be 33554432 bytes, over the limit of 16777216"),
+            "{keyword}: {stderr}"
+        );
+    }
 }
 
 /// `fbuild solve DIR --frontend native --target deps` on busybox: its
@@ -218,4 +280,27 @@ fn run_options_from_flags_match_the_daemons_frontend() {
     let (stderr, native) = reproducible_build(dir.path(), "native", &args);
     assert_eq!(rawjson_step_cached(&stderr, "RUN grep db"), Some(true), "{stderr}");
     assert_eq!(native[0], daemon[0]);
+}
+
+/// `# check=error=true` with a finding in a Dockerfile whose last stage has
+/// no name: the lint subrequest would lint stages the build does not, so
+/// `native` refuses it by name and `auto` lets the daemon's frontend decide
+/// (it fails the build, as the directive asks). With a named last stage
+/// the corpus (`err_check_error_true`) fails it natively.
+#[test]
+fn fatal_lint_findings_are_never_built_silently() {
+    let dir = project("# check=error=true\nFROM scratch AS dup\nFROM scratch AS dup\nFROM scratch\nCOPY app.py /\n");
+    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the native compiler does not support `check=error=true` with lint findings in a Dockerfile whose last stage has no name yet"),
+        "{stderr}"
+    );
+    let out =
+        fbuild().arg("solve").arg(dir.path()).args(["--frontend", "auto", "--provenance=false"]).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lint violation found for rules: DuplicateStageName"), "{stderr}");
+    assert!(stderr.contains("notice: the native compiler does not support `check=error=true`"), "{stderr}");
 }

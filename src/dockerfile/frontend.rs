@@ -100,13 +100,78 @@ impl NativeFrontend {
     /// `BUILDKIT_DOCKERFILE_CHECK=skip=all`, which wins): then the linter,
     /// which costs the daemon a parse of the whole Dockerfile, is not asked.
     fn checks_skipped(&self) -> bool {
+        self.check_option("skip").is_some_and(|value| value == "all")
+    }
+
+    /// Whether lint findings fail the build (`# check=error=true`, or the
+    /// build arg): then the daemon's frontend ends the conversion with "lint
+    /// violation found for rules: ...".
+    fn checks_are_errors(&self) -> bool {
+        !self.checks_skipped()
+            && self
+                .check_option("error")
+                .is_some_and(|value| matches!(value.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
+    }
+
+    /// A field of the lint settings (`skip`, `error`, `experimental`), trimmed:
+    /// from the build arg `BUILDKIT_DOCKERFILE_CHECK` if given (it replaces
+    /// the directive), else from `# check=` (Go's `ParseLintOptions`).
+    fn check_option(&self, key: &str) -> Option<String> {
         let directive = crate::dockerfile::parse(&self.dockerfile).ok().and_then(|parsed| {
             parsed.directives.into_iter().find(|(name, _, _)| name == "check").map(|(_, value, _)| value)
         });
-        let setting = self.attrs.get("build-arg:BUILDKIT_DOCKERFILE_CHECK").cloned().or(directive);
-        setting.is_some_and(|value| {
-            value.split(';').any(|field| field.trim().strip_prefix("skip=").is_some_and(|v| v.trim() == "all"))
+        let setting = self.attrs.get("build-arg:BUILDKIT_DOCKERFILE_CHECK").cloned().or(directive)?;
+        setting.splitn(3, ';').find_map(|field| {
+            let (k, v) = field.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
         })
+    }
+
+    /// With `check=error=true`: the daemon's lint subrequest before anything
+    /// is solved, its findings shown as warnings, and the build failed as the
+    /// daemon's frontend fails it when there are any. The subrequest lints
+    /// the stages the build compiles: the target, or the last stage by name.
+    /// A Dockerfile whose last stage has no name cannot be linted that
+    /// way (without a target the subrequest lints every stage), so a finding
+    /// there is handed to the daemon's frontend, or refused natively.
+    async fn lint_as_errors(&self, gateway: &Gateway) -> Result<(), CompileError> {
+        let mut attrs = self.attrs.clone();
+        let stages = crate::dockerfile::parse(&self.dockerfile)
+            .ok()
+            .and_then(|parsed| crate::dockerfile::instructions::stages(&parsed).ok())
+            .map(|stages| stages.stages)
+            .unwrap_or_default();
+        let mut every_stage = false;
+        if attrs.get("target").is_none_or(String::is_empty) {
+            match stages.last().and_then(|stage| stage.name.clone()) {
+                Some(name) => {
+                    attrs.insert("target".into(), name);
+                }
+                None => every_stage = stages.len() > 1,
+            }
+        }
+        // Findings the daemon's frontend will report itself are not shown.
+        let rules = self.lint(gateway, attrs, !every_stage).await;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        if every_stage {
+            return Err(CompileError::Unsupported {
+                line: 0,
+                feature: "`check=error=true` with lint findings in a Dockerfile whose last stage has no name".into(),
+            });
+        }
+        Err(CompileError::Step { line: 0, message: format!("lint violation found for rules: {}", rules.join(", ")) })
+    }
+
+    /// `auto`'s way out: the daemon's frontend builds it, in this build, and
+    /// [`NativeFrontend::fallback`] says why.
+    async fn hand_over(&self, gateway: &Gateway, line: usize, feature: &str) -> Result<FrontendOutput, FrontendError> {
+        let at = if line > 0 { format!("{}:{line}: ", self.filename) } else { String::new() };
+        if let Ok(mut fallback) = self.fallback.lock() {
+            *fallback = Some(format!("{at}the native compiler does not support {feature} yet"));
+        }
+        Ok(gateway.forward_frontend("dockerfile.v0", self.forwarded_attrs(gateway)).await?)
     }
 
     /// The attributes for the daemon's frontend when it takes over: ours,
@@ -249,28 +314,30 @@ impl NativeFrontend {
         Ok(options)
     }
 
-    /// Runs the daemon frontend's lint subrequest and shows its findings as
-    /// this build's warnings. Best effort: a failure only loses warnings.
-    async fn lint(&self, gateway: &Gateway) {
+    /// Runs the daemon frontend's lint subrequest with `attrs` and shows its
+    /// findings as this build's warnings if `show`; the rules found, sorted,
+    /// once each. Best effort: a failure only loses warnings.
+    async fn lint(&self, gateway: &Gateway, mut attrs: BTreeMap<String, String>, show: bool) -> Vec<String> {
         if self.checks_skipped() {
-            return;
+            return Vec::new();
         }
-        let mut attrs = self.attrs.clone();
         attrs.insert("requestid".into(), "frontend.lint".into());
         attrs.insert("frontend.caps".into(), "moby.buildkit.frontend.subrequests".into());
         let answer = match gateway.solve_frontend("dockerfile.v0", attrs).await {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::debug!(%error, "the daemon's linter did not answer");
-                return;
+                return Vec::new();
             }
         };
-        let Some(json) = answer.get("result.json") else { return };
-        for warning in lint_warnings(json) {
+        let Some(json) = answer.get("result.json") else { return Vec::new() };
+        let (warnings, rules) = lint_warnings(json);
+        for warning in warnings.into_iter().filter(|_| show) {
             if let Err(error) = gateway.warn(warning).await {
                 tracing::debug!(%error, "a lint warning was not shown");
             }
         }
+        rules
     }
 
     async fn compile(&self, gateway: &Gateway) -> Result<Vec<Compiled>, CompileError> {
@@ -308,11 +375,7 @@ impl ClientFrontend for NativeFrontend {
         let compiled = match self.compile(gateway).await {
             Ok(compiled) => compiled,
             Err(CompileError::Unsupported { line, feature }) if self.mode == NativeMode::Auto && !self.print_only => {
-                let at = if line > 0 { format!("{}:{line}: ", self.filename) } else { String::new() };
-                if let Ok(mut fallback) = self.fallback.lock() {
-                    *fallback = Some(format!("{at}the native compiler does not support {feature} yet"));
-                }
-                return Ok(gateway.forward_frontend("dockerfile.v0", self.forwarded_attrs(gateway)).await?);
+                return self.hand_over(gateway, line, &feature).await;
             }
             Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
         };
@@ -322,6 +385,17 @@ impl ClientFrontend for NativeFrontend {
                 *slot = compiled.into_iter().next();
             }
             return Ok(FrontendOutput::default());
+        }
+        // With `check=error=true`, findings fail the build before it runs.
+        let fatal_lint = self.checks_are_errors();
+        if fatal_lint {
+            match self.lint_as_errors(gateway).await {
+                Ok(()) => {}
+                Err(CompileError::Unsupported { line, feature }) if self.mode == NativeMode::Auto => {
+                    return self.hand_over(gateway, line, &feature).await;
+                }
+                Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
+            }
         }
         // The build and the daemon's linter side by side: lint findings are
         // the frontend's warnings, and the rules (and `# check=`) are the
@@ -334,8 +408,12 @@ impl ClientFrontend for NativeFrontend {
                 self.record_dockerfile_local(gateway).await;
             }
         };
-        let (references, (), ()) =
-            tokio::join!(futures::future::join_all(solves), self.lint(gateway), record_dockerfile);
+        let lint = async {
+            if !fatal_lint {
+                self.lint(gateway, self.attrs.clone(), true).await;
+            }
+        };
+        let (references, (), ()) = tokio::join!(futures::future::join_all(solves), lint, record_dockerfile);
         let references = references.into_iter().collect::<Result<Vec<_>, _>>()?;
         if let ([build], [reference]) = (compiled.as_slice(), references.as_slice()) {
             let metadata = build.exporter_metadata();
@@ -397,9 +475,15 @@ impl std::error::Error for Located {}
 /// The warnings of a lint subrequest's `result.json`, as the daemon's
 /// frontend reports each finding (`Rule: message (line N)`, the rule's
 /// description as detail, its URL, the Dockerfile and the lines).
-fn lint_warnings(json: &[u8]) -> Vec<crate::gateway::Warning> {
+fn lint_warnings(json: &[u8]) -> (Vec<crate::gateway::Warning>, Vec<String>) {
     use base64::Engine as _;
-    let Ok(results) = serde_json::from_slice::<serde_json::Value>(json) else { return Vec::new() };
+    let Ok(results) = serde_json::from_slice::<serde_json::Value>(json) else { return (Vec::new(), Vec::new()) };
+    let rules: std::collections::BTreeSet<String> = results["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|warning| warning["ruleName"].as_str().map(str::to_owned))
+        .collect();
     let sources: Vec<pb::SourceInfo> = results["sources"]
         .as_array()
         .into_iter()
@@ -420,7 +504,7 @@ fn lint_warnings(json: &[u8]) -> Vec<crate::gateway::Warning> {
             character: value["character"].as_i64().unwrap_or(0) as i32,
         })
     };
-    results["warnings"]
+    let warnings = results["warnings"]
         .as_array()
         .into_iter()
         .flatten()
@@ -445,7 +529,8 @@ fn lint_warnings(json: &[u8]) -> Vec<crate::gateway::Warning> {
                 ranges,
             }
         })
-        .collect()
+        .collect();
+    (warnings, rules.into_iter().collect())
 }
 
 /// Base images resolved by the daemon for this build (its registry access,

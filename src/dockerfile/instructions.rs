@@ -458,7 +458,18 @@ pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<Comman
             match trigger.as_str() {
                 "ONBUILD" => Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
                 "MAINTAINER" | "FROM" => Err(format!("{trigger} isn't allowed as an ONBUILD trigger")),
-                _ => Ok(CommandKind::Onbuild(inner.original.trim().to_string())),
+                _ => {
+                    // Go's `parseOnBuild`: the trigger's text, and after it
+                    // each heredoc's body and terminator, so that the trigger
+                    // parses again on its own when a stage builds on this one.
+                    let mut expression = inner.original.trim().to_string();
+                    for heredoc in &instruction.heredocs {
+                        expression.push('\n');
+                        expression.push_str(&heredoc.content);
+                        expression.push_str(&heredoc.name);
+                    }
+                    Ok(CommandKind::Onbuild(expression))
+                }
             }
         }
         other => {
@@ -623,6 +634,20 @@ mod tests {
         assert_eq!(parsed.needed_by(None).unwrap(), [0, 1, 2, 3, 4]);
         let error = parsed.needed_by(Some("nope")).unwrap_err();
         assert_eq!(error.message, "target stage \"nope\" could not be found");
+    }
+
+    #[test]
+    fn an_onbuild_trigger_keeps_its_heredocs() {
+        let parsed =
+            stages_of("FROM a\nONBUILD RUN <<EOF\necho '$x'\nEOF\nONBUILD COPY <<-A /a\n\tbody\n\tA\n").unwrap();
+        let triggers: Vec<&CommandKind> = parsed.stages[0].commands.iter().map(|c| &c.kind).collect();
+        assert_eq!(
+            triggers,
+            [
+                &CommandKind::Onbuild("RUN <<EOF\necho '$x'\nEOF".into()),
+                &CommandKind::Onbuild("COPY <<-A /a\n\tbody\nA".into())
+            ]
+        );
     }
 
     #[test]

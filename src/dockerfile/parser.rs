@@ -93,6 +93,11 @@ pub struct ParseError {
     pub end_line: usize,
 }
 
+/// The longest line the frontend reads, in bytes without its newline: Go's
+/// `bufio.Scanner` holds at most `bufio.MaxScanTokenSize` (64 KiB) bytes, a
+/// line's newline included, and stops at a longer line.
+pub const MAX_LINE: usize = 64 * 1024 - 1;
+
 /// Keywords whose arguments may hold heredocs.
 const HEREDOC_KEYWORDS: &[&str] = &["run", "copy", "add"];
 const DIRECTIVES: &[&str] = &["syntax", "escape", "check"];
@@ -179,8 +184,21 @@ fn continuation(line: &str, escape: char) -> Option<String> {
 
 /// Parses a Dockerfile's text.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
+    let with_bom = text.len();
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // Go strips the byte-order mark after scanning: it counts for the limit.
+    let bom = with_bom - text.len();
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // The frontend's scanner stops at the first line over its limit: the
+    // lines before it are parsed as if the file ended there (an instruction
+    // or heredoc it cuts short fails as such), then the scan's error counts.
+    let too_long = lines
+        .iter()
+        .enumerate()
+        .position(|(i, line)| line.strip_suffix('\n').unwrap_or(line).len() + if i == 0 { bom } else { 0 } > MAX_LINE);
+    if let Some(at) = too_long {
+        lines.truncate(at);
+    }
     let mut directives = Directives::default();
     let mut instructions = Vec::new();
     let mut warnings = Vec::new();
@@ -199,7 +217,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         }
         let number = index + 1;
         let trimmed = trim_newline(raw).trim_start_matches(is_space);
-        let is_directive = directives.take(trimmed, number).map_err(|m| fail(m, number, number))?;
+        // A directive's error is placed where Go's scanner count stands,
+        // the line before it (none for the first line), as the daemon does.
+        let is_directive = directives.take(trimmed, number).map_err(|m| fail(m, number - 1, 0))?;
         if is_directive {
             comments.pop();
         }
@@ -218,7 +238,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         while !ended && index < lines.len() {
             let raw = lines[index];
             let next = trim_newline(raw);
-            directives.take(next, index + 1).map_err(|m| fail(m, index + 1, index + 1))?;
+            directives.take(next, index + 1).map_err(|m| fail(m, index, 0))?;
             index += 1;
             if is_comment(raw) {
                 continue;
@@ -268,6 +288,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     }
     if instructions.is_empty() {
         return Err(fail("file with no instructions".into(), lines.len(), 0));
+    }
+    if too_long.is_some() {
+        return Err(fail(format!("dockerfile line greater than max allowed size of {MAX_LINE}"), lines.len(), 0));
     }
     Ok(Dockerfile { instructions, directives: directives.seen, escape: directives.escape.unwrap_or('\\'), warnings })
 }

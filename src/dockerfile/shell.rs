@@ -7,6 +7,12 @@
 
 use std::collections::BTreeMap;
 
+/// The longest text one expansion may give, in bytes. The daemon's
+/// frontend has no bound of its own (an `ARG` that doubles itself 40 times
+/// takes all its memory), and no value longer than its 16 MiB gRPC messages
+/// can reach an image config or a build step anyway.
+pub const MAX_EXPANSION: usize = 16 << 20;
+
 /// Where variables come from: a name's value, `None` when unset.
 pub trait Env {
     fn get(&self, name: &str) -> Option<&str>;
@@ -36,11 +42,15 @@ pub struct Lexer {
     pub raw_escapes: bool,
     /// Leave `$UNSET` and `${UNSET...}` as written.
     pub skip_unset_env: bool,
+    /// Treat quote characters as ordinary ones: `'$A'` expands `$A` and
+    /// keeps the quotes (BuildKit's `SkipProcessQuotes`, which the frontend
+    /// sets to expand the body of an unquoted `COPY <<EOF` heredoc).
+    pub skip_process_quotes: bool,
 }
 
 impl Lexer {
     pub fn new(escape: char) -> Lexer {
-        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset_env: false }
+        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset_env: false, skip_process_quotes: false }
     }
 
     /// `word` expanded, as one string.
@@ -139,6 +149,7 @@ impl Scan<'_> {
             match c {
                 '$' => {
                     let value = self.dollar()?;
+                    check_size(result.len() + value.len())?;
                     result.push_str(&value);
                     words.add_string(&value);
                 }
@@ -147,12 +158,12 @@ impl Scan<'_> {
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
-                '\'' => {
+                '\'' if !self.lexer.skip_process_quotes => {
                     let value = self.single_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
-                '"' => {
+                '"' if !self.lexer.skip_process_quotes => {
                     let value = self.double_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
@@ -220,7 +231,11 @@ impl Scan<'_> {
                     }
                     return Ok(out);
                 }
-                Some('$') => out.push_str(&self.dollar()?),
+                Some('$') => {
+                    let value = self.dollar()?;
+                    check_size(out.len() + value.len())?;
+                    out.push_str(&value);
+                }
                 Some(_) => {
                     let mut c = self.next().expect("peeked");
                     if c == self.lexer.escape {
@@ -388,6 +403,16 @@ impl Scan<'_> {
     }
 }
 
+/// Refuses a result over [`MAX_EXPANSION`] before it is made.
+fn check_size(len: usize) -> Step<()> {
+    if len > MAX_EXPANSION {
+        return Err(format!(
+            "the expanded text would be {len} bytes, over the limit of {MAX_EXPANSION} (16 MiB, the largest message the daemon takes)"
+        ));
+    }
+    Ok(())
+}
+
 /// A shell pattern (`*`, `?`, `\` escapes) as a regular expression.
 fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, String> {
     let mut out = String::new();
@@ -462,8 +487,21 @@ fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, Strin
 fn replace(pattern: &str, replacement: &str, value: &str, all: bool) -> Result<String, String> {
     let re =
         pattern_regex(pattern, true, false).map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
-    // Go's ReplaceAllString expands `$1`-style references in the replacement.
-    Ok(if all { re.replace_all(value, replacement).into_owned() } else { re.replace(value, replacement).into_owned() })
+    // Go's ReplaceAllString expands `$1`-style references in the
+    // replacement, as `Captures::expand` does; the result is built match by
+    // match so that a replacement that multiplies the text stops at the bound.
+    let mut out = String::new();
+    let mut last = 0;
+    for captures in re.captures_iter(value).take(if all { usize::MAX } else { 1 }) {
+        let whole = captures.get(0).expect("the whole match");
+        out.push_str(&value[last..whole.start()]);
+        captures.expand(replacement, &mut out);
+        check_size(out.len())?;
+        last = whole.end();
+    }
+    out.push_str(&value[last..]);
+    check_size(out.len())?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -537,6 +575,33 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn heredoc_bodies_expand_with_quotes_as_plain_characters() {
+        let mut lexer = Lexer::new('\\');
+        lexer.skip_process_quotes = true;
+        let env = env(&["name=world"]);
+        assert_eq!(
+            lexer.expand("'${name}' \"$name\" \\$name a\\\\b ${name:-'x'}\n", &env).unwrap(),
+            "'world' \"world\" $name a\\b world\n"
+        );
+        // An unbalanced quote is just a character.
+        assert_eq!(lexer.expand("it's $name", &env).unwrap(), "it's world");
+    }
+
+    #[test]
+    fn expansions_stop_at_the_bound() {
+        let lexer = Lexer::new('\\');
+        let half = "x".repeat(MAX_EXPANSION / 2);
+        let env = env(&[&format!("A={half}")]);
+        assert_eq!(lexer.expand("${A}${A}", &env).unwrap().len(), MAX_EXPANSION);
+        for word in ["${A}${A}${A}", "\"$A$A$A\"", "${B:-$A$A$A}", "${A//x/yyy}"] {
+            // Never the value itself in a message: it is megabytes long.
+            let Err(error) = lexer.expand(word, &env) else { panic!("{word} expands") };
+            assert!(error.message.contains("over the limit of 16777216"), "{word}: {}", error.message);
+        }
+        assert_eq!(lexer.expand("${A/x/yyy}", &env).map(|v| v.len()), Ok(MAX_EXPANSION / 2 + 2));
     }
 
     #[test]

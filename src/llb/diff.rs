@@ -34,6 +34,10 @@ impl Vertex for DiffOp {
         self.lower.iter().chain(&self.upper).cloned().collect()
     }
 
+    fn take_inputs(&mut self) -> Vec<Output> {
+        self.lower.take().into_iter().chain(self.upper.take()).collect()
+    }
+
     fn location(&self) -> Option<&Location> {
         self.options.location.as_ref()
     }

@@ -380,7 +380,7 @@ pub(crate) struct ExecOp {
 
 impl ExecOp {
     pub(crate) fn build(base: &State, run: Run) -> ExecState {
-        let mut env = base.env.clone();
+        let mut env = (*base.env).clone();
         for (key, value) in run.env {
             env.retain(|(k, _)| *k != key);
             env.push((key, value));
@@ -548,6 +548,18 @@ impl Vertex for ExecOp {
 
     fn location(&self) -> Option<&Location> {
         self.options.location.as_ref()
+    }
+
+    fn take_inputs(&mut self) -> Vec<Output> {
+        let mut taken = Vec::new();
+        for mount in &mut self.mounts {
+            match &mut mount.kind {
+                MountKind::Bind { source, .. } => taken.extend(source.output.take()),
+                MountKind::Cache { base: Some(base), .. } => taken.extend(base.output.take()),
+                _ => {}
+            }
+        }
+        taken
     }
 
     fn to_op(&self, marshaller: &mut Marshaller) -> Result<(pb::Op, pb::OpMetadata), MarshalError> {

@@ -473,6 +473,16 @@ impl Vertex for FileOp {
         self.options.location.as_ref()
     }
 
+    fn take_inputs(&mut self) -> Vec<Output> {
+        let mut taken: Vec<Output> = self.base.output.take().into_iter().collect();
+        for action in &mut self.actions {
+            if let Action::Copy(copy) = action {
+                taken.extend(copy.source.output.take());
+            }
+        }
+        taken
+    }
+
     /// Go's `FileAction.allOutputs`: the base filesystem, then copy sources
     /// from the last action back to the first.
     fn inputs(&self) -> Vec<Output> {

@@ -185,13 +185,36 @@ struct Walk {
 }
 
 impl Walk {
-    fn visit(&mut self, output: &Output) -> Result<(), MarshalError> {
-        if self.visited.contains(&output.vertex_id()) {
-            return Ok(());
+    /// Depth-first, inputs before the op that reads them, with a stack of
+    /// its own: a graph of 10,000 steps in a chain is 10,000 levels deep,
+    /// more than a thread's stack holds when each level is a call.
+    fn visit(&mut self, root: &Output) -> Result<(), MarshalError> {
+        // Each entry: an output, its inputs, and how many of them are done.
+        let mut stack: Vec<(Output, Vec<Output>, usize)> = Vec::new();
+        if !self.visited.contains(&root.vertex_id()) {
+            stack.push((root.clone(), root.vertex.inputs(), 0));
         }
-        for input in output.vertex.inputs() {
-            self.visit(&input)?;
+        while let Some((_, inputs, next)) = stack.last_mut() {
+            if let Some(input) = inputs.get(*next).cloned() {
+                *next += 1;
+                if !self.visited.contains(&input.vertex_id()) {
+                    let inputs = input.vertex.inputs();
+                    stack.push((input, inputs, 0));
+                }
+                continue;
+            }
+            let (output, _, _) = stack.pop().expect("an entry");
+            // Reached again through another path while it was pending.
+            if self.visited.contains(&output.vertex_id()) {
+                continue;
+            }
+            self.emit(&output)?;
         }
+        Ok(())
+    }
+
+    /// Encodes `output`'s op (its inputs are done) into the definition.
+    fn emit(&mut self, output: &Output) -> Result<(), MarshalError> {
         let marshalled = self.marshaller.marshal(output)?.clone();
         self.visited.insert(output.vertex_id());
         merge_metadata(self.metadata.entry(marshalled.digest.clone()).or_default(), &marshalled.metadata);

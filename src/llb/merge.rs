@@ -38,6 +38,10 @@ impl Vertex for MergeOp {
         self.inputs.clone()
     }
 
+    fn take_inputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.inputs)
+    }
+
     fn location(&self) -> Option<&Location> {
         self.options.location.as_ref()
     }

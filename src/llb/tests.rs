@@ -776,3 +776,13 @@ fn an_image_resolve_mode_is_an_attribute() {
         assert_eq!(definition.metadata[&digest].caps.contains_key("source.image.resolvemode"), cap, "{mode}");
     }
 }
+
+#[test]
+fn states_share_their_environment_until_one_changes_it() {
+    let base = scratch().add_env("BIG", &"x".repeat(1 << 20));
+    let moved = base.dir("/app").user("1000");
+    assert!(std::sync::Arc::ptr_eq(&base.env, &moved.env), "the same environment, not a copy");
+    let changed = moved.add_env("A", "1");
+    assert!(!std::sync::Arc::ptr_eq(&base.env, &changed.env));
+    assert_eq!((base.get_env("A"), changed.get_env("A")), (None, Some("1")));
+}

@@ -196,7 +196,8 @@ pub struct Args {
     pub frontend: String,
 
     /// Print the build graph (`json`, or `dot` for Graphviz) as compiled natively, and build nothing
-    #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "json")]
+    // The format only with `=`: `--print-llb .` is the flag and the context.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "json")]
     pub print_llb: Option<String>,
 
     /// Extra frontend option (`K=V`), passed through as buildctl's --opt
@@ -221,7 +222,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 if installed.is_none() {
                     anyhow::bail!("--print-llb needs a local Dockerfile and no --call");
                 }
-                // Compile only: nothing is built or exported.
+                // Compile only: nothing is built or exported, so no warning
+                // about outputs (and, below, no progress or summary).
+                plan.warnings.retain(|warning| !warning.starts_with("No output specified"));
                 plan.request.exports.clear();
                 plan.request.cache_exports.clear();
                 plan.metadata_file = None;
@@ -256,7 +259,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // buildx's `-q` (and `--progress quiet`): no progress, the image id on stdout.
     let quiet =
         ctx.printer.verbosity == crate::printer::Verbosity::Quiet || matches!(args.progress.as_str(), "quiet" | "none");
-    let mode = if quiet { ProgressMode::Quiet } else { plan.progress };
+    let mode = if quiet || print_llb.is_some() { ProgressMode::Quiet } else { plan.progress };
     // Buffered so a frame or a batch of lines reaches the terminal in one
     // write; the writer flushes after each.
     let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))

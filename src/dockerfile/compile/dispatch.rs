@@ -43,6 +43,10 @@ pub(super) struct Dispatch<'p, 'a> {
     epoch_nanos: Option<i64>,
     /// `--no-cache` applies to the stage being dispatched.
     ignore_cache: bool,
+    /// How many stages not yet started build on each stage: the last one
+    /// takes its base's image instead of copying it (a chain of 10,000
+    /// stages would otherwise copy histories of every length up to 10,000).
+    base_uses: BTreeMap<usize, usize>,
 }
 
 impl<'p, 'a> Dispatch<'p, 'a> {
@@ -56,11 +60,17 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             epoch: plan.epoch.map(epoch_time),
             epoch_nanos: plan.epoch.map(|s| s.saturating_mul(1_000_000_000)),
             ignore_cache: false,
+            base_uses: BTreeMap::new(),
         }
     }
 
     pub(super) fn run(mut self) -> Result<Dispatched, CompileError> {
         let plan = self.plan;
+        for node in plan.nodes.iter().filter(|n| plan.reachable.contains(&n.index)) {
+            if let Some(base) = node.base_node {
+                *self.base_uses.entry(base).or_default() += 1;
+            }
+        }
         // Pseudo-stages (images and scratch named by --from and mounts)
         // are ready as soon as they are resolved.
         for node in plan.nodes.iter().filter(|n| n.stage.is_none() && plan.reachable.contains(&n.index)) {
@@ -109,10 +119,24 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let plan = self.plan;
         let node = &plan.nodes[n];
         let mut stage = if let Some(base) = node.base_node {
-            let Some(base) = self.done.get(&base) else {
+            let uses = self.base_uses.get_mut(&base).map_or(0, |uses| {
+                *uses = uses.saturating_sub(1);
+                *uses
+            });
+            let Some(done) = self.done.get_mut(&base) else {
                 return Err(CompileError::step(node.line, format!("base stage {:?} is not built yet", node.base)));
             };
-            let mut stage = base.clone();
+            let mut stage = if uses == 0 && base != plan.target {
+                // The last stage built on it: later commands only read its
+                // filesystem (`COPY --from`), never its image.
+                StageState {
+                    image: std::mem::take(&mut done.image),
+                    base_image: done.base_image.take(),
+                    ..done.clone()
+                }
+            } else {
+                done.clone()
+            };
             stage.image.config.on_build.clear();
             stage.steps_done = 0;
             stage.cmd_set = false;
@@ -178,10 +202,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         {
             stage.image.config.env.push(format!("PATH={}", image::DEFAULT_PATH));
         }
-        for entry in stage.image.config.env.clone() {
-            let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
-            stage.state = stage.state.add_env(key, value);
-        }
+        stage.state = stage
+            .state
+            .add_envs(stage.image.config.env.iter().map(|entry| entry.split_once('=').unwrap_or((entry.as_str(), ""))));
         if !stage.image.config.working_dir.is_empty() {
             let dir = stage.image.config.working_dir.clone();
             let wd = normalize_path(&dir, &dir, false);
@@ -465,8 +488,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         }
         for (_, content, expand) in &mut out.inline {
             if *expand {
+                // Go's `ExpandRaw`: a lexer of its own with the default
+                // escape, quotes ordinary characters (`'${A}'` is expanded),
+                // escapes consumed as in a word.
                 let mut lexer = Lexer::new('\\');
-                lexer.raw_quotes = true;
+                lexer.skip_process_quotes = true;
                 *content = lexer
                     .expand(content, &StateEnv(&stage.state))
                     .map_err(|e| CompileError::step(line, e.to_string()))?;

@@ -584,30 +584,47 @@ impl<'a> Plan<'a> {
     /// `RUN --mount=from=` (bases are not followed), reported for the first
     /// stage on it at the first command of the cycle.
     fn check_cycles(&self) -> Result<(), CompileError> {
-        fn visit(plan: &Plan, n: usize, visited: &mut [bool], path: &mut [bool]) -> Option<usize> {
-            if std::mem::replace(&mut visited[n], true) {
-                return None;
-            }
-            path[n] = true;
-            let node = &plan.nodes[n];
-            for (command, sources) in &node.sources {
-                let line = node.stage.map_or(node.line, |s| plan.stages.stages[s].commands[*command].line);
-                for next in sources {
-                    if path[*next] || visit(plan, *next, visited, path).is_some() {
-                        return Some(line);
-                    }
-                }
-            }
-            path[n] = false;
-            None
-        }
+        // A node's edges: (the line of the command, the node it reads).
+        let edges = |n: usize| -> Vec<(usize, usize)> {
+            let node = &self.nodes[n];
+            node.sources
+                .iter()
+                .flat_map(|(command, sources)| {
+                    let line = node.stage.map_or(node.line, |s| self.stages.stages[s].commands[*command].line);
+                    sources.iter().map(move |next| (line, *next))
+                })
+                .collect()
+        };
+        // Depth first with a stack of our own (a chain of 10,000 stages is
+        // 10,000 levels deep): each frame is a node, its edges and how many
+        // of them are done. `path` marks the nodes on the stack.
+        type Frame = (usize, Vec<(usize, usize)>, usize);
         let mut visited = vec![false; self.nodes.len()];
-        // `visit` clears its marks on the way back, so one path serves all.
         let mut path = vec![false; self.nodes.len()];
         for n in 0..self.nodes.len() {
-            if let Some(line) = visit(self, n, &mut visited, &mut path) {
-                let name = &self.nodes[n].display_name;
-                return Err(CompileError::step(line, format!("circular dependency detected on stage: {name}")));
+            if std::mem::replace(&mut visited[n], true) {
+                continue;
+            }
+            path[n] = true;
+            let mut stack: Vec<Frame> = vec![(n, edges(n), 0)];
+            while let Some((node, node_edges, next)) = stack.last_mut() {
+                let Some(&(_, to)) = node_edges.get(*next) else {
+                    path[*node] = false;
+                    stack.pop();
+                    continue;
+                };
+                *next += 1;
+                if path[to] {
+                    // Reported at the root's command that leads into the cycle.
+                    let (_, root_edges, root_next) = &stack[0];
+                    let line = root_edges[root_next - 1].0;
+                    let name = &self.nodes[n].display_name;
+                    return Err(CompileError::step(line, format!("circular dependency detected on stage: {name}")));
+                }
+                if !std::mem::replace(&mut visited[to], true) {
+                    path[to] = true;
+                    stack.push((to, edges(to), 0));
+                }
             }
         }
         Ok(())

@@ -95,3 +95,50 @@ fn two_hundred_stages_compile_quickly() {
     let out = compiled(&text, &options());
     assert_eq!(out.stages.len(), 200);
 }
+
+/// Runs `work` on a thread with a small stack (a tokio worker's is 2 MiB):
+/// a compile whose depth grows with the Dockerfile overflows it.
+fn on_a_small_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new().stack_size(1 << 20).spawn(work).unwrap().join().expect("no overflow")
+}
+
+#[test]
+fn ten_thousand_steps_in_a_chain_compile_marshal_and_free_without_recursion() {
+    let runs: String =
+        std::iter::once("FROM scratch\n".to_owned()).chain((0..10_000).map(|i| format!("RUN true {i}\n"))).collect();
+    let ops = on_a_small_stack(move || compiled(&runs, &options()).definition.def.len());
+    assert_eq!(ops, 10_001, "10,000 execs and the terminal op");
+
+    // Stages built on the one before, each copying from it too: the
+    // cycle check and the stage chain walk 10,000 deep.
+    let mut stages = String::from("FROM scratch AS s0\nCOPY a /a\n");
+    for i in 1..10_000 {
+        stages.push_str(&format!("FROM s{} AS s{i}\nCOPY --from=s{} /a /a{i}\nENV N={i}\n", i - 1, i - 1));
+    }
+    let out = on_a_small_stack(move || {
+        let out = compiled(&stages, &options());
+        (out.stages.len(), out.image.history.len(), out.image.config.env.len())
+    });
+    assert_eq!(out, (10_000, 1 + 2 * 9_999, 2), "every stage, every stage's history, PATH and N");
+}
+
+#[test]
+fn a_value_that_doubles_itself_stops_at_the_bound_with_its_line() {
+    for (keyword, line) in [("ARG", 23), ("ENV", 23)] {
+        let mut text = String::from("FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n");
+        for i in 1..=40 {
+            text.push_str(&format!("{keyword} A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+        }
+        let Err(error) = compile_offline(&text, &options()) else { panic!("{keyword}: compiled") };
+        assert_eq!(error.line(), Some(line), "{keyword}: {error}");
+        assert!(error.to_string().contains("over the limit of 16777216 (16 MiB"), "{keyword}: {error}");
+    }
+    // A LABEL of an ARG that has reached the bound.
+    let mut text = String::from("FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n");
+    for i in 1..=20 {
+        text.push_str(&format!("ARG A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+    }
+    text.push_str("LABEL big=\"$A20$A20\"\n");
+    let Err(error) = compile_offline(&text, &options()) else { panic!("LABEL: compiled") };
+    assert_eq!(error.line(), Some(23), "{error}");
+}

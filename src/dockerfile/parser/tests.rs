@@ -96,8 +96,9 @@ fn heredocs_continuations_and_directives() {
 fn errors_name_the_line() {
     let cases = [
         ("FROM a\nRUN <<EOF\nno end\n", 2, "unterminated heredoc"),
-        ("# escape=x\nFROM a\n", 1, "invalid escape token 'x' does not match ` or \\"),
-        ("# syntax=a\n# syntax=b\nFROM a\n", 2, "only one syntax parser directive can be used"),
+        // Directive errors at the line before, as Go's scanner counts.
+        ("# escape=x\nFROM a\n", 0, "invalid escape token 'x' does not match ` or \\"),
+        ("# syntax=a\n# syntax=b\nFROM a\n", 1, "only one syntax parser directive can be used"),
         ("FROM a\nENV\tONLYKEY\n", 2, "ENV must have two arguments"),
         ("FROM a\nCMD [\"a\", 1]\n", 2, "when using JSON array syntax, arrays must be comprised of strings only"),
         ("# only a comment\n\n", 2, "file with no instructions"),
@@ -106,4 +107,23 @@ fn errors_name_the_line() {
         let error = parse(text).unwrap_err();
         assert_eq!((error.line, error.to_string().as_str()), (line, message), "{text:?}");
     }
+}
+
+/// Go's scanner stops at a line over 65,535 bytes: what comes before is
+/// parsed as a whole file, then the scan's error is reported at the last
+/// line read.
+#[test]
+fn lines_over_the_scanners_limit_end_the_file() {
+    let long = "b".repeat(MAX_LINE + 1 - "LABEL a=".len());
+    let text = format!("FROM a\nLABEL x=1\nLABEL a={long}\nLABEL y=2\n");
+    let Err(error) = parse(&text) else { panic!("parsed") };
+    assert_eq!((error.line, error.message.as_str()), (2, "dockerfile line greater than max allowed size of 65535"));
+    // One byte shorter is a line like any other.
+    assert!(parse(&format!("FROM a\nLABEL a={}\n", &long[1..])).is_ok());
+    // A heredoc cut short by it is unterminated; nothing before it, no instructions.
+    let longer = "b".repeat(MAX_LINE + 1);
+    let Err(error) = parse(&format!("FROM a\nRUN <<EOF\n{longer}\nEOF\n")) else { panic!("parsed") };
+    assert_eq!((error.line, error.message.as_str()), (2, "unterminated heredoc"));
+    let Err(error) = parse(&format!("{longer}\nFROM a\n")) else { panic!("parsed") };
+    assert_eq!((error.line, error.message.as_str()), (0, "file with no instructions"));
 }
