@@ -13,6 +13,7 @@ mod gateway;
 mod hostile;
 mod imagetools;
 mod library;
+mod lint;
 mod load;
 mod local_cache;
 mod native;
