@@ -324,6 +324,9 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
             images.push(None);
             continue;
         }
+        if let Some(error) = reference_error(&bases[i]) {
+            return Err(fail(format!("failed to parse stage name {}: {error}", go_quote(&bases[i])), location));
+        }
         let platform = platforms[i].clone().unwrap_or_else(|| input.platform.to_string());
         let image = (input.base_image)(&bases[i], &platform).map_err(|e| fail(e, location.clone()))?;
         // Without `--platform` the frontend takes the image's own platform
@@ -387,7 +390,12 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
             matcher: matcher.as_ref(),
         };
         for trigger in &triggers {
-            dispatch.instruction(&mut state, trigger, report)?;
+            // A trigger runs (and reports) at the FROM of the stage built on
+            // the one that registered it.
+            let mut trigger = trigger.clone();
+            trigger.start_line = stage.from.start_line;
+            trigger.end_line = stage.from.end_line;
+            dispatch.instruction(&mut state, &trigger, report)?;
         }
         for instruction in &stage.instructions {
             dispatch.instruction(&mut state, instruction, report)?;
@@ -523,6 +531,11 @@ impl Dispatch<'_> {
                 }
             }
             CommandKind::Shell(shell) => state.shell = shell.clone(),
+            CommandKind::StopSignal(_) => {
+                if !is_signal(&expanded[0]) {
+                    return Err(fail(format!("invalid signal: {}", expanded[0]), location));
+                }
+            }
             CommandKind::Workdir(_) => {
                 let path = &expanded[0];
                 if !state.workdir_set && !path.starts_with('/') {
@@ -543,9 +556,6 @@ impl Dispatch<'_> {
             CommandKind::Onbuild(_) => {
                 if let Args::Sub(inner) = &instruction.args {
                     let mut trigger = (**inner).clone();
-                    // Triggers are parsed again from their text: one line.
-                    trigger.start_line = 1;
-                    trigger.end_line = 1;
                     trigger.comments = Vec::new();
                     state.onbuild.push(trigger);
                 }
@@ -654,6 +664,23 @@ impl Dispatch<'_> {
             }
         }
     }
+}
+
+/// moby's `signal.ParseSignal` accepts it: a number or a Linux signal's
+/// name, `SIG` optional.
+fn is_signal(text: &str) -> bool {
+    if let Ok(n) = text.parse::<u32>() {
+        return n != 0;
+    }
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "UNUSED",
+        "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+    ];
+    let name = text.to_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    NAMES.contains(&name)
+        || name.strip_prefix("RTMIN+").or_else(|| name.strip_prefix("RTMAX-")).is_some_and(|n| n.parse::<u8>().is_ok())
 }
 
 /// Go's `filepath.Clean` on a slash path.
@@ -829,7 +856,7 @@ fn validate_base_images_with_default_args(
     let Ok((env, _)) = meta_args(defaults, lexer, global_args, None) else { return };
     for stage in stages {
         let Ok(name) = lexer.expand(&stage.base, &env) else { return };
-        if !is_valid_reference(&name) {
+        if reference_error(&name).is_some() {
             let detail = format!("Default value for ARG {} results in empty or invalid base image name", stage.base);
             let location = Location::lines(stage.from.start_line, stage.from.end_line);
             report.run(config, &rules::INVALID_DEFAULT_ARG_IN_FROM, location, detail);
@@ -837,8 +864,9 @@ fn validate_base_images_with_default_args(
     }
 }
 
-/// `reference.ParseNormalizedNamed` accepts it (distribution's grammar).
-fn is_valid_reference(name: &str) -> bool {
+/// Why `reference.ParseNormalizedNamed` refuses `name` (distribution's
+/// grammar and messages), or `None` when it accepts it.
+fn reference_error(name: &str) -> Option<String> {
     static GRAMMAR: OnceLock<(regex::Regex, regex::Regex)> = OnceLock::new();
     let (reference, identifier) = GRAMMAR.get_or_init(|| {
         let domain_component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
@@ -855,12 +883,34 @@ fn is_valid_reference(name: &str) -> bool {
             regex::Regex::new("^[a-f0-9]{64}$").expect("a valid pattern"),
         )
     });
-    if name.is_empty() || identifier.is_match(name) {
-        return false;
+    if identifier.is_match(name) {
+        return Some(format!("invalid repository name ({name}), cannot specify 64-byte hexadecimal strings"));
     }
-    match reference.captures(name) {
-        Some(captures) => captures.get(1).is_some_and(|n| n.as_str().len() <= 255),
-        None => false,
+    // splitDockerDomain
+    let (domain, mut remainder) = match name.find('/') {
+        Some(i)
+            if name[..i].contains(['.', ':']) || &name[..i] == "localhost" || name[..i].to_lowercase() != name[..i] =>
+        {
+            (name[..i].to_string(), name[i + 1..].to_string())
+        }
+        _ => ("docker.io".to_string(), name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" { "docker.io".to_string() } else { domain };
+    if domain == "docker.io" && !remainder.contains('/') {
+        remainder = format!("library/{remainder}");
+    }
+    let remote = remainder.split(':').next().unwrap_or_default();
+    if remote.to_lowercase() != remote {
+        return Some(format!("invalid reference format: repository name ({remote}) must be lowercase"));
+    }
+    let full = format!("{domain}/{remainder}");
+    match reference.captures(&full) {
+        Some(captures) if captures.get(1).is_some_and(|n| n.as_str().len() > 255) => {
+            Some("repository name must not be more than 255 characters".to_string())
+        }
+        Some(_) => None,
+        None if reference.is_match(&full.to_lowercase()) => Some("repository name must be lowercase".to_string()),
+        None => Some("invalid reference format".to_string()),
     }
 }
 
