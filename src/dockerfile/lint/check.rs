@@ -154,8 +154,8 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
     if input.dockerfile.is_empty() {
         return Err(fail("the Dockerfile cannot be empty", Location::default()));
     }
-    let dockerfile = parser::parse(input.dockerfile)
-        .map_err(|e| fail(e.message.clone(), Location::lines(e.line, e.end_line)))?;
+    let dockerfile =
+        parser::parse(input.dockerfile).map_err(|e| fail(e.message.clone(), Location::lines(e.line, e.end_line)))?;
     let directive = dockerfile.directives.iter().find(|(name, _, _)| name == "check");
     let config = match directive {
         Some((_, value, _)) => CheckConfig::parse(value)
@@ -198,8 +198,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
                     report.run(&here, &rules::STAGE_NAME_CASING, location.clone(), detail);
                 }
                 if args.len() >= 3 && !from_matches_as(&instruction.keyword, &args[1]) {
-                    let detail =
-                        format!("'{}' and '{}' keywords' casing do not match", args[1], instruction.keyword);
+                    let detail = format!("'{}' and '{}' keywords' casing do not match", args[1], instruction.keyword);
                     report.run(&here, &rules::FROM_AS_CASING, location.clone(), detail);
                 }
             }
@@ -254,8 +253,8 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
 
     validate_base_images_with_default_args(&stages, &lexer, &defaults, &global_args, &config, report);
 
-    let (global_env, all_args) = meta_args(&defaults, &lexer, &global_args, Some(input.build_args))
-        .map_err(|e| fail(e, Location::default()))?;
+    let (global_env, all_args) =
+        meta_args(&defaults, &lexer, &global_args, Some(input.build_args)).map_err(|e| fail(e, Location::default()))?;
 
     // buildDispatchStates: FROM lines expanded with the global arguments.
     let mut arg_keys: Vec<String> = all_args.clone();
@@ -285,14 +284,17 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
                 && expanded.matched[0] == "TARGETPLATFORM"
                 && global_env.get("TARGETPLATFORM") == Some(result.as_str())
             {
-                let detail = format!("Setting platform to predefined {flag} in FROM is redundant as this is the default behavior");
+                let detail = format!(
+                    "Setting platform to predefined {flag} in FROM is redundant as this is the default behavior"
+                );
                 report.run(&here, &rules::REDUNDANT_TARGET_PLATFORM, location.clone(), detail);
             }
             if expanded.matched.is_empty() && expanded.unmatched.is_empty() {
                 if let Some((os, arch)) = parse_platform(&result) {
                     let name = stage.name.clone().unwrap_or_default();
                     if !name.contains(&os) && !name.contains(&arch) {
-                        let detail = format!("FROM --platform flag should not use constant value {}", go_quote(&result));
+                        let detail =
+                            format!("FROM --platform flag should not use constant value {}", go_quote(&result));
                         report.run(&here, &rules::FROM_PLATFORM_FLAG_CONST_DISALLOWED, location.clone(), detail);
                     }
                 }
@@ -315,6 +317,61 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         .enumerate()
         .map(|(i, base)| stages[..i].iter().position(|s| s.name.as_deref() == Some(base.to_lowercase().as_str())))
         .collect();
+
+    // buildStageDependencyGraph: `COPY --from` and `RUN --mount=from=`
+    // name stages or images (which the frontend resolves like bases).
+    let mut images_from: Vec<(String, Location)> = Vec::new();
+    let mut deps: Vec<Vec<(usize, Location)>> = vec![Vec::new(); stages.len()];
+    for (i, stage) in stages.iter().enumerate() {
+        for instruction in &stage.instructions {
+            let keyword = instruction.keyword.to_ascii_uppercase();
+            let location = Location::lines(instruction.start_line, instruction.end_line);
+            let mut sources = Vec::new();
+            match instructions::command(instruction, &keyword) {
+                Ok(CommandKind::Copy { from: Some(from), .. }) => {
+                    let empty = EnvList::default();
+                    if lexer.expand(&from, &empty).ok().as_deref() != Some(from.as_str()) {
+                        return Err(fail(
+                            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+                            Location::default(),
+                        ));
+                    }
+                    sources.push(from);
+                }
+                Ok(CommandKind::Run { mounts, .. }) => {
+                    sources.extend(mounts.iter().filter_map(|m| crate::dockerfile::compile::mounts::mount_from(m)));
+                }
+                _ => {}
+            }
+            for source in sources {
+                let lower = source.to_lowercase();
+                let target = match source.parse::<usize>() {
+                    Ok(index) if index < stages.len() => index,
+                    _ => match stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+                        Some(index) => index,
+                        None => match images_from.iter().position(|(name, _)| *name == source) {
+                            Some(k) => stages.len() + k,
+                            None => {
+                                images_from.push((source.clone(), location.clone()));
+                                stages.len() + images_from.len() - 1
+                            }
+                        },
+                    },
+                };
+                if !deps[i].iter().any(|(t, _)| *t == target) {
+                    deps[i].push((target, location.clone()));
+                }
+            }
+        }
+    }
+    if let Some((stage, path)) = find_cycle(&deps) {
+        let name = stages[stage].name.clone().unwrap_or_else(|| stage.to_string());
+        let ranges = path.into_iter().flat_map(|l| l.ranges).collect();
+        return Err(fail(
+            format!("circular dependency detected on stage: {name}"),
+            Location { source_index: 0, ranges },
+        ));
+    }
 
     // resolveReachableStages: base images, every stage being a target.
     let mut images = Vec::new();
@@ -346,6 +403,13 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
             }
         }
         images.push(Some(image));
+    }
+
+    for (name, location) in &images_from {
+        if let Some(error) = reference_error(name) {
+            return Err(fail(format!("failed to parse stage name {}: {error}", go_quote(name)), location.clone()));
+        }
+        (input.base_image)(name, input.platform).map_err(|e| fail(e, location.clone()))?;
     }
 
     // dispatchStages: every stage in file order.
@@ -467,11 +531,11 @@ impl Dispatch<'_> {
             CommandKind::StopSignal(signal) => words.push(signal.clone()),
             CommandKind::Run { mounts, .. } => {
                 for mount in mounts {
-                    for field in mount.split(',') {
-                        if let Some((_, value)) = field.split_once('=') {
-                            words.push(value.to_string());
-                        }
-                    }
+                    let recording = Recording::new(&state.env);
+                    let parsed = crate::dockerfile::compile::mounts::parse_mount(mount, self.lexer, &recording);
+                    let unmatched = recording.unmatched.into_inner();
+                    self.report_unmatched(state, &unmatched, &location, &config, report);
+                    parsed.map_err(|e| fail(e, location.clone()))?;
                 }
             }
             _ => {}
@@ -498,8 +562,9 @@ impl Dispatch<'_> {
                 let is_env = matches!(kind, CommandKind::Env(_));
                 for (index, (_, _, delim)) in pairs.iter().enumerate() {
                     if delim.is_empty() {
-                        let detail =
-                            format!("\"{name} key=value\" should be used instead of legacy \"{name} key value\" format");
+                        let detail = format!(
+                            "\"{name} key=value\" should be used instead of legacy \"{name} key value\" format"
+                        );
                         report.run(&config, &rules::LEGACY_KEY_VALUE_FORMAT, location.clone(), detail);
                     }
                     if is_env {
@@ -518,7 +583,9 @@ impl Dispatch<'_> {
                     report.run(&config, &rules::MULTIPLE_INSTRUCTIONS_DISALLOWED, previous, detail);
                 }
                 if matches!(line, instructions::CommandLine::Shell(_)) && state.shell.is_empty() {
-                    let detail = format!("JSON arguments recommended for {name} to prevent unintended behavior related to OS signals");
+                    let detail = format!(
+                        "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
+                    );
                     report.run(&config, &rules::JSON_ARGS_RECOMMENDED, location.clone(), detail);
                 }
             }
@@ -539,14 +606,18 @@ impl Dispatch<'_> {
             CommandKind::Workdir(_) => {
                 let path = &expanded[0];
                 if !state.workdir_set && !path.starts_with('/') {
-                    let detail = format!("Relative workdir {} can have unexpected results if the base image changes", go_quote(path));
+                    let detail = format!(
+                        "Relative workdir {} can have unexpected results if the base image changes",
+                        go_quote(path)
+                    );
                     report.run(&config, &rules::WORKDIR_RELATIVE_PATH, location.clone(), detail);
                 }
                 state.workdir_set = true;
             }
             CommandKind::Expose(ports) => {
                 for port in ports {
-                    let words = self.lexer.expand_words(port, &state.env).map_err(|e| fail(e.to_string(), location.clone()))?;
+                    let words =
+                        self.lexer.expand_words(port, &state.env).map_err(|e| fail(e.to_string(), location.clone()))?;
                     for raw in words {
                         check_port(&raw, &location, &config, report);
                     }
@@ -650,10 +721,8 @@ impl Dispatch<'_> {
             }
             let src = clean_path(source);
             if src == "." || src == "/" {
-                let root_ignored = matcher
-                    .patterns()
-                    .iter()
-                    .any(|p| !p.exclusion() && matches!(p.as_str(), "*" | "**" | "**/*"));
+                let root_ignored =
+                    matcher.patterns().iter().any(|p| !p.exclusion() && matches!(p.as_str(), "*" | "**" | "**/*"));
                 if !root_ignored {
                     continue;
                 }
@@ -710,6 +779,38 @@ fn clean_path(path: &str) -> String {
 
 fn go_quote(text: &str) -> String {
     parser::go_quote(text)
+}
+
+/// `validateCircularDependency`: the first stage (in order) on a cycle
+/// and the commands along it.
+fn find_cycle(deps: &[Vec<(usize, Location)>]) -> Option<(usize, Vec<Location>)> {
+    fn visit(
+        state: usize,
+        deps: &[Vec<(usize, Location)>],
+        visited: &mut BTreeSet<usize>,
+        path: &mut BTreeSet<usize>,
+        current: Vec<Location>,
+    ) -> Option<Vec<Location>> {
+        if !visited.insert(state) {
+            return None;
+        }
+        path.insert(state);
+        for (dep, location) in deps.get(state).map(Vec::as_slice).unwrap_or_default() {
+            let mut next = current.clone();
+            next.push(location.clone());
+            if path.contains(dep) {
+                return Some(next);
+            }
+            if let Some(found) = visit(*dep, deps, visited, path, next) {
+                return Some(found);
+            }
+        }
+        path.remove(&state);
+        None
+    }
+    let mut visited = BTreeSet::new();
+    let mut path = BTreeSet::new();
+    (0..deps.len()).find_map(|state| visit(state, deps, &mut visited, &mut path, Vec::new()).map(|p| (state, p)))
 }
 
 /// `validateDefinitionDescription`: the comment right above a stage or
@@ -864,6 +965,36 @@ fn validate_base_images_with_default_args(
     }
 }
 
+/// distribution's `splitDockerDomain`: the registry and the path, with
+/// Docker Hub's defaults.
+fn split_docker_domain(name: &str) -> (String, String) {
+    let (domain, mut remainder) = match name.find('/') {
+        Some(i)
+            if name[..i].contains(['.', ':']) || &name[..i] == "localhost" || name[..i].to_lowercase() != name[..i] =>
+        {
+            (name[..i].to_string(), name[i + 1..].to_string())
+        }
+        _ => ("docker.io".to_string(), name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" { "docker.io".to_string() } else { domain };
+    if domain == "docker.io" && !remainder.contains('/') {
+        remainder = format!("library/{remainder}");
+    }
+    (domain, remainder)
+}
+
+/// `reference.TagNameOnly(ParseNormalizedNamed(name))`: the full name,
+/// `:latest` when neither a tag nor a digest is given.
+pub(super) fn normalized_reference(name: &str) -> String {
+    let (domain, remainder) = split_docker_domain(name);
+    let last = remainder.rsplit('/').next().unwrap_or_default();
+    if last.contains(':') || last.contains('@') {
+        format!("{domain}/{remainder}")
+    } else {
+        format!("{domain}/{remainder}:latest")
+    }
+}
+
 /// Why `reference.ParseNormalizedNamed` refuses `name` (distribution's
 /// grammar and messages), or `None` when it accepts it.
 fn reference_error(name: &str) -> Option<String> {
@@ -886,19 +1017,7 @@ fn reference_error(name: &str) -> Option<String> {
     if identifier.is_match(name) {
         return Some(format!("invalid repository name ({name}), cannot specify 64-byte hexadecimal strings"));
     }
-    // splitDockerDomain
-    let (domain, mut remainder) = match name.find('/') {
-        Some(i)
-            if name[..i].contains(['.', ':']) || &name[..i] == "localhost" || name[..i].to_lowercase() != name[..i] =>
-        {
-            (name[..i].to_string(), name[i + 1..].to_string())
-        }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    let domain = if domain == "index.docker.io" { "docker.io".to_string() } else { domain };
-    if domain == "docker.io" && !remainder.contains('/') {
-        remainder = format!("library/{remainder}");
-    }
+    let (domain, remainder) = split_docker_domain(name);
     let remote = remainder.split(':').next().unwrap_or_default();
     if remote.to_lowercase() != remote {
         return Some(format!("invalid reference format: repository name ({remote}) must be lowercase"));
@@ -933,7 +1052,13 @@ fn report_unused_from_args(
     }
 }
 
-fn validate_no_secret_key(instruction: &str, key: &str, location: &Location, config: &CheckConfig, report: &mut Report) {
+fn validate_no_secret_key(
+    instruction: &str,
+    key: &str,
+    location: &Location,
+    config: &CheckConfig,
+    report: &mut Report,
+) {
     static PATTERNS: OnceLock<(regex::Regex, regex::Regex)> = OnceLock::new();
     let (deny, allow) = PATTERNS.get_or_init(|| {
         let deny = "(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)";
@@ -987,8 +1112,24 @@ fn parse_platform(text: &str) -> Option<(String, String)> {
     let known_os = |os: &str| {
         matches!(
             os,
-            "aix" | "android" | "darwin" | "dragonfly" | "freebsd" | "hurd" | "illumos" | "ios" | "js"
-                | "linux" | "nacl" | "netbsd" | "openbsd" | "plan9" | "solaris" | "windows" | "zos" | "wasip1"
+            "aix"
+                | "android"
+                | "darwin"
+                | "dragonfly"
+                | "freebsd"
+                | "hurd"
+                | "illumos"
+                | "ios"
+                | "js"
+                | "linux"
+                | "nacl"
+                | "netbsd"
+                | "openbsd"
+                | "plan9"
+                | "solaris"
+                | "windows"
+                | "zos"
+                | "wasip1"
         )
     };
     let arch = |arch: &str| -> Option<String> {
@@ -1037,8 +1178,7 @@ fn check_port(raw: &str, location: &Location, config: &CheckConfig, report: &mut
         report.run(config, &rules::EXPOSE_PROTO_CASING, location.clone(), detail);
     }
     if !ip.is_empty() || !host_port.is_empty() {
-        let detail =
-            format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{raw}'");
+        let detail = format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{raw}'");
         report.run(config, &rules::EXPOSE_INVALID_FORMAT, location.clone(), detail);
     }
 }

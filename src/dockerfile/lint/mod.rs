@@ -270,32 +270,24 @@ fn check_comment(comment: &str) -> Option<&str> {
 
 /// The findings of `dockerfile` as the daemon's `--call check,format=json`
 /// prints them, for tests that compare the two: `dockerignore` is the
-/// context's `.dockerignore` text, and every base image resolves to the
-/// image config `base_config` (its JSON) on a `linux/amd64` build.
+/// context's `.dockerignore` text, and `images` the configs (JSON) of the
+/// images there are, by name, on a `linux/amd64` build; any other image
+/// fails to resolve as in the daemon.
 #[doc(hidden)]
 pub fn lint_json(
     dockerfile: &str,
     build_args: &BTreeMap<String, String>,
     dockerignore: Option<&str>,
-    base_config: &str,
+    images: &BTreeMap<String, String>,
 ) -> String {
     let patterns = dockerignore.map(|text| crate::fsync::patterns::parse_dockerignore(text.as_bytes()));
-    let config: serde_json::Value = serde_json::from_str(base_config).unwrap_or_default();
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    let resolve = |name: &str, _: &str| match images.get(name) {
+        Some(config) => Ok(base_image_from_config(config)),
+        None => Err(format!(
+            "{name}: failed to resolve source metadata for {}: not found",
+            check::normalized_reference(name)
+        )),
     };
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    let mut platform = format!("{}/{}", text(&config["os"]), text(&config["architecture"]));
-    if let Some(variant) = config["variant"].as_str().filter(|v| !v.is_empty()) {
-        platform = format!("{platform}/{variant}");
-    }
-    let image = BaseImage {
-        env: strings(&config["config"]["Env"]),
-        shell: strings(&config["config"]["Shell"]),
-        working_dir: text(&config["config"]["WorkingDir"]),
-        platform: (platform != "/").then_some(platform),
-    };
-    let resolve = |_: &str, _: &str| Ok(image.clone());
     lint(&LintInput {
         dockerfile,
         filename: "Dockerfile",
@@ -306,6 +298,26 @@ pub fn lint_json(
         base_image: &resolve,
     })
     .to_json()
+}
+
+/// A [`BaseImage`] from an image config's JSON (`os`, `architecture`,
+/// `variant`, `config.Env`, `config.Shell`, `config.WorkingDir`).
+pub fn base_image_from_config(config: &str) -> BaseImage {
+    let config: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut platform = format!("{}/{}", text(&config["os"]), text(&config["architecture"]));
+    if let Some(variant) = config["variant"].as_str().filter(|v| !v.is_empty()) {
+        platform = format!("{platform}/{variant}");
+    }
+    BaseImage {
+        env: strings(&config["config"]["Env"]),
+        shell: strings(&config["config"]["Shell"]),
+        working_dir: text(&config["config"]["WorkingDir"]),
+        platform: (platform != "/").then_some(platform),
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use super::*;
 
 fn findings(dockerfile: &str) -> Vec<(String, String, i32)> {
-    let json = lint_json(dockerfile, &BTreeMap::new(), None, r#"{"os":"linux","architecture":"amd64","config":{"Env":["PATH=/bin"]}}"#);
+    let config = r#"{"os":"linux","architecture":"amd64","config":{"Env":["PATH=/bin"]}}"#;
+    let images = BTreeMap::from([("busybox".to_string(), config.to_string())]);
+    let json = lint_json(dockerfile, &BTreeMap::new(), None, &images);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     value["warnings"]
         .as_array()
@@ -39,9 +41,21 @@ fn check_options_parse_as_the_frontend_does() {
 fn rules_fire_with_the_daemons_words_and_lines() {
     let found = findings("FROM busybox AS Foo\nmaintainer me\nENV A b\nCMD echo $X\nCMD [\"a\"]\n");
     assert_eq!(found[0], ("StageNameCasing".into(), "Stage name 'Foo' should be lowercase".into(), 1));
-    assert!(found.contains(&("MaintainerDeprecated".into(), "Maintainer instruction is deprecated in favor of using label".into(), 2)));
-    assert!(found.contains(&("LegacyKeyValueFormat".into(), "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format".into(), 3)));
-    assert!(found.contains(&("MultipleInstructionsDisallowed".into(), "Multiple CMD instructions should not be used in the same stage because only the last one will be used".into(), 4)));
+    assert!(found.contains(&(
+        "MaintainerDeprecated".into(),
+        "Maintainer instruction is deprecated in favor of using label".into(),
+        2
+    )));
+    assert!(found.contains(&(
+        "LegacyKeyValueFormat".into(),
+        "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format".into(),
+        3
+    )));
+    assert!(found.contains(&(
+        "MultipleInstructionsDisallowed".into(),
+        "Multiple CMD instructions should not be used in the same stage because only the last one will be used".into(),
+        4
+    )));
 }
 
 #[test]
@@ -53,7 +67,10 @@ fn a_skip_comment_above_an_instruction_silences_it() {
 #[test]
 fn undefined_variables_suggest_a_close_name() {
     let found = findings("FROM scratch\nENV FOO=1\nCOPY $FOOO /x\n");
-    assert_eq!(found, vec![("UndefinedVar".into(), "Usage of undefined variable '$FOOO' (did you mean $FOO?)".into(), 3)]);
+    assert_eq!(
+        found,
+        vec![("UndefinedVar".into(), "Usage of undefined variable '$FOOO' (did you mean $FOO?)".into(), 3)]
+    );
 }
 
 #[test]
@@ -66,6 +83,6 @@ fn references_are_checked_with_distributions_grammar() {
 }
 
 fn check_reference(name: &str) -> bool {
-    let json = lint_json(&format!("ARG B={name}\nFROM ${{B}}\n"), &BTreeMap::new(), None, "{}");
+    let json = lint_json(&format!("ARG B={name}\nFROM ${{B}}\n"), &BTreeMap::new(), None, &BTreeMap::new());
     !json.contains("InvalidDefaultArgInFrom")
 }
