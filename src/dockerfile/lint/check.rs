@@ -417,6 +417,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         Some(patterns) if !patterns.is_empty() => crate::fsync::patterns::PatternMatcher::new(patterns).ok(),
         _ => None,
     };
+    let stage_names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
     let mut states: Vec<StageState> = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
         let mut state = match parents[i] {
@@ -447,6 +448,8 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         };
         let triggers: Vec<Instruction> = parents[i].map(|p| states[p].onbuild.clone()).unwrap_or_default();
         let dispatch = Dispatch {
+            stage: i,
+            stage_names: &stage_names,
             lexer: &lexer,
             config: &config,
             global_env: &global_env,
@@ -480,6 +483,9 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
 }
 
 struct Dispatch<'a> {
+    /// The stage's index, and every stage's name.
+    stage: usize,
+    stage_names: &'a [Option<String>],
     lexer: &'a Lexer,
     config: &'a CheckConfig,
     global_env: &'a EnvList,
@@ -631,7 +637,24 @@ impl Dispatch<'_> {
                     state.onbuild.push(trigger);
                 }
             }
-            CommandKind::Copy { from, transfer, .. } if from.is_none() => {
+            CommandKind::Copy { from: Some(from), .. } => {
+                let lower = from.to_lowercase();
+                let source = match from.parse::<usize>() {
+                    Ok(index) if index < self.stage_names.len() => Some(index),
+                    _ => self.stage_names.iter().position(|n| n.as_deref() == Some(lower.as_str())),
+                };
+                if source.is_some_and(|source| source >= self.stage) {
+                    let current =
+                        self.stage_names[self.stage].clone().unwrap_or_else(|| format!("stage-{}", self.stage));
+                    let message = format!(
+                        "cannot copy from stage {}, it needs to be defined before current stage {}",
+                        go_quote(from),
+                        go_quote(&current)
+                    );
+                    return Err(fail(message, location));
+                }
+            }
+            CommandKind::Copy { transfer, .. } => {
                 self.copy_ignored("Copy", &expanded, transfer.sources.len(), &location, &config, report);
             }
             CommandKind::Add { transfer, .. } => {

@@ -117,7 +117,22 @@ pub struct LintWarning {
     pub location: Location,
 }
 
-/// A Dockerfile the frontend cannot build: its message and where.
+impl LintWarning {
+    /// The one-line form a build's progress shows (`linter.LintFormatShort`):
+    /// `RULE: detail (line N)`.
+    pub fn short(&self) -> String {
+        let line = self.location.ranges.first().map(|r| r.start.line).unwrap_or(0);
+        if line > 0 {
+            format!("{}: {} (line {line})", self.rule_name, self.detail)
+        } else {
+            format!("{}: {}", self.rule_name, self.detail)
+        }
+    }
+}
+
+/// A Dockerfile the frontend cannot build: its message and where. With
+/// `# check=error=true` and findings, this is the build's failure
+/// (`lint violation found for rules: ...`), as the daemon's frontend fails.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BuildError {
     pub message: String,
