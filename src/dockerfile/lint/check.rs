@@ -365,7 +365,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         }
     }
     if let Some((stage, path)) = find_cycle(&deps) {
-        let name = stages[stage].name.clone().unwrap_or_else(|| stage.to_string());
+        let name = stages[stage].name.clone().unwrap_or_else(|| format!("stage-{stage}"));
         let ranges = path.into_iter().flat_map(|l| l.ranges).collect();
         return Err(fail(
             format!("circular dependency detected on stage: {name}"),
