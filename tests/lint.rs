@@ -79,23 +79,49 @@ fn cases() -> Vec<LintCase> {
     cases
 }
 
-/// The test registry's busybox image config, which the daemon resolves
-/// every `${BASE}` to.
-fn busybox_config() -> String {
-    let env = util::testenv();
-    let (repo, tag) = env.busybox.split_once('/').unwrap().1.rsplit_once(':').unwrap();
-    let manifest = util::registry_manifest(repo, tag).expect("the test busybox is in the registry");
+/// The config of `reference` (`REGISTRY/repo:tag`) in the test registry.
+fn image_config(reference: &str) -> String {
+    let (repo, tag) = reference.split_once('/').unwrap().1.rsplit_once(':').unwrap();
+    let manifest = util::registry_manifest(repo, tag).unwrap_or_else(|| panic!("{reference} is in the registry"));
     let manifest = match manifest["manifests"].as_array() {
         Some(list) => {
             let digest = list[0]["digest"].as_str().unwrap();
-            util::registry_manifest(repo, digest).expect("the busybox index's manifest")
+            util::registry_manifest(repo, digest).expect("the index's manifest")
         }
         None => manifest,
     };
     let digest = manifest["config"]["digest"].as_str().expect("a manifest names its config");
     let (status, body) = util::registry_get(&format!("/v2/{repo}/blobs/{digest}"), "*/*");
-    assert_eq!(status, 200, "the busybox config blob");
+    assert_eq!(status, 200, "the config blob of {reference}");
     String::from_utf8(body).expect("the config is JSON text")
+}
+
+/// An image with `ONBUILD` triggers, pushed to the test registry, whose
+/// triggers lint (as the daemon runs them) at the `FROM` of a stage built
+/// on it.
+fn onbuild_image() -> String {
+    let env = util::testenv();
+    let reference = format!("{}/fbuild-test/lint-onbuild:{}", env.registry, util::unique());
+    let dir = util::tempdir();
+    util::write_files(
+        dir.path(),
+        &[("Dockerfile", "ARG BASE\nFROM ${BASE}\nONBUILD COPY $UNDEFINED_IN_IMAGE_TRIGGER /x\nONBUILD ENV K v\n")],
+    );
+    let output = Command::new(util::fbuild_binary())
+        .env("BUILDKIT_HOST", &env.addr)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--frontend", "dockerfile.v0", "--provenance=false", "--progress", "plain"])
+        .arg("--build-arg")
+        .arg(format!("BASE={}", env.busybox))
+        .arg("-o")
+        .arg(format!("type=image,name={reference},push=true,registry.insecure=true"))
+        .output()
+        .expect("run fbuild");
+    assert!(output.status.success(), "pushing {reference}: {}", util::text(&output.stderr));
+    reference
 }
 
 /// The daemon's answer: `fbuild solve --frontend dockerfile.v0 --call
@@ -160,8 +186,17 @@ fn comparable(results: &serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
-    let cases = cases();
-    let images = BTreeMap::from([(util::testenv().busybox.clone(), busybox_config())]);
+    let mut cases = cases();
+    let busybox = util::testenv().busybox.clone();
+    let onbuild = onbuild_image();
+    let mut images = BTreeMap::from([(busybox.clone(), image_config(&busybox))]);
+    images.insert(onbuild.clone(), image_config(&onbuild));
+    cases.push(LintCase {
+        name: "registry/onbuild".into(),
+        dockerfile: format!("FROM {onbuild}\nRUN true\n\nFROM {onbuild} AS two\nENV K=1\n\nFROM {onbuild} AS three\nCOPY --from=0 /x /x\n"),
+        dockerignore: None,
+        build_args: BTreeMap::new(),
+    });
     let failures = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {

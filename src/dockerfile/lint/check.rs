@@ -216,7 +216,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
             let parsed = instructions::stages(&one).map_err(|e| parse_error(e.message))?;
             let stage = parsed.stages.into_iter().next().ok_or_else(|| parse_error("FROM".into()))?;
             if let Some(name) = &stage.name {
-                definition_description("FROM", &[name.clone()], instruction, &here, report);
+                definition_description("FROM", std::slice::from_ref(name), instruction, &here, report);
             }
             stages.push(Stage {
                 from: instruction,
@@ -417,6 +417,25 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         Some(patterns) if !patterns.is_empty() => crate::fsync::patterns::PatternMatcher::new(patterns).ok(),
         _ => None,
     };
+    // ONBUILD triggers are set up only for the stages the target needs
+    // (`resolveStages` walks `allReachableStages(target)`), although lint
+    // dispatches every stage.
+    let target_index = match input.target {
+        Some(target) => {
+            let lower = target.to_lowercase();
+            stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())).unwrap_or(stages.len() - 1)
+        }
+        None => stages.len() - 1,
+    };
+    let mut reachable = BTreeSet::new();
+    let mut pending = vec![target_index];
+    while let Some(i) = pending.pop() {
+        if i >= stages.len() || !reachable.insert(i) {
+            continue;
+        }
+        pending.extend(parents[i]);
+        pending.extend(deps[i].iter().map(|(t, _)| *t));
+    }
     let stage_names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
     let mut states: Vec<StageState> = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
@@ -446,7 +465,18 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
                 state
             }
         };
-        let triggers: Vec<Instruction> = parents[i].map(|p| states[p].onbuild.clone()).unwrap_or_default();
+        // The image's triggers, then the parent stage's (`resolveStages`).
+        let mut triggers: Vec<Instruction> = Vec::new();
+        if let Some(image) = images[i].as_ref().filter(|_| reachable.contains(&i)) {
+            for text in &image.onbuild {
+                let parsed = parser::parse(text)
+                    .map_err(|e| fail(e.message, Location::lines(stage.from.start_line, stage.from.end_line)))?;
+                triggers.extend(parsed.instructions.into_iter().take(1));
+            }
+        }
+        if reachable.contains(&i) {
+            triggers.extend(parents[i].map(|p| states[p].onbuild.clone()).unwrap_or_default());
+        }
         let dispatch = Dispatch {
             stage: i,
             stage_names: &stage_names,
@@ -604,10 +634,8 @@ impl Dispatch<'_> {
                 }
             }
             CommandKind::Shell(shell) => state.shell = shell.clone(),
-            CommandKind::StopSignal(_) => {
-                if !is_signal(&expanded[0]) {
-                    return Err(fail(format!("invalid signal: {}", expanded[0]), location));
-                }
+            CommandKind::StopSignal(_) if !is_signal(&expanded[0]) => {
+                return Err(fail(format!("invalid signal: {}", expanded[0]), location));
             }
             CommandKind::Workdir(_) => {
                 let path = &expanded[0];

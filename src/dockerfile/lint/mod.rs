@@ -37,6 +37,8 @@ pub struct BaseImage {
     pub working_dir: String,
     /// The platform the image was resolved with: `os/arch[/variant]`.
     pub platform: Option<String>,
+    /// `OnBuild` of the image config: triggers a stage built on it runs.
+    pub onbuild: Vec<String>,
 }
 
 /// What the linter reads.
@@ -316,7 +318,8 @@ pub fn lint_json(
 }
 
 /// A [`BaseImage`] from an image config's JSON (`os`, `architecture`,
-/// `variant`, `config.Env`, `config.Shell`, `config.WorkingDir`).
+/// `variant`, `config.Env`, `config.Shell`, `config.WorkingDir`,
+/// `config.OnBuild`).
 pub fn base_image_from_config(config: &str) -> BaseImage {
     let config: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
     let strings = |v: &serde_json::Value| -> Vec<String> {
@@ -332,6 +335,7 @@ pub fn base_image_from_config(config: &str) -> BaseImage {
         shell: strings(&config["config"]["Shell"]),
         working_dir: text(&config["config"]["WorkingDir"]),
         platform: (platform != "/").then_some(platform),
+        onbuild: strings(&config["config"]["OnBuild"]),
     }
 }
 

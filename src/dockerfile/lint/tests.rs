@@ -86,3 +86,45 @@ fn check_reference(name: &str) -> bool {
     let json = lint_json(&format!("ARG B={name}\nFROM ${{B}}\n"), &BTreeMap::new(), None, &BTreeMap::new());
     !json.contains("InvalidDefaultArgInFrom")
 }
+
+/// Dockerfile-shaped text the rules branch on: keywords in both cases,
+/// flags, variables, `check=` comments, continuations, heredocs.
+fn lintable_text() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::string::string_regex(
+        r#"(FROM |from |RUN |COPY |ADD |ENV |ARG |LABEL |ONBUILD |HEALTHCHECK |CMD |cmd |ENTRYPOINT |WORKDIR |EXPOSE |SHELL |STOPSIGNAL |MAINTAINER |USER |VOLUME |# check=skip=all|# check=error=true;experimental=all|# check=x|# escape=`|--mount=from=|--from=|--platform=| AS | as |<<EOF|EOF|scratch|busybox|\|`|
+|	| |"|'|\[|\]|,|=|\$|\{|\}|:-|#|a|B|/|0|80/TCP|1:2:3){0,48}"#,
+    )
+    .expect("regex")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        ..Default::default()
+    })]
+
+    /// The linter takes any Dockerfile-shaped text and ends in findings or
+    /// a build error, never a panic.
+    #[test]
+    fn the_linter_never_panics(text in lintable_text()) {
+        let config = r#"{"os":"linux","architecture":"amd64","config":{"Env":["PATH=/bin"],"Shell":["/bin/sh"]}}"#;
+        let images = BTreeMap::from([("busybox".to_string(), config.to_string())]);
+        let json = lint_json(&text, &BTreeMap::new(), Some("*\n!a\n"), &images);
+        proptest::prop_assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok());
+    }
+}
+
+#[test]
+fn an_images_onbuild_triggers_run_at_the_stages_from() {
+    let config = r#"{"os":"linux","architecture":"amd64","config":{"OnBuild":["COPY $NOPE /x","ENV A b"]}}"#;
+    let images = BTreeMap::from([("withtriggers".to_string(), config.to_string())]);
+    let json = lint_json("FROM scratch\nRUN true\nFROM withtriggers\nRUN true\n", &BTreeMap::new(), None, &images);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let found: Vec<(&str, i64)> = value["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["ruleName"].as_str().unwrap(), w["location"]["ranges"][0]["start"]["line"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(found, vec![("UndefinedVar", 3), ("LegacyKeyValueFormat", 3)]);
+}
