@@ -168,6 +168,13 @@ impl LintResults {
         self.warnings.as_deref().unwrap_or_default()
     }
 
+    /// The failure `# check=error=true` asks for when there are findings
+    /// (`lint violation found for rules: ...`); other build errors are the
+    /// compiler's to report.
+    pub fn violation(&self) -> Option<&BuildError> {
+        self.error.as_ref().filter(|e| e.message.starts_with("lint violation found for rules: "))
+    }
+
     /// The daemon's JSON (`json.MarshalIndent(results, "", "  ")`).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()

@@ -128,3 +128,27 @@ fn an_images_onbuild_triggers_run_at_the_stages_from() {
         .collect();
     assert_eq!(found, vec![("UndefinedVar", 3), ("LegacyKeyValueFormat", 3)]);
 }
+
+#[test]
+fn error_true_turns_findings_into_a_violation() {
+    let resolve = |_: &str, _: &str| Ok(BaseImage::default());
+    let run = |text: &str| {
+        lint(&LintInput {
+            dockerfile: text,
+            filename: "Dockerfile",
+            build_args: &BTreeMap::new(),
+            target: None,
+            platform: "linux/amd64",
+            dockerignore: None,
+            base_image: &resolve,
+        })
+    };
+    let failing = run("# check=error=true\nFROM scratch AS a\nFROM scratch AS a\n");
+    assert_eq!(failing.violation().unwrap().message, "lint violation found for rules: DuplicateStageName");
+    assert_eq!(
+        failing.warnings()[0].short(),
+        "DuplicateStageName: Duplicate stage name \"a\", stage names should be unique (line 3)"
+    );
+    assert!(run("# check=error=true\nFROM scratch\n").violation().is_none());
+    assert!(run("FROM scratch AS a\nFROM scratch AS a\n").violation().is_none());
+}
