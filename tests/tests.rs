@@ -19,6 +19,7 @@ mod hygiene;
 mod imagetools;
 mod hostile_cache;
 mod library;
+mod lint;
 mod load;
 mod local_cache;
 mod native;

@@ -19,6 +19,8 @@
 //! checks them), groups them into stages and says which stages a target
 //! needs.
 //!
+//! [`lint`] is the frontend's linter (`--call check`), natively.
+//!
 //! [`compile`] turns the stages into an LLB graph and an image config the
 //! way the daemon's frontend does; [`NativeFrontend`] runs it as a
 //! client-side frontend of a build.
@@ -26,6 +28,7 @@
 pub mod compile;
 mod frontend;
 pub mod instructions;
+pub mod lint;
 mod parser;
 pub mod shell;
 mod words;

@@ -96,8 +96,8 @@ impl PatternMatcher {
     }
 
     /// Whether `file` (a clean, slash-separated relative path) or one of its
-    /// parent directories matches, after exceptions are applied in order.
-    #[cfg(test)]
+    /// parent directories matches, after exceptions are applied in order
+    /// (also the linter's `CopyIgnoredFile` check).
     pub fn matches_or_parent_matches(&self, file: &str) -> Result<bool, PatternError> {
         let parents = parent_prefixes(file);
         let mut matched = false;

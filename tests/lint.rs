@@ -1,0 +1,241 @@
+//! The native linter against the daemon's: for every Dockerfile of the
+//! equivalence corpus (`tests/dockerfiles/*/Dockerfile`) and every lint
+//! fixture (`tests/lint/*.Dockerfile`, with `NAME.dockerignore` beside it
+//! when the case needs one), the daemon's `--call check,format=json`
+//! (`dockerfile.v0`'s lint subrequest) and `fbuild::dockerfile::lint`
+//! must give the same findings and the same build error.
+//!
+//! Compared: each warning whole (rule, description, URL, detail, ranges),
+//! the build error's message and location, and the source's name, bytes
+//! and language. Not compared: the source's LLB definition (the daemon's
+//! `dockerfile` local, which only it makes) and the order of findings,
+//! because Go reports several undefined names of one word, and the rules
+//! of `error=true`'s message, in map order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util;
+
+struct LintCase {
+    name: String,
+    dockerfile: String,
+    dockerignore: Option<String>,
+    build_args: BTreeMap<String, String>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// The corpus' Dockerfiles and the lint fixtures, with the build
+/// arguments the corpus gives every build.
+fn cases() -> Vec<LintCase> {
+    let env = util::testenv();
+    let common: BTreeMap<String, String> =
+        [("BASE".to_string(), env.busybox.clone()), ("SOURCE_DATE_EPOCH".to_string(), "0".to_string())].into();
+    let mut cases = Vec::new();
+    for entry in std::fs::read_dir(root().join("dockerfiles")).expect("tests/dockerfiles is readable") {
+        let dir = entry.unwrap().path();
+        let (Some(dockerfile), Some(case)) = (read(&dir.join("Dockerfile")), read(&dir.join("case.json"))) else {
+            continue;
+        };
+        let case: serde_json::Value = serde_json::from_str(&case).expect("case.json is JSON");
+        let mut build_args = common.clone();
+        if let Some(args) = case["build_args"].as_object() {
+            for (k, v) in args {
+                // The git daemon's URL only matters to a build, not to lint.
+                let value = v.as_str().unwrap_or_default().replace("{git}", "git://127.0.0.1:9/none");
+                build_args.insert(k.clone(), value);
+            }
+        }
+        cases.push(LintCase {
+            name: format!("dockerfiles/{}", dir.file_name().unwrap().to_string_lossy()),
+            dockerfile,
+            dockerignore: read(&dir.join(".dockerignore")),
+            build_args,
+        });
+    }
+    for entry in std::fs::read_dir(root().join("lint")).expect("tests/lint is readable") {
+        let path = entry.unwrap().path();
+        let Some(stem) = path.file_name().unwrap().to_string_lossy().strip_suffix(".Dockerfile").map(String::from)
+        else {
+            continue;
+        };
+        cases.push(LintCase {
+            name: format!("lint/{stem}"),
+            dockerfile: read(&path).expect("a lint fixture is readable"),
+            dockerignore: read(&path.with_file_name(format!("{stem}.dockerignore"))),
+            build_args: common.clone(),
+        });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(cases.len() > 40, "the corpus and the fixtures hold {} cases", cases.len());
+    cases
+}
+
+/// The config of `reference` (`REGISTRY/repo:tag`) in the test registry.
+fn image_config(reference: &str) -> String {
+    let (repo, tag) = reference.split_once('/').unwrap().1.rsplit_once(':').unwrap();
+    let manifest = util::registry_manifest(repo, tag).unwrap_or_else(|| panic!("{reference} is in the registry"));
+    let manifest = match manifest["manifests"].as_array() {
+        Some(list) => {
+            let digest = list[0]["digest"].as_str().unwrap();
+            util::registry_manifest(repo, digest).expect("the index's manifest")
+        }
+        None => manifest,
+    };
+    let digest = manifest["config"]["digest"].as_str().expect("a manifest names its config");
+    let (status, body) = util::registry_get(&format!("/v2/{repo}/blobs/{digest}"), "*/*");
+    assert_eq!(status, 200, "the config blob of {reference}");
+    String::from_utf8(body).expect("the config is JSON text")
+}
+
+/// An image with `ONBUILD` triggers, pushed to the test registry, whose
+/// triggers lint (as the daemon runs them) at the `FROM` of a stage built
+/// on it.
+fn onbuild_image() -> String {
+    let env = util::testenv();
+    let reference = format!("{}/fbuild-test/lint-onbuild:{}", env.registry, util::unique());
+    let dir = util::tempdir();
+    util::write_files(
+        dir.path(),
+        &[("Dockerfile", "ARG BASE\nFROM ${BASE}\nONBUILD COPY $UNDEFINED_IN_IMAGE_TRIGGER /x\nONBUILD ENV K v\n")],
+    );
+    let output = Command::new(util::fbuild_binary())
+        .env("BUILDKIT_HOST", &env.addr)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .arg("solve")
+        .arg(dir.path())
+        .args(["--frontend", "dockerfile.v0", "--provenance=false", "--progress", "plain"])
+        .arg("--build-arg")
+        .arg(format!("BASE={}", env.busybox))
+        .arg("-o")
+        .arg(format!("type=image,name={reference},push=true,registry.insecure=true"))
+        .output()
+        .expect("run fbuild");
+    assert!(output.status.success(), "pushing {reference}: {}", util::text(&output.stderr));
+    reference
+}
+
+/// The daemon's answer: `fbuild solve --frontend dockerfile.v0 --call
+/// check,format=json` prints `lint.LintResults` as the frontend made it.
+fn daemon_check(case: &LintCase) -> Result<serde_json::Value, String> {
+    let dir = util::tempdir();
+    std::fs::write(dir.path().join("Dockerfile"), &case.dockerfile).unwrap();
+    if let Some(ignore) = &case.dockerignore {
+        std::fs::write(dir.path().join(".dockerignore"), ignore).unwrap();
+    }
+    let env = util::testenv();
+    let mut cmd = Command::new(util::fbuild_binary());
+    cmd.env("BUILDKIT_HOST", &env.addr).env("NO_COLOR", "1").env_remove("RUST_LOG");
+    cmd.arg("solve").arg(dir.path()).args(["--frontend", "dockerfile.v0", "--call", "check,format=json"]);
+    cmd.args(["--progress", "quiet"]);
+    for (k, v) in &case.build_args {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    let output = cmd.output().map_err(|e| format!("cannot run fbuild: {e}"))?;
+    serde_json::from_slice(&output.stdout).map_err(|e| {
+        format!(
+            "{}: the daemon's check printed no JSON ({e}); stdout: {}; stderr: {}",
+            case.name,
+            util::text(&output.stdout),
+            util::text(&output.stderr)
+        )
+    })
+}
+
+/// What both sides must agree on (see the module's documentation).
+fn comparable(results: &serde_json::Value) -> serde_json::Value {
+    let mut warnings: Vec<String> = results["warnings"]
+        .as_array()
+        .map(|w| w.iter().map(|w| serde_json::to_string(w).unwrap()).collect())
+        .unwrap_or_default();
+    warnings.sort();
+    let mut error = results["buildError"].clone();
+    if let Some(message) = error["message"].as_str() {
+        if let Some(rules) = message.strip_prefix("lint violation found for rules: ") {
+            let mut rules: Vec<&str> = rules.split(", ").collect();
+            rules.sort();
+            error["message"] = format!("lint violation found for rules: {}", rules.join(", ")).into();
+        }
+    }
+    // An image the daemon cannot resolve: its resolver's own words follow.
+    if let Some(message) = error["message"].as_str() {
+        const RESOLVE: &str = "failed to resolve source metadata for ";
+        if let Some(at) = message.find(RESOLVE) {
+            let rest = &message[at + RESOLVE.len()..];
+            let reference = rest.split(": ").next().unwrap_or_default();
+            error["message"] = format!("{}{RESOLVE}{reference}", &message[..at]).into();
+        }
+    }
+    let source = &results["sources"][0];
+    serde_json::json!({
+        "warnings": warnings,
+        "warnings_null": results["warnings"].is_null(),
+        "buildError": error,
+        "source": [&source["filename"], &source["data"], &source["language"]],
+    })
+}
+
+#[test]
+fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
+    let mut cases = cases();
+    let busybox = util::testenv().busybox.clone();
+    let onbuild = onbuild_image();
+    let mut images = BTreeMap::from([(busybox.clone(), image_config(&busybox))]);
+    images.insert(onbuild.clone(), image_config(&onbuild));
+    cases.push(LintCase {
+        name: "registry/onbuild".into(),
+        dockerfile: format!("FROM {onbuild}\nRUN true\n\nFROM {onbuild} AS two\nENV K=1\n\nFROM {onbuild} AS three\nCOPY --from=0 /x /x\n"),
+        dockerignore: None,
+        build_args: BTreeMap::new(),
+    });
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(case) = cases.get(i) else { break };
+                let result = daemon_check(case).and_then(|daemon| {
+                    let ours = fbuild::dockerfile::lint::lint_json(
+                        &case.dockerfile,
+                        &case.build_args,
+                        case.dockerignore.as_deref(),
+                        &images,
+                    );
+                    let ours: serde_json::Value = serde_json::from_str(&ours).map_err(|e| e.to_string())?;
+                    let (want, got) = (comparable(&daemon), comparable(&ours));
+                    if want == got {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{}:\n  daemon: {}\n  native: {}",
+                            case.name,
+                            serde_json::to_string(&want).unwrap(),
+                            serde_json::to_string(&got).unwrap()
+                        ))
+                    }
+                });
+                if let Err(e) = result {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} Dockerfiles lint differently:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,3 @@
+ARG EMPTY
+FROM ${EMPTY}
+RUN true

@@ -1,0 +1,3 @@
+# check=error=maybe
+ARG BASE
+FROM ${BASE}

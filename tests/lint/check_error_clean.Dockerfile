@@ -1,0 +1,4 @@
+# check=error=true
+ARG BASE
+FROM ${BASE}
+RUN true

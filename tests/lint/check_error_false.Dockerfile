@@ -1,0 +1,3 @@
+# check=error=false
+ARG BASE
+FROM ${BASE} AS Foo

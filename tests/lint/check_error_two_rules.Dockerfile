@@ -1,0 +1,5 @@
+# check=skip=InvalidDefaultArgInFrom;error=true
+ARG BASE
+FROM ${BASE} AS one
+CMD echo hi
+FROM ${BASE} AS one

@@ -1,0 +1,4 @@
+# check=bogus=1
+ARG BASE
+FROM ${BASE}
+CMD echo hi

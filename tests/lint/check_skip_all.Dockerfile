@@ -1,0 +1,5 @@
+# check=skip=all
+ARG BASE
+FROM ${BASE} AS Foo
+MAINTAINER me
+CMD echo hi

@@ -1,0 +1,5 @@
+ARG BASE
+FROM ${BASE}
+run true
+RUN true
+Copy a /a

@@ -1,0 +1,5 @@
+ARG BASE
+from ${BASE}
+run true
+RUN true
+workdir /x

@@ -1,0 +1,5 @@
+ARG BASE
+FROM ${BASE} AS one
+RUN true
+FROM ${BASE} AS one
+RUN true

@@ -1,0 +1,6 @@
+# escape=`
+ARG BASE
+FROM ${BASE}
+ENV A b
+COPY $NOPE `
+  /x

@@ -1,0 +1,5 @@
+ARG BASE
+FROM ${BASE}
+LABEL "a b"="c d" e=f
+LABEL g "h i"
+LABEL $UNDEF_LABEL_KEY=1

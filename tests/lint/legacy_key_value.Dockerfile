@@ -1,0 +1,6 @@
+ARG BASE
+FROM ${BASE}
+ENV A b
+LABEL x y
+ENV C=d
+LABEL e=f

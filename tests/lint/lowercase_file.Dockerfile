@@ -1,0 +1,5 @@
+arg BASE
+from ${BASE} as build
+run true
+cmd echo hi
+FROM build

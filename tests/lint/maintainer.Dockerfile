@@ -1,0 +1,3 @@
+ARG BASE
+FROM ${BASE}
+MAINTAINER someone <a@b.c>

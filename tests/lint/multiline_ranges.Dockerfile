@@ -1,0 +1,6 @@
+ARG BASE
+FROM ${BASE}
+ENV A b \
+  C d
+CMD echo \
+  hi

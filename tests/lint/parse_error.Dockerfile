@@ -1,0 +1,4 @@
+ARG BASE
+FROM ${BASE} AS Foo
+MAINTAINER me
+NOSUCH thing

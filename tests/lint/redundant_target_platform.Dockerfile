@@ -1,0 +1,5 @@
+ARG BASE
+FROM --platform=$TARGETPLATFORM ${BASE}
+RUN true
+FROM --platform=${TARGETPLATFORM} ${BASE} AS two
+RUN true

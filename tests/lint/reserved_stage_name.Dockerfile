@@ -1,0 +1,3 @@
+ARG BASE
+FROM ${BASE} AS context
+RUN true

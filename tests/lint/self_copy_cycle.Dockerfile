@@ -1,0 +1,3 @@
+ARG BASE
+FROM ${BASE}
+COPY --from=0 ignored.log /x

@@ -1,0 +1,5 @@
+ARG BASE
+FROM ${BASE}${TAGX}
+RUN true
+FROM ${BAS:-${BASE}} AS two
+RUN true

@@ -1,0 +1,5 @@
+ARG BASE
+FROM ${BASE} AS base
+WORKDIR /app
+FROM base
+WORKDIR rel

@@ -1,0 +1,7 @@
+ARG BASE
+FROM ${BASE}
+WORKDIR app
+WORKDIR sub
+FROM ${BASE} AS abs
+WORKDIR /app
+WORKDIR rel
