@@ -1,8 +1,8 @@
 mod util;
 
 mod bake;
-mod builders;
 mod bake_compat;
+mod builders;
 mod buildx_compat;
 mod cache_commands;
 mod ci_env;
@@ -15,9 +15,9 @@ mod flags;
 mod fsync;
 mod gateway;
 mod hostile;
+mod hostile_cache;
 mod hygiene;
 mod imagetools;
-mod hostile_cache;
 mod library;
 mod lint;
 mod load;

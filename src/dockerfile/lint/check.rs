@@ -583,7 +583,13 @@ impl Dispatch<'_> {
             expanded.push(result.result.map_err(|e| fail(e, location.clone()))?);
         }
         if !raw_words.is_empty() {
-            let raw = Lexer { escape: '\\', raw_quotes: true, raw_escapes: false, skip_unset_env: false };
+            let raw = Lexer {
+                escape: '\\',
+                raw_quotes: true,
+                raw_escapes: false,
+                skip_unset_env: false,
+                skip_process_quotes: false,
+            };
             for word in &raw_words {
                 let result = expand(&raw, word, &state.env);
                 self.report_unmatched(state, &result.unmatched, &location, &config, report);
