@@ -40,6 +40,7 @@ pub mod services;
 pub(crate) mod bake;
 pub(crate) mod error;
 pub(crate) mod fsync;
+pub(crate) mod gojson;
 pub(crate) mod gopath;
 pub(crate) mod logging;
 pub(crate) mod printer;

@@ -194,22 +194,8 @@ impl Flags {
 
 /// Close enough to suggest `candidate` for `given` ("did you mean").
 pub(crate) fn similar(candidate: &str, given: &str) -> bool {
-    edit_distance(candidate, given) <= 2
-}
-
-/// Levenshtein distance, for "did you mean" (BuildKit suggests within 2).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            current.push((previous[j] + cost).min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
+    // BuildKit suggests within a Levenshtein distance of 2.
+    strsim::levenshtein(candidate, given) <= 2
 }
 
 fn words(args: &Args) -> Vec<String> {

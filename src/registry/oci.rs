@@ -3,8 +3,8 @@
 //! An index's digest is the sha256 of its bytes, so an index made here has
 //! buildx's digest only if its bytes are Go's: the fields in the order of
 //! `image-spec`'s structs (not oci-spec's), maps with sorted keys, empty
-//! optional fields left out, two-space `MarshalIndent`, and `<`, `>`, `&`,
-//! U+2028 and U+2029 escaped as Go's encoder escapes them.
+//! optional fields left out, two-space `MarshalIndent` with Go's escaping
+//! (`crate::gojson`).
 
 use std::collections::BTreeMap;
 
@@ -127,33 +127,7 @@ pub(crate) struct Manifest {
 
 /// `json.MarshalIndent(value, "", "  ")` as Go writes it.
 pub(crate) fn go_marshal_indent<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"  ");
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
-    value.serialize(&mut serializer).expect("these types always serialize");
-    go_escape(out)
-}
-
-/// Go's HTML-safe escaping, applied to serde_json's output. The five
-/// characters can only appear inside strings there, so replacing them
-/// everywhere is exact.
-fn go_escape(json: Vec<u8>) -> Vec<u8> {
-    let text = String::from_utf8(json).expect("serde_json writes UTF-8");
-    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
-        return text.into_bytes();
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out.into_bytes()
+    crate::gojson::marshal_indent(value)
 }
 
 #[cfg(test)]

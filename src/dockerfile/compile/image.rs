@@ -177,23 +177,9 @@ pub(crate) fn epoch_time(seconds: i64) -> String {
     format_go_time(&time)
 }
 
-/// `value` as Go's `json.Marshal` writes it: serde_json's bytes with `<`,
-/// `>`, `&`, U+2028 and U+2029 escaped as Go does (they can only occur
-/// inside strings, so replacing them everywhere is safe).
+/// `value` as Go's `json.Marshal` writes it.
 pub(crate) fn go_json<T: Serialize>(value: &T) -> Vec<u8> {
-    let text = serde_json::to_string(value).expect("image types always serialize");
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out.into_bytes()
+    crate::gojson::marshal(value)
 }
 
 /// The config of `FROM scratch` for a platform (Go's `emptyImage`).

@@ -776,7 +776,7 @@ impl Dispatch<'_> {
             if source.contains("://") || source.starts_with("git@") {
                 continue;
             }
-            let src = clean_path(source);
+            let src = crate::gopath::clean(source);
             if src == "." || src == "/" {
                 let root_ignored =
                     matcher.patterns().iter().any(|p| !p.exclusion() && matches!(p.as_str(), "*" | "**" | "**/*"));
@@ -807,31 +807,6 @@ fn is_signal(text: &str) -> bool {
     let name = name.strip_prefix("SIG").unwrap_or(&name);
     NAMES.contains(&name)
         || name.strip_prefix("RTMIN+").or_else(|| name.strip_prefix("RTMAX-")).is_some_and(|n| n.parse::<u8>().is_ok())
-}
-
-/// Go's `filepath.Clean` on a slash path.
-fn clean_path(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            part => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
 }
 
 fn go_quote(text: &str) -> String {
@@ -1138,27 +1113,13 @@ fn suggest(value: &str, options: &[String], case_sensitive: bool) -> Option<Stri
         if option_cmp == value_cmp {
             return None;
         }
-        let distance = levenshtein(&value_cmp, &option_cmp);
+        let distance = strsim::levenshtein(&value_cmp, &option_cmp);
         if distance < min {
             best = Some(option_cmp);
             min = distance;
         }
     }
     best
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            current.push((previous[j] + cost).min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// containerd's `platforms.Parse`, reduced to what the rules compare:
