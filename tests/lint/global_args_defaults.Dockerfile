@@ -1,4 +1,4 @@
-ARG BASE=127.0.0.1:5555/busybox:latest
+ARG BASE={busybox}
 ARG UNUSED
 FROM ${BASE}
 ARG UNUSED
