@@ -224,6 +224,16 @@ impl Blocks {
                         .map_err(|e| invalid(at, format!("variable {name:?} from the environment: {e}")))?,
                     None => default,
                 };
+                // Variables may use each other, so forty that each double
+                // the last would need terabytes: refused at the first one
+                // past the bound, before the next doubles it again.
+                if value_size(&value) > MAX_VALUE_BYTES {
+                    let at = attr_at(at, self.source.as_deref(), "default");
+                    return Err(invalid(
+                        &at,
+                        format!("variable {name:?}: its value is larger than {} MiB", MAX_VALUE_BYTES >> 20),
+                    ));
+                }
                 ctx.declare_var(name.clone(), value.clone());
                 done.insert(name.clone(), value);
             }
@@ -246,6 +256,31 @@ impl Blocks {
             })
             .collect())
     }
+}
+
+/// The largest value a variable may hold: the bound the Dockerfile compiler
+/// puts on one expansion (see the README's limits).
+const MAX_VALUE_BYTES: usize = 16 << 20;
+
+/// About how many bytes `value` holds (its strings and keys), counted
+/// without recursion.
+fn value_size(value: &Value) -> usize {
+    let mut total = 0usize;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(s) => total = total.saturating_add(s.len()),
+            Value::Array(items) => pending.extend(items.iter()),
+            Value::Object(map) => {
+                for (key, item) in map {
+                    total = total.saturating_add(key.len());
+                    pending.push(item);
+                }
+            }
+            _ => total = total.saturating_add(8),
+        }
+    }
+    total
 }
 
 /// An environment value for a variable whose default is a bool or a
@@ -512,6 +547,18 @@ target "matrix" {
   args = { V = v }
 }
 "#;
+
+    #[test]
+    fn self_doubling_variables_are_refused_at_their_line() {
+        let mut text = String::from("variable \"A0\" { default = \"xx\" }\n");
+        for i in 1..=40 {
+            text.push_str(&format!("variable \"A{i}\" {{ default = \"${{A{}}}${{A{}}}\" }}\n", i - 1, i - 1));
+        }
+        text.push_str("target \"default\" {\n  args = { X = A40 }\n}\n");
+        let err = load_hcl("docker-bake.hcl", &text, &Env::new()).err().expect("refused").to_string();
+        assert!(err.contains("variable \"A24\": its value is larger than 16 MiB"), "{err}");
+        assert!(err.contains("docker-bake.hcl:25"), "{err}");
+    }
 
     #[test]
     fn evaluates_variables_functions_and_matrix() {
