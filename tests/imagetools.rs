@@ -113,6 +113,10 @@ fn create_copies_manifests_and_blobs_into_another_repository() {
     let (ok, _, stderr) = imagetools(&["create", "-t", &target, &format!("{repo}:amd64"), &format!("{repo}:arm64")]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("copying sha256:"), "one line per copy: {stderr}");
+    let (ok, _, stderr) =
+        imagetools(&["create", "--progress", "rawjson", "-t", &format!("{other}:v2"), &format!("{repo}:amd64")]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.is_empty(), "no human lines in a rawjson stream: {stderr}");
     let index: serde_json::Value =
         serde_json::from_slice(&util::registry_manifest_bytes(other.split_once('/').unwrap().1, "v1").unwrap())
             .unwrap();

@@ -58,7 +58,7 @@ pub struct CreateArgs {
     /// Write the result's descriptor and name to this JSON file
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
-    /// Progress output: auto, plain, tty, quiet, none, rawjson (lines go to stderr)
+    /// Progress output: auto, plain, tty (a line per copy and push on stderr), or quiet, none, rawjson (nothing)
     #[arg(long, default_value = "auto", value_name = "MODE")]
     pub progress: String,
 }
@@ -105,7 +105,9 @@ async fn create(args: CreateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         platforms: args.platforms,
     };
     let config = DockerConfig::load().context("cannot read the docker config for registry credentials")?;
-    let quiet = matches!(args.progress.as_str(), "quiet" | "none");
+    // The copy and push lines are for people: none under rawjson, whose
+    // stream carries JSON lines only.
+    let quiet = matches!(args.progress.as_str(), "quiet" | "none" | "rawjson");
     let mut stderr = ctx.printer.stderr();
     let mut log = |line: String| {
         if !quiet {
