@@ -82,53 +82,12 @@ pub(super) fn unixtimestampparse() -> FuncDef {
 pub(super) fn timeadd() -> FuncDef {
     fixed(2, |a| {
         let time = parse(&string(&a, 0)?)?;
-        let nanos = parse_duration(&string(&a, 1)?)?;
+        let nanos = crate::dockerfile::compile::image::parse_go_duration(&string(&a, 1)?)?;
         let added = time
             .checked_add_signed(chrono::Duration::nanoseconds(nanos))
             .ok_or_else(|| "the result is out of range".to_string())?;
         Ok(Value::from(rfc3339(&added)))
     })
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds.
-fn parse_duration(text: &str) -> Result<i64> {
-    let invalid = || format!("time: invalid duration {text:?}");
-    let (negative, mut rest) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if number_len == 0 {
-            return Err(invalid());
-        }
-        let number: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
-        rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {text:?}")),
-            unit => return Err(format!("time: unknown unit {unit:?} in duration {text:?}")),
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    if total > i64::MAX as f64 {
-        return Err(invalid());
-    }
-    Ok(if negative { -(total.round() as i64) } else { total.round() as i64 })
 }
 
 fn month_name(month: u32) -> &'static str {

@@ -278,6 +278,10 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
         };
         total += value * scale;
     }
+    // Go refuses a duration past int64 nanoseconds (about 292 years).
+    if total > i64::MAX as f64 {
+        return Err(invalid());
+    }
     let total = total.round() as i64;
     Ok(if negative { -total } else { total })
 }
