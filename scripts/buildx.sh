@@ -8,7 +8,8 @@
 #                               for the running test daemon (source .testenv/env first)
 #
 # The scripts that make the expected outputs of the parity tests (tests/bake/*,
-# tests/builders, ...) call this; the tests themselves never need buildx.
+# tests/builders, ...) call this; scripts/testenv.sh does too, for the tests
+# that compare what buildx and fbuild push (digests depend on the day's files).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh

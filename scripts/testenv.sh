@@ -3,7 +3,8 @@
 # a loopback TCP port, a loopback registry, and a busybox base image in it; a
 # `git daemon` on loopback serving the repositories tests put in STATE/git/;
 # a local S3 server (moto's, from PyPI, in .tools/moto/) for `--cache-to
-# type=s3`; actionlint (built from Go's module cache) for examples/ci/.
+# type=s3`; actionlint (built from Go's module cache) for examples/ci/; buildx
+# (scripts/buildx.sh), which the tests comparing pushed digests run beside fbuild.
 #
 #   scripts/testenv.sh up [--with-debian]   install what is missing, start, write the env file
 #   scripts/testenv.sh down                 stop the processes this script started (by pid)
@@ -414,6 +415,7 @@ export FBUILD_TEST_GIT='git://127.0.0.1:$GIT_PORT'
 export FBUILD_TEST_GIT_ROOT='$STATE/git'
 export FBUILD_TEST_S3='http://127.0.0.1:$S3_PORT'
 export FBUILD_ACTIONLINT='$ACTIONLINT'
+export FBUILD_BUILDX='$BUILDX'
 export FBUILD_BUILDCTL='$BUILDCTL'
 export FBUILD_BUILDKITD='$BUILDKITD'
 export BUILDKIT_HOST='unix://$SOCK'
@@ -439,6 +441,7 @@ cmd_up() {
     ensure_debian_packages
     ensure_buildkit
     ensure_actionlint
+    BUILDX=$(bash "$FBUILD_REPO/scripts/buildx.sh" path) || die "building buildx failed"
     ensure_moto
     choose_ports
     ensure_registry

@@ -432,3 +432,120 @@ fn shm_size_and_ulimits_of_a_target_reach_run_steps() {
     let stderr = text(&assert.get_output().stderr);
     assert!(stderr.contains("target \"default\"") && stderr.contains("ulimits"), "{stderr}");
 }
+
+/// A compose project as teams write them: four services sharing build
+/// settings through anchors and merge keys, three of them built on the
+/// image of the fourth through `target:` contexts.
+fn linked_compose_project(dir: &Path) {
+    let busybox = &testenv().busybox;
+    write_files(
+        dir,
+        &[
+            ("svc/Dockerfile.base", &format!("FROM {busybox}\nARG COMMON\nRUN echo \"base $COMMON\" > /base.txt\n")),
+            (
+                "svc/Dockerfile.app",
+                "FROM base\nARG ROLE\nCOPY stamp /stamp\nRUN cat /base.txt /stamp > /role && echo \"$ROLE\" >> /role\n",
+            ),
+            ("svc/stamp", &unique()),
+            (
+                "compose.yaml",
+                "x-args: &args\n\
+                 \x20 COMMON: shared\n\
+                 x-build: &default-build\n\
+                 \x20 context: ./svc\n\
+                 \x20 dockerfile: Dockerfile.app\n\
+                 \x20 args: *args\n\
+                 \x20 additional_contexts:\n\
+                 \x20   base: target:base\n\
+                 services:\n\
+                 \x20 base:\n\
+                 \x20   image: ${REGISTRY}/${REPO}:base-${SIDE}\n\
+                 \x20   build:\n\
+                 \x20     context: ./svc\n\
+                 \x20     dockerfile: Dockerfile.base\n\
+                 \x20     args: *args\n\
+                 \x20 api:\n\
+                 \x20   image: ${REGISTRY}/${REPO}:api-${SIDE}\n\
+                 \x20   build:\n\
+                 \x20     <<: *default-build\n\
+                 \x20     args:\n\
+                 \x20       <<: *args\n\
+                 \x20       ROLE: api\n\
+                 \x20 worker:\n\
+                 \x20   image: ${REGISTRY}/${REPO}:worker-${SIDE}\n\
+                 \x20   build: *default-build\n\
+                 \x20 web:\n\
+                 \x20   image: ${REGISTRY}/${REPO}:web-${SIDE}\n\
+                 \x20   build:\n\
+                 \x20     <<: *default-build\n\
+                 \x20     args:\n\
+                 \x20       <<: *args\n\
+                 \x20       ROLE: web\n",
+            ),
+        ],
+    );
+}
+
+/// The digest the registry holds for `repo:tag`.
+fn digest_of(repo: &str, tag: &str) -> String {
+    use sha2::Digest;
+    let bytes = util::registry_manifest_bytes(repo, tag).unwrap_or_else(|| panic!("{repo}:{tag} was not pushed"));
+    format!("sha256:{:x}", sha2::Sha256::digest(&bytes))
+}
+
+/// `target:` contexts reach the frontend as buildx hands them (the linked
+/// target's graph as a frontend input), so the images equal buildx's to the
+/// digest; round-tripping the base through an OCI layout (as fbuild did)
+/// gave the dependents other layers.
+#[test]
+fn a_linked_compose_project_pushes_the_digests_buildx_bake_pushes() {
+    let dir = util::tempdir();
+    linked_compose_project(dir.path());
+    let registry = &testenv().registry;
+    let repo = format!("bake-linked-{}", unique());
+    let services = ["base", "api", "worker", "web"];
+    let run = |side: &str, fbuild: bool, attestations: bool| {
+        let mut cmd = if fbuild { util::fbuild() } else { util::buildx() };
+        cmd.current_dir(dir.path()).env("REGISTRY", registry).env("REPO", &repo).env("SIDE", side);
+        if attestations {
+            cmd.env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS");
+        } else {
+            cmd.env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1");
+        }
+        let output = cmd.args(["bake", "--push"]).output().unwrap();
+        let who = if fbuild { "fbuild" } else { "buildx" };
+        assert!(output.status.success(), "{who} bake ({side}): {}", text(&output.stderr));
+    };
+    // fbuild first: buildx then reuses the daemon's cache only where the
+    // graphs are the same.
+    run("fb", true, false);
+    run("bx", false, false);
+    for service in services {
+        let fbuild = digest_of(&repo, &format!("{service}-fb"));
+        assert_eq!(fbuild, digest_of(&repo, &format!("{service}-bx")), "{service}");
+    }
+    // The dependents hold the base's layers and their own.
+    let api = registry_manifest(&repo, "api-fb").unwrap();
+    let base = registry_manifest(&repo, "base-fb").unwrap();
+    let layers = |m: &serde_json::Value| m["layers"].as_array().unwrap().len();
+    assert_eq!(layers(&api), layers(&base) + 2, "{api}");
+
+    // Default attestations: both push an index with an attestation manifest
+    // beside the same image.
+    run("fba", true, true);
+    run("bxa", false, true);
+    for service in services {
+        let (fbuild, fbuild_listed) = pushed(&repo, &format!("{service}-fba"));
+        let (buildx, buildx_listed) = pushed(&repo, &format!("{service}-bxa"));
+        let kinds = |listed: &[serde_json::Value]| -> Vec<String> {
+            listed
+                .iter()
+                .map(|m| m["annotations"]["vnd.docker.reference.type"].as_str().unwrap_or("image").to_string())
+                .collect()
+        };
+        assert_eq!(kinds(&fbuild_listed), ["image", "attestation-manifest"], "{service}: {fbuild}");
+        assert_eq!(kinds(&fbuild_listed), kinds(&buildx_listed), "{service}: {buildx}");
+        assert_eq!(fbuild_listed[0]["digest"], buildx_listed[0]["digest"], "{service}");
+        assert_eq!(fbuild_listed[0]["digest"].as_str().unwrap(), digest_of(&repo, &format!("{service}-fb")));
+    }
+}

@@ -38,6 +38,8 @@ pub struct TestEnv {
     pub git_root: Option<PathBuf>,
     pub buildctl: PathBuf,
     pub buildkitd: PathBuf,
+    /// buildx v0.38.2 (scripts/buildx.sh, which scripts/testenv.sh runs).
+    pub buildx: PathBuf,
     /// The state folder (`.testenv/` by default).
     pub root: PathBuf,
 }
@@ -111,6 +113,7 @@ pub fn testenv() -> &'static TestEnv {
             git_root: lookup(&file, "FBUILD_TEST_GIT_ROOT").map(PathBuf::from),
             buildctl: require(&file, "FBUILD_BUILDCTL", &env_file).into(),
             buildkitd: require(&file, "FBUILD_BUILDKITD", &env_file).into(),
+            buildx: require(&file, "FBUILD_BUILDX", &env_file).into(),
             root: require(&file, "FBUILD_TEST_ROOT", &env_file).into(),
         };
         let out = std::process::Command::new(&env.buildctl)
@@ -379,6 +382,30 @@ pub fn fbuild() -> assert_cmd::Command {
     let env = testenv();
     let mut cmd = assert_cmd::Command::new(fbuild_binary());
     cmd.env("BUILDKIT_HOST", &env.addr).env("BUILDKIT_PROGRESS", "plain").env("NO_COLOR", "1").env_remove("RUST_LOG");
+    cmd
+}
+
+/// buildx, the reference, with a remote-driver builder on the test daemon
+/// (made once per test binary in a private DOCKER_CONFIG); add the command.
+pub fn buildx() -> assert_cmd::Command {
+    static CONFIG: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let env = testenv();
+    let config = CONFIG.get_or_init(|| {
+        let config = tempdir();
+        let created = std::process::Command::new(&env.buildx)
+            .env("DOCKER_CONFIG", config.path())
+            .args(["create", "--name", "fbuild-test", "--driver", "remote", &env.addr])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {HINT}", env.buildx.display()));
+        assert!(created.status.success(), "buildx create: {}", String::from_utf8_lossy(&created.stderr));
+        config
+    });
+    let mut cmd = assert_cmd::Command::new(&env.buildx);
+    cmd.env("DOCKER_CONFIG", config.path())
+        .env("BUILDX_BUILDER", "fbuild-test")
+        .env_remove("BUILDKIT_HOST")
+        .env("BUILDKIT_PROGRESS", "plain");
     cmd
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod entitlements;
 pub(crate) mod files;
 pub(crate) mod hcl;
 pub(crate) mod hcl_stdlib;
+mod link;
 pub(crate) mod merge_keys;
 pub(crate) mod plan;
 pub(crate) mod progress;

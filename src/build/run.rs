@@ -384,7 +384,11 @@ fn solve_request(
     };
     let (frontend, frontend_attrs, definition) = match &request.frontend {
         Frontend::Daemon { name, attrs } => (name.clone(), daemon_attrs(attrs.clone()), None),
-        Frontend::Definition(definition) => (String::new(), BTreeMap::new(), Some(definition.clone())),
+        Frontend::Definition(definition) => {
+            let mut definition = definition.clone();
+            crate::llb::drop_empty_map_values(&mut definition);
+            (String::new(), BTreeMap::new(), Some(definition))
+        }
         // No frontend and no definition: the daemon waits for the gateway,
         // and passes these on to what the client frontend runs through it.
         Frontend::Client(client) => {

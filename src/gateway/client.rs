@@ -183,7 +183,7 @@ impl Reference {
         self.definition.as_ref()
     }
 
-    fn from_pb(reference: api::Ref) -> Self {
+    pub(super) fn from_pb(reference: api::Ref) -> Self {
         Reference { id: reference.id, definition: reference.def }
     }
 
@@ -335,6 +335,8 @@ impl Gateway {
         cache_imports: &[CacheEntry],
         frontend_opt: &BTreeMap<String, String>,
     ) -> Result<Reference, GatewayError> {
+        let mut definition = definition;
+        crate::llb::drop_empty_map_values(&mut definition);
         if let Some(caps) = self.capabilities() {
             // Go refuses graphs that need what the daemon lacks before sending them.
             for cap in definition.metadata.values().flat_map(|metadata| metadata.caps.keys()) {
@@ -396,9 +398,24 @@ impl Gateway {
         frontend: &str,
         opts: BTreeMap<String, String>,
     ) -> Result<super::FrontendOutput, GatewayError> {
+        self.forward_frontend_with_inputs(frontend, opts, BTreeMap::new()).await
+    }
+
+    /// [`Gateway::forward_frontend`] with frontend inputs: graphs the
+    /// frontend reads by key (the Dockerfile frontend's named contexts
+    /// `context:NAME=input:KEY`), as buildx hands one bake target's result
+    /// to the targets that use it.
+    pub(crate) async fn forward_frontend_with_inputs(
+        &self,
+        frontend: &str,
+        opts: BTreeMap<String, String>,
+        mut inputs: BTreeMap<String, pb::Definition>,
+    ) -> Result<super::FrontendOutput, GatewayError> {
+        inputs.values_mut().for_each(crate::llb::drop_empty_map_values);
         let request = api::SolveRequest {
             frontend: frontend.to_owned(),
             frontend_opt: opts.into_iter().collect(),
+            frontend_inputs: inputs,
             allow_result_return: true,
             allow_result_array_ref: true,
             ..Default::default()

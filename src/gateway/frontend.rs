@@ -47,6 +47,41 @@ pub struct FrontendOutput {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForwardedResult(pub(crate) crate::proto::moby::buildkit::v1::frontend::Result);
 
+impl ForwardedResult {
+    /// The result's filesystems: `(None, ref)` for a single result,
+    /// `(Some(platform), ref)` for each of a multi-platform one; `None` for a
+    /// platform stands for an empty filesystem. Forms older than BuildKit
+    /// 0.5 (ids without definitions) give no definition.
+    pub(crate) fn references(&self) -> Vec<(Option<String>, Option<Reference>)> {
+        use crate::proto::moby::buildkit::v1::frontend::result::Result as Form;
+        let reference = |r: &crate::proto::moby::buildkit::v1::frontend::Ref| {
+            (!r.id.is_empty()).then(|| Reference::from_pb(r.clone()))
+        };
+        match &self.0.result {
+            None => Vec::new(),
+            Some(Form::Ref(r)) => vec![(None, reference(r))],
+            Some(Form::Refs(map)) => map.refs.iter().map(|(p, r)| (Some(p.clone()), reference(r))).collect(),
+            Some(Form::RefDeprecated(id)) => {
+                vec![(None, (!id.is_empty()).then(|| Reference::from_pb(api_ref(id))))]
+            }
+            Some(Form::RefsDeprecated(map)) => map
+                .refs
+                .iter()
+                .map(|(p, id)| (Some(p.clone()), (!id.is_empty()).then(|| Reference::from_pb(api_ref(id)))))
+                .collect(),
+        }
+    }
+
+    /// The exporter metadata, by key (`containerimage.config`, ...).
+    pub(crate) fn metadata(&self) -> &BTreeMap<String, bytes::Bytes> {
+        &self.0.metadata
+    }
+}
+
+fn api_ref(id: &str) -> crate::proto::moby::buildkit::v1::frontend::Ref {
+    crate::proto::moby::buildkit::v1::frontend::Ref { id: id.to_owned(), def: None }
+}
+
 /// Why a frontend failed. It wraps any error; its whole chain becomes the
 /// message the build fails with.
 #[derive(Debug, thiserror::Error)]

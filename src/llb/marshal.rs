@@ -168,6 +168,25 @@ pub(crate) fn marshal(state: &State, options: &MarshalOptions) -> Result<pb::Def
     })
 }
 
+/// Makes a definition that came from elsewhere (a daemon's answer, a
+/// caller) safe to send: map entries whose value is an empty message are
+/// removed, in the definition and in its source maps' definitions. prost
+/// writes such an entry without its value, buildkitd decodes the value as
+/// nil and v0.32.2 crashes on it (a frontend input's source map crashed
+/// the daemon in `llb.NewDefinitionOp`); without the entry the daemon finds
+/// nothing, which is what an empty entry means.
+pub(crate) fn drop_empty_map_values(definition: &mut pb::Definition) {
+    definition.metadata.retain(|_, metadata| *metadata != pb::OpMetadata::default());
+    if let Some(source) = &mut definition.source {
+        source.locations.retain(|_, locations| !locations.locations.is_empty());
+        for info in &mut source.infos {
+            if let Some(definition) = &mut info.definition {
+                drop_empty_map_values(definition);
+            }
+        }
+    }
+}
+
 struct Walk {
     marshaller: Marshaller,
     /// Ops already walked, by identity.

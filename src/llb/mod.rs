@@ -58,6 +58,7 @@ mod state;
 pub use diff::diff;
 pub use exec::{ExecState, Mount, ProxyEnv, Run};
 pub use fileop::{copy, mkdir, mkfile, rm, Chown, Copy, FileAction, Mkdir, Mkfile, Rm, UserOpt};
+pub(crate) use marshal::drop_empty_map_values;
 pub use marshal::{digest_of, MarshalOptions};
 pub use merge::merge;
 pub(crate) use reference::normalize as normalize_reference;
