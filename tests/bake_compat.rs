@@ -549,3 +549,54 @@ fn a_linked_compose_project_pushes_the_digests_buildx_bake_pushes() {
         assert_eq!(fbuild_listed[0]["digest"].as_str().unwrap(), digest_of(&repo, &format!("{service}-fb")));
     }
 }
+
+/// Typed variables read `--var` and the environment as buildx does (JSON
+/// from `NAME_JSON`, CSV for collections, Go's parsers for primitives, and
+/// `--var` over the environment), compared live with buildx's `--print`.
+#[test]
+fn typed_variables_and_var_overrides_print_as_buildx() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/corpus/typed-variables");
+    type Run<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let runs: &[Run] = &[
+        (&[("L", "3,4"), ("M", "b:2,a:1"), ("SE", "b,a,b"), ("T", "x,9")], &[]),
+        (&[("L", "1"), ("L_JSON", "[5,6]"), ("BO", "0"), ("N", "1e3")], &[]),
+        (&[("S", "from-env"), ("N", "2")], &["--var", "S=from-var", "--var", "UN=7.25"]),
+        (
+            &[],
+            &[
+                "--var",
+                "O_JSON={\"name\":\"n\",\"n\":1}",
+                "--var",
+                "A_JSON={\"value\":[\"z\"],\"type\":[\"tuple\",[\"string\"]]}",
+            ],
+        ),
+    ];
+    for (env, args) in runs {
+        let mut outputs = Vec::new();
+        for mut cmd in [util::fbuild(), util::buildx()] {
+            cmd.current_dir(&case).env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS");
+            for (key, value) in *env {
+                cmd.env(key, value);
+            }
+            let output = cmd.args(["bake", "--print"]).args(*args).output().unwrap();
+            assert!(output.status.success(), "{env:?} {args:?}: {}", text(&output.stderr));
+            outputs.push(serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap());
+        }
+        assert_eq!(outputs[0], outputs[1], "{env:?} {args:?}: fbuild, then buildx");
+    }
+    // A bad value fails both, fbuild naming the variable and its line.
+    let output = util::fbuild().current_dir(&case).env("BO", "yes").args(["bake", "--print"]).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("docker-bake.hcl:9: variable \"BO\"") && stderr.contains("failed to parse BO as bool"),
+        "{stderr}"
+    );
+    // `any` in JSON needs its type beside it, in both.
+    for mut cmd in [util::fbuild(), util::buildx()] {
+        let output = cmd.current_dir(&case).args(["bake", "--print", "--var", "A_JSON=[1]"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    }
+    let output = util::fbuild().current_dir(&case).args(["bake", "--print", "--var", "=x"]).output().unwrap();
+    assert!(text(&output.stderr).contains("invalid variable, key is empty"), "{}", text(&output.stderr));
+}

@@ -25,6 +25,7 @@ mod local_cache;
 mod native;
 mod native_frontend;
 mod outputs;
+mod parity;
 mod progress;
 mod provenance;
 mod rootless;

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use hcl::eval::Context;
 use hcl::{Expression, Value};
 
-use super::{BakeError, Definition, Env, Target, Variable};
+use super::hcl_stdlib::lazy::Type;
+use super::{hcl_vars, BakeError, Definition, Env, Target, Variable};
 
 pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, BakeError> {
     let body = hcl::parse(text).map_err(|e| parse_error(file, &e.to_string()))?;
@@ -133,9 +134,14 @@ impl Blocks {
         let mut ctx = context();
         let mut definition = Definition::default();
         let values = self.variables(env)?;
-        super::userfunc::set_variables(values.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect());
-        for (name, value, description) in values {
-            definition.variables.push(Variable { name: name.clone(), value: display(&value), description });
+        super::userfunc::set_variables(values.iter().map(|(n, v, _, _)| (n.clone(), v.clone())).collect());
+        for (name, value, description, ty) in values {
+            definition.variables.push(Variable {
+                name: name.clone(),
+                kind: ty.as_ref().map(hcl_vars::constraint_name),
+                value: hcl_vars::listed(&value, ty.as_ref()),
+                description,
+            });
             ctx.declare_var(name, value);
         }
         // Checked once every variable has its value, as buildx does.
@@ -197,9 +203,9 @@ impl Blocks {
 
     /// Variables in dependency order: defaults may use other variables, so
     /// evaluation repeats until nothing new resolves.
-    fn variables(&self, env: &Env) -> Result<Vec<(String, Value, Option<String>)>, BakeError> {
+    fn variables(&self, env: &Env) -> Result<Vec<ValuedVariable>, BakeError> {
         let mut ctx = context();
-        let mut done: BTreeMap<String, Value> = BTreeMap::new();
+        let mut done: BTreeMap<String, (Value, Option<Type>)> = BTreeMap::new();
         let mut last_error = None;
         for _ in 0..=self.variables.len() {
             last_error = None;
@@ -207,23 +213,34 @@ impl Blocks {
                 if done.contains_key(name) {
                     continue;
                 }
+                let ty = hcl_vars::declared(attrs.iter().find(|(k, _)| k == "type").map(|(_, e)| e)).map_err(|e| {
+                    invalid(&attr_at(at, self.source.as_deref(), "type"), format!("variable {name:?}: {e}"))
+                })?;
                 let default = match attrs.iter().find(|(k, _)| k == "default") {
                     Some((_, expr)) => match super::hcl_stdlib::lazy::evaluate(expr, &ctx) {
-                        Ok(v) => v,
+                        Ok(v) => Some(v),
                         Err(e) => {
                             let at = attr_at(at, self.source.as_deref(), "default");
                             last_error = Some(invalid(&at, format!("variable {name:?}: {e}")));
                             continue;
                         }
                     },
-                    // buildx: a variable without a default is the empty string.
-                    None => Value::from(""),
+                    None => None,
                 };
-                let value = match env.get(name) {
-                    Some(text) => typed_like(&default, text)
-                        .map_err(|e| invalid(at, format!("variable {name:?} from the environment: {e}")))?,
-                    None => default,
-                };
+                let had_default = default.is_some();
+                let value = hcl_vars::initial(name, default, ty.as_ref()).map_err(|e| {
+                    invalid(&attr_at(at, self.source.as_deref(), "default"), format!("variable {name:?}: {e}"))
+                })?;
+                let declared = |key: &str| self.variables.iter().any(|(n, _, _)| n == key);
+                let value = hcl_vars::overridden(
+                    name,
+                    value,
+                    had_default,
+                    ty.as_ref(),
+                    &|key| env.get(key).cloned(),
+                    &declared,
+                )
+                .map_err(|e| invalid(at, format!("variable {name:?} from --var or the environment: {e}")))?;
                 // Variables may use each other, so forty that each double
                 // the last would need terabytes: refused at the first one
                 // past the bound, before the next doubles it again.
@@ -235,7 +252,7 @@ impl Blocks {
                     ));
                 }
                 ctx.declare_var(name.clone(), value.clone());
-                done.insert(name.clone(), value);
+                done.insert(name.clone(), (value, ty));
             }
             if last_error.is_none() {
                 break;
@@ -252,11 +269,15 @@ impl Blocks {
                     Expression::String(s) => Some(s.clone()),
                     _ => None,
                 });
-                (name.clone(), done[name].clone(), description)
+                let (value, ty) = done[name].clone();
+                (name.clone(), value, description, ty)
             })
             .collect())
     }
 }
+
+/// A variable once valued: its name, value, description and declared type.
+type ValuedVariable = (String, Value, Option<String>, Option<Type>);
 
 /// The largest value a variable may hold: the bound the Dockerfile compiler
 /// puts on one expansion (see the README's limits).
@@ -281,22 +302,6 @@ fn value_size(value: &Value) -> usize {
         }
     }
     total
-}
-
-/// An environment value for a variable whose default is a bool or a
-/// number is read as one, as buildx does.
-fn typed_like(default: &Value, text: &str) -> Result<Value, String> {
-    match default {
-        Value::Bool(_) => crate::output::parse::parse_go_bool(text)
-            .map(Value::Bool)
-            .ok_or_else(|| format!("{text:?} is not a boolean")),
-        Value::Number(_) => text
-            .parse::<i64>()
-            .map(Value::from)
-            .or_else(|_| text.parse::<f64>().map(Value::from))
-            .map_err(|_| format!("{text:?} is not a number")),
-        _ => Ok(Value::String(text.to_string())),
-    }
 }
 
 /// One `target` block: one target, or one per matrix combination. Returns
@@ -555,7 +560,7 @@ target "matrix" {
             text.push_str(&format!("variable \"A{i}\" {{ default = \"${{A{}}}${{A{}}}\" }}\n", i - 1, i - 1));
         }
         text.push_str("target \"default\" {\n  args = { X = A40 }\n}\n");
-        let err = load_hcl("docker-bake.hcl", &text, &Env::new()).err().expect("refused").to_string();
+        let err = load_hcl("docker-bake.hcl", &text, &Env::new()).expect_err("refused").to_string();
         assert!(err.contains("variable \"A24\": its value is larger than 16 MiB"), "{err}");
         assert!(err.contains("docker-bake.hcl:25"), "{err}");
     }

@@ -17,6 +17,7 @@ pub(crate) mod entitlements;
 pub(crate) mod files;
 pub(crate) mod hcl;
 pub(crate) mod hcl_stdlib;
+mod hcl_vars;
 mod link;
 pub(crate) mod merge_keys;
 pub(crate) mod plan;
@@ -53,6 +54,9 @@ pub(crate) struct Variable {
     // buildx's field order: name, description, (type,) value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) description: Option<String>,
+    /// go-cty's name of the declared type (`list of string`), if any.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) value: Option<String>,
 }

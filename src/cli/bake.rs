@@ -37,6 +37,10 @@ pub struct Args {
     #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
     pub set: Vec<String>,
 
+    /// Set a variable of the bake files (`NAME=VALUE`); beats the environment and `.env`
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+
     /// Push every target's image (shorthand for --set '*.push=true')
     #[arg(long)]
     pub push: bool,
@@ -97,7 +101,11 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let file_names = files::find(&cwd, &args.files)?;
-    let definition = files::load(&cwd, &file_names, &env)?;
+    // `--var` values are seen by the files only (variables, compose
+    // interpolation), not by what fbuild reads from its own environment.
+    let mut file_env = env.clone();
+    file_env.extend(parse_vars(&args.vars)?);
+    let definition = files::load(&cwd, &file_names, &file_env)?;
     for warning in &definition.warnings {
         let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
     }
@@ -357,6 +365,22 @@ fn parse_list(value: &str) -> anyhow::Result<(String, String)> {
     Ok((kind, format))
 }
 
+/// `--var NAME=VALUE` values, checked as buildx checks them (an empty
+/// value is skipped).
+fn parse_vars(values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut vars = BTreeMap::new();
+    for value in values.iter().filter(|v| !v.is_empty()) {
+        let Some((key, val)) = value.split_once('=') else {
+            anyhow::bail!("--var {value:?}: invalid variable, expected key=value");
+        };
+        if key.is_empty() {
+            anyhow::bail!("--var {value:?}: invalid variable, key is empty");
+        }
+        vars.insert(key.to_string(), val.to_string());
+    }
+    Ok(vars)
+}
+
 /// Go's `text/tabwriter` as buildx configures it (minwidth 1, tabwidth 8,
 /// padding 1, padded with tabs): each column as wide as its widest cell
 /// plus one, rounded up to a tab stop; the last cell of a line is not padded.
@@ -398,7 +422,7 @@ fn list(definition: &crate::bake::Definition, what: &str, format: &str, ctx: &Co
         for v in &variables {
             rows.push(vec![
                 v.name.clone(),
-                String::new(),
+                v.kind.clone().unwrap_or_default(),
                 v.value.clone().unwrap_or_else(|| "<null>".into()),
                 v.description.clone().unwrap_or_default(),
             ]);

@@ -111,7 +111,7 @@ pub(super) fn jsondecode() -> FuncDef {
     })
 }
 
-fn from_json(json: serde_json::Value) -> Value {
+pub(crate) fn from_json(json: serde_json::Value) -> Value {
     match json {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(b),

@@ -24,6 +24,7 @@
 mod collections;
 mod crypto;
 mod encoding;
+pub(crate) use encoding::{from_json, json_text};
 pub(crate) mod lazy;
 mod network;
 mod numbers;

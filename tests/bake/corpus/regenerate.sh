@@ -3,11 +3,11 @@
 # (run from the case's folder with the arguments in its `args` file, one per
 # line), and its `--list` outputs (list-*.txt, list-*.json), which
 # tests/bake_compat.rs compares fbuild's output against.
-# Needs buildx (BUILDX, default /root/.cache/fbuild/buildx); --print talks to
-# no builder. The test never runs buildx.
+# Needs buildx (BUILDX, default: the one scripts/buildx.sh builds); --print
+# talks to no builder. The test never runs buildx.
 set -eu
-BUILDX=${BUILDX:-/root/.cache/fbuild/buildx}
 here=$(cd "$(dirname "$0")" && pwd)
+BUILDX=${BUILDX:-$(bash "$here/../../../scripts/buildx.sh" path)}
 export DOCKER_CONFIG=$(mktemp -d)
 trap 'rm -rf "$DOCKER_CONFIG"' EXIT
 for case in "$here"/*/; do
