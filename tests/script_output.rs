@@ -76,3 +76,30 @@ fn help_lists_every_cache_type() {
         }
     }
 }
+
+#[test]
+fn bake_rawjson_carries_only_json_lines_with_the_files_warnings() {
+    let project = util::tempdir();
+    util::write_files(
+        project.path(),
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY x /x\n"),
+            ("x", &util::unique()),
+            ("compose.yaml", "services:\n  app:\n    build:\n      context: .\n      isolation: default\n"),
+        ],
+    );
+    let output = util::fbuild()
+        .current_dir(project.path())
+        .args(["bake", "--progress", "rawjson", "--set", "*.output=type=cacheonly"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for line in stderr.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\n{stderr}"));
+        assert!(value.is_object(), "{line}");
+    }
+    let warnings = util::rawjson_warnings(&stderr);
+    assert!(warnings.iter().any(|w| w.contains("build.isolation is ignored")), "{warnings:?}");
+}

@@ -137,7 +137,8 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                 _ if KNOWN_UNUSED.contains(&key.as_str()) || key.starts_with("x-") => {
                     definition.warnings.push(format!("{file}: service {name}: build.{key} is ignored by fbuild bake"))
                 }
-                _ => definition.warnings.push(format!("{file}: service {name}: unknown build key {key:?} (ignored)")),
+                // compose-go's schema refuses it, and so buildx.
+                _ => return Err(at(format!("services.{name}.build additional properties '{key}' not allowed"))),
             }
         }
         if let Some(x_bake) = x_bake {
@@ -564,7 +565,7 @@ mod tests {
 
     #[test]
     fn services_become_targets() {
-        let text = "services:\n  app:\n    image: r/app:1\n    build:\n      context: ./app\n      args: [A=1, FROM_ENV, UNSET]\n      cache_from: [r/cache]\n      bogus: 1\n  db:\n    image: postgres\n";
+        let text = "services:\n  app:\n    image: r/app:1\n    build:\n      context: ./app\n      args: [A=1, FROM_ENV, UNSET]\n      cache_from: [r/cache]\n      x-note: 1\n  db:\n    image: postgres\n";
         let d =
             load("compose.yaml", text, Path::new("/nonexistent"), Path::new(""), &env(&[("FROM_ENV", "e")])).unwrap();
         assert_eq!(d.targets.len(), 1);
@@ -573,8 +574,12 @@ mod tests {
         assert_eq!(app.args.as_ref().unwrap().get("FROM_ENV").map(String::as_str), Some("e"));
         assert!(!app.args.as_ref().unwrap().contains_key("UNSET"));
         assert_eq!(app.tags.as_deref().unwrap(), ["r/app:1"]);
-        assert!(d.warnings[0].contains("bogus"), "{:?}", d.warnings);
+        assert!(d.warnings[0].contains("build.x-note is ignored"), "{:?}", d.warnings);
         assert_eq!(d.group("default").unwrap(), ["app"]);
+        // A key compose does not know is refused, as compose-go's schema does.
+        let bogus = text.replace("x-note", "bogus");
+        let err = load("compose.yaml", &bogus, Path::new("/nonexistent"), Path::new(""), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("services.app.build additional properties 'bogus' not allowed"), "{err}");
     }
 
     #[test]

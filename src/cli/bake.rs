@@ -106,8 +106,14 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut file_env = env.clone();
     file_env.extend(parse_vars(&args.vars)?);
     let definition = files::load(&cwd, &file_names, &file_env)?;
-    for warning in &definition.warnings {
-        let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
+    // rawjson: standard error carries JSON lines only; the warnings go into
+    // the stream once it starts (unless -v, which prints the human lines).
+    let raw_json = args.progress.parse::<ProgressMode>().is_ok_and(|m| m == ProgressMode::RawJson);
+    let json_warnings = raw_json && !ctx.printer.is_verbose();
+    if !json_warnings {
+        for warning in &definition.warnings {
+            let _ = writeln!(ctx.printer.stderr(), "WARNING: {warning}");
+        }
     }
     if let Some(value) = &args.list {
         if args.print {
@@ -177,6 +183,12 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
 
     let connection = ctx.connect().await?;
     let writer = Arc::new(Mutex::new(ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))));
+    if json_warnings {
+        let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+        for warning in &definition.warnings {
+            writer.warn(warning);
+        }
+    }
     let cancel = CancellationToken::new();
     let on_signal = tokio::spawn({
         let cancel = cancel.clone();
