@@ -183,7 +183,7 @@ impl Compare {
     fn describe(self) -> &'static str {
         match self {
             Compare::Image => "same image digest",
-            Compare::Attested => "same image digest; both push an attestation manifest",
+            Compare::Attested => "same image digest; both push the same kind of attestation",
             Compare::Files => "same files",
             Compare::Output => "same output and exit code",
             Compare::IdFile => "same image id written",
@@ -259,6 +259,11 @@ const CASES: &[Case] = &[
         args: &["--attest", "type=provenance,mode=min", "-t", "{image}", "--push"],
         compare: Compare::Attested,
     },
+    Case {
+        flag: "sbom",
+        args: &["--sbom", "generator={scanner}", "-t", "{image}", "--push"],
+        compare: Compare::Attested,
+    },
     Case { flag: "output", args: &["-o", "type=local,dest={out}"], compare: Compare::Files },
     Case { flag: "iidfile", args: &["-t", "{image}", "--push", "--iidfile", "{out}"], compare: Compare::IdFile },
     Case { flag: "quiet", args: &["-q", "-t", "{image}", "--push"], compare: Compare::Output },
@@ -304,6 +309,26 @@ fn project(dir: &Path) {
     );
 }
 
+/// An SBOM generator of our own (Docker Hub's syft scanner is out of
+/// reach): it writes one SPDX in-toto statement where BuildKit asks, as
+/// BuildKit's generator protocol (`frontend/attestations/sbom`) wants.
+fn push_scanner(repo: &str) {
+    let dir = util::tempdir();
+    let statement = r#"{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","predicate":{"spdxVersion":"SPDX-2.3","name":"fbuild-parity"}}"#;
+    let script = format!("printf '%s' '{statement}' > \"$BUILDKIT_SCAN_DESTINATION/sbom.spdx.json\"\n");
+    let dockerfile = format!("FROM {}\nCOPY scan.sh /scan.sh\nCMD [\"/bin/sh\", \"/scan.sh\"]\n", testenv().busybox);
+    write_files(dir.path(), &[("Dockerfile", &dockerfile), ("scan.sh", &script)]);
+    let image = format!("{}/{repo}:scanner", testenv().registry);
+    let output = util::fbuild()
+        .env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")
+        .arg("solve")
+        .arg(dir.path())
+        .args(["-t", &image, "--push"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the scanner image: {}", text(&output.stderr));
+}
+
 /// The digest the registry holds for `repo:tag`.
 fn digest_of(repo: &str, tag: &str) -> String {
     use sha2::Digest;
@@ -326,7 +351,10 @@ fn run_case(dir: &Path, case: &Case, fbuild: bool, repo: &str, tag: &str, out: &
     cmd.current_dir(dir).env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1");
     cmd.arg(if fbuild { "solve" } else { "build" }).arg(".");
     for arg in case.args {
-        let arg = arg.replace("{image}", &format!("{registry}/{repo}:{tag}")).replace("{out}", &out.to_string_lossy());
+        let arg = arg
+            .replace("{image}", &format!("{registry}/{repo}:{tag}"))
+            .replace("{out}", &out.to_string_lossy())
+            .replace("{scanner}", &format!("{registry}/{repo}:scanner"));
         cmd.arg(arg);
     }
     let output = cmd.output().unwrap();
@@ -389,9 +417,22 @@ fn compare(dir: &Path, index: usize, case: &Case, repo: &str) {
                     .map(|m| m["annotations"]["vnd.docker.reference.type"].as_str().unwrap_or("image").to_string())
                     .collect();
                 assert_eq!(kinds, ["image", "attestation-manifest"], "{tag}: {index}\n{context}");
-                listed[0]["digest"].as_str().unwrap().to_string()
+                // What the attestations are: their in-toto predicate types.
+                let attestation = util::registry_manifest(repo, listed[1]["digest"].as_str().unwrap()).unwrap();
+                let mut predicates: Vec<String> = attestation["layers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["annotations"]["in-toto.io/predicate-type"].as_str().unwrap_or("").to_string())
+                    .collect();
+                predicates.sort();
+                (listed[0]["digest"].as_str().unwrap().to_string(), predicates)
             };
-            assert_eq!(listed(&fb_tag), listed(&bx_tag), "{context}");
+            let (fbuild, buildx) = (listed(&fb_tag), listed(&bx_tag));
+            assert_eq!(fbuild, buildx, "{context}");
+            let expected =
+                if case.flag == "sbom" { "https://spdx.dev/Document" } else { "https://slsa.dev/provenance/v1" };
+            assert_eq!(fbuild.1, [expected], "{context}");
         }
         Compare::Files => assert_eq!(files(&fb_out), files(&bx_out), "{context}"),
         Compare::IdFile => {
@@ -474,6 +515,7 @@ fn buildx_parity_page_is_what_a_run_gives() {
     let dir = util::tempdir();
     project(dir.path());
     let repo = format!("parity-{}", unique());
+    push_scanner(&repo);
     let mut compared: BTreeMap<&str, Vec<Compare>> = BTreeMap::new();
     for (index, case) in CASES.iter().enumerate() {
         assert!(build_flags.iter().any(|f| f.long == case.flag), "a case for --{}, which buildx lacks", case.flag);
