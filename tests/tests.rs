@@ -5,6 +5,7 @@ mod bake_compat;
 mod builders;
 mod buildx_compat;
 mod cache_commands;
+mod check;
 mod ci_env;
 mod ci_recipes;
 mod cli_help;

@@ -17,6 +17,7 @@ use crate::printer::{Printer, Verbosity};
 
 mod bake;
 mod cache;
+mod check;
 pub(crate) mod connect;
 mod daemon;
 mod du;
@@ -94,6 +95,8 @@ pub enum Command {
     Solve(Box<solve::Args>),
     /// Build the targets of compose and bake files together (docker-bake.hcl, compose.yaml)
     Bake(Box<bake::Args>),
+    /// Lint a Dockerfile project's cache practices and the frontend's rules
+    Check(check::Args),
     /// Show the daemon's version
     Info(info::Args),
     /// List the daemon's workers and their platforms
@@ -224,6 +227,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args, &ctx).await,
         Command::Workers(args) => workers::run(args, &ctx).await,
         Command::Du(args) => du::run(args, &ctx).await,
+        Command::Check(args) => check::run(args, &ctx).await,
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Cache(command) => cache::run(command, &ctx),
         Command::Daemon(command) => daemon::run(command, &ctx).await,

@@ -30,6 +30,7 @@ mod frontend;
 pub mod instructions;
 pub mod lint;
 mod parser;
+pub mod practices;
 pub mod shell;
 mod words;
 
