@@ -486,13 +486,6 @@ fn linked_compose_project(dir: &Path) {
     );
 }
 
-/// The digest the registry holds for `repo:tag`.
-fn digest_of(repo: &str, tag: &str) -> String {
-    use sha2::Digest;
-    let bytes = util::registry_manifest_bytes(repo, tag).unwrap_or_else(|| panic!("{repo}:{tag} was not pushed"));
-    format!("sha256:{:x}", sha2::Sha256::digest(&bytes))
-}
-
 /// `target:` contexts reach the frontend as buildx hands them (the linked
 /// target's graph as a frontend input), so the images equal buildx's to the
 /// digest; round-tripping the base through an OCI layout (as fbuild did)
@@ -521,8 +514,8 @@ fn a_linked_compose_project_pushes_the_digests_buildx_bake_pushes() {
     run("fb", true, false);
     run("bx", false, false);
     for service in services {
-        let fbuild = digest_of(&repo, &format!("{service}-fb"));
-        assert_eq!(fbuild, digest_of(&repo, &format!("{service}-bx")), "{service}");
+        let fbuild = util::registry_digest(&repo, &format!("{service}-fb"));
+        assert_eq!(fbuild, util::registry_digest(&repo, &format!("{service}-bx")), "{service}");
     }
     // The dependents hold the base's layers and their own.
     let api = registry_manifest(&repo, "api-fb").unwrap();
@@ -546,7 +539,10 @@ fn a_linked_compose_project_pushes_the_digests_buildx_bake_pushes() {
         assert_eq!(kinds(&fbuild_listed), ["image", "attestation-manifest"], "{service}: {fbuild}");
         assert_eq!(kinds(&fbuild_listed), kinds(&buildx_listed), "{service}: {buildx}");
         assert_eq!(fbuild_listed[0]["digest"], buildx_listed[0]["digest"], "{service}");
-        assert_eq!(fbuild_listed[0]["digest"].as_str().unwrap(), digest_of(&repo, &format!("{service}-fb")));
+        assert_eq!(
+            fbuild_listed[0]["digest"].as_str().unwrap(),
+            util::registry_digest(&repo, &format!("{service}-fb"))
+        );
     }
 }
 

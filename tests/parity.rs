@@ -329,13 +329,6 @@ fn push_scanner(repo: &str) {
     assert!(output.status.success(), "the scanner image: {}", text(&output.stderr));
 }
 
-/// The digest the registry holds for `repo:tag`.
-fn digest_of(repo: &str, tag: &str) -> String {
-    use sha2::Digest;
-    let bytes = util::registry_manifest_bytes(repo, tag).unwrap_or_else(|| panic!("{repo}:{tag} was not pushed"));
-    format!("sha256:{:x}", sha2::Sha256::digest(&bytes))
-}
-
 /// What one side produced for a case.
 struct Run {
     status: Option<i32>,
@@ -407,7 +400,9 @@ fn compare(dir: &Path, index: usize, case: &Case, repo: &str) {
         _ => assert!(fbuild.status == Some(0) && buildx.status == Some(0), "{context}"),
     }
     match case.compare {
-        Compare::Image => assert_eq!(digest_of(repo, &fb_tag), digest_of(repo, &bx_tag), "{context}"),
+        Compare::Image => {
+            assert_eq!(util::registry_digest(repo, &fb_tag), util::registry_digest(repo, &bx_tag), "{context}")
+        }
         Compare::Attested => {
             let listed = |tag: &str| {
                 let index = util::registry_manifest(repo, tag).unwrap();

@@ -458,6 +458,13 @@ pub fn registry_manifest(repo: &str, tag: &str) -> Option<serde_json::Value> {
         .map(|body| serde_json::from_slice(&body).expect("the registry's manifest is JSON"))
 }
 
+/// The digest the registry holds for `repo:tag` (the sha256 of the bytes it serves).
+pub fn registry_digest(repo: &str, tag: &str) -> String {
+    use sha2::Digest;
+    let bytes = registry_manifest_bytes(repo, tag).unwrap_or_else(|| panic!("{repo}:{tag} was not pushed"));
+    format!("sha256:{:x}", sha2::Sha256::digest(&bytes))
+}
+
 /// The bytes the registry serves for `repo:tag` (or `repo@digest`), whose
 /// sha256 is the manifest's digest; None on 404.
 pub fn registry_manifest_bytes(repo: &str, reference: &str) -> Option<Vec<u8>> {
