@@ -11,9 +11,7 @@ use std::path::Path;
 
 use super::{BakeError, Env, Target};
 use crate::build::attrs::CallFunc;
-use crate::build::{
-    BuildContext, BuildOptions, BuildRequest, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild,
-};
+use crate::build::{BuildContext, BuildOptions, BuildRequest, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild};
 
 /// A target ready to build.
 #[derive(Debug)]
@@ -51,7 +49,7 @@ pub(crate) fn plan(
     let dockerfile_path = context_dir.join(target.dockerfile.as_deref().unwrap_or("Dockerfile"));
     let dockerfile = match &target.dockerfile_inline {
         Some(text) => DockerfileSpec::Inline(text.clone()),
-        None => DockerfileSpec::File(dockerfile_path.clone()),
+        None => DockerfileSpec::File(dockerfile_path),
     };
     let mut options = BuildOptions::new(BuildContext::Dir(context_dir), dockerfile);
     options.target = target.target.clone();
@@ -93,9 +91,12 @@ pub(crate) fn plan(
 
     let planned = options.plan(&|key| env.get(key).cloned()).map_err(|error| fail(reason(error)))?;
     let PlannedBuild { request, dockerfile, call, guard } = planned;
-    let display = match &target.dockerfile_inline {
-        Some(_) => "inline".to_owned(),
-        None => dockerfile_path.display().to_string(),
+    // buildx's DockerfileMappingSrc: a relative Dockerfile joined to the
+    // context as written (`toBuildOpt`).
+    let display = match (&target.dockerfile_inline, target.dockerfile.as_deref().unwrap_or("Dockerfile")) {
+        (Some(_), _) => "inline".to_owned(),
+        (None, file) if file.starts_with('/') => crate::gopath::clean(file),
+        (None, file) => crate::gopath::join(&[context, file]),
     };
     Ok(TargetPlan {
         name: name.to_string(),

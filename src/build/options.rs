@@ -422,7 +422,8 @@ impl BuildOptions {
             attrs.insert("cgroup-parent".into(), parent.clone());
         }
         if let Some(size) = &self.shm_size {
-            let bytes = attrs::ram_in_bytes(size.trim()).map_err(|reason| invalid(BuildOption::ShmSize, size, reason))?;
+            let bytes =
+                attrs::ram_in_bytes(size.trim()).map_err(|reason| invalid(BuildOption::ShmSize, size, reason))?;
             // buildx sends it only when positive.
             if bytes > 0 {
                 attrs.insert("shm-size".into(), bytes.to_string());
@@ -579,7 +580,8 @@ impl BuildOptions {
     fn dockerfile_here(&self) -> Result<(PlannedDockerfile, Option<tempfile::TempDir>), OptionsError> {
         let path = match (&self.dockerfile, &self.context) {
             (DockerfileSpec::Inline(text), _) => {
-                let dir = tempfile::Builder::new().prefix("fbuild-dockerfile-").tempdir().map_err(OptionsError::Inline)?;
+                let dir =
+                    tempfile::Builder::new().prefix("fbuild-dockerfile-").tempdir().map_err(OptionsError::Inline)?;
                 fs_err::write(dir.path().join("Dockerfile"), text).map_err(OptionsError::Inline)?;
                 let planned = PlannedDockerfile {
                     dir: Some(dir.path().to_path_buf()),
@@ -594,8 +596,8 @@ impl BuildOptions {
             }
             (DockerfileSpec::File(path), _) => path.clone(),
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| OptionsError::Dockerfile { path: path.clone(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| OptionsError::Dockerfile { path: path.clone(), source })?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -608,8 +610,7 @@ impl BuildOptions {
     /// puts every annotation on every output.
     fn exports(&self) -> Result<Vec<ExportEntry>, OptionsError> {
         let outputs: Vec<String> = self.outputs.iter().filter(|o| !is_cacheonly(o)).cloned().collect();
-        let mut exports =
-            crate::output::exports_from_flags(&outputs, &self.tags, self.push, self.stdout_is_terminal)?;
+        let mut exports = crate::output::exports_from_flags(&outputs, &self.tags, self.push, self.stdout_is_terminal)?;
         let mut annotations = Vec::new();
         for value in &self.annotations {
             annotations.extend(
@@ -741,6 +742,8 @@ mod tests {
         }
         let (dir, mut options) = project();
         options.dockerfile = DockerfileSpec::InContext("nope".into());
-        assert!(matches!(options.plan(&no_env), Err(OptionsError::Dockerfile { path, .. }) if path == dir.path().join("nope")));
+        assert!(
+            matches!(options.plan(&no_env), Err(OptionsError::Dockerfile { path, .. }) if path == dir.path().join("nope"))
+        );
     }
 }

@@ -10,9 +10,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Args;
-use crate::build::{BuildContext, BuildOptions, BuildRequest, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild};
 #[cfg(test)]
 use crate::build::Frontend;
+use crate::build::{BuildContext, BuildOptions, BuildRequest, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild};
 use crate::output::ExporterType;
 
 /// The environment the plan reads (`--build-arg K`, `SOURCE_DATE_EPOCH`);
@@ -346,12 +346,16 @@ fn remote_dockerfile(file: Option<&Path>) -> Result<(DockerfileSpec, String), Pl
 /// The library's planning error, named with the flag it came from.
 fn from_options(error: OptionsError, file_flag: bool) -> PlanError {
     match error {
-        OptionsError::Invalid { option, value, reason } => PlanError::InvalidFlag { flag: option.flag(), value, reason },
+        OptionsError::Invalid { option, value, reason } => {
+            PlanError::InvalidFlag { flag: option.flag(), value, reason }
+        }
         OptionsError::Environment { variable, value } => {
             PlanError::InvalidFlag { flag: variable, value, reason: "not a boolean".into() }
         }
         OptionsError::MissingContext { path } => PlanError::MissingContext { path },
-        OptionsError::Dockerfile { path, source } => PlanError::MissingDockerfile { path, from_flag: file_flag, source },
+        OptionsError::Dockerfile { path, source } => {
+            PlanError::MissingDockerfile { path, from_flag: file_flag, source }
+        }
         OptionsError::Inline(source) => PlanError::TempDir(source),
         OptionsError::MissingNamedContext { name, path } => PlanError::MissingNamedContext { name, path },
         OptionsError::Output(error) => PlanError::Output(error),
@@ -441,7 +445,7 @@ fn check_output_file(flag: &'static str, path: &Path) -> Result<(), PlanError> {
 
 /// `--load`: `docker`, else `podman`, from PATH; the archive goes into a
 /// private temp folder.
-fn load_plan(env: &dyn Env) -> Result<LoadPlan, PlanError> {
+pub(in crate::cli) fn load_plan(env: &dyn Env) -> Result<LoadPlan, PlanError> {
     let path = env.var("PATH").unwrap_or_default();
     let program = ["docker", "podman"]
         .iter()
