@@ -25,7 +25,8 @@ use crate::output::{ExportEntry, OutputError};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum BuildContext {
-    /// A folder here, sent to the daemon as the `context` local.
+    /// A folder here, sent to the daemon as the `context` local (the
+    /// current folder by default).
     Dir(PathBuf),
     /// A git or http URL the daemon fetches itself (the `context` attribute).
     Remote(String),
@@ -34,7 +35,13 @@ pub enum BuildContext {
     Upload(bytes::Bytes),
 }
 
-/// Where the Dockerfile comes from.
+impl Default for BuildContext {
+    fn default() -> BuildContext {
+        BuildContext::Dir(PathBuf::from("."))
+    }
+}
+
+/// Where the Dockerfile comes from (`Dockerfile` in the context by default).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum DockerfileSpec {
@@ -48,17 +55,24 @@ pub enum DockerfileSpec {
     Inline(String),
 }
 
+impl Default for DockerfileSpec {
+    fn default() -> DockerfileSpec {
+        DockerfileSpec::InContext("Dockerfile".to_owned())
+    }
+}
+
 /// One build's options, buildx's names in kebab case in the comments. Every
-/// field but the context and the Dockerfile may stay empty.
-#[derive(Debug, Clone)]
+/// field but the context and the Dockerfile may stay empty; the default is
+/// `fbuild solve .`: the current folder and its `Dockerfile`.
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct BuildOptions {
     /// The build context (`PATH`; bake's `context`).
     pub context: BuildContext,
     /// The Dockerfile (`--file`, `dockerfile`, `dockerfile-inline`).
     pub dockerfile: DockerfileSpec,
-    /// The daemon frontend that reads the Dockerfile (`dockerfile.v0`).
-    pub frontend: String,
+    /// The daemon frontend that reads the Dockerfile; `None` is `dockerfile.v0`.
+    pub frontend: Option<String>,
     /// The stage to build (`target`).
     pub target: Option<String>,
     /// Build arguments, already resolved (`build-arg`, `args`).
@@ -127,40 +141,7 @@ pub struct BuildOptions {
 impl BuildOptions {
     /// A build of `context` with `dockerfile`, every other option empty.
     pub fn new(context: BuildContext, dockerfile: DockerfileSpec) -> BuildOptions {
-        BuildOptions {
-            context,
-            dockerfile,
-            frontend: DOCKERFILE_FRONTEND.to_owned(),
-            target: None,
-            build_args: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            platforms: Vec::new(),
-            no_cache: false,
-            no_cache_filter: Vec::new(),
-            pull: false,
-            network: None,
-            extra_hosts: Vec::new(),
-            entitlements: Vec::new(),
-            cgroup_parent: None,
-            shm_size: None,
-            ulimits: Vec::new(),
-            resources: Vec::new(),
-            attests: Vec::new(),
-            provenance: None,
-            sbom: None,
-            annotations: Vec::new(),
-            named_contexts: Vec::new(),
-            outputs: Vec::new(),
-            tags: Vec::new(),
-            push: false,
-            stdout_is_terminal: false,
-            cache_from: Vec::new(),
-            cache_to: Vec::new(),
-            secrets: Vec::new(),
-            ssh: Vec::new(),
-            call: None,
-            frontend_attrs: BTreeMap::new(),
-        }
+        BuildOptions { context, dockerfile, ..BuildOptions::default() }
     }
 }
 
@@ -558,7 +539,10 @@ impl BuildOptions {
 
         Ok(PlannedBuild {
             request: BuildRequest {
-                frontend: Frontend::Daemon { name: self.frontend.clone(), attrs },
+                frontend: Frontend::Daemon {
+                    name: self.frontend.clone().unwrap_or_else(|| DOCKERFILE_FRONTEND.to_owned()),
+                    attrs,
+                },
                 locals,
                 exports,
                 cache_imports,

@@ -175,7 +175,7 @@ impl SolvePlan {
         };
 
         let mut options = BuildOptions::new(context, dockerfile);
-        options.frontend = args.frontend.clone();
+        options.frontend = Some(args.frontend.clone());
         options.target = args.target.clone();
         for arg in &args.build_args {
             let (key, value) = match arg.split_once('=') {
