@@ -679,3 +679,33 @@ fn load_into_podman() {
 fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|path| path.is_file())
 }
+
+/// `-t` goes through the one reference grammar (distribution's
+/// `reference.Parse`, what buildx checks tags with): buildx's verdict and
+/// words for each, before anything is built.
+#[test]
+fn tags_are_checked_as_buildx_checks_them() {
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\n")]);
+    let long_path = format!("x/{}", "a".repeat(255));
+    for (tag, refused) in [
+        ("app:tág", Some("invalid reference format")),
+        ("App:1", Some("repository name must be lowercase")),
+        ("app:", Some("invalid reference format")),
+        ("app@sha256:abc", Some("invalid reference format")),
+        // A 64-hex name, and a host before a 255-character path: both fine for Parse.
+        (&"a".repeat(64), None),
+        (&long_path, None),
+    ] {
+        let buildx = util::buildx().args(["build", "-t", tag]).arg(project.path()).output().unwrap();
+        let buildx_err = util::text(&buildx.stderr);
+        let fbuild = util::fbuild().args(["solve", "-t", tag]).arg(project.path()).output().unwrap();
+        let err = util::text(&fbuild.stderr);
+        assert_eq!(fbuild.status.success(), buildx.status.success(), "{tag}: fbuild {err}\nbuildx {buildx_err}");
+        if let Some(words) = refused {
+            assert!(buildx_err.contains(&format!("invalid tag {tag:?}: {words}")), "{tag}: {buildx_err}");
+            assert!(err.contains(&format!("invalid --tag {tag:?}: {words}")), "{tag}: {err}");
+            assert!(!err.contains("#1 "), "nothing is built: {err}");
+        }
+    }
+}

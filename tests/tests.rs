@@ -1,6 +1,7 @@
 mod util;
 
 mod bake;
+mod bake_call;
 mod bake_compat;
 mod builders;
 mod buildx_compat;

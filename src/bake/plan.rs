@@ -1,17 +1,17 @@
-//! One resolved target to one [`BuildRequest`] for the daemon's Dockerfile
-//! frontend, with the attributes `fbuild solve` sends for the same flags
-//! (and buildx for the same target). Paths are read relative to the
-//! current folder (compose paths were already joined with the compose
-//! file's folder); everything is checked before the daemon hears of it.
-//! Contexts naming another target (`target:NAME`) are left as links, which
-//! [`super::run`] fills in once that target is built.
+//! One resolved target to one [`BuildRequest`]: the target is mapped into
+//! the library's [`BuildOptions`], the options `fbuild solve` maps its flags
+//! into, so the same attribute gives the same request (and the same as
+//! buildx's for the same target). Paths are read relative to `cwd`
+//! (compose paths were already joined with the compose file's folder);
+//! everything is checked before the daemon hears of it. Contexts naming
+//! another target (`target:NAME`) are left as links, which [`super::run`]
+//! hands to the dependent's frontend once that target is built.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{BakeError, Env, Target};
-use crate::build::{attrs, BuildRequest, Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
-use crate::cache::{CacheDirection, CacheEntry};
+use crate::build::attrs::CallFunc;
+use crate::build::{BuildContext, BuildOptions, BuildRequest, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild};
 
 /// A target ready to build.
 #[derive(Debug)]
@@ -20,8 +20,13 @@ pub(crate) struct TargetPlan {
     pub(crate) request: BuildRequest,
     /// `(context name, target name)`: named contexts that are other targets' images.
     pub(crate) links: Vec<(String, String)>,
+    /// The frontend subrequest the target's `call` asks for, instead of a build.
+    pub(crate) call: Option<CallFunc>,
+    /// The Dockerfile's name as the frontend reads it, and its path as the
+    /// user knows it (lint results name it so).
+    pub(crate) dockerfile: (String, String),
     /// Holds a `dockerfile-inline` Dockerfile for as long as the plan lives.
-    _inline: Option<tempfile::TempDir>,
+    _guard: PlanGuard,
 }
 
 pub(crate) fn plan(
@@ -32,11 +37,6 @@ pub(crate) fn plan(
     stdout_is_terminal: bool,
 ) -> Result<TargetPlan, BakeError> {
     let fail = |reason: String| BakeError::Target { target: name.to_string(), reason };
-    if let Some(call) = target.call.as_deref().filter(|c| *c != "build") {
-        return Err(fail(format!(
-            "call = {call:?}: frontend subrequests are not supported by fbuild bake yet (`fbuild solve --call {call}` runs one)"
-        )));
-    }
     let context = target.context.as_deref().unwrap_or(".");
     if context.contains("://") || context.starts_with("git@") {
         return Err(fail(format!("context {context:?}: remote contexts are not supported by fbuild bake yet")));
@@ -45,198 +45,82 @@ pub(crate) fn plan(
     if !context_dir.is_dir() {
         return Err(fail(format!("context folder {context_dir:?} does not exist")));
     }
-
-    let mut frontend_attrs = BTreeMap::new();
-    let mut locals = BTreeMap::new();
-    locals.insert(LOCAL_CONTEXT.to_string(), context_dir.clone());
-    let mut inline = None;
-    if let Some(text) = &target.dockerfile_inline {
-        let dir = tempfile::Builder::new()
-            .prefix("fbuild-bake-dockerfile-")
-            .tempdir()
-            .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
-        fs_err::write(dir.path().join("Dockerfile"), text)
-            .map_err(|e| fail(format!("cannot write dockerfile-inline: {e}")))?;
-        frontend_attrs.insert("filename".to_string(), "Dockerfile".to_string());
-        locals.insert(LOCAL_DOCKERFILE.to_string(), dir.path().to_path_buf());
-        inline = Some(dir);
-    } else {
-        // buildx reads a relative Dockerfile path from the context folder.
-        let dockerfile = context_dir.join(target.dockerfile.as_deref().unwrap_or("Dockerfile"));
-        if !dockerfile.is_file() {
-            return Err(fail(format!("Dockerfile {dockerfile:?} does not exist")));
-        }
-        let file_name = dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let dir = dockerfile.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        frontend_attrs.insert("filename".to_string(), file_name);
-        locals.insert(LOCAL_DOCKERFILE.to_string(), dir);
-    }
-
-    if let Some(stage) = &target.target {
-        frontend_attrs.insert("target".into(), stage.clone());
-    }
-    // As buildx and `fbuild solve`: SOURCE_DATE_EPOCH reaches the
-    // Dockerfile; an explicit arg wins.
-    if let Some(epoch) = env.get("SOURCE_DATE_EPOCH") {
-        frontend_attrs.insert("build-arg:SOURCE_DATE_EPOCH".into(), epoch.clone());
-    }
-    for (key, value) in target.args.iter().flatten() {
-        frontend_attrs.insert(format!("build-arg:{key}"), value.clone());
-    }
-    for (key, value) in target.labels.iter().flatten() {
-        frontend_attrs.insert(format!("label:{key}"), value.clone());
-    }
-    if let Some(platforms) = target.platforms.as_ref().filter(|p| !p.is_empty()) {
-        frontend_attrs.insert("platform".into(), platforms.join(","));
-    }
-    if target.no_cache == Some(true) {
-        frontend_attrs.insert("no-cache".into(), String::new());
-    } else if let Some(filter) = target.no_cache_filter.as_ref().filter(|f| !f.is_empty()) {
-        frontend_attrs.insert("no-cache".into(), filter.join(","));
-    }
-    if target.pull == Some(true) {
-        frontend_attrs.insert("image-resolve-mode".into(), "pull".into());
-    }
-    let mut entitlements: Vec<String> = target.entitlements.clone().unwrap_or_default();
-    match target.network.as_deref() {
-        None | Some("default") | Some("") => {}
-        Some("none") => {
-            frontend_attrs.insert("force-network-mode".into(), "none".into());
-        }
-        Some("host") => {
-            frontend_attrs.insert("force-network-mode".into(), "host".into());
-            if !entitlements.iter().any(|e| e == "network.host") {
-                entitlements.push("network.host".into());
-            }
-        }
-        Some(other) => return Err(fail(format!("network {other:?}: expected default, none or host"))),
-    }
-    if let Some(hosts) = target.extra_hosts.as_ref().filter(|h| !h.is_empty()) {
-        let mut entries = Vec::new();
-        for (host, ip) in hosts {
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                return Err(fail(format!("extra-hosts {host}: {ip:?} is not an IP address")));
-            }
-            entries.push(format!("{host}={ip}"));
-        }
-        frontend_attrs.insert("add-hosts".into(), entries.join(","));
-    }
-    // The same encoders as `fbuild solve`'s flags (`build::attrs`).
-    if let Some(size) = &target.shm_size {
-        let bytes = attrs::ram_in_bytes(size.trim()).map_err(|e| fail(format!("shm-size {size:?}: {e}")))?;
-        // buildx sends it only when positive.
-        if bytes > 0 {
-            frontend_attrs.insert("shm-size".into(), bytes.to_string());
-        }
-    }
-    if let Some(values) = target.ulimits.as_ref().filter(|u| !u.is_empty()) {
-        // One per name, the last one winning, sorted by name (docker's UlimitOpt).
-        let mut ulimits = BTreeMap::new();
-        for value in values {
-            let (name, ulimit) = attrs::parse_ulimit(value).map_err(|e| fail(format!("ulimits {value:?}: {e}")))?;
-            ulimits.insert(name, ulimit);
-        }
-        frontend_attrs.insert("ulimit".into(), ulimits.into_values().collect::<Vec<_>>().join(","));
-    }
-    let mut attests = Vec::new();
-    for spec in target.attest.iter().flatten() {
-        attests.push(attrs::parse_attest(spec).map_err(|e| fail(format!("attest {spec:?}: {e}")))?);
-    }
-    // buildx bake adds the same default provenance as buildx build.
-    let no_default = match env.get(attrs::NO_DEFAULT_ATTESTATIONS) {
-        None => false,
-        Some(value) => crate::output::parse::parse_go_bool(value)
-            .ok_or_else(|| fail(format!("{}={value:?} is not a boolean", attrs::NO_DEFAULT_ATTESTATIONS)))?,
+    // buildx reads a relative Dockerfile path from the context folder.
+    let dockerfile_path = context_dir.join(target.dockerfile.as_deref().unwrap_or("Dockerfile"));
+    let dockerfile = match &target.dockerfile_inline {
+        Some(text) => DockerfileSpec::Inline(text.clone()),
+        None => DockerfileSpec::File(dockerfile_path),
     };
-    frontend_attrs.extend(attrs::attest_attrs(&attests, no_default));
-    let mut annotations = Vec::new();
-    for value in target.annotations.iter().flatten() {
-        annotations.extend(attrs::parse_annotation(value).map_err(|e| fail(format!("annotations {value:?}: {e}")))?);
-    }
-
+    let mut options = BuildOptions::new(BuildContext::Dir(context_dir), dockerfile);
+    options.target = target.target.clone();
+    options.build_args = target.args.clone().unwrap_or_default();
+    options.labels = target.labels.clone().unwrap_or_default();
+    options.platforms = target.platforms.clone().unwrap_or_default();
+    options.no_cache = target.no_cache == Some(true);
+    options.no_cache_filter = target.no_cache_filter.clone().unwrap_or_default();
+    options.pull = target.pull == Some(true);
+    options.network = target.network.clone();
+    options.entitlements = target.entitlements.clone().unwrap_or_default();
+    options.extra_hosts = target.extra_hosts.iter().flatten().map(|(host, ip)| format!("{host}={ip}")).collect();
+    options.shm_size = target.shm_size.clone();
+    options.ulimits = target.ulimits.clone().unwrap_or_default();
+    options.attests = target.attest.clone().unwrap_or_default();
+    options.annotations = target.annotations.clone().unwrap_or_default();
+    options.call = target.call.clone();
     let mut links = Vec::new();
-    let mut oci_layouts = BTreeMap::new();
     for (ctx_name, value) in target.contexts.iter().flatten() {
-        if let Some(linked) = value.strip_prefix("target:") {
+        let value = if let Some(linked) = value.strip_prefix("target:") {
             links.push((ctx_name.clone(), linked.to_string()));
+            continue;
         } else if let Some(layout) = value.strip_prefix("oci-layout://") {
-            let id = format!("fbuild-bake-oci-{}", oci_layouts.len());
-            let (dir, digest) = crate::cache::layout::resolve_image(&cwd.join(layout).to_string_lossy())
-                .map_err(|reason| fail(format!("context {ctx_name}: {reason}")))?;
-            frontend_attrs.insert(format!("context:{ctx_name}"), format!("oci-layout://{id}@{digest}"));
-            oci_layouts.insert(id, dir);
+            format!("oci-layout://{}", cwd.join(layout).display())
         } else if value.contains("://") {
-            frontend_attrs.insert(format!("context:{ctx_name}"), value.clone());
+            value.clone()
         } else {
-            let path = cwd.join(value);
-            if !path.is_dir() {
-                return Err(fail(format!("context {ctx_name}: folder {path:?} does not exist")));
-            }
-            let local = format!("named-{ctx_name}");
-            frontend_attrs.insert(format!("context:{ctx_name}"), format!("local:{local}"));
-            locals.insert(local, path);
-        }
+            cwd.join(value).to_string_lossy().into_owned()
+        };
+        options.named_contexts.push((ctx_name.clone(), value));
     }
+    options.outputs = target.outputs.clone().unwrap_or_default();
+    options.tags = target.tags.clone().unwrap_or_default();
+    options.stdout_is_terminal = stdout_is_terminal;
+    options.cache_from = target.cache_from.clone().unwrap_or_default();
+    options.cache_to = target.cache_to.clone().unwrap_or_default();
+    options.secrets = target.secrets.clone().unwrap_or_default();
+    options.ssh = target.ssh.clone().unwrap_or_default();
 
-    // `cacheonly` means no exporter at all: the result stays in the cache.
-    let outputs: Vec<String> =
-        target.outputs.iter().flatten().filter(|o| o.as_str() != "type=cacheonly").cloned().collect();
-    let tags = target.tags.clone().unwrap_or_default();
-    let mut exports = crate::output::exports_from_flags(&outputs, &tags, false, stdout_is_terminal)
-        .map_err(|e| fail(crate::error::error_chain(&e)))?;
-    // buildx puts every annotation on every output.
-    for export in &mut exports {
-        export.attrs.extend(annotations.iter().cloned());
-    }
-    let cache = |specs: &Option<Vec<String>>, direction, what: &str| -> Result<Vec<CacheEntry>, BakeError> {
-        specs
-            .iter()
-            .flatten()
-            .map(|spec| CacheEntry::parse(spec, direction).map_err(|e| fail(format!("{what} {spec:?}: {}", e.problem))))
-            // gha and s3 credentials from the CI environment, as buildx adds them.
-            .filter_map(|entry| entry.map(|e| e.with_ci_env(&|key| env.get(key).cloned())).transpose())
-            .collect()
+    let planned = options.plan(&|key| env.get(key).cloned()).map_err(|error| fail(reason(error)))?;
+    let PlannedBuild { request, dockerfile, call, guard } = planned;
+    // buildx's DockerfileMappingSrc: a relative Dockerfile joined to the
+    // context as written (`toBuildOpt`).
+    let display = match (&target.dockerfile_inline, target.dockerfile.as_deref().unwrap_or("Dockerfile")) {
+        (Some(_), _) => "inline".to_owned(),
+        (None, file) if file.starts_with('/') => crate::gopath::clean(file),
+        (None, file) => crate::gopath::join(&[context, file]),
     };
-    let cache_imports = cache(&target.cache_from, CacheDirection::Import, "cache-from")?;
-    let cache_exports = cache(&target.cache_to, CacheDirection::Export, "cache-to")?;
-    let secrets = target
-        .secrets
-        .iter()
-        .flatten()
-        .map(|spec| {
-            crate::services::secrets::SecretSource::parse(spec)
-                .map_err(|e| fail(format!("secret {:?}: {e}", e.value())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let ssh = target
-        .ssh
-        .iter()
-        .flatten()
-        .map(|spec| crate::services::ssh::AgentSpec::parse(spec).map_err(|e| fail(format!("ssh {:?}: {e}", e.value()))))
-        .collect::<Result<Vec<_>, _>>()?;
-
     Ok(TargetPlan {
         name: name.to_string(),
-        request: BuildRequest {
-            frontend: Frontend::Daemon { name: "dockerfile.v0".to_string(), attrs: frontend_attrs },
-            locals,
-            exports,
-            cache_imports,
-            cache_exports,
-            secrets,
-            ssh,
-            entitlements,
-            oci_layouts,
-            uploads: Default::default(),
-        },
+        request,
         links,
-        _inline: inline,
+        call,
+        dockerfile: (dockerfile.name, display),
+        _guard: guard,
     })
+}
+
+/// The library's error in the target's terms: the attribute, not the flag.
+fn reason(error: OptionsError) -> String {
+    match error {
+        OptionsError::Invalid { option, value, reason } => format!("{} {value:?}: {reason}", option.attribute()),
+        OptionsError::MissingNamedContext { name, path } => format!("contexts {name}: folder {path:?} does not exist"),
+        other => crate::error::error_chain(&other),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::{Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
 
     #[test]
     fn attributes_match_solve() {
@@ -285,7 +169,7 @@ mod tests {
         let target =
             Target { contexts: Some([("base".into(), "oci-layout://empty:v1".into())].into()), ..Default::default() };
         let err = plan(dir.path(), "app", &target, &Env::new(), false).unwrap_err().to_string();
-        assert!(err.contains("context base") && err.contains("not an OCI layout folder"), "{err}");
+        assert!(err.contains("contexts \"base=") && err.contains("not an OCI layout folder"), "{err}");
     }
 
     #[test]

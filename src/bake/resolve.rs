@@ -19,7 +19,6 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
-    #[cfg(test)]
     pub(crate) fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
@@ -28,21 +27,59 @@ impl Resolved {
     /// targets so fields keep buildx's order (a `serde_json::Value` would
     /// sort them).
     pub(crate) fn print_json(&self) -> Result<String, serde_json::Error> {
-        #[derive(serde::Serialize)]
-        struct Group<'a> {
-            targets: &'a [String],
-        }
-        #[derive(serde::Serialize)]
-        struct Print<'a> {
-            group: BTreeMap<&'a str, Group<'a>>,
-            target: BTreeMap<&'a str, &'a Target>,
-        }
-        let print = Print {
-            group: self.groups.iter().map(|(n, m)| (n.as_str(), Group { targets: m })).collect(),
-            target: self.targets.iter().map(|(n, t)| (n.as_str(), t)).collect(),
-        };
-        serde_json::to_string_pretty(&print)
+        let targets = self.targets.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        serde_json::to_string_pretty(&Print { group: self.print_groups(), target: targets })
     }
+
+    /// buildx bake's `--call NAME,format=json` document: each target as
+    /// `--print` shows it under `build`, and beside it the answer of its
+    /// subrequest under the name given with it in `answers` (`check` for
+    /// lint).
+    pub(crate) fn call_json(&self, answers: &BTreeMap<String, (String, RawAnswer)>) -> String {
+        /// Go marshals the map of a target's entries with sorted keys:
+        /// `build` comes before every subrequest's name.
+        struct Entry<'a> {
+            build: &'a Target,
+            answer: Option<&'a (String, RawAnswer)>,
+        }
+        impl serde::Serialize for Entry<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(None)?;
+                map.serialize_entry("build", self.build)?;
+                if let Some((name, value)) = self.answer {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+        let targets =
+            self.targets.iter().map(|(n, t)| (n.as_str(), Entry { build: t, answer: answers.get(n) })).collect();
+        let document = crate::gojson::marshal_indent(&Print { group: self.print_groups(), target: targets });
+        String::from_utf8(document).expect("JSON is UTF-8")
+    }
+
+    fn print_groups(&self) -> BTreeMap<&str, Group<'_>> {
+        self.groups.iter().map(|(n, m)| (n.as_str(), Group { targets: m })).collect()
+    }
+}
+
+/// A subrequest's answer in `--call ...,format=json`: its fields sorted
+/// (Go's map), each value as the frontend wrote it.
+pub(crate) type RawAnswer = BTreeMap<String, crate::gojson::RawJson>;
+
+#[derive(serde::Serialize)]
+struct Group<'a> {
+    targets: &'a [String],
+}
+
+/// buildx's `--print` shape; groups are left out when there are none
+/// (Go's `omitempty`).
+#[derive(serde::Serialize)]
+struct Print<'a, T> {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    group: BTreeMap<&'a str, Group<'a>>,
+    target: BTreeMap<&'a str, T>,
 }
 
 /// The targets whose context `target:NAME` names another target.

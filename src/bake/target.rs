@@ -284,6 +284,11 @@ impl Target {
                     self.push();
                 }
             }
+            "load" => {
+                if boolean(key, value)? {
+                    self.load();
+                }
+            }
             _ => return Err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -311,6 +316,27 @@ impl Target {
         if let Some(contexts) = &mut self.contexts {
             contexts.retain(|_, value| !value.is_empty());
         }
+    }
+
+    /// `--load` (`*.load=true`): a `type=docker` output, the image loaded into
+    /// docker, unless an output already loads or one is neither an image
+    /// nor a docker or OCI archive (buildx's `setLoadOverride`).
+    pub(crate) fn load(&mut self) {
+        let outputs = self.outputs.get_or_insert_with(Vec::new);
+        for output in outputs.iter() {
+            let fields = crate::output::csv_fields(output).unwrap_or_default();
+            let field = |key: &str| {
+                fields
+                    .iter()
+                    .find_map(|f| f.split_once('=').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.to_owned()))
+            };
+            match field("type").as_deref() {
+                Some("docker") if field("dest").is_none_or(|d| d.is_empty()) => return,
+                Some("image" | "registry" | "oci") | Some("docker") => {}
+                _ => return,
+            }
+        }
+        outputs.push("type=docker".into());
     }
 
     /// `--push`: every image output pushes; a target without outputs gets
@@ -521,6 +547,23 @@ mod tests {
         base.merge(&over);
         assert_eq!(base.args.unwrap().len(), 2);
         assert_eq!(base.tags.unwrap(), ["y"]);
+    }
+
+    #[test]
+    fn load_adds_a_docker_output_as_buildx() {
+        let loaded = |outputs: &[&str]| {
+            let mut t = Target::default();
+            if !outputs.is_empty() {
+                t.outputs = Some(outputs.iter().map(|o| o.to_string()).collect());
+            }
+            t.load();
+            t.outputs.unwrap_or_default()
+        };
+        assert_eq!(loaded(&[]), ["type=docker"]);
+        assert_eq!(loaded(&["type=image,push=true"]), ["type=image,push=true", "type=docker"]);
+        assert_eq!(loaded(&["type=docker,dest=a.tar"]), ["type=docker,dest=a.tar", "type=docker"]);
+        assert_eq!(loaded(&["type=docker"]), ["type=docker"], "already loads");
+        assert_eq!(loaded(&["type=local,dest=out"]), ["type=local,dest=out"], "not an image: left alone");
     }
 
     #[test]

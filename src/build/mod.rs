@@ -23,14 +23,19 @@
 pub(crate) mod attrs;
 mod error;
 mod folders;
+mod options;
 mod report;
 mod request;
 mod run;
 
 pub use error::{BuildError, FailedBuild};
 pub use folders::FolderSessions;
+pub use options::{
+    BuildContext, BuildOption, BuildOptions, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild, PlannedDockerfile,
+};
 pub use report::{BuildReport, TransferStats};
 pub use request::{BuildRequest, Frontend};
+#[cfg(test)]
 pub(crate) use request::{LOCAL_CONTEXT, LOCAL_DOCKERFILE};
 pub use run::{build, build_sharing_folders};
 

@@ -12,10 +12,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::solve::call::{self as solve_call, CallFrontend};
+use super::solve::plan::LoadPlan;
 use crate::bake::run::{Outcome, TargetError};
 use crate::bake::{entitlements, files, plan, progress, resolve, run};
+use crate::build::attrs::CallFunc;
 use crate::build::{BuildError, CancellationToken};
 use crate::cli::Context;
+use crate::gojson::RawJson;
 use crate::progress::{ProgressMode, ProgressSink, ProgressWriter, Summary};
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +48,19 @@ pub struct Args {
     /// Push every target's image (shorthand for --set '*.push=true')
     #[arg(long)]
     pub push: bool,
+
+    /// Load every target's image into docker (shorthand for --set '*.load=true': a type=docker output)
+    #[arg(long)]
+    pub load: bool,
+
+    /// Run a frontend request instead of building: build, check, outline, targets
+    /// (`NAME[,format=json][,ignorestatus=true]`; shorthand for --set '*.call=NAME')
+    #[arg(long, value_name = "NAME")]
+    pub call: Option<String>,
+
+    /// Shorthand for --call=check
+    #[arg(long, conflicts_with = "call")]
+    pub check: bool,
 
     /// Provenance attestation for every target (shorthand for --set '*.attest=type=provenance,...')
     #[arg(long, value_name = "SPEC")]
@@ -135,6 +152,22 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     sets.extend(args.cache_to.iter().map(|spec| format!("*.cache-to={spec}")));
     // buildx: the user's --set first, then the shorthands that follow it.
     sets.extend(args.set.iter().cloned());
+    let call = match (&args.call, args.check) {
+        (_, true) => Some("check"),
+        (Some(value), false) => Some(value.as_str()),
+        (None, false) => None,
+    };
+    let call = match call {
+        Some(value) => crate::build::attrs::parse_call(value)
+            .map_err(|reason| anyhow::anyhow!("invalid --call value {value:?}: {reason}"))?,
+        None => None,
+    };
+    if args.load {
+        sets.push("*.load=true".to_string());
+    }
+    if let Some(call) = &call {
+        sets.push(format!("*.call={}", call.name));
+    }
     for (kind, value) in [("sbom", &args.sbom), ("provenance", &args.provenance)] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
             sets.push(format!("*.attest={}", crate::build::attrs::canonical_attest(kind, value)));
@@ -164,11 +197,40 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
 
     // Every target is checked before the daemon hears of any.
     let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let plans = resolved
-        .targets
-        .iter()
-        .map(|(name, target)| plan::plan(&cwd, name, target, &env, stdout_is_terminal))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut loads: BTreeMap<String, Vec<LoadPlan>> = BTreeMap::new();
+    let mut plans = Vec::new();
+    for (name, target) in &resolved.targets {
+        let mut target = target.clone();
+        // A `type=docker` output without a destination (what `--load` adds)
+        // loads the image: it is written into a private archive and handed
+        // to `docker load`, as `fbuild solve --load` does.
+        for output in target.outputs.iter_mut().flatten() {
+            if is_load(output) {
+                let load = super::solve::plan::load_plan(&env)
+                    .map_err(|e| anyhow::Error::new(e).context(format!("target {name:?}: output {output:?}")))?;
+                output.push_str(&format!(",\"dest={}\"", load.archive.display()));
+                loads.entry(name.clone()).or_default().push(load);
+            }
+        }
+        plans.push(plan::plan(&cwd, name, &target, &env, stdout_is_terminal)?);
+    }
+    check_calls(&plans)?;
+    // Somewhere to load into, checked before building (as buildx asks the Docker API first).
+    for load in loads.values().flatten() {
+        super::solve::check_loader(load)?;
+    }
+    // A subrequest runs the target's frontend through the gateway, as `fbuild solve --call`.
+    let mut calls: BTreeMap<String, (CallFunc, Arc<CallFrontend>)> = BTreeMap::new();
+    for plan in &mut plans {
+        let (Some(call), crate::build::Frontend::Daemon { name, attrs }) = (&plan.call, &plan.request.frontend) else {
+            continue;
+        };
+        let frontend = Arc::new(CallFrontend::new(name.clone(), attrs.clone()));
+        calls.insert(plan.name.clone(), (call.clone(), frontend.clone()));
+        plan.request.frontend = crate::build::Frontend::Client(frontend);
+    }
+    let dockerfiles: BTreeMap<String, (String, String)> =
+        plans.iter().map(|p| (p.name.clone(), p.dockerfile.clone())).collect();
     // Where the metadata goes is checked now, not after every target has built.
     if let Some(path) = &args.metadata_file {
         check_metadata_path(path)?;
@@ -232,14 +294,136 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         report(&outcomes, &exports, elapsed, mode, ctx)?;
     }
 
+    let answers: BTreeMap<String, BTreeMap<String, String>> =
+        calls.iter().map(|(name, (_, frontend))| (name.clone(), frontend.answer())).collect();
     if let Some(path) = &args.metadata_file {
-        write_metadata(path, &outcomes)?;
+        write_metadata(path, &outcomes, &answers)?;
     }
     let failed: Vec<&str> = outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.name.as_str()).collect();
     if !failed.is_empty() {
         anyhow::bail!("{} of {} targets failed: {}", failed.len(), outcomes.len(), failed.join(", "));
     }
-    Ok(ExitCode::SUCCESS)
+    let notes = mode != ProgressMode::Quiet && (mode != ProgressMode::RawJson || ctx.printer.is_verbose());
+    for (name, loads) in &loads {
+        for load in loads {
+            super::solve::load_image(load, ctx.printer, notes)
+                .map_err(|e| e.context(format!("target {name:?}: cannot load its image")))?;
+        }
+    }
+    if calls.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = print_calls(&resolved, call.as_ref(), &calls, &answers, &dockerfiles, ctx)?;
+    Ok(ExitCode::from(code))
+}
+
+/// Whether an output is a `type=docker` one without a destination: the
+/// image is loaded into docker (buildx's default for that exporter).
+fn is_load(output: &str) -> bool {
+    let fields = crate::output::csv_fields(output).unwrap_or_default();
+    let value =
+        |key: &str| fields.iter().find_map(|f| f.split_once('=').filter(|(k, _)| k.trim() == key).map(|(_, v)| v));
+    value("type") == Some("docker") && value("dest").is_none_or(str::is_empty)
+}
+
+/// A subrequest hands nothing to other targets and takes no target's
+/// graph: refused where targets are linked, before anything is built.
+fn check_calls(plans: &[plan::TargetPlan]) -> anyhow::Result<()> {
+    for plan in plans.iter().filter(|p| p.call.is_some()) {
+        let call = plan.call.as_ref().map(|c| c.name.as_str()).unwrap_or_default();
+        if let Some((context, linked)) = plan.links.first() {
+            anyhow::bail!(
+                "target {:?}: call {call:?} with a target: context ({context} = target:{linked}) is not supported by fbuild bake yet",
+                plan.name
+            );
+        }
+        if let Some(user) = plans.iter().find(|p| p.links.iter().any(|(_, t)| *t == plan.name)) {
+            anyhow::bail!(
+                "target {:?}: call {call:?} on a target that {:?} uses as a context is not supported by fbuild bake yet",
+                plan.name,
+                user.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The subrequests' answers on stdout, as buildx bake prints them: by
+/// target name, each under its name (and description), or with
+/// `format=json` one document of the resolved targets and their answers.
+/// The exit code is the first non-zero status, 1 for a failed check.
+fn print_calls(
+    resolved: &resolve::Resolved,
+    flag: Option<&CallFunc>,
+    calls: &BTreeMap<String, (CallFunc, Arc<CallFrontend>)>,
+    answers: &BTreeMap<String, BTreeMap<String, String>>,
+    dockerfiles: &BTreeMap<String, (String, String)>,
+    ctx: &Context,
+) -> anyhow::Result<u8> {
+    let json = flag.is_some_and(|f| f.format.as_deref() == Some("json"));
+    let mut out = ctx.printer.stdout();
+    let mut code = 0;
+    let mut results = BTreeMap::new();
+    for (index, (name, (call, _))) in calls.iter().enumerate() {
+        // The flag's format and ignorestatus win over the target's.
+        let mut call = call.clone();
+        if let Some(flag) = flag {
+            call.format.clone_from(&flag.format);
+            call.ignore_status = flag.ignore_status;
+        }
+        let answer = answers.get(name).cloned().unwrap_or_default();
+        let (dockerfile, display) = &dockerfiles[name];
+        let mut text = Vec::new();
+        let printed = solve_call::print(&mut text, &call, &answer, (dockerfile, display));
+        if json {
+            let mut result = resolve::RawAnswer::new();
+            match printed {
+                Ok(status) if code == 0 => code = status,
+                Ok(_) => {}
+                Err(error) => {
+                    result.insert("error".into(), RawJson::String(solve_call::CheckFailed::go_text(&error)));
+                    code = 1;
+                }
+            }
+            // An object's fields join the answer; anything else goes under the call's name.
+            match serde_json::from_slice::<RawJson>(&text) {
+                Ok(RawJson::Object(fields)) => result.extend(fields),
+                Ok(other) => {
+                    result.insert(call.name.clone(), other);
+                }
+                Err(_) => {
+                    result.insert(call.name.clone(), RawJson::String(String::from_utf8_lossy(&text).into_owned()));
+                }
+            }
+            let shown = if call.name == "lint" { "check".to_owned() } else { call.name.clone() };
+            results.insert(name.clone(), (shown, result));
+            continue;
+        }
+        if index > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{name}")?;
+        if let Some(description) =
+            resolved.target(name).and_then(|t| t.description.as_deref()).filter(|d| !d.is_empty())
+        {
+            writeln!(out, "{description}")?;
+        }
+        writeln!(out)?;
+        out.write_all(&text)?;
+        match printed {
+            Ok(status) if code == 0 => code = status,
+            Ok(_) => {}
+            Err(error) => {
+                writeln!(out, "error: {}", solve_call::CheckFailed::go_text(&error))?;
+                code = 1;
+            }
+        }
+    }
+    if json {
+        writeln!(out, "{}", resolved.call_json(&results))?;
+    }
+    out.flush()?;
+    Ok(code)
 }
 
 /// A line per target (its summary or its error), where its image went, and a total.
@@ -307,11 +491,18 @@ fn report(
 
 /// buildx bake's metadata file: one object per target, each what `fbuild
 /// solve --metadata-file` writes for it.
-fn write_metadata(path: &std::path::Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
+/// A subrequest's answer is part of its target's (as for `fbuild solve --call`).
+fn write_metadata(
+    path: &std::path::Path,
+    outcomes: &[Outcome],
+    answers: &BTreeMap<String, BTreeMap<String, String>>,
+) -> anyhow::Result<()> {
     let mut document = serde_json::Map::new();
     for outcome in outcomes {
         if let Ok(report) = &outcome.result {
-            document.insert(outcome.name.clone(), super::solve::metadata::to_json(&report.exporter_response));
+            let mut response = report.exporter_response.clone();
+            response.extend(answers.get(&outcome.name).cloned().unwrap_or_default());
+            document.insert(outcome.name.clone(), super::solve::metadata::to_json(&response));
         }
     }
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(document))?;

@@ -63,7 +63,7 @@ pub use marshal::{digest_of, MarshalOptions};
 pub use merge::merge;
 pub(crate) use reference::normalize as normalize_reference;
 pub use reference::ReferenceError;
-pub(crate) use reference::{parse_normalized as parse_reference, Named};
+pub(crate) use reference::{parse as parse_reference_as_written, parse_normalized as parse_reference, Named};
 pub use source::{git, http, image, image_with, local, scratch, GitOptions, HttpOptions, ImageOptions, LocalOptions};
 pub(crate) use state::normalize_platform as normalize_platform_spec;
 pub use state::{default_platform, Deferred, Location, OpOptions, ProgressGroup, SourceMap, State};

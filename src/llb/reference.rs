@@ -1,5 +1,8 @@
-//! Image reference normalization, as `github.com/distribution/reference`
-//! (v0.6.0, the version BuildKit v0.32.2 pins) does it for `llb.Image`.
+//! Image references as `github.com/distribution/reference` (v0.6.0, the
+//! version BuildKit v0.32.2 pins) reads them: the one grammar every
+//! reference fbuild reads goes through. [`parse`] is its `Parse` (what
+//! buildx checks `-t` with), [`parse_normalized`] its `ParseNormalizedNamed`
+//! (base images, imagetools), [`normalize`] what `llb.Image` does.
 //!
 //! `busybox` becomes `docker.io/library/busybox:latest`; a reference whose
 //! first component looks like a host (has a `.` or `:`, is `localhost`, or
@@ -27,9 +30,12 @@ pub enum ReferenceError {
     /// A bare image id, which is not a name.
     #[error("invalid repository name ({0}), cannot specify 64-byte hexadecimal strings")]
     Identifier(String),
-    /// Capitals in the repository path.
-    #[error("repository name ({0}) must be lowercase")]
+    /// Capitals in the repository path of a name given without a host.
+    #[error("invalid reference format: repository name ({0}) must be lowercase")]
     Uppercase(String),
+    /// Capitals where the grammar has none.
+    #[error("repository name must be lowercase")]
+    NameUppercase,
     /// Not `[host[:port]/]path[:tag][@digest]`.
     #[error("invalid reference format")]
     Format,
@@ -41,9 +47,11 @@ pub enum ReferenceError {
     Digest(String),
 }
 
-/// The grammar of a reference, built the way distribution's `regexp.go` builds
-/// it. `\w` is spelled out: Rust's is Unicode-aware, Go's (RE2) is ASCII.
-static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+/// The grammar of a reference (`REFERENCE`) and of its name (`NAME`,
+/// distribution's `anchoredNameRegexp`: host and path), built the way
+/// distribution's `regexp.go` builds them. `\w` is spelled out: Rust's is
+/// Unicode-aware, Go's (RE2) is ASCII.
+static GRAMMAR: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
     let alphanumeric = "[a-z0-9]+";
     let separator = "(?:[._]|__|[-]+)";
     let domain_component = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
@@ -56,7 +64,9 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     let name = format!("(?:{domain_and_port}/)?{remote_name}");
     let tag = "[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}";
     let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}";
-    Regex::new(&format!("^({name})(?::({tag}))?(?:@({digest}))?$")).expect("the reference grammar compiles")
+    let reference = Regex::new(&format!("^({name})(?::({tag}))?(?:@({digest}))?$"));
+    let name = Regex::new(&format!("^(?:({domain_and_port})/)?({remote_name})$"));
+    (reference.expect("the reference grammar compiles"), name.expect("the name grammar compiles"))
 });
 
 static IDENTIFIER: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-f0-9]{64}$").expect("compiles"));
@@ -92,28 +102,24 @@ impl std::fmt::Display for Named {
     }
 }
 
-/// `reference.ParseNormalizedNamed(s)`: the reference with its domain and
-/// `library/` for official images, tag and digest as given.
-pub(crate) fn parse_normalized(reference: &str) -> Result<Named, ReferenceError> {
-    if IDENTIFIER.is_match(reference) {
-        return Err(ReferenceError::Identifier(reference.to_owned()));
-    }
-    let (domain, remainder) = split_docker_domain(reference);
-    let remote = remainder.split_once(':').map_or(remainder.as_str(), |(name, _)| name);
-    if remote.to_lowercase() != remote {
-        return Err(ReferenceError::Uppercase(remote.to_owned()));
-    }
-    let full = format!("{domain}/{remainder}");
-    let Some(captures) = REFERENCE.captures(&full) else {
-        return Err(if REFERENCE.is_match(&full.to_lowercase()) {
-            ReferenceError::Uppercase(full)
+/// `reference.Parse(s)`: the reference as written, its host empty when it
+/// names none.
+pub(crate) fn parse(reference: &str) -> Result<Named, ReferenceError> {
+    let (grammar, name_grammar) = &*GRAMMAR;
+    let Some(captures) = grammar.captures(reference) else {
+        return Err(if reference.is_empty() {
+            ReferenceError::Empty
+        } else if grammar.is_match(&reference.to_lowercase()) {
+            ReferenceError::NameUppercase
         } else {
             ReferenceError::Format
         });
     };
-    let name = &captures[1];
+    // The reference's name matches the name grammar, which it is part of.
+    let Some(name) = name_grammar.captures(&captures[1]) else { return Err(ReferenceError::Format) };
+    let domain = name.get(1).map_or("", |m| m.as_str());
+    let path = name.get(2).map_or("", |m| m.as_str());
     // The length limit applies to the path, without the domain.
-    let (domain, path) = name.split_once('/').unwrap_or(("", name));
     if path.len() > MAX_PATH_LEN {
         return Err(ReferenceError::TooLong);
     }
@@ -127,6 +133,20 @@ pub(crate) fn parse_normalized(reference: &str) -> Result<Named, ReferenceError>
         tag: captures.get(2).map(|m| m.as_str().to_owned()),
         digest,
     })
+}
+
+/// `reference.ParseNormalizedNamed(s)`: the reference with its domain and
+/// `library/` for official images, tag and digest as given.
+pub(crate) fn parse_normalized(reference: &str) -> Result<Named, ReferenceError> {
+    if IDENTIFIER.is_match(reference) {
+        return Err(ReferenceError::Identifier(reference.to_owned()));
+    }
+    let (domain, remainder) = split_docker_domain(reference);
+    let remote = remainder.split_once(':').map_or(remainder.as_str(), |(name, _)| name);
+    if remote.to_lowercase() != remote {
+        return Err(ReferenceError::Uppercase(remote.to_owned()));
+    }
+    parse(&format!("{domain}/{remainder}"))
 }
 
 /// `reference.TagNameOnly(reference.ParseNormalizedNamed(s)).String()`: the
@@ -231,5 +251,26 @@ mod tests {
         assert!(matches!(normalize(&format!("busybox@sha256:{}", "A".repeat(64))), Err(ReferenceError::Digest(_))));
         // Non-ASCII word characters are not tag characters in Go.
         assert_eq!(normalize("busybox:é"), Err(ReferenceError::Format));
+    }
+
+    #[test]
+    fn parse_keeps_the_reference_as_written() {
+        let named = parse("r.io:5000/a/b:v1").unwrap();
+        assert_eq!(
+            (named.domain.as_str(), named.path.as_str(), named.tag.as_deref()),
+            ("r.io:5000", "a/b", Some("v1"))
+        );
+        let named = parse("app:1").unwrap();
+        assert_eq!((named.domain.as_str(), named.path.as_str()), ("", "app"));
+        // Unlike ParseNormalizedNamed: a 64-hex name is a name, and the first
+        // component of a long path is a host.
+        assert!(parse(&"a".repeat(64)).is_ok());
+        assert!(parse(&format!("x/{}", "a".repeat(255))).is_ok());
+        assert_eq!(parse(&"a".repeat(256)), Err(ReferenceError::TooLong));
+        assert_eq!(parse("App:1"), Err(ReferenceError::NameUppercase));
+        assert_eq!(parse(""), Err(ReferenceError::Empty));
+        for bad in ["app:tág", "app:", "a b", "app@sha256:abc", "-app", "app:1:2"] {
+            assert_eq!(parse(bad), Err(ReferenceError::Format), "{bad}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use filesend::{FileSendService, PendingOutputs};
-pub use parse::{csv_fields, exports_from_flags, parse_output, OutputError, OutputProblem, TagProblem};
+pub use parse::{csv_fields, exports_from_flags, parse_output, OutputError, OutputProblem};
 
 use crate::proto::moby::buildkit::v1::Exporter;
 

@@ -16,9 +16,6 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use regex::Regex;
 
 use super::{ExportEntry, ExporterType, OutputDest};
 
@@ -30,7 +27,7 @@ pub enum OutputError {
     #[error("invalid --output {value:?}: {problem}")]
     Output { value: String, problem: OutputProblem },
     #[error("invalid --tag {value:?}: {problem}")]
-    Tag { value: String, problem: TagProblem },
+    Tag { value: String, problem: crate::llb::ReferenceError },
     #[error("--push needs an image name: pass -t/--tag or name=<ref> in --output")]
     PushWithoutName,
     #[error("invalid --output {value:?}: cannot inspect {}", path.display())]
@@ -100,18 +97,6 @@ impl From<OutputProblem> for String {
     fn from(problem: OutputProblem) -> String {
         problem.to_string()
     }
-}
-
-/// What is wrong with one `-t/--tag` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TagProblem {
-    #[error("repository names must be lowercase")]
-    Uppercase,
-    #[error("the name is longer than 255 characters")]
-    TooLong,
-    #[error("not an image reference (expected [registry/]name[:tag][@digest])")]
-    Malformed,
 }
 
 /// Parses one `-o/--output` value. Pure: destinations on disk and the
@@ -242,7 +227,9 @@ pub fn exports_from_flags(
 
     if !tags.is_empty() {
         for tag in tags {
-            check_tag(tag).map_err(|problem| OutputError::Tag { value: tag.clone(), problem })?;
+            // buildx checks tags with distribution's `reference.Parse`.
+            crate::llb::parse_reference_as_written(tag)
+                .map_err(|problem| OutputError::Tag { value: tag.clone(), problem })?;
         }
         let names = tags.join(",");
         for (_, entry) in &mut entries {
@@ -423,34 +410,6 @@ pub(crate) fn parse_go_bool(value: &str) -> Option<bool> {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
-    }
-}
-
-/// Checks an image reference against the distribution reference grammar
-/// (what buildx's `reference.Parse` accepts): `[domain[:port]/]path[:tag][@digest]`.
-fn check_tag(tag: &str) -> Result<(), TagProblem> {
-    static REFERENCE: OnceLock<Regex> = OnceLock::new();
-    let reference = REFERENCE.get_or_init(|| {
-        let alnum = "[a-z0-9]+";
-        let separator = "(?:[_.]|__|[-]+)";
-        let component = format!("{alnum}(?:{separator}{alnum})*");
-        let domain_component = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-        let host = format!(r"(?:{domain_component}(?:\.{domain_component})*|\[[a-fA-F0-9:]+\])");
-        let domain = format!("{host}(?::[0-9]+)?");
-        let name = format!("(?:{domain}/)?{component}(?:/{component})*");
-        let tag = r"[\w][\w.-]{0,127}";
-        let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-        Regex::new(&format!("^({name})(?::{tag})?(?:@{digest})?$")).expect("the reference grammar is a valid regex")
-    });
-    match reference.captures(tag) {
-        Some(captures) => {
-            if captures.get(1).map_or(0, |name| name.len()) > 255 {
-                return Err(TagProblem::TooLong);
-            }
-            Ok(())
-        }
-        None if reference.is_match(&tag.to_ascii_lowercase()) => Err(TagProblem::Uppercase),
-        None => Err(TagProblem::Malformed),
     }
 }
 
@@ -651,12 +610,17 @@ mod tests {
 
     #[test]
     fn bad_tags_are_refused() {
+        use crate::llb::ReferenceError;
+        let long = format!("{}:1", "a".repeat(256));
         for (tag, expected) in [
-            ("App:1", TagProblem::Uppercase),
-            ("app:", TagProblem::Malformed),
-            ("a b", TagProblem::Malformed),
-            ("-app", TagProblem::Malformed),
-            ("app:1:2", TagProblem::Malformed),
+            ("App:1", ReferenceError::NameUppercase),
+            ("app:", ReferenceError::Format),
+            ("a b", ReferenceError::Format),
+            ("-app", ReferenceError::Format),
+            ("app:1:2", ReferenceError::Format),
+            // Go's `\w` is ASCII: buildx says "invalid reference format".
+            ("app:tág", ReferenceError::Format),
+            (&long, ReferenceError::TooLong),
         ] {
             match exports_from_flags(&[], &strings(&[tag]), true, false) {
                 Err(OutputError::Tag { value, problem }) => {
@@ -666,10 +630,8 @@ mod tests {
                 other => panic!("{tag}: expected a tag error, got {other:?}"),
             }
         }
-        let long = format!("{}:1", "a".repeat(256));
-        assert_eq!(check_tag(&long), Err(TagProblem::TooLong));
         let err = exports_from_flags(&[], &strings(&["App"]), true, false).unwrap_err();
-        assert_eq!(err.to_string(), r#"invalid --tag "App": repository names must be lowercase"#);
+        assert_eq!(err.to_string(), r#"invalid --tag "App": repository name must be lowercase"#);
     }
 
     #[test]
@@ -683,7 +645,7 @@ mod tests {
             "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "[::1]:5000/app:1",
         ] {
-            assert_eq!(check_tag(tag), Ok(()), "{tag}");
+            assert!(crate::llb::parse_reference_as_written(tag).is_ok(), "{tag}");
         }
     }
 

@@ -47,8 +47,23 @@ impl ClientFrontend for CallFrontend {
 /// A lint run that found an error (a Dockerfile that cannot be built):
 /// the frontend's message and where.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct CheckFailed(String);
+#[error("{message}")]
+pub(crate) struct CheckFailed {
+    message: String,
+    /// The message ends with the Dockerfile's lines around the error.
+    with_source: bool,
+}
+
+impl CheckFailed {
+    /// The error as buildx's `printResult` returns it: the source lines
+    /// end with a newline (buildx bake prints it as it is).
+    pub(crate) fn go_text(error: &anyhow::Error) -> String {
+        match error.downcast_ref::<CheckFailed>() {
+            Some(failed) if failed.with_source => format!("{}\n", failed.message),
+            _ => error.to_string(),
+        }
+    }
+}
 
 #[derive(serde::Deserialize, Default)]
 struct LintResults {
@@ -145,6 +160,7 @@ pub(crate) fn print(
             }
             // The message, then the lines (buildx's PrintErrorTo).
             let mut message = error.message;
+            let mut with_source = false;
             if let Some(location) = error.location {
                 let source = usize::try_from(location.source_index).ok().and_then(|i| sources.get(i));
                 let file = source.map_or(dockerfile.0, |s| s.filename.as_str());
@@ -171,10 +187,11 @@ pub(crate) fn print(
                 } else {
                     message.push('\n');
                     message.push_str(String::from_utf8_lossy(&lines).trim_end());
+                    with_source = true;
                 }
             }
             out.flush()?;
-            return Err(CheckFailed(message).into());
+            return Err(CheckFailed { message, with_source }.into());
         } else if count == 0 && !json {
             writeln!(out, "Check complete, no warnings found.")?;
         }

@@ -5,13 +5,13 @@
 //! command adds what belongs to a terminal: the progress renderer, Ctrl-C and
 //! SIGTERM, the lines saying where outputs went, and `--metadata-file`.
 
-mod call;
+pub(super) mod call;
 mod carry;
 // The flag encoders live in the library, shared with bake.
 use crate::build::attrs as flags;
 pub(crate) mod metadata;
 mod native;
-mod plan;
+pub(super) mod plan;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -390,7 +390,7 @@ fn image_id(exports: &[ExportEntry], response: &BTreeMap<String, String>) -> Opt
 /// `--load` needs somewhere to load into, checked before building as buildx
 /// checks (it asks the Docker API first): `docker version` fails when no
 /// Docker daemon answers; podman needs no daemon.
-fn check_loader(load: &plan::LoadPlan) -> anyhow::Result<()> {
+pub(super) fn check_loader(load: &plan::LoadPlan) -> anyhow::Result<()> {
     let output = std::process::Command::new(&load.program)
         .arg("version")
         .stdin(std::process::Stdio::null())
@@ -409,7 +409,7 @@ fn check_loader(load: &plan::LoadPlan) -> anyhow::Result<()> {
 }
 
 /// `--load`: hands the docker archive to `docker load` (or podman's).
-fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer, notes: bool) -> anyhow::Result<()> {
+pub(super) fn load_image(load: &plan::LoadPlan, printer: crate::printer::Printer, notes: bool) -> anyhow::Result<()> {
     let output = std::process::Command::new(&load.program)
         .arg("load")
         .arg("-i")

@@ -1,18 +1,18 @@
-//! From `fbuild solve` flags to a [`SolvePlan`]: the library's
-//! [`BuildRequest`] plus what only the command line cares about (the
-//! Dockerfile's text for error context, `--metadata-file`, `--progress`).
-//! Every path is checked and every option parsed before anything is sent to
-//! the daemon; errors name the flag. The frontend attributes are the ones
-//! buildx and buildctl send to `dockerfile.v0` (keys read from the pinned
-//! `frontend/dockerui/config.go`).
+//! From `fbuild solve` flags to a [`SolvePlan`]: the flags are mapped into
+//! the library's [`BuildOptions`] (what bake maps its targets into too),
+//! which make the [`BuildRequest`]; this adds what only the command line
+//! cares about (stdin, `--load`, `--metadata-file`, `--iidfile`,
+//! `--progress`). Every path is checked and every option parsed before
+//! anything is sent to the daemon; errors name the flag.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Args;
-use crate::build::{BuildRequest, Frontend, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
-use crate::cache::{CacheDirection, CacheEntry};
+#[cfg(test)]
+use crate::build::Frontend;
+use crate::build::{BuildContext, BuildOptions, BuildRequest, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild};
 use crate::output::ExporterType;
 
 /// The environment the plan reads (`--build-arg K`, `SOURCE_DATE_EPOCH`);
@@ -75,36 +75,23 @@ fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> PlanEr
     PlanError::InvalidFlag { flag, value: value.to_string(), reason: reason.into() }
 }
 
-/// Where the Dockerfile comes from. A Dockerfile read from stdin is written
-/// into a private temporary folder, which lives as long as the plan.
+/// The Dockerfile the build reads, and what keeps its private folders.
 #[derive(Debug)]
 pub struct DockerfileSource {
-    /// The folder sent to the daemon as the `dockerfile` local.
+    /// The folder sent to the daemon as the `dockerfile` local (empty when
+    /// the daemon reads it from a remote context).
     pub dir: PathBuf,
     /// The file's name inside `dir` (the `filename` frontend attribute).
     pub name: String,
-    /// Its text, for showing the lines around an error.
+    /// Its text, for showing the lines around an error (empty when remote).
     pub text: String,
     /// How the user knows it (buildx's `DockerfileMappingSrc`): the
     /// `--file` path, PATH/Dockerfile, or `stdin`.
     pub display: String,
-    _stdin_dir: Option<tempfile::TempDir>,
+    /// A Dockerfile from stdin lives in a private folder.
+    _guard: PlanGuard,
     /// The empty context folder of `PATH -` with a Dockerfile on stdin.
     _empty_context: Option<tempfile::TempDir>,
-}
-
-impl DockerfileSource {
-    /// The Dockerfile of a remote context, at `name` in it: the daemon reads it from there.
-    fn remote_at(name: String) -> DockerfileSource {
-        DockerfileSource {
-            dir: PathBuf::new(),
-            display: name.clone(),
-            name,
-            text: String::new(),
-            _stdin_dir: None,
-            _empty_context: None,
-        }
-    }
 }
 
 /// Everything one `fbuild solve` needs, checked.
@@ -157,55 +144,39 @@ enum ContextSource {
 impl SolvePlan {
     pub fn from_args(args: &Args, env: &dyn Env) -> Result<SolvePlan, PlanError> {
         let mut warnings = Vec::new();
-        let context = context_source(&args.context, args.file.as_deref())?;
-        let empty_context;
-        let (dockerfile, context_dir) = match &context {
-            ContextSource::Dir(dir) => (dockerfile_source(dir, args.file.as_deref())?, Some(dir.clone())),
-            ContextSource::StdinDockerfile(text) => {
-                empty_context =
-                    tempfile::Builder::new().prefix("fbuild-context-").tempdir().map_err(PlanError::TempDir)?;
-                let source = dockerfile_from_text(text.clone()).map_err(PlanError::Stdin)?;
-                let dir = empty_context.path().to_path_buf();
-                (DockerfileSource { _empty_context: Some(empty_context), ..source }, Some(dir))
+        let mut empty_context = None;
+        let file = args.file.as_deref();
+        let (context, dockerfile, display) = match context_source(&args.context, file)? {
+            ContextSource::Dir(dir) => {
+                let (dockerfile, display) = match file {
+                    Some(file) => local_dockerfile(file)?,
+                    None => {
+                        let path = dir.join("Dockerfile");
+                        let display = path.display().to_string();
+                        (DockerfileSpec::File(path), display)
+                    }
+                };
+                (BuildContext::Dir(dir), dockerfile, display)
             }
-            // As buildx: the Dockerfile is in the remote context, at --file's
-            // path when it is relative; an absolute --file (or `-`) is read
-            // here and sent as the `dockerfile` local.
-            ContextSource::Remote(_) | ContextSource::Upload(_) => match args.file.as_deref() {
-                Some(file) if file == Path::new("-") || file.is_absolute() => {
-                    (dockerfile_source(Path::new("."), Some(file))?, None)
-                }
-                Some(file) => (DockerfileSource::remote_at(file.to_string_lossy().into_owned()), None),
-                None => (DockerfileSource::remote_at("Dockerfile".into()), None),
-            },
-        };
-
-        let mut attrs = BTreeMap::new();
-        attrs.insert("filename".to_string(), dockerfile.name.clone());
-        let mut uploads = BTreeMap::new();
-        match context {
+            ContextSource::StdinDockerfile(text) => {
+                let dir = tempfile::Builder::new().prefix("fbuild-context-").tempdir().map_err(PlanError::TempDir)?;
+                let context = BuildContext::Dir(dir.path().to_path_buf());
+                empty_context = Some(dir);
+                (context, DockerfileSpec::Inline(text), "stdin".to_owned())
+            }
             ContextSource::Remote(url) => {
-                attrs.insert("context".into(), url);
+                let (dockerfile, display) = remote_dockerfile(file)?;
+                (BuildContext::Remote(url), dockerfile, display)
             }
             ContextSource::Upload(bytes) => {
-                let id = crate::session::new_id();
-                attrs.insert("context".into(), format!("{}{id}", crate::services::upload::URL_PREFIX));
-                uploads.insert(id, bytes::Bytes::from(bytes));
+                let (dockerfile, display) = remote_dockerfile(file)?;
+                (BuildContext::Upload(bytes.into()), dockerfile, display)
             }
-            ContextSource::Dir(_) | ContextSource::StdinDockerfile(_) => {}
-        }
-        if !dockerfile.dir.as_os_str().is_empty() && context_dir.is_none() {
-            // A remote context with a Dockerfile from here (buildx's dockerfilekey).
-            attrs.insert("dockerfilekey".into(), LOCAL_DOCKERFILE.into());
-        }
-        if let Some(target) = &args.target {
-            attrs.insert("target".into(), target.clone());
-        }
-        // SOURCE_DATE_EPOCH is passed on like buildctl and buildx do; an
-        // explicit --build-arg wins because it is inserted afterwards.
-        if let Some(epoch) = env.var("SOURCE_DATE_EPOCH") {
-            attrs.insert("build-arg:SOURCE_DATE_EPOCH".into(), epoch);
-        }
+        };
+
+        let mut options = BuildOptions::new(context, dockerfile);
+        options.frontend = Some(args.frontend.clone());
+        options.target = args.target.clone();
         for arg in &args.build_args {
             let (key, value) = match arg.split_once('=') {
                 Some((key, value)) => (key, Some(value.to_string())),
@@ -216,7 +187,7 @@ impl SolvePlan {
             }
             // `--build-arg K` with K unset is skipped, as in buildx.
             if let Some(value) = value {
-                attrs.insert(format!("build-arg:{key}"), value);
+                options.build_args.insert(key.to_owned(), value);
             }
         }
         for label in &args.labels {
@@ -224,90 +195,18 @@ impl SolvePlan {
             if key.is_empty() {
                 return Err(invalid("--label", label, "the key is empty"));
             }
-            attrs.insert(format!("label:{key}"), value.to_string());
+            options.labels.insert(key.to_owned(), value.to_owned());
         }
-        let platforms: Vec<&str> =
-            args.platforms.iter().flat_map(|p| p.split(',')).map(str::trim).filter(|p| !p.is_empty()).collect();
-        for platform in &platforms {
-            validate_platform(platform)?;
-        }
-        if !platforms.is_empty() {
-            attrs.insert("platform".into(), platforms.join(","));
-        }
-        if args.no_cache {
-            attrs.insert("no-cache".into(), String::new());
-        } else if !args.no_cache_filter.is_empty() {
-            attrs.insert("no-cache".into(), args.no_cache_filter.join(","));
-        }
-        if args.pull {
-            attrs.insert("image-resolve-mode".into(), "pull".into());
-        }
-        let mut entitlements: Vec<String> = Vec::new();
-        for entitlement in &args.allow {
-            match entitlement.as_str() {
-                "network.host" | "security.insecure" | "device" => entitlements.push(entitlement.clone()),
-                _ => {
-                    return Err(invalid(
-                        "--allow",
-                        entitlement,
-                        "known entitlements are network.host, security.insecure",
-                    ))
-                }
-            }
-        }
-        if let Some(network) = &args.network {
-            match network.as_str() {
-                "default" => {}
-                "none" => {
-                    attrs.insert("force-network-mode".into(), "none".into());
-                }
-                "host" => {
-                    attrs.insert("force-network-mode".into(), "host".into());
-                    // buildx grants the entitlement that --network=host needs.
-                    if !entitlements.iter().any(|e| e == "network.host") {
-                        entitlements.push("network.host".into());
-                    }
-                }
-                _ => return Err(invalid("--network", network, "expected default, none or host")),
-            }
-        }
-        if !args.add_hosts.is_empty() {
-            let mut hosts = Vec::new();
-            for entry in &args.add_hosts {
-                // buildx accepts host:ip and host=ip; IPv6 addresses contain ':' themselves.
-                let (host, ip) = entry
-                    .split_once('=')
-                    .or_else(|| entry.split_once(':'))
-                    .ok_or_else(|| invalid("--add-host", entry, "expected HOST:IP"))?;
-                if host.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
-                    return Err(invalid("--add-host", entry, "expected HOST:IP with a valid IP address"));
-                }
-                hosts.push(format!("{host}={ip}"));
-            }
-            attrs.insert("add-hosts".into(), hosts.join(","));
-        }
-
-        if let Some(parent) = &args.cgroup_parent {
-            attrs.insert("cgroup-parent".into(), parent.clone());
-        }
-        if let Some(size) = &args.shm_size {
-            let bytes = super::flags::ram_in_bytes(size).map_err(|reason| invalid("--shm-size", size, reason))?;
-            // buildx sends it only when positive.
-            if bytes > 0 {
-                attrs.insert("shm-size".into(), bytes.to_string());
-            }
-        }
-        if !args.ulimits.is_empty() {
-            // One per name, the last one winning, sorted by name (docker's UlimitOpt).
-            let mut ulimits = BTreeMap::new();
-            for value in &args.ulimits {
-                let (name, ulimit) =
-                    super::flags::parse_ulimit(value).map_err(|reason| invalid("--ulimit", value, reason))?;
-                ulimits.insert(name, ulimit);
-            }
-            attrs.insert("ulimit".into(), ulimits.into_values().collect::<Vec<_>>().join(","));
-        }
-
+        options.platforms = args.platforms.clone();
+        options.no_cache = args.no_cache;
+        options.no_cache_filter = args.no_cache_filter.clone();
+        options.pull = args.pull;
+        options.entitlements = args.allow.clone();
+        options.network = args.network.clone();
+        options.extra_hosts = args.add_hosts.clone();
+        options.cgroup_parent = args.cgroup_parent.clone();
+        options.shm_size = args.shm_size.clone();
+        options.ulimits = args.ulimits.clone();
         // buildx puts the legacy flags before --resource values; later wins.
         let legacy = [
             ("memory", &args.memory),
@@ -318,131 +217,61 @@ impl SolvePlan {
             ("cpuset-cpus", &args.cpuset_cpus),
             ("cpuset-mems", &args.cpuset_mems),
         ];
-        let resources = legacy
+        options.resources = legacy
             .iter()
             .filter_map(|(key, value)| value.as_ref().map(|value| format!("{key}={value}")))
-            .chain(args.resources.iter().cloned());
-        for entry in resources {
-            match super::flags::parse_resource(&entry).map_err(|reason| invalid("--resource", &entry, reason))? {
-                (attr, Some(value)) => attrs.insert(attr.into(), value),
-                // A later zero undoes an earlier value, as buildx's struct.
-                (attr, None) => attrs.remove(attr),
-            };
-        }
-
-        // Attestations, as buildx: --attest values, then the shorthands.
-        let mut attests = Vec::new();
-        for value in &args.attests {
-            attests.push(super::flags::parse_attest(value).map_err(|reason| invalid("--attest", value, reason))?);
-        }
-        for (flag, kind, value) in [("--provenance", "provenance", &args.provenance), ("--sbom", "sbom", &args.sbom)] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                let spec = super::flags::canonical_attest(kind, value);
-                attests.push(super::flags::parse_attest(&spec).map_err(|reason| invalid(flag, value, reason))?);
-            }
-        }
-        let no_default = match env.var(super::flags::NO_DEFAULT_ATTESTATIONS) {
-            None => false,
-            Some(value) => crate::output::parse::parse_go_bool(&value).ok_or_else(|| PlanError::InvalidFlag {
-                flag: super::flags::NO_DEFAULT_ATTESTATIONS,
-                value: value.clone(),
-                reason: "not a boolean".into(),
-            })?,
-        };
-        attrs.extend(super::flags::attest_attrs(&attests, no_default));
-
-        let call = match (&args.call, args.check) {
-            (_, true) => super::flags::parse_call("check").map_err(|reason| invalid("--check", "true", reason))?,
-            (Some(value), false) => {
-                super::flags::parse_call(value).map_err(|reason| invalid("--call", value, reason))?
-            }
-            (None, false) => None,
-        };
-        if let Some(call) = &call {
-            // What buildx's build.go adds for a subrequest.
-            let caps = "moby.buildkit.frontend.subrequests+forward";
-            attrs
-                .entry("frontend.caps".into())
-                .and_modify(|existing: &mut String| {
-                    existing.push(',');
-                    existing.push_str(caps)
-                })
-                .or_insert_with(|| caps.into());
-            attrs.insert("requestid".into(), format!("frontend.{}", call.name));
-        }
-
-        let mut locals = BTreeMap::new();
-        let mut oci_layouts = BTreeMap::new();
-        if let Some(dir) = context_dir {
-            locals.insert(LOCAL_CONTEXT.to_string(), dir);
-        }
-        if !dockerfile.dir.as_os_str().is_empty() {
-            locals.insert(LOCAL_DOCKERFILE.to_string(), dockerfile.dir.clone());
-        }
+            .chain(args.resources.iter().cloned())
+            .collect();
+        options.attests = args.attests.clone();
+        options.provenance = args.provenance.clone();
+        options.sbom = args.sbom.clone();
+        options.annotations = args.annotations.clone();
+        options.call = if args.check { Some("check".to_owned()) } else { args.call.clone() };
         for spec in &args.build_contexts {
             let (name, value) = spec
                 .split_once('=')
                 .filter(|(name, value)| !name.is_empty() && !value.is_empty())
                 .ok_or_else(|| invalid("--build-context", spec, "expected NAME=PATH or NAME=docker-image://REF"))?;
-            if let Some(layout) = value.strip_prefix("oci-layout://") {
-                // Served from this machine: the daemon reads the folder
-                // through the session's content store `oci:ID`.
-                let id = format!("fbuild-oci-{}", oci_layouts.len());
-                let (dir, digest) = crate::cache::layout::resolve_image(layout)
-                    .map_err(|reason| invalid("--build-context", spec, reason))?;
-                attrs.insert(format!("context:{name}"), format!("oci-layout://{id}@{digest}"));
-                oci_layouts.insert(id, dir);
-            } else if value.contains("://") || value.starts_with("target:") {
-                // Sources the daemon resolves itself pass through unchanged.
-                attrs.insert(format!("context:{name}"), value.to_string());
-            } else {
-                let path = PathBuf::from(value);
-                if !path.is_dir() {
-                    return Err(PlanError::MissingNamedContext { name: name.to_string(), path });
-                }
-                // A local of its own name, so a context named `context` or
-                // `dockerfile` does not replace the main folders.
-                let local = format!("named-{name}");
-                attrs.insert(format!("context:{name}"), format!("local:{local}"));
-                locals.insert(local, path);
-            }
+            options.named_contexts.push((name.to_owned(), value.to_owned()));
         }
         for opt in &args.frontend_opts {
             let (key, value) = opt.split_once('=').ok_or_else(|| invalid("--opt", opt, "expected K=V"))?;
-            attrs.insert(key.to_string(), value.to_string());
+            options.frontend_attrs.insert(key.to_owned(), value.to_owned());
         }
-
-        // `-o -` to a terminal is refused here, where the terminal is known.
-        let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
         let load = if args.load { Some(load_plan(env)?) } else { None };
-        let mut outputs = args.outputs.clone();
+        options.outputs = args.outputs.clone();
         if let Some(load) = &load {
-            outputs.push(format!("type=docker,\"dest={}\"", load.archive.display()));
+            options.outputs.push(format!("type=docker,\"dest={}\"", load.archive.display()));
         }
-        let mut exports = crate::output::exports_from_flags(&outputs, &args.tags, args.push, stdout_is_terminal)?;
-        let mut annotations = Vec::new();
-        for value in &args.annotations {
-            annotations.extend(
-                super::flags::parse_annotation(value).map_err(|reason| invalid("--annotation", value, reason))?,
-            );
-        }
-        // buildx puts every annotation on every output.
-        for export in &mut exports {
-            export.attrs.extend(annotations.iter().cloned());
-        }
-        if call.is_some() {
-            // A subrequest exports nothing (buildx: NoOutput).
-            exports.clear();
-        }
+        options.tags = args.tags.clone();
+        options.push = args.push;
+        // `-o -` to a terminal is refused, where the terminal is known.
+        options.stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        options.cache_from = args.cache_from.clone();
+        options.cache_to = args.cache_to.clone();
+        options.secrets = args.secrets.clone();
+        options.ssh = args.ssh.clone();
+
+        let planned = options.plan(&|key| env.var(key)).map_err(|error| from_options(error, file.is_some()))?;
+        let PlannedBuild { request, dockerfile, call, guard } = planned;
+        let dockerfile = DockerfileSource {
+            dir: dockerfile.dir.unwrap_or_default(),
+            name: dockerfile.name,
+            text: dockerfile.text.unwrap_or_default(),
+            display,
+            _guard: guard,
+            _empty_context: empty_context,
+        };
+
         let mut create_dirs = Vec::new();
-        for export in &exports {
+        for export in &request.exports {
             if let Some(crate::output::OutputDest::File(path)) = &export.destination {
-                // Checked by exports_from_flags: only missing folders are left.
+                // Checked when planned: only missing folders are left.
                 create_dirs.extend(crate::output::parse::missing_parents(path).unwrap_or_default());
             }
         }
         if let Some(path) = &args.iidfile {
-            if exports.iter().any(|e| matches!(e.exporter, ExporterType::Local | ExporterType::Tar)) {
+            if request.exports.iter().any(|e| matches!(e.exporter, ExporterType::Local | ExporterType::Tar)) {
                 return Err(PlanError::OutputFile {
                     flag: "--iidfile",
                     path: path.clone(),
@@ -454,73 +283,20 @@ impl SolvePlan {
         if let Some(path) = &args.metadata_file {
             check_output_file("--metadata-file", path)?;
         }
-        if exports.is_empty() && call.is_none() {
+        if request.exports.is_empty() && call.is_none() {
             warnings.push(
                 "No output specified. Build result will only remain in the build cache. \
                  To push result image into registry use --push or to load image into docker use --load"
                     .to_string(),
             );
         }
-
-        // Credentials for gha and s3 come from the CI environment, as buildx
-        // takes them; a gha entry with neither token nor URL is skipped.
-        let lookup = |key: &str| env.var(key);
-        let cache_imports = args
-            .cache_from
-            .iter()
-            .map(|spec| cache_entry("--cache-from", spec, CacheDirection::Import))
-            .filter_map(|entry| entry.map(|e| e.with_ci_env(&lookup)).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        let cache_exports = args
-            .cache_to
-            .iter()
-            .map(|spec| cache_entry("--cache-to", spec, CacheDirection::Export))
-            .filter_map(|entry| entry.map(|e| e.with_ci_env(&lookup)).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        for spec in &args.secrets {
-            // buildx hands secrets to BuildKit's store, which refuses one
-            // without an id ("secret missing ID") instead of guessing one.
-            let has_id = crate::output::csv_fields(spec).unwrap_or_default().iter().any(|field| {
-                field.split_once('=').is_some_and(|(key, value)| key.eq_ignore_ascii_case("id") && !value.is_empty())
-            });
-            if !has_id {
-                return Err(invalid(
-                    "--secret",
-                    spec,
-                    "secret missing ID (add id=NAME, the id RUN --mount=type=secret uses)",
-                ));
-            }
-        }
-        let secrets = args
-            .secrets
-            .iter()
-            .map(|spec| crate::services::secrets::SecretSource::parse(spec))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("--secret", e.value(), e.to_string()))?;
-        let ssh = args
-            .ssh
-            .iter()
-            .map(|spec| crate::services::ssh::AgentSpec::parse(spec))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("--ssh", e.value(), e.to_string()))?;
         let progress: crate::progress::ProgressMode = args
             .progress
             .parse()
             .map_err(|e: crate::progress::ParseModeError| invalid("--progress", &args.progress, e.to_string()))?;
 
         Ok(SolvePlan {
-            request: BuildRequest {
-                frontend: Frontend::Daemon { name: args.frontend.clone(), attrs },
-                locals,
-                exports,
-                cache_imports,
-                cache_exports,
-                secrets,
-                ssh,
-                entitlements,
-                oci_layouts,
-                uploads,
-            },
+            request,
             dockerfile,
             metadata_file: args.metadata_file.clone(),
             iidfile: args.iidfile.clone(),
@@ -542,46 +318,48 @@ impl SolvePlan {
     }
 }
 
-fn dockerfile_source(context: &Path, file: Option<&Path>) -> Result<DockerfileSource, PlanError> {
+/// A Dockerfile named by `--file` when it is read here: a file, or `-`
+/// (stdin); with how the user knows it (buildx's `DockerfileMappingSrc`).
+fn local_dockerfile(file: &Path) -> Result<(DockerfileSpec, String), PlanError> {
+    if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(PlanError::Stdin)?;
+        return Ok((DockerfileSpec::Inline(text), "stdin".to_owned()));
+    }
+    Ok((DockerfileSpec::File(file.to_path_buf()), file.display().to_string()))
+}
+
+/// As buildx: with a remote context the Dockerfile is in it, at `--file`'s
+/// path when it is relative; an absolute `--file` (or `-`) is read here and
+/// sent as the `dockerfile` local.
+fn remote_dockerfile(file: Option<&Path>) -> Result<(DockerfileSpec, String), PlanError> {
     match file {
-        Some(path) if path == Path::new("-") => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(PlanError::Stdin)?;
-            dockerfile_from_text(text).map_err(PlanError::Stdin)
+        Some(file) if file == Path::new("-") || file.is_absolute() => local_dockerfile(file),
+        Some(file) => {
+            let name = file.to_string_lossy().into_owned();
+            Ok((DockerfileSpec::InContext(name.clone()), name))
         }
-        _ => {
-            let path = match file {
-                Some(path) => path.to_path_buf(),
-                None => context.join("Dockerfile"),
-            };
-            let text = std::fs::read_to_string(&path).map_err(|source| PlanError::MissingDockerfile {
-                path: path.clone(),
-                from_flag: file.is_some(),
-                source,
-            })?;
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let dir = match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let display = path.display().to_string();
-            Ok(DockerfileSource { dir, name, text, display, _stdin_dir: None, _empty_context: None })
-        }
+        None => Ok((DockerfileSpec::InContext("Dockerfile".into()), "Dockerfile".into())),
     }
 }
 
-/// A Dockerfile given as text, written into a private temporary folder.
-fn dockerfile_from_text(text: String) -> std::io::Result<DockerfileSource> {
-    let dir = tempfile::Builder::new().prefix("fbuild-dockerfile-").tempdir()?;
-    fs_err::write(dir.path().join("Dockerfile"), &text)?;
-    Ok(DockerfileSource {
-        dir: dir.path().to_path_buf(),
-        name: "Dockerfile".into(),
-        text,
-        display: "stdin".into(),
-        _stdin_dir: Some(dir),
-        _empty_context: None,
-    })
+/// The library's planning error, named with the flag it came from.
+fn from_options(error: OptionsError, file_flag: bool) -> PlanError {
+    match error {
+        OptionsError::Invalid { option, value, reason } => {
+            PlanError::InvalidFlag { flag: option.flag(), value, reason }
+        }
+        OptionsError::Environment { variable, value } => {
+            PlanError::InvalidFlag { flag: variable, value, reason: "not a boolean".into() }
+        }
+        OptionsError::MissingContext { path } => PlanError::MissingContext { path },
+        OptionsError::Dockerfile { path, source } => {
+            PlanError::MissingDockerfile { path, from_flag: file_flag, source }
+        }
+        OptionsError::Inline(source) => PlanError::TempDir(source),
+        OptionsError::MissingNamedContext { name, path } => PlanError::MissingNamedContext { name, path },
+        OptionsError::Output(error) => PlanError::Output(error),
+    }
 }
 
 /// How many bytes of stdin tell an archive from a Dockerfile (buildx peeks
@@ -667,7 +445,7 @@ fn check_output_file(flag: &'static str, path: &Path) -> Result<(), PlanError> {
 
 /// `--load`: `docker`, else `podman`, from PATH; the archive goes into a
 /// private temp folder.
-fn load_plan(env: &dyn Env) -> Result<LoadPlan, PlanError> {
+pub(in crate::cli) fn load_plan(env: &dyn Env) -> Result<LoadPlan, PlanError> {
     let path = env.var("PATH").unwrap_or_default();
     let program = ["docker", "podman"]
         .iter()
@@ -682,22 +460,6 @@ fn load_plan(env: &dyn Env) -> Result<LoadPlan, PlanError> {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-}
-
-fn validate_platform(platform: &str) -> Result<(), PlanError> {
-    let parts: Vec<&str> = platform.split('/').collect();
-    let valid = (2..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty())
-        || parts.len() == 1 && parts[0] == "local";
-    if valid {
-        Ok(())
-    } else {
-        Err(invalid("--platform", platform, "expected OS/ARCH[/VARIANT], e.g. linux/amd64"))
-    }
-}
-
-/// A `--cache-from`/`--cache-to` value (buildx's syntax), named with its flag.
-fn cache_entry(flag: &'static str, spec: &str, direction: CacheDirection) -> Result<CacheEntry, PlanError> {
-    CacheEntry::parse(spec, direction).map_err(|e| invalid(flag, spec, e.problem))
 }
 
 #[cfg(test)]

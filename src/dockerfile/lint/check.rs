@@ -997,72 +997,10 @@ fn validate_base_images_with_default_args(
     }
 }
 
-/// distribution's `splitDockerDomain`: the registry and the path, with
-/// Docker Hub's defaults.
-fn split_docker_domain(name: &str) -> (String, String) {
-    let (domain, mut remainder) = match name.find('/') {
-        Some(i)
-            if name[..i].contains(['.', ':']) || &name[..i] == "localhost" || name[..i].to_lowercase() != name[..i] =>
-        {
-            (name[..i].to_string(), name[i + 1..].to_string())
-        }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    let domain = if domain == "index.docker.io" { "docker.io".to_string() } else { domain };
-    if domain == "docker.io" && !remainder.contains('/') {
-        remainder = format!("library/{remainder}");
-    }
-    (domain, remainder)
-}
-
-/// `reference.TagNameOnly(ParseNormalizedNamed(name))`: the full name,
-/// `:latest` when neither a tag nor a digest is given.
-pub(super) fn normalized_reference(name: &str) -> String {
-    let (domain, remainder) = split_docker_domain(name);
-    let last = remainder.rsplit('/').next().unwrap_or_default();
-    if last.contains(':') || last.contains('@') {
-        format!("{domain}/{remainder}")
-    } else {
-        format!("{domain}/{remainder}:latest")
-    }
-}
-
-/// Why `reference.ParseNormalizedNamed` refuses `name` (distribution's
-/// grammar and messages), or `None` when it accepts it.
+/// Why `reference.ParseNormalizedNamed` refuses `name`, in distribution's
+/// words, or `None` when it accepts it.
 fn reference_error(name: &str) -> Option<String> {
-    static GRAMMAR: OnceLock<(regex::Regex, regex::Regex)> = OnceLock::new();
-    let (reference, identifier) = GRAMMAR.get_or_init(|| {
-        let domain_component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-        let domain_name = format!(r"{domain_component}(?:\.{domain_component})*");
-        let host = format!(r"(?:{domain_name}|\[(?:[a-fA-F0-9:]+)\])");
-        let domain = format!(r"{host}(?::[0-9]+)?");
-        let path_component = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*";
-        let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
-        let tag = r"[\w][\w.-]{0,127}";
-        let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-        let pattern = format!(r"^({name})(?::{tag})?(?:@{digest})?$");
-        (
-            regex::Regex::new(&pattern).expect("a valid pattern"),
-            regex::Regex::new("^[a-f0-9]{64}$").expect("a valid pattern"),
-        )
-    });
-    if identifier.is_match(name) {
-        return Some(format!("invalid repository name ({name}), cannot specify 64-byte hexadecimal strings"));
-    }
-    let (domain, remainder) = split_docker_domain(name);
-    let remote = remainder.split(':').next().unwrap_or_default();
-    if remote.to_lowercase() != remote {
-        return Some(format!("invalid reference format: repository name ({remote}) must be lowercase"));
-    }
-    let full = format!("{domain}/{remainder}");
-    match reference.captures(&full) {
-        Some(captures) if captures.get(1).is_some_and(|n| n.as_str().len() > 255) => {
-            Some("repository name must not be more than 255 characters".to_string())
-        }
-        Some(_) => None,
-        None if reference.is_match(&full.to_lowercase()) => Some("repository name must be lowercase".to_string()),
-        None => Some("invalid reference format".to_string()),
-    }
+    crate::llb::parse_reference(name).err().map(|error| error.to_string())
 }
 
 fn report_unused_from_args(

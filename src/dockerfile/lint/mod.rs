@@ -309,7 +309,7 @@ pub fn lint_json(
         Some(config) => Ok(base_image_from_config(config)),
         None => Err(format!(
             "{name}: failed to resolve source metadata for {}: not found",
-            check::normalized_reference(name)
+            crate::llb::normalize_reference(name).unwrap_or_else(|_| name.to_owned())
         )),
     };
     lint(&LintInput {
