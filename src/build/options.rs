@@ -705,7 +705,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_option() {
-        let cases: Vec<(fn(&mut BuildOptions), BuildOption)> = vec![
+        type Setter = fn(&mut BuildOptions);
+        let cases: Vec<(Setter, BuildOption)> = vec![
             (|o| o.shm_size = Some("lots".into()), BuildOption::ShmSize),
             (|o| o.ulimits = vec!["nofile=2:1".into()], BuildOption::Ulimit),
             (|o| o.platforms = vec!["linux".into()], BuildOption::Platform),
