@@ -28,7 +28,9 @@ impl Resolved {
     /// sort them).
     pub(crate) fn print_json(&self) -> Result<String, serde_json::Error> {
         let targets = self.targets.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        serde_json::to_string_pretty(&Print { group: self.print_groups(), target: targets })
+        // Go's encoder: `<`, `>`, `&` and the line separators escaped.
+        let bytes = crate::gojson::marshal_indent(&Print { group: self.print_groups(), target: targets });
+        Ok(String::from_utf8(bytes).expect("JSON is UTF-8"))
     }
 
     /// buildx bake's `--call NAME,format=json` document: each target as
