@@ -26,6 +26,8 @@ pub(crate) enum TargetError {
     Build(#[from] BuildError),
     #[error("not built: it uses target {0:?} as a context, and that target failed")]
     DependencyFailed(String),
+    #[error("a target linked by `target:` contexts must build with the Dockerfile frontend")]
+    NotLinkable,
 }
 
 /// buildx's `--jobs` modes: what a failed target does to the others.
@@ -131,7 +133,9 @@ async fn build_target(
     }
     if publisher.is_some() || !contexts.is_empty() {
         let Frontend::Daemon { name, attrs } = &plan.request.frontend else {
-            unreachable!("bake plans name the daemon's Dockerfile frontend")
+            // A subrequest (`call`) runs its own frontend; planning refuses
+            // it on linked targets, so this is only a guard.
+            return Err(TargetError::NotLinkable);
         };
         let frontend = LinkedFrontend::new(name.clone(), attrs.clone(), contexts, publisher, dependents);
         plan.request.frontend = Frontend::Client(Arc::new(frontend));
