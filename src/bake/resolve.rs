@@ -520,6 +520,62 @@ target "b" { contexts = { y = "target:a" } }
 }
 
 #[cfg(test)]
+mod scale_tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_as_buildx_and_never_backtracks_exponentially() {
+        for (pattern, name, hit) in [
+            ("*", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("?", "", false),
+            ("a*b?c", "axxbyc", true),
+            ("a*b?c", "axxbc", false),
+            ("*-arm64", "app-arm64", true),
+            ("app-*-*", "app-1-2", true),
+            ("app-*-*", "app-1", false),
+            ("**a", "a", true),
+        ] {
+            assert_eq!(glob_match(pattern, name), hit, "{pattern:?} {name:?}");
+        }
+        // The recursive form took about 2^26 steps here.
+        let pattern = format!("{}b", "*a".repeat(26));
+        assert!(!glob_match(&pattern, &"a".repeat(80)));
+    }
+
+    /// Groups naming the next level twice, forty levels deep: each group is
+    /// walked once (2^40 walks before), and a deep chain of groups and of
+    /// `target:` links needs no deep stack.
+    #[test]
+    fn deep_and_diamond_groups_and_long_link_chains_resolve() {
+        let mut d = Definition::default();
+        d.add_target("leaf".into(), Target::default());
+        d.add_group("g40".into(), vec!["leaf".into()]);
+        for i in (0..40).rev() {
+            d.add_group(format!("g{i}"), vec![format!("g{}", i + 1), format!("g{}", i + 1)]);
+        }
+        let r = resolve(&d, &["g0".into()], &[], false).unwrap();
+        assert_eq!(r.targets.len(), 1);
+        let mut d = Definition::default();
+        for i in 0..20_000 {
+            let contexts = (i > 0).then(|| [("up".to_string(), format!("target:t{}", i - 1))].into());
+            d.add_target(format!("t{i}"), Target { contexts, ..Default::default() });
+            d.add_group(format!("g{i}"), vec![if i == 0 { "t0".to_string() } else { format!("g{}", i - 1) }]);
+        }
+        let r = resolve(&d, &["t19999".into()], &[], false).unwrap();
+        assert_eq!(r.targets.len(), 20_000);
+        assert_eq!(r.targets[0].0, "t0");
+        assert_eq!(r.targets[19_999].0, "t19999");
+        let r = resolve(&d, &["g19999".into()], &[], false).unwrap();
+        assert_eq!(r.targets.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["t0"]);
+        d.add_group("g0".into(), vec!["g19999".into()]);
+        let err = resolve(&d, &["g5".into()], &[], false).unwrap_err().to_string();
+        assert!(err.starts_with("targets depend on each other in a cycle: groups g5 -> g4"), "{err}");
+    }
+}
+
+#[cfg(test)]
 mod known_names_tests {
     use super::known_names;
 
