@@ -800,6 +800,20 @@ target "app" {
         assert!(err.starts_with("u.hcl:1: ") && err.contains("needs a result"), "{err}");
     }
 
+    /// A function that calls itself without end overflowed the stack and
+    /// aborted the process; calls now nest at most 32 deep.
+    #[test]
+    fn endless_recursion_in_user_functions_is_an_error() {
+        let text = "function \"f\" {\n  params = [x]\n  result = f(x)\n}\ntarget \"t\" {\n  tags = [f(1)]\n}\n";
+        let err = load_hcl("r.hcl", text, &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("r.hcl:6: "), "{err}");
+        assert!(err.contains("call each other more than 32 deep"), "{err}");
+        // Recursion that ends within the bound works.
+        let text = "function \"down\" {\n  params = [n]\n  result = n > 0 ? down(n - 1) : \"done\"\n}\ntarget \"t\" {\n  tags = [down(20)]\n}\n";
+        let d = load_hcl("r.hcl", text, &Env::new()).unwrap();
+        assert_eq!(d.target("t").unwrap().tags.as_deref().unwrap(), ["done"]);
+    }
+
     #[test]
     fn variable_validation() {
         let text = "variable \"TAG\" {\n  default = \"\"\n  validation {\n    condition = TAG != \"\"\n    error_message = \"TAG must be set\"\n  }\n}\n";

@@ -15,6 +15,8 @@
 pub(crate) mod compose;
 pub(crate) mod entitlements;
 pub(crate) mod files;
+#[cfg(test)]
+mod fuzz;
 pub(crate) mod hcl;
 pub(crate) mod hcl_stdlib;
 mod link;
