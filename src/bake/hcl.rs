@@ -656,7 +656,7 @@ target "matrix" {
             text.push_str(&format!("variable \"A{i}\" {{ default = \"${{A{}}}${{A{}}}\" }}\n", i - 1, i - 1));
         }
         text.push_str("target \"default\" {\n  args = { X = A40 }\n}\n");
-        let err = load_hcl("docker-bake.hcl", &text, &Env::new()).err().expect("refused").to_string();
+        let err = load_hcl("docker-bake.hcl", &text, &Env::new()).expect_err("refused").to_string();
         assert!(err.contains("variable \"A24\": its value is larger than 16 MiB"), "{err}");
         assert!(err.contains("docker-bake.hcl:25"), "{err}");
     }
