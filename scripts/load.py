@@ -159,7 +159,7 @@ def check_folder(fbuild, env, cache, tags):
     return len(names), len(unreached)
 
 
-def cache_round(fbuild, env, work, cache, concurrent, round_no, token, busybox):
+def cache_round(fbuild, env, work, cache, concurrent, round_no, token):
     procs = []
     results = [None] * concurrent
     def one(i):
@@ -231,7 +231,7 @@ def main():
                       f"RUN head -c 1000000 /dev/urandom > /noise.bin\n")
                 write(os.path.join(project, "id.txt"), f"{token} build {i} round {rnd}\n")
             start = time.monotonic()
-            per_build = cache_round(fbuild, env, work, cache, args.concurrent, rnd, token, busybox)
+            per_build = cache_round(fbuild, env, work, cache, args.concurrent, rnd, token)
             took = time.monotonic() - start
             blobs, unreached = check_folder(fbuild, env, cache, tags)
             size = sum(os.path.getsize(os.path.join(cache, "blobs", "sha256", b))
