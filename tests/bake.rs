@@ -550,3 +550,57 @@ fn function_errors_name_the_function_and_line() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// Issue 20: a 1000×1000×1000 matrix took buildx-like memory (21 GB)
+/// before anything was printed. It is refused at the matrix's line, from
+/// its size alone, before one combination is made.
+#[test]
+fn a_matrix_past_the_bound_is_refused_with_its_size() {
+    let dir = util::tempdir();
+    let list = |p: &str| (0..1000).map(|i| format!("\"{p}{i}\"")).collect::<Vec<_>>().join(", ");
+    let file = format!(
+        "target \"small\" {{}}\n\ntarget \"big\" {{\n  name = \"big-${{x}}-${{y}}-${{z}}\"\n  matrix = {{\n    x = [{}]\n    y = [{}]\n    z = [{}]\n  }}\n}}\n",
+        list("x"),
+        list("y"),
+        list("z")
+    );
+    write_files(dir.path(), &[("docker-bake.hcl", &file)]);
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "--print", "big"]).assert().failure().code(1);
+    let stderr = text(&assert.get_output().stderr);
+    assert!(
+        stderr.contains(
+            "docker-bake.hcl:5: target \"big\": matrix of 1000×1000×1000 expands to 1000000000 targets; the limit is 100000"
+        ),
+        "{stderr}"
+    );
+    assert!(assert.get_output().stdout.is_empty());
+}
+
+/// Issue 20: `--print` of a 200×200 matrix took 40 s (the time grew with
+/// the square of the targets). All 40,000 targets print, in buildx's
+/// order, each with its own values.
+#[test]
+fn a_200_by_200_matrix_prints_every_target() {
+    let dir = util::tempdir();
+    let list = |p: &str| (0..200).map(|i| format!("\"{p}{i}\"")).collect::<Vec<_>>().join(", ");
+    let file = format!(
+        "target \"m\" {{\n  name = \"m-${{a}}-${{b}}\"\n  matrix = {{\n    a = [{}]\n    b = [{}]\n  }}\n  args = {{ A = a, B = b }}\n  tags = [\"r/${{a}}:${{b}}\"]\n}}\n",
+        list("a"),
+        list("b")
+    );
+    write_files(dir.path(), &[("docker-bake.hcl", &file)]);
+    let assert = util::fbuild().current_dir(dir.path()).args(["bake", "--print", "m"]).assert().success();
+    let printed: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON");
+    let targets = printed["target"].as_object().expect("targets");
+    assert_eq!(targets.len(), 40_000);
+    let members: Vec<&str> =
+        printed["group"]["m"]["targets"].as_array().expect("group m").iter().map(|m| m.as_str().unwrap()).collect();
+    assert_eq!(members.len(), 40_000);
+    assert_eq!(members[..3], ["m-a0-b0", "m-a0-b1", "m-a0-b2"]);
+    assert_eq!(members[39_999], "m-a199-b199");
+    for (a, b) in [(0, 0), (17, 123), (199, 199)] {
+        let target = &targets[&format!("m-a{a}-b{b}")];
+        assert_eq!(target["args"], serde_json::json!({"A": format!("a{a}"), "B": format!("b{b}")}));
+        assert_eq!(target["tags"], serde_json::json!([format!("r/a{a}:b{b}")]));
+    }
+}

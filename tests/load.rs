@@ -148,3 +148,69 @@ fn library_builds_child() {
         assert!(took < Duration::from_secs(600));
     });
 }
+
+/// Issue 20's load acceptance, CI-sized: eight builds at once sharing one
+/// cache folder, each importing from it and exporting to it under its own
+/// tag (every export collects the folder). Two rounds: every build's
+/// output is its own, and after each round `cache ls` lists every tag,
+/// `cache gc` passes and every blob in the folder matches its digest.
+/// `scripts/load.py` runs the full-size version and reports memory.
+#[test]
+fn eight_concurrent_builds_share_one_cache_folder() {
+    const BUILDS: usize = 8;
+    let token = util::unique();
+    let work = util::tempdir();
+    let cache = work.path().join("cache");
+    let projects: Vec<std::path::PathBuf> = (0..BUILDS)
+        .map(|i| {
+            let project = work.path().join(format!("p{i}"));
+            util::write_files(
+                &project,
+                &[
+                    (
+                        "Dockerfile",
+                        &format!(
+                            "FROM {}\nCOPY id.txt /id.txt\nRUN cat /id.txt /id.txt > /made.txt\n",
+                            testenv().busybox
+                        ),
+                    ),
+                    ("id.txt", &format!("{token} build {i}\n")),
+                ],
+            );
+            project
+        })
+        .collect();
+    for round in 0..2 {
+        let children: Vec<_> = projects
+            .iter()
+            .enumerate()
+            .map(|(i, project)| {
+                Command::new(util::fbuild_binary())
+                    .env("BUILDKIT_HOST", &testenv().addr)
+                    .args(["-q", "solve"])
+                    .arg(project)
+                    .args(["--cache-from", &format!("type=local,src={},tag=b{i}", cache.display())])
+                    .args(["--cache-to", &format!("type=local,dest={},mode=max,tag=b{i}", cache.display())])
+                    .arg("-o")
+                    .arg(format!("type=local,dest={}", work.path().join(format!("out-{round}-{i}")).display()))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start fbuild")
+            })
+            .collect();
+        for (i, child) in children.into_iter().enumerate() {
+            let output = child.wait_with_output().expect("wait");
+            assert!(output.status.success(), "round {round} build {i}: {}", util::text(&output.stderr));
+            let made = std::fs::read_to_string(work.path().join(format!("out-{round}-{i}/made.txt"))).expect("read");
+            assert_eq!(made, format!("{token} build {i}\n").repeat(2), "round {round} build {i}");
+        }
+        let listed = util::fbuild().args(["cache", "ls", "--format", "json"]).arg(&cache).assert().success();
+        let listed = util::text(&listed.get_output().stdout);
+        for i in 0..BUILDS {
+            assert!(listed.contains(&format!("\"b{i}\"")), "round {round}: tag b{i} missing from\n{listed}");
+        }
+        util::fbuild().args(["cache", "gc"]).arg(&cache).assert().success();
+        crate::local_cache::assert_valid_layout(&cache);
+    }
+}

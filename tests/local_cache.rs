@@ -386,7 +386,7 @@ fn cache_mounts_travel_to_a_fresh_runner() {
 
 /// Every blob of an OCI layout folder hashes to its name, and every
 /// descriptor reachable from index.json points at a blob of its size.
-fn assert_valid_layout(dir: &Path) {
+pub(crate) fn assert_valid_layout(dir: &Path) {
     use sha2::Digest as _;
     let layout: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("oci-layout")).unwrap()).unwrap();
     assert_eq!(layout["imageLayoutVersion"], "1.0.0");

@@ -11,7 +11,9 @@
 //! attribute. Errors name the file and the line of the attribute at fault.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
+use hcl::edit::Span;
 use hcl::eval::Context;
 use hcl::{Expression, Value};
 
@@ -19,41 +21,92 @@ use super::hcl_stdlib::lazy::Type;
 use super::{hcl_vars, BakeError, Definition, Env, Target, Variable};
 
 pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, BakeError> {
-    let body = hcl::parse(text).map_err(|e| parse_error(file, &e.to_string()))?;
+    // hcl-edit's tree (what `hcl::parse` reads through) keeps the byte span
+    // of every block and attribute: errors name lines without searching the
+    // text, which for thousands of blocks was quadratic.
+    let body = hcl::edit::parser::parse_body(text).map_err(|e| parse_error(file, &hcl::Error::from(e).to_string()))?;
+    let lines = LineIndex::new(text);
     let mut blocks = Blocks::default();
-    for block in body.blocks() {
-        let label = block.labels().first().map(|l| l.as_str().to_string());
-        let attrs: Vec<(String, Expression)> =
-            block.body().attributes().map(|a| (a.key().to_string(), a.expr().clone())).collect();
-        let at = || format!("{file}:{}", line_of(text, block.identifier(), label.as_deref()));
-        let Some(label) = label.clone() else {
-            return Err(BakeError::Invalid { location: at(), message: format!("{} needs a name", block.identifier()) });
+    for block in body.into_blocks() {
+        let at = lines.at(file, block.span());
+        let kind = block.ident.as_str().to_string();
+        let Some(label) = block.labels.first().map(|l| l.as_str().to_string()) else {
+            return Err(BakeError::Invalid { location: at, message: format!("{kind} needs a name") });
         };
-        match block.identifier() {
+        let mut place = Place { at: at.clone(), attrs: Vec::new() };
+        let mut attrs: Attrs = Vec::new();
+        let mut nested = Vec::new();
+        for structure in block.body {
+            match structure {
+                hcl::edit::structure::Structure::Attribute(attr) => {
+                    place.attrs.push((attr.key.as_str().to_string(), lines.at(file, attr.span()), attr.span()));
+                    attrs.push((attr.key.as_str().to_string(), Expression::from(attr.value)));
+                }
+                hcl::edit::structure::Structure::Block(block) => nested.push(block),
+            }
+        }
+        match kind.as_str() {
             "variable" => {
-                for check in block.body().blocks().filter(|b| b.identifier() == "validation") {
-                    let get = |key: &str| check.body().attributes().find(|a| a.key() == key).map(|a| a.expr().clone());
-                    let condition = get("condition").ok_or_else(|| BakeError::Invalid {
-                        location: at(),
+                for check in nested.into_iter().filter(|b| b.ident.as_str() == "validation") {
+                    let mut condition = None;
+                    let mut message = None;
+                    for attr in check.body.into_attributes() {
+                        match attr.key.as_str() {
+                            "condition" => condition = Some(Expression::from(attr.value)),
+                            "error_message" => message = Some(Expression::from(attr.value)),
+                            _ => {}
+                        }
+                    }
+                    let condition = condition.ok_or_else(|| BakeError::Invalid {
+                        location: at.clone(),
                         message: format!("variable {label:?}: a validation needs a condition"),
                     })?;
-                    blocks.validations.push((label.clone(), condition, get("error_message"), at()));
+                    blocks.validations.push((label.clone(), condition, message, at.clone()));
                 }
-                blocks.variables.push((label, attrs, at()))
+                blocks.variables.push((label, attrs, place))
             }
-            "target" => blocks.targets.push((label, attrs, at())),
-            "group" => blocks.groups.push((label, attrs, at())),
+            "target" => blocks.targets.push((label, attrs, place)),
+            "group" => blocks.groups.push((label, attrs, place)),
             "function" => {
                 let function = super::userfunc::UserFunc::from_attrs(&label, &attrs).map_err(|message| {
-                    BakeError::Invalid { location: at(), message: format!("function {label:?}: {message}") }
+                    BakeError::Invalid { location: at.clone(), message: format!("function {label:?}: {message}") }
                 })?;
                 blocks.functions.push(function);
             }
-            other => return Err(BakeError::Invalid { location: at(), message: format!("unknown block {other:?}") }),
+            other => return Err(BakeError::Invalid { location: at, message: format!("unknown block {other:?}") }),
         }
     }
-    blocks.source = Some(text.to_string());
+    blocks.source = Some(Source { text: text.to_string(), lines });
     blocks.evaluate(env)
+}
+
+/// An HCL file's text and where its lines start.
+struct Source {
+    text: String,
+    lines: LineIndex,
+}
+
+/// The byte offset where each line starts, to turn a span into a line
+/// number by binary search.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        LineIndex(std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// The 1-based line of byte `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset).max(1)
+    }
+
+    /// `FILE:LINE` of a span (the file alone when the parser gave none).
+    fn at(&self, file: &str, span: Option<Range<usize>>) -> String {
+        match span {
+            Some(span) => format!("{file}:{}", self.line(span.start)),
+            None => file.to_string(),
+        }
+    }
 }
 
 pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition, BakeError> {
@@ -73,7 +126,8 @@ pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition,
                 .map(|(k, v)| Ok((k.clone(), json_expression(v)?)))
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|e| invalid(format!("{kind} {name:?}: {e}")))?;
-            let at = format!("{file}: {kind} {name:?}");
+            // JSON has no lines to name: errors name the block.
+            let at = Place { at: format!("{file}: {kind} {name:?}"), attrs: Vec::new() };
             match kind.as_str() {
                 "variable" => blocks.variables.push((name.clone(), attrs, at)),
                 "target" => blocks.targets.push((name.clone(), attrs, at)),
@@ -114,17 +168,37 @@ type Attrs = Vec<(String, Expression)>;
 /// A target's attributes as evaluated, what `target.NAME.ATTR` reads.
 type Evaluated = hcl::Map<String, Value>;
 
+/// Where a block and each of its attributes are, for errors.
+#[derive(Default)]
+struct Place {
+    /// `FILE:LINE` of the block (`FILE: KIND "NAME"` in JSON, which has no lines).
+    at: String,
+    /// Each attribute's name, `FILE:LINE` and byte range in the text (HCL only).
+    attrs: Vec<(String, String, Option<Range<usize>>)>,
+}
+
+impl Place {
+    /// `FILE:LINE` of attribute `key`, else of the block.
+    fn attr(&self, key: &str) -> &str {
+        self.attrs.iter().find(|(k, _, _)| k == key).map_or(&self.at, |(_, at, _)| at)
+    }
+
+    fn span(&self, key: &str) -> Option<Range<usize>> {
+        self.attrs.iter().find(|(k, _, _)| k == key).and_then(|(_, _, span)| span.clone())
+    }
+}
+
 /// The blocks of one file, by kind: (name, attributes, where for errors).
 #[derive(Default)]
 struct Blocks {
     functions: Vec<super::userfunc::UserFunc>,
     /// `validation` blocks of variables: (variable, condition, message, where).
     validations: Vec<(String, Expression, Option<Expression>, String)>,
-    variables: Vec<(String, Attrs, String)>,
-    targets: Vec<(String, Attrs, String)>,
-    groups: Vec<(String, Attrs, String)>,
-    /// The HCL text, to point errors at an attribute's own line.
-    source: Option<String>,
+    variables: Vec<(String, Attrs, Place)>,
+    targets: Vec<(String, Attrs, Place)>,
+    groups: Vec<(String, Attrs, Place)>,
+    /// The HCL text, to point errors at the line of a call.
+    source: Option<Source>,
 }
 
 impl Blocks {
@@ -155,11 +229,11 @@ impl Blocks {
                 return Err(invalid(at, format!("variable {name:?}: {message}")));
             }
         }
-        for (name, attrs, at) in &self.groups {
+        for (name, attrs, place) in &self.groups {
+            let at = &place.at;
             let mut members = Vec::new();
             for (key, expr) in attrs {
-                let value =
-                    eval(expr, &ctx, &attr_at(at, self.source.as_deref(), key), &format!("group {name:?}: {key}"))?;
+                let value = eval(expr, &ctx, place.attr(key), &format!("group {name:?}: {key}"))?;
                 match key.as_str() {
                     "targets" => {
                         members =
@@ -175,13 +249,13 @@ impl Blocks {
         // evaluate in passes, each with the targets done so far, until all
         // are done or a pass makes no progress (then its first error stands).
         let mut evaluated = hcl::Map::new();
-        let mut pending: Vec<&(String, Attrs, String)> = self.targets.iter().collect();
+        let mut pending: Vec<&(String, Attrs, Place)> = self.targets.iter().collect();
         while !pending.is_empty() {
             ctx.declare_var("target", Value::Object(evaluated.clone()));
             let mut retry = Vec::new();
             let mut first_error = None;
             for block in &pending {
-                match target_block(block, &ctx, &mut definition, self.source.as_deref()) {
+                match target_block(block, &ctx, &mut definition, self.source.as_ref()) {
                     Ok(values) => {
                         for (name, attrs) in values {
                             evaluated.insert(name, Value::Object(attrs));
@@ -209,28 +283,26 @@ impl Blocks {
         let mut last_error = None;
         for _ in 0..=self.variables.len() {
             last_error = None;
-            for (name, attrs, at) in &self.variables {
+            for (name, attrs, place) in &self.variables {
+                let at = &place.at;
                 if done.contains_key(name) {
                     continue;
                 }
-                let ty = hcl_vars::declared(attrs.iter().find(|(k, _)| k == "type").map(|(_, e)| e)).map_err(|e| {
-                    invalid(&attr_at(at, self.source.as_deref(), "type"), format!("variable {name:?}: {e}"))
-                })?;
+                let ty = hcl_vars::declared(attrs.iter().find(|(k, _)| k == "type").map(|(_, e)| e))
+                    .map_err(|e| invalid(place.attr("type"), format!("variable {name:?}: {e}")))?;
                 let default = match attrs.iter().find(|(k, _)| k == "default") {
                     Some((_, expr)) => match super::hcl_stdlib::lazy::evaluate(expr, &ctx) {
                         Ok(v) => Some(v),
                         Err(e) => {
-                            let at = attr_at(at, self.source.as_deref(), "default");
-                            last_error = Some(invalid(&at, format!("variable {name:?}: {e}")));
+                            last_error = Some(invalid(place.attr("default"), format!("variable {name:?}: {e}")));
                             continue;
                         }
                     },
                     None => None,
                 };
                 let had_default = default.is_some();
-                let value = hcl_vars::initial(name, default, ty.as_ref()).map_err(|e| {
-                    invalid(&attr_at(at, self.source.as_deref(), "default"), format!("variable {name:?}: {e}"))
-                })?;
+                let value = hcl_vars::initial(name, default, ty.as_ref())
+                    .map_err(|e| invalid(place.attr("default"), format!("variable {name:?}: {e}")))?;
                 let declared = |key: &str| self.variables.iter().any(|(n, _, _)| n == key);
                 let value = hcl_vars::overridden(
                     name,
@@ -245,9 +317,8 @@ impl Blocks {
                 // the last would need terabytes: refused at the first one
                 // past the bound, before the next doubles it again.
                 if value_size(&value) > MAX_VALUE_BYTES {
-                    let at = attr_at(at, self.source.as_deref(), "default");
                     return Err(invalid(
-                        &at,
+                        place.attr("default"),
                         format!("variable {name:?}: its value is larger than {} MiB", MAX_VALUE_BYTES >> 20),
                     ));
                 }
@@ -304,34 +375,61 @@ fn value_size(value: &Value) -> usize {
     total
 }
 
+/// The most targets one bake definition may hold, matrix combinations
+/// included (see the README's limits). buildx has no bound: a 1000×1000
+/// matrix took it tens of gigabytes; real projects stay in the hundreds.
+pub(crate) const MAX_TARGETS: usize = 100_000;
+
 /// One `target` block: one target, or one per matrix combination. Returns
 /// each target's evaluated attributes, for `target.NAME.ATTR` references.
 fn target_block(
-    (name, attrs, at): &(String, Attrs, String),
+    (name, attrs, place): &(String, Attrs, Place),
     ctx: &Context,
     definition: &mut Definition,
-    source: Option<&str>,
+    source: Option<&Source>,
 ) -> Result<Vec<(String, Evaluated)>, BakeError> {
+    let at = &place.at;
     let Some((_, expr)) = attrs.iter().find(|(k, _)| k == "matrix") else {
-        let (target, values) = target(name, attrs, ctx, at, source)?;
+        let (target, values) = target(name, attrs, ctx, place, source)?;
         definition.add_target(name.clone(), target);
         return Ok(vec![(name.clone(), values)]);
     };
-    let matrix = eval(expr, ctx, &attr_at(at, source, "matrix"), &format!("target {name:?}: matrix"))?;
-    let combinations = expand_matrix(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
+    let matrix = eval(expr, ctx, place.attr("matrix"), &format!("target {name:?}: matrix"))?;
+    let matrix = Matrix::new(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
+    // Counted before a single combination is made, so a matrix of a
+    // billion is refused at once rather than by the OOM killer.
+    let room = MAX_TARGETS.saturating_sub(definition.targets.len());
+    if matrix.len() > room {
+        let size = matrix.lens.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
+        let total = matrix.lens.iter().try_fold(1u64, |n, &l| n.checked_mul(l as u64));
+        let total = total.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+        let limit = if matrix.len() <= MAX_TARGETS {
+            format!("the limit is {MAX_TARGETS} targets in all, with {} defined before it", definition.targets.len())
+        } else {
+            format!("the limit is {MAX_TARGETS}")
+        };
+        return Err(invalid(
+            place.attr("matrix"),
+            format!("target {name:?}: matrix of {size} expands to {total} targets; {limit}"),
+        ));
+    }
     let name_expr = attrs
         .iter()
         .find(|(k, _)| k == "name")
         .ok_or_else(|| invalid(at, format!("target {name:?}: a matrix target needs a name attribute")))?;
-    let mut done = Vec::new();
-    for combination in combinations {
-        let mut ctx = ctx.clone();
-        for (k, v) in &combination {
-            ctx.declare_var(k.clone(), v.clone());
+    // One copy of the context for the whole matrix (hcl-rs has no child
+    // scope), its matrix variables replaced for each combination.
+    let mut ctx = ctx.clone();
+    let mut done = Vec::with_capacity(matrix.len());
+    let mut combination = matrix.first();
+    while let Some(indices) = combination {
+        for (key, value) in matrix.values(&indices) {
+            ctx.declare_var(key.clone(), value.clone());
         }
-        let new_name = eval(&name_expr.1, &ctx, &attr_at(at, source, "name"), &format!("target {name:?}: name"))?;
+        let new_name = eval(&name_expr.1, &ctx, place.attr("name"), &format!("target {name:?}: name"))?;
         let new_name = display(&new_name).unwrap_or_default();
-        done.push((new_name.clone(), target(&new_name, attrs, &ctx, at, source)?));
+        done.push((new_name.clone(), target(&new_name, attrs, &ctx, place, source)?));
+        combination = matrix.next(indices);
     }
     // Only once every combination evaluated, so a retried block adds nothing twice.
     let names: Vec<String> = done.iter().map(|(n, _)| n.clone()).collect();
@@ -349,8 +447,8 @@ fn target(
     name: &str,
     attrs: &Attrs,
     ctx: &Context,
-    block_at: &str,
-    source: Option<&str>,
+    place: &Place,
+    source: Option<&Source>,
 ) -> Result<(Target, Evaluated), BakeError> {
     let mut values = hcl::Map::new();
     let mut target = Target::default();
@@ -359,8 +457,8 @@ fn target(
             continue;
         }
         let what = format!("target {name:?}: {key}");
-        let at = &attr_at(block_at, source, key);
-        let value = eval(expr, ctx, at, &what).map_err(|e| at_undefined_function(e, source))?;
+        let at = place.attr(key);
+        let value = eval(expr, ctx, at, &what).map_err(|e| at_undefined_function(e, source, place.span(key)))?;
         values.insert(key.clone(), value.clone());
         if key == "inherits" {
             target.inherits = string_list(&value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
@@ -400,24 +498,51 @@ fn apply(target: &mut Target, key: &str, value: &Value) -> Result<(), String> {
     }
 }
 
-/// All combinations of a matrix, in declaration order.
-fn expand_matrix(matrix: &Value) -> Result<Vec<Vec<(String, Value)>>, String> {
-    let Value::Object(map) = matrix else { return Err("expected an object of lists".into()) };
-    let mut combinations: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-    for (key, values) in map {
-        let Value::Array(values) = values else { return Err(format!("{key}: expected a list")) };
-        combinations = combinations
-            .into_iter()
-            .flat_map(|prefix| {
-                values.iter().map(move |v| {
-                    let mut next = prefix.clone();
-                    next.push((key.clone(), v.clone()));
-                    next
-                })
-            })
-            .collect();
+/// A matrix's variables and their lists, walked combination by combination
+/// (the last variable changing fastest, as buildx orders them) without
+/// making them all first.
+struct Matrix<'a> {
+    keys: Vec<&'a String>,
+    lists: Vec<&'a [Value]>,
+    lens: Vec<usize>,
+}
+
+impl<'a> Matrix<'a> {
+    fn new(matrix: &'a Value) -> Result<Matrix<'a>, String> {
+        let Value::Object(map) = matrix else { return Err("expected an object of lists".into()) };
+        let mut out = Matrix { keys: Vec::new(), lists: Vec::new(), lens: Vec::new() };
+        for (key, values) in map {
+            let Value::Array(values) = values else { return Err(format!("{key}: expected a list")) };
+            out.keys.push(key);
+            out.lists.push(values);
+            out.lens.push(values.len());
+        }
+        Ok(out)
     }
-    Ok(combinations)
+
+    /// How many combinations, saturating (`usize::MAX` stands for "too many").
+    fn len(&self) -> usize {
+        self.lens.iter().try_fold(1usize, |n, &l| n.checked_mul(l)).unwrap_or(usize::MAX)
+    }
+
+    fn first(&self) -> Option<Vec<usize>> {
+        (self.len() > 0).then(|| vec![0; self.keys.len()])
+    }
+
+    fn next(&self, mut indices: Vec<usize>) -> Option<Vec<usize>> {
+        for i in (0..indices.len()).rev() {
+            indices[i] += 1;
+            if indices[i] < self.lens[i] {
+                return Some(indices);
+            }
+            indices[i] = 0;
+        }
+        None
+    }
+
+    fn values<'s>(&'s self, indices: &'s [usize]) -> impl Iterator<Item = (&'a String, &'a Value)> + 's {
+        indices.iter().enumerate().map(|(i, &at)| (self.keys[i], &self.lists[i][at]))
+    }
 }
 
 /// Evaluates through [`super::hcl_stdlib::lazy`], which does what hcl-rs
@@ -465,45 +590,19 @@ fn string_list(value: &Value) -> Result<Vec<String>, String> {
     }
 }
 
-/// Where attribute `key` of the block at `block_at` (`FILE:LINE`) is: the
-/// first line from the block's on that sets it, else the block's line.
-fn attr_at(block_at: &str, source: Option<&str>, key: &str) -> String {
-    let found = source.zip(block_at.rsplit_once(':')).and_then(|(text, (file, line))| {
-        let start: usize = line.parse().ok()?;
-        let offset = text.lines().skip(start.saturating_sub(1)).position(|line| {
-            line.trim_start()
-                .strip_prefix(key)
-                .map(str::trim_start)
-                .is_some_and(|rest| rest.starts_with('=') && !rest.starts_with("=="))
-        })?;
-        Some(format!("{file}:{}", start + offset))
-    });
-    found.unwrap_or_else(|| block_at.to_string())
-}
-
-/// An undefined function's error points at the first line, from the
-/// attribute's on, that calls it (an attribute may span many lines).
-fn at_undefined_function(error: BakeError, source: Option<&str>) -> BakeError {
+/// An undefined function's error points at the line of the attribute that
+/// calls it (an attribute may span many lines); only the attribute's own
+/// text is searched.
+fn at_undefined_function(error: BakeError, source: Option<&Source>, span: Option<Range<usize>>) -> BakeError {
     let BakeError::Invalid { location, message } = error else { return error };
     let name = message.split("undefined function `").nth(1).and_then(|rest| rest.split('`').next());
-    let found = source.zip(name).zip(location.rsplit_once(':')).and_then(|((text, name), (file, line))| {
-        let start: usize = line.parse().ok()?;
-        let call = format!("{name}(");
-        let offset = text.lines().skip(start.saturating_sub(1)).position(|line| line.contains(&call))?;
-        Some(format!("{file}:{}", start + offset))
-    });
+    let found = (|| {
+        let (text, span) = (source?, span?);
+        let (file, _) = location.rsplit_once(':')?;
+        let offset = text.text.get(span.clone())?.find(&format!("{}(", name?))?;
+        Some(format!("{file}:{}", text.lines.line(span.start + offset)))
+    })();
     BakeError::Invalid { location: found.unwrap_or(location), message }
-}
-
-/// The line of `target "NAME"` (or the block kind) in the file's text.
-fn line_of(text: &str, kind: &str, label: Option<&str>) -> usize {
-    let wanted = label.map(|l| format!("\"{l}\""));
-    text.lines()
-        .position(|line| {
-            let line = line.trim_start();
-            line.starts_with(kind) && wanted.as_ref().is_none_or(|w| line.contains(w.as_str()))
-        })
-        .map_or(1, |n| n + 1)
 }
 
 /// hcl-rs says `HCL parse error in line L, column C` and shows the line;
@@ -563,6 +662,68 @@ target "matrix" {
         let err = load_hcl("docker-bake.hcl", &text, &Env::new()).expect_err("refused").to_string();
         assert!(err.contains("variable \"A24\": its value is larger than 16 MiB"), "{err}");
         assert!(err.contains("docker-bake.hcl:25"), "{err}");
+    }
+
+    /// Issue 20: a 1000×1000×1000 matrix took tens of gigabytes; it is now
+    /// refused, at the matrix's line, before one combination is made.
+    #[test]
+    fn a_matrix_past_the_bound_is_refused_at_its_line() {
+        let list = |p: &str| (0..1000).map(|i| format!("\"{p}{i}\"")).collect::<Vec<_>>().join(",");
+        let text = format!(
+            "target \"ok\" {{}}\n\ntarget \"big\" {{\n  name = \"b-${{x}}-${{y}}-${{z}}\"\n  matrix = {{\n    x = [{}]\n    y = [{}]\n    z = [{}]\n  }}\n}}\n",
+            list("x"),
+            list("y"),
+            list("z")
+        );
+        let err = load_hcl("docker-bake.hcl", &text, &Env::new()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "docker-bake.hcl:5: target \"big\": matrix of 1000×1000×1000 expands to 1000000000 targets; the limit is 100000"
+        );
+        // The bound counts every target of the file: a matrix of exactly the
+        // limit after one other target is refused (counted, not evaluated).
+        let matrix = |name: &str, n: usize| {
+            format!(
+                "target \"{name}\" {{\n  name = \"{name}-${{a}}-${{b}}\"\n  matrix = {{ a = [{}], b = [{}] }}\n}}\n",
+                (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(","),
+                (0..10).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            )
+        };
+        let text = format!("target \"one\" {{}}\n{}", matrix("m", MAX_TARGETS / 10));
+        let err = load_hcl("f.hcl", &text, &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("f.hcl:4: target \"m\": matrix of 10000×10 expands to 100000 targets"), "{err}");
+        assert!(err.ends_with("the limit is 100000 targets in all, with 1 defined before it"), "{err}");
+        // An empty list makes no targets, and overflowing products are named.
+        let d =
+            load_hcl("f.hcl", "target \"e\" {\n  name = \"e-${a}\"\n  matrix = { a = [], b = [1] }\n}\n", &Env::new())
+                .unwrap();
+        assert!(d.targets.is_empty());
+        assert_eq!(d.group("e").unwrap(), [] as [String; 0]);
+    }
+
+    #[test]
+    fn matrix_combinations_come_in_buildx_order() {
+        let text = "target \"m\" {\n  name = \"m-${a}-${b}\"\n  matrix = { a = [\"1\", \"2\"], b = [\"x\", \"y\", \"z\"] }\n}\n";
+        let d = load_hcl("f.hcl", text, &Env::new()).unwrap();
+        assert_eq!(d.group("m").unwrap(), ["m-1-x", "m-1-y", "m-1-z", "m-2-x", "m-2-y", "m-2-z"]);
+    }
+
+    /// Thousands of blocks: each error still names its own block's and
+    /// attribute's line (found from spans, not by searching the text).
+    #[test]
+    fn lines_come_from_spans_in_large_files() {
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!(
+                "# target \"t{i}\" in a comment\ntarget \"t{i}\" {{\n  context = \".\"\n  tags = [\"r/t{i}\"]\n}}\n"
+            ));
+        }
+        text.push_str("target \"t7\" {\n\n  args = { A = nope }\n}\n");
+        let err = load_hcl("big.hcl", &text, &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("big.hcl:15003: target \"t7\": args"), "{err}");
+        let text = "target \"a\" {\n  tags = [\n    \"x\",\n    upper(nofunc(\"y\")),\n  ]\n}\n";
+        let err = load_hcl("f.hcl", text, &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("f.hcl:4: "), "{err}");
     }
 
     #[test]
@@ -640,6 +801,20 @@ target "app" {
         assert!(err.contains("f takes 1 argument, got 0"), "{err}");
         let err = load_hcl("u.hcl", "function \"f\" {\n  params = [a]\n}\n", &Env::new()).unwrap_err().to_string();
         assert!(err.starts_with("u.hcl:1: ") && err.contains("needs a result"), "{err}");
+    }
+
+    /// A function that calls itself without end overflowed the stack and
+    /// aborted the process; calls now nest at most 32 deep.
+    #[test]
+    fn endless_recursion_in_user_functions_is_an_error() {
+        let text = "function \"f\" {\n  params = [x]\n  result = f(x)\n}\ntarget \"t\" {\n  tags = [f(1)]\n}\n";
+        let err = load_hcl("r.hcl", text, &Env::new()).unwrap_err().to_string();
+        assert!(err.starts_with("r.hcl:6: "), "{err}");
+        assert!(err.contains("call each other more than 32 deep"), "{err}");
+        // Recursion that ends within the bound works.
+        let text = "function \"down\" {\n  params = [n]\n  result = n > 0 ? down(n - 1) : \"done\"\n}\ntarget \"t\" {\n  tags = [down(20)]\n}\n";
+        let d = load_hcl("r.hcl", text, &Env::new()).unwrap();
+        assert_eq!(d.target("t").unwrap().tags.as_deref().unwrap(), ["done"]);
     }
 
     #[test]

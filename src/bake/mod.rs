@@ -15,6 +15,8 @@
 pub(crate) mod compose;
 pub(crate) mod entitlements;
 pub(crate) mod files;
+#[cfg(test)]
+mod fuzz;
 pub(crate) mod hcl;
 pub(crate) mod hcl_stdlib;
 mod hcl_vars;
@@ -27,7 +29,7 @@ pub(crate) mod run;
 pub(crate) mod target;
 pub(crate) mod userfunc;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 pub(crate) use target::Target;
@@ -37,8 +39,16 @@ pub(crate) use target::Target;
 /// that were ignored.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Definition {
+    /// Read freely; added to only through [`Definition::add_target`], which
+    /// keeps `target_index` in step.
     pub(crate) targets: Vec<(String, Target)>,
+    /// Added to only through [`Definition::add_group`].
     pub(crate) groups: Vec<(String, Vec<String>)>,
+    /// Where each name is in `targets` and `groups`: a matrix defines tens
+    /// of thousands of targets, and a search of the list for each was
+    /// quadratic.
+    target_index: HashMap<String, usize>,
+    group_index: HashMap<String, usize>,
     /// Variables and their resolved values (`--list variables`).
     pub(crate) variables: Vec<Variable>,
     /// Whether an HCL or JSON file was read (compose files have no
@@ -65,23 +75,31 @@ impl Definition {
     /// Adds a target, merging it into an earlier one of the same name (a
     /// target may be declared in several blocks or files).
     pub(crate) fn add_target(&mut self, name: String, target: Target) {
-        match self.targets.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, existing)) => existing.merge(&target),
-            None => self.targets.push((name, target)),
+        match self.target_index.get(&name) {
+            Some(&at) => self.targets[at].1.merge(&target),
+            None => {
+                self.target_index.insert(name.clone(), self.targets.len());
+                self.targets.push((name, target));
+            }
         }
     }
 
     /// Adds a group; a group declared again gains the new members.
     pub(crate) fn add_group(&mut self, name: String, members: Vec<String>) {
-        match self.groups.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, existing)) => {
+        match self.group_index.get(&name) {
+            Some(&at) => {
+                let existing = &mut self.groups[at].1;
+                let mut seen: HashSet<String> = existing.iter().cloned().collect();
                 for member in members {
-                    if !existing.contains(&member) {
+                    if seen.insert(member.clone()) {
                         existing.push(member);
                     }
                 }
             }
-            None => self.groups.push((name, members)),
+            None => {
+                self.group_index.insert(name.clone(), self.groups.len());
+                self.groups.push((name, members));
+            }
         }
     }
 
@@ -93,20 +111,26 @@ impl Definition {
         for (name, members) in later.groups {
             self.add_group(name, members);
         }
-        for variable in later.variables {
-            self.variables.retain(|v| v.name != variable.name);
-            self.variables.push(variable);
+        // A later file's variable replaces an earlier one of the same name
+        // and goes last; within a file, the last of a name counts.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, variable) in later.variables.iter().enumerate() {
+            last.insert(&variable.name, i);
         }
+        self.variables.retain(|v| !last.contains_key(v.name.as_str()));
+        let keep: HashSet<usize> = last.into_values().collect();
+        self.variables
+            .extend(later.variables.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, v)| v));
         self.has_variable_files |= later.has_variable_files;
         self.warnings.extend(later.warnings);
     }
 
     pub(crate) fn target(&self, name: &str) -> Option<&Target> {
-        self.targets.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+        self.target_index.get(name).map(|&at| &self.targets[at].1)
     }
 
     pub(crate) fn group(&self, name: &str) -> Option<&[String]> {
-        self.groups.iter().find(|(n, _)| n == name).map(|(_, g)| g.as_slice())
+        self.group_index.get(name).map(|&at| self.groups[at].1.as_slice())
     }
 }
 

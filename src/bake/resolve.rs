@@ -5,7 +5,7 @@
 //! (`target:NAME`) join the set and are ordered before it. Cycles, in
 //! `inherits` or between contexts, are refused here, before any build.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{BakeError, Definition, Target};
 
@@ -103,8 +103,9 @@ pub(crate) fn resolve(
     let asked: Vec<String> = if names.is_empty() { vec!["default".to_string()] } else { names.to_vec() };
     let mut groups = Vec::new();
     let mut wanted = Vec::new();
+    let mut seen = Seen::default();
     for name in &asked {
-        expand(definition, name, &mut wanted, &mut groups, &mut Vec::new())?;
+        expand(definition, name, &mut wanted, &mut groups, &mut seen)?;
     }
     if wanted.is_empty() {
         return Err(BakeError::NothingToBuild(asked.join(", ")));
@@ -135,15 +136,16 @@ pub(crate) fn resolve(
             });
         }
     }
-    let mut resolved: Vec<(String, Target)> = Vec::new();
+    let wanted_set: HashSet<&String> = wanted.iter().collect();
+    let mut resolved: HashMap<String, Target> = HashMap::new();
     let mut queue: Vec<String> = wanted.clone();
     while let Some(name) = queue.pop() {
-        if resolved.iter().any(|(n, _)| *n == name) {
+        if resolved.contains_key(&name) {
             continue;
         }
         let mut target = inherited(definition, &name)?;
         apply_overrides(&name, &mut target, &overrides)?;
-        if !wanted.contains(&name) {
+        if !wanted_set.contains(&name) {
             // Only another target's context: its image goes nowhere but to
             // its dependents (buildx's `cacheonly` output, also what it prints).
             target.outputs = Some(vec!["type=cacheonly".to_string()]);
@@ -162,49 +164,83 @@ pub(crate) fn resolve(
             }
             queue.push(linked);
         }
-        resolved.push((name, target));
+        resolved.insert(name, target);
     }
     let order = build_order(&resolved)?;
     let targets = order
         .into_iter()
-        .map(|name| resolved.iter().find(|(n, _)| *n == name).cloned().expect("ordered from resolved"))
+        .map(|name| {
+            let target = resolved.remove(&name).expect("ordered from resolved");
+            (name, target)
+        })
         .collect();
     Ok(Resolved { groups, targets })
 }
 
-/// Adds the targets `name` stands for (itself, or a group's members).
+/// What [`expand`] has met so far, so that each name costs one look-up.
+#[derive(Default)]
+struct Seen {
+    targets: HashSet<String>,
+    groups: HashSet<String>,
+    /// Groups whose members are all in `out`: walked once, however many
+    /// groups name them (groups naming each other twice at each of forty
+    /// levels would otherwise be walked 2^40 times).
+    expanded: HashSet<String>,
+}
+
+/// Adds the targets `name` stands for (itself, or a group's members, and
+/// theirs), walked with a stack of its own so deeply nested groups cannot
+/// overflow the thread's stack.
 fn expand(
     definition: &Definition,
     name: &str,
     out: &mut Vec<String>,
     groups: &mut Vec<(String, Vec<String>)>,
-    path: &mut Vec<String>,
+    seen: &mut Seen,
 ) -> Result<(), BakeError> {
-    if path.iter().any(|p| p == name) {
-        path.push(name.to_string());
-        return Err(BakeError::Cycle(format!("groups {}", path.join(" -> "))));
-    }
-    // A group and a target may share a name (matrix targets): the group wins.
-    if let Some(members) = definition.group(name) {
-        if !groups.iter().any(|(n, _)| n == name) {
-            groups.push((name.to_string(), members.to_vec()));
+    // (name, how many of its members have been expanded) for each group
+    // being walked; its names form the path a cycle is reported with.
+    let mut path: Vec<(&str, usize)> = Vec::new();
+    let mut on_path: HashSet<&str> = HashSet::new();
+    let mut next = Some(name);
+    loop {
+        if let Some(name) = next.take().filter(|n| !seen.expanded.contains(*n)) {
+            if on_path.contains(name) {
+                let mut cycle: Vec<&str> = path.iter().map(|(n, _)| *n).collect();
+                cycle.push(name);
+                return Err(BakeError::Cycle(format!("groups {}", cycle.join(" -> "))));
+            }
+            // A group and a target may share a name (matrix targets): the group wins.
+            if let Some(members) = definition.group(name) {
+                if seen.groups.insert(name.to_string()) {
+                    groups.push((name.to_string(), members.to_vec()));
+                }
+                path.push((name, 0));
+                on_path.insert(name);
+            } else if definition.target(name).is_some() {
+                if seen.targets.insert(name.to_string()) {
+                    out.push(name.to_string());
+                }
+            } else {
+                let mut known: Vec<&str> = definition.targets.iter().map(|(n, _)| n.as_str()).collect();
+                known.extend(definition.groups.iter().map(|(n, _)| n.as_str()));
+                return Err(BakeError::UnknownTarget { name: name.to_string(), known: known_names(name, known) });
+            }
         }
-        path.push(name.to_string());
-        for member in members {
-            expand(definition, member, out, groups, path)?;
+        let Some((group, done)) = path.last_mut() else { return Ok(()) };
+        let members = definition.group(group).expect("only groups are on the path");
+        match members.get(*done) {
+            Some(member) => {
+                *done += 1;
+                next = Some(member.as_str());
+            }
+            None => {
+                on_path.remove(*group);
+                seen.expanded.insert(group.to_string());
+                path.pop();
+            }
         }
-        path.pop();
-        return Ok(());
     }
-    if definition.target(name).is_none() {
-        let mut known: Vec<&str> = definition.targets.iter().map(|(n, _)| n.as_str()).collect();
-        known.extend(definition.groups.iter().map(|(n, _)| n.as_str()));
-        return Err(BakeError::UnknownTarget { name: name.to_string(), known: known_names(name, known) });
-    }
-    if !out.iter().any(|n| n == name) {
-        out.push(name.to_string());
-    }
-    Ok(())
 }
 
 /// The target with its parents' attributes beneath its own. Walked with a
@@ -348,52 +384,80 @@ fn apply_overrides(name: &str, target: &mut Target, overrides: &[Override]) -> R
     Ok(())
 }
 
-/// `*` and `?` wildcards, as buildx matches `--set` target names.
+/// `*` and `?` wildcards, as buildx matches `--set` target names. The
+/// classic two-pointer match: on a mismatch, the last `*` takes one more
+/// character; linear space and at most `pattern × name` steps (the plain
+/// recursive form backtracks exponentially on patterns like `*a*a*a*b`).
 pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was, and where in the name it matched up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((at, taken)) => {
+                    pi = at + 1;
+                    ni = taken + 1;
+                    star = Some((at, taken + 1));
+                }
+                None => return false,
+            },
         }
     }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    go(&p, &n)
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// Depth-first order: every `target:` context before its user; a cycle
-/// is named in full.
-fn build_order(targets: &[(String, Target)]) -> Result<Vec<String>, BakeError> {
-    fn visit(
-        name: &str,
-        targets: &[(String, Target)],
-        done: &mut Vec<String>,
-        path: &mut Vec<String>,
-    ) -> Result<(), BakeError> {
-        if done.iter().any(|d| d == name) {
-            return Ok(());
-        }
-        if let Some(at) = path.iter().position(|p| p == name) {
-            let mut cycle = path[at..].to_vec();
-            cycle.push(name.to_string());
-            return Err(BakeError::Cycle(cycle.join(" -> ")));
-        }
-        path.push(name.to_string());
-        let target = &targets.iter().find(|(n, _)| n == name).expect("linked targets are resolved").1;
-        for (_, linked) in links(target) {
-            visit(&linked, targets, done, path)?;
-        }
-        path.pop();
-        done.push(name.to_string());
-        Ok(())
-    }
-    let mut names: Vec<&String> = targets.iter().map(|(n, _)| n).collect();
+/// is named in full. Walked with a stack of its own, so a chain of
+/// thousands of linked targets cannot overflow the thread's stack.
+fn build_order(targets: &HashMap<String, Target>) -> Result<Vec<String>, BakeError> {
+    let mut names: Vec<&String> = targets.keys().collect();
     names.sort();
-    let mut done = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    let mut finished: HashSet<String> = HashSet::new();
     for name in names {
-        visit(name, targets, &mut done, &mut Vec::new())?;
+        // (target, its linked targets, how many of them were visited)
+        let mut path: Vec<(String, Vec<String>, usize)> = Vec::new();
+        let mut on_path: HashSet<String> = HashSet::new();
+        let mut next = Some(name.clone());
+        loop {
+            if let Some(name) = next.take() {
+                if !finished.contains(&name) {
+                    if on_path.contains(&name) {
+                        let at = path.iter().position(|(n, _, _)| *n == name).expect("on the path");
+                        let mut cycle: Vec<String> = path[at..].iter().map(|(n, _, _)| n.clone()).collect();
+                        cycle.push(name);
+                        return Err(BakeError::Cycle(cycle.join(" -> ")));
+                    }
+                    let target = targets.get(&name).expect("linked targets are resolved");
+                    let linked = links(target).into_iter().map(|(_, t)| t).collect();
+                    on_path.insert(name.clone());
+                    path.push((name, linked, 0));
+                }
+            }
+            let Some((name, linked, visited)) = path.last_mut() else { break };
+            match linked.get(*visited) {
+                Some(link) => {
+                    *visited += 1;
+                    next = Some(link.clone());
+                }
+                None => {
+                    on_path.remove(name.as_str());
+                    finished.insert(name.clone());
+                    done.push(std::mem::take(name));
+                    path.pop();
+                }
+            }
+        }
     }
     Ok(done)
 }
@@ -491,6 +555,62 @@ target "b" { contexts = { y = "target:a" } }
         let err = resolve(&d, &["a".into()], &["a.context+=x".into()], false).unwrap_err().to_string();
         assert!(err.contains("does not support append"), "{err}");
         assert!(glob_match("ap*", "app") && !glob_match("b*", "app"));
+    }
+}
+
+#[cfg(test)]
+mod scale_tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_as_buildx_and_never_backtracks_exponentially() {
+        for (pattern, name, hit) in [
+            ("*", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("?", "", false),
+            ("a*b?c", "axxbyc", true),
+            ("a*b?c", "axxbc", false),
+            ("*-arm64", "app-arm64", true),
+            ("app-*-*", "app-1-2", true),
+            ("app-*-*", "app-1", false),
+            ("**a", "a", true),
+        ] {
+            assert_eq!(glob_match(pattern, name), hit, "{pattern:?} {name:?}");
+        }
+        // The recursive form took about 2^26 steps here.
+        let pattern = format!("{}b", "*a".repeat(26));
+        assert!(!glob_match(&pattern, &"a".repeat(80)));
+    }
+
+    /// Groups naming the next level twice, forty levels deep: each group is
+    /// walked once (2^40 walks before), and a deep chain of groups and of
+    /// `target:` links needs no deep stack.
+    #[test]
+    fn deep_and_diamond_groups_and_long_link_chains_resolve() {
+        let mut d = Definition::default();
+        d.add_target("leaf".into(), Target::default());
+        d.add_group("g40".into(), vec!["leaf".into()]);
+        for i in (0..40).rev() {
+            d.add_group(format!("g{i}"), vec![format!("g{}", i + 1), format!("g{}", i + 1)]);
+        }
+        let r = resolve(&d, &["g0".into()], &[], false).unwrap();
+        assert_eq!(r.targets.len(), 1);
+        let mut d = Definition::default();
+        for i in 0..20_000 {
+            let contexts = (i > 0).then(|| [("up".to_string(), format!("target:t{}", i - 1))].into());
+            d.add_target(format!("t{i}"), Target { contexts, ..Default::default() });
+            d.add_group(format!("g{i}"), vec![if i == 0 { "t0".to_string() } else { format!("g{}", i - 1) }]);
+        }
+        let r = resolve(&d, &["t19999".into()], &[], false).unwrap();
+        assert_eq!(r.targets.len(), 20_000);
+        assert_eq!(r.targets[0].0, "t0");
+        assert_eq!(r.targets[19_999].0, "t19999");
+        let r = resolve(&d, &["g19999".into()], &[], false).unwrap();
+        assert_eq!(r.targets.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["t0"]);
+        d.add_group("g0".into(), vec!["g19999".into()]);
+        let err = resolve(&d, &["g5".into()], &[], false).unwrap_err().to_string();
+        assert!(err.starts_with("targets depend on each other in a cycle: groups g5 -> g4"), "{err}");
     }
 }
 

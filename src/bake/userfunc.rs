@@ -95,8 +95,39 @@ pub(crate) fn declare(ctx: &mut Context<'static>) {
     });
 }
 
+/// How deeply user functions may call each other (or themselves): a
+/// function that calls itself without end would otherwise overflow the
+/// stack and abort the process. Generous for real files, whose functions
+/// call a few others.
+const MAX_CALL_DEPTH: usize = 32;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one level of user function calls while held.
+struct Level;
+
+impl Level {
+    fn enter() -> Option<Level> {
+        DEPTH.with(|d| (d.get() < MAX_CALL_DEPTH).then(|| d.set(d.get() + 1)).map(|()| Level))
+    }
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
 fn call(slot: usize, args: FuncArgs) -> Result<Value, String> {
     let function = FUNCTIONS.with(|f| f.borrow().get(slot).cloned()).ok_or("user function table is empty")?;
+    let Some(_level) = Level::enter() else {
+        return Err(format!(
+            "{}: user functions call each other more than {MAX_CALL_DEPTH} deep (does it call itself without end?)",
+            function.name
+        ));
+    };
     let args = args.into_values();
     let fixed = function.params.len();
     if args.len() < fixed || (function.variadic.is_none() && args.len() > fixed) {

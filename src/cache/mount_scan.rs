@@ -6,7 +6,11 @@
 //! (`$VAR`) cannot be known without evaluating the Dockerfile and are
 //! reported as skipped; the native compiler will give the exact list.
 
+use std::collections::BTreeMap;
+
 use super::mounts::{CacheMount, Sharing};
+use crate::dockerfile::compile::mounts::{self, MountKind};
+use crate::dockerfile::shell::Lexer;
 
 /// The cache mounts of `dockerfile`, each id once (the first use wins), and
 /// a note for each `type=cache` mount that could not be read.
@@ -18,13 +22,14 @@ pub fn cache_mounts(dockerfile: &str) -> (Vec<CacheMount>, Vec<String>) {
         // The daemon's frontend reports the error itself.
         Err(error) => return (mounts, vec![format!("no cache mounts carried: {error}")]),
     };
+    let lexer = Lexer::new(parsed.escape);
     for instruction in &parsed.instructions {
         if !instruction.keyword.eq_ignore_ascii_case("RUN") {
             continue;
         }
         for flag in &instruction.flags {
             let Some(spec) = flag.strip_prefix("--mount=") else { continue };
-            match parse_mount(spec) {
+            match parse_mount(spec, &lexer) {
                 Ok(Some(mount)) => {
                     if !mounts.iter().any(|m| m.id == mount.id) {
                         mounts.push(mount);
@@ -39,50 +44,48 @@ pub fn cache_mounts(dockerfile: &str) -> (Vec<CacheMount>, Vec<String>) {
     (mounts, skipped)
 }
 
-/// One `--mount` value: `Ok(None)` for mounts other than caches.
-fn parse_mount(spec: &str) -> Result<Option<CacheMount>, String> {
+/// One `--mount` value: `Ok(None)` for mounts other than caches. Read by
+/// the compiler's own parser ([`crate::dockerfile::compile::mounts`]), so
+/// ids, defaults and errors are the ones a build uses; a mount that is not
+/// a cache and does not parse is the build's to report, not ours.
+fn parse_mount(spec: &str, lexer: &Lexer) -> Result<Option<CacheMount>, String> {
     if spec.contains('$') {
         if spec.contains("type=cache") {
             return Err("it uses a build argument".into());
         }
         return Ok(None);
     }
-    let mut kind = "bind";
-    let (mut id, mut target, mut sharing) = (None, None, Sharing::Shared);
-    let (mut uid, mut gid, mut mode) = (None, None, None);
-    for field in spec.split(',') {
-        let (key, value) = field.split_once('=').unwrap_or((field, ""));
-        let number =
-            |radix: u32| u32::from_str_radix(value, radix).map_err(|_| format!("{key}={value:?} is not a number"));
-        match key.to_ascii_lowercase().as_str() {
-            "type" => kind = value,
-            "id" => id = Some(value.to_string()),
-            "target" | "dst" | "destination" => target = Some(value.to_string()),
-            "sharing" => {
-                sharing = match value {
-                    "shared" => Sharing::Shared,
-                    "private" => Sharing::Private,
-                    "locked" => Sharing::Locked,
-                    other => return Err(format!("unknown sharing {other:?}")),
-                }
-            }
-            "uid" => uid = Some(number(10)?),
-            "gid" => gid = Some(number(10)?),
-            "mode" => mode = Some(number(8)?),
-            "from" | "source" | "src" => {
-                return Err(format!("{key}= (a cache seeded from another stage) is not carried"))
-            }
-            _ => {}
-        }
-    }
-    if kind != "cache" {
+    let no_variables = BTreeMap::new();
+    let mount = match mounts::parse_mount(spec, lexer, &no_variables) {
+        Ok(mount) => mount,
+        Err(why) if spec.to_ascii_lowercase().contains("type=cache") => return Err(why),
+        Err(_) => return Ok(None),
+    };
+    if mount.kind != MountKind::Cache {
         return Ok(None);
     }
-    let target = target.ok_or("no target")?;
-    // The frontend's default id is the target as written, cleaned.
-    let id = id.filter(|id| !id.is_empty()).unwrap_or_else(|| crate::gopath::clean(&target));
-    let absolute_target = if target.starts_with('/') { target.clone() } else { format!("/{target}") };
-    Ok(Some(CacheMount { id, target: crate::gopath::clean(&absolute_target), sharing, uid, gid, mode }))
+    if !mount.from.is_empty() || !mount.source.is_empty() {
+        return Err("from= or source= (a cache seeded from another stage) is not carried".into());
+    }
+    if mount.target.is_empty() {
+        return Err("no target".into());
+    }
+    let sharing = match mount.sharing.as_str() {
+        "private" => Sharing::Private,
+        "locked" => Sharing::Locked,
+        _ => Sharing::Shared,
+    };
+    // The frontend's default id is the target as written, cleaned (as the compiler files it).
+    let id = if mount.id.is_empty() { crate::gopath::clean(&mount.target) } else { mount.id };
+    let absolute_target = if mount.target.starts_with('/') { mount.target } else { format!("/{}", mount.target) };
+    Ok(Some(CacheMount {
+        id,
+        target: crate::gopath::clean(&absolute_target),
+        sharing,
+        uid: mount.uid,
+        gid: mount.gid,
+        mode: mount.mode,
+    }))
 }
 
 #[cfg(test)]
@@ -113,6 +116,28 @@ mod tests {
         assert_eq!(mounts[1].target, "/var/cache/apt");
         assert_eq!(skipped.len(), 1, "{skipped:?}");
         assert!(skipped[0].starts_with("Dockerfile:13: cache mount"), "{skipped:?}");
+    }
+
+    /// One parser for `--mount`: the scan reads values with the compiler's,
+    /// so its defaults and errors are a build's.
+    #[test]
+    fn mounts_are_read_by_the_compilers_parser() {
+        let dockerfile = "FROM base\n\
+            RUN --mount=type=cache,target=/a,sharing=bogus true\n\
+            RUN --mount=TYPE=CACHE,Target=rel/dir,SHARING=Private,mode=755 true\n\
+            RUN --mount=type=bind,bogus=1 true\n\
+            RUN --mount=type=cache,from=deps,target=/c true\n\
+            RUN --mount=type=cache,target=/b,size=1g true\n";
+        let (mounts, skipped) = cache_mounts(dockerfile);
+        assert_eq!(mounts.len(), 1, "{mounts:?}");
+        assert_eq!((mounts[0].id.as_str(), mounts[0].target.as_str()), ("rel/dir", "/rel/dir"));
+        assert_eq!((mounts[0].sharing, mounts[0].mode), (Sharing::Private, Some(0o755)));
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(
+            skipped[0].starts_with("Dockerfile:2: ") && skipped[0].ends_with("unsupported sharing value \"bogus\"")
+        );
+        assert!(skipped[1].starts_with("Dockerfile:5: ") && skipped[1].contains("not carried"), "{skipped:?}");
+        assert!(skipped[2].ends_with("unexpected key 'size' for mount type 'cache'"), "{skipped:?}");
     }
 
     #[test]
