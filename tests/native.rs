@@ -283,24 +283,66 @@ fn run_options_from_flags_match_the_daemons_frontend() {
 }
 
 /// `# check=error=true` with a finding in a Dockerfile whose last stage has
-/// no name: the lint subrequest would lint stages the build does not, so
-/// `native` refuses it by name and `auto` lets the daemon's frontend decide
-/// (it fails the build, as the directive asks). With a named last stage
-/// the corpus (`err_check_error_true`) fails it natively.
+/// no name: the native linter lints the stages the build needs, as the
+/// daemon's frontend does while it converts, so both `native` and `auto`
+/// fail it natively with the daemon's words (no hand-over, no notice), after
+/// showing the finding as a warning.
 #[test]
 fn fatal_lint_findings_are_never_built_silently() {
     let dir = project("# check=error=true\nFROM scratch AS dup\nFROM scratch AS dup\nFROM scratch\nCOPY app.py /\n");
-    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).output().unwrap();
+    for frontend in ["native", "auto"] {
+        let out = fbuild()
+            .arg("solve")
+            .arg(dir.path())
+            .args(["--frontend", frontend, "--provenance=false"])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("lint violation found for rules: DuplicateStageName"), "{stderr}");
+        assert!(stderr.contains("DuplicateStageName: Duplicate stage name \"dup\""), "{stderr}");
+        assert!(!stderr.contains("notice:"), "{stderr}");
+        assert!(!stderr.contains("COPY app.py"), "nothing is built: {stderr}");
+    }
+}
+
+/// A named context of a kind the native compiler does not build yet (a
+/// folder), used by the Dockerfile: `native` refuses it naming the line and
+/// the context, `auto` hands the build to the daemon's frontend with a
+/// notice (and builds it). The same context unused changes nothing: the
+/// build stays native.
+#[test]
+fn named_contexts_the_compiler_cannot_build_are_named_or_handed_over() {
+    let dir = project("ARG BASE\nFROM ${BASE}\nCOPY --from=assets /file.txt /copied.txt\n");
+    let assets = tempdir();
+    write_files(assets.path(), &[("file.txt", "asset\n")]);
+    let context = format!("assets={}", assets.path().display());
+    let busybox = format!("BASE={}", crate::util::testenv().busybox);
+    let run = |frontend: &str, dockerfile: Option<&str>| {
+        if let Some(text) = dockerfile {
+            std::fs::write(dir.path().join("Dockerfile"), text).unwrap();
+        }
+        fbuild()
+            .arg("solve")
+            .arg(dir.path())
+            .args(["--frontend", frontend, "--provenance=false", "--build-context", &context, "--build-arg", &busybox])
+            .output()
+            .unwrap()
+    };
+    let out = run("native", None);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("the native compiler does not support `check=error=true` with lint findings in a Dockerfile whose last stage has no name yet"),
+        stderr.contains("Dockerfile:3: the native compiler does not support the named context assets (a folder: local:named-assets) yet"),
         "{stderr}"
     );
-    let out =
-        fbuild().arg("solve").arg(dir.path()).args(["--frontend", "auto", "--provenance=false"]).output().unwrap();
+    let out = run("auto", None);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("lint violation found for rules: DuplicateStageName"), "{stderr}");
-    assert!(stderr.contains("notice: the native compiler does not support `check=error=true`"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    let notice = stderr.lines().find(|l| l.starts_with("notice: ")).unwrap_or_default();
+    assert!(notice.contains("Dockerfile:3: the native compiler does not support the named context assets"), "{stderr}");
+    let out = run("native", Some("ARG BASE\nFROM ${BASE}\nRUN true\n"));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "an unused context is no reason to refuse: {stderr}");
+    assert!(!stderr.contains("notice:"), "{stderr}");
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::image::{self, epoch_time, go_list, go_quote_list, Image};
 use super::mounts::{self, parse_mount, MountKind};
-use super::{Base, CompileError, Plan};
+use super::{Base, CompileError, NamedBase, Plan};
 use crate::dockerfile::instructions::{Command, CommandKind, CommandLine, Transfer};
 use crate::dockerfile::shell::{Env, Lexer};
 use crate::gopath;
@@ -156,6 +156,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let base = self.bases.get(&n).ok_or_else(|| {
                 CompileError::step(node.line, format!("the base image {:?} was not resolved", node.base))
             })?;
+            if let Some(named) = &base.named {
+                return self.start_named(n, base, named);
+            }
             let mut image = base.image.clone();
             let base_image = Some(image.clone());
             image.created = None;
@@ -198,6 +201,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 cmd_set: false,
             }
         };
+        self.finish_start(&mut stage);
+        Ok(stage)
+    }
+
+    /// What every stage gets from its image before its commands
+    /// (`dispatchStages`): `PATH`, the environment, the working directory
+    /// and the user.
+    fn finish_start(&self, stage: &mut StageState) {
         if stage.image.config.env.iter().all(|e| e.split('=').next() != Some("PATH")) && stage.platform.os != "windows"
         {
             stage.image.config.env.push(format!("PATH={}", image::DEFAULT_PATH));
@@ -214,6 +225,41 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         if !stage.image.config.user.is_empty() {
             stage.state = stage.state.user(&stage.image.config.user);
         }
+    }
+
+    /// A node whose base is a named context: the context's state as
+    /// dockerui makes it (the image with its config applied:
+    /// `WithImageConfig`), set to the node's platform, then what every base
+    /// gets.
+    fn start_named(&self, n: usize, base: &Base, named: &NamedBase) -> Result<StageState, CompileError> {
+        let node = &self.plan.nodes[n];
+        let platform = base.platform.clone();
+        let mut state = if base.scratch {
+            llb::scratch()
+        } else {
+            let op = OpOptions::named(named.label.clone());
+            llb::image_with(
+                &base.reference,
+                llb::ImageOptions { platform: Some(platform.clone()), resolve_mode: None, op },
+            )
+        };
+        if let Some(config) = &named.config {
+            if !config.config.on_build.is_empty() {
+                return Err(CompileError::unsupported(node.line, "ONBUILD triggers of a base image"));
+            }
+            state = state.add_envs(config.config.env.iter().filter_map(|entry| {
+                let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+                (!key.is_empty()).then_some((key, value))
+            }));
+            state = state.dir(if config.config.working_dir.is_empty() { "/" } else { &config.config.working_dir });
+        }
+        state = state.platform(platform.clone());
+        let mut image = base.image.clone();
+        let base_image = Some(image.clone());
+        image.created = None;
+        let mut stage =
+            StageState { state, image, base_image, platform, build_args: Vec::new(), steps_done: 0, cmd_set: false };
+        self.finish_start(&mut stage);
         Ok(stage)
     }
 
