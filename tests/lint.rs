@@ -46,6 +46,11 @@ fn cases() -> Vec<LintCase> {
             continue;
         };
         let case: serde_json::Value = serde_json::from_str(&case).expect("case.json is JSON");
+        // Named contexts are the build's (the lint alone would resolve
+        // their names as images, in an order the daemon leaves to chance).
+        if case.get("contexts").is_some() {
+            continue;
+        }
         let mut build_args = common.clone();
         if let Some(args) = case["build_args"].as_object() {
             for (k, v) in args {

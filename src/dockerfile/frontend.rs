@@ -470,7 +470,17 @@ impl ClientFrontend for NativeFrontend {
             Err(CompileError::Unsupported { line, feature }) if self.mode == NativeMode::Auto && !self.print_only => {
                 return self.hand_over(gateway, line, &feature).await;
             }
-            Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
+            Err(error) => {
+                if !self.print_only && !matches!(error, CompileError::Unsupported { .. }) {
+                    // The daemon's frontend shows what it found before it
+                    // failed: the linter stops where the conversion does.
+                    match lint_through(gateway, &self.dockerfile, &self.excludes, &self.attrs, false).await {
+                        Ok(results) => self.show_lint(gateway, &results).await,
+                        Err(reason) => tracing::debug!(%reason, "no lint findings for a failed build"),
+                    }
+                }
+                return Err(FrontendError::new(Located { filename: self.filename.clone(), error }));
+            }
         };
         if self.print_only {
             // Kept for `--print-llb`, which builds nothing.
@@ -598,6 +608,21 @@ pub(crate) async fn check(
     excludes: &[String],
     attrs: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let results = lint_through(gateway, dockerfile, excludes, attrs, true).await?;
+    Ok(results.answer(dockerfile))
+}
+
+/// The native linter with its base images resolved through the gateway:
+/// as the lint subrequest lints (`check`: every stage without a target,
+/// the worker's platform), or as a build's conversion does. `Err` says why
+/// the daemon's frontend must lint instead.
+async fn lint_through(
+    gateway: &Gateway,
+    dockerfile: &str,
+    excludes: &[String],
+    attrs: &BTreeMap<String, String>,
+    check: bool,
+) -> Result<LintResults, String> {
     if let Some(key) = attrs.keys().find(|key| key.starts_with("context:")) {
         return Err(format!("the build has a named context ({key})"));
     }
@@ -622,8 +647,16 @@ pub(crate) async fn check(
     }
     let target = attrs.get("target").map(String::as_str).filter(|t| !t.is_empty());
     let filename = attrs.get("filename").filter(|f| !f.is_empty()).map_or("Dockerfile", String::as_str);
-    // The lint subrequest converts with no target platform: the worker's.
-    let platform = build_platforms[0].clone();
+    // The lint subrequest converts with no target platform: the worker's;
+    // a build converts for its first platform.
+    let requested = attrs.get("platform").and_then(|p| p.split(',').map(str::trim).find(|p| !p.is_empty()));
+    let (platform, implicit_platform) = match requested {
+        Some(platform) if !check => {
+            let parsed = compile::parse_platform(platform).map_err(|e| format!("--platform {e}"))?;
+            (compile::format_platform(&parsed), false)
+        }
+        _ => (build_platforms[0].clone(), true),
+    };
     let run = |base_image: &dyn Fn(&str, &str) -> Result<lint::BaseImage, String>| {
         lint::lint(&lint::LintInput {
             dockerfile,
@@ -631,10 +664,10 @@ pub(crate) async fn check(
             build_args: &build_args,
             target,
             // Without a target, lint dispatches every stage.
-            all_stages: target.is_none(),
+            all_stages: check && target.is_none(),
             platform: &platform,
             build_platforms: &build_platforms,
-            implicit_platform: true,
+            implicit_platform,
             check: attrs.get("build-arg:BUILDKIT_DOCKERFILE_CHECK").map(String::as_str),
             dockerignore: Some(excludes),
             base_image,
@@ -660,14 +693,13 @@ pub(crate) async fn check(
     };
     let lookups = wanted.iter().map(|(name, platform)| resolve_for_lint(gateway, name, platform, resolve_mode));
     let answers = futures::future::join_all(lookups).await;
-    let results = run(&|name: &str, platform: &str| {
+    Ok(run(&|name: &str, platform: &str| {
         let at = wanted.iter().position(|(n, p)| n == name && p == platform);
         match at.and_then(|i| answers.get(i)) {
             Some(answer) => answer.clone(),
             None => Err(format!("{name} ({platform}) was not resolved")),
         }
-    });
-    Ok(results.answer(dockerfile))
+    }))
 }
 
 /// A base image's config for the linter, resolved as the daemon's frontend

@@ -321,6 +321,23 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         platforms.push(platform);
     }
 
+    // resolveTarget: a target that names no stage ends the conversion.
+    if let Some(target) = input.target {
+        let lower = target.to_lowercase();
+        if !stages.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
+            let names: Vec<String> = stages
+                .iter()
+                .enumerate()
+                .map(|(i, stage)| stage.name.clone().unwrap_or_else(|| format!("stage-{i}")))
+                .collect();
+            let mut message = format!("target stage {} could not be found", go_quote(target));
+            if let Some(similar) = suggest(target, &names, true) {
+                message.push_str(&format!(" (did you mean {similar}?)"));
+            }
+            return Err(fail(message, Location::default()));
+        }
+    }
+
     // Which stage each stage starts from (only earlier ones count).
     let parents: Vec<Option<usize>> = bases
         .iter()
