@@ -184,7 +184,9 @@ fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("the native compiler does not support the frontend option \"context:assets\" yet"),
+        stderr.contains(
+            "Dockerfile:2: the native compiler does not support the named context assets (a folder: local:named-assets) yet"
+        ),
         "{stderr}"
     );
     // `auto` builds it with the daemon's frontend, in the same build, and says why in one line.
@@ -198,9 +200,11 @@ fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let notices: Vec<&str> = stderr.lines().filter(|l| l.starts_with("notice: ")).collect();
-    assert_eq!(
-        notices,
-        ["notice: the native compiler does not support the frontend option \"context:assets\" yet; the daemon's Dockerfile frontend builds it instead"],
+    assert_eq!(notices.len(), 1, "{stderr}");
+    assert!(
+        notices[0].ends_with(
+            "Dockerfile:2: the native compiler does not support the named context assets (a folder: local:named-assets) yet; the daemon's Dockerfile frontend builds it instead"
+        ),
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), "from a named context\n");
