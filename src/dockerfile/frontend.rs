@@ -687,10 +687,11 @@ async fn lint_through(
         Ok::<_, String>(lint::BaseImage::default())
     });
     let wanted = wanted.into_inner().unwrap_or_default();
-    let resolve_mode = match attrs.get("image-resolve-mode").map(String::as_str) {
-        Some(mode @ ("pull" | "local")) => mode,
-        _ => "",
-    };
+    let resolve_mode = attrs
+        .get("image-resolve-mode")
+        .map(String::as_str)
+        .filter(|m| matches!(*m, "pull" | "local"))
+        .unwrap_or_default();
     let lookups = wanted.iter().map(|(name, platform)| resolve_for_lint(gateway, name, platform, resolve_mode));
     let answers = futures::future::join_all(lookups).await;
     Ok(run(&|name: &str, platform: &str| {

@@ -18,6 +18,7 @@
 //! there is random; ours is the order of first use.
 
 mod check;
+mod gosort;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -195,24 +196,25 @@ impl LintResults {
     /// sorted by file and line, each with its rule, URL, detail and the
     /// lines around it. `text` is the Dockerfile's.
     ///
-    /// Go sorts with `sort.Slice`, which keeps findings of the same line
-    /// in their order up to 12 findings (insertion sort) and may not beyond;
-    /// this sort is stable.
+    /// Findings of one line keep the order Go's `sort.Slice` leaves them
+    /// in (their own up to 12 findings, not always beyond).
     pub fn to_text(&self, text: &str) -> String {
         let mut warnings: Vec<&LintWarning> = self.warnings().iter().collect();
         let filename = |w: &LintWarning| {
             self.sources.get(w.location.source_index as usize).map_or("", |s| s.filename.as_str()).to_owned()
         };
-        warnings.sort_by(|a, b| {
+        // `PrintTo`'s less: by file, findings without lines first, then by
+        // the first line.
+        gosort::sort_slice(&mut warnings, |a: &&LintWarning, b: &&LintWarning| {
+            let (a, b) = (*a, *b);
             let (fa, fb) = (filename(a), filename(b));
             if fa != fb {
-                return fa.cmp(&fb);
+                return fa < fb;
             }
             match (a.location.ranges.first(), b.location.ranges.first()) {
-                (None, None) => a.rule_name.cmp(&b.rule_name),
-                (None, Some(_)) => std::cmp::Ordering::Less,
-                (Some(_), None) => std::cmp::Ordering::Greater,
-                (Some(ra), Some(rb)) => ra.start.line.cmp(&rb.start.line),
+                (None, None) => a.rule_name < b.rule_name,
+                (None, Some(_)) | (Some(_), None) => a.location.ranges.is_empty(),
+                (Some(ra), Some(rb)) => ra.start.line < rb.start.line,
             }
         });
         let mut out = Vec::new();
