@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use crate::gateway::{ClientFrontend, FrontendError, FrontendOutput, Gateway};
 use crate::proto::pb;
 
-use super::compile::{self, CompileError, CompileOptions, Compiled, ImageResolver, ResolveRequest, ResolvedImage};
+use super::compile::{
+    self, CompileError, CompileOptions, Compiled, ImageResolver, LocalFileRequest, ResolveRequest, ResolvedImage,
+};
 use super::lint::{self, LintResults};
 
 /// What to do with a Dockerfile the compiler does not support.
@@ -812,6 +814,22 @@ impl ImageResolver for GatewayResolver<'_> {
             },
         };
         Ok(ResolvedImage { reference: resolved.reference, digest: resolved.digest, config: resolved.config })
+    }
+
+    /// dockerui's read of a context folder's `.dockerignore`: the folder's
+    /// one file solved, evaluated and read (a missing file is none).
+    async fn read_local_file(
+        &self,
+        request: LocalFileRequest<'_>,
+    ) -> Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>> {
+        let mut options = crate::llb::LocalOptions::new(request.session_id);
+        options.follow_paths = vec![request.path.to_owned()];
+        options.shared_key_hint = Some(request.shared_key_hint);
+        options.op.custom_name = Some(request.log_name);
+        let definition = crate::llb::local(request.local, options).marshal()?;
+        let reference = self.0.solve(definition).await?;
+        self.0.evaluate(&reference).await?;
+        Ok(self.0.read_file(&reference, request.path).await.ok())
     }
 }
 

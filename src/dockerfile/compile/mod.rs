@@ -98,6 +98,22 @@ pub struct ResolveRequest<'a> {
     pub log_name: String,
 }
 
+/// A file of a client folder that a named context names, read as the
+/// daemon's frontend reads a context's `.dockerignore`.
+#[derive(Debug, Clone)]
+pub struct LocalFileRequest<'a> {
+    /// The local's name (`named-NAME`).
+    pub local: &'a str,
+    /// The session that serves it.
+    pub session_id: &'a str,
+    /// The file, relative to the folder.
+    pub path: &'a str,
+    /// The key the daemon keeps this load's upload under.
+    pub shared_key_hint: String,
+    /// The name progress shows for the load.
+    pub log_name: String,
+}
+
 /// Finds base images' configs (in a build: `LLBBridge.ResolveImageConfig`).
 #[tonic::async_trait]
 pub trait ImageResolver: Send + Sync {
@@ -106,6 +122,17 @@ pub trait ImageResolver: Send + Sync {
         &self,
         request: ResolveRequest<'_>,
     ) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>;
+
+    /// A file of a client folder (`None` when it has none): a folder named
+    /// as a context has its `.dockerignore` read this way. Without a build
+    /// there is no folder to read.
+    async fn read_local_file(
+        &self,
+        request: LocalFileRequest<'_>,
+    ) -> Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>> {
+        let _ = request;
+        Ok(None)
+    }
 }
 
 /// The compiled build: the graph and what the exporter needs.
@@ -682,6 +709,25 @@ impl<'a> Plan<'a> {
     ) -> Result<Base, CompileError> {
         let (kind, rest) = value.split_once(':').unwrap_or((value, ""));
         let kind = if kind.starts_with("git@") { "git" } else { kind };
+        if kind == "local" {
+            let request = LocalFileRequest {
+                local: rest,
+                session_id: &self.options.session_id,
+                path: ".dockerignore",
+                shared_key_hint: format!("context:{key}-.dockerignore"),
+                log_name: format!("[context {key}] load .dockerignore"),
+            };
+            let ignore = resolver.read_local_file(request).await.map_err(|source| CompileError::Resolve {
+                line: node.line,
+                image: node.base.clone(),
+                source,
+            })?;
+            let excludes = ignore.map(|text| crate::fsync::patterns::parse_dockerignore(&text)).unwrap_or_default();
+            let local = Some(NamedLocal { local: rest.to_owned(), key: key.to_owned(), excludes });
+            let named = Some(NamedBase { label: String::new(), config: None, local });
+            let image = image::empty_image(&platform);
+            return Ok(Base { reference: String::new(), image, scratch: false, platform, named });
+        }
         if kind != "docker-image" {
             let what = match kind {
                 "local" => "a folder",
@@ -696,7 +742,7 @@ impl<'a> Plan<'a> {
         let label = format!("[context {key}] {shown}");
         if shown == "scratch" {
             let image = image::empty_image(&platform);
-            let named = Some(NamedBase { label, config: None });
+            let named = Some(NamedBase { label, config: None, local: None });
             return Ok(Base { reference: String::new(), image, scratch: true, platform, named });
         }
         let reference = normalize_reference(shown).map_err(|e| CompileError::step(node.line, e))?;
@@ -716,7 +762,7 @@ impl<'a> Plan<'a> {
         // The image is used as the resolver named it, not pinned to the
         // digest (dockerui's `llb.Image(ref)`).
         let reference = if resolved.reference.is_empty() { reference } else { resolved.reference };
-        let named = Some(NamedBase { label, config: Some(image.clone()) });
+        let named = Some(NamedBase { label, config: Some(image.clone()), local: None });
         Ok(Base { reference, image, scratch: false, platform, named })
     }
 
@@ -883,6 +929,21 @@ struct NamedBase {
     label: String,
     /// The image's config (`WithImageConfig`); `None` for `scratch`.
     config: Option<Image>,
+    /// A client folder instead of an image.
+    local: Option<NamedLocal>,
+}
+
+/// A client folder named as a context: read (as dockerui's
+/// `asyncLocalOutput`) only where the stages read it, less its
+/// `.dockerignore`.
+#[derive(Debug, Clone)]
+struct NamedLocal {
+    /// The local's name (`named-NAME`).
+    local: String,
+    /// `NAME[::PLATFORM]`.
+    key: String,
+    /// The folder's `.dockerignore` patterns.
+    excludes: Vec<String>,
 }
 
 fn global_arg_line(parsed: &crate::dockerfile::Dockerfile, key: &str) -> usize {
