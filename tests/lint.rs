@@ -23,6 +23,9 @@ struct LintCase {
     dockerfile: String,
     dockerignore: Option<String>,
     build_args: BTreeMap<String, String>,
+    /// `--build-context` values of a corpus case (`NAME=VALUE`), which only
+    /// builds read.
+    contexts: Vec<String>,
 }
 
 fn root() -> PathBuf {
@@ -46,11 +49,18 @@ fn cases() -> Vec<LintCase> {
             continue;
         };
         let case: serde_json::Value = serde_json::from_str(&case).expect("case.json is JSON");
-        // Named contexts are the build's (the lint alone would resolve
-        // their names as images, in an order the daemon leaves to chance).
-        if case.get("contexts").is_some() {
-            continue;
-        }
+        let contexts = case["contexts"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| {
+                let value = value.as_str().unwrap_or_default().replace("{busybox}", &env.busybox);
+                match value.strip_prefix("local:") {
+                    Some(folder) => format!("{name}={}", dir.join(folder).display()),
+                    None => format!("{name}={value}"),
+                }
+            })
+            .collect();
         let mut build_args = common.clone();
         if let Some(args) = case["build_args"].as_object() {
             for (k, v) in args {
@@ -64,6 +74,7 @@ fn cases() -> Vec<LintCase> {
             dockerfile,
             dockerignore: read(&dir.join(".dockerignore")),
             build_args,
+            contexts,
         });
     }
     for entry in std::fs::read_dir(root().join("lint")).expect("tests/lint is readable") {
@@ -79,6 +90,7 @@ fn cases() -> Vec<LintCase> {
             dockerfile: read(&path).expect("a lint fixture is readable").replace("{busybox}", &util::testenv().busybox),
             dockerignore: read(&path.with_file_name(format!("{stem}.dockerignore"))),
             build_args: common.clone(),
+            contexts: Vec::new(),
         });
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));
@@ -193,7 +205,9 @@ fn comparable(results: &serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
-    let mut cases = cases();
+    // Named contexts are the build's: linted alone, their names are images
+    // the daemon resolves in an order it leaves to chance.
+    let mut cases: Vec<LintCase> = cases().into_iter().filter(|c| c.contexts.is_empty()).collect();
     let busybox = util::testenv().busybox.clone();
     let onbuild = onbuild_image();
     let mut images = BTreeMap::from([(busybox.clone(), image_config(&busybox))]);
@@ -203,6 +217,7 @@ fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
         dockerfile: format!("FROM {onbuild}\nRUN true\n\nFROM {onbuild} AS two\nENV K=1\n\nFROM {onbuild} AS three\nCOPY --from=0 /x /x\n"),
         dockerignore: None,
         build_args: BTreeMap::new(),
+        contexts: Vec::new(),
     });
     let failures = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -270,6 +285,9 @@ fn solve(case: &LintCase, dir: &Path, frontend: &str, extra: &[&str]) -> std::pr
     cmd.arg("solve").arg(dir).args(["--frontend", frontend]).args(extra);
     for (k, v) in &case.build_args {
         cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    for context in &case.contexts {
+        cmd.arg("--build-context").arg(context);
     }
     cmd.output().expect("run fbuild")
 }
@@ -401,7 +419,7 @@ fn check_blocks(text: &str) -> Vec<String> {
 /// exit code, on every corpus Dockerfile and lint fixture.
 #[test]
 fn native_check_prints_what_the_daemons_check_prints() {
-    let cases = cases();
+    let cases: Vec<LintCase> = cases().into_iter().filter(|c| c.contexts.is_empty()).collect();
     let failures = each_case(&cases, |case| {
         let (_keep, dir) = case_dir(case);
         let mut answers = Vec::new();

@@ -351,11 +351,8 @@ impl NativeFrontend {
     /// the images the compiler resolved. `Err` says why the native linter
     /// cannot stand in for the daemon's here (then the daemon lints).
     fn native_lint(&self, gateway: &Gateway, build: &Compiled) -> Result<LintResults, String> {
-        // A named context replaces a stage or an image, which the linter
-        // does not model yet.
-        if let Some(key) = self.attrs.keys().find(|key| key.starts_with("context:")) {
-            return Err(format!("the build has a named context ({key})"));
-        }
+        // Named contexts the compiler built stand in its resolved images
+        // (one in place of a stage is not compiled natively).
         let build_args: BTreeMap<String, String> = self
             .attrs
             .iter()
@@ -371,8 +368,8 @@ impl NativeFrontend {
             build
                 .resolved
                 .iter()
-                .find(|(base, resolved, _)| base == name && Some(resolved) == wanted.as_ref())
-                .map(|(_, _, image)| lint::base_image_from_image(image))
+                .find(|(base, resolved, _, _)| base == name && Some(resolved) == wanted.as_ref())
+                .map(|(_, _, image, named)| lint::base_image_from_image(image, *named))
                 .ok_or_else(|| format!("{name} ({platform}) was not resolved by the compiler"))
         };
         let filename = self.attrs.get("filename").filter(|f| !f.is_empty()).map_or("Dockerfile", String::as_str);

@@ -152,9 +152,10 @@ pub struct Compiled {
     /// The names of the stages compiled, in Dockerfile order.
     pub stages: Vec<String>,
     /// The images resolved for the build: the name as the Dockerfile gives
-    /// it (expanded), the platform asked for, and the config, which the
-    /// linter reads as the daemon's frontend would.
-    pub(crate) resolved: Vec<(String, pb::Platform, Image)>,
+    /// it (expanded), the platform asked for, the config, which the linter
+    /// reads as the daemon's frontend would, and whether a named context
+    /// stands for it.
+    pub(crate) resolved: Vec<(String, pb::Platform, Image, bool)>,
 }
 
 impl Compiled {
@@ -880,7 +881,10 @@ impl<'a> Plan<'a> {
             stages: result.stages,
             resolved: bases
                 .iter()
-                .map(|(index, base)| (self.nodes[*index].base.clone(), base.platform.clone(), base.image.clone()))
+                .map(|(index, base)| {
+                    let named = base.named.is_some();
+                    (self.nodes[*index].base.clone(), base.platform.clone(), base.image.clone(), named)
+                })
                 .collect(),
         })
     }

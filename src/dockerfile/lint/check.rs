@@ -444,7 +444,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         let platform = platforms[i].clone().unwrap_or_else(|| input.platform.to_string());
         let image = (input.base_image)(&bases[i], &platform)
             .map_err(|e| fail(resolve_error(&bases[i], &e, &stages), location.clone()))?;
-        if let Some(actual) = image.platform.as_deref() {
+        if let Some(actual) = image.platform.as_deref().filter(|_| !image.named_context) {
             // Without any `--platform`, an image of a platform the worker
             // runs is built as it is (`autoDetectPlatform`).
             let expected = match (&platforms[i], input.implicit_platform) {

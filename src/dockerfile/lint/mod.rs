@@ -40,6 +40,9 @@ pub struct BaseImage {
     pub platform: Option<String>,
     /// `OnBuild` of the image config: triggers a stage built on it runs.
     pub onbuild: Vec<String>,
+    /// A named context stands for the image (`--build-context`): its
+    /// platform is not checked (`resolveBaseImage` returns before).
+    pub named_context: bool,
 }
 
 /// What the linter reads.
@@ -404,7 +407,7 @@ pub fn lint_json(
 }
 
 /// A [`BaseImage`] from an image config the compiler resolved.
-pub(crate) fn base_image_from_image(image: &crate::dockerfile::compile::Image) -> BaseImage {
+pub(crate) fn base_image_from_image(image: &crate::dockerfile::compile::Image, named_context: bool) -> BaseImage {
     let mut platform = format!("{}/{}", image.os, image.architecture);
     if !image.variant.is_empty() {
         platform = format!("{platform}/{}", image.variant);
@@ -415,6 +418,7 @@ pub(crate) fn base_image_from_image(image: &crate::dockerfile::compile::Image) -
         working_dir: image.config.working_dir.clone(),
         platform: (platform != "/").then_some(platform),
         onbuild: image.config.on_build.clone(),
+        named_context,
     }
 }
 
@@ -437,6 +441,7 @@ pub fn base_image_from_config(config: &str) -> BaseImage {
         working_dir: text(&config["config"]["WorkingDir"]),
         platform: (platform != "/").then_some(platform),
         onbuild: strings(&config["config"]["OnBuild"]),
+        named_context: false,
     }
 }
 
