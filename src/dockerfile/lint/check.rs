@@ -1159,7 +1159,9 @@ fn reference_error(name: &str) -> Option<String> {
         let domain = format!(r"{host}(?::[0-9]+)?");
         let path_component = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*";
         let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
-        let tag = r"[\w][\w.-]{0,127}";
+        // Go's `\w` is ASCII; Rust's Unicode one would make this pattern
+        // huge (and slow to build) and accept more than Go.
+        let tag = r"[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}";
         let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
         let pattern = format!(r"^({name})(?::{tag})?(?:@{digest})?$");
         (
