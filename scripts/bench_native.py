@@ -66,6 +66,10 @@ def corpus(only):
                   file=sys.stderr)
             continue
         secrets = [f"id={s['id']},src={case / s['src']}" for s in spec.get("secrets", [])]
+        # Named contexts ride along as (kind, value) pairs: `--build-context` for fbuild.
+        busybox = os.environ.get("FBUILD_TEST_BUSYBOX", "")
+        contexts = {k: v.replace("{busybox}", busybox) for k, v in spec.get("contexts", {}).items()}
+        secrets = secrets + [("context", k, v) for k, v in contexts.items()]
         for target in spec["targets"]:
             builds.append((case.name, case, target, args, secrets))
     return builds
@@ -97,7 +101,17 @@ def command(side, tools, addr, ctx, target, args, secrets, dest):
         if target:
             cmd += ["--target", target]
     for secret in secrets:
-        cmd += ["--secret", secret]
+        if isinstance(secret, tuple):
+            _, name, value = secret
+            if value.startswith("local:"):
+                path = ctx / value[len("local:"):]
+                cmd += (["--local", f"{name}={path}", "--opt", f"context:{name}=local:{name}"] if kind == "buildctl"
+                        else ["--build-context", f"{name}={path}"])
+            else:
+                cmd += (["--opt", f"context:{name}={value}"] if kind == "buildctl"
+                        else ["--build-context", f"{name}={value}"])
+        else:
+            cmd += ["--secret", secret]
     return cmd
 
 

@@ -23,6 +23,9 @@ struct LintCase {
     dockerfile: String,
     dockerignore: Option<String>,
     build_args: BTreeMap<String, String>,
+    /// `--build-context` values of a corpus case (`NAME=VALUE`), which only
+    /// builds read.
+    contexts: Vec<String>,
 }
 
 fn root() -> PathBuf {
@@ -46,6 +49,18 @@ fn cases() -> Vec<LintCase> {
             continue;
         };
         let case: serde_json::Value = serde_json::from_str(&case).expect("case.json is JSON");
+        let contexts = case["contexts"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| {
+                let value = value.as_str().unwrap_or_default().replace("{busybox}", &env.busybox);
+                match value.strip_prefix("local:") {
+                    Some(folder) => format!("{name}={}", dir.join(folder).display()),
+                    None => format!("{name}={value}"),
+                }
+            })
+            .collect();
         let mut build_args = common.clone();
         if let Some(args) = case["build_args"].as_object() {
             for (k, v) in args {
@@ -59,6 +74,7 @@ fn cases() -> Vec<LintCase> {
             dockerfile,
             dockerignore: read(&dir.join(".dockerignore")),
             build_args,
+            contexts,
         });
     }
     for entry in std::fs::read_dir(root().join("lint")).expect("tests/lint is readable") {
@@ -74,6 +90,7 @@ fn cases() -> Vec<LintCase> {
             dockerfile: read(&path).expect("a lint fixture is readable").replace("{busybox}", &util::testenv().busybox),
             dockerignore: read(&path.with_file_name(format!("{stem}.dockerignore"))),
             build_args: common.clone(),
+            contexts: Vec::new(),
         });
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));
@@ -188,7 +205,9 @@ fn comparable(results: &serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
-    let mut cases = cases();
+    // Named contexts are the build's: linted alone, their names are images
+    // the daemon resolves in an order it leaves to chance.
+    let mut cases: Vec<LintCase> = cases().into_iter().filter(|c| c.contexts.is_empty()).collect();
     let busybox = util::testenv().busybox.clone();
     let onbuild = onbuild_image();
     let mut images = BTreeMap::from([(busybox.clone(), image_config(&busybox))]);
@@ -198,6 +217,7 @@ fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
         dockerfile: format!("FROM {onbuild}\nRUN true\n\nFROM {onbuild} AS two\nENV K=1\n\nFROM {onbuild} AS three\nCOPY --from=0 /x /x\n"),
         dockerignore: None,
         build_args: BTreeMap::new(),
+        contexts: Vec::new(),
     });
     let failures = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -240,4 +260,190 @@ fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// The folder a case builds in: the corpus case's own (its context files
+/// included), or a fresh one with the fixture and its `.dockerignore`.
+fn case_dir(case: &LintCase) -> (Option<tempfile::TempDir>, PathBuf) {
+    if let Some(name) = case.name.strip_prefix("dockerfiles/") {
+        return (None, root().join("dockerfiles").join(name));
+    }
+    let dir = util::tempdir();
+    std::fs::write(dir.path().join("Dockerfile"), &case.dockerfile).unwrap();
+    if let Some(ignore) = &case.dockerignore {
+        std::fs::write(dir.path().join(".dockerignore"), ignore).unwrap();
+    }
+    let path = dir.path().to_path_buf();
+    (Some(dir), path)
+}
+
+/// `fbuild solve` of a case with `frontend` and `extra` arguments.
+fn solve(case: &LintCase, dir: &Path, frontend: &str, extra: &[&str]) -> std::process::Output {
+    let env = util::testenv();
+    let mut cmd = Command::new(util::fbuild_binary());
+    cmd.env("BUILDKIT_HOST", &env.addr).env("NO_COLOR", "1").env_remove("RUST_LOG");
+    cmd.arg("solve").arg(dir).args(["--frontend", frontend]).args(extra);
+    for (k, v) in &case.build_args {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    for context in &case.contexts {
+        cmd.arg("--build-context").arg(context);
+    }
+    cmd.output().expect("run fbuild")
+}
+
+/// The warnings of a rawjson stream, whole but for what names this build
+/// (the vertex they hang on, the Dockerfile local's definition), sorted.
+fn build_warnings(rawjson: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for line in rawjson.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value = serde_json::from_str(line).expect("rawjson lines are JSON");
+        for warning in value["warnings"].as_array().into_iter().flatten() {
+            let mut warning = warning.clone();
+            if let Some(object) = warning.as_object_mut() {
+                object.remove("vertex");
+            }
+            if let Some(info) = warning.get_mut("sourceInfo").and_then(|i| i.as_object_mut()) {
+                info.remove("definition");
+            }
+            warnings.push(serde_json::to_string(&warning).unwrap());
+        }
+    }
+    warnings.sort();
+    warnings
+}
+
+/// The line of a failed build that says why, with a lint failure's rules
+/// sorted (Go names them in map order).
+fn failure(stderr: &str) -> Option<String> {
+    let line =
+        stderr.lines().find(|l| l.contains("lint violation found for rules: ") || l.contains("failed to parse"))?;
+    let at = line.find("lint violation found for rules: ").or_else(|| line.find("failed to parse"))?;
+    let message = &line[at..];
+    Some(match message.strip_prefix("lint violation found for rules: ") {
+        Some(rules) => {
+            let mut rules: Vec<&str> = rules.split(", ").collect();
+            rules.sort();
+            format!("lint violation found for rules: {}", rules.join(", "))
+        }
+        None => message.to_string(),
+    })
+}
+
+/// Runs `check` on every case, four at a time; the failures' texts.
+fn each_case(cases: &[LintCase], check: impl Fn(&LintCase) -> Result<(), String> + Sync) -> Vec<String> {
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(case) = cases.get(i) else { break };
+                if let Err(e) = check(case) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
+/// A native build shows the linter's findings as the daemon's frontend
+/// shows them while it converts (same warnings, word for word, with their
+/// lines and source), and fails where `# check=error=true` (or a bad
+/// `# check=`) makes the daemon's fail, with its words: every corpus
+/// Dockerfile (at each target its case builds) and every lint fixture,
+/// `--frontend native` against `--frontend dockerfile.v0`. Dockerfiles the
+/// native compiler refuses are counted, not compared; the test wants most
+/// of them compared.
+#[test]
+fn native_builds_warn_and_fail_as_the_daemons_frontend() {
+    let cases = cases();
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    let failures = each_case(&cases, |case| {
+        let (_keep, dir) = case_dir(case);
+        let mut targets: Vec<Option<String>> = vec![None];
+        if let Some(spec) = read(&dir.join("case.json")) {
+            let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+            targets = spec["targets"].as_array().unwrap().iter().map(|t| t.as_str().map(String::from)).collect();
+        }
+        for target in targets {
+            let mut args = vec!["--progress", "rawjson", "--provenance=false"];
+            if let Some(target) = &target {
+                args.extend(["--target", target.as_str()]);
+            }
+            let native = solve(case, &dir, "native", &args);
+            let stderr = util::text(&native.stderr);
+            if stderr.contains("the native compiler does not support") {
+                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
+            let daemon = solve(case, &dir, "dockerfile.v0", &args);
+            let theirs = util::text(&daemon.stderr);
+            let label = format!("{} (target {target:?})", case.name);
+            if build_warnings(&stderr) != build_warnings(&theirs) {
+                return Err(format!(
+                    "{label}: warnings differ\n  daemon: {:?}\n  native: {:?}",
+                    build_warnings(&theirs),
+                    build_warnings(&stderr)
+                ));
+            }
+            if (native.status.success(), failure(&stderr)) != (daemon.status.success(), failure(&theirs)) {
+                return Err(format!(
+                    "{label}: the builds end differently\n  daemon ({}): {:?}\n  native ({}): {:?}",
+                    daemon.status,
+                    failure(&theirs),
+                    native.status,
+                    failure(&stderr)
+                ));
+            }
+        }
+        Ok(())
+    });
+    let refused = refused.into_inner();
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(refused * 4 < cases.len(), "{refused} of {} builds refused by the native compiler", cases.len());
+}
+
+/// A check's text as sets of findings: the header and each finding's block
+/// (Go orders findings of one line as it found them, some in map order).
+fn check_blocks(text: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = text.split("\nWARNING: ").map(str::to_string).collect();
+    blocks.sort();
+    blocks
+}
+
+/// `--call check` answered by the native linter prints what the daemon's
+/// frontend answers: the same JSON (but for the Dockerfile local's LLB
+/// definition, which only the daemon makes), the same text and the same
+/// exit code, on every corpus Dockerfile and lint fixture.
+#[test]
+fn native_check_prints_what_the_daemons_check_prints() {
+    let cases: Vec<LintCase> = cases().into_iter().filter(|c| c.contexts.is_empty()).collect();
+    let failures = each_case(&cases, |case| {
+        let (_keep, dir) = case_dir(case);
+        let mut answers = Vec::new();
+        for frontend in ["native", "dockerfile.v0"] {
+            let json = solve(case, &dir, frontend, &["--call", "check,format=json", "--progress", "quiet"]);
+            let text = solve(case, &dir, frontend, &["--call", "check", "--progress", "quiet"]);
+            let value: serde_json::Value = serde_json::from_slice(&json.stdout).map_err(|e| {
+                format!("{}: {frontend}'s check printed no JSON ({e}): {}", case.name, util::text(&json.stderr))
+            })?;
+            let error = util::text(&text.stderr);
+            let error = error.lines().skip_while(|l| !l.starts_with("error:")).collect::<Vec<_>>().join("\n");
+            answers.push((
+                comparable(&value),
+                json.status.code(),
+                check_blocks(&util::text(&text.stdout)),
+                text.status.code(),
+                error,
+            ));
+        }
+        if answers[0] == answers[1] {
+            Ok(())
+        } else {
+            Err(format!("{}:\n  native: {:?}\n  daemon: {:?}", case.name, answers[0], answers[1]))
+        }
+    });
+    assert!(failures.is_empty(), "{} of {} checks differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }

@@ -169,41 +169,43 @@ fn native_errors_name_the_file_and_line_and_exit_1() {
 
 #[test]
 fn auto_hands_what_it_cannot_compile_to_the_daemon_with_a_notice() {
-    let dir = project("FROM scratch\nCOPY --from=assets /a.txt /a.txt\n");
-    let assets = tempdir();
-    write_files(assets.path(), &[("a.txt", "from a named context\n")]);
+    // A named context in place of a stage (whose own RUN would fail).
+    let dir =
+        project("ARG BASE\nFROM ${BASE} AS assets\nRUN false\nFROM scratch\nCOPY --from=assets /bin/busybox /bb\n");
     let dest = tempdir();
-    let named = format!("assets={}", assets.path().display());
+    let busybox = crate::util::testenv().busybox.clone();
+    let named = format!("assets=docker-image://{busybox}");
+    let base = format!("BASE={busybox}");
     // `native` refuses, naming what it cannot do.
     let out = fbuild()
         .arg("solve")
         .arg(dir.path())
-        .args(["--frontend", "native", "--build-context", &named])
+        .args(["--frontend", "native", "--build-context", &named, "--build-arg", &base])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("the native compiler does not support the frontend option \"context:assets\" yet"),
-        "{stderr}"
+    let refusal = format!(
+        "Dockerfile:2: the native compiler does not support the named context assets (docker-image://{busybox}) in place of the stage assets yet"
     );
+    assert!(stderr.contains(&refusal), "{stderr}");
     // `auto` builds it with the daemon's frontend, in the same build, and says why in one line.
     let out = fbuild()
         .arg("solve")
         .arg(dir.path())
-        .args(["--frontend", "auto", "--provenance=false", "--build-context", &named, "-o"])
+        .args(["--frontend", "auto", "--provenance=false", "--build-context", &named, "--build-arg", &base, "-o"])
         .arg(format!("type=local,dest={}", dest.path().display()))
         .output()
         .unwrap();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let notices: Vec<&str> = stderr.lines().filter(|l| l.starts_with("notice: ")).collect();
-    assert_eq!(
-        notices,
-        ["notice: the native compiler does not support the frontend option \"context:assets\" yet; the daemon's Dockerfile frontend builds it instead"],
+    assert_eq!(notices.len(), 1, "{stderr}");
+    assert!(
+        notices[0].ends_with(&format!("{refusal}; the daemon's Dockerfile frontend builds it instead")),
         "{stderr}"
     );
-    assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), "from a named context\n");
+    assert!(dest.path().join("bb").is_file());
 }
 
 /// `fbuild solve DIR --frontend FRONTEND ARGS...` into a reproducible OCI
@@ -283,24 +285,57 @@ fn run_options_from_flags_match_the_daemons_frontend() {
 }
 
 /// `# check=error=true` with a finding in a Dockerfile whose last stage has
-/// no name: the lint subrequest would lint stages the build does not, so
-/// `native` refuses it by name and `auto` lets the daemon's frontend decide
-/// (it fails the build, as the directive asks). With a named last stage
-/// the corpus (`err_check_error_true`) fails it natively.
+/// no name: the native linter lints the stages the build needs, as the
+/// daemon's frontend does while it converts, so both `native` and `auto`
+/// fail it natively with the daemon's words (no hand-over, no notice), after
+/// showing the finding as a warning.
 #[test]
 fn fatal_lint_findings_are_never_built_silently() {
     let dir = project("# check=error=true\nFROM scratch AS dup\nFROM scratch AS dup\nFROM scratch\nCOPY app.py /\n");
-    let out = fbuild().arg("solve").arg(dir.path()).args(["--frontend", "native"]).output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("the native compiler does not support `check=error=true` with lint findings in a Dockerfile whose last stage has no name yet"),
-        "{stderr}"
-    );
-    let out =
-        fbuild().arg("solve").arg(dir.path()).args(["--frontend", "auto", "--provenance=false"]).output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("lint violation found for rules: DuplicateStageName"), "{stderr}");
-    assert!(stderr.contains("notice: the native compiler does not support `check=error=true`"), "{stderr}");
+    for frontend in ["native", "auto"] {
+        let out = fbuild()
+            .arg("solve")
+            .arg(dir.path())
+            .args(["--frontend", frontend, "--provenance=false"])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("lint violation found for rules: DuplicateStageName"), "{stderr}");
+        assert!(stderr.contains("DuplicateStageName: Duplicate stage name \"dup\""), "{stderr}");
+        assert!(!stderr.contains("notice:"), "{stderr}");
+        assert!(!stderr.contains("COPY app.py"), "nothing is built: {stderr}");
+    }
+}
+
+/// A folder named as a context builds natively (the corpus case
+/// `named_context_local` compares its image with the daemon's); one the
+/// Dockerfile never names changes nothing either.
+#[test]
+fn folder_contexts_build_natively() {
+    let dir = project("ARG BASE\nFROM ${BASE}\nCOPY --from=assets /file.txt /copied.txt\n");
+    let assets = tempdir();
+    write_files(assets.path(), &[("file.txt", "asset\n")]);
+    let context = format!("assets={}", assets.path().display());
+    let busybox = format!("BASE={}", crate::util::testenv().busybox);
+    let dest = tempdir();
+    for dockerfile in [None, Some("ARG BASE\nFROM ${BASE}\nRUN true\n")] {
+        if let Some(text) = dockerfile {
+            std::fs::write(dir.path().join("Dockerfile"), text).unwrap();
+        }
+        let out = fbuild()
+            .arg("solve")
+            .arg(dir.path())
+            .args(["--frontend", "native", "--provenance=false", "--build-context", &context, "--build-arg", &busybox])
+            .arg("-o")
+            .arg(format!("type=local,dest={}", dest.path().display()))
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("notice:"), "{stderr}");
+        if dockerfile.is_none() {
+            assert_eq!(std::fs::read_to_string(dest.path().join("copied.txt")).unwrap(), "asset\n");
+        }
+    }
 }

@@ -70,6 +70,10 @@ struct CaseFile {
     build_args: BTreeMap<String, String>,
     #[serde(default)]
     secrets: Vec<Secret>,
+    /// Named contexts: `NAME` = `docker-image://REF` (`{busybox}` is the
+    /// test registry's busybox) or `local:DIR` (a folder of the case).
+    #[serde(default)]
+    contexts: BTreeMap<String, String>,
     #[serde(default)]
     expect_error: serde_json::Value,
 }
@@ -82,6 +86,7 @@ struct Case {
     targets: Vec<Option<String>>,
     build_args: BTreeMap<String, String>,
     secrets: Vec<Secret>,
+    contexts: BTreeMap<String, String>,
     /// The substring both errors hold, for a case that must fail.
     expect_error: Option<String>,
 }
@@ -134,7 +139,17 @@ fn corpus() -> Vec<Case> {
                 *value = value.replace("{git}", &url);
             }
         }
-        cases.push(Case { name, dir, targets: file.targets, build_args, secrets: file.secrets, expect_error });
+        let contexts =
+            file.contexts.into_iter().map(|(k, v)| (k, v.replace("{busybox}", &util::testenv().busybox))).collect();
+        cases.push(Case {
+            name,
+            dir,
+            targets: file.targets,
+            build_args,
+            secrets: file.secrets,
+            contexts,
+            expect_error,
+        });
     }
     if let Some(only) = &only {
         let found: BTreeSet<String> = cases.iter().map(|c| c.name.clone()).collect();
@@ -245,6 +260,17 @@ fn build_command(
             for secret in &secrets {
                 cmd.args(["--secret", secret]);
             }
+            for (name, value) in &case.contexts {
+                match value.strip_prefix("local:") {
+                    Some(dir) => {
+                        cmd.arg("--local").arg(format!("{name}={}", case.dir.join(dir).display()));
+                        cmd.arg("--opt").arg(format!("context:{name}=local:{name}"));
+                    }
+                    None => {
+                        cmd.arg("--opt").arg(format!("context:{name}={value}"));
+                    }
+                }
+            }
             cmd.args(["--progress", progress, "--output", &output]);
         }
         Client::Fbuild => {
@@ -259,6 +285,13 @@ fn build_command(
             }
             for secret in &secrets {
                 cmd.args(["--secret", secret]);
+            }
+            for (name, value) in &case.contexts {
+                let value = match value.strip_prefix("local:") {
+                    Some(dir) => case.dir.join(dir).display().to_string(),
+                    None => value.clone(),
+                };
+                cmd.arg("--build-context").arg(format!("{name}={value}"));
             }
             // buildctl attaches no provenance; buildx (and so fbuild) would.
             cmd.args(["--provenance=false", "--progress", progress, "-o", &output]);

@@ -63,14 +63,19 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         .map(|bytes| crate::fsync::patterns::parse_dockerignore(&bytes));
     let resolve = |name: &str, _: &str| match images.get(name) {
         Some(result) => result.clone(),
-        None => Err(format!("{name}: not resolved")),
+        None => Err("not resolved".to_string()),
     };
     let results = crate::dockerfile::lint::lint(&LintInput {
         dockerfile: &text,
         filename: &filename,
         build_args: &build_args,
         target: None,
+        // As `--call check` without a target: every stage.
+        all_stages: true,
         platform: &args.platform,
+        build_platforms: std::slice::from_ref(&args.platform),
+        implicit_platform: true,
+        check: build_args.get("BUILDKIT_DOCKERFILE_CHECK").map(String::as_str),
         dockerignore: dockerignore.as_deref(),
         base_image: &resolve,
     });

@@ -11,7 +11,10 @@ use std::sync::Mutex;
 use crate::gateway::{ClientFrontend, FrontendError, FrontendOutput, Gateway};
 use crate::proto::pb;
 
-use super::compile::{self, CompileError, CompileOptions, Compiled, ImageResolver, ResolveRequest, ResolvedImage};
+use super::compile::{
+    self, CompileError, CompileOptions, Compiled, ImageResolver, LocalFileRequest, ResolveRequest, ResolvedImage,
+};
+use super::lint::{self, LintResults};
 
 /// What to do with a Dockerfile the compiler does not support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +57,8 @@ const UNDERSTOOD: &[&str] = &[
     "force-network-mode",
     "image-resolve-mode",
 ];
-const UNDERSTOOD_PREFIXES: &[&str] = &["build-arg:", "label:", "attest:", "local-sessionid:"];
+const UNDERSTOOD_PREFIXES: &[&str] =
+    &["build-arg:", "label:", "attest:", "local-sessionid:", "context:", "input-metadata:"];
 
 impl NativeFrontend {
     /// A build of `dockerfile` (its text, named `filename`) with the context's
@@ -258,6 +262,8 @@ impl NativeFrontend {
                 options.build_args.insert(name.to_owned(), value.clone());
             } else if let Some(name) = key.strip_prefix("label:") {
                 options.labels.insert(name.to_owned(), value.clone());
+            } else if let Some(name) = key.strip_prefix("context:") {
+                options.named_contexts.insert(name.to_owned(), value.clone());
             }
         }
         let bad = |key: &str, value: &str, why: String| CompileError::Step {
@@ -340,6 +346,92 @@ impl NativeFrontend {
         rules
     }
 
+    /// Lints the build natively, as the daemon's frontend lints while it
+    /// converts: the stages the target needs, the first platform's build,
+    /// the images the compiler resolved. `Err` says why the native linter
+    /// cannot stand in for the daemon's here (then the daemon lints).
+    fn native_lint(&self, gateway: &Gateway, build: &Compiled) -> Result<LintResults, String> {
+        // Named contexts the compiler built stand in its resolved images
+        // (one in place of a stage is not compiled natively).
+        let build_args: BTreeMap<String, String> = self
+            .attrs
+            .iter()
+            .filter_map(|(key, value)| Some((key.strip_prefix("build-arg:")?.to_owned(), value.clone())))
+            .collect();
+        let build_platforms: Vec<String> = gateway
+            .capabilities()
+            .and_then(|caps| caps.workers().first().map(|w| w.platforms.iter().map(compile::format_platform).collect()))
+            .unwrap_or_default();
+        let platform = compile::format_platform(&build.requested_platform);
+        let resolve = |name: &str, platform: &str| {
+            let wanted = compile::parse_platform(platform).ok();
+            build
+                .resolved
+                .iter()
+                .find(|(base, resolved, _, _)| base == name && Some(resolved) == wanted.as_ref())
+                .map(|(_, _, image, named)| lint::base_image_from_image(image, *named))
+                .ok_or_else(|| format!("{name} ({platform}) was not resolved by the compiler"))
+        };
+        let filename = self.attrs.get("filename").filter(|f| !f.is_empty()).map_or("Dockerfile", String::as_str);
+        let results = lint::lint(&lint::LintInput {
+            dockerfile: &self.dockerfile,
+            filename,
+            build_args: &build_args,
+            target: self.attrs.get("target").map(String::as_str).filter(|t| !t.is_empty()),
+            all_stages: false,
+            platform: &platform,
+            build_platforms: &build_platforms,
+            implicit_platform: self.attrs.get("platform").is_none_or(String::is_empty),
+            check: self.attrs.get("build-arg:BUILDKIT_DOCKERFILE_CHECK").map(String::as_str),
+            dockerignore: Some(self.excludes.as_slice()),
+            base_image: &resolve,
+        });
+        let stopped = results
+            .error
+            .as_ref()
+            .filter(|error| results.violation().is_none() && !is_check_setting_error(&error.message))
+            .map(|error| error.message.clone());
+        match stopped {
+            Some(message) => Err(format!("the native linter stopped where the compiler did not: {message}")),
+            None => Ok(results),
+        }
+    }
+
+    /// The native linter's findings as this build's warnings, as the
+    /// daemon's frontend shows them (`Rule: detail (line N)`, the rule's
+    /// description, its URL, the Dockerfile and the lines).
+    async fn show_lint(&self, gateway: &Gateway, results: &LintResults) {
+        let source = results.sources.first().map(|source| pb::SourceInfo {
+            filename: source.filename.clone(),
+            data: self.dockerfile.clone().into_bytes().into(),
+            language: source.language.clone(),
+            definition: None,
+        });
+        for warning in results.warnings() {
+            let ranges = warning
+                .location
+                .ranges
+                .iter()
+                .map(|range| pb::Range {
+                    start: Some(pb::Position { line: range.start.line, character: range.start.character }),
+                    end: Some(pb::Position { line: range.end.line, character: range.end.character }),
+                })
+                .collect();
+            let shown = crate::gateway::Warning {
+                digest: String::new(),
+                level: 1,
+                short: warning.short(),
+                detail: vec![warning.description.clone()],
+                url: warning.url.clone(),
+                source: source.clone(),
+                ranges,
+            };
+            if let Err(error) = gateway.warn(shown).await {
+                tracing::debug!(%error, "a lint warning was not shown");
+            }
+        }
+    }
+
     async fn compile(&self, gateway: &Gateway) -> Result<Vec<Compiled>, CompileError> {
         if self.mode == NativeMode::Auto && self.wants_provenance() && !self.provenance_is_min() {
             // The daemon records the build's request (frontend, arguments,
@@ -377,7 +469,17 @@ impl ClientFrontend for NativeFrontend {
             Err(CompileError::Unsupported { line, feature }) if self.mode == NativeMode::Auto && !self.print_only => {
                 return self.hand_over(gateway, line, &feature).await;
             }
-            Err(error) => return Err(FrontendError::new(Located { filename: self.filename.clone(), error })),
+            Err(error) => {
+                if !self.print_only && !matches!(error, CompileError::Unsupported { .. }) {
+                    // The daemon's frontend shows what it found before it
+                    // failed: the linter stops where the conversion does.
+                    match lint_through(gateway, &self.dockerfile, &self.excludes, &self.attrs, false).await {
+                        Ok(results) => self.show_lint(gateway, &results).await,
+                        Err(reason) => tracing::debug!(%reason, "no lint findings for a failed build"),
+                    }
+                }
+                return Err(FrontendError::new(Located { filename: self.filename.clone(), error }));
+            }
         };
         if self.print_only {
             // Kept for `--print-llb`, which builds nothing.
@@ -386,8 +488,25 @@ impl ClientFrontend for NativeFrontend {
             }
             return Ok(FrontendOutput::default());
         }
-        // With `check=error=true`, findings fail the build before it runs.
-        let fatal_lint = self.checks_are_errors();
+        // The native linter, when it can stand in for the daemon's: its
+        // findings are the build's warnings, and with `check=error=true`
+        // they fail the build before anything runs, as in the daemon's
+        // frontend (which fails once the conversion is done).
+        let linted = self.native_lint(gateway, &compiled[0]);
+        match &linted {
+            Ok(results) => {
+                if let Some(error) = &results.error {
+                    if results.violation().is_some() {
+                        self.show_lint(gateway, results).await;
+                    }
+                    return Err(FrontendError::new(error.message.clone()));
+                }
+            }
+            Err(reason) => tracing::debug!(%reason, "the daemon's frontend lints this build"),
+        }
+        // Otherwise the daemon's lint subrequest: with `check=error=true`,
+        // findings fail the build before it runs.
+        let fatal_lint = linted.is_err() && self.checks_are_errors();
         if fatal_lint {
             match self.lint_as_errors(gateway).await {
                 Ok(()) => {}
@@ -404,13 +523,17 @@ impl ClientFrontend for NativeFrontend {
             .iter()
             .map(|build| gateway.solve_with(build.definition.clone(), gateway.cache_imports(), &self.attrs));
         let record_dockerfile = async {
-            if self.wants_provenance() && self.checks_skipped() {
+            if self.wants_provenance() && (linted.is_ok() || self.checks_skipped()) {
                 self.record_dockerfile_local(gateway).await;
             }
         };
         let lint = async {
-            if !fatal_lint {
-                self.lint(gateway, self.attrs.clone(), true).await;
+            match &linted {
+                Ok(results) => self.show_lint(gateway, results).await,
+                Err(_) if !fatal_lint => {
+                    self.lint(gateway, self.attrs.clone(), true).await;
+                }
+                Err(_) => {}
             }
         };
         let (references, (), ()) = tokio::join!(futures::future::join_all(solves), lint, record_dockerfile);
@@ -471,6 +594,138 @@ impl std::fmt::Display for Located {
 }
 
 impl std::error::Error for Located {}
+
+/// `--call check` (the lint subrequest) answered natively: the Dockerfile
+/// linted as `dockerfile.v0`'s `DockerfileLint` does, with the base images
+/// resolved through the build's gateway, and the answer in the metadata the
+/// daemon's frontend returns (`result.json`, `result.txt`,
+/// `result.statuscode`). `Err` says why the daemon's frontend must answer
+/// instead: a `# syntax=` frontend image, or named contexts.
+pub(crate) async fn check(
+    gateway: &Gateway,
+    dockerfile: &str,
+    excludes: &[String],
+    attrs: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let results = lint_through(gateway, dockerfile, excludes, attrs, true).await?;
+    Ok(results.answer(dockerfile))
+}
+
+/// The native linter with its base images resolved through the gateway:
+/// as the lint subrequest lints (`check`: every stage without a target,
+/// the worker's platform), or as a build's conversion does. `Err` says why
+/// the daemon's frontend must lint instead.
+async fn lint_through(
+    gateway: &Gateway,
+    dockerfile: &str,
+    excludes: &[String],
+    attrs: &BTreeMap<String, String>,
+    check: bool,
+) -> Result<LintResults, String> {
+    if let Some(key) = attrs.keys().find(|key| key.starts_with("context:")) {
+        return Err(format!("the build has a named context ({key})"));
+    }
+    if attrs.keys().any(|key| key == "build-arg:BUILDKIT_SYNTAX" || key == "cmdline") {
+        return Err("a frontend image is named (BUILDKIT_SYNTAX)".into());
+    }
+    if crate::dockerfile::parse(dockerfile)
+        .is_ok_and(|parsed| parsed.directives.iter().any(|(name, _, _)| name == "syntax"))
+    {
+        return Err("the Dockerfile names a frontend image (# syntax=)".into());
+    }
+    let build_args: BTreeMap<String, String> = attrs
+        .iter()
+        .filter_map(|(key, value)| Some((key.strip_prefix("build-arg:")?.to_owned(), value.clone())))
+        .collect();
+    let mut build_platforms: Vec<String> = gateway
+        .capabilities()
+        .and_then(|caps| caps.workers().first().map(|w| w.platforms.iter().map(compile::format_platform).collect()))
+        .unwrap_or_default();
+    if build_platforms.is_empty() {
+        build_platforms.push(compile::format_platform(&crate::llb::default_platform()));
+    }
+    let target = attrs.get("target").map(String::as_str).filter(|t| !t.is_empty());
+    let filename = attrs.get("filename").filter(|f| !f.is_empty()).map_or("Dockerfile", String::as_str);
+    // The lint subrequest converts with no target platform: the worker's;
+    // a build converts for its first platform.
+    let requested = attrs.get("platform").and_then(|p| p.split(',').map(str::trim).find(|p| !p.is_empty()));
+    let (platform, implicit_platform) = match requested {
+        Some(platform) if !check => {
+            let parsed = compile::parse_platform(platform).map_err(|e| format!("--platform {e}"))?;
+            (compile::format_platform(&parsed), false)
+        }
+        _ => (build_platforms[0].clone(), true),
+    };
+    let run = |base_image: &dyn Fn(&str, &str) -> Result<lint::BaseImage, String>| {
+        lint::lint(&lint::LintInput {
+            dockerfile,
+            filename,
+            build_args: &build_args,
+            target,
+            // Without a target, lint dispatches every stage.
+            all_stages: check && target.is_none(),
+            platform: &platform,
+            build_platforms: &build_platforms,
+            implicit_platform,
+            check: attrs.get("build-arg:BUILDKIT_DOCKERFILE_CHECK").map(String::as_str),
+            dockerignore: Some(excludes),
+            base_image,
+        })
+    };
+    // Which images the walk resolves depends on the Dockerfile alone: a
+    // first walk lists them, the gateway resolves them side by side, a
+    // second walk lints with them.
+    let wanted = std::sync::Mutex::new(Vec::<(String, String)>::new());
+    run(&|name: &str, platform: &str| {
+        if let Ok(mut wanted) = wanted.lock() {
+            let key = (name.to_owned(), platform.to_owned());
+            if !wanted.contains(&key) {
+                wanted.push(key);
+            }
+        }
+        Ok::<_, String>(lint::BaseImage::default())
+    });
+    let wanted = wanted.into_inner().unwrap_or_default();
+    let resolve_mode = attrs
+        .get("image-resolve-mode")
+        .map(String::as_str)
+        .filter(|m| matches!(*m, "pull" | "local"))
+        .unwrap_or_default();
+    let lookups = wanted.iter().map(|(name, platform)| resolve_for_lint(gateway, name, platform, resolve_mode));
+    let answers = futures::future::join_all(lookups).await;
+    Ok(run(&|name: &str, platform: &str| {
+        let at = wanted.iter().position(|(n, p)| n == name && p == platform);
+        match at.and_then(|i| answers.get(i)) {
+            Some(answer) => answer.clone(),
+            None => Err(format!("{name} ({platform}) was not resolved")),
+        }
+    }))
+}
+
+/// A base image's config for the linter, resolved as the daemon's frontend
+/// resolves it; `Err` is the daemon's message.
+async fn resolve_for_lint(
+    gateway: &Gateway,
+    name: &str,
+    platform: &str,
+    resolve_mode: &str,
+) -> Result<lint::BaseImage, String> {
+    let reference = crate::llb::normalize_reference(name).map_err(|e| e.to_string())?;
+    let platform = compile::parse_platform(platform).ok();
+    let log_name = format!("[internal] load metadata for {reference}");
+    match gateway.resolve_image_config_with(&reference, platform, resolve_mode, &log_name).await {
+        Ok(resolved) => Ok(lint::base_image_from_config(&String::from_utf8_lossy(&resolved.config))),
+        Err(error) => Err(error.status().map_or_else(|| error.to_string(), |s| s.message().to_owned())),
+    }
+}
+
+/// A failure of the lint settings themselves (a bad `# check=` directive or
+/// `BUILDKIT_DOCKERFILE_CHECK`), which fails the daemon's frontend before
+/// it converts anything.
+fn is_check_setting_error(message: &str) -> bool {
+    message.starts_with("failed to parse check options: ")
+        || message.starts_with("failed to parse build-arg:BUILDKIT_DOCKERFILE_CHECK: ")
+}
 
 /// The warnings of a lint subrequest's `result.json`, as the daemon's
 /// frontend reports each finding (`Rule: message (line N)`, the rule's
@@ -556,6 +811,22 @@ impl ImageResolver for GatewayResolver<'_> {
             },
         };
         Ok(ResolvedImage { reference: resolved.reference, digest: resolved.digest, config: resolved.config })
+    }
+
+    /// dockerui's read of a context folder's `.dockerignore`: the folder's
+    /// one file solved, evaluated and read (a missing file is none).
+    async fn read_local_file(
+        &self,
+        request: LocalFileRequest<'_>,
+    ) -> Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>> {
+        let mut options = crate::llb::LocalOptions::new(request.session_id);
+        options.follow_paths = vec![request.path.to_owned()];
+        options.shared_key_hint = Some(request.shared_key_hint);
+        options.op.custom_name = Some(request.log_name);
+        let definition = crate::llb::local(request.local, options).marshal()?;
+        let reference = self.0.solve(definition).await?;
+        self.0.evaluate(&reference).await?;
+        Ok(self.0.read_file(&reference, request.path).await.ok())
     }
 }
 

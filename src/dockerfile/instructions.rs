@@ -226,13 +226,15 @@ fn arg_pairs(words: &[String]) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-const STAGE_NAME: &str = "^[a-z][a-z0-9-_.]*$";
+/// Go's `stageNameRegexp`, built once.
+static STAGE_NAME: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new("^[a-z][a-z0-9-_.]*$").expect("a valid pattern"));
 
 /// Groups `dockerfile`'s instructions into stages with typed commands.
 pub fn stages(dockerfile: &Dockerfile) -> Result<Stages, InstructionError> {
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
-    let stage_name = regex::Regex::new(STAGE_NAME).expect("a valid pattern");
+    let stage_name = &*STAGE_NAME;
     for instruction in &dockerfile.instructions {
         let fail = |message: String| InstructionError { line: instruction.start_line, message };
         let keyword = instruction.keyword.to_ascii_uppercase();

@@ -26,7 +26,7 @@
 //! client-side frontend of a build.
 
 pub mod compile;
-mod frontend;
+pub(crate) mod frontend;
 pub mod instructions;
 pub mod lint;
 mod parser;

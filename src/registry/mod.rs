@@ -682,26 +682,25 @@ async fn read_bounded(response: reqwest::Response, what: &str, limit: u64) -> Re
 /// as the daemon's frontend resolves a base image: an index picks the
 /// manifest of that platform. Errors are messages for a lint finding.
 pub(crate) async fn image_config(registry: &Registry, name: &str, platform: &str) -> Result<String, String> {
-    let named = crate::llb::parse_reference(name).map_err(|e| format!("{name}: {e}"))?;
+    let named = crate::llb::parse_reference(name).map_err(|e| e.to_string())?;
     let repo = Repository::of(&named);
     let reference = named.digest.clone().or_else(|| named.tag.clone()).unwrap_or_else(|| "latest".into());
-    let fail =
-        |e: RegistryError| format!("{name}: failed to resolve source metadata: {}", crate::error::error_chain(&e));
+    let fail = |e: RegistryError| format!("failed to resolve source metadata: {}", crate::error::error_chain(&e));
     let mut fetched = registry.manifest(&repo, &reference).await.map_err(fail)?;
-    let probe: serde_json::Value = serde_json::from_slice(&fetched.bytes).map_err(|e| format!("{name}: {e}"))?;
+    let probe: serde_json::Value = serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
     if oci::is_index(&fetched.media_type) || probe.get("manifests").is_some() {
-        let index: oci::Index = serde_json::from_slice(&fetched.bytes).map_err(|e| format!("{name}: {e}"))?;
+        let index: oci::Index = serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
         let chosen = index
             .manifests
             .iter()
             .find(|d| d.platform.as_ref().is_some_and(|p| p.clone().normalize().format() == platform))
-            .ok_or_else(|| format!("{name}: no image for platform {platform}"))?;
+            .ok_or_else(|| format!("no image for platform {platform}"))?;
         fetched = registry.manifest(&repo, &chosen.digest).await.map_err(fail)?;
     }
-    let manifest: oci::Manifest = serde_json::from_slice(&fetched.bytes).map_err(|e| format!("{name}: {e}"))?;
-    let config = manifest.config.ok_or_else(|| format!("{name}: the manifest names no config"))?;
+    let manifest: oci::Manifest = serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
+    let config = manifest.config.ok_or_else(|| "the manifest names no config".to_string())?;
     let bytes = registry.blob(&repo, &config.digest, MAX_DOCUMENT).await.map_err(fail)?;
-    String::from_utf8(bytes.to_vec()).map_err(|e| format!("{name}: the config is not text: {e}"))
+    String::from_utf8(bytes.to_vec()).map_err(|e| format!("the config is not text: {e}"))
 }
 
 #[cfg(test)]

@@ -19,11 +19,22 @@ pub(crate) struct CallFrontend {
     frontend: String,
     attrs: BTreeMap<String, String>,
     answer: Mutex<Option<BTreeMap<String, Vec<u8>>>>,
+    /// The Dockerfile's text and `.dockerignore` patterns, when `check` may
+    /// be answered by the native linter (`--frontend auto|native`).
+    native: Option<(String, Vec<String>)>,
 }
 
 impl CallFrontend {
     pub(crate) fn new(frontend: String, attrs: BTreeMap<String, String>) -> Self {
-        CallFrontend { frontend, attrs, answer: Mutex::new(None) }
+        CallFrontend { frontend, attrs, answer: Mutex::new(None), native: None }
+    }
+
+    /// Answers `check` natively (the daemon's frontend still answers the
+    /// other calls, and `check` where the linter cannot: `# syntax=`,
+    /// named contexts).
+    pub(crate) fn with_native_lint(mut self, dockerfile: String, excludes: Vec<String>) -> Self {
+        self.native = Some((dockerfile, excludes));
+        self
     }
 
     /// The frontend's metadata, once the build has run.
@@ -36,7 +47,24 @@ impl CallFrontend {
 #[tonic::async_trait]
 impl ClientFrontend for CallFrontend {
     async fn build(&self, gateway: &Gateway) -> Result<FrontendOutput, FrontendError> {
-        let metadata = gateway.solve_frontend(&self.frontend, self.attrs.clone()).await?;
+        let native = match &self.native {
+            Some((dockerfile, excludes))
+                if self.attrs.get("requestid").is_some_and(|id| id == "frontend.lint") && !dockerfile.is_empty() =>
+            {
+                match crate::dockerfile::frontend::check(gateway, dockerfile, excludes, &self.attrs).await {
+                    Ok(answer) => Some(answer),
+                    Err(reason) => {
+                        tracing::debug!(%reason, "the daemon's frontend answers the check");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let metadata = match native {
+            Some(answer) => answer,
+            None => gateway.solve_frontend(&self.frontend, self.attrs.clone()).await?,
+        };
         if let Ok(mut answer) = self.answer.lock() {
             *answer = Some(metadata);
         }

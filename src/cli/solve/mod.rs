@@ -285,7 +285,11 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // A subrequest runs the same frontend through the gateway.
     let call_frontend = match (&plan.call, &plan.request.frontend) {
         (Some(_), Frontend::Daemon { name, attrs }) => {
-            let frontend = Arc::new(call::CallFrontend::new(name.clone(), attrs.clone()));
+            let mut frontend = call::CallFrontend::new(name.clone(), attrs.clone());
+            if native_mode.is_some() {
+                frontend = native::with_native_check(frontend, &plan);
+            }
+            let frontend = Arc::new(frontend);
             plan.request.frontend = Frontend::Client(frontend.clone());
             Some(frontend)
         }

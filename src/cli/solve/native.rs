@@ -55,6 +55,18 @@ pub(super) fn install(plan: &mut SolvePlan, mode: NativeMode, print_only: bool) 
     Some(frontend)
 }
 
+/// `--call check` with the native compiler selected: the native linter
+/// answers, with the Dockerfile and `.dockerignore` the daemon's frontend
+/// would read (a local Dockerfile only).
+pub(super) fn with_native_check(frontend: super::call::CallFrontend, plan: &SolvePlan) -> super::call::CallFrontend {
+    if plan.dockerfile.text.is_empty() {
+        return frontend;
+    }
+    let context = plan.request.locals.get("context");
+    let excludes = dockerignore(&plan.dockerfile.dir.join(&plan.dockerfile.name), context.map(|c| c.as_path()));
+    frontend.with_native_lint(plan.dockerfile.text.clone(), excludes)
+}
+
 /// The `.dockerignore` the daemon's frontend would read: `<Dockerfile>.dockerignore`
 /// beside the Dockerfile, else the context's.
 fn dockerignore(dockerfile: &Path, context: Option<&Path>) -> Vec<String> {

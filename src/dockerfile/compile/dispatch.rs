@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::image::{self, epoch_time, go_list, go_quote_list, Image};
 use super::mounts::{self, parse_mount, MountKind};
-use super::{Base, CompileError, Plan};
+use super::{Base, CompileError, NamedBase, NamedLocal, Plan};
 use crate::dockerfile::instructions::{Command, CommandKind, CommandLine, Transfer};
 use crate::dockerfile::shell::{Env, Lexer};
 use crate::gopath;
@@ -43,6 +43,12 @@ pub(super) struct Dispatch<'p, 'a> {
     epoch_nanos: Option<i64>,
     /// `--no-cache` applies to the stage being dispatched.
     ignore_cache: bool,
+    /// Paths the stages read from each chain of stages (a node and the
+    /// stages built on it share one set, by the chain's first node; Go's
+    /// `paths`): what a folder named as a context sends.
+    paths: BTreeMap<usize, BTreeSet<String>>,
+    /// Folders named as contexts, set once every stage is dispatched.
+    named_locals: Vec<(usize, llb::Deferred, NamedLocal)>,
     /// How many stages not yet started build on each stage: the last one
     /// takes its base's image instead of copying it (a chain of 10,000
     /// stages would otherwise copy histories of every length up to 10,000).
@@ -60,6 +66,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             epoch: plan.epoch.map(epoch_time),
             epoch_nanos: plan.epoch.map(|s| s.saturating_mul(1_000_000_000)),
             ignore_cache: false,
+            paths: BTreeMap::new(),
+            named_locals: Vec::new(),
             base_uses: BTreeMap::new(),
         }
     }
@@ -102,6 +110,22 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             names.push(plan.stages.stages[stage_index].name.clone().unwrap_or_else(|| format!("stage-{stage_index}")));
             self.done.insert(node.index, stage);
+        }
+        // The target is read whole; then each folder named as a context
+        // sends what its chain's stages read (everything once one is "/").
+        let root = self.chain_root(plan.target);
+        self.paths.entry(root).or_default().insert("/".to_owned());
+        for (node, deferred, named) in std::mem::take(&mut self.named_locals) {
+            let root = self.chain_root(node);
+            let paths = self.paths.get(&root).cloned().unwrap_or_default();
+            let mut options = llb::LocalOptions::new(plan.options.session_id.clone());
+            options.op.custom_name = Some(format!("[context {}] load from client", named.key));
+            options.shared_key_hint = Some(format!("context:{}-", named.key));
+            options.exclude_patterns = named.excludes;
+            if !paths.contains("/") {
+                options.follow_paths = paths.iter().map(|p| gopath::join(&[".", p])).collect();
+            }
+            deferred.set(&llb::local(&named.local, options))?;
         }
         let target = self.done.remove(&plan.target).expect("the target was dispatched");
         Ok(Dispatched {
@@ -156,6 +180,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let base = self.bases.get(&n).ok_or_else(|| {
                 CompileError::step(node.line, format!("the base image {:?} was not resolved", node.base))
             })?;
+            if let Some(named) = &base.named {
+                return self.start_named(n, base, named);
+            }
             let mut image = base.image.clone();
             let base_image = Some(image.clone());
             image.created = None;
@@ -198,6 +225,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 cmd_set: false,
             }
         };
+        self.finish_start(&mut stage);
+        Ok(stage)
+    }
+
+    /// What every stage gets from its image before its commands
+    /// (`dispatchStages`): `PATH`, the environment, the working directory
+    /// and the user.
+    fn finish_start(&self, stage: &mut StageState) {
         if stage.image.config.env.iter().all(|e| e.split('=').next() != Some("PATH")) && stage.platform.os != "windows"
         {
             stage.image.config.env.push(format!("PATH={}", image::DEFAULT_PATH));
@@ -214,7 +249,56 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         if !stage.image.config.user.is_empty() {
             stage.state = stage.state.user(&stage.image.config.user);
         }
+    }
+
+    /// A node whose base is a named context: the context's state as
+    /// dockerui makes it (the image with its config applied:
+    /// `WithImageConfig`), set to the node's platform, then what every base
+    /// gets.
+    fn start_named(&mut self, n: usize, base: &Base, named: &NamedBase) -> Result<StageState, CompileError> {
+        let node = &self.plan.nodes[n];
+        let platform = base.platform.clone();
+        let mut state = if let Some(local) = &named.local {
+            // Its follow paths are known once every stage is dispatched.
+            let (deferred, state) = llb::Deferred::new();
+            self.named_locals.push((n, deferred, local.clone()));
+            state
+        } else if base.scratch {
+            llb::scratch()
+        } else {
+            let op = OpOptions::named(named.label.clone());
+            llb::image_with(
+                &base.reference,
+                llb::ImageOptions { platform: Some(platform.clone()), resolve_mode: None, op },
+            )
+        };
+        if let Some(config) = &named.config {
+            if !config.config.on_build.is_empty() {
+                return Err(CompileError::unsupported(node.line, "ONBUILD triggers of a base image"));
+            }
+            state = state.add_envs(config.config.env.iter().filter_map(|entry| {
+                let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+                (!key.is_empty()).then_some((key, value))
+            }));
+            state = state.dir(if config.config.working_dir.is_empty() { "/" } else { &config.config.working_dir });
+        }
+        state = state.platform(platform.clone());
+        let mut image = base.image.clone();
+        let base_image = Some(image.clone());
+        image.created = None;
+        let mut stage =
+            StageState { state, image, base_image, platform, build_args: Vec::new(), steps_done: 0, cmd_set: false };
+        self.finish_start(&mut stage);
         Ok(stage)
+    }
+
+    /// The first node of `n`'s chain of stages (`FROM stage` links them),
+    /// whose paths the chain shares.
+    fn chain_root(&self, mut n: usize) -> usize {
+        while let Some(base) = self.plan.nodes[n].base_node {
+            n = base;
+        }
+        n
     }
 
     /// Go's `prefixCommand`: `[stage 2/5] ` before a step's name.
@@ -452,7 +536,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                     _ => None,
                 };
                 let transfer = self.expand_transfer(stage, transfer, line)?;
+                let read_from = source.as_ref().and(sources.first()).map(|s| self.chain_root(*s));
                 self.copy(n, stage, command, &transfer, source, *parents, None, onbuild)?;
+                if let Some(root) = read_from {
+                    let paths = self.paths.entry(root).or_default();
+                    paths.extend(transfer.sources.iter().map(|src| gopath::join(&["/", src])));
+                }
             }
             CommandKind::Add { transfer, keep_git_dir, checksum, unpack } => {
                 let transfer = self.expand_transfer(stage, transfer, line)?;
@@ -593,6 +682,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         onbuild: bool,
     ) -> Result<(), CompileError> {
         let line = command.line;
+        // A command may read any file of the stage.
+        let root = self.chain_root(n);
+        self.paths.entry(root).or_default().insert("/".to_owned());
         let mut custom = command.original.clone();
         let (mut args, prepend_shell) = match cmd {
             CommandLine::Exec(args) => (args.clone(), false),

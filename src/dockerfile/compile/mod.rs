@@ -69,6 +69,10 @@ pub struct CompileOptions {
     /// `--no-cache`: `Some` with no names for every stage, or the stages
     /// named (`--no-cache-filter`); their RUN and COPY steps run again.
     pub no_cache: Option<Vec<String>>,
+    /// Named contexts (`--build-context`): the frontend attributes
+    /// `context:NAME[::PLATFORM]`, by `NAME[::PLATFORM]`, with their values
+    /// (`docker-image://REF`, `local:NAME`, `oci-layout://...`, `input:KEY`).
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 /// A base image's config, as a resolver found it.
@@ -94,6 +98,22 @@ pub struct ResolveRequest<'a> {
     pub log_name: String,
 }
 
+/// A file of a client folder that a named context names, read as the
+/// daemon's frontend reads a context's `.dockerignore`.
+#[derive(Debug, Clone)]
+pub struct LocalFileRequest<'a> {
+    /// The local's name (`named-NAME`).
+    pub local: &'a str,
+    /// The session that serves it.
+    pub session_id: &'a str,
+    /// The file, relative to the folder.
+    pub path: &'a str,
+    /// The key the daemon keeps this load's upload under.
+    pub shared_key_hint: String,
+    /// The name progress shows for the load.
+    pub log_name: String,
+}
+
 /// Finds base images' configs (in a build: `LLBBridge.ResolveImageConfig`).
 #[tonic::async_trait]
 pub trait ImageResolver: Send + Sync {
@@ -102,6 +122,17 @@ pub trait ImageResolver: Send + Sync {
         &self,
         request: ResolveRequest<'_>,
     ) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>;
+
+    /// A file of a client folder (`None` when it has none): a folder named
+    /// as a context has its `.dockerignore` read this way. Without a build
+    /// there is no folder to read.
+    async fn read_local_file(
+        &self,
+        request: LocalFileRequest<'_>,
+    ) -> Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>> {
+        let _ = request;
+        Ok(None)
+    }
 }
 
 /// The compiled build: the graph and what the exporter needs.
@@ -120,6 +151,11 @@ pub struct Compiled {
     pub requested_platform: pb::Platform,
     /// The names of the stages compiled, in Dockerfile order.
     pub stages: Vec<String>,
+    /// The images resolved for the build: the name as the Dockerfile gives
+    /// it (expanded), the platform asked for, the config, which the linter
+    /// reads as the daemon's frontend would, and whether a named context
+    /// stands for it.
+    pub(crate) resolved: Vec<(String, pb::Platform, Image, bool)>,
 }
 
 impl Compiled {
@@ -635,11 +671,136 @@ impl<'a> Plan<'a> {
         node.platform.clone().unwrap_or_else(|| self.target_platform.clone())
     }
 
+    /// The named context `name` stands for, as dockerui's `NamedContext`
+    /// finds it: by its familiar name (`busybox`, not
+    /// `docker.io/library/busybox:latest`) with the platform
+    /// (`NAME::linux/amd64`), then without; `(NAME[::PLATFORM], value)`.
+    fn named_context(&self, name: &str, platform: &pb::Platform) -> Result<Option<(String, String)>, String> {
+        if name.eq_ignore_ascii_case("scratch") || name.eq_ignore_ascii_case("context") {
+            return Ok(None);
+        }
+        let full = normalize_reference(name).map_err(|e| format!("invalid context name {name}: {e}"))?;
+        let familiar = familiar_name(&full);
+        let with_platform = format!("{familiar}::{}", format_platform(platform));
+        for key in [with_platform, familiar] {
+            if let Some(value) = self.options.named_contexts.get(&key) {
+                return Ok(Some((key, value.clone())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether named contexts can stand for any node: with none given,
+    /// nothing is looked up (the lookups only fail on names the daemon's
+    /// frontend refuses anyway).
+    fn has_named_contexts(&self) -> bool {
+        !self.options.named_contexts.is_empty()
+    }
+
+    /// A named context standing for a base: loaded as dockerui loads it
+    /// (`docker-image://` resolved through `resolver`); the rest is not
+    /// compiled natively yet.
+    async fn load_named(
+        &self,
+        node: &Node,
+        key: &str,
+        value: &str,
+        platform: pb::Platform,
+        resolver: &dyn ImageResolver,
+    ) -> Result<Base, CompileError> {
+        let (kind, rest) = value.split_once(':').unwrap_or((value, ""));
+        let kind = if kind.starts_with("git@") { "git" } else { kind };
+        if kind == "local" {
+            let request = LocalFileRequest {
+                local: rest,
+                session_id: &self.options.session_id,
+                path: ".dockerignore",
+                shared_key_hint: format!("context:{key}-.dockerignore"),
+                log_name: format!("[context {key}] load .dockerignore"),
+            };
+            let ignore = resolver.read_local_file(request).await.map_err(|source| CompileError::Resolve {
+                line: node.line,
+                image: node.base.clone(),
+                source,
+            })?;
+            let excludes = ignore.map(|text| crate::fsync::patterns::parse_dockerignore(&text)).unwrap_or_default();
+            let local = Some(NamedLocal { local: rest.to_owned(), key: key.to_owned(), excludes });
+            let named = Some(NamedBase { label: String::new(), config: None, local });
+            let image = image::empty_image(&platform);
+            return Ok(Base { reference: String::new(), image, scratch: false, platform, named });
+        }
+        if kind != "docker-image" {
+            let what = match kind {
+                "local" => "a folder",
+                "oci-layout" => "an OCI layout",
+                "input" => "a frontend input (bake's target:)",
+                "git" | "http" | "https" => "a git or http source",
+                _ => "this kind",
+            };
+            return Err(CompileError::unsupported(node.line, format!("the named context {key} ({what}: {value})")));
+        }
+        let shown = rest.strip_prefix("//").unwrap_or(rest);
+        let label = format!("[context {key}] {shown}");
+        if shown == "scratch" {
+            let image = image::empty_image(&platform);
+            let named = Some(NamedBase { label, config: None, local: None });
+            return Ok(Base { reference: String::new(), image, scratch: true, platform, named });
+        }
+        let reference = normalize_reference(shown).map_err(|e| CompileError::step(node.line, e))?;
+        let request = ResolveRequest {
+            reference: &reference,
+            platform: &platform,
+            resolve_mode: &self.options.resolve_mode,
+            log_name: format!("[context {key}] load metadata for {shown}"),
+        };
+        let resolved = resolver.resolve(request).await.map_err(|source| CompileError::Resolve {
+            line: node.line,
+            image: node.base.clone(),
+            source,
+        })?;
+        let image: Image = serde_json::from_slice(&resolved.config)
+            .map_err(|e| CompileError::step(node.line, format!("failed to parse image config: {e}")))?;
+        // The image is used as the resolver named it, not pinned to the
+        // digest (dockerui's `llb.Image(ref)`).
+        let reference = if resolved.reference.is_empty() { reference } else { resolved.reference };
+        let named = Some(NamedBase { label, config: Some(image.clone()), local: None });
+        Ok(Base { reference, image, scratch: false, platform, named })
+    }
+
     /// Resolves the base images of reachable nodes, concurrently.
     async fn resolve_bases(&self, resolver: &dyn ImageResolver) -> Result<BTreeMap<usize, Base>, CompileError> {
+        if self.has_named_contexts() {
+            // A stage a named context replaces (`FROM x AS NAME` with a
+            // context NAME) is not compiled natively yet.
+            for node in self.nodes.iter().filter(|n| self.reachable.contains(&n.index)) {
+                let Some(stage) = node.stage else { continue };
+                let Some(name) = &self.stages.stages[stage].name else { continue };
+                let platform = node
+                    .platform
+                    .clone()
+                    .or_else(|| self.options.target_platform.clone())
+                    .unwrap_or_else(|| self.build_platforms[0].clone());
+                let found = self.named_context(name, &platform).map_err(|e| CompileError::step(0, e))?;
+                if let Some((key, value)) = found {
+                    return Err(CompileError::unsupported(
+                        node.line,
+                        format!("the named context {key} ({value}) in place of the stage {name}"),
+                    ));
+                }
+            }
+        }
         let jobs = self.nodes.iter().filter(|n| self.reachable.contains(&n.index) && n.needs_resolve()).map(|node| {
             let platform = self.node_platform(node);
             async move {
+                if self.has_named_contexts() {
+                    let full = normalize_reference(&node.base).unwrap_or_else(|_| node.base.clone());
+                    if let Some((key, value)) =
+                        self.named_context(&full, &platform).map_err(|e| CompileError::step(node.line, e))?
+                    {
+                        let base = self.load_named(node, &key, &value, platform, resolver).await?;
+                        return Ok::<_, CompileError>((node.index, base));
+                    }
+                }
                 let name = normalize_reference(&node.base).map_err(|message| {
                     CompileError::step(node.line, format!("failed to parse stage name {:?}: {message}", node.base))
                 })?;
@@ -675,7 +836,7 @@ impl<'a> Plan<'a> {
                     name = format!("{name}@{}", resolved.digest);
                 }
                 let scratch = image.rootfs.diff_ids.is_empty() && image.history.iter().all(|h| h.empty_layer);
-                Ok::<_, CompileError>((node.index, Base { reference: name, image, scratch, platform }))
+                Ok::<_, CompileError>((node.index, Base { reference: name, image, scratch, platform, named: None }))
             }
         });
         let results = futures::future::join_all(jobs).await;
@@ -718,6 +879,13 @@ impl<'a> Plan<'a> {
             epoch: self.epoch,
             requested_platform: self.target_platform.clone(),
             stages: result.stages,
+            resolved: bases
+                .iter()
+                .map(|(index, base)| {
+                    let named = base.named.is_some();
+                    (self.nodes[*index].base.clone(), base.platform.clone(), base.image.clone(), named)
+                })
+                .collect(),
         })
     }
 
@@ -753,6 +921,33 @@ struct Base {
     /// An image without layers: the stage starts from scratch.
     scratch: bool,
     platform: pb::Platform,
+    /// The base is a named context (`--build-context NAME=docker-image://REF`)
+    /// rather than the image the Dockerfile names.
+    named: Option<NamedBase>,
+}
+
+/// A named context standing for a base image, as dockerui loads it.
+#[derive(Debug, Clone)]
+struct NamedBase {
+    /// The op's progress name: `[context NAME] REF`.
+    label: String,
+    /// The image's config (`WithImageConfig`); `None` for `scratch`.
+    config: Option<Image>,
+    /// A client folder instead of an image.
+    local: Option<NamedLocal>,
+}
+
+/// A client folder named as a context: read (as dockerui's
+/// `asyncLocalOutput`) only where the stages read it, less its
+/// `.dockerignore`.
+#[derive(Debug, Clone)]
+struct NamedLocal {
+    /// The local's name (`named-NAME`).
+    local: String,
+    /// `NAME[::PLATFORM]`.
+    key: String,
+    /// The folder's `.dockerignore` patterns.
+    excludes: Vec<String>,
 }
 
 fn global_arg_line(parsed: &crate::dockerfile::Dockerfile, key: &str) -> usize {
@@ -766,6 +961,20 @@ fn global_arg_line(parsed: &crate::dockerfile::Dockerfile, key: &str) -> usize {
 /// An image reference in full (`docker.io/library/busybox:latest`).
 fn normalize_reference(reference: &str) -> Result<String, String> {
     crate::llb::normalize_reference(reference).map_err(|e| e.to_string())
+}
+
+/// distribution's `FamiliarString` of a normalized reference, without
+/// `:latest` (how dockerui names contexts): `docker.io/library/busybox:latest`
+/// is `busybox`, `docker.io/me/app:1` is `me/app:1`.
+fn familiar_name(full: &str) -> String {
+    let short = match full.strip_prefix("docker.io/") {
+        Some(rest) => match rest.strip_prefix("library/") {
+            Some(name) if !name.split(['@', ':']).next().unwrap_or_default().contains('/') => name,
+            _ => rest,
+        },
+        None => full,
+    };
+    short.strip_suffix(":latest").unwrap_or(short).to_owned()
 }
 
 /// `os/arch[/variant]` (containerd's `platforms.Format`).

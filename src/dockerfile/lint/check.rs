@@ -151,16 +151,25 @@ fn fail(message: impl Into<String>, location: Location) -> BuildError {
 }
 
 fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
+    // dockerui reads the build argument before anything else, and it
+    // replaces the directive.
+    let overriding = match input.check {
+        Some(value) => Some(CheckConfig::parse(value).map_err(|e| {
+            fail(format!("failed to parse build-arg:BUILDKIT_DOCKERFILE_CHECK: {e}"), Location::default())
+        })?),
+        None => None,
+    };
     if input.dockerfile.is_empty() {
         return Err(fail("the Dockerfile cannot be empty", Location::default()));
     }
     let dockerfile =
         parser::parse(input.dockerfile).map_err(|e| fail(e.message.clone(), Location::lines(e.line, e.end_line)))?;
     let directive = dockerfile.directives.iter().find(|(name, _, _)| name == "check");
-    let config = match directive {
-        Some((_, value, _)) => CheckConfig::parse(value)
+    let config = match (overriding, directive) {
+        (Some(config), _) => config,
+        (None, Some((_, value, _))) => CheckConfig::parse(value)
             .map_err(|e| fail(format!("failed to parse check options: {e}"), Location::default()))?,
-        None => CheckConfig::default(),
+        (None, None) => CheckConfig::default(),
     };
 
     for warning in &dockerfile.warnings {
@@ -249,7 +258,8 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
 
     let lexer = Lexer::new(dockerfile.escape);
     let target = input.target.map(str::to_string).or_else(|| stages.last().and_then(|s| s.name.clone()));
-    let defaults = default_args(input.platform, input.build_args, target.as_deref());
+    let build_platform = input.build_platforms.first().map_or(input.platform, String::as_str);
+    let defaults = default_args(build_platform, input.platform, input.build_args, target.as_deref());
 
     validate_base_images_with_default_args(&stages, &lexer, &defaults, &global_args, &config, report);
 
@@ -311,6 +321,23 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         platforms.push(platform);
     }
 
+    // resolveTarget: a target that names no stage ends the conversion.
+    if let Some(target) = input.target {
+        let lower = target.to_lowercase();
+        if !stages.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
+            let names: Vec<String> = stages
+                .iter()
+                .enumerate()
+                .map(|(i, stage)| stage.name.clone().unwrap_or_else(|| format!("stage-{i}")))
+                .collect();
+            let mut message = format!("target stage {} could not be found", go_quote(target));
+            if let Some(similar) = suggest(target, &names, true) {
+                message.push_str(&format!(" (did you mean {similar}?)"));
+            }
+            return Err(fail(message, Location::default()));
+        }
+    }
+
     // Which stage each stage starts from (only earlier ones count).
     let parents: Vec<Option<usize>> = bases
         .iter()
@@ -322,42 +349,29 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
     // name stages or images (which the frontend resolves like bases).
     let mut images_from: Vec<(String, Location)> = Vec::new();
     let mut deps: Vec<Vec<(usize, Location)>> = vec![Vec::new(); stages.len()];
+    // A source's node: a stage by index or name, else an image (a node of
+    // its own, after the stages, made once per name).
+    let mut node_of = |source: &str, location: &Location| -> usize {
+        let lower = source.to_lowercase();
+        match source.parse::<usize>() {
+            Ok(index) if index < stages.len() => index,
+            _ => match stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+                Some(index) => index,
+                None => match images_from.iter().position(|(name, _)| name == source) {
+                    Some(k) => stages.len() + k,
+                    None => {
+                        images_from.push((source.to_string(), location.clone()));
+                        stages.len() + images_from.len() - 1
+                    }
+                },
+            },
+        }
+    };
     for (i, stage) in stages.iter().enumerate() {
         for instruction in &stage.instructions {
-            let keyword = instruction.keyword.to_ascii_uppercase();
             let location = Location::lines(instruction.start_line, instruction.end_line);
-            let mut sources = Vec::new();
-            match instructions::command(instruction, &keyword) {
-                Ok(CommandKind::Copy { from: Some(from), .. }) => {
-                    let empty = EnvList::default();
-                    if lexer.expand(&from, &empty).ok().as_deref() != Some(from.as_str()) {
-                        return Err(fail(
-                            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
-                            Location::default(),
-                        ));
-                    }
-                    sources.push(from);
-                }
-                Ok(CommandKind::Run { mounts, .. }) => {
-                    sources.extend(mounts.iter().filter_map(|m| crate::dockerfile::compile::mounts::mount_from(m)));
-                }
-                _ => {}
-            }
-            for source in sources {
-                let lower = source.to_lowercase();
-                let target = match source.parse::<usize>() {
-                    Ok(index) if index < stages.len() => index,
-                    _ => match stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
-                        Some(index) => index,
-                        None => match images_from.iter().position(|(name, _)| *name == source) {
-                            Some(k) => stages.len() + k,
-                            None => {
-                                images_from.push((source.clone(), location.clone()));
-                                stages.len() + images_from.len() - 1
-                            }
-                        },
-                    },
-                };
+            for source in command_sources(instruction, &lexer)? {
+                let target = node_of(&source, &location);
                 if !deps[i].iter().any(|(t, _)| *t == target) {
                     deps[i].push((target, location.clone()));
                 }
@@ -373,53 +387,24 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         ));
     }
 
-    // resolveReachableStages: base images, every stage being a target.
-    let mut images = Vec::new();
-    for (i, stage) in stages.iter().enumerate() {
-        let location = Location::lines(stage.from.start_line, stage.from.end_line);
-        if parents[i].is_some() || bases[i].eq_ignore_ascii_case("scratch") {
-            images.push(None);
-            continue;
-        }
-        if let Some(error) = reference_error(&bases[i]) {
-            return Err(fail(format!("failed to parse stage name {}: {error}", go_quote(&bases[i])), location));
-        }
-        let platform = platforms[i].clone().unwrap_or_else(|| input.platform.to_string());
-        let image = (input.base_image)(&bases[i], &platform).map_err(|e| fail(e, location.clone()))?;
-        // Without `--platform` the frontend takes the image's own platform
-        // (`autoDetectPlatform`), so only an explicit one can mismatch.
-        let explicit = platforms[i].is_some();
-        if let (true, Some(actual), Some(expected)) = (explicit, image.platform.as_deref(), parse_platform(&platform)) {
-            if let Some(got) = parse_platform(actual) {
-                if got != expected {
-                    let detail = format!(
-                        "Base image {} was pulled with platform {}, expected {} for current build",
-                        bases[i],
-                        go_quote(&format_platform(actual)),
-                        go_quote(&format_platform(&platform))
-                    );
-                    report.run(&config, &rules::INVALID_BASE_IMAGE_PLATFORM, location, detail);
-                }
+    // ONBUILD triggers of a parent stage read from other nodes too
+    // (`initOnBuildTriggers`, after the cycle check).
+    let mut trigger_deps: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
+    for i in 0..stages.len() {
+        let Some(parent) = parents[i] else { continue };
+        for instruction in &stages[parent].instructions {
+            let Args::Sub(inner) = &instruction.args else { continue };
+            if !instruction.keyword.eq_ignore_ascii_case("ONBUILD") {
+                continue;
+            }
+            let location = Location::lines(instruction.start_line, instruction.end_line);
+            for source in command_sources(inner, &lexer)? {
+                trigger_deps[i].push(node_of(&source, &location));
             }
         }
-        images.push(Some(image));
     }
 
-    for (name, location) in &images_from {
-        if let Some(error) = reference_error(name) {
-            return Err(fail(format!("failed to parse stage name {}: {error}", go_quote(name)), location.clone()));
-        }
-        (input.base_image)(name, input.platform).map_err(|e| fail(e, location.clone()))?;
-    }
-
-    // dispatchStages: every stage in file order.
-    let matcher = match input.dockerignore {
-        Some(patterns) if !patterns.is_empty() => crate::fsync::patterns::PatternMatcher::new(patterns).ok(),
-        _ => None,
-    };
-    // ONBUILD triggers are set up only for the stages the target needs
-    // (`resolveStages` walks `allReachableStages(target)`), although lint
-    // dispatches every stage.
+    // The stages (and images) the target needs (`allReachableStages`).
     let target_index = match input.target {
         Some(target) => {
             let lower = target.to_lowercase();
@@ -430,15 +415,85 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
     let mut reachable = BTreeSet::new();
     let mut pending = vec![target_index];
     while let Some(i) = pending.pop() {
-        if i >= stages.len() || !reachable.insert(i) {
+        if !reachable.insert(i) || i >= stages.len() {
             continue;
         }
         pending.extend(parents[i]);
         pending.extend(deps[i].iter().map(|(t, _)| *t));
+        pending.extend(trigger_deps[i].iter().copied());
     }
+    // Lint mode (`AllStages`) treats every stage as reachable.
+    let needed = |i: usize| input.all_stages || reachable.contains(&i);
+
+    // resolveReachableStages: every name is parsed, and the images of the
+    // needed stages resolved.
+    let mut images = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let location = Location::lines(stage.from.start_line, stage.from.end_line);
+        if parents[i].is_some() || bases[i].eq_ignore_ascii_case("scratch") {
+            images.push(None);
+            continue;
+        }
+        if let Some(error) = reference_error(&bases[i]) {
+            return Err(fail(format!("failed to parse stage name {}: {error}", go_quote(&bases[i])), location));
+        }
+        if !needed(i) {
+            images.push(None);
+            continue;
+        }
+        let platform = platforms[i].clone().unwrap_or_else(|| input.platform.to_string());
+        let image = (input.base_image)(&bases[i], &platform)
+            .map_err(|e| fail(resolve_error(&bases[i], &e, &stages), location.clone()))?;
+        if let Some(actual) = image.platform.as_deref().filter(|_| !image.named_context) {
+            // Without any `--platform`, an image of a platform the worker
+            // runs is built as it is (`autoDetectPlatform`).
+            let expected = match (&platforms[i], input.implicit_platform) {
+                (None, true) => auto_detect_platform(actual, &platform, input.build_platforms),
+                _ => platform.clone(),
+            };
+            if let (Some(got), Some(want)) = (parse_platform(actual), parse_platform(&expected)) {
+                if got != want {
+                    let detail = format!(
+                        "Base image {} was pulled with platform {}, expected {} for current build",
+                        bases[i],
+                        go_quote(&format_platform(actual)),
+                        go_quote(&format_platform(&expected))
+                    );
+                    report.run(&config, &rules::INVALID_BASE_IMAGE_PLATFORM, location, detail);
+                }
+            }
+        }
+        images.push(Some(image));
+    }
+
+    for (k, (name, location)) in images_from.iter().enumerate() {
+        if name == "scratch" {
+            continue;
+        }
+        if let Some(error) = reference_error(name) {
+            return Err(fail(format!("failed to parse stage name {}: {error}", go_quote(name)), location.clone()));
+        }
+        if needed(stages.len() + k) {
+            (input.base_image)(name, input.platform)
+                .map_err(|e| fail(resolve_error(name, &e, &stages), location.clone()))?;
+        }
+    }
+
+    // dispatchStages: every stage in file order.
+    let matcher = match input.dockerignore {
+        Some(patterns) if !patterns.is_empty() => crate::fsync::patterns::PatternMatcher::new(patterns).ok(),
+        _ => None,
+    };
+    // ONBUILD triggers are set up only for the stages the target needs
+    // (`resolveStages` walks `allReachableStages(target)`), even when lint
+    // dispatches every stage.
     let stage_names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
     let mut states: Vec<StageState> = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
+        if !needed(i) {
+            states.push(StageState::default());
+            continue;
+        }
         let mut state = match parents[i] {
             Some(parent) => {
                 let parent = &states[parent];
@@ -792,6 +847,66 @@ impl Dispatch<'_> {
     }
 }
 
+/// A base image the daemon could not resolve: the name, its error, and a
+/// name close to the given one, from the stages and common images
+/// (`suggest.WrapError` with `commonImageNames`).
+fn resolve_error(name: &str, error: &str, stages: &[Stage<'_>]) -> String {
+    let mut options: Vec<String> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| stage.name.clone().unwrap_or_else(|| format!("stage-{i}")))
+        .collect();
+    for repo in ["alpine", "busybox", "centos", "debian", "golang", "ubuntu", "fedora"] {
+        // Go's list joins "docker.io/library" and the name with no slash.
+        options.extend([
+            repo.to_string(),
+            format!("docker.io/library{repo}"),
+            format!("{repo}:latest"),
+            format!("docker.io/library{repo}:latest"),
+        ]);
+    }
+    let mut message = format!("{name}: {error}");
+    if let Some(similar) = suggest(name, &options, true) {
+        message.push_str(&format!(" (did you mean {similar}?)"));
+    }
+    message
+}
+
+/// What an instruction reads from other stages or images: `COPY --from`
+/// and `RUN --mount=from=` (`toCommand`'s sources).
+fn command_sources(instruction: &Instruction, lexer: &Lexer) -> Result<Vec<String>, BuildError> {
+    let keyword = instruction.keyword.to_ascii_uppercase();
+    match instructions::command(instruction, &keyword) {
+        Ok(CommandKind::Copy { from: Some(from), .. }) => {
+            let empty = EnvList::default();
+            if lexer.expand(&from, &empty).ok().as_deref() != Some(from.as_str()) {
+                return Err(fail(
+                    "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+                    Location::default(),
+                ));
+            }
+            Ok(vec![from])
+        }
+        Ok(CommandKind::Run { mounts, .. }) => {
+            Ok(mounts.iter().filter_map(|m| crate::dockerfile::compile::mounts::mount_from(m)).collect())
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// `autoDetectPlatform`: the image's own platform when it is the target's
+/// or one the worker builds, else the target.
+fn auto_detect_platform(image: &str, target: &str, build_platforms: &[String]) -> String {
+    let Some(own) = parse_platform(image) else { return target.to_string() };
+    if parse_platform(target).as_ref() == Some(&own) {
+        return target.to_string();
+    }
+    match build_platforms.iter().find(|p| parse_platform(p).as_ref() == Some(&own)) {
+        Some(platform) => platform.clone(),
+        None => target.to_string(),
+    }
+}
+
 /// moby's `signal.ParseSignal` accepts it: a number or a Linux signal's
 /// name, `SIG` optional.
 fn is_signal(text: &str) -> bool {
@@ -925,23 +1040,29 @@ fn validate_command_casing(stages: &[Stage<'_>], config: &CheckConfig, report: &
 }
 
 /// `defaultArgs`: the platform arguments and `TARGETSTAGE`.
-fn default_args(platform: &str, overrides: &BTreeMap<String, String>, target: Option<&str>) -> EnvList {
-    let parts: Vec<&str> = platform.split('/').collect();
-    let os = parts.first().copied().unwrap_or("linux");
-    let arch = parts.get(1).copied().unwrap_or("amd64");
-    let variant = parts.get(2).copied().unwrap_or("");
+fn default_args(build: &str, platform: &str, overrides: &BTreeMap<String, String>, target: Option<&str>) -> EnvList {
+    let parts = |text: &str| -> (String, String, String) {
+        let parts: Vec<&str> = text.split('/').collect();
+        (
+            parts.first().copied().unwrap_or("linux").to_string(),
+            parts.get(1).copied().unwrap_or("amd64").to_string(),
+            parts.get(2).copied().unwrap_or("").to_string(),
+        )
+    };
+    let (build_os, build_arch, build_variant) = parts(build);
+    let (os, arch, variant) = parts(platform);
     let mut env = EnvList::default();
     for (key, value) in [
-        ("BUILDPLATFORM", platform),
-        ("BUILDOS", os),
+        ("BUILDPLATFORM", build),
+        ("BUILDOS", build_os.as_str()),
         ("BUILDOSVERSION", ""),
-        ("BUILDARCH", arch),
-        ("BUILDVARIANT", variant),
+        ("BUILDARCH", build_arch.as_str()),
+        ("BUILDVARIANT", build_variant.as_str()),
         ("TARGETPLATFORM", platform),
-        ("TARGETOS", os),
+        ("TARGETOS", os.as_str()),
         ("TARGETOSVERSION", ""),
-        ("TARGETARCH", arch),
-        ("TARGETVARIANT", variant),
+        ("TARGETARCH", arch.as_str()),
+        ("TARGETVARIANT", variant.as_str()),
         ("TARGETSTAGE", target.unwrap_or("default")),
     ] {
         let value = overrides.get(key).map(String::as_str).unwrap_or(value);

@@ -18,6 +18,7 @@
 //! there is random; ours is the order of first use.
 
 mod check;
+mod gosort;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,9 @@ pub struct BaseImage {
     pub platform: Option<String>,
     /// `OnBuild` of the image config: triggers a stage built on it runs.
     pub onbuild: Vec<String>,
+    /// A named context stands for the image (`--build-context`): its
+    /// platform is not checked (`resolveBaseImage` returns before).
+    pub named_context: bool,
 }
 
 /// What the linter reads.
@@ -49,15 +53,31 @@ pub struct LintInput<'a> {
     pub filename: &'a str,
     /// `--build-arg`s.
     pub build_args: &'a BTreeMap<String, String>,
-    /// `--target` (lint dispatches every stage either way; the name only
-    /// sets `TARGETSTAGE`).
+    /// `--target`: the stage a build builds (default: the last), which sets
+    /// `TARGETSTAGE` and, unless [`LintInput::all_stages`], which stages are
+    /// dispatched (the ones it needs).
     pub target: Option<&'a str>,
-    /// The target platform (`linux/amd64`), also the build platform.
+    /// Dispatch every stage, as `--call check` without a target does
+    /// (`AllStages`); a build, or a check with a target, dispatches only the
+    /// stages the target needs, and resolves only their base images.
+    pub all_stages: bool,
+    /// The target platform (`linux/amd64`).
     pub platform: &'a str,
+    /// The platforms the daemon's worker builds for, first its own
+    /// (`BUILDPLATFORM`); empty: the target platform.
+    pub build_platforms: &'a [String],
+    /// No `--platform` was given: a base image of another platform the
+    /// worker runs is taken as it is (`autoDetectPlatform`) rather than
+    /// warned about.
+    pub implicit_platform: bool,
+    /// The build argument `BUILDKIT_DOCKERFILE_CHECK`, which replaces the
+    /// `# check=` directive when given.
+    pub check: Option<&'a str>,
     /// `.dockerignore`'s patterns, if the context has one.
     pub dockerignore: Option<&'a [String]>,
     /// Resolves a base image by its expanded name, with the platform asked
-    /// for; `Err` is the daemon's message for an image it cannot resolve.
+    /// for; `Err` is the resolver's message for an image it cannot resolve
+    /// (the linter puts the name in front, as the frontend does).
     pub base_image: &'a dyn Fn(&str, &str) -> Result<BaseImage, String>,
 }
 
@@ -175,9 +195,70 @@ impl LintResults {
         self.error.as_ref().filter(|e| e.message.starts_with("lint violation found for rules: "))
     }
 
+    /// The findings as the daemon's `result.txt` (`PrintLintViolations`):
+    /// sorted by file and line, each with its rule, URL, detail and the
+    /// lines around it. `text` is the Dockerfile's.
+    ///
+    /// Findings of one line keep the order Go's `sort.Slice` leaves them
+    /// in (their own up to 12 findings, not always beyond).
+    pub fn to_text(&self, text: &str) -> String {
+        let mut warnings: Vec<&LintWarning> = self.warnings().iter().collect();
+        let filename = |w: &LintWarning| {
+            self.sources.get(w.location.source_index as usize).map_or("", |s| s.filename.as_str()).to_owned()
+        };
+        // `PrintTo`'s less: by file, findings without lines first, then by
+        // the first line.
+        gosort::sort_slice(&mut warnings, |a: &&LintWarning, b: &&LintWarning| {
+            let (a, b) = (*a, *b);
+            let (fa, fb) = (filename(a), filename(b));
+            if fa != fb {
+                return fa < fb;
+            }
+            match (a.location.ranges.first(), b.location.ranges.first()) {
+                (None, None) => a.rule_name < b.rule_name,
+                (None, Some(_)) | (Some(_), None) => a.location.ranges.is_empty(),
+                (Some(ra), Some(rb)) => ra.start.line < rb.start.line,
+            }
+        });
+        let mut out = Vec::new();
+        for warning in warnings {
+            out.extend_from_slice(format!("\nWARNING: {}", warning.rule_name).as_bytes());
+            if !warning.url.is_empty() {
+                out.extend_from_slice(format!(" - {}", warning.url).as_bytes());
+            }
+            out.extend_from_slice(format!("\n{}\n", warning.detail).as_bytes());
+            let snippet = crate::progress::SourceSnippet {
+                filename: filename(warning),
+                text: text.to_owned(),
+                ranges: warning
+                    .location
+                    .ranges
+                    .iter()
+                    .map(|r| crate::progress::LineRange { start: r.start.line, end: r.end.line })
+                    .collect(),
+            };
+            // Writing into a vector cannot fail.
+            let _ = crate::progress::write_source_context(&mut out, &snippet);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The daemon's lint answer as the frontend returns it in its result's
+    /// metadata: `result.json`, `result.txt`, `result.statuscode` (1 when
+    /// there are findings or an error) and `version`.
+    pub fn answer(&self, text: &str) -> BTreeMap<String, Vec<u8>> {
+        let status = if self.warnings().is_empty() && self.error.is_none() { "0" } else { "1" };
+        BTreeMap::from([
+            ("result.json".to_owned(), self.to_json().into_bytes()),
+            ("result.txt".to_owned(), self.to_text(text).into_bytes()),
+            ("result.statuscode".to_owned(), status.as_bytes().to_vec()),
+            ("version".to_owned(), b"1.0.0".to_vec()),
+        ])
+    }
+
     /// The daemon's JSON (`json.MarshalIndent(results, "", "  ")`).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        String::from_utf8(crate::gojson::marshal_indent(self)).unwrap_or_default()
     }
 }
 
@@ -308,7 +389,7 @@ pub fn lint_json(
     let resolve = |name: &str, _: &str| match images.get(name) {
         Some(config) => Ok(base_image_from_config(config)),
         None => Err(format!(
-            "{name}: failed to resolve source metadata for {}: not found",
+            "failed to resolve source metadata for {}: not found",
             crate::llb::normalize_reference(name).unwrap_or_else(|_| name.to_owned())
         )),
     };
@@ -317,11 +398,31 @@ pub fn lint_json(
         filename: "Dockerfile",
         build_args,
         target: None,
+        all_stages: true,
         platform: "linux/amd64",
+        build_platforms: &["linux/amd64".to_string()],
+        implicit_platform: true,
+        check: None,
         dockerignore: patterns.as_deref(),
         base_image: &resolve,
     })
     .to_json()
+}
+
+/// A [`BaseImage`] from an image config the compiler resolved.
+pub(crate) fn base_image_from_image(image: &crate::dockerfile::compile::Image, named_context: bool) -> BaseImage {
+    let mut platform = format!("{}/{}", image.os, image.architecture);
+    if !image.variant.is_empty() {
+        platform = format!("{platform}/{}", image.variant);
+    }
+    BaseImage {
+        env: image.config.env.clone(),
+        shell: image.config.shell.clone(),
+        working_dir: image.config.working_dir.clone(),
+        platform: (platform != "/").then_some(platform),
+        onbuild: image.config.on_build.clone(),
+        named_context,
+    }
 }
 
 /// A [`BaseImage`] from an image config's JSON (`os`, `architecture`,
@@ -343,6 +444,7 @@ pub fn base_image_from_config(config: &str) -> BaseImage {
         working_dir: text(&config["config"]["WorkingDir"]),
         platform: (platform != "/").then_some(platform),
         onbuild: strings(&config["config"]["OnBuild"]),
+        named_context: false,
     }
 }
 

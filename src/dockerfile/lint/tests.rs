@@ -138,7 +138,11 @@ fn error_true_turns_findings_into_a_violation() {
             filename: "Dockerfile",
             build_args: &BTreeMap::new(),
             target: None,
+            all_stages: true,
             platform: "linux/amd64",
+            build_platforms: &[],
+            implicit_platform: true,
+            check: None,
             dockerignore: None,
             base_image: &resolve,
         })
@@ -151,4 +155,126 @@ fn error_true_turns_findings_into_a_violation() {
     );
     assert!(run("# check=error=true\nFROM scratch\n").violation().is_none());
     assert!(run("FROM scratch AS a\nFROM scratch AS a\n").violation().is_none());
+}
+
+/// Findings of a lint with `all_stages`, the target, the platforms (target,
+/// the worker's) and whether `--platform` was given; every image is an
+/// arm64 one.
+fn lint_with(
+    text: &str,
+    all_stages: bool,
+    target: Option<&str>,
+    platform: &str,
+    build_platforms: &[String],
+    implicit: bool,
+) -> Vec<String> {
+    let resolve = |_: &str, _: &str| {
+        Ok(BaseImage { platform: Some("linux/arm64".into()), env: vec!["PATH=/bin".into()], ..Default::default() })
+    };
+    let results = lint(&LintInput {
+        dockerfile: text,
+        filename: "Dockerfile",
+        build_args: &BTreeMap::new(),
+        target,
+        all_stages,
+        platform,
+        build_platforms,
+        implicit_platform: implicit,
+        check: None,
+        dockerignore: None,
+        base_image: &resolve,
+    });
+    assert!(results.error.is_none(), "{:?}", results.error);
+    results.warnings().iter().map(LintWarning::short).collect()
+}
+
+#[test]
+fn a_build_lints_only_the_stages_its_target_needs() {
+    let text = "FROM img AS unused\nENV A b\nFROM img AS used\nENV C d\nFROM used\nRUN true\n";
+    let amd64 = ["linux/amd64".to_string()];
+    let all = lint_with(text, true, None, "linux/amd64", &amd64, false);
+    let build = lint_with(text, false, None, "linux/amd64", &amd64, false);
+    let legacy = |line: usize| {
+        format!(
+            "LegacyKeyValueFormat: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format (line {line})"
+        )
+    };
+    assert!(all.contains(&legacy(2)) && all.contains(&legacy(4)), "{all:?}");
+    assert!(!build.contains(&legacy(2)) && build.contains(&legacy(4)), "{build:?}");
+    // Only the needed stages' images are checked against the platform.
+    let platform = |line: usize| {
+        format!("InvalidBaseImagePlatform: Base image img was pulled with platform \"linux/arm64\", expected \"linux/amd64\" for current build (line {line})")
+    };
+    assert!(all.contains(&platform(1)) && all.contains(&platform(3)), "{all:?}");
+    assert!(!build.contains(&platform(1)) && build.contains(&platform(3)), "{build:?}");
+    // A target of its own: only what it needs.
+    let unused = lint_with(text, false, Some("unused"), "linux/amd64", &amd64, false);
+    assert!(unused.contains(&legacy(2)) && !unused.contains(&legacy(4)), "{unused:?}");
+}
+
+#[test]
+fn without_a_platform_an_image_the_worker_runs_is_no_finding() {
+    let text = "FROM img\nRUN true\n";
+    let only_amd64 = ["linux/amd64".to_string()];
+    let both = ["linux/amd64".to_string(), "linux/arm64".to_string()];
+    let found = |build: &[String], implicit| lint_with(text, false, None, "linux/amd64", build, implicit);
+    assert_eq!(found(&only_amd64, true).len(), 1, "an arm64 image on an amd64-only worker");
+    assert!(found(&both, true).is_empty(), "the worker runs arm64: the image's platform is taken");
+    assert_eq!(found(&both, false).len(), 1, "--platform linux/amd64 asks for amd64");
+}
+
+#[test]
+fn the_check_build_argument_replaces_the_directive() {
+    let resolve = |_: &str, _: &str| Ok(BaseImage::default());
+    let run = |check: Option<&str>| {
+        lint(&LintInput {
+            dockerfile: "# check=skip=all\nFROM scratch AS a\nFROM scratch AS a\n",
+            filename: "Dockerfile",
+            build_args: &BTreeMap::new(),
+            target: None,
+            all_stages: false,
+            platform: "linux/amd64",
+            build_platforms: &[],
+            implicit_platform: true,
+            check,
+            dockerignore: None,
+            base_image: &resolve,
+        })
+    };
+    assert!(run(None).warnings().is_empty());
+    assert_eq!(
+        run(Some("error=true")).violation().unwrap().message,
+        "lint violation found for rules: DuplicateStageName"
+    );
+    assert_eq!(
+        run(Some("nope")).error.unwrap().message,
+        "failed to parse build-arg:BUILDKIT_DOCKERFILE_CHECK: invalid check option \"nope\""
+    );
+}
+
+#[test]
+fn the_text_answer_sorts_by_line_and_quotes_the_lines() {
+    let text = "FROM scratch AS a\nFROM scratch AS a\nfrom scratch\n";
+    let resolve = |_: &str, _: &str| Ok(BaseImage::default());
+    let results = lint(&LintInput {
+        dockerfile: text,
+        filename: "Dockerfile",
+        build_args: &BTreeMap::new(),
+        target: None,
+        all_stages: true,
+        platform: "linux/amd64",
+        build_platforms: &[],
+        implicit_platform: true,
+        check: None,
+        dockerignore: None,
+        base_image: &resolve,
+    });
+    let answer = results.answer(text);
+    assert_eq!(answer["result.statuscode"], b"1");
+    let printed = String::from_utf8(answer["result.txt"].clone()).unwrap();
+    assert!(
+        printed.starts_with("\nWARNING: DuplicateStageName - https://docs.docker.com/go/dockerfile/rule/duplicate-stage-name/\nDuplicate stage name \"a\", stage names should be unique\nDockerfile:2\n--------------------\n   1 |     FROM scratch AS a\n   2 | >>> FROM scratch AS a\n   3 |     from scratch\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("\nWARNING: ConsistentInstructionCasing"), "{printed}");
 }
