@@ -140,9 +140,11 @@ fn rebuild_sends_only_the_changed_file() {
     let (dest, second, second_log) = build("second");
     // The daemon counts every entry's metadata (a STAT each) plus the data it asked for.
     assert!(second < first / 4, "only the changed file should be sent: {second} bytes after {first}");
-    // Two files: the changed one, and the Dockerfile, which the Dockerfile
-    // frontend always asks for in full (its local uses llb.DiffNone).
-    assert_eq!(util::files_sent(&second_log), 2, "only the changed file's data is sent:\n{second_log}");
+    // The changed file, and the Dockerfile when the daemon's Dockerfile
+    // frontend reads it (its local uses llb.DiffNone, so it asks for it in
+    // full); a native build lints without that subrequest and sends one.
+    let sent = util::files_sent(&second_log);
+    assert!((1..=2).contains(&sent), "only the changed file's data is sent, {sent} were:\n{second_log}");
     assert_eq!(std::fs::read_to_string(dest.join("ctx/d042/f04242.txt")).unwrap(), new);
     assert_eq!(std::fs::read_dir(dest.join("ctx")).unwrap().count(), 101, "100 folders and the Dockerfile");
 }
