@@ -747,12 +747,26 @@ impl<'a> Plan<'a> {
             return Ok(Base { reference: String::new(), image, scratch: true, platform, named });
         }
         let reference = normalize_reference(shown).map_err(|e| CompileError::step(node.line, e))?;
-        let request = ResolveRequest {
-            reference: &reference,
-            platform: &platform,
-            resolve_mode: &self.options.resolve_mode,
-            log_name: format!("[context {key}] load metadata for {shown}"),
-        };
+        let log_name = format!("[context {key}] load metadata for {shown}");
+        let (resolved, image) = self.resolve_config(node, resolver, &reference, &platform, log_name).await?;
+        // The image is used as the resolver named it, not pinned to the
+        // digest (dockerui's `llb.Image(ref)`).
+        let reference = if resolved.reference.is_empty() { reference } else { resolved.reference };
+        let named = Some(NamedBase { label, config: Some(image.clone()), local: None });
+        Ok(Base { reference, image, scratch: false, platform, named })
+    }
+
+    /// Resolves `reference` for `node`'s `FROM` and reads its config: the
+    /// resolver's answer (name and digest it gave) and the image.
+    async fn resolve_config(
+        &self,
+        node: &Node,
+        resolver: &dyn ImageResolver,
+        reference: &str,
+        platform: &pb::Platform,
+        log_name: String,
+    ) -> Result<(ResolvedImage, Image), CompileError> {
+        let request = ResolveRequest { reference, platform, resolve_mode: &self.options.resolve_mode, log_name };
         let resolved = resolver.resolve(request).await.map_err(|source| CompileError::Resolve {
             line: node.line,
             image: node.base.clone(),
@@ -760,11 +774,7 @@ impl<'a> Plan<'a> {
         })?;
         let image: Image = serde_json::from_slice(&resolved.config)
             .map_err(|e| CompileError::step(node.line, format!("failed to parse image config: {e}")))?;
-        // The image is used as the resolver named it, not pinned to the
-        // digest (dockerui's `llb.Image(ref)`).
-        let reference = if resolved.reference.is_empty() { reference } else { resolved.reference };
-        let named = Some(NamedBase { label, config: Some(image.clone()), local: None });
-        Ok(Base { reference, image, scratch: false, platform, named })
+        Ok((resolved, image))
     }
 
     /// Resolves the base images of reachable nodes, concurrently.
@@ -810,19 +820,8 @@ impl<'a> Plan<'a> {
                 } else {
                     "internal".to_owned()
                 };
-                let request = ResolveRequest {
-                    reference: &name,
-                    platform: &platform,
-                    resolve_mode: &self.options.resolve_mode,
-                    log_name: format!("[{prefix}] load metadata for {name}"),
-                };
-                let resolved = resolver.resolve(request).await.map_err(|source| CompileError::Resolve {
-                    line: node.line,
-                    image: node.base.clone(),
-                    source,
-                })?;
-                let image: Image = serde_json::from_slice(&resolved.config)
-                    .map_err(|e| CompileError::step(node.line, format!("failed to parse image config: {e}")))?;
+                let log_name = format!("[{prefix}] load metadata for {name}");
+                let (resolved, image) = self.resolve_config(node, resolver, &name, &platform, log_name).await?;
                 let mut name = if resolved.reference != name && !resolved.reference.is_empty() {
                     normalize_reference(&resolved.reference).unwrap_or(resolved.reference.clone())
                 } else {
