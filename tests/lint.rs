@@ -431,6 +431,17 @@ fn native_check_prints_what_the_daemons_check_prints() {
             })?;
             let error = util::text(&text.stderr);
             let error = error.lines().skip_while(|l| !l.starts_with("error:")).collect::<Vec<_>>().join("\n");
+            // The daemon names the violated rules in Go's map order (random
+            // run to run), as `comparable` knows: compared sorted.
+            let error = match error.split_once("lint violation found for rules: ") {
+                Some((head, rules)) => {
+                    let (rules, rest) = rules.split_once('\n').map_or((rules, ""), |(r, rest)| (r, rest));
+                    let mut rules: Vec<&str> = rules.split(", ").collect();
+                    rules.sort();
+                    format!("{head}lint violation found for rules: {}\n{rest}", rules.join(", "))
+                }
+                None => error,
+            };
             answers.push((
                 comparable(&value),
                 json.status.code(),
