@@ -239,18 +239,18 @@ impl Control {
     }
 
     /// Build history events. With `early_exit` the stream ends after the
-    /// records the daemon holds now; without it, it follows new builds.
+    /// records the daemon holds now; without it, it follows new builds. The
+    /// response's metadata carries the daemon's clock
+    /// (`buildkit-current-timestamp`), which running builds are timed by.
     pub async fn list_history(
         &self,
         request: api::BuildHistoryRequest,
-    ) -> Result<Streaming<api::BuildHistoryEvent>, ControlError> {
-        let response = self
-            .client
+    ) -> Result<tonic::Response<Streaming<api::BuildHistoryEvent>>, ControlError> {
+        self.client
             .clone()
             .listen_build_history(request)
             .await
-            .map_err(|status| ControlError::new("ListenBuildHistory", status))?;
-        Ok(response.into_inner())
+            .map_err(|status| ControlError::new("ListenBuildHistory", status))
     }
 
     /// Pins, deletes or finalizes one build history record.

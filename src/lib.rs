@@ -30,6 +30,7 @@ pub mod connect;
 pub mod control;
 pub mod dockerfile;
 pub mod gateway;
+pub mod history;
 pub mod imagetools;
 pub mod llb;
 pub mod output;

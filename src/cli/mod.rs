@@ -21,6 +21,7 @@ mod check;
 pub(crate) mod connect;
 mod daemon;
 mod du;
+mod history;
 mod imagetools;
 mod info;
 mod prune;
@@ -114,6 +115,9 @@ pub enum Command {
     /// Join images in a registry into one index, and inspect them (buildx imagetools)
     #[command(subcommand)]
     Imagetools(imagetools::Command),
+    /// The builds the daemon remembers: list, inspect, replay their logs (buildx history)
+    #[command(subcommand)]
+    History(history::Command),
 }
 
 /// What every command gets: how to reach the daemon, and where to print.
@@ -227,6 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args, &ctx).await,
         Command::Workers(args) => workers::run(args, &ctx).await,
         Command::Du(args) => du::run(args, &ctx).await,
+        Command::History(command) => history::run(command, &ctx).await,
         Command::Check(args) => check::run(args, &ctx).await,
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Cache(command) => cache::run(command, &ctx),

@@ -101,6 +101,8 @@ pub(crate) struct Builder {
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct Node {
     #[serde(default)]
+    pub(crate) name: String,
+    #[serde(default)]
     pub(crate) endpoint: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub(crate) driver_opts: BTreeMap<String, String>,

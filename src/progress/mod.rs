@@ -352,6 +352,30 @@ impl<W: Write> ProgressWriter<W> {
         summary
     }
 
+    /// Ends the output of a build replayed from the daemon's history
+    /// (`fbuild history logs`): the final view, the failed steps' last lines
+    /// and the warnings, and no summary line, as `buildx history logs` ends.
+    pub fn finish_replay(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let end = self.model.latest().unwrap_or(Ts(0));
+        let size = self.frame_size(false);
+        let result = match &mut self.renderer {
+            Renderer::Quiet | Renderer::RawJson => self.out.flush(),
+            Renderer::Plain(printer) => printer.flush(&self.model, &mut self.out),
+            Renderer::Tty(display) => display.draw(&mut self.out, &tty::frame(&self.model, end, size, true)),
+        };
+        let result = result.and_then(|()| match self.renderer {
+            Renderer::Plain(_) | Renderer::Tty(_) => {
+                summary::write_report(&mut self.out, &self.model, None, &self.sources, self.expand_warnings)
+                    .and_then(|()| self.out.flush())
+            }
+            Renderer::Quiet | Renderer::RawJson => Ok(()),
+        });
+        self.note(result);
+    }
+
     /// Ends the output of a build the user cancelled.
     pub fn finish_cancelled(&mut self) -> Summary {
         if !self.finished && matches!(self.renderer, Renderer::Plain(_) | Renderer::Tty(_)) {
