@@ -481,7 +481,10 @@ fn report(
         let hit = total.cache_hit_percent().map(|p| format!(" ({p}%)")).unwrap_or_default();
         writeln!(
             err,
-            "bake: {built} of {} targets built in {:.1}s: {steps} steps, {cached} cached{hit}",
+            // Each target counts its own steps, so a step that two targets share (a
+            // common base stage, a `target:` link) counts twice here, while the display's
+            // `Built in` line above counts it once: say which count this is.
+            "bake: {built} of {} targets built in {:.1}s: {steps} steps summed over targets, {cached} cached{hit}",
             outcomes.len(),
             elapsed.as_secs_f64()
         )?;
