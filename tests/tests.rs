@@ -16,6 +16,7 @@ mod dockerfile;
 mod flags;
 mod fsync;
 mod gateway;
+mod git_info;
 mod history;
 mod hostile;
 mod hostile_cache;

@@ -23,6 +23,7 @@
 pub(crate) mod attrs;
 mod error;
 mod folders;
+mod git_info;
 mod options;
 mod report;
 mod request;
@@ -30,6 +31,7 @@ mod run;
 
 pub use error::{BuildError, FailedBuild};
 pub use folders::FolderSessions;
+pub use git_info::GitInfoError;
 pub use options::{
     BuildContext, BuildOption, BuildOptions, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild, PlannedDockerfile,
 };

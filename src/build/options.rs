@@ -249,6 +249,9 @@ pub enum OptionsError {
     /// An output or a tag.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The context is in a git work tree that git cannot read.
+    #[error(transparent)]
+    Git(#[from] super::git_info::GitInfoError),
 }
 
 fn invalid(option: BuildOption, value: &str, reason: impl Into<String>) -> OptionsError {
@@ -492,6 +495,16 @@ impl BuildOptions {
         }
         for (key, value) in &self.frontend_attrs {
             attrs.insert(key.clone(), value.clone());
+        }
+        if let BuildContext::Dir(dir) = &self.context {
+            // buildx's git facts, under the local names buildx gives the folders
+            // (a named context's folder is its name there, `named-NAME` here).
+            let buildx_locals: BTreeMap<String, PathBuf> = locals
+                .iter()
+                .map(|(local, path)| (local.strip_prefix("named-").unwrap_or(local).to_owned(), path.clone()))
+                .collect();
+            let dockerfile_path = dockerfile.dir.as_ref().map(|d| d.join(&dockerfile.name));
+            attrs.extend(super::git_info::git_attributes(dir, dockerfile_path.as_deref(), &buildx_locals, env)?);
         }
 
         let exports = if call.is_some() {

@@ -58,7 +58,7 @@ const UNDERSTOOD: &[&str] = &[
     "image-resolve-mode",
 ];
 const UNDERSTOOD_PREFIXES: &[&str] =
-    &["build-arg:", "label:", "attest:", "local-sessionid:", "context:", "input-metadata:"];
+    &["build-arg:", "label:", "attest:", "local-sessionid:", "context:", "input-metadata:", "vcs:"];
 
 impl NativeFrontend {
     /// A build of `dockerfile` (its text, named `filename`) with the context's
@@ -189,8 +189,9 @@ impl NativeFrontend {
         attrs
     }
 
-    /// The build exports nothing: attestations, which only exporters write,
-    /// do not matter.
+    /// The build's exports write no attestation (there are none, or they
+    /// take only inline attestations and none is an image): what an
+    /// attestation would hold does not matter.
     pub fn without_exports(mut self) -> Self {
         self.exports = false;
         self
@@ -443,6 +444,20 @@ impl NativeFrontend {
                 line: 0,
                 feature: "provenance attestations with mode=max (BuildKit records a build's arguments only \
                           for frontends it runs)"
+                    .into(),
+            });
+        }
+        if self.mode == NativeMode::Auto && self.wants_provenance() && self.attrs.keys().any(|k| k.starts_with("vcs:"))
+        {
+            // The git facts buildx sends from a checkout (vcs:source,
+            // vcs:revision, vcs:localdir:*) reach the provenance through the
+            // build's request, which the daemon records only for frontends it
+            // runs: a native build's attestation would not say which commit
+            // it came from. BUILDX_GIT_INFO=false keeps such builds native.
+            return Err(CompileError::Unsupported {
+                line: 0,
+                feature: "provenance attestations of a build from a git checkout (BuildKit records the \
+                          git facts, vcs:source and vcs:revision, only for frontends it runs)"
                     .into(),
             });
         }

@@ -46,7 +46,20 @@ pub(super) fn install(plan: &mut SolvePlan, mode: NativeMode, print_only: bool) 
     if print_only {
         frontend = frontend.print_only();
     }
-    if plan.request.exports.is_empty() {
+    // buildx's default provenance is `inline-only`: only the exporters that
+    // attach attestations to an image write it; a folder or tarball gets none.
+    let inline_only =
+        attrs.get("attest:provenance").is_some_and(|v| v.split(',').any(|field| field.trim() == "inline-only=true"));
+    let writes_attestations = plan.request.exports.iter().any(|export| {
+        !inline_only
+            || matches!(
+                export.exporter,
+                crate::output::ExporterType::Image
+                    | crate::output::ExporterType::Oci
+                    | crate::output::ExporterType::Docker
+            )
+    });
+    if !writes_attestations {
         frontend = frontend.without_exports();
     }
 

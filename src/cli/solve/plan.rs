@@ -69,6 +69,8 @@ pub enum PlanError {
     MissingNamedContext { name: String, path: PathBuf },
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    #[error(transparent)]
+    Git(#[from] crate::build::GitInfoError),
 }
 
 fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> PlanError {
@@ -359,6 +361,7 @@ fn from_options(error: OptionsError, file_flag: bool) -> PlanError {
         OptionsError::Inline(source) => PlanError::TempDir(source),
         OptionsError::MissingNamedContext { name, path } => PlanError::MissingNamedContext { name, path },
         OptionsError::Output(error) => PlanError::Output(error),
+        OptionsError::Git(error) => PlanError::Git(error),
     }
 }
 
