@@ -447,20 +447,6 @@ impl NativeFrontend {
                     .into(),
             });
         }
-        if self.mode == NativeMode::Auto && self.wants_provenance() && self.attrs.keys().any(|k| k.starts_with("vcs:"))
-        {
-            // The git facts buildx sends from a checkout (vcs:source,
-            // vcs:revision, vcs:localdir:*) reach the provenance through the
-            // build's request, which the daemon records only for frontends it
-            // runs: a native build's attestation would not say which commit
-            // it came from. BUILDX_GIT_INFO=false keeps such builds native.
-            return Err(CompileError::Unsupported {
-                line: 0,
-                feature: "provenance attestations of a build from a git checkout (BuildKit records the \
-                          git facts, vcs:source and vcs:revision, only for frontends it runs)"
-                    .into(),
-            });
-        }
         let mut targets = Vec::new();
         let options = self.options(gateway, &mut targets)?;
         if targets.len() < 2 {
