@@ -33,6 +33,7 @@ pub mod gateway;
 pub mod imagetools;
 pub mod llb;
 pub mod output;
+pub mod pool;
 pub mod progress;
 pub mod proto;
 pub mod services;
