@@ -1,4 +1,5 @@
-//! Running the planned targets together on one connection. Every target's
+//! Running the planned targets together, on one connection or spread over
+//! the nodes of a pool ([`Placement`], made by [`super::pool`]). Every target's
 //! build is a future; all of them run concurrently on the caller's task. A
 //! target another one uses as a context (`target:NAME`) hands its result's
 //! graph over as a frontend input ([`super::link`]), as buildx does; its
@@ -6,8 +7,10 @@
 //! buildx, a failed target cancels the others (fail-fast); with
 //! [`Execution::DeferError`] it fails only the targets that need it and the
 //! others finish. Folders are served by sessions shared across the targets
-//! ([`FolderSessions`]), so a context folder several targets use is
-//! uploaded once.
+//! ([`FolderSessions`], one set per node), so a context folder several
+//! targets on a node use is uploaded to it once. On a pool, a target whose
+//! node went away before its solve started (nothing came back from it) is
+//! retried once on the next node of its ranking, with a warning saying so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -44,14 +47,56 @@ pub(crate) enum Execution {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub(crate) name: String,
+    /// The pool node it built on last (`None` on a plain connection).
+    pub(crate) node: Option<String>,
     pub(crate) result: Result<BuildReport, TargetError>,
+}
+
+/// Where the targets build: every target on one connection, or each on a
+/// node of a pool ([`crate::pool`]), with the nodes to try in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Placement {
+    nodes: Vec<PlacedNode>,
+    /// Per target, indexes into `nodes`: where it builds first, then where it
+    /// is retried once if that node goes away before the solve starts.
+    targets: BTreeMap<String, Vec<usize>>,
+}
+
+/// One daemon of a placement.
+#[derive(Debug, Clone)]
+pub(crate) struct PlacedNode {
+    /// The node's name in its pool; `None` for a plain connection.
+    pub(crate) name: Option<String>,
+    pub(crate) channel: tonic::transport::Channel,
+}
+
+impl Placement {
+    /// Every target on one connection.
+    pub(crate) fn single(channel: tonic::transport::Channel) -> Placement {
+        Placement { nodes: vec![PlacedNode { name: None, channel }], targets: BTreeMap::new() }
+    }
+
+    /// Targets on the nodes given: `targets[name]` lists indexes into `nodes`,
+    /// best first (at least one each).
+    pub(crate) fn spread(nodes: Vec<PlacedNode>, targets: BTreeMap<String, Vec<usize>>) -> Placement {
+        Placement { nodes, targets }
+    }
+
+    fn ranking(&self, target: &str) -> &[usize] {
+        self.targets.get(target).map(Vec::as_slice).filter(|r| !r.is_empty()).unwrap_or(&[0])
+    }
+
+    /// The node a target builds on first, when it is a pool's.
+    pub(crate) fn node_of(&self, target: &str) -> Option<&str> {
+        self.nodes[self.ranking(target)[0]].name.as_deref()
+    }
 }
 
 /// Builds every plan (given in build order: a context target first), each
 /// with the sink `sink_for(name)` makes. Returns one outcome per plan, in
 /// the same order.
 pub(crate) async fn run_all(
-    channel: &tonic::transport::Channel,
+    placement: &Placement,
     plans: Vec<TargetPlan>,
     sink_for: &dyn Fn(&str) -> Box<dyn ProgressSink>,
     cancel: &CancellationToken,
@@ -77,7 +122,8 @@ pub(crate) async fn run_all(
     }
     // One session per folder for the whole bake: targets sharing a context
     // folder upload it once.
-    let folders = FolderSessions::new();
+    // (A session lives on one daemon, so each node has its own.)
+    let folders: Vec<FolderSessions> = placement.nodes.iter().map(|_| FolderSessions::new()).collect();
     let folders = &folders;
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let builds = plans.into_iter().map(|plan| {
@@ -92,8 +138,11 @@ pub(crate) async fn run_all(
         let mut sink = sink_for(&plan.name);
         async move {
             let _finished = finished.drop_guard();
-            let result = build_target(channel, plan, inputs, publisher.clone(), dependents, &mut *sink, stop, folders);
-            let result = result.await;
+            let ranking = placement.ranking(&plan.name);
+            let nodes: Vec<(&PlacedNode, &FolderSessions)> =
+                ranking.iter().map(|&i| (&placement.nodes[i], &folders[i])).collect();
+            let built = build_target(&nodes, plan, inputs, publisher.clone(), dependents, &mut *sink, stop);
+            let (node, result) = built.await;
             if let Some(publisher) = &publisher {
                 link::mark_failed(publisher);
             }
@@ -101,26 +150,45 @@ pub(crate) async fn run_all(
             if failed && execution == Execution::FailFast {
                 stop.cancel();
             }
-            result
+            (node, result)
         }
     });
     let results = futures::future::join_all(builds).await;
-    folders.close().await;
-    Ok(names.into_iter().zip(results).map(|(name, result)| Outcome { name, result }).collect())
+    for folders in folders {
+        folders.close().await;
+    }
+    Ok(names.into_iter().zip(results).map(|(name, (node, result))| Outcome { name, node, result }).collect())
 }
 
-/// One target's build, once the targets it uses have their results.
-#[allow(clippy::too_many_arguments)]
+/// One target's build, once the targets it uses have their results, and
+/// the node it ran on last.
 async fn build_target(
-    channel: &tonic::transport::Channel,
+    nodes: &[(&PlacedNode, &FolderSessions)],
     plan: TargetPlan,
     inputs: Vec<(String, String, Publisher)>,
     publisher: Option<Publisher>,
     dependents: Vec<CancellationToken>,
     sink: &mut dyn ProgressSink,
     stop: &CancellationToken,
-    folders: &FolderSessions,
-) -> Result<BuildReport, TargetError> {
+) -> (Option<String>, Result<BuildReport, TargetError>) {
+    let linked = publisher.is_some() || !inputs.is_empty();
+    let first = nodes[0].0.name.clone();
+    let (node, result) = build_on(nodes, plan, inputs, publisher, dependents, sink, stop, linked).await;
+    (node.or(first), result)
+}
+
+/// [`build_target`]'s work; the node is `Some` only after a retry.
+#[allow(clippy::too_many_arguments)]
+async fn build_on(
+    nodes: &[(&PlacedNode, &FolderSessions)],
+    plan: TargetPlan,
+    inputs: Vec<(String, String, Publisher)>,
+    publisher: Option<Publisher>,
+    dependents: Vec<CancellationToken>,
+    sink: &mut dyn ProgressSink,
+    stop: &CancellationToken,
+    linked: bool,
+) -> (Option<String>, Result<BuildReport, TargetError>) {
     // The whole plan lives until the build is done: it also holds the
     // folder of a `dockerfile-inline` Dockerfile.
     let mut plan = plan;
@@ -128,18 +196,39 @@ async fn build_target(
     for (context, target, parent) in inputs {
         match link::wait_for(&parent).await {
             Some(linked) => contexts.push((context, target, linked)),
-            None => return Err(TargetError::DependencyFailed(target)),
+            None => return (None, Err(TargetError::DependencyFailed(target))),
         }
     }
     if publisher.is_some() || !contexts.is_empty() {
         let Frontend::Daemon { name, attrs } = &plan.request.frontend else {
             // A subrequest (`call`) runs its own frontend; planning refuses
             // it on linked targets, so this is only a guard.
-            return Err(TargetError::NotLinkable);
+            return (None, Err(TargetError::NotLinkable));
         };
         let frontend = LinkedFrontend::new(name.clone(), attrs.clone(), contexts, publisher, dependents);
         plan.request.frontend = Frontend::Client(Arc::new(frontend));
     }
-    let request = plan.request.clone();
-    Ok(crate::build::build_sharing_folders(channel, request, sink, stop, folders).await?)
+    let (first, first_folders) = nodes[0];
+    let mut watched = crate::pool::Watched::new(sink);
+    let result =
+        crate::build::build_sharing_folders(&first.channel, plan.request.clone(), &mut watched, stop, first_folders)
+            .await;
+    let retry = match (&result, nodes.get(1)) {
+        // A linked target's frontend hands its result to others once; it is
+        // not run twice.
+        (Err(err), Some(next)) if !linked && !watched.saw_status && crate::pool::went_away(err) => Some(*next),
+        _ => None,
+    };
+    let Some((next, next_folders)) = retry else {
+        return (None, result.map_err(TargetError::from));
+    };
+    if let Err(err) = &result {
+        sink.on_warning(&crate::pool::retry_line(
+            first.name.as_deref().unwrap_or_default(),
+            next.name.as_deref().unwrap_or_default(),
+            err,
+        ));
+    }
+    let result = crate::build::build_sharing_folders(&next.channel, plan.request.clone(), sink, stop, next_folders).await;
+    (next.name.clone(), result.map_err(TargetError::from))
 }

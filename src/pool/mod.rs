@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use sha2::Digest as _;
 
+use crate::build::{BuildError, BuildReport, BuildRequest, CancellationToken, Frontend, ProgressSink};
 use crate::connect::{builders, ConnectError, ConnectOptions, Connection};
 use crate::control::Control;
 use crate::proto::moby::buildkit::v1 as api;
@@ -369,6 +370,177 @@ impl ConnectedPool {
             candidates.insert(0, chosen);
         }
         Ok(candidates)
+    }
+}
+
+/// A build that ran on a pool.
+#[derive(Debug)]
+pub struct PoolBuild {
+    /// The node it ran on (the second choice after a retry).
+    pub node: String,
+    /// What the build returned there.
+    pub report: BuildReport,
+}
+
+/// A build that failed on a pool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolBuildError {
+    /// No node can take it.
+    #[error(transparent)]
+    Route(#[from] PoolError),
+    /// It failed on a node.
+    #[error("on node {node}")]
+    Build {
+        /// The node.
+        node: String,
+        /// Why.
+        #[source]
+        source: BuildError,
+    },
+}
+
+impl ConnectedPool {
+    /// The nodes that can take `request`, best first: by its route key
+    /// ([`route_key`]) and the platforms its frontend asks for.
+    pub fn route(&self, request: &BuildRequest, name: &str) -> Result<Vec<usize>, PoolError> {
+        self.ranking(&route_key(request, name), &requested_platforms(request))
+    }
+
+    /// Adds the pool's shared registry cache, if it has one, to `request`
+    /// under `key`'s tag: imported before the solve, exported after it.
+    pub fn add_shared_cache(&self, request: &mut BuildRequest, key: &str) {
+        if let Some(repository) = &self.cache {
+            let (import, export) = shared_cache(repository, key);
+            request.cache_imports.push(import);
+            request.cache_exports.push(export);
+        }
+    }
+
+    /// Runs `request` on the pool as [`crate::build::build`] runs it on one
+    /// connection: on the node [`ConnectedPool::route`] chooses, with the
+    /// shared cache, and once more on the next node if the first went away
+    /// before its solve started (a warning on `sink` says so). `name` is
+    /// the build's name in the route key (a bake target's, or the
+    /// Dockerfile target).
+    pub async fn build(
+        &self,
+        mut request: BuildRequest,
+        name: &str,
+        sink: &mut dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<PoolBuild, PoolBuildError> {
+        let ranking = self.route(&request, name)?;
+        let key = route_key(&request, name);
+        self.add_shared_cache(&mut request, &key);
+        let mut tries = ranking.iter().take(2).map(|&i| &self.members[i]).peekable();
+        loop {
+            let member = tries.next().expect("a ranking has at least one node");
+            let channel = &member.connection().expect("only nodes that are up are ranked").channel;
+            let mut watched = Watched::new(sink);
+            let result = crate::build::build(channel, request.clone(), &mut watched, cancel).await;
+            let started = watched.saw_status;
+            match (result, tries.peek()) {
+                (Ok(report), _) => return Ok(PoolBuild { node: member.config.name.clone(), report }),
+                (Err(err), Some(next)) if !started && went_away(&err) => {
+                    sink.on_warning(&retry_line(&member.config.name, &next.config.name, &err));
+                }
+                (Err(source), _) => return Err(PoolBuildError::Build { node: member.config.name.clone(), source }),
+            }
+        }
+    }
+}
+
+/// The line a retried build shows.
+pub(crate) fn retry_line(node: &str, next: &str, err: &BuildError) -> String {
+    format!(
+        "node {node} went away before the solve started ({}); retrying once on node {next}",
+        crate::error::error_chain(err)
+    )
+}
+
+/// Whether a build failed because its daemon could not be reached, not
+/// because of the build.
+pub(crate) fn went_away(err: &BuildError) -> bool {
+    use std::error::Error as _;
+    match err {
+        BuildError::DaemonLost(_) | BuildError::Session(_) => true,
+        BuildError::Rejected(e) => {
+            matches!(e.status().code(), tonic::Code::Unavailable | tonic::Code::Unknown) && e.status().source().is_some()
+        }
+        _ => false,
+    }
+}
+
+/// Passes everything on, noting whether the daemon sent any status (then
+/// the solve had started, and the build is not run again elsewhere).
+pub(crate) struct Watched<'a> {
+    sink: &'a mut dyn ProgressSink,
+    pub(crate) saw_status: bool,
+}
+
+impl<'a> Watched<'a> {
+    pub(crate) fn new(sink: &'a mut dyn ProgressSink) -> Self {
+        Watched { sink, saw_status: false }
+    }
+}
+
+impl ProgressSink for Watched<'_> {
+    fn on_status(&mut self, status: &api::StatusResponse) {
+        self.saw_status = true;
+        self.sink.on_status(status);
+    }
+
+    fn on_tick(&mut self) {
+        self.sink.on_tick();
+    }
+
+    fn on_warning(&mut self, message: &str) {
+        self.sink.on_warning(message);
+    }
+
+    fn on_end(&mut self, end: crate::progress::BuildEnd<'_>) {
+        self.sink.on_end(end);
+    }
+}
+
+/// A build's route key: its context's identity (the folder, absolute,
+/// without `.` parts, or the remote context's URL) and its name. The same
+/// project and target give the same key on every run.
+pub fn route_key(request: &BuildRequest, name: &str) -> String {
+    let context = match request.locals.get("context") {
+        Some(folder) => folder.components().collect::<std::path::PathBuf>().display().to_string(),
+        None => match &request.frontend {
+            Frontend::Daemon { attrs, .. } => attrs.get("context").cloned().unwrap_or_default(),
+            _ => String::new(),
+        },
+    };
+    format!("{context}\0{name}")
+}
+
+/// The platforms a request's frontend is asked to build (its `platform`
+/// attribute), normalized as containerd formats them.
+pub fn requested_platforms(request: &BuildRequest) -> Vec<String> {
+    let Frontend::Daemon { attrs, .. } = &request.frontend else {
+        return Vec::new();
+    };
+    let Some(list) = attrs.get("platform") else {
+        return Vec::new();
+    };
+    list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(normalize_platform).collect()
+}
+
+fn normalize_platform(platform: &str) -> String {
+    match crate::dockerfile::compile::parse_platform(platform) {
+        Ok(p) => crate::registry::oci::Platform {
+            architecture: p.architecture,
+            os: p.os,
+            variant: p.variant,
+            ..Default::default()
+        }
+        .normalize()
+        .format(),
+        Err(_) => platform.to_string(),
     }
 }
 

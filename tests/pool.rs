@@ -1,0 +1,361 @@
+//! Builders of several nodes (issue 21), on private daemons of the test's
+//! own: `fbuild builder` writes buildx's store (checked by running the real
+//! buildx), bake spreads targets over the nodes by rendezvous hashing and
+//! sends them back to the same node, a dead node is skipped, and bad
+//! builders are refused naming the node.
+//!
+//! Which node a target goes to is decided by a hash of its context folder
+//! (a temp folder, different every run) and its name. So that six targets
+//! land two on each node, the test picks target names with
+//! `fbuild::pool::rendezvous_score`, the library's own function, and then
+//! checks that the real bake sent each target where the hash says; the
+//! statistics of the hash (a fourth node takes about a quarter of the keys,
+//! only keys it wins move) are `pool::tests` in the library.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::util::{self, text, PrivateDaemon};
+
+/// `fbuild` with only `config`'s builder store to go on.
+fn fbuild(config: &Path) -> assert_cmd::Command {
+    let mut cmd = util::fbuild();
+    cmd.env_remove("BUILDKIT_HOST")
+        .env_remove("BUILDX_BUILDER")
+        .env_remove("BUILDX_CONFIG")
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env("DOCKER_CONFIG", config);
+    cmd
+}
+
+/// The real buildx on the same store.
+fn buildx(config: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(&util::testenv().buildx);
+    cmd.env("DOCKER_CONFIG", config).env_remove("BUILDX_BUILDER").env_remove("BUILDKIT_HOST");
+    cmd
+}
+
+fn run_ok(cmd: &mut assert_cmd::Command) -> String {
+    let output = cmd.output().unwrap();
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{cmd:?} failed:\n{all}");
+    all
+}
+
+/// Node names n1..nN on their daemons, made with `fbuild builder create/append`.
+fn make_builder(config: &Path, name: &str, daemons: &[&PrivateDaemon]) {
+    for (i, daemon) in daemons.iter().enumerate() {
+        let verb = if i == 0 { "create" } else { "append" };
+        run_ok(fbuild(config).args(["builder", verb, name, &daemon.addr, "--node", &format!("n{}", i + 1)]));
+    }
+}
+
+/// The node rendezvous hashing gives `key` among `nodes` (all weight 1).
+fn predicted(key: &str, nodes: &[&str]) -> String {
+    nodes
+        .iter()
+        .max_by(|a, b| {
+            fbuild::pool::rendezvous_score(key, a, 1).total_cmp(&fbuild::pool::rendezvous_score(key, b, 1))
+        })
+        .unwrap()
+        .to_string()
+}
+
+/// Six target names for a project at `dir`: two per node of n1..n3, of
+/// which at most two move when n4 joins.
+fn six_targets(dir: &Path) -> Vec<String> {
+    let key = |name: &str| format!("{}\0{name}", dir.display());
+    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut moved = 0;
+    for i in 0.. {
+        let name = format!("t{i}");
+        let three = predicted(&key(&name), &["n1", "n2", "n3"]);
+        let moves = predicted(&key(&name), &["n1", "n2", "n3", "n4"]) != three;
+        let slot = per_node.entry(three).or_default();
+        if slot.len() < 2 && (!moves || moved < 2) {
+            moved += usize::from(moves);
+            slot.push(name);
+        }
+        if per_node.values().map(Vec::len).sum::<usize>() == 6 {
+            break;
+        }
+    }
+    per_node.into_values().flatten().collect()
+}
+
+/// A bake file of `targets` in a new folder.
+fn project(targets: &[String]) -> tempfile::TempDir {
+    let dir = util::tempdir();
+    write_project(dir.path(), targets);
+    dir
+}
+
+/// A bake file of `targets` in `dir`, each copying its own file from one context.
+fn write_project(dir: &Path, targets: &[String]) {
+    let stamp = util::unique();
+    let mut hcl = format!("group \"default\" {{\n  targets = [{}]\n}}\n", {
+        targets.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+    });
+    for target in targets {
+        hcl.push_str(&format!(
+            "target \"{target}\" {{\n  context = \".\"\n  dockerfile-inline = \"FROM scratch\\nCOPY {target}.txt /{target}.txt\\n\"\n}}\n"
+        ));
+        std::fs::write(dir.join(format!("{target}.txt")), format!("{target} {stamp}")).unwrap();
+    }
+    std::fs::write(dir.join("docker-bake.hcl"), hcl).unwrap();
+}
+
+/// `fbuild bake` on builder `name`: the node each target built on (from its
+/// summary line) and the whole output.
+fn bake(config: &Path, name: &str, dir: &Path) -> (BTreeMap<String, String>, String) {
+    let output = fbuild(config)
+        .current_dir(dir)
+        .args(["--builder", name, "bake", "--progress", "plain"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "bake on {name} failed:\n{stderr}");
+    (nodes_of(&stderr), stderr)
+}
+
+/// `TARGET  Built in …: … on node NODE; context: …` lines.
+fn nodes_of(stderr: &str) -> BTreeMap<String, String> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let (target, rest) = line.split_once("  ")?;
+            let node = rest.split(" on node ").nth(1)?.split(';').next()?;
+            Some((target.trim().to_string(), node.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `bake: 6 of 6 targets built in …: S steps, C cached` → (S, C).
+fn steps_and_cached(stderr: &str) -> (u64, u64) {
+    let line = stderr.lines().find(|l| l.starts_with("bake: ")).expect("the bake's closing line");
+    let tail = line.rsplit(": ").next().unwrap();
+    let numbers: Vec<u64> = tail.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn buildx_lists_a_builder_fbuild_made_and_fbuild_builds_on_one_buildx_made() {
+    let daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let config = util::tempdir();
+    make_builder(config.path(), "trio", &[&daemons[0], &daemons[1], &daemons[2]]);
+
+    // buildx reads what fbuild wrote: the builder, its three nodes, each up.
+    let ls = run_ok(buildx(config.path()).arg("ls"));
+    assert!(ls.contains("trio"), "{ls}");
+    for (i, daemon) in daemons.iter().enumerate() {
+        let line = ls.lines().find(|l| l.contains(&daemon.addr)).unwrap_or_else(|| panic!("node {i}:\n{ls}"));
+        assert!(line.contains("running"), "{ls}");
+    }
+    let inspect = run_ok(buildx(config.path()).args(["inspect", "trio"]));
+    for node in ["n1", "n2", "n3"] {
+        assert!(inspect.contains(&format!("Name:             {node}")), "{inspect}");
+    }
+
+    // fbuild's own view: every node up, with its version and platforms.
+    let inspect = run_ok(fbuild(config.path()).args(["builder", "inspect", "trio", "--format", "json"]));
+    let json: serde_json::Value = serde_json::from_str(inspect.lines().next().unwrap()).unwrap();
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{inspect}");
+    for node in nodes {
+        assert_eq!(node["status"], "running", "{inspect}");
+        assert!(node["buildkit"].as_str().unwrap().starts_with('v'), "{inspect}");
+        assert!(!node["platforms"].as_array().unwrap().is_empty(), "{inspect}");
+        assert!(node["cache_bytes"].is_number() && node["running"].is_number(), "{inspect}");
+    }
+
+    // A builder buildx made with --append is one fbuild builds on, on both nodes.
+    run_ok(buildx(config.path()).args(["create", "--name", "bx", "--node", "bx0", "--driver", "remote", &daemons[0].addr]));
+    run_ok(buildx(config.path()).args([
+        "create", "--name", "bx", "--append", "--node", "bx1", "--driver", "remote", &daemons[1].addr,
+    ]));
+    let targets: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
+    let dir = project(&targets);
+    let (nodes, stderr) = bake(config.path(), "bx", dir.path());
+    assert_eq!(nodes.len(), 6, "{stderr}");
+    let key = |t: &str| format!("{}\0{t}", dir.path().display());
+    for (target, node) in &nodes {
+        assert_eq!(node, &predicted(&key(target), &["bx0", "bx1"]), "{target}:\n{stderr}");
+    }
+}
+
+#[test]
+fn bake_spreads_targets_over_the_nodes_and_sends_them_back_to_the_same_node() {
+    let mut daemons = vec![PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let config = util::tempdir();
+    make_builder(config.path(), "pool", &[&daemons[0], &daemons[1], &daemons[2]]);
+    let dir = util::tempdir();
+    let targets = six_targets(dir.path());
+    write_project(dir.path(), &targets);
+    let key = |t: &str| format!("{}\0{t}", dir.path().display());
+
+    // Two targets on each node, as the hash says, steps labelled with the node.
+    let (first, stderr) = bake(config.path(), "pool", dir.path());
+    assert_eq!(first.len(), 6, "{stderr}");
+    for (target, node) in &first {
+        assert_eq!(node, &predicted(&key(target), &["n1", "n2", "n3"]), "{target}:\n{stderr}");
+        assert!(stderr.contains(&format!("[{target} on {node}]")), "{stderr}");
+    }
+    for node in ["n1", "n2", "n3"] {
+        assert_eq!(first.values().filter(|n| *n == node).count(), 2, "{stderr}");
+    }
+
+    // Again: every target on the node that built it, every step cached.
+    let (second, stderr) = bake(config.path(), "pool", dir.path());
+    assert_eq!(second, first, "{stderr}");
+    let (steps, cached) = steps_and_cached(&stderr);
+    assert!(steps >= 6 && cached == steps, "{steps} steps, {cached} cached:\n{stderr}");
+
+    // A fourth node: only targets it wins move, at most a third of them.
+    daemons.push(PrivateDaemon::start(["--debug"]));
+    run_ok(fbuild(config.path()).args(["builder", "append", "pool", &daemons[3].addr, "--node", "n4"]));
+    let (third, stderr) = bake(config.path(), "pool", dir.path());
+    let moved: Vec<&String> = third.iter().filter(|(t, n)| first[*t] != **n).map(|(t, _)| t).collect();
+    for target in &moved {
+        assert_eq!(third[*target], "n4", "{target} moved between old nodes:\n{stderr}");
+    }
+    assert!(moved.len() <= 2, "{moved:?} moved:\n{stderr}");
+
+    // One node killed before the bake: it is skipped, every target builds.
+    daemons[1].kill();
+    let (fourth, stderr) = bake(config.path(), "pool", dir.path());
+    assert_eq!(fourth.len(), 6, "{stderr}");
+    assert!(stderr.contains("node n2 is down, skipped"), "{stderr}");
+    assert!(fourth.values().all(|n| n != "n2"), "{stderr}");
+    for (target, node) in &fourth {
+        if third[target] != "n2" {
+            assert_eq!(node, &third[target], "{target} moved though its node is up:\n{stderr}");
+        }
+    }
+}
+
+#[test]
+fn bad_builders_and_builds_no_node_can_take_are_refused_naming_the_node() {
+    let daemon = PrivateDaemon::start(["--debug"]);
+    let config = util::tempdir();
+    make_builder(config.path(), "duo", &[&daemon]);
+
+    // Two nodes with one name, two nodes at one address.
+    let output = fbuild(config.path()).args(["builder", "append", "duo", "tcp://127.0.0.1:1", "--node", "n1"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("builder \"duo\" has a node named \"n1\" already"), "{}", text(&output.stderr));
+    let output = fbuild(config.path()).args(["builder", "append", "duo", &daemon.addr, "--node", "n9"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains(&format!("node \"n1\" is at {} already", daemon.addr)), "{}", text(&output.stderr));
+
+    // An unreachable node: named in `ls`, skipped by a build, and when no node
+    // answers, the error names each.
+    run_ok(fbuild(config.path()).args(["builder", "append", "duo", "tcp://127.0.0.1:1", "--node", "dead"]));
+    let ls = run_ok(fbuild(config.path()).args(["builder", "ls"]));
+    let line = ls.lines().find(|l| l.contains("dead")).unwrap();
+    assert!(line.contains("down: cannot connect to buildkitd at tcp://127.0.0.1:1"), "{ls}");
+    let targets = vec!["a".to_string()];
+    let dir = project(&targets);
+    let (nodes, stderr) = bake(config.path(), "duo", dir.path());
+    assert_eq!(nodes["a"], "n1", "{stderr}");
+    assert!(stderr.contains("builder duo: node dead is down, skipped: cannot connect to buildkitd at tcp://127.0.0.1:1"), "{stderr}");
+
+    // A platform no node builds.
+    let hcl = "target \"a\" {\n  dockerfile-inline = \"FROM scratch\\n\"\n  platforms = [\"linux/s390x\"]\n}\n";
+    std::fs::write(dir.path().join("docker-bake.hcl"), hcl).unwrap();
+    let output =
+        fbuild(config.path()).current_dir(dir.path()).args(["--builder", "duo", "bake", "a"]).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no node of builder \"duo\" builds linux/s390x (down: dead)"), "{stderr}");
+
+    // No node answers.
+    run_ok(fbuild(config.path()).args(["builder", "rm", "duo", "--node", "n1"]));
+    run_ok(fbuild(config.path()).args(["builder", "append", "duo", "tcp://127.0.0.1:2", "--node", "dead2"]));
+    let output =
+        fbuild(config.path()).current_dir(dir.path()).args(["--builder", "duo", "bake", "a"]).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no node of builder \"duo\" answers: dead: cannot connect"), "{stderr}");
+    assert!(stderr.contains("dead2: cannot connect"), "{stderr}");
+    run_ok(fbuild(config.path()).args(["builder", "rm", "duo"]));
+    assert!(!config.path().join("buildx/instances/duo").exists());
+}
+
+/// Keeps the warnings and whether any status came.
+#[derive(Default)]
+struct Warnings(Vec<String>, bool);
+
+impl fbuild::build::ProgressSink for Warnings {
+    fn on_status(&mut self, _: &fbuild::proto::moby::buildkit::v1::StatusResponse) {
+        self.1 = true;
+    }
+
+    fn on_warning(&mut self, message: &str) {
+        self.0.push(message.to_string());
+    }
+}
+
+#[test]
+fn a_program_builds_on_a_pool_and_a_node_gone_before_the_solve_is_retried_once() {
+    use fbuild::build::{BuildRequest, CancellationToken};
+    use fbuild::connect::ConnectOptions;
+    use fbuild::pool::{NodeConfig, Pool};
+
+    let mut daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let node = |name: &str, daemon: &PrivateDaemon| NodeConfig {
+        name: name.into(),
+        options: ConnectOptions { addr: Some(daemon.addr.clone()), ..Default::default() },
+        platforms: vec![],
+        weight: 1,
+    };
+    let pool = Pool::new("lib".into(), vec![node("a", &daemons[0]), node("b", &daemons[1])], None).unwrap();
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY x /x\n"), ("x", &util::unique())]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pool = pool.connect().await;
+        pool.usable().unwrap();
+        let request = BuildRequest::dockerfile(project.path());
+        let ranking = pool.route(&request, "app").unwrap();
+        assert_eq!(ranking.len(), 2);
+        let (first, second) = (ranking[0], ranking[1]);
+
+        // Both up: it builds where the route says, with no warning.
+        let mut sink = Warnings::default();
+        let built = pool.build(request.clone(), "app", &mut sink, &CancellationToken::new()).await.unwrap();
+        assert_eq!(built.node, pool.members[first].config.name);
+        assert!(sink.0.is_empty(), "{:?}", sink.0);
+
+        // The chosen node dies after the health check, before the solve:
+        // once more on the other node, with a line saying so.
+        daemons[first].kill();
+        let mut sink = Warnings::default();
+        let built = pool.build(request.clone(), "app", &mut sink, &CancellationToken::new()).await.unwrap();
+        assert_eq!(built.node, pool.members[second].config.name);
+        let gone = &pool.members[first].config.name;
+        assert_eq!(sink.0.len(), 1, "{:?}", sink.0);
+        assert!(
+            sink.0[0].starts_with(&format!("node {gone} went away before the solve started (")),
+            "{:?}",
+            sink.0
+        );
+
+        // Both gone: the error names the node it last tried.
+        daemons[second].kill();
+        let err = pool.build(request, "app", &mut Warnings::default(), &CancellationToken::new()).await.unwrap_err();
+        let text = fbuild_error_chain(&err);
+        assert!(text.starts_with(&format!("on node {}", pool.members[second].config.name)), "{text}");
+    });
+}
+
+fn fbuild_error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
