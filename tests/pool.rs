@@ -359,3 +359,71 @@ fn fbuild_error_chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[test]
+fn a_two_platform_target_on_two_single_platform_nodes_is_one_index_with_both_images() {
+    let daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let config = util::tempdir();
+    run_ok(fbuild(config.path()).args(["builder", "create", "two", &daemons[0].addr, "--node", "amd", "--platform", "linux/amd64"]));
+    run_ok(fbuild(config.path()).args(["builder", "append", "two", &daemons[1].addr, "--node", "x86", "--platform", "linux/386"]));
+    let repo = format!("pool-split-{}", util::unique());
+    let name = format!("{}/{repo}:v1", util::testenv().registry);
+    let dir = util::tempdir();
+    let hcl = format!(
+        "target \"app\" {{\n  dockerfile-inline = \"FROM scratch\\nARG TARGETPLATFORM\\nCOPY x /x\\n\"\n  \
+         platforms = [\"linux/amd64\", \"linux/386\"]\n  \
+         output = [\"type=image,name={name},push=true,registry.insecure=true\"]\n}}\n"
+    );
+    util::write_files(dir.path(), &[("docker-bake.hcl", &hcl), ("x", &util::unique())]);
+    let output = fbuild(config.path())
+        .current_dir(dir.path())
+        .args(["--builder", "two", "bake", "app", "--progress", "plain"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Each platform built on its node, labelled so.
+    assert!(stderr.contains("[app on amd linux/amd64]"), "{stderr}");
+    assert!(stderr.contains("[app on x86 linux/386]"), "{stderr}");
+    assert!(stderr.contains("on node amd+x86"), "{stderr}");
+
+    // One index under the tag, with one image per platform (and each
+    // image's provenance attestation, as buildx joins them).
+    let index = util::registry_manifest(&repo, "v1").expect("the tag was pushed");
+    let manifests = index["manifests"].as_array().expect("an index");
+    let attestations = manifests
+        .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+        .count();
+    assert_eq!(attestations, 2, "{index}");
+    let mut platforms: Vec<String> = manifests
+        .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
+        .map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap()))
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/386", "linux/amd64"], "{index}");
+    let digest = util::registry_digest(&repo, "v1");
+    assert!(stderr.contains(&format!("({digest})")), "the summary names the index:\n{stderr}");
+
+    // The same index buildx makes of the same builder (without attestations,
+    // which record each run's own build).
+    let bake_to = |tag: &str, program: &mut assert_cmd::Command| {
+        let hcl = hcl.replace(":v1,", &format!(":{tag},"));
+        std::fs::write(dir.path().join("docker-bake.hcl"), hcl).unwrap();
+        run_ok(program.current_dir(dir.path()).env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1").args(["--builder", "two", "bake", "app"]));
+    };
+    bake_to("fbuild", &mut fbuild(config.path()));
+    bake_to("buildx", &mut buildx(config.path()));
+    let ours = util::registry_manifest(&repo, "fbuild").unwrap();
+    assert_eq!(ours["manifests"].as_array().unwrap().len(), 2, "{ours}");
+    assert_eq!(util::registry_digest(&repo, "fbuild"), util::registry_digest(&repo, "buildx"));
+
+    // A platform no node builds is refused before anything is built.
+    let hcl = "target \"app\" {\n  dockerfile-inline = \"FROM scratch\\n\"\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n}\n";
+    std::fs::write(dir.path().join("docker-bake.hcl"), hcl).unwrap();
+    let output = fbuild(config.path()).current_dir(dir.path()).args(["--builder", "two", "bake", "app"]).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no node of builder \"two\" builds linux/arm64"), "{stderr}");
+}

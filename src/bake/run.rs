@@ -31,6 +31,8 @@ pub(crate) enum TargetError {
     DependencyFailed(String),
     #[error("a target linked by `target:` contexts must build with the Dockerfile frontend")]
     NotLinkable,
+    #[error(transparent)]
+    Split(#[from] crate::pool::split::SplitError),
 }
 
 /// buildx's `--jobs` modes: what a failed target does to the others.
@@ -60,6 +62,9 @@ pub(crate) struct Placement {
     /// Per target, indexes into `nodes`: where it builds first, then where it
     /// is retried once if that node goes away before the solve starts.
     targets: BTreeMap<String, Vec<usize>>,
+    /// Targets built per platform on several nodes and joined into one
+    /// index: each platform and its node.
+    splits: BTreeMap<String, Vec<(String, usize)>>,
 }
 
 /// One daemon of a placement.
@@ -73,27 +78,35 @@ pub(crate) struct PlacedNode {
 impl Placement {
     /// Every target on one connection.
     pub(crate) fn single(channel: tonic::transport::Channel) -> Placement {
-        Placement { nodes: vec![PlacedNode { name: None, channel }], targets: BTreeMap::new() }
+        Placement { nodes: vec![PlacedNode { name: None, channel }], targets: BTreeMap::new(), splits: BTreeMap::new() }
     }
 
     /// Targets on the nodes given: `targets[name]` lists indexes into `nodes`,
     /// best first (at least one each).
-    pub(crate) fn spread(nodes: Vec<PlacedNode>, targets: BTreeMap<String, Vec<usize>>) -> Placement {
-        Placement { nodes, targets }
+    pub(crate) fn spread(
+        nodes: Vec<PlacedNode>,
+        targets: BTreeMap<String, Vec<usize>>,
+        splits: BTreeMap<String, Vec<(String, usize)>>,
+    ) -> Placement {
+        Placement { nodes, targets, splits }
     }
 
     fn ranking(&self, target: &str) -> &[usize] {
         self.targets.get(target).map(Vec::as_slice).filter(|r| !r.is_empty()).unwrap_or(&[0])
     }
 
-    /// The node a target builds on first, when it is a pool's.
-    pub(crate) fn node_of(&self, target: &str) -> Option<&str> {
-        self.nodes[self.ranking(target)[0]].name.as_deref()
+    /// A target's label in the progress display: `NAME on NODE` on a pool.
+    fn label(&self, target: &str, node: usize) -> String {
+        match &self.nodes[node].name {
+            Some(node) => format!("{target} on {node}"),
+            None => target.to_string(),
+        }
     }
 }
 
 /// Builds every plan (given in build order: a context target first), each
-/// with the sink `sink_for(name)` makes. Returns one outcome per plan, in
+/// with the sink `sink_for(label)` makes (the label is the target's name, and
+/// on a pool `NAME on NODE`). Returns one outcome per plan, in
 /// the same order.
 pub(crate) async fn run_all(
     placement: &Placement,
@@ -135,8 +148,15 @@ pub(crate) async fn run_all(
             .collect();
         let finished = finished[&plan.name].clone();
         let dependents = dependents.remove(&plan.name).unwrap_or_default();
-        let mut sink = sink_for(&plan.name);
+        let mut sink = sink_for(&placement.label(&plan.name, placement.ranking(&plan.name)[0]));
         async move {
+            if let Some(parts) = placement.splits.get(&plan.name) {
+                let (node, result) = build_split(placement, parts, folders, plan, sink_for, stop).await;
+                if result.is_err() && execution == Execution::FailFast {
+                    stop.cancel();
+                }
+                return (node, result);
+            }
             let _finished = finished.drop_guard();
             let ranking = placement.ranking(&plan.name);
             let nodes: Vec<(&PlacedNode, &FolderSessions)> =
@@ -231,4 +251,70 @@ async fn build_on(
     }
     let result = crate::build::build_sharing_folders(&next.channel, plan.request.clone(), sink, stop, next_folders).await;
     (next.name.clone(), result.map_err(TargetError::from))
+}
+
+/// A target split per platform over several nodes: the parts build at once,
+/// each pushing its image by digest, then one index joins them under the
+/// target's names ([`crate::pool::split`]). Returns the nodes, joined by `+`.
+async fn build_split(
+    placement: &Placement,
+    parts: &[(String, usize)],
+    folders: &[FolderSessions],
+    plan: TargetPlan,
+    sink_for: &dyn Fn(&str) -> Box<dyn ProgressSink>,
+    stop: &CancellationToken,
+) -> (Option<String>, Result<BuildReport, TargetError>) {
+    use crate::pool::split;
+    let node_names: Vec<String> =
+        parts.iter().map(|(_, node)| placement.nodes[*node].name.clone().unwrap_or_default()).collect();
+    let all = Some(node_names.join("+"));
+    let names = split::pushed_names(&plan.request);
+    let mut requests = Vec::new();
+    for (platform, _) in parts {
+        match split::part_request(&plan.request, platform) {
+            Ok(request) => requests.push(request),
+            Err(err) => return (all, Err(err.into())),
+        }
+    }
+    let builds = parts.iter().zip(requests).map(|((platform, node), request)| {
+        let mut sink = sink_for(&format!("{} {platform}", placement.label(&plan.name, *node)));
+        async move { crate::build::build_sharing_folders(&placement.nodes[*node].channel, request, &mut *sink, stop, &folders[*node]).await }
+    });
+    let results = futures::future::join_all(builds).await;
+    let mut reports = Vec::new();
+    for (result, name) in results.into_iter().zip(&node_names) {
+        match result {
+            Ok(report) => reports.push(report),
+            Err(err) => return (Some(name.clone()), Err(err.into())),
+        }
+    }
+    let mut digests = Vec::new();
+    for ((platform, _), (report, node)) in parts.iter().zip(reports.iter().zip(&node_names)) {
+        match report.exporter_response.get("containerimage.digest") {
+            Some(digest) => digests.push(digest.clone()),
+            None => {
+                let err = split::SplitError::NoDigest { platform: platform.clone(), node: node.clone() };
+                return (all, Err(err.into()));
+            }
+        }
+    }
+    let names = names.unwrap_or_default();
+    let registry = match crate::services::auth::DockerConfig::load() {
+        Ok(config) => config,
+        Err(_) => crate::services::auth::DockerConfig::empty(),
+    };
+    let digest = match split::join(&names, &digests, registry, &mut |_| {}).await {
+        Ok(digest) => digest,
+        Err(err) => return (all, Err(err.into())),
+    };
+    let mut report = reports.swap_remove(0);
+    for other in &reports {
+        report.summary.steps += other.summary.steps;
+        report.summary.cached += other.summary.cached;
+    }
+    report.exporter_response.insert("containerimage.digest".into(), digest);
+    report.exporter_response.insert("image.name".into(), names.join(","));
+    report.exporter_response.remove("containerimage.descriptor");
+    report.exporter_response.remove("containerimage.config.digest");
+    (all, Ok(report))
 }

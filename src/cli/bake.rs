@@ -264,14 +264,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     });
     let started = Instant::now();
-    // On a pool, each target's steps name the node it builds on.
-    let sink_for = |name: &str| -> Box<dyn ProgressSink> {
-        let label = match placement.node_of(name) {
-            Some(node) => format!("{name} on {node}"),
-            None => name.to_string(),
-        };
-        Box::new(progress::TargetSink::new(&label, writer.clone()))
-    };
+    // On a pool, each target's steps name the node it builds on (the label).
+    let sink_for =
+        |label: &str| -> Box<dyn ProgressSink> { Box::new(progress::TargetSink::new(label, writer.clone())) };
     let execution =
         if args.jobs.ends_with("defer-error") { run::Execution::DeferError } else { run::Execution::FailFast };
     let outcomes = run::run_all(&placement, plans, &sink_for, &cancel, execution).await?;

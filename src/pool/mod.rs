@@ -33,6 +33,7 @@ use crate::connect::{builders, ConnectError, ConnectOptions, Connection};
 use crate::control::Control;
 use crate::proto::moby::buildkit::v1 as api;
 
+pub mod split;
 pub(crate) mod store;
 
 pub use store::StoreError;
