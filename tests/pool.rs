@@ -55,9 +55,7 @@ fn make_builder(config: &Path, name: &str, daemons: &[&PrivateDaemon]) {
 fn predicted(key: &str, nodes: &[&str]) -> String {
     nodes
         .iter()
-        .max_by(|a, b| {
-            fbuild::pool::rendezvous_score(key, a, 1).total_cmp(&fbuild::pool::rendezvous_score(key, b, 1))
-        })
+        .max_by(|a, b| fbuild::pool::rendezvous_score(key, a, 1).total_cmp(&fbuild::pool::rendezvous_score(key, b, 1)))
         .unwrap()
         .to_string()
 }
@@ -109,11 +107,8 @@ fn write_project(dir: &Path, targets: &[String]) {
 /// `fbuild bake` on builder `name`: the node each target built on (from its
 /// summary line) and the whole output.
 fn bake(config: &Path, name: &str, dir: &Path) -> (BTreeMap<String, String>, String) {
-    let output = fbuild(config)
-        .current_dir(dir)
-        .args(["--builder", name, "bake", "--progress", "plain"])
-        .output()
-        .unwrap();
+    let output =
+        fbuild(config).current_dir(dir).args(["--builder", name, "bake", "--progress", "plain"]).output().unwrap();
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "bake on {name} failed:\n{stderr}");
     (nodes_of(&stderr), stderr)
@@ -141,7 +136,8 @@ fn steps_and_cached(stderr: &str) -> (u64, u64) {
 
 #[test]
 fn buildx_lists_a_builder_fbuild_made_and_fbuild_builds_on_one_buildx_made() {
-    let daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let daemons =
+        [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
     let config = util::tempdir();
     make_builder(config.path(), "trio", &[&daemons[0], &daemons[1], &daemons[2]]);
 
@@ -170,9 +166,26 @@ fn buildx_lists_a_builder_fbuild_made_and_fbuild_builds_on_one_buildx_made() {
     }
 
     // A builder buildx made with --append is one fbuild builds on, on both nodes.
-    run_ok(buildx(config.path()).args(["create", "--name", "bx", "--node", "bx0", "--driver", "remote", &daemons[0].addr]));
     run_ok(buildx(config.path()).args([
-        "create", "--name", "bx", "--append", "--node", "bx1", "--driver", "remote", &daemons[1].addr,
+        "create",
+        "--name",
+        "bx",
+        "--node",
+        "bx0",
+        "--driver",
+        "remote",
+        &daemons[0].addr,
+    ]));
+    run_ok(buildx(config.path()).args([
+        "create",
+        "--name",
+        "bx",
+        "--append",
+        "--node",
+        "bx1",
+        "--driver",
+        "remote",
+        &daemons[1].addr,
     ]));
     let targets: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
     let dir = project(&targets);
@@ -186,7 +199,8 @@ fn buildx_lists_a_builder_fbuild_made_and_fbuild_builds_on_one_buildx_made() {
 
 #[test]
 fn bake_spreads_targets_over_the_nodes_and_sends_them_back_to_the_same_node() {
-    let mut daemons = vec![PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let mut daemons =
+        vec![PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
     let config = util::tempdir();
     make_builder(config.path(), "pool", &[&daemons[0], &daemons[1], &daemons[2]]);
     let dir = util::tempdir();
@@ -241,12 +255,22 @@ fn bad_builders_and_builds_no_node_can_take_are_refused_naming_the_node() {
     make_builder(config.path(), "duo", &[&daemon]);
 
     // Two nodes with one name, two nodes at one address.
-    let output = fbuild(config.path()).args(["builder", "append", "duo", "tcp://127.0.0.1:1", "--node", "n1"]).output().unwrap();
+    let output =
+        fbuild(config.path()).args(["builder", "append", "duo", "tcp://127.0.0.1:1", "--node", "n1"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("builder \"duo\" has a node named \"n1\" already"), "{}", text(&output.stderr));
-    let output = fbuild(config.path()).args(["builder", "append", "duo", &daemon.addr, "--node", "n9"]).output().unwrap();
+    assert!(
+        text(&output.stderr).contains("builder \"duo\" has a node named \"n1\" already"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output =
+        fbuild(config.path()).args(["builder", "append", "duo", &daemon.addr, "--node", "n9"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains(&format!("node \"n1\" is at {} already", daemon.addr)), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains(&format!("node \"n1\" is at {} already", daemon.addr)),
+        "{}",
+        text(&output.stderr)
+    );
 
     // An unreachable node: named in `ls`, skipped by a build, and when no node
     // answers, the error names each.
@@ -258,7 +282,10 @@ fn bad_builders_and_builds_no_node_can_take_are_refused_naming_the_node() {
     let dir = project(&targets);
     let (nodes, stderr) = bake(config.path(), "duo", dir.path());
     assert_eq!(nodes["a"], "n1", "{stderr}");
-    assert!(stderr.contains("builder duo: node dead is down, skipped: cannot connect to buildkitd at tcp://127.0.0.1:1"), "{stderr}");
+    assert!(
+        stderr.contains("builder duo: node dead is down, skipped: cannot connect to buildkitd at tcp://127.0.0.1:1"),
+        "{stderr}"
+    );
 
     // A platform no node builds.
     let hcl = "target \"a\" {\n  dockerfile-inline = \"FROM scratch\\n\"\n  platforms = [\"linux/s390x\"]\n}\n";
@@ -335,11 +362,7 @@ fn a_program_builds_on_a_pool_and_a_node_gone_before_the_solve_is_retried_once()
         assert_eq!(built.node, pool.members[second].config.name);
         let gone = &pool.members[first].config.name;
         assert_eq!(sink.0.len(), 1, "{:?}", sink.0);
-        assert!(
-            sink.0[0].starts_with(&format!("node {gone} went away before the solve started (")),
-            "{:?}",
-            sink.0
-        );
+        assert!(sink.0[0].starts_with(&format!("node {gone} went away before the solve started (")), "{:?}", sink.0);
 
         // Both gone: the error names the node it last tried.
         daemons[second].kill();
@@ -364,8 +387,26 @@ fn fbuild_error_chain(err: &dyn std::error::Error) -> String {
 fn a_two_platform_target_on_two_single_platform_nodes_is_one_index_with_both_images() {
     let daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
     let config = util::tempdir();
-    run_ok(fbuild(config.path()).args(["builder", "create", "two", &daemons[0].addr, "--node", "amd", "--platform", "linux/amd64"]));
-    run_ok(fbuild(config.path()).args(["builder", "append", "two", &daemons[1].addr, "--node", "x86", "--platform", "linux/386"]));
+    run_ok(fbuild(config.path()).args([
+        "builder",
+        "create",
+        "two",
+        &daemons[0].addr,
+        "--node",
+        "amd",
+        "--platform",
+        "linux/amd64",
+    ]));
+    run_ok(fbuild(config.path()).args([
+        "builder",
+        "append",
+        "two",
+        &daemons[1].addr,
+        "--node",
+        "x86",
+        "--platform",
+        "linux/386",
+    ]));
     let repo = format!("pool-split-{}", util::unique());
     let name = format!("{}/{repo}:v1", util::testenv().registry);
     let dir = util::tempdir();
@@ -391,15 +432,15 @@ fn a_two_platform_target_on_two_single_platform_nodes_is_one_index_with_both_ima
     // image's provenance attestation, as buildx joins them).
     let index = util::registry_manifest(&repo, "v1").expect("the tag was pushed");
     let manifests = index["manifests"].as_array().expect("an index");
-    let attestations = manifests
-        .iter()
-        .filter(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
-        .count();
+    let attestations =
+        manifests.iter().filter(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest").count();
     assert_eq!(attestations, 2, "{index}");
     let mut platforms: Vec<String> = manifests
         .iter()
         .filter(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
-        .map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap()))
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
+        })
         .collect();
     platforms.sort();
     assert_eq!(platforms, ["linux/386", "linux/amd64"], "{index}");
@@ -411,7 +452,12 @@ fn a_two_platform_target_on_two_single_platform_nodes_is_one_index_with_both_ima
     let bake_to = |tag: &str, program: &mut assert_cmd::Command| {
         let hcl = hcl.replace(":v1,", &format!(":{tag},"));
         std::fs::write(dir.path().join("docker-bake.hcl"), hcl).unwrap();
-        run_ok(program.current_dir(dir.path()).env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1").args(["--builder", "two", "bake", "app"]));
+        run_ok(program.current_dir(dir.path()).env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1").args([
+            "--builder",
+            "two",
+            "bake",
+            "app",
+        ]));
     };
     bake_to("fbuild", &mut fbuild(config.path()));
     bake_to("buildx", &mut buildx(config.path()));
@@ -422,8 +468,62 @@ fn a_two_platform_target_on_two_single_platform_nodes_is_one_index_with_both_ima
     // A platform no node builds is refused before anything is built.
     let hcl = "target \"app\" {\n  dockerfile-inline = \"FROM scratch\\n\"\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n}\n";
     std::fs::write(dir.path().join("docker-bake.hcl"), hcl).unwrap();
-    let output = fbuild(config.path()).current_dir(dir.path()).args(["--builder", "two", "bake", "app"]).output().unwrap();
+    let output =
+        fbuild(config.path()).current_dir(dir.path()).args(["--builder", "two", "bake", "app"]).output().unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no node of builder \"two\" builds linux/arm64"), "{stderr}");
+}
+
+#[test]
+fn a_node_killed_mid_bake_fails_the_targets_on_it_naming_the_node() {
+    let config_file = util::testenv().root.join("buildkitd.toml");
+    let with_config = || PrivateDaemon::start([std::ffi::OsStr::new("--config"), config_file.as_os_str()]);
+    let mut daemons = [with_config(), with_config()];
+    let config = util::tempdir();
+    make_builder(config.path(), "mid", &[&daemons[0], &daemons[1]]);
+    let dir = util::tempdir();
+    // A target the hash sends to n2 (the one to kill) and one it sends to n1.
+    let key = |t: &str| format!("{}\0{t}", dir.path().display());
+    let on = |node: &str| (0..).map(|i| format!("t{i}")).find(|t| predicted(&key(t), &["n1", "n2"]) == node).unwrap();
+    let (slow, quick) = (on("n2"), on("n1"));
+    let busybox = &util::testenv().busybox;
+    let hcl = format!(
+        "group \"default\" {{\n  targets = [\"{slow}\", \"{quick}\"]\n}}\n\
+         target \"{slow}\" {{\n  dockerfile-inline = \"FROM {busybox}\\nRUN echo {stamp} && sleep 60\\n\"\n}}\n\
+         target \"{quick}\" {{\n  dockerfile-inline = \"FROM {busybox}\\nRUN echo {stamp}\\n\"\n}}\n",
+        stamp = util::unique()
+    );
+    util::write_files(dir.path(), &[("docker-bake.hcl", &hcl)]);
+    let log = dir.path().join("bake.log");
+    let mut bake = std::process::Command::new(util::fbuild_binary())
+        .current_dir(dir.path())
+        .env_remove("BUILDKIT_HOST")
+        .env_remove("BUILDX_BUILDER")
+        .env("DOCKER_CONFIG", config.path())
+        .env("NO_COLOR", "1")
+        .args(["--builder", "mid", "bake", "--progress", "plain"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Kill n2 once its target's slow step runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let running = format!("[{slow} on n2] [2/2] RUN echo");
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&running) {
+            break;
+        }
+        assert!(bake.try_wait().unwrap().is_none(), "the bake ended before the slow step ran:\n{text}");
+        assert!(std::time::Instant::now() < deadline, "the slow step never started:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    daemons[1].kill();
+    let status = bake.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let failed = stderr.lines().find(|l| l.starts_with(&format!("{slow} ")) && l.contains("FAILED"));
+    assert!(failed.is_some_and(|l| l.contains(" FAILED on node n2: ")), "{stderr}");
+    // Not retried elsewhere: its solve had started.
+    assert!(!stderr.contains("went away before the solve started"), "{stderr}");
 }

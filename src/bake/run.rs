@@ -249,7 +249,8 @@ async fn build_on(
             err,
         ));
     }
-    let result = crate::build::build_sharing_folders(&next.channel, plan.request.clone(), sink, stop, next_folders).await;
+    let result =
+        crate::build::build_sharing_folders(&next.channel, plan.request.clone(), sink, stop, next_folders).await;
     (next.name.clone(), result.map_err(TargetError::from))
 }
 
@@ -278,7 +279,16 @@ async fn build_split(
     }
     let builds = parts.iter().zip(requests).map(|((platform, node), request)| {
         let mut sink = sink_for(&format!("{} {platform}", placement.label(&plan.name, *node)));
-        async move { crate::build::build_sharing_folders(&placement.nodes[*node].channel, request, &mut *sink, stop, &folders[*node]).await }
+        async move {
+            crate::build::build_sharing_folders(
+                &placement.nodes[*node].channel,
+                request,
+                &mut *sink,
+                stop,
+                &folders[*node],
+            )
+            .await
+        }
     });
     let results = futures::future::join_all(builds).await;
     let mut reports = Vec::new();

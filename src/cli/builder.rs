@@ -99,7 +99,13 @@ pub async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             let spec = node_spec(&args)?;
             let group = store::append(&store, &args.name, &spec)?;
             let node = group.nodes.last().map(|n| n.name.as_str()).unwrap_or_default();
-            writeln!(err, "added node {node} ({}) to builder {}: {} nodes", spec.endpoint, group.name, group.nodes.len())?;
+            writeln!(
+                err,
+                "added node {node} ({}) to builder {}: {} nodes",
+                spec.endpoint,
+                group.name,
+                group.nodes.len()
+            )?;
         }
         Command::Rm(args) => {
             store::remove(&store, &args.name, args.node.as_deref())?;
@@ -126,17 +132,16 @@ pub async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
 fn node_spec(args: &NodeArgs) -> anyhow::Result<NodeSpec> {
     let mut tls = TlsOptions::default();
     for opt in &args.driver_opt {
-        let (key, value) = opt
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--driver-opt {opt:?}: expected KEY=VALUE"))?;
+        let (key, value) =
+            opt.split_once('=').ok_or_else(|| anyhow::anyhow!("--driver-opt {opt:?}: expected KEY=VALUE"))?;
         match key {
             "cacert" => tls.ca_cert = Some(PathBuf::from(value)),
             "cert" => tls.cert = Some(PathBuf::from(value)),
             "key" => tls.key = Some(PathBuf::from(value)),
             "servername" => tls.server_name = Some(value.to_string()),
-            _ => anyhow::bail!(
-                "--driver-opt {key}: not an option of the remote driver (cacert, cert, key, servername)"
-            ),
+            _ => {
+                anyhow::bail!("--driver-opt {key}: not an option of the remote driver (cacert, cert, key, servername)")
+            }
         }
     }
     Ok(NodeSpec {
@@ -189,11 +194,7 @@ async fn ls(store: &Store, args: LsArgs, ctx: &Context) -> anyhow::Result<()> {
             }
             None => {
                 for node in &group.nodes {
-                    table.row([
-                        format!(" \\_ {}", node.name),
-                        node.endpoint.clone(),
-                        "not reachable by fbuild".into(),
-                    ]);
+                    table.row([format!(" \\_ {}", node.name), node.endpoint.clone(), "not reachable by fbuild".into()]);
                 }
             }
         }
@@ -213,6 +214,14 @@ fn member_cells(member: &crate::pool::Member) -> (String, String, String) {
     }
 }
 
+/// What `inspect` asks a node that is up (`None`: the call failed).
+struct NodeDetail {
+    /// Bytes of build cache (`Control.DiskUsage`, summed as `fbuild du`).
+    cache: Option<i64>,
+    /// Builds running (`Control.ListenBuildHistory`, active only).
+    running: Option<usize>,
+}
+
 /// What each node holds and runs.
 async fn inspect(dir: &std::path::Path, name: &str, format: Format, ctx: &Context) -> anyhow::Result<()> {
     let pool = Pool::from_store(dir, name)?.connect().await;
@@ -224,7 +233,7 @@ async fn inspect(dir: &std::path::Path, name: &str, format: Format, ctx: &Contex
                 let records = control.disk_usage(Vec::new(), None).await;
                 let cache = records.map(|r| super::du::Totals::of(&r).total).ok();
                 let running = crate::pool::running_builds(&control).await.ok();
-                Some((cache, running))
+                Some(NodeDetail { cache, running })
             }
             None => None,
         };
@@ -254,7 +263,7 @@ async fn inspect(dir: &std::path::Path, name: &str, format: Format, ctx: &Contex
         }
         fields.field("Platforms", platforms);
         fields.field("Weight", member.config.weight);
-        if let Some((cache, running)) = detail {
+        if let Some(NodeDetail { cache, running }) = detail {
             let cache = cache.map(crate::units::human_size).unwrap_or_else(|| "unknown".into());
             fields.field("Cache", cache);
             fields.field("Running builds", running.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into()));
@@ -265,7 +274,7 @@ async fn inspect(dir: &std::path::Path, name: &str, format: Format, ctx: &Contex
 }
 
 /// The builder as JSON: each node with what the health check found.
-fn pool_json(pool: &ConnectedPool, details: Option<&[Option<(Option<i64>, Option<usize>)>]>) -> serde_json::Value {
+fn pool_json(pool: &ConnectedPool, details: Option<&[Option<NodeDetail>]>) -> serde_json::Value {
     let nodes: Vec<serde_json::Value> = pool
         .members
         .iter()
@@ -290,9 +299,9 @@ fn pool_json(pool: &ConnectedPool, details: Option<&[Option<(Option<i64>, Option
                     node["platforms"] = member.config.platforms.clone().into();
                 }
             }
-            if let Some(Some((cache, running))) = details.and_then(|d| d.get(i)) {
-                node["cache_bytes"] = (*cache).into();
-                node["running"] = (*running).into();
+            if let Some(Some(detail)) = details.and_then(|d| d.get(i)) {
+                node["cache_bytes"] = detail.cache.into();
+                node["running"] = detail.running.into();
             }
             node
         })

@@ -226,7 +226,11 @@ impl Pool {
             };
             Member { config: node.clone(), state }
         });
-        ConnectedPool { name: self.name.clone(), cache: self.cache.clone(), members: futures::future::join_all(checks).await }
+        ConnectedPool {
+            name: self.name.clone(),
+            cache: self.cache.clone(),
+            members: futures::future::join_all(checks).await,
+        }
     }
 }
 
@@ -349,7 +353,8 @@ impl ConnectedPool {
     /// moved behind others when it is busier than [`LOAD_SLACK`] allows.
     /// Indexes into [`ConnectedPool::members`].
     pub fn ranking(&self, key: &str, platforms: &[String]) -> Result<Vec<usize>, PoolError> {
-        let mut candidates: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].connection().is_some()).collect();
+        let mut candidates: Vec<usize> =
+            (0..self.members.len()).filter(|&i| self.members[i].connection().is_some()).collect();
         for platform in platforms {
             candidates.retain(|&i| self.members[i].builds(platform));
             if candidates.is_empty() {
@@ -467,7 +472,8 @@ pub(crate) fn went_away(err: &BuildError) -> bool {
     match err {
         BuildError::DaemonLost(_) | BuildError::Session(_) => true,
         BuildError::Rejected(e) => {
-            matches!(e.status().code(), tonic::Code::Unavailable | tonic::Code::Unknown) && e.status().source().is_some()
+            matches!(e.status().code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+                && e.status().source().is_some()
         }
         _ => false,
     }

@@ -71,11 +71,8 @@ pub enum SplitError {
 /// The image names (`name=a,b`) a request pushes, when it pushes exactly
 /// one image output; `None` otherwise.
 pub fn pushed_names(request: &BuildRequest) -> Option<Vec<String>> {
-    let pushing: Vec<_> = request
-        .exports
-        .iter()
-        .filter(|e| matches!(e.exporter, ExporterType::Image) && e.pushes())
-        .collect();
+    let pushing: Vec<_> =
+        request.exports.iter().filter(|e| matches!(e.exporter, ExporterType::Image) && e.pushes()).collect();
     match pushing.as_slice() {
         [export] => {
             let names: Vec<String> = export

@@ -228,11 +228,11 @@ impl Store {
     pub(crate) fn lock(&self) -> Result<Locked<'_>, StoreError> {
         for sub in ["", "instances", "defaults", "activity"] {
             let path = self.dir.join(sub);
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&path)
-                .map_err(|source| StoreError::Io { action: "create", path, source })?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).map_err(|source| StoreError::Io {
+                action: "create",
+                path,
+                source,
+            })?;
         }
         let path = self.dir.join(".lock");
         let file = std::fs::OpenOptions::new()
@@ -298,10 +298,8 @@ impl Locked<'_> {
         let name = validate_name(&group.name)?;
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         write_atomic(&self.store.dir.join("activity").join(&name), now.as_bytes())?;
-        let json = serde_json::to_vec(group).map_err(|source| StoreError::Parse {
-            path: self.store.dir.join("instances").join(&name),
-            source,
-        })?;
+        let json = serde_json::to_vec(group)
+            .map_err(|source| StoreError::Parse { path: self.store.dir.join("instances").join(&name), source })?;
         write_atomic(&self.store.dir.join("instances").join(&name), &json)
     }
 
@@ -344,10 +342,14 @@ impl Locked<'_> {
             };
         }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| StoreError::Io { action: "create", path: parent.to_path_buf(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                action: "create",
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
-        let json = serde_json::to_vec_pretty(extras).map_err(|source| StoreError::Parse { path: path.clone(), source })?;
+        let json =
+            serde_json::to_vec_pretty(extras).map_err(|source| StoreError::Parse { path: path.clone(), source })?;
         write_atomic(&path, &json)
     }
 }
@@ -478,7 +480,12 @@ impl NodeGroup {
 }
 
 /// `fbuild builder create`: a new remote-driver builder of one node.
-pub(crate) fn create(store: &Store, name: &str, node: &NodeSpec, cache: Option<String>) -> Result<NodeGroup, StoreError> {
+pub(crate) fn create(
+    store: &Store,
+    name: &str,
+    node: &NodeSpec,
+    cache: Option<String>,
+) -> Result<NodeGroup, StoreError> {
     let name = validate_name(name)?;
     let locked = store.lock()?;
     if locked.exists(&name)? {
@@ -597,7 +604,10 @@ mod tests {
         let mut zero = spec("a", "tcp://h:1", &[]);
         zero.weight = Some(0);
         assert!(create(&store, "p", &zero, None).is_err());
-        assert!(matches!(create(&store, "9p", &spec("a", "tcp://h:1", &[]), None), Err(StoreError::InvalidName { .. })));
+        assert!(matches!(
+            create(&store, "9p", &spec("a", "tcp://h:1", &[]), None),
+            Err(StoreError::InvalidName { .. })
+        ));
         create(&store, "p", &spec("a", "tcp://h:1", &[]), None).unwrap();
         assert!(matches!(create(&store, "P", &spec("a", "tcp://h:1", &[]), None), Err(StoreError::Exists { .. })));
     }
