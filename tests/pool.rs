@@ -527,3 +527,45 @@ fn a_node_killed_mid_bake_fails_the_targets_on_it_naming_the_node() {
     // Not retried elsewhere: its solve had started.
     assert!(!stderr.contains("went away before the solve started"), "{stderr}");
 }
+
+#[test]
+fn the_shared_cache_lets_a_cold_node_hit_and_solve_routes_on_the_pool() {
+    let config_file = util::testenv().root.join("buildkitd.toml");
+    let with_config = || PrivateDaemon::start([std::ffi::OsStr::new("--config"), config_file.as_os_str()]);
+    let (warm, cold) = (with_config(), with_config());
+    let config = util::tempdir();
+    let cache = format!("{}/pool-cache-{}", util::testenv().registry, util::unique());
+    run_ok(fbuild(config.path()).args(["builder", "create", "first", &warm.addr, "--node", "warm", "--cache", &cache]));
+    run_ok(
+        fbuild(config.path()).args(["builder", "create", "second", &cold.addr, "--node", "cold", "--cache", &cache]),
+    );
+    let dir = util::tempdir();
+    let busybox = &util::testenv().busybox;
+    let hcl = format!(
+        "group \"default\" {{\n  targets = [\"app\"]\n}}\n\
+         target \"app\" {{\n  dockerfile-inline = \"FROM {busybox}\\nRUN echo {} > /stamp\\n\"\n}}\n",
+        util::unique()
+    );
+    util::write_files(dir.path(), &[("docker-bake.hcl", &hcl)]);
+
+    // Built on one node, exported to the shared cache...
+    let (_, stderr) = bake(config.path(), "first", dir.path());
+    let (_, cached) = steps_and_cached(&stderr);
+    assert_eq!(cached, 0, "{stderr}");
+    // ...and a node that never built it imports it: the RUN step is cached.
+    let (nodes, stderr) = bake(config.path(), "second", dir.path());
+    assert_eq!(nodes["app"], "cold", "{stderr}");
+    assert!(stderr.contains(&format!("importing cache manifest from {cache}:fbuild-")), "{stderr}");
+    // (The FROM step is the cold node's own pull, never from a cache.)
+    let run = stderr
+        .lines()
+        .find(|l| l.contains("[app on cold] [2/2] RUN echo"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no RUN step:\n{stderr}"));
+    assert!(stderr.lines().any(|l| l == format!("{run} CACHED")), "the RUN step was not cached:\n{stderr}");
+
+    // `fbuild solve` routes on a pool too, and names the node.
+    util::write_files(dir.path(), &[("Dockerfile", "FROM scratch\nCOPY docker-bake.hcl /\n")]);
+    let solved = run_ok(fbuild(config.path()).args(["--builder", "second", "solve"]).arg(dir.path()));
+    assert!(solved.contains("building on node cold of builder second"), "{solved}");
+}

@@ -201,7 +201,7 @@ impl Pool {
     /// options; `tls` (the `--tls*` flags) overrides them one by one.
     pub fn from_store(dir: &Path, name: &str) -> Result<Pool, PoolError> {
         let builder = builders::load(dir, name)?;
-        let extras = store::Store::new(dir).lock()?.extras(&builder.name)?;
+        let extras = store::read_extras(dir, &builder.name)?;
         let mut nodes = Vec::new();
         for node in &builder.nodes {
             nodes.push(NodeConfig {
@@ -311,17 +311,7 @@ impl ConnectedPool {
         let up: Vec<(&Member, &Connection)> =
             self.members.iter().filter_map(|m| m.connection().map(|c| (m, c))).collect();
         let Some((first, first_connection)) = up.first() else {
-            return Err(PoolError::AllDown {
-                builder: self.name.clone(),
-                down: self
-                    .members
-                    .iter()
-                    .map(|m| match &m.state {
-                        NodeState::Down(why) => (m.config.name.clone(), why.clone()),
-                        NodeState::Up { .. } => (m.config.name.clone(), String::new()),
-                    })
-                    .collect(),
-            });
+            return Err(self.all_down());
         };
         let version = |c: &Connection| c.info.buildkit_version.as_ref().map(|v| v.version.clone()).unwrap_or_default();
         let expected = version(first_connection);
@@ -338,6 +328,13 @@ impl ConnectedPool {
             }
         }
         Ok(())
+    }
+
+    fn all_down(&self) -> PoolError {
+        PoolError::AllDown {
+            builder: self.name.clone(),
+            down: self.down().map(|(node, why)| (node.to_string(), why.to_string())).collect(),
+        }
     }
 
     /// Nodes that are down, with why.
@@ -366,7 +363,9 @@ impl ConnectedPool {
             }
         }
         if candidates.is_empty() {
+            // No node is up (a platform filter reports itself above).
             self.usable()?;
+            return Err(self.all_down());
         }
         let score = |i: usize| rendezvous_score(key, &self.members[i].config.name, self.members[i].config.weight);
         candidates.sort_by(|&a, &b| score(b).total_cmp(&score(a)));

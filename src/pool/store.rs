@@ -322,12 +322,7 @@ impl Locked<'_> {
 
     /// fbuild's side file of builder `name` (empty when there is none).
     pub(crate) fn extras(&self, name: &str) -> Result<PoolExtras, StoreError> {
-        let path = self.extras_path(name)?;
-        match std::fs::read(&path) {
-            Ok(text) => serde_json::from_slice(&text).map_err(|source| StoreError::Parse { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PoolExtras::default()),
-            Err(source) => Err(StoreError::Io { action: "read", path, source }),
-        }
+        read_extras(&self.store.dir, name)
     }
 
     /// Writes fbuild's side file of builder `name` (removes it when empty).
@@ -351,6 +346,18 @@ impl Locked<'_> {
         let json =
             serde_json::to_vec_pretty(extras).map_err(|source| StoreError::Parse { path: path.clone(), source })?;
         write_atomic(&path, &json)
+    }
+}
+
+/// fbuild's side file of builder `name` in the store at `dir`, read
+/// without the lock (files are replaced whole, never written in place), so
+/// that using a builder creates nothing in the store.
+pub(crate) fn read_extras(dir: &Path, name: &str) -> Result<PoolExtras, StoreError> {
+    let path = dir.join("fbuild/pools").join(format!("{}.json", validate_name(name)?));
+    match std::fs::read(&path) {
+        Ok(text) => serde_json::from_slice(&text).map_err(|source| StoreError::Parse { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PoolExtras::default()),
+        Err(source) => Err(StoreError::Io { action: "read", path, source }),
     }
 }
 
