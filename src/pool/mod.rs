@@ -625,6 +625,90 @@ mod tests {
         assert!((2800..3200).contains(&b), "b won {b} of 4000");
     }
 
+    /// A pool whose nodes are "up" with these versions, platforms and
+    /// running builds (channels that are never dialled).
+    fn pool_of(nodes: &[(&str, &str, &[&str], usize)]) -> ConnectedPool {
+        let members = nodes
+            .iter()
+            .map(|(name, version, platforms, running)| {
+                let connection = Connection {
+                    channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+                    address: "tcp://127.0.0.1:1".parse().unwrap(),
+                    info: api::InfoResponse {
+                        buildkit_version: Some(crate::proto::moby::buildkit::v1::types::BuildkitVersion {
+                            version: version.to_string(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                };
+                Member {
+                    config: NodeConfig {
+                        name: name.to_string(),
+                        options: ConnectOptions::default(),
+                        platforms: vec![],
+                        weight: 1,
+                    },
+                    state: if version.is_empty() {
+                        NodeState::Down("refused".into())
+                    } else {
+                        NodeState::Up {
+                            connection,
+                            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+                            running: *running,
+                        }
+                    },
+                }
+            })
+            .collect();
+        ConnectedPool { name: "p".into(), cache: None, members }
+    }
+
+    #[tokio::test]
+    async fn platform_first_then_affinity_then_load() {
+        let amd = &["linux/amd64"][..];
+        let pool = pool_of(&[("a", "v1", amd, 0), ("b", "v1", amd, 0), ("arm", "v1", &["linux/arm64"], 0)]);
+        pool.usable().unwrap();
+        // Platform: only the arm64 node builds arm64.
+        assert_eq!(pool.ranking("k", &["linux/arm64".into()]).unwrap(), [2]);
+        let err = pool.ranking("k", &["linux/s390x".into()]).unwrap_err();
+        assert_eq!(err.to_string(), r#"no node of builder "p" builds linux/s390x"#);
+        // Affinity: the rendezvous winner first, for every key.
+        for key in ["k1", "k2", "k3", "k4"] {
+            let ranking = pool.ranking(key, &["linux/amd64".into()]).unwrap();
+            assert_eq!(pool.members[ranking[0]].config.name, winner(key, &[("a", 1), ("b", 1)]));
+        }
+        // Load: the winner is passed over only when it runs more than
+        // LOAD_SLACK builds beyond the least busy.
+        let key = "k1";
+        let first = winner(key, &[("a", 1), ("b", 1)]);
+        let busy = |running: usize| {
+            let (a, b) = if first == "a" { (running, 0) } else { (0, running) };
+            pool_of(&[("a", "v1", amd, a), ("b", "v1", amd, b)])
+        };
+        let at_slack = busy(LOAD_SLACK);
+        assert_eq!(at_slack.members[at_slack.ranking(key, &[]).unwrap()[0]].config.name, first);
+        let over = busy(LOAD_SLACK + 1);
+        assert_ne!(over.members[over.ranking(key, &[]).unwrap()[0]].config.name, first);
+    }
+
+    #[tokio::test]
+    async fn mixed_versions_and_no_node_up_are_refused_naming_nodes() {
+        let amd = &["linux/amd64"][..];
+        let err = pool_of(&[("a", "v0.32.2", amd, 0), ("b", "v0.31.0", amd, 0)]).usable().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"builder "p" mixes BuildKit versions: node "b" runs v0.31.0, node "a" runs v0.32.2"#
+        );
+        let down = pool_of(&[("a", "", amd, 0), ("b", "", amd, 0)]);
+        let err = down.ranking("k", &[]).unwrap_err();
+        assert_eq!(err.to_string(), r#"no node of builder "p" answers: a: refused; b: refused"#);
+        let one_down = pool_of(&[("a", "", amd, 0), ("b", "v1", amd, 0)]);
+        assert_eq!(one_down.ranking("k", &[]).unwrap(), [1]);
+        let err = one_down.ranking("k", &["linux/arm64".into()]).unwrap_err();
+        assert_eq!(err.to_string(), r#"no node of builder "p" builds linux/arm64 (down: a)"#);
+    }
+
     #[test]
     fn duplicate_names_are_refused() {
         let node = |name: &str| NodeConfig {
