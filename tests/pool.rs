@@ -569,3 +569,26 @@ fn the_shared_cache_lets_a_cold_node_hit_and_solve_routes_on_the_pool() {
     let solved = run_ok(fbuild(config.path()).args(["--builder", "second", "solve"]).arg(dir.path()));
     assert!(solved.contains("building on node cold of builder second"), "{solved}");
 }
+
+#[test]
+fn targets_linked_by_target_contexts_stay_on_one_node() {
+    let daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let config = util::tempdir();
+    make_builder(config.path(), "linked", &[&daemons[0], &daemons[1]]);
+    let dir = util::tempdir();
+    // Names the hash alone would send to different nodes.
+    let key = |t: &str| format!("{}\0{t}", dir.path().display());
+    let base = "base".to_string();
+    let base_node = predicted(&key(&base), &["n1", "n2"]);
+    let app = (0..).map(|i| format!("app{i}")).find(|t| predicted(&key(t), &["n1", "n2"]) != base_node).unwrap();
+    let hcl = format!(
+        "group \"default\" {{\n  targets = [\"{app}\"]\n}}\n\
+         target \"{base}\" {{\n  dockerfile-inline = \"FROM scratch\\nCOPY x /x\\n\"\n}}\n\
+         target \"{app}\" {{\n  contexts = {{ base = \"target:{base}\" }}\n  \
+         dockerfile-inline = \"FROM base\\nCOPY y /y\\n\"\n}}\n"
+    );
+    util::write_files(dir.path(), &[("docker-bake.hcl", &hcl), ("x", &util::unique()), ("y", "y")]);
+    let (nodes, stderr) = bake(config.path(), "linked", dir.path());
+    assert_eq!(nodes.get(&base), Some(&base_node), "{stderr}");
+    assert_eq!(nodes.get(&app), Some(&base_node), "{stderr}");
+}
