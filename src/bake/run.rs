@@ -148,21 +148,19 @@ pub(crate) async fn run_all(
             .collect();
         let finished = finished[&plan.name].clone();
         let dependents = dependents.remove(&plan.name).unwrap_or_default();
-        let mut sink = sink_for(&placement.label(&plan.name, placement.ranking(&plan.name)[0]));
         async move {
-            if let Some(parts) = placement.splits.get(&plan.name) {
-                let (node, result) = build_split(placement, parts, folders, plan, sink_for, stop).await;
-                if result.is_err() && execution == Execution::FailFast {
-                    stop.cancel();
-                }
-                return (node, result);
-            }
             let _finished = finished.drop_guard();
-            let ranking = placement.ranking(&plan.name);
-            let nodes: Vec<(&PlacedNode, &FolderSessions)> =
-                ranking.iter().map(|&i| (&placement.nodes[i], &folders[i])).collect();
-            let built = build_target(&nodes, plan, inputs, publisher.clone(), dependents, &mut *sink, stop);
-            let (node, result) = built.await;
+            let (node, result) = match placement.splits.get(&plan.name) {
+                // Its parts have sinks of their own.
+                Some(parts) => build_split(placement, parts, folders, plan, sink_for, stop).await,
+                None => {
+                    let ranking = placement.ranking(&plan.name);
+                    let mut sink = sink_for(&placement.label(&plan.name, ranking[0]));
+                    let nodes: Vec<(&PlacedNode, &FolderSessions)> =
+                        ranking.iter().map(|&i| (&placement.nodes[i], &folders[i])).collect();
+                    build_target(&nodes, plan, inputs, publisher.clone(), dependents, &mut *sink, stop).await
+                }
+            };
             if let Some(publisher) = &publisher {
                 link::mark_failed(publisher);
             }
@@ -311,7 +309,7 @@ async fn build_split(
     let names = names.unwrap_or_default();
     let registry = match crate::services::auth::DockerConfig::load() {
         Ok(config) => config,
-        Err(_) => crate::services::auth::DockerConfig::empty(),
+        Err(err) => return (all, Err(split::SplitError::Credentials(err).into())),
     };
     let digest = match split::join(&names, &digests, registry, &mut |_| {}).await {
         Ok(digest) => digest,

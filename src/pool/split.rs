@@ -66,6 +66,9 @@ pub enum SplitError {
     /// The index could not be made or pushed.
     #[error("cannot join the platforms into one index")]
     Join(#[source] crate::imagetools::ImagetoolsError),
+    /// The docker config (registry credentials for the index) is unreadable.
+    #[error("cannot read the docker config for the registry credentials to push the index")]
+    Credentials(#[source] crate::services::auth::AuthError),
 }
 
 /// The image names (`name=a,b`) a request pushes, when it pushes exactly
@@ -122,7 +125,10 @@ pub async fn join(
     registry: crate::services::auth::DockerConfig,
     log: &mut dyn FnMut(String),
 ) -> Result<String, SplitError> {
-    let repository = crate::llb::parse_reference(&names[0]).map(|r| r.name()).unwrap_or_else(|_| names[0].clone());
+    let Some(first) = names.first() else {
+        return Err(SplitError::NotPushed { platforms: String::new() });
+    };
+    let repository = crate::llb::parse_reference(first).map(|r| r.name()).unwrap_or_else(|_| first.clone());
     let request = crate::imagetools::CreateRequest {
         sources: digests.iter().map(|d| format!("{repository}@{d}")).collect(),
         tags: names.to_vec(),
