@@ -20,7 +20,7 @@
 //!
 //! fbuild schedules nothing beyond this choice: BuildKit on each node does
 //! the work. The store side (creating, appending, removing nodes as buildx
-//! does) is [`store`].
+//! does) is the `store` module.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -197,8 +197,8 @@ impl Pool {
     }
 
     /// Builder `name` of buildx's store at `dir`, with fbuild's weights and
-    /// cache from beside it. Node TLS files come from the remote driver's
-    /// options; `tls` (the `--tls*` flags) overrides them one by one.
+    /// cache from beside it. Each node's TLS files come from its remote
+    /// driver options (the `--tls*` flags do not apply to a pool's nodes).
     pub fn from_store(dir: &Path, name: &str) -> Result<Pool, PoolError> {
         let builder = builders::load(dir, name)?;
         let extras = store::read_extras(dir, &builder.name)?;
