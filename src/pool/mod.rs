@@ -639,7 +639,6 @@ mod tests {
                             version: version.to_string(),
                             ..Default::default()
                         }),
-                        ..Default::default()
                     },
                 };
                 Member {
