@@ -34,6 +34,7 @@ pub mod history;
 pub mod imagetools;
 pub mod llb;
 pub mod output;
+pub mod pool;
 pub mod progress;
 pub mod proto;
 pub mod services;

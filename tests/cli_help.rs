@@ -30,3 +30,9 @@ fn du_and_prune_help() {
     insta::assert_snapshot!(help(&["du", "--help"]));
     insta::assert_snapshot!(help(&["prune", "--help"]));
 }
+
+#[test]
+fn builder_help() {
+    insta::assert_snapshot!(help(&["builder", "--help"]));
+    insta::assert_snapshot!(help(&["builder", "create", "--help"]));
+}

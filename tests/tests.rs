@@ -30,6 +30,7 @@ mod native;
 mod native_frontend;
 mod outputs;
 mod parity;
+mod pool;
 mod progress;
 mod provenance;
 mod rootless;

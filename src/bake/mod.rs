@@ -23,6 +23,7 @@ mod hcl_vars;
 mod link;
 pub(crate) mod merge_keys;
 pub(crate) mod plan;
+pub(crate) mod pool;
 pub(crate) mod progress;
 pub(crate) mod resolve;
 pub(crate) mod run;

@@ -243,7 +243,11 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let exports: BTreeMap<String, Vec<crate::output::ExportEntry>> =
         plans.iter().map(|p| (p.name.clone(), p.request.exports.clone())).collect();
 
-    let connection = ctx.connect().await?;
+    // A builder of several nodes spreads the targets over them.
+    let placement = match ctx.pool().await? {
+        Some(pool) => crate::bake::pool::place(&pool, &mut plans)?,
+        None => run::Placement::single(ctx.connect().await?.channel),
+    };
     let writer = Arc::new(Mutex::new(ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()))));
     if json_warnings {
         let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -260,10 +264,12 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     });
     let started = Instant::now();
-    let sink_for = |name: &str| -> Box<dyn ProgressSink> { Box::new(progress::TargetSink::new(name, writer.clone())) };
+    // On a pool, each target's steps name the node it builds on (the label).
+    let sink_for =
+        |label: &str| -> Box<dyn ProgressSink> { Box::new(progress::TargetSink::new(label, writer.clone())) };
     let execution =
         if args.jobs.ends_with("defer-error") { run::Execution::DeferError } else { run::Execution::FailFast };
-    let outcomes = run::run_all(&connection.channel, plans, &sink_for, &cancel, execution).await?;
+    let outcomes = run::run_all(&placement, plans, &sink_for, &cancel, execution).await?;
     on_signal.abort();
     let elapsed = started.elapsed();
 
@@ -444,9 +450,10 @@ fn report(
                 cached += report.summary.cached;
                 if mode != ProgressMode::Quiet {
                     let files = report.transfer.files;
+                    let on = outcome.node.as_ref().map(|n| format!(" on node {n}")).unwrap_or_default();
                     writeln!(
                         err,
-                        "{:width$}  {}; context: {files} file{} sent",
+                        "{:width$}  {}{on}; context: {files} file{} sent",
                         outcome.name,
                         report.summary,
                         if files == 1 { "" } else { "s" }
@@ -466,7 +473,8 @@ fn report(
                 }
             }
             Err(error) => {
-                writeln!(err, "{:width$}  FAILED: {}", outcome.name, crate::error::error_chain(error))?;
+                let on = outcome.node.as_ref().map(|n| format!(" on node {n}")).unwrap_or_default();
+                writeln!(err, "{:width$}  FAILED{on}: {}", outcome.name, crate::error::error_chain(error))?;
                 if let TargetError::Build(BuildError::Failed(failed)) = error {
                     if let Some(step) = &failed.step {
                         writeln!(err, "{:width$}  failed step: {step}", outcome.name)?;

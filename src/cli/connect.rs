@@ -33,23 +33,7 @@ pub(crate) fn choose_daemon(
     sources: super::Sources,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<(ConnectOptions, Option<BuilderOrigin>)> {
-    if sources.addr_flag && sources.builder_flag && given.addr.is_some() && builder.is_some() {
-        anyhow::bail!("--addr and --builder both choose the daemon; give one of them");
-    }
-    let named = match (given.addr.is_some(), builder) {
-        (true, Some(_)) if sources.addr_flag || !sources.builder_flag => None,
-        (_, Some(name)) => Some(BuilderOrigin {
-            name: name.into(),
-            how: if sources.builder_flag { "--builder" } else { "BUILDX_BUILDER" },
-        }),
-        (_, None) => None,
-    };
-    let origin = match named {
-        Some(origin) => Some(origin),
-        None if given.addr.is_some() => None,
-        None => current_builder(env),
-    };
-    let Some(origin) = origin else {
+    let Some(origin) = chosen_builder(given, builder, sources, env)? else {
         return Ok((given.clone(), None));
     };
     let in_context = |err: builders::BuilderError| {
@@ -71,6 +55,32 @@ pub(crate) fn choose_daemon(
     };
     tracing::debug!(builder = origin.name, how = origin.how, addr = ?from_store.addr, "using a buildx builder");
     Ok((ConnectOptions { addr: from_store.addr, tls }, Some(origin)))
+}
+
+/// The buildx builder this run uses, if any (see [`choose_daemon`] for the
+/// order); `None` when an address wins or nothing names a builder.
+pub(crate) fn chosen_builder(
+    given: &ConnectOptions,
+    builder: Option<&str>,
+    sources: super::Sources,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<BuilderOrigin>> {
+    if sources.addr_flag && sources.builder_flag && given.addr.is_some() && builder.is_some() {
+        anyhow::bail!("--addr and --builder both choose the daemon; give one of them");
+    }
+    let named = match (given.addr.is_some(), builder) {
+        (true, Some(_)) if sources.addr_flag || !sources.builder_flag => None,
+        (_, Some(name)) => Some(BuilderOrigin {
+            name: name.into(),
+            how: if sources.builder_flag { "--builder" } else { "BUILDX_BUILDER" },
+        }),
+        (_, None) => None,
+    };
+    Ok(match named {
+        Some(origin) => Some(origin),
+        None if given.addr.is_some() => None,
+        None => current_builder(env),
+    })
 }
 
 /// buildx's current builder, when it is a remote-driver one; others are

@@ -7,6 +7,7 @@
 //! `Caused by:`, `hint:`) and maps them to exit codes: 0 success, 1 a failed
 //! build or request, 130 cancelled.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ use crate::connect::{ConnectOptions, TlsOptions};
 use crate::printer::{Printer, Verbosity};
 
 mod bake;
+mod builder;
 mod cache;
 mod check;
 pub(crate) mod connect;
@@ -109,6 +111,9 @@ pub enum Command {
     /// Inspect and tidy a local cache folder (--cache-to type=local)
     #[command(subcommand)]
     Cache(cache::Command),
+    /// Builders of several buildkitd nodes, in buildx's builder store
+    #[command(subcommand)]
+    Builder(builder::Command),
     /// Run a local buildkitd for this machine
     #[command(subcommand)]
     Daemon(daemon::Command),
@@ -163,6 +168,40 @@ impl Context {
             Some(from) => connect::into_hinted_from_builder(err, &from),
             None => connect::into_hinted(err),
         })
+    }
+}
+
+impl Context {
+    /// The buildx builder this run uses, if one is chosen (`--builder`,
+    /// `BUILDX_BUILDER`, buildx's current builder) and no address wins.
+    pub(crate) fn builder_name(&self) -> anyhow::Result<Option<String>> {
+        let env = |key: &str| std::env::var(key).ok();
+        Ok(connect::chosen_builder(&self.connect, self.builder.as_deref(), self.sources, &env)?.map(|o| o.name))
+    }
+
+    /// The chosen builder as a pool, checked, when it has several nodes or
+    /// a shared cache; `None` for everything else, which [`Context::connect`]
+    /// reaches (and reports on) as one daemon. Nodes that are down are
+    /// printed and skipped.
+    pub(crate) async fn pool(&self) -> anyhow::Result<Option<crate::pool::ConnectedPool>> {
+        let Some(name) = self.builder_name()? else {
+            return Ok(None);
+        };
+        let env = |key: &str| std::env::var(key).ok();
+        let Some(dir) = crate::connect::builders::store_dir(&env) else {
+            return Ok(None);
+        };
+        let pool = match crate::pool::Pool::from_store(&dir, &name) {
+            Ok(pool) if pool.nodes.len() > 1 || pool.cache.is_some() => pool,
+            _ => return Ok(None),
+        };
+        let connected = pool.connect().await;
+        connected.usable()?;
+        let mut err = self.printer.stderr();
+        for (node, why) in connected.down() {
+            let _ = writeln!(err, "builder {}: node {node} is down, skipped: {why}", connected.name);
+        }
+        Ok(Some(connected))
     }
 }
 
@@ -236,6 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Cache(command) => cache::run(command, &ctx),
         Command::Daemon(command) => daemon::run(command, &ctx).await,
+        Command::Builder(command) => builder::run(command, &ctx).await,
         Command::Imagetools(command) => imagetools::run(command, &ctx).await,
     }
 }

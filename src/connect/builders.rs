@@ -11,7 +11,8 @@
 //! Only the remote driver names a buildkitd that fbuild can dial: its node's
 //! endpoint, and TLS files in the driver options `cacert`, `cert`, `key`,
 //! `servername` (`driver/remote/factory.go`). A builder of several nodes is
-//! reached through its first node. Other drivers (docker-container,
+//! a pool (`crate::pool`): bake and `fbuild solve` route each build to one
+//! of its nodes; the other commands reach its first node. Other drivers (docker-container,
 //! kubernetes, docker) run buildkitd where only buildx reaches it; their
 //! error says how to give fbuild an address instead.
 
@@ -105,6 +106,8 @@ pub(crate) struct Node {
     #[serde(default)]
     pub(crate) endpoint: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) platforms: Vec<crate::registry::oci::Platform>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub(crate) driver_opts: BTreeMap<String, String>,
 }
 
@@ -195,6 +198,14 @@ impl Builder {
             return Err(BuilderError::UnsupportedDriver { name: self.name.clone(), driver: self.driver.clone() });
         }
         let node = self.nodes.first().ok_or_else(|| BuilderError::NoNodes { name: self.name.clone() })?;
+        self.node_connect_options(node)
+    }
+
+    /// How to reach one node: its endpoint and the remote driver's TLS files.
+    pub(crate) fn node_connect_options(&self, node: &Node) -> Result<ConnectOptions, BuilderError> {
+        if self.driver != "remote" {
+            return Err(BuilderError::UnsupportedDriver { name: self.name.clone(), driver: self.driver.clone() });
+        }
         let mut tls = TlsOptions::default();
         for (option, value) in &node.driver_opts {
             let absolute = || -> Result<PathBuf, BuilderError> {

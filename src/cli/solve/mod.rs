@@ -239,7 +239,26 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(load) = &plan.load {
         check_loader(load)?;
     }
-    let connection = ctx.connect().await?;
+    let connection = match ctx.pool().await? {
+        // A builder of several nodes: the node routing chooses for this
+        // project and Dockerfile target, with the builder's shared cache.
+        Some(pool) => {
+            let name = match &plan.request.frontend {
+                Frontend::Daemon { attrs, .. } => attrs.get("target").cloned().unwrap_or_default(),
+                _ => String::new(),
+            };
+            let member = &pool.members[pool.route(&plan.request, &name)?[0]];
+            if print_llb.is_none() {
+                let key = crate::pool::route_key(&plan.request, &name);
+                pool.add_shared_cache(&mut plan.request, &key);
+            }
+            if ctx.printer.verbosity != crate::printer::Verbosity::Quiet {
+                writeln!(ctx.printer.stderr(), "building on node {} of builder {}", member.config.name, pool.name)?;
+            }
+            member.connection().expect("only nodes that are up are ranked").clone()
+        }
+        None => ctx.connect().await?,
+    };
 
     // As buildx: no stale image id survives a failed build.
     if let Some(path) = &plan.iidfile {
