@@ -268,7 +268,7 @@ async fn check(node: &NodeConfig) -> Result<NodeState, String> {
 pub(crate) async fn running_builds(control: &Control) -> Result<usize, crate::control::ControlError> {
     use futures::StreamExt as _;
     let request = api::BuildHistoryRequest { active_only: true, early_exit: true, ..Default::default() };
-    let mut stream = control.list_history(request).await?;
+    let mut stream = control.list_history(request).await?.into_inner();
     let mut refs = BTreeSet::new();
     let deadline = tokio::time::sleep(Duration::from_secs(5));
     tokio::pin!(deadline);
