@@ -513,11 +513,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             CommandKind::Onbuild(expression) => stage.image.config.on_build.push(expression.clone()),
             CommandKind::Arg(pairs) => self.arg(stage, pairs, line)?,
-            CommandKind::Run { devices, .. } if !devices.is_empty() => {
-                return Err(CompileError::unsupported(line, "RUN --device"));
-            }
-            CommandKind::Run { command: cmd, mounts, network, security, heredocs, .. } => {
-                self.run_command(n, stage, command, cmd, mounts, network, security, heredocs, sources, onbuild)?;
+            CommandKind::Run { command: cmd, mounts, network, security, devices, heredocs } => {
+                let flags = RunFlags { mounts, network, security, devices };
+                self.run_command(n, stage, command, cmd, flags, heredocs, sources, onbuild)?;
             }
             CommandKind::Copy { transfer, from, parents } => {
                 let source = match (from, sources.first()) {
@@ -674,13 +672,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         stage: &mut StageState,
         command: &Command,
         cmd: &CommandLine,
-        mounts: &[String],
-        network: &Option<String>,
-        security: &Option<String>,
+        flags: RunFlags<'_>,
         heredocs: &[crate::dockerfile::Heredoc],
         sources: &[usize],
         onbuild: bool,
     ) -> Result<(), CompileError> {
+        let RunFlags { mounts, network, security, devices } = flags;
         let line = command.line;
         // A command may read any file of the stage.
         let root = self.chain_root(n);
@@ -868,6 +865,15 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         }
         for (name, soft, hard) in &self.plan.options.ulimits {
             run = run.ulimit(name, *soft, *hard);
+        }
+        // The daemon's built-in frontend is built without the `dfrundevice`
+        // tag: it refuses devices here, after the mounts, on reachable
+        // stages only (their syntax was checked while parsing).
+        if !devices.is_empty() {
+            return Err(CompileError::step(
+                line,
+                "device feature is only supported in Dockerfile frontend 1.14.0-labs or later",
+            ));
         }
         for (host, ip) in &self.plan.options.extra_hosts {
             run = run.extra_host(host, *ip);
@@ -1109,6 +1115,14 @@ fn is_git(src: &str) -> bool {
         || src.starts_with("git@")
         || src.starts_with("ssh://")
         || ((src.starts_with("http://") || src.starts_with("https://")) && !is_http(src))
+}
+
+/// The flags of a `RUN`, as parsed.
+struct RunFlags<'c> {
+    mounts: &'c [String],
+    network: &'c Option<String>,
+    security: &'c Option<String>,
+    devices: &'c [String],
 }
 
 /// How an `ADD` differs from a `COPY`.

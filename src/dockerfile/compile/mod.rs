@@ -465,6 +465,16 @@ impl<'a> Plan<'a> {
                     )
                 }
             };
+            // The daemon's frontend looks every stage name up among the
+            // named contexts, given or not, and that lookup parses it as an
+            // image reference: `a..b` passes the stage-name grammar but is
+            // refused here, with no line (dockerui's `NamedContext`).
+            if let Some(name) = &stage.name {
+                if !name.eq_ignore_ascii_case("scratch") && !name.eq_ignore_ascii_case("context") {
+                    normalize_reference(name)
+                        .map_err(|e| CompileError::step(0, format!("invalid context name {name}: {e}")))?;
+                }
+            }
             let base_node = by_name.get(&base).copied();
             let mut steps_total = usize::from(!base.eq_ignore_ascii_case("scratch") && base_node.is_none());
             steps_total += stage

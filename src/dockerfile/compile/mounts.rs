@@ -229,7 +229,7 @@ pub(crate) fn owned_cache_base(
 
 /// One CSV record, as Go's `csvvalue.Fields` reads it (double quotes may
 /// wrap a field; `""` inside them is a quote).
-fn csv_fields(value: &str) -> Result<Vec<String>, String> {
+pub(crate) fn csv_fields(value: &str) -> Result<Vec<String>, String> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(value.as_bytes());
     match reader.records().next() {
         Some(Ok(record)) => Ok(record.iter().map(str::to_owned).collect()),
