@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::git_ref::parse_git_ref;
 use super::image::{self, epoch_time, go_list, go_quote_list, Image};
 use super::mounts::{self, parse_mount, MountKind};
 use super::{Base, CompileError, NamedBase, NamedLocal, Plan};
@@ -543,18 +544,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             CommandKind::Add { transfer, keep_git_dir, checksum, unpack } => {
                 let transfer = self.expand_transfer(stage, transfer, line)?;
-                if let Some(checksum) = checksum {
-                    let checksum = self.expand(stage, checksum, line)?;
-                    if !checksum.is_empty() {
-                        return Err(CompileError::unsupported(line, "ADD --checksum"));
-                    }
-                }
-                for source in transfer.sources.iter().filter(|s| is_git(s)) {
-                    if source.contains('?') {
-                        return Err(CompileError::unsupported(line, "ADD from git URLs with query options"));
-                    }
-                }
-                let add = AddOptions { unpack: *unpack, keep_git_dir: *keep_git_dir };
+                let checksum = match checksum {
+                    Some(checksum) => self.expand(stage, checksum, line)?,
+                    None => String::new(),
+                };
+                let add = AddOptions { unpack: *unpack, keep_git_dir: *keep_git_dir, checksum };
                 self.copy(n, stage, command, &transfer, None, false, Some(add), onbuild)?;
             }
         }
@@ -913,13 +907,26 @@ impl<'p, 'a> Dispatch<'p, 'a> {
     ) -> Result<(), CompileError> {
         let line = command.line;
         let is_add = add.is_some();
-        let unpack = add.and_then(|a| a.unpack);
+        let unpack = add.as_ref().and_then(|a| a.unpack);
+        // Both can be set by one git source's URL for the sources after it,
+        // as the frontend's `copyConfig` is.
+        let mut keep_git_dir = add.as_ref().and_then(|a| a.keep_git_dir);
+        let mut checksum = add.as_ref().map(|a| a.checksum.clone()).unwrap_or_default();
         let dest = relative_to_workdir(stage.state.get_dir(), &transfer.dest);
         let (mode, mode_str) = match &transfer.chmod {
             None => (None, None),
             Some(chmod) => parse_chmod(chmod).map_err(|m| CompileError::step(line, m))?,
         };
         let owner = transfer.chown.as_deref().map(Chown::parse);
+        if !checksum.is_empty() {
+            // COPY has no --checksum flag; heredoc sources do not count.
+            if transfer.sources.len() != 1 {
+                return Err(CompileError::step(line, "checksum can't be specified for multiple sources"));
+            }
+            if !is_http(&transfer.sources[0]) && !is_git_source(&transfer.sources[0]) {
+                return Err(CompileError::step(line, "checksum requires HTTP(S) or Git sources"));
+            }
+        }
         // What every copy of the instruction shares, whatever its source.
         let copy_of = |source: &State, src: String| {
             let mut copy = Copy::new(source, src, dest.clone());
@@ -955,15 +962,40 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             if from_context && !src.starts_with("http://") && !src.starts_with("https://") {
                 self.context_paths.insert(gopath::join(&["/", src]));
             }
-            if is_add && is_git(src) {
-                let (remote, fragment) = src.split_once('#').unwrap_or((src.as_str(), ""));
-                let keep_git_dir = add.and_then(|a| a.keep_git_dir).unwrap_or(false);
+            let git = parse_git_ref(src).map_err(|m| CompileError::step(line, m))?;
+            if let Some(git) = git.filter(|g| !g.indistinguishable_from_local) {
+                if !is_add {
+                    return Err(CompileError::step(line, "source can't be a git ref for COPY"));
+                }
+                if let (Some(given), Some(from_url)) = (keep_git_dir, git.keep_git_dir) {
+                    if given != from_url {
+                        return Err(CompileError::step(line, "inconsistent keep-git-dir configuration"));
+                    }
+                }
+                keep_git_dir = git.keep_git_dir.or(keep_git_dir);
+                if !checksum.is_empty() && !git.checksum.is_empty() && checksum != git.checksum {
+                    return Err(CompileError::step(
+                        line,
+                        format!("checksum mismatch {checksum:?} != {:?}", git.checksum),
+                    ));
+                }
+                if !git.checksum.is_empty() {
+                    checksum = git.checksum.clone();
+                }
+                if git.reference.contains(':') {
+                    // `llb::git` reads `:` as the start of the folder.
+                    return Err(CompileError::unsupported(line, "a git reference holding ':'"));
+                }
                 let options = llb::GitOptions {
-                    keep_git_dir,
+                    keep_git_dir: keep_git_dir == Some(true),
+                    subdir: Some(git.subdir.clone()).filter(|s| !s.is_empty()),
+                    checksum: Some(checksum.clone()).filter(|c| !c.is_empty()),
+                    skip_submodules: git.submodules == Some(false),
+                    fetch_by_commit: git.fetch_by_commit,
                     op: self.op(pending_name.clone(), None, None),
                     ..Default::default()
                 };
-                copies.push(copy_of(&llb::git(remote, fragment, options), "/".to_owned()));
+                copies.push(copy_of(&llb::git(&git.remote, &git.reference, options), "/".to_owned()));
                 continue;
             }
             let mut src = src.clone();
@@ -981,13 +1013,20 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 }
                 src = parent;
             }
-            if is_add && is_http(&src) {
+            if is_http(&src) {
+                if !is_add {
+                    return Err(CompileError::step(line, "source can't be a URL for COPY"));
+                }
                 // A download: the file named after the URL's last element.
                 let name = url_file_name(&src);
+                if !checksum.is_empty() {
+                    validate_digest(&checksum).map_err(|m| CompileError::step(line, m))?;
+                }
                 let http = llb::http(
                     &src,
                     llb::HttpOptions {
                         filename: Some(name.clone()),
+                        checksum: Some(checksum.clone()).filter(|c| !c.is_empty()),
                         op: self.op(pending_name.clone(), None, Some("")),
                         ..Default::default()
                     },
@@ -1108,15 +1147,6 @@ fn contains_wildcards(name: &str) -> bool {
     false
 }
 
-/// What `ADD` reads as a git repository (dfgitutil's `ParseGitRef` for the
-/// forms that are not also local paths).
-fn is_git(src: &str) -> bool {
-    src.starts_with("git://")
-        || src.starts_with("git@")
-        || src.starts_with("ssh://")
-        || ((src.starts_with("http://") || src.starts_with("https://")) && !is_http(src))
-}
-
 /// The flags of a `RUN`, as parsed.
 struct RunFlags<'c> {
     mounts: &'c [String],
@@ -1126,18 +1156,50 @@ struct RunFlags<'c> {
 }
 
 /// How an `ADD` differs from a `COPY`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct AddOptions {
     unpack: Option<bool>,
     keep_git_dir: Option<bool>,
+    /// `--checksum`, expanded; empty when not given.
+    checksum: String,
 }
 
-/// An HTTP(S) URL that is not a git repository (`.git` paths and `#ref`
-/// fragments are git's, as dfgitutil reads them).
+/// An HTTP(S) URL that is not a git repository (the frontend's
+/// `isHTTPSource`).
 fn is_http(src: &str) -> bool {
-    (src.starts_with("http://") || src.starts_with("https://"))
-        && !src.split(['#', '?']).next().unwrap_or_default().ends_with(".git")
-        && !src.contains(".git#")
+    (src.starts_with("http://") || src.starts_with("https://")) && !is_git_source(src)
+}
+
+/// The frontend's `isGitSource`: a git source, `github.com/...` included.
+fn is_git_source(src: &str) -> bool {
+    matches!(parse_git_ref(src), Ok(Some(_)))
+}
+
+/// go-digest's `Digest.Validate`, with its words, for `ADD --checksum` of
+/// a download (sha256, sha384 and sha512 are the algorithms it knows).
+fn validate_digest(digest: &str) -> Result<(), &'static str> {
+    const FORMAT: &str = "invalid checksum digest format";
+    let Some((algorithm, encoded)) = digest.split_once(':').filter(|(a, e)| !a.is_empty() && !e.is_empty()) else {
+        return Err(FORMAT);
+    };
+    let size = match algorithm {
+        "sha256" => 32,
+        "sha384" => 48,
+        "sha512" => 64,
+        _ => {
+            static ANY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+                regex::Regex::new("^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$").expect("a valid pattern")
+            });
+            return Err(if ANY.is_match(digest) { "unsupported digest algorithm" } else { FORMAT });
+        }
+    };
+    if encoded.len() != size * 2 {
+        return Err("invalid checksum digest length");
+    }
+    if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(FORMAT);
+    }
+    Ok(())
 }
 
 /// The file name a download gets: the URL path's last element, else

@@ -18,6 +18,7 @@
 //! frontend instead (`--frontend auto`).
 
 mod dispatch;
+mod git_ref;
 pub mod image;
 pub(crate) mod mounts;
 
