@@ -793,7 +793,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 MountKind::Tmpfs => Mount::tmpfs(&target, mount.size),
                 MountKind::Cache => {
                     let id = if mount.id.is_empty() { gopath::clean(&mount.target) } else { mount.id.clone() };
-                    let id = mounts::cache_id(&id);
+                    let id = mounts::cache_id(&self.plan.options.cache_namespace, &id);
                     let sharing = match mount.sharing.as_str() {
                         "private" => pb::CacheSharingOpt::Private,
                         "locked" => pb::CacheSharingOpt::Locked,
@@ -875,6 +875,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         if self.plan.options.shm_size > 0 {
             run = run.mount(Mount::tmpfs("/dev/shm", self.plan.options.shm_size));
         }
+        if !self.plan.options.cgroup_parent.is_empty() {
+            run = run.cgroup_parent(&self.plan.options.cgroup_parent);
+        }
+        // The frontend sets the hostname on every stage's state, so every
+        // RUN of the build has it.
+        if !self.plan.options.hostname.is_empty() {
+            run = run.hostname(&self.plan.options.hostname);
+        }
 
         // Secrets given as variables show as `****` in the step's name.
         let name = if masked.is_empty() {
@@ -886,6 +894,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         };
         let mut options = self.op(name, Some(self.lines(n, command, onbuild)), Some(&command.original));
         options.ignore_cache = self.ignore_cache;
+        options.linux_resources = self.plan.options.linux_resources.clone();
         run = run.options(options);
         let history = format!("RUN {}", run_command_string(&args, &stage.build_args, &StateEnv(&stage.state)));
         stage.state = stage.state.run(run).root();

@@ -63,6 +63,14 @@ pub struct CompileOptions {
     pub shm_size: i64,
     /// `--ulimit`s of RUN steps (name, soft, hard).
     pub ulimits: Vec<(String, i64, i64)>,
+    /// `--cgroup-parent` of RUN steps; empty keeps the daemon's.
+    pub cgroup_parent: String,
+    /// Resource limits of RUN steps (`memory`, `cpu*` frontend options).
+    pub linux_resources: Option<pb::LinuxResources>,
+    /// The hostname RUN steps see (`hostname`, `BUILDKIT_SANDBOX_HOSTNAME`).
+    pub hostname: String,
+    /// `BUILDKIT_CACHE_MOUNT_NS`: the namespace of cache mount ids.
+    pub cache_namespace: String,
     /// `--network` for RUN steps that do not choose one.
     pub network: Option<pb::NetMode>,
     /// How base images are found: `pull` (`--pull`), `local`, or empty.

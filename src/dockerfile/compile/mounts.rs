@@ -205,8 +205,8 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
 /// A cache mount's id as the Dockerfile frontend files it with the daemon:
 /// its namespace (`BUILDKIT_CACHE_MOUNT_NS`, empty by default), `/`, then
 /// the id.
-pub(crate) fn cache_id(id: &str) -> String {
-    format!("/{id}")
+pub(crate) fn cache_id(namespace: &str, id: &str) -> String {
+    format!("{namespace}/{id}")
 }
 
 /// Where in its base a cache mount that sets `uid`, `gid` or `mode` starts.

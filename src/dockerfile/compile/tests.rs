@@ -142,3 +142,41 @@ fn a_value_that_doubles_itself_stops_at_the_bound_with_its_line() {
     let Err(error) = compile_offline(&text, &options()) else { panic!("LABEL: compiled") };
     assert_eq!(error.line(), Some(23), "{error}");
 }
+
+/// The exec ops of a compiled graph.
+fn execs(out: &Compiled) -> Vec<(pb::ExecOp, pb::OpMetadata)> {
+    use prost::Message;
+    out.definition
+        .def
+        .iter()
+        .filter_map(|bytes| {
+            let op = pb::Op::decode(bytes.as_ref()).ok()?;
+            let Some(pb::op::Op::Exec(exec)) = op.op else { return None };
+            let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)));
+            Some((exec, out.definition.metadata.get(&digest).cloned().unwrap_or_default()))
+        })
+        .collect()
+}
+
+#[test]
+fn run_steps_get_the_frontend_options_for_them() {
+    let mut opts = options();
+    opts.cgroup_parent = "parent".into();
+    opts.hostname = "host".into();
+    opts.cache_namespace = "ns".into();
+    opts.linux_resources = Some(pb::LinuxResources { memory: 1 << 30, cpuset_cpus: "0".into(), ..Default::default() });
+    let out = compiled("FROM scratch AS a\nRUN true\nFROM a\nRUN --mount=type=cache,target=/c true\n", &opts);
+    let execs = execs(&out);
+    assert_eq!(execs.len(), 2);
+    for (exec, metadata) in &execs {
+        let meta = exec.meta.as_ref().expect("exec meta");
+        assert_eq!((meta.cgroup_parent.as_str(), meta.hostname.as_str()), ("parent", "host"));
+        assert_eq!(metadata.linux_resources, opts.linux_resources);
+        assert!(metadata.caps.contains_key("exec.meta.linux.resources"), "{:?}", metadata.caps);
+    }
+    let cache_ids: Vec<String> = execs
+        .iter()
+        .flat_map(|(e, _)| e.mounts.iter().filter_map(|m| m.cache_opt.as_ref().map(|c| c.id.clone())))
+        .collect();
+    assert_eq!(cache_ids, ["ns//c"]);
+}
