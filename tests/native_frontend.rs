@@ -12,7 +12,10 @@
 //!
 //! `targets` lists the builds of the case (`null`: the last stage);
 //! `expect_error` is `false` or a substring both clients' error must hold;
-//! `opts` are frontend options both clients pass as `--opt K=V`
+//! `images` names build args that stand for an image built from a folder of
+//! the case by the daemon's frontend and pushed to the test registry once
+//! per run (a base image with ONBUILD triggers, say); `opts` are frontend
+//! options both clients pass as `--opt K=V`
 //! (`cgroup-parent`, `memory`, ...); `no_cache: true` builds with
 //! `--no-cache` (for settings kept out of cache keys, which only a step that
 //! runs again can show; such cases are left out of the cache check). In
@@ -84,6 +87,10 @@ struct CaseFile {
     opts: BTreeMap<String, String>,
     #[serde(default)]
     no_cache: bool,
+    /// Build arg → folder of the case, built and pushed as an image whose
+    /// reference the build arg then holds.
+    #[serde(default)]
+    images: BTreeMap<String, String>,
 }
 
 /// One case of the corpus.
@@ -151,6 +158,9 @@ fn corpus() -> Vec<Case> {
                 *value = value.replace("{git}", &url);
             }
         }
+        for (arg, folder) in &file.images {
+            build_args.insert(arg.clone(), pushed_image(&dir.join(folder)));
+        }
         let contexts =
             file.contexts.into_iter().map(|(k, v)| (k, v.replace("{busybox}", &util::testenv().busybox))).collect();
         cases.push(Case {
@@ -212,6 +222,31 @@ fn git_repository() -> String {
         url
     })
     .clone()
+}
+
+/// The image the Dockerfile in `folder` builds (with `BASE`), pushed to the
+/// test registry by buildctl and the daemon's frontend, once per run.
+fn pushed_image(folder: &Path) -> String {
+    static PUSHED: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+    let mut pushed = PUSHED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(reference) = pushed.get(folder) {
+        return reference.clone();
+    }
+    let env = util::testenv();
+    let name = folder.parent().and_then(Path::file_name).unwrap_or_default().to_string_lossy().replace('_', "-");
+    let reference = format!("{}/fbuild-test/equiv-{name}:{}", env.registry, util::unique());
+    let output = run({
+        let mut cmd = Command::new(&env.buildctl);
+        cmd.args(["--addr", &env.addr, "build", "--frontend", "dockerfile.v0"]);
+        cmd.arg("--local").arg(format!("context={}", folder.display()));
+        cmd.arg("--local").arg(format!("dockerfile={}", folder.display()));
+        cmd.arg("--opt").arg(format!("build-arg:BASE={}", env.busybox));
+        cmd.arg("--output").arg(format!("type=image,name={reference},push=true,registry.insecure=true"));
+        cmd
+    });
+    assert!(output.status.success(), "pushing {reference}: {}", tail(&output.stderr, 20));
+    pushed.insert(folder.to_owned(), reference.clone());
+    reference
 }
 
 /// The fbuild under test: `$FBUILD_EQUIV_FBUILD`, else this build's.

@@ -187,9 +187,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let mut image = base.image.clone();
             let base_image = Some(image.clone());
             image.created = None;
-            if !image.config.on_build.is_empty() {
-                return Err(CompileError::unsupported(node.line, "ONBUILD triggers of a base image"));
-            }
+            // Its triggers run as the stage's first commands (the plan
+            // parsed them); they do not carry over to this image.
+            image.config.on_build.clear();
             let mut platform = base.platform.clone();
             if node.platform.is_none() && plan.implicit_platform {
                 if let Some(p) = plan
