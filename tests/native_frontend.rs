@@ -264,6 +264,10 @@ enum Client {
     Buildctl,
     /// `fbuild solve --frontend $FBUILD_EQUIV_FRONTEND`.
     Fbuild,
+    /// `fbuild solve --frontend dockerfile.v0`: the daemon's warnings as
+    /// fbuild lists them (buildctl's plain progress loses a vertex's
+    /// warnings when another build shares that vertex).
+    FbuildDaemon,
 }
 
 impl Client {
@@ -271,6 +275,7 @@ impl Client {
         match self {
             Client::Buildctl => "buildctl --frontend dockerfile.v0".into(),
             Client::Fbuild => format!("fbuild --frontend {}", frontend()),
+            Client::FbuildDaemon => "fbuild --frontend dockerfile.v0".into(),
         }
     }
 }
@@ -328,10 +333,11 @@ fn build_command(
             }
             cmd.args(["--progress", progress, "--output", &output]);
         }
-        Client::Fbuild => {
+        Client::Fbuild | Client::FbuildDaemon => {
+            let frontend = if client == Client::Fbuild { frontend() } else { "dockerfile.v0".into() };
             cmd = Command::new(fbuild_binary());
             cmd.env("BUILDKIT_HOST", addr.unwrap_or(&env.addr)).env("NO_COLOR", "1").env_remove("RUST_LOG");
-            cmd.arg("solve").arg(&case.dir).args(["--frontend", &frontend()]);
+            cmd.arg("solve").arg(&case.dir).args(["--frontend", &frontend]);
             for (k, v) in &args {
                 cmd.arg("--build-arg").arg(format!("{k}={v}"));
             }
@@ -467,6 +473,19 @@ fn compare_images(case: &Case, target: Option<&str>) -> Result<(), String> {
         (true, false) => return Err(format!("{label}: only fbuild failed\n{}", messages())),
         (false, true) => return Err(format!("{label}: only buildctl failed\n{}", messages())),
     }
+    // The frontend's conversion warnings (its lint findings) are the same.
+    let (mut ref_warnings, our_warnings) = (buildctl_warnings(&reference.stderr), fbuild_warnings(&ours.stderr));
+    if ref_warnings != our_warnings {
+        let daemon = run(build_command(Client::FbuildDaemon, case, target, None, "plain", &dir.path().join("v0.tar")));
+        ref_warnings = fbuild_warnings(&daemon.stderr);
+    }
+    if ref_warnings != our_warnings {
+        return Err(format!(
+            "{label}: the warnings differ\n--- the daemon's frontend:\n{}\n--- fbuild:\n{}",
+            ref_warnings.join("\n"),
+            our_warnings.join("\n")
+        ));
+    }
     let (ref_layout, our_layout) = (util::OciLayout::read(&ref_tar), util::OciLayout::read(&our_tar));
     let (ref_digest, our_digest) = (top_digest(&ref_layout), top_digest(&our_layout));
     if ref_digest == our_digest {
@@ -476,6 +495,37 @@ fn compare_images(case: &Case, target: Option<&str>) -> Result<(), String> {
         "{label}: manifest digest {our_digest} (fbuild) is not {ref_digest} (buildctl)\n{}",
         explain(&ref_layout, &our_layout)
     ))
+}
+
+/// The warnings of buildctl's plain progress (`#N WARN: Rule: message`),
+/// sorted.
+fn buildctl_warnings(stderr: &[u8]) -> Vec<String> {
+    let text = util::text(stderr);
+    let mut warnings: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix('#')?.split_once(" WARN: ").map(|(_, w)| w.trim().to_owned()))
+        .collect();
+    warnings.sort();
+    warnings
+}
+
+/// The warnings fbuild lists after a build (`N warning(s) found`, then one
+/// ` - Rule: message` line each), sorted.
+fn fbuild_warnings(stderr: &[u8]) -> Vec<String> {
+    let text = util::text(stderr);
+    let mut warnings = Vec::new();
+    let mut listing = false;
+    for line in text.lines() {
+        if line.contains(" found (use -v to expand)") {
+            listing = true;
+        } else if let Some(warning) = line.strip_prefix(" - ").filter(|_| listing) {
+            warnings.push(warning.trim().to_owned());
+        } else {
+            listing = false;
+        }
+    }
+    warnings.sort();
+    warnings
 }
 
 /// The digest index.json names (the image manifest: no attestations).

@@ -180,3 +180,49 @@ fn run_steps_get_the_frontend_options_for_them() {
         .collect();
     assert_eq!(cache_ids, ["ns//c"]);
 }
+
+/// The source ops of a compiled graph: identifier and attributes.
+fn sources(out: &Compiled) -> Vec<pb::SourceOp> {
+    use prost::Message;
+    out.definition
+        .def
+        .iter()
+        .filter_map(|bytes| match pb::Op::decode(bytes.as_ref()).ok()?.op {
+            Some(pb::op::Op::Source(source)) => Some(source),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn add_sources_carry_the_options_of_their_urls() {
+    let sum = "sha256:".to_owned() + &"a".repeat(64);
+    let text = format!(
+        "FROM scratch\nADD --checksum={sum} https://example.com/f.tgz /f\n\
+         ADD git://h/r.git?branch=dev&subdir=docs/&commit=abc&fetch-by-commit&submodules=false /g\n\
+         ADD --keep-git-dir=true https://h/r.git#v1:sub /k\n"
+    );
+    let out = compiled(&text, &options());
+    let by_id: BTreeMap<String, BTreeMap<String, String>> =
+        sources(&out).into_iter().map(|s| (s.identifier, s.attrs.into_iter().collect())).collect();
+    assert_eq!(by_id["https://example.com/f.tgz"].get("http.checksum"), Some(&sum));
+    let git = &by_id["git://h/r.git#refs/heads/dev:docs/"];
+    assert_eq!(git.get("git.checksum").map(String::as_str), Some("abc"));
+    assert_eq!(git.get("git.fetchbycommit").map(String::as_str), Some("true"));
+    assert_eq!(git.get("git.skipsubmodules").map(String::as_str), Some("true"));
+    assert_eq!(git.get("git.fullurl").map(String::as_str), Some("git://h/r.git"));
+    let kept = &by_id["git://h/r.git#v1:sub"];
+    assert_eq!(kept.get("git.keepgitdir").map(String::as_str), Some("true"));
+    assert_eq!(kept.get("git.fullurl").map(String::as_str), Some("https://h/r.git"));
+
+    for (text, message) in [
+        ("FROM scratch\nADD --checksum=sha256:abc https://example.com/f /f\n", "invalid checksum digest length"),
+        ("FROM scratch\nADD --checksum=md5:abc https://example.com/f /f\n", "unsupported digest algorithm"),
+        ("FROM scratch\nADD --checksum=x https://example.com/f /f\n", "invalid checksum digest format"),
+        ("FROM scratch\nADD --checksum=sha256:abc a b /f/\n", "checksum can't be specified for multiple sources"),
+        ("FROM scratch\nCOPY https://example.com/f /f\n", "source can't be a URL for COPY"),
+    ] {
+        let error = compile_offline(text, &options()).unwrap_err();
+        assert_eq!((error.line(), error.to_string().as_str()), (Some(2), message), "{text:?}");
+    }
+}
