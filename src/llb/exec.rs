@@ -433,7 +433,6 @@ impl ExecOp {
                 no_proxy: p.no_proxy,
                 all_proxy: p.all_proxy,
             }),
-            ..Default::default()
         };
         let root = Mount::new(
             "/",
