@@ -14,7 +14,8 @@
 //! `expect_error` is `false` or a substring both clients' error must hold;
 //! `images` names build args that stand for an image built from a folder of
 //! the case by the daemon's frontend and pushed to the test registry once
-//! per run (a base image with ONBUILD triggers, say); `opts` are frontend
+//! per run (a base image with ONBUILD triggers, say; `{ARG}` in a named
+//! context stands for it too); `opts` are frontend
 //! options both clients pass as `--opt K=V`
 //! (`cgroup-parent`, `memory`, ...); `no_cache: true` builds with
 //! `--no-cache` (for settings kept out of cache keys, which only a step that
@@ -158,11 +159,15 @@ fn corpus() -> Vec<Case> {
                 *value = value.replace("{git}", &url);
             }
         }
-        for (arg, folder) in &file.images {
-            build_args.insert(arg.clone(), pushed_image(&dir.join(folder)));
-        }
-        let contexts =
+        let mut contexts: BTreeMap<String, String> =
             file.contexts.into_iter().map(|(k, v)| (k, v.replace("{busybox}", &util::testenv().busybox))).collect();
+        for (arg, folder) in &file.images {
+            let reference = pushed_image(&dir.join(folder));
+            for value in contexts.values_mut() {
+                *value = value.replace(&format!("{{{arg}}}"), &reference);
+            }
+            build_args.insert(arg.clone(), reference);
+        }
         cases.push(Case {
             name,
             dir,

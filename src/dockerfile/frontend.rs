@@ -662,6 +662,17 @@ async fn lint_through(
     if attrs.keys().any(|key| key == "build-arg:BUILDKIT_SYNTAX" || key == "cmdline") {
         return Err("a frontend image is named (BUILDKIT_SYNTAX)".into());
     }
+    // Frontend options the daemon's frontend refuses before it parses the
+    // Dockerfile: it lints nothing then, and its answer is the error.
+    if let Some(value) = attrs.get("build-arg:BUILDKIT_MULTI_PLATFORM").filter(|v| !v.is_empty()) {
+        if !matches!(
+            value.as_str(),
+            "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+        ) {
+            return Err(format!("invalid boolean value for multi-platform: {value}"));
+        }
+    }
+    linux_resources(attrs).map_err(|e| format!("failed to parse resource limits: {e}"))?;
     if crate::dockerfile::parse(dockerfile)
         .is_ok_and(|parsed| parsed.directives.iter().any(|(name, _, _)| name == "syntax"))
     {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::git_ref::parse_git_ref;
+use super::git_ref::{check_sources, is_http, parse_git_ref};
 use super::image::{self, epoch_time, go_list, go_quote_list, Image};
 use super::mounts::{self, parse_mount, MountKind};
 use super::{Base, CompileError, NamedBase, NamedLocal, Plan};
@@ -257,7 +257,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
     /// `WithImageConfig`), set to the node's platform, then what every base
     /// gets.
     fn start_named(&mut self, n: usize, base: &Base, named: &NamedBase) -> Result<StageState, CompileError> {
-        let node = &self.plan.nodes[n];
         let platform = base.platform.clone();
         let mut state = if let Some(local) = &named.local {
             // Its follow paths are known once every stage is dispatched.
@@ -274,9 +273,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             )
         };
         if let Some(config) = &named.config {
-            if !config.config.on_build.is_empty() {
-                return Err(CompileError::unsupported(node.line, "ONBUILD triggers of a base image"));
-            }
             state = state.add_envs(config.config.env.iter().filter_map(|entry| {
                 let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
                 (!key.is_empty()).then_some((key, value))
@@ -287,6 +283,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let mut image = base.image.clone();
         let base_image = Some(image.clone());
         image.created = None;
+        // Its triggers run as the stage's first commands, as for any base.
+        image.config.on_build.clear();
         let mut stage =
             StageState { state, image, base_image, platform, build_args: Vec::new(), steps_done: 0, cmd_set: false };
         self.finish_start(&mut stage);
@@ -927,15 +925,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             Some(chmod) => parse_chmod(chmod).map_err(|m| CompileError::step(line, m))?,
         };
         let owner = transfer.chown.as_deref().map(Chown::parse);
-        if !checksum.is_empty() {
-            // COPY has no --checksum flag; heredoc sources do not count.
-            if transfer.sources.len() != 1 {
-                return Err(CompileError::step(line, "checksum can't be specified for multiple sources"));
-            }
-            if !is_http(&transfer.sources[0]) && !is_git_source(&transfer.sources[0]) {
-                return Err(CompileError::step(line, "checksum requires HTTP(S) or Git sources"));
-            }
-        }
+        check_sources(is_add, &transfer.sources, &checksum, keep_git_dir).map_err(|m| CompileError::step(line, m))?;
         // What every copy of the instruction shares, whatever its source.
         let copy_of = |source: &State, src: String| {
             let mut copy = Copy::new(source, src, dest.clone());
@@ -971,23 +961,10 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             if from_context && !src.starts_with("http://") && !src.starts_with("https://") {
                 self.context_paths.insert(gopath::join(&["/", src]));
             }
-            let git = parse_git_ref(src).map_err(|m| CompileError::step(line, m))?;
+            // Checked above, with the frontend's words.
+            let git = parse_git_ref(src).ok().flatten();
             if let Some(git) = git.filter(|g| !g.indistinguishable_from_local) {
-                if !is_add {
-                    return Err(CompileError::step(line, "source can't be a git ref for COPY"));
-                }
-                if let (Some(given), Some(from_url)) = (keep_git_dir, git.keep_git_dir) {
-                    if given != from_url {
-                        return Err(CompileError::step(line, "inconsistent keep-git-dir configuration"));
-                    }
-                }
                 keep_git_dir = git.keep_git_dir.or(keep_git_dir);
-                if !checksum.is_empty() && !git.checksum.is_empty() && checksum != git.checksum {
-                    return Err(CompileError::step(
-                        line,
-                        format!("checksum mismatch {checksum:?} != {:?}", git.checksum),
-                    ));
-                }
                 if !git.checksum.is_empty() {
                     checksum = git.checksum.clone();
                 }
@@ -1023,14 +1000,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 src = parent;
             }
             if is_http(&src) {
-                if !is_add {
-                    return Err(CompileError::step(line, "source can't be a URL for COPY"));
-                }
                 // A download: the file named after the URL's last element.
                 let name = url_file_name(&src);
-                if !checksum.is_empty() {
-                    validate_digest(&checksum).map_err(|m| CompileError::step(line, m))?;
-                }
                 let http = llb::http(
                     &src,
                     llb::HttpOptions {
@@ -1171,44 +1142,6 @@ struct AddOptions {
     keep_git_dir: Option<bool>,
     /// `--checksum`, expanded; empty when not given.
     checksum: String,
-}
-
-/// An HTTP(S) URL that is not a git repository (the frontend's
-/// `isHTTPSource`).
-fn is_http(src: &str) -> bool {
-    (src.starts_with("http://") || src.starts_with("https://")) && !is_git_source(src)
-}
-
-/// The frontend's `isGitSource`: a git source, `github.com/...` included.
-fn is_git_source(src: &str) -> bool {
-    matches!(parse_git_ref(src), Ok(Some(_)))
-}
-
-/// go-digest's `Digest.Validate`, with its words, for `ADD --checksum` of
-/// a download (sha256, sha384 and sha512 are the algorithms it knows).
-fn validate_digest(digest: &str) -> Result<(), &'static str> {
-    const FORMAT: &str = "invalid checksum digest format";
-    let Some((algorithm, encoded)) = digest.split_once(':').filter(|(a, e)| !a.is_empty() && !e.is_empty()) else {
-        return Err(FORMAT);
-    };
-    let size = match algorithm {
-        "sha256" => 32,
-        "sha384" => 48,
-        "sha512" => 64,
-        _ => {
-            static ANY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-                regex::Regex::new("^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$").expect("a valid pattern")
-            });
-            return Err(if ANY.is_match(digest) { "unsupported digest algorithm" } else { FORMAT });
-        }
-    };
-    if encoded.len() != size * 2 {
-        return Err("invalid checksum digest length");
-    }
-    if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(FORMAT);
-    }
-    Ok(())
 }
 
 /// The file name a download gets: the URL path's last element, else

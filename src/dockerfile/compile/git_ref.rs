@@ -162,6 +162,98 @@ impl GitRef {
     }
 }
 
+/// The checks the frontend's `dispatchCopy` makes of an `ADD`'s or
+/// `COPY`'s sources (expanded) before it builds anything, in its order and
+/// with its words: `--checksum` with one HTTP or git source, git sources'
+/// options, and URLs only for `ADD`. A git source's URL options hold for
+/// the sources after it, as in the frontend.
+pub(crate) fn check_sources(
+    is_add: bool,
+    sources: &[String],
+    checksum: &str,
+    keep_git_dir: Option<bool>,
+) -> Result<(), String> {
+    if !checksum.is_empty() {
+        // COPY has no --checksum flag; heredoc sources do not count.
+        if sources.len() != 1 {
+            return Err("checksum can't be specified for multiple sources".into());
+        }
+        if !is_http(&sources[0]) && !is_git_source(&sources[0]) {
+            return Err("checksum requires HTTP(S) or Git sources".into());
+        }
+    }
+    let (mut keep_git_dir, mut checksum) = (keep_git_dir, checksum.to_owned());
+    for src in sources {
+        match parse_git_ref(src)? {
+            Some(git) if !git.indistinguishable_from_local => {
+                if !is_add {
+                    return Err("source can't be a git ref for COPY".into());
+                }
+                if let (Some(given), Some(from_url)) = (keep_git_dir, git.keep_git_dir) {
+                    if given != from_url {
+                        return Err("inconsistent keep-git-dir configuration".into());
+                    }
+                }
+                keep_git_dir = git.keep_git_dir.or(keep_git_dir);
+                if !checksum.is_empty() && !git.checksum.is_empty() && checksum != git.checksum {
+                    return Err(format!("checksum mismatch {checksum:?} != {:?}", git.checksum));
+                }
+                if !git.checksum.is_empty() {
+                    checksum = git.checksum;
+                }
+            }
+            _ if is_http(src) => {
+                if !is_add {
+                    return Err("source can't be a URL for COPY".into());
+                }
+                if !checksum.is_empty() {
+                    validate_digest(&checksum)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP(S) URL that is not a git repository (the frontend's
+/// `isHTTPSource`).
+pub(crate) fn is_http(src: &str) -> bool {
+    (src.starts_with("http://") || src.starts_with("https://")) && !is_git_source(src)
+}
+
+/// The frontend's `isGitSource`: a git source, `github.com/...` included.
+fn is_git_source(src: &str) -> bool {
+    matches!(parse_git_ref(src), Ok(Some(_)))
+}
+
+/// go-digest's `Digest.Validate`, with its words, for `ADD --checksum` of
+/// a download (sha256, sha384 and sha512 are the algorithms it knows).
+fn validate_digest(digest: &str) -> Result<(), String> {
+    const FORMAT: &str = "invalid checksum digest format";
+    let Some((algorithm, encoded)) = digest.split_once(':').filter(|(a, e)| !a.is_empty() && !e.is_empty()) else {
+        return Err(FORMAT.into());
+    };
+    let size = match algorithm {
+        "sha256" => 32,
+        "sha384" => 48,
+        "sha512" => 64,
+        _ => {
+            static ANY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+                regex::Regex::new("^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$").expect("a valid pattern")
+            });
+            return Err(if ANY.is_match(digest) { "unsupported digest algorithm" } else { FORMAT }.into());
+        }
+    };
+    if encoded.len() != size * 2 {
+        return Err("invalid checksum digest length".into());
+    }
+    if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(FORMAT.into());
+    }
+    Ok(())
+}
+
 /// `^[a-zA-Z0-9]+://`, gitutil's test for a URL with a scheme.
 fn has_scheme(src: &str) -> bool {
     src.split_once("://")

@@ -19,6 +19,7 @@
 
 mod dispatch;
 mod git_ref;
+pub(crate) use git_ref::check_sources;
 pub mod image;
 pub(crate) mod mounts;
 
@@ -826,9 +827,6 @@ impl<'a> Plan<'a> {
                 continue;
             }
             let line = self.nodes[n].line;
-            if base.named.is_some() {
-                return Err(CompileError::unsupported(line, "ONBUILD triggers of a named context's image"));
-            }
             if self.nodes[n].stage.is_none() {
                 // Go parses them and never runs them (the image is only
                 // read from); not worth a path of its own.
