@@ -58,7 +58,7 @@ def corpus(only):
         if not spec_file.is_file() or (only and case.name not in only):
             continue
         spec = json.loads(spec_file.read_text())
-        if spec.get("expect_error"):
+        if spec.get("expect_error") or spec.get("opts") or spec.get("no_cache") or spec.get("images"):
             continue
         args = {k: v.replace("{git}", git) for k, v in spec.get("build_args", {}).items()}
         if any("{git}" in v for v in spec.get("build_args", {}).values()) and not git_repo_ready():

@@ -26,6 +26,9 @@ struct LintCase {
     /// `--build-context` values of a corpus case (`NAME=VALUE`), which only
     /// builds read.
     contexts: Vec<String>,
+    /// A build arg names the git daemon (`{git}`), which lint does not read
+    /// and builds here point at nothing.
+    reads_git: bool,
 }
 
 fn root() -> PathBuf {
@@ -49,6 +52,12 @@ fn cases() -> Vec<LintCase> {
             continue;
         };
         let case: serde_json::Value = serde_json::from_str(&case).expect("case.json is JSON");
+        if case.get("images").is_some() || case["build_args"].get("BUILDKIT_MULTI_PLATFORM").is_some() {
+            // Base images the equivalence test builds and pushes, or a
+            // frontend option the daemon refuses before it lints (its
+            // `--call check` answers with that error, no findings).
+            continue;
+        }
         let contexts = case["contexts"]
             .as_object()
             .into_iter()
@@ -62,9 +71,11 @@ fn cases() -> Vec<LintCase> {
             })
             .collect();
         let mut build_args = common.clone();
+        let mut reads_git = false;
         if let Some(args) = case["build_args"].as_object() {
             for (k, v) in args {
                 // The git daemon's URL only matters to a build, not to lint.
+                reads_git |= v.as_str().unwrap_or_default().contains("{git}");
                 let value = v.as_str().unwrap_or_default().replace("{git}", "git://127.0.0.1:9/none");
                 build_args.insert(k.clone(), value);
             }
@@ -75,6 +86,7 @@ fn cases() -> Vec<LintCase> {
             dockerignore: read(&dir.join(".dockerignore")),
             build_args,
             contexts,
+            reads_git,
         });
     }
     for entry in std::fs::read_dir(root().join("lint")).expect("tests/lint is readable") {
@@ -91,6 +103,7 @@ fn cases() -> Vec<LintCase> {
             dockerignore: read(&path.with_file_name(format!("{stem}.dockerignore"))),
             build_args: common.clone(),
             contexts: Vec::new(),
+            reads_git: false,
         });
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));
@@ -218,6 +231,7 @@ fn native_lint_findings_equal_the_daemons_on_every_corpus_dockerfile() {
         dockerignore: None,
         build_args: BTreeMap::new(),
         contexts: Vec::new(),
+        reads_git: false,
     });
     let failures = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -361,6 +375,13 @@ fn native_builds_warn_and_fail_as_the_daemons_frontend() {
     let cases = cases();
     let refused = std::sync::atomic::AtomicUsize::new(0);
     let failures = each_case(&cases, |case| {
+        if case.reads_git {
+            // Not built: buildkitd v0.32.2 dereferences nil and dies when one
+            // build resolves an unreachable git remote twice (its git
+            // resolver cache keeps a nil after a failure), and the corpus
+            // builds these against the real git daemon anyway.
+            return Ok(());
+        }
         let (_keep, dir) = case_dir(case);
         let mut targets: Vec<Option<String>> = vec![None];
         if let Some(spec) = read(&dir.join("case.json")) {

@@ -11,7 +11,15 @@
 //! ```
 //!
 //! `targets` lists the builds of the case (`null`: the last stage);
-//! `expect_error` is `false` or a substring both clients' error must hold. In
+//! `expect_error` is `false` or a substring both clients' error must hold;
+//! `images` names build args that stand for an image built from a folder of
+//! the case by the daemon's frontend and pushed to the test registry once
+//! per run (a base image with ONBUILD triggers, say; `{ARG}` in a named
+//! context stands for it too); `opts` are frontend
+//! options both clients pass as `--opt K=V`
+//! (`cgroup-parent`, `memory`, ...); `no_cache: true` builds with
+//! `--no-cache` (for settings kept out of cache keys, which only a step that
+//! runs again can show; such cases are left out of the cache check). In
 //! a build arg, `{git}` stands for the loopback git daemon's URL (the
 //! repository the corpus needs is created there on first use). Every build
 //! gets `BASE` (the test registry's busybox, the only base image there is)
@@ -76,6 +84,14 @@ struct CaseFile {
     contexts: BTreeMap<String, String>,
     #[serde(default)]
     expect_error: serde_json::Value,
+    #[serde(default)]
+    opts: BTreeMap<String, String>,
+    #[serde(default)]
+    no_cache: bool,
+    /// Build arg → folder of the case, built and pushed as an image whose
+    /// reference the build arg then holds.
+    #[serde(default)]
+    images: BTreeMap<String, String>,
 }
 
 /// One case of the corpus.
@@ -89,6 +105,10 @@ struct Case {
     contexts: BTreeMap<String, String>,
     /// The substring both errors hold, for a case that must fail.
     expect_error: Option<String>,
+    /// Frontend options (`--opt K=V` for both clients).
+    opts: BTreeMap<String, String>,
+    /// Build with `--no-cache`.
+    no_cache: bool,
 }
 
 impl Case {
@@ -139,8 +159,15 @@ fn corpus() -> Vec<Case> {
                 *value = value.replace("{git}", &url);
             }
         }
-        let contexts =
+        let mut contexts: BTreeMap<String, String> =
             file.contexts.into_iter().map(|(k, v)| (k, v.replace("{busybox}", &util::testenv().busybox))).collect();
+        for (arg, folder) in &file.images {
+            let reference = pushed_image(&dir.join(folder));
+            for value in contexts.values_mut() {
+                *value = value.replace(&format!("{{{arg}}}"), &reference);
+            }
+            build_args.insert(arg.clone(), reference);
+        }
         cases.push(Case {
             name,
             dir,
@@ -149,6 +176,8 @@ fn corpus() -> Vec<Case> {
             secrets: file.secrets,
             contexts,
             expect_error,
+            opts: file.opts,
+            no_cache: file.no_cache,
         });
     }
     if let Some(only) = &only {
@@ -200,6 +229,31 @@ fn git_repository() -> String {
     .clone()
 }
 
+/// The image the Dockerfile in `folder` builds (with `BASE`), pushed to the
+/// test registry by buildctl and the daemon's frontend, once per run.
+fn pushed_image(folder: &Path) -> String {
+    static PUSHED: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+    let mut pushed = PUSHED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(reference) = pushed.get(folder) {
+        return reference.clone();
+    }
+    let env = util::testenv();
+    let name = folder.parent().and_then(Path::file_name).unwrap_or_default().to_string_lossy().replace('_', "-");
+    let reference = format!("{}/fbuild-test/equiv-{name}:{}", env.registry, util::unique());
+    let output = run({
+        let mut cmd = Command::new(&env.buildctl);
+        cmd.args(["--addr", &env.addr, "build", "--frontend", "dockerfile.v0"]);
+        cmd.arg("--local").arg(format!("context={}", folder.display()));
+        cmd.arg("--local").arg(format!("dockerfile={}", folder.display()));
+        cmd.arg("--opt").arg(format!("build-arg:BASE={}", env.busybox));
+        cmd.arg("--output").arg(format!("type=image,name={reference},push=true,registry.insecure=true"));
+        cmd
+    });
+    assert!(output.status.success(), "pushing {reference}: {}", tail(&output.stderr, 20));
+    pushed.insert(folder.to_owned(), reference.clone());
+    reference
+}
+
 /// The fbuild under test: `$FBUILD_EQUIV_FBUILD`, else this build's.
 fn fbuild_binary() -> PathBuf {
     std::env::var_os("FBUILD_EQUIV_FBUILD")
@@ -215,6 +269,10 @@ enum Client {
     Buildctl,
     /// `fbuild solve --frontend $FBUILD_EQUIV_FRONTEND`.
     Fbuild,
+    /// `fbuild solve --frontend dockerfile.v0`: the daemon's warnings as
+    /// fbuild lists them (buildctl's plain progress loses a vertex's
+    /// warnings when another build shares that vertex).
+    FbuildDaemon,
 }
 
 impl Client {
@@ -222,6 +280,7 @@ impl Client {
         match self {
             Client::Buildctl => "buildctl --frontend dockerfile.v0".into(),
             Client::Fbuild => format!("fbuild --frontend {}", frontend()),
+            Client::FbuildDaemon => "fbuild --frontend dockerfile.v0".into(),
         }
     }
 }
@@ -271,12 +330,19 @@ fn build_command(
                     }
                 }
             }
+            for (key, value) in &case.opts {
+                cmd.arg("--opt").arg(format!("{key}={value}"));
+            }
+            if case.no_cache {
+                cmd.arg("--no-cache");
+            }
             cmd.args(["--progress", progress, "--output", &output]);
         }
-        Client::Fbuild => {
+        Client::Fbuild | Client::FbuildDaemon => {
+            let frontend = if client == Client::Fbuild { frontend() } else { "dockerfile.v0".into() };
             cmd = Command::new(fbuild_binary());
             cmd.env("BUILDKIT_HOST", addr.unwrap_or(&env.addr)).env("NO_COLOR", "1").env_remove("RUST_LOG");
-            cmd.arg("solve").arg(&case.dir).args(["--frontend", &frontend()]);
+            cmd.arg("solve").arg(&case.dir).args(["--frontend", &frontend]);
             for (k, v) in &args {
                 cmd.arg("--build-arg").arg(format!("{k}={v}"));
             }
@@ -292,6 +358,12 @@ fn build_command(
                     None => value.clone(),
                 };
                 cmd.arg("--build-context").arg(format!("{name}={value}"));
+            }
+            for (key, value) in &case.opts {
+                cmd.arg("--opt").arg(format!("{key}={value}"));
+            }
+            if case.no_cache {
+                cmd.arg("--no-cache");
             }
             // buildctl attaches no provenance; buildx (and so fbuild) would.
             cmd.args(["--provenance=false", "--progress", progress, "-o", &output]);
@@ -406,6 +478,19 @@ fn compare_images(case: &Case, target: Option<&str>) -> Result<(), String> {
         (true, false) => return Err(format!("{label}: only fbuild failed\n{}", messages())),
         (false, true) => return Err(format!("{label}: only buildctl failed\n{}", messages())),
     }
+    // The frontend's conversion warnings (its lint findings) are the same.
+    let (mut ref_warnings, our_warnings) = (buildctl_warnings(&reference.stderr), fbuild_warnings(&ours.stderr));
+    if ref_warnings != our_warnings {
+        let daemon = run(build_command(Client::FbuildDaemon, case, target, None, "plain", &dir.path().join("v0.tar")));
+        ref_warnings = fbuild_warnings(&daemon.stderr);
+    }
+    if ref_warnings != our_warnings {
+        return Err(format!(
+            "{label}: the warnings differ\n--- the daemon's frontend:\n{}\n--- fbuild:\n{}",
+            ref_warnings.join("\n"),
+            our_warnings.join("\n")
+        ));
+    }
     let (ref_layout, our_layout) = (util::OciLayout::read(&ref_tar), util::OciLayout::read(&our_tar));
     let (ref_digest, our_digest) = (top_digest(&ref_layout), top_digest(&our_layout));
     if ref_digest == our_digest {
@@ -415,6 +500,37 @@ fn compare_images(case: &Case, target: Option<&str>) -> Result<(), String> {
         "{label}: manifest digest {our_digest} (fbuild) is not {ref_digest} (buildctl)\n{}",
         explain(&ref_layout, &our_layout)
     ))
+}
+
+/// The warnings of buildctl's plain progress (`#N WARN: Rule: message`),
+/// sorted.
+fn buildctl_warnings(stderr: &[u8]) -> Vec<String> {
+    let text = util::text(stderr);
+    let mut warnings: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix('#')?.split_once(" WARN: ").map(|(_, w)| w.trim().to_owned()))
+        .collect();
+    warnings.sort();
+    warnings
+}
+
+/// The warnings fbuild lists after a build (`N warning(s) found`, then one
+/// ` - Rule: message` line each), sorted.
+fn fbuild_warnings(stderr: &[u8]) -> Vec<String> {
+    let text = util::text(stderr);
+    let mut warnings = Vec::new();
+    let mut listing = false;
+    for line in text.lines() {
+        if line.contains(" found (use -v to expand)") {
+            listing = true;
+        } else if let Some(warning) = line.strip_prefix(" - ").filter(|_| listing) {
+            warnings.push(warning.trim().to_owned());
+        } else {
+            listing = false;
+        }
+    }
+    warnings.sort();
+    warnings
 }
 
 /// The digest index.json names (the image manifest: no attestations).
@@ -645,7 +761,7 @@ fn is_step(vertex: &Vertex) -> bool {
 
 #[test]
 fn corpus_shares_cache_keys_with_the_daemons_frontend() {
-    let cases: Vec<Case> = corpus().into_iter().filter(|c| c.expect_error.is_none()).collect();
+    let cases: Vec<Case> = corpus().into_iter().filter(|c| c.expect_error.is_none() && !c.no_cache).collect();
     assert!(!cases.is_empty(), "FBUILD_EQUIV_CASES selects no case that builds");
     let total: usize = cases.iter().map(|c| c.targets.len()).sum::<usize>() * 2;
     let cold = AtomicUsize::new(0);

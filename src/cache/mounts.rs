@@ -101,7 +101,7 @@ pub struct CacheMount {
 impl CacheMount {
     /// The id the daemon files the cache under.
     fn daemon_id(&self) -> String {
-        compile::mounts::cache_id(&self.id)
+        compile::mounts::cache_id("", &self.id)
     }
 
     /// The mount in a helper op: same id, sharing and base as the

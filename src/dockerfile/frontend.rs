@@ -56,6 +56,15 @@ const UNDERSTOOD: &[&str] = &[
     "ulimit",
     "force-network-mode",
     "image-resolve-mode",
+    "cgroup-parent",
+    "hostname",
+    "memory",
+    "memswap",
+    "cpushares",
+    "cpuperiod",
+    "cpuquota",
+    "cpusetcpus",
+    "cpusetmems",
 ];
 const UNDERSTOOD_PREFIXES: &[&str] =
     &["build-arg:", "label:", "attest:", "local-sessionid:", "context:", "input-metadata:", "vcs:"];
@@ -291,6 +300,14 @@ impl NativeFrontend {
                 options.ulimits.push((name.to_owned(), number(soft)?, number(hard)?));
             }
         }
+        options.linux_resources = linux_resources(&self.attrs)
+            .map_err(|e| CompileError::Step { line: 0, message: format!("failed to parse resource limits: {e}") })?;
+        options.cgroup_parent = self.attrs.get("cgroup-parent").cloned().unwrap_or_default();
+        options.hostname = match self.attrs.get("build-arg:BUILDKIT_SANDBOX_HOSTNAME").filter(|v| !v.is_empty()) {
+            Some(hostname) => hostname.clone(),
+            None => self.attrs.get("hostname").cloned().unwrap_or_default(),
+        };
+        options.cache_namespace = self.attrs.get("build-arg:BUILDKIT_CACHE_MOUNT_NS").cloned().unwrap_or_default();
         options.network = match self.attrs.get("force-network-mode").map(String::as_str) {
             None | Some("" | "sandbox" | "default") => None,
             Some("none") => Some(pb::NetMode::None),
@@ -311,6 +328,23 @@ impl NativeFrontend {
                 let platform = compile::parse_platform(platform).map_err(|e| unsupported(format!("--platform {e}")))?;
                 options.target_platform.get_or_insert(platform.clone());
                 targets.push(platform);
+            }
+        }
+        if let Some(value) = self.attrs.get("build-arg:BUILDKIT_MULTI_PLATFORM").filter(|v| !v.is_empty()) {
+            let multi = match value.as_str() {
+                "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+                "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+                _ => {
+                    let message = format!("invalid boolean value for multi-platform: {value}");
+                    return Err(CompileError::Step { line: 0, message });
+                }
+            };
+            if !multi && targets.len() > 1 {
+                let message = "conflicting config: returning multiple target platforms is not allowed".to_owned();
+                return Err(CompileError::Step { line: 0, message });
+            }
+            if multi && targets.len() < 2 {
+                return Err(unsupported("BUILDKIT_MULTI_PLATFORM=true for one platform".into()));
             }
         }
         if let Some(caps) = gateway.capabilities() {
@@ -629,6 +663,17 @@ async fn lint_through(
     if attrs.keys().any(|key| key == "build-arg:BUILDKIT_SYNTAX" || key == "cmdline") {
         return Err("a frontend image is named (BUILDKIT_SYNTAX)".into());
     }
+    // Frontend options the daemon's frontend refuses before it parses the
+    // Dockerfile: it lints nothing then, and its answer is the error.
+    if let Some(value) = attrs.get("build-arg:BUILDKIT_MULTI_PLATFORM").filter(|v| !v.is_empty()) {
+        if !matches!(
+            value.as_str(),
+            "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+        ) {
+            return Err(format!("invalid boolean value for multi-platform: {value}"));
+        }
+    }
+    linux_resources(attrs).map_err(|e| format!("failed to parse resource limits: {e}"))?;
     if crate::dockerfile::parse(dockerfile)
         .is_ok_and(|parsed| parsed.directives.iter().any(|(name, _, _)| name == "syntax"))
     {
@@ -829,6 +874,101 @@ impl ImageResolver for GatewayResolver<'_> {
         self.0.evaluate(&reference).await?;
         Ok(self.0.read_file(&reference, request.path).await.ok())
     }
+}
+
+/// dockerui's `parseLinuxResources`: the resource limits of RUN steps from
+/// the frontend options, `None` when none is set; Go's words when one is
+/// wrong.
+fn linux_resources(attrs: &BTreeMap<String, String>) -> Result<Option<pb::LinuxResources>, String> {
+    let get = |key: &str| attrs.get(key).map(String::as_str).filter(|v| !v.is_empty());
+    let signed = |key: &str, value: &str| {
+        value
+            .parse::<i64>()
+            .map_err(|e| format!("invalid {key} value: {value}: {}", go_parse_error("ParseInt", value, &e)))
+    };
+    let unsigned = |key: &str, value: &str| {
+        // Go's `ParseUint` takes no sign; Rust's takes `+`.
+        let parsed = if value.starts_with('+') { "-".parse::<u64>() } else { value.parse::<u64>() };
+        parsed.map_err(|e| format!("invalid {key} value: {value}: {}", go_parse_error("ParseUint", value, &e)))
+    };
+    let mut res = pb::LinuxResources::default();
+    if let Some(value) = get("memory") {
+        res.memory = signed("memory", value)?;
+        if res.memory <= 0 {
+            return Err(format!("invalid memory value: {value}: must be > 0"));
+        }
+    }
+    if let Some(value) = get("memswap") {
+        res.memory_swap = signed("memswap", value)?;
+        if res.memory_swap < -1 || res.memory_swap == 0 {
+            return Err(format!("invalid memswap value: {value}: must be -1 (unlimited) or > 0"));
+        }
+    }
+    if let Some(value) = get("cpushares") {
+        res.cpu_shares = unsigned("cpushares", value)?;
+        if res.cpu_shares == 0 {
+            return Err(format!("invalid cpushares value: {value}: must be > 0"));
+        }
+    }
+    if let Some(value) = get("cpuperiod") {
+        res.cpu_period = unsigned("cpuperiod", value)?;
+        if res.cpu_period == 0 {
+            return Err(format!("invalid cpuperiod value: {value}: must be > 0"));
+        }
+    }
+    if let Some(value) = get("cpuquota") {
+        res.cpu_quota = signed("cpuquota", value)?;
+        if res.cpu_quota <= 0 {
+            return Err(format!("invalid cpuquota value: {value}: must be > 0"));
+        }
+    }
+    for key in ["cpusetcpus", "cpusetmems"] {
+        if let Some(value) = get(key) {
+            validate_cpuset(value).map_err(|e| format!("invalid {key} value: {value}: {e}"))?;
+            if key == "cpusetcpus" {
+                res.cpuset_cpus = value.to_owned();
+            } else {
+                res.cpuset_mems = value.to_owned();
+            }
+        }
+    }
+    Ok((res != pb::LinuxResources::default()).then_some(res))
+}
+
+/// How Go's `strconv` reports a number it cannot read.
+fn go_parse_error(function: &str, value: &str, error: &std::num::ParseIntError) -> String {
+    let why = match error.kind() {
+        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => "value out of range",
+        _ => "invalid syntax",
+    };
+    format!("strconv.{function}: parsing {value:?}: {why}")
+}
+
+/// BuildKit's `cpuset.Validate`: comma-separated CPUs and ranges, at most
+/// CPU 8192.
+fn validate_cpuset(value: &str) -> Result<(), String> {
+    const MAX_CPU: i64 = 8192;
+    let atoi = |text: &str| text.parse::<i64>().ok();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            None => {
+                let n = atoi(part).filter(|n| *n >= 0).ok_or_else(|| format!("invalid cpuset element {part:?}"))?;
+                if n > MAX_CPU {
+                    return Err(format!("cpuset element {part:?} exceeds maximum {MAX_CPU}"));
+                }
+            }
+            Some((lo, hi)) => {
+                let hi = match (atoi(lo.trim()), atoi(hi.trim())) {
+                    (Some(lo), Some(hi)) if lo >= 0 && hi >= lo => hi,
+                    _ => return Err(format!("invalid cpuset range {part:?}")),
+                };
+                if hi > MAX_CPU {
+                    return Err(format!("cpuset range {part:?} exceeds maximum {MAX_CPU}"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

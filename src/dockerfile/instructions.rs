@@ -192,6 +192,60 @@ impl Flags {
     }
 }
 
+/// A `RUN --device` value, as the frontend's `ParseDevice` reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Device {
+    /// The CDI device name (`vendor.com/class=name`).
+    pub(crate) name: String,
+    pub(crate) required: bool,
+}
+
+/// Go's `instructions.ParseDevice`: CSV fields; the first bare field (or
+/// the first `key=value` with an unknown key, since CDI names hold `=`) is
+/// the name, `name=` sets it, `required[=BOOL]` makes it required.
+pub(crate) fn parse_device(value: &str) -> Result<Device, String> {
+    let fields = crate::dockerfile::compile::mounts::csv_fields(value)
+        .map_err(|e| format!("failed to parse csv devices: {e}"))?;
+    let mut device = Device::default();
+    for field in fields {
+        let (key, value) = match field.split_once('=') {
+            Some((key, value)) => (key.to_lowercase(), Some(value)),
+            None => (field.to_lowercase(), None),
+        };
+        match (key.as_str(), value) {
+            ("required", None) => device.required = true,
+            ("name", Some(value)) => {
+                if !device.name.is_empty() {
+                    return Err(format!("device name already set to {}", device.name));
+                }
+                device.name = value.to_owned();
+            }
+            ("required", Some(value)) => {
+                device.required = go_parse_bool(value).ok_or_else(|| format!("invalid value for {key}: {value}"))?;
+            }
+            _ if device.name.is_empty() => device.name = field.clone(),
+            (_, None) => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            (_, Some(_)) => {
+                let mut message = format!("unexpected key '{key}' in '{field}'");
+                if let Some(known) = ["name", "required"].iter().find(|k| similar(k, &key)) {
+                    message.push_str(&format!(" (did you mean {known}?)"));
+                }
+                return Err(message);
+            }
+        }
+    }
+    Ok(device)
+}
+
+/// Go's `strconv.ParseBool`.
+fn go_parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// Close enough to suggest `candidate` for `given` ("did you mean").
 pub(crate) fn similar(candidate: &str, given: &str) -> bool {
     // BuildKit suggests within a Levenshtein distance of 2.
@@ -314,6 +368,11 @@ pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<Comman
                     ("device", FlagKind::List),
                 ],
             )?;
+            // Checked as they are parsed, in every stage, built or not (the
+            // frontend's RUN post-hook for devices runs before the others).
+            for device in flags.list("device") {
+                parse_device(&device)?;
+            }
             let command = command_line(instruction).ok_or("RUN requires at least one argument")?;
             Ok(CommandKind::Run {
                 command,
@@ -666,6 +725,29 @@ mod tests {
         for (text, line, message) in cases {
             let error = stages_of(text).unwrap_err();
             assert_eq!((error.line, error.message.as_str()), (line, message), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn devices_are_read_as_the_frontends_parse_device() {
+        let device = |name: &str, required: bool| Device { name: name.to_owned(), required };
+        for (value, expected) in [
+            ("vendor.com/gpu=all", device("vendor.com/gpu=all", false)),
+            ("vendor.com/gpu=all,required", device("vendor.com/gpu=all", true)),
+            ("name=vendor.com/gpu=0,required=false", device("vendor.com/gpu=0", false)),
+            ("REQUIRED,gpu", device("gpu", true)),
+            ("required=T,name=x", device("x", true)),
+        ] {
+            assert_eq!(parse_device(value).unwrap(), expected, "{value}");
+        }
+        for (value, message) in [
+            ("a,b", "invalid field 'b' must be a key=value pair"),
+            ("a,name=b", "device name already set to a"),
+            ("a,required=yes", "invalid value for required: yes"),
+            ("a,requird=1", "unexpected key 'requird' in 'requird=1' (did you mean required?)"),
+            ("a,color=red", "unexpected key 'color' in 'color=red'"),
+        ] {
+            assert_eq!(parse_device(value).unwrap_err(), message, "{value}");
         }
     }
 }

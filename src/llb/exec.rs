@@ -31,6 +31,7 @@ pub struct Run {
     network: pb::NetMode,
     security: pb::SecurityMode,
     hostname: String,
+    cgroup_parent: String,
     extra_hosts: Vec<(String, IpAddr)>,
     ulimits: Vec<pb::Ulimit>,
     valid_exit_codes: Vec<i32>,
@@ -91,6 +92,7 @@ impl Run {
             network: pb::NetMode::Unset,
             security: pb::SecurityMode::Sandbox,
             hostname: String::new(),
+            cgroup_parent: String::new(),
             extra_hosts: Vec::new(),
             ulimits: Vec::new(),
             valid_exit_codes: Vec::new(),
@@ -154,6 +156,12 @@ impl Run {
     /// The container's hostname.
     pub fn hostname(mut self, hostname: &str) -> Self {
         self.hostname = hostname.to_owned();
+        self
+    }
+
+    /// The cgroup the container is made under (`--cgroup-parent`).
+    pub fn cgroup_parent(mut self, parent: &str) -> Self {
+        self.cgroup_parent = parent.to_owned();
         self
     }
 
@@ -408,6 +416,7 @@ impl ExecOp {
             cwd,
             user: run.user.unwrap_or_else(|| base.user.clone()),
             hostname: run.hostname,
+            cgroup_parent: run.cgroup_parent,
             // Go always asks the daemon to clean up mount stubs recursively.
             remove_mount_stubs_recursive: true,
             valid_exit_codes: run.valid_exit_codes,
@@ -424,7 +433,6 @@ impl ExecOp {
                 no_proxy: p.no_proxy,
                 all_proxy: p.all_proxy,
             }),
-            ..Default::default()
         };
         let root = Mount::new(
             "/",
@@ -471,6 +479,9 @@ impl ExecOp {
         }
         if !self.meta.ulimit.is_empty() {
             caps.push("exec.meta.ulimit");
+        }
+        if self.options.linux_resources.is_some() {
+            caps.push("exec.meta.linux.resources");
         }
         if self.network != pb::NetMode::Unset {
             caps.push("exec.meta.network");

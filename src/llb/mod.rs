@@ -47,7 +47,7 @@
 mod diff;
 mod exec;
 mod fileop;
-mod git_url;
+pub(crate) mod git_url;
 mod marshal;
 mod merge;
 mod path;

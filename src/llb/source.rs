@@ -197,6 +197,9 @@ pub struct GitOptions {
     pub checksum: Option<String>,
     /// Do not check out submodules.
     pub skip_submodules: bool,
+    /// Fetch the commit `checksum` names directly, without asking the
+    /// remote what the reference is (Go's `GitFetchByCommit`).
+    pub fetch_by_commit: bool,
     /// The session secret holding a token for HTTP(S) remotes; default
     /// `GIT_AUTH_TOKEN` (set here, the op also asks for the auth capability).
     pub auth_token_secret: Option<String>,
@@ -303,6 +306,10 @@ pub fn git(remote: &str, reference: &str, options: GitOptions) -> State {
     if options.skip_submodules {
         attrs.insert("git.skipsubmodules".to_owned(), "true".to_owned());
         caps.push("source.git.skipsubmodules");
+    }
+    if options.fetch_by_commit {
+        attrs.insert("git.fetchbycommit".to_owned(), "true".to_owned());
+        caps.push("source.git.fetchbycommit");
     }
     caps.push("source.git");
     let op = SourceOp {

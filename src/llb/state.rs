@@ -126,6 +126,9 @@ pub struct OpOptions {
     /// The part of a source file (a Dockerfile) the op was built from; the
     /// daemon points errors there.
     pub location: Option<Location>,
+    /// Cgroup limits for the op (Go's `WithLinuxResources`); in the
+    /// metadata, so they do not change its cache key.
+    pub linux_resources: Option<pb::LinuxResources>,
 }
 
 /// A heading that groups ops in progress output (Go's `llb.ProgressGroup`).
@@ -190,6 +193,7 @@ impl OpOptions {
                 weak: group.weak,
             }),
             description: self.description.clone(),
+            linux_resources: self.linux_resources.clone(),
             ..Default::default()
         };
         if let Some(name) = &self.custom_name {

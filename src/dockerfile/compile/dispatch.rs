@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::git_ref::{check_sources, is_http, parse_git_ref};
 use super::image::{self, epoch_time, go_list, go_quote_list, Image};
 use super::mounts::{self, parse_mount, MountKind};
 use super::{Base, CompileError, NamedBase, NamedLocal, Plan};
@@ -186,9 +187,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             let mut image = base.image.clone();
             let base_image = Some(image.clone());
             image.created = None;
-            if !image.config.on_build.is_empty() {
-                return Err(CompileError::unsupported(node.line, "ONBUILD triggers of a base image"));
-            }
+            // Its triggers run as the stage's first commands (the plan
+            // parsed them); they do not carry over to this image.
+            image.config.on_build.clear();
             let mut platform = base.platform.clone();
             if node.platform.is_none() && plan.implicit_platform {
                 if let Some(p) = plan
@@ -256,7 +257,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
     /// `WithImageConfig`), set to the node's platform, then what every base
     /// gets.
     fn start_named(&mut self, n: usize, base: &Base, named: &NamedBase) -> Result<StageState, CompileError> {
-        let node = &self.plan.nodes[n];
         let platform = base.platform.clone();
         let mut state = if let Some(local) = &named.local {
             // Its follow paths are known once every stage is dispatched.
@@ -273,9 +273,6 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             )
         };
         if let Some(config) = &named.config {
-            if !config.config.on_build.is_empty() {
-                return Err(CompileError::unsupported(node.line, "ONBUILD triggers of a base image"));
-            }
             state = state.add_envs(config.config.env.iter().filter_map(|entry| {
                 let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
                 (!key.is_empty()).then_some((key, value))
@@ -286,6 +283,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let mut image = base.image.clone();
         let base_image = Some(image.clone());
         image.created = None;
+        // Its triggers run as the stage's first commands, as for any base.
+        image.config.on_build.clear();
         let mut stage =
             StageState { state, image, base_image, platform, build_args: Vec::new(), steps_done: 0, cmd_set: false };
         self.finish_start(&mut stage);
@@ -513,11 +512,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             CommandKind::Onbuild(expression) => stage.image.config.on_build.push(expression.clone()),
             CommandKind::Arg(pairs) => self.arg(stage, pairs, line)?,
-            CommandKind::Run { devices, .. } if !devices.is_empty() => {
-                return Err(CompileError::unsupported(line, "RUN --device"));
-            }
-            CommandKind::Run { command: cmd, mounts, network, security, heredocs, .. } => {
-                self.run_command(n, stage, command, cmd, mounts, network, security, heredocs, sources, onbuild)?;
+            CommandKind::Run { command: cmd, mounts, network, security, devices, heredocs } => {
+                let flags = RunFlags { mounts, network, security, devices };
+                self.run_command(n, stage, command, cmd, flags, heredocs, sources, onbuild)?;
             }
             CommandKind::Copy { transfer, from, parents } => {
                 let source = match (from, sources.first()) {
@@ -545,18 +542,11 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             CommandKind::Add { transfer, keep_git_dir, checksum, unpack } => {
                 let transfer = self.expand_transfer(stage, transfer, line)?;
-                if let Some(checksum) = checksum {
-                    let checksum = self.expand(stage, checksum, line)?;
-                    if !checksum.is_empty() {
-                        return Err(CompileError::unsupported(line, "ADD --checksum"));
-                    }
-                }
-                for source in transfer.sources.iter().filter(|s| is_git(s)) {
-                    if source.contains('?') {
-                        return Err(CompileError::unsupported(line, "ADD from git URLs with query options"));
-                    }
-                }
-                let add = AddOptions { unpack: *unpack, keep_git_dir: *keep_git_dir };
+                let checksum = match checksum {
+                    Some(checksum) => self.expand(stage, checksum, line)?,
+                    None => String::new(),
+                };
+                let add = AddOptions { unpack: *unpack, keep_git_dir: *keep_git_dir, checksum };
                 self.copy(n, stage, command, &transfer, None, false, Some(add), onbuild)?;
             }
         }
@@ -674,13 +664,12 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         stage: &mut StageState,
         command: &Command,
         cmd: &CommandLine,
-        mounts: &[String],
-        network: &Option<String>,
-        security: &Option<String>,
+        flags: RunFlags<'_>,
         heredocs: &[crate::dockerfile::Heredoc],
         sources: &[usize],
         onbuild: bool,
     ) -> Result<(), CompileError> {
+        let RunFlags { mounts, network, security, devices } = flags;
         let line = command.line;
         // A command may read any file of the stage.
         let root = self.chain_root(n);
@@ -802,7 +791,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 MountKind::Tmpfs => Mount::tmpfs(&target, mount.size),
                 MountKind::Cache => {
                     let id = if mount.id.is_empty() { gopath::clean(&mount.target) } else { mount.id.clone() };
-                    let id = mounts::cache_id(&id);
+                    let id = mounts::cache_id(&self.plan.options.cache_namespace, &id);
                     let sharing = match mount.sharing.as_str() {
                         "private" => pb::CacheSharingOpt::Private,
                         "locked" => pb::CacheSharingOpt::Locked,
@@ -869,11 +858,28 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         for (name, soft, hard) in &self.plan.options.ulimits {
             run = run.ulimit(name, *soft, *hard);
         }
+        // The daemon's built-in frontend is built without the `dfrundevice`
+        // tag: it refuses devices here, after the mounts, on reachable
+        // stages only (their syntax was checked while parsing).
+        if !devices.is_empty() {
+            return Err(CompileError::step(
+                line,
+                "device feature is only supported in Dockerfile frontend 1.14.0-labs or later",
+            ));
+        }
         for (host, ip) in &self.plan.options.extra_hosts {
             run = run.extra_host(host, *ip);
         }
         if self.plan.options.shm_size > 0 {
             run = run.mount(Mount::tmpfs("/dev/shm", self.plan.options.shm_size));
+        }
+        if !self.plan.options.cgroup_parent.is_empty() {
+            run = run.cgroup_parent(&self.plan.options.cgroup_parent);
+        }
+        // The frontend sets the hostname on every stage's state, so every
+        // RUN of the build has it.
+        if !self.plan.options.hostname.is_empty() {
+            run = run.hostname(&self.plan.options.hostname);
         }
 
         // Secrets given as variables show as `****` in the step's name.
@@ -886,6 +892,7 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         };
         let mut options = self.op(name, Some(self.lines(n, command, onbuild)), Some(&command.original));
         options.ignore_cache = self.ignore_cache;
+        options.linux_resources = self.plan.options.linux_resources.clone();
         run = run.options(options);
         let history = format!("RUN {}", run_command_string(&args, &stage.build_args, &StateEnv(&stage.state)));
         stage.state = stage.state.run(run).root();
@@ -907,13 +914,18 @@ impl<'p, 'a> Dispatch<'p, 'a> {
     ) -> Result<(), CompileError> {
         let line = command.line;
         let is_add = add.is_some();
-        let unpack = add.and_then(|a| a.unpack);
+        let unpack = add.as_ref().and_then(|a| a.unpack);
+        // Both can be set by one git source's URL for the sources after it,
+        // as the frontend's `copyConfig` is.
+        let mut keep_git_dir = add.as_ref().and_then(|a| a.keep_git_dir);
+        let mut checksum = add.as_ref().map(|a| a.checksum.clone()).unwrap_or_default();
         let dest = relative_to_workdir(stage.state.get_dir(), &transfer.dest);
         let (mode, mode_str) = match &transfer.chmod {
             None => (None, None),
             Some(chmod) => parse_chmod(chmod).map_err(|m| CompileError::step(line, m))?,
         };
         let owner = transfer.chown.as_deref().map(Chown::parse);
+        check_sources(is_add, &transfer.sources, &checksum, keep_git_dir).map_err(|m| CompileError::step(line, m))?;
         // What every copy of the instruction shares, whatever its source.
         let copy_of = |source: &State, src: String| {
             let mut copy = Copy::new(source, src, dest.clone());
@@ -949,15 +961,27 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             if from_context && !src.starts_with("http://") && !src.starts_with("https://") {
                 self.context_paths.insert(gopath::join(&["/", src]));
             }
-            if is_add && is_git(src) {
-                let (remote, fragment) = src.split_once('#').unwrap_or((src.as_str(), ""));
-                let keep_git_dir = add.and_then(|a| a.keep_git_dir).unwrap_or(false);
+            // Checked above, with the frontend's words.
+            let git = parse_git_ref(src).ok().flatten();
+            if let Some(git) = git.filter(|g| !g.indistinguishable_from_local) {
+                keep_git_dir = git.keep_git_dir.or(keep_git_dir);
+                if !git.checksum.is_empty() {
+                    checksum = git.checksum.clone();
+                }
+                if git.reference.contains(':') {
+                    // `llb::git` reads `:` as the start of the folder.
+                    return Err(CompileError::unsupported(line, "a git reference holding ':'"));
+                }
                 let options = llb::GitOptions {
-                    keep_git_dir,
+                    keep_git_dir: keep_git_dir == Some(true),
+                    subdir: Some(git.subdir.clone()).filter(|s| !s.is_empty()),
+                    checksum: Some(checksum.clone()).filter(|c| !c.is_empty()),
+                    skip_submodules: git.submodules == Some(false),
+                    fetch_by_commit: git.fetch_by_commit,
                     op: self.op(pending_name.clone(), None, None),
                     ..Default::default()
                 };
-                copies.push(copy_of(&llb::git(remote, fragment, options), "/".to_owned()));
+                copies.push(copy_of(&llb::git(&git.remote, &git.reference, options), "/".to_owned()));
                 continue;
             }
             let mut src = src.clone();
@@ -975,13 +999,14 @@ impl<'p, 'a> Dispatch<'p, 'a> {
                 }
                 src = parent;
             }
-            if is_add && is_http(&src) {
+            if is_http(&src) {
                 // A download: the file named after the URL's last element.
                 let name = url_file_name(&src);
                 let http = llb::http(
                     &src,
                     llb::HttpOptions {
                         filename: Some(name.clone()),
+                        checksum: Some(checksum.clone()).filter(|c| !c.is_empty()),
                         op: self.op(pending_name.clone(), None, Some("")),
                         ..Default::default()
                     },
@@ -1102,28 +1127,21 @@ fn contains_wildcards(name: &str) -> bool {
     false
 }
 
-/// What `ADD` reads as a git repository (dfgitutil's `ParseGitRef` for the
-/// forms that are not also local paths).
-fn is_git(src: &str) -> bool {
-    src.starts_with("git://")
-        || src.starts_with("git@")
-        || src.starts_with("ssh://")
-        || ((src.starts_with("http://") || src.starts_with("https://")) && !is_http(src))
+/// The flags of a `RUN`, as parsed.
+struct RunFlags<'c> {
+    mounts: &'c [String],
+    network: &'c Option<String>,
+    security: &'c Option<String>,
+    devices: &'c [String],
 }
 
 /// How an `ADD` differs from a `COPY`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct AddOptions {
     unpack: Option<bool>,
     keep_git_dir: Option<bool>,
-}
-
-/// An HTTP(S) URL that is not a git repository (`.git` paths and `#ref`
-/// fragments are git's, as dfgitutil reads them).
-fn is_http(src: &str) -> bool {
-    (src.starts_with("http://") || src.starts_with("https://"))
-        && !src.split(['#', '?']).next().unwrap_or_default().ends_with(".git")
-        && !src.contains(".git#")
+    /// `--checksum`, expanded; empty when not given.
+    checksum: String,
 }
 
 /// The file name a download gets: the URL path's last element, else

@@ -18,6 +18,8 @@
 //! frontend instead (`--frontend auto`).
 
 mod dispatch;
+mod git_ref;
+pub(crate) use git_ref::check_sources;
 pub mod image;
 pub(crate) mod mounts;
 
@@ -62,6 +64,14 @@ pub struct CompileOptions {
     pub shm_size: i64,
     /// `--ulimit`s of RUN steps (name, soft, hard).
     pub ulimits: Vec<(String, i64, i64)>,
+    /// `--cgroup-parent` of RUN steps; empty keeps the daemon's.
+    pub cgroup_parent: String,
+    /// Resource limits of RUN steps (`memory`, `cpu*` frontend options).
+    pub linux_resources: Option<pb::LinuxResources>,
+    /// The hostname RUN steps see (`hostname`, `BUILDKIT_SANDBOX_HOSTNAME`).
+    pub hostname: String,
+    /// `BUILDKIT_CACHE_MOUNT_NS`: the namespace of cache mount ids.
+    pub cache_namespace: String,
     /// `--network` for RUN steps that do not choose one.
     pub network: Option<pb::NetMode>,
     /// How base images are found: `pull` (`--pull`), `local`, or empty.
@@ -241,8 +251,17 @@ pub async fn compile(
     options: &CompileOptions,
     resolver: &dyn ImageResolver,
 ) -> Result<Compiled, CompileError> {
-    let plan = Plan::new(dockerfile, options)?;
-    let bases = plan.resolve_bases(resolver).await?;
+    let mut plan = Plan::new(dockerfile, options)?;
+    // Go's `resolveStages`: a base image's ONBUILD triggers can read other
+    // stages or images (`COPY --from`), which are then resolved in turn.
+    let mut bases = BTreeMap::new();
+    loop {
+        let more = plan.resolve_bases(resolver, &bases).await?;
+        bases.extend(more);
+        if !plan.add_image_triggers(&bases)? {
+            break;
+        }
+    }
     plan.build(&bases)
 }
 
@@ -299,6 +318,8 @@ struct Plan<'a> {
     nodes: Vec<Node>,
     target: usize,
     reachable: BTreeSet<usize>,
+    /// Nodes whose base image's ONBUILD triggers were looked at.
+    image_triggers_done: BTreeSet<usize>,
     /// Automatic platform args and the ARGs before the first FROM.
     global_args: EnvList,
     target_platform: pb::Platform,
@@ -418,6 +439,7 @@ impl<'a> Plan<'a> {
             nodes: Vec::new(),
             target: 0,
             reachable: BTreeSet::new(),
+            image_triggers_done: BTreeSet::new(),
             global_args: global,
             target_platform,
             build_platforms,
@@ -465,6 +487,16 @@ impl<'a> Plan<'a> {
                     )
                 }
             };
+            // The daemon's frontend looks every stage name up among the
+            // named contexts, given or not, and that lookup parses it as an
+            // image reference: `a..b` passes the stage-name grammar but is
+            // refused here, with no line (dockerui's `NamedContext`).
+            if let Some(name) = &stage.name {
+                if !name.eq_ignore_ascii_case("scratch") && !name.eq_ignore_ascii_case("context") {
+                    normalize_reference(name)
+                        .map_err(|e| CompileError::step(0, format!("invalid context name {name}: {e}")))?;
+                }
+            }
             let base_node = by_name.get(&base).copied();
             let mut steps_total = usize::from(!base.eq_ignore_ascii_case("scratch") && base_node.is_none());
             steps_total += stage
@@ -557,15 +589,7 @@ impl<'a> Plan<'a> {
             }
         }
 
-        let mut pending = vec![self.target];
-        while let Some(n) = pending.pop() {
-            if !self.reachable.insert(n) {
-                continue;
-            }
-            pending.extend(self.nodes[n].base_node);
-            pending.extend(self.nodes[n].sources.values().flatten().copied());
-            pending.extend(self.nodes[n].trigger_sources.values().flatten().copied());
-        }
+        self.mark_reachable();
         Ok(())
     }
 
@@ -777,8 +801,77 @@ impl<'a> Plan<'a> {
         Ok((resolved, image))
     }
 
-    /// Resolves the base images of reachable nodes, concurrently.
-    async fn resolve_bases(&self, resolver: &dyn ImageResolver) -> Result<BTreeMap<usize, Base>, CompileError> {
+    /// The ONBUILD triggers of the resolved base images of reachable
+    /// stages (Go's `initOnBuildTriggers` for image configs): parsed at the
+    /// stage's `FROM` line and run before its commands. `true` when a
+    /// trigger reads another node, which then became reachable and may need
+    /// resolving.
+    fn add_image_triggers(&mut self, bases: &BTreeMap<usize, Base>) -> Result<bool, CompileError> {
+        let stage_count = self.stages.stages.len();
+        let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, stage) in self.stages.stages.iter().enumerate() {
+            if let Some(name) = &stage.name {
+                by_name.insert(name.clone(), i);
+            }
+        }
+        let mut pseudo: BTreeMap<String, usize> =
+            self.nodes.iter().filter(|n| n.stage.is_none()).map(|n| (n.base.clone(), n.index)).collect();
+        let mut new_sources = false;
+        let pending: Vec<usize> =
+            self.reachable.iter().copied().filter(|n| !self.image_triggers_done.contains(n)).collect();
+        for n in pending {
+            let Some(base) = bases.get(&n) else { continue };
+            self.image_triggers_done.insert(n);
+            let triggers = &base.image.config.on_build;
+            if triggers.is_empty() {
+                continue;
+            }
+            let line = self.nodes[n].line;
+            if self.nodes[n].stage.is_none() {
+                // Go parses them and never runs them (the image is only
+                // read from); not worth a path of its own.
+                return Err(CompileError::unsupported(line, "ONBUILD triggers of an image read by COPY --from"));
+            }
+            let parsed = self.parse_triggers(&triggers.clone(), line)?;
+            for (ti, trigger) in parsed.iter().enumerate() {
+                let names = self.command_sources(trigger)?;
+                let sources = link_sources(&mut self.nodes, names, trigger, stage_count, &by_name, &mut pseudo)?;
+                if !sources.is_empty() {
+                    new_sources = true;
+                    self.nodes[n].trigger_sources.insert(ti, sources);
+                }
+            }
+            self.nodes[n].steps_total += parsed.len();
+            self.nodes[n].triggers = parsed;
+        }
+        if new_sources {
+            self.mark_reachable();
+        }
+        Ok(new_sources)
+    }
+
+    /// The nodes the target reads, through bases, `COPY --from`, mounts and
+    /// triggers.
+    fn mark_reachable(&mut self) {
+        self.reachable.clear();
+        let mut pending = vec![self.target];
+        while let Some(n) = pending.pop() {
+            if !self.reachable.insert(n) {
+                continue;
+            }
+            pending.extend(self.nodes[n].base_node);
+            pending.extend(self.nodes[n].sources.values().flatten().copied());
+            pending.extend(self.nodes[n].trigger_sources.values().flatten().copied());
+        }
+    }
+
+    /// Resolves the base images of reachable nodes not in `known`,
+    /// concurrently.
+    async fn resolve_bases(
+        &self,
+        resolver: &dyn ImageResolver,
+        known: &BTreeMap<usize, Base>,
+    ) -> Result<BTreeMap<usize, Base>, CompileError> {
         if self.has_named_contexts() {
             // A stage a named context replaces (`FROM x AS NAME` with a
             // context NAME) is not compiled natively yet.
@@ -799,45 +892,49 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        let jobs = self.nodes.iter().filter(|n| self.reachable.contains(&n.index) && n.needs_resolve()).map(|node| {
-            let platform = self.node_platform(node);
-            async move {
-                if self.has_named_contexts() {
-                    let full = normalize_reference(&node.base).unwrap_or_else(|_| node.base.clone());
-                    if let Some((key, value)) =
-                        self.named_context(&full, &platform).map_err(|e| CompileError::step(node.line, e))?
-                    {
-                        let base = self.load_named(node, &key, &value, platform, resolver).await?;
-                        return Ok::<_, CompileError>((node.index, base));
+        let jobs = self
+            .nodes
+            .iter()
+            .filter(|n| self.reachable.contains(&n.index) && n.needs_resolve() && !known.contains_key(&n.index))
+            .map(|node| {
+                let platform = self.node_platform(node);
+                async move {
+                    if self.has_named_contexts() {
+                        let full = normalize_reference(&node.base).unwrap_or_else(|_| node.base.clone());
+                        if let Some((key, value)) =
+                            self.named_context(&full, &platform).map_err(|e| CompileError::step(node.line, e))?
+                        {
+                            let base = self.load_named(node, &key, &value, platform, resolver).await?;
+                            return Ok::<_, CompileError>((node.index, base));
+                        }
                     }
-                }
-                let name = normalize_reference(&node.base).map_err(|message| {
-                    CompileError::step(node.line, format!("failed to parse stage name {:?}: {message}", node.base))
-                })?;
-                // `[linux/arm64 internal] load metadata for ...` in multi-platform builds.
-                let prefix = if self.options.multi_platform {
-                    format!("{} internal", format_platform(&platform))
-                } else {
-                    "internal".to_owned()
-                };
-                let log_name = format!("[{prefix}] load metadata for {name}");
-                let (resolved, image) = self.resolve_config(node, resolver, &name, &platform, log_name).await?;
-                let mut name = if resolved.reference != name && !resolved.reference.is_empty() {
-                    normalize_reference(&resolved.reference).unwrap_or(resolved.reference.clone())
-                } else {
-                    name
-                };
-                if !resolved.digest.is_empty() {
-                    // Go's `reference.WithDigest` on the tagged name.
-                    if let Some(at) = name.find('@') {
-                        name.truncate(at);
+                    let name = normalize_reference(&node.base).map_err(|message| {
+                        CompileError::step(node.line, format!("failed to parse stage name {:?}: {message}", node.base))
+                    })?;
+                    // `[linux/arm64 internal] load metadata for ...` in multi-platform builds.
+                    let prefix = if self.options.multi_platform {
+                        format!("{} internal", format_platform(&platform))
+                    } else {
+                        "internal".to_owned()
+                    };
+                    let log_name = format!("[{prefix}] load metadata for {name}");
+                    let (resolved, image) = self.resolve_config(node, resolver, &name, &platform, log_name).await?;
+                    let mut name = if resolved.reference != name && !resolved.reference.is_empty() {
+                        normalize_reference(&resolved.reference).unwrap_or(resolved.reference.clone())
+                    } else {
+                        name
+                    };
+                    if !resolved.digest.is_empty() {
+                        // Go's `reference.WithDigest` on the tagged name.
+                        if let Some(at) = name.find('@') {
+                            name.truncate(at);
+                        }
+                        name = format!("{name}@{}", resolved.digest);
                     }
-                    name = format!("{name}@{}", resolved.digest);
+                    let scratch = image.rootfs.diff_ids.is_empty() && image.history.iter().all(|h| h.empty_layer);
+                    Ok::<_, CompileError>((node.index, Base { reference: name, image, scratch, platform, named: None }))
                 }
-                let scratch = image.rootfs.diff_ids.is_empty() && image.history.iter().all(|h| h.empty_layer);
-                Ok::<_, CompileError>((node.index, Base { reference: name, image, scratch, platform, named: None }))
-            }
-        });
+            });
         let results = futures::future::join_all(jobs).await;
         let mut bases = BTreeMap::new();
         for result in results {

@@ -205,8 +205,8 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
 /// A cache mount's id as the Dockerfile frontend files it with the daemon:
 /// its namespace (`BUILDKIT_CACHE_MOUNT_NS`, empty by default), `/`, then
 /// the id.
-pub(crate) fn cache_id(id: &str) -> String {
-    format!("/{id}")
+pub(crate) fn cache_id(namespace: &str, id: &str) -> String {
+    format!("{namespace}/{id}")
 }
 
 /// Where in its base a cache mount that sets `uid`, `gid` or `mode` starts.
@@ -229,7 +229,7 @@ pub(crate) fn owned_cache_base(
 
 /// One CSV record, as Go's `csvvalue.Fields` reads it (double quotes may
 /// wrap a field; `""` inside them is a quote).
-fn csv_fields(value: &str) -> Result<Vec<String>, String> {
+pub(crate) fn csv_fields(value: &str) -> Result<Vec<String>, String> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(value.as_bytes());
     match reader.records().next() {
         Some(Ok(record)) => Ok(record.iter().map(str::to_owned).collect()),

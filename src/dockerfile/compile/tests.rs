@@ -142,3 +142,87 @@ fn a_value_that_doubles_itself_stops_at_the_bound_with_its_line() {
     let Err(error) = compile_offline(&text, &options()) else { panic!("LABEL: compiled") };
     assert_eq!(error.line(), Some(23), "{error}");
 }
+
+/// The exec ops of a compiled graph.
+fn execs(out: &Compiled) -> Vec<(pb::ExecOp, pb::OpMetadata)> {
+    use prost::Message;
+    out.definition
+        .def
+        .iter()
+        .filter_map(|bytes| {
+            let op = pb::Op::decode(bytes.as_ref()).ok()?;
+            let Some(pb::op::Op::Exec(exec)) = op.op else { return None };
+            let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)));
+            Some((exec, out.definition.metadata.get(&digest).cloned().unwrap_or_default()))
+        })
+        .collect()
+}
+
+#[test]
+fn run_steps_get_the_frontend_options_for_them() {
+    let mut opts = options();
+    opts.cgroup_parent = "parent".into();
+    opts.hostname = "host".into();
+    opts.cache_namespace = "ns".into();
+    opts.linux_resources = Some(pb::LinuxResources { memory: 1 << 30, cpuset_cpus: "0".into(), ..Default::default() });
+    let out = compiled("FROM scratch AS a\nRUN true\nFROM a\nRUN --mount=type=cache,target=/c true\n", &opts);
+    let execs = execs(&out);
+    assert_eq!(execs.len(), 2);
+    for (exec, metadata) in &execs {
+        let meta = exec.meta.as_ref().expect("exec meta");
+        assert_eq!((meta.cgroup_parent.as_str(), meta.hostname.as_str()), ("parent", "host"));
+        assert_eq!(metadata.linux_resources, opts.linux_resources);
+        assert!(metadata.caps.contains_key("exec.meta.linux.resources"), "{:?}", metadata.caps);
+    }
+    let cache_ids: Vec<String> = execs
+        .iter()
+        .flat_map(|(e, _)| e.mounts.iter().filter_map(|m| m.cache_opt.as_ref().map(|c| c.id.clone())))
+        .collect();
+    assert_eq!(cache_ids, ["ns//c"]);
+}
+
+/// The source ops of a compiled graph: identifier and attributes.
+fn sources(out: &Compiled) -> Vec<pb::SourceOp> {
+    use prost::Message;
+    out.definition
+        .def
+        .iter()
+        .filter_map(|bytes| match pb::Op::decode(bytes.as_ref()).ok()?.op {
+            Some(pb::op::Op::Source(source)) => Some(source),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn add_sources_carry_the_options_of_their_urls() {
+    let sum = "sha256:".to_owned() + &"a".repeat(64);
+    let text = format!(
+        "FROM scratch\nADD --checksum={sum} https://example.com/f.tgz /f\n\
+         ADD git://h/r.git?branch=dev&subdir=docs/&commit=abc&fetch-by-commit&submodules=false /g\n\
+         ADD --keep-git-dir=true https://h/r.git#v1:sub /k\n"
+    );
+    let out = compiled(&text, &options());
+    let by_id: BTreeMap<String, BTreeMap<String, String>> =
+        sources(&out).into_iter().map(|s| (s.identifier, s.attrs.into_iter().collect())).collect();
+    assert_eq!(by_id["https://example.com/f.tgz"].get("http.checksum"), Some(&sum));
+    let git = &by_id["git://h/r.git#refs/heads/dev:docs/"];
+    assert_eq!(git.get("git.checksum").map(String::as_str), Some("abc"));
+    assert_eq!(git.get("git.fetchbycommit").map(String::as_str), Some("true"));
+    assert_eq!(git.get("git.skipsubmodules").map(String::as_str), Some("true"));
+    assert_eq!(git.get("git.fullurl").map(String::as_str), Some("git://h/r.git"));
+    let kept = &by_id["git://h/r.git#v1:sub"];
+    assert_eq!(kept.get("git.keepgitdir").map(String::as_str), Some("true"));
+    assert_eq!(kept.get("git.fullurl").map(String::as_str), Some("https://h/r.git"));
+
+    for (text, message) in [
+        ("FROM scratch\nADD --checksum=sha256:abc https://example.com/f /f\n", "invalid checksum digest length"),
+        ("FROM scratch\nADD --checksum=md5:abc https://example.com/f /f\n", "unsupported digest algorithm"),
+        ("FROM scratch\nADD --checksum=x https://example.com/f /f\n", "invalid checksum digest format"),
+        ("FROM scratch\nADD --checksum=sha256:abc a b /f/\n", "checksum can't be specified for multiple sources"),
+        ("FROM scratch\nCOPY https://example.com/f /f\n", "source can't be a URL for COPY"),
+    ] {
+        let error = compile_offline(text, &options()).unwrap_err();
+        assert_eq!((error.line(), error.to_string().as_str()), (Some(2), message), "{text:?}");
+    }
+}

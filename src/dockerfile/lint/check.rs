@@ -317,6 +317,14 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
             }
             platform = Some(result);
         }
+        // dockerui's `NamedContext` parses every stage name as an image
+        // reference (with no line), named contexts given or not.
+        if let Some(name) = stage.name.as_deref() {
+            if !name.eq_ignore_ascii_case("scratch") && !name.eq_ignore_ascii_case("context") {
+                crate::llb::normalize_reference(name)
+                    .map_err(|e| fail(format!("invalid context name {name}: {e}"), Location::default()))?;
+            }
+        }
         bases.push(base);
         platforms.push(platform);
     }
@@ -653,6 +661,29 @@ impl Dispatch<'_> {
         }
 
         let name = &instruction.keyword;
+        match &kind {
+            CommandKind::Run { devices, .. } if !devices.is_empty() => {
+                // The daemon's built-in frontend has no CDI devices (see
+                // the compiler's RUN).
+                return Err(fail(
+                    "device feature is only supported in Dockerfile frontend 1.14.0-labs or later",
+                    location,
+                ));
+            }
+            CommandKind::Add { transfer, keep_git_dir, .. } => {
+                // The words are chown, chmod, checksum, the sources, dest.
+                let sources = &expanded[3..3 + transfer.sources.len()];
+                crate::dockerfile::compile::check_sources(true, sources, &expanded[2], *keep_git_dir)
+                    .map_err(|e| fail(e, location.clone()))?;
+            }
+            CommandKind::Copy { transfer, .. } => {
+                // The words are chown, chmod, the sources, dest.
+                let sources = &expanded[2..2 + transfer.sources.len()];
+                crate::dockerfile::compile::check_sources(false, sources, "", None)
+                    .map_err(|e| fail(e, location.clone()))?;
+            }
+            _ => {}
+        }
         match &kind {
             CommandKind::Env(_) | CommandKind::Label(_) => {
                 let Args::KeyValues(pairs) = &instruction.args else { return Ok(()) };
