@@ -35,6 +35,7 @@ pub mod llb;
 pub mod output;
 pub mod progress;
 pub mod proto;
+pub mod record;
 pub mod services;
 
 pub(crate) mod bake;

@@ -33,7 +33,7 @@ pub use folders::FolderSessions;
 pub use options::{
     BuildContext, BuildOption, BuildOptions, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild, PlannedDockerfile,
 };
-pub use report::{BuildReport, TransferStats};
+pub use report::{BuildReport, TransferStats, VertexOutcome};
 pub use request::{BuildRequest, Frontend};
 #[cfg(test)]
 pub(crate) use request::{LOCAL_CONTEXT, LOCAL_DOCKERFILE};

@@ -10,8 +10,9 @@ mod carry;
 // The flag encoders live in the library, shared with bake.
 use crate::build::attrs as flags;
 pub(crate) mod metadata;
-mod native;
+pub(super) mod native;
 pub(super) mod plan;
+pub(super) mod record;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -213,6 +214,11 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         Some(format @ ("json" | "dot")) => Some(format.to_owned()),
         Some(other) => anyhow::bail!("--print-llb={other}: the format must be json or dot"),
     };
+    // The Dockerfile frontend's attributes, before the native frontend takes them.
+    let frontend_attrs = match &plan.request.frontend {
+        Frontend::Daemon { attrs, .. } => attrs.clone(),
+        _ => BTreeMap::new(),
+    };
     let native_mode =
         if print_llb.is_some() { Some(crate::dockerfile::NativeMode::Native) } else { native::mode(&args.frontend) };
     let native = match native_mode {
@@ -234,6 +240,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             installed
         }
         None => None,
+    };
+    let recording = match (&native, &print_llb, &plan.call) {
+        (Some(_), None, None) => record::Recording::prepare(&plan, &frontend_attrs, &plan::ProcessEnv),
+        _ => None,
     };
     let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
     if let Some(load) = &plan.load {
@@ -338,6 +348,20 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     match saved {
         Err(_) if cancel.is_cancelled() => return Err(crate::error::Cancelled.into()),
         other => other?,
+    }
+    // What ran and why, kept for the next build and `fbuild why`.
+    if let (Some(recording), Some(native)) = (&recording, &native) {
+        match native.built_definition().filter(|_| native.fallback().is_none()) {
+            Some(definition) => recording.finish(
+                &definition,
+                &report.vertices,
+                ctx.printer,
+                notes,
+                &mut |warning| progress.warn(&format!("build record: {warning}")),
+                &plan::ProcessEnv,
+            ),
+            None => tracing::debug!("no build record: the daemon's frontend built it"),
+        }
     }
     if let (Some(call), Some(frontend)) = (&plan.call, &call_frontend) {
         let answer = frontend.answer();

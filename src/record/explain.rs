@@ -1,0 +1,401 @@
+//! Why a step ran (after a build) or will run (`fbuild plan`), from the
+//! record of the build before.
+//!
+//! Steps are matched with the previous build's by stage and instruction
+//! text (so a line inserted above does not mismatch the steps below), then
+//! by position in the stage (so an edited line is found as edited). A step
+//! that ran is explained by the first of: `--no-cache`, `--no-cache-filter`,
+//! a step it reads that ran (the chain's cause is that step's), no earlier
+//! record, a new or edited line, a base image that moved, a changed build
+//! argument, a changed definition (an earlier `ENV`, a flag), changed
+//! context files; and when nothing changed, the cache import that lacked it
+//! or the daemon's cache that lost it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::context::reads_path;
+use super::{BuildRecord, StepRecord, StepState};
+
+/// Why a step ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Cause {
+    /// No earlier build of this project and target is recorded.
+    FirstBuild,
+    /// `--no-cache`.
+    NoCache,
+    /// `--no-cache-filter` names the step's stage.
+    NoCacheFilter { stage: String },
+    /// A step it reads ran (the chain's first cause is that step's).
+    Upstream { step: String },
+    /// The instruction is new (a new line or stage).
+    NewStep,
+    /// The instruction at this place of the stage changed.
+    LineChanged { was: String },
+    /// The base image's reference resolves to another digest.
+    BaseImageMoved { image: String, old: String, new: String },
+    /// A build argument the step sees changed (names only).
+    BuildArgChanged { names: Vec<String> },
+    /// The step's definition changed although its line did not: an earlier
+    /// `ENV`/`ARG`/`WORKDIR`/`USER` of its stage, or a flag.
+    DefinitionChanged,
+    /// Context files it reads changed (added, removed or edited).
+    ContextChanged {
+        paths: Vec<String>,
+        /// Changed files beyond those named.
+        more: usize,
+    },
+    /// Nothing changed, and the build's cache imports did not have it.
+    CacheImportMiss { imports: Vec<String> },
+    /// Nothing changed: the daemon's cache no longer had it.
+    Evicted,
+}
+
+/// How many changed paths a cause names.
+const PATHS_SHOWN: usize = 5;
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::FirstBuild => write!(f, "no earlier build of this target is recorded"),
+            Cause::NoCache => write!(f, "--no-cache"),
+            Cause::NoCacheFilter { stage } => write!(f, "--no-cache-filter {stage}"),
+            Cause::Upstream { step } => write!(f, "the step it reads ran ({step})"),
+            Cause::NewStep => write!(f, "new step in the Dockerfile"),
+            Cause::LineChanged { was } => write!(f, "Dockerfile line changed (was `{was}`)"),
+            Cause::BaseImageMoved { image, old, new } => {
+                write!(f, "base image {image} moved from {} to {}", short(old), short(new))
+            }
+            Cause::BuildArgChanged { names } => {
+                let plural = if names.len() == 1 { "" } else { "s" };
+                write!(f, "build arg{plural} {} changed", names.join(", "))
+            }
+            Cause::DefinitionChanged => {
+                write!(f, "its definition changed (an earlier ENV, ARG, WORKDIR or USER of its stage, or a flag)")
+            }
+            Cause::ContextChanged { paths, more } => {
+                if paths.is_empty() {
+                    return write!(f, "context files changed (too many to compare)");
+                }
+                write!(f, "{} changed", paths.join(", "))?;
+                if *more > 0 {
+                    write!(f, " and {more} more")?;
+                }
+                Ok(())
+            }
+            Cause::CacheImportMiss { imports } => {
+                write!(f, "nothing changed, and the cache import ({}) did not have it", imports.join("; "))
+            }
+            Cause::Evicted => write!(f, "nothing changed: evicted from the daemon's cache"),
+        }
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+/// A step's verdict: whether it ran (or will run) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Verdict {
+    pub name: String,
+    pub digest: String,
+    pub lines: Vec<u32>,
+    /// Ran (after a build) or will run (a plan).
+    pub runs: bool,
+    pub cause: Option<Cause>,
+}
+
+/// The previous build's steps, found by text and by position.
+struct Previous<'a> {
+    record: &'a BuildRecord,
+    by_text: BTreeMap<(&'a str, &'a str, usize), &'a StepRecord>,
+    by_position: BTreeMap<(&'a str, u32), &'a StepRecord>,
+}
+
+impl<'a> Previous<'a> {
+    fn new(record: &'a BuildRecord) -> Self {
+        let mut by_text = BTreeMap::new();
+        let mut by_position = BTreeMap::new();
+        let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for step in &record.steps {
+            let n = seen.entry((step.stage.as_str(), step.text.as_str())).or_default();
+            by_text.insert((step.stage.as_str(), step.text.as_str(), *n), step);
+            *n += 1;
+            by_position.entry((step.stage.as_str(), step.position)).or_insert(step);
+        }
+        Previous { record, by_text, by_position }
+    }
+}
+
+/// Occurrence numbers of each (stage, text) in `record`, step by step.
+fn occurrences(record: &BuildRecord) -> Vec<usize> {
+    let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    record
+        .steps
+        .iter()
+        .map(|step| {
+            let n = seen.entry((step.stage.as_str(), step.text.as_str())).or_default();
+            *n += 1;
+            *n - 1
+        })
+        .collect()
+}
+
+/// Why `step` must run whatever the daemon's cache holds, compared with the
+/// previous build; `None` when nothing it depends on changed.
+fn changed(previous: Option<&Previous<'_>>, current: &BuildRecord, step: &StepRecord, nth: usize) -> Option<Cause> {
+    if current.no_cache {
+        return Some(Cause::NoCache);
+    }
+    if !step.stage.is_empty() && current.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&step.stage)) {
+        return Some(Cause::NoCacheFilter { stage: step.stage.clone() });
+    }
+    let previous = match previous {
+        Some(previous) => previous,
+        None => return Some(Cause::FirstBuild),
+    };
+    let Some(before) = previous.by_text.get(&(step.stage.as_str(), step.text.as_str(), nth)) else {
+        return Some(match previous.by_position.get(&(step.stage.as_str(), step.position)) {
+            Some(before) => Cause::LineChanged { was: before.text.clone() },
+            None => Cause::NewStep,
+        });
+    };
+    if let (Some(old), Some(new)) = (&before.base_image, &step.base_image) {
+        if old.digest != new.digest {
+            return Some(Cause::BaseImageMoved {
+                image: new.reference.clone(),
+                old: old.digest.clone(),
+                new: new.digest.clone(),
+            });
+        }
+    }
+    if before.own != step.own {
+        let differs = |name: &String| previous.record.build_args.get(name) != current.build_args.get(name);
+        let mut names: Vec<String> = step.args.iter().chain(before.args.iter()).filter(|n| differs(n)).cloned().collect();
+        names.sort();
+        names.dedup();
+        return Some(if names.is_empty() { Cause::DefinitionChanged } else { Cause::BuildArgChanged { names } });
+    }
+    if !step.reads.is_empty() {
+        let reads = |path: &str| step.reads.iter().any(|read| reads_path(read, path));
+        if !(previous.record.files_complete && current.files_complete) {
+            return Some(Cause::ContextChanged { paths: Vec::new(), more: 0 });
+        }
+        let paths: BTreeSet<&String> = previous
+            .record
+            .files
+            .iter()
+            .filter(|(path, digest)| reads(path) && current.files.get(*path) != Some(*digest))
+            .map(|(path, _)| path)
+            .chain(
+                current
+                    .files
+                    .iter()
+                    .filter(|(path, _)| reads(path) && !previous.record.files.contains_key(*path))
+                    .map(|(path, _)| path),
+            )
+            .collect();
+        if !paths.is_empty() {
+            let more = paths.len().saturating_sub(PATHS_SHOWN);
+            return Some(Cause::ContextChanged { paths: paths.into_iter().take(PATHS_SHOWN).cloned().collect(), more });
+        }
+    }
+    None
+}
+
+/// The first cause of the chain `step` belongs to: the cause of a step it
+/// reads that ran, named by that chain's first step.
+fn upstream(
+    step: &StepRecord,
+    runs: &BTreeMap<&str, (bool, String)>,
+) -> Option<Cause> {
+    step.inputs.iter().find_map(|input| match runs.get(input.as_str()) {
+        Some((true, root)) => Some(Cause::Upstream { step: root.clone() }),
+        _ => None,
+    })
+}
+
+/// Explains the steps of a finished build that ran, setting each one's
+/// cause, and returns the verdicts of the steps the daemon reported.
+pub fn explain(previous: Option<&BuildRecord>, current: &mut BuildRecord) -> Vec<Verdict> {
+    let previous = previous.map(Previous::new);
+    let nths = occurrences(current);
+    // Step digest → (ran, the name of its chain's first step).
+    let mut runs: BTreeMap<String, (bool, String)> = BTreeMap::new();
+    let mut causes = Vec::with_capacity(current.steps.len());
+    for (step, nth) in current.steps.iter().zip(nths) {
+        if step.state != StepState::Ran {
+            runs.insert(step.digest.clone(), (false, String::new()));
+            causes.push(None);
+            continue;
+        }
+        let view: BTreeMap<&str, (bool, String)> = runs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let cause = match changed(previous.as_ref(), current, step, nth) {
+            Some(cause @ (Cause::NoCache | Cause::NoCacheFilter { .. })) => cause,
+            own => upstream(step, &view).or(own).unwrap_or_else(|| {
+                if current.cache_imports.is_empty() {
+                    Cause::Evicted
+                } else {
+                    Cause::CacheImportMiss { imports: current.cache_imports.clone() }
+                }
+            }),
+        };
+        let root = match &cause {
+            Cause::Upstream { step } => step.clone(),
+            _ => step.name.clone(),
+        };
+        runs.insert(step.digest.clone(), (true, root));
+        causes.push(Some(cause));
+    }
+    for (step, cause) in current.steps.iter_mut().zip(causes) {
+        step.cause = cause;
+    }
+    verdicts(current)
+}
+
+/// What the daemon can answer from its cache, for a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DaemonCache {
+    /// It may hold what the last build left (its records are not asked for
+    /// step by step: a step evicted since is not foreseen).
+    Warm,
+    /// It holds nothing (fresh or pruned): only cache imports can answer.
+    Empty,
+}
+
+/// Predicts which steps of a planned build will run: those whose inputs
+/// changed since `previous`, those reading a step that will run and, on an
+/// empty daemon, those no cache import holds (`imported`: the record that
+/// travelled with the imported cache folder, if any).
+pub fn predict(
+    previous: Option<&BuildRecord>,
+    current: &mut BuildRecord,
+    daemon: DaemonCache,
+    imported: Option<&BuildRecord>,
+) -> Vec<Verdict> {
+    let previous = previous.map(Previous::new);
+    let importable: BTreeSet<(&str, &str)> = imported
+        .map(|r| r.steps.iter().filter(|s| s.state != StepState::Planned).map(|s| (s.stage.as_str(), s.own.as_str())).collect())
+        .unwrap_or_default();
+    let nths = occurrences(current);
+    let mut runs: BTreeMap<String, (bool, String)> = BTreeMap::new();
+    let mut causes = Vec::with_capacity(current.steps.len());
+    for (step, nth) in current.steps.iter().zip(nths) {
+        let view: BTreeMap<&str, (bool, String)> = runs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let cause = match changed(previous.as_ref(), current, step, nth) {
+            Some(cause @ (Cause::NoCache | Cause::NoCacheFilter { .. })) => Some(cause),
+            own => upstream(step, &view).or(own).or_else(|| match daemon {
+                DaemonCache::Warm => None,
+                DaemonCache::Empty if importable.contains(&(step.stage.as_str(), step.own.as_str())) => None,
+                DaemonCache::Empty if current.cache_imports.is_empty() => Some(Cause::Evicted),
+                DaemonCache::Empty => Some(Cause::CacheImportMiss { imports: current.cache_imports.clone() }),
+            }),
+        };
+        let root = match &cause {
+            Some(Cause::Upstream { step }) => step.clone(),
+            _ => step.name.clone(),
+        };
+        runs.insert(step.digest.clone(), (cause.is_some(), root));
+        causes.push(cause);
+    }
+    for (step, cause) in current.steps.iter_mut().zip(causes) {
+        step.cause = cause;
+    }
+    current
+        .steps
+        .iter()
+        .map(|s| Verdict {
+            name: s.name.clone(),
+            digest: s.digest.clone(),
+            lines: s.lines.clone(),
+            runs: s.cause.is_some(),
+            cause: s.cause.clone(),
+        })
+        .collect()
+}
+
+/// The verdicts of a built record's reported steps.
+pub fn verdicts(record: &BuildRecord) -> Vec<Verdict> {
+    record
+        .reported()
+        .map(|s| Verdict {
+            name: s.name.clone(),
+            digest: s.digest.clone(),
+            lines: s.lines.clone(),
+            runs: s.state == StepState::Ran,
+            cause: s.cause.clone(),
+        })
+        .collect()
+}
+
+/// The chains of steps that ran: each first step with its cause and how
+/// many steps ran after it because of it.
+pub fn chains(verdicts: &[Verdict]) -> Vec<(&Verdict, usize)> {
+    let mut out: Vec<(&Verdict, usize)> = Vec::new();
+    for verdict in verdicts.iter().filter(|v| v.runs) {
+        match &verdict.cause {
+            Some(Cause::Upstream { step }) => {
+                if let Some(chain) = out.iter_mut().find(|(root, _)| root.name == *step) {
+                    chain.1 += 1;
+                }
+            }
+            _ => out.push((verdict, 0)),
+        }
+    }
+    out
+}
+
+/// The explanation for people: one line per chain
+/// (`[deps 3/3] RUN pip install ... ran: requirements.txt changed`), or
+/// with `all`, one line per step.
+pub fn render_text(verdicts: &[Verdict], verb: &str, all: bool) -> String {
+    let mut out = String::new();
+    if all {
+        for verdict in verdicts {
+            match &verdict.cause {
+                Some(cause) if verdict.runs => out.push_str(&format!("{} {verb}: {cause}\n", verdict.name)),
+                _ => out.push_str(&format!("{} cached\n", verdict.name)),
+            }
+        }
+        return out;
+    }
+    for (root, after) in chains(verdicts) {
+        let cause = root.cause.as_ref().map(|c| c.to_string()).unwrap_or_default();
+        out.push_str(&format!("{} {verb}: {cause}", root.name));
+        if after > 0 {
+            out.push_str(&format!(" (and {after} step{} after it)", if after == 1 { "" } else { "s" }));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A Markdown summary for `$GITHUB_STEP_SUMMARY`: the hit rate, then each
+/// step that ran and why.
+pub fn render_markdown(verdicts: &[Verdict], title: &str) -> String {
+    let total = verdicts.len();
+    let cached = verdicts.iter().filter(|v| !v.runs).count();
+    let rate = if total == 0 { 100 } else { (cached * 100 + total / 2) / total };
+    let mut out = format!("### {title}\n\n{cached} of {total} steps cached ({rate}%).\n");
+    let ran: Vec<&Verdict> = verdicts.iter().filter(|v| v.runs).collect();
+    if !ran.is_empty() {
+        out.push_str("\n| step | cause |\n|---|---|\n");
+        for verdict in ran {
+            let cause = verdict.cause.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            out.push_str(&format!("| `{}` | {} |\n", markdown_cell(&verdict.name), markdown_cell(&cause)));
+        }
+    }
+    out
+}
+
+fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('`', "'").replace('\n', " ")
+}
