@@ -23,10 +23,12 @@ mod daemon;
 mod du;
 mod imagetools;
 mod info;
+mod plan;
 mod prune;
 mod solve;
 pub(crate) mod table;
 mod workers;
+mod why;
 
 /// A native BuildKit client: build Dockerfile projects, move build cache,
 /// watch progress and manage the daemon's cache.
@@ -97,6 +99,10 @@ pub enum Command {
     Bake(Box<bake::Args>),
     /// Lint a Dockerfile project's cache practices and the frontend's rules
     Check(check::Args),
+    /// Show which steps a build would run and which the cache would answer, and why, without building
+    Plan(Box<plan::Args>),
+    /// Explain why the last build of a target ran the steps it ran
+    Why(why::Args),
     /// Show the daemon's version
     Info(info::Args),
     /// List the daemon's workers and their platforms
@@ -228,6 +234,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workers(args) => workers::run(args, &ctx).await,
         Command::Du(args) => du::run(args, &ctx).await,
         Command::Check(args) => check::run(args, &ctx).await,
+        Command::Plan(args) => plan::run(*args, &ctx).await,
+        Command::Why(args) => why::run(args, &ctx).await,
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Cache(command) => cache::run(command, &ctx),
         Command::Daemon(command) => daemon::run(command, &ctx).await,

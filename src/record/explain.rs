@@ -64,7 +64,7 @@ impl fmt::Display for Cause {
             Cause::FirstBuild => write!(f, "no earlier build of this target is recorded"),
             Cause::NoCache => write!(f, "--no-cache"),
             Cause::NoCacheFilter { stage } => write!(f, "--no-cache-filter {stage}"),
-            Cause::Upstream { step } => write!(f, "the step it reads ran ({step})"),
+            Cause::Upstream { step } => write!(f, "upstream step rebuilt: {step}"),
             Cause::NewStep => write!(f, "new step in the Dockerfile"),
             Cause::LineChanged { was } => write!(f, "Dockerfile line changed (was `{was}`)"),
             Cause::BaseImageMoved { image, old, new } => {
@@ -161,9 +161,22 @@ fn changed(previous: Option<&Previous<'_>>, current: &BuildRecord, step: &StepRe
         Some(previous) => previous,
         None => return Some(Cause::FirstBuild),
     };
+    let changed_args = |before: &StepRecord| {
+        let differs = |name: &String| previous.record.build_args.get(name) != current.build_args.get(name);
+        let mut names: Vec<String> =
+            step.args.iter().chain(before.args.iter()).filter(|n| differs(n)).cloned().collect();
+        names.sort();
+        names.dedup();
+        names
+    };
     let Some(before) = previous.by_text.get(&(step.stage.as_str(), step.text.as_str(), nth)) else {
+        // A step's name shows build arguments expanded: one the step sees
+        // changed, and its text with it.
         return Some(match previous.by_position.get(&(step.stage.as_str(), step.position)) {
-            Some(before) => Cause::LineChanged { was: before.text.clone() },
+            Some(before) => match changed_args(before) {
+                names if names.is_empty() => Cause::LineChanged { was: before.text.clone() },
+                names => Cause::BuildArgChanged { names },
+            },
             None => Cause::NewStep,
         });
     };
@@ -177,10 +190,7 @@ fn changed(previous: Option<&Previous<'_>>, current: &BuildRecord, step: &StepRe
         }
     }
     if before.own != step.own {
-        let differs = |name: &String| previous.record.build_args.get(name) != current.build_args.get(name);
-        let mut names: Vec<String> = step.args.iter().chain(before.args.iter()).filter(|n| differs(n)).cloned().collect();
-        names.sort();
-        names.dedup();
+        let names = changed_args(before);
         return Some(if names.is_empty() { Cause::DefinitionChanged } else { Cause::BuildArgChanged { names } });
     }
     if !step.reads.is_empty() {
@@ -230,6 +240,7 @@ pub fn explain(previous: Option<&BuildRecord>, current: &mut BuildRecord) -> Vec
     // Step digest → (ran, the name of its chain's first step).
     let mut runs: BTreeMap<String, (bool, String)> = BTreeMap::new();
     let mut causes = Vec::with_capacity(current.steps.len());
+    let mut resolved = Vec::new();
     for (step, nth) in current.steps.iter().zip(nths) {
         if step.state != StepState::Ran {
             runs.insert(step.digest.clone(), (false, String::new()));
@@ -237,7 +248,14 @@ pub fn explain(previous: Option<&BuildRecord>, current: &mut BuildRecord) -> Vec
             continue;
         }
         let view: BTreeMap<&str, (bool, String)> = runs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let cause = match changed(previous.as_ref(), current, step, nth) {
+        let own = changed(previous.as_ref(), current, step, nth);
+        if step.base_image.is_some() && own.is_none() {
+            runs.insert(step.digest.clone(), (false, String::new()));
+            causes.push(None);
+            resolved.push(step.digest.clone());
+            continue;
+        }
+        let cause = match own {
             Some(cause @ (Cause::NoCache | Cause::NoCacheFilter { .. })) => cause,
             own => upstream(step, &view).or(own).unwrap_or_else(|| {
                 if current.cache_imports.is_empty() {
@@ -256,6 +274,9 @@ pub fn explain(previous: Option<&BuildRecord>, current: &mut BuildRecord) -> Vec
     }
     for (step, cause) in current.steps.iter_mut().zip(causes) {
         step.cause = cause;
+        if resolved.contains(&step.digest) {
+            step.state = StepState::Resolved;
+        }
     }
     verdicts(current)
 }
@@ -292,6 +313,8 @@ pub fn predict(
         let view: BTreeMap<&str, (bool, String)> = runs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let cause = match changed(previous.as_ref(), current, step, nth) {
             Some(cause @ (Cause::NoCache | Cause::NoCacheFilter { .. })) => Some(cause),
+            // An unchanged base image is only resolved (see `StepState::Resolved`).
+            None if step.base_image.is_some() => None,
             own => upstream(step, &view).or(own).or_else(|| match daemon {
                 DaemonCache::Warm => None,
                 DaemonCache::Empty if importable.contains(&(step.stage.as_str(), step.own.as_str())) => None,

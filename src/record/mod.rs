@@ -134,6 +134,11 @@ pub enum StepState {
     Skipped,
     /// Not built (a plan).
     Planned,
+    /// A base image the daemon resolved again with nothing changed: the
+    /// daemon reports such a `FROM` as not cached whenever it computes its
+    /// cache key for a step after it, so it is not counted as a step that
+    /// ran (its layers are fetched only if a step that runs needs them).
+    Resolved,
 }
 
 /// What a build was asked for, besides its graph.
@@ -247,9 +252,9 @@ impl BuildRecord {
         }
     }
 
-    /// Steps that ran or were cached (those the daemon reported).
+    /// Steps the daemon reported: ran, cached or resolved.
     pub fn reported(&self) -> impl Iterator<Item = &StepRecord> {
-        self.steps.iter().filter(|s| matches!(s.state, StepState::Ran | StepState::Cached))
+        self.steps.iter().filter(|s| matches!(s.state, StepState::Ran | StepState::Cached | StepState::Resolved))
     }
 }
 

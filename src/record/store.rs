@@ -82,7 +82,10 @@ impl RecordStore {
 
     /// The record file of a project's target.
     pub fn path(&self, context: &Path, dockerfile: &Path, target: &str) -> PathBuf {
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        // The same folder however it was named (`.`, `./`, a symlink).
+        let absolute = |p: &Path| {
+            std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_owned())
+        };
         let mut hasher = Sha256::new();
         for part in [absolute(context).as_os_str(), absolute(dockerfile).as_os_str(), target.as_ref()] {
             hasher.update(part.as_encoded_bytes());

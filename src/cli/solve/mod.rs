@@ -525,3 +525,37 @@ fn tell_where_outputs_went(
     }
     Ok(())
 }
+
+/// What `fbuild plan` needs of a build it does not run: the graph the
+/// native compiler makes of these flags (base images resolved by the
+/// daemon, as in the real build), and where the build's records are.
+pub(super) struct Compiled {
+    pub(super) definition: crate::proto::pb::Definition,
+    pub(super) recording: record::Recording,
+    pub(super) connection: crate::connect::Connection,
+}
+
+/// Compiles the build of `args` natively without building anything (as
+/// `--print-llb` does).
+pub(super) async fn compile_only(args: &Args, ctx: &Context) -> anyhow::Result<Compiled> {
+    let mut plan = plan::SolvePlan::from_args(args, &plan::ProcessEnv)?;
+    let frontend_attrs = match &plan.request.frontend {
+        Frontend::Daemon { attrs, .. } => attrs.clone(),
+        _ => BTreeMap::new(),
+    };
+    let recording = record::Recording::prepare(&plan, &frontend_attrs, &plan::ProcessEnv)
+        .context("fbuild plan needs a local context folder")?;
+    let native = native::install(&mut plan, crate::dockerfile::NativeMode::Native, true)
+        .context("fbuild plan needs a local Dockerfile and no --call")?;
+    plan.request.exports.clear();
+    plan.request.cache_exports.clear();
+    let connection = ctx.connect().await?;
+    let cancel = CancellationToken::new();
+    let mut progress = crate::build::NoProgress;
+    match crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await {
+        Ok(_) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let compiled = native.compiled().context("the native compiler returned no graph")?;
+    Ok(Compiled { definition: compiled.definition, recording, connection })
+}
