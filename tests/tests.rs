@@ -36,3 +36,4 @@ mod secrets;
 mod solve;
 mod testenv;
 mod trust;
+mod why;

@@ -10,9 +10,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use super::Context;
-use crate::control::Control;
 use crate::record::explain::{self, DaemonCache};
-use crate::record::BuildRecord;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -33,20 +31,14 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let compiled = super::solve::compile_only(&args.build, ctx).await?;
     let places = &compiled.recording.places;
     let mut warnings = Vec::new();
-    let previous = places.previous(&mut |w| warnings.push(w));
-    let imported = places.imported(&mut |w| warnings.push(w));
+    let (record, verdicts, daemon) = places
+        .predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |w| {
+            warnings.push(w)
+        })
+        .await?;
     for warning in warnings {
         let _ = writeln!(ctx.printer.stderr(), "warning: {warning}");
     }
-    let usage = Control::new(compiled.connection.channel.clone()).disk_usage(Vec::new(), None).await?;
-    let daemon = if usage.is_empty() { DaemonCache::Empty } else { DaemonCache::Warm };
-    let mut record = BuildRecord::new(
-        &compiled.definition,
-        None,
-        Some(&places.context),
-        &compiled.recording.inputs,
-    );
-    let verdicts = explain::predict(previous.as_ref(), &mut record, daemon, imported.as_ref());
     let mut out = ctx.printer.stdout();
     if args.format == "json" {
         let value = serde_json::json!({

@@ -117,6 +117,19 @@ struct Previous<'a> {
     record: &'a BuildRecord,
     by_text: BTreeMap<(&'a str, &'a str, usize), &'a StepRecord>,
     by_position: BTreeMap<(&'a str, u32), &'a StepRecord>,
+    /// Texts that only one step had, whatever its stage (an unnamed stage
+    /// is named by its index, which a stage inserted above changes).
+    unique_text: BTreeMap<&'a str, Option<&'a StepRecord>>,
+}
+
+impl<'a> Previous<'a> {
+    /// The previous build's step matching `step`.
+    fn matching(&self, step: &StepRecord, nth: usize) -> Option<&'a StepRecord> {
+        self.by_text
+            .get(&(step.stage.as_str(), step.text.as_str(), nth))
+            .copied()
+            .or_else(|| self.unique_text.get(step.text.as_str()).copied().flatten())
+    }
 }
 
 impl<'a> Previous<'a> {
@@ -130,7 +143,11 @@ impl<'a> Previous<'a> {
             *n += 1;
             by_position.entry((step.stage.as_str(), step.position)).or_insert(step);
         }
-        Previous { record, by_text, by_position }
+        let mut unique_text: BTreeMap<&str, Option<&StepRecord>> = BTreeMap::new();
+        for step in &record.steps {
+            unique_text.entry(step.text.as_str()).and_modify(|seen| *seen = None).or_insert(Some(step));
+        }
+        Previous { record, by_text, by_position, unique_text }
     }
 }
 
@@ -150,13 +167,21 @@ fn occurrences(record: &BuildRecord) -> Vec<usize> {
 
 /// Why `step` must run whatever the daemon's cache holds, compared with the
 /// previous build; `None` when nothing it depends on changed.
-fn changed(previous: Option<&Previous<'_>>, current: &BuildRecord, step: &StepRecord, nth: usize) -> Option<Cause> {
-    if current.no_cache {
+/// `--no-cache` or `--no-cache-filter` making `step` run. Such a step runs
+/// with its cache key unchanged, so the steps after it keep theirs.
+fn flags(current: &BuildRecord, step: &StepRecord) -> Option<Cause> {
+    if !step.ignore_cache {
+        return None;
+    }
+    if current.no_cache || current.no_cache_filter.is_empty() {
         return Some(Cause::NoCache);
     }
-    if !step.stage.is_empty() && current.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&step.stage)) {
-        return Some(Cause::NoCacheFilter { stage: step.stage.clone() });
-    }
+    Some(Cause::NoCacheFilter { stage: step.stage.clone() })
+}
+
+/// Why `step`'s cache key changed since the previous build (its own
+/// definition or the context files it reads); `None` when it did not.
+fn changed(previous: Option<&Previous<'_>>, current: &BuildRecord, step: &StepRecord, nth: usize) -> Option<Cause> {
     let previous = match previous {
         Some(previous) => previous,
         None => return Some(Cause::FirstBuild),
@@ -169,7 +194,7 @@ fn changed(previous: Option<&Previous<'_>>, current: &BuildRecord, step: &StepRe
         names.dedup();
         names
     };
-    let Some(before) = previous.by_text.get(&(step.stage.as_str(), step.text.as_str(), nth)) else {
+    let Some(before) = previous.matching(step, nth) else {
         // A step's name shows build arguments expanded: one the step sees
         // changed, and its text with it.
         return Some(match previous.by_position.get(&(step.stage.as_str(), step.position)) {
@@ -220,58 +245,70 @@ fn changed(previous: Option<&Previous<'_>>, current: &BuildRecord, step: &StepRe
     None
 }
 
-/// The first cause of the chain `step` belongs to: the cause of a step it
-/// reads that ran, named by that chain's first step.
-fn upstream(
-    step: &StepRecord,
-    runs: &BTreeMap<&str, (bool, String)>,
-) -> Option<Cause> {
-    step.inputs.iter().find_map(|input| match runs.get(input.as_str()) {
-        Some((true, root)) => Some(Cause::Upstream { step: root.clone() }),
-        _ => None,
-    })
+/// What the walk over the steps knows of each step so far.
+#[derive(Clone, Default)]
+struct Walked {
+    /// Its cache key changed (so the keys of the steps reading it change).
+    key_changed: bool,
+    /// The first step of the chain of key changes it belongs to.
+    root: String,
+}
+
+/// The chain a step's key changed by: the first input whose key changed.
+fn upstream(step: &StepRecord, walked: &BTreeMap<String, Walked>) -> Option<String> {
+    step.inputs.iter().find_map(|input| walked.get(input).filter(|w| w.key_changed).map(|w| w.root.clone()))
+}
+
+/// Walks the steps in graph order: whether each one's key changed and, for
+/// the steps `runs` says run, their cause. `runs` gets the step and its
+/// own change (flags aside); it answers whether the step ran (or will).
+/// Returns the causes, and the `FROM` steps that were only resolved.
+fn walk(
+    previous: Option<&BuildRecord>,
+    current: &BuildRecord,
+    mut runs: impl FnMut(&StepRecord, usize, bool) -> bool,
+) -> (Vec<Option<Cause>>, BTreeSet<String>) {
+    let previous = previous.map(Previous::new);
+    let nths = occurrences(current);
+    let mut walked: BTreeMap<String, Walked> = BTreeMap::new();
+    let mut causes = Vec::with_capacity(current.steps.len());
+    let mut resolved = BTreeSet::new();
+    for (step, nth) in current.steps.iter().zip(nths) {
+        let own = changed(previous.as_ref(), current, step, nth);
+        let chain = upstream(step, &walked);
+        let key_changed = own.is_some() || chain.is_some();
+        let flag = flags(current, step);
+        let root = match (&chain, &own) {
+            (Some(root), _) => root.clone(),
+            _ => step.name.clone(),
+        };
+        walked.insert(step.digest.clone(), Walked { key_changed, root });
+        if !runs(step, nth, key_changed || flag.is_some()) {
+            causes.push(None);
+            continue;
+        }
+        // An unchanged base image is only resolved (`StepState::Resolved`).
+        if step.base_image.is_some() && !key_changed && flag.is_none() {
+            resolved.insert(step.digest.clone());
+            causes.push(None);
+            continue;
+        }
+        let cause = flag.or_else(|| chain.map(|step| Cause::Upstream { step })).or(own).unwrap_or_else(|| {
+            if current.cache_imports.is_empty() {
+                Cause::Evicted
+            } else {
+                Cause::CacheImportMiss { imports: current.cache_imports.clone() }
+            }
+        });
+        causes.push(Some(cause));
+    }
+    (causes, resolved)
 }
 
 /// Explains the steps of a finished build that ran, setting each one's
 /// cause, and returns the verdicts of the steps the daemon reported.
 pub fn explain(previous: Option<&BuildRecord>, current: &mut BuildRecord) -> Vec<Verdict> {
-    let previous = previous.map(Previous::new);
-    let nths = occurrences(current);
-    // Step digest → (ran, the name of its chain's first step).
-    let mut runs: BTreeMap<String, (bool, String)> = BTreeMap::new();
-    let mut causes = Vec::with_capacity(current.steps.len());
-    let mut resolved = Vec::new();
-    for (step, nth) in current.steps.iter().zip(nths) {
-        if step.state != StepState::Ran {
-            runs.insert(step.digest.clone(), (false, String::new()));
-            causes.push(None);
-            continue;
-        }
-        let view: BTreeMap<&str, (bool, String)> = runs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let own = changed(previous.as_ref(), current, step, nth);
-        if step.base_image.is_some() && own.is_none() {
-            runs.insert(step.digest.clone(), (false, String::new()));
-            causes.push(None);
-            resolved.push(step.digest.clone());
-            continue;
-        }
-        let cause = match own {
-            Some(cause @ (Cause::NoCache | Cause::NoCacheFilter { .. })) => cause,
-            own => upstream(step, &view).or(own).unwrap_or_else(|| {
-                if current.cache_imports.is_empty() {
-                    Cause::Evicted
-                } else {
-                    Cause::CacheImportMiss { imports: current.cache_imports.clone() }
-                }
-            }),
-        };
-        let root = match &cause {
-            Cause::Upstream { step } => step.clone(),
-            _ => step.name.clone(),
-        };
-        runs.insert(step.digest.clone(), (true, root));
-        causes.push(Some(cause));
-    }
+    let (causes, resolved) = walk(previous, current, |step, _, _| step.state == StepState::Ran);
     for (step, cause) in current.steps.iter_mut().zip(causes) {
         step.cause = cause;
         if resolved.contains(&step.digest) {
@@ -292,43 +329,49 @@ pub enum DaemonCache {
     Empty,
 }
 
-/// Predicts which steps of a planned build will run: those whose inputs
-/// changed since `previous`, those reading a step that will run and, on an
+/// Predicts which steps of a planned build will run: those whose cache key
+/// changed since `previous` (their own definition, the files they read, or
+/// a step they read whose key changed), those `--no-cache` names and, on an
 /// empty daemon, those no cache import holds (`imported`: the record that
 /// travelled with the imported cache folder, if any).
+///
+/// A step copying from another stage is keyed by the copied files'
+/// contents: when a change upstream leaves them as they were, the daemon
+/// answers it from the cache although this predicts it runs.
 pub fn predict(
     previous: Option<&BuildRecord>,
     current: &mut BuildRecord,
     daemon: DaemonCache,
     imported: Option<&BuildRecord>,
 ) -> Vec<Verdict> {
-    let previous = previous.map(Previous::new);
-    let importable: BTreeSet<(&str, &str)> = imported
-        .map(|r| r.steps.iter().filter(|s| s.state != StepState::Planned).map(|s| (s.stage.as_str(), s.own.as_str())).collect())
-        .unwrap_or_default();
-    let nths = occurrences(current);
-    let mut runs: BTreeMap<String, (bool, String)> = BTreeMap::new();
-    let mut causes = Vec::with_capacity(current.steps.len());
-    for (step, nth) in current.steps.iter().zip(nths) {
-        let view: BTreeMap<&str, (bool, String)> = runs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let cause = match changed(previous.as_ref(), current, step, nth) {
-            Some(cause @ (Cause::NoCache | Cause::NoCacheFilter { .. })) => Some(cause),
-            // An unchanged base image is only resolved (see `StepState::Resolved`).
-            None if step.base_image.is_some() => None,
-            own => upstream(step, &view).or(own).or_else(|| match daemon {
-                DaemonCache::Warm => None,
-                DaemonCache::Empty if importable.contains(&(step.stage.as_str(), step.own.as_str())) => None,
-                DaemonCache::Empty if current.cache_imports.is_empty() => Some(Cause::Evicted),
-                DaemonCache::Empty => Some(Cause::CacheImportMiss { imports: current.cache_imports.clone() }),
-            }),
-        };
-        let root = match &cause {
-            Some(Cause::Upstream { step }) => step.clone(),
-            _ => step.name.clone(),
-        };
-        runs.insert(step.digest.clone(), (cause.is_some(), root));
-        causes.push(cause);
-    }
+    let imported = imported.map(|record| (record, Previous::new(record)));
+    // Whether the imported cache holds the step as it is now: the same
+    // instruction, and the same contents of the files it reads.
+    let importable = |step: &StepRecord, nth: usize| {
+        let Some((record, steps)) = &imported else { return false };
+        let Some(before) = steps.matching(step, nth) else { return false };
+        let reads = |path: &str| step.reads.iter().any(|read| reads_path(read, path));
+        let same_files = step.reads.is_empty()
+            || record.files_complete
+                && current.files_complete
+                && record.files.iter().filter(|(p, _)| reads(p)).eq(current.files.iter().filter(|(p, _)| reads(p)));
+        before.own == step.own && before.state != StepState::Planned && same_files
+    };
+    // The steps the import holds: a step is held when it and every step it
+    // reads are (the keys of the steps after a changed one differ too).
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    let (causes, _) = walk(previous, current, |step, nth, changed| {
+        if importable(step, nth) && step.inputs.iter().all(|input| held.contains(input)) {
+            held.insert(step.digest.clone());
+        }
+        // The daemon resolves an unchanged base image whatever it holds.
+        changed
+            || step.base_image.is_none()
+                && match daemon {
+                    DaemonCache::Warm => false,
+                    DaemonCache::Empty => !held.contains(&step.digest),
+                }
+    });
     for (step, cause) in current.steps.iter_mut().zip(causes) {
         step.cause = cause;
     }

@@ -37,6 +37,7 @@ impl Graph {
             definition.metadata.get(digest).and_then(|m| m.description.get("llb.customname")).cloned()
         };
         let lines = source_lines(definition);
+        let sources = source_texts(definition);
         let is_context = |digest: &str| {
             matches!(by_digest.get(digest).and_then(|op| op.op.as_ref()),
                 Some(pb::op::Op::Source(source)) if source.identifier == CONTEXT_LOCAL)
@@ -57,7 +58,10 @@ impl Graph {
                 }
             }
             let Some(name) = name_of(digest) else { continue };
-            let Some((stage, position, text)) = parse_name(&name) else { continue };
+            let Some((stage, position, named)) = parse_name(&name) else { continue };
+            // The instruction as written (build args unexpanded), when the
+            // graph carries its Dockerfile; else as named.
+            let text = sources.get(digest).cloned().unwrap_or(named);
             let mut own_op = op.clone();
             own_op.inputs.clear();
             let own = crate::llb::digest_of(&own_op.encode_to_vec());
@@ -65,6 +69,7 @@ impl Graph {
             let mut reads = BTreeSet::new();
             let mut args = BTreeSet::new();
             let mut base_image = None;
+            let mut cache_mounts = Vec::new();
             match &op.op {
                 Some(pb::op::Op::File(file)) => {
                     for action in &file.actions {
@@ -79,6 +84,9 @@ impl Graph {
                     for mount in &exec.mounts {
                         if input_digest(mount.input).is_some_and(|i| is_context(&i.digest)) {
                             reads.insert(clean(&mount.selector));
+                        }
+                        if mount.mount_type == pb::MountType::Cache as i32 {
+                            cache_mounts.extend(mount.cache_opt.as_ref().map(|c| c.id.clone()));
                         }
                     }
                     for entry in exec.meta.iter().flat_map(|m| m.env.iter()) {
@@ -112,6 +120,8 @@ impl Graph {
                 base_image,
                 reads: reads.into_iter().collect(),
                 args: args.into_iter().collect(),
+                ignore_cache: definition.metadata.get(digest).is_some_and(|m| m.ignore_cache),
+                cache_mounts,
                 state: StepState::Planned,
                 duration_ms: 0,
                 cause: None,
@@ -179,6 +189,30 @@ fn clean(path: &str) -> String {
     } else {
         cleaned
     }
+}
+
+/// The Dockerfile text of each op's lines, from the definition's source
+/// map and the Dockerfile it carries.
+fn source_texts(definition: &pb::Definition) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(source) = &definition.source else { return out };
+    let files: Vec<Vec<&str>> =
+        source.infos.iter().map(|info| std::str::from_utf8(&info.data).unwrap_or_default().lines().collect()).collect();
+    for (digest, locations) in &source.locations {
+        let mut text = Vec::new();
+        for location in &locations.locations {
+            let Some(lines) = usize::try_from(location.source_index).ok().and_then(|i| files.get(i)) else { continue };
+            for range in &location.ranges {
+                let start = range.start.as_ref().map_or(0, |p| p.line).max(1) as usize;
+                let end = range.end.as_ref().map_or(0, |p| p.line).max(start as i32) as usize;
+                text.extend(lines.iter().skip(start - 1).take(end + 1 - start).map(|l| l.trim()));
+            }
+        }
+        if !text.is_empty() {
+            out.insert(digest.clone(), text.join("\n"));
+        }
+    }
+    out
 }
 
 /// Dockerfile lines per op digest, from the definition's source map.

@@ -106,6 +106,14 @@ pub struct StepRecord {
     pub reads: Vec<String>,
     /// The build arguments it sees (names).
     pub args: Vec<String>,
+    /// The graph tells the daemon not to use the cache for it (how the
+    /// frontend applies `--no-cache` and `--no-cache-filter`; not every
+    /// instruction gets it).
+    #[serde(default)]
+    pub ignore_cache: bool,
+    /// The cache mounts of a `RUN`, by the id the daemon files them under.
+    #[serde(default)]
+    pub cache_mounts: Vec<String>,
     /// What the build did with it.
     pub state: StepState,
     /// Time it ran, in milliseconds.
@@ -252,6 +260,12 @@ impl BuildRecord {
         }
     }
 
+    /// The cache mounts (by the daemon's id) of the steps that run: after
+    /// [`explain::predict`], the mounts worth restoring before the build.
+    pub fn running_cache_mounts(&self) -> std::collections::BTreeSet<String> {
+        self.steps.iter().filter(|s| s.cause.is_some()).flat_map(|s| s.cache_mounts.iter().cloned()).collect()
+    }
+
     /// Steps the daemon reported: ran, cached or resolved.
     pub fn reported(&self) -> impl Iterator<Item = &StepRecord> {
         self.steps.iter().filter(|s| matches!(s.state, StepState::Ran | StepState::Cached | StepState::Resolved))
@@ -303,6 +317,26 @@ impl RecordPlaces {
                 None
             })
         })
+    }
+
+    /// Predicts the build of `definition` with `inputs` (`fbuild plan`):
+    /// against the last record, the context as it is now, the record the
+    /// imported cache folder carries, and whether the daemon's cache holds
+    /// anything at all (asked on `channel`).
+    pub async fn predict(
+        &self,
+        channel: &tonic::transport::Channel,
+        definition: &pb::Definition,
+        inputs: &BuildInputs,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<(BuildRecord, Vec<Verdict>, explain::DaemonCache), crate::control::ControlError> {
+        let previous = self.previous(warn);
+        let imported = self.imported(warn);
+        let usage = crate::control::Control::new(channel.clone()).disk_usage(Vec::new(), None).await?;
+        let daemon = if usage.is_empty() { explain::DaemonCache::Empty } else { explain::DaemonCache::Warm };
+        let mut record = BuildRecord::new(definition, None, Some(&self.context), inputs);
+        let verdicts = explain::predict(previous.as_ref(), &mut record, daemon, imported.as_ref());
+        Ok((record, verdicts, daemon))
     }
 
     /// Keeps `record` in the state folder and the exported cache folders;

@@ -17,6 +17,8 @@ fn step(stage: &str, position: u32, text: &str, inputs: &[&str]) -> StepRecord {
         base_image: None,
         reads: Vec::new(),
         args: Vec::new(),
+        ignore_cache: false,
+        cache_mounts: Vec::new(),
         state: StepState::Cached,
         duration_ms: 0,
         cause: None,
@@ -134,6 +136,9 @@ fn each_kind_of_change_is_named() {
     assert!(matches!(explain::explain(Some(&before), &mut after)[1].cause, Some(Cause::CacheImportMiss { .. })));
     let mut after = project();
     after.no_cache = true;
+    for step in &mut after.steps {
+        step.ignore_cache = true;
+    }
     ran(&mut after, 0);
     assert!(explain::explain(Some(&before), &mut after).iter().all(|v| v.cause == Some(Cause::NoCache)));
 }

@@ -245,7 +245,24 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         (Some(_), None, None) => record::Recording::prepare(&plan, &frontend_attrs, &plan::ProcessEnv),
         _ => None,
     };
-    let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
+    let (mut carry, mut carry_notes) =
+        carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
+    // Only the cache mounts of the steps that will run are worth restoring.
+    if carry.restores_any() && recording.is_some() {
+        match running_mounts(&args, ctx).await {
+            Ok(Some(wanted)) => {
+                let skipped = carry.restore_only(&wanted);
+                if !skipped.is_empty() {
+                    carry_notes.push(format!(
+                        "cache mounts not restored: {} (the steps using them are predicted cached; see fbuild plan)",
+                        skipped.join(", ")
+                    ));
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::debug!("no prediction, every carried cache mount is restored: {error:#}"),
+        }
+    }
     if let Some(load) = &plan.load {
         check_loader(load)?;
     }
@@ -524,6 +541,19 @@ fn tell_where_outputs_went(
         }
     }
     Ok(())
+}
+
+/// The cache mounts (by the daemon's id) of the steps predicted to run, or
+/// `None` when there is no record to predict from.
+async fn running_mounts(args: &Args, ctx: &Context) -> anyhow::Result<Option<std::collections::BTreeSet<String>>> {
+    let compiled = compile_only(args, ctx).await?;
+    let places = &compiled.recording.places;
+    if places.previous(&mut |_| {}).is_none() {
+        return Ok(None);
+    }
+    let (record, _, _) =
+        places.predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |_| {}).await?;
+    Ok(Some(record.running_cache_mounts()))
 }
 
 /// What `fbuild plan` needs of a build it does not run: the graph the
