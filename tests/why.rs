@@ -203,7 +203,7 @@ fn dockerfile(base: &str, unique: &str, extra_final: &str) -> String {
          RUN cat requirements.txt /base > /deps && echo {unique} >> /deps\n\
          FROM deps AS build\n\
          COPY src/ src/\n\
-         RUN --mount=type=bind,source=tool.sh,target=/tool.sh cat /deps src/* /tool.sh > /built && echo $VERSION ${MODE:-none} >> /built && pwd >> /built\n\
+         RUN --mount=type=bind,source=tool.sh,target=/tool.sh cat /deps src/* /tool.sh > /built && echo $VERSION ${{MODE:-none}} >> /built && pwd >> /built\n\
          FROM {busybox}\n\
          COPY --from=build /built /built\n\
          COPY *.cfg /etc/\n\
@@ -412,6 +412,23 @@ fn a_corrupt_record_is_a_warning_and_a_missing_one_an_error() {
     // The build wrote a good record again.
     let why = p.why(&[]);
     assert!(!why.is_empty());
+
+    // A Markdown summary for GitHub, after a build and from `fbuild why`.
+    let summary = p.dir.path().join("summary.md");
+    let output = p
+        .fbuild()
+        .env("FBUILD_SUMMARY", "github")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["solve", "--progress", "quiet", "."])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", util::text(&output.stderr));
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.contains("### fbuild: cache hits and misses") && text.contains("steps cached (100%)"), "{text}");
+    let output =
+        p.fbuild().env("GITHUB_STEP_SUMMARY", &summary).args(["why", "--summary", "github"]).output().unwrap();
+    assert!(output.status.success(), "{}", util::text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&summary).unwrap().matches("### fbuild").count(), 2);
 }
 
 /// With a carried cache folder, only the cache mounts of the steps that

@@ -35,7 +35,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         .predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |w| {
             warnings.push(w)
         })
-        .await?;
+        .await;
     for warning in warnings {
         let _ = writeln!(ctx.printer.stderr(), "warning: {warning}");
     }

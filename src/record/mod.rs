@@ -329,14 +329,23 @@ impl RecordPlaces {
         definition: &pb::Definition,
         inputs: &BuildInputs,
         warn: &mut dyn FnMut(String),
-    ) -> Result<(BuildRecord, Vec<Verdict>, explain::DaemonCache), crate::control::ControlError> {
+    ) -> (BuildRecord, Vec<Verdict>, explain::DaemonCache) {
         let previous = self.previous(warn);
         let imported = self.imported(warn);
-        let usage = crate::control::Control::new(channel.clone()).disk_usage(Vec::new(), None).await?;
-        let daemon = if usage.is_empty() { explain::DaemonCache::Empty } else { explain::DaemonCache::Warm };
+        let daemon = match crate::control::Control::new(channel.clone()).disk_usage(Vec::new(), None).await {
+            Ok(usage) if usage.is_empty() => explain::DaemonCache::Empty,
+            Ok(_) => explain::DaemonCache::Warm,
+            Err(error) => {
+                warn(format!(
+                    "cannot ask the daemon what its cache holds ({}); assuming it holds the last build's steps",
+                    crate::error::error_chain(&error)
+                ));
+                explain::DaemonCache::Warm
+            }
+        };
         let mut record = BuildRecord::new(definition, None, Some(&self.context), inputs);
         let verdicts = explain::predict(previous.as_ref(), &mut record, daemon, imported.as_ref());
-        Ok((record, verdicts, daemon))
+        (record, verdicts, daemon)
     }
 
     /// Keeps `record` in the state folder and the exported cache folders;

@@ -552,7 +552,7 @@ async fn running_mounts(args: &Args, ctx: &Context) -> anyhow::Result<Option<std
         return Ok(None);
     }
     let (record, _, _) =
-        places.predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |_| {}).await?;
+        places.predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |_| {}).await;
     Ok(Some(record.running_cache_mounts()))
 }
 
