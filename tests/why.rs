@@ -69,8 +69,7 @@ impl Project {
 
     /// Builds; the steps the daemon reported, by name: whether each ran.
     fn build(&self, args: &[&str]) -> BTreeMap<String, bool> {
-        let output =
-            self.fbuild().args(["solve", "--progress", "rawjson"]).args(args).arg(".").output().unwrap();
+        let output = self.fbuild().args(["solve", "--progress", "rawjson"]).args(args).arg(".").output().unwrap();
         let stderr = util::text(&output.stderr);
         assert!(output.status.success(), "fbuild solve {args:?} failed:\n{stderr}");
         ran_steps(&stderr)
@@ -278,8 +277,17 @@ fn edits_are_foreseen_by_plan_and_explained_after_the_build() {
     scenario(&mut t, &p, "a build arg no step reads", &["--build-arg", "VERSION=2", "--build-arg", "UNUSED=1"], &[]);
     scenario(&mut t, &p, "a build arg changed again", &["--build-arg", "VERSION=4"], &arg_root);
     let text = std::fs::read_to_string(p.path("Dockerfile")).unwrap();
-    p.write(&[("Dockerfile", &text.replace(&format!("echo {unique} >> /deps"), &format!("echo {unique} edited >> /deps")))]);
-    scenario(&mut t, &p, "a Dockerfile line", &["--build-arg", "VERSION=4"], &[("RUN cat requirements.txt", "line_changed")]);
+    p.write(&[(
+        "Dockerfile",
+        &text.replace(&format!("echo {unique} >> /deps"), &format!("echo {unique} edited >> /deps")),
+    )]);
+    scenario(
+        &mut t,
+        &p,
+        "a Dockerfile line",
+        &["--build-arg", "VERSION=4"],
+        &[("RUN cat requirements.txt", "line_changed")],
+    );
     let text = std::fs::read_to_string(p.path("Dockerfile")).unwrap();
     p.write(&[("Dockerfile", &format!("# a comment\n{text}"))]);
     scenario(&mut t, &p, "a comment", &["--build-arg", "VERSION=4"], &[]);
@@ -291,7 +299,13 @@ fn edits_are_foreseen_by_plan_and_explained_after_the_build() {
     scenario(&mut t, &p, "an ARG default", &[], &[("RUN cat requirements.txt", "build_arg_changed")]);
     let text = std::fs::read_to_string(p.path("Dockerfile")).unwrap();
     p.write(&[("Dockerfile", &text.replace("ARG VERSION=3", "ARG VERSION=5"))]);
-    scenario(&mut t, &p, "an ARG default with no build arg given", &[], &[("RUN cat requirements.txt", "definition_changed")]);
+    scenario(
+        &mut t,
+        &p,
+        "an ARG default with no build arg given",
+        &[],
+        &[("RUN cat requirements.txt", "definition_changed")],
+    );
     let text = std::fs::read_to_string(p.path("Dockerfile")).unwrap();
     p.write(&[("Dockerfile", &text.replace("WORKDIR /app", "WORKDIR /srv"))]);
     scenario(&mut t, &p, "a WORKDIR line", &[], &[("WORKDIR", "line_changed")]);
@@ -307,26 +321,33 @@ fn edits_are_foreseen_by_plan_and_explained_after_the_build() {
     p.write(&[("Dockerfile", &staged)]);
     scenario(&mut t, &p, "a new stage", &[], &[("> /extra", "new_step")]);
     // The frontend leaves WORKDIR's folder op cached even then.
-    scenario(&mut t, &p, "--no-cache", &["--no-cache"], &[
-        ("COPY requirements.txt", "no_cache"),
-        ("RUN cat", "no_cache"),
-        ("COPY src/", "no_cache"),
-        ("RUN --mount", "no_cache"),
-        ("RUN echo", "no_cache"),
-        ("COPY --from", "no_cache"),
-        ("COPY *.cfg", "no_cache"),
-    ]);
+    scenario(
+        &mut t,
+        &p,
+        "--no-cache",
+        &["--no-cache"],
+        &[
+            ("COPY requirements.txt", "no_cache"),
+            ("RUN cat", "no_cache"),
+            ("COPY src/", "no_cache"),
+            ("RUN --mount", "no_cache"),
+            ("RUN echo", "no_cache"),
+            ("COPY --from", "no_cache"),
+            ("COPY *.cfg", "no_cache"),
+        ],
+    );
     // The stage runs again with its keys unchanged: the steps after it stay cached.
-    scenario(&mut t, &p, "--no-cache-filter", &["--no-cache-filter", "build"], &[
-        ("COPY src/", "no_cache_filter"),
-        ("RUN --mount", "no_cache_filter"),
-    ]);
+    scenario(
+        &mut t,
+        &p,
+        "--no-cache-filter",
+        &["--no-cache-filter", "build"],
+        &[("COPY src/", "no_cache_filter"), ("RUN --mount", "no_cache_filter")],
+    );
     push_base(&base, &format!("two-{unique}"));
     scenario(&mut t, &p, "the base image retagged", &[], &[("[deps 1/", "base_image_moved")]);
     p.write(&[("src/c.py", "print(5)\n"), ("app.cfg", "debug=1\n")]);
-    scenario(&mut t, &p, "a source file and a config file together", &[], &[
-        ("COPY src/", "context_changed"),
-    ]);
+    scenario(&mut t, &p, "a source file and a config file together", &[], &[("COPY src/", "context_changed")]);
     // The `extra` stage's file does not hold the build arg: the daemon
     // answers `COPY --from=extra` from the cache by its contents, which the
     // plan cannot know (it says the step runs).
@@ -361,7 +382,8 @@ fn pruned_and_fresh_daemons_are_foreseen_and_explained() {
     let pruned = p.fbuild().args(["prune", "--all"]).output().unwrap();
     assert!(pruned.status.success(), "{}", util::text(&pruned.stderr));
     // Nothing changed: every step was evicted (the keys are the same).
-    let evicted = [("COPY req.txt", "evicted"), ("RUN cat", "evicted"), ("COPY src/", "evicted"), ("RUN ls", "evicted")];
+    let evicted =
+        [("COPY req.txt", "evicted"), ("RUN cat", "evicted"), ("COPY src/", "evicted"), ("RUN ls", "evicted")];
     scenario(&mut t, &p, "a pruned daemon", &[], &evicted);
     drop(first);
 
@@ -378,16 +400,23 @@ fn pruned_and_fresh_daemons_are_foreseen_and_explained() {
     let third = util::PrivateDaemon::start(Vec::<&str>::new());
     let fresh = Project { dir: fresh.dir, state: util::tempdir(), addr: Some(third.addr.clone()) };
     fresh.write(&[("src/a.py", "2\n")]);
-    scenario(&mut t, &fresh, "a code change on a fresh daemon with the carried folder", &["--cache-from", &cache_from], &[
-        ("COPY src/", "context_changed"),
-    ]);
+    scenario(
+        &mut t,
+        &fresh,
+        "a code change on a fresh daemon with the carried folder",
+        &["--cache-from", &cache_from],
+        &[("COPY src/", "context_changed")],
+    );
     let again = Project { dir: fresh.dir, state: fresh.state, addr: Some(third.addr.clone()) };
     let pruned = again.fbuild().args(["prune", "--all"]).output().unwrap();
     assert!(pruned.status.success(), "{}", util::text(&pruned.stderr));
-    scenario(&mut t, &again, "a pruned daemon whose import lacks the changed steps", &["--cache-from", &cache_from], &[
-        ("COPY src/", "cache_import_miss"),
-        ("RUN ls", "cache_import_miss"),
-    ]);
+    scenario(
+        &mut t,
+        &again,
+        "a pruned daemon whose import lacks the changed steps",
+        &["--cache-from", &cache_from],
+        &[("COPY src/", "cache_import_miss"), ("RUN ls", "cache_import_miss")],
+    );
     t.check(5);
 }
 
@@ -425,8 +454,7 @@ fn a_corrupt_record_is_a_warning_and_a_missing_one_an_error() {
     assert!(output.status.success(), "{}", util::text(&output.stderr));
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(text.contains("### fbuild: cache hits and misses") && text.contains("steps cached (100%)"), "{text}");
-    let output =
-        p.fbuild().env("GITHUB_STEP_SUMMARY", &summary).args(["why", "--summary", "github"]).output().unwrap();
+    let output = p.fbuild().env("GITHUB_STEP_SUMMARY", &summary).args(["why", "--summary", "github"]).output().unwrap();
     assert!(output.status.success(), "{}", util::text(&output.stderr));
     assert_eq!(std::fs::read_to_string(&summary).unwrap().matches("### fbuild").count(), 2);
 }
@@ -458,7 +486,12 @@ fn only_the_cache_mounts_of_steps_that_run_are_restored() {
     let cache = util::tempdir();
     let to = format!("type=local,dest={},mode=max,mounts=true", cache.path().display());
     let from = format!("type=local,src={}", cache.path().display());
-    let built = p.fbuild().env(helper.0, &helper.1).args(["solve", "--progress", "plain", "--cache-to", &to, "."]).output().unwrap();
+    let built = p
+        .fbuild()
+        .env(helper.0, &helper.1)
+        .args(["solve", "--progress", "plain", "--cache-to", &to, "."])
+        .output()
+        .unwrap();
     assert!(built.status.success(), "{}", util::text(&built.stderr));
     drop(first);
 

@@ -27,8 +27,8 @@ mod plan;
 mod prune;
 mod solve;
 pub(crate) mod table;
-mod workers;
 mod why;
+mod workers;
 
 /// A native BuildKit client: build Dockerfile projects, move build cache,
 /// watch progress and manage the daemon's cache.
@@ -99,9 +99,9 @@ pub enum Command {
     Bake(Box<bake::Args>),
     /// Lint a Dockerfile project's cache practices and the frontend's rules
     Check(check::Args),
-    /// Show which steps a build would run and which the cache would answer, and why, without building
+    /// Show which steps a build would run, and why, without building
     Plan(Box<plan::Args>),
-    /// Explain why the last build of a target ran the steps it ran
+    /// Explain why the last build of a target ran its steps
     Why(why::Args),
     /// Show the daemon's version
     Info(info::Args),

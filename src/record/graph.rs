@@ -33,9 +33,8 @@ impl Graph {
             .filter_map(|bytes| Some((crate::llb::digest_of(bytes), pb::Op::decode(&bytes[..]).ok()?)))
             .collect();
         let by_digest: BTreeMap<&str, &pb::Op> = ops.iter().map(|(d, op)| (d.as_str(), op)).collect();
-        let name_of = |digest: &str| {
-            definition.metadata.get(digest).and_then(|m| m.description.get("llb.customname")).cloned()
-        };
+        let name_of =
+            |digest: &str| definition.metadata.get(digest).and_then(|m| m.description.get("llb.customname")).cloned();
         let lines = source_lines(definition);
         let sources = source_texts(definition);
         let is_context = |digest: &str| {

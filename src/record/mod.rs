@@ -299,12 +299,10 @@ impl RecordPlaces {
     /// cannot be read is passed over, and `warn` told why.
     pub fn previous(&self, warn: &mut dyn FnMut(String)) -> Option<BuildRecord> {
         let state = self.state.as_ref().and_then(|store| {
-            store
-                .load(&self.context, &self.dockerfile, &self.target)
-                .unwrap_or_else(|error| {
-                    warn(format!("ignored: {}", crate::error::error_chain(&error)));
-                    None
-                })
+            store.load(&self.context, &self.dockerfile, &self.target).unwrap_or_else(|error| {
+                warn(format!("ignored: {}", crate::error::error_chain(&error)));
+                None
+            })
         });
         state.or_else(|| self.imported(warn))
     }

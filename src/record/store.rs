@@ -83,9 +83,8 @@ impl RecordStore {
     /// The record file of a project's target.
     pub fn path(&self, context: &Path, dockerfile: &Path, target: &str) -> PathBuf {
         // The same folder however it was named (`.`, `./`, a symlink).
-        let absolute = |p: &Path| {
-            std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_owned())
-        };
+        let absolute =
+            |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_owned());
         let mut hasher = Sha256::new();
         for part in [absolute(context).as_os_str(), absolute(dockerfile).as_os_str(), target.as_ref()] {
             hasher.update(part.as_encoded_bytes());
@@ -133,11 +132,8 @@ impl RecordStore {
 
 /// The record file of `target` in a local cache folder.
 pub fn cache_folder_path(dir: &Path, target: &str) -> PathBuf {
-    let name = if target.is_empty() {
-        "default".to_owned()
-    } else {
-        hex::encode(&Sha256::digest(target.as_bytes())[..8])
-    };
+    let name =
+        if target.is_empty() { "default".to_owned() } else { hex::encode(&Sha256::digest(target.as_bytes())[..8]) };
     dir.join(format!("fbuild-record-{name}.json"))
 }
 

@@ -115,7 +115,9 @@ fn each_kind_of_change_is_named() {
     after.steps[0].base_image.as_mut().unwrap().digest = "sha256:bbbb".into();
     ran(&mut after, 0);
     let verdicts = explain::explain(Some(&before), &mut after);
-    assert!(matches!(&verdicts[0].cause, Some(Cause::BaseImageMoved { old, new, .. }) if old == "sha256:aaaa" && new == "sha256:bbbb"));
+    assert!(
+        matches!(&verdicts[0].cause, Some(Cause::BaseImageMoved { old, new, .. }) if old == "sha256:aaaa" && new == "sha256:bbbb")
+    );
 
     // An edited line, then nothing changed at all (evicted), then with an import.
     let mut after = project();

@@ -327,8 +327,7 @@ mod tests {
 
     #[test]
     fn only_the_mounts_of_steps_that_run_are_restored() {
-        let (mut carry, _) =
-            MountCarry::plan(&request(&["type=local,src=c"], &[]), DOCKERFILE, &NoEnv).unwrap();
+        let (mut carry, _) = MountCarry::plan(&request(&["type=local,src=c"], &[]), DOCKERFILE, &NoEnv).unwrap();
         assert!(carry.restores_any());
         let skipped = carry.restore_only(&["/pip".to_string()].into());
         assert_eq!(skipped, ["/var/cache/apt"]);

@@ -551,8 +551,9 @@ async fn running_mounts(args: &Args, ctx: &Context) -> anyhow::Result<Option<std
     if places.previous(&mut |_| {}).is_none() {
         return Ok(None);
     }
-    let (record, _, _) =
-        places.predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |_| {}).await;
+    let (record, _, _) = places
+        .predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |_| {})
+        .await;
     Ok(Some(record.running_cache_mounts()))
 }
 

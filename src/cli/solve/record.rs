@@ -51,8 +51,7 @@ impl Recording {
         env: &dyn Env,
     ) {
         let previous = self.places.previous(warn);
-        let mut record =
-            BuildRecord::new(definition, Some(vertices), Some(&self.places.context), &self.inputs);
+        let mut record = BuildRecord::new(definition, Some(vertices), Some(&self.places.context), &self.inputs);
         let verdicts = explain::explain(previous.as_ref(), &mut record);
         self.places.save(&record, warn);
         if notes {
