@@ -182,7 +182,11 @@ impl Tally {
             self.explained_right,
             self.failures.join("\n")
         );
-        eprintln!("{report}");
+        // The corpus's score, for `--nocapture` runs.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{report}");
+        }
         assert!(self.scenarios >= at_least, "{report}");
         assert_eq!(self.ran, self.explained_right, "{report}");
         assert!(self.predicted_right * 100 >= self.steps * 95, "{report}");

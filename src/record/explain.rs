@@ -449,7 +449,7 @@ pub fn render_text(verdicts: &[Verdict], verb: &str, all: bool) -> String {
 pub fn render_markdown(verdicts: &[Verdict], title: &str) -> String {
     let total = verdicts.len();
     let cached = verdicts.iter().filter(|v| !v.runs).count();
-    let rate = if total == 0 { 100 } else { (cached * 100 + total / 2) / total };
+    let rate = (cached * 100 + total / 2).checked_div(total).unwrap_or(100);
     let mut out = format!("### {title}\n\n{cached} of {total} steps cached ({rate}%).\n");
     let ran: Vec<&Verdict> = verdicts.iter().filter(|v| v.runs).collect();
     if !ran.is_empty() {

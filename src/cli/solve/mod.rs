@@ -248,7 +248,9 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let (mut carry, mut carry_notes) =
         carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
     // Only the cache mounts of the steps that will run are worth restoring.
-    if carry.restores_any() && recording.is_some() {
+    // (Compiling again reads the flags again: not with a Dockerfile or context on stdin.)
+    let from_stdin = args.context.as_os_str() == "-" || args.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
+    if carry.restores_any() && recording.is_some() && !from_stdin {
         match running_mounts(&args, ctx).await {
             Ok(Some(wanted)) => {
                 let skipped = carry.restore_only(&wanted);
