@@ -2,14 +2,21 @@
 //! record of the build before.
 //!
 //! Steps are matched with the previous build's by stage and instruction
-//! text (so a line inserted above does not mismatch the steps below), then
-//! by position in the stage (so an edited line is found as edited). A step
-//! that ran is explained by the first of: `--no-cache`, `--no-cache-filter`,
-//! a step it reads that ran (the chain's cause is that step's), no earlier
-//! record, a new or edited line, a base image that moved, a changed build
-//! argument, a changed definition (an earlier `ENV`, a flag), changed
-//! context files; and when nothing changed, the cache import that lacked it
-//! or the daemon's cache that lost it.
+//! text as written (so a line inserted above does not mismatch the steps
+//! below), then by a text only one step had (a stage inserted above renames
+//! the unnamed stages after it), then by position in the stage (so an
+//! edited line is found as edited).
+//!
+//! The walk follows the daemon's cache keys: a step's key changes with its
+//! own definition, the context files it reads, or the key of a step it
+//! reads. `--no-cache` makes a step run with its key unchanged, so the steps
+//! after it stay cached. A step that ran is explained by the first of: the
+//! `--no-cache` flags (as the graph marks the step), a step it reads whose
+//! key changed (the chain's first step is named), its own change (no
+//! earlier record, a new or edited line, a base image that moved, a build
+//! argument, an earlier `ENV`/`ARG`, context files); and when nothing
+//! changed, the cache import that lacked it or the daemon's cache that lost
+//! it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -30,7 +37,7 @@ pub enum Cause {
     NoCache,
     /// `--no-cache-filter` names the step's stage.
     NoCacheFilter { stage: String },
-    /// A step it reads ran (the chain's first cause is that step's).
+    /// A step it reads changed (the chain's first cause is that step's).
     Upstream { step: String },
     /// The instruction is new (a new line or stage).
     NewStep,
@@ -66,7 +73,11 @@ impl fmt::Display for Cause {
             Cause::NoCacheFilter { stage } => write!(f, "--no-cache-filter {stage}"),
             Cause::Upstream { step } => write!(f, "upstream step rebuilt: {step}"),
             Cause::NewStep => write!(f, "new step in the Dockerfile"),
-            Cause::LineChanged { was } => write!(f, "Dockerfile line changed (was `{was}`)"),
+            Cause::LineChanged { was } => {
+                let first = was.lines().next().unwrap_or_default();
+                let more = if was.lines().nth(1).is_some() { " ..." } else { "" };
+                write!(f, "Dockerfile line changed (was `{first}{more}`)")
+            }
             Cause::BaseImageMoved { image, old, new } => {
                 write!(f, "base image {image} moved from {} to {}", short(old), short(new))
             }
