@@ -37,6 +37,7 @@ pub mod output;
 pub mod pool;
 pub mod progress;
 pub mod proto;
+pub mod record;
 pub mod services;
 
 pub(crate) mod bake;

@@ -39,3 +39,4 @@ mod secrets;
 mod solve;
 mod testenv;
 mod trust;
+mod why;

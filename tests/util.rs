@@ -382,6 +382,9 @@ pub fn fbuild() -> assert_cmd::Command {
     let env = testenv();
     let mut cmd = assert_cmd::Command::new(fbuild_binary());
     cmd.env("BUILDKIT_HOST", &env.addr).env("BUILDKIT_PROGRESS", "plain").env("NO_COLOR", "1").env_remove("RUST_LOG");
+    // Build records go to a folder of the test run's, not the user's.
+    static STATE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    cmd.env("FBUILD_STATE_DIR", STATE.get_or_init(tempdir).path()).env_remove("FBUILD_SUMMARY");
     cmd
 }
 

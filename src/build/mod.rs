@@ -35,7 +35,7 @@ pub use git_info::GitInfoError;
 pub use options::{
     BuildContext, BuildOption, BuildOptions, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild, PlannedDockerfile,
 };
-pub use report::{BuildReport, TransferStats};
+pub use report::{BuildReport, TransferStats, VertexOutcome};
 pub use request::{BuildRequest, Frontend};
 #[cfg(test)]
 pub(crate) use request::{LOCAL_CONTEXT, LOCAL_DOCKERFILE};

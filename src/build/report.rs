@@ -26,6 +26,24 @@ pub struct BuildReport {
     pub transfer: TransferStats,
     /// The steps, how many came from the cache, warnings and duration.
     pub summary: Summary,
+    /// Every vertex the daemon reported, in the order it first mentioned
+    /// them: what build records (`crate::record`) are made of.
+    pub vertices: Vec<VertexOutcome>,
+}
+
+/// One vertex of a finished build, as the status stream told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexOutcome {
+    /// The vertex digest: the LLB op's digest.
+    pub digest: String,
+    /// The vertex name (`[deps 2/3] RUN ...`).
+    pub name: String,
+    /// Answered from the cache (the daemon's or an imported one).
+    pub cached: bool,
+    /// Started at all (the daemon skips the inputs of a cached step).
+    pub started: bool,
+    /// Time spent running.
+    pub duration: std::time::Duration,
 }
 
 impl BuildReport {

@@ -114,6 +114,7 @@ async fn run(
                 exporter_response: response.exporter_response,
                 transfer: sessions.transfer(),
                 summary: tracker.summary(false),
+                vertices: tracker.outcomes(),
             })
         }
         Err(error) => {

@@ -100,7 +100,7 @@ pub struct CacheMount {
 
 impl CacheMount {
     /// The id the daemon files the cache under.
-    fn daemon_id(&self) -> String {
+    pub(crate) fn daemon_id(&self) -> String {
         compile::mounts::cache_id("", &self.id)
     }
 

@@ -26,9 +26,11 @@ mod du;
 mod history;
 mod imagetools;
 mod info;
+mod plan;
 mod prune;
 mod solve;
 pub(crate) mod table;
+mod why;
 mod workers;
 
 /// A native BuildKit client: build Dockerfile projects, move build cache,
@@ -100,6 +102,10 @@ pub enum Command {
     Bake(Box<bake::Args>),
     /// Lint a Dockerfile project's cache practices and the frontend's rules
     Check(check::Args),
+    /// Show which steps a build would run, and why, without building
+    Plan(Box<plan::Args>),
+    /// Explain why the last build of a target ran its steps
+    Why(why::Args),
     /// Show the daemon's version
     Info(info::Args),
     /// List the daemon's workers and their platforms
@@ -272,6 +278,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Du(args) => du::run(args, &ctx).await,
         Command::History(command) => history::run(command, &ctx).await,
         Command::Check(args) => check::run(args, &ctx).await,
+        Command::Plan(args) => plan::run(*args, &ctx).await,
+        Command::Why(args) => why::run(args, &ctx).await,
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Cache(command) => cache::run(command, &ctx),
         Command::Daemon(command) => daemon::run(command, &ctx).await,

@@ -41,6 +41,9 @@ pub struct NativeFrontend {
     exports: bool,
     fallback: Mutex<Option<String>>,
     compiled: Mutex<Option<Compiled>>,
+    /// The graph a real build solved (the first platform's), for build
+    /// records (`crate::record`).
+    built: Mutex<Option<pb::Definition>>,
 }
 
 /// Attributes the compiler reads or that only matter to the daemon.
@@ -89,6 +92,7 @@ impl NativeFrontend {
             exports: true,
             fallback: Mutex::new(None),
             compiled: Mutex::new(None),
+            built: Mutex::new(None),
         }
     }
 
@@ -107,6 +111,12 @@ impl NativeFrontend {
     /// platform's), handed over once.
     pub fn compiled(&self) -> Option<Compiled> {
         self.compiled.lock().ok()?.take()
+    }
+
+    /// The graph the build solved natively (the first platform's), once it
+    /// was compiled; `None` when the daemon's frontend built it.
+    pub fn built_definition(&self) -> Option<pb::Definition> {
+        self.built.lock().ok()?.clone()
     }
 
     /// Whether every lint rule is off (`# check=skip=all`, or the build arg
@@ -522,6 +532,9 @@ impl ClientFrontend for NativeFrontend {
                 *slot = compiled.into_iter().next();
             }
             return Ok(FrontendOutput::default());
+        }
+        if let Ok(mut slot) = self.built.lock() {
+            *slot = compiled.first().map(|build| build.definition.clone());
         }
         // The native linter, when it can stand in for the daemon's: its
         // findings are the build's warnings, and with `check=error=true`

@@ -118,6 +118,23 @@ impl StepTracker {
         Summary::from_model(&self.model, failed)
     }
 
+    /// Every vertex reported (progress groups aside), cached or not.
+    pub(crate) fn outcomes(&self) -> Vec<crate::build::VertexOutcome> {
+        let now = self.model.latest().unwrap_or(super::model::Ts(0));
+        self.model
+            .vertexes
+            .iter()
+            .filter(|v| v.digest.starts_with("sha256:"))
+            .map(|v| crate::build::VertexOutcome {
+                digest: v.digest.clone(),
+                name: v.name.clone(),
+                cached: v.cached,
+                started: v.is_started(),
+                duration: v.duration(now),
+            })
+            .collect()
+    }
+
     /// Whether any vertex was reported at all.
     pub(crate) fn any_started(&self) -> bool {
         self.model.shown().next().is_some()

@@ -149,6 +149,28 @@ impl MountCarry {
         Ok((carry, notes))
     }
 
+    /// Whether any cache mount would be restored.
+    pub fn restores_any(&self) -> bool {
+        self.restores.iter().any(|job| !job.mounts.is_empty())
+    }
+
+    /// Keeps only the restores of the mounts `wanted` names (by the id the
+    /// daemon files them under); returns the ids of those left out.
+    pub fn restore_only(&mut self, wanted: &std::collections::BTreeSet<String>) -> Vec<String> {
+        let mut skipped = Vec::new();
+        for job in &mut self.restores {
+            job.mounts.retain(|mount| {
+                let keep = wanted.contains(&mount.daemon_id());
+                if !keep {
+                    skipped.push(mount.id.clone());
+                }
+                keep
+            });
+        }
+        self.restores.retain(|job| !job.mounts.is_empty());
+        skipped
+    }
+
     /// Fills the daemon's empty cache mounts from the folders, before the
     /// build.
     pub async fn restore(
@@ -301,6 +323,17 @@ mod tests {
         let (carry, _) =
             MountCarry::plan(&request(&["type=local,src=c,mounts=false"], &[]), DOCKERFILE, &NoEnv).unwrap();
         assert!(carry.restores.is_empty());
+    }
+
+    #[test]
+    fn only_the_mounts_of_steps_that_run_are_restored() {
+        let (mut carry, _) = MountCarry::plan(&request(&["type=local,src=c"], &[]), DOCKERFILE, &NoEnv).unwrap();
+        assert!(carry.restores_any());
+        let skipped = carry.restore_only(&["/pip".to_string()].into());
+        assert_eq!(skipped, ["/var/cache/apt"]);
+        assert_eq!(carry.restores[0].mounts.len(), 1);
+        assert_eq!(carry.restore_only(&Default::default()), ["pip"]);
+        assert!(!carry.restores_any());
     }
 
     #[test]

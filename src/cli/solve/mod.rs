@@ -10,8 +10,9 @@ mod carry;
 // The flag encoders live in the library, shared with bake.
 use crate::build::attrs as flags;
 pub(crate) mod metadata;
-mod native;
+pub(super) mod native;
 pub(super) mod plan;
+pub(super) mod record;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -213,6 +214,11 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         Some(format @ ("json" | "dot")) => Some(format.to_owned()),
         Some(other) => anyhow::bail!("--print-llb={other}: the format must be json or dot"),
     };
+    // The Dockerfile frontend's attributes, before the native frontend takes them.
+    let frontend_attrs = match &plan.request.frontend {
+        Frontend::Daemon { attrs, .. } => attrs.clone(),
+        _ => BTreeMap::new(),
+    };
     let native_mode =
         if print_llb.is_some() { Some(crate::dockerfile::NativeMode::Native) } else { native::mode(&args.frontend) };
     let native = match native_mode {
@@ -235,7 +241,30 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let (carry, carry_notes) = carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
+    let recording = match (&native, &print_llb, &plan.call) {
+        (Some(_), None, None) => record::Recording::prepare(&plan, &frontend_attrs, &plan::ProcessEnv),
+        _ => None,
+    };
+    let (mut carry, mut carry_notes) =
+        carry::MountCarry::plan(&plan.request, &plan.dockerfile.text, &plan::ProcessEnv)?;
+    // Only the cache mounts of the steps that will run are worth restoring.
+    // (Compiling again reads the flags again: not with a Dockerfile or context on stdin.)
+    let from_stdin = args.context.as_os_str() == "-" || args.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
+    if carry.restores_any() && recording.is_some() && !from_stdin {
+        match running_mounts(&args, ctx).await {
+            Ok(Some(wanted)) => {
+                let skipped = carry.restore_only(&wanted);
+                if !skipped.is_empty() {
+                    carry_notes.push(format!(
+                        "cache mounts not restored: {} (the steps using them are predicted cached; see fbuild plan)",
+                        skipped.join(", ")
+                    ));
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::debug!("no prediction, every carried cache mount is restored: {error:#}"),
+        }
+    }
     if let Some(load) = &plan.load {
         check_loader(load)?;
     }
@@ -357,6 +386,20 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     match saved {
         Err(_) if cancel.is_cancelled() => return Err(crate::error::Cancelled.into()),
         other => other?,
+    }
+    // What ran and why, kept for the next build and `fbuild why`.
+    if let (Some(recording), Some(native)) = (&recording, &native) {
+        match native.built_definition().filter(|_| native.fallback().is_none()) {
+            Some(definition) => recording.finish(
+                &definition,
+                &report.vertices,
+                ctx.printer,
+                notes,
+                &mut |warning| progress.warn(&format!("build record: {warning}")),
+                &plan::ProcessEnv,
+            ),
+            None => tracing::debug!("no build record: the daemon's frontend built it"),
+        }
     }
     if let (Some(call), Some(frontend)) = (&plan.call, &call_frontend) {
         let answer = frontend.answer();
@@ -519,4 +562,52 @@ fn tell_where_outputs_went(
         }
     }
     Ok(())
+}
+
+/// The cache mounts (by the daemon's id) of the steps predicted to run, or
+/// `None` when there is no record to predict from.
+async fn running_mounts(args: &Args, ctx: &Context) -> anyhow::Result<Option<std::collections::BTreeSet<String>>> {
+    let compiled = compile_only(args, ctx).await?;
+    let places = &compiled.recording.places;
+    if places.previous(&mut |_| {}).is_none() {
+        return Ok(None);
+    }
+    let (record, _, _) = places
+        .predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |_| {})
+        .await;
+    Ok(Some(record.running_cache_mounts()))
+}
+
+/// What `fbuild plan` needs of a build it does not run: the graph the
+/// native compiler makes of these flags (base images resolved by the
+/// daemon, as in the real build), and where the build's records are.
+pub(super) struct Compiled {
+    pub(super) definition: crate::proto::pb::Definition,
+    pub(super) recording: record::Recording,
+    pub(super) connection: crate::connect::Connection,
+}
+
+/// Compiles the build of `args` natively without building anything (as
+/// `--print-llb` does).
+pub(super) async fn compile_only(args: &Args, ctx: &Context) -> anyhow::Result<Compiled> {
+    let mut plan = plan::SolvePlan::from_args(args, &plan::ProcessEnv)?;
+    let frontend_attrs = match &plan.request.frontend {
+        Frontend::Daemon { attrs, .. } => attrs.clone(),
+        _ => BTreeMap::new(),
+    };
+    let recording = record::Recording::prepare(&plan, &frontend_attrs, &plan::ProcessEnv)
+        .context("fbuild plan needs a local context folder")?;
+    let native = native::install(&mut plan, crate::dockerfile::NativeMode::Native, true)
+        .context("fbuild plan needs a local Dockerfile and no --call")?;
+    plan.request.exports.clear();
+    plan.request.cache_exports.clear();
+    let connection = ctx.connect().await?;
+    let cancel = CancellationToken::new();
+    let mut progress = crate::build::NoProgress;
+    match crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await {
+        Ok(_) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let compiled = native.compiled().context("the native compiler returned no graph")?;
+    Ok(Compiled { definition: compiled.definition, recording, connection })
 }
