@@ -94,7 +94,7 @@ pub(super) fn overridden(
 /// buildx's `convertPrimitive`: Go's `strconv` parsers.
 fn primitive(name: &str, text: &str, ty: &Type) -> Result<Value, String> {
     match ty {
-        Type::Bool => crate::output::parse::parse_go_bool(text)
+        Type::Bool => crate::gostrconv::parse_bool(text)
             .map(Value::Bool)
             .ok_or_else(|| format!("failed to parse {name} as bool: invalid syntax: {text:?}")),
         Type::Number => {
