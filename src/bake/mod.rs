@@ -158,7 +158,7 @@ pub(crate) enum BakeError {
     #[error("targets depend on each other in a cycle: {0}")]
     Cycle(String),
     #[error("--set {value:?}: {reason}")]
-    Set { value: String, reason: String },
+    Set { value: String, reason: SetProblem },
     #[error("target {target:?}: {reason}")]
     Target { target: String, reason: String },
     #[error("--allow {value:?}: {reason}")]
@@ -167,6 +167,19 @@ pub(crate) enum BakeError {
     /// `lines` say what each grant is for.
     #[error("additional privileges requested: pass {flags:?} to grant requested privileges")]
     Privileges { lines: Vec<String>, flags: String },
+}
+
+/// What is wrong with one `--set` value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SetProblem {
+    #[error("expected TARGET.KEY=VALUE")]
+    Form,
+    #[error("{0} does not support append (+=)")]
+    NoAppend(String),
+    #[error("could not find any target matching '{0}'")]
+    NoTarget(String),
+    #[error(transparent)]
+    Attribute(#[from] target::AttributeError),
 }
 
 /// Values of the process environment, and the `.env` file's, by name.

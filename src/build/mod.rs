@@ -28,10 +28,12 @@ mod report;
 mod request;
 mod run;
 
+pub use attrs::AttrError;
 pub use error::{BuildError, FailedBuild};
 pub use folders::FolderSessions;
 pub use options::{
-    BuildContext, BuildOption, BuildOptions, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild, PlannedDockerfile,
+    BuildContext, BuildOption, BuildOptions, DockerfileSpec, InvalidValue, OptionsError, PlanGuard, PlannedBuild,
+    PlannedDockerfile,
 };
 pub use report::{BuildReport, TransferStats};
 pub use request::{BuildRequest, Frontend};

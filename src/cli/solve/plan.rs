@@ -347,7 +347,7 @@ fn remote_dockerfile(file: Option<&Path>) -> Result<(DockerfileSpec, String), Pl
 fn from_options(error: OptionsError, file_flag: bool) -> PlanError {
     match error {
         OptionsError::Invalid { option, value, reason } => {
-            PlanError::InvalidFlag { flag: option.flag(), value, reason }
+            PlanError::InvalidFlag { flag: option.flag(), value, reason: reason.to_string() }
         }
         OptionsError::Environment { variable, value } => {
             PlanError::InvalidFlag { flag: variable, value, reason: "not a boolean".into() }
