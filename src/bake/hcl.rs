@@ -205,7 +205,7 @@ struct Blocks {
 impl Blocks {
     fn evaluate(mut self, env: &Env) -> Result<Definition, BakeError> {
         let _functions = super::userfunc::install(std::mem::take(&mut self.functions))
-            .map_err(|message| BakeError::Invalid { location: "function".into(), message })?;
+            .map_err(|error| BakeError::Invalid { location: "function".into(), message: error.to_string() })?;
         let mut ctx = context();
         let mut definition = Definition::default();
         let values = self.variables(env)?;
