@@ -229,7 +229,7 @@ impl fmt::Display for BuildOption {
 pub enum OptionsError {
     /// A value of `option` that cannot be used, and why.
     #[error("invalid {option} value {value:?}: {reason}")]
-    Invalid { option: BuildOption, value: String, reason: InvalidValue },
+    Invalid { option: BuildOption, value: String, reason: Box<InvalidValue> },
     /// The context folder is missing.
     #[error("build context {path:?} does not exist or is not a folder")]
     MissingContext { path: PathBuf },
@@ -284,7 +284,7 @@ impl From<&'static str> for InvalidValue {
 }
 
 fn invalid(option: BuildOption, value: &str, reason: impl Into<InvalidValue>) -> OptionsError {
-    OptionsError::Invalid { option, value: value.to_owned(), reason: reason.into() }
+    OptionsError::Invalid { option, value: value.to_owned(), reason: Box::new(reason.into()) }
 }
 
 /// The Dockerfile a plan uses.
@@ -557,17 +557,20 @@ impl BuildOptions {
                     "secret missing ID (add id=NAME, the id RUN --mount=type=secret uses)",
                 ));
             }
-            secrets.push(
-                crate::services::secrets::SecretSource::parse(spec)
-                    .map_err(|e| invalid(BuildOption::Secret, &e.value().to_owned(), e))?,
-            );
+            secrets.push(crate::services::secrets::SecretSource::parse(spec).map_err(|e| {
+                let value = e.value().to_owned();
+                invalid(BuildOption::Secret, &value, e)
+            })?);
         }
         let ssh = self
             .ssh
             .iter()
             .map(|spec| crate::services::ssh::AgentSpec::parse(spec))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(BuildOption::Ssh, &e.value().to_owned(), e))?;
+            .map_err(|e| {
+                let value = e.value().to_owned();
+                invalid(BuildOption::Ssh, &value, e)
+            })?;
 
         Ok(PlannedBuild {
             request: BuildRequest {
