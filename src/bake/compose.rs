@@ -80,9 +80,13 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
         let mut x_bake = None;
         for (key, value) in build.into_iter().flatten() {
             let key = scalar(key).unwrap_or_default();
-            let bad = |what: &dyn std::fmt::Display| at(format!("build.{key}: {what}"));
+            let bad = |reason: ComposeValueError| BakeError::Value {
+                location: format!("{file}: service {name}"),
+                what: format!("build.{key}"),
+                reason: reason.into(),
+            };
             match key.as_str() {
-                "context" => target.context = Some(join(dir, &scalar(value).ok_or_else(|| bad(&"expected a path"))?)),
+                "context" => target.context = Some(join(dir, &scalar(value).ok_or_else(|| bad(Expected("a path")))?)),
                 "dockerfile" => target.dockerfile = scalar(value),
                 "dockerfile_inline" => target.dockerfile_inline = scalar(value),
                 "target" => target.target = scalar(value),
@@ -94,27 +98,27 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                     }
                 }
                 "shm_size" => {
-                    let size = scalar(value).ok_or_else(|| bad(&"expected a size"))?;
-                    let bytes = super::target::ram_in_bytes(&size).map_err(|e| bad(&e))?;
+                    let size = scalar(value).ok_or_else(|| bad(Expected("a size")))?;
+                    let bytes = super::target::ram_in_bytes(&size).map_err(|e| bad(e.into()))?;
                     target.shm_size = Some(super::target::bytes_size(bytes));
                 }
-                "args" => target.args = Some(key_values(value, &env, true).map_err(|e| bad(&e))?),
-                "labels" => target.labels = Some(key_values(value, &env, false).map_err(|e| bad(&e))?),
+                "args" => target.args = Some(key_values(value, &env, true).map_err(bad)?),
+                "labels" => target.labels = Some(key_values(value, &env, false).map_err(bad)?),
                 "extra_hosts" => {
-                    let hosts = key_values_sep(value, &[':', '='], &env).map_err(|e| bad(&e))?;
+                    let hosts = key_values_sep(value, &[':', '='], &env).map_err(bad)?;
                     target.extra_hosts = Some(hosts);
                 }
-                "tags" => target.tags.get_or_insert_with(Vec::new).extend(strings(value).map_err(|e| bad(&e))?),
-                "cache_from" => target.cache_from = Some(strings(value).map_err(|e| bad(&e))?),
-                "cache_to" => target.cache_to = Some(strings(value).map_err(|e| bad(&e))?),
-                "platforms" => target.platforms = Some(strings(value).map_err(|e| bad(&e))?),
+                "tags" => target.tags.get_or_insert_with(Vec::new).extend(strings(value).map_err(bad)?),
+                "cache_from" => target.cache_from = Some(strings(value).map_err(bad)?),
+                "cache_to" => target.cache_to = Some(strings(value).map_err(bad)?),
+                "platforms" => target.platforms = Some(strings(value).map_err(bad)?),
                 // Only `true` is carried over, as buildx does.
                 "no_cache" => target.no_cache = value.as_bool().filter(|b| *b),
                 "pull" => target.pull = value.as_bool().filter(|b| *b),
-                "ssh" => target.ssh = Some(ssh(value).map_err(|e| bad(&e))?),
-                "secrets" => target.secrets = Some(service_secrets(value, secrets, dir).map_err(|e| bad(&e))?),
+                "ssh" => target.ssh = Some(ssh(value).map_err(bad)?),
+                "secrets" => target.secrets = Some(service_secrets(value, secrets, dir).map_err(bad)?),
                 "additional_contexts" => {
-                    let contexts = key_values(value, &env, false).map_err(|e| bad(&e))?;
+                    let contexts = key_values(value, &env, false).map_err(bad)?;
                     let contexts = contexts
                         .into_iter()
                         .map(|(k, v)| {
@@ -124,13 +128,13 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                         .collect();
                     target.contexts = Some(contexts);
                 }
-                "ulimits" => target.ulimits = Some(ulimits(value).map_err(|e| bad(&e))?),
+                "ulimits" => target.ulimits = Some(ulimits(value).map_err(bad)?),
                 // As buildx's compose reader: the shorthands of `--sbom` and
                 // `--provenance`, SBOM first.
                 "sbom" | "provenance" => {
-                    let text = scalar(value).ok_or_else(|| bad(&"expected a string or a boolean"))?;
+                    let text = scalar(value).ok_or_else(|| bad(Expected("a string or a boolean")))?;
                     let spec = crate::build::attrs::canonical_attest(&key, &text);
-                    crate::build::attrs::parse_attest(&spec).map_err(|e| bad(&e))?;
+                    crate::build::attrs::parse_attest(&spec).map_err(|e| bad(AttributeError::from(e).into()))?;
                     let attest = target.attest.get_or_insert_with(Vec::new);
                     attest.push(spec);
                     attest.sort_by_key(|spec| !spec.starts_with("type=sbom"));
@@ -144,7 +148,11 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
             }
         }
         if let Some(x_bake) = x_bake {
-            apply_x_bake(&mut target, &x_bake).map_err(|e| at(format!("x-bake: {e}")))?;
+            apply_x_bake(&mut target, &x_bake).map_err(|reason| BakeError::Value {
+                location: format!("{file}: service {name}"),
+                what: "x-bake".into(),
+                reason: reason.into(),
+            })?;
         }
         names.push(name.clone());
         definition.add_target(name, target);
@@ -663,5 +671,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_callers_can_match() {
+        let text = "services:\n  app:\n    build:\n      context: .\n      ulimits: [1]\n      shm_size: lots\n";
+        let err = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap_err();
+        match &err {
+            BakeError::Value { what, reason: super::super::ValueProblem::Compose(reason), .. } => {
+                assert!(what == "build.ulimits" || what == "build.shm_size", "{what}");
+                assert!(
+                    matches!(reason, ComposeValueError::Expected("a mapping") | ComposeValueError::Attribute(_)),
+                    "{reason:?}"
+                );
+            }
+            other => panic!("not a value error: {other:?}"),
+        }
+        assert!(err.to_string().starts_with("c.yaml: service app: build."), "{err}");
     }
 }

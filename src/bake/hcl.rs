@@ -126,7 +126,7 @@ pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition,
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), json_expression(v)?)))
                 .collect::<Result<Vec<_>, ValueError>>()
-                .map_err(|e| invalid(format!("{kind} {name:?}: {e}")))?;
+                .map_err(|e| bad_value(file, format!("{kind} {name:?}"), e))?;
             // JSON has no lines to name: errors name the block.
             let at = Place { at: format!("{file}: {kind} {name:?}"), attrs: Vec::new() };
             match kind.as_str() {
@@ -238,7 +238,7 @@ impl Blocks {
                 match key.as_str() {
                     "targets" => {
                         members =
-                            string_list(&value).map_err(|e| invalid(at, format!("group {name:?}: targets: {e}")))?
+                            string_list(&value).map_err(|e| bad_value(at, format!("group {name:?}: targets"), e))?
                     }
                     "description" => {}
                     other => return Err(invalid(at, format!("group {name:?}: unknown attribute {other:?}"))),
@@ -396,7 +396,7 @@ fn target_block(
         return Ok(vec![(name.clone(), values)]);
     };
     let matrix = eval(expr, ctx, place.attr("matrix"), &format!("target {name:?}: matrix"))?;
-    let matrix = Matrix::new(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
+    let matrix = Matrix::new(&matrix).map_err(|e| bad_value(at, format!("target {name:?}: matrix"), e))?;
     // Counted before a single combination is made, so a matrix of a
     // billion is refused at once rather than by the OOM killer.
     let room = MAX_TARGETS.saturating_sub(definition.targets.len());
@@ -462,10 +462,10 @@ fn target(
         let value = eval(expr, ctx, at, &what).map_err(|e| at_undefined_function(e, source, place.span(key)))?;
         values.insert(key.clone(), value.clone());
         if key == "inherits" {
-            target.inherits = string_list(&value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
+            target.inherits = string_list(&value).map_err(|e| bad_value(at, what, e))?;
             continue;
         }
-        apply(&mut target, key, &value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
+        apply(&mut target, key, &value).map_err(|e| bad_value(at, what, e))?;
     }
     Ok((target, values))
 }
@@ -573,6 +573,10 @@ fn eval(expr: &Expression, ctx: &Context, at: &str, what: &str) -> Result<Value,
 
 fn invalid(at: &str, message: String) -> BakeError {
     BakeError::Invalid { location: at.to_string(), message }
+}
+
+fn bad_value(at: &str, what: String, reason: ValueError) -> BakeError {
+    BakeError::Value { location: at.to_string(), what, reason: reason.into() }
 }
 
 /// A scalar as a string (numbers and booleans as HCL prints them).

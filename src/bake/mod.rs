@@ -151,6 +151,10 @@ pub(crate) enum BakeError {
     /// file and the target.
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
+    /// A value an attribute cannot take; `what` names the block and the
+    /// attribute (`target "app": tags`, `build.args`).
+    #[error("{location}: {what}: {reason}")]
+    Value { location: String, what: String, reason: ValueProblem },
     #[error("unknown target or group {name:?} (the files define: {known})")]
     UnknownTarget { name: String, known: String },
     #[error("nothing to build: {0} names no target")]
@@ -167,6 +171,15 @@ pub(crate) enum BakeError {
     /// `lines` say what each grant is for.
     #[error("additional privileges requested: pass {flags:?} to grant requested privileges")]
     Privileges { lines: Vec<String>, flags: String },
+}
+
+/// Why a value in a bake or compose file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueProblem {
+    #[error(transparent)]
+    Hcl(#[from] hcl::ValueError),
+    #[error(transparent)]
+    Compose(#[from] compose::ComposeValueError),
 }
 
 /// What is wrong with one `--set` value.
