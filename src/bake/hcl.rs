@@ -290,7 +290,7 @@ impl Blocks {
                     continue;
                 }
                 let ty = hcl_vars::declared(attrs.iter().find(|(k, _)| k == "type").map(|(_, e)| e))
-                    .map_err(|e| invalid(place.attr("type"), format!("variable {name:?}: {e}")))?;
+                    .map_err(|e| bad_variable(place.attr("type"), format!("variable {name:?}"), e))?;
                 let default = match attrs.iter().find(|(k, _)| k == "default") {
                     Some((_, expr)) => match super::hcl_stdlib::lazy::evaluate(expr, &ctx) {
                         Ok(v) => Some(v),
@@ -303,7 +303,7 @@ impl Blocks {
                 };
                 let had_default = default.is_some();
                 let value = hcl_vars::initial(name, default, ty.as_ref())
-                    .map_err(|e| invalid(place.attr("default"), format!("variable {name:?}: {e}")))?;
+                    .map_err(|e| bad_variable(place.attr("default"), format!("variable {name:?}"), e))?;
                 let declared = |key: &str| self.variables.iter().any(|(n, _, _)| n == key);
                 let value = hcl_vars::overridden(
                     name,
@@ -313,7 +313,7 @@ impl Blocks {
                     &|key| env.get(key).cloned(),
                     &declared,
                 )
-                .map_err(|e| invalid(at, format!("variable {name:?} from --var or the environment: {e}")))?;
+                .map_err(|e| bad_variable(at, format!("variable {name:?} from --var or the environment"), e))?;
                 // Variables may use each other, so forty that each double
                 // the last would need terabytes: refused at the first one
                 // past the bound, before the next doubles it again.
@@ -576,6 +576,10 @@ fn invalid(at: &str, message: String) -> BakeError {
 }
 
 fn bad_value(at: &str, what: String, reason: ValueError) -> BakeError {
+    BakeError::Value { location: at.to_string(), what, reason: reason.into() }
+}
+
+fn bad_variable(at: &str, what: String, reason: hcl_vars::VariableError) -> BakeError {
     BakeError::Value { location: at.to_string(), what, reason: reason.into() }
 }
 

@@ -180,6 +180,8 @@ pub(crate) enum ValueProblem {
     Hcl(#[from] hcl::ValueError),
     #[error(transparent)]
     Compose(#[from] compose::ComposeValueError),
+    #[error(transparent)]
+    Variable(#[from] hcl_vars::VariableError),
 }
 
 /// What is wrong with one `--set` value.
