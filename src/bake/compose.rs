@@ -83,7 +83,7 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
             let bad = |reason: ComposeValueError| BakeError::Value {
                 location: format!("{file}: service {name}"),
                 what: format!("build.{key}"),
-                reason: reason.into(),
+                reason: Box::new(reason.into()),
             };
             match key.as_str() {
                 "context" => target.context = Some(join(dir, &scalar(value).ok_or_else(|| bad(Expected("a path")))?)),
@@ -151,7 +151,7 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
             apply_x_bake(&mut target, &x_bake).map_err(|reason| BakeError::Value {
                 location: format!("{file}: service {name}"),
                 what: "x-bake".into(),
-                reason: reason.into(),
+                reason: Box::new(reason.into()),
             })?;
         }
         names.push(name.clone());
@@ -678,7 +678,8 @@ mod tests {
         let text = "services:\n  app:\n    build:\n      context: .\n      ulimits: [1]\n      shm_size: lots\n";
         let err = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap_err();
         match &err {
-            BakeError::Value { what, reason: super::super::ValueProblem::Compose(reason), .. } => {
+            BakeError::Value { what, reason, .. } => {
+                let super::super::ValueProblem::Compose(reason) = reason.as_ref() else { panic!("{reason:?}") };
                 assert!(what == "build.ulimits" || what == "build.shm_size", "{what}");
                 assert!(
                     matches!(reason, ComposeValueError::Expected("a mapping") | ComposeValueError::Attribute(_)),

@@ -576,11 +576,11 @@ fn invalid(at: &str, message: String) -> BakeError {
 }
 
 fn bad_value(at: &str, what: String, reason: ValueError) -> BakeError {
-    BakeError::Value { location: at.to_string(), what, reason: reason.into() }
+    BakeError::Value { location: at.to_string(), what, reason: Box::new(reason.into()) }
 }
 
 fn bad_variable(at: &str, what: String, reason: hcl_vars::VariableError) -> BakeError {
-    BakeError::Value { location: at.to_string(), what, reason: reason.into() }
+    BakeError::Value { location: at.to_string(), what, reason: Box::new(reason.into()) }
 }
 
 /// A scalar as a string (numbers and booleans as HCL prints them).

@@ -154,7 +154,7 @@ pub(crate) enum BakeError {
     /// A value an attribute cannot take; `what` names the block and the
     /// attribute (`target "app": tags`, `build.args`).
     #[error("{location}: {what}: {reason}")]
-    Value { location: String, what: String, reason: ValueProblem },
+    Value { location: String, what: String, reason: Box<ValueProblem> },
     #[error("unknown target or group {name:?} (the files define: {known})")]
     UnknownTarget { name: String, known: String },
     #[error("nothing to build: {0} names no target")]
