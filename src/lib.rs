@@ -45,6 +45,7 @@ pub(crate) mod error;
 pub(crate) mod fsync;
 pub(crate) mod gojson;
 pub(crate) mod gopath;
+pub(crate) mod gostrconv;
 pub(crate) mod logging;
 pub(crate) mod printer;
 pub(crate) mod registry;

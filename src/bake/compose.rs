@@ -17,7 +17,9 @@ use std::path::Path;
 
 use serde_yaml_ng::Value;
 
+use super::target::AttributeError;
 use super::{BakeError, Definition, Env, Target};
+use ComposeValueError::Expected;
 
 /// `build:` keys compose defines that change nothing fbuild sends; named
 /// in a warning rather than refused.
@@ -78,9 +80,13 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
         let mut x_bake = None;
         for (key, value) in build.into_iter().flatten() {
             let key = scalar(key).unwrap_or_default();
-            let bad = |what: &str| at(format!("build.{key}: {what}"));
+            let bad = |reason: ComposeValueError| BakeError::Value {
+                location: format!("{file}: service {name}"),
+                what: format!("build.{key}"),
+                reason: Box::new(reason.into()),
+            };
             match key.as_str() {
-                "context" => target.context = Some(join(dir, &scalar(value).ok_or_else(|| bad("expected a path"))?)),
+                "context" => target.context = Some(join(dir, &scalar(value).ok_or_else(|| bad(Expected("a path")))?)),
                 "dockerfile" => target.dockerfile = scalar(value),
                 "dockerfile_inline" => target.dockerfile_inline = scalar(value),
                 "target" => target.target = scalar(value),
@@ -92,27 +98,27 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                     }
                 }
                 "shm_size" => {
-                    let size = scalar(value).ok_or_else(|| bad("expected a size"))?;
-                    let bytes = super::target::ram_in_bytes(&size).map_err(|e| bad(&e))?;
+                    let size = scalar(value).ok_or_else(|| bad(Expected("a size")))?;
+                    let bytes = super::target::ram_in_bytes(&size).map_err(|e| bad(e.into()))?;
                     target.shm_size = Some(super::target::bytes_size(bytes));
                 }
-                "args" => target.args = Some(key_values(value, &env, true).map_err(|e| bad(&e))?),
-                "labels" => target.labels = Some(key_values(value, &env, false).map_err(|e| bad(&e))?),
+                "args" => target.args = Some(key_values(value, &env, true).map_err(bad)?),
+                "labels" => target.labels = Some(key_values(value, &env, false).map_err(bad)?),
                 "extra_hosts" => {
-                    let hosts = key_values_sep(value, &[':', '='], &env).map_err(|e| bad(&e))?;
+                    let hosts = key_values_sep(value, &[':', '='], &env).map_err(bad)?;
                     target.extra_hosts = Some(hosts);
                 }
-                "tags" => target.tags.get_or_insert_with(Vec::new).extend(strings(value).map_err(|e| bad(&e))?),
-                "cache_from" => target.cache_from = Some(strings(value).map_err(|e| bad(&e))?),
-                "cache_to" => target.cache_to = Some(strings(value).map_err(|e| bad(&e))?),
-                "platforms" => target.platforms = Some(strings(value).map_err(|e| bad(&e))?),
+                "tags" => target.tags.get_or_insert_with(Vec::new).extend(strings(value).map_err(bad)?),
+                "cache_from" => target.cache_from = Some(strings(value).map_err(bad)?),
+                "cache_to" => target.cache_to = Some(strings(value).map_err(bad)?),
+                "platforms" => target.platforms = Some(strings(value).map_err(bad)?),
                 // Only `true` is carried over, as buildx does.
                 "no_cache" => target.no_cache = value.as_bool().filter(|b| *b),
                 "pull" => target.pull = value.as_bool().filter(|b| *b),
-                "ssh" => target.ssh = Some(ssh(value).map_err(|e| bad(&e))?),
-                "secrets" => target.secrets = Some(service_secrets(value, secrets, dir).map_err(|e| bad(&e))?),
+                "ssh" => target.ssh = Some(ssh(value).map_err(bad)?),
+                "secrets" => target.secrets = Some(service_secrets(value, secrets, dir).map_err(bad)?),
                 "additional_contexts" => {
-                    let contexts = key_values(value, &env, false).map_err(|e| bad(&e))?;
+                    let contexts = key_values(value, &env, false).map_err(bad)?;
                     let contexts = contexts
                         .into_iter()
                         .map(|(k, v)| {
@@ -122,13 +128,13 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
                         .collect();
                     target.contexts = Some(contexts);
                 }
-                "ulimits" => target.ulimits = Some(ulimits(value).map_err(|e| bad(&e))?),
+                "ulimits" => target.ulimits = Some(ulimits(value).map_err(bad)?),
                 // As buildx's compose reader: the shorthands of `--sbom` and
                 // `--provenance`, SBOM first.
                 "sbom" | "provenance" => {
-                    let text = scalar(value).ok_or_else(|| bad("expected a string or a boolean"))?;
+                    let text = scalar(value).ok_or_else(|| bad(Expected("a string or a boolean")))?;
                     let spec = crate::build::attrs::canonical_attest(&key, &text);
-                    crate::build::attrs::parse_attest(&spec).map_err(|e| bad(&e))?;
+                    crate::build::attrs::parse_attest(&spec).map_err(|e| bad(AttributeError::from(e).into()))?;
                     let attest = target.attest.get_or_insert_with(Vec::new);
                     attest.push(spec);
                     attest.sort_by_key(|spec| !spec.starts_with("type=sbom"));
@@ -142,7 +148,11 @@ pub(crate) fn load(file: &str, text: &str, cwd: &Path, dir: &Path, process_env: 
             }
         }
         if let Some(x_bake) = x_bake {
-            apply_x_bake(&mut target, &x_bake).map_err(|e| at(format!("x-bake: {e}")))?;
+            apply_x_bake(&mut target, &x_bake).map_err(|reason| BakeError::Value {
+                location: format!("{file}: service {name}"),
+                what: "x-bake".into(),
+                reason: Box::new(reason.into()),
+            })?;
         }
         names.push(name.clone());
         definition.add_target(name, target);
@@ -192,25 +202,54 @@ fn scalar(value: &Value) -> Option<String> {
     }
 }
 
-fn strings(value: &Value) -> Result<Vec<String>, String> {
+/// Why a compose value cannot be used where it stands (the words of the
+/// value; the caller adds the service and key).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ComposeValueError {
+    /// Not of the shape the key takes; says which shape.
+    #[error("expected {0}")]
+    Expected(&'static str),
+    #[error("the value of {0} must be a string")]
+    NotString(String),
+    #[error("{0:?}: expected HOST:IP")]
+    NotHostIp(String),
+    #[error("a secret needs source:")]
+    SecretSource,
+    #[error("secret {0:?} is not defined in the top-level secrets:")]
+    UndefinedSecret(String),
+    #[error("secret {0:?} needs file: or environment:")]
+    SecretKind(String),
+    #[error("{name}: {field}: missing")]
+    UlimitMissing { name: String, field: &'static str },
+    #[error("{0}: expected a number")]
+    UlimitNotNumber(String),
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("{0}: expected strings")]
+    NotStrings(String),
+    #[error("{0}: expected a value")]
+    NotValue(String),
+    #[error(transparent)]
+    Attribute(#[from] AttributeError),
+}
+
+fn strings(value: &Value) -> Result<Vec<String>, ComposeValueError> {
     match value {
-        Value::Sequence(items) => {
-            items.iter().map(|v| scalar(v).ok_or_else(|| "expected a list of strings".to_string())).collect()
-        }
+        Value::Sequence(items) => items.iter().map(|v| scalar(v).ok_or(Expected("a list of strings"))).collect(),
         Value::Null => Ok(Vec::new()),
-        other => scalar(other).map(|s| vec![s]).ok_or_else(|| "expected a list of strings".into()),
+        other => scalar(other).map(|s| vec![s]).ok_or(Expected("a list of strings")),
     }
 }
 
 /// `args`/`labels`: a list of `K=V` (or `K`, whose value comes from the
 /// environment when `from_env`, and is left out when unset, as in compose)
 /// or a mapping (a null value likewise).
-fn key_values(value: &Value, env: &Env, from_env: bool) -> Result<BTreeMap<String, String>, String> {
+fn key_values(value: &Value, env: &Env, from_env: bool) -> Result<BTreeMap<String, String>, ComposeValueError> {
     let mut out = BTreeMap::new();
     match value {
         Value::Sequence(items) => {
             for item in items {
-                let item = scalar(item).ok_or("expected a list of K=V")?;
+                let item = scalar(item).ok_or(Expected("a list of K=V"))?;
                 match item.split_once('=') {
                     Some((k, v)) => {
                         out.insert(k.to_string(), v.to_string());
@@ -228,7 +267,7 @@ fn key_values(value: &Value, env: &Env, from_env: bool) -> Result<BTreeMap<Strin
         }
         Value::Mapping(map) => {
             for (k, v) in map {
-                let k = scalar(k).ok_or("expected string keys")?;
+                let k = scalar(k).ok_or(Expected("string keys"))?;
                 match scalar(v) {
                     Some(v) => {
                         out.insert(k, v);
@@ -241,26 +280,26 @@ fn key_values(value: &Value, env: &Env, from_env: bool) -> Result<BTreeMap<Strin
                     None if v.is_null() => {
                         out.insert(k, String::new());
                     }
-                    None => return Err(format!("the value of {k} must be a string")),
+                    None => return Err(ComposeValueError::NotString(k)),
                 }
             }
         }
         Value::Null => {}
-        _ => return Err("expected a list of K=V or a mapping".into()),
+        _ => return Err(Expected("a list of K=V or a mapping")),
     }
     Ok(out)
 }
 
 /// `extra_hosts`: `host:ip` / `host=ip` items or a mapping.
-fn key_values_sep(value: &Value, seps: &[char], env: &Env) -> Result<BTreeMap<String, String>, String> {
+fn key_values_sep(value: &Value, seps: &[char], env: &Env) -> Result<BTreeMap<String, String>, ComposeValueError> {
     if let Value::Sequence(items) = value {
         let mut out = BTreeMap::new();
         for item in items {
-            let item = scalar(item).ok_or("expected a list of HOST:IP")?;
+            let item = scalar(item).ok_or(Expected("a list of HOST:IP"))?;
             let (k, v) = seps
                 .iter()
                 .find_map(|sep| item.split_once(*sep))
-                .ok_or_else(|| format!("{item:?}: expected HOST:IP"))?;
+                .ok_or_else(|| ComposeValueError::NotHostIp(item.clone()))?;
             out.insert(k.to_string(), v.to_string());
         }
         return Ok(out);
@@ -269,14 +308,14 @@ fn key_values_sep(value: &Value, seps: &[char], env: &Env) -> Result<BTreeMap<St
 }
 
 /// `ssh`: `default`, `id=path` items or a mapping of id to path.
-fn ssh(value: &Value) -> Result<Vec<String>, String> {
+fn ssh(value: &Value) -> Result<Vec<String>, ComposeValueError> {
     match value {
         Value::Mapping(map) => map
             .iter()
             .map(|(k, v)| match (scalar(k), scalar(v)) {
                 (Some(k), Some(v)) => Ok(format!("{k}={v}")),
                 (Some(k), None) => Ok(k),
-                _ => Err("expected ID: PATH".to_string()),
+                _ => Err(Expected("ID: PATH")),
             })
             .collect(),
         other => strings(other),
@@ -285,65 +324,73 @@ fn ssh(value: &Value) -> Result<Vec<String>, String> {
 
 /// A service's `secrets:` names (or `{source: NAME}` objects) looked up in
 /// the top-level `secrets:` (`file:` or `environment:`).
-fn service_secrets(value: &Value, top: Option<&serde_yaml_ng::Mapping>, dir: &Path) -> Result<Vec<String>, String> {
-    let Value::Sequence(items) = value else { return Err("expected a list of secret names".into()) };
+fn service_secrets(
+    value: &Value,
+    top: Option<&serde_yaml_ng::Mapping>,
+    dir: &Path,
+) -> Result<Vec<String>, ComposeValueError> {
+    let Value::Sequence(items) = value else { return Err(Expected("a list of secret names")) };
     let mut out = Vec::new();
     for item in items {
         let (source, id) = match item {
             Value::Mapping(m) => {
-                let source = m.get("source").and_then(scalar).ok_or("a secret needs source:")?;
+                let source = m.get("source").and_then(scalar).ok_or(ComposeValueError::SecretSource)?;
                 let id = m.get("target").and_then(scalar).unwrap_or_else(|| source.clone());
                 (source, id)
             }
             other => {
-                let name = scalar(other).ok_or("expected a secret name")?;
+                let name = scalar(other).ok_or(Expected("a secret name"))?;
                 (name.clone(), name)
             }
         };
         let def = top
             .and_then(|t| t.get(source.as_str()))
-            .ok_or_else(|| format!("secret {source:?} is not defined in the top-level secrets:"))?;
+            .ok_or_else(|| ComposeValueError::UndefinedSecret(source.clone()))?;
         if let Some(file) = def.get("file").and_then(scalar) {
             out.push(format!("id={id},src={}", join(dir, &file)));
         } else if let Some(var) = def.get("environment").and_then(scalar) {
             out.push(format!("id={id},env={var}"));
         } else {
-            return Err(format!("secret {source:?} needs file: or environment:"));
+            return Err(ComposeValueError::SecretKind(source));
         }
     }
     Ok(out)
 }
 
 /// `ulimits: {nofile: {soft: 1, hard: 2}, nproc: 3}` → `nofile=1:2`, `nproc=3`.
-fn ulimits(value: &Value) -> Result<Vec<String>, String> {
-    let Value::Mapping(map) = value else { return Err("expected a mapping".into()) };
+fn ulimits(value: &Value) -> Result<Vec<String>, ComposeValueError> {
+    let Value::Mapping(map) = value else { return Err(Expected("a mapping")) };
     let mut out = Vec::new();
     for (name, limit) in map {
-        let name = scalar(name).ok_or("expected names")?;
+        let name = scalar(name).ok_or(Expected("names"))?;
         match limit {
             Value::Mapping(m) => {
-                let soft = m.get("soft").and_then(scalar).ok_or_else(|| format!("{name}: soft: missing"))?;
-                let hard = m.get("hard").and_then(scalar).ok_or_else(|| format!("{name}: hard: missing"))?;
+                let missing = |field| ComposeValueError::UlimitMissing { name: name.clone(), field };
+                let soft = m.get("soft").and_then(scalar).ok_or_else(|| missing("soft"))?;
+                let hard = m.get("hard").and_then(scalar).ok_or_else(|| missing("hard"))?;
                 out.push(format!("{name}={soft}:{hard}"));
             }
-            other => out.push(format!("{name}={}", scalar(other).ok_or_else(|| format!("{name}: expected a number"))?)),
+            other => out.push(format!(
+                "{name}={}",
+                scalar(other).ok_or_else(|| ComposeValueError::UlimitNotNumber(name.clone()))?
+            )),
         }
     }
     Ok(out)
 }
 
 /// `x-bake:` keys are bake attribute names; lists append, maps set keys.
-fn apply_x_bake(target: &mut Target, x_bake: &Value) -> Result<(), String> {
-    let Value::Mapping(map) = x_bake else { return Err("expected a mapping".into()) };
+fn apply_x_bake(target: &mut Target, x_bake: &Value) -> Result<(), ComposeValueError> {
+    let Value::Mapping(map) = x_bake else { return Err(Expected("a mapping")) };
     for (key, value) in map {
         let key = scalar(key).unwrap_or_default();
         if !super::target::KEYS.contains(&key.as_str()) {
-            return Err(format!("unknown key {key:?}"));
+            return Err(ComposeValueError::UnknownKey(key));
         }
         match value {
             Value::Sequence(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let item = scalar(item).ok_or_else(|| format!("{key}: expected strings"))?;
+                    let item = scalar(item).ok_or_else(|| ComposeValueError::NotStrings(key.clone()))?;
                     target.set(&key, None, &item, i > 0)?;
                 }
             }
@@ -354,7 +401,8 @@ fn apply_x_bake(target: &mut Target, x_bake: &Value) -> Result<(), String> {
                 }
             }
             other => {
-                target.set(&key, None, &scalar(other).ok_or_else(|| format!("{key}: expected a value"))?, false)?
+                let value = scalar(other).ok_or_else(|| ComposeValueError::NotValue(key.clone()))?;
+                target.set(&key, None, &value, false)?
             }
         }
     }
@@ -623,5 +671,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_callers_can_match() {
+        let text = "services:\n  app:\n    build:\n      context: .\n      ulimits: [1]\n      shm_size: lots\n";
+        let err = load("c.yaml", text, Path::new("/x"), Path::new(""), &Env::new()).unwrap_err();
+        match &err {
+            BakeError::Value { what, reason, .. } => {
+                let super::super::ValueProblem::Compose(reason) = reason.as_ref() else { panic!("{reason:?}") };
+                assert!(what == "build.ulimits" || what == "build.shm_size", "{what}");
+                assert!(
+                    matches!(reason, ComposeValueError::Expected("a mapping") | ComposeValueError::Attribute(_)),
+                    "{reason:?}"
+                );
+            }
+            other => panic!("not a value error: {other:?}"),
+        }
+        assert!(err.to_string().starts_with("c.yaml: service app: build."), "{err}");
     }
 }

@@ -104,7 +104,7 @@ pub(crate) fn check(
 pub(crate) fn fs_checks_from_env(value: Option<&str>) -> Result<bool, BakeError> {
     match value {
         None => Ok(true),
-        Some(v) => crate::output::parse::parse_go_bool(v).ok_or_else(|| BakeError::Allow {
+        Some(v) => crate::gostrconv::parse_bool(v).ok_or_else(|| BakeError::Allow {
             value: v.to_string(),
             reason: format!("failed to parse BUILDX_BAKE_ENTITLEMENTS_FS value {v:?}"),
         }),

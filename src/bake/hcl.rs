@@ -18,6 +18,7 @@ use hcl::eval::Context;
 use hcl::{Expression, Value};
 
 use super::hcl_stdlib::lazy::Type;
+use super::target::AttributeError;
 use super::{hcl_vars, BakeError, Definition, Env, Target, Variable};
 
 pub(crate) fn load_hcl(file: &str, text: &str, env: &Env) -> Result<Definition, BakeError> {
@@ -124,8 +125,8 @@ pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition,
             let attrs = body
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), json_expression(v)?)))
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(|e| invalid(format!("{kind} {name:?}: {e}")))?;
+                .collect::<Result<Vec<_>, ValueError>>()
+                .map_err(|e| bad_value(file, format!("{kind} {name:?}"), e))?;
             // JSON has no lines to name: errors name the block.
             let at = Place { at: format!("{file}: {kind} {name:?}"), attrs: Vec::new() };
             match kind.as_str() {
@@ -141,12 +142,12 @@ pub(crate) fn load_json(file: &str, text: &str, env: &Env) -> Result<Definition,
 
 /// A JSON value as an HCL expression: strings become templates, so
 /// `"${TAG}"` is interpolated as in buildx's JSON files.
-fn json_expression(value: &serde_json::Value) -> Result<Expression, String> {
+fn json_expression(value: &serde_json::Value) -> Result<Expression, ValueError> {
     Ok(match value {
         // The decoded text is the template, as buildx's `ParseTemplate` of it
         // (quotes inside `${...}` are plain quotes, no HCL string escapes).
         serde_json::Value::String(s) if s.contains("${") || s.contains("%{") => {
-            s.parse::<hcl::Template>().map_err(|e| format!("{s:?}: {e}"))?;
+            s.parse::<hcl::Template>().map_err(|error| ValueError::Template { text: s.clone(), error })?;
             Expression::TemplateExpr(Box::new(hcl::TemplateExpr::QuotedString(s.clone())))
         }
         serde_json::Value::Array(items) => {
@@ -159,7 +160,7 @@ fn json_expression(value: &serde_json::Value) -> Result<Expression, String> {
             }
             Expression::Object(object)
         }
-        other => Expression::from(hcl::to_value(other).map_err(|e| e.to_string())?),
+        other => Expression::from(hcl::to_value(other).map_err(ValueError::Json)?),
     })
 }
 
@@ -204,7 +205,7 @@ struct Blocks {
 impl Blocks {
     fn evaluate(mut self, env: &Env) -> Result<Definition, BakeError> {
         let _functions = super::userfunc::install(std::mem::take(&mut self.functions))
-            .map_err(|message| BakeError::Invalid { location: "function".into(), message })?;
+            .map_err(|error| BakeError::Invalid { location: "function".into(), message: error.to_string() })?;
         let mut ctx = context();
         let mut definition = Definition::default();
         let values = self.variables(env)?;
@@ -237,7 +238,7 @@ impl Blocks {
                 match key.as_str() {
                     "targets" => {
                         members =
-                            string_list(&value).map_err(|e| invalid(at, format!("group {name:?}: targets: {e}")))?
+                            string_list(&value).map_err(|e| bad_value(at, format!("group {name:?}: targets"), e))?
                     }
                     "description" => {}
                     other => return Err(invalid(at, format!("group {name:?}: unknown attribute {other:?}"))),
@@ -289,7 +290,7 @@ impl Blocks {
                     continue;
                 }
                 let ty = hcl_vars::declared(attrs.iter().find(|(k, _)| k == "type").map(|(_, e)| e))
-                    .map_err(|e| invalid(place.attr("type"), format!("variable {name:?}: {e}")))?;
+                    .map_err(|e| bad_variable(place.attr("type"), format!("variable {name:?}"), e))?;
                 let default = match attrs.iter().find(|(k, _)| k == "default") {
                     Some((_, expr)) => match super::hcl_stdlib::lazy::evaluate(expr, &ctx) {
                         Ok(v) => Some(v),
@@ -302,7 +303,7 @@ impl Blocks {
                 };
                 let had_default = default.is_some();
                 let value = hcl_vars::initial(name, default, ty.as_ref())
-                    .map_err(|e| invalid(place.attr("default"), format!("variable {name:?}: {e}")))?;
+                    .map_err(|e| bad_variable(place.attr("default"), format!("variable {name:?}"), e))?;
                 let declared = |key: &str| self.variables.iter().any(|(n, _, _)| n == key);
                 let value = hcl_vars::overridden(
                     name,
@@ -312,7 +313,7 @@ impl Blocks {
                     &|key| env.get(key).cloned(),
                     &declared,
                 )
-                .map_err(|e| invalid(at, format!("variable {name:?} from --var or the environment: {e}")))?;
+                .map_err(|e| bad_variable(at, format!("variable {name:?} from --var or the environment"), e))?;
                 // Variables may use each other, so forty that each double
                 // the last would need terabytes: refused at the first one
                 // past the bound, before the next doubles it again.
@@ -395,7 +396,7 @@ fn target_block(
         return Ok(vec![(name.clone(), values)]);
     };
     let matrix = eval(expr, ctx, place.attr("matrix"), &format!("target {name:?}: matrix"))?;
-    let matrix = Matrix::new(&matrix).map_err(|e| invalid(at, format!("target {name:?}: matrix: {e}")))?;
+    let matrix = Matrix::new(&matrix).map_err(|e| bad_value(at, format!("target {name:?}: matrix"), e))?;
     // Counted before a single combination is made, so a matrix of a
     // billion is refused at once rather than by the OOM killer.
     let room = MAX_TARGETS.saturating_sub(definition.targets.len());
@@ -461,17 +462,17 @@ fn target(
         let value = eval(expr, ctx, at, &what).map_err(|e| at_undefined_function(e, source, place.span(key)))?;
         values.insert(key.clone(), value.clone());
         if key == "inherits" {
-            target.inherits = string_list(&value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
+            target.inherits = string_list(&value).map_err(|e| bad_value(at, what, e))?;
             continue;
         }
-        apply(&mut target, key, &value).map_err(|e| invalid(at, format!("{what}: {e}")))?;
+        apply(&mut target, key, &value).map_err(|e| bad_value(at, what, e))?;
     }
     Ok((target, values))
 }
 
 /// Sets attribute `key` from an evaluated value: lists item by item, maps
 /// key by key, null leaves it unset.
-fn apply(target: &mut Target, key: &str, value: &Value) -> Result<(), String> {
+fn apply(target: &mut Target, key: &str, value: &Value) -> Result<(), ValueError> {
     match value {
         Value::Null => Ok(()),
         Value::Array(items) => {
@@ -479,7 +480,7 @@ fn apply(target: &mut Target, key: &str, value: &Value) -> Result<(), String> {
             target.set_empty_list(key)?;
             for item in items {
                 // Objects (`{ type = "sbom" }`) are buildx's other form of a CSV spec.
-                let item = display(item).or_else(|| object_spec(item)).ok_or("expected a list of strings")?;
+                let item = display(item).or_else(|| object_spec(item)).ok_or(ValueError::NotStringList)?;
                 target.set(key, None, &item, true)?;
             }
             Ok(())
@@ -494,8 +495,27 @@ fn apply(target: &mut Target, key: &str, value: &Value) -> Result<(), String> {
             }
             Ok(())
         }
-        other => target.set(key, None, &display(other).unwrap_or_default(), false),
+        other => Ok(target.set(key, None, &display(other).unwrap_or_default(), false)?),
     }
+}
+
+/// Why an evaluated value cannot be used where it stands.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueError {
+    #[error("expected a list of strings")]
+    NotStringList,
+    #[error("expected an object of lists")]
+    MatrixNotObject,
+    #[error("{0}: expected a list")]
+    MatrixNotList(String),
+    /// A JSON string that is not a valid template.
+    #[error("{text:?}: {error}")]
+    Template { text: String, error: hcl::Error },
+    /// A JSON value HCL has no value for.
+    #[error("{0}")]
+    Json(hcl::Error),
+    #[error(transparent)]
+    Attribute(#[from] AttributeError),
 }
 
 /// A matrix's variables and their lists, walked combination by combination
@@ -508,11 +528,11 @@ struct Matrix<'a> {
 }
 
 impl<'a> Matrix<'a> {
-    fn new(matrix: &'a Value) -> Result<Matrix<'a>, String> {
-        let Value::Object(map) = matrix else { return Err("expected an object of lists".into()) };
+    fn new(matrix: &'a Value) -> Result<Matrix<'a>, ValueError> {
+        let Value::Object(map) = matrix else { return Err(ValueError::MatrixNotObject) };
         let mut out = Matrix { keys: Vec::new(), lists: Vec::new(), lens: Vec::new() };
         for (key, values) in map {
-            let Value::Array(values) = values else { return Err(format!("{key}: expected a list")) };
+            let Value::Array(values) = values else { return Err(ValueError::MatrixNotList(key.clone())) };
             out.keys.push(key);
             out.lists.push(values);
             out.lens.push(values.len());
@@ -555,6 +575,14 @@ fn invalid(at: &str, message: String) -> BakeError {
     BakeError::Invalid { location: at.to_string(), message }
 }
 
+fn bad_value(at: &str, what: String, reason: ValueError) -> BakeError {
+    BakeError::Value { location: at.to_string(), what, reason: Box::new(reason.into()) }
+}
+
+fn bad_variable(at: &str, what: String, reason: hcl_vars::VariableError) -> BakeError {
+    BakeError::Value { location: at.to_string(), what, reason: Box::new(reason.into()) }
+}
+
 /// A scalar as a string (numbers and booleans as HCL prints them).
 fn display(value: &Value) -> Option<String> {
     match value {
@@ -581,12 +609,10 @@ fn object_spec(value: &Value) -> Option<String> {
     Some(fields.join(","))
 }
 
-fn string_list(value: &Value) -> Result<Vec<String>, String> {
+fn string_list(value: &Value) -> Result<Vec<String>, ValueError> {
     match value {
-        Value::Array(items) => {
-            items.iter().map(|v| display(v).ok_or_else(|| "expected a list of strings".to_string())).collect()
-        }
-        _ => Err("expected a list of strings".into()),
+        Value::Array(items) => items.iter().map(|v| display(v).ok_or(ValueError::NotStringList)).collect(),
+        _ => Err(ValueError::NotStringList),
     }
 }
 

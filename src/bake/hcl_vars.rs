@@ -9,25 +9,68 @@
 use hcl::{Expression, Value};
 
 use super::hcl_stdlib::lazy::{convert_value, Type};
+use crate::output::OutputProblem;
+
+/// Why a variable has no value (buildx's words). `Type` and conversion
+/// errors come from the HCL function library, whose errors are text (hcl-rs
+/// fixes a function's error type as `String`), so they stay text here.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VariableError {
+    /// The `type` attribute is not a type.
+    #[error("{0}")]
+    Type(String),
+    #[error("invalid type {ty} for variable {name} default value: {reason}")]
+    Default { ty: String, name: String, reason: String },
+    #[error("failed to convert variable {name} from JSON: {error}")]
+    JsonSyntax { name: String, error: serde_json::Error },
+    #[error("failed to convert variable {name} from JSON: a value of type any is written {{\"value\": VALUE, \"type\": TYPE}}")]
+    JsonAny { name: String },
+    #[error("failed to convert variable {name} from JSON: {reason}")]
+    JsonType { name: String, reason: String },
+    #[error("failed to convert variable {name} from CSV: {reason}")]
+    FromCsv { name: String, reason: Box<VariableError> },
+    #[error("unsupported type {ty} for variable {name}")]
+    Unsupported { ty: String, name: String },
+    #[error("failed to parse {name} as bool: invalid syntax: {text:?}")]
+    NotBool { name: String, text: String },
+    #[error("failed to parse {name} as number: {text:?}")]
+    NotNumber { name: String, text: String },
+    #[error("invalid number {0:?}")]
+    BadNumber(String),
+    #[error("failed to parse {text} as CSV: {problem}")]
+    CsvSyntax { text: String, problem: OutputProblem },
+    #[error("unsupported type {0} for CSV specification")]
+    CsvUnsupported(String),
+    #[error("{ty} expects {expected} elements but only {given} provided")]
+    TupleLength { ty: String, expected: usize, given: usize },
+    #[error("expected one k/v pair but got {pieces} pieces from {field}")]
+    MapField { pieces: usize, field: String },
+    /// A list converted to a set or map of the declared type.
+    #[error("{0}")]
+    Convert(String),
+}
 
 /// The type a variable's `type` attribute declares; `None` when it has none
 /// (or `type = null`).
-pub(super) fn declared(expr: Option<&Expression>) -> Result<Option<Type>, String> {
+pub(super) fn declared(expr: Option<&Expression>) -> Result<Option<Type>, VariableError> {
     match expr {
         None | Some(Expression::Null) => Ok(None),
-        Some(expr) => Type::parse(expr).map(Some),
+        Some(expr) => Type::parse(expr).map(Some).map_err(VariableError::Type),
     }
 }
 
 /// The value before any override: the default converted to the type; with
 /// no default, null for a typed variable and `""` for an untyped one.
-pub(super) fn initial(name: &str, default: Option<Value>, ty: Option<&Type>) -> Result<Value, String> {
+pub(super) fn initial(name: &str, default: Option<Value>, ty: Option<&Type>) -> Result<Value, VariableError> {
     match (default, ty) {
         (None, Some(_)) => Ok(Value::Null),
         (None, None) => Ok(Value::from("")),
         (Some(value), None) => Ok(value),
-        (Some(value), Some(ty)) => convert_value(value, ty)
-            .map_err(|e| format!("invalid type {} for variable {name} default value: {e}", constraint_name(ty))),
+        (Some(value), Some(ty)) => convert_value(value, ty).map_err(|reason| VariableError::Default {
+            ty: constraint_name(ty),
+            name: name.to_owned(),
+            reason,
+        }),
     }
 }
 
@@ -41,7 +84,7 @@ pub(super) fn overridden(
     ty: Option<&Type>,
     lookup: &dyn Fn(&str) -> Option<String>,
     declared: &dyn Fn(&str) -> bool,
-) -> Result<Value, String> {
+) -> Result<Value, VariableError> {
     let mut text = lookup(name);
     let mut json = false;
     if text.is_none() || ty.is_some() {
@@ -56,59 +99,55 @@ pub(super) fn overridden(
     let Some(text) = text else { return Ok(value) };
     match ty {
         Some(ty) if json => {
-            let parsed: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| format!("failed to convert variable {name} from JSON: {e}"))?;
+            let parsed: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|error| VariableError::JsonSyntax { name: name.to_owned(), error })?;
             // go-cty reads a value of type `any` with its type beside it.
             let parsed = match (ty, parsed) {
                 (Type::Any, serde_json::Value::Object(mut wrapped)) if wrapped.contains_key("type") => {
                     wrapped.remove("value").unwrap_or_default()
                 }
-                (Type::Any, _) => {
-                    return Err(format!(
-                        "failed to convert variable {name} from JSON: a value of type any is written \
-                         {{\"value\": VALUE, \"type\": TYPE}}"
-                    ))
-                }
+                (Type::Any, _) => return Err(VariableError::JsonAny { name: name.to_owned() }),
                 (_, parsed) => parsed,
             };
             let parsed = super::hcl_stdlib::from_json(parsed);
-            convert_value(parsed, ty).map_err(|e| format!("failed to convert variable {name} from JSON: {e}"))
+            convert_value(parsed, ty).map_err(|reason| VariableError::JsonType { name: name.to_owned(), reason })
         }
-        Some(ty @ (Type::List(_) | Type::Set(_) | Type::Tuple(_) | Type::Map(_))) => {
-            from_csv(name, &text, ty).map_err(|e| format!("failed to convert variable {name} from CSV: {e}"))
-        }
+        Some(ty @ (Type::List(_) | Type::Set(_) | Type::Tuple(_) | Type::Map(_))) => from_csv(name, &text, ty)
+            .map_err(|reason| VariableError::FromCsv { name: name.to_owned(), reason: Box::new(reason) }),
         Some(ty @ (Type::String | Type::Number | Type::Bool)) => primitive(name, &text, ty),
-        Some(ty) => Err(format!("unsupported type {} for variable {name}", type_name(ty))),
+        Some(ty) => Err(VariableError::Unsupported { ty: type_name(ty), name: name.to_owned() }),
         None if !had_default => Ok(Value::String(text)),
         None => match &value {
             Value::Null => Ok(Value::String(text)),
             Value::String(_) => primitive(name, &text, &Type::String),
             Value::Number(_) => primitive(name, &text, &Type::Number),
             Value::Bool(_) => primitive(name, &text, &Type::Bool),
-            Value::Array(_) => Err(format!("unsupported type tuple for variable {name}")),
-            Value::Object(_) => Err(format!("unsupported type object for variable {name}")),
+            Value::Array(_) => Err(VariableError::Unsupported { ty: "tuple".into(), name: name.to_owned() }),
+            Value::Object(_) => Err(VariableError::Unsupported { ty: "object".into(), name: name.to_owned() }),
         },
     }
 }
 
 /// buildx's `convertPrimitive`: Go's `strconv` parsers.
-fn primitive(name: &str, text: &str, ty: &Type) -> Result<Value, String> {
+fn primitive(name: &str, text: &str, ty: &Type) -> Result<Value, VariableError> {
     match ty {
-        Type::Bool => crate::output::parse::parse_go_bool(text)
+        Type::Bool => crate::gostrconv::parse_bool(text)
             .map(Value::Bool)
-            .ok_or_else(|| format!("failed to parse {name} as bool: invalid syntax: {text:?}")),
+            .ok_or_else(|| VariableError::NotBool { name: name.to_owned(), text: text.to_owned() }),
         Type::Number => {
             // Go's ParseFloat; Rust's parser differs only on hex floats.
             let number = text
                 .parse::<f64>()
                 .ok()
                 .filter(|n| n.is_finite())
-                .ok_or_else(|| format!("failed to parse {name} as number: {text:?}"))?;
+                .ok_or_else(|| VariableError::NotNumber { name: name.to_owned(), text: text.to_owned() })?;
             // Whole numbers stay integers, as go-cty prints them.
             if number.fract() == 0.0 && number.abs() < 9.0e15 {
                 Ok(Value::from(number as i64))
             } else {
-                hcl::Number::from_f64(number).map(Value::Number).ok_or_else(|| format!("invalid number {text:?}"))
+                hcl::Number::from_f64(number)
+                    .map(Value::Number)
+                    .ok_or_else(|| VariableError::BadNumber(text.to_owned()))
             }
         }
         _ => Ok(Value::String(text.to_string())),
@@ -117,34 +156,34 @@ fn primitive(name: &str, text: &str, ty: &Type) -> Result<Value, String> {
 
 /// buildx's `valueFromCSV`: the fields of one CSV record, each a primitive
 /// of the element type; a map's fields are `KEY:VALUE`.
-fn from_csv(name: &str, text: &str, ty: &Type) -> Result<Value, String> {
+fn from_csv(name: &str, text: &str, ty: &Type) -> Result<Value, VariableError> {
     let fields = if text.is_empty() {
         vec![String::new()]
     } else {
-        crate::output::parse::csv_fields(text).map_err(|e| format!("failed to parse {text} as CSV: {e}"))?
+        crate::output::parse::csv_fields(text)
+            .map_err(|problem| VariableError::CsvSyntax { text: text.to_owned(), problem })?
     };
-    let element = |ty: &Type| -> Result<Vec<Value>, String> {
+    let element = |ty: &Type| -> Result<Vec<Value>, VariableError> {
         if !matches!(ty, Type::String | Type::Number | Type::Bool) {
-            return Err(format!("unsupported type {} for CSV specification", type_name(ty)));
+            return Err(VariableError::CsvUnsupported(type_name(ty)));
         }
         fields.iter().map(|f| primitive(name, f, ty)).collect()
     };
     match ty {
         Type::List(inner) => Ok(Value::Array(element(inner)?)),
-        Type::Set(inner) => convert_value(Value::Array(element(inner)?), ty),
+        Type::Set(inner) => convert_value(Value::Array(element(inner)?), ty).map_err(VariableError::Convert),
         Type::Tuple(types) => {
             if types.len() != fields.len() {
-                return Err(format!(
-                    "{} expects {} elements but only {} provided",
-                    type_name(ty),
-                    types.len(),
-                    fields.len()
-                ));
+                return Err(VariableError::TupleLength {
+                    ty: type_name(ty),
+                    expected: types.len(),
+                    given: fields.len(),
+                });
             }
             let mut items = Vec::new();
             for (field, ty) in fields.iter().zip(types) {
                 if !matches!(ty, Type::String | Type::Number | Type::Bool) {
-                    return Err("unsupported type tuple for CSV specification".to_string());
+                    return Err(VariableError::CsvUnsupported("tuple".into()));
                 }
                 items.push(primitive(name, field, ty)?);
             }
@@ -152,19 +191,19 @@ fn from_csv(name: &str, text: &str, ty: &Type) -> Result<Value, String> {
         }
         Type::Map(inner) => {
             if !matches!(**inner, Type::String | Type::Number | Type::Bool) {
-                return Err(format!("unsupported type {} for CSV specification", type_name(ty)));
+                return Err(VariableError::CsvUnsupported(type_name(ty)));
             }
             let mut entries = Vec::new();
             for field in &fields {
                 let pair = colon_fields(field);
                 let [key, value] = pair.as_slice() else {
-                    return Err(format!("expected one k/v pair but got {} pieces from {field}", pair.len()));
+                    return Err(VariableError::MapField { pieces: pair.len(), field: field.clone() });
                 };
                 entries.push((key.clone(), primitive(name, value, inner)?));
             }
-            convert_value(Value::Object(entries.into_iter().collect()), ty)
+            convert_value(Value::Object(entries.into_iter().collect()), ty).map_err(VariableError::Convert)
         }
-        other => Err(format!("unsupported type {} for CSV specification", type_name(other))),
+        other => Err(VariableError::CsvUnsupported(type_name(other))),
     }
 }
 
@@ -259,7 +298,8 @@ mod tests {
         assert_eq!(initial("U", None, None).unwrap(), Value::from(""));
         assert_eq!(initial("S", Some(Value::from(5)), Some(&ty("string"))).unwrap(), Value::from("5"));
         let err = initial("N", Some(Value::from("x")), Some(&ty("number"))).unwrap_err();
-        assert!(err.starts_with("invalid type number for variable N default value"), "{err}");
+        assert!(matches!(&err, VariableError::Default { name, .. } if name == "N"), "{err}");
+        assert!(err.to_string().starts_with("invalid type number for variable N default value"), "{err}");
     }
 
     #[test]
@@ -275,14 +315,15 @@ mod tests {
         let got = overridden("M", Value::Null, false, Some(&map), &env(&[("M", "b:2,a:1")]), &no).unwrap();
         assert_eq!(json_of(&got), r#"{"a":"1","b":"2"}"#);
         let err = overridden("B", Value::Null, false, Some(&ty("bool")), &env(&[("B", "yes")]), &no).unwrap_err();
-        assert!(err.contains("failed to parse B as bool"), "{err}");
+        assert!(matches!(&err, VariableError::NotBool { text, .. } if text == "yes"), "{err}");
+        assert!(err.to_string().contains("failed to parse B as bool"), "{err}");
         let err = overridden("O", Value::Null, false, Some(&ty("object({a=string})")), &env(&[("O", "x")]), &no);
-        assert_eq!(err.unwrap_err(), "unsupported type object for variable O");
+        assert_eq!(err.unwrap_err().to_string(), "unsupported type object for variable O");
         // Untyped: by the default's type; a list default cannot be overridden.
         let untyped = overridden("N", Value::from(1), true, None, &env(&[("N", "2.5")]), &no).unwrap();
         assert_eq!(listed(&untyped, None).unwrap(), "2.5");
         let err = overridden("T", Value::Array(vec![]), true, None, &env(&[("T", "x")]), &no).unwrap_err();
-        assert_eq!(err, "unsupported type tuple for variable T");
+        assert_eq!(err.to_string(), "unsupported type tuple for variable T");
     }
 
     fn json_of(value: &Value) -> String {

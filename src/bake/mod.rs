@@ -152,6 +152,10 @@ pub(crate) enum BakeError {
     /// file and the target.
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
+    /// A value an attribute cannot take; `what` names the block and the
+    /// attribute (`target "app": tags`, `build.args`).
+    #[error("{location}: {what}: {reason}")]
+    Value { location: String, what: String, reason: Box<ValueProblem> },
     #[error("unknown target or group {name:?} (the files define: {known})")]
     UnknownTarget { name: String, known: String },
     #[error("nothing to build: {0} names no target")]
@@ -159,7 +163,7 @@ pub(crate) enum BakeError {
     #[error("targets depend on each other in a cycle: {0}")]
     Cycle(String),
     #[error("--set {value:?}: {reason}")]
-    Set { value: String, reason: String },
+    Set { value: String, reason: SetProblem },
     #[error("target {target:?}: {reason}")]
     Target { target: String, reason: String },
     #[error("--allow {value:?}: {reason}")]
@@ -168,6 +172,30 @@ pub(crate) enum BakeError {
     /// `lines` say what each grant is for.
     #[error("additional privileges requested: pass {flags:?} to grant requested privileges")]
     Privileges { lines: Vec<String>, flags: String },
+}
+
+/// Why a value in a bake or compose file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueProblem {
+    #[error(transparent)]
+    Hcl(#[from] hcl::ValueError),
+    #[error(transparent)]
+    Compose(#[from] compose::ComposeValueError),
+    #[error(transparent)]
+    Variable(#[from] hcl_vars::VariableError),
+}
+
+/// What is wrong with one `--set` value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SetProblem {
+    #[error("expected TARGET.KEY=VALUE")]
+    Form,
+    #[error("{0} does not support append (+=)")]
+    NoAppend(String),
+    #[error("could not find any target matching '{0}'")]
+    NoTarget(String),
+    #[error(transparent)]
+    Attribute(#[from] target::AttributeError),
 }
 
 /// Values of the process environment, and the `.env` file's, by name.

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{BakeError, Definition, Target};
+use super::{BakeError, Definition, SetProblem, Target};
 
 /// The targets to build, each after the targets it uses as a context.
 #[derive(Debug, Clone)]
@@ -130,10 +130,7 @@ pub(crate) fn resolve(
     // As buildx: a --set pattern that names no target is a mistake.
     for o in &overrides {
         if !definition.targets.iter().any(|(name, _)| glob_match(&o.pattern, name)) {
-            return Err(BakeError::Set {
-                value: o.raw.clone(),
-                reason: format!("could not find any target matching '{}'", o.pattern),
-            });
+            return Err(BakeError::Set { value: o.raw.clone(), reason: SetProblem::NoTarget(o.pattern.clone()) });
         }
     }
     let wanted_set: HashSet<&String> = wanted.iter().collect();
@@ -344,21 +341,21 @@ fn parse_overrides(values: &[String]) -> Result<Vec<Override>, BakeError> {
     values
         .iter()
         .map(|raw| {
-            let bad = |reason: &str| BakeError::Set { value: raw.clone(), reason: reason.to_string() };
-            let (lhs, value) = raw.split_once('=').ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
+            let bad = |reason: SetProblem| BakeError::Set { value: raw.clone(), reason };
+            let (lhs, value) = raw.split_once('=').ok_or_else(|| bad(SetProblem::Form))?;
             let (lhs, append) = match lhs.strip_suffix('+') {
                 Some(lhs) => (lhs, true),
                 None => (lhs, false),
             };
             let mut parts = lhs.splitn(3, '.');
-            let pattern = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
-            let key = parts.next().filter(|k| !k.is_empty()).ok_or_else(|| bad("expected TARGET.KEY=VALUE"))?;
+            let pattern = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| bad(SetProblem::Form))?;
+            let key = parts.next().filter(|k| !k.is_empty()).ok_or_else(|| bad(SetProblem::Form))?;
             let sub = parts.next().map(str::to_string);
             if append && (sub.is_some() || !APPENDABLE.contains(&key)) {
-                return Err(bad(&format!("{key} does not support append (+=)")));
+                return Err(bad(SetProblem::NoAppend(key.to_owned())));
             }
             // Check the key and value now, so a typo fails even when no target matches.
-            Target::default().set(key, sub.as_deref(), value, false).map_err(|reason| bad(&reason))?;
+            Target::default().set(key, sub.as_deref(), value, false).map_err(|reason| bad(reason.into()))?;
             Ok(Override {
                 raw: raw.clone(),
                 pattern: pattern.to_string(),
@@ -379,7 +376,7 @@ fn apply_overrides(name: &str, target: &mut Target, overrides: &[Override]) -> R
         let append = !seen.insert(o.key.clone()) || o.append;
         target
             .set(&o.key, o.sub.as_deref(), &o.value, append)
-            .map_err(|reason| BakeError::Set { value: o.raw.clone(), reason })?;
+            .map_err(|reason| BakeError::Set { value: o.raw.clone(), reason: reason.into() })?;
     }
     Ok(())
 }

@@ -8,6 +8,31 @@ use std::collections::BTreeMap;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+use crate::build::AttrError;
+
+/// Why a target attribute cannot take a value. The words are the
+/// attribute's and the value's; the caller adds where (`file:line`, the
+/// `--set` value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AttributeError {
+    #[error("{0} needs a key: {0}.NAME=VALUE")]
+    NeedsKey(String),
+    #[error("{0} takes no key")]
+    TakesNoKey(String),
+    #[error("{key} expects true or false, not {value:?}")]
+    NotBool { key: String, value: String },
+    #[error(transparent)]
+    Attest(#[from] AttrError),
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("{0:?} is not a size (e.g. 64m, 1g)")]
+    NotSize(String),
+    #[error("{0} is not a list")]
+    NotList(String),
+    #[error("{0} is not a map")]
+    NotMap(String),
+}
+
 /// One target. Lists hold buildx's CSV specs (`type=registry,ref=...`);
 /// `--print` shows them as objects, as buildx does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -209,7 +234,13 @@ impl Target {
     /// attribute-by-attribute readers do. `sub` is the map key of
     /// `args.KEY`-style attributes. Lists get one more item per call
     /// (`append` false replaces what the file said on the first call).
-    pub(crate) fn set(&mut self, key: &str, sub: Option<&str>, value: &str, append: bool) -> Result<(), String> {
+    pub(crate) fn set(
+        &mut self,
+        key: &str,
+        sub: Option<&str>,
+        value: &str,
+        append: bool,
+    ) -> Result<(), AttributeError> {
         fn list(slot: &mut Option<Vec<String>>, value: &str, append: bool) {
             let list = slot.get_or_insert_with(Vec::new);
             if !append {
@@ -225,17 +256,17 @@ impl Target {
             key: &str,
             sub: Option<&str>,
             value: &str,
-        ) -> Result<(), String> {
-            let sub = sub.filter(|s| !s.is_empty()).ok_or_else(|| format!("{key} needs a key: {key}.NAME=VALUE"))?;
+        ) -> Result<(), AttributeError> {
+            let sub = sub.filter(|s| !s.is_empty()).ok_or_else(|| AttributeError::NeedsKey(key.to_owned()))?;
             slot.get_or_insert_with(BTreeMap::new).insert(sub.to_string(), value.to_string());
             Ok(())
         }
-        fn boolean(key: &str, value: &str) -> Result<bool, String> {
-            crate::output::parse::parse_go_bool(value)
-                .ok_or_else(|| format!("{key} expects true or false, not {value:?}"))
+        fn boolean(key: &str, value: &str) -> Result<bool, AttributeError> {
+            crate::gostrconv::parse_bool(value)
+                .ok_or_else(|| AttributeError::NotBool { key: key.to_owned(), value: value.to_owned() })
         }
         if sub.is_some() && !matches!(key, "args" | "labels" | "contexts" | "extra-hosts") {
-            return Err(format!("{key} takes no key"));
+            return Err(AttributeError::TakesNoKey(key.to_owned()));
         }
         match key {
             "description" => self.description = Some(value.into()),
@@ -289,7 +320,7 @@ impl Target {
                     self.load();
                 }
             }
-            _ => return Err(format!("unknown key {key:?}")),
+            _ => return Err(AttributeError::UnknownKey(key.to_owned())),
         }
         Ok(())
     }
@@ -426,9 +457,9 @@ fn attest_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Resu
             csv_object(spec)
                 .into_iter()
                 // Go's omitempty: `disabled=false` is not printed.
-                .filter(|(k, v)| !(k == "disabled" && crate::output::parse::parse_go_bool(v) == Some(false)))
+                .filter(|(k, v)| !(k == "disabled" && crate::gostrconv::parse_bool(v) == Some(false)))
                 .map(|(k, v)| {
-                    let value = match (k.as_str(), crate::output::parse::parse_go_bool(&v)) {
+                    let value = match (k.as_str(), crate::gostrconv::parse_bool(&v)) {
                         ("disabled", Some(b)) => serde_json::Value::Bool(b),
                         _ => serde_json::Value::String(v),
                     };
@@ -443,8 +474,8 @@ fn attest_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Resu
 /// A bake or compose size (`shm-size`, `shm_size`) as go-units'
 /// `RAMInBytes` reads it ([`crate::units::ram_in_bytes`]), surrounding
 /// spaces aside.
-pub(crate) fn ram_in_bytes(text: &str) -> Result<i64, String> {
-    crate::units::ram_in_bytes(text.trim()).ok_or_else(|| format!("{text:?} is not a size (e.g. 64m, 1g)"))
+pub(crate) fn ram_in_bytes(text: &str) -> Result<i64, AttributeError> {
+    crate::units::ram_in_bytes(text.trim()).ok_or_else(|| AttributeError::NotSize(text.to_owned()))
 }
 
 /// Bytes as go-units' `BytesSize` writes them (`128MiB`, `1.5GiB`): what
@@ -494,7 +525,7 @@ fn ssh_list<S: Serializer>(list: &Option<Vec<String>>, serializer: S) -> Result<
 
 impl Target {
     /// Marks a list attribute as set and empty (`tags = []`).
-    pub(crate) fn set_empty_list(&mut self, key: &str) -> Result<(), String> {
+    pub(crate) fn set_empty_list(&mut self, key: &str) -> Result<(), AttributeError> {
         let slot = match key {
             "tags" => &mut self.tags,
             "cache-from" => &mut self.cache_from,
@@ -508,20 +539,20 @@ impl Target {
             "entitlements" => &mut self.entitlements,
             "annotations" => &mut self.annotations,
             "attest" => &mut self.attest,
-            _ => return Err(format!("{key} is not a list")),
+            _ => return Err(AttributeError::NotList(key.to_owned())),
         };
         slot.get_or_insert_with(Vec::new).clear();
         Ok(())
     }
 
     /// Marks a map attribute as set (`args = {}`).
-    pub(crate) fn set_empty_map(&mut self, key: &str) -> Result<(), String> {
+    pub(crate) fn set_empty_map(&mut self, key: &str) -> Result<(), AttributeError> {
         let slot = match key {
             "args" => &mut self.args,
             "labels" => &mut self.labels,
             "contexts" => &mut self.contexts,
             "extra-hosts" => &mut self.extra_hosts,
-            _ => return Err(format!("{key} is not a map")),
+            _ => return Err(AttributeError::NotMap(key.to_owned())),
         };
         slot.get_or_insert_with(BTreeMap::new);
         Ok(())

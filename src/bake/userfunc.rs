@@ -23,12 +23,27 @@ pub(crate) struct UserFunc {
     pub(crate) result: Expression,
 }
 
+/// Why a `function` block cannot be used (the caller adds file and line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FunctionError {
+    #[error("params must be bare names, e.g. params = [name, tag]")]
+    NotAName,
+    #[error("params must be a list of names")]
+    NotAList,
+    #[error("unknown attribute {0:?}")]
+    UnknownAttribute(String),
+    #[error("a function needs a result")]
+    NoResult,
+    #[error("at most {} user-defined functions are supported", TRAMPOLINES.len())]
+    TooMany,
+}
+
 impl UserFunc {
-    /// Reads a block's attributes; `Err` says what is wrong.
-    pub(crate) fn from_attrs(name: &str, attrs: &[(String, Expression)]) -> Result<UserFunc, String> {
+    /// Reads a block's attributes.
+    pub(crate) fn from_attrs(name: &str, attrs: &[(String, Expression)]) -> Result<UserFunc, FunctionError> {
         let ident = |e: &Expression| match e {
             Expression::Variable(v) => Ok(v.as_str().to_string()),
-            _ => Err("params must be bare names, e.g. params = [name, tag]".to_string()),
+            _ => Err(FunctionError::NotAName),
         };
         let mut function =
             UserFunc { name: name.to_string(), params: Vec::new(), variadic: None, result: Expression::Null };
@@ -37,18 +52,18 @@ impl UserFunc {
             match key.as_str() {
                 "params" => match expr {
                     Expression::Array(items) => function.params = items.iter().map(ident).collect::<Result<_, _>>()?,
-                    _ => return Err("params must be a list of names".into()),
+                    _ => return Err(FunctionError::NotAList),
                 },
                 "variadic_params" => function.variadic = Some(ident(expr)?),
                 "result" => {
                     function.result = expr.clone();
                     has_result = true;
                 }
-                other => return Err(format!("unknown attribute {other:?}")),
+                other => return Err(FunctionError::UnknownAttribute(other.to_owned())),
             }
         }
         if !has_result {
-            return Err("a function needs a result".into());
+            return Err(FunctionError::NoResult);
         }
         Ok(function)
     }
@@ -70,9 +85,9 @@ impl Drop for Installed {
 }
 
 /// Makes `functions` callable by [`declare`]d contexts until the guard drops.
-pub(crate) fn install(functions: Vec<UserFunc>) -> Result<Installed, String> {
+pub(crate) fn install(functions: Vec<UserFunc>) -> Result<Installed, FunctionError> {
     if functions.len() > TRAMPOLINES.len() {
-        return Err(format!("at most {} user-defined functions are supported", TRAMPOLINES.len()));
+        return Err(FunctionError::TooMany);
     }
     FUNCTIONS.with(|f| *f.borrow_mut() = functions);
     Ok(Installed(()))

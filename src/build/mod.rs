@@ -29,11 +29,13 @@ mod report;
 mod request;
 mod run;
 
+pub use attrs::AttrError;
 pub use error::{BuildError, FailedBuild};
 pub use folders::FolderSessions;
 pub use git_info::GitInfoError;
 pub use options::{
-    BuildContext, BuildOption, BuildOptions, DockerfileSpec, OptionsError, PlanGuard, PlannedBuild, PlannedDockerfile,
+    BuildContext, BuildOption, BuildOptions, DockerfileSpec, InvalidValue, OptionsError, PlanGuard, PlannedBuild,
+    PlannedDockerfile,
 };
 pub use report::{BuildReport, TransferStats, VertexOutcome};
 pub use request::{BuildRequest, Frontend};

@@ -16,10 +16,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::attrs::{self, CallFunc};
+use super::attrs::{self, AttrError, CallFunc};
 use super::request::{BuildRequest, Frontend, DOCKERFILE_FRONTEND, LOCAL_CONTEXT, LOCAL_DOCKERFILE};
-use crate::cache::{CacheDirection, CacheEntry};
+use crate::cache::layout::LayoutError;
+use crate::cache::{CacheDirection, CacheEntry, CacheProblem};
 use crate::output::{ExportEntry, OutputError};
+use crate::services::secrets::SecretError;
+use crate::services::ssh::SshError;
 
 /// Where the build context comes from.
 #[derive(Debug, Clone)]
@@ -226,7 +229,7 @@ impl fmt::Display for BuildOption {
 pub enum OptionsError {
     /// A value of `option` that cannot be used, and why.
     #[error("invalid {option} value {value:?}: {reason}")]
-    Invalid { option: BuildOption, value: String, reason: String },
+    Invalid { option: BuildOption, value: String, reason: Box<InvalidValue> },
     /// The context folder is missing.
     #[error("build context {path:?} does not exist or is not a folder")]
     MissingContext { path: PathBuf },
@@ -254,8 +257,37 @@ pub enum OptionsError {
     Git(#[from] super::git_info::GitInfoError),
 }
 
-fn invalid(option: BuildOption, value: &str, reason: impl Into<String>) -> OptionsError {
-    OptionsError::Invalid { option, value: value.to_owned(), reason: reason.into() }
+/// Why a value of an option cannot be used: the value's words only, as
+/// [`OptionsError::Invalid`] names the option and the value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidValue {
+    /// Not a value the option takes; the text says which it takes.
+    #[error("{0}")]
+    Unusable(&'static str),
+    /// An option encoded as an attribute (attest, annotation, shm-size,
+    /// ulimit, resource, call).
+    #[error(transparent)]
+    Attribute(#[from] AttrError),
+    #[error(transparent)]
+    Cache(#[from] CacheProblem),
+    /// An `oci-layout://` named context.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+}
+
+impl From<&'static str> for InvalidValue {
+    fn from(text: &'static str) -> InvalidValue {
+        InvalidValue::Unusable(text)
+    }
+}
+
+fn invalid(option: BuildOption, value: &str, reason: impl Into<InvalidValue>) -> OptionsError {
+    OptionsError::Invalid { option, value: value.to_owned(), reason: Box::new(reason.into()) }
 }
 
 /// The Dockerfile a plan uses.
@@ -446,7 +478,7 @@ impl BuildOptions {
         }
         let no_default = match env(attrs::NO_DEFAULT_ATTESTATIONS) {
             None => false,
-            Some(value) => crate::output::parse::parse_go_bool(&value)
+            Some(value) => crate::gostrconv::parse_bool(&value)
                 .ok_or(OptionsError::Environment { variable: attrs::NO_DEFAULT_ATTESTATIONS, value })?,
         };
         attrs.extend(attrs::attest_attrs(&attests, no_default));
@@ -538,17 +570,20 @@ impl BuildOptions {
                     "secret missing ID (add id=NAME, the id RUN --mount=type=secret uses)",
                 ));
             }
-            secrets.push(
-                crate::services::secrets::SecretSource::parse(spec)
-                    .map_err(|e| invalid(BuildOption::Secret, e.value(), e.to_string()))?,
-            );
+            secrets.push(crate::services::secrets::SecretSource::parse(spec).map_err(|e| {
+                let value = e.value().to_owned();
+                invalid(BuildOption::Secret, &value, e)
+            })?);
         }
         let ssh = self
             .ssh
             .iter()
             .map(|spec| crate::services::ssh::AgentSpec::parse(spec))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(BuildOption::Ssh, e.value(), e.to_string()))?;
+            .map_err(|e| {
+                let value = e.value().to_owned();
+                invalid(BuildOption::Ssh, &value, e)
+            })?;
 
         Ok(PlannedBuild {
             request: BuildRequest {

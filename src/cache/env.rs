@@ -53,7 +53,10 @@ fn add_github_token(entry: &mut CacheEntry, env: EnvLookup<'_>) {
     let attrs = &mut entry.attrs;
     // actions/toolkit's cache config: the v2 service is chosen by this variable.
     let version = attrs.get("version").cloned().or_else(|| {
-        env("ACTIONS_CACHE_SERVICE_V2").and_then(|v| go_parse_bool(&v)).filter(|&v2| v2).map(|_| "2".to_string())
+        env("ACTIONS_CACHE_SERVICE_V2")
+            .and_then(|v| crate::gostrconv::parse_bool(&v))
+            .filter(|&v2| v2)
+            .map(|_| "2".to_string())
     });
     if !attrs.contains_key("token") {
         if let Some(token) = env("ACTIONS_RUNTIME_TOKEN") {
@@ -143,15 +146,6 @@ fn shared_credentials_profile(text: &str, profile: &str) -> std::collections::BT
         }
     }
     values
-}
-
-/// Go's `strconv.ParseBool`.
-fn go_parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

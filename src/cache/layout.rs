@@ -77,6 +77,10 @@ pub enum LayoutError {
     },
     #[error("{dir} is not an OCI layout folder (no oci-layout or index.json)")]
     NotALayout { dir: PathBuf },
+    /// A folder named as an image source (`oci-layout://DIR`) that is
+    /// missing or holds nothing yet.
+    #[error("{dir} is not an OCI layout folder (missing or empty)")]
+    MissingLayout { dir: PathBuf },
     #[error("{dir}/index.json is not a valid image index")]
     BadIndex {
         dir: PathBuf,
@@ -819,25 +823,22 @@ impl<'a> Documents<'a> {
 /// `latest` when neither is given; a `:` or `@` after the last `/` starts
 /// the tag or digest, as buildx reads `oci-layout://` references): the
 /// folder and the digest, checked to be in it.
-pub fn resolve_image(spec: &str) -> Result<(PathBuf, BlobDigest), String> {
+pub fn resolve_image(spec: &str) -> Result<(PathBuf, BlobDigest), LayoutError> {
     let last_slash = spec.rfind('/').map_or(0, |i| i + 1);
     let (dir, rest) = match spec[last_slash..].find(['@', ':']) {
         Some(at) => spec.split_at(last_slash + at),
         None => (spec, ""),
     };
-    let layout = OciLayout::open_existing(dir)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{dir} is not an OCI layout folder (missing or empty)"))?;
+    let layout = OciLayout::open_existing(dir)?.ok_or_else(|| LayoutError::MissingLayout { dir: dir.into() })?;
     let digest = match rest.strip_prefix('@') {
-        Some(digest) => BlobDigest::parse(digest).map_err(|e| e.to_string())?,
+        Some(digest) => BlobDigest::parse(digest)?,
         None => {
             let tag = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or("latest");
-            let descriptor = layout.resolve_tag(tag).map_err(|e| e.to_string())?;
-            BlobDigest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?
+            BlobDigest::parse(layout.resolve_tag(tag)?.digest().as_ref())?
         }
     };
-    if layout.blob_size(&digest).map_err(|e| e.to_string())?.is_none() {
-        return Err(format!("{dir} has no blob {digest}"));
+    if layout.blob_size(&digest)?.is_none() {
+        return Err(LayoutError::MissingBlob { dir: dir.into(), digest: digest.to_string() });
     }
     Ok((PathBuf::from(dir), digest))
 }

@@ -142,7 +142,7 @@ impl LocalCaches {
             entry.attrs.insert("dest".into(), id["local:".len()..].to_string());
             let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
             let ignore_error =
-                entry.attrs.get("ignore-error").is_some_and(|v| crate::output::parse::parse_go_bool(v) == Some(true));
+                entry.attrs.get("ignore-error").is_some_and(|v| crate::gostrconv::parse_bool(v) == Some(true));
             caches.lock(&layout)?;
             caches.exports.push(LocalExport { layout: layout.clone(), tag, ignore_error });
             caches.stores.insert(id, ContentStore { layout, writable: true });

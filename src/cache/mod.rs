@@ -42,7 +42,36 @@ pub struct CacheSpecError {
     /// The option as given.
     pub spec: String,
     /// What is wrong with it.
-    pub problem: String,
+    pub problem: CacheProblem,
+}
+
+/// What is wrong with one cache option (the words of the value only).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheProblem {
+    #[error(transparent)]
+    Csv(crate::output::OutputProblem),
+    #[error("{0:?} is not KEY=VALUE")]
+    NotKeyValue(String),
+    #[error("type= is missing")]
+    MissingType,
+    #[error("type=registry needs ref=")]
+    MissingRef,
+    #[error("unknown cache type (registry, local, inline, gha, s3, azblob)")]
+    UnknownType(String),
+    /// `src=` (import) or `dest=` (export) of `type=local` is missing.
+    #[error("type=local needs {0}=DIR")]
+    MissingDir(&'static str),
+    #[error("{0}= is empty")]
+    Empty(&'static str),
+    #[error("unknown attribute {key:?} for type=local (expected {expected})", expected = .known.join(", "))]
+    UnknownAttribute { key: String, known: &'static [&'static str] },
+    #[error("mode={0:?} is not min or max")]
+    Mode(String),
+    #[error("{0:?} is not a sha256 digest")]
+    Digest(String),
+    #[error("mounts= is empty (true, false, or cache ids separated by commas)")]
+    EmptyMounts,
 }
 
 /// Whether a cache entry is read before the build or written after it.
@@ -88,30 +117,31 @@ impl CacheEntry {
     /// registry reference. A field that holds a comma is quoted, as in CSV
     /// (`"mounts=pip,apt"`).
     pub fn parse(spec: &str, direction: CacheDirection) -> Result<CacheEntry, CacheSpecError> {
-        let invalid = |problem: String| CacheSpecError { spec: spec.to_string(), problem };
-        let fields = crate::output::csv_fields(spec).map_err(|problem| invalid(problem.to_string()))?;
+        let invalid = |problem: CacheProblem| CacheSpecError { spec: spec.to_string(), problem };
+        let fields = crate::output::csv_fields(spec).map_err(|problem| invalid(CacheProblem::Csv(problem)))?;
         if fields.len() == 1 && !fields[0].contains('=') {
             return Ok(CacheEntry::registry(fields[0].clone()));
         }
         let mut kind = None;
         let mut attrs = BTreeMap::new();
         for field in fields {
-            let (key, value) = field.split_once('=').ok_or_else(|| invalid(format!("{field:?} is not KEY=VALUE")))?;
+            let (key, value) =
+                field.split_once('=').ok_or_else(|| invalid(CacheProblem::NotKeyValue(field.clone())))?;
             if key == "type" {
                 kind = Some(value.to_string());
             } else {
                 attrs.insert(key.to_string(), value.to_string());
             }
         }
-        let kind = kind.ok_or_else(|| invalid("type= is missing".into()))?;
+        let kind = kind.ok_or_else(|| invalid(CacheProblem::MissingType))?;
         match kind.as_str() {
-            "registry" if !attrs.contains_key("ref") => Err(invalid("type=registry needs ref=".into())),
+            "registry" if !attrs.contains_key("ref") => Err(invalid(CacheProblem::MissingRef)),
             "local" => {
                 check_local(&attrs, direction).map_err(invalid)?;
                 Ok(CacheEntry { kind, attrs })
             }
             "registry" | "inline" | "gha" | "s3" | "azblob" => Ok(CacheEntry { kind, attrs }),
-            _ => Err(invalid("unknown cache type (registry, local, inline, gha, s3, azblob)".into())),
+            _ => Err(invalid(CacheProblem::UnknownType(kind))),
         }
     }
 
@@ -126,8 +156,8 @@ impl CacheEntry {
 
 /// The attributes `type=local` takes (buildx's, plus fbuild's `mounts` and
 /// `helper-image`), checked before anything is sent.
-fn check_local(attrs: &BTreeMap<String, String>, direction: CacheDirection) -> Result<(), String> {
-    let (dir_key, known): (&str, &[&str]) = match direction {
+fn check_local(attrs: &BTreeMap<String, String>, direction: CacheDirection) -> Result<(), CacheProblem> {
+    let (dir_key, known): (&'static str, &'static [&'static str]) = match direction {
         CacheDirection::Import => ("src", &["src", "tag", "digest", "mounts", "helper-image"]),
         CacheDirection::Export => (
             "dest",
@@ -147,31 +177,31 @@ fn check_local(attrs: &BTreeMap<String, String>, direction: CacheDirection) -> R
         ),
     };
     match attrs.get(dir_key) {
-        None => return Err(format!("type=local needs {dir_key}=DIR")),
-        Some(dir) if dir.is_empty() => return Err(format!("{dir_key}= is empty")),
+        None => return Err(CacheProblem::MissingDir(dir_key)),
+        Some(dir) if dir.is_empty() => return Err(CacheProblem::Empty(dir_key)),
         Some(_) => {}
     }
     for key in attrs.keys() {
         if !known.contains(&key.as_str()) {
-            return Err(format!("unknown attribute {key:?} for type=local (expected {})", known.join(", ")));
+            return Err(CacheProblem::UnknownAttribute { key: key.clone(), known });
         }
     }
     if let Some(mode) = attrs.get("mode") {
         if mode != "min" && mode != "max" {
-            return Err(format!("mode={mode:?} is not min or max"));
+            return Err(CacheProblem::Mode(mode.clone()));
         }
     }
     if let Some(tag) = attrs.get("tag") {
         if tag.is_empty() {
-            return Err("tag= is empty".into());
+            return Err(CacheProblem::Empty("tag"));
         }
     }
     if let Some(digest) = attrs.get("digest") {
-        layout::BlobDigest::parse(digest).map_err(|error| error.to_string())?;
+        layout::BlobDigest::parse(digest).map_err(|_| CacheProblem::Digest(digest.clone()))?;
     }
     if let Some(mounts) = attrs.get("mounts") {
         if mounts.is_empty() {
-            return Err("mounts= is empty (true, false, or cache ids separated by commas)".into());
+            return Err(CacheProblem::EmptyMounts);
         }
     }
     Ok(())

@@ -44,31 +44,45 @@ pub fn cache_mounts(dockerfile: &str) -> (Vec<CacheMount>, Vec<String>) {
     (mounts, skipped)
 }
 
+/// Why a cache mount is not carried (the words of a skip note).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotCarried {
+    #[error("it uses a build argument")]
+    BuildArgument,
+    /// The compiler's parser refuses it, in the frontend's words.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("from= or source= (a cache seeded from another stage) is not carried")]
+    Seeded,
+    #[error("no target")]
+    NoTarget,
+}
+
 /// One `--mount` value: `Ok(None)` for mounts other than caches. Read by
 /// the compiler's own parser ([`crate::dockerfile::compile::mounts`]), so
 /// ids, defaults and errors are the ones a build uses; a mount that is not
 /// a cache and does not parse is the build's to report, not ours.
-fn parse_mount(spec: &str, lexer: &Lexer) -> Result<Option<CacheMount>, String> {
+fn parse_mount(spec: &str, lexer: &Lexer) -> Result<Option<CacheMount>, NotCarried> {
     if spec.contains('$') {
         if spec.contains("type=cache") {
-            return Err("it uses a build argument".into());
+            return Err(NotCarried::BuildArgument);
         }
         return Ok(None);
     }
     let no_variables = BTreeMap::new();
     let mount = match mounts::parse_mount(spec, lexer, &no_variables) {
         Ok(mount) => mount,
-        Err(why) if spec.to_ascii_lowercase().contains("type=cache") => return Err(why),
+        Err(why) if spec.to_ascii_lowercase().contains("type=cache") => return Err(NotCarried::Invalid(why)),
         Err(_) => return Ok(None),
     };
     if mount.kind != MountKind::Cache {
         return Ok(None);
     }
     if !mount.from.is_empty() || !mount.source.is_empty() {
-        return Err("from= or source= (a cache seeded from another stage) is not carried".into());
+        return Err(NotCarried::Seeded);
     }
     if mount.target.is_empty() {
-        return Err("no target".into());
+        return Err(NotCarried::NoTarget);
     }
     let sharing = match mount.sharing.as_str() {
         "private" => Sharing::Private,

@@ -173,7 +173,20 @@ pub enum MountsError {
         source: std::io::Error,
     },
     #[error("{dir}: the list of carried cache mounts is not valid: {problem}")]
-    BadList { dir: PathBuf, problem: String },
+    BadList { dir: PathBuf, problem: ListProblem },
+}
+
+/// What is wrong with a folder's list of carried mounts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListProblem {
+    /// Not the JSON document fbuild writes.
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// A tar named by something other than a sha256 digest (it would
+    /// reach a path and the restore script).
+    #[error("the mount {id:?} names the tar {digest:?}, not a sha256 digest")]
+    BadDigest { id: String, digest: String },
 }
 
 /// What a save stored.
@@ -206,12 +219,11 @@ pub fn carried(layout: &OciLayout, tag: &str) -> Result<Vec<CarriedMount>, Mount
 }
 
 /// Reads a list of carried mounts (a blob of an untrusted folder).
-pub(crate) fn parse_list(bytes: &[u8]) -> Result<Vec<CarriedMount>, String> {
-    let list: MountsList = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+pub(crate) fn parse_list(bytes: &[u8]) -> Result<Vec<CarriedMount>, ListProblem> {
+    let list: MountsList = serde_json::from_slice(bytes).map_err(ListProblem::Json)?;
     for mount in &list.mounts {
-        BlobDigest::parse(&mount.digest).map_err(|_| {
-            format!("the mount {:?} names the tar {:?}, not a sha256 digest", mount.mount.id, mount.digest)
-        })?;
+        BlobDigest::parse(&mount.digest)
+            .map_err(|_| ListProblem::BadDigest { id: mount.mount.id.clone(), digest: mount.digest.clone() })?;
     }
     Ok(list.mounts)
 }

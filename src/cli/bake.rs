@@ -233,7 +233,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         plans.iter().map(|p| (p.name.clone(), p.dockerfile.clone())).collect();
     // Where the metadata goes is checked now, not after every target has built.
     if let Some(path) = &args.metadata_file {
-        check_metadata_path(path)?;
+        crate::cli::solve::plan::check_output_file("--metadata-file", path)?;
     }
     let mode: ProgressMode = args
         .progress
@@ -525,27 +525,6 @@ fn write_metadata(
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| anyhow::Error::new(e).context(context()))?;
     temp.write_all(text.as_bytes()).map_err(|e| anyhow::Error::new(e).context(context()))?;
     temp.persist(path).map_err(|e| anyhow::Error::new(e.error).context(context()))?;
-    Ok(())
-}
-
-/// The folder of `--metadata-file` must exist and the path must not be one.
-fn check_metadata_path(path: &std::path::Path) -> anyhow::Result<()> {
-    let fail = |problem: String| anyhow::anyhow!("--metadata-file {}: {problem}", path.display());
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => std::path::Path::new("."),
-    };
-    match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(fail(format!("{} is not a folder", dir.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(fail(format!("the folder {} does not exist", dir.display())))
-        }
-        Err(e) => return Err(fail(format!("cannot inspect {}: {e}", dir.display()))),
-    }
-    if path.is_dir() {
-        return Err(fail("it is a folder".into()));
-    }
     Ok(())
 }
 

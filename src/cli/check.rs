@@ -158,7 +158,8 @@ async fn resolve_bases(
         let result = match &registry {
             Some(registry) => crate::registry::image_config(registry, &name, platform)
                 .await
-                .map(|config| crate::dockerfile::lint::base_image_from_config(&config)),
+                .map(|config| crate::dockerfile::lint::base_image_from_config(&config))
+                .map_err(|error| error.to_string()),
             None => Err("cannot read the docker config for registry credentials".into()),
         };
         images.insert(name, result);

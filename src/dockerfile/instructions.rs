@@ -613,9 +613,11 @@ impl Stages {
                 match &command.kind {
                     CommandKind::Copy { from: Some(from), .. } => refs.push(from.clone()),
                     CommandKind::Run { mounts, .. } => {
-                        for mount in mounts {
-                            refs.extend(mount.split(',').filter_map(|f| f.strip_prefix("from=")).map(str::to_string));
-                        }
+                        // The compiler's reader: keys in any case and quoted
+                        // CSV fields, as the frontend's `detectRunMount`.
+                        refs.extend(
+                            mounts.iter().filter_map(|mount| crate::dockerfile::compile::mounts::mount_from(mount)),
+                        );
                     }
                     _ => {}
                 }
@@ -681,6 +683,19 @@ mod tests {
         assert_eq!(parsed.needed_by(None).unwrap(), [0, 1, 2, 3, 4]);
         let error = parsed.needed_by(Some("nope")).unwrap_err();
         assert_eq!(error.message, "target stage \"nope\" could not be found");
+    }
+
+    #[test]
+    fn a_mount_from_is_read_as_the_frontend_reads_it() {
+        // Keys in any case, and a quoted CSV field: the hand-split reader
+        // this replaced missed both, leaving `tools` out of the build.
+        for mount in ["type=bind,FROM=tools,target=/t", "type=bind,\"from=tools\",target=/t"] {
+            let parsed = stages_of(&format!(
+                "FROM busybox AS tools\nRUN true\nFROM busybox AS builder\nRUN --mount={mount} true\n"
+            ))
+            .unwrap();
+            assert_eq!(parsed.needed_by(Some("builder")).unwrap(), [0, 1], "{mount}");
+        }
     }
 
     #[test]

@@ -243,7 +243,7 @@ pub(crate) fn request_options(md: &MetadataMap) -> (String, FilterOptions) {
         let encoded = md
             .get(format!("{key}-encoded"))
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| crate::output::parse::parse_go_bool(v) == Some(true));
+            .is_some_and(|v| crate::gostrconv::parse_bool(v) == Some(true));
         if !encoded {
             return raw;
         }

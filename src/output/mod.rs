@@ -93,7 +93,7 @@ impl ExportEntry {
     /// Whether the entry pushes: `push` set to a true value, or empty, which
     /// the image exporter reads as true.
     pub fn pushes(&self) -> bool {
-        self.attrs.get("push").is_some_and(|v| v.is_empty() || parse::parse_go_bool(v) == Some(true))
+        self.attrs.get("push").is_some_and(|v| v.is_empty() || crate::gostrconv::parse_bool(v) == Some(true))
     }
 
     /// The entry as the daemon receives it in `SolveRequest.exporters`.

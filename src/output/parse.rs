@@ -159,7 +159,7 @@ pub fn parse_output(value: &str) -> Result<ExportEntry, OutputError> {
             Some(dir) => Some(OutputDest::Dir(PathBuf::from(dir))),
         },
         ExporterType::Oci | ExporterType::Docker
-            if attrs.get("tar").is_some_and(|v| parse_go_bool(v) == Some(false)) =>
+            if attrs.get("tar").is_some_and(|v| crate::gostrconv::parse_bool(v) == Some(false)) =>
         {
             match dest.as_deref() {
                 None | Some("") | Some("-") => return Err(fail(OutputProblem::LayoutFolder)),
@@ -364,7 +364,7 @@ fn check_attrs(exporter: ExporterType, attrs: &BTreeMap<String, String>) -> Resu
         &["oci-mediatypes", "oci-artifact", "attestation-inline", "prefer-nondist-layers", "rewrite-timestamp"];
     for (key, value) in attrs {
         let key = key.as_str();
-        let bool_ok = parse_go_bool(value).is_some();
+        let bool_ok = crate::gostrconv::parse_bool(value).is_some();
         if (BOOL_OR_EMPTY.contains(&key) && !(value.is_empty() || bool_ok)) || (BOOL.contains(&key) && !bool_ok) {
             return Err(OutputProblem::NotBool { key: key.to_owned(), value: value.clone() });
         }
@@ -404,14 +404,10 @@ pub fn csv_fields(value: &str) -> Result<Vec<String>, OutputProblem> {
     Ok(first.iter().map(str::to_owned).collect())
 }
 
-/// Go's `strconv.ParseBool`, which the daemon uses for its attributes.
-pub(crate) fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
+// Go's `strconv.ParseBool` lives in `gostrconv`; this name stays for the
+// compiler's mount parser (src/dockerfile/compile/), which another change
+// moves over.
+pub(crate) use crate::gostrconv::parse_bool as parse_go_bool;
 
 #[cfg(test)]
 mod tests {

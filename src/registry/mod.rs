@@ -161,6 +161,18 @@ struct Call<'a> {
     scope: Scope,
 }
 
+impl<'a> Call<'a> {
+    /// A read of `path` in `repo` (no body; pull scope), with `accept` as
+    /// the `Accept` header when given.
+    fn read(method: Method, repo: &'a Repository, path: String, accept: Option<&'static str>) -> Call<'a> {
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept {
+            headers.insert(ACCEPT, HeaderValue::from_static(accept));
+        }
+        Call { method, repo, path, headers, body: None, scope: Scope::pull(repo) }
+    }
+}
+
 impl Registry {
     /// A client with the TLS roots of the platform and `config`'s credentials.
     pub(crate) fn new(config: DockerConfig) -> Result<Registry, RegistryError> {
@@ -187,16 +199,7 @@ impl Registry {
     /// The manifest or index at `reference` (a tag or a digest).
     pub(crate) async fn manifest(&self, repo: &Repository, reference: &str) -> Result<Fetched, RegistryError> {
         let what = format!("{repo}{}{reference}", if reference.contains(':') { "@" } else { ":" });
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        let call = Call {
-            method: Method::GET,
-            repo,
-            path: format!("manifests/{reference}"),
-            headers,
-            body: None,
-            scope: Scope::pull(repo),
-        };
+        let call = Call::read(Method::GET, repo, format!("manifests/{reference}"), Some(MANIFEST_ACCEPT));
         let response = self.send(&call).await?;
         let response = expect(response, "get the manifest of", &what, &[StatusCode::OK]).await?;
         let media_type = response
@@ -228,18 +231,7 @@ impl Registry {
     /// Whether `repo` has the blob (or manifest, with `manifest`) `digest`.
     pub(crate) async fn exists(&self, repo: &Repository, digest: &str, manifest: bool) -> Result<bool, RegistryError> {
         let kind = if manifest { "manifests" } else { "blobs" };
-        let mut headers = HeaderMap::new();
-        if manifest {
-            headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        }
-        let call = Call {
-            method: Method::HEAD,
-            repo,
-            path: format!("{kind}/{digest}"),
-            headers,
-            body: None,
-            scope: Scope::pull(repo),
-        };
+        let call = Call::read(Method::HEAD, repo, format!("{kind}/{digest}"), manifest.then_some(MANIFEST_ACCEPT));
         let response = self.send(&call).await?;
         match response.status() {
             StatusCode::OK => Ok(true),
@@ -345,16 +337,8 @@ impl Registry {
         artifact_type: &str,
     ) -> Result<Vec<oci::Descriptor>, RegistryError> {
         let what = format!("the referrers of {repo}@{digest}");
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.oci.image.index.v1+json"));
-        let call = Call {
-            method: Method::GET,
-            repo,
-            path: format!("referrers/{digest}?artifactType={}", percent_encode(artifact_type)),
-            headers,
-            body: None,
-            scope: Scope::pull(repo),
-        };
+        let path = format!("referrers/{digest}?artifactType={}", percent_encode(artifact_type));
+        let call = Call::read(Method::GET, repo, path, Some("application/vnd.oci.image.index.v1+json"));
         let response = self.send(&call).await?;
         let index_bytes = match response.status() {
             StatusCode::OK => read_bounded(response, &what, MAX_DOCUMENT).await?,
@@ -375,14 +359,7 @@ impl Registry {
 
     async fn get_blob(&self, repo: &Repository, digest: &str) -> Result<reqwest::Response, RegistryError> {
         let what = format!("{repo}@{digest}");
-        let call = Call {
-            method: Method::GET,
-            repo,
-            path: format!("blobs/{digest}"),
-            headers: HeaderMap::new(),
-            body: None,
-            scope: Scope::pull(repo),
-        };
+        let call = Call::read(Method::GET, repo, format!("blobs/{digest}"), None);
         let mut response = self.send(&call).await?;
         // Storage redirects (S3, a CDN): followed without the registry's
         // credentials, at most a few times.
@@ -678,29 +655,48 @@ async fn read_bounded(response: reqwest::Response, what: &str, limit: u64) -> Re
     Ok(out.freeze())
 }
 
+/// Why an image's config could not be read. The words are a lint
+/// finding's (the daemon's `failed to resolve source metadata`), so each
+/// cause is part of the message rather than a source.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ImageConfigError {
+    #[error("{0}")]
+    Reference(crate::llb::ReferenceError),
+    #[error("failed to resolve source metadata: {}", crate::error::error_chain(.0))]
+    Resolve(RegistryError),
+    /// A manifest or index that is not the JSON it claims to be.
+    #[error("{0}")]
+    Document(serde_json::Error),
+    #[error("no image for platform {0}")]
+    NoPlatform(String),
+    #[error("the manifest names no config")]
+    NoConfig,
+    #[error("the config is not text: {0}")]
+    NotText(std::string::FromUtf8Error),
+}
+
 /// The config (JSON text) of image `name` for `platform` (`os/arch[/variant]`),
 /// as the daemon's frontend resolves a base image: an index picks the
-/// manifest of that platform. Errors are messages for a lint finding.
-pub(crate) async fn image_config(registry: &Registry, name: &str, platform: &str) -> Result<String, String> {
-    let named = crate::llb::parse_reference(name).map_err(|e| e.to_string())?;
+/// manifest of that platform.
+pub(crate) async fn image_config(registry: &Registry, name: &str, platform: &str) -> Result<String, ImageConfigError> {
+    let named = crate::llb::parse_reference(name).map_err(ImageConfigError::Reference)?;
     let repo = Repository::of(&named);
     let reference = named.digest.clone().or_else(|| named.tag.clone()).unwrap_or_else(|| "latest".into());
-    let fail = |e: RegistryError| format!("failed to resolve source metadata: {}", crate::error::error_chain(&e));
-    let mut fetched = registry.manifest(&repo, &reference).await.map_err(fail)?;
-    let probe: serde_json::Value = serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
+    let mut fetched = registry.manifest(&repo, &reference).await.map_err(ImageConfigError::Resolve)?;
+    let probe: serde_json::Value = serde_json::from_slice(&fetched.bytes).map_err(ImageConfigError::Document)?;
     if oci::is_index(&fetched.media_type) || probe.get("manifests").is_some() {
-        let index: oci::Index = serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
+        let index: oci::Index = serde_json::from_slice(&fetched.bytes).map_err(ImageConfigError::Document)?;
         let chosen = index
             .manifests
             .iter()
             .find(|d| d.platform.as_ref().is_some_and(|p| p.clone().normalize().format() == platform))
-            .ok_or_else(|| format!("no image for platform {platform}"))?;
-        fetched = registry.manifest(&repo, &chosen.digest).await.map_err(fail)?;
+            .ok_or_else(|| ImageConfigError::NoPlatform(platform.to_owned()))?;
+        fetched = registry.manifest(&repo, &chosen.digest).await.map_err(ImageConfigError::Resolve)?;
     }
-    let manifest: oci::Manifest = serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
-    let config = manifest.config.ok_or_else(|| "the manifest names no config".to_string())?;
-    let bytes = registry.blob(&repo, &config.digest, MAX_DOCUMENT).await.map_err(fail)?;
-    String::from_utf8(bytes.to_vec()).map_err(|e| format!("the config is not text: {e}"))
+    let manifest: oci::Manifest = serde_json::from_slice(&fetched.bytes).map_err(ImageConfigError::Document)?;
+    let config = manifest.config.ok_or(ImageConfigError::NoConfig)?;
+    let bytes = registry.blob(&repo, &config.digest, MAX_DOCUMENT).await.map_err(ImageConfigError::Resolve)?;
+    String::from_utf8(bytes.to_vec()).map_err(ImageConfigError::NotText)
 }
 
 #[cfg(test)]

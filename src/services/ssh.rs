@@ -28,6 +28,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+// The key-file errors are part of `SshProblem`: callers must be able to name them.
+pub use super::ssh_keys::{KeyProblem, RsaProblem};
+
 use crate::proto::moby::sshforward::v1::ssh_server::{Ssh, SshServer};
 use crate::proto::moby::sshforward::v1::{BytesMessage, CheckAgentRequest, CheckAgentResponse};
 
@@ -118,7 +121,7 @@ impl AgentSpec {
         for part in paths.into_iter().flat_map(|paths| paths.split(',')) {
             match part.split_once('=') {
                 Some(("raw", value)) => {
-                    raw = crate::output::parse::parse_go_bool(value)
+                    raw = crate::gostrconv::parse_bool(value)
                         .ok_or_else(|| fail(SshProblem::NotBool(value.to_owned())))?;
                 }
                 _ => sockets.push(part),

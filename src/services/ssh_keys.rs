@@ -46,7 +46,27 @@ pub enum KeyProblem {
     #[error("{} is larger than {MAX_KEY_FILE_SIZE} bytes, more than any OpenSSH private key", path.display())]
     TooLarge { path: PathBuf },
     #[error("{} is an RSA key fbuild cannot sign with: {reason} (RSA keys of 2048, 3072 or 4096 bits are supported; load others into ssh-agent and pass the agent's socket instead)", path.display())]
-    Rsa { path: PathBuf, reason: String },
+    Rsa { path: PathBuf, reason: RsaProblem },
+}
+
+/// Why an RSA key cannot be signed with (the key's words; [`KeyProblem::Rsa`]
+/// names the file).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RsaProblem {
+    #[error("{0} is not positive")]
+    NotPositive(&'static str),
+    #[error("its modulus has {0} bits")]
+    ModulusBits(usize),
+    #[error("a private part is longer than the modulus")]
+    PartTooLong,
+    #[error("a prime factor is 1")]
+    PrimeIsOne,
+    /// ring refused the components.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("its private parts do not match its public key")]
+    Mismatch,
 }
 
 /// The largest key file read: 64 KiB. An OpenSSH private key is a few KiB
@@ -127,12 +147,12 @@ const RSA_MAX_BYTES: usize = 512;
 /// d mod (q-1): they are computed here with crypto-bigint, whose reduction
 /// is constant-time in the secret dividend `d` (its time depends only on
 /// the bit length of the divisor).
-fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::KeyPair, String> {
+fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::KeyPair, RsaProblem> {
     use crypto_bigint::{Encoding, NonZero, U4096};
     use zeroize::Zeroizing;
 
-    fn positive<'a>(value: &'a ssh_key::Mpint, name: &str) -> Result<&'a [u8], String> {
-        value.as_positive_bytes().filter(|bytes| !bytes.is_empty()).ok_or_else(|| format!("{name} is not positive"))
+    fn positive<'a>(value: &'a ssh_key::Mpint, name: &'static str) -> Result<&'a [u8], RsaProblem> {
+        value.as_positive_bytes().filter(|bytes| !bytes.is_empty()).ok_or(RsaProblem::NotPositive(name))
     }
     let (n, e) = (positive(&keypair.public.n, "n")?, positive(&keypair.public.e, "e")?);
     let d = positive(&keypair.private.d, "d")?;
@@ -141,10 +161,10 @@ fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::Key
     // ring's own refusal would only say "PrivateModulusLenNotMultipleOf512Bits".
     let bits = n.len() * 8 - n[0].leading_zeros() as usize;
     if ![2048, 3072, 4096].contains(&bits) {
-        return Err(format!("its modulus has {bits} bits"));
+        return Err(RsaProblem::ModulusBits(bits));
     }
     if d.len() > RSA_MAX_BYTES || p.len() > RSA_MAX_BYTES || q.len() > RSA_MAX_BYTES {
-        return Err("a private part is longer than the modulus".to_owned());
+        return Err(RsaProblem::PartTooLong);
     }
     let wide = |bytes: &[u8]| {
         let mut padded = Zeroizing::new([0u8; RSA_MAX_BYTES]);
@@ -153,9 +173,9 @@ fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::Key
     };
     let d_wide = Zeroizing::new(wide(d));
     // d mod (prime - 1), as many bytes as the prime: ring wants it no longer.
-    let crt_exponent = |prime: &[u8]| -> Result<Zeroizing<Vec<u8>>, String> {
+    let crt_exponent = |prime: &[u8]| -> Result<Zeroizing<Vec<u8>>, RsaProblem> {
         let divisor = Option::<NonZero<U4096>>::from(NonZero::new(wide(prime).wrapping_sub(&U4096::ONE)))
-            .ok_or_else(|| "a prime factor is 1".to_owned())?;
+            .ok_or(RsaProblem::PrimeIsOne)?;
         let remainder = Zeroizing::new(d_wide.rem(&divisor).to_be_bytes());
         Ok(Zeroizing::new(remainder[RSA_MAX_BYTES - prime.len()..].to_vec()))
     };
@@ -169,13 +189,14 @@ fn ring_rsa_key(keypair: &ssh_key::private::RsaKeypair) -> Result<ring::rsa::Key
         dQ: &d_q[..],
         qInv: q_inv,
     };
-    let key = ring::rsa::KeyPair::from_components(&components).map_err(|rejected| rejected.to_string())?;
+    let key = ring::rsa::KeyPair::from_components(&components)
+        .map_err(|rejected| RsaProblem::Rejected(rejected.to_string()))?;
     // ring checks dP and dQ only when it signs: sign once now, so a key file
     // whose parts disagree is refused when it is read, not in the middle
     // of a build.
     let mut signature = vec![0; key.public().modulus_len()];
     key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), b"fbuild", &mut signature)
-        .map_err(|_| "its private parts do not match its public key".to_owned())?;
+        .map_err(|_| RsaProblem::Mismatch)?;
     Ok(key)
 }
 
@@ -457,6 +478,7 @@ VOTEgcdUaSR9SncAAAAVZmJ1aWxkLXJzYS10ZXN0QGxvY2FsAQIDBAUG
         private = PrivateKey::new(KeypairData::Rsa(keypair), "broken").unwrap();
         let KeypairData::Rsa(keypair) = private.key_data() else { unreachable!() };
         let reason = ring_rsa_key(keypair).expect_err("refused");
-        assert!(reason.contains("do not match"), "{reason}");
+        assert!(matches!(reason, RsaProblem::Mismatch), "{reason}");
+        assert!(reason.to_string().contains("do not match"), "{reason}");
     }
 }

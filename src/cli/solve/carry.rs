@@ -51,12 +51,14 @@ enum Selection {
     Ids(Vec<String>),
 }
 
-fn selection(value: Option<&String>, default: Selection) -> Result<Selection, String> {
+/// Any value is a selection: what is not `true`/`false` is a list of ids,
+/// which [`pick`] checks against the Dockerfile.
+fn selection(value: Option<&String>, default: Selection) -> Selection {
     match value.map(String::as_str) {
-        None => Ok(default),
-        Some("true" | "1") => Ok(Selection::All),
-        Some("false" | "0") => Ok(Selection::None),
-        Some(ids) => Ok(Selection::Ids(ids.split(',').map(|id| id.trim().to_string()).collect())),
+        None => default,
+        Some("true" | "1") => Selection::All,
+        Some("false" | "0") => Selection::None,
+        Some(ids) => Selection::Ids(ids.split(',').map(|id| id.trim().to_string()).collect()),
     }
 }
 
@@ -111,9 +113,7 @@ impl MountCarry {
                 .clone()
         };
         for entry in request.cache_imports.iter().filter(|e| e.kind == "local") {
-            let flag = || format!("invalid --cache-from {:?}", entry.attrs.get("src"));
-            let wanted =
-                selection(entry.attrs.get("mounts"), Selection::All).map_err(anyhow::Error::msg).with_context(flag)?;
+            let wanted = selection(entry.attrs.get("mounts"), Selection::All);
             if matches!(wanted, Selection::None) {
                 continue;
             }
@@ -130,7 +130,7 @@ impl MountCarry {
             });
         }
         for entry in request.cache_exports.iter().filter(|e| e.kind == "local") {
-            let wanted = selection(entry.attrs.get("mounts"), Selection::None).map_err(anyhow::Error::msg)?;
+            let wanted = selection(entry.attrs.get("mounts"), Selection::None);
             if matches!(wanted, Selection::None) {
                 continue;
             }
@@ -143,7 +143,7 @@ impl MountCarry {
                 ignore_error: entry
                     .attrs
                     .get("ignore-error")
-                    .is_some_and(|v| crate::output::parse::parse_go_bool(v) == Some(true)),
+                    .is_some_and(|v| crate::gostrconv::parse_bool(v) == Some(true)),
             });
         }
         Ok((carry, notes))
@@ -343,5 +343,33 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("mounts=\"conda\""), "{message}");
         assert!(message.contains("(it has: pip, /var/cache/apt)"), "{message}");
+    }
+
+    /// Issue 20, defect 7: a helper build that failed on a full disk was
+    /// blamed on the helper image (the daemon's message names the image's
+    /// layers); only a failure that is the image's gets the hint.
+    #[test]
+    fn a_full_disk_is_not_blamed_on_the_helper_image() {
+        use crate::build::{BuildError, FailedBuild};
+        use crate::progress::BuildFailure;
+        let image = "registry.example/busybox:latest".to_string();
+        let failed = |message: String| mounts::MountsError::Build {
+            image: image.clone(),
+            source: Box::new(BuildError::Failed(Box::new(FailedBuild {
+                failure: BuildFailure::new(message),
+                step: None,
+                log: Vec::new(),
+            }))),
+        };
+        let hints = |error: anyhow::Error| match error.downcast_ref::<crate::error::Hinted>() {
+            Some(hinted) => hinted.hints.clone(),
+            None => Vec::new(),
+        };
+        let full = failed(format!("failed to copy files of {image}: write /tar/0.tar: No space left on device"));
+        assert_eq!(hints(helper_hint(full)), Vec::<String>::new());
+        let pull = failed(format!("failed to resolve source metadata for {image}: not found"));
+        let hint = hints(helper_hint(pull));
+        assert_eq!(hint.len(), 1, "{hint:?}");
+        assert!(hint[0].contains("helper-image=IMAGE"), "{hint:?}");
     }
 }

@@ -349,7 +349,7 @@ fn remote_dockerfile(file: Option<&Path>) -> Result<(DockerfileSpec, String), Pl
 fn from_options(error: OptionsError, file_flag: bool) -> PlanError {
     match error {
         OptionsError::Invalid { option, value, reason } => {
-            PlanError::InvalidFlag { flag: option.flag(), value, reason }
+            PlanError::InvalidFlag { flag: option.flag(), value, reason: reason.to_string() }
         }
         OptionsError::Environment { variable, value } => {
             PlanError::InvalidFlag { flag: variable, value, reason: "not a boolean".into() }
@@ -413,11 +413,11 @@ fn is_archive(header: &[u8]) -> bool {
     COMPRESSED.iter().any(|magic| header.starts_with(magic)) || header.len() >= 262 && &header[257..262] == b"ustar"
 }
 
-/// `--metadata-file` and `--iidfile` are written when the build ends; what
+/// `--metadata-file` and `--iidfile` (of `solve` and `bake`) are written when the build ends; what
 /// would make that fail is refused now, as moby's `atomicwriter` (which
 /// buildx writes both with) would: the folder must exist and the path must
 /// be a regular file or nothing.
-fn check_output_file(flag: &'static str, path: &Path) -> Result<(), PlanError> {
+pub(in crate::cli) fn check_output_file(flag: &'static str, path: &Path) -> Result<(), PlanError> {
     let fail = |problem: String| PlanError::OutputFile { flag, path: path.to_path_buf(), problem };
     if path.as_os_str().is_empty() {
         return Err(fail("the path is empty".into()));
