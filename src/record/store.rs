@@ -99,7 +99,7 @@ impl RecordStore {
     }
 
     /// Keeps `record` as the project's last, then removes the oldest
-    /// records beyond [`MAX_RECORDS`].
+    /// records beyond the newest 200.
     pub fn save(
         &self,
         context: &Path,
