@@ -626,6 +626,42 @@ pub fn shared_cache(repository: &str, key: &str) -> (crate::cache::CacheEntry, c
 mod tests {
     use super::*;
 
+    #[derive(Default)]
+    struct Ends(Vec<String>);
+
+    impl ProgressSink for Ends {
+        fn on_status(&mut self, _: &api::StatusResponse) {}
+        fn on_end(&mut self, end: crate::progress::BuildEnd<'_>) {
+            self.0.push(match end {
+                crate::progress::BuildEnd::Failed(failure) => failure.message.clone(),
+                _ => "other".into(),
+            });
+        }
+    }
+
+    #[test]
+    fn a_held_early_failure_reaches_the_sink_only_when_released() {
+        use crate::progress::{BuildEnd, BuildFailure};
+        let failure = BuildFailure::new("gone");
+        let mut ends = Ends::default();
+        // Retried: the first attempt's end never reaches the display.
+        let mut watched = Watched::holding(&mut ends);
+        watched.on_end(BuildEnd::Failed(&failure));
+        drop(watched);
+        assert!(ends.0.is_empty());
+        // Not retried: released, it does.
+        let mut watched = Watched::holding(&mut ends);
+        watched.on_end(BuildEnd::Failed(&failure));
+        watched.release();
+        assert_eq!(ends.0, ["gone"]);
+        // After a status the end passes at once (such a build is never retried).
+        let mut watched = Watched::holding(&mut ends);
+        watched.on_status(&api::StatusResponse::default());
+        watched.on_end(BuildEnd::Failed(&BuildFailure::new("failed")));
+        watched.release();
+        assert_eq!(ends.0, ["gone", "failed"]);
+    }
+
     fn winner(key: &str, nodes: &[(&str, u32)]) -> String {
         nodes
             .iter()

@@ -187,7 +187,9 @@ impl ConnectedPool {
         for (part, report) in parts.iter().zip(&reports) {
             match report.exporter_response.get("containerimage.digest") {
                 Some(digest) => digests.push(digest.clone()),
-                None => return Err(SplitError::NoDigest { platform: part.platform.clone(), node: node_of(part) }.into()),
+                None => {
+                    return Err(SplitError::NoDigest { platform: part.platform.clone(), node: node_of(part) }.into())
+                }
             }
         }
         let names = names.unwrap_or_default();

@@ -275,12 +275,21 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut split = None;
     let tries: Vec<(Option<String>, crate::connect::Connection)> = match ctx.pool().await? {
         Some(pool) => {
+            // Routing reads the platforms from the daemon frontend's
+            // attributes; the native compiler holds them inside itself. A
+            // split build runs on the daemon's frontend: each part asks it
+            // for its one platform.
+            let mut daemon_request = plan.request.clone();
+            if native.is_some() {
+                daemon_request.frontend =
+                    Frontend::Daemon { name: native::DAEMON_DOCKERFILE.to_owned(), attrs: frontend_attrs.clone() };
+            }
             let name = match &plan.request.frontend {
                 Frontend::Daemon { attrs, .. } => attrs.get("target").cloned().unwrap_or_default(),
                 _ => String::new(),
             };
             let show = ctx.printer.verbosity != crate::printer::Verbosity::Quiet;
-            match pool.split(&plan.request, &name)? {
+            match pool.split(&daemon_request, &name)? {
                 Some(parts) if print_llb.is_none() => {
                     if show {
                         let nodes: Vec<String> = parts
@@ -289,18 +298,23 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                             .collect();
                         writeln!(ctx.printer.stderr(), "building {} of builder {}", nodes.join(", "), pool.name)?;
                     }
-                    split = Some((pool, parts, name));
+                    split = Some((pool, parts, name, daemon_request));
                     Vec::new()
                 }
                 _ => {
-                    let ranking = pool.route(&plan.request, &name)?;
+                    let ranking = pool.route(&daemon_request, &name)?;
                     if print_llb.is_none() {
                         let key = crate::pool::route_key(&plan.request, &name);
                         pool.add_shared_cache(&mut plan.request, &key);
                     }
                     let first = &pool.members[ranking[0]];
                     if show {
-                        writeln!(ctx.printer.stderr(), "building on node {} of builder {}", first.config.name, pool.name)?;
+                        writeln!(
+                            ctx.printer.stderr(),
+                            "building on node {} of builder {}",
+                            first.config.name,
+                            pool.name
+                        )?;
                     }
                     let retries = if print_llb.is_none() { 2 } else { 1 };
                     ranking
@@ -374,12 +388,12 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     let (result, connection) = match &split {
         // Cache mounts are carried to and from one daemon; the parts run on several.
-        Some((pool, parts, name)) => {
+        Some((pool, parts, name, daemon_request)) => {
             if carry.any() {
                 progress.warn("cache mounts are not carried for a build split over several nodes");
             }
             carry = carry::MountCarry::default();
-            let built = pool.build_split(&plan.request, name, parts, &mut progress, &cancel).await;
+            let built = pool.build_split(daemon_request, name, parts, &mut progress, &cancel).await;
             (built.map(|b| b.report).map_err(anyhow::Error::from), None)
         }
         None => {
