@@ -309,7 +309,7 @@ mod tests {
             let shared = Mutex::new(SharedEnd { sink: &mut ends, running: 2, ended: false });
             let mut a = PartSink { prefix: "[a] ".into(), shared: &shared };
             let mut b = PartSink { prefix: "[b] ".into(), shared: &shared };
-            a.on_end(BuildEnd::Failed(&BuildFailure::new("boom".into())));
+            a.on_end(BuildEnd::Failed(&BuildFailure::new("boom")));
             b.on_end(BuildEnd::Succeeded);
         }
         assert_eq!(ends.0, ["boom"]);

@@ -284,10 +284,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 daemon_request.frontend =
                     Frontend::Daemon { name: native::DAEMON_DOCKERFILE.to_owned(), attrs: frontend_attrs.clone() };
             }
-            let name = match &plan.request.frontend {
-                Frontend::Daemon { attrs, .. } => attrs.get("target").cloned().unwrap_or_default(),
-                _ => String::new(),
-            };
+            // (From the attributes kept before the native compiler took them.)
+            let name = frontend_attrs.get("target").cloned().unwrap_or_default();
             let show = ctx.printer.verbosity != crate::printer::Verbosity::Quiet;
             match pool.split(&daemon_request, &name)? {
                 Some(parts) if print_llb.is_none() => {
@@ -436,7 +434,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let report = match result {
         Ok(report) => report,
-        Err(error) if matches!(error.downcast_ref::<BuildError>(), Some(BuildError::Cancelled)) => {
+        // (On a pool the build's error is inside the one naming the node.)
+        Err(error) if error.chain().any(|e| matches!(e.downcast_ref::<BuildError>(), Some(BuildError::Cancelled))) => {
             return Err(crate::error::Cancelled.into())
         }
         Err(error) => return Err(error),
