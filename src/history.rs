@@ -69,6 +69,26 @@ pub enum HistoryError {
     /// The daemon's stream broke half-way.
     #[error("reading the build history: {0}")]
     Stream(tonic::Status),
+    /// Reading one node of several failed.
+    #[error("node {node}")]
+    Node {
+        /// The node's name.
+        node: String,
+        /// Why.
+        #[source]
+        source: Box<HistoryError>,
+    },
+}
+
+/// One daemon of several whose records [`list_nodes`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryNode<'a> {
+    /// Its name (in errors).
+    pub name: &'a str,
+    /// Its connection.
+    pub control: &'a Control,
+    /// buildx's local state of its builds, if any.
+    pub local_state: Option<&'a LocalState>,
 }
 
 /// Which records to read.
@@ -94,6 +114,8 @@ pub struct HistoryRecord {
     pub local_state: Option<BuildState>,
     /// The daemon's clock when the list was read, if it said.
     pub daemon_now: Option<SystemTime>,
+    /// The daemon it came from: its index among [`list_nodes`]'s nodes (0 from [`list`]).
+    pub node: usize,
 }
 
 /// A record's state, with buildx's words.
@@ -163,13 +185,73 @@ pub async fn list(
     query: &HistoryQuery,
     local_state: Option<&LocalState>,
 ) -> Result<Vec<HistoryRecord>, HistoryError> {
-    let (reference, offset) = match query.reference.strip_prefix('^') {
-        Some(n) => {
-            (String::new(), Some(n.parse::<usize>().map_err(|_| HistoryError::InvalidOffset(query.reference.clone()))?))
-        }
-        None => (query.reference.clone(), None),
-    };
+    let (reference, offset) = split_offset(&query.reference)?;
     let filters = Filters::parse(&query.filters)?;
+    let mut out = fetch(control, query, &reference, &filters, local_state, 0).await?;
+    out.sort_by_key(|r| std::cmp::Reverse(r.created_at()));
+    pick_offset(out, offset)
+}
+
+/// As [`list`], over several daemons at once (the nodes of a builder, as
+/// `buildx history` reads them): every node's records merged, newest first;
+/// `^N` counts over the merged list, and each record's
+/// [`HistoryRecord::node`] is its node's index in `nodes`. A node that
+/// fails fails the whole, naming the node (as buildx).
+pub async fn list_nodes(nodes: &[HistoryNode<'_>], query: &HistoryQuery) -> Result<Vec<HistoryRecord>, HistoryError> {
+    let (reference, offset) = split_offset(&query.reference)?;
+    let filters = Filters::parse(&query.filters)?;
+    let reads = nodes.iter().enumerate().map(|(index, node)| {
+        let (reference, filters) = (&reference, &filters);
+        async move {
+            fetch(node.control, query, reference, filters, node.local_state, index)
+                .await
+                .map_err(|source| HistoryError::Node { node: node.name.to_owned(), source: Box::new(source) })
+        }
+    });
+    let mut out = Vec::new();
+    for records in futures::future::join_all(reads).await {
+        out.extend(records?);
+    }
+    out.sort_by_key(|r| std::cmp::Reverse(r.created_at()));
+    pick_offset(out, offset)
+}
+
+/// `^N` as an offset; any other reference as it is.
+fn split_offset(reference: &str) -> Result<(String, Option<usize>), HistoryError> {
+    match reference.strip_prefix('^') {
+        Some(n) => Ok((String::new(), Some(n.parse().map_err(|_| HistoryError::InvalidOffset(reference.to_owned()))?))),
+        None => Ok((reference.to_owned(), None)),
+    }
+}
+
+/// buildx counts the offset down over the newest-first list and keeps the next record.
+fn pick_offset(out: Vec<HistoryRecord>, offset: Option<usize>) -> Result<Vec<HistoryRecord>, HistoryError> {
+    let Some(mut skip) = offset else { return Ok(out) };
+    let mut picked = Vec::new();
+    for record in out {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        picked.push(record);
+        break;
+    }
+    if skip > 0 {
+        return Err(HistoryError::OffsetOutOfRange(skip));
+    }
+    Ok(picked)
+}
+
+/// One daemon's records for `query` (without its offset), unsorted.
+async fn fetch(
+    control: &Control,
+    query: &HistoryQuery,
+    reference: &str,
+    filters: &Filters,
+    local_state: Option<&LocalState>,
+    node: usize,
+) -> Result<Vec<HistoryRecord>, HistoryError> {
+    let reference = reference.to_owned();
     let request = api::BuildHistoryRequest {
         early_exit: true,
         r#ref: reference,
@@ -198,24 +280,7 @@ pub async fn list(
         }
         let state = local_state.and_then(|ls| ls.read(&record.r#ref));
         let name = build_name(&record.frontend_attrs, state.as_ref());
-        out.push(HistoryRecord { record, name, local_state: state, daemon_now });
-    }
-    out.sort_by_key(|r| std::cmp::Reverse(r.created_at()));
-    if let Some(mut skip) = offset {
-        // buildx counts the offset down over the newest-first list and keeps the next record.
-        let mut picked = Vec::new();
-        for record in out {
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            picked.push(record);
-            break;
-        }
-        if skip > 0 {
-            return Err(HistoryError::OffsetOutOfRange(skip));
-        }
-        out = picked;
+        out.push(HistoryRecord { record, name, local_state: state, daemon_now, node });
     }
     Ok(out)
 }

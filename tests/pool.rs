@@ -592,3 +592,124 @@ fn targets_linked_by_target_contexts_stay_on_one_node() {
     assert_eq!(nodes.get(&base), Some(&base_node), "{stderr}");
     assert_eq!(nodes.get(&app), Some(&base_node), "{stderr}");
 }
+
+#[test]
+fn solve_splits_a_two_platform_build_over_two_single_platform_nodes() {
+    let daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let config = util::tempdir();
+    for (verb, daemon, node, platform) in
+        [("create", &daemons[0], "amd", "linux/amd64"), ("append", &daemons[1], "x86", "linux/386")]
+    {
+        run_ok(fbuild(config.path()).args([
+            "builder",
+            verb,
+            "two",
+            &daemon.addr,
+            "--node",
+            node,
+            "--platform",
+            platform,
+        ]));
+    }
+    let repo = format!("pool-solve-split-{}", util::unique());
+    let name = format!("{}/{repo}:v1", util::testenv().registry);
+    let dir = util::tempdir();
+    util::write_files(
+        dir.path(),
+        &[("Dockerfile", "FROM scratch\nARG TARGETPLATFORM\nCOPY x /x\n"), ("x", &util::unique())],
+    );
+    let output = fbuild(config.path())
+        .args(["--builder", "two", "solve", "--platform", "linux/amd64,linux/386", "--progress", "plain", "-o"])
+        .arg(format!("type=image,name={name},push=true,registry.insecure=true"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("building linux/amd64 on node amd, linux/386 on node x86 of builder two"), "{stderr}");
+    // Each part's steps are labelled with its node and platform.
+    assert!(stderr.contains("[amd linux/amd64] "), "{stderr}");
+    assert!(stderr.contains("[x86 linux/386] "), "{stderr}");
+
+    // One index under the tag, one image per platform.
+    let index = util::registry_manifest(&repo, "v1").expect("the tag was pushed");
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/386", "linux/amd64"], "{index}");
+
+    // One platform goes to the node that builds it (the native compiler
+    // holds the platform; routing must still see it).
+    for (platform, node) in [("linux/386", "x86"), ("linux/amd64", "amd")] {
+        let solved =
+            run_ok(fbuild(config.path()).args(["--builder", "two", "solve", "--platform", platform]).arg(dir.path()));
+        assert!(solved.contains(&format!("building on node {node} of builder two")), "{platform}: {solved}");
+    }
+
+    // Without a push the parts cannot meet: refused before anything builds, saying why.
+    let output = fbuild(config.path())
+        .args(["--builder", "two", "solve", "--platform", "linux/amd64,linux/386"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("must be pushed to be joined"), "{stderr}");
+}
+
+#[test]
+fn history_reads_every_node_of_a_builder_as_buildx_does() {
+    let daemons = [PrivateDaemon::start(["--debug"]), PrivateDaemon::start(["--debug"])];
+    let config = util::tempdir();
+    make_builder(config.path(), "hist2", &[&daemons[0], &daemons[1]]);
+    let project = util::tempdir();
+    util::write_files(project.path(), &[("Dockerfile", "FROM scratch\nCOPY x /x\n"), ("x", &util::unique())]);
+    // One build straight on each node (n2's first, so the newest is n1's).
+    for daemon in [&daemons[1], &daemons[0]] {
+        run_ok(util::fbuild().env("BUILDKIT_HOST", &daemon.addr).arg("solve").arg(project.path()));
+    }
+    let json_lines = |out: &str| -> Vec<serde_json::Value> {
+        out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    };
+    let ls = |cmd: &mut assert_cmd::Command| {
+        let output = cmd.args(["--builder", "hist2", "history", "ls", "--format", "json"]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        json_lines(&text(&output.stdout))
+    };
+    let ours = ls(&mut fbuild(config.path()));
+    let theirs = ls(&mut buildx(config.path()));
+    assert_eq!(ours.len(), 2, "a build on each node: {ours:#?}");
+    assert_eq!(ours, theirs, "history ls --format json");
+    let refs: Vec<&str> = ours.iter().map(|r| r["ref"].as_str().unwrap()).collect();
+    assert!(refs[0].starts_with("hist2/n1/") && refs[1].starts_with("hist2/n2/"), "{refs:?}");
+
+    // inspect and logs find each build on the node that holds it.
+    for full in &refs {
+        let reference = full.rsplit('/').next().unwrap();
+        let inspect = |cmd: &mut assert_cmd::Command| -> serde_json::Value {
+            let output =
+                cmd.args(["--builder", "hist2", "history", "inspect", reference, "--format", "json"]).output().unwrap();
+            assert!(output.status.success(), "{}", text(&output.stderr));
+            serde_json::from_slice(&output.stdout).unwrap()
+        };
+        assert_eq!(inspect(&mut fbuild(config.path())), inspect(&mut buildx(config.path())), "inspect {reference}");
+        let output = fbuild(config.path()).args(["--builder", "hist2", "history", "logs", reference]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(text(&output.stderr).contains("COPY x /x"), "{}", text(&output.stderr));
+    }
+    // ^1 counts over both nodes: the older build, on n2.
+    let output = fbuild(config.path())
+        .args(["--builder", "hist2", "history", "inspect", "^1", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let second: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(second["Ref"].as_str().unwrap(), refs[1].rsplit('/').next().unwrap());
+}

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use crate::cli::table::{self, Table};
 use crate::cli::{Context, Format};
 use crate::control::Control;
-use crate::history::{self, format_duration, BuildStatus, HistoryQuery, HistoryRecord, LocalState};
+use crate::history::{self, format_duration, BuildStatus, HistoryNode, HistoryQuery, HistoryRecord, LocalState};
 use crate::progress::{ProgressMode, ProgressWriter};
 use crate::units::human_duration;
 
@@ -92,21 +92,72 @@ fn origin(ctx: &Context) -> Origin {
     }
 }
 
-async fn query(ctx: &Context, query: HistoryQuery) -> anyhow::Result<(Control, Origin, Vec<HistoryRecord>)> {
+/// A daemon whose records are read: the `BUILDER/NODE` its refs carry when
+/// a buildx builder chose it, and buildx's local state of that node.
+struct Node {
+    name: String,
+    full_ref_prefix: Option<String>,
+    control: Control,
+    local_state: Option<LocalState>,
+}
+
+/// The daemons to read: every node of a builder of several nodes that is
+/// up (buildx reads them all), else the one daemon.
+async fn nodes(ctx: &Context) -> anyhow::Result<Vec<Node>> {
+    if let Some(pool) = ctx.pool().await? {
+        let env = |key: &str| std::env::var(key).ok();
+        let dir = crate::connect::builders::store_dir(&env);
+        return Ok(pool
+            .members
+            .iter()
+            .filter_map(|member| {
+                let connection = member.connection()?;
+                let node = &member.config.name;
+                Some(Node {
+                    name: node.clone(),
+                    full_ref_prefix: Some(format!("{}/{node}", pool.name)),
+                    control: Control::new(connection.channel.clone()),
+                    local_state: dir.as_deref().and_then(|dir| LocalState::new(dir, &pool.name, node)),
+                })
+            })
+            .collect());
+    }
     let origin = origin(ctx);
     let control = Control::new(ctx.connect().await?.channel);
-    let records = history::list(&control, &query, origin.local_state.as_ref()).await?;
-    Ok((control, origin, records))
+    Ok(vec![Node {
+        name: String::new(),
+        full_ref_prefix: origin.full_ref_prefix,
+        control,
+        local_state: origin.local_state,
+    }])
+}
+
+/// The records `query` asks for from every node, merged newest first; each
+/// record's `node` indexes the nodes returned.
+async fn query(ctx: &Context, query: HistoryQuery) -> anyhow::Result<(Vec<Node>, Vec<HistoryRecord>)> {
+    let nodes = nodes(ctx).await?;
+    let records = match nodes.as_slice() {
+        [node] => history::list(&node.control, &query, node.local_state.as_ref()).await?,
+        many => {
+            let reading: Vec<HistoryNode<'_>> = many
+                .iter()
+                .map(|n| HistoryNode { name: &n.name, control: &n.control, local_state: n.local_state.as_ref() })
+                .collect();
+            history::list_nodes(&reading, &query).await?
+        }
+    };
+    Ok((nodes, records))
 }
 
 async fn ls(args: LsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let (_, origin, mut records) = query(ctx, HistoryQuery { filters: args.filter, ..Default::default() }).await?;
+    let (nodes, mut records) = query(ctx, HistoryQuery { filters: args.filter, ..Default::default() }).await?;
     history::sort_for_listing(&mut records);
     let mut out = ctx.printer.stdout();
     match args.format {
         Format::Json => {
             for record in &records {
-                table::write_json(&mut out, &ls_json(record, origin.full_ref_prefix.as_deref()))?;
+                let prefix = nodes.get(record.node).and_then(|n| n.full_ref_prefix.as_deref());
+                table::write_json(&mut out, &ls_json(record, prefix))?;
             }
         }
         Format::Table => {
@@ -175,11 +226,13 @@ fn no_record(reference: &str) -> anyhow::Error {
 
 async fn inspect(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let reference = args.reference.unwrap_or_default();
-    let (control, _, records) = query(ctx, HistoryQuery { reference: reference.clone(), ..Default::default() }).await?;
+    let (nodes, records) = query(ctx, HistoryQuery { reference: reference.clone(), ..Default::default() }).await?;
     let record = records.into_iter().next().ok_or_else(|| no_record(&reference))?;
+    // The node that holds the build.
+    let control = &nodes[record.node].control;
     let attachments = history::attachments(control.channel(), &record.record).await;
     let materials = history::materials(control.channel(), &attachments).await;
-    let stored_error = history::stored_error(&control, &record.record).await;
+    let stored_error = history::stored_error(control, &record.record).await;
     let mut view = InspectView::of(&record, materials, &attachments);
     if let Some(stored) = stored_error {
         let error = view.error.get_or_insert_with(ErrorView::default);
@@ -730,8 +783,10 @@ async fn logs(args: LogsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mode: ProgressMode = args.progress.parse()?;
     let mode = if mode == ProgressMode::Auto { ProgressMode::Plain } else { mode };
     let reference = args.reference.unwrap_or_default();
-    let (control, _, records) = query(ctx, HistoryQuery { reference: reference.clone(), ..Default::default() }).await?;
+    let (nodes, records) = query(ctx, HistoryQuery { reference: reference.clone(), ..Default::default() }).await?;
     let record = records.into_iter().next().ok_or_else(|| no_record(&reference))?;
+    // The node that holds the build.
+    let control = &nodes[record.node].control;
     let stream = control.status(&record.record.r#ref).await?;
     let mut progress = ProgressWriter::new(mode, std::io::BufWriter::new(std::io::stderr()));
     progress.follow(stream).await?;

@@ -394,6 +394,9 @@ pub enum PoolBuildError {
     /// No node can take it.
     #[error(transparent)]
     Route(#[from] PoolError),
+    /// A split build's parts cannot be made or joined.
+    #[error(transparent)]
+    Split(#[from] split::SplitError),
     /// It failed on a node.
     #[error("on node {node}")]
     Build {
@@ -478,16 +481,43 @@ pub(crate) fn went_away(err: &BuildError) -> bool {
     }
 }
 
+/// Whether a build that failed with `err` is tried once more on the next
+/// node: its node went away, and no status came (the solve had not started,
+/// so nothing of it ran or was pushed).
+pub(crate) fn retries(err: &BuildError, saw_status: bool) -> bool {
+    !saw_status && went_away(err)
+}
+
 /// Passes everything on, noting whether the daemon sent any status (then
 /// the solve had started, and the build is not run again elsewhere).
 pub(crate) struct Watched<'a> {
     sink: &'a mut dyn ProgressSink,
     pub(crate) saw_status: bool,
+    /// With [`Watched::holding`]: the end of a build that failed before any
+    /// status, kept back until [`Watched::release`].
+    held: Option<Option<crate::progress::BuildFailure>>,
+    holding: bool,
 }
 
 impl<'a> Watched<'a> {
     pub(crate) fn new(sink: &'a mut dyn ProgressSink) -> Self {
-        Watched { sink, saw_status: false }
+        Watched { sink, saw_status: false, held: None, holding: false }
+    }
+
+    /// As [`Watched::new`], but a failure before any status is not passed on
+    /// until [`Watched::release`]: a sink that draws one display (`fbuild
+    /// solve`'s) ends it once, and a retried build must not end it first.
+    pub(crate) fn holding(sink: &'a mut dyn ProgressSink) -> Self {
+        Watched { holding: true, ..Watched::new(sink) }
+    }
+
+    /// Passes on the end it held back (the build is not retried).
+    pub(crate) fn release(self) {
+        match self.held {
+            Some(Some(failure)) => self.sink.on_end(crate::progress::BuildEnd::Failed(&failure)),
+            Some(None) => self.sink.on_end(crate::progress::BuildEnd::Cancelled),
+            None => {}
+        }
     }
 }
 
@@ -506,7 +536,12 @@ impl ProgressSink for Watched<'_> {
     }
 
     fn on_end(&mut self, end: crate::progress::BuildEnd<'_>) {
-        self.sink.on_end(end);
+        use crate::progress::BuildEnd;
+        match end {
+            BuildEnd::Failed(failure) if self.holding && !self.saw_status => self.held = Some(Some(failure.clone())),
+            BuildEnd::Cancelled if self.holding && !self.saw_status => self.held = Some(None),
+            end => self.sink.on_end(end),
+        }
     }
 }
 
@@ -590,6 +625,42 @@ pub fn shared_cache(repository: &str, key: &str) -> (crate::cache::CacheEntry, c
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Default)]
+    struct Ends(Vec<String>);
+
+    impl ProgressSink for Ends {
+        fn on_status(&mut self, _: &api::StatusResponse) {}
+        fn on_end(&mut self, end: crate::progress::BuildEnd<'_>) {
+            self.0.push(match end {
+                crate::progress::BuildEnd::Failed(failure) => failure.message.clone(),
+                _ => "other".into(),
+            });
+        }
+    }
+
+    #[test]
+    fn a_held_early_failure_reaches_the_sink_only_when_released() {
+        use crate::progress::{BuildEnd, BuildFailure};
+        let failure = BuildFailure::new("gone");
+        let mut ends = Ends::default();
+        // Retried: the first attempt's end never reaches the display.
+        let mut watched = Watched::holding(&mut ends);
+        watched.on_end(BuildEnd::Failed(&failure));
+        drop(watched);
+        assert!(ends.0.is_empty());
+        // Not retried: released, it does.
+        let mut watched = Watched::holding(&mut ends);
+        watched.on_end(BuildEnd::Failed(&failure));
+        watched.release();
+        assert_eq!(ends.0, ["gone"]);
+        // After a status the end passes at once (such a build is never retried).
+        let mut watched = Watched::holding(&mut ends);
+        watched.on_status(&api::StatusResponse::default());
+        watched.on_end(BuildEnd::Failed(&BuildFailure::new("failed")));
+        watched.release();
+        assert_eq!(ends.0, ["gone", "failed"]);
+    }
 
     fn winner(key: &str, nodes: &[(&str, u32)]) -> String {
         nodes

@@ -6,9 +6,13 @@
 //! tag (buildx's `imagetools.Combine` and `Push`; here
 //! [`crate::imagetools::create`], which writes the index with Go's bytes).
 
-use super::{route_key, ConnectedPool, PoolError};
-use crate::build::{BuildRequest, Frontend};
+use std::sync::Mutex;
+
+use super::{route_key, ConnectedPool, PoolBuild, PoolBuildError, PoolError};
+use crate::build::{BuildRequest, CancellationToken, Frontend, ProgressSink};
 use crate::output::ExporterType;
+use crate::progress::BuildEnd;
+use crate::proto::moby::buildkit::v1::StatusResponse;
 
 /// One platform of a split build and the node (index into
 /// [`ConnectedPool::members`]) that builds it.
@@ -137,4 +141,177 @@ pub async fn join(
     };
     let created = crate::imagetools::create(registry, &request, log).await.map_err(SplitError::Join)?;
     Ok(created.digest)
+}
+
+impl ConnectedPool {
+    /// Runs a split build ([`ConnectedPool::split`]'s `parts`): each part on
+    /// its node at once, with the pool's shared cache, its steps on `sink`
+    /// labelled `[NODE PLATFORM]`, then one index of the parts' images
+    /// pushed under the request's names. The report is the first part's,
+    /// with the index's digest and every part's step counts; the node is
+    /// the parts' nodes joined by `+`. A part is not retried elsewhere: the
+    /// node was chosen for its platform.
+    pub async fn build_split(
+        &self,
+        request: &BuildRequest,
+        name: &str,
+        parts: &[Part],
+        sink: &mut dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<PoolBuild, PoolBuildError> {
+        let key = route_key(request, name);
+        let names = pushed_names(request);
+        let mut requests = Vec::new();
+        for part in parts {
+            let mut part_request = part_request(request, &part.platform)?;
+            self.add_shared_cache(&mut part_request, &key);
+            requests.push(part_request);
+        }
+        let node_of = |part: &Part| self.members[part.member].config.name.clone();
+        let all = parts.iter().map(node_of).collect::<Vec<_>>().join("+");
+        let shared = Mutex::new(SharedEnd { sink, running: parts.len(), ended: false });
+        let builds = parts.iter().zip(requests).map(|(part, request)| {
+            let mut part_sink = PartSink { prefix: format!("[{} {}] ", node_of(part), part.platform), shared: &shared };
+            let channel = &self.members[part.member].connection().expect("only nodes that are up are ranked").channel;
+            async move { crate::build::build(channel, request, &mut part_sink, cancel).await }
+        });
+        let results = futures::future::join_all(builds).await;
+        let mut reports = Vec::new();
+        for (result, part) in results.into_iter().zip(parts) {
+            match result {
+                Ok(report) => reports.push(report),
+                Err(source) => return Err(PoolBuildError::Build { node: node_of(part), source }),
+            }
+        }
+        let mut digests = Vec::new();
+        for (part, report) in parts.iter().zip(&reports) {
+            match report.exporter_response.get("containerimage.digest") {
+                Some(digest) => digests.push(digest.clone()),
+                None => {
+                    return Err(SplitError::NoDigest { platform: part.platform.clone(), node: node_of(part) }.into())
+                }
+            }
+        }
+        let names = names.unwrap_or_default();
+        let registry = crate::services::auth::DockerConfig::load().map_err(SplitError::Credentials)?;
+        let digest = join(&names, &digests, registry, &mut |_| {}).await?;
+        let mut report = reports.swap_remove(0);
+        for other in &reports {
+            report.summary.steps += other.summary.steps;
+            report.summary.cached += other.summary.cached;
+            report.transfer.files += other.transfer.files;
+            report.transfer.bytes += other.transfer.bytes;
+        }
+        report.exporter_response.insert("containerimage.digest".into(), digest);
+        report.exporter_response.insert("image.name".into(), names.join(","));
+        report.exporter_response.remove("containerimage.descriptor");
+        report.exporter_response.remove("containerimage.config.digest");
+        Ok(PoolBuild { node: all, report })
+    }
+}
+
+/// The one sink the parts of a split build share, and how many still run:
+/// it ends once, at the first failure or when the last part succeeded.
+struct SharedEnd<'s> {
+    sink: &'s mut dyn ProgressSink,
+    running: usize,
+    ended: bool,
+}
+
+/// One part's view of the shared sink: its steps labelled with its node and platform.
+struct PartSink<'m, 's> {
+    prefix: String,
+    shared: &'m Mutex<SharedEnd<'s>>,
+}
+
+impl PartSink<'_, '_> {
+    fn with(&self, f: impl FnOnce(&mut SharedEnd<'_>)) {
+        // A panic in another part while drawing must not silence this one.
+        let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut shared);
+    }
+}
+
+impl ProgressSink for PartSink<'_, '_> {
+    fn on_status(&mut self, status: &StatusResponse) {
+        let mut status = status.clone();
+        for vertex in &mut status.vertexes {
+            if !vertex.name.starts_with(&self.prefix) {
+                vertex.name.insert_str(0, &self.prefix);
+            }
+        }
+        self.with(|shared| shared.sink.on_status(&status));
+    }
+
+    fn on_tick(&mut self) {
+        self.with(|shared| shared.sink.on_tick());
+    }
+
+    fn on_warning(&mut self, message: &str) {
+        let message = format!("{}{message}", self.prefix);
+        self.with(|shared| shared.sink.on_warning(&message));
+    }
+
+    fn on_end(&mut self, end: BuildEnd<'_>) {
+        self.with(|shared| {
+            if shared.ended {
+                return;
+            }
+            match end {
+                BuildEnd::Succeeded => {
+                    shared.running = shared.running.saturating_sub(1);
+                    if shared.running == 0 {
+                        shared.ended = true;
+                        shared.sink.on_end(BuildEnd::Succeeded);
+                    }
+                }
+                end => {
+                    shared.ended = true;
+                    shared.sink.on_end(end);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::BuildFailure;
+
+    #[derive(Default)]
+    struct Ends(Vec<String>);
+
+    impl ProgressSink for Ends {
+        fn on_status(&mut self, _: &StatusResponse) {}
+        fn on_end(&mut self, end: BuildEnd<'_>) {
+            self.0.push(match end {
+                BuildEnd::Succeeded => "ok".into(),
+                BuildEnd::Failed(failure) => failure.message.clone(),
+                BuildEnd::Cancelled => "cancelled".into(),
+            });
+        }
+    }
+
+    #[test]
+    fn the_shared_display_ends_once_at_the_first_failure_or_the_last_success() {
+        let mut ends = Ends::default();
+        {
+            let shared = Mutex::new(SharedEnd { sink: &mut ends, running: 2, ended: false });
+            let mut a = PartSink { prefix: "[a] ".into(), shared: &shared };
+            let mut b = PartSink { prefix: "[b] ".into(), shared: &shared };
+            a.on_end(BuildEnd::Succeeded);
+            b.on_end(BuildEnd::Succeeded);
+        }
+        assert_eq!(ends.0, ["ok"]);
+        let mut ends = Ends::default();
+        {
+            let shared = Mutex::new(SharedEnd { sink: &mut ends, running: 2, ended: false });
+            let mut a = PartSink { prefix: "[a] ".into(), shared: &shared };
+            let mut b = PartSink { prefix: "[b] ".into(), shared: &shared };
+            a.on_end(BuildEnd::Failed(&BuildFailure::new("boom")));
+            b.on_end(BuildEnd::Succeeded);
+        }
+        assert_eq!(ends.0, ["boom"]);
+    }
 }

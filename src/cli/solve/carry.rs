@@ -150,6 +150,11 @@ impl MountCarry {
     }
 
     /// Whether any cache mount would be restored.
+    /// Whether it restores or saves any cache mount.
+    pub fn any(&self) -> bool {
+        self.restores_any() || self.saves.iter().any(|job| !job.mounts.is_empty())
+    }
+
     pub fn restores_any(&self) -> bool {
         self.restores.iter().any(|job| !job.mounts.is_empty())
     }

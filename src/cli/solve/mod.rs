@@ -268,25 +268,66 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(load) = &plan.load {
         check_loader(load)?;
     }
-    let connection = match ctx.pool().await? {
-        // A builder of several nodes: the node routing chooses for this
-        // project and Dockerfile target, with the builder's shared cache.
+    // Where it builds: one daemon, or on a builder of several nodes the
+    // nodes routing chooses for this project and Dockerfile target (the
+    // second is tried once if the first went away before the solve), or
+    // one node per platform when no node builds them all.
+    let mut split = None;
+    let tries: Vec<(Option<String>, crate::connect::Connection)> = match ctx.pool().await? {
         Some(pool) => {
-            let name = match &plan.request.frontend {
-                Frontend::Daemon { attrs, .. } => attrs.get("target").cloned().unwrap_or_default(),
-                _ => String::new(),
-            };
-            let member = &pool.members[pool.route(&plan.request, &name)?[0]];
-            if print_llb.is_none() {
-                let key = crate::pool::route_key(&plan.request, &name);
-                pool.add_shared_cache(&mut plan.request, &key);
+            // Routing reads the platforms from the daemon frontend's
+            // attributes; the native compiler holds them inside itself. A
+            // split build runs on the daemon's frontend: each part asks it
+            // for its one platform.
+            let mut daemon_request = plan.request.clone();
+            if native.is_some() {
+                daemon_request.frontend =
+                    Frontend::Daemon { name: native::DAEMON_DOCKERFILE.to_owned(), attrs: frontend_attrs.clone() };
             }
-            if ctx.printer.verbosity != crate::printer::Verbosity::Quiet {
-                writeln!(ctx.printer.stderr(), "building on node {} of builder {}", member.config.name, pool.name)?;
+            // (From the attributes kept before the native compiler took them.)
+            let name = frontend_attrs.get("target").cloned().unwrap_or_default();
+            let show = ctx.printer.verbosity != crate::printer::Verbosity::Quiet;
+            match pool.split(&daemon_request, &name)? {
+                Some(parts) if print_llb.is_none() => {
+                    if show {
+                        let nodes: Vec<String> = parts
+                            .iter()
+                            .map(|p| format!("{} on node {}", p.platform, pool.members[p.member].config.name))
+                            .collect();
+                        writeln!(ctx.printer.stderr(), "building {} of builder {}", nodes.join(", "), pool.name)?;
+                    }
+                    split = Some((pool, parts, name, daemon_request));
+                    Vec::new()
+                }
+                _ => {
+                    let ranking = pool.route(&daemon_request, &name)?;
+                    if print_llb.is_none() {
+                        let key = crate::pool::route_key(&plan.request, &name);
+                        pool.add_shared_cache(&mut plan.request, &key);
+                    }
+                    let first = &pool.members[ranking[0]];
+                    if show {
+                        writeln!(
+                            ctx.printer.stderr(),
+                            "building on node {} of builder {}",
+                            first.config.name,
+                            pool.name
+                        )?;
+                    }
+                    let retries = if print_llb.is_none() { 2 } else { 1 };
+                    ranking
+                        .iter()
+                        .take(retries)
+                        .map(|&i| {
+                            let member = &pool.members[i];
+                            let connection = member.connection().expect("only nodes that are up are ranked").clone();
+                            (Some(member.config.name.clone()), connection)
+                        })
+                        .collect()
+                }
             }
-            member.connection().expect("only nodes that are up are ranked").clone()
         }
-        None => ctx.connect().await?,
+        None => vec![(None, ctx.connect().await?)],
     };
 
     // As buildx: no stale image id survives a failed build.
@@ -343,21 +384,61 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let result = match carry.restore(&connection.channel, mode, ctx.printer, &cancel).await {
-        Ok(()) => crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await,
-        Err(error) if cancel.is_cancelled() => {
-            tracing::debug!("{error:#}");
-            Err(BuildError::Cancelled)
+    let (result, connection) = match &split {
+        // Cache mounts are carried to and from one daemon; the parts run on several.
+        Some((pool, parts, name, daemon_request)) => {
+            if carry.any() {
+                progress.warn("cache mounts are not carried for a build split over several nodes");
+            }
+            carry = carry::MountCarry::default();
+            let built = pool.build_split(daemon_request, name, parts, &mut progress, &cancel).await;
+            (built.map(|b| b.report).map_err(anyhow::Error::from), None)
         }
-        Err(error) => return Err(error),
+        None => {
+            let mut tries = tries.iter().peekable();
+            loop {
+                let (node, connection) = tries.next().expect("there is a daemon to try");
+                let result = match carry.restore(&connection.channel, mode, ctx.printer, &cancel).await {
+                    Ok(()) => {
+                        let mut watched = crate::pool::Watched::holding(&mut progress);
+                        let result =
+                            crate::build::build(&connection.channel, plan.request.clone(), &mut watched, &cancel).await;
+                        match (&result, node, tries.peek()) {
+                            // Nothing reached the display yet: once more on the next node.
+                            (Err(err), Some(node), Some((Some(next), _)))
+                                if crate::pool::retries(err, watched.saw_status) =>
+                            {
+                                drop(watched);
+                                progress.warn(&crate::pool::retry_line(node, next, err));
+                                continue;
+                            }
+                            _ => watched.release(),
+                        }
+                        result.map_err(|source| match node {
+                            Some(node) => crate::pool::PoolBuildError::Build { node: node.clone(), source }.into(),
+                            None => anyhow::Error::from(source),
+                        })
+                    }
+                    Err(error) if cancel.is_cancelled() => {
+                        tracing::debug!("{error:#}");
+                        Err(BuildError::Cancelled.into())
+                    }
+                    Err(error) => return Err(error),
+                };
+                break (result, Some(connection));
+            }
+        }
     };
     if let Some(reason) = native.as_ref().and_then(|n| n.fallback()).filter(|_| notes) {
         let _ = writeln!(ctx.printer.stderr(), "notice: {reason}; the daemon's Dockerfile frontend builds it instead");
     }
     let report = match result {
         Ok(report) => report,
-        Err(BuildError::Cancelled) => return Err(crate::error::Cancelled.into()),
-        Err(error) => return Err(error.into()),
+        // (On a pool the build's error is inside the one naming the node.)
+        Err(error) if error.chain().any(|e| matches!(e.downcast_ref::<BuildError>(), Some(BuildError::Cancelled))) => {
+            return Err(crate::error::Cancelled.into())
+        }
+        Err(error) => return Err(error),
     };
     if let Some(native) = &native {
         if let Some(format) = &print_llb {
@@ -381,7 +462,10 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             crate::units::human_size(report.transfer.bytes as i64)
         );
     }
-    let saved = carry.save(&connection.channel, mode, ctx.printer, &cancel).await;
+    let saved = match connection {
+        Some(connection) => carry.save(&connection.channel, mode, ctx.printer, &cancel).await,
+        None => Ok(()),
+    };
     on_signal.abort();
     match saved {
         Err(_) if cancel.is_cancelled() => return Err(crate::error::Cancelled.into()),
