@@ -5,7 +5,8 @@ fbuild with a carried cache folder vs buildctl, on fresh daemons.
 The project is shaped like a Python service on busybox (no internet needed):
 
   base   RUN with an apt-like cache mount (`id=apt`, --apt-mb MB of "packages"
-         that the step writes once) — cached in every rebuild below
+         that the step writes once), installing --layer-mb MB into its layer
+         — cached in every rebuild below
   deps   COPY requirements.txt; RUN with pip's cache mount: each requirement
          not in the mount is "downloaded" (sleep --download-s, then
          --req-kb KB written into the mount) and copied into the image
@@ -52,6 +53,7 @@ REQUIREMENTS = 10
 def dockerfile(args, download_s: float) -> str:
     busybox = os.environ["FBUILD_TEST_BUSYBOX"]
     apt_bytes = args.apt_mb * 1_000_000
+    layer_bytes = args.layer_mb * 1_000_000
     req_bytes = args.req_kb * 1000
     return (
         f"FROM {busybox} AS base\n"
@@ -60,7 +62,7 @@ def dockerfile(args, download_s: float) -> str:
         "RUN --mount=type=cache,id=apt,target=/var/cache/apt,sharing=locked \\\n"
         "    if [ ! -f /var/cache/apt/done ]; then \\\n"
         f"      head -c {apt_bytes} /dev/urandom > /var/cache/apt/packages.bin; touch /var/cache/apt/done; fi; \\\n"
-        "    echo installed > /os-packages\n"
+        f"    head -c {layer_bytes} /dev/urandom > /os-packages\n"
         "WORKDIR /app\n"
         "FROM base AS deps\n"
         "COPY requirements.txt .\n"
@@ -190,6 +192,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--apt-mb", type=int, default=100, help="size of the apt-like mount nobody needs")
+    parser.add_argument("--layer-mb", type=int, default=0,
+                        help="size of what the apt-like step installs into its layer (both clients fetch it)")
     parser.add_argument("--req-kb", type=int, default=500, help="size of one requirement in pip's mount")
     parser.add_argument("--download-s", type=float, default=1.0,
                         help="download time of one requirement in the slow setting")
@@ -216,7 +220,7 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nrequirements change on a fresh daemon with a carried folder ({REQUIREMENTS} requirements, "
-          f"{args.req_kb} KB each; apt mount {args.apt_mb} MB); median of {args.rounds} alternating rounds\n")
+          f"{args.req_kb} KB each; apt mount {args.apt_mb} MB, apt layer {args.layer_mb} MB); median of {args.rounds} alternating rounds\n")
     header = f"{'setting':<28} {'client':<9} {'wall s':>8} {'cpu s':>8} {'rss MB':>8}"
     print(header)
     print("-" * len(header))
