@@ -85,6 +85,22 @@ def run_checked(cmd, env):
     return proc.stderr
 
 
+def run_measured(cmd, env):
+    """bench.py's measurement (wall, client CPU, peak RSS via wait4), keeping
+    stderr: each fbuild round says what it restored, so an outlier can be
+    told from a restore that did not happen."""
+    with tempfile.TemporaryFile() as log:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+        log.seek(0)
+        stderr = log.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"error: {' '.join(map(str, cmd))} failed:\n{stderr[-3000:]}")
+    return (wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024), stderr
+
+
 def fresh_env(work: Path, name: str):
     """A fresh runner's environment: its own empty state folder, so the only
     build record it can find is the one the cache folder carries."""
@@ -170,6 +186,7 @@ def timed_rounds(args, fbuild, work: Path, ctx: Path, folder: Path, download_s: 
                 "--import-cache", f"type=local,src={copy}"]
 
     results = {"fbuild": [], "buildctl": []}
+    notes = []
     for round_no in range(args.rounds):
         order = list(results) if round_no % 2 == 0 else list(reversed(results))
         for client in order:
@@ -179,12 +196,15 @@ def timed_rounds(args, fbuild, work: Path, ctx: Path, folder: Path, download_s: 
             daemon = Daemon(work, f"runner-{client}")
             try:
                 os.sync()
-                results[client].append(
-                    bench.run_measured(command(client, daemon.addr, copy), fresh_env(work, "runner"))[:3])
+                measured, stderr = run_measured(command(client, daemon.addr, copy), fresh_env(work, "runner"))
+                results[client].append(measured)
+                if client == "fbuild":
+                    notes.append(restore_note(stderr))
             finally:
                 daemon.stop()
         print(f"  round {round_no + 1}/{args.rounds}: " + ", ".join(
             f"{c} {results[c][-1][0]:.2f} s" for c in results), file=sys.stderr)
+        print(f"    fbuild: {notes[-1]}", file=sys.stderr)
     return {c: tuple(statistics.median(r[i] for r in runs) for i in range(3)) for c, runs in results.items()}
 
 
