@@ -328,22 +328,33 @@ impl RecordPlaces {
         inputs: &BuildInputs,
         warn: &mut dyn FnMut(String),
     ) -> (BuildRecord, Vec<Verdict>, explain::DaemonCache) {
+        let daemon = daemon_cache(Self::ask_daemon(channel).await, warn);
+        let (record, verdicts) = self.predict_on(daemon, definition, inputs, warn);
+        (record, verdicts, daemon)
+    }
+
+    /// Asks the daemon what its cache holds; apart from [`Self::predict`]
+    /// so that a caller can ask while it compiles (`Control.DiskUsage` can
+    /// take seconds on a large cache), then [`daemon_cache`] reads the answer.
+    pub async fn ask_daemon(
+        channel: &tonic::transport::Channel,
+    ) -> Result<Vec<crate::proto::moby::buildkit::v1::UsageRecord>, crate::control::ControlError> {
+        crate::control::Control::new(channel.clone()).disk_usage(Vec::new(), None).await
+    }
+
+    /// [`Self::predict`] with the daemon's cache already known.
+    pub fn predict_on(
+        &self,
+        daemon: explain::DaemonCache,
+        definition: &pb::Definition,
+        inputs: &BuildInputs,
+        warn: &mut dyn FnMut(String),
+    ) -> (BuildRecord, Vec<Verdict>) {
         let previous = self.previous(warn);
         let imported = self.imported(warn);
-        let daemon = match crate::control::Control::new(channel.clone()).disk_usage(Vec::new(), None).await {
-            Ok(usage) if usage.is_empty() => explain::DaemonCache::Empty,
-            Ok(_) => explain::DaemonCache::Warm,
-            Err(error) => {
-                warn(format!(
-                    "cannot ask the daemon what its cache holds ({}); assuming it holds the last build's steps",
-                    crate::error::error_chain(&error)
-                ));
-                explain::DaemonCache::Warm
-            }
-        };
         let mut record = BuildRecord::new(definition, None, Some(&self.context), inputs);
         let verdicts = explain::predict(previous.as_ref(), &mut record, daemon, imported.as_ref());
-        (record, verdicts, daemon)
+        (record, verdicts)
     }
 
     /// Keeps `record` in the state folder and the exported cache folders;
@@ -358,6 +369,26 @@ impl RecordPlaces {
             if let Err(error) = save_to_cache_folder(dir, record) {
                 warn(crate::error::error_chain(&error));
             }
+        }
+    }
+}
+
+/// What the daemon's answer to [`RecordPlaces::ask_daemon`] says of its
+/// cache; a failed call is a warning and taken as warm (the last build's
+/// steps still there).
+pub fn daemon_cache(
+    usage: Result<Vec<crate::proto::moby::buildkit::v1::UsageRecord>, crate::control::ControlError>,
+    warn: &mut dyn FnMut(String),
+) -> explain::DaemonCache {
+    match usage {
+        Ok(usage) if usage.is_empty() => explain::DaemonCache::Empty,
+        Ok(_) => explain::DaemonCache::Warm,
+        Err(error) => {
+            warn(format!(
+                "cannot ask the daemon what its cache holds ({}); assuming it holds the last build's steps",
+                crate::error::error_chain(&error)
+            ));
+            explain::DaemonCache::Warm
         }
     }
 }

@@ -42,6 +42,17 @@ struct Job {
     helper_image: String,
     /// `ignore-error=true` on the export: a failed save is a warning.
     ignore_error: bool,
+    /// Ids of declared mounts the prediction left out of a restore: the
+    /// folder carries them, but they are not "undeclared".
+    left_out: Vec<String>,
+}
+
+impl Job {
+    /// The ids the folder carries that the Dockerfile does not declare,
+    /// out of those the restore passed over (`ignored`).
+    fn undeclared(&self, ignored: &[String]) -> Vec<String> {
+        ignored.iter().filter(|id| !self.left_out.contains(id)).cloned().collect()
+    }
 }
 
 /// What `mounts=` asks for.
@@ -127,6 +138,7 @@ impl MountCarry {
                 mounts,
                 helper_image: helper(&entry.attrs),
                 ignore_error: false,
+                left_out: Vec::new(),
             });
         }
         for entry in request.cache_exports.iter().filter(|e| e.kind == "local") {
@@ -144,6 +156,7 @@ impl MountCarry {
                     .attrs
                     .get("ignore-error")
                     .is_some_and(|v| crate::gostrconv::parse_bool(v) == Some(true)),
+                left_out: Vec::new(),
             });
         }
         Ok((carry, notes))
@@ -164,10 +177,12 @@ impl MountCarry {
     pub fn restore_only(&mut self, wanted: &std::collections::BTreeSet<String>) -> Vec<String> {
         let mut skipped = Vec::new();
         for job in &mut self.restores {
+            let left_out = &mut job.left_out;
             job.mounts.retain(|mount| {
                 let keep = wanted.contains(&mount.daemon_id());
                 if !keep {
                     skipped.push(mount.id.clone());
+                    left_out.push(mount.id.clone());
                 }
                 keep
             });
@@ -206,9 +221,10 @@ impl MountCarry {
                     ),
                 };
             }
-            if !restored.ignored.is_empty() {
+            let undeclared = job.undeclared(&restored.ignored);
+            if !undeclared.is_empty() {
                 // A warning, as JSON under rawjson (the stream stays JSON lines).
-                let ignored: Vec<String> = restored.ignored.iter().map(|id| format!("{id:?}")).collect();
+                let ignored: Vec<String> = undeclared.iter().map(|id| format!("{id:?}")).collect();
                 progress.warn(&format!(
                     "cache mounts from {}: ignored {} (not declared by the Dockerfile)",
                     job.dir.display(),
@@ -337,6 +353,9 @@ mod tests {
         let skipped = carry.restore_only(&["/pip".to_string()].into());
         assert_eq!(skipped, ["/var/cache/apt"]);
         assert_eq!(carry.restores[0].mounts.len(), 1);
+        // The folder carries the mount left out: passed over, not "undeclared".
+        let ignored = ["/var/cache/apt".to_string(), "conda".to_string()];
+        assert_eq!(carry.restores[0].undeclared(&ignored), ["conda"]);
         assert_eq!(carry.restore_only(&Default::default()), ["pip"]);
         assert!(!carry.restores_any());
     }

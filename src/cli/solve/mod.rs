@@ -250,8 +250,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // Only the cache mounts of the steps that will run are worth restoring.
     // (Compiling again reads the flags again: not with a Dockerfile or context on stdin.)
     let from_stdin = args.context.as_os_str() == "-" || args.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
-    if carry.restores_any() && recording.is_some() && !from_stdin {
-        match running_mounts(&args, ctx).await {
+    if let (true, Some(recording), false) = (carry.restores_any(), &recording, from_stdin) {
+        match running_mounts(&args, ctx, &recording.places).await {
             Ok(Some(wanted)) => {
                 let skipped = carry.restore_only(&wanted);
                 if !skipped.is_empty() {
@@ -650,15 +650,27 @@ fn tell_where_outputs_went(
 
 /// The cache mounts (by the daemon's id) of the steps predicted to run, or
 /// `None` when there is no record to predict from.
-async fn running_mounts(args: &Args, ctx: &Context) -> anyhow::Result<Option<std::collections::BTreeSet<String>>> {
-    let compiled = compile_only(args, ctx).await?;
-    let places = &compiled.recording.places;
+async fn running_mounts(
+    args: &Args,
+    ctx: &Context,
+    places: &crate::record::RecordPlaces,
+) -> anyhow::Result<Option<std::collections::BTreeSet<String>>> {
+    // Without a record there is nothing to predict from: no compile either.
     if places.previous(&mut |_| {}).is_none() {
         return Ok(None);
     }
-    let (record, _, _) = places
-        .predict(&compiled.connection.channel, &compiled.definition, &compiled.recording.inputs, &mut |_| {})
-        .await;
+    let connection = ctx.connect().await?;
+    // The daemon is asked what its cache holds while the graph compiles:
+    // `Control.DiskUsage` took seconds on a large cache, the compile a
+    // round trip of its own.
+    let (compiled, usage) = tokio::join!(
+        compile_on(args, std::future::ready(Ok(connection.clone()))),
+        crate::record::RecordPlaces::ask_daemon(&connection.channel)
+    );
+    let compiled = compiled?;
+    let daemon = crate::record::daemon_cache(usage, &mut |_| {});
+    let (record, _) =
+        compiled.recording.places.predict_on(daemon, &compiled.definition, &compiled.recording.inputs, &mut |_| {});
     Ok(Some(record.running_cache_mounts()))
 }
 
@@ -674,6 +686,15 @@ pub(super) struct Compiled {
 /// Compiles the build of `args` natively without building anything (as
 /// `--print-llb` does).
 pub(super) async fn compile_only(args: &Args, ctx: &Context) -> anyhow::Result<Compiled> {
+    compile_on(args, ctx.connect()).await
+}
+
+/// [`compile_only`] on the daemon `connect` reaches, once the flags are
+/// checked.
+async fn compile_on(
+    args: &Args,
+    connect: impl std::future::Future<Output = anyhow::Result<crate::connect::Connection>>,
+) -> anyhow::Result<Compiled> {
     let mut plan = plan::SolvePlan::from_args(args, &plan::ProcessEnv)?;
     let frontend_attrs = match &plan.request.frontend {
         Frontend::Daemon { attrs, .. } => attrs.clone(),
@@ -685,7 +706,7 @@ pub(super) async fn compile_only(args: &Args, ctx: &Context) -> anyhow::Result<C
         .context("fbuild plan needs a local Dockerfile and no --call")?;
     plan.request.exports.clear();
     plan.request.cache_exports.clear();
-    let connection = ctx.connect().await?;
+    let connection = connect.await?;
     let cancel = CancellationToken::new();
     let mut progress = crate::build::NoProgress;
     match crate::build::build(&connection.channel, plan.request, &mut progress, &cancel).await {
