@@ -49,8 +49,9 @@ pub(crate) fn git_attributes(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, GitInfoError> {
     let mut out = BTreeMap::new();
-    let set_labels = env("BUILDX_GIT_LABELS").is_some_and(|v| v == "full" || go_bool(&v) == Some(true));
-    let set_info = env("BUILDX_GIT_INFO").and_then(|v| go_bool(&v)).unwrap_or(true);
+    let set_labels =
+        env("BUILDX_GIT_LABELS").is_some_and(|v| v == "full" || crate::gostrconv::parse_bool(&v) == Some(true));
+    let set_info = env("BUILDX_GIT_INFO").and_then(|v| crate::gostrconv::parse_bool(&v)).unwrap_or(true);
     if !set_labels && !set_info {
         return Ok(out);
     }
@@ -67,7 +68,8 @@ pub(crate) fn git_attributes(
 
     match git.run(&["show", "--format=%H", "HEAD", "--quiet", "--"]) {
         Ok(sha) if !sha.is_empty() => {
-            let check_dirty = env("BUILDX_GIT_CHECK_DIRTY").and_then(|v| go_bool(&v)).unwrap_or(false);
+            let check_dirty =
+                env("BUILDX_GIT_CHECK_DIRTY").and_then(|v| crate::gostrconv::parse_bool(&v)).unwrap_or(false);
             let sha = if check_dirty && git.is_dirty() { format!("{sha}-dirty") } else { sha };
             if set_labels {
                 out.insert(LABEL_REVISION.to_owned(), sha.clone());
@@ -108,15 +110,6 @@ pub(crate) fn git_attributes(
         }
     }
     Ok(out)
-}
-
-/// Go's `strconv.ParseBool`.
-fn go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {

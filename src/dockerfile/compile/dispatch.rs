@@ -720,8 +720,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let env_before = StateEnv(&stage.state);
         let mut masked: Vec<String> = Vec::new();
         for (i, value) in mounts.iter().enumerate() {
-            let mut mount =
-                parse_mount(value, &self.plan.lexer, &env_before).map_err(|m| CompileError::step(line, m))?;
+            let mut mount = parse_mount(value, &self.plan.lexer, &env_before)
+                .map_err(|m| CompileError::step(line, m.to_string()))?;
             if mount.from.is_empty() && mount.kind == MountKind::Cache {
                 mount.from = "scratch".into();
             }
@@ -925,7 +925,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             Some(chmod) => parse_chmod(chmod).map_err(|m| CompileError::step(line, m))?,
         };
         let owner = transfer.chown.as_deref().map(Chown::parse);
-        check_sources(is_add, &transfer.sources, &checksum, keep_git_dir).map_err(|m| CompileError::step(line, m))?;
+        check_sources(is_add, &transfer.sources, &checksum, keep_git_dir)
+            .map_err(|m| CompileError::step(line, m.to_string()))?;
         // What every copy of the instruction shares, whatever its source.
         let copy_of = |source: &State, src: String| {
             let mut copy = Copy::new(source, src, dest.clone());
@@ -1303,7 +1304,7 @@ fn healthcheck(test: Option<&CommandLine>, flags: &BTreeMap<String, String>) -> 
             None => Ok(0),
             Some(value) if value.is_empty() => Ok(0),
             Some(value) => {
-                let d = image::parse_go_duration(value)?;
+                let d = image::parse_go_duration(value).map_err(|e| e.to_string())?;
                 if d < 0 {
                     return Err(format!("Interval {name:?} cannot be negative"));
                 }

@@ -451,7 +451,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         }
         let platform = platforms[i].clone().unwrap_or_else(|| input.platform.to_string());
         let image = (input.base_image)(&bases[i], &platform)
-            .map_err(|e| fail(resolve_error(&bases[i], &e, &stages), location.clone()))?;
+            .map_err(|e| fail(resolve_error(&bases[i], &e.message, &stages), location.clone()))?;
         if let Some(actual) = image.platform.as_deref().filter(|_| !image.named_context) {
             // Without any `--platform`, an image of a platform the worker
             // runs is built as it is (`autoDetectPlatform`).
@@ -483,7 +483,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         }
         if needed(stages.len() + k) {
             (input.base_image)(name, input.platform)
-                .map_err(|e| fail(resolve_error(name, &e, &stages), location.clone()))?;
+                .map_err(|e| fail(resolve_error(name, &e.message, &stages), location.clone()))?;
         }
     }
 
@@ -634,7 +634,7 @@ impl Dispatch<'_> {
                     let parsed = crate::dockerfile::compile::mounts::parse_mount(mount, self.lexer, &recording);
                     let unmatched = recording.unmatched.into_inner();
                     self.report_unmatched(state, &unmatched, &location, &config, report);
-                    parsed.map_err(|e| fail(e, location.clone()))?;
+                    parsed.map_err(|e| fail(e.to_string(), location.clone()))?;
                 }
             }
             _ => {}
@@ -674,13 +674,13 @@ impl Dispatch<'_> {
                 // The words are chown, chmod, checksum, the sources, dest.
                 let sources = &expanded[3..3 + transfer.sources.len()];
                 crate::dockerfile::compile::check_sources(true, sources, &expanded[2], *keep_git_dir)
-                    .map_err(|e| fail(e, location.clone()))?;
+                    .map_err(|e| fail(e.to_string(), location.clone()))?;
             }
             CommandKind::Copy { transfer, .. } => {
                 // The words are chown, chmod, the sources, dest.
                 let sources = &expanded[2..2 + transfer.sources.len()];
                 crate::dockerfile::compile::check_sources(false, sources, "", None)
-                    .map_err(|e| fail(e, location.clone()))?;
+                    .map_err(|e| fail(e.to_string(), location.clone()))?;
             }
             _ => {}
         }
