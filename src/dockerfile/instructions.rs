@@ -261,6 +261,30 @@ pub(crate) fn parse_device(value: &str) -> Result<Device, DeviceError> {
     Ok(device)
 }
 
+/// moby's `signal.ParseSignal` (Linux) accepts `text`: a non-zero integer
+/// (Go's `Atoi`), or a signal's name, `SIG` optional, any case. The
+/// compiler's `STOPSIGNAL` and the linter both ask here.
+pub(crate) fn is_signal(text: &str) -> bool {
+    if let Ok(number) = text.parse::<i64>() {
+        return number != 0;
+    }
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
+        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+    ];
+    let name = text.to_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    // The real-time signals run from 34 (RTMIN) to 64 (RTMAX), each named
+    // from both ends: RTMIN+1..RTMIN+15 and RTMAX-14..RTMAX-1.
+    let offset = |prefix: &str, most: u8| {
+        name.strip_prefix(prefix).is_some_and(|n| {
+            !n.starts_with('+') && n.parse::<u8>().is_ok_and(|n| (1..=most).contains(&n)) && !n.starts_with('0')
+        })
+    };
+    NAMES.contains(&name) || offset("RTMIN+", 15) || offset("RTMAX-", 14)
+}
+
 /// Close enough to suggest `candidate` for `given` ("did you mean").
 pub(crate) fn similar(candidate: &str, given: &str) -> bool {
     // BuildKit suggests within a Levenshtein distance of 2.
@@ -758,6 +782,16 @@ mod tests {
         for (text, line, message) in cases {
             let error = stages_of(text).unwrap_err();
             assert_eq!((error.line, error.message.as_str()), (line, message), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn signals_are_the_ones_moby_parses() {
+        for yes in ["SIGTERM", "term", "9", "-1", "+3", "100", "SIGRTMIN", "RTMIN+15", "rtmax-14", "SIGRTMAX"] {
+            assert!(is_signal(yes), "{yes}");
+        }
+        for no in ["0", "SIGNOPE", "UNUSED", "RTMIN+16", "RTMAX-15", "RTMIN+0", "RTMIN+01", "RTMIN++1", "", "SIG"] {
+            assert!(!is_signal(no), "{no}");
         }
     }
 

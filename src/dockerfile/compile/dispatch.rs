@@ -492,7 +492,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             CommandKind::StopSignal(signal) => {
                 let signal = self.expand(stage, signal, line)?;
-                check_signal(&signal).map_err(|m| CompileError::step(line, m))?;
+                if !crate::dockerfile::instructions::is_signal(&signal) {
+                    return Err(CompileError::step(line, format!("invalid signal: {signal}")));
+                }
                 stage.image.config.stop_signal = signal.clone();
                 self.commit(stage, format!("STOPSIGNAL {signal}"), false, false);
             }
@@ -1272,24 +1274,6 @@ fn parse_port(raw: &str) -> Result<Vec<String>, String> {
         return Err(format!("invalid containerPort: {port}"));
     }
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
-}
-
-fn check_signal(signal: &str) -> Result<(), String> {
-    const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
-        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
-    ];
-    if let Ok(number) = signal.parse::<i64>() {
-        return if number > 0 && number < 65 { Ok(()) } else { Err(format!("Invalid signal: {signal}")) };
-    }
-    let name = signal.to_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    if NAMES.contains(&name) || name.starts_with("RTMIN+") || name.starts_with("RTMAX-") {
-        Ok(())
-    } else {
-        Err(format!("Invalid signal: {signal}"))
-    }
 }
 
 fn healthcheck(test: Option<&CommandLine>, flags: &BTreeMap<String, String>) -> Result<image::Healthcheck, String> {

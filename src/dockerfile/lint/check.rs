@@ -726,7 +726,7 @@ impl Dispatch<'_> {
                 }
             }
             CommandKind::Shell(shell) => state.shell = shell.clone(),
-            CommandKind::StopSignal(_) if !is_signal(&expanded[0]) => {
+            CommandKind::StopSignal(_) if !crate::dockerfile::instructions::is_signal(&expanded[0]) => {
                 return Err(fail(format!("invalid signal: {}", expanded[0]), location));
             }
             CommandKind::Workdir(_) => {
@@ -936,23 +936,6 @@ fn auto_detect_platform(image: &str, target: &str, build_platforms: &[String]) -
         Some(platform) => platform.clone(),
         None => target.to_string(),
     }
-}
-
-/// moby's `signal.ParseSignal` accepts it: a number or a Linux signal's
-/// name, `SIG` optional.
-fn is_signal(text: &str) -> bool {
-    if let Ok(n) = text.parse::<u32>() {
-        return n != 0;
-    }
-    const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "UNUSED",
-        "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
-    ];
-    let name = text.to_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    NAMES.contains(&name)
-        || name.strip_prefix("RTMIN+").or_else(|| name.strip_prefix("RTMAX-")).is_some_and(|n| n.parse::<u8>().is_ok())
 }
 
 fn go_quote(text: &str) -> String {
