@@ -21,6 +21,8 @@ fn bad_dockerfiles_fail_as_the_daemons_frontend_fails_them() {
         ("# escape=x\nFROM a\n", 0),
         ("# check=skip=all\n# check=error=true\nFROM a\n", 1),
         ("FROM a\nENV\tONLYKEY\n", 2),
+        // An empty CSV value: Go's reader answers io.EOF ("EOF").
+        ("FROM a\nRUN --device= true\n", 2),
     ];
     let project = util::tempdir();
     for (text, line) in cases {

@@ -50,8 +50,8 @@ enum NotCarried {
     #[error("it uses a build argument")]
     BuildArgument,
     /// The compiler's parser refuses it, in the frontend's words.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(mounts::MountError),
     #[error("from= or source= (a cache seeded from another stage) is not carried")]
     Seeded,
     #[error("no target")]

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::dockerfile::lint::{BaseImage, LintInput};
+use crate::dockerfile::lint::{BaseImage, LintInput, ResolveError};
 use crate::dockerfile::practices::{self, Finding};
 
 #[derive(Debug, clap::Args)]
@@ -63,7 +63,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         .map(|bytes| crate::fsync::patterns::parse_dockerignore(&bytes));
     let resolve = |name: &str, _: &str| match images.get(name) {
         Some(result) => result.clone(),
-        None => Err("not resolved".to_string()),
+        None => Err(ResolveError::from("not resolved".to_string())),
     };
     let results = crate::dockerfile::lint::lint(&LintInput {
         dockerfile: &text,
@@ -137,7 +137,7 @@ async fn resolve_bases(
     stages: &crate::dockerfile::instructions::Stages,
     build_args: &BTreeMap<String, String>,
     platform: &str,
-) -> BTreeMap<String, Result<BaseImage, String>> {
+) -> BTreeMap<String, Result<BaseImage, ResolveError>> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (name, default) in &stages.global_args {
         match build_args.get(name) {
@@ -159,8 +159,8 @@ async fn resolve_bases(
             Some(registry) => crate::registry::image_config(registry, &name, platform)
                 .await
                 .map(|config| crate::dockerfile::lint::base_image_from_config(&config))
-                .map_err(|error| error.to_string()),
-            None => Err("cannot read the docker config for registry credentials".into()),
+                .map_err(|error| ResolveError::from(error.to_string())),
+            None => Err(ResolveError::from("cannot read the docker config for registry credentials".to_string())),
         };
         images.insert(name, result);
     }

@@ -408,15 +408,13 @@ impl ConfigView {
     fn take(attrs: &mut BTreeMap<String, String>, errors: &mut Vec<String>) -> Self {
         let mut take = |key: &str| attrs.remove(key).unwrap_or_default();
         let parse_bool = |value: String, errors: &mut Vec<String>| -> bool {
-            match value.as_str() {
-                "" => false,
-                "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
-                "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
-                other => {
-                    errors.push(format!("strconv.ParseBool: parsing {other:?}: invalid syntax"));
-                    false
-                }
+            if value.is_empty() {
+                return false;
             }
+            crate::gostrconv::parse_bool(&value).unwrap_or_else(|| {
+                errors.push(format!("strconv.ParseBool: parsing {value:?}: invalid syntax"));
+                false
+            })
         };
         let network = take("force-network-mode");
         let hostname = take("hostname");

@@ -131,9 +131,7 @@ impl NativeFrontend {
     /// violation found for rules: ...".
     fn checks_are_errors(&self) -> bool {
         !self.checks_skipped()
-            && self
-                .check_option("error")
-                .is_some_and(|value| matches!(value.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
+            && self.check_option("error").is_some_and(|value| crate::gostrconv::parse_bool(&value) == Some(true))
     }
 
     /// A field of the lint settings (`skip`, `error`, `experimental`), trimmed:
@@ -341,13 +339,9 @@ impl NativeFrontend {
             }
         }
         if let Some(value) = self.attrs.get("build-arg:BUILDKIT_MULTI_PLATFORM").filter(|v| !v.is_empty()) {
-            let multi = match value.as_str() {
-                "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
-                "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
-                _ => {
-                    let message = format!("invalid boolean value for multi-platform: {value}");
-                    return Err(CompileError::Step { line: 0, message });
-                }
+            let Some(multi) = crate::gostrconv::parse_bool(value) else {
+                let message = format!("invalid boolean value for multi-platform: {value}");
+                return Err(CompileError::Step { line: 0, message });
             };
             if !multi && targets.len() > 1 {
                 let message = "conflicting config: returning multiple target platforms is not allowed".to_owned();
@@ -415,7 +409,9 @@ impl NativeFrontend {
                 .iter()
                 .find(|(base, resolved, _, _)| base == name && Some(resolved) == wanted.as_ref())
                 .map(|(_, _, image, named)| lint::base_image_from_image(image, *named))
-                .ok_or_else(|| format!("{name} ({platform}) was not resolved by the compiler"))
+                .ok_or_else(|| {
+                    lint::ResolveError::from(format!("{name} ({platform}) was not resolved by the compiler"))
+                })
         };
         let filename = self.attrs.get("filename").filter(|f| !f.is_empty()).map_or("Dockerfile", String::as_str);
         let results = lint::lint(&lint::LintInput {
@@ -679,10 +675,7 @@ async fn lint_through(
     // Frontend options the daemon's frontend refuses before it parses the
     // Dockerfile: it lints nothing then, and its answer is the error.
     if let Some(value) = attrs.get("build-arg:BUILDKIT_MULTI_PLATFORM").filter(|v| !v.is_empty()) {
-        if !matches!(
-            value.as_str(),
-            "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
-        ) {
+        if crate::gostrconv::parse_bool(value).is_none() {
             return Err(format!("invalid boolean value for multi-platform: {value}"));
         }
     }
@@ -715,7 +708,7 @@ async fn lint_through(
         }
         _ => (build_platforms[0].clone(), true),
     };
-    let run = |base_image: &dyn Fn(&str, &str) -> Result<lint::BaseImage, String>| {
+    let run = |base_image: &dyn Fn(&str, &str) -> Result<lint::BaseImage, lint::ResolveError>| {
         lint::lint(&lint::LintInput {
             dockerfile,
             filename,
@@ -742,7 +735,7 @@ async fn lint_through(
                 wanted.push(key);
             }
         }
-        Ok::<_, String>(lint::BaseImage::default())
+        Ok::<_, lint::ResolveError>(lint::BaseImage::default())
     });
     let wanted = wanted.into_inner().unwrap_or_default();
     let resolve_mode = attrs
@@ -756,7 +749,7 @@ async fn lint_through(
         let at = wanted.iter().position(|(n, p)| n == name && p == platform);
         match at.and_then(|i| answers.get(i)) {
             Some(answer) => answer.clone(),
-            None => Err(format!("{name} ({platform}) was not resolved")),
+            None => Err(lint::ResolveError::from(format!("{name} ({platform}) was not resolved"))),
         }
     }))
 }
@@ -768,13 +761,15 @@ async fn resolve_for_lint(
     name: &str,
     platform: &str,
     resolve_mode: &str,
-) -> Result<lint::BaseImage, String> {
-    let reference = crate::llb::normalize_reference(name).map_err(|e| e.to_string())?;
+) -> Result<lint::BaseImage, lint::ResolveError> {
+    let reference = crate::llb::normalize_reference(name).map_err(|e| lint::ResolveError::from(e.to_string()))?;
     let platform = compile::parse_platform(platform).ok();
     let log_name = format!("[internal] load metadata for {reference}");
     match gateway.resolve_image_config_with(&reference, platform, resolve_mode, &log_name).await {
         Ok(resolved) => Ok(lint::base_image_from_config(&String::from_utf8_lossy(&resolved.config))),
-        Err(error) => Err(error.status().map_or_else(|| error.to_string(), |s| s.message().to_owned())),
+        Err(error) => {
+            Err(lint::ResolveError::from(error.status().map_or_else(|| error.to_string(), |s| s.message().to_owned())))
+        }
     }
 }
 
@@ -892,52 +887,77 @@ impl ImageResolver for GatewayResolver<'_> {
 /// dockerui's `parseLinuxResources`: the resource limits of RUN steps from
 /// the frontend options, `None` when none is set; Go's words when one is
 /// wrong.
-fn linux_resources(attrs: &BTreeMap<String, String>) -> Result<Option<pb::LinuxResources>, String> {
+/// A resource limit (`memory`, `cpuquota`, `cpusetcpus`, ...) the
+/// frontend refuses, in its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {key} value: {value}: {problem}")]
+pub(crate) struct ResourceError {
+    key: &'static str,
+    value: String,
+    problem: ResourceProblem,
+}
+
+/// What is wrong with a resource limit's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ResourceProblem {
+    /// Go's `strconv` error for a number it cannot read.
+    #[error("{0}")]
+    Number(String),
+    /// The bound the value breaks (`must be > 0`).
+    #[error("{0}")]
+    Range(&'static str),
+    #[error(transparent)]
+    Cpuset(#[from] CpusetError),
+}
+
+fn linux_resources(attrs: &BTreeMap<String, String>) -> Result<Option<pb::LinuxResources>, ResourceError> {
     let get = |key: &str| attrs.get(key).map(String::as_str).filter(|v| !v.is_empty());
-    let signed = |key: &str, value: &str| {
+    let fail = |key: &'static str, value: &str, problem| ResourceError { key, value: value.to_owned(), problem };
+    let range = |key: &'static str, value: &str, bound| fail(key, value, ResourceProblem::Range(bound));
+    let signed = |key: &'static str, value: &str| {
         value
             .parse::<i64>()
-            .map_err(|e| format!("invalid {key} value: {value}: {}", go_parse_error("ParseInt", value, &e)))
+            .map_err(|e| fail(key, value, ResourceProblem::Number(go_parse_error("ParseInt", value, &e))))
     };
-    let unsigned = |key: &str, value: &str| {
+    let unsigned = |key: &'static str, value: &str| {
         // Go's `ParseUint` takes no sign; Rust's takes `+`.
         let parsed = if value.starts_with('+') { "-".parse::<u64>() } else { value.parse::<u64>() };
-        parsed.map_err(|e| format!("invalid {key} value: {value}: {}", go_parse_error("ParseUint", value, &e)))
+        parsed.map_err(|e| fail(key, value, ResourceProblem::Number(go_parse_error("ParseUint", value, &e))))
     };
     let mut res = pb::LinuxResources::default();
     if let Some(value) = get("memory") {
         res.memory = signed("memory", value)?;
         if res.memory <= 0 {
-            return Err(format!("invalid memory value: {value}: must be > 0"));
+            return Err(range("memory", value, "must be > 0"));
         }
     }
     if let Some(value) = get("memswap") {
         res.memory_swap = signed("memswap", value)?;
         if res.memory_swap < -1 || res.memory_swap == 0 {
-            return Err(format!("invalid memswap value: {value}: must be -1 (unlimited) or > 0"));
+            return Err(range("memswap", value, "must be -1 (unlimited) or > 0"));
         }
     }
     if let Some(value) = get("cpushares") {
         res.cpu_shares = unsigned("cpushares", value)?;
         if res.cpu_shares == 0 {
-            return Err(format!("invalid cpushares value: {value}: must be > 0"));
+            return Err(range("cpushares", value, "must be > 0"));
         }
     }
     if let Some(value) = get("cpuperiod") {
         res.cpu_period = unsigned("cpuperiod", value)?;
         if res.cpu_period == 0 {
-            return Err(format!("invalid cpuperiod value: {value}: must be > 0"));
+            return Err(range("cpuperiod", value, "must be > 0"));
         }
     }
     if let Some(value) = get("cpuquota") {
         res.cpu_quota = signed("cpuquota", value)?;
         if res.cpu_quota <= 0 {
-            return Err(format!("invalid cpuquota value: {value}: must be > 0"));
+            return Err(range("cpuquota", value, "must be > 0"));
         }
     }
     for key in ["cpusetcpus", "cpusetmems"] {
         if let Some(value) = get(key) {
-            validate_cpuset(value).map_err(|e| format!("invalid {key} value: {value}: {e}"))?;
+            validate_cpuset(value).map_err(|e| fail(key, value, e.into()))?;
             if key == "cpusetcpus" {
                 res.cpuset_cpus = value.to_owned();
             } else {
@@ -959,24 +979,39 @@ fn go_parse_error(function: &str, value: &str, error: &std::num::ParseIntError) 
 
 /// BuildKit's `cpuset.Validate`: comma-separated CPUs and ranges, at most
 /// CPU 8192.
-fn validate_cpuset(value: &str) -> Result<(), String> {
-    const MAX_CPU: i64 = 8192;
+/// A cpuset BuildKit's `cpuset.Validate` refuses, in its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CpusetError {
+    #[error("invalid cpuset element {0:?}")]
+    Element(String),
+    #[error("cpuset element {0:?} exceeds maximum {max}", max = MAX_CPU)]
+    ElementTooLarge(String),
+    #[error("invalid cpuset range {0:?}")]
+    Range(String),
+    #[error("cpuset range {0:?} exceeds maximum {max}", max = MAX_CPU)]
+    RangeTooLarge(String),
+}
+
+/// The highest CPU number a cpuset may name.
+const MAX_CPU: i64 = 8192;
+
+fn validate_cpuset(value: &str) -> Result<(), CpusetError> {
     let atoi = |text: &str| text.parse::<i64>().ok();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             None => {
-                let n = atoi(part).filter(|n| *n >= 0).ok_or_else(|| format!("invalid cpuset element {part:?}"))?;
+                let n = atoi(part).filter(|n| *n >= 0).ok_or_else(|| CpusetError::Element(part.to_owned()))?;
                 if n > MAX_CPU {
-                    return Err(format!("cpuset element {part:?} exceeds maximum {MAX_CPU}"));
+                    return Err(CpusetError::ElementTooLarge(part.to_owned()));
                 }
             }
             Some((lo, hi)) => {
                 let hi = match (atoi(lo.trim()), atoi(hi.trim())) {
                     (Some(lo), Some(hi)) if lo >= 0 && hi >= lo => hi,
-                    _ => return Err(format!("invalid cpuset range {part:?}")),
+                    _ => return Err(CpusetError::Range(part.to_owned())),
                 };
                 if hi > MAX_CPU {
-                    return Err(format!("cpuset range {part:?} exceeds maximum {MAX_CPU}"));
+                    return Err(CpusetError::RangeTooLarge(part.to_owned()));
                 }
             }
         }
@@ -987,6 +1022,26 @@ fn validate_cpuset(value: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_limits_are_refused_in_the_frontends_words() {
+        let refused = |key: &str, value: &str| {
+            let attrs = BTreeMap::from([(key.to_owned(), value.to_owned())]);
+            linux_resources(&attrs).unwrap_err()
+        };
+        assert_eq!(refused("memory", "0").to_string(), "invalid memory value: 0: must be > 0");
+        assert_eq!(
+            refused("cpushares", "+1").to_string(),
+            "invalid cpushares value: +1: strconv.ParseUint: parsing \"+1\": invalid syntax"
+        );
+        assert_eq!(
+            refused("cpusetcpus", "0-9000").to_string(),
+            "invalid cpusetcpus value: 0-9000: cpuset range \"0-9000\" exceeds maximum 8192"
+        );
+        let error = refused("cpusetmems", "x");
+        assert_eq!(error.problem, ResourceProblem::Cpuset(CpusetError::Element("x".into())));
+        assert_eq!(error.to_string(), "invalid cpusetmems value: x: invalid cpuset element \"x\"");
+    }
 
     fn with_provenance(value: &str) -> NativeFrontend {
         let attrs = BTreeMap::from([("attest:provenance".to_owned(), value.to_owned())]);

@@ -127,20 +127,36 @@ enum FlagKind {
     List,
 }
 
+/// An instruction's flag the frontend refuses (`BFlags.Parse`), in its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlagError {
+    #[error("arg should start with -- : {0}")]
+    NotAFlag(String),
+    #[error("unknown flag: {flag}{}", similar.map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    Unknown { flag: String, similar: Option<&'static str> },
+    #[error("duplicate flag specified: {0}")]
+    Duplicate(String),
+    #[error("missing a value on flag: {0}")]
+    MissingValue(String),
+    #[error("expecting boolean value for flag {flag}, not: {value}")]
+    NotBool { flag: String, value: String },
+}
+
 /// The flags an instruction was given, checked against what it takes.
 struct Flags {
     values: BTreeMap<&'static str, Vec<String>>,
 }
 
 impl Flags {
-    fn parse(given: &[String], allowed: &[(&'static str, FlagKind)]) -> Result<Flags, String> {
+    fn parse(given: &[String], allowed: &[(&'static str, FlagKind)]) -> Result<Flags, FlagError> {
         let mut values: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
         for flag in given {
             if flag == "--" {
                 break;
             }
             let Some(body) = flag.strip_prefix("--") else {
-                return Err(format!("arg should start with -- : {flag}"));
+                return Err(FlagError::NotAFlag(flag.clone()));
             };
             let (name, value) = match body.split_once('=') {
                 Some((name, value)) => (name, Some(value)),
@@ -148,30 +164,24 @@ impl Flags {
             };
             let shown = format!("--{name}");
             let Some(&(key, kind)) = allowed.iter().find(|(known, _)| *known == name) else {
-                let mut message = format!("unknown flag: {shown}");
-                if let Some(similar) = allowed.iter().map(|(k, _)| *k).find(|k| similar(k, name)) {
-                    message.push_str(&format!(" (did you mean {similar}?)"));
-                }
-                return Err(message);
+                let similar = allowed.iter().map(|(k, _)| *k).find(|k| similar(k, name));
+                return Err(FlagError::Unknown { flag: shown, similar });
             };
             if values.contains_key(key) && kind != FlagKind::List {
-                return Err(format!("duplicate flag specified: {shown}"));
+                return Err(FlagError::Duplicate(shown));
             }
             let value = match kind {
                 FlagKind::Bool => match value.map(str::to_ascii_lowercase).as_deref() {
-                    Some("") => return Err(format!("missing a value on flag: {shown}")),
+                    Some("") => return Err(FlagError::MissingValue(shown)),
                     None | Some("true") => "true".to_string(),
                     Some("false") => "false".to_string(),
                     Some(_) => {
-                        return Err(format!(
-                            "expecting boolean value for flag {shown}, not: {}",
-                            value.unwrap_or_default()
-                        ))
+                        return Err(FlagError::NotBool { flag: shown, value: value.unwrap_or_default().to_owned() })
                     }
                 },
                 FlagKind::Value | FlagKind::List => match value {
                     Some(value) => value.to_string(),
-                    None => return Err(format!("missing a value on flag: {shown}")),
+                    None => return Err(FlagError::MissingValue(shown)),
                 },
             };
             values.entry(key).or_default().push(value);
@@ -200,12 +210,28 @@ pub(crate) struct Device {
     pub(crate) required: bool,
 }
 
+/// A `RUN --device` value the frontend refuses (`ParseDevice`), in its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// Not one CSV record (Go's `io.EOF` reads "EOF").
+    #[error("failed to parse csv devices: {0}")]
+    Csv(String),
+    #[error("device name already set to {0}")]
+    NameSet(String),
+    #[error("invalid value for {key}: {value}")]
+    InvalidValue { key: String, value: String },
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotKeyValue(String),
+    #[error("unexpected key '{key}' in '{field}'{}", similar.map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    UnknownKey { key: String, field: String, similar: Option<&'static str> },
+}
+
 /// Go's `instructions.ParseDevice`: CSV fields; the first bare field (or
 /// the first `key=value` with an unknown key, since CDI names hold `=`) is
 /// the name, `name=` sets it, `required[=BOOL]` makes it required.
-pub(crate) fn parse_device(value: &str) -> Result<Device, String> {
-    let fields = crate::dockerfile::compile::mounts::csv_fields(value)
-        .map_err(|e| format!("failed to parse csv devices: {e}"))?;
+pub(crate) fn parse_device(value: &str) -> Result<Device, DeviceError> {
+    let fields = crate::dockerfile::compile::mounts::csv_fields(value).map_err(DeviceError::Csv)?;
     let mut device = Device::default();
     for field in fields {
         let (key, value) = match field.split_once('=') {
@@ -216,34 +242,47 @@ pub(crate) fn parse_device(value: &str) -> Result<Device, String> {
             ("required", None) => device.required = true,
             ("name", Some(value)) => {
                 if !device.name.is_empty() {
-                    return Err(format!("device name already set to {}", device.name));
+                    return Err(DeviceError::NameSet(device.name));
                 }
                 device.name = value.to_owned();
             }
             ("required", Some(value)) => {
-                device.required = go_parse_bool(value).ok_or_else(|| format!("invalid value for {key}: {value}"))?;
+                device.required = crate::gostrconv::parse_bool(value)
+                    .ok_or_else(|| DeviceError::InvalidValue { key: key.clone(), value: value.to_owned() })?;
             }
             _ if device.name.is_empty() => device.name = field.clone(),
-            (_, None) => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            (_, None) => return Err(DeviceError::NotKeyValue(field)),
             (_, Some(_)) => {
-                let mut message = format!("unexpected key '{key}' in '{field}'");
-                if let Some(known) = ["name", "required"].iter().find(|k| similar(k, &key)) {
-                    message.push_str(&format!(" (did you mean {known}?)"));
-                }
-                return Err(message);
+                let similar = ["name", "required"].into_iter().find(|k| similar(k, &key));
+                return Err(DeviceError::UnknownKey { key, field, similar });
             }
         }
     }
     Ok(device)
 }
 
-/// Go's `strconv.ParseBool`.
-fn go_parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
+/// moby's `signal.ParseSignal` (Linux) accepts `text`: a non-zero integer
+/// (Go's `Atoi`), or a signal's name, `SIG` optional, any case. The
+/// compiler's `STOPSIGNAL` and the linter both ask here.
+pub(crate) fn is_signal(text: &str) -> bool {
+    if let Ok(number) = text.parse::<i64>() {
+        return number != 0;
     }
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
+        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+    ];
+    let name = text.to_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    // The real-time signals run from 34 (RTMIN) to 64 (RTMAX), each named
+    // from both ends: RTMIN+1..RTMIN+15 and RTMAX-14..RTMAX-1.
+    let offset = |prefix: &str, most: u8| {
+        name.strip_prefix(prefix).is_some_and(|n| {
+            !n.starts_with('+') && n.parse::<u8>().is_ok_and(|n| (1..=most).contains(&n)) && !n.starts_with('0')
+        })
+    };
+    NAMES.contains(&name) || offset("RTMIN+", 15) || offset("RTMAX-", 14)
 }
 
 /// Close enough to suggest `candidate` for `given` ("did you mean").
@@ -293,7 +332,8 @@ pub fn stages(dockerfile: &Dockerfile) -> Result<Stages, InstructionError> {
         let fail = |message: String| InstructionError { line: instruction.start_line, message };
         let keyword = instruction.keyword.to_ascii_uppercase();
         if keyword == "FROM" {
-            let flags = Flags::parse(&instruction.flags, &[("platform", FlagKind::Value)]).map_err(fail)?;
+            let flags =
+                Flags::parse(&instruction.flags, &[("platform", FlagKind::Value)]).map_err(|e| fail(e.to_string()))?;
             let args = words(&instruction.args);
             let name = match args.as_slice() {
                 [_] => None,
@@ -341,7 +381,7 @@ pub fn stages(dockerfile: &Dockerfile) -> Result<Stages, InstructionError> {
 /// One non-`FROM` instruction as a typed command.
 pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<CommandKind, String> {
     let args = words(&instruction.args);
-    let no_flags = |flags: &[String]| Flags::parse(flags, &[]).map(|_| ());
+    let no_flags = |flags: &[String]| Flags::parse(flags, &[]).map(|_| ()).map_err(|e| e.to_string());
     match keyword {
         "ARG" => {
             no_flags(&instruction.flags)?;
@@ -367,11 +407,12 @@ pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<Comman
                     ("security", FlagKind::Value),
                     ("device", FlagKind::List),
                 ],
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
             // Checked as they are parsed, in every stage, built or not (the
             // frontend's RUN post-hook for devices runs before the others).
             for device in flags.list("device") {
-                parse_device(&device)?;
+                parse_device(&device).map_err(|e| e.to_string())?;
             }
             let command = command_line(instruction).ok_or("RUN requires at least one argument")?;
             Ok(CommandKind::Run {
@@ -404,7 +445,7 @@ pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<Comman
                     ("unpack", FlagKind::Bool),
                 ]);
             }
-            let flags = Flags::parse(&instruction.flags, &allowed)?;
+            let flags = Flags::parse(&instruction.flags, &allowed).map_err(|e| e.to_string())?;
             let transfer = transfer(keyword, &args, &instruction.heredocs, &flags)?;
             Ok(if keyword == "COPY" {
                 CommandKind::Copy {
@@ -471,7 +512,8 @@ pub(crate) fn command(instruction: &Instruction, keyword: &str) -> Result<Comman
                     ("start-interval", FlagKind::Value),
                     ("retries", FlagKind::Value),
                 ],
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
             let Args::Health { kind, command } = &instruction.args else {
                 return Err("HEALTHCHECK requires at least one argument".into());
             };
@@ -744,6 +786,16 @@ mod tests {
     }
 
     #[test]
+    fn signals_are_the_ones_moby_parses() {
+        for yes in ["SIGTERM", "term", "9", "-1", "+3", "100", "SIGRTMIN", "RTMIN+15", "rtmax-14", "SIGRTMAX"] {
+            assert!(is_signal(yes), "{yes}");
+        }
+        for no in ["0", "SIGNOPE", "UNUSED", "RTMIN+16", "RTMAX-15", "RTMIN+0", "RTMIN+01", "RTMIN++1", "", "SIG"] {
+            assert!(!is_signal(no), "{no}");
+        }
+    }
+
+    #[test]
     fn devices_are_read_as_the_frontends_parse_device() {
         let device = |name: &str, required: bool| Device { name: name.to_owned(), required };
         for (value, expected) in [
@@ -761,8 +813,9 @@ mod tests {
             ("a,required=yes", "invalid value for required: yes"),
             ("a,requird=1", "unexpected key 'requird' in 'requird=1' (did you mean required?)"),
             ("a,color=red", "unexpected key 'color' in 'color=red'"),
+            ("", "failed to parse csv devices: EOF"),
         ] {
-            assert_eq!(parse_device(value).unwrap_err(), message, "{value}");
+            assert_eq!(parse_device(value).unwrap_err().to_string(), message, "{value}");
         }
     }
 }

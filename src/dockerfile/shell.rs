@@ -26,10 +26,40 @@ impl Env for BTreeMap<String, String> {
 
 /// A word that cannot be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("failed to process {source_text:?}: {message}")]
+#[error("failed to process {source_text:?}: {problem}")]
 pub struct ExpandError {
     pub source_text: String,
-    pub message: String,
+    pub problem: ExpandProblem,
+}
+
+/// What is wrong with a word, in the frontend's words (`shell.Lex`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpandProblem {
+    /// A quote or `${` left open: what was looked for (`single-quote`,
+    /// `double-quote` or the closing character).
+    #[error("unexpected end of statement while looking for matching {0}")]
+    UnexpectedEnd(String),
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(String),
+    /// `${NAME?text}` or `${NAME:?text}` on an unset (or empty) variable.
+    #[error("{name}: {message}")]
+    Required { name: String, message: String },
+    /// The result would be over [`MAX_EXPANSION`] bytes.
+    #[error(
+        "the expanded text would be {0} bytes, over the limit of {limit} (16 MiB, the largest message the daemon takes)",
+        limit = MAX_EXPANSION
+    )]
+    TooLarge(usize),
+    /// A `${NAME#pattern}`-style pattern that does not read.
+    #[error("invalid pattern ({pattern}) in substitution: {reason}")]
+    InvalidPattern { pattern: String, reason: String },
 }
 
 /// The lexer's settings (BuildKit's `Lex`).
@@ -65,7 +95,7 @@ impl Lexer {
 
     fn run(&self, word: &str, env: &dyn Env) -> Result<(String, Vec<String>), ExpandError> {
         let mut scan = Scan { lexer: self, chars: word.chars().collect(), at: 0, env, raw_escapes: self.raw_escapes };
-        scan.until(None, self.raw_escapes).map_err(|message| ExpandError { source_text: word.to_string(), message })
+        scan.until(None, self.raw_escapes).map_err(|problem| ExpandError { source_text: word.to_string(), problem })
     }
 }
 
@@ -115,7 +145,7 @@ impl Words {
     }
 }
 
-type Step<T> = Result<T, String>;
+type Step<T> = Result<T, ExpandProblem>;
 
 impl Scan<'_> {
     fn peek(&self) -> Option<char> {
@@ -190,7 +220,7 @@ impl Scan<'_> {
             }
         }
         if let Some(stop) = stop {
-            return Err(format!("unexpected end of statement while looking for matching {stop}"));
+            return Err(ExpandProblem::UnexpectedEnd(stop.to_string()));
         }
         Ok((result, words.finish()))
     }
@@ -203,7 +233,7 @@ impl Scan<'_> {
         }
         loop {
             match self.next() {
-                None => return Err("unexpected end of statement while looking for matching single-quote".into()),
+                None => return Err(ExpandProblem::UnexpectedEnd("single-quote".into())),
                 Some('\'') => {
                     if self.lexer.raw_quotes {
                         out.push('\'');
@@ -223,7 +253,7 @@ impl Scan<'_> {
         }
         loop {
             match self.peek() {
-                None => return Err("unexpected end of statement while looking for matching double-quote".into()),
+                None => return Err(ExpandProblem::UnexpectedEnd("double-quote".into())),
                 Some('"') => {
                     self.next();
                     if self.lexer.raw_quotes {
@@ -312,12 +342,12 @@ impl Scan<'_> {
         }
         self.next();
         match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            None => return Err(ExpandProblem::MissingBrace),
+            Some('{' | '}' | ':') => return Err(ExpandProblem::BadSubstitution),
             _ => {}
         }
         let name = self.name();
-        let Some(mut c) = self.next() else { return Err("syntax error: missing '}'".into()) };
+        let Some(mut c) = self.next() else { return Err(ExpandProblem::MissingBrace) };
         let mut modifier = c.to_string();
         let mut null_is_unset = false;
         match c {
@@ -334,11 +364,11 @@ impl Scan<'_> {
                 }
                 let raw_escapes = c == '#' || c == '%';
                 if null_is_unset && raw_escapes {
-                    return Err(format!("unsupported modifier ({modifier}) in substitution"));
+                    return Err(ExpandProblem::UnsupportedModifier(modifier));
                 }
                 let word = match self.until(Some('}'), raw_escapes) {
                     Ok((word, _)) => word,
-                    Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".into()),
+                    Err(_) if self.peek().is_none() => return Err(ExpandProblem::MissingBrace),
                     Err(error) => return Err(error),
                 };
                 let value = self.lookup(&name);
@@ -350,14 +380,14 @@ impl Scan<'_> {
                     '-' => Ok(if empty_or_unset { word } else { value.unwrap_or_default() }),
                     '+' => Ok(if empty_or_unset { String::new() } else { word }),
                     '?' => match value {
-                        None => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() { "is not allowed to be unset" } else { &word }
-                        )),
-                        Some(v) if null_is_unset && v.is_empty() => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() { "is not allowed to be empty" } else { &word }
-                        )),
+                        None => Err(ExpandProblem::Required {
+                            name,
+                            message: if word.is_empty() { "is not allowed to be unset".into() } else { word },
+                        }),
+                        Some(v) if null_is_unset && v.is_empty() => Err(ExpandProblem::Required {
+                            name,
+                            message: if word.is_empty() { "is not allowed to be empty".into() } else { word },
+                        }),
                         Some(v) => Ok(v),
                     },
                     '#' | '%' => {
@@ -372,7 +402,7 @@ impl Scan<'_> {
                             trim_prefix(&pattern, &value, greedy)
                         }
                     }
-                    _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
+                    _ => Err(ExpandProblem::UnsupportedModifier(modifier)),
                 }
             }
             '/' => {
@@ -382,12 +412,12 @@ impl Scan<'_> {
                 }
                 let pattern = match self.until(Some('/'), true) {
                     Ok((pattern, _)) => pattern,
-                    Err(_) if self.peek().is_none() => return Err("syntax error: missing '/' in ${}".into()),
+                    Err(_) if self.peek().is_none() => return Err(ExpandProblem::MissingSlash),
                     Err(error) => return Err(error),
                 };
                 let replacement = match self.until(Some('}'), true) {
                     Ok((replacement, _)) => replacement,
-                    Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".into()),
+                    Err(_) if self.peek().is_none() => return Err(ExpandProblem::MissingBrace),
                     Err(error) => return Err(error),
                 };
                 let Some(value) = self.lookup(&name) else {
@@ -398,7 +428,7 @@ impl Scan<'_> {
                 };
                 replace(&pattern, &replacement, &value, replace_all)
             }
-            _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
+            _ => Err(ExpandProblem::UnsupportedModifier(modifier)),
         }
     }
 }
@@ -406,15 +436,14 @@ impl Scan<'_> {
 /// Refuses a result over [`MAX_EXPANSION`] before it is made.
 fn check_size(len: usize) -> Step<()> {
     if len > MAX_EXPANSION {
-        return Err(format!(
-            "the expanded text would be {len} bytes, over the limit of {MAX_EXPANSION} (16 MiB, the largest message the daemon takes)"
-        ));
+        return Err(ExpandProblem::TooLarge(len));
     }
     Ok(())
 }
 
 /// A shell pattern (`*`, `?`, `\` escapes) as a regular expression.
-fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, String> {
+fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Step<regex::Regex> {
+    let invalid = |reason: String| ExpandProblem::InvalidPattern { pattern: pattern.to_owned(), reason };
     let mut out = String::new();
     if anchored {
         out.push('^');
@@ -433,8 +462,8 @@ fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::R
                         out.push('\\');
                         out.push(next);
                     }
-                    Some(other) => return Err(format!("invalid escape '\\{other}'")),
-                    None => return Err("invalid escape '\\'".into()),
+                    Some(other) => return Err(invalid(format!("invalid escape '\\{other}'"))),
+                    None => return Err(invalid("invalid escape '\\'".into())),
                 }
             }
             c => {
@@ -446,12 +475,11 @@ fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::R
         }
     }
     // Go's regexp lets `.` match any character but a newline, as here.
-    regex::Regex::new(&out).map_err(|e| e.to_string())
+    regex::Regex::new(&out).map_err(|e| invalid(e.to_string()))
 }
 
-fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
-    let re = pattern_regex(pattern, greedy, true)
-        .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Step<String> {
+    let re = pattern_regex(pattern, greedy, true)?;
     Ok(match re.find(value) {
         Some(m) => value[m.end()..].to_string(),
         None => value.to_string(),
@@ -478,15 +506,14 @@ fn reverse_pattern(pattern: &str) -> String {
     out.into_iter().collect()
 }
 
-fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Step<String> {
     let reversed: String = value.chars().rev().collect();
     let trimmed = trim_prefix(&reverse_pattern(pattern), &reversed, greedy)?;
     Ok(trimmed.chars().rev().collect())
 }
 
-fn replace(pattern: &str, replacement: &str, value: &str, all: bool) -> Result<String, String> {
-    let re =
-        pattern_regex(pattern, true, false).map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+fn replace(pattern: &str, replacement: &str, value: &str, all: bool) -> Step<String> {
+    let re = pattern_regex(pattern, true, false)?;
     // Go's ReplaceAllString expands `$1`-style references in the
     // replacement, as `Captures::expand` does; the result is built match by
     // match so that a replacement that multiplies the text stops at the bound.
@@ -599,7 +626,8 @@ mod tests {
         for word in ["${A}${A}${A}", "\"$A$A$A\"", "${B:-$A$A$A}", "${A//x/yyy}"] {
             // Never the value itself in a message: it is megabytes long.
             let Err(error) = lexer.expand(word, &env) else { panic!("{word} expands") };
-            assert!(error.message.contains("over the limit of 16777216"), "{word}: {}", error.message);
+            assert!(matches!(error.problem, ExpandProblem::TooLarge(_)), "{word}: {error}");
+            assert!(error.to_string().contains("over the limit of 16777216"), "{word}: {error}");
         }
         assert_eq!(lexer.expand("${A/x/yyy}", &env).map(|v| v.len()), Ok(MAX_EXPANSION / 2 + 2));
     }

@@ -404,11 +404,6 @@ pub fn csv_fields(value: &str) -> Result<Vec<String>, OutputProblem> {
     Ok(first.iter().map(str::to_owned).collect())
 }
 
-// Go's `strconv.ParseBool` lives in `gostrconv`; this name stays for the
-// compiler's mount parser (src/dockerfile/compile/), which another change
-// moves over.
-pub(crate) use crate::gostrconv::parse_bool as parse_go_bool;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -420,7 +420,7 @@ impl NodeGroup {
         }
         let mut platforms = Vec::new();
         for text in spec.platforms.iter().flat_map(|p| p.split(',')).filter(|p| !p.trim().is_empty()) {
-            let parsed = crate::dockerfile::compile::parse_platform(text.trim()).map_err(problem)?;
+            let parsed = crate::dockerfile::compile::parse_platform(text.trim()).map_err(|e| problem(e.to_string()))?;
             let platform = Platform {
                 architecture: parsed.architecture,
                 os: parsed.os,

@@ -52,7 +52,7 @@ impl Stream for WriteRequests {
             Some(Err(status)) => return Poll::Ready(Some(Err(status))),
             None => return Poll::Ready(None),
         };
-        let chunk = split_field(message, DATA_FIELD).and_then(|(rest, data)| {
+        let chunk = split_field(message, DATA_FIELD).map_err(|error| error.to_string()).and_then(|(rest, data)| {
             let request = pb::WriteContentRequest::decode(&rest[..]).map_err(|error| error.to_string())?;
             Ok(WriteChunk { request, data: data.into_chunks().into() })
         });

@@ -161,28 +161,40 @@ impl Messages {
     }
 }
 
+/// A message [`split_field`] cannot read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FieldError {
+    /// A key or length that is not a valid varint.
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    #[error("groups are not used by these messages")]
+    Group,
+    #[error("a field runs past the message's end")]
+    PastEnd,
+}
+
 /// Takes field `field` (length-delimited) out of one message: the other
 /// fields re-encoded for prost (they are a few dozen bytes), and the field's
 /// bytes as slices of the message. An absent field is empty; repeated, the
 /// last occurrence wins, as for any non-repeated field.
-pub(crate) fn split_field(mut message: Pieces, field: u32) -> Result<(Vec<u8>, Pieces), String> {
+pub(crate) fn split_field(mut message: Pieces, field: u32) -> Result<(Vec<u8>, Pieces), FieldError> {
     let mut rest = Vec::new();
     let mut payload = Pieces::default();
     while message.has_remaining() {
-        let (number, wire_type) = decode_key(&mut message).map_err(|error| error.to_string())?;
+        let (number, wire_type) = decode_key(&mut message)?;
         let len = match wire_type {
             WireType::Varint => {
                 encode_key(number, wire_type, &mut rest);
-                encode_varint(decode_varint(&mut message).map_err(|error| error.to_string())?, &mut rest);
+                encode_varint(decode_varint(&mut message)?, &mut rest);
                 continue;
             }
             WireType::SixtyFourBit => 8,
             WireType::ThirtyTwoBit => 4,
-            WireType::LengthDelimited => decode_varint(&mut message).map_err(|error| error.to_string())? as usize,
-            WireType::StartGroup | WireType::EndGroup => return Err("groups are not used by these messages".into()),
+            WireType::LengthDelimited => decode_varint(&mut message)? as usize,
+            WireType::StartGroup | WireType::EndGroup => return Err(FieldError::Group),
         };
         if len > message.remaining() {
-            return Err("a field runs past the message's end".into());
+            return Err(FieldError::PastEnd);
         }
         if number == field && wire_type == WireType::LengthDelimited {
             payload = message.split_to(len);
@@ -260,7 +272,7 @@ mod tests {
         wire.extend_from_slice(b"short");
         let mut pieces = Pieces::default();
         pieces.push(wire.into());
-        assert!(split_field(pieces, 6).unwrap_err().contains("past the message's end"));
+        assert!(matches!(split_field(pieces, 6), Err(FieldError::PastEnd)));
     }
 
     #[tokio::test]

@@ -239,7 +239,10 @@ pub(crate) async fn connect(
         let mut messages = Messages::new(inbound);
         while let Some(message) = std::future::poll_fn(|cx| messages.poll_message(cx)).await {
             // `BytesMessage` has one field, `data = 1`.
-            let data = match message.map_err(|status| status.message().to_string()).and_then(|m| split_field(m, 1)) {
+            let data = match message
+                .map_err(|status| status.message().to_string())
+                .and_then(|m| split_field(m, 1).map_err(|e| e.to_string()))
+            {
                 Ok((_, data)) => data,
                 Err(error) => {
                     tracing::debug!("the session's call ended: {error}");

@@ -82,7 +82,7 @@ pub(super) fn unixtimestampparse() -> FuncDef {
 pub(super) fn timeadd() -> FuncDef {
     fixed(2, |a| {
         let time = parse(&string(&a, 0)?)?;
-        let nanos = crate::dockerfile::compile::image::parse_go_duration(&string(&a, 1)?)?;
+        let nanos = crate::dockerfile::compile::image::parse_go_duration(&string(&a, 1)?).map_err(|e| e.to_string())?;
         let added = time
             .checked_add_signed(chrono::Duration::nanoseconds(nanos))
             .ok_or_else(|| "the result is out of range".to_string())?;

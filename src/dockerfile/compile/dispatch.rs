@@ -492,7 +492,9 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             }
             CommandKind::StopSignal(signal) => {
                 let signal = self.expand(stage, signal, line)?;
-                check_signal(&signal).map_err(|m| CompileError::step(line, m))?;
+                if !crate::dockerfile::instructions::is_signal(&signal) {
+                    return Err(CompileError::step(line, format!("invalid signal: {signal}")));
+                }
                 stage.image.config.stop_signal = signal.clone();
                 self.commit(stage, format!("STOPSIGNAL {signal}"), false, false);
             }
@@ -720,8 +722,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
         let env_before = StateEnv(&stage.state);
         let mut masked: Vec<String> = Vec::new();
         for (i, value) in mounts.iter().enumerate() {
-            let mut mount =
-                parse_mount(value, &self.plan.lexer, &env_before).map_err(|m| CompileError::step(line, m))?;
+            let mut mount = parse_mount(value, &self.plan.lexer, &env_before)
+                .map_err(|m| CompileError::step(line, m.to_string()))?;
             if mount.from.is_empty() && mount.kind == MountKind::Cache {
                 mount.from = "scratch".into();
             }
@@ -925,7 +927,8 @@ impl<'p, 'a> Dispatch<'p, 'a> {
             Some(chmod) => parse_chmod(chmod).map_err(|m| CompileError::step(line, m))?,
         };
         let owner = transfer.chown.as_deref().map(Chown::parse);
-        check_sources(is_add, &transfer.sources, &checksum, keep_git_dir).map_err(|m| CompileError::step(line, m))?;
+        check_sources(is_add, &transfer.sources, &checksum, keep_git_dir)
+            .map_err(|m| CompileError::step(line, m.to_string()))?;
         // What every copy of the instruction shares, whatever its source.
         let copy_of = |source: &State, src: String| {
             let mut copy = Copy::new(source, src, dest.clone());
@@ -1273,24 +1276,6 @@ fn parse_port(raw: &str) -> Result<Vec<String>, String> {
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
-fn check_signal(signal: &str) -> Result<(), String> {
-    const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
-        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
-    ];
-    if let Ok(number) = signal.parse::<i64>() {
-        return if number > 0 && number < 65 { Ok(()) } else { Err(format!("Invalid signal: {signal}")) };
-    }
-    let name = signal.to_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    if NAMES.contains(&name) || name.starts_with("RTMIN+") || name.starts_with("RTMAX-") {
-        Ok(())
-    } else {
-        Err(format!("Invalid signal: {signal}"))
-    }
-}
-
 fn healthcheck(test: Option<&CommandLine>, flags: &BTreeMap<String, String>) -> Result<image::Healthcheck, String> {
     let test = match test {
         None => vec!["NONE".to_owned()],
@@ -1303,7 +1288,7 @@ fn healthcheck(test: Option<&CommandLine>, flags: &BTreeMap<String, String>) -> 
             None => Ok(0),
             Some(value) if value.is_empty() => Ok(0),
             Some(value) => {
-                let d = image::parse_go_duration(value)?;
+                let d = image::parse_go_duration(value).map_err(|e| e.to_string())?;
                 if d < 0 {
                     return Err(format!("Interval {name:?} cannot be negative"));
                 }

@@ -34,10 +34,49 @@ pub(crate) struct GitRef {
     pub(crate) fetch_by_commit: bool,
 }
 
+/// An `ADD`/`COPY` source the frontend refuses before building: a git
+/// URL's options, checksums, or a source the instruction cannot take, in
+/// the frontend's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    #[error("query {0:?} has multiple values")]
+    QueryMultipleValues(String),
+    #[error("query {0:?} has no value")]
+    QueryNoValue(String),
+    #[error("unexpected query {0:?}")]
+    UnexpectedQuery(String),
+    #[error("invalid {option} value: {value:?}")]
+    InvalidBool { option: &'static str, value: String },
+    #[error("invalid mtime value: {0:?} (must be \"checkout\" or \"commit\")")]
+    InvalidMtime(String),
+    /// Two options of the URL name different refs (or subdirectories).
+    #[error("{what} conflicts: {first:?} vs {second:?}")]
+    Conflict { what: &'static str, first: String, second: String },
+    #[error("branch conflicts with tag")]
+    BranchAndTag,
+    #[error("checksum can't be specified for multiple sources")]
+    ChecksumForMultipleSources,
+    #[error("checksum requires HTTP(S) or Git sources")]
+    ChecksumNeedsRemote,
+    #[error("source can't be a git ref for COPY")]
+    GitForCopy,
+    #[error("source can't be a URL for COPY")]
+    UrlForCopy,
+    #[error("inconsistent keep-git-dir configuration")]
+    InconsistentKeepGitDir,
+    #[error("checksum mismatch {0:?} != {1:?}")]
+    ChecksumMismatch(String, String),
+    /// go-digest's `Validate`: "invalid checksum digest format", "…
+    /// length" or "unsupported digest algorithm".
+    #[error("{0}")]
+    Digest(&'static str),
+}
+
 /// `ParseGitRef`: `Ok(None)` when `src` is not a git source (a local path or
 /// an HTTP URL), `Err` with the frontend's message when it is one whose
 /// options are wrong.
-pub(crate) fn parse_git_ref(src: &str) -> Result<Option<GitRef>, String> {
+pub(crate) fn parse_git_ref(src: &str) -> Result<Option<GitRef>, SourceError> {
     if src.starts_with("./") || src.starts_with("../") {
         return Ok(None);
     }
@@ -94,27 +133,28 @@ pub(crate) fn parse_git_ref(src: &str) -> Result<Option<GitRef>, String> {
 impl GitRef {
     /// `loadQuery`. Go walks the query as a map, in random order, so which
     /// of two bad options it names varies; here the first by name.
-    fn load_query(&mut self, query: &BTreeMap<String, Vec<String>>) -> Result<(), String> {
+    fn load_query(&mut self, query: &BTreeMap<String, Vec<String>>) -> Result<(), SourceError> {
         let (mut tag, mut branch) = (String::new(), String::new());
         for (key, values) in query {
             let value: Option<&str> = match values.as_slice() {
                 [] => None,
                 [value] if value.is_empty() => None,
                 [value] => Some(value),
-                _ => return Err(format!("query {key:?} has multiple values")),
+                _ => return Err(SourceError::QueryMultipleValues(key.clone())),
             };
-            let flag = |name: &str| match value {
+            let flag = |option: &'static str| match value {
                 None => Ok(true),
-                Some(value) => go_parse_bool(value).ok_or_else(|| format!("invalid {name} value: {value:?}")),
+                Some(value) => crate::gostrconv::parse_bool(value)
+                    .ok_or_else(|| SourceError::InvalidBool { option, value: value.to_owned() }),
             };
             if value.is_none() && !matches!(key.as_str(), "submodules" | "keep-git-dir" | "fetch-by-commit") {
-                return Err(format!("query {key:?} has no value"));
+                return Err(SourceError::QueryNoValue(key.clone()));
             }
             let text = value.unwrap_or_default().to_owned();
             match key.as_str() {
                 "ref" => {
                     if !self.reference.is_empty() && self.reference != text {
-                        return Err(format!("ref conflicts: {:?} vs {text:?}", self.reference));
+                        return Err(conflict("ref", &self.reference, &text));
                     }
                     self.reference = text;
                 }
@@ -122,7 +162,7 @@ impl GitRef {
                 "branch" => branch = text,
                 "subdir" => {
                     if !self.subdir.is_empty() && self.subdir != text {
-                        return Err(format!("subdir conflicts: {:?} vs {text:?}", self.subdir));
+                        return Err(conflict("subdir", &self.subdir, &text));
                     }
                     self.subdir = text;
                 }
@@ -131,10 +171,10 @@ impl GitRef {
                 "submodules" => self.submodules = Some(flag("submodules")?),
                 "mtime" => match text.as_str() {
                     "checkout" | "commit" => self.mtime = text,
-                    _ => return Err(format!("invalid mtime value: {text:?} (must be \"checkout\" or \"commit\")")),
+                    _ => return Err(SourceError::InvalidMtime(text)),
                 },
                 "fetch-by-commit" => self.fetch_by_commit = flag("fetch-by-commit")?,
-                _ => return Err(format!("unexpected query {key:?}")),
+                _ => return Err(SourceError::UnexpectedQuery(key.clone())),
             }
         }
         if !tag.is_empty() {
@@ -142,24 +182,28 @@ impl GitRef {
                 tag = format!("refs/tags/{tag}");
             }
             if !self.reference.is_empty() && self.reference != tag {
-                return Err(format!("ref conflicts: {:?} vs {tag:?}", self.reference));
+                return Err(conflict("ref", &self.reference, &tag));
             }
             self.reference = tag.clone();
         }
         if !branch.is_empty() {
             if !tag.is_empty() {
-                return Err("branch conflicts with tag".into());
+                return Err(SourceError::BranchAndTag);
             }
             if !branch.starts_with("refs/heads/") {
                 branch = format!("refs/heads/{branch}");
             }
             if !self.reference.is_empty() && self.reference != branch {
-                return Err(format!("ref conflicts: {:?} vs {branch:?}", self.reference));
+                return Err(conflict("ref", &self.reference, &branch));
             }
             self.reference = branch;
         }
         Ok(())
     }
+}
+
+fn conflict(what: &'static str, first: &str, second: &str) -> SourceError {
+    SourceError::Conflict { what, first: first.to_owned(), second: second.to_owned() }
 }
 
 /// The checks the frontend's `dispatchCopy` makes of an `ADD`'s or
@@ -172,14 +216,14 @@ pub(crate) fn check_sources(
     sources: &[String],
     checksum: &str,
     keep_git_dir: Option<bool>,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     if !checksum.is_empty() {
         // COPY has no --checksum flag; heredoc sources do not count.
         if sources.len() != 1 {
-            return Err("checksum can't be specified for multiple sources".into());
+            return Err(SourceError::ChecksumForMultipleSources);
         }
         if !is_http(&sources[0]) && !is_git_source(&sources[0]) {
-            return Err("checksum requires HTTP(S) or Git sources".into());
+            return Err(SourceError::ChecksumNeedsRemote);
         }
     }
     let (mut keep_git_dir, mut checksum) = (keep_git_dir, checksum.to_owned());
@@ -187,16 +231,16 @@ pub(crate) fn check_sources(
         match parse_git_ref(src)? {
             Some(git) if !git.indistinguishable_from_local => {
                 if !is_add {
-                    return Err("source can't be a git ref for COPY".into());
+                    return Err(SourceError::GitForCopy);
                 }
                 if let (Some(given), Some(from_url)) = (keep_git_dir, git.keep_git_dir) {
                     if given != from_url {
-                        return Err("inconsistent keep-git-dir configuration".into());
+                        return Err(SourceError::InconsistentKeepGitDir);
                     }
                 }
                 keep_git_dir = git.keep_git_dir.or(keep_git_dir);
                 if !checksum.is_empty() && !git.checksum.is_empty() && checksum != git.checksum {
-                    return Err(format!("checksum mismatch {checksum:?} != {:?}", git.checksum));
+                    return Err(SourceError::ChecksumMismatch(checksum, git.checksum));
                 }
                 if !git.checksum.is_empty() {
                     checksum = git.checksum;
@@ -204,7 +248,7 @@ pub(crate) fn check_sources(
             }
             _ if is_http(src) => {
                 if !is_add {
-                    return Err("source can't be a URL for COPY".into());
+                    return Err(SourceError::UrlForCopy);
                 }
                 if !checksum.is_empty() {
                     validate_digest(&checksum)?;
@@ -229,10 +273,10 @@ fn is_git_source(src: &str) -> bool {
 
 /// go-digest's `Digest.Validate`, with its words, for `ADD --checksum` of
 /// a download (sha256, sha384 and sha512 are the algorithms it knows).
-fn validate_digest(digest: &str) -> Result<(), String> {
-    const FORMAT: &str = "invalid checksum digest format";
+fn validate_digest(digest: &str) -> Result<(), SourceError> {
+    const FORMAT: SourceError = SourceError::Digest("invalid checksum digest format");
     let Some((algorithm, encoded)) = digest.split_once(':').filter(|(a, e)| !a.is_empty() && !e.is_empty()) else {
-        return Err(FORMAT.into());
+        return Err(FORMAT);
     };
     let size = match algorithm {
         "sha256" => 32,
@@ -242,14 +286,18 @@ fn validate_digest(digest: &str) -> Result<(), String> {
             static ANY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
                 regex::Regex::new("^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$").expect("a valid pattern")
             });
-            return Err(if ANY.is_match(digest) { "unsupported digest algorithm" } else { FORMAT }.into());
+            return Err(if ANY.is_match(digest) {
+                SourceError::Digest("unsupported digest algorithm")
+            } else {
+                FORMAT
+            });
         }
     };
     if encoded.len() != size * 2 {
-        return Err("invalid checksum digest length".into());
+        return Err(SourceError::Digest("invalid checksum digest length"));
     }
     if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(FORMAT.into());
+        return Err(FORMAT);
     }
     Ok(())
 }
@@ -327,15 +375,6 @@ fn parse_query(query: &str, strict: bool) -> Option<BTreeMap<String, Vec<String>
     Some(values)
 }
 
-/// Go's `strconv.ParseBool`.
-fn go_parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,7 +419,7 @@ mod tests {
             ("https://h/r.git?mtime=now", "invalid mtime value: \"now\" (must be \"checkout\" or \"commit\")"),
             ("github.com/o/r?x=1", "unexpected query \"x\""),
         ] {
-            assert_eq!(parse_git_ref(src), Err(message.to_owned()), "{src}");
+            assert_eq!(parse_git_ref(src).map_err(|e| e.to_string()), Err(message.to_owned()), "{src}");
         }
     }
 }

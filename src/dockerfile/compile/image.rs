@@ -240,9 +240,21 @@ pub(crate) fn go_list(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
+/// A duration Go's `time.ParseDuration` refuses, in its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurationError {
+    #[error("time: invalid duration {}", go_quote(.0.as_str()))]
+    Invalid(String),
+    #[error("time: missing unit in duration {}", go_quote(.0.as_str()))]
+    MissingUnit(String),
+    #[error("time: unknown unit {} in duration {}", go_quote(.unit.as_str()), go_quote(.text.as_str()))]
+    UnknownUnit { unit: String, text: String },
+}
+
 /// Go's `time.ParseDuration`, in nanoseconds.
-pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
-    let invalid = || format!("time: invalid duration {}", go_quote(text));
+pub(crate) fn parse_go_duration(text: &str) -> Result<i64, DurationError> {
+    let invalid = || DurationError::Invalid(text.to_owned());
     let (negative, mut rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -273,8 +285,8 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {}", go_quote(text))),
-            other => return Err(format!("time: unknown unit {} in duration {}", go_quote(other), go_quote(text))),
+            "" => return Err(DurationError::MissingUnit(text.to_owned())),
+            other => return Err(DurationError::UnknownUnit { unit: other.to_owned(), text: text.to_owned() }),
         };
         total += value * scale;
     }
@@ -306,8 +318,9 @@ mod tests {
         assert_eq!(parse_go_duration("1m30s"), Ok(90_000_000_000));
         assert_eq!(parse_go_duration("1.5s"), Ok(1_500_000_000));
         assert_eq!(parse_go_duration("100ms"), Ok(100_000_000));
-        assert!(parse_go_duration("5").is_err());
-        assert!(parse_go_duration("x").is_err());
+        assert_eq!(parse_go_duration("5").unwrap_err().to_string(), "time: missing unit in duration \"5\"");
+        assert_eq!(parse_go_duration("x").unwrap_err(), DurationError::Invalid("x".into()));
+        assert_eq!(parse_go_duration("1y").unwrap_err().to_string(), "time: unknown unit \"y\" in duration \"1y\"");
         assert_eq!(format_go_duration(0), "0s");
         assert_eq!(format_go_duration(5_000_000_000), "5s");
         assert_eq!(format_go_duration(90_000_000_000), "1m30s");

@@ -1104,8 +1104,13 @@ fn llb_platform_json(platform: &pb::Platform) -> serde_json::Value {
     value
 }
 
+/// A platform specifier containerd's `platforms.Parse` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: invalid platform specifier")]
+pub struct PlatformError(pub String);
+
 /// `os[/arch[/variant]]` or `arch` as containerd's `platforms.Parse` reads it.
-pub(crate) fn parse_platform(text: &str) -> Result<pb::Platform, String> {
+pub(crate) fn parse_platform(text: &str) -> Result<pb::Platform, PlatformError> {
     let parts: Vec<&str> = text.split('/').collect();
     let known_os = ["linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix"];
     let platform = match parts.as_slice() {
@@ -1122,10 +1127,10 @@ pub(crate) fn parse_platform(text: &str) -> Result<pb::Platform, String> {
             variant: variant.to_lowercase(),
             ..Default::default()
         },
-        _ => return Err(format!("{text:?}: invalid platform specifier")),
+        _ => return Err(PlatformError(text.to_owned())),
     };
     if platform.os.is_empty() || platform.architecture.is_empty() {
-        return Err(format!("{text:?}: invalid platform specifier"));
+        return Err(PlatformError(text.to_owned()));
     }
     Ok(crate::llb::normalize_platform_spec(platform))
 }

@@ -2,7 +2,7 @@
 //! (`instructions/commands_runmount.go`): CSV fields, each value expanded
 //! with the stage's variables, the same defaults and the same errors.
 
-use crate::dockerfile::shell::{Env, Lexer};
+use crate::dockerfile::shell::{Env, ExpandError, Lexer};
 use crate::llb::{Chown, FileAction, Mkdir, OpOptions, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,42 @@ impl MountKind {
             MountKind::Ssh => "ssh",
         }
     }
+}
+
+/// A `--mount` value the frontend refuses, in the frontend's words
+/// (`parseMount`), which the tests compare with the daemon's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    /// The value is not one CSV record (Go's `io.EOF` reads "EOF").
+    #[error("failed to parse csv mounts: {0}")]
+    Csv(String),
+    /// A field's value does not expand.
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotKeyValue(String),
+    #[error("unsupported mount type {0:?}")]
+    UnsupportedType(String),
+    #[error("unsupported sharing value {0:?}")]
+    UnsupportedSharing(String),
+    /// A boolean or size that does not read.
+    #[error("invalid value for {key}: {value}")]
+    InvalidValue { key: String, value: String },
+    /// `mode`, `uid` or `gid` that is not a number.
+    #[error("invalid value {value} for {key}")]
+    InvalidNumber { key: &'static str, value: String },
+    #[error("unexpected key '{key}' for mount type '{kind}'")]
+    KeyNotForType { key: String, kind: &'static str },
+    #[error("unexpected key '{key}' in '{field}'{}", similar.map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    UnknownKey { key: String, field: String, similar: Option<&'static str> },
+    #[error("{option} not allowed for {kind:?} type mounts")]
+    OptionNotForType { option: &'static str, kind: &'static str },
+    #[error("invalid cache sharing set for {0} mount")]
+    SharingNotForType(&'static str),
+    /// A secret mount's own checks (`from`, `sharing`, `source`/`id`).
+    #[error("{0}")]
+    Secret(&'static str),
 }
 
 /// One parsed `--mount`.
@@ -77,8 +113,8 @@ pub(crate) fn mount_from(value: &str) -> Option<String> {
 }
 
 /// Parses one `--mount` value, expanding each field's value with `env`.
-pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<RunMount, String> {
-    let fields = csv_fields(value).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<RunMount, MountError> {
+    let fields = csv_fields(value).map_err(MountError::Csv)?;
     let mut m = RunMount {
         kind: MountKind::Bind,
         from: String::new(),
@@ -111,15 +147,14 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
                     readonly_auto = false;
                 }
                 "required" if matches!(m.kind, MountKind::Secret | MountKind::Ssh) => m.required = true,
-                "required" => return Err(format!("unexpected key '{key}' for mount type '{}'", m.kind.name())),
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                "required" => return Err(MountError::KeyNotForType { key, kind: m.kind.name() }),
+                _ => return Err(MountError::NotKeyValue(field.clone())),
             }
             continue;
         };
-        let value = lexer.expand(value, env).map_err(|e| e.to_string())?;
-        let parse_bool = |value: &str| {
-            crate::output::parse::parse_go_bool(value).ok_or_else(|| format!("invalid value for {key}: {value}"))
-        };
+        let value = lexer.expand(value, env)?;
+        let invalid = |value: &str| MountError::InvalidValue { key: key.clone(), value: value.to_owned() };
+        let parse_bool = |value: &str| crate::gostrconv::parse_bool(value).ok_or_else(|| invalid(value));
         match key.as_str() {
             "type" => {
                 m.kind = match value.to_ascii_lowercase().as_str() {
@@ -128,7 +163,7 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
                     "tmpfs" => MountKind::Tmpfs,
                     "secret" => MountKind::Secret,
                     "ssh" => MountKind::Ssh,
-                    _ => return Err(format!("unsupported mount type {value:?}")),
+                    _ => return Err(MountError::UnsupportedType(value)),
                 }
             }
             "from" => m.from = value,
@@ -143,39 +178,35 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
                 readonly_auto = false;
             }
             "required" if matches!(m.kind, MountKind::Secret | MountKind::Ssh) => m.required = parse_bool(&value)?,
-            "required" => return Err(format!("unexpected key '{key}' for mount type '{}'", m.kind.name())),
             "size" if m.kind == MountKind::Tmpfs => {
-                m.size =
-                    crate::units::ram_in_bytes(&value).ok_or_else(|| format!("invalid value for {key}: {value}"))?
+                m.size = crate::units::ram_in_bytes(&value).ok_or_else(|| invalid(&value))?
             }
-            "size" => return Err(format!("unexpected key '{key}' for mount type '{}'", m.kind.name())),
+            "required" | "size" => return Err(MountError::KeyNotForType { key, kind: m.kind.name() }),
             "id" => m.id = value,
             "sharing" => {
                 let lower = value.to_ascii_lowercase();
                 if !["shared", "private", "locked"].contains(&lower.as_str()) {
-                    return Err(format!("unsupported sharing value {value:?}"));
+                    return Err(MountError::UnsupportedSharing(value));
                 }
                 m.sharing = lower;
             }
             "mode" => {
-                m.mode = Some(u32::from_str_radix(&value, 8).map_err(|_| format!("invalid value {value} for mode"))?)
+                let number = u32::from_str_radix(&value, 8);
+                m.mode = Some(number.map_err(|_| MountError::InvalidNumber { key: "mode", value })?)
             }
-            "uid" => m.uid = Some(value.parse().map_err(|_| format!("invalid value {value} for uid"))?),
-            "gid" => m.gid = Some(value.parse().map_err(|_| format!("invalid value {value} for gid"))?),
+            "uid" => m.uid = Some(value.parse().map_err(|_| MountError::InvalidNumber { key: "uid", value })?),
+            "gid" => m.gid = Some(value.parse().map_err(|_| MountError::InvalidNumber { key: "gid", value })?),
             "env" => m.env = Some(value),
             _ => {
-                let mut message = format!("unexpected key '{key}' in '{field}'");
-                if let Some(similar) = ALL_KEYS.iter().find(|k| super::super::instructions::similar(k, &key)) {
-                    message.push_str(&format!(" (did you mean {similar}?)"));
-                }
-                return Err(message);
+                let similar = ALL_KEYS.iter().copied().find(|k| super::super::instructions::similar(k, &key));
+                return Err(MountError::UnknownKey { key, field: field.clone(), similar });
             }
         }
     }
     if !matches!(m.kind, MountKind::Secret | MountKind::Ssh | MountKind::Cache) {
         for (name, set) in [("mode", m.mode.is_some()), ("uid", m.uid.is_some()), ("gid", m.gid.is_some())] {
             if set {
-                return Err(format!("{name} not allowed for {:?} type mounts", m.kind.name()));
+                return Err(MountError::OptionNotForType { option: name, kind: m.kind.name() });
             }
         }
     }
@@ -184,20 +215,20 @@ pub(crate) fn parse_mount(value: &str, lexer: &Lexer, env: &dyn Env) -> Result<R
     }
     if m.kind == MountKind::Secret {
         if !m.from.is_empty() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountError::Secret("secret mount should not have a from"));
         }
         if !m.sharing.is_empty() {
-            return Err("secret mount should not define sharing".into());
+            return Err(MountError::Secret("secret mount should not define sharing"));
         }
         if m.source.is_empty() && m.target.is_empty() && m.id.is_empty() {
-            return Err("invalid secret mount. one of source, target required".into());
+            return Err(MountError::Secret("invalid secret mount. one of source, target required"));
         }
         if !m.source.is_empty() && !m.id.is_empty() {
-            return Err("both source and id can't be set".into());
+            return Err(MountError::Secret("both source and id can't be set"));
         }
     }
     if !m.sharing.is_empty() && m.kind != MountKind::Cache {
-        return Err(format!("invalid cache sharing set for {} mount", m.kind.name()));
+        return Err(MountError::SharingNotForType(m.kind.name()));
     }
     Ok(m)
 }
@@ -227,15 +258,16 @@ pub(crate) fn owned_cache_base(
     source.file_with(FileAction::from(dir), options)
 }
 
-/// One CSV record, as Go's `csvvalue.Fields` reads it (double quotes may
-/// wrap a field; `""` inside them is a quote).
+/// One CSV record as the frontend reads it (`csvvalue.Fields`), through
+/// the reader `--output` and the other flags use; the frontend's callers
+/// print the reader's error after their own words, and an empty value is
+/// Go's `io.EOF` there ("failed to parse csv mounts: EOF").
 pub(crate) fn csv_fields(value: &str) -> Result<Vec<String>, String> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(value.as_bytes());
-    match reader.records().next() {
-        Some(Ok(record)) => Ok(record.iter().map(str::to_owned).collect()),
-        Some(Err(error)) => Err(error.to_string()),
-        None => Ok(Vec::new()),
-    }
+    crate::output::csv_fields(value).map_err(|problem| match problem {
+        crate::output::OutputProblem::Empty => "EOF".to_owned(),
+        crate::output::OutputProblem::Csv(message) => message,
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -243,7 +275,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn parse(value: &str) -> Result<RunMount, String> {
+    fn parse(value: &str) -> Result<RunMount, MountError> {
         let env: BTreeMap<String, String> = [("DIR".to_string(), "/root/.cache".to_string())].into();
         parse_mount(value, &Lexer::new('\\'), &env)
     }
@@ -273,8 +305,13 @@ mod tests {
             ("type=secret", "invalid secret mount. one of source, target required"),
             ("type=cache,targte=/x", "unexpected key 'targte' in 'targte=/x' (did you mean target?)"),
             ("type=cache,foo", "invalid field 'foo' must be a key=value pair"),
+            ("type=bind,target=/x,size=1m", "unexpected key 'size' for mount type 'bind'"),
+            ("type=tmpfs,target=/x,size=lots", "invalid value for size: lots"),
+            ("type=secret,id=a,from=b", "secret mount should not have a from"),
+            // The frontend's CSV reader answers io.EOF for an empty value.
+            ("", "failed to parse csv mounts: EOF"),
         ] {
-            assert_eq!(parse(value).unwrap_err(), message, "{value}");
+            assert_eq!(parse(value).unwrap_err().to_string(), message, "{value}");
         }
     }
 }

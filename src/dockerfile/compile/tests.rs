@@ -72,7 +72,7 @@ fn bad_dockerfiles_fail_with_the_frontends_messages_and_lines() {
         ("FROM scratch\nCOPY --from=$X /a /b\n", Some(2), "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"),
         ("FROM scratch\nRUN --mount=type=nfs,target=/x true\n", Some(2), "unsupported mount type \"nfs\""),
         ("FROM scratch\nEXPOSE 99999\n", Some(2), "invalid containerPort: 99999"),
-        ("FROM scratch\nSTOPSIGNAL SIGNOPE\n", Some(2), "Invalid signal: SIGNOPE"),
+        ("FROM scratch\nSTOPSIGNAL SIGNOPE\n", Some(2), "invalid signal: SIGNOPE"),
         ("", None, "the Dockerfile cannot be empty"),
     ] {
         let error = compile_offline(text, &options()).unwrap_err();

@@ -451,7 +451,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         }
         let platform = platforms[i].clone().unwrap_or_else(|| input.platform.to_string());
         let image = (input.base_image)(&bases[i], &platform)
-            .map_err(|e| fail(resolve_error(&bases[i], &e, &stages), location.clone()))?;
+            .map_err(|e| fail(resolve_error(&bases[i], &e.message, &stages), location.clone()))?;
         if let Some(actual) = image.platform.as_deref().filter(|_| !image.named_context) {
             // Without any `--platform`, an image of a platform the worker
             // runs is built as it is (`autoDetectPlatform`).
@@ -483,7 +483,7 @@ fn walk(input: &LintInput<'_>, report: &mut Report) -> Result<(), BuildError> {
         }
         if needed(stages.len() + k) {
             (input.base_image)(name, input.platform)
-                .map_err(|e| fail(resolve_error(name, &e, &stages), location.clone()))?;
+                .map_err(|e| fail(resolve_error(name, &e.message, &stages), location.clone()))?;
         }
     }
 
@@ -634,7 +634,7 @@ impl Dispatch<'_> {
                     let parsed = crate::dockerfile::compile::mounts::parse_mount(mount, self.lexer, &recording);
                     let unmatched = recording.unmatched.into_inner();
                     self.report_unmatched(state, &unmatched, &location, &config, report);
-                    parsed.map_err(|e| fail(e, location.clone()))?;
+                    parsed.map_err(|e| fail(e.to_string(), location.clone()))?;
                 }
             }
             _ => {}
@@ -674,13 +674,13 @@ impl Dispatch<'_> {
                 // The words are chown, chmod, checksum, the sources, dest.
                 let sources = &expanded[3..3 + transfer.sources.len()];
                 crate::dockerfile::compile::check_sources(true, sources, &expanded[2], *keep_git_dir)
-                    .map_err(|e| fail(e, location.clone()))?;
+                    .map_err(|e| fail(e.to_string(), location.clone()))?;
             }
             CommandKind::Copy { transfer, .. } => {
                 // The words are chown, chmod, the sources, dest.
                 let sources = &expanded[2..2 + transfer.sources.len()];
                 crate::dockerfile::compile::check_sources(false, sources, "", None)
-                    .map_err(|e| fail(e, location.clone()))?;
+                    .map_err(|e| fail(e.to_string(), location.clone()))?;
             }
             _ => {}
         }
@@ -726,7 +726,7 @@ impl Dispatch<'_> {
                 }
             }
             CommandKind::Shell(shell) => state.shell = shell.clone(),
-            CommandKind::StopSignal(_) if !is_signal(&expanded[0]) => {
+            CommandKind::StopSignal(_) if !crate::dockerfile::instructions::is_signal(&expanded[0]) => {
                 return Err(fail(format!("invalid signal: {}", expanded[0]), location));
             }
             CommandKind::Workdir(_) => {
@@ -936,23 +936,6 @@ fn auto_detect_platform(image: &str, target: &str, build_platforms: &[String]) -
         Some(platform) => platform.clone(),
         None => target.to_string(),
     }
-}
-
-/// moby's `signal.ParseSignal` accepts it: a number or a Linux signal's
-/// name, `SIG` optional.
-fn is_signal(text: &str) -> bool {
-    if let Ok(n) = text.parse::<u32>() {
-        return n != 0;
-    }
-    const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "UNUSED",
-        "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
-    ];
-    let name = text.to_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    NAMES.contains(&name)
-        || name.strip_prefix("RTMIN+").or_else(|| name.strip_prefix("RTMAX-")).is_some_and(|n| n.parse::<u8>().is_ok())
 }
 
 fn go_quote(text: &str) -> String {

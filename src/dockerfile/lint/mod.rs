@@ -78,7 +78,22 @@ pub struct LintInput<'a> {
     /// Resolves a base image by its expanded name, with the platform asked
     /// for; `Err` is the resolver's message for an image it cannot resolve
     /// (the linter puts the name in front, as the frontend does).
-    pub base_image: &'a dyn Fn(&str, &str) -> Result<BaseImage, String>,
+    pub base_image: &'a dyn Fn(&str, &str) -> Result<BaseImage, ResolveError>,
+}
+
+/// A base image that could not be resolved: the resolver's message (the
+/// daemon's, for a build), which the linter prints after the image's name
+/// as the frontend does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ResolveError {
+    pub message: String,
+}
+
+impl From<String> for ResolveError {
+    fn from(message: String) -> Self {
+        ResolveError { message }
+    }
 }
 
 /// A line range as BuildKit's `pb.Range` serialises it (characters are
@@ -278,10 +293,27 @@ pub struct CheckConfig {
     pub error: bool,
 }
 
+/// A `check` directive (or `BUILDKIT_DOCKERFILE_CHECK`) value the frontend
+/// refuses, in its words (`linter.ParseLintOptions`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckConfigError {
+    /// A part that is not `key=value`, or an unknown key.
+    #[error("invalid check option {}", super::parser::go_quote(.0.as_str()))]
+    InvalidOption(String),
+    /// `error=` with a value Go's `strconv.ParseBool` refuses.
+    #[error(
+        "failed to parse check option {}: strconv.ParseBool: parsing {}: invalid syntax",
+        super::parser::go_quote(.part.as_str()),
+        super::parser::go_quote(.value.as_str())
+    )]
+    InvalidError { part: String, value: String },
+}
+
 impl CheckConfig {
     /// Parses a `check` directive's value (`linter.ParseLintOptions`); the
     /// error is the frontend's words.
-    pub fn parse(value: &str) -> Result<CheckConfig, String> {
+    pub fn parse(value: &str) -> Result<CheckConfig, CheckConfigError> {
         let mut config = CheckConfig::default();
         let value = value.trim();
         if value.is_empty() {
@@ -290,7 +322,7 @@ impl CheckConfig {
         // Go's SplitN(..., 3): a fourth part stays in the third's value.
         for part in value.splitn(3, ';') {
             let Some((key, v)) = part.split_once('=') else {
-                return Err(format!("invalid check option {}", super::parser::go_quote(part)));
+                return Err(CheckConfigError::InvalidOption(part.to_owned()));
             };
             let list = |v: &str| v.split(',').map(|r| r.trim().to_string()).collect::<Vec<_>>();
             match key.trim() {
@@ -303,15 +335,11 @@ impl CheckConfig {
                     v => config.experimental = list(v),
                 },
                 "error" => {
-                    config.error = parse_go_bool(v.trim()).ok_or_else(|| {
-                        format!(
-                            "failed to parse check option {}: strconv.ParseBool: parsing {}: invalid syntax",
-                            super::parser::go_quote(part),
-                            super::parser::go_quote(v.trim())
-                        )
+                    config.error = crate::gostrconv::parse_bool(v.trim()).ok_or_else(|| {
+                        CheckConfigError::InvalidError { part: part.to_owned(), value: v.trim().to_owned() }
                     })?
                 }
-                other => return Err(format!("invalid check option {}", super::parser::go_quote(other))),
+                other => return Err(CheckConfigError::InvalidOption(other.to_owned())),
             }
         }
         Ok(config)
@@ -351,15 +379,6 @@ impl CheckConfig {
     }
 }
 
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// A comment (its `#` already gone) that is a `check=` directive: its
 /// value (`DirectiveParser.ParseLine` with no comment marker).
 fn check_comment(comment: &str) -> Option<&str> {
@@ -388,10 +407,10 @@ pub fn lint_json(
     let patterns = dockerignore.map(|text| crate::fsync::patterns::parse_dockerignore(text.as_bytes()));
     let resolve = |name: &str, _: &str| match images.get(name) {
         Some(config) => Ok(base_image_from_config(config)),
-        None => Err(format!(
+        None => Err(ResolveError::from(format!(
             "failed to resolve source metadata for {}: not found",
             crate::llb::normalize_reference(name).unwrap_or_else(|_| name.to_owned())
-        )),
+        ))),
     };
     lint(&LintInput {
         dockerfile,
