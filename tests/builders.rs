@@ -124,3 +124,31 @@ fn flags_beat_variables_and_buildkit_host_beats_buildx_builder() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("buildx builder \"fixture-tls\""), "{stderr}");
 }
+
+/// `fbuild builder create` takes buildx's own spelling too (`--name NAME
+/// --driver remote ENDPOINT`, `--append`), so a buildx user's command works;
+/// other drivers are refused, and buildx lists what was made.
+#[test]
+fn builders_are_made_with_buildxs_create_flags() {
+    let config = util::tempdir();
+    let env = testenv();
+    let run = |args: &[&str]| fbuild(config.path()).arg("builder").args(args).output().unwrap();
+    let made = run(&["create", "--name", "bx", "--driver", "remote", &env.addr]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let appended = run(&["create", "--append", "--name", "bx", "--node", "second", &env.tcp_addr]);
+    assert!(appended.status.success(), "{}", text(&appended.stderr));
+    assert!(text(&appended.stderr).contains("added node second"), "{}", text(&appended.stderr));
+    let refused = run(&["create", "--name", "other", "--driver", "docker-container", &env.addr]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("--driver docker-container"), "{}", text(&refused.stderr));
+    let twice = run(&["create", "--name", "a", "b", &env.addr]);
+    assert!(text(&twice.stderr).contains("given twice"), "{}", text(&twice.stderr));
+
+    let listed = std::process::Command::new(&env.buildx)
+        .env("DOCKER_CONFIG", config.path())
+        .args(["inspect", "bx"])
+        .output()
+        .unwrap();
+    let listed = text(&listed.stdout);
+    assert!(listed.contains("bx0") && listed.contains("second"), "buildx sees both nodes: {listed}");
+}

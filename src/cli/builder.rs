@@ -31,10 +31,13 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
-    /// The builder's name
-    pub name: String,
-    /// The node's buildkitd address (unix:///path/to.sock or tcp://host:port)
-    pub endpoint: String,
+    /// The builder's name (or `--name NAME`, as buildx spells it), then the node's buildkitd address
+    /// (unix:///path/to.sock or tcp://host:port)
+    #[arg(value_names = ["NAME", "ENDPOINT"], num_args = 1..=2, required = true)]
+    pub positionals: Vec<String>,
+    /// The builder's name, as `docker buildx create --name NAME ENDPOINT` takes it
+    #[arg(long = "name", value_name = "NAME")]
+    pub name_flag: Option<String>,
     /// The node's name (default: the builder's name and a number, as buildx names nodes)
     #[arg(long = "node", value_name = "NODE")]
     pub node: Option<String>,
@@ -53,6 +56,12 @@ pub struct NodeArgs {
 pub struct CreateArgs {
     #[command(flatten)]
     pub node: NodeArgs,
+    /// Add the node to an existing builder instead (buildx's `create --append`)
+    #[arg(long)]
+    pub append: bool,
+    /// The driver: only `remote` (buildx's remote driver) makes a builder fbuild can use
+    #[arg(long, value_name = "DRIVER")]
+    pub driver: Option<String>,
     /// A registry repository every build on the builder imports cache from and exports it to
     #[arg(long, value_name = "REPOSITORY")]
     pub cache: Option<String>,
@@ -91,21 +100,22 @@ pub async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut err = ctx.printer.stderr();
     match command {
         Command::Create(args) => {
-            let spec = node_spec(&args.node)?;
-            let group = store::create(&store, &args.node.name, &spec, args.cache)?;
+            if let Some(driver) = args.driver.as_deref().filter(|d| *d != "remote") {
+                anyhow::bail!(
+                    "--driver {driver}: fbuild makes builders of running buildkitd daemons only (--driver remote)"
+                );
+            }
+            let (name, spec) = node_spec(&args.node)?;
+            if args.append {
+                append(&store, &name, &spec, &mut err)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let group = store::create(&store, &name, &spec, args.cache)?;
             writeln!(err, "created builder {} with node {} ({})", group.name, group.nodes[0].name, spec.endpoint)?;
         }
         Command::Append(args) => {
-            let spec = node_spec(&args)?;
-            let group = store::append(&store, &args.name, &spec)?;
-            let node = group.nodes.last().map(|n| n.name.as_str()).unwrap_or_default();
-            writeln!(
-                err,
-                "added node {node} ({}) to builder {}: {} nodes",
-                spec.endpoint,
-                group.name,
-                group.nodes.len()
-            )?;
+            let (name, spec) = node_spec(&args)?;
+            append(&store, &name, &spec, &mut err)?;
         }
         Command::Rm(args) => {
             store::remove(&store, &args.name, args.node.as_deref())?;
@@ -129,7 +139,23 @@ pub async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 /// The node the flags describe.
-fn node_spec(args: &NodeArgs) -> anyhow::Result<NodeSpec> {
+/// Adds a node and says so.
+fn append(store: &Store, name: &str, spec: &NodeSpec, err: &mut dyn Write) -> anyhow::Result<()> {
+    let group = store::append(store, name, spec)?;
+    let node = group.nodes.last().map(|n| n.name.as_str()).unwrap_or_default();
+    writeln!(err, "added node {node} ({}) to builder {}: {} nodes", spec.endpoint, group.name, group.nodes.len())?;
+    Ok(())
+}
+
+/// The builder's name and the node: `NAME ENDPOINT`, or buildx's `--name NAME ENDPOINT`.
+fn node_spec(args: &NodeArgs) -> anyhow::Result<(String, NodeSpec)> {
+    let (name, endpoint) = match (&args.name_flag, args.positionals.as_slice()) {
+        (Some(name), [endpoint]) => (name.clone(), endpoint.clone()),
+        (None, [name, endpoint]) => (name.clone(), endpoint.clone()),
+        (Some(_), [_, _]) => anyhow::bail!("the builder's name is given twice (--name and NAME); give one"),
+        (None, _) => anyhow::bail!("missing the node's ENDPOINT (NAME ENDPOINT, or --name NAME ENDPOINT)"),
+        (Some(_), _) => anyhow::bail!("missing the node's ENDPOINT"),
+    };
     let mut tls = TlsOptions::default();
     for opt in &args.driver_opt {
         let (key, value) =
@@ -144,13 +170,10 @@ fn node_spec(args: &NodeArgs) -> anyhow::Result<NodeSpec> {
             }
         }
     }
-    Ok(NodeSpec {
-        name: args.node.clone(),
-        endpoint: args.endpoint.clone(),
-        tls,
-        platforms: args.platform.clone(),
-        weight: args.weight,
-    })
+    Ok((
+        name,
+        NodeSpec { name: args.node.clone(), endpoint, tls, platforms: args.platform.clone(), weight: args.weight },
+    ))
 }
 
 /// One line per builder, then one per node with its health.
