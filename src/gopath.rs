@@ -68,6 +68,17 @@ pub(crate) fn keep_trailing_slash(original: &str, out: &mut String) {
     }
 }
 
+/// `path` relative to `base` when it is `base` or inside it (`.` for `base`
+/// itself), as Go's `filepath.Rel` gives it where the result does not climb
+/// out; `None` otherwise, and for an empty `base`. Compared by components.
+pub(crate) fn relative_inside(base: &std::path::Path, path: &std::path::Path) -> Option<String> {
+    if base.as_os_str().is_empty() {
+        return None;
+    }
+    let relative = path.strip_prefix(base).ok()?.to_string_lossy().into_owned();
+    Some(if relative.is_empty() { ".".to_owned() } else { relative })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

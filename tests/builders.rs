@@ -28,17 +28,8 @@ fn docker_config() -> tempfile::TempDir {
     config
 }
 
-/// fbuild with only `config`'s store to go on: no BUILDKIT_HOST, no
-/// BUILDX_BUILDER, the default Docker endpoint.
 fn fbuild(config: &Path) -> assert_cmd::Command {
-    let mut cmd = util::fbuild();
-    cmd.env_remove("BUILDKIT_HOST")
-        .env_remove("BUILDX_BUILDER")
-        .env_remove("BUILDX_CONFIG")
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONTEXT")
-        .env("DOCKER_CONFIG", config);
-    cmd
+    util::fbuild_with_store(config)
 }
 
 #[test]

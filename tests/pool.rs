@@ -17,16 +17,8 @@ use std::path::Path;
 
 use crate::util::{self, text, PrivateDaemon};
 
-/// `fbuild` with only `config`'s builder store to go on.
 fn fbuild(config: &Path) -> assert_cmd::Command {
-    let mut cmd = util::fbuild();
-    cmd.env_remove("BUILDKIT_HOST")
-        .env_remove("BUILDX_BUILDER")
-        .env_remove("BUILDX_CONFIG")
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONTEXT")
-        .env("DOCKER_CONFIG", config);
-    cmd
+    util::fbuild_with_store(config)
 }
 
 /// The real buildx on the same store.

@@ -388,6 +388,19 @@ pub fn fbuild() -> assert_cmd::Command {
     cmd
 }
 
+/// fbuild with only the builder store in `docker_config` to choose its
+/// daemon: no BUILDKIT_HOST, no BUILDX_BUILDER, the default Docker endpoint.
+pub fn fbuild_with_store(docker_config: &Path) -> assert_cmd::Command {
+    let mut cmd = fbuild();
+    cmd.env_remove("BUILDKIT_HOST")
+        .env_remove("BUILDX_BUILDER")
+        .env_remove("BUILDX_CONFIG")
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env("DOCKER_CONFIG", docker_config);
+    cmd
+}
+
 /// buildx, the reference, with a remote-driver builder on the test daemon
 /// (made once per test binary in a private DOCKER_CONFIG); add the command.
 pub fn buildx() -> assert_cmd::Command {

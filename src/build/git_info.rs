@@ -96,7 +96,7 @@ pub(crate) fn git_attributes(
             Some(path) => absolute(&cwd, path),
             None => wd.join("Dockerfile"),
         };
-        if let Some(relative) = relative_inside(&root, &dockerfile) {
+        if let Some(relative) = crate::gopath::relative_inside(&root, &dockerfile) {
             out.insert(LABEL_DOCKERFILE.to_owned(), relative);
         }
     }
@@ -104,7 +104,7 @@ pub(crate) fn git_attributes(
         for (name, dir) in locals {
             // As fsutil opens a folder: its links resolved, then made absolute.
             let Ok(dir) = std::fs::canonicalize(absolute(&cwd, dir)) else { continue };
-            if let Some(relative) = relative_inside(&root, &dir) {
+            if let Some(relative) = crate::gopath::relative_inside(&root, &dir) {
                 out.insert(format!("vcs:localdir:{name}"), relative);
             }
         }
@@ -116,13 +116,6 @@ fn absolute(cwd: &Path, path: &Path) -> PathBuf {
     let joined = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
     // Go's filepath.Abs cleans the path lexically.
     PathBuf::from(crate::gopath::clean(&joined.to_string_lossy()))
-}
-
-/// `path` relative to `root` (Go's `filepath.Rel`) when it does not climb out of it.
-fn relative_inside(root: &Path, path: &Path) -> Option<String> {
-    let relative = path.strip_prefix(root).ok()?;
-    let text = relative.to_string_lossy();
-    Some(if text.is_empty() { ".".to_owned() } else { text.into_owned() })
 }
 
 /// git's words for a repository without commits.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -517,9 +518,11 @@ impl InspectView {
                 let cwd = std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
                 let mut dockerfile = state.dockerfile_path.clone();
                 if !dockerfile.is_empty() && dockerfile != "-" {
-                    dockerfile = relative_inside(&state.local_path, &dockerfile).unwrap_or(dockerfile);
+                    dockerfile = crate::gopath::relative_inside(Path::new(&state.local_path), Path::new(&dockerfile))
+                        .unwrap_or(dockerfile);
                 }
-                let context = relative_inside(&cwd, &state.local_path).unwrap_or_else(|| state.local_path.clone());
+                let context = crate::gopath::relative_inside(Path::new(&cwd), Path::new(&state.local_path))
+                    .unwrap_or_else(|| state.local_path.clone());
                 (context, dockerfile)
             }
             None => (String::new(), String::new()),
@@ -710,19 +713,6 @@ impl InspectView {
         }
         writeln!(out, "Print build logs: fbuild history logs {}", self.reference)
     }
-}
-
-/// `path` relative to `base` when it is `base` or inside it (Go's `filepath.Rel`
-/// where the result does not climb out).
-fn relative_inside(base: &str, path: &str) -> Option<String> {
-    if base.is_empty() {
-        return None;
-    }
-    let base = base.trim_end_matches('/');
-    if path == base {
-        return Some(".".into());
-    }
-    path.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned)
 }
 
 /// go-units' `BytesSize`: binary units, four significant digits (`512MiB`, `1.5GiB`).
